@@ -1,0 +1,53 @@
+// Package driver is the contract between the sandnet host and a network
+// driver plugin: the Driver interface a plugin implements, the gRPC
+// adapters on both sides, and Serve, which is all a plugin's main needs.
+//
+// The host owns all state and every request carries what the driver needs
+// (the whole network and endpoint), so a driver can be a stateless
+// reconciler: every call must be idempotent, and after a restart the host
+// replays CreateNetwork, CreateEndpoint, Join and
+// ProgramExternalConnectivity for everything the driver owns.
+//
+// A driver works on the host side (bridges, veth pairs, firewall rules).
+// It is given the sandbox key (the path of the sandbox's network namespace)
+// and hands the sandbox's interface over in Join; the host names it,
+// addresses it and routes it inside the namespace.
+package driver
+
+import (
+	"context"
+
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Driver is what a network driver plugin implements. Errors should wrap
+// the sdk sentinels (sdk.ErrNotFound, sdk.ErrInvalid, …) so the host can
+// tell them apart.
+type Driver interface {
+	sdk.Configurer
+	// GetCapabilities reports the driver's scopes and needs.
+	GetCapabilities(ctx context.Context) (*pb.Capabilities, error)
+	// CreateNetwork sets up a network; creating one that exists with the
+	// same configuration succeeds.
+	CreateNetwork(ctx context.Context, req *pb.CreateNetworkRequest) error
+	// DeleteNetwork removes a network; a missing network is not an error.
+	DeleteNetwork(ctx context.Context, req *pb.DeleteNetworkRequest) error
+	// CreateEndpoint prepares an endpoint and may fill in the MAC and
+	// addresses the request left empty.
+	CreateEndpoint(ctx context.Context, req *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error)
+	// DeleteEndpoint removes an endpoint; a missing one is not an error.
+	DeleteEndpoint(ctx context.Context, req *pb.EndpointRequest) error
+	// Join attaches an endpoint to the sandbox whose namespace is at
+	// req.SandboxKey and says which interface the sandbox gets.
+	Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error)
+	// Leave detaches an endpoint from its sandbox.
+	Leave(ctx context.Context, req *pb.LeaveRequest) error
+	// ProgramExternalConnectivity publishes the endpoint's ports and
+	// connects it to the outside; it returns the bindings as programmed.
+	ProgramExternalConnectivity(ctx context.Context, req *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error)
+	// RevokeExternalConnectivity undoes ProgramExternalConnectivity.
+	RevokeExternalConnectivity(ctx context.Context, req *pb.ExternalConnectivityRequest) error
+	// EndpointOperInfo reports driver-specific details of an endpoint.
+	EndpointOperInfo(ctx context.Context, req *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error)
+}
