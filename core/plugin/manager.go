@@ -1,0 +1,215 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+// Spec says which plugin to run and how to configure it.
+type Spec struct {
+	Kind string // sdk.KindDriver or sdk.KindStore
+	Name string
+	Path string // the binary
+	Args []string
+	// Checksum is the pinned SHA-256 of the binary in hex; empty: no pin.
+	Checksum string
+	// Configure turns the plugin's config schema into the cty JSON sent to
+	// it; it is where the operator's `config` block is checked. Nil sends
+	// an empty configuration.
+	Configure func(schema *pb.Schema) ([]byte, error)
+}
+
+// Options tune the manager. Zero values take the defaults.
+type Options struct {
+	StartTimeout   time.Duration // default 10s
+	HealthInterval time.Duration // default 5s
+	// PollInterval is how often a plugin's process is checked for exit.
+	PollInterval time.Duration // default 100ms
+	MinBackoff   time.Duration // default 100ms
+	MaxBackoff   time.Duration // default 10s
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.StartTimeout, 10*time.Second)
+	def(&o.HealthInterval, 5*time.Second)
+	def(&o.PollInterval, 100*time.Millisecond)
+	def(&o.MinBackoff, 100*time.Millisecond)
+	def(&o.MaxBackoff, 10*time.Second)
+}
+
+// ErrChecksum is wrapped by the error of a plugin whose binary does not
+// match its pinned checksum.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// Manager runs plugins. Its methods are safe for concurrent use.
+type Manager struct {
+	log  hclog.Logger
+	opts Options
+	lch  *launcher
+
+	mu        sync.Mutex
+	plugins   map[string]*Plugin // by kind/name
+	onRestart []func(*Plugin)
+	closed    bool
+}
+
+// NewManager returns a manager that logs, and forwards plugin logs, to log.
+func NewManager(log hclog.Logger, opts Options) *Manager {
+	opts.defaults()
+	return &Manager{log: log, opts: opts, lch: newLauncher(), plugins: map[string]*Plugin{}}
+}
+
+// OnRestart registers fn to be called, outside any lock, after a plugin was
+// restarted and configured again, so its owner can replay state.
+func (m *Manager) OnRestart(fn func(*Plugin)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onRestart = append(m.onRestart, fn)
+}
+
+// Start launches and configures the plugin spec describes, and keeps it
+// running until Shutdown. It fails if the binary does not match its pinned
+// checksum, does not start in time, is of another kind, or rejects its
+// configuration.
+func (m *Manager) Start(ctx context.Context, spec Spec) (*Plugin, error) {
+	key := spec.Kind + "/" + spec.Name
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("starting %s plugin %q: manager is shut down", spec.Kind, spec.Name)
+	}
+	if _, ok := m.plugins[key]; ok {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("starting %s plugin %q: %w", spec.Kind, spec.Name, sdk.ErrExists)
+	}
+	p := &Plugin{spec: spec, m: m, log: m.log.Named(spec.Kind + "." + spec.Name), stop: make(chan struct{}), done: make(chan struct{})}
+	m.plugins[key] = p
+	m.mu.Unlock()
+
+	if err := p.launch(ctx); err != nil {
+		m.mu.Lock()
+		delete(m.plugins, key)
+		m.mu.Unlock()
+		return nil, err
+	}
+	go p.supervise()
+	return p, nil
+}
+
+// Plugins returns every plugin, ordered by kind and name.
+func (m *Manager) Plugins() []*Plugin {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Plugin, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].spec.Kind != out[j].spec.Kind {
+			return out[i].spec.Kind < out[j].spec.Kind
+		}
+		return out[i].spec.Name < out[j].spec.Name
+	})
+	return out
+}
+
+// Get returns the plugin of that kind and name, or nil.
+func (m *Manager) Get(kind, name string) *Plugin {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.plugins[kind+"/"+name]
+}
+
+// Shutdown stops every plugin: stores are closed first so they flush, then
+// each process is asked to exit and killed if it does not. It is safe to
+// call more than once.
+func (m *Manager) Shutdown() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	ps := make([]*Plugin, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		ps = append(ps, p)
+	}
+	m.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.shutdown()
+		}()
+	}
+	wg.Wait()
+	close(m.lch.reqs)
+}
+
+func (m *Manager) restarted(p *Plugin) {
+	m.mu.Lock()
+	fns := append([]func(*Plugin){}, m.onRestart...)
+	m.mu.Unlock()
+	for _, fn := range fns {
+		fn(p)
+	}
+}
+
+// verifyChecksum compares the binary's SHA-256 with the pinned one.
+func verifyChecksum(path, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		return fmt.Errorf("%w: config pins sha256:%s but %s has sha256:%s", ErrChecksum, want, path, got)
+	}
+	return nil
+}
+
+func pluginSets(kind string) map[int]goplugin.PluginSet {
+	if kind == sdk.KindStore {
+		return store.PluginSets(sdk.Info{}, nil)
+	}
+	return driver.PluginSets(sdk.Info{}, nil)
+}
+
+func command(spec Spec) *exec.Cmd {
+	cmd := exec.Command(spec.Path, spec.Args...)
+	// Pdeathsig: a crashed agent takes its plugins with it. Setpgid: a
+	// terminal's Ctrl-C reaches the agent only, which then stops the
+	// plugins in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	return cmd
+}

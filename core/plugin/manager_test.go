@@ -1,0 +1,207 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/plugintest"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+func noneBinary(t testing.TB) string {
+	t.Helper()
+	return plugintest.Build(t, "github.com/sandnet/sandnet/plugins/none")
+}
+
+func newManager(t testing.TB) *Manager {
+	t.Helper()
+	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Options{HealthInterval: 200 * time.Millisecond})
+	t.Cleanup(m.Shutdown)
+	return m
+}
+
+func alive(pid int) bool {
+	// A reaped process is gone; a zombie would still answer kill 0, so look
+	// at /proc for its state too.
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", itoa(pid), "stat"))
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestStartCallShutdown(t *testing.T) {
+	bin := noneBinary(t)
+	m := newManager(t)
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Status()
+	if !st.Running || !st.Healthy || st.PID <= 0 || st.Protocol != sdk.ProtocolVersion || st.Version == "" {
+		t.Fatalf("status after start = %+v", st)
+	}
+	d, err := p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := d.GetCapabilities(context.Background())
+	if err != nil || caps.GetDataScope() != pb.Scope_SCOPE_LOCAL {
+		t.Fatalf("GetCapabilities = %v, %v", caps, err)
+	}
+	if _, err := p.Store(); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("Store() on a driver: err = %v, want ErrInvalid", err)
+	}
+	m.Shutdown()
+	if alive(st.PID) {
+		t.Fatalf("plugin pid %d still alive after Shutdown", st.PID)
+	}
+	if _, err := p.Driver(); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("Driver() after Shutdown: err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestPluginDoesNotGetHostEnvironment(t *testing.T) {
+	t.Setenv("SANDNET_TEST_SECRET", "do-not-leak")
+	m := newManager(t)
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := os.ReadFile(filepath.Join("/proc", itoa(p.Status().PID), "environ"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(env), "SANDNET_TEST_SECRET") {
+		t.Fatalf("plugin environment holds the host's variable: %q", env)
+	}
+}
+
+func TestRestartAfterKill(t *testing.T) {
+	m := newManager(t)
+	var replays atomic.Int32
+	m.OnRestart(func(*Plugin) { replays.Add(1) })
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.Status().PID
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st := p.Status()
+		if st.Running && st.PID != old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin not running again 2s after kill -9: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d, err := p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.GetCapabilities(context.Background()); err != nil {
+		t.Fatalf("call after restart: %v", err)
+	}
+	if got := p.Status().Restarts; got != 1 {
+		t.Fatalf("restarts = %d, want 1", got)
+	}
+	if replays.Load() != 1 {
+		t.Fatalf("OnRestart called %d times, want 1", replays.Load())
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	bin := noneBinary(t)
+	tests := []struct {
+		name string
+		spec Spec
+		want []string
+		is   error
+	}{
+		{
+			name: "wrong checksum",
+			spec: Spec{Kind: sdk.KindDriver, Name: "none", Path: bin, Checksum: strings.Repeat("ab", 32)},
+			want: []string{`driver plugin "none"`, "sha256:" + strings.Repeat("ab", 32), "has sha256:"},
+			is:   ErrChecksum,
+		},
+		{
+			name: "missing binary",
+			spec: Spec{Kind: sdk.KindDriver, Name: "ghost", Path: filepath.Join(t.TempDir(), "sandnet-driver-ghost")},
+			want: []string{`driver plugin "ghost"`, "no such file"},
+		},
+		{
+			name: "config rejected",
+			spec: Spec{Kind: sdk.KindDriver, Name: "none", Path: bin, Configure: func(*pb.Schema) ([]byte, error) {
+				return nil, errors.New("config.hcl:3:5: bad thing")
+			}},
+			want: []string{`driver plugin "none"`, "config.hcl:3:5: bad thing"},
+		},
+		{
+			name: "wrong kind",
+			spec: Spec{Kind: sdk.KindStore, Name: "none", Path: bin},
+			want: []string{`store plugin "none"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := children(t)
+			m := newManager(t)
+			_, err := m.Start(context.Background(), tt.spec)
+			if err == nil {
+				t.Fatal("Start succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v is not %v", err, tt.is)
+			}
+			if len(m.Plugins()) != 0 {
+				t.Errorf("failed plugin is still listed")
+			}
+			if after := children(t); len(after) > len(before) {
+				t.Errorf("a failed start left a process behind: before %v, after %v", before, after)
+			}
+		})
+	}
+}
+
+// children lists the live child processes of the test process.
+func children(t testing.TB) []string {
+	t.Helper()
+	// Every thread of the test process may have forked; gather them all.
+	tasks, _ := os.ReadDir(filepath.Join("/proc", itoa(os.Getpid()), "task"))
+	var out []string
+	for _, task := range tasks {
+		c, err := os.ReadFile(filepath.Join("/proc", itoa(os.Getpid()), "task", task.Name(), "children"))
+		if err != nil {
+			continue
+		}
+		for _, pid := range strings.Fields(string(c)) {
+			out = append(out, pid)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

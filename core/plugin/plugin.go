@@ -1,0 +1,302 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+// Plugin is one running plugin. Its client changes when the plugin is
+// restarted: fetch it with Driver or Store for every use rather than
+// keeping it.
+type Plugin struct {
+	spec Spec
+	m    *Manager
+	log  hclog.Logger
+	stop chan struct{}
+	done chan struct{}
+
+	mu        sync.Mutex
+	client    *goplugin.Client
+	rpc       goplugin.ClientProtocol
+	raw       any // *driver.Client or *store.Client
+	info      *pb.PluginInfo
+	pid       int
+	protocol  int
+	healthy   bool
+	running   bool
+	restarts  int
+	startedAt time.Time
+	lastErr   string
+}
+
+// Status is a snapshot of a plugin for `sandnet plugins`.
+type Status struct {
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	Version   string    `json:"version"`
+	Protocol  int       `json:"protocol"`
+	Path      string    `json:"path"`
+	PID       int       `json:"pid"`
+	Running   bool      `json:"running"`
+	Healthy   bool      `json:"healthy"`
+	Restarts  int       `json:"restarts"`
+	StartedAt time.Time `json:"started_at"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Kind returns the plugin's kind.
+func (p *Plugin) Kind() string { return p.spec.Kind }
+
+// Name returns the plugin's name as the config gives it.
+func (p *Plugin) Name() string { return p.spec.Name }
+
+// Info returns what the plugin said about itself at its last start.
+func (p *Plugin) Info() *pb.PluginInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info
+}
+
+// Status returns a snapshot of the plugin's state.
+func (p *Plugin) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{
+		Kind: p.spec.Kind, Name: p.spec.Name, Version: p.info.GetVersion(), Protocol: p.protocol,
+		Path: p.spec.Path, PID: p.pid, Running: p.running, Healthy: p.healthy, Restarts: p.restarts,
+		StartedAt: p.startedAt, LastError: p.lastErr,
+	}
+}
+
+// Driver returns the current client of a driver plugin, or an error
+// wrapping sdk.ErrUnavailable while the plugin is down.
+func (p *Plugin) Driver() (*driver.Client, error) {
+	raw, err := p.current()
+	if err != nil {
+		return nil, err
+	}
+	c, ok := raw.(*driver.Client)
+	if !ok {
+		return nil, fmt.Errorf("%s plugin %q is not a driver: %w", p.spec.Kind, p.spec.Name, sdk.ErrInvalid)
+	}
+	return c, nil
+}
+
+// Store returns the current client of a store plugin, or an error
+// wrapping sdk.ErrUnavailable while the plugin is down.
+func (p *Plugin) Store() (*store.Client, error) {
+	raw, err := p.current()
+	if err != nil {
+		return nil, err
+	}
+	c, ok := raw.(*store.Client)
+	if !ok {
+		return nil, fmt.Errorf("%s plugin %q is not a store: %w", p.spec.Kind, p.spec.Name, sdk.ErrInvalid)
+	}
+	return c, nil
+}
+
+func (p *Plugin) current() (any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running {
+		return nil, fmt.Errorf("%s plugin %q is not running: %w", p.spec.Kind, p.spec.Name, sdk.ErrUnavailable)
+	}
+	return p.raw, nil
+}
+
+// launch starts the process, checks its Info and configures it.
+func (p *Plugin) launch(ctx context.Context) (err error) {
+	spec := p.spec
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%s plugin %q: %w", spec.Kind, spec.Name, err)
+			p.mu.Lock()
+			p.lastErr = err.Error()
+			p.mu.Unlock()
+		}
+	}()
+	if _, err := os.Stat(spec.Path); err != nil {
+		return fmt.Errorf("binary: %w", err)
+	}
+	if spec.Checksum != "" {
+		if err := verifyChecksum(spec.Path, spec.Checksum); err != nil {
+			return err
+		}
+	}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake(),
+		VersionedPlugins: pluginSets(spec.Kind),
+		Cmd:              command(spec),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     p.m.opts.StartTimeout,
+		Logger:           p.log,
+	})
+	defer func() {
+		if err != nil {
+			client.Kill()
+		}
+	}()
+	var rpc goplugin.ClientProtocol
+	p.m.lch.run(func() { rpc, err = client.Client() })
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", spec.Path, err)
+	}
+	raw, err := rpc.Dispense(spec.Kind)
+	if err != nil {
+		return fmt.Errorf("dispensing: %w", err)
+	}
+	pc, ok := raw.(interface {
+		Info(context.Context) (*pb.PluginInfo, error)
+		sdk.Configurer
+	})
+	if !ok {
+		return fmt.Errorf("dispensed %T is not a plugin client", raw)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
+	defer cancel()
+	info, err := pc.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.GetKind() != spec.Kind {
+		return fmt.Errorf("%s is a %s plugin, not a %s plugin: %w", spec.Path, info.GetKind(), spec.Kind, sdk.ErrInvalid)
+	}
+	var cfg []byte
+	if spec.Configure != nil {
+		if cfg, err = spec.Configure(info.GetConfigSchema()); err != nil {
+			return err
+		}
+	}
+	if err := pc.Configure(ctx, cfg); err != nil {
+		return fmt.Errorf("configuring: %w", err)
+	}
+	pid := 0
+	if rc := client.ReattachConfig(); rc != nil {
+		pid = rc.Pid
+	}
+	p.mu.Lock()
+	p.client, p.rpc, p.raw, p.info = client, rpc, raw, info
+	p.pid, p.protocol = pid, client.NegotiatedVersion()
+	p.running, p.healthy, p.startedAt, p.lastErr = true, true, time.Now(), ""
+	p.mu.Unlock()
+	p.log.Info("plugin started", "path", spec.Path, "pid", pid, "version", info.GetVersion(), "protocol", client.NegotiatedVersion())
+	return nil
+}
+
+// supervise watches the process until stop, restarting it when it dies or
+// stops answering health checks.
+func (p *Plugin) supervise() {
+	defer close(p.done)
+	poll := time.NewTicker(p.m.opts.PollInterval)
+	defer poll.Stop()
+	health := time.NewTicker(p.m.opts.HealthInterval)
+	defer health.Stop()
+	failures := 0
+	for {
+		select {
+		case <-p.stop:
+			p.terminate()
+			return
+		case <-poll.C:
+			p.mu.Lock()
+			exited := p.client.Exited()
+			p.mu.Unlock()
+			if !exited {
+				continue
+			}
+			p.log.Error("plugin process exited; restarting")
+		case <-health.C:
+			p.mu.Lock()
+			rpc := p.rpc
+			p.mu.Unlock()
+			if err := rpc.Ping(); err != nil {
+				failures++
+				p.mu.Lock()
+				p.healthy = false
+				p.mu.Unlock()
+				p.log.Warn("plugin health check failed", "error", err, "failures", failures)
+				if failures < 3 {
+					continue
+				}
+				p.log.Error("plugin unhealthy; restarting")
+			} else {
+				failures = 0
+				p.mu.Lock()
+				p.healthy = true
+				p.mu.Unlock()
+				continue
+			}
+		}
+		failures = 0
+		if !p.restart() {
+			p.terminate()
+			return
+		}
+	}
+}
+
+// restart kills what is left of the process and launches it again with
+// exponential backoff until it runs or stop is closed (false).
+func (p *Plugin) restart() bool {
+	p.mu.Lock()
+	old := p.client
+	p.running, p.healthy = false, false
+	p.mu.Unlock()
+	old.Kill()
+
+	backoff := p.m.opts.MinBackoff
+	for {
+		select {
+		case <-p.stop:
+			return false
+		case <-time.After(backoff):
+		}
+		if err := p.launch(context.Background()); err != nil {
+			p.log.Error("restarting plugin failed", "error", err, "retry_in", backoff*2)
+			backoff = min(backoff*2, p.m.opts.MaxBackoff)
+			continue
+		}
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+		p.m.restarted(p)
+		return true
+	}
+}
+
+// terminate closes a store so it flushes, then stops the process.
+func (p *Plugin) terminate() {
+	p.mu.Lock()
+	client, raw, running := p.client, p.raw, p.running
+	p.running, p.healthy = false, false
+	p.mu.Unlock()
+	if s, ok := raw.(*store.Client); ok && running {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.Close(ctx); err != nil {
+			p.log.Warn("closing store", "error", err)
+		}
+		cancel()
+	}
+	if client != nil {
+		client.Kill()
+	}
+}
+
+func (p *Plugin) shutdown() {
+	close(p.stop)
+	<-p.done
+}
