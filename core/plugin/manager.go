@@ -180,6 +180,88 @@ func (m *Manager) restarted(p *Plugin) {
 	}
 }
 
+// Inspect starts the plugin spec describes only to read its Info (and so
+// its config schema), then stops it. `sandnet config validate` uses it to
+// check each plugin's config block against the plugin's own schema.
+func (m *Manager) Inspect(ctx context.Context, spec Spec) (*pb.PluginInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
+	defer cancel()
+	r, err := m.exec(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name))
+	if err != nil {
+		return nil, err
+	}
+	r.client.Kill()
+	return r.info, nil
+}
+
+// running is a plugin process that passed the handshake and said what it is.
+type running struct {
+	client *goplugin.Client
+	rpc    goplugin.ClientProtocol
+	raw    any
+	pc     pluginClient
+	info   *pb.PluginInfo
+}
+
+type pluginClient interface {
+	Info(context.Context) (*pb.PluginInfo, error)
+	sdk.Configurer
+}
+
+// exec verifies the binary, starts it, negotiates the protocol and checks
+// the kind the plugin reports. On error no process is left.
+func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *running, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%s plugin %q: %w", spec.Kind, spec.Name, err)
+		}
+	}()
+	if _, err := os.Stat(spec.Path); err != nil {
+		return nil, fmt.Errorf("binary: %w", err)
+	}
+	if spec.Checksum != "" {
+		if err := verifyChecksum(spec.Path, spec.Checksum); err != nil {
+			return nil, err
+		}
+	}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake(),
+		VersionedPlugins: pluginSets(spec.Kind),
+		Cmd:              command(spec),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     m.opts.StartTimeout,
+		Logger:           log,
+	})
+	defer func() {
+		if err != nil {
+			client.Kill()
+		}
+	}()
+	var rpc goplugin.ClientProtocol
+	m.lch.run(func() { rpc, err = client.Client() })
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", spec.Path, err)
+	}
+	raw, err := rpc.Dispense(spec.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("dispensing: %w", err)
+	}
+	pc, ok := raw.(pluginClient)
+	if !ok {
+		return nil, fmt.Errorf("dispensed %T is not a plugin client", raw)
+	}
+	info, err := pc.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.GetKind() != spec.Kind {
+		return nil, fmt.Errorf("%s is a %s plugin, not a %s plugin: %w", spec.Path, info.GetKind(), spec.Kind, sdk.ErrInvalid)
+	}
+	return &running{client: client, rpc: rpc, raw: raw, pc: pc, info: info}, nil
+}
+
 // verifyChecksum compares the binary's SHA-256 with the pinned one.
 func verifyChecksum(path, want string) error {
 	f, err := os.Open(path)

@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -121,79 +120,38 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	spec := p.spec
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%s plugin %q: %w", spec.Kind, spec.Name, err)
 			p.mu.Lock()
 			p.lastErr = err.Error()
 			p.mu.Unlock()
 		}
 	}()
-	if _, err := os.Stat(spec.Path); err != nil {
-		return fmt.Errorf("binary: %w", err)
-	}
-	if spec.Checksum != "" {
-		if err := verifyChecksum(spec.Path, spec.Checksum); err != nil {
-			return err
-		}
-	}
-	client := goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake(),
-		VersionedPlugins: pluginSets(spec.Kind),
-		Cmd:              command(spec),
-		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		SkipHostEnv:      true,
-		StartTimeout:     p.m.opts.StartTimeout,
-		Logger:           p.log,
-	})
-	defer func() {
-		if err != nil {
-			client.Kill()
-		}
-	}()
-	var rpc goplugin.ClientProtocol
-	p.m.lch.run(func() { rpc, err = client.Client() })
-	if err != nil {
-		return fmt.Errorf("starting %s: %w", spec.Path, err)
-	}
-	raw, err := rpc.Dispense(spec.Kind)
-	if err != nil {
-		return fmt.Errorf("dispensing: %w", err)
-	}
-	pc, ok := raw.(interface {
-		Info(context.Context) (*pb.PluginInfo, error)
-		sdk.Configurer
-	})
-	if !ok {
-		return fmt.Errorf("dispensed %T is not a plugin client", raw)
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
 	defer cancel()
-	info, err := pc.Info(ctx)
+	r, err := p.m.exec(ctx, spec, p.log)
 	if err != nil {
 		return err
 	}
-	if info.GetKind() != spec.Kind {
-		return fmt.Errorf("%s is a %s plugin, not a %s plugin: %w", spec.Path, info.GetKind(), spec.Kind, sdk.ErrInvalid)
-	}
 	var cfg []byte
 	if spec.Configure != nil {
-		if cfg, err = spec.Configure(info.GetConfigSchema()); err != nil {
-			return err
-		}
+		cfg, err = spec.Configure(r.info.GetConfigSchema())
 	}
-	if err := pc.Configure(ctx, cfg); err != nil {
-		return fmt.Errorf("configuring: %w", err)
+	if err == nil {
+		err = r.pc.Configure(ctx, cfg)
+	}
+	if err != nil {
+		r.client.Kill()
+		return fmt.Errorf("%s plugin %q: configuring: %w", spec.Kind, spec.Name, err)
 	}
 	pid := 0
-	if rc := client.ReattachConfig(); rc != nil {
+	if rc := r.client.ReattachConfig(); rc != nil {
 		pid = rc.Pid
 	}
 	p.mu.Lock()
-	p.client, p.rpc, p.raw, p.info = client, rpc, raw, info
-	p.pid, p.protocol = pid, client.NegotiatedVersion()
+	p.client, p.rpc, p.raw, p.info = r.client, r.rpc, r.raw, r.info
+	p.pid, p.protocol = pid, r.client.NegotiatedVersion()
 	p.running, p.healthy, p.startedAt, p.lastErr = true, true, time.Now(), ""
 	p.mu.Unlock()
-	p.log.Info("plugin started", "path", spec.Path, "pid", pid, "version", info.GetVersion(), "protocol", client.NegotiatedVersion())
+	p.log.Info("plugin started", "path", spec.Path, "pid", pid, "version", r.info.GetVersion(), "protocol", p.protocol)
 	return nil
 }
 

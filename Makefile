@@ -1,0 +1,71 @@
+# sandnet build. `make run` starts the agent with examples/config.hcl and
+# the embedded bolt store; `make test` installs what the tests need and runs
+# them all.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN      := bin
+PLUGIN_BIN := $(BIN)/plugins
+LDFLAGS  := -X github.com/sandnet/sandnet/core/agent.Version=$(VERSION)
+PLUGIN_LDFLAGS := -X main.version=$(VERSION)
+
+# kind-name:source directory, one per plugin binary.
+PLUGINS := driver-none:plugins/none store-bolt:plugins/store-bolt
+
+# Pinned generators for `make proto`.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+
+TEST_FLAGS ?= -race -count=1 -timeout 30m
+
+.PHONY: all build plugins run test test-unit deps proto lint bench clean
+
+all: build
+
+build: $(BIN)/sandnet plugins
+
+$(BIN)/sandnet: FORCE
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/host
+
+plugins: FORCE
+	@mkdir -p $(PLUGIN_BIN)
+	@for p in $(PLUGINS); do \
+		name=$${p%%:*}; dir=$${p#*:}; \
+		echo "$(GO) build -o $(PLUGIN_BIN)/sandnet-$$name ./$$dir"; \
+		$(GO) build -ldflags '$(PLUGIN_LDFLAGS)' -o $(PLUGIN_BIN)/sandnet-$$name ./$$dir || exit 1; \
+	done
+
+run: build
+	$(BIN)/sandnet agent -config examples/config.hcl
+
+# test installs the Debian packages the tests use (when run as root on a
+# machine that lacks them), builds every binary and runs every test; root
+# tests put themselves in throwaway network namespaces.
+test: deps build
+	$(GO) test $(TEST_FLAGS) ./...
+
+# test-unit runs the tests that need neither root nor extra packages.
+test-unit:
+	$(GO) test -count=1 ./...
+
+deps:
+	@bash .ci/deps
+
+proto:
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(CURDIR)/$(BIN)/tools:$$PATH protoc -I sdk/proto \
+		--go_out=paths=source_relative:sdk/proto \
+		--go-grpc_out=paths=source_relative:sdk/proto sdk/proto/*.proto
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
+
+clean:
+	rm -rf $(BIN)
+
+FORCE:

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/agent"
+	"github.com/sandnet/sandnet/core/config"
+)
+
+func agentCmd(args []string) int {
+	fs := newFlags("agent", "")
+	file := fs.String("config", "/etc/sandnet/config.hcl", "agent config file (HCL)")
+	level := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the config's, else info)")
+	jsonLogs := fs.Bool("log-json", false, "log in JSON")
+	if _, err := parse(fs, args); err != nil {
+		return usageFail(err)
+	}
+	cfg, diags := config.Load(*file)
+	if diags.HasErrors() {
+		_ = config.FormatDiagnostics(os.Stderr, cfg.Files(), diags)
+		return 1
+	}
+	if *level == "" {
+		*level = cfg.Log.Level
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "sandnet",
+		Level:      hclog.LevelFromString(*level),
+		JSONFormat: *jsonLogs || cfg.Log.JSON,
+		Output:     os.Stderr,
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a := agent.New(cfg, log)
+	if err := a.Start(ctx); err != nil {
+		log.Error("agent failed to start", "error", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "signal", context.Cause(ctx))
+	a.Stop()
+	return 0
+}

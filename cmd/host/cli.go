@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/config"
+)
+
+// command is one CLI command: its words ("network create"), a one-line
+// summary, and its body, which gets the arguments after the words.
+type command struct {
+	words   string
+	summary string
+	run     func(args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"agent", "run the sandnet agent in the foreground", agentCmd},
+		{"version", "print the version of this binary and of the agent", versionCmd},
+		{"config validate", "check a config file and print every problem with its position", validateCmd},
+		{"plugins", "list the agent's plugins with their state", pluginsCmd},
+	}
+}
+
+// lookup finds the command whose words start args, longest first.
+func lookup(cmds []command, args []string) (*command, []string) {
+	var best *command
+	n := 0
+	for i := range cmds {
+		w := strings.Fields(cmds[i].words)
+		if len(w) > len(args) || len(w) <= n {
+			continue
+		}
+		if strings.Join(args[:len(w)], " ") == cmds[i].words {
+			best, n = &cmds[i], len(w)
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return best, args[n:]
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: sandnet COMMAND [flags] [args]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands() {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.words, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'sandnet COMMAND -h' for a command's flags.")
+}
+
+// newFlags returns a flag set for a command; usage text shows the command's
+// words and argument summary.
+func newFlags(words, argsUsage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sandnet "+words, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: sandnet %s [flags] %s\n\nFlags:\n", words, argsUsage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags that may stand before, between or after the
+// positional arguments, and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// clientFlags are the flags of every command that talks to an agent.
+type clientFlags struct {
+	socket string
+	config string
+	format string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.socket, "socket", "", "agent API socket (default: $SANDNET_SOCKET, else the socket of -config, else "+config.DefaultSocket+")")
+	fs.StringVar(&c.config, "config", "", "read the socket path from this agent config file")
+	fs.StringVar(&c.format, "format", "table", "output format: table or json")
+}
+
+// client returns an API client for the chosen socket.
+func (c *clientFlags) client() (*api.Client, error) {
+	if c.format != "table" && c.format != "json" {
+		return nil, fmt.Errorf("-format: %q is not table or json", c.format)
+	}
+	switch {
+	case c.socket != "":
+		return api.NewClient(c.socket), nil
+	case os.Getenv("SANDNET_SOCKET") != "":
+		return api.NewClient(os.Getenv("SANDNET_SOCKET")), nil
+	case c.config != "":
+		cfg, diags := config.Load(c.config)
+		if diags.HasErrors() {
+			return nil, errors.New(diags.Error())
+		}
+		return api.NewClient(cfg.API.Socket), nil
+	}
+	return api.NewClient(config.DefaultSocket), nil
+}
+
+// output prints v as JSON when -format json was given, else calls table.
+func (c *clientFlags) output(v any, table func(w *tabwriter.Writer)) {
+	if c.format == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+		return
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	table(tw)
+	tw.Flush()
+}
+
+// fail prints err and returns exit code 1.
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "sandnet:", err)
+	return 1
+}
+
+// usageFail returns the exit code for a flag error, which the flag package
+// has already printed: 0 for -h, else 2.
+func usageFail(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

@@ -1,0 +1,127 @@
+// Package agent assembles a sandnet host from its configuration: it starts
+// the store plugin and the driver plugins through the plugin manager, and
+// serves the API on the configured unix socket until it is stopped.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Version is the sandnet version, set at build time with
+// -ldflags "-X github.com/sandnet/sandnet/core/agent.Version=…".
+var Version = "dev"
+
+// Agent is a running sandnet host.
+type Agent struct {
+	cfg     *config.Config
+	log     hclog.Logger
+	plugins *plugin.Manager
+	api     *api.Server
+	lis     net.Listener
+}
+
+// New returns an agent for cfg; Start starts it.
+func New(cfg *config.Config, log hclog.Logger) *Agent {
+	return &Agent{cfg: cfg, log: log, plugins: plugin.NewManager(log.Named("plugin"), plugin.Options{})}
+}
+
+// Start launches the store and every driver, then listens on the API
+// socket. On error everything it started is stopped again.
+func (a *Agent) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Stop()
+		}
+	}()
+	blocks := append([]config.PluginBlock{a.cfg.Store}, a.cfg.Drivers...)
+	for _, b := range blocks {
+		if _, err := a.plugins.Start(ctx, a.spec(b)); err != nil {
+			return err
+		}
+	}
+	a.api = api.NewServer(a.log.Named("api"))
+	a.routes()
+	if a.lis, err = a.api.Listen(a.cfg.API.Socket); err != nil {
+		return err
+	}
+	go func() {
+		if err := a.api.Serve(a.lis); err != nil {
+			a.log.Error("api server stopped", "error", err)
+		}
+	}()
+	a.log.Info("agent started", "socket", a.cfg.API.Socket, "store", a.cfg.Store.Name, "drivers", len(a.cfg.Drivers))
+	return nil
+}
+
+// Stop stops serving the API and stops every plugin.
+func (a *Agent) Stop() {
+	if a.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.api.Shutdown(ctx)
+		cancel()
+	}
+	a.plugins.Shutdown()
+}
+
+// Plugins returns the agent's plugin manager.
+func (a *Agent) Plugins() *plugin.Manager { return a.plugins }
+
+func (a *Agent) spec(b config.PluginBlock) plugin.Spec {
+	return plugin.Spec{
+		Kind:     b.Kind,
+		Name:     b.Name,
+		Path:     b.Binary(a.cfg.PluginDir),
+		Args:     b.Args,
+		Checksum: b.Checksum,
+		Configure: func(schema *pb.Schema) ([]byte, error) {
+			js, diags := config.DecodePluginConfig(b, schema)
+			if diags.HasErrors() {
+				var buf strings.Builder
+				_ = config.FormatDiagnostics(&buf, nil, diags)
+				return nil, fmt.Errorf("invalid config block: %s", strings.TrimSpace(buf.String()))
+			}
+			return js, nil
+		},
+	}
+}
+
+func (a *Agent) routes() {
+	a.api.Handle("GET /v1/version", 0, func(*http.Request) (any, error) {
+		return api.Version{Version: Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion}, nil
+	})
+	a.api.Handle("GET /v1/plugins", 0, func(*http.Request) (any, error) {
+		return a.statuses(), nil
+	})
+	a.api.Handle("GET /v1/health", 0, func(*http.Request) (any, error) {
+		h := api.Health{Status: "ok", Plugins: a.statuses()}
+		for _, p := range h.Plugins {
+			if !p.Running || !p.Healthy {
+				h.Status = "degraded"
+			}
+		}
+		return h, nil
+	})
+}
+
+func (a *Agent) statuses() []plugin.Status {
+	ps := a.plugins.Plugins()
+	out := make([]plugin.Status, len(ps))
+	for i, p := range ps {
+		out[i] = p.Status()
+	}
+	return out
+}

@@ -1,0 +1,24 @@
+package api
+
+import "github.com/sandnet/sandnet/core/plugin"
+
+// Version is the answer of GET /v1/version.
+type Version struct {
+	Version    string `json:"version"`
+	APIVersion string `json:"api_version"`
+	GoVersion  string `json:"go_version"`
+	// PluginProtocol is the plugin protocol version the host speaks.
+	PluginProtocol int `json:"plugin_protocol"`
+}
+
+// Health is the answer of GET /v1/health: "ok" when every plugin is
+// running and answering its health checks, "degraded" otherwise.
+type Health struct {
+	Status  string          `json:"status"`
+	Plugins []plugin.Status `json:"plugins"`
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Message string `json:"message"`
+}

@@ -1,0 +1,132 @@
+// Package config reads the sandnet agent's HCL v2 configuration and
+// reports every problem in it at its file:line:col.
+//
+// # Using it
+//
+// Load (or Parse, for bytes in memory) decodes and validates the file and
+// returns all problems at once as hcl.Diagnostics, each with a Subject
+// range; misspelt names, at any level, come with a "Did you mean" hint.
+// Two checks need more than the file and are separate steps:
+// CheckBinaries, once the plugin binaries should exist, and
+// DecodePluginConfig, once a plugin has declared the schema of its config
+// block. FormatDiagnostics prints diagnostics as
+//
+//	agent.hcl:12:3: error: Unsupported argument; An argument named "plugn_dir" is not expected here. Did you mean "plugin_dir"?
+//
+// A file whose name ends in ".json" is read as HCL's JSON syntax; any
+// other as HCL native syntax. Values are literals: there are no variables
+// or functions. An attribute set to null counts as absent.
+//
+// # Paths
+//
+// A relative path in the file (data_dir, plugin_dir, api.socket, a plugin's
+// command) is resolved against the directory of the config file, not the
+// working directory, so a config and its plugins can move together;
+// Config holds only absolute paths. Values inside a plugin's config block
+// are the plugin's business and reach it as written: give it absolute
+// paths.
+//
+// # Reference
+//
+//	data_dir = "/var/lib/sandnet"
+//
+// Optional; default /var/lib/sandnet. Where the agent keeps its state.
+//
+//	plugin_dir = "/usr/lib/sandnet/plugins"
+//
+// Optional; default /usr/lib/sandnet/plugins. Where plugin binaries are
+// found: a block `driver "bridge"` runs plugin_dir/sandnet-driver-bridge,
+// `store "bolt"` runs plugin_dir/sandnet-store-bolt. Nothing in the
+// directory runs unless a block names it.
+//
+//	api {
+//	  socket = "/run/sandnet/sandnet.sock"
+//	}
+//
+// Optional block, at most one. socket: the unix socket of the HTTP/JSON
+// API; default /run/sandnet/sandnet.sock; at most 107 bytes, the kernel's
+// limit.
+//
+//	log {
+//	  level = "info"
+//	  json  = false
+//	}
+//
+// Optional block, at most one. level: trace, debug, info (default), warn
+// or error, in any case. json: write JSON lines instead of text; default
+// false.
+//
+//	store "bolt" {
+//	  command  = "/opt/sandnet/bin/my-store"   # optional
+//	  args     = ["-v"]                         # optional
+//	  checksum = "sha256:<64 hex digits>"       # optional
+//	  config {
+//	    path = "/var/lib/sandnet/store.db"
+//	  }
+//	}
+//
+// At most one store block; its label names the store plugin. With none,
+// the agent uses the embedded bolt store as if the file said
+// `store "bolt" { config { path = "<data_dir>/store.db" } }`.
+// A second store block is an error pointing at the first.
+//
+//	driver "bridge" {
+//	  command  = …
+//	  args     = […]
+//	  checksum = …
+//	  config { … }
+//	}
+//
+// Any number of driver blocks, each label once; a repeated label is an
+// error pointing at the first. No driver loads unless a block names it.
+//
+// Store and driver blocks share these settings:
+//
+//   - label: the plugin name, which names the binary; lowercase letters,
+//     digits, '.', '_' and '-', starting with a letter or digit, at most
+//     64 characters.
+//   - command: optional; the plugin binary, overriding the plugin_dir
+//     lookup. A path (relative ones against the config file's directory),
+//     never searched for in $PATH: the agent does not pass its environment
+//     to plugins, and which binary runs should not depend on it.
+//   - args: optional list of strings passed to the binary.
+//   - checksum: optional "sha256:" and the 64 hex digits sha256sum prints
+//     (either case); the plugin manager refuses a binary that differs.
+//   - config: optional block, at most one, in the plugin's own schema. The
+//     plugin declares the schema when it starts; DecodePluginConfig checks
+//     the block against it (unknown arguments with a hint, wrong types,
+//     missing required arguments) and encodes what the plugin receives.
+//
+// Then the embedded DNS resolver and address allocation:
+//
+//	resolver {
+//	  upstreams    = ["1.1.1.1", "[2606:4700::1111]:53"]
+//	  timeout      = "4s"
+//	  max_inflight = 1024
+//	}
+//
+// Optional block, at most one; settings of the DNS resolver embedded in
+// every sandbox. upstreams: servers for names outside sandnet's networks,
+// each an IP address with an optional port (default 53; IPv6 with a port
+// in brackets); hostnames are refused, since finding them would need DNS.
+// Empty or absent: the servers in the host's resolv.conf. timeout: how
+// long one forwarded query may take, a Go duration more than 0 and at most
+// 1m; default 4s, as Docker's. max_inflight: forwarded queries in flight
+// per resolver, at least 1; beyond it queries get SERVFAIL; default 1024,
+// as Docker's.
+//
+//	ipam {
+//	  default_pools = [
+//	    { base = "172.17.0.0/16", size = 24 },
+//	    { base = "fd00:5a4e::/48", size = 64 },
+//	  ]
+//	}
+//
+// Optional block, at most one. default_pools: where networks created
+// without a subnet get one, first pool first. base is a CIDR prefix with
+// no host bits set; size is the prefix length of each subnet carved from
+// it, between base's own length and 30 (IPv4) or 126 (IPv6). Pools may not
+// overlap, and the list may not be empty. Absent: DefaultPools, Docker's
+// defaults (172.17.0.0/16 to 172.31.0.0/16 as one network each, then
+// 192.168.0.0/16 in /20s).
+package config

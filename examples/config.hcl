@@ -1,0 +1,66 @@
+# A sandnet agent config that runs from a checkout: `make` builds the
+# plugins into bin/plugins, and state lives under /tmp/sandnet, so nothing
+# is written outside the checkout and /tmp. Check it with
+#
+#   sandnet config validate examples/config.hcl
+#
+# Relative paths are resolved against this file's directory, not the
+# working directory, so "../bin/plugins" is the checkout's bin/plugins.
+# Every setting is described in core/config/doc.go.
+
+data_dir   = "/tmp/sandnet"
+plugin_dir = "../bin/plugins"
+
+api {
+  socket = "/tmp/sandnet/sandnet.sock"
+}
+
+log {
+  level = "info"
+  json  = false
+}
+
+# The embedded bbolt store; the agent uses this same store, at
+# <data_dir>/store.db, when the file has no store block at all.
+store "bolt" {
+  # checksum = "sha256:<output of sha256sum bin/plugins/sandnet-store-bolt>"
+  config {
+    path = "/tmp/sandnet/store.db"
+  }
+}
+
+# Endpoints with no interface: for containers that need no network.
+driver "none" {}
+
+# Not built yet; once they are, a Docker-like host adds:
+#
+# driver "bridge" {
+#   config {
+#     default_bridge = "sandnet0"
+#     mtu            = 1500
+#   }
+# }
+#
+# driver "host" {}
+#
+# A third-party driver kept elsewhere, pinned to one build:
+#
+# driver "macvlan" {
+#   command  = "/opt/acme/bin/sandnet-driver-macvlan"
+#   args     = ["-log-level=debug"]
+#   checksum = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+# }
+
+resolver {
+  upstreams    = []     # empty: forward to the servers in the host's /etc/resolv.conf
+  timeout      = "4s"
+  max_inflight = 1024
+}
+
+ipam {
+  # Subnets for networks created without one; Docker's defaults if unset.
+  default_pools = [
+    { base = "172.17.0.0/16", size = 16 },
+    { base = "172.18.0.0/15", size = 24 },
+  ]
+}
