@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,8 +39,7 @@ func agentCmd(args []string) int {
 	defer stop()
 	a := agent.New(cfg, log)
 	if err := a.Start(ctx); err != nil {
-		log.Error("agent failed to start", "error", err)
-		return 1
+		return fail(fmt.Errorf("agent failed to start: %w", err))
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "signal", context.Cause(ctx))

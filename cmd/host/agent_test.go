@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/plugin"
+)
+
+var bins *agenttest.Bins
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sandnet-bins-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if bins, err = agenttest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// boltAndNone is the store and driver blocks of a minimal agent.
+func boltAndNone(dir string) string {
+	return fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"none\" {}\n", filepath.Join(dir, "store.db"))
+}
+
+func plugins(t *testing.T, a *agenttest.Agent) map[string]plugin.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ps, err := a.Client.Plugins(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]plugin.Status{}
+	for _, p := range ps {
+		out[p.Kind+"/"+p.Name] = p
+	}
+	return out
+}
+
+// alive reports whether pid is a live process (a zombie counts as dead).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	return !strings.Contains(string(b), ") Z ")
+}
+
+func TestKilledStoreIsRestarted(t *testing.T) {
+	a := agenttest.NewEnv(t, bins, boltAndNone(t.TempDir())).Start(t)
+	before := plugins(t, a)["store/bolt"]
+	if before.PID <= 0 || !before.Healthy {
+		t.Fatalf("store before kill: %+v", before)
+	}
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		now := plugins(t, a)["store/bolt"]
+		if now.Running && now.PID != before.PID {
+			if now.Restarts != 1 {
+				t.Fatalf("restarts = %d, want 1", now.Restarts)
+			}
+			break
+		}
+		if time.Since(killed) > 2*time.Second {
+			t.Fatalf("store not running again 2s after kill -9: %+v\nagent log:\n%s", now, a.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := a.Client.Health(ctx)
+	if err != nil || h.Status != "ok" {
+		t.Fatalf("health after restart = %+v, %v", h, err)
+	}
+}
+
+func TestNoPluginOutlivesTheAgent(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			a := agenttest.NewEnv(t, bins, boltAndNone(dir)).Start(t)
+			ps := plugins(t, a)
+			if len(ps) != 2 {
+				t.Fatalf("plugins = %v", ps)
+			}
+			if err := a.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			code := a.Wait(10 * time.Second)
+			if sig != syscall.SIGKILL && code != 0 {
+				t.Fatalf("agent exit code after %v = %d, want 0\n%s", sig, code, a.Log())
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for name, p := range ps {
+				for alive(p.PID) {
+					if time.Now().After(deadline) {
+						t.Fatalf("plugin %s (pid %d) still alive after the agent got %v", name, p.PID, sig)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+}
+
+func TestWrongChecksumRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := strings.Repeat("0", 64)
+	e := agenttest.NewEnv(t, bins, boltAndNone(dir)+"driver \"pinned\" {\n  command = "+strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none"))+"\n  checksum = \"sha256:"+bad+"\"\n}\n")
+	a, err := e.Launch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Terminate(5 * time.Second)
+	if code := a.Wait(20 * time.Second); code != 1 {
+		t.Fatalf("exit code = %d, want 1\n%s", code, a.Log())
+	}
+	log := a.Log()
+	for _, want := range []string{`driver plugin "pinned"`, "sha256:" + bad, "has sha256:"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("agent log does not contain %q:\n%s", want, log)
+		}
+	}
+	if _, err := os.Stat(e.Socket); err == nil {
+		t.Errorf("API socket %s left behind", e.Socket)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		code int
+		want []string
+	}{
+		{"valid", "", 0, []string{"valid"}},
+		{"plugin config fails the plugin's schema", "driver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", 1,
+			[]string{"config.hcl:16:5: error:", "mtu"}},
+		{"misspelt block", "resolvr {}\n", 1, []string{"config.hcl:14:1: error:", `Did you mean "resolver"?`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store := fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, "store.db"))
+			e := agenttest.NewEnv(t, bins, store+tt.body)
+			out, err := exec.Command(bins.Sandnet, "config", "validate", e.ConfigPath).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code {
+				t.Fatalf("exit code = %d, want %d\n%s", code, tt.code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output does not contain %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
