@@ -1,0 +1,170 @@
+// Package drivertest is a conformance suite for network driver plugins.
+// A driver author runs it against an in-process driver (driver.InProcess)
+// and against the built plugin process (plugintest.LaunchDriver):
+//
+//	func TestConformance(t *testing.T) {
+//		drivertest.Run(t, drivertest.Options{
+//			New: func(t *testing.T) driver.Driver { return launch(t) },
+//		})
+//	}
+//
+// It checks the host's expectations of every driver: capabilities are
+// declared, and every call is idempotent — the host replays networks and
+// endpoints after a driver restart and retries after its own crash, so
+// creating what exists, deleting what is gone, joining twice and leaving
+// twice must all succeed.
+package drivertest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Options configure the suite.
+type Options struct {
+	// New returns a configured driver, fresh for each subtest.
+	New func(t *testing.T) driver.Driver
+	// SandboxKey returns the path of a network namespace for Join (and
+	// removes it when the test ends). Drivers that give sandboxes no
+	// interface may leave it nil; the suite then passes a path that does
+	// not exist.
+	SandboxKey func(t *testing.T) string
+	// Network, when set, returns the network the suite creates (with the
+	// options and addresses the driver needs). The default has ID
+	// "drivertest-net", one IPv4 pool 10.231.0.0/24 with gateway
+	// 10.231.0.1/24, and no options.
+	Network func() *pb.Network
+}
+
+func (o Options) network() *pb.Network {
+	if o.Network != nil {
+		return o.Network()
+	}
+	return &pb.Network{
+		Id: "drivertest-net", Name: "drivertest",
+		Ipv4:  []*pb.IPAMData{{Pool: "10.231.0.0/24", Gateway: "10.231.0.1/24"}},
+		Scope: pb.Scope_SCOPE_LOCAL,
+	}
+}
+
+func (o Options) sandboxKey(t *testing.T) string {
+	if o.SandboxKey != nil {
+		return o.SandboxKey(t)
+	}
+	return "/nonexistent/drivertest-sandbox"
+}
+
+func endpoint(caps *pb.Capabilities, n *pb.Network) *pb.Endpoint {
+	ep := &pb.Endpoint{Id: "drivertest-ep", Name: "drivertest-ep", NetworkId: n.GetId(), Interface: &pb.EndpointInterface{}}
+	if caps.GetNeedsAddresses() {
+		ep.Interface.Address = "10.231.0.2/24"
+	}
+	return ep
+}
+
+// Run runs the suite.
+func Run(t *testing.T, o Options) {
+	ctx := context.Background()
+	t.Run("Capabilities", func(t *testing.T) {
+		d := o.New(t)
+		caps, err := d.GetCapabilities(ctx)
+		if err != nil {
+			t.Fatalf("GetCapabilities: %v", err)
+		}
+		if caps.GetDataScope() == pb.Scope_SCOPE_UNSPECIFIED || caps.GetConnectivityScope() == pb.Scope_SCOPE_UNSPECIFIED {
+			t.Fatalf("GetCapabilities = %v: data and connectivity scope must be set", caps)
+		}
+	})
+	t.Run("NetworkIdempotent", func(t *testing.T) {
+		d := o.New(t)
+		n := o.network()
+		for i := range 2 {
+			if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+				t.Fatalf("CreateNetwork #%d: %v", i+1, err)
+			}
+		}
+		for i := range 2 {
+			if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+				t.Fatalf("DeleteNetwork #%d: %v", i+1, err)
+			}
+		}
+	})
+	t.Run("EndpointLifecycleIdempotent", func(t *testing.T) {
+		d := o.New(t)
+		caps, err := d.GetCapabilities(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := o.network()
+		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+			t.Fatalf("CreateNetwork: %v", err)
+		}
+		t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
+		ep := endpoint(caps, n)
+		for i := range 2 {
+			if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+				t.Fatalf("CreateEndpoint #%d: %v", i+1, err)
+			}
+		}
+		key := o.sandboxKey(t)
+		var first *pb.JoinResponse
+		for i := range 2 {
+			resp, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key})
+			if err != nil {
+				t.Fatalf("Join #%d: %v", i+1, err)
+			}
+			if i == 0 {
+				first = resp
+			} else if resp.GetSrcName() != first.GetSrcName() {
+				t.Fatalf("second Join named interface %q, first %q: a replayed Join must hand over the same interface", resp.GetSrcName(), first.GetSrcName())
+			}
+		}
+		if first.GetSrcName() != "" && first.GetDstPrefix() == "" {
+			t.Errorf("Join hands over interface %q but no dst_prefix to name it in the sandbox", first.GetSrcName())
+		}
+		if _, err := d.EndpointOperInfo(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Errorf("EndpointOperInfo: %v", err)
+		}
+		for i := range 2 {
+			if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+				t.Fatalf("Leave #%d: %v", i+1, err)
+			}
+		}
+		for i := range 2 {
+			if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+				t.Fatalf("DeleteEndpoint #%d: %v", i+1, err)
+			}
+		}
+	})
+	t.Run("ExternalConnectivityIdempotent", func(t *testing.T) {
+		d := o.New(t)
+		caps, err := d.GetCapabilities(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := o.network()
+		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+			t.Fatalf("CreateNetwork: %v", err)
+		}
+		t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
+		ep := endpoint(caps, n)
+		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Fatalf("CreateEndpoint: %v", err)
+		}
+		t.Cleanup(func() { _ = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}) })
+		req := &pb.ExternalConnectivityRequest{Network: n, Endpoint: ep}
+		for i := range 2 {
+			if _, err := d.ProgramExternalConnectivity(ctx, req); err != nil {
+				t.Fatalf("ProgramExternalConnectivity #%d: %v", i+1, err)
+			}
+		}
+		for i := range 2 {
+			if err := d.RevokeExternalConnectivity(ctx, req); err != nil {
+				t.Fatalf("RevokeExternalConnectivity #%d: %v", i+1, err)
+			}
+		}
+	})
+}
