@@ -3,19 +3,15 @@ package boltstore
 import (
 	"errors"
 	"maps"
-	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/plugintest"
 )
 
 // configJSON returns what the host sends for a `config` block setting
@@ -92,53 +88,7 @@ func TestParse(t *testing.T) {
 // does: the `store "bolt"` block's `config` body against the plugin's
 // declared schema, then parse on the cty JSON the host would send.
 func TestREADME(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```hcl\n(.*?)```").FindAllSubmatch(readme, -1)
-	if len(blocks) == 0 {
-		t.Fatal("README.md has no ```hcl example")
-	}
-
-	schema := sdk.MustSchemaFor(Config{})
-	spec := hcldec.ObjectSpec{}
-	for _, a := range schema.GetAttributes() {
-		ty, err := ctyjson.UnmarshalType(a.GetType())
-		if err != nil {
-			t.Fatal(err)
-		}
-		spec[a.GetName()] = &hcldec.AttrSpec{Name: a.GetName(), Type: ty, Required: a.GetRequired()}
-	}
-
-	for i, m := range blocks {
-		src := m[1]
-		file, diags := hclsyntax.ParseConfig(src, "README.md", hcl.InitialPos)
-		if diags.HasErrors() {
-			t.Fatalf("example %d: %s", i, diags)
-		}
-		var config *hclsyntax.Body
-		for _, b := range file.Body.(*hclsyntax.Body).Blocks {
-			if b.Type != "store" || len(b.Labels) != 1 || b.Labels[0] != "bolt" {
-				continue
-			}
-			for _, inner := range b.Body.Blocks {
-				if inner.Type == "config" {
-					config = inner.Body
-				}
-			}
-		}
-		if config == nil {
-			t.Fatalf("example %d has no store \"bolt\" { config { … } } block:\n%s", i, src)
-		}
-		val, diags := hcldec.Decode(config, spec, nil)
-		if len(diags) > 0 {
-			t.Fatalf("example %d: decoding config against the plugin schema: %s", i, diags)
-		}
-		raw, err := ctyjson.Marshal(val, val.Type())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, raw := range plugintest.ReadmeConfigs(t, filepath.Join("..", "README.md"), "store", "bolt", sdk.MustSchemaFor(Config{})) {
 		set, err := parse(raw)
 		if err != nil {
 			t.Fatalf("example %d: %v", i, err)
