@@ -74,7 +74,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, ErrorBody{Message: fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(code)))})
 		return
 	}
-	h.ServeHTTP(w, r)
+	// Through the mux again, so the request gets its path values.
+	s.mux.ServeHTTP(w, r)
 }
 
 // Listen creates the unix socket at path with mode 0660 (its directory is
