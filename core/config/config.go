@@ -48,6 +48,7 @@ type Config struct {
 	Drivers  []PluginBlock
 	Resolver Resolver
 	IPAM     IPAM
+	Sandbox  Sandbox
 
 	files map[string]*hcl.File
 }
@@ -169,6 +170,7 @@ func defaults(filename, dir string) *Config {
 		Log:       Log{Level: DefaultLogLevel},
 		Resolver:  Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight},
 		IPAM:      IPAM{DefaultPools: DefaultPools()},
+		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod},
 		files:     map[string]*hcl.File{},
 	}
 	c.Store = defaultStore(filename, c.DataDir)
@@ -199,6 +201,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: sdk.KindDriver, LabelNames: []string{"name"}},
 		{Type: "resolver"},
 		{Type: "ipam"},
+		{Type: "sandbox"},
 	},
 }
 
@@ -285,6 +288,8 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 		d.resolver(&c.Resolver, b.Body)
 	case "ipam":
 		d.ipam(&c.IPAM, b.Body)
+	case "sandbox":
+		d.sandbox(&c.Sandbox, b.Body)
 	}
 }
 

@@ -174,6 +174,7 @@ func TestParseDefaults(t *testing.T) {
 		Log:       Log{Level: "info"},
 		Resolver:  Resolver{Timeout: 4 * time.Second, MaxInflight: 1024},
 		IPAM:      IPAM{DefaultPools: DefaultPools()},
+		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod},
 	}
 	got := *c
 	got.Store, got.files = PluginBlock{}, nil
@@ -539,5 +540,20 @@ func TestDidYouMean(t *testing.T) {
 		if got := didYouMean(tt.given, logLevels); got != tt.want {
 			t.Errorf("didYouMean(%q) = %q, want %q", tt.given, got, tt.want)
 		}
+	}
+}
+
+func TestSandboxBlock(t *testing.T) {
+	src := "sandbox {\n  netns_dir = \"ns\"\n  stub_grace_period = \"5s\"\n}\n"
+	c, diags := Parse([]byte(src), "/etc/sandnet/x.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if c.Sandbox.NetnsDir != "/etc/sandnet/ns" || c.Sandbox.StubGracePeriod != 5*time.Second {
+		t.Fatalf("sandbox = %+v", c.Sandbox)
+	}
+	_, diags = Parse([]byte("sandbox {\n  stub_grace_period = \"soon\"\n}\n"), "x.hcl")
+	if len(diags) != 1 || diags[0].Subject.Start.Line != 2 || diags[0].Subject.Start.Column != 23 {
+		t.Fatalf("bad duration diagnostics = %v", diags)
 	}
 }

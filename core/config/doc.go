@@ -129,4 +129,16 @@
 // overlap, and the list may not be empty. Absent: DefaultPools, Docker's
 // defaults (172.17.0.0/16 to 172.31.0.0/16 as one network each, then
 // 192.168.0.0/16 in /20s).
+//
+//	sandbox {
+//	  netns_dir         = "/run/sandnet/netns"
+//	  stub_grace_period = "1m"
+//	}
+//
+// Optional block, at most one. netns_dir: where each sandbox's network
+// namespace is bind-mounted (the sandbox's key), relative to the config
+// file when relative; default /run/sandnet/netns. stub_grace_period: after
+// an agent restart, how long a sandbox read back from the store waits for
+// its container to claim it before it is deleted with its endpoints; a Go
+// duration, default 1m.
 package config
