@@ -1,0 +1,89 @@
+//go:build !linux
+
+package osl
+
+import (
+	"context"
+	"net"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Namespace is a network namespace; on this platform it cannot be created.
+type Namespace struct{}
+
+// NewNamespace returns ErrNotSupported.
+func NewNamespace(key string) (*Namespace, error) { return nil, ErrNotSupported }
+
+// OpenNamespace returns ErrNotSupported.
+func OpenNamespace(key string) (*Namespace, error) { return nil, ErrNotSupported }
+
+// BindNamespace returns ErrNotSupported.
+func BindNamespace(src, key string) (*Namespace, error) { return nil, ErrNotSupported }
+
+// Exists returns false.
+func Exists(key string) bool { return false }
+
+// Remove returns ErrNotSupported.
+func Remove(key string) error { return ErrNotSupported }
+
+// Path returns "".
+func (n *Namespace) Path() string { return "" }
+
+// String returns "".
+func (n *Namespace) String() string { return "" }
+
+// Handle returns nil.
+func (n *Namespace) Handle() *netlink.Handle { return nil }
+
+// Do returns ErrNotSupported without calling fn.
+func (n *Namespace) Do(fn func() error) error { return ErrNotSupported }
+
+// Close returns ErrNotSupported.
+func (n *Namespace) Close() error { return ErrNotSupported }
+
+// Destroy returns ErrNotSupported.
+func (n *Namespace) Destroy() error { return ErrNotSupported }
+
+// CreateVethPair returns ErrNotSupported.
+func (n *Namespace) CreateVethPair(host *netlink.Handle, hostName, peerName string, mtu int, peerMAC net.HardwareAddr) error {
+	return ErrNotSupported
+}
+
+// MoveLinkIn returns ErrNotSupported.
+func (n *Namespace) MoveLinkIn(host *netlink.Handle, name string) error { return ErrNotSupported }
+
+// ConfigureInterface returns ErrNotSupported.
+func (n *Namespace) ConfigureInterface(cfg InterfaceConfig) error { return ErrNotSupported }
+
+// WaitInterfaceReady returns ErrNotSupported.
+func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
+	return ErrNotSupported
+}
+
+// RemoveInterface returns ErrNotSupported.
+func (n *Namespace) RemoveInterface(name string) error { return ErrNotSupported }
+
+// Links returns ErrNotSupported.
+func (n *Namespace) Links() ([]netlink.Link, error) { return nil, ErrNotSupported }
+
+// NextInterfaceName returns ErrNotSupported.
+func (n *Namespace) NextInterfaceName(prefix string) (string, error) { return "", ErrNotSupported }
+
+// AddRoute returns ErrNotSupported.
+func (n *Namespace) AddRoute(dst *net.IPNet, gw net.IP, dev string) error { return ErrNotSupported }
+
+// RemoveRoute returns ErrNotSupported.
+func (n *Namespace) RemoveRoute(dst *net.IPNet, gw net.IP, dev string) error { return ErrNotSupported }
+
+// SetDefaultGateway returns ErrNotSupported.
+func (n *Namespace) SetDefaultGateway(gw net.IP, dev string) error { return ErrNotSupported }
+
+// UnsetDefaultGateway returns ErrNotSupported.
+func (n *Namespace) UnsetDefaultGateway(family int) error { return ErrNotSupported }
+
+// SetSysctl returns ErrNotSupported.
+func (n *Namespace) SetSysctl(name, value string) error { return ErrNotSupported }
+
+// Sysctl returns ErrNotSupported.
+func (n *Namespace) Sysctl(name string) (string, error) { return "", ErrNotSupported }

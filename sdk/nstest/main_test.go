@@ -1,0 +1,5 @@
+package nstest
+
+import "testing"
+
+func TestMain(m *testing.M) { Main(m) }

@@ -1,0 +1,148 @@
+package nstest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// unshareArgs returns the unshare(1) arguments that run command in a new
+// network namespace and a new mount namespace whose mounts are all private,
+// so bind mounts the tests create never propagate to the machine's table.
+func unshareArgs(command ...string) []string {
+	return append([]string{"--net", "--mount", "--propagation", "private", "--"}, command...)
+}
+
+func run(m *testing.M) int {
+	if os.Getenv(EnvIsolated) != "" {
+		// The re-executed copy, or a process started by hand with the
+		// variable set. Only touch lo when the namespace really is a new
+		// one; otherwise RequireRoot skips every root test.
+		if Isolated() {
+			if err := loopbackUp(); err != nil {
+				fmt.Fprintf(os.Stderr, "nstest: %v\n", err)
+				return 1
+			}
+		}
+		return m.Run()
+	}
+	if os.Geteuid() != 0 {
+		return m.Run()
+	}
+	code, err := reexec()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nstest: cannot isolate the test binary, root tests will skip: %v\n", err)
+		return m.Run()
+	}
+	return code
+}
+
+// currentNamespace identifies the network namespace of the calling thread.
+func currentNamespace() (nsID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nsID{}, fmt.Errorf("reading current network namespace: %w", err)
+	}
+	return nsID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+func loopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo in the isolated namespace: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bringing lo up in the isolated namespace: %w", err)
+	}
+	return nil
+}
+
+func unsharePath() (string, error) {
+	const path = "/usr/bin/unshare"
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	p, err := exec.LookPath("unshare")
+	if err != nil {
+		return "", fmt.Errorf("finding unshare(1) from util-linux: %w", err)
+	}
+	return p, nil
+}
+
+// reexec runs the test binary again inside new namespaces and returns its
+// exit code. An error means the copy could not be started at all.
+func reexec() (int, error) {
+	unshare, err := unsharePath()
+	if err != nil {
+		return 0, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("finding the test binary: %w", err)
+	}
+	parent, err := currentNamespace()
+	if err != nil {
+		return 0, err
+	}
+
+	// Probe first: when unshare itself fails (no CAP_SYS_ADMIN, seccomp),
+	// its exit code is indistinguishable from a failing test.
+	probe := exec.Command(unshare, unshareArgs("true")...)
+	if out, err := probe.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("probing %s: %w: %s", unshare, err, out)
+	}
+
+	cmd := exec.Command(unshare, unshareArgs(append([]string{self}, os.Args[1:]...)...)...)
+	cmd.Env = append(os.Environ(), EnvIsolated+"="+parent.String())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The copy must not outlive us (go test kills the parent on timeout).
+	// Pdeathsig fires when the creating thread exits, so keep it locked.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting %s: %w", unshare, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			fmt.Fprintf(os.Stderr, "nstest: isolated test binary killed by %v\n", ws.Signal())
+			return 128 + int(ws.Signal()), nil
+		}
+		return exit.ExitCode(), nil
+	default:
+		// Started but could not be waited for: report as a failure rather
+		// than running the tests a second time.
+		fmt.Fprintf(os.Stderr, "nstest: waiting for isolated test binary: %v\n", err)
+		return 1, nil
+	}
+}
