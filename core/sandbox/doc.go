@@ -1,0 +1,12 @@
+// Package sandbox is the sandbox object: one container's network stack.
+// A Sandbox owns a network namespace (core/osl), the ordered set of its
+// endpoints (by priority), the interfaces and routes those endpoints put
+// inside the namespace, and the resolv.conf and hosts files the container
+// mounts.
+//
+// A Sandbox does not talk to plugins or to the store: the controller calls a
+// driver's Join and hands the result to AddInterface; the controller also
+// persists what AddInterface decided (the interface name). The Sandbox
+// methods are safe for concurrent use; the controller serializes whole
+// operations (join, leave, delete) on one sandbox with its own lock.
+package sandbox

@@ -1,0 +1,474 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/core/osl"
+)
+
+// Options are a sandbox's settings, given when it is created and changed
+// only by Refresh.
+type Options struct {
+	Hostname   string `json:"hostname,omitempty"`
+	DomainName string `json:"domain_name,omitempty"`
+	// HostMode shares the host's network namespace instead of creating one.
+	HostMode bool `json:"host_mode,omitempty"`
+	// ExternalKey: the container runtime makes the namespace and hands it
+	// over with SetKey.
+	ExternalKey bool `json:"external_key,omitempty"`
+	// Ingress marks the one ingress sandbox.
+	Ingress bool `json:"ingress,omitempty"`
+	// DNS servers, search domains and options for resolv.conf; empty means
+	// the host's.
+	DNS        []netip.Addr `json:"dns,omitempty"`
+	DNSSearch  []string     `json:"dns_search,omitempty"`
+	DNSOptions []string     `json:"dns_options,omitempty"`
+	// ExtraHosts are added to the hosts file.
+	ExtraHosts []HostEntry `json:"extra_hosts,omitempty"`
+}
+
+// HostEntry is one extra line of the hosts file.
+type HostEntry struct {
+	Name string     `json:"name"`
+	IP   netip.Addr `json:"ip"`
+}
+
+// Route is a static route an endpoint adds inside the sandbox.
+type Route struct {
+	Dst     netip.Prefix `json:"dst"`
+	NextHop netip.Addr   `json:"next_hop,omitzero"`
+}
+
+// Endpoint is what the sandbox knows of one of its endpoints.
+type Endpoint struct {
+	ID          string
+	Name        string
+	NetworkID   string
+	NetworkName string
+	// IfName is the interface's name inside the sandbox; empty when the
+	// driver gave the endpoint no interface.
+	IfName    string
+	MAC       net.HardwareAddr
+	Addr      netip.Prefix
+	AddrV6    netip.Prefix
+	Gateway   netip.Addr
+	GatewayV6 netip.Addr
+	Routes    []Route
+	Priority  int
+	Internal  bool
+	Aliases   []string
+}
+
+// Sandbox is one container's network stack.
+type Sandbox struct {
+	id          string
+	containerID string
+	dir         string // resolv.conf and hosts live here
+	hostResolv  ResolvConf
+
+	mu   sync.Mutex
+	opts Options
+	key  string
+	ns   *osl.Namespace
+	eps  []*Endpoint // ordered: see less
+}
+
+// New returns a sandbox with no namespace yet (SetNamespace gives it one)
+// whose resolution files will live in dir. hostResolv is the host's
+// resolv.conf, which the sandbox's follows unless opts says otherwise.
+func New(id, containerID string, opts Options, dir string, hostResolv ResolvConf) *Sandbox {
+	return &Sandbox{id: id, containerID: containerID, opts: opts, dir: dir, hostResolv: hostResolv}
+}
+
+// ID returns the sandbox's ID.
+func (s *Sandbox) ID() string { return s.id }
+
+// ContainerID returns the ID of the container the sandbox belongs to.
+func (s *Sandbox) ContainerID() string { return s.containerID }
+
+// Options returns the sandbox's options.
+func (s *Sandbox) Options() Options {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts
+}
+
+// SetOptions replaces the sandbox's options (Refresh).
+func (s *Sandbox) SetOptions(o Options) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts = o
+}
+
+// SetNamespace gives the sandbox its namespace and key.
+func (s *Sandbox) SetNamespace(key string, ns *osl.Namespace) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key, s.ns = key, ns
+}
+
+// Key returns the path of the sandbox's namespace; empty while an external
+// key has not been set.
+func (s *Sandbox) Key() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.key
+}
+
+// Namespace returns the sandbox's namespace, or nil.
+func (s *Sandbox) Namespace() *osl.Namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ns
+}
+
+// Do runs fn inside the sandbox's namespace on a locked OS thread.
+func (s *Sandbox) Do(fn func() error) error {
+	ns := s.Namespace()
+	if ns == nil {
+		return fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
+	}
+	return ns.Do(fn)
+}
+
+// Endpoints returns copies of the sandbox's endpoints, highest priority
+// first.
+func (s *Sandbox) Endpoints() []Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Endpoint, len(s.eps))
+	for i, ep := range s.eps {
+		out[i] = *ep
+	}
+	return out
+}
+
+// Endpoint returns a copy of the endpoint with that ID.
+func (s *Sandbox) Endpoint(id string) (Endpoint, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ep := range s.eps {
+		if ep.ID == id {
+			return *ep, true
+		}
+	}
+	return Endpoint{}, false
+}
+
+// less orders endpoints as libnetwork does: higher priority first, then
+// endpoints on networks with a way out before internal ones, then by
+// network name.
+func less(a, b *Endpoint) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if a.Internal != b.Internal {
+		if !a.Internal {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Compare(a.NetworkName, b.NetworkName)
+}
+
+// Restore records an endpoint whose interface is already in the namespace
+// (an agent restart): nothing in the namespace is touched.
+func (s *Sandbox) Restore(ep Endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.insert(&ep)
+}
+
+func (s *Sandbox) insert(ep *Endpoint) {
+	s.eps = append(s.eps, ep)
+	slices.SortStableFunc(s.eps, less)
+}
+
+// AddInterface puts the interface a driver's Join handed over into the
+// sandbox: it moves src in unless the driver created it inside
+// (inSandbox), names it dstPrefix plus the first free number, sets the
+// endpoint's MAC and addresses, adds its routes, and re-picks the default
+// gateway. An empty src adds the endpoint with no interface. On failure
+// the interface is removed again and the sandbox is as before. It returns
+// the endpoint as recorded, with IfName set.
+func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, inSandbox bool, dstPrefix string) (Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.eps {
+		if e.ID == ep.ID {
+			return *e, nil // a replayed join
+		}
+	}
+	if src == "" {
+		s.insert(&ep)
+		return ep, nil
+	}
+	if s.ns == nil {
+		return ep, fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
+	}
+	if !inSandbox {
+		if err := s.ns.MoveLinkIn(host, src); err != nil {
+			return ep, err
+		}
+	}
+	if dstPrefix == "" {
+		dstPrefix = "eth"
+	}
+	ep.IfName = s.nextName(dstPrefix)
+	var addrs []*net.IPNet
+	for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
+		if p.IsValid() {
+			addrs = append(addrs, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+		}
+	}
+	ok := false
+	if err := s.ns.ConfigureInterface(osl.InterfaceConfig{SrcName: src, DstName: ep.IfName, MAC: ep.MAC, Addresses: addrs}); err != nil {
+		_ = s.ns.RemoveInterface(src)
+		return ep, err
+	}
+	defer func() {
+		if !ok {
+			_ = s.ns.RemoveInterface(ep.IfName)
+		}
+	}()
+	for _, r := range ep.Routes {
+		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
+		var gw net.IP
+		if r.NextHop.IsValid() {
+			gw = r.NextHop.AsSlice()
+		}
+		if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
+			return ep, err
+		}
+	}
+	// Wait until the kernel can carry packets on the link (operationally
+	// up, IPv6 addresses routable): a container started right after a
+	// join must not lose its first packets.
+	wctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	err := s.ns.WaitInterfaceReady(wctx, ep.IfName)
+	cancel()
+	if err != nil {
+		return ep, err
+	}
+	s.insert(&ep)
+	if err := s.updateGateway(); err != nil {
+		s.remove(ep.ID)
+		_ = s.updateGateway()
+		return ep, err
+	}
+	ok = true
+	return ep, nil
+}
+
+// readyTimeout bounds the wait for a new interface to carry packets.
+const readyTimeout = 5 * time.Second
+
+// nextName returns prefix plus the lowest number no endpoint uses.
+func (s *Sandbox) nextName(prefix string) string {
+	for i := 0; ; i++ {
+		name := prefix + strconv.Itoa(i)
+		if !slices.ContainsFunc(s.eps, func(e *Endpoint) bool { return e.IfName == name }) {
+			return name
+		}
+	}
+}
+
+func (s *Sandbox) remove(id string) *Endpoint {
+	for i, e := range s.eps {
+		if e.ID == id {
+			s.eps = slices.Delete(s.eps, i, i+1)
+			return e
+		}
+	}
+	return nil
+}
+
+// RemoveInterface forgets the endpoint, removes its interface from the
+// namespace if it is still there (a driver's Leave usually removed it
+// already, with its veth peer) and re-picks the default gateway. A missing
+// endpoint is not an error.
+func (s *Sandbox) RemoveInterface(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ep := s.remove(id)
+	if ep == nil {
+		return nil
+	}
+	if ep.IfName != "" && s.ns != nil {
+		if err := s.ns.RemoveInterface(ep.IfName); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return s.updateGateway()
+}
+
+// Forget drops the endpoint from the sandbox without touching the
+// namespace (the sandbox is being destroyed).
+func (s *Sandbox) Forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remove(id)
+}
+
+// GatewayEndpoint returns the ID of the endpoint whose gateway is the
+// sandbox's IPv4 default route, or "".
+func (s *Sandbox) GatewayEndpoint() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ep := s.gatewayEP(false); ep != nil {
+		return ep.ID
+	}
+	return ""
+}
+
+func (s *Sandbox) gatewayEP(v6 bool) *Endpoint {
+	for _, ep := range s.eps {
+		if ep.IfName == "" {
+			continue
+		}
+		if (!v6 && ep.Gateway.IsValid()) || (v6 && ep.GatewayV6.IsValid()) {
+			return ep
+		}
+	}
+	return nil
+}
+
+// updateGateway points the default routes at the highest-priority
+// endpoint that has a gateway, or removes them when none has.
+func (s *Sandbox) updateGateway() error {
+	if s.ns == nil || s.opts.HostMode {
+		return nil
+	}
+	for _, v6 := range []bool{false, true} {
+		fam := netlink.FAMILY_V4
+		if v6 {
+			fam = netlink.FAMILY_V6
+		}
+		ep := s.gatewayEP(v6)
+		if ep == nil {
+			if err := s.ns.UnsetDefaultGateway(fam); err != nil {
+				return err
+			}
+			continue
+		}
+		gw := ep.Gateway
+		if v6 {
+			gw = ep.GatewayV6
+		}
+		if err := s.ns.SetDefaultGateway(gw.AsSlice(), ep.IfName); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rename renames the endpoint (its name, as other containers resolve it).
+func (s *Sandbox) Rename(id, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.eps {
+		if e.ID == id {
+			e.Name = name
+		}
+	}
+}
+
+// ResolvConfPath and HostsPath are the files the container mounts.
+func (s *Sandbox) ResolvConfPath() string { return filepath.Join(s.dir, "resolv.conf") }
+
+// HostsPath is the sandbox's hosts file.
+func (s *Sandbox) HostsPath() string { return filepath.Join(s.dir, "hosts") }
+
+// WriteFiles (re)writes the sandbox's resolv.conf and hosts.
+func (s *Sandbox) WriteFiles() error {
+	s.mu.Lock()
+	rc, hosts := s.resolvConf(), s.hosts()
+	s.mu.Unlock()
+	if err := writeFile(s.ResolvConfPath(), rc.Bytes()); err != nil {
+		return fmt.Errorf("writing resolv.conf of sandbox %s: %w", s.id, err)
+	}
+	if err := writeFile(s.HostsPath(), hosts); err != nil {
+		return fmt.Errorf("writing hosts of sandbox %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// resolvConf is the host's resolv.conf with the sandbox's own DNS
+// settings over it. Outside host mode, nameservers on the host's loopback
+// are dropped: they cannot be reached from the sandbox's namespace.
+func (s *Sandbox) resolvConf() ResolvConf {
+	rc := ResolvConf{Search: s.hostResolv.Search, Options: s.hostResolv.Options}
+	for _, ns := range s.hostResolv.Nameservers {
+		if s.opts.HostMode || !ns.IsLoopback() {
+			rc.Nameservers = append(rc.Nameservers, ns)
+		}
+	}
+	if len(s.opts.DNS) > 0 {
+		rc.Nameservers = s.opts.DNS
+	}
+	if len(s.opts.DNSSearch) > 0 {
+		rc.Search = s.opts.DNSSearch
+	}
+	if len(s.opts.DNSOptions) > 0 {
+		rc.Options = s.opts.DNSOptions
+	}
+	return rc
+}
+
+func (s *Sandbox) hosts() []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	b.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	names := ""
+	if h := s.opts.Hostname; h != "" {
+		names = h
+		if s.opts.DomainName != "" {
+			names = h + "." + s.opts.DomainName + " " + h
+		}
+	}
+	if names != "" {
+		for _, ep := range s.eps {
+			for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
+				if p.IsValid() {
+					fmt.Fprintf(&b, "%s\t%s\n", p.Addr(), names)
+				}
+			}
+		}
+	}
+	for _, h := range s.opts.ExtraHosts {
+		fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
+	}
+	return b.Bytes()
+}
+
+// RemoveFiles deletes the sandbox's resolution files and their directory.
+func (s *Sandbox) RemoveFiles() error {
+	return os.RemoveAll(s.dir)
+}
+
+// String names the sandbox in errors and logs.
+func (s *Sandbox) String() string {
+	return fmt.Sprintf("sandbox %s (container %s)", shortID(s.id), s.containerID)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return strings.TrimSpace(id)
+}
