@@ -28,6 +28,17 @@ func commands() []command {
 		{"version", "print the version of this binary and of the agent", versionCmd},
 		{"config validate", "check a config file and print every problem with its position", validateCmd},
 		{"plugins", "list the agent's plugins with their state", pluginsCmd},
+		{"network create", "create a network", networkCreateCmd},
+		{"network ls", "list networks", networkLsCmd},
+		{"network inspect", "show networks with their endpoints", networkInspectCmd},
+		{"network rm", "delete networks", networkRmCmd},
+		{"sandbox create", "create a container's sandbox", sandboxCreateCmd},
+		{"sandbox ls", "list sandboxes", sandboxLsCmd},
+		{"sandbox inspect", "show a sandbox: key, interfaces, addresses, gateway", sandboxInspectCmd},
+		{"sandbox rm", "delete sandboxes", sandboxRmCmd},
+		{"sandbox set-key", "hand a sandbox the namespace a runtime made", sandboxSetKeyCmd},
+		{"connect", "attach a container to a network", connectCmd},
+		{"disconnect", "detach a container from a network", disconnectCmd},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -32,6 +33,7 @@ type Agent struct {
 	plugins *plugin.Manager
 	api     *api.Server
 	lis     net.Listener
+	ctrl    *controller.Controller
 }
 
 // New returns an agent for cfg; Start starts it.
@@ -53,8 +55,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := a.startController(ctx); err != nil {
+		return err
+	}
 	a.api = api.NewServer(a.log.Named("api"))
 	a.routes()
+	a.controllerRoutes()
 	if a.lis, err = a.api.Listen(a.cfg.API.Socket); err != nil {
 		return err
 	}
@@ -73,6 +79,9 @@ func (a *Agent) Stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = a.api.Shutdown(ctx)
 		cancel()
+	}
+	if a.ctrl != nil {
+		a.ctrl.Close()
 	}
 	a.plugins.Shutdown()
 }

@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 )
 
@@ -90,4 +93,84 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 func (c *Client) Plugins(ctx context.Context) ([]plugin.Status, error) {
 	var ps []plugin.Status
 	return ps, c.Do(ctx, http.MethodGet, "/v1/plugins", nil, &ps)
+}
+
+// CreateNetwork creates a network.
+func (c *Client) CreateNetwork(ctx context.Context, req controller.NetworkCreate) (*controller.Network, error) {
+	var n controller.Network
+	return &n, c.Do(ctx, http.MethodPost, "/v1/networks", req, &n)
+}
+
+// Networks lists the networks.
+func (c *Client) Networks(ctx context.Context) ([]*controller.Network, error) {
+	var ns []*controller.Network
+	return ns, c.Do(ctx, http.MethodGet, "/v1/networks", nil, &ns)
+}
+
+// Network inspects a network by name or ID.
+func (c *Client) Network(ctx context.Context, ref string) (*controller.Network, error) {
+	var n controller.Network
+	return &n, c.Do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(ref), nil, &n)
+}
+
+// DeleteNetwork deletes a network by name or ID.
+func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(ref), nil, nil)
+}
+
+// Connect attaches a container's sandbox to a network.
+func (c *Client) Connect(ctx context.Context, network string, req controller.Connect) (*controller.Endpoint, error) {
+	var ep controller.Endpoint
+	return &ep, c.Do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &ep)
+}
+
+// Disconnect detaches a container's sandbox from a network.
+func (c *Client) Disconnect(ctx context.Context, network, container string) error {
+	return c.Do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/disconnect", Disconnect{Container: container}, nil)
+}
+
+// CreateSandbox creates a container's sandbox.
+func (c *Client) CreateSandbox(ctx context.Context, req controller.SandboxCreate) (*controller.Sandbox, error) {
+	var sb controller.Sandbox
+	return &sb, c.Do(ctx, http.MethodPost, "/v1/sandboxes", req, &sb)
+}
+
+// Sandboxes lists the sandboxes (stubs left out).
+func (c *Client) Sandboxes(ctx context.Context) ([]*controller.Sandbox, error) {
+	var sbs []*controller.Sandbox
+	return sbs, c.Do(ctx, http.MethodGet, "/v1/sandboxes", nil, &sbs)
+}
+
+// Sandbox inspects a container's sandbox.
+func (c *Client) Sandbox(ctx context.Context, container string) (*controller.Sandbox, error) {
+	var sb controller.Sandbox
+	return &sb, c.Do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(container), nil, &sb)
+}
+
+// DeleteSandbox deletes a container's sandbox.
+func (c *Client) DeleteSandbox(ctx context.Context, container string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(container), nil, nil)
+}
+
+// SetKey hands a sandbox created with an external key its namespace.
+func (c *Client) SetKey(ctx context.Context, container, path string) (*controller.Sandbox, error) {
+	var sb controller.Sandbox
+	return &sb, c.Do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(container)+"/key", SetKey{Path: path}, &sb)
+}
+
+// Rename renames a container's endpoints.
+func (c *Client) Rename(ctx context.Context, container, name string) error {
+	return c.Do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(container)+"/rename", Rename{Name: name}, nil)
+}
+
+// Refresh re-applies a sandbox's options.
+func (c *Client) Refresh(ctx context.Context, container string, opts sandbox.Options) (*controller.Sandbox, error) {
+	var sb controller.Sandbox
+	return &sb, c.Do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(container)+"/refresh", opts, &sb)
+}
+
+// RestoreSandbox claims a stub sandbox after an agent restart.
+func (c *Client) RestoreSandbox(ctx context.Context, container string) (*controller.Sandbox, error) {
+	var sb controller.Sandbox
+	return &sb, c.Do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(container)+"/restore", nil, &sb)
 }

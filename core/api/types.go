@@ -22,3 +22,18 @@ type Health struct {
 type ErrorBody struct {
 	Message string `json:"message"`
 }
+
+// Disconnect is the body of POST /v1/networks/{ref}/disconnect.
+type Disconnect struct {
+	Container string `json:"container"`
+}
+
+// SetKey is the body of POST /v1/sandboxes/{container}/key.
+type SetKey struct {
+	Path string `json:"path"`
+}
+
+// Rename is the body of POST /v1/sandboxes/{container}/rename.
+type Rename struct {
+	Name string `json:"name"`
+}

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"net/http"
+
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/sandbox"
+)
+
+// controllerRoutes serves networks, sandboxes and connections.
+func (a *Agent) controllerRoutes() {
+	c := a.ctrl
+	h := a.api.Handle
+	h("POST /v1/networks", http.StatusCreated, func(r *http.Request) (any, error) {
+		var req controller.NetworkCreate
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return c.CreateNetwork(r.Context(), req)
+	})
+	h("GET /v1/networks", 0, func(r *http.Request) (any, error) {
+		ns, err := c.Networks(r.Context())
+		if ns == nil {
+			ns = []*controller.Network{}
+		}
+		return ns, err
+	})
+	h("GET /v1/networks/{ref}", 0, func(r *http.Request) (any, error) {
+		return c.Network(r.Context(), r.PathValue("ref"))
+	})
+	h("DELETE /v1/networks/{ref}", http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, c.DeleteNetwork(r.Context(), r.PathValue("ref"))
+	})
+	h("POST /v1/networks/{ref}/connect", http.StatusCreated, func(r *http.Request) (any, error) {
+		var req controller.Connect
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return c.Connect(r.Context(), r.PathValue("ref"), req)
+	})
+	h("POST /v1/networks/{ref}/disconnect", http.StatusNoContent, func(r *http.Request) (any, error) {
+		var req api.Disconnect
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
+	})
+	h("POST /v1/sandboxes", http.StatusCreated, func(r *http.Request) (any, error) {
+		var req controller.SandboxCreate
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return c.NewSandbox(r.Context(), req)
+	})
+	h("GET /v1/sandboxes", 0, func(r *http.Request) (any, error) {
+		sbs, err := c.Sandboxes(r.Context())
+		if sbs == nil {
+			sbs = []*controller.Sandbox{}
+		}
+		return sbs, err
+	})
+	h("GET /v1/sandboxes/{container}", 0, func(r *http.Request) (any, error) {
+		return c.SandboxByContainer(r.Context(), r.PathValue("container"))
+	})
+	h("DELETE /v1/sandboxes/{container}", http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, c.DeleteSandbox(r.Context(), r.PathValue("container"))
+	})
+	h("POST /v1/sandboxes/{container}/key", 0, func(r *http.Request) (any, error) {
+		var req api.SetKey
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return c.SetKey(r.Context(), r.PathValue("container"), req.Path)
+	})
+	h("POST /v1/sandboxes/{container}/rename", http.StatusNoContent, func(r *http.Request) (any, error) {
+		var req api.Rename
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return nil, c.Rename(r.Context(), r.PathValue("container"), req.Name)
+	})
+	h("POST /v1/sandboxes/{container}/refresh", 0, func(r *http.Request) (any, error) {
+		var req sandbox.Options
+		if err := api.Decode(r, &req); err != nil {
+			return nil, err
+		}
+		return c.Refresh(r.Context(), r.PathValue("container"), req)
+	})
+	h("POST /v1/sandboxes/{container}/restore", 0, func(r *http.Request) (any, error) {
+		return c.RestoreSandbox(r.Context(), r.PathValue("container"))
+	})
+}

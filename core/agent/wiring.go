@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+// plugins adapts the plugin manager to what the controller needs.
+type plugins struct {
+	m     *plugin.Manager
+	store string
+}
+
+func (p plugins) Store() (store.Store, error) {
+	pl := p.m.Get(sdk.KindStore, p.store)
+	if pl == nil {
+		return nil, fmt.Errorf("store %q is not loaded: %w", p.store, sdk.ErrUnavailable)
+	}
+	s, err := pl.Store()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (p plugins) Driver(name string) (driver.Driver, error) {
+	pl := p.m.Get(sdk.KindDriver, name)
+	if pl == nil {
+		return nil, fmt.Errorf("driver %q is not loaded: %w", name, sdk.ErrNotFound)
+	}
+	d, err := pl.Driver()
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (p plugins) StoreGlobal() bool {
+	pl := p.m.Get(sdk.KindStore, p.store)
+	return pl != nil && slices.Contains(pl.Info().GetCapabilities(), sdk.CapabilityGlobalScope)
+}
+
+// startController reads the store back and replays drivers; a driver that
+// restarts later gets its state replayed again.
+func (a *Agent) startController(ctx context.Context) error {
+	ps := plugins{m: a.plugins, store: a.cfg.Store.Name}
+	alloc, err := ipam.New(ipam.Config{Store: ps.Store, DefaultPools: a.cfg.IPAM.DefaultPools})
+	if err != nil {
+		return err
+	}
+	c, err := controller.New(a.log.Named("controller"), controller.Config{
+		DataDir:         a.cfg.DataDir,
+		NetnsDir:        a.cfg.Sandbox.NetnsDir,
+		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
+		IPAM:            alloc,
+	}, ps)
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		c.Close()
+		return err
+	}
+	a.ctrl = c
+	a.plugins.OnRestart(func(p *plugin.Plugin) {
+		if p.Kind() != sdk.KindDriver {
+			return
+		}
+		if err := c.Replay(context.Background(), p.Name()); err != nil {
+			a.log.Error("replaying state to restarted driver", "driver", p.Name(), "error", err)
+		}
+	})
+	return nil
+}

@@ -1,0 +1,233 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+// Plugins gives the controller the current clients of its plugins. The
+// agent adapts core/plugin's manager to it; tests may use in-process
+// plugins.
+type Plugins interface {
+	// Store returns the store, or an error wrapping sdk.ErrUnavailable.
+	Store() (store.Store, error)
+	// Driver returns the named driver, or an error wrapping
+	// sdk.ErrNotFound when no such driver is loaded.
+	Driver(name string) (driver.Driver, error)
+	// StoreGlobal reports whether the store shares state between hosts.
+	StoreGlobal() bool
+}
+
+// Config configures a controller.
+type Config struct {
+	// DataDir holds per-sandbox resolution files under sandboxes/<id>/.
+	DataDir string
+	// NetnsDir holds the sandboxes' namespace keys.
+	NetnsDir string
+	// StubGracePeriod is how long a sandbox read back after a restart waits
+	// for its container to claim it.
+	StubGracePeriod time.Duration
+	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf).
+	HostResolvConf string
+	// IPAM is the address allocator; it shares the controller's store.
+	IPAM *ipam.Allocator
+}
+
+// Controller manages networks, endpoints and sandboxes. Its methods are
+// safe for concurrent use.
+type Controller struct {
+	log     hclog.Logger
+	cfg     Config
+	plugins Plugins
+	kv      kv
+	ipam    *ipam.Allocator
+	host    *netlink.Handle // the agent's own namespace
+
+	defaultMu sync.Mutex     // guards defaultNS; never held with mu
+	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
+
+	mu          sync.Mutex // leaf lock: see the package doc
+	sandboxes   map[string]*sandboxOp
+	byContainer map[string]string // container ID → sandbox ID
+	creating    map[string]bool   // container IDs whose sandbox is being made
+	ingress     string            // ID of the ingress sandbox
+	stubTimer   *time.Timer
+}
+
+// sandboxOp is a sandbox with the lock that serializes operations on it.
+type sandboxOp struct {
+	mu       sync.Mutex // held for a whole operation; see the package doc
+	sb       *sandbox.Sandbox
+	created  time.Time
+	external bool // waits for SetKey
+	stub     bool // read back after a restart, not yet claimed
+	deleting bool
+	deleted  bool
+}
+
+// New returns a controller. Start reads the store back.
+func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
+	if cfg.HostResolvConf == "" {
+		cfg.HostResolvConf = "/etc/resolv.conf"
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink: %w", err)
+	}
+	c := &Controller{
+		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h,
+		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
+	}
+	return c, nil
+}
+
+// Close releases the controller's handles. Sandboxes and their namespaces
+// stay: they outlive an agent restart.
+func (c *Controller) Close() {
+	c.mu.Lock()
+	if c.stubTimer != nil {
+		c.stubTimer.Stop()
+	}
+	ops := make([]*sandboxOp, 0, len(c.sandboxes))
+	for _, op := range c.sandboxes {
+		ops = append(ops, op)
+	}
+	c.mu.Unlock()
+	for _, op := range ops {
+		if ns := op.sb.Namespace(); ns != nil && !op.sb.Options().HostMode {
+			_ = ns.Close()
+		}
+	}
+	c.defaultMu.Lock()
+	if c.defaultNS != nil {
+		_ = c.defaultNS.Close()
+	}
+	c.defaultMu.Unlock()
+	c.host.Close()
+}
+
+func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error) {
+	d, err := c.plugins.Driver(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	caps, err := d.GetCapabilities(context.Background())
+	if err != nil {
+		return nil, nil, fmt.Errorf("driver %q capabilities: %w", name, err)
+	}
+	return d, caps, nil
+}
+
+func (c *Controller) sandboxDir(id string) string {
+	return filepath.Join(c.cfg.DataDir, "sandboxes", id)
+}
+
+func (c *Controller) hostResolv() sandbox.ResolvConf {
+	rc, err := sandbox.ReadResolvConf(c.cfg.HostResolvConf)
+	if err != nil {
+		c.log.Warn("reading the host's resolv.conf", "error", err)
+	}
+	return rc
+}
+
+// defaultNamespace returns the host's namespace mounted at
+// <netns_dir>/default, making it on first use. A failure is returned and
+// tried again on the next call.
+func (c *Controller) defaultNamespace() (*osl.Namespace, error) {
+	c.defaultMu.Lock()
+	defer c.defaultMu.Unlock()
+	if c.defaultNS != nil {
+		return c.defaultNS, nil
+	}
+	key := filepath.Join(c.cfg.NetnsDir, "default")
+	var ns *osl.Namespace
+	var err error
+	if osl.Exists(key) {
+		ns, err = osl.OpenNamespace(key)
+	} else {
+		ns, err = osl.BindNamespace(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid()), key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("host namespace for host-mode sandboxes: %w", err)
+	}
+	c.defaultNS = ns
+	return ns, nil
+}
+
+// netProto is the wire form of a network for drivers.
+func netProto(n *Network) *pb.Network {
+	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL}
+	if n.Scope == "global" {
+		p.Scope = pb.Scope_SCOPE_GLOBAL
+	}
+	conv := func(cs []IPAMConfig) []*pb.IPAMData {
+		var out []*pb.IPAMData
+		for _, ic := range cs {
+			d := &pb.IPAMData{Pool: ic.Subnet.String()}
+			if ic.Gateway.IsValid() {
+				d.Gateway = fmt.Sprintf("%s/%d", ic.Gateway, ic.Subnet.Bits())
+			}
+			if ic.Range.IsValid() {
+				d.Range = ic.Range.String()
+			}
+			out = append(out, d)
+		}
+		return out
+	}
+	p.Ipv4, p.Ipv6 = conv(n.IPv4), conv(n.IPv6)
+	return p
+}
+
+// epProto is the wire form of an endpoint for drivers.
+func epProto(ep *Endpoint) *pb.Endpoint {
+	p := &pb.Endpoint{Id: ep.ID, Name: ep.Name, NetworkId: ep.NetworkID, Interface: &pb.EndpointInterface{Mac: ep.MAC}}
+	if ep.Address.IsValid() {
+		p.Interface.Address = ep.Address.String()
+	}
+	if ep.AddressV6.IsValid() {
+		p.Interface.AddressV6 = ep.AddressV6.String()
+	}
+	for _, b := range ep.Ports {
+		pbb := &pb.PortBinding{Proto: b.Proto, ContainerPort: uint32(b.ContainerPort), HostPort: uint32(b.HostPort)}
+		if b.HostIP.IsValid() {
+			pbb.HostIp = b.HostIP.String()
+		}
+		p.PortBindings = append(p.PortBindings, pbb)
+	}
+	return p
+}
+
+// sortedSandboxes returns the sandboxes ordered by creation.
+func (c *Controller) sortedSandboxes(stubs bool) []*sandboxOp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*sandboxOp, 0, len(c.sandboxes))
+	for _, op := range c.sandboxes {
+		if stubs || !op.stub {
+			out = append(out, op)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].created.Before(out[j].created) })
+	return out
+}
+
+// errorf is fmt.Errorf with the sentinel last, for API errors that name
+// the field at fault.
+func errorf(sentinel error, format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, sentinel)...)
+}

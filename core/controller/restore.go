@@ -1,0 +1,233 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/sandbox"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// state is everything the store holds, read in one pass.
+type state struct {
+	networks  map[string]*Network
+	endpoints []*Endpoint
+	sandboxes []*Sandbox
+}
+
+func (c *Controller) readState(ctx context.Context) (*state, error) {
+	st := &state{networks: map[string]*Network{}}
+	if err := c.kv.list(ctx, networkPrefix, func(_ string, _ uint64, raw []byte) error {
+		var n Network
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return err
+		}
+		st.networks[n.ID] = &n
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := c.kv.list(ctx, endpointPrefix, func(_ string, _ uint64, raw []byte) error {
+		var ep Endpoint
+		if err := json.Unmarshal(raw, &ep); err != nil {
+			return err
+		}
+		st.endpoints = append(st.endpoints, &ep)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	err := c.kv.list(ctx, sandboxPrefix, func(_ string, _ uint64, raw []byte) error {
+		var s Sandbox
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		st.sandboxes = append(st.sandboxes, &s)
+		return nil
+	})
+	return st, err
+}
+
+// Start reads the store back after an agent start: networks and endpoints
+// are replayed to their drivers (every driver call is idempotent), every
+// stored sandbox becomes a stub — keeping its namespace, interfaces and
+// addresses — and anything left in-delete is finished. Stubs that no
+// container claims within the grace period are deleted with their
+// endpoints.
+func (c *Controller) Start(ctx context.Context) error {
+	st, err := c.readState(ctx)
+	if err != nil {
+		return fmt.Errorf("reading state back: %w", err)
+	}
+	bySandbox := map[string][]*Endpoint{}
+	for _, ep := range st.endpoints {
+		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
+	}
+	sandboxIDs := map[string]bool{}
+	for _, s := range st.sandboxes {
+		sandboxIDs[s.ID] = true
+	}
+	c.replay(ctx, st, "")
+
+	// Endpoints that belong to no sandbox were left by a crash between
+	// create and join.
+	for sbID, eps := range bySandbox {
+		if sbID != "" && sandboxIDs[sbID] {
+			continue
+		}
+		for _, ep := range eps {
+			c.log.Info("removing orphan endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID))
+			if err := c.deleteEndpoint(ctx, ep.NetworkID, ep.ID); err != nil {
+				c.log.Error("removing orphan endpoint", "endpoint", short(ep.ID), "error", err)
+			}
+		}
+	}
+	var doomed []*sandboxOp
+	for _, s := range st.sandboxes {
+		op, err := c.restoreSandbox(s, st.networks, bySandbox[s.ID])
+		if err != nil {
+			c.log.Error("restoring sandbox", "sandbox", short(s.ID), "error", err)
+			continue
+		}
+		if s.InDelete || op.sb.Namespace() == nil && !op.external {
+			doomed = append(doomed, op)
+		}
+	}
+	for _, op := range doomed {
+		if err := c.deleteSandbox(ctx, op); err != nil {
+			c.log.Error("finishing sandbox delete", "sandbox", short(op.sb.ID()), "error", err)
+		}
+	}
+	for _, n := range st.networks {
+		if n.InDelete {
+			if err := c.finishNetworkDelete(ctx, n); err != nil {
+				c.log.Error("finishing network delete", "network", n.Name, "error", err)
+			}
+		}
+	}
+	c.mu.Lock()
+	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
+	c.mu.Unlock()
+	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
+	return nil
+}
+
+// restoreSandbox registers a stored sandbox as a stub, with its namespace
+// when it still exists.
+func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, eps []*Endpoint) (*sandboxOp, error) {
+	sb := sandbox.New(s.ID, s.ContainerID, s.Options, c.sandboxDir(s.ID), c.hostResolv())
+	switch {
+	case s.Options.HostMode:
+		ns, err := c.defaultNamespace()
+		if err != nil {
+			return nil, err
+		}
+		sb.SetNamespace(ns.Path(), ns)
+	case s.Key != "" && osl.Exists(s.Key):
+		ns, err := osl.OpenNamespace(s.Key)
+		if err != nil {
+			return nil, err
+		}
+		sb.SetNamespace(s.Key, ns)
+	}
+	for _, ep := range eps {
+		if n := networks[ep.NetworkID]; n != nil {
+			sb.Restore(sbEndpoint(n, ep))
+		}
+	}
+	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, stub: true}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sandboxes[s.ID] = op
+	c.byContainer[s.ContainerID] = s.ID
+	if s.Options.Ingress {
+		c.ingress = s.ID
+	}
+	return op, nil
+}
+
+// RestoreSandbox claims the stub sandbox of a container without changing
+// it (a runtime that restarted with its containers still running).
+func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*Sandbox, error) {
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	op.stub = false
+	c.mu.Unlock()
+	return c.view(ctx, op)
+}
+
+// reapStubs deletes the stubs nobody claimed.
+func (c *Controller) reapStubs() {
+	for _, op := range c.sortedSandboxes(true) {
+		c.mu.Lock()
+		stub := op.stub
+		c.mu.Unlock()
+		if !stub {
+			continue
+		}
+		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
+		if err := c.deleteSandbox(context.Background(), op); err != nil {
+			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
+		}
+	}
+}
+
+// Replay sends a restarted driver everything it owns: its networks, their
+// endpoints, the joins and the published ports.
+func (c *Controller) Replay(ctx context.Context, driverName string) error {
+	st, err := c.readState(ctx)
+	if err != nil {
+		return err
+	}
+	c.replay(ctx, st, driverName)
+	return nil
+}
+
+// replay is Replay over state already read; "" replays every driver.
+func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
+	keys := map[string]string{}
+	for _, s := range st.sandboxes {
+		keys[s.ID] = s.Key
+	}
+	for _, n := range st.networks {
+		if n.InDelete || driverName != "" && n.Driver != driverName {
+			continue
+		}
+		d, _, err := c.driver(n.Driver)
+		if err != nil {
+			c.log.Error("replaying network", "network", n.Name, "error", err)
+			continue
+		}
+		np := netProto(n)
+		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np}); err != nil {
+			c.log.Error("replaying network", "network", n.Name, "error", err)
+			continue
+		}
+		for _, ep := range st.endpoints {
+			if ep.NetworkID != n.ID {
+				continue
+			}
+			epp := epProto(ep)
+			err := errors.Join(func() error {
+				_, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: np, Endpoint: epp})
+				return err
+			}())
+			if key := keys[ep.SandboxID]; err == nil && key != "" && osl.Exists(key) {
+				_, err = d.Join(ctx, &pb.JoinRequest{Network: np, Endpoint: epp, SandboxKey: key})
+				if err == nil && ep.External {
+					_, err = d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp})
+				}
+			}
+			if err != nil {
+				c.log.Error("replaying endpoint", "endpoint", short(ep.ID), "network", n.Name, "error", err)
+			}
+		}
+	}
+}

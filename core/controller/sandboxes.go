@@ -1,0 +1,446 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// NewSandbox creates the sandbox of a container, or claims the stub
+// sandbox an agent restart left for it. Every failure leaves nothing
+// behind.
+func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
+	if req.ContainerID == "" {
+		return nil, errorf(sdk.ErrInvalid, "container_id: must not be empty")
+	}
+	if req.HostMode && req.ExternalKey {
+		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
+	}
+	c.mu.Lock()
+	if id, ok := c.byContainer[req.ContainerID]; ok {
+		op := c.sandboxes[id]
+		if !op.stub {
+			c.mu.Unlock()
+			return nil, errorf(sdk.ErrForbidden, "container %s already has sandbox %s", req.ContainerID, short(id))
+		}
+		op.stub = false
+		c.mu.Unlock()
+		c.log.Info("stub sandbox claimed", "sandbox", short(id), "container", req.ContainerID)
+		return c.view(ctx, op)
+	}
+	if c.creating[req.ContainerID] {
+		c.mu.Unlock()
+		return nil, errorf(sdk.ErrForbidden, "container %s already has a sandbox being created", req.ContainerID)
+	}
+	if req.Ingress && c.ingress != "" {
+		c.mu.Unlock()
+		return nil, errorf(sdk.ErrForbidden, "ingress: sandbox %s is already the ingress sandbox", short(c.ingress))
+	}
+	c.creating[req.ContainerID] = true
+	id := newID()
+	if req.Ingress {
+		c.ingress = id
+	}
+	c.mu.Unlock()
+	registered := false
+	defer func() {
+		c.mu.Lock()
+		delete(c.creating, req.ContainerID)
+		if err != nil {
+			if req.Ingress && c.ingress == id {
+				c.ingress = ""
+			}
+			if registered {
+				delete(c.sandboxes, id)
+				delete(c.byContainer, req.ContainerID)
+			}
+		}
+		c.mu.Unlock()
+	}()
+
+	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
+	switch {
+	case req.HostMode:
+		ns, err := c.defaultNamespace()
+		if err != nil {
+			return nil, err
+		}
+		sb.SetNamespace(ns.Path(), ns)
+	case !req.ExternalKey:
+		key := filepath.Join(c.cfg.NetnsDir, id)
+		ns, err := osl.NewNamespace(key)
+		if err != nil {
+			return nil, fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
+		}
+		sb.SetNamespace(key, ns)
+	}
+	defer func() {
+		if err != nil {
+			c.destroyNamespace(sb)
+			_ = sb.RemoveFiles()
+		}
+	}()
+	if err := sb.WriteFiles(); err != nil {
+		return nil, err
+	}
+	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
+	c.mu.Lock()
+	c.sandboxes[id] = op
+	c.byContainer[req.ContainerID] = id
+	registered = true
+	c.mu.Unlock()
+	if err := c.kv.txn(ctx, cas(sandboxKey(id), 0, c.record(op))); err != nil {
+		return nil, fmt.Errorf("storing sandbox %s: %w", short(id), err)
+	}
+	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key())
+	return c.view(ctx, op)
+}
+
+// record is the stored form of a sandbox.
+func (c *Controller) record(op *sandboxOp) *Sandbox {
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), Key: op.sb.Key(), Options: op.sb.Options(), Created: op.created, InDelete: op.deleting}
+}
+
+// saveSandbox rewrites a sandbox's record.
+func (c *Controller) saveSandbox(ctx context.Context, op *sandboxOp) error {
+	s, err := c.kv.store()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(c.record(op))
+	_, err = s.Put(ctx, sandboxKey(op.sb.ID()), b)
+	return err
+}
+
+// view is a sandbox as the API shows it, with its endpoints.
+func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) {
+	v := c.record(op)
+	c.mu.Lock()
+	v.Stub = op.stub
+	c.mu.Unlock()
+	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
+	for _, e := range op.sb.Endpoints() {
+		var ep Endpoint
+		if _, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep); err != nil {
+			return nil, err
+		}
+		v.Endpoints = append(v.Endpoints, ep)
+	}
+	return v, nil
+}
+
+// destroyNamespace removes a sandbox's namespace, never the host's.
+func (c *Controller) destroyNamespace(sb *sandbox.Sandbox) {
+	ns := sb.Namespace()
+	if ns == nil || sb.Options().HostMode {
+		return
+	}
+	if err := ns.Destroy(); err != nil {
+		c.log.Error("destroying namespace", "sandbox", short(sb.ID()), "error", err)
+	}
+}
+
+// lookup returns the sandbox with that ID.
+func (c *Controller) lookup(id string) (*sandboxOp, error) {
+	if id == "" {
+		return nil, errorf(sdk.ErrInvalid, "sandbox: empty sandbox ID")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	op, ok := c.sandboxes[id]
+	if !ok {
+		return nil, errorf(sdk.ErrNotFound, "sandbox %s not found", id)
+	}
+	return op, nil
+}
+
+// byContainerID returns the sandbox of a container.
+func (c *Controller) byContainerID(container string) (*sandboxOp, error) {
+	if container == "" {
+		return nil, errorf(sdk.ErrInvalid, "container: empty container ID")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.byContainer[container]
+	if !ok {
+		return nil, errorf(sdk.ErrNotFound, "container %s has no sandbox", container)
+	}
+	return c.sandboxes[id], nil
+}
+
+// SandboxByID returns a sandbox by ID: an empty ID is an invalid-argument
+// error, an unknown one not-found.
+func (c *Controller) SandboxByID(ctx context.Context, id string) (*Sandbox, error) {
+	op, err := c.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.view(ctx, op)
+}
+
+// SandboxByContainer returns the sandbox of a container.
+func (c *Controller) SandboxByContainer(ctx context.Context, container string) (*Sandbox, error) {
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return nil, err
+	}
+	return c.view(ctx, op)
+}
+
+// Sandboxes lists the sandboxes, stubs left out, oldest first.
+func (c *Controller) Sandboxes(ctx context.Context) ([]*Sandbox, error) {
+	var out []*Sandbox
+	for _, op := range c.sortedSandboxes(false) {
+		v, err := c.view(ctx, op)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// SandboxWalker is called for each sandbox; returning true stops the walk.
+type SandboxWalker func(sb *sandbox.Sandbox) bool
+
+// WalkSandboxes calls walker for each sandbox that is not a stub, oldest
+// first, until it returns true.
+func (c *Controller) WalkSandboxes(walker SandboxWalker) {
+	for _, op := range c.sortedSandboxes(false) {
+		if walker(op.sb) {
+			return
+		}
+	}
+}
+
+// SandboxContainerWalker returns a walker that finds the sandbox of a
+// container and stores it in *out.
+func SandboxContainerWalker(out **sandbox.Sandbox, containerID string) SandboxWalker {
+	return func(sb *sandbox.Sandbox) bool {
+		if sb.ContainerID() == containerID {
+			*out = sb
+			return true
+		}
+		return false
+	}
+}
+
+// SandboxKeyWalker returns a walker that finds the sandbox with that key
+// and stores it in *out.
+func SandboxKeyWalker(out **sandbox.Sandbox, key string) SandboxWalker {
+	return func(sb *sandbox.Sandbox) bool {
+		if sb.Key() == key {
+			*out = sb
+			return true
+		}
+		return false
+	}
+}
+
+// SandboxDestroy deletes the sandbox of a container; a container with no
+// sandbox is not an error.
+func (c *Controller) SandboxDestroy(ctx context.Context, container string) error {
+	op, err := c.byContainerID(container)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return c.deleteSandbox(ctx, op)
+}
+
+// DeleteSandbox deletes a container's sandbox; unknown is not-found.
+func (c *Controller) DeleteSandbox(ctx context.Context, container string) error {
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return err
+	}
+	return c.deleteSandbox(ctx, op)
+}
+
+// deleteSandbox leaves and deletes every endpoint, stops what runs for
+// the sandbox, destroys its namespace and removes it from the store and
+// the controller. A second delete while one runs is forbidden. If an
+// endpoint cannot be removed, the sandbox stays (still marked in-delete)
+// and the error is returned; deleting it again finishes the job.
+func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
+	c.mu.Lock()
+	if op.deleting {
+		c.mu.Unlock()
+		return errorf(sdk.ErrForbidden, "sandbox %s: delete in progress", short(op.sb.ID()))
+	}
+	op.deleting = true
+	c.mu.Unlock()
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		op.deleting = false
+		c.mu.Unlock()
+	}()
+	if op.deleted {
+		return nil
+	}
+	sb := op.sb
+	if err := c.saveSandbox(ctx, op); err != nil { // marks it in-delete
+		return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
+	}
+	var errs []error
+	for _, e := range sb.Endpoints() {
+		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("deleting sandbox %s: %w", short(sb.ID()), errors.Join(errs...))
+	}
+	c.destroyNamespace(sb)
+	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
+		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)
+	}
+	if err := c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(sb.ID())}); err != nil {
+		return fmt.Errorf("deleting sandbox %s from the store: %w", short(sb.ID()), err)
+	}
+	c.mu.Lock()
+	delete(c.sandboxes, sb.ID())
+	if c.byContainer[sb.ContainerID()] == sb.ID() {
+		delete(c.byContainer, sb.ContainerID())
+	}
+	if c.ingress == sb.ID() {
+		c.ingress = ""
+	}
+	op.deleted = true
+	c.mu.Unlock()
+	c.log.Info("sandbox deleted", "sandbox", short(sb.ID()), "container", sb.ContainerID())
+	return nil
+}
+
+// SetKey gives a sandbox created with an external key its namespace: the
+// namespace at path (made by the container runtime) is bind-mounted at the
+// sandbox's key, and endpoints joined before are set up in it.
+func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandbox, error) {
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return nil, errorf(sdk.ErrInvalid, "path: must not be empty")
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if !op.external {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s was not created with an external key", short(op.sb.ID()))
+	}
+	if op.sb.Namespace() != nil {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s already has its key", short(op.sb.ID()))
+	}
+	if !osl.Exists(path) {
+		return nil, errorf(sdk.ErrInvalid, "path: %s is not a network namespace", path)
+	}
+	key := filepath.Join(c.cfg.NetnsDir, op.sb.ID())
+	ns, err := osl.BindNamespace(path, key)
+	if err != nil {
+		return nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
+	}
+	op.sb.SetNamespace(key, ns)
+	ok := false
+	defer func() {
+		if !ok {
+			op.sb.SetNamespace("", nil)
+			_ = ns.Destroy()
+		}
+	}()
+	if err := c.saveSandbox(ctx, op); err != nil {
+		return nil, err
+	}
+	// Endpoints joined before the key existed are set up now.
+	for _, e := range op.sb.Endpoints() {
+		op.sb.Forget(e.ID)
+		if err := c.joinStored(ctx, op, e.NetworkID, e.ID); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return c.view(ctx, op)
+}
+
+// Rename renames every endpoint of a container's sandbox (the name other
+// containers resolve); if one fails, all are renamed back.
+func (c *Controller) Rename(ctx context.Context, container, name string) error {
+	if !validName.MatchString(name) {
+		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", name)
+	}
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return err
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	type done struct {
+		ep  Endpoint
+		old string
+	}
+	var renamed []done
+	for _, e := range op.sb.Endpoints() {
+		var ep Endpoint
+		err := c.updateEndpoint(ctx, e.NetworkID, e.ID, func(cur *Endpoint) error {
+			ep = *cur
+			cur.Name = name
+			return nil
+		})
+		if err != nil {
+			for _, d := range renamed {
+				_ = c.updateEndpoint(ctx, d.ep.NetworkID, d.ep.ID, func(cur *Endpoint) error { cur.Name = d.old; return nil })
+				op.sb.Rename(d.ep.ID, d.old)
+			}
+			return fmt.Errorf("renaming sandbox %s: %w", short(op.sb.ID()), err)
+		}
+		renamed = append(renamed, done{ep: ep, old: ep.Name})
+		op.sb.Rename(e.ID, name)
+	}
+	return op.sb.WriteFiles()
+}
+
+// Refresh leaves every endpoint of a container's sandbox, applies new
+// options, rebuilds the resolution files and joins the endpoints again.
+func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox.Options) (*Sandbox, error) {
+	op, err := c.byContainerID(container)
+	if err != nil {
+		return nil, err
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	old := op.sb.Options()
+	if opts.HostMode != old.HostMode || opts.ExternalKey != old.ExternalKey || opts.Ingress != old.Ingress {
+		return nil, errorf(sdk.ErrInvalid, "options: host_mode, external_key and ingress cannot change on refresh")
+	}
+	eps := op.sb.Endpoints()
+	for _, e := range eps {
+		if err := c.leave(ctx, op, e.NetworkID, e.ID, false); err != nil {
+			return nil, err
+		}
+	}
+	op.sb.SetOptions(opts)
+	if err := c.saveSandbox(ctx, op); err != nil {
+		return nil, err
+	}
+	for _, e := range eps {
+		if err := c.joinStored(ctx, op, e.NetworkID, e.ID); err != nil {
+			return nil, err
+		}
+	}
+	if err := op.sb.WriteFiles(); err != nil {
+		return nil, err
+	}
+	return c.view(ctx, op)
+}

@@ -1,0 +1,132 @@
+package controller
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"time"
+
+	"github.com/sandnet/sandnet/core/sandbox"
+)
+
+// Network is a network's record, as stored and as the API shows it.
+type Network struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver"`
+	Scope      string            `json:"scope"`
+	Internal   bool              `json:"internal"`
+	EnableIPv6 bool              `json:"enable_ipv6"`
+	Options    map[string]string `json:"options,omitempty"`
+	IPv4       []IPAMConfig      `json:"ipv4,omitempty"`
+	IPv6       []IPAMConfig      `json:"ipv6,omitempty"`
+	Created    time.Time         `json:"created"`
+	// InDelete is set before a delete starts, so a crash midway is
+	// finished on restart.
+	InDelete bool `json:"in_delete,omitempty"`
+	// Endpoints is filled by inspect only: it is derived, never stored.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// IPAMConfig is one address pool of a network.
+type IPAMConfig struct {
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	Range   netip.Prefix `json:"ip_range,omitzero"`
+}
+
+// Endpoint is an endpoint's record: a sandbox's attachment to a network.
+type Endpoint struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	NetworkID string `json:"network_id"`
+	// SandboxID is the sandbox the endpoint is joined to; empty when it is
+	// not joined.
+	SandboxID string          `json:"sandbox_id,omitempty"`
+	IfName    string          `json:"interface,omitempty"`
+	MAC       string          `json:"mac,omitempty"`
+	Address   netip.Prefix    `json:"address,omitzero"`
+	AddressV6 netip.Prefix    `json:"address_v6,omitzero"`
+	Gateway   netip.Addr      `json:"gateway,omitzero"`
+	GatewayV6 netip.Addr      `json:"gateway_v6,omitzero"`
+	Routes    []sandbox.Route `json:"routes,omitempty"`
+	Aliases   []string        `json:"aliases,omitempty"`
+	Priority  int             `json:"priority,omitempty"`
+	Ports     []PortBinding   `json:"ports,omitempty"`
+	// External is true while ProgramExternalConnectivity is in effect.
+	External bool      `json:"external,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// PortBinding publishes a container port on the host.
+type PortBinding struct {
+	Proto         string     `json:"proto"`
+	ContainerPort uint16     `json:"container_port"`
+	HostIP        netip.Addr `json:"host_ip,omitzero"`
+	HostPort      uint16     `json:"host_port,omitempty"`
+}
+
+// Sandbox is a sandbox's record.
+type Sandbox struct {
+	ID          string          `json:"id"`
+	ContainerID string          `json:"container_id"`
+	Key         string          `json:"key,omitempty"`
+	Options     sandbox.Options `json:"options"`
+	Created     time.Time       `json:"created"`
+	InDelete    bool            `json:"in_delete,omitempty"`
+	// Fields below are derived for the API, never stored.
+	Stub       bool       `json:"stub,omitempty"`
+	ResolvConf string     `json:"resolv_conf,omitempty"`
+	Hosts      string     `json:"hosts,omitempty"`
+	Endpoints  []Endpoint `json:"endpoints,omitempty"`
+}
+
+// NetworkCreate is a request to create a network. Addresses are strings so
+// a bad one is reported with its field's name.
+type NetworkCreate struct {
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver,omitempty"`
+	Scope      string            `json:"scope,omitempty"`
+	Subnet     string            `json:"subnet,omitempty"`
+	Gateway    string            `json:"gateway,omitempty"`
+	IPRange    string            `json:"ip_range,omitempty"`
+	SubnetV6   string            `json:"subnet_v6,omitempty"`
+	GatewayV6  string            `json:"gateway_v6,omitempty"`
+	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
+	Internal   bool              `json:"internal,omitempty"`
+	Options    map[string]string `json:"options,omitempty"`
+}
+
+// SandboxCreate is a request to create a sandbox for a container.
+type SandboxCreate struct {
+	ContainerID string `json:"container_id"`
+	sandbox.Options
+}
+
+// Connect is a request to attach a container's sandbox to a network.
+type Connect struct {
+	Container string   `json:"container"`
+	Name      string   `json:"name,omitempty"`
+	Aliases   []string `json:"aliases,omitempty"`
+	IP        string   `json:"ip,omitempty"`
+	IPv6      string   `json:"ipv6,omitempty"`
+	Priority  int      `json:"priority,omitempty"`
+	// Publish are port specs: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp].
+	Publish []string `json:"publish,omitempty"`
+}
+
+// newID returns a random 256-bit ID in hex, as Docker's IDs are.
+func newID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
