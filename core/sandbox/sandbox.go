@@ -2,8 +2,8 @@ package sandbox
 
 import (
 	"bytes"
-	"context"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
