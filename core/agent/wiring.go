@@ -3,7 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/ipam"
@@ -52,7 +56,7 @@ func (p plugins) StoreGlobal() bool {
 // restarts later gets its state replayed again.
 func (a *Agent) startController(ctx context.Context) error {
 	ps := plugins{m: a.plugins, store: a.cfg.Store.Name}
-	alloc, err := ipam.New(ipam.Config{Store: ps.Store, DefaultPools: a.cfg.IPAM.DefaultPools})
+	alloc, err := ipam.New(ipam.Config{Store: ps.Store, DefaultPools: a.cfg.IPAM.DefaultPools, HostRoutes: hostRoutes})
 	if err != nil {
 		return err
 	}
@@ -79,4 +83,32 @@ func (a *Agent) startController(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// hostRoutes lists the destinations of the agent namespace's routes, which
+// automatically chosen subnets must not overlap.
+func hostRoutes() ([]netip.Prefix, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing host routes: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if p, ok := netipx(r.Dst); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func netipx(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	bits, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), bits), true
 }
