@@ -81,6 +81,9 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 		}
 		return nil, err
 	}
+	if _, err := c.kv.get(ctx, endpointKey(ep.NetworkID, ep.ID), ep); err != nil {
+		return nil, err
+	}
 	return ep, nil
 }
 

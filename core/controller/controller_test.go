@@ -1,0 +1,462 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+func TestNewSandboxErrors(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{}); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "container_id") {
+		t.Fatalf("empty container ID: err = %v, want invalid naming container_id", err)
+	}
+	sb := e.sandbox("c1")
+	_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), sb.ID[:12]) {
+		t.Fatalf("second sandbox for c1: err = %v, want forbidden naming %s", err, sb.ID[:12])
+	}
+	if got, _ := e.c.Sandboxes(ctx); len(got) != 1 {
+		t.Fatalf("sandboxes after the refused create = %d, want 1", len(got))
+	}
+	if !osl.Exists(sb.Key) {
+		t.Fatalf("key %s is not a namespace", sb.Key)
+	}
+	if _, err := e.c.SandboxByID(ctx, ""); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("SandboxByID(\"\") = %v, want invalid", err)
+	}
+	if _, err := e.c.SandboxByID(ctx, "nope"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("SandboxByID(nope) = %v, want not found", err)
+	}
+	if err := e.c.SandboxDestroy(ctx, "unknown-container"); err != nil {
+		t.Fatalf("SandboxDestroy of an unknown container = %v, want nil", err)
+	}
+}
+
+func TestConnectGivesInterfaceAddressAndGateway(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.50.0.0/24")
+	e.network("blue", "veth", "10.60.0.0/24")
+	sb := e.sandbox("c1", func(r *SandboxCreate) { r.Hostname = "web" })
+	ep := e.connect("red", "c1")
+	if ep.IfName != "eth0" || ep.Address.String() != "10.50.0.2/24" || ep.Gateway.String() != "10.50.0.1" {
+		t.Fatalf("endpoint = %+v, want eth0 10.50.0.2/24 via 10.50.0.1", ep)
+	}
+	if _, err := e.c.Connect(ctx, "blue", Connect{Container: "c1", IP: "10.60.0.77", Priority: 10}); err != nil {
+		t.Fatal(err)
+	}
+	got := addresses(t, sb.Key)
+	if fmt.Sprint(got["eth0"]) != "[10.50.0.2/24]" || fmt.Sprint(got["eth1"]) != "[10.60.0.77/24]" {
+		t.Fatalf("addresses in the sandbox = %v", got)
+	}
+	// The higher-priority endpoint gives the default route.
+	if gw := defaultGateway(t, sb.Key); gw != "10.60.0.1 dev eth1" {
+		t.Fatalf("default route = %q, want via 10.60.0.1 dev eth1", gw)
+	}
+	if err := e.c.Disconnect(ctx, "blue", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if gw := defaultGateway(t, sb.Key); gw != "10.50.0.1 dev eth0" {
+		t.Fatalf("default route after disconnect = %q, want via 10.50.0.1 dev eth0", gw)
+	}
+	hosts := readFile(t, sb.Hosts)
+	if !strings.Contains(hosts, "10.50.0.2\tweb") || strings.Contains(hosts, "10.60.0.77") {
+		t.Fatalf("hosts file:\n%s", hosts)
+	}
+	insp, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil || len(insp.Endpoints) != 1 || insp.Endpoints[0].IfName != "eth0" {
+		t.Fatalf("inspect = %+v, %v", insp, err)
+	}
+}
+
+func TestBadConnectChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.50.0.0/29")
+	e.sandbox("c1")
+	e.sandbox("c2")
+	e.connect("red", "c1")
+	before := e.leaks()
+	tests := []struct {
+		name string
+		net  string
+		req  Connect
+		is   error
+		msg  string
+	}{
+		{"unknown network", "nope", Connect{Container: "c2"}, sdk.ErrNotFound, `network "nope" not found`},
+		{"unknown container", "red", Connect{Container: "ghost"}, sdk.ErrNotFound, "container ghost has no sandbox"},
+		{"bad ip", "red", Connect{Container: "c2", IP: "10.50.0.x"}, sdk.ErrInvalid, "ip:"},
+		{"ip in use", "red", Connect{Container: "c2", IP: "10.50.0.2"}, sdk.ErrConflict, "10.50.0.2"},
+		{"ip outside", "red", Connect{Container: "c2", IP: "10.99.0.2"}, sdk.ErrInvalid, "10.99.0.2"},
+		{"twice", "red", Connect{Container: "c1"}, sdk.ErrExists, "already connected"},
+		{"bad port", "red", Connect{Container: "c2", Publish: []string{"80/sctp"}}, sdk.ErrInvalid, "publish"},
+		{"host network", "hostnet", Connect{Container: "c2"}, sdk.ErrForbidden, "host-mode"},
+	}
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "hostnet", Driver: "host"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.c.Connect(ctx, tt.net, tt.req)
+			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tt.is, tt.msg)
+			}
+			if after := e.leaks(); after != before {
+				t.Fatalf("a failed connect changed things: before %+v, after %+v", before, after)
+			}
+		})
+	}
+	// A failing store write after the driver's join rolls everything back.
+	e.store.fail("sandnet/v1/endpoint/")
+	_, err := e.c.Connect(ctx, "red", Connect{Container: "c2"})
+	e.store.fail("")
+	if err == nil {
+		t.Fatal("connect with a failing store succeeded")
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("a failed connect changed things: before %+v, after %+v", before, after)
+	}
+}
+
+func TestPoolExhaustedNamesNetwork(t *testing.T) {
+	e := newEnv(t)
+	e.network("tiny", "veth", "10.70.0.0/30") // one usable address after the gateway
+	e.sandbox("c1")
+	e.sandbox("c2")
+	e.connect("tiny", "c1")
+	_, err := e.c.Connect(context.Background(), "tiny", Connect{Container: "c2"})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "tiny") {
+		t.Fatalf("err = %v, want a conflict naming network tiny", err)
+	}
+}
+
+func TestNetworkRules(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "")
+	tests := []struct {
+		name string
+		req  NetworkCreate
+		is   error
+		msg  string
+	}{
+		{"duplicate name", NetworkCreate{Name: "red", Driver: "veth"}, sdk.ErrExists, `"red" already exists`},
+		{"bad name", NetworkCreate{Name: "-x", Driver: "veth"}, sdk.ErrInvalid, "name:"},
+		{"driver not loaded", NetworkCreate{Name: "x", Driver: "macvlan"}, sdk.ErrInvalid, `driver: no driver "macvlan"`},
+		{"bad subnet", NetworkCreate{Name: "x", Driver: "veth", Subnet: "10.0.0.0/33"}, sdk.ErrInvalid, "subnet:"},
+		{"global on a local store", NetworkCreate{Name: "x", Driver: "veth", Scope: "global"}, sdk.ErrInvalid, "scope:"},
+		{"subnet for none", NetworkCreate{Name: "x", Driver: "none", Subnet: "10.1.0.0/24"}, sdk.ErrInvalid, "does not use addresses"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.c.CreateNetwork(ctx, tt.req)
+			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tt.is, tt.msg)
+			}
+			if ns, _ := e.c.Networks(ctx); len(ns) != 1 {
+				t.Fatalf("networks = %d after a refused create, want 1", len(ns))
+			}
+		})
+	}
+	e.sandbox("c1")
+	e.connect("red", "c1")
+	if err := e.c.DeleteNetwork(ctx, "red"); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "1 endpoint") {
+		t.Fatalf("deleting a network with an endpoint: err = %v", err)
+	}
+	n, err := e.c.Network(ctx, "red")
+	if err != nil || n.InDelete {
+		t.Fatalf("network after refused delete = %+v, %v: must not stay in-delete", n, err)
+	}
+	if err := e.c.Disconnect(ctx, "red", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.leaks(); l.allocations != 0 {
+		t.Fatalf("allocations after network delete = %d", l.allocations)
+	}
+}
+
+func TestStubReuseAndRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.80.0.0/24")
+	sb := e.sandbox("c1")
+	e.connect("red", "c1")
+	before := addresses(t, sb.Key)
+	// An agent crash: the controller is dropped without Close, a new one
+	// reads the store back.
+	e.c = e.start()
+	stubs, _ := e.c.Sandboxes(ctx)
+	if len(stubs) != 0 {
+		t.Fatalf("stubs listed by Sandboxes: %d", len(stubs))
+	}
+	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimed.ID != sb.ID || len(claimed.Endpoints) != 1 || claimed.Stub {
+		t.Fatalf("claimed stub = %+v, want sandbox %s with its endpoint", claimed, sb.ID)
+	}
+	if after := addresses(t, sb.Key); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("addresses changed across restart: %v → %v", before, after)
+	}
+	// The restored sandbox works as before: disconnect and delete.
+	if err := e.c.Disconnect(ctx, "red", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.leaks(); l != (leaks{}) {
+		t.Fatalf("leaks = %+v", l)
+	}
+}
+
+func TestIngressIsUnique(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.sandbox("lb1", func(r *SandboxCreate) { r.Ingress = true })
+	_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "lb2", Options: sandbox.Options{Ingress: true}})
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "ingress") {
+		t.Fatalf("second ingress: err = %v", err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "lb2"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("refused ingress sandbox exists: %v", err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox("lb2", func(r *SandboxCreate) { r.Ingress = true })
+}
+
+func TestHostMode(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "host", Driver: "host"}); err != nil {
+		t.Fatal(err)
+	}
+	a := e.sandbox("h1", func(r *SandboxCreate) { r.HostMode = true })
+	b := e.sandbox("h2", func(r *SandboxCreate) { r.HostMode = true })
+	if a.Key != b.Key || !osl.Exists(a.Key) {
+		t.Fatalf("host-mode keys %q and %q: want one shared namespace", a.Key, b.Key)
+	}
+	if !sameNamespace(t, a.Key, "/proc/self/ns/net") {
+		t.Fatal("host-mode key is not the host's namespace")
+	}
+	e.connect("host", "h1")
+	if err := e.c.DeleteSandbox(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if !osl.Exists(b.Key) {
+		t.Fatal("deleting a host-mode sandbox destroyed the host's namespace key")
+	}
+}
+
+func TestExternalKey(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.90.0.0/24")
+	sb := e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	if sb.Key != "" {
+		t.Fatalf("external-key sandbox has key %q before SetKey", sb.Key)
+	}
+	// The endpoint joins before the runtime made the namespace.
+	e.connect("red", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	if _, err := e.c.SetKey(ctx, "c1", e.dir+"/not-a-namespace"); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("SetKey to a non-namespace: %v", err)
+	}
+	got, err := e.c.SetKey(ctx, "c1", runtimeNS.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameNamespace(t, got.Key, runtimeNS.Path()) {
+		t.Fatal("the sandbox key is not the runtime's namespace")
+	}
+	if a := addresses(t, runtimeNS.Path()); fmt.Sprint(a["eth0"]) != "[10.90.0.2/24]" {
+		t.Fatalf("runtime namespace after SetKey: %v", a)
+	}
+	if _, err := e.c.SetKey(ctx, "c1", runtimeNS.Path()); !errors.Is(err, sdk.ErrForbidden) {
+		t.Fatalf("second SetKey: %v", err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if !osl.Exists(runtimeNS.Path()) {
+		t.Fatal("deleting the sandbox destroyed the runtime's own namespace")
+	}
+}
+
+func TestRenameRollsBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.91.0.0/24")
+	e.network("blue", "veth", "10.92.0.0/24")
+	e.sandbox("c1")
+	red := e.connect("red", "c1")
+	e.connect("blue", "c1")
+	if err := e.c.Rename(ctx, "c1", "web"); err != nil {
+		t.Fatal(err)
+	}
+	names := func() string {
+		sb, err := e.c.SandboxByContainer(ctx, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ep := range sb.Endpoints {
+			out = append(out, ep.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names(); got != "web,web" {
+		t.Fatalf("names after rename = %s", got)
+	}
+	// Endpoints are ordered by network name, blue first: red's write fails
+	// after blue's succeeded, and blue must be renamed back.
+	e.store.fail(red.ID)
+	err := e.c.Rename(ctx, "c1", "api")
+	e.store.fail("")
+	if err == nil {
+		t.Fatal("rename with a failing store succeeded")
+	}
+	if got := names(); got != "web,web" {
+		t.Fatalf("names after failed rename = %s, want web,web", got)
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.93.0.0/24")
+	sb := e.sandbox("c1", func(r *SandboxCreate) { r.Hostname = "old" })
+	e.connect("red", "c1")
+	got, err := e.c.Refresh(ctx, "c1", sandbox.Options{Hostname: "new", DNSSearch: []string{"example.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Endpoints) != 1 || got.Endpoints[0].IfName != "eth0" {
+		t.Fatalf("endpoints after refresh = %+v", got.Endpoints)
+	}
+	if a := addresses(t, sb.Key); fmt.Sprint(a["eth0"]) != "[10.93.0.2/24]" {
+		t.Fatalf("addresses after refresh = %v", a)
+	}
+	if h := readFile(t, sb.Hosts); !strings.Contains(h, "\tnew") || strings.Contains(h, "old") {
+		t.Fatalf("hosts after refresh:\n%s", h)
+	}
+	if rc := readFile(t, sb.ResolvConf); !strings.Contains(rc, "search example.test") {
+		t.Fatalf("resolv.conf after refresh:\n%s", rc)
+	}
+	if _, err := e.c.Refresh(ctx, "c1", sandbox.Options{HostMode: true}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("refresh into host mode: %v", err)
+	}
+}
+
+func TestDeleteInProgress(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.94.0.0/24")
+	e.sandbox("c1")
+	e.connect("red", "c1")
+	gate, enter := make(chan struct{}), make(chan struct{}, 1)
+	e.veth.mu.Lock()
+	e.veth.leaveGate, e.veth.leaveEnter = gate, enter
+	e.veth.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- e.c.DeleteSandbox(ctx, "c1") }()
+	<-enter // the first delete is inside the driver's Leave
+	err := e.c.DeleteSandbox(ctx, "c1")
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "delete in progress") {
+		t.Fatalf("concurrent delete: err = %v, want forbidden: delete in progress", err)
+	}
+	e.veth.mu.Lock()
+	e.veth.leaveGate = nil
+	e.veth.mu.Unlock()
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l := e.leaks(); l != (leaks{}) {
+		t.Fatalf("leaks = %+v", l)
+	}
+}
+
+func TestUnclaimedStubsAreCleaned(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.95.0.0/24")
+	for i := range 5 {
+		e.sandbox(fmt.Sprintf("c%d", i))
+		e.connect("red", fmt.Sprintf("c%d", i))
+	}
+	c := e.start()
+	e.c = c
+	for i := range 2 {
+		if _, err := c.RestoreSandbox(ctx, fmt.Sprintf("c%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.reapStubs() // what the grace timer does
+	sbs, _ := c.Sandboxes(ctx)
+	if len(sbs) != 2 {
+		t.Fatalf("sandboxes after reaping = %d, want the 2 claimed", len(sbs))
+	}
+	l := e.leaks()
+	if l.mounts != 2 || l.links != 2 || l.allocations != 2 {
+		t.Fatalf("after reaping 3 stubs: %+v, want 2 of each", l)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := osReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// defaultGateway returns "GW dev DEV" of the IPv4 default route in the
+// namespace at key.
+func defaultGateway(t *testing.T, key string) string {
+	t.Helper()
+	ns, err := osl.OpenNamespace(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	routes, err := ns.Handle().RouteList(nil, 2 /* AF_INET */)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			l, err := ns.Handle().LinkByIndex(r.LinkIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.Gw.String() + " dev " + l.Attrs().Name
+		}
+	}
+	return ""
+}
+
+func sameNamespace(t *testing.T, a, b string) bool {
+	t.Helper()
+	return inode(t, a) == inode(t, b)
+}

@@ -1,0 +1,353 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/nstest"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+// env is one controller over an in-process bolt store (through the gRPC
+// adapters, as over the wire) and in-process drivers: "veth" makes a real
+// veth pair with its peer inside the sandbox, "none" gives no interface.
+type env struct {
+	t       testing.TB
+	dir     string
+	store   *faultyStore
+	veth    *vethDriver
+	plugins *testPlugins
+	c       *Controller
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	bolt := boltstore.New()
+	cfg := fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":true}`, filepath.Join(dir, "store.db"))
+	if err := bolt.Configure(context.Background(), []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close(context.Background()) })
+	sc, stop, err := store.InProcess(boltstore.Info("test"), bolt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	e := &env{t: t, dir: dir, store: &faultyStore{Store: sc}, veth: &vethDriver{}}
+	vc, stop, err := driver.InProcess(sdk.Info{Name: "veth"}, e.veth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	nc, stop, err := driver.InProcess(sdk.Info{Name: "none"}, noneDriver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	hc, stop, err := driver.InProcess(sdk.Info{Name: "host"}, noneDriver{host: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	e.plugins = &testPlugins{store: e.store, drivers: map[string]driver.Driver{"veth": vc, "none": nc, "host": hc}}
+	e.c = e.start()
+	t.Cleanup(func() { e.cleanup() })
+	return e
+}
+
+// start makes a controller over the env's store and directories, as an
+// agent (re)start does.
+func (e *env) start() *Controller {
+	e.t.Helper()
+	alloc, err := ipam.New(ipam.Config{Store: e.plugins.Store})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := New(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Config{
+		DataDir: filepath.Join(e.dir, "data"), NetnsDir: filepath.Join(e.dir, "netns"),
+		StubGracePeriod: time.Hour, IPAM: alloc, HostResolvConf: filepath.Join(e.dir, "resolv.conf"),
+	}, e.plugins)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// cleanup deletes every sandbox and network so nothing outlives the test.
+func (e *env) cleanup() {
+	ctx := context.Background()
+	for _, op := range e.c.sortedSandboxes(true) {
+		_ = e.c.deleteSandbox(ctx, op)
+	}
+	ns, _ := e.c.Networks(ctx)
+	for _, n := range ns {
+		_ = e.c.DeleteNetwork(ctx, n.ID)
+	}
+	e.c.Close()
+	// The host namespace of host-mode sandboxes stays mounted by design.
+	_ = unmountDefault(filepath.Join(e.dir, "netns", "default"))
+}
+
+func (e *env) network(name, driver, subnet string) *Network {
+	e.t.Helper()
+	n, err := e.c.CreateNetwork(context.Background(), NetworkCreate{Name: name, Driver: driver, Subnet: subnet})
+	if err != nil {
+		e.t.Fatalf("creating network %s: %v", name, err)
+	}
+	return n
+}
+
+func (e *env) sandbox(container string, o ...func(*SandboxCreate)) *Sandbox {
+	e.t.Helper()
+	req := SandboxCreate{ContainerID: container}
+	for _, f := range o {
+		f(&req)
+	}
+	sb, err := e.c.NewSandbox(context.Background(), req)
+	if err != nil {
+		e.t.Fatalf("creating sandbox of %s: %v", container, err)
+	}
+	return sb
+}
+
+func (e *env) connect(network, container string) *Endpoint {
+	e.t.Helper()
+	ep, err := e.c.Connect(context.Background(), network, Connect{Container: container})
+	if err != nil {
+		e.t.Fatalf("connecting %s to %s: %v", container, network, err)
+	}
+	return ep
+}
+
+// addresses lists the global addresses inside the namespace at key.
+func addresses(t *testing.T, key string) map[string][]string {
+	t.Helper()
+	ns, err := netns.GetFromPath(key)
+	if err != nil {
+		t.Fatalf("opening %s: %v", key, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, l := range links {
+		if l.Attrs().Name == "lo" {
+			continue
+		}
+		addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+		var as []string
+		for _, a := range addrs {
+			if a.IP.IsGlobalUnicast() {
+				as = append(as, a.IPNet.String())
+			}
+		}
+		out[l.Attrs().Name] = as
+	}
+	return out
+}
+
+// leaks counts what the tests must leave nothing of: namespace mounts
+// under the env's netns dir (the host-mode default excluded), veth links
+// in the test's host namespace, and stored address allocations.
+type leaks struct{ mounts, links, allocations int }
+
+func (e *env) leaks() leaks {
+	e.t.Helper()
+	var l leaks
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, filepath.Join(e.dir, "netns")+"/") && !strings.Contains(line, "/netns/default ") {
+			l.mounts++
+		}
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, ln := range links {
+		if strings.HasPrefix(ln.Attrs().Name, "vh") {
+			l.links++
+		}
+	}
+	pairs, err := e.store.List(context.Background(), "sandnet/v1/ipam/addrs/")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l.allocations = len(pairs)
+	return l
+}
+
+// testPlugins serves in-process plugins to the controller.
+type testPlugins struct {
+	store   store.Store
+	drivers map[string]driver.Driver
+}
+
+func (p *testPlugins) Store() (store.Store, error) { return p.store, nil }
+func (p *testPlugins) StoreGlobal() bool           { return false }
+func (p *testPlugins) Driver(name string) (driver.Driver, error) {
+	d, ok := p.drivers[name]
+	if !ok {
+		return nil, fmt.Errorf("driver %q: %w", name, sdk.ErrNotFound)
+	}
+	return d, nil
+}
+
+// faultyStore fails the Txn that writes a key containing failOn.
+type faultyStore struct {
+	store.Store
+	mu     sync.Mutex
+	failOn string
+}
+
+func (f *faultyStore) fail(substr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failOn = substr
+}
+
+func (f *faultyStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, error) {
+	f.mu.Lock()
+	failOn := f.failOn
+	f.mu.Unlock()
+	for _, op := range ops {
+		if failOn != "" && strings.Contains(op.GetKey(), failOn) && op.GetVerb() == pb.TxnOp_CAS {
+			return nil, errors.New("injected store failure")
+		}
+	}
+	return f.Store.Txn(ctx, ops)
+}
+
+// vethDriver makes a veth pair per joined endpoint, the peer created in
+// the sandbox's namespace, the host end up in the test's namespace.
+type vethDriver struct {
+	mu         sync.Mutex
+	leaveGate  chan struct{} // when set, Leave waits for it
+	leaveEnter chan struct{}
+}
+
+func (*vethDriver) Configure(context.Context, []byte) error { return nil }
+func (*vethDriver) GetCapabilities(context.Context) (*pb.Capabilities, error) {
+	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL, NeedsAddresses: true}, nil
+}
+func (*vethDriver) CreateNetwork(context.Context, *pb.CreateNetworkRequest) error { return nil }
+func (*vethDriver) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (*vethDriver) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	return &pb.CreateEndpointResponse{}, nil
+}
+func (*vethDriver) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
+
+func names(epID string) (host, peer string) { return "vh" + epID[:10], "vp" + epID[:10] }
+
+func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	host, peer := names(req.GetEndpoint().GetId())
+	gw := ""
+	if ps := req.GetNetwork().GetIpv4(); len(ps) > 0 && !req.GetNetwork().GetInternal() {
+		p, _ := netip.ParsePrefix(ps[0].GetGateway())
+		gw = p.Addr().String()
+	}
+	resp := &pb.JoinResponse{SrcName: peer, InSandbox: true, DstPrefix: "eth", Gateway: gw}
+	if _, err := netlink.LinkByName(host); err == nil {
+		return resp, nil // a replay
+	}
+	ns, err := netns.GetFromPath(req.GetSandboxKey())
+	if err != nil {
+		return nil, fmt.Errorf("opening sandbox %s: %w", req.GetSandboxKey(), err)
+	}
+	defer ns.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer, PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetUp(veth); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (d *vethDriver) Leave(_ context.Context, req *pb.LeaveRequest) error {
+	d.mu.Lock()
+	gate, enter := d.leaveGate, d.leaveEnter
+	d.mu.Unlock()
+	if gate != nil {
+		enter <- struct{}{}
+		<-gate
+	}
+	host, _ := names(req.GetEndpoint().GetId())
+	if l, err := netlink.LinkByName(host); err == nil {
+		return netlink.LinkDel(l)
+	}
+	return nil
+}
+
+func (*vethDriver) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	return &pb.ExternalConnectivityResponse{}, nil
+}
+func (*vethDriver) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+	return nil
+}
+func (*vethDriver) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
+	return &pb.EndpointOperInfoResponse{}, nil
+}
+
+// noneDriver gives endpoints no interface; with host set it is the host
+// driver.
+type noneDriver struct{ host bool }
+
+func (noneDriver) Configure(context.Context, []byte) error { return nil }
+func (d noneDriver) GetCapabilities(context.Context) (*pb.Capabilities, error) {
+	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL, UsesHostNamespace: d.host}, nil
+}
+func (noneDriver) CreateNetwork(context.Context, *pb.CreateNetworkRequest) error { return nil }
+func (noneDriver) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (noneDriver) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	return &pb.CreateEndpointResponse{}, nil
+}
+func (noneDriver) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
+func (noneDriver) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) {
+	return &pb.JoinResponse{}, nil
+}
+func (noneDriver) Leave(context.Context, *pb.LeaveRequest) error { return nil }
+func (noneDriver) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	return &pb.ExternalConnectivityResponse{}, nil
+}
+func (noneDriver) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+	return nil
+}
+func (noneDriver) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
+	return &pb.EndpointOperInfoResponse{}, nil
+}
