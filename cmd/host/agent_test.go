@@ -14,23 +14,30 @@ import (
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
 var bins *agenttest.Bins
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { nstest.Main(mainWithBins{m}) }
+
+// mainWithBins builds the binaries once for the whole run, inside the
+// isolated copy of the test process.
+type mainWithBins struct{ m *testing.M }
+
+func (w mainWithBins) Run() int {
 	dir, err := os.MkdirTemp("", "sandnet-bins-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
 	if bins, err = agenttest.Build(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
+	code := w.m.Run()
 	os.RemoveAll(dir)
-	os.Exit(code)
+	return code
 }
 
 // boltAndNone is the store and driver blocks of a minimal agent.

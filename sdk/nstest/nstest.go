@@ -43,6 +43,10 @@ import (
 // in, so that Isolated can check the copy really left it.
 const EnvIsolated = "SANDNET_NSTEST_ISOLATED"
 
+// M is what Main runs: a *testing.M, or a wrapper whose Run does set-up
+// that must happen inside the throwaway namespace before m.Run.
+type M interface{ Run() int }
+
 // Main runs the tests of m and exits with their status. Call it from
 // TestMain; it does not return.
 //
@@ -51,7 +55,7 @@ const EnvIsolated = "SANDNET_NSTEST_ISOLATED"
 // isolated copy it brings up lo and runs m. When the process is not root, or
 // the machine does not allow creating namespaces, it runs m directly and the
 // tests that call RequireRoot skip themselves.
-func Main(m *testing.M) {
+func Main(m M) {
 	os.Exit(run(m))
 }
 

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
-	"testing"
 
 	"github.com/vishvananda/netlink"
 )
@@ -20,7 +19,7 @@ func unshareArgs(command ...string) []string {
 	return append([]string{"--net", "--mount", "--propagation", "private", "--"}, command...)
 }
 
-func run(m *testing.M) int {
+func run(m M) int {
 	if os.Getenv(EnvIsolated) != "" {
 		// The re-executed copy, or a process started by hand with the
 		// variable set. Only touch lo when the namespace really is a new

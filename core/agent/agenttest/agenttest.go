@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/osl"
 )
 
 // Bins are the built binaries.
@@ -105,7 +106,29 @@ func NewEnv(t testing.TB, bins *Bins, blocks string) *Env {
 	if err := os.WriteFile(e.ConfigPath, []byte(head+blocks), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	CleanupMounts(t, dir)
 	return e
+}
+
+// CleanupMounts unmounts, when the test ends, every namespace key a test
+// left mounted below dir: sandbox namespaces outlive the agent by design,
+// and a mounted key would keep the test's directory from being removed.
+// Call it right after creating dir.
+func CleanupMounts(t testing.TB, dir string) {
+	t.Cleanup(func() { unmountUnder(dir) })
+}
+
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			_ = osl.Remove(f[4])
+		}
+	}
 }
 
 // Start runs `sandnet agent` on the env's config and waits until its API
