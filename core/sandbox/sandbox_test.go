@@ -1,0 +1,75 @@
+package sandbox
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseResolvConf(t *testing.T) {
+	rc := ParseResolvConf([]byte(`# comment
+nameserver 127.0.0.53
+nameserver 10.0.0.2 # trailing
+domain ignored.example
+search a.example b.example
+options ndots:2 timeout:1
+options rotate
+sortlist 10.0.0.0
+nameserver bogus
+`))
+	if got := rc.Nameservers; len(got) != 2 || got[0].String() != "127.0.0.53" || got[1].String() != "10.0.0.2" {
+		t.Fatalf("nameservers = %v", got)
+	}
+	if strings.Join(rc.Search, " ") != "a.example b.example" {
+		t.Fatalf("search = %v (the last of domain/search wins)", rc.Search)
+	}
+	if strings.Join(rc.Options, " ") != "ndots:2 timeout:1 rotate" {
+		t.Fatalf("options = %v", rc.Options)
+	}
+}
+
+func TestResolutionFiles(t *testing.T) {
+	dir := t.TempDir()
+	host := ResolvConf{
+		Nameservers: []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.MustParseAddr("192.0.2.53")},
+		Search:      []string{"corp.example"},
+		Options:     []string{"ndots:1"},
+	}
+	sb := New("id", "c1", Options{Hostname: "web", DomainName: "corp.example", ExtraHosts: []HostEntry{{Name: "db", IP: netip.MustParseAddr("192.0.2.9")}}}, dir, host)
+	sb.Restore(Endpoint{ID: "e1", NetworkName: "red", Addr: netip.MustParsePrefix("10.1.0.2/24")})
+	if err := sb.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := os.ReadFile(filepath.Join(dir, "resolv.conf"))
+	if strings.Contains(string(rc), "127.0.0.53") || !strings.Contains(string(rc), "nameserver 192.0.2.53") ||
+		!strings.Contains(string(rc), "search corp.example") || !strings.Contains(string(rc), "options ndots:1") {
+		t.Fatalf("resolv.conf (the host's loopback server cannot be reached from a sandbox):\n%s", rc)
+	}
+	hosts, _ := os.ReadFile(filepath.Join(dir, "hosts"))
+	for _, want := range []string{"127.0.0.1\tlocalhost", "10.1.0.2\tweb.corp.example web", "192.0.2.9\tdb"} {
+		if !strings.Contains(string(hosts), want) {
+			t.Fatalf("hosts lacks %q:\n%s", want, hosts)
+		}
+	}
+	hostMode := New("id2", "c2", Options{HostMode: true}, t.TempDir(), host)
+	if rc := hostMode.resolvConf(); len(rc.Nameservers) != 2 {
+		t.Fatalf("host-mode resolv.conf nameservers = %v, want the host's own", rc.Nameservers)
+	}
+}
+
+func TestEndpointOrder(t *testing.T) {
+	sb := New("id", "c1", Options{}, t.TempDir(), ResolvConf{})
+	sb.Restore(Endpoint{ID: "internal", NetworkName: "a", Internal: true})
+	sb.Restore(Endpoint{ID: "b", NetworkName: "b"})
+	sb.Restore(Endpoint{ID: "prio", NetworkName: "z", Priority: 5})
+	sb.Restore(Endpoint{ID: "a2", NetworkName: "a2"})
+	var got []string
+	for _, ep := range sb.Endpoints() {
+		got = append(got, ep.ID)
+	}
+	if strings.Join(got, ",") != "prio,a2,b,internal" {
+		t.Fatalf("order = %v, want priority first, then networks with a way out by name, internal last", got)
+	}
+}
