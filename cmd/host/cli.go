@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
@@ -164,4 +166,31 @@ func usageFail(err error) int {
 		return 0
 	}
 	return 2
+}
+
+// clientCmd runs a command that talks to the agent: it adds the client
+// flags to fs, parses args, checks that there are nargs positional
+// arguments (at least -nargs when negative), connects, and calls body with
+// a context bounded to two minutes. body's error is printed.
+func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error) int {
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return usageFail(err)
+	}
+	if nargs >= 0 && len(pos) != nargs || nargs < 0 && len(pos) < -nargs {
+		fs.Usage()
+		return 2
+	}
+	c, err := cf.client()
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := body(ctx, c, &cf, pos); err != nil {
+		return fail(err)
+	}
+	return 0
 }

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 )
 
@@ -16,14 +16,8 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func timeout() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 2*time.Minute)
-}
-
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
-	var cf clientFlags
-	cf.register(fs)
 	var req controller.NetworkCreate
 	var opts stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
@@ -36,143 +30,86 @@ func networkCreateCmd(args []string) int {
 	fs.BoolVar(&req.EnableIPv6, "ipv6", false, "give containers IPv6 addresses too")
 	fs.BoolVar(&req.Internal, "internal", false, "no way out: no gateway route, no NAT")
 	fs.Var(&opts, "o", "driver option key=value (repeatable)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	req.Name = pos[0]
-	for _, o := range opts {
-		k, v, ok := strings.Cut(o, "=")
-		if !ok || k == "" {
-			return fail(fmt.Errorf("-o %q: want key=value", o))
+	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		req.Name = pos[0]
+		for _, o := range opts {
+			k, v, ok := strings.Cut(o, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("-o %q: want key=value", o)
+			}
+			if req.Options == nil {
+				req.Options = map[string]string{}
+			}
+			req.Options[k] = v
 		}
-		if req.Options == nil {
-			req.Options = map[string]string{}
+		n, err := c.CreateNetwork(ctx, req)
+		if err != nil {
+			return err
 		}
-		req.Options[k] = v
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	n, err := c.CreateNetwork(ctx, req)
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
-	return 0
+		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
+		return nil
+	})
 }
 
 func networkLsCmd(args []string) int {
-	fs := newFlags("network ls", "")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args); err != nil {
-		return usageFail(err)
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	ns, err := c.Networks(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(ns, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tSUBNET")
-		for _, n := range ns {
-			subnet := ""
-			if len(n.IPv4) > 0 {
-				subnet = n.IPv4[0].Subnet.String()
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Scope, subnet)
+	return clientCmd(newFlags("network ls", ""), args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		ns, err := c.Networks(ctx)
+		if err != nil {
+			return err
 		}
+		cf.output(ns, func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tSUBNET")
+			for _, n := range ns {
+				subnet := "-"
+				if len(n.IPv4) > 0 {
+					subnet = n.IPv4[0].Subnet.String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Scope, subnet)
+			}
+		})
+		return nil
 	})
-	return 0
 }
 
 func networkInspectCmd(args []string) int {
-	fs := newFlags("network inspect", "NETWORK...")
-	var cf clientFlags
-	cf.register(fs)
-	cf.format = "json"
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	var out []*controller.Network
-	for _, ref := range pos {
-		n, err := c.Network(ctx, ref)
-		if err != nil {
-			return fail(err)
-		}
-		out = append(out, n)
-	}
-	cf.output(out, func(w *tabwriter.Writer) {
-		for _, n := range out {
-			fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal)
-			for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
-				fmt.Fprintf(w, "Subnet:\t%s\tgateway %s\n", p.Subnet, p.Gateway)
+	return clientCmd(newFlags("network inspect", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		var out []*controller.Network
+		for _, ref := range pos {
+			n, err := c.Network(ctx, ref)
+			if err != nil {
+				return err
 			}
-			for _, ep := range n.Endpoints {
-				fmt.Fprintf(w, "Endpoint:\t%s\t%s\t%s\n", ep.Name, ep.Address, ep.MAC)
-			}
+			out = append(out, n)
 		}
+		cf.output(out, func(w *tabwriter.Writer) {
+			for _, n := range out {
+				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal)
+				for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
+					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s\n", p.Subnet, show(p.Gateway))
+				}
+				for _, ep := range n.Endpoints {
+					fmt.Fprintf(w, "Endpoint:\t%s\t%s\t%s\n", ep.Name, show(ep.Address), ep.MAC)
+				}
+			}
+		})
+		return nil
 	})
-	return 0
 }
 
 func networkRmCmd(args []string) int {
-	fs := newFlags("network rm", "NETWORK...")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	code := 0
-	for _, ref := range pos {
-		if err := c.DeleteNetwork(ctx, ref); err != nil {
-			code = fail(err)
-			continue
+	return clientCmd(newFlags("network rm", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
+		for _, ref := range pos {
+			if err := c.DeleteNetwork(ctx, ref); err != nil {
+				return err
+			}
+			fmt.Println(ref)
 		}
-		fmt.Println(ref)
-	}
-	return code
+		return nil
+	})
 }
 
 func connectCmd(args []string) int {
 	fs := newFlags("connect", "NETWORK CONTAINER")
-	var cf clientFlags
-	cf.register(fs)
 	var req controller.Connect
 	var aliases, publish stringList
 	fs.Var(&aliases, "alias", "network-scoped alias (repeatable)")
@@ -181,54 +118,24 @@ func connectCmd(args []string) int {
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
 	fs.StringVar(&req.Name, "name", "", "endpoint name (default: the sandbox's hostname, else the container ID)")
 	fs.IntVar(&req.Priority, "priority", 0, "endpoint priority: the highest one with a gateway gives the default route")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return 2
-	}
-	req.Container, req.Aliases, req.Publish = pos[1], aliases, publish
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	ep, err := c.Connect(ctx, pos[0], req)
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(ep, func(w *tabwriter.Writer) {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
-		for _, p := range ep.Ports {
-			fmt.Fprintf(w, "%s:%d->%d/%s\n", p.HostIP, p.HostPort, p.ContainerPort, p.Proto)
+	return clientCmd(fs, args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		req.Container, req.Aliases, req.Publish = pos[1], aliases, publish
+		ep, err := c.Connect(ctx, pos[0], req)
+		if err != nil {
+			return err
 		}
+		cf.output(ep, func(w *tabwriter.Writer) {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
+			for _, p := range ep.Ports {
+				fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
+			}
+		})
+		return nil
 	})
-	return 0
 }
 
 func disconnectCmd(args []string) int {
-	fs := newFlags("disconnect", "NETWORK CONTAINER")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	if err := c.Disconnect(ctx, pos[0], pos[1]); err != nil {
-		return fail(err)
-	}
-	return 0
+	return clientCmd(newFlags("disconnect", "NETWORK CONTAINER"), args, 2, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
+		return c.Disconnect(ctx, pos[0], pos[1])
+	})
 }

@@ -1,19 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/sandbox"
 )
 
 func sandboxCreateCmd(args []string) int {
 	fs := newFlags("sandbox create", "CONTAINER")
-	var cf clientFlags
-	cf.register(fs)
 	var req controller.SandboxCreate
 	var dns, search, opts, hosts stringList
 	fs.StringVar(&req.Hostname, "hostname", "", "the container's hostname")
@@ -25,101 +25,64 @@ func sandboxCreateCmd(args []string) int {
 	fs.Var(&search, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&opts, "dns-option", "resolv.conf option (repeatable)")
 	fs.Var(&hosts, "add-host", "extra hosts line NAME:IP (repeatable)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	req.ContainerID = pos[0]
-	for _, d := range dns {
-		a, err := netip.ParseAddr(d)
+	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		req.ContainerID = pos[0]
+		for _, d := range dns {
+			a, err := netip.ParseAddr(d)
+			if err != nil {
+				return fmt.Errorf("-dns %q: not an IP address", d)
+			}
+			req.DNS = append(req.DNS, a)
+		}
+		req.DNSSearch, req.DNSOptions = search, opts
+		for _, h := range hosts {
+			name, ip, ok := strings.Cut(h, ":")
+			a, err := netip.ParseAddr(ip)
+			if !ok || err != nil || name == "" {
+				return fmt.Errorf("-add-host %q: want NAME:IP", h)
+			}
+			req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, IP: a})
+		}
+		sb, err := c.CreateSandbox(ctx, req)
 		if err != nil {
-			return fail(fmt.Errorf("-dns %q: not an IP address", d))
+			return err
 		}
-		req.DNS = append(req.DNS, a)
-	}
-	req.DNSSearch, req.DNSOptions = search, opts
-	for _, h := range hosts {
-		name, ip, ok := strings.Cut(h, ":")
-		a, err := netip.ParseAddr(ip)
-		if !ok || err != nil || name == "" {
-			return fail(fmt.Errorf("-add-host %q: want NAME:IP", h))
-		}
-		req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, IP: a})
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	sb, err := c.CreateSandbox(ctx, req)
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
-	return 0
+		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
+		return nil
+	})
 }
 
 func sandboxLsCmd(args []string) int {
-	fs := newFlags("sandbox ls", "")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args); err != nil {
-		return usageFail(err)
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	sbs, err := c.Sandboxes(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(sbs, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tKEY\tENDPOINTS")
-		for _, sb := range sbs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", sb.ID[:12], sb.ContainerID, sb.Key, len(sb.Endpoints))
+	return clientCmd(newFlags("sandbox ls", ""), args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		sbs, err := c.Sandboxes(ctx)
+		if err != nil {
+			return err
 		}
+		cf.output(sbs, func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tKEY\tENDPOINTS")
+			for _, sb := range sbs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", sb.ID[:12], sb.ContainerID, sb.Key, len(sb.Endpoints))
+			}
+		})
+		return nil
 	})
-	return 0
 }
 
 func sandboxInspectCmd(args []string) int {
-	fs := newFlags("sandbox inspect", "CONTAINER")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	sb, err := c.Sandbox(ctx, pos[0])
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(sb, func(w *tabwriter.Writer) {
-		fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, sb.Key, sb.ResolvConf, sb.Hosts)
-		fmt.Fprintln(w, "NETWORK\tINTERFACE\tMAC\tADDRESS\tADDRESS V6\tGATEWAY")
-		for _, ep := range sb.Endpoints {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.NetworkID[:12], ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), show(ep.Gateway))
+	return clientCmd(newFlags("sandbox inspect", "CONTAINER"), args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		sb, err := c.Sandbox(ctx, pos[0])
+		if err != nil {
+			return err
 		}
+		cf.output(sb, func(w *tabwriter.Writer) {
+			fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, sb.Key, sb.ResolvConf, sb.Hosts)
+			fmt.Fprintln(w, "NETWORK\tINTERFACE\tMAC\tADDRESS\tADDRESS V6\tGATEWAY")
+			for _, ep := range sb.Endpoints {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.NetworkID[:12], ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), show(ep.Gateway))
+			}
+		})
+		return nil
 	})
-	return 0
 }
 
 // show prints a zero address or prefix as "-".
@@ -134,54 +97,23 @@ func show(v interface {
 }
 
 func sandboxRmCmd(args []string) int {
-	fs := newFlags("sandbox rm", "CONTAINER...")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	code := 0
-	for _, ref := range pos {
-		if err := c.DeleteSandbox(ctx, ref); err != nil {
-			code = fail(err)
+	return clientCmd(newFlags("sandbox rm", "CONTAINER..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
+		for _, ref := range pos {
+			if err := c.DeleteSandbox(ctx, ref); err != nil {
+				return err
+			}
 		}
-	}
-	return code
+		return nil
+	})
 }
 
 func sandboxSetKeyCmd(args []string) int {
-	fs := newFlags("sandbox set-key", "CONTAINER PATH")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return usageFail(err)
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		return fail(err)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	sb, err := c.SetKey(ctx, pos[0], pos[1])
-	if err != nil {
-		return fail(err)
-	}
-	cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
-	return 0
+	return clientCmd(newFlags("sandbox set-key", "CONTAINER PATH"), args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		sb, err := c.SetKey(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
+		return nil
+	})
 }

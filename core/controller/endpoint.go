@@ -117,26 +117,24 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, ip, ip6 n
 			if len(n.IPv4) == 0 {
 				return errorf(sdk.ErrInvalid, "network %s has no IPv4 pool", n.Name)
 			}
-			a, err := c.ipam.Allocate(ctx, n.IPv4[0].Subnet, ip, ep.ID)
-			if err != nil {
-				return fmt.Errorf("network %s: %w", n.Name, err)
-			}
-			allocs = append(allocs, a)
-			ops = append(ops, a.Ops...)
-			ep.Address = a.Addr
-			if !n.Internal {
-				ep.Gateway = n.IPv4[0].Gateway
-			}
-			if len(n.IPv6) > 0 {
-				a, err := c.ipam.Allocate(ctx, n.IPv6[0].Subnet, ip6, ep.ID)
+			for _, f := range []struct {
+				pools []IPAMConfig
+				want  netip.Addr
+				addr  *netip.Prefix
+				gw    *netip.Addr
+			}{{n.IPv4, ip, &ep.Address, &ep.Gateway}, {n.IPv6, ip6, &ep.AddressV6, &ep.GatewayV6}} {
+				if len(f.pools) == 0 {
+					continue
+				}
+				a, err := c.ipam.Allocate(ctx, f.pools[0].Subnet, f.want, ep.ID)
 				if err != nil {
 					return fmt.Errorf("network %s: %w", n.Name, err)
 				}
 				allocs = append(allocs, a)
 				ops = append(ops, a.Ops...)
-				ep.AddressV6 = a.Addr
+				*f.addr = a.Addr
 				if !n.Internal {
-					ep.GatewayV6 = n.IPv6[0].Gateway
+					*f.gw = f.pools[0].Gateway
 				}
 			}
 			ep.MAC = macFor(ep.Address.Addr())

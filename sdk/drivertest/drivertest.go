@@ -65,6 +65,24 @@ func endpoint(caps *pb.Capabilities, n *pb.Network) *pb.Endpoint {
 	return ep
 }
 
+// setup returns a fresh driver with the suite's network created (and
+// deleted when the test ends) and the endpoint the suite uses on it.
+func (o Options) setup(t *testing.T) (driver.Driver, *pb.Network, *pb.Endpoint) {
+	t.Helper()
+	ctx := context.Background()
+	d := o.New(t)
+	caps, err := d.GetCapabilities(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := o.network()
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatalf("CreateNetwork: %v", err)
+	}
+	t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
+	return d, n, endpoint(caps, n)
+}
+
 // Run runs the suite.
 func Run(t *testing.T, o Options) {
 	ctx := context.Background()
@@ -93,17 +111,7 @@ func Run(t *testing.T, o Options) {
 		}
 	})
 	t.Run("EndpointLifecycleIdempotent", func(t *testing.T) {
-		d := o.New(t)
-		caps, err := d.GetCapabilities(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := o.network()
-		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
-			t.Fatalf("CreateNetwork: %v", err)
-		}
-		t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
-		ep := endpoint(caps, n)
+		d, n, ep := o.setup(t)
 		for i := range 2 {
 			if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
 				t.Fatalf("CreateEndpoint #%d: %v", i+1, err)
@@ -140,17 +148,7 @@ func Run(t *testing.T, o Options) {
 		}
 	})
 	t.Run("ExternalConnectivityIdempotent", func(t *testing.T) {
-		d := o.New(t)
-		caps, err := d.GetCapabilities(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := o.network()
-		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
-			t.Fatalf("CreateNetwork: %v", err)
-		}
-		t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
-		ep := endpoint(caps, n)
+		d, n, ep := o.setup(t)
 		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
 			t.Fatalf("CreateEndpoint: %v", err)
 		}
