@@ -63,9 +63,10 @@ type Controller struct {
 
 	mu          sync.Mutex // leaf lock: see the package doc
 	sandboxes   map[string]*sandboxOp
-	byContainer map[string]string // container ID → sandbox ID
-	creating    map[string]bool   // container IDs whose sandbox is being made
-	ingress     string            // ID of the ingress sandbox
+	byContainer map[string]string           // container ID → sandbox ID
+	creating    map[string]bool             // container IDs whose sandbox is being made
+	ingress     string                      // ID of the ingress sandbox
+	caps        map[string]*pb.Capabilities // by driver name
 	stubTimer   *time.Timer
 }
 
@@ -92,6 +93,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h,
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
+		caps: map[string]*pb.Capabilities{},
 	}
 	return c, nil
 }
@@ -121,15 +123,26 @@ func (c *Controller) Close() {
 	c.host.Close()
 }
 
+// driver returns a driver and its capabilities. Capabilities are asked
+// once per driver process: Replay, which follows a driver restart, forgets
+// them.
 func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error) {
 	d, err := c.plugins.Driver(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	caps, err := d.GetCapabilities(context.Background())
-	if err != nil {
+	c.mu.Lock()
+	caps := c.caps[name]
+	c.mu.Unlock()
+	if caps != nil {
+		return d, caps, nil
+	}
+	if caps, err = d.GetCapabilities(context.Background()); err != nil {
 		return nil, nil, fmt.Errorf("driver %q capabilities: %w", name, err)
 	}
+	c.mu.Lock()
+	c.caps[name] = caps
+	c.mu.Unlock()
 	return d, caps, nil
 }
 

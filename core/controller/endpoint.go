@@ -75,13 +75,10 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if err := c.createEndpoint(ctx, ep, ip, ip6); err != nil {
 		return nil, err
 	}
-	if err := c.join(ctx, op, ep); err != nil {
+	if err := c.join(ctx, op, n, ep); err != nil {
 		if rerr := c.deleteEndpoint(ctx, ep.NetworkID, ep.ID); rerr != nil {
 			c.log.Error("rolling back endpoint", "endpoint", short(ep.ID), "error", rerr)
 		}
-		return nil, err
-	}
-	if _, err := c.kv.get(ctx, endpointKey(ep.NetworkID, ep.ID), ep); err != nil {
 		return nil, err
 	}
 	return ep, nil
@@ -284,7 +281,7 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 // interface into the namespace, external connectivity, then the record.
 // Undone on failure. With an external key not yet set, only the record
 // says the endpoint belongs to the sandbox; SetKey does the rest.
-func (c *Controller) join(ctx context.Context, op *sandboxOp, ep *Endpoint) error {
+func (c *Controller) join(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
 	if op.sb.Namespace() == nil {
 		if err := c.updateEndpoint(ctx, ep.NetworkID, ep.ID, func(cur *Endpoint) error {
 			cur.SandboxID = op.sb.ID()
@@ -293,14 +290,23 @@ func (c *Controller) join(ctx context.Context, op *sandboxOp, ep *Endpoint) erro
 		}); err != nil {
 			return err
 		}
-		n, _, err := c.network(ctx, ep.NetworkID)
-		if err != nil {
-			return err
-		}
 		op.sb.Restore(sbEndpoint(n, ep))
 		return nil
 	}
-	return c.joinStored(ctx, op, ep.NetworkID, ep.ID)
+	return c.joinStored(ctx, op, n, ep)
+}
+
+// rejoin joins a stored endpoint again (SetKey, Refresh).
+func (c *Controller) rejoin(ctx context.Context, op *sandboxOp, netID, epID string) error {
+	n, _, err := c.network(ctx, netID)
+	if err != nil {
+		return err
+	}
+	var ep Endpoint
+	if _, err := c.kv.get(ctx, endpointKey(netID, epID), &ep); err != nil {
+		return err
+	}
+	return c.joinStored(ctx, op, n, &ep)
 }
 
 func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
@@ -312,22 +318,15 @@ func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
 	}
 }
 
-// joinStored does the work of a join for an endpoint already stored.
-func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, netID, epID string) (err error) {
-	n, _, err := c.network(ctx, netID)
-	if err != nil {
-		return err
-	}
-	var ep Endpoint
-	if _, err := c.kv.get(ctx, endpointKey(netID, epID), &ep); err != nil {
-		return err
-	}
+// joinStored does the work of a join for an endpoint already stored, and
+// leaves ep as stored afterwards.
+func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (err error) {
 	d, _, err := c.driver(n.Driver)
 	if err != nil {
 		return err
 	}
 	sb := op.sb
-	np, epp := netProto(n), epProto(&ep)
+	np, epp := netProto(n), epProto(ep)
 	resp, err := d.Join(ctx, &pb.JoinRequest{Network: np, Endpoint: epp, SandboxKey: sb.Key()})
 	if err != nil {
 		return fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), sb, err)
@@ -339,7 +338,7 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, netID, epID 
 			}
 		}
 	}()
-	se := sbEndpoint(n, &ep)
+	se := sbEndpoint(n, ep)
 	se.Routes = nil
 	for _, r := range resp.GetStaticRoutes() {
 		dst, err := netip.ParsePrefix(r.GetDestination())
@@ -374,13 +373,13 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, netID, epID 
 	}()
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
 	if len(ep.Ports) > 0 {
-		resp, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(&ep)})
+		resp, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
 		if err != nil {
 			return fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
 		}
 		defer func() {
 			if err != nil {
-				_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(&ep)})
+				_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
 			}
 		}()
 		ep.External = true
@@ -392,9 +391,11 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, netID, epID 
 			}
 		}
 	}
+	joined := *ep
 	if err = c.updateEndpoint(ctx, ep.NetworkID, ep.ID, func(cur *Endpoint) error {
-		cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes
-		cur.External, cur.Ports = ep.External, ep.Ports
+		cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
+		cur.External, cur.Ports = joined.External, joined.Ports
+		*ep = *cur
 		return nil
 	}); err != nil {
 		return err

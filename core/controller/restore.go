@@ -182,6 +182,9 @@ func (c *Controller) reapStubs() {
 // Replay sends a restarted driver everything it owns: its networks, their
 // endpoints, the joins and the published ports.
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
+	c.mu.Lock()
+	delete(c.caps, driverName)
+	c.mu.Unlock()
 	st, err := c.readState(ctx)
 	if err != nil {
 		return err

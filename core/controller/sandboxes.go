@@ -366,7 +366,7 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 	// Endpoints joined before the key existed are set up now.
 	for _, e := range op.sb.Endpoints() {
 		op.sb.Forget(e.ID)
-		if err := c.joinStored(ctx, op, e.NetworkID, e.ID); err != nil {
+		if err := c.rejoin(ctx, op, e.NetworkID, e.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -435,7 +435,7 @@ func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox
 		return nil, err
 	}
 	for _, e := range eps {
-		if err := c.joinStored(ctx, op, e.NetworkID, e.ID); err != nil {
+		if err := c.rejoin(ctx, op, e.NetworkID, e.ID); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+type timings struct{ add, del []time.Duration }
+
+// cniRun attaches and detaches n namespaces with the reference plugins,
+// invoked as libcni does: each plugin of the chain exec'd with CNI_COMMAND,
+// CNI_NETNS, … in its environment and its config (with prevResult for
+// chained plugins) on stdin; DEL in reverse order. With nat the network
+// masquerades (ipMasq) and one port is published through portmap.
+// Namespace creation is not timed: a runtime makes it before the ADD.
+func cniRun(dir, cniDir string, n int, nat bool) (*timings, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	subnet, br := "10.221.0.0/16", "cni0"
+	if nat {
+		subnet, br = "10.222.0.0/16", "cni1"
+	}
+	bridgeConf := map[string]any{
+		"cniVersion": "1.0.0", "name": "bench-" + br, "type": "bridge", "bridge": br,
+		"isGateway": true, "ipMasq": nat,
+		"ipam": map[string]any{"type": "host-local", "subnet": subnet, "dataDir": filepath.Join(dir, "ipam")},
+	}
+	t := &timings{}
+	for i := range n {
+		key := filepath.Join(dir, "netns", fmt.Sprintf("c%d", i))
+		if err := newNetns(key); err != nil {
+			return nil, err
+		}
+		id := fmt.Sprintf("bench%d", i)
+		start := time.Now()
+		res, err := cniExec(cniDir, "bridge", "ADD", id, key, bridgeConf)
+		if err == nil && nat {
+			_, err = cniExec(cniDir, "portmap", "ADD", id, key, portmapConf(br, res, 20000+i))
+		}
+		if err != nil {
+			return nil, err
+		}
+		t.add = append(t.add, time.Since(start))
+		start = time.Now()
+		if nat {
+			if _, err := cniExec(cniDir, "portmap", "DEL", id, key, portmapConf(br, res, 20000+i)); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := cniExec(cniDir, "bridge", "DEL", id, key, bridgeConf); err != nil {
+			return nil, err
+		}
+		t.del = append(t.del, time.Since(start))
+		if err := removeNetns(key); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func portmapConf(br string, prev json.RawMessage, hostPort int) map[string]any {
+	return map[string]any{
+		"cniVersion": "1.0.0", "name": "bench-" + br, "type": "portmap",
+		"capabilities":  map[string]bool{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": hostPort, "containerPort": 80, "protocol": "tcp"}}},
+		"prevResult":    prev,
+	}
+}
+
+// cniExec runs one plugin command and returns its result.
+func cniExec(cniDir, plugin, command, id, netnsPath string, conf map[string]any) (json.RawMessage, error) {
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(cniDir, plugin))
+	cmd.Env = []string{
+		"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netnsPath,
+		"CNI_IFNAME=eth0", "CNI_PATH=" + cniDir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %v: %s%s", plugin, command, err, out.String(), errOut.String())
+	}
+	return json.RawMessage(bytes.TrimSpace(out.Bytes())), nil
+}

@@ -1,0 +1,125 @@
+// Command attach measures, in one run on one machine, attaching fresh
+// network namespaces to one bridge network three ways:
+//
+//   - sandnet, through its API as a runtime calls it (sandbox create +
+//     connect; disconnect + sandbox delete);
+//   - CNI's reference bridge + host-local plugins (and portmap for the
+//     published-port case), exec'd with the CNI environment and config on
+//     stdin as a runtime does;
+//   - a floor: only the netlink work one attach needs (namespace, veth pair
+//     created in place, bridge port, address, route), no bookkeeping.
+//
+// It prints medians and the ratios the benchmarks are judged by. It must
+// run as root inside a throwaway network and mount namespace (make bench
+// runs it under unshare --net --mount); it refuses to run in the machine's
+// own namespace.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+func main() {
+	n := flag.Int("n", 100, "containers per scenario")
+	scale := flag.Int("scale", 1000, "containers for the scale scenario (0 skips it)")
+	sandnetBin := flag.String("sandnet", "bin/sandnet", "the sandnet binary")
+	pluginDir := flag.String("plugins", "bin/plugins", "sandnet plugin directory")
+	cniDir := flag.String("cni", "/usr/lib/cni", "CNI plugin directory")
+	flag.Parse()
+	if err := run(*n, *scale, *sandnetBin, *pluginDir, *cniDir); err != nil {
+		fmt.Fprintln(os.Stderr, "attach:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
+	if err := requireIsolation(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sandnet-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	defer unmountAll(dir)
+	if err := setupHost(); err != nil {
+		return err
+	}
+
+	fmt.Printf("attach benchmark: %d containers per scenario, one bridge network each\n\n", n)
+	floor, err := floorAttach(filepath.Join(dir, "floor"), n)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	cni, err := cniRun(filepath.Join(dir, "cni"), cniDir, n, false)
+	if err != nil {
+		return fmt.Errorf("cni: %w", err)
+	}
+	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), cniDir, n, true)
+	if err != nil {
+		return fmt.Errorf("cni with NAT and portmap: %w", err)
+	}
+	a, err := startAgent(filepath.Join(dir, "sandnet"), sandnetBin, pluginDir)
+	if err != nil {
+		return fmt.Errorf("sandnet agent: %w", err)
+	}
+	defer a.stop()
+	sn, err := a.run("plain", "10.210.0.0/16", n, false)
+	if err != nil {
+		return fmt.Errorf("sandnet: %w", err)
+	}
+	snNAT, err := a.run("nat", "10.211.0.0/16", n, true)
+	if err != nil {
+		return fmt.Errorf("sandnet with NAT and a published port: %w", err)
+	}
+
+	row := func(name string, d time.Duration) { fmt.Printf("  %-44s %8.2f ms\n", name, ms(d)) }
+	fmt.Println("medians:")
+	row("floor attach (netlink only)", median(floor))
+	row("CNI bridge+host-local ADD", median(cni.add))
+	row("CNI bridge+host-local DEL", median(cni.del))
+	row("CNI bridge(ipMasq)+portmap ADD", median(cniNAT.add))
+	row("CNI bridge(ipMasq)+portmap DEL", median(cniNAT.del))
+	row("sandnet attach (sandbox create + connect)", median(sn.add))
+	row("sandnet detach (disconnect + sandbox rm)", median(sn.del))
+	row("sandnet attach, NAT + published port", median(snNAT.add))
+	row("sandnet detach, NAT + published port", median(snNAT.del))
+	fmt.Println("\nratios (target):")
+	ratio := func(name string, x, y time.Duration, target string) {
+		fmt.Printf("  %-44s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
+	}
+	ratio("sandnet attach / CNI ADD", median(sn.add), median(cni.add), "≤ 0.2")
+	ratio("sandnet attach / floor", median(sn.add), median(floor), "≤ 2")
+	ratio("sandnet detach / CNI DEL", median(sn.del), median(cni.del), "≤ 0.2")
+	ratio("sandnet attach NAT+port / CNI ipMasq+portmap", median(snNAT.add), median(cniNAT.add), "≤ 0.1")
+
+	if scale > 0 {
+		sc, err := a.run("scale", "10.212.0.0/16", scale, false, keepAttached)
+		if err != nil {
+			return fmt.Errorf("sandnet scale: %w", err)
+		}
+		first, last := median(sc.add[:10]), median(sc.add[scale-10:])
+		fmt.Printf("\nscale: %d containers on one network\n", scale)
+		row("attach median, containers 1-10", first)
+		row(fmt.Sprintf("attach median, containers %d-%d", scale-9, scale), last)
+		ratio("last 10 / first 10", last, first, "≤ 1.25")
+	}
+	return nil
+}
+
+// keepAttached makes a scenario attach all its containers before
+// detaching any, so the last attaches see a full network.
+const keepAttached = true
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
