@@ -41,6 +41,7 @@ func commands() []command {
 		{"sandbox set-key", "hand a sandbox the namespace a runtime made", sandboxSetKeyCmd},
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
+		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
 	}
 }
 

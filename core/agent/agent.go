@@ -89,11 +89,16 @@ func (a *Agent) Stop() {
 // Plugins returns the agent's plugin manager.
 func (a *Agent) Plugins() *plugin.Manager { return a.plugins }
 
-func (a *Agent) spec(b config.PluginBlock) plugin.Spec {
+func (a *Agent) spec(b config.PluginBlock) plugin.Spec { return PluginSpec(a.cfg, b) }
+
+// PluginSpec is how the agent runs the plugin of block b: the binary the
+// config names, its pinned checksum, and its config block checked against
+// the schema the plugin declares.
+func PluginSpec(cfg *config.Config, b config.PluginBlock) plugin.Spec {
 	return plugin.Spec{
 		Kind:     b.Kind,
 		Name:     b.Name,
-		Path:     b.Binary(a.cfg.PluginDir),
+		Path:     b.Binary(cfg.PluginDir),
 		Args:     b.Args,
 		Checksum: b.Checksum,
 		Configure: func(schema *pb.Schema) ([]byte, error) {

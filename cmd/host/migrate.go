@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/agent"
+	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+// migratePrefix is what a migration copies: every sandnet key.
+const migratePrefix = "sandnet/"
+
+// storeMigrateCmd copies every sandnet key from the store of one config
+// to the store of another, through the plugins, and verifies the copy.
+// Stop the agent first: a migration under a running agent copies a moving
+// target.
+func storeMigrateCmd(args []string) int {
+	fs := newFlags("store migrate", "")
+	from := fs.String("from", "", "config file of the store to copy from")
+	to := fs.String("to", "", "config file of the store to copy to")
+	force := fs.Bool("force", false, "copy even when the target already holds sandnet keys (they are replaced)")
+	if _, err := parse(fs, args); err != nil {
+		return usageFail(err)
+	}
+	if *from == "" || *to == "" {
+		fs.Usage()
+		return 2
+	}
+	ctx := context.Background()
+	m := plugin.NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), plugin.Options{})
+	defer m.Shutdown()
+	src, err := openStore(ctx, m, *from, "source")
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := openStore(ctx, m, *to, "target")
+	if err != nil {
+		return fail(err)
+	}
+	progress := func(done, total int) {}
+	if isTerminal(os.Stderr) {
+		progress = func(done, total int) {
+			fmt.Fprintf(os.Stderr, "\rcopying %d/%d keys", done, total)
+			if done == total {
+				fmt.Fprintln(os.Stderr)
+			}
+		}
+	}
+	n, err := migrate(ctx, src, dst, *force, progress)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("copied and verified %d keys from %s to %s\n", n, *from, *to)
+	return 0
+}
+
+// openStore starts the store plugin a config file names, configured as
+// the agent would configure it. role names it in errors.
+func openStore(ctx context.Context, m *plugin.Manager, file, role string) (store.Store, error) {
+	cfg, diags := config.Load(file)
+	if diags.HasErrors() {
+		var b strings.Builder
+		_ = config.FormatDiagnostics(&b, cfg.Files(), diags)
+		return nil, fmt.Errorf("%s config:\n%s", role, b.String())
+	}
+	spec := agent.PluginSpec(cfg, cfg.Store)
+	spec.Name = role + "-" + spec.Name // the two stores may be the same kind
+	p, err := m.Start(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s store: %w", role, err)
+	}
+	return p.Store()
+}
+
+// migrate copies every key under migratePrefix from src to dst and
+// verifies dst then holds exactly those keys and values. A target that
+// already holds sandnet keys is refused unless force; with force its
+// sandnet keys are replaced. It returns the number of keys copied.
+func migrate(ctx context.Context, src, dst store.Store, force bool, progress func(done, total int)) (int, error) {
+	existing, err := dst.List(ctx, migratePrefix)
+	if err != nil {
+		return 0, fmt.Errorf("reading target: %w", err)
+	}
+	if len(existing) > 0 {
+		if !force {
+			return 0, fmt.Errorf("target store already holds %d sandnet keys; use -force to replace them: %w", len(existing), sdk.ErrExists)
+		}
+		if err := dst.DeleteTree(ctx, migratePrefix); err != nil {
+			return 0, fmt.Errorf("clearing target: %w", err)
+		}
+	}
+	pairs, err := src.List(ctx, migratePrefix)
+	if err != nil {
+		return 0, fmt.Errorf("reading source: %w", err)
+	}
+	// Transactions of a bounded size: Consul takes at most 64 ops in one.
+	const batch = 64
+	for i := 0; i < len(pairs); i += batch {
+		end := min(i+batch, len(pairs))
+		ops := make([]*pb.TxnOp, 0, end-i)
+		for _, p := range pairs[i:end] {
+			ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_PUT, Key: p.GetKey(), Value: p.GetValue()})
+		}
+		if _, err := dst.Txn(ctx, ops); err != nil {
+			return 0, fmt.Errorf("writing keys %d-%d: %w", i+1, end, err)
+		}
+		progress(end, len(pairs))
+	}
+	if len(pairs) == 0 {
+		progress(0, 0)
+	}
+	copied, err := dst.List(ctx, migratePrefix)
+	if err != nil {
+		return 0, fmt.Errorf("verifying: %w", err)
+	}
+	if len(copied) != len(pairs) {
+		return 0, fmt.Errorf("verifying: target holds %d sandnet keys, source %d", len(copied), len(pairs))
+	}
+	for i := range pairs {
+		if copied[i].GetKey() != pairs[i].GetKey() || !bytes.Equal(copied[i].GetValue(), pairs[i].GetValue()) {
+			return 0, fmt.Errorf("verifying: key %s differs between source and target", pairs[i].GetKey())
+		}
+	}
+	return len(pairs), nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/store"
+)
+
+func boltStore(t *testing.T) store.Store {
+	t.Helper()
+	s := boltstore.New()
+	cfg := fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":true}`, filepath.Join(t.TempDir(), "store.db"))
+	if err := s.Configure(context.Background(), []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	src, dst := boltStore(t), boltStore(t)
+	for i := range 150 {
+		if _, err := src.Put(ctx, fmt.Sprintf("sandnet/v1/network/n%03d", i), []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Put(ctx, "other/key", []byte("not ours")); err != nil {
+		t.Fatal(err)
+	}
+	var last int
+	n, err := migrate(ctx, src, dst, false, func(done, total int) { last = done })
+	if err != nil || n != 150 || last != 150 {
+		t.Fatalf("migrate = %d, %v (progress ended at %d); want 150 keys", n, err, last)
+	}
+	if _, err := dst.Get(ctx, "other/key"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("a key outside sandnet/ was copied: %v", err)
+	}
+	kv, err := dst.Get(ctx, "sandnet/v1/network/n042")
+	if err != nil || string(kv.GetValue()) != `{"n":42}` {
+		t.Fatalf("copied value = %q, %v", kv.GetValue(), err)
+	}
+	if _, err := migrate(ctx, src, dst, false, func(int, int) {}); !errors.Is(err, sdk.ErrExists) {
+		t.Fatalf("migrating into a non-empty target without force: %v, want refused", err)
+	}
+	if _, err := dst.Put(ctx, "sandnet/v1/network/stale", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := migrate(ctx, src, dst, true, func(int, int) {}); err != nil || n != 150 {
+		t.Fatalf("forced migrate = %d, %v", n, err)
+	}
+	if _, err := dst.Get(ctx, "sandnet/v1/network/stale"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("forced migrate kept a stale target key: %v", err)
+	}
+}
+
+// TestSwapStoreByMigration fills a bolt store through an agent, migrates it
+// with `sandnet store migrate` to a second bolt file, and starts the agent
+// on the new config: networks, sandboxes and endpoints are all there.
+func TestSwapStoreByMigration(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	sandboxBlock := fmt.Sprintf("sandbox {\n  netns_dir = %q\n}\ndriver \"none\" {}\n", filepath.Join(dir, "netns"))
+	boltBlock := func(file string) string {
+		return fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, file))
+	}
+	old := agenttest.NewEnv(t, bins, boltBlock("old.db")+sandboxBlock)
+	a := old.Start(t)
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "quiet", Driver: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.Connect(ctx, "quiet", controller.Connect{Container: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Terminate(10 * time.Second)
+	neu := agenttest.NewEnv(t, bins, boltBlock("new.db")+sandboxBlock)
+	out, err := exec.Command(bins.Sandnet, "store", "migrate", "-from", old.ConfigPath, "-to", neu.ConfigPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "copied and verified") {
+		t.Fatalf("store migrate: %v\n%s", err, out)
+	}
+	b := neu.Start(t)
+	if n, err := b.Client.Network(ctx, "quiet"); err != nil || len(n.Endpoints) != 1 {
+		t.Fatalf("network on the migrated store = %+v, %v; want quiet with 1 endpoint", n, err)
+	}
+	sb, err := b.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"})
+	if err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("claiming c1 on the migrated store = %+v, %v", sb, err)
+	}
+	b.Terminate(10 * time.Second)
+	out, err = exec.Command(bins.Sandnet, "store", "migrate", "-from", old.ConfigPath, "-to", neu.ConfigPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "-force") {
+		t.Fatalf("migrating into a non-empty store: %v\n%s", err, out)
+	}
+}
