@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+)
+
+// nameIndex is the controller's service-discovery index: for every network,
+// the names its joined endpoints answer to (endpoint name, sandbox
+// hostname, aliases) and the reverse entries of their addresses. The
+// embedded resolvers of all sandboxes read it on every query, so reads
+// take only a read lock and return slices that are never changed after
+// publication. Its lock is a leaf.
+type nameIndex struct {
+	mu   sync.RWMutex
+	nets map[string]*netNames // by network ID
+	byEP map[string]epNames   // by endpoint ID, for removal
+}
+
+type netNames struct {
+	name     string // the network's name, lowercase
+	internal bool
+	v4, v6   map[string][]netip.Addr // name → addresses, copy-on-write
+	ptr      map[netip.Addr]string   // address → "name.network."
+}
+
+// epNames is what one endpoint put in the index.
+type epNames struct {
+	netID string
+	names []string
+	addrs []netip.Addr
+}
+
+func newNameIndex() *nameIndex {
+	return &nameIndex{nets: map[string]*netNames{}, byEP: map[string]epNames{}}
+}
+
+// add indexes a joined endpoint under its names on network n.
+func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
+	var addrs []netip.Addr
+	for _, p := range []netip.Prefix{ep.Address, ep.AddressV6} {
+		if p.IsValid() {
+			addrs = append(addrs, p.Addr())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	var ns []string
+	seen := map[string]bool{}
+	for _, s := range append([]string{ep.Name, hostname}, ep.Aliases...) {
+		s = strings.ToLower(strings.TrimSuffix(s, "."))
+		if s != "" && !seen[s] {
+			seen[s] = true
+			ns = append(ns, s)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.removeLocked(ep.ID)
+	nn := x.nets[n.ID]
+	if nn == nil {
+		nn = &netNames{name: strings.ToLower(n.Name), internal: n.Internal,
+			v4: map[string][]netip.Addr{}, v6: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
+		x.nets[n.ID] = nn
+	}
+	for _, name := range ns {
+		for _, a := range addrs {
+			m := nn.v4
+			if a.Is6() {
+				m = nn.v6
+			}
+			m[name] = append(append([]netip.Addr(nil), m[name]...), a)
+		}
+	}
+	if len(ns) > 0 {
+		for _, a := range addrs {
+			nn.ptr[a] = ns[0] + "." + nn.name + "."
+		}
+	}
+	x.byEP[ep.ID] = epNames{netID: n.ID, names: ns, addrs: addrs}
+}
+
+// remove drops what an endpoint put in the index.
+func (x *nameIndex) remove(epID string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.removeLocked(epID)
+}
+
+func (x *nameIndex) removeLocked(epID string) {
+	e, ok := x.byEP[epID]
+	if !ok {
+		return
+	}
+	delete(x.byEP, epID)
+	nn := x.nets[e.netID]
+	if nn == nil {
+		return
+	}
+	drop := func(m map[string][]netip.Addr, name string, a netip.Addr) {
+		var keep []netip.Addr
+		for _, b := range m[name] {
+			if b != a {
+				keep = append(keep, b)
+			}
+		}
+		if len(keep) == 0 {
+			delete(m, name)
+		} else {
+			m[name] = keep
+		}
+	}
+	for _, a := range e.addrs {
+		for _, name := range e.names {
+			if a.Is6() {
+				drop(nn.v6, name, a)
+			} else {
+				drop(nn.v4, name, a)
+			}
+		}
+		delete(nn.ptr, a)
+	}
+}
+
+// view is what one sandbox sees: the networks it is joined to. It
+// implements resolver.Backend.
+type view struct {
+	x    *nameIndex
+	nets func() []string // IDs of the sandbox's networks, current
+}
+
+// Lookup answers a name from the sandbox's networks: "name" on any of
+// them, "name.network" on that one.
+func (v view) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
+	v.x.mu.RLock()
+	defer v.x.mu.RUnlock()
+	for _, id := range v.nets() {
+		nn := v.x.nets[id]
+		if nn == nil {
+			continue
+		}
+		n := name
+		if base, netName, ok := strings.Cut(name, "."); ok {
+			if netName != nn.name {
+				continue
+			}
+			n = base
+		}
+		a4, ok4 := nn.v4[n]
+		a6, ok6 := nn.v6[n]
+		if ok4 || ok6 {
+			// Clipped, so a second match appends to a copy, never into the
+			// index's own arrays; one match costs no allocation.
+			v4, v6, found = appendClipped(v4, a4), appendClipped(v6, a6), true
+		}
+	}
+	return v4, v6, found
+}
+
+// ReverseLookup answers PTR queries for addresses on the sandbox's
+// networks.
+func (v view) ReverseLookup(ip netip.Addr) (string, bool) {
+	v.x.mu.RLock()
+	defer v.x.mu.RUnlock()
+	for _, id := range v.nets() {
+		if nn := v.x.nets[id]; nn != nil {
+			if p, ok := nn.ptr[ip]; ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// Forward reports whether the sandbox has a network with a way out.
+func (v view) Forward() bool {
+	v.x.mu.RLock()
+	defer v.x.mu.RUnlock()
+	ids := v.nets()
+	for _, id := range ids {
+		if nn := v.x.nets[id]; nn == nil || !nn.internal {
+			return true
+		}
+	}
+	return len(ids) == 0
+}
+
+func appendClipped(to, from []netip.Addr) []netip.Addr {
+	if to == nil {
+		return from[:len(from):len(from)]
+	}
+	return append(to, from...)
+}

@@ -1,0 +1,61 @@
+package controller
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+)
+
+func TestNameIndex(t *testing.T) {
+	x := newNameIndex()
+	red := &Network{ID: "r", Name: "Red"}
+	blue := &Network{ID: "b", Name: "blue", Internal: true}
+	x.add(red, &Endpoint{ID: "e1", Name: "Web", Aliases: []string{"www"}, Address: netip.MustParsePrefix("10.0.0.2/24"), AddressV6: netip.MustParsePrefix("fd00::2/64")}, "web")
+	x.add(red, &Endpoint{ID: "e2", Name: "web", Address: netip.MustParsePrefix("10.0.0.3/24")}, "")
+	x.add(blue, &Endpoint{ID: "e3", Name: "db", Address: netip.MustParsePrefix("10.1.0.2/24")}, "")
+	onRed := view{x: x, nets: func() []string { return []string{"r"} }}
+	onBoth := view{x: x, nets: func() []string { return []string{"r", "b"} }}
+	onBlue := view{x: x, nets: func() []string { return []string{"b"} }}
+	tests := []struct {
+		v     view
+		name  string
+		want  string
+		found bool
+	}{
+		{onRed, "web", "[10.0.0.2 10.0.0.3] [fd00::2]", true},
+		{onRed, "www", "[10.0.0.2] [fd00::2]", true},
+		{onRed, "web.red", "[10.0.0.2 10.0.0.3] [fd00::2]", true},
+		{onRed, "web.blue", "[] []", false},
+		{onRed, "db", "[] []", false}, // not on a shared network
+		{onBoth, "db", "[10.1.0.2] []", true},
+		{onBoth, "db.blue", "[10.1.0.2] []", true},
+	}
+	for _, tt := range tests {
+		v4, v6, found := tt.v.Lookup(tt.name)
+		if got := fmt.Sprint(v4, " ", v6); found != tt.found || (found && got != tt.want) {
+			t.Errorf("Lookup(%q) = %s, %v; want %s, %v", tt.name, got, found, tt.want, tt.found)
+		}
+	}
+	if p, ok := onRed.ReverseLookup(netip.MustParseAddr("10.0.0.2")); !ok || p != "web.red." {
+		t.Errorf("PTR 10.0.0.2 = %q, %v", p, ok)
+	}
+	if _, ok := onRed.ReverseLookup(netip.MustParseAddr("10.1.0.2")); ok {
+		t.Error("PTR of an address on a network not shared answered")
+	}
+	if !onRed.Forward() || onBlue.Forward() || !onBoth.Forward() {
+		t.Errorf("Forward: red %v blue %v both %v; want true false true", onRed.Forward(), onBlue.Forward(), onBoth.Forward())
+	}
+	x.remove("e1")
+	if v4, _, _ := onRed.Lookup("web"); fmt.Sprint(v4) != "[10.0.0.3]" {
+		t.Errorf("after removing e1, web = %v", v4)
+	}
+	if _, _, found := onRed.Lookup("www"); found {
+		t.Error("alias of a removed endpoint still answers")
+	}
+	// A second match appends to a copy, never into the index.
+	v4, _, _ := onBoth.Lookup("web")
+	_ = append(v4, netip.MustParseAddr("9.9.9.9"))
+	if again, _, _ := onRed.Lookup("web"); fmt.Sprint(again) != "[10.0.0.3]" {
+		t.Errorf("index changed by a caller's append: %v", again)
+	}
+}
