@@ -1,0 +1,652 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// TestContainersTalk: two containers on one network reach each other over
+// TCP and UDP, reach the gateway (the host), and the host reaches them.
+func TestContainersTalk(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(10, nil)
+	createNetwork(t, d, n)
+	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	if a.join.GetGateway() != "10.10.0.1" {
+		t.Fatalf("Join gateway = %q, want 10.10.0.1", a.join.GetGateway())
+	}
+	serveTCP(t, b.key, ":7000")
+	serveUDP(t, b.key, ":7001")
+	serveTCP(t, "", "10.10.0.1:7002")
+
+	mustReach(t, "container to container", a.key, b.ip+":7000", a.ip)
+	got, err := askUDP(a.key, b.ip+":7001", okTimeout)
+	if err != nil || hostOf(got) != a.ip {
+		t.Fatalf("UDP container to container: %q, %v; want an answer seeing %s", got, err, a.ip)
+	}
+	mustReach(t, "container to gateway", b.key, "10.10.0.1:7002", b.ip)
+	mustReach(t, "host to container", "", b.ip+":7000", "10.10.0.1")
+}
+
+// TestMasquerade: a container reaches a server outside the host, which
+// sees the host's address; with masquerade off it sees the container's.
+func TestMasquerade(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	serveUDP(t, outside, ":8001")
+	d := newDriverT(t, "")
+
+	n := testNet(11, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	mustReach(t, "container to outside", c.key, outsideIP+":8000", hostOutsideIP)
+	got, err := askUDP(c.key, outsideIP+":8001", okTimeout)
+	if err != nil || hostOf(got) != hostOutsideIP {
+		t.Fatalf("UDP container to outside: %q, %v; want the server to see %s", got, err, hostOutsideIP)
+	}
+	if v, _ := readSysctl("ipv4/ip_forward"); v != "1" {
+		t.Errorf("net.ipv4.ip_forward = %q, want 1", v)
+	}
+
+	// Without masquerade the outside needs a route back, and sees the
+	// container itself.
+	plain := testNet(12, map[string]string{optEnableMasq: "false"})
+	createNetwork(t, d, plain)
+	p := attach(t, d, plain, 2)
+	withHandle(t, outside, func(h *netlink.Handle) error {
+		_, dst, _ := net.ParseCIDR("10.12.0.0/24")
+		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
+	})
+	mustReach(t, "unmasqueraded container to outside", p.key, outsideIP+":8000", p.ip)
+}
+
+func readSysctl(path string) (string, error) {
+	b, err := os.ReadFile("/proc/sys/net/" + path)
+	return strings.TrimSpace(string(b)), err
+}
+
+// TestInternal: containers of an internal network reach each other and
+// the gateway, nothing outside, and nothing outside reaches them.
+func TestInternal(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	n := testNet(13, nil)
+	n.Internal = true
+	createNetwork(t, d, n)
+	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	if a.join.GetGateway() != "" {
+		t.Fatalf("Join on an internal network returned gateway %q, want none", a.join.GetGateway())
+	}
+	serveTCP(t, b.key, ":7000")
+	serveTCP(t, "", "10.13.0.1:7002")
+	mustReach(t, "internal container to container", a.key, b.ip+":7000", a.ip)
+	mustReach(t, "internal container to gateway", a.key, "10.13.0.1:7002", a.ip)
+
+	// A non-internal network next to it reaches the outside (and turns
+	// forwarding on): what follows is blocked by the internal network's
+	// rules, not by a host that forwards nothing.
+	open := testNet(24, nil)
+	createNetwork(t, d, open)
+	mustReach(t, "non-internal container to outside", attach(t, d, open, 2).key, outsideIP+":8000", hostOutsideIP)
+
+	// No default route: the outside is unreachable at once.
+	mustNotReach(t, "internal container (no route) to outside", a.key, outsideIP+":8000")
+	// Even with routes everywhere (a container with NET_ADMIN can add
+	// one), nothing is forwarded in or out.
+	for _, c := range []*container{a, b} {
+		withHandle(t, c.key, func(h *netlink.Handle) error {
+			return h.RouteAdd(&netlink.Route{Gw: net.ParseIP("10.13.0.1")})
+		})
+	}
+	withHandle(t, outside, func(h *netlink.Handle) error {
+		_, dst, _ := net.ParseCIDR("10.13.0.0/24")
+		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
+	})
+	mustNotReach(t, "internal container (route added) to outside", a.key, outsideIP+":8000")
+	mustNotReach(t, "outside to internal container", outside, b.ip+":7000")
+
+	// Ports are not published on internal networks.
+	a.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 7000, HostPort: 17000}}
+	resp, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: a.ep})
+	if err != nil || len(resp.GetPortBindings()) != 0 {
+		t.Fatalf("ProgramExternalConnectivity on an internal network = %v, %v; want no bindings", resp, err)
+	}
+}
+
+// TestNetworksIsolated: containers of two bridge networks cannot reach
+// each other, while each reaches its gateway and the outside.
+func TestNetworksIsolated(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	n1, n2 := testNet(14, nil), testNet(15, nil)
+	createNetwork(t, d, n1)
+	createNetwork(t, d, n2)
+	a, b := attach(t, d, n1, 2), attach(t, d, n2, 2)
+	serveTCP(t, a.key, ":7000")
+	serveTCP(t, b.key, ":7000")
+	mustReach(t, "network 1 to outside", a.key, outsideIP+":8000", hostOutsideIP)
+	mustReach(t, "network 2 to outside", b.key, outsideIP+":8000", hostOutsideIP)
+	mustReach(t, "host to network 1", "", a.ip+":7000", "")
+	mustNotReach(t, "network 1 to network 2", a.key, b.ip+":7000")
+	mustNotReach(t, "network 2 to network 1", b.key, a.ip+":7000")
+	// Nor does the outside get in, even with a route.
+	withHandle(t, outside, func(h *netlink.Handle) error {
+		_, dst, _ := net.ParseCIDR("10.14.0.0/24")
+		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
+	})
+	mustNotReach(t, "outside to network 1", outside, a.ip+":7000")
+}
+
+// TestICCDisabled: with enable_icc=false containers of the network cannot
+// reach each other, but reach the gateway and the outside.
+func TestICCDisabled(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	n := testNet(16, map[string]string{optEnableICC: "false"})
+	createNetwork(t, d, n)
+	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	serveTCP(t, b.key, ":7000")
+	serveTCP(t, "", "10.16.0.1:7002")
+	mustReach(t, "container to gateway", a.key, "10.16.0.1:7002", a.ip)
+	mustReach(t, "container to outside", a.key, outsideIP+":8000", hostOutsideIP)
+	mustReach(t, "host to container", "", b.ip+":7000", "")
+	mustNotReach(t, "container to container", a.key, b.ip+":7000")
+
+	port, err := netlink.LinkByName(hostIfName(a.ep.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pi, err := netlink.LinkGetProtinfo(port); err != nil || !pi.Isolated {
+		t.Errorf("bridge port %s: protinfo %+v, %v; want isolated", port.Attrs().Name, pi, err)
+	}
+}
+
+// TestPublishedPorts: published TCP and UDP ports answer on the host's
+// address from the host and from outside, on 127.0.0.1, and from another
+// container of the network (hairpin). Revoking closes them and removes
+// their conntrack entries.
+func TestPublishedPorts(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	d := newDriverT(t, "")
+	n := testNet(17, nil)
+	createNetwork(t, d, n)
+	srv, client := attach(t, d, n, 2), attach(t, d, n, 3)
+	serveTCP(t, srv.key, ":80")
+	serveUDP(t, srv.key, ":53")
+
+	srv.ep.PortBindings = []*pb.PortBinding{
+		{Proto: "tcp", ContainerPort: 80},                  // any free host port
+		{Proto: "udp", ContainerPort: 53, HostPort: 15353}, // a fixed one
+	}
+	req := &pb.ExternalConnectivityRequest{Network: n, Endpoint: srv.ep}
+	resp, err := d.ProgramExternalConnectivity(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetPortBindings()) != 2 {
+		t.Fatalf("bindings = %v", resp.GetPortBindings())
+	}
+	tcpPort := resp.GetPortBindings()[0].GetHostPort()
+	lo, hi, _ := localPortRange()
+	if tcpPort < uint32(lo) || tcpPort > uint32(hi) || resp.GetPortBindings()[1].GetHostPort() != 15353 {
+		t.Fatalf("bindings = %v, want a TCP port in %d-%d and UDP 15353", resp.GetPortBindings(), lo, hi)
+	}
+	info, err := d.EndpointOperInfo(ctx, &pb.EndpointRequest{Network: n, Endpoint: srv.ep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.GetInfo()["ports"], fmt.Sprintf("*:%d/tcp->%s:80,*:15353/udp->%s:53", tcpPort, srv.ip, srv.ip); got != want {
+		t.Errorf("EndpointOperInfo ports = %q, want %q", got, want)
+	}
+	if got := info.GetInfo()["host_interface"]; got != hostIfName(srv.ep.Id) {
+		t.Errorf("EndpointOperInfo host_interface = %q, want %q", got, hostIfName(srv.ep.Id))
+	}
+	tcpAddr := func(host string) string { return net.JoinHostPort(host, strconv.Itoa(int(tcpPort))) }
+	udpAddr := func(host string) string { return net.JoinHostPort(host, "15353") }
+
+	mustReach(t, "host address, from the host", "", tcpAddr(hostOutsideIP), hostOutsideIP)
+	mustReach(t, "loopback, from the host", "", tcpAddr("127.0.0.1"), "10.17.0.1")
+	mustReach(t, "host address, from outside", outside, tcpAddr(hostOutsideIP), outsideIP)
+	mustReach(t, "hairpin, from another container", client.key, tcpAddr(hostOutsideIP), "10.17.0.1")
+	mustReach(t, "hairpin, from the container itself", srv.key, tcpAddr("10.17.0.1"), "10.17.0.1")
+	for _, c := range []struct{ what, key, addr string }{
+		{"UDP host address, from the host", "", udpAddr(hostOutsideIP)},
+		{"UDP loopback, from the host", "", udpAddr("127.0.0.1")},
+		{"UDP host address, from outside", outside, udpAddr(hostOutsideIP)},
+		{"UDP hairpin", client.key, udpAddr(hostOutsideIP)},
+	} {
+		if got, err := askUDP(c.key, c.addr, okTimeout); err != nil {
+			t.Fatalf("%s: %q, %v", c.what, got, err)
+		}
+	}
+
+	// Replaying keeps the port, and the rules.
+	before := sandnetRules(t)
+	again, err := d.ProgramExternalConnectivity(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetPortBindings()[0].GetHostPort() != tcpPort {
+		t.Fatalf("replayed ProgramExternalConnectivity chose port %d, first %d", again.GetPortBindings()[0].GetHostPort(), tcpPort)
+	}
+	if after := sandnetRules(t); countRules(after) != countRules(before) {
+		t.Fatalf("replay changed the rule count from %d to %d", countRules(before), countRules(after))
+	}
+
+	mapping := func(f *netlink.ConntrackFlow) bool {
+		return addrOf(f.Reverse.SrcIP) == netip.MustParseAddr(srv.ip) &&
+			(uint32(f.Forward.DstPort) == tcpPort || f.Forward.DstPort == 15353)
+	}
+	if n := conntrackCount(t, mapping); n == 0 {
+		t.Fatal("no conntrack entries for the mappings before revoking: the check below would prove nothing")
+	}
+	if err := d.RevokeExternalConnectivity(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := conntrackCount(t, mapping); n != 0 {
+		t.Errorf("%d conntrack entries of the mappings survive the revoke", n)
+	}
+	mustNotReach(t, "revoked port, loopback", "", tcpAddr("127.0.0.1"))
+	mustNotReach(t, "revoked port, from outside", outside, tcpAddr(hostOutsideIP))
+	if got, err := askUDP("", udpAddr("127.0.0.1"), blockedTimeout); err == nil {
+		t.Errorf("revoked UDP port answered: %q", got)
+	}
+	if rules := sandnetRules(t); len(rules["published"]) != 0 {
+		t.Errorf("published chain after revoke: %v", rules["published"])
+	}
+	if err := d.RevokeExternalConnectivity(ctx, req); err != nil {
+		t.Errorf("second revoke: %v", err)
+	}
+}
+
+// TestPortConflict: a host port published by one endpoint cannot be
+// published by another.
+func TestPortConflict(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(18, nil)
+	createNetwork(t, d, n)
+	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	a.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18080}}
+	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: a.ep}); err != nil {
+		t.Fatal(err)
+	}
+	b.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18080, HostIp: "127.0.0.1"}}
+	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep}); err == nil {
+		t.Fatal("two endpoints published 127.0.0.1:18080/tcp")
+	}
+	b.ep.PortBindings[0].Proto = "udp"
+	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep}); err != nil {
+		t.Fatalf("UDP on a port published for TCP: %v", err)
+	}
+}
+
+// TestNoLeftovers: after Revoke, Leave, DeleteEndpoint and DeleteNetwork
+// no link, address, rule or conntrack entry of the network remains.
+func TestNoLeftovers(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	n := testNet(19, map[string]string{optEnableICC: "false"})
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	key := newNetns(t)
+	ep := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.19.0.2/24"},
+		PortBindings: []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80}}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	join, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configureSandbox(t, key, join, "10.19.0.2/24")
+	serveTCP(t, key, ":80")
+	xreq := &pb.ExternalConnectivityRequest{Network: n, Endpoint: ep}
+	resp, err := d.ProgramExternalConnectivity(ctx, xreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, "container to outside", key, outsideIP+":8000", hostOutsideIP)
+	mustReach(t, "published port", outside, net.JoinHostPort(hostOutsideIP, strconv.Itoa(int(resp.GetPortBindings()[0].GetHostPort()))), "")
+
+	pool := netip.MustParsePrefix("10.19.0.0/24")
+	ofPool := func(f *netlink.ConntrackFlow) bool {
+		return pool.Contains(addrOf(f.Forward.SrcIP)) || pool.Contains(addrOf(f.Reverse.SrcIP))
+	}
+	if conntrackCount(t, ofPool) == 0 {
+		t.Fatal("no conntrack entries of the network before tearing down: the checks below would prove nothing")
+	}
+	if len(driverLinks(t)) == 0 || countRules(sandnetRules(t)) <= 2 {
+		t.Fatal("nothing programmed before tearing down")
+	}
+
+	for i := range 2 { // everything twice: replays must succeed too
+		if err := d.RevokeExternalConnectivity(ctx, xreq); err != nil {
+			t.Fatalf("Revoke #%d: %v", i+1, err)
+		}
+		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+			t.Fatalf("Leave #%d: %v", i+1, err)
+		}
+		if links := driverLinks(t); len(links) != 1 { // only the bridge
+			t.Fatalf("links after Leave #%d: %v, want only the bridge", i+1, links)
+		}
+		withHandle(t, key, func(h *netlink.Handle) error {
+			if _, err := h.LinkByName("eth0"); err == nil {
+				t.Errorf("the sandbox still has eth0 after Leave #%d", i+1)
+			}
+			return nil
+		})
+		if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Fatalf("DeleteEndpoint #%d: %v", i+1, err)
+		}
+	}
+	for i := range 2 {
+		if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+			t.Fatalf("DeleteNetwork #%d: %v", i+1, err)
+		}
+	}
+	if links := driverLinks(t); len(links) != 0 {
+		t.Errorf("links left: %v", links)
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if pool.Contains(addrOf(a.IP)) {
+			t.Errorf("address %s left on link %d", a.IPNet, a.LinkIndex)
+		}
+	}
+	assertNoLeftovers(t)
+	if n := conntrackCount(t, ofPool); n != 0 {
+		t.Errorf("%d conntrack entries of the network left", n)
+	}
+}
+
+// TestLeaveAfterSandboxRemoved: when the host removes the sandbox before
+// Leave, Leave is quick and the kernel removes the pair.
+func TestLeaveAfterSandboxRemoved(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(20, nil)
+	createNetwork(t, d, n)
+	key := newNetns(t)
+	ep := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.20.0.2/24"}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		t.Fatal(err)
+	}
+	removeNetns(key)
+	start := time.Now()
+	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Leave after the sandbox was removed took %v", time.Since(start))
+	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	host := hostIfName(ep.Id)
+	timeout := time.After(10 * time.Second)
+	for {
+		if _, err := netlink.LinkByName(host); err != nil {
+			break
+		}
+		select {
+		case <-updates:
+		case <-timeout:
+			t.Fatalf("%s still exists 10s after its sandbox was removed", host)
+		}
+	}
+}
+
+// TestJoinReplay: joining again creates nothing, and returns the
+// interface's current name once the host has renamed it.
+func TestJoinReplay(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(21, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2) // renamed to eth0 by the test, as the host does
+	req := &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key}
+	links := driverLinks(t)
+	for i := range 2 {
+		resp, err := d.Join(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetSrcName() != "eth0" || !resp.GetInSandbox() {
+			t.Fatalf("replayed Join #%d = %v, want src_name eth0 in the sandbox", i+1, resp)
+		}
+	}
+	// A fresh driver (a restarted plugin) finds it too.
+	resp, err := newDriverT(t, "").Join(ctx, req)
+	if err != nil || resp.GetSrcName() != "eth0" {
+		t.Fatalf("Join after a driver restart = %v, %v", resp, err)
+	}
+	if got := driverLinks(t); strings.Join(got, ",") != strings.Join(links, ",") {
+		t.Fatalf("links after replays = %v, before %v", got, links)
+	}
+
+	// The same endpoint joined to a new sandbox (the old one gone without
+	// a Leave) gets a fresh pair there.
+	key2 := newNetns(t)
+	resp, err = d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: key2})
+	if err != nil || resp.GetSrcName() != peerIfName(c.ep.Id) {
+		t.Fatalf("Join into a new sandbox = %v, %v", resp, err)
+	}
+	withHandle(t, c.key, func(h *netlink.Handle) error {
+		if _, err := h.LinkByName("eth0"); err == nil {
+			t.Error("the old sandbox still holds the endpoint's interface")
+		}
+		return nil
+	})
+	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: c.ep, SandboxKey: key2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFirewallRestored: a flushed or deleted sandnet table is rebuilt on
+// the driver's next call, without duplicates, and works again.
+func TestFirewallRestored(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(22, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	serveTCP(t, c.key, ":80")
+	c.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18022}}
+	xreq := &pb.ExternalConnectivityRequest{Network: n, Endpoint: c.ep}
+	if _, err := d.ProgramExternalConnectivity(ctx, xreq); err != nil {
+		t.Fatal(err)
+	}
+	other := attach(t, d, n, 3)
+	want := sandnetRules(t)
+	mustReach(t, "published port", "", "127.0.0.1:18022", "")
+
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &nftables.Table{Name: tableName, Family: nftables.TableFamilyINet}
+	for _, damage := range []struct {
+		name string
+		do   func()
+		call func() error
+	}{
+		{"flushed, then CreateNetwork", func() { conn.FlushTable(table) },
+			func() error { return d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}) }},
+		{"deleted, then ProgramExternalConnectivity", func() { conn.DelTable(table) },
+			func() error { _, err := d.ProgramExternalConnectivity(ctx, xreq); return err }},
+		{"flushed, then Join of another endpoint", func() { conn.FlushTable(table) },
+			func() error {
+				_, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: other.ep, SandboxKey: other.key})
+				return err
+			}},
+		{"deleted, then Leave of another endpoint", func() { conn.DelTable(table) },
+			func() error {
+				return d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: other.ep, SandboxKey: other.key})
+			}},
+		{"deleted, then a revoke of another endpoint", func() { conn.DelTable(table) },
+			func() error {
+				return d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: &pb.Endpoint{Id: newID()}})
+			}},
+	} {
+		damage.do()
+		if err := conn.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		mustNotReach(t, damage.name+": published port without the table", "", "127.0.0.1:18022")
+		for i := range 2 {
+			if err := damage.call(); err != nil {
+				t.Fatalf("%s: call #%d: %v", damage.name, i+1, err)
+			}
+			if got := sandnetRules(t); !sameRules(got, want) {
+				t.Fatalf("%s: after call #%d the table holds\n%v\nwant\n%v", damage.name, i+1, got, want)
+			}
+		}
+		mustReach(t, damage.name+": published port", "", "127.0.0.1:18022", "")
+	}
+}
+
+// sameRules compares two tables' rules by chain, ignoring order.
+func sameRules(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for chain, ra := range a {
+		rb, ok := b[chain]
+		if !ok || len(ra) != len(rb) {
+			return false
+		}
+		count := map[string]int{}
+		for _, r := range ra {
+			count[r]++
+		}
+		for _, r := range rb {
+			count[r]--
+		}
+		for _, v := range count {
+			if v != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// TestReplayAfterRestart: a restarted driver replaying CreateNetwork,
+// CreateEndpoint, Join and ProgramExternalConnectivity (twice) changes no
+// rule and keeps the automatically chosen host port.
+func TestReplayAfterRestart(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(23, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	c.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80}, {Proto: "udp", ContainerPort: 53}}
+	xreq := &pb.ExternalConnectivityRequest{Network: n, Endpoint: c.ep}
+	first, err := d.ProgramExternalConnectivity(ctx, xreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, links := sandnetRules(t), driverLinks(t)
+
+	restarted := newDriverT(t, "")
+	for i := range 2 {
+		if err := restarted.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: c.ep}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := restarted.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := restarted.ProgramExternalConnectivity(ctx, xreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, b := range again.GetPortBindings() {
+			if b.GetHostPort() != first.GetPortBindings()[j].GetHostPort() {
+				t.Errorf("replay #%d: binding %d got host port %d, first %d", i+1, j, b.GetHostPort(), first.GetPortBindings()[j].GetHostPort())
+			}
+		}
+		if got := sandnetRules(t); !sameRules(got, rules) {
+			t.Fatalf("replay #%d: rules\n%v\nwant\n%v", i+1, got, rules)
+		}
+		if got := driverLinks(t); strings.Join(got, ",") != strings.Join(links, ",") {
+			t.Fatalf("replay #%d: links %v, want %v", i+1, got, links)
+		}
+	}
+	// Another endpoint's request for the same port conflicts in the
+	// restarted driver too: it learnt the allocations from the table.
+	other := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.23.0.3/24"},
+		PortBindings: []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: first.GetPortBindings()[0].GetHostPort()}}}
+	if _, err := newDriverT(t, "").ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: other}); err == nil {
+		t.Fatal("a restarted driver published a host port another endpoint holds")
+	}
+}
+
+// TestIPv6: on a dual-stack network containers talk over IPv6, reach the
+// outside masqueraded behind the host's IPv6 address, and publish ports on
+// the host's IPv6 addresses.
+func TestIPv6(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	n := testNet(25, nil)
+	n.EnableIpv6 = true
+	n.Ipv6 = []*pb.IPAMData{{Pool: "fd00:25::/64", Gateway: "fd00:25::1/64"}}
+	createNetwork(t, d, n)
+	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	if a.join.GetGatewayV6() != "fd00:25::1" {
+		t.Fatalf("Join gateway_v6 = %q, want fd00:25::1", a.join.GetGatewayV6())
+	}
+	if v, _ := readSysctl("ipv6/conf/all/forwarding"); v != "1" {
+		t.Errorf("net.ipv6.conf.all.forwarding = %q, want 1", v)
+	}
+	serveTCP(t, b.key, ":80")
+	mustReach(t, "container to container over IPv6", a.key, "[fd00:25::3]:80", "fd00:25::2")
+	mustReach(t, "container to outside over IPv6", a.key, net.JoinHostPort(outsideIP6, "8000"), hostOutsideIP6)
+
+	b.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18025}}
+	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep}); err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, "IPv6 published port from outside", outside, net.JoinHostPort(hostOutsideIP6, "18025"), outsideIP6)
+	mustReach(t, "IPv6 published port from the host", "", net.JoinHostPort(hostOutsideIP6, "18025"), "")
+	mustReach(t, "IPv4 published port from outside", outside, net.JoinHostPort(hostOutsideIP, "18025"), outsideIP)
+	mustReach(t, "IPv6 hairpin", a.key, net.JoinHostPort(hostOutsideIP6, "18025"), "fd00:25::1")
+}

@@ -1,0 +1,860 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// bridge is the driver. It keeps a cache of what the host told it
+// (networks, endpoints) and a mirror of the published-port rules it
+// programmed; the kernel is the state, and every call reconciles it.
+//
+// mu guards the maps and serialises every nftables change. Join and Leave
+// take it only to read the cache: their netlink work runs unlocked, so
+// attaches to different sandboxes proceed in parallel (the kernel's RTNL
+// lock orders them).
+type bridge struct {
+	sys func() (*system, error) // kernel handles, opened on first use
+
+	mu          sync.Mutex
+	cfg         Config
+	nets        map[string]*network // by network id
+	bridgeIndex map[string]int      // ifindex of each network's bridge, by network id
+	eps         map[string]*endpoint
+	joined      map[string]bool       // endpoint id → has a veth pair; absent: unknown
+	ports       map[string][]portRule // published-port rules by endpoint tag
+	portsLoaded bool                  // ports holds what a previous run left in the table
+	nextPort    uint16
+}
+
+// system holds the driver's kernel handles, all in the driver's own
+// network namespace (the host's).
+type system struct {
+	rt *rtnl           // hand-built requests on the attach path
+	h  *netlink.Handle // everything else, conntrack included
+	fw *firewall       // the nftables table
+}
+
+func newDriver() *bridge {
+	return &bridge{
+		sys: sync.OnceValues(func() (*system, error) {
+			rt, err := newRtnl()
+			if err != nil {
+				return nil, err
+			}
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+			if err != nil {
+				return nil, fmt.Errorf("opening netlink handle: %w", err)
+			}
+			fw, err := newFirewall()
+			if err != nil {
+				return nil, err
+			}
+			return &system{rt: rt, h: h, fw: fw}, nil
+		}),
+		cfg:         defaultConfig(),
+		nets:        map[string]*network{},
+		bridgeIndex: map[string]int{},
+		eps:         map[string]*endpoint{},
+		joined:      map[string]bool{},
+		ports:       map[string][]portRule{},
+	}
+}
+
+func (b *bridge) Configure(_ context.Context, raw []byte) error {
+	c, err := parse(raw)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.cfg = c
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *bridge) GetCapabilities(ctx context.Context) (*pb.Capabilities, error) {
+	return capabilities(ctx)
+}
+
+// CreateNetwork creates or repairs the network's bridge, its gateway
+// addresses, sysctls and firewall rules. Creating a network again with
+// the same configuration changes nothing; with another configuration it
+// reprograms the network, except that its bridge name cannot change.
+func (b *bridge) CreateNetwork(_ context.Context, req *pb.CreateNetworkRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := parseNetwork(b.cfg, req.GetNetwork())
+	if err != nil {
+		return err
+	}
+	return b.ensureNetwork(n)
+}
+
+// ensureNetwork reconciles network n and records it. Called with mu held.
+func (b *bridge) ensureNetwork(n *network) error {
+	for id, o := range b.nets {
+		if id != n.id && o.bridge == n.bridge {
+			return fmt.Errorf("network %s: bridge %s belongs to network %s: %w", n.id, n.bridge, id, sdk.ErrConflict)
+		}
+		if id == n.id && o.bridge != n.bridge {
+			return fmt.Errorf("network %s exists with bridge %s, cannot move it to %s: %w", n.id, o.bridge, n.bridge, sdk.ErrConflict)
+		}
+	}
+	s, err := b.sys()
+	if err != nil {
+		return err
+	}
+	idx, err := s.ensureBridge(n, b.cfg.EnableIPForwarding)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	if err := b.ensureFirewall(s); err != nil {
+		return err
+	}
+	if err := s.fw.syncNetwork(n); err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	b.nets[n.id] = n
+	b.bridgeIndex[n.id] = idx
+	return nil
+}
+
+// ensureBridge creates or repairs n's bridge and returns its ifindex. With
+// forward, it also turns on IP forwarding for the network's families.
+func (s *system) ensureBridge(n *network, forward bool) (int, error) {
+	link, err := s.h.LinkByName(n.bridge)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
+			Name: n.bridge, MTU: n.mtu, HardwareAddr: bridgeMAC(n.id), TxQLen: -1, Flags: net.FlagUp,
+		}}
+		if err := s.h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			return 0, fmt.Errorf("creating bridge %s: %w", n.bridge, err)
+		}
+		if link, err = s.h.LinkByName(n.bridge); err != nil {
+			return 0, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
+		}
+		// The alias marks the bridge as the driver's, to delete with
+		// the network; a bridge that existed before is only borrowed.
+		if err := s.h.LinkSetAlias(link, bridgeAlias(n)); err != nil {
+			return 0, fmt.Errorf("setting alias of %s: %w", n.bridge, err)
+		}
+	case err != nil:
+		return 0, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
+	}
+	if link.Type() != "bridge" {
+		return 0, fmt.Errorf("%s exists and is a %s, not a bridge: %w", n.bridge, link.Type(), sdk.ErrConflict)
+	}
+	if link.Attrs().MTU != n.mtu {
+		if err := s.h.LinkSetMTU(link, n.mtu); err != nil {
+			return 0, fmt.Errorf("setting MTU of %s: %w", n.bridge, err)
+		}
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := s.h.LinkSetUp(link); err != nil {
+			return 0, fmt.Errorf("setting %s up: %w", n.bridge, err)
+		}
+	}
+	if len(n.v6) > 0 {
+		// No duplicate address detection on the bridge: the kernel
+		// solicits neighbours for forwarded packets from the bridge's
+		// link-local address, and while that is tentative (the first
+		// two seconds after the first container attaches) forwarded
+		// IPv6 traffic into the network stalls.
+		for _, kv := range [][2]string{{"disable_ipv6", "0"}, {"accept_dad", "0"}} {
+			if err := setSysctl("ipv6/conf/"+n.bridge+"/"+kv[0], kv[1]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := s.ensureGateways(link, n); err != nil {
+		return 0, err
+	}
+	if len(n.v4) > 0 {
+		// Lets published ports answer on 127.0.0.1: the DNATed packet
+		// leaves through the bridge with its loopback source.
+		if err := setSysctl("ipv4/conf/"+n.bridge+"/route_localnet", "1"); err != nil {
+			return 0, err
+		}
+	}
+	if !n.internal && forward {
+		if len(n.v4) > 0 {
+			if err := setSysctl("ipv4/ip_forward", "1"); err != nil {
+				return 0, err
+			}
+		}
+		if len(n.v6) > 0 {
+			if err := setSysctl("ipv6/conf/all/forwarding", "1"); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return link.Attrs().Index, nil
+}
+
+func bridgeAlias(n *network) string { return "sandnet network " + tagID(n.id) }
+
+// ensureGateways puts n's gateways on the bridge and removes other
+// addresses of n's pools from it.
+func (s *system) ensureGateways(link netlink.Link, n *network) error {
+	have, err := s.h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing addresses of %s: %w", n.bridge, err)
+	}
+	want := n.subnets()
+	for _, a := range have {
+		// Only stale gateways of the network's own pools go: a borrowed
+		// bridge keeps the addresses it had.
+		inPool := slices.ContainsFunc(want, func(s subnet) bool { return s.pool.Contains(a.IP) })
+		if inPool && !slices.ContainsFunc(want, func(s subnet) bool { return s.gateway.String() == a.IPNet.String() }) {
+			if err := s.h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return fmt.Errorf("removing address %s from %s: %w", a.IPNet, n.bridge, err)
+			}
+		}
+	}
+	for _, sn := range want {
+		if slices.ContainsFunc(have, func(a netlink.Addr) bool { return a.IPNet.String() == sn.gateway.String() }) {
+			continue
+		}
+		a := &netlink.Addr{IPNet: sn.gateway}
+		if sn.gateway.IP.To4() == nil {
+			// The gateway is usable at once instead of after a second
+			// of duplicate address detection.
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := s.h.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("adding gateway %s to %s: %w", sn.gateway, n.bridge, err)
+		}
+	}
+	return nil
+}
+
+// checkFirewall is ensureFirewall for calls that do not hold mu.
+func (b *bridge) checkFirewall(s *system) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ensureFirewall(s)
+}
+
+// ensureFirewall rebuilds the nftables table from the cache when someone
+// deleted or flushed it, and loads the published ports a previous run of
+// the driver left in it. Called with mu held, before every firewall change.
+func (b *bridge) ensureFirewall(s *system) error {
+	ok, err := s.fw.intact()
+	if err != nil {
+		return err
+	}
+	if ok && !b.portsLoaded {
+		left, err := s.fw.portRules()
+		if err != nil {
+			return err
+		}
+		for tag, rules := range left {
+			if _, known := b.ports[tag]; !known {
+				b.ports[tag] = rules
+			}
+		}
+	}
+	b.portsLoaded = true
+	if ok {
+		return nil
+	}
+	nets := make([]*network, 0, len(b.nets))
+	for _, n := range b.nets {
+		nets = append(nets, n)
+	}
+	slices.SortFunc(nets, func(x, y *network) int { return strings.Compare(x.id, y.id) })
+	return s.fw.rebuild(nets, b.ports)
+}
+
+// DeleteNetwork removes the network's bridge (with its addresses), its
+// firewall rules and chains, and the conntrack entries of its pools. Its
+// endpoints should be gone; any left are forgotten. Sysctls the driver set
+// host-wide (ip_forward) stay as they are.
+func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pn := req.GetNetwork()
+	n, ok := b.nets[pn.GetId()]
+	if !ok {
+		var err error
+		if n, err = parseNetwork(b.cfg, pn); err != nil {
+			// Options that no longer parse (the config changed, say)
+			// must not keep the network from being deleted.
+			if pn.GetId() == "" {
+				return err
+			}
+			n = &network{id: pn.GetId(), bridge: bridgeName(pn.GetId())}
+		}
+	}
+	s, err := b.sys()
+	if err != nil {
+		return err
+	}
+	delete(b.nets, n.id)
+	delete(b.bridgeIndex, n.id)
+	var eps []*endpoint
+	for id, ep := range b.eps {
+		if ep.netID == n.id {
+			eps = append(eps, ep)
+			delete(b.eps, id)
+		}
+	}
+	if err := b.ensureFirewall(s); err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		if err := b.revoke(s, ep.id, false); err != nil {
+			return err
+		}
+		if err := s.rt.delLink(hostIfName(ep.id)); err != nil {
+			return fmt.Errorf("deleting %s: %w", hostIfName(ep.id), err)
+		}
+	}
+	if err := s.fw.removeNetwork(n); err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	if link, err := s.h.LinkByName(n.bridge); err == nil && link.Type() == "bridge" {
+		if link.Attrs().Alias == bridgeAlias(n) {
+			if err := s.rt.delLink(n.bridge); err != nil {
+				return fmt.Errorf("deleting bridge %s: %w", n.bridge, err)
+			}
+		} else {
+			for _, sn := range n.subnets() {
+				if err := s.h.AddrDel(link, &netlink.Addr{IPNet: sn.gateway}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+					return fmt.Errorf("removing gateway %s from %s: %w", sn.gateway, n.bridge, err)
+				}
+			}
+		}
+	}
+	var pools []netip.Prefix
+	var pfams []netip.Addr
+	for _, sn := range n.subnets() {
+		p, _ := netip.AddrFromSlice(sn.pool.IP)
+		ones, _ := sn.pool.Mask.Size()
+		pools = append(pools, netip.PrefixFrom(p.Unmap(), ones))
+		pfams = append(pfams, p.Unmap())
+	}
+	return s.flushConntrack(familiesOf(pfams...), func(f *netlink.ConntrackFlow) bool {
+		return slices.ContainsFunc(pools, func(p netip.Prefix) bool {
+			return p.Contains(addrOf(f.Forward.SrcIP)) || p.Contains(addrOf(f.Reverse.SrcIP))
+		})
+	})
+}
+
+// network returns the cached network of a request, creating it when the
+// driver has not seen it yet (a call replayed out of order).
+func (b *bridge) network(pn *pb.Network) (*network, int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n, ok := b.nets[pn.GetId()]; ok {
+		return n, b.bridgeIndex[n.id], nil
+	}
+	n, err := parseNetwork(b.cfg, pn)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := b.ensureNetwork(n); err != nil {
+		return nil, 0, err
+	}
+	return n, b.bridgeIndex[n.id], nil
+}
+
+// endpoint returns the cached endpoint of a request, or the one the
+// request describes.
+func (b *bridge) endpoint(n *network, pe *pb.Endpoint) (*endpoint, error) {
+	b.mu.Lock()
+	ep, ok := b.eps[pe.GetId()]
+	b.mu.Unlock()
+	if ok && ep.netID == n.id {
+		return ep, nil
+	}
+	return parseEndpoint(n, pe)
+}
+
+// CreateEndpoint checks the endpoint and fills in its MAC when the host
+// left it empty. It touches nothing in the kernel: the interface appears
+// in Join.
+func (b *bridge) CreateEndpoint(_ context.Context, req *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	n, _, err := b.network(req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	ep, err := parseEndpoint(n, req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if o, ok := b.eps[ep.id]; ok && o.netID != ep.netID {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("endpoint %s exists on network %s: %w", ep.id, o.netID, sdk.ErrConflict)
+	}
+	b.eps[ep.id] = ep
+	b.mu.Unlock()
+	resp := &pb.CreateEndpointResponse{Interface: &pb.EndpointInterface{}}
+	if !ep.macSet {
+		resp.Interface.Mac = ep.mac.String()
+	}
+	return resp, nil
+}
+
+// DeleteEndpoint removes what is left of the endpoint: its published
+// ports, its veth pair if Leave was skipped, and the conntrack entries of
+// its addresses.
+func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) error {
+	s, err := b.sys()
+	if err != nil {
+		return err
+	}
+	id := req.GetEndpoint().GetId()
+	b.mu.Lock()
+	ep, ok := b.eps[id]
+	delete(b.eps, id)
+	joined, known := b.joined[id]
+	delete(b.joined, id)
+	err = b.ensureFirewall(s)
+	if err == nil {
+		err = b.revoke(s, id, false)
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// After a Leave there is nothing to delete; asking the kernel anyway
+	// would wait for the RTNL lock, which the teardown of a just-removed
+	// sandbox namespace holds for tens of milliseconds.
+	if joined || !known {
+		if err := s.rt.delLink(hostIfName(id)); err != nil {
+			return fmt.Errorf("endpoint %s: deleting %s: %w", id, hostIfName(id), err)
+		}
+	}
+	var addrs []netip.Addr
+	if ok {
+		addrs = append(addrs, ep.ip4, ep.ip6)
+	} else {
+		for _, s := range []string{req.GetEndpoint().GetInterface().GetAddress(), req.GetEndpoint().GetInterface().GetAddressV6()} {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				addrs = append(addrs, p.Addr().Unmap())
+			}
+		}
+	}
+	// Flows of the address must not outlive the endpoint: a new endpoint
+	// given the same address would receive them (moby/moby#8795). This
+	// also covers the flows of its published ports.
+	addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return !a.IsValid() })
+	return s.flushConntrack(familiesOf(addrs...), func(f *netlink.ConntrackFlow) bool {
+		return slices.Contains(addrs, addrOf(f.Forward.SrcIP)) || slices.Contains(addrs, addrOf(f.Reverse.SrcIP))
+	})
+}
+
+// Join creates the endpoint's veth pair: the host end on the bridge, the
+// other end directly inside the sandbox, where the host names and
+// addresses it.
+func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	s, err := b.sys()
+	if err != nil {
+		return nil, err
+	}
+	n, idx, err := b.network(req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	ep, err := b.endpoint(n, req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	key := req.GetSandboxKey()
+	fd, err := unix.Open(key, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("endpoint %s: sandbox %s: %w", ep.id, key, sdk.ErrNotFound)
+		}
+		return nil, fmt.Errorf("endpoint %s: opening sandbox %s: %w", ep.id, key, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		return nil, fmt.Errorf("endpoint %s: sandbox %s is not a network namespace: %w", ep.id, key, sdk.ErrInvalid)
+	}
+	// Join changes no firewall rule, but like every call it restores a
+	// table someone deleted; the check runs while the kernel creates the
+	// pair, so it costs the attach nothing.
+	fwErr := make(chan error, 1)
+	go func() { fwErr <- b.checkFirewall(s) }()
+	spec := vethSpec{
+		host: hostIfName(ep.id), peer: peerIfName(ep.id),
+		mtu: n.mtu, master: idx, peerMAC: ep.mac, peerNS: fd,
+	}
+	src := spec.peer
+	err = s.rt.addVeth(spec)
+	if errors.Is(err, unix.EEXIST) {
+		src, err = s.rejoin(spec)
+	} else if err != nil {
+		// The bridge may have been deleted or recreated under us:
+		// repair the network and try once more.
+		b.mu.Lock()
+		delete(b.nets, n.id)
+		b.mu.Unlock()
+		if n, spec.master, err = b.network(req.GetNetwork()); err != nil {
+			return nil, err
+		}
+		err = s.rt.addVeth(spec)
+	}
+	if ferr := <-fwErr; ferr != nil && err == nil {
+		_ = s.rt.delLink(spec.host)
+		err = ferr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: creating veth pair %s/%s in %s: %w", ep.id, spec.host, spec.peer, key, err)
+	}
+	var flags portFlags
+	if !n.icc {
+		flags.isolated = ptr(true)
+	}
+	b.mu.Lock()
+	if len(b.ports[tagID(ep.id)]) > 0 {
+		flags.hairpin = ptr(true)
+	}
+	b.joined[ep.id] = true
+	b.mu.Unlock()
+	if err := s.rt.setPortFlags(spec.host, flags); err != nil {
+		_ = s.rt.delLink(spec.host)
+		return nil, fmt.Errorf("endpoint %s: setting flags of bridge port %s: %w", ep.id, spec.host, err)
+	}
+	return joinResponse(n, src), nil
+}
+
+// rejoin handles a Join whose veth pair exists: when its sandbox end is in
+// the requested sandbox, it makes sure the host end is attached and up and
+// returns the sandbox end's current name (the host may have renamed it);
+// otherwise the pair is stale and is recreated.
+func (s *system) rejoin(spec vethSpec) (string, error) {
+	link, err := s.h.LinkByName(spec.host)
+	if err != nil {
+		var notFound netlink.LinkNotFoundError
+		if errors.As(err, &notFound) {
+			return "", fmt.Errorf("the sandbox already has an interface named %s: %w", spec.peer, sdk.ErrConflict)
+		}
+		return "", err
+	}
+	if _, ok := link.(*netlink.Veth); !ok {
+		return "", fmt.Errorf("%s exists and is a %s, not a veth: %w", spec.host, link.Type(), sdk.ErrConflict)
+	}
+	nsid, err := s.h.GetNetNsIdByFd(spec.peerNS)
+	if err == nil && nsid >= 0 && link.Attrs().NetNsID == nsid {
+		if link.Attrs().MasterIndex != spec.master {
+			if err := s.h.LinkSetMasterByIndex(link, spec.master); err != nil {
+				return "", err
+			}
+		}
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			if err := s.h.LinkSetUp(link); err != nil {
+				return "", err
+			}
+		}
+		return s.peerName(spec, link.Attrs().ParentIndex)
+	}
+	if err := s.rt.delLink(spec.host); err != nil {
+		return "", err
+	}
+	return spec.peer, s.rt.addVeth(spec)
+}
+
+// peerName returns the current name of the sandbox end, found by its
+// ifindex inside the sandbox.
+func (s *system) peerName(spec vethSpec, index int) (string, error) {
+	h, err := netlink.NewHandleAt(netns.NsHandle(spec.peerNS), unix.NETLINK_ROUTE)
+	if err != nil {
+		return "", fmt.Errorf("opening netlink in the sandbox: %w", err)
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("finding the sandbox end of %s: %w", spec.host, err)
+	}
+	return l.Attrs().Name, nil
+}
+
+// Leave removes the endpoint's veth pair. While the sandbox exists, the
+// pair is deleted before Leave returns, so the sandbox no longer holds the
+// interface and its name is free again; that costs the kernel about 17 ms.
+// When the host has already torn the sandbox down, the kernel deletes the
+// pair with the namespace by itself, and Leave only detaches the host end
+// from the bridge (a fraction of a millisecond).
+func (b *bridge) Leave(_ context.Context, req *pb.LeaveRequest) error {
+	s, err := b.sys()
+	if err != nil {
+		return err
+	}
+	fwErr := make(chan error, 1)
+	go func() { fwErr <- b.checkFirewall(s) }()
+	host := hostIfName(req.GetEndpoint().GetId())
+	if isNetns(req.GetSandboxKey()) {
+		err = s.rt.delLink(host)
+	} else {
+		err = s.rt.detach(host)
+	}
+	if ferr := <-fwErr; err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("endpoint %s: removing %s: %w", req.GetEndpoint().GetId(), host, err)
+	}
+	b.mu.Lock()
+	b.joined[req.GetEndpoint().GetId()] = false
+	b.mu.Unlock()
+	return nil
+}
+
+// ProgramExternalConnectivity publishes the endpoint's port bindings and
+// returns them with the host ports chosen. Replaying it keeps the chosen
+// ports. Internal networks publish nothing.
+func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	s, err := b.sys()
+	if err != nil {
+		return nil, err
+	}
+	n, _, err := b.network(req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	ep, err := b.endpoint(n, req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	reqs, err := parsePortRequests(req.GetEndpoint().GetPortBindings())
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	}
+	if n.internal {
+		reqs = nil
+	}
+	lo, hi, err := localPortRange()
+	if err != nil {
+		return nil, err
+	}
+
+	b.mu.Lock()
+	if err := b.ensureFirewall(s); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	tag := tagID(ep.id)
+	old := b.ports[tag]
+	var taken []binding
+	for t, rules := range b.ports {
+		if t != tag {
+			taken = append(taken, bindingsOf(rules)...)
+		}
+	}
+	alloc := allocator{taken: taken, lo: lo, hi: hi, next: &b.nextPort, probe: probePort}
+	bs, err := alloc.assign(reqs, bindingsOf(old))
+	var rules []portRule
+	if err == nil {
+		rules, err = rulesFor(bs, ep.ip4, ep.ip6)
+	}
+	if err == nil {
+		err = s.fw.syncPorts(tag, rules)
+	}
+	if err == nil {
+		if len(rules) == 0 {
+			delete(b.ports, tag)
+		} else {
+			b.ports[tag] = rules
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	}
+
+	// A container reaching its own published port needs hairpin mode on
+	// its bridge port. Before Join there is no port yet: Join sets it.
+	if len(rules) > 0 || len(old) > 0 {
+		if err := s.rt.setPortFlags(hostIfName(ep.id), portFlags{hairpin: ptr(len(rules) > 0)}); err != nil {
+			return nil, fmt.Errorf("endpoint %s: setting hairpin mode: %w", ep.id, err)
+		}
+	}
+
+	// Conntrack: flows of mappings that went away must not keep
+	// reaching the container, and UDP flows to a newly published port
+	// that conntrack saw before the mapping existed (a client that kept
+	// sending) would bypass the new DNAT rule for as long as they live.
+	var gone, added []portRule
+	for _, r := range old {
+		if !slices.Contains(rules, r) {
+			gone = append(gone, r)
+		}
+	}
+	for _, r := range rules {
+		if !slices.Contains(old, r) && r.proto == "udp" {
+			added = append(added, r)
+		}
+	}
+	if len(gone)+len(added) > 0 {
+		var ctrs []netip.Addr
+		for _, r := range slices.Concat(gone, added) {
+			ctrs = append(ctrs, r.ctr)
+		}
+		if err := s.flushConntrack(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
+			return slices.ContainsFunc(gone, func(r portRule) bool { return r.ownsFlow(f) }) ||
+				slices.ContainsFunc(added, func(r portRule) bool { return r.shadowedBy(f) })
+		}); err != nil {
+			return nil, err
+		}
+	}
+	resp := &pb.ExternalConnectivityResponse{}
+	for _, b := range bs {
+		resp.PortBindings = append(resp.PortBindings, b.proto3())
+	}
+	return resp, nil
+}
+
+// RevokeExternalConnectivity unpublishes the endpoint's ports and deletes
+// the conntrack entries of their flows, so no established flow keeps
+// reaching the container through a mapping that no longer exists.
+func (b *bridge) RevokeExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) error {
+	s, err := b.sys()
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.ensureFirewall(s); err != nil {
+		return err
+	}
+	return b.revoke(s, req.GetEndpoint().GetId(), true)
+}
+
+// revoke removes the published ports of endpoint id and, with flush, the
+// conntrack entries of their flows. Called with mu held.
+func (b *bridge) revoke(s *system, id string, flush bool) error {
+	tag := tagID(id)
+	if b.portsLoaded && len(b.ports[tag]) == 0 {
+		return nil
+	}
+	if err := b.ensureFirewall(s); err != nil {
+		return err
+	}
+	old := b.ports[tag]
+	if len(old) == 0 {
+		return nil
+	}
+	if err := s.fw.syncPorts(tag, nil); err != nil {
+		return fmt.Errorf("endpoint %s: %w", id, err)
+	}
+	delete(b.ports, tag)
+	if err := s.rt.setPortFlags(hostIfName(id), portFlags{hairpin: ptr(false)}); err != nil {
+		return fmt.Errorf("endpoint %s: clearing hairpin mode: %w", id, err)
+	}
+	if !flush {
+		return nil
+	}
+	var ctrs []netip.Addr
+	for _, r := range old {
+		ctrs = append(ctrs, r.ctr)
+	}
+	return s.flushConntrack(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
+		return slices.ContainsFunc(old, func(r portRule) bool { return r.ownsFlow(f) })
+	})
+}
+
+// ownsFlow reports whether conntrack flow f was DNATed by rule r.
+func (r portRule) ownsFlow(f *netlink.ConntrackFlow) bool {
+	return r.matchesOrig(f) && addrOf(f.Reverse.SrcIP) == r.ctr && f.Reverse.SrcPort == r.ctrPort
+}
+
+// shadowedBy reports whether f is a flow to r's host port that is not
+// DNATed to r's container: created before r existed.
+func (r portRule) shadowedBy(f *netlink.ConntrackFlow) bool {
+	return r.matchesOrig(f) && addrOf(f.Reverse.SrcIP) != r.ctr
+}
+
+func (r portRule) matchesOrig(f *netlink.ConntrackFlow) bool {
+	proto := uint8(unix.IPPROTO_TCP)
+	if r.proto == "udp" {
+		proto = unix.IPPROTO_UDP
+	}
+	if f.Forward.Protocol != proto || f.Forward.DstPort != r.hostPort {
+		return false
+	}
+	dst := addrOf(f.Forward.DstIP)
+	if family(dst) != family(r.ctr) {
+		return false
+	}
+	return r.wildcard() || dst == r.hostIP
+}
+
+// probePort reports whether a host socket could bind b's port, so an
+// automatically chosen port does not shadow a host service.
+func probePort(b binding) bool {
+	addr := ""
+	if b.hostIP.IsValid() {
+		addr = b.hostIP.String()
+	}
+	hp := net.JoinHostPort(addr, strconv.Itoa(int(b.hostPort)))
+	if b.proto == "udp" {
+		c, err := net.ListenPacket("udp", hp)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}
+	l, err := net.Listen("tcp", hp)
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// EndpointOperInfo reports the endpoint's interfaces, bridge and
+// published ports.
+func (b *bridge) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
+	n, _, err := b.network(req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	ep, err := b.endpoint(n, req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	info := map[string]string{
+		"bridge":            n.bridge,
+		"host_interface":    hostIfName(ep.id),
+		"sandbox_interface": peerIfName(ep.id),
+		"mac":               ep.mac.String(),
+	}
+	b.mu.Lock()
+	var ports []string
+	for _, r := range b.ports[tagID(ep.id)] {
+		host := "*:" + strconv.Itoa(int(r.hostPort))
+		if r.hostIP.IsValid() {
+			host = netip.AddrPortFrom(r.hostIP, r.hostPort).String()
+		}
+		ports = append(ports, fmt.Sprintf("%s/%s->%s", host, r.proto, netip.AddrPortFrom(r.ctr, r.ctrPort)))
+	}
+	b.mu.Unlock()
+	if len(ports) > 0 {
+		info["ports"] = strings.Join(ports, ",")
+	}
+	return &pb.EndpointOperInfoResponse{Info: info}, nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/drivertest"
+	"github.com/sandnet/sandnet/sdk/plugintest"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+func conformanceOptions(newDriver func(t *testing.T) driver.Driver) drivertest.Options {
+	return drivertest.Options{
+		New:        newDriver,
+		SandboxKey: func(t *testing.T) string { return newNetns(t) },
+	}
+}
+
+func TestConformanceInProcess(t *testing.T) {
+	requireRoot(t)
+	drivertest.Run(t, conformanceOptions(func(t *testing.T) driver.Driver {
+		c, stop, err := driver.InProcess(info, newDriver())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		if err := c.Configure(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}))
+	assertNoLeftovers(t)
+}
+
+func TestConformancePlugin(t *testing.T) {
+	requireRoot(t)
+	bin := plugintest.Build(t, "github.com/sandnet/sandnet/plugins/bridge")
+	drivertest.Run(t, conformanceOptions(func(t *testing.T) driver.Driver {
+		return plugintest.LaunchDriver(t, bin, []byte(`{"mtu":1400}`))
+	}))
+	assertNoLeftovers(t)
+}
+
+// assertNoLeftovers checks that the host namespace holds no link, bridge
+// or rule of the driver's (only the table's two base rules).
+func assertNoLeftovers(t *testing.T) {
+	t.Helper()
+	if links := driverLinks(t); len(links) > 0 {
+		t.Errorf("links left behind: %v", links)
+	}
+	rules := sandnetRules(t)
+	if n := countRules(rules); n != 2 {
+		t.Errorf("sandnet table holds %d rules, want the 2 base rules: %v", n, rules)
+	}
+	for chain := range rules {
+		if !slices.Contains([]string{"forward", "prerouting", "output", "postrouting", "published"}, chain) {
+			t.Errorf("chain %s left behind", chain)
+		}
+	}
+}
+
+// TestErrorsCrossTheWire checks that invalid requests fail with the sdk
+// sentinels the host branches on, through the gRPC adapters.
+func TestErrorsCrossTheWire(t *testing.T) {
+	requireRoot(t)
+	c, stop, err := driver.InProcess(info, newDriver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := c.Configure(ctx, []byte(`{"mtu":10}`)); !errors.Is(err, sdk.ErrInvalid) {
+		t.Errorf("Configure(mtu 10) = %v, want ErrInvalid", err)
+	}
+	n := testNet(41, map[string]string{"com.sandnet.bridge.enable_icc": "nope"})
+	if err := c.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Errorf("CreateNetwork(bad option) = %v, want ErrInvalid", err)
+	}
+	n = testNet(41, nil)
+	if err := c.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n})
+	other := testNet(42, map[string]string{optBridgeName: bridgeName(n.Id)})
+	if err := c.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: other}); !errors.Is(err, sdk.ErrConflict) {
+		t.Errorf("CreateNetwork(another network's bridge) = %v, want ErrConflict", err)
+	}
+	ep := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.99.0.2/24"}}
+	if _, err := c.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Errorf("CreateEndpoint(address outside the pool) = %v, want ErrInvalid", err)
+	}
+	ep.Interface.Address = "10.41.0.2/24"
+	if _, err := c.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep})
+	if _, err := c.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: "/nonexistent/sandbox"}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("Join(missing sandbox) = %v, want ErrNotFound", err)
+	}
+	notNS := filepath.Join(t.TempDir(), "plain-file")
+	if err := os.WriteFile(notNS, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: notNS}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Errorf("Join(key that is no namespace) = %v, want ErrInvalid", err)
+	}
+	ep.PortBindings = []*pb.PortBinding{{Proto: "sctp", ContainerPort: 1}}
+	if _, err := c.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: ep}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Errorf("ProgramExternalConnectivity(sctp) = %v, want ErrInvalid", err)
+	}
+}
+
+// TestBridgeOptions checks the bridge a network gets: name, MTU, MAC,
+// gateway address, and the default bridge.
+func TestBridgeOptions(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, `{"default_bridge":"sntest0","mtu":1450}`)
+	n := testNet(43, map[string]string{optDefault: "true"})
+	createNetwork(t, d, n)
+	br, err := netlink.LinkByName("sntest0")
+	if err != nil {
+		t.Fatalf("default bridge: %v", err)
+	}
+	if br.Attrs().MTU != 1450 || br.Attrs().Flags&1 == 0 || br.Attrs().HardwareAddr.String() != bridgeMAC(n.Id).String() {
+		t.Errorf("bridge %s: mtu %d, flags %v, mac %s; want 1450, up, %s", br.Attrs().Name, br.Attrs().MTU, br.Attrs().Flags, br.Attrs().HardwareAddr, bridgeMAC(n.Id))
+	}
+	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.43.0.1/24" {
+		t.Errorf("bridge addresses = %v, want 10.43.0.1/24", addrs)
+	}
+
+	n2 := testNet(44, map[string]string{optBridgeName: "br-named", optMTU: "1300"})
+	createNetwork(t, d, n2)
+	br2, err := netlink.LinkByName("br-named")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if br2.Attrs().MTU != 1300 {
+		t.Errorf("br-named MTU = %d, want 1300", br2.Attrs().MTU)
+	}
+	c := attach(t, d, n2, 2)
+	withHandle(t, c.key, func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if l.Attrs().MTU != 1300 || l.Attrs().HardwareAddr.String() != "02:42:0a:2c:00:02" {
+			t.Errorf("sandbox eth0: MTU %d, MAC %s; want 1300, 02:42:0a:2c:00:02", l.Attrs().MTU, l.Attrs().HardwareAddr)
+		}
+		return nil
+	})
+	host, err := netlink.LinkByName(hostIfName(c.ep.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Attrs().MasterIndex != br2.Attrs().Index || host.Attrs().MTU != 1300 {
+		t.Errorf("host end: master %d, MTU %d; want %d, 1300", host.Attrs().MasterIndex, host.Attrs().MTU, br2.Attrs().Index)
+	}
+}
+
+// TestBorrowedBridge: a network named after a bridge that already exists
+// uses it, and deleting the network leaves the bridge and its own
+// addresses.
+func TestBorrowedBridge(t *testing.T) {
+	requireRoot(t)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-borrowed", TxQLen: -1}}
+	if err := netlink.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(br) })
+	own := mustAddr(t, "192.0.2.1/24")
+	if err := netlink.AddrAdd(br, own); err != nil {
+		t.Fatal(err)
+	}
+	d := newDriverT(t, "")
+	n := testNet(45, map[string]string{optBridgeName: "br-borrowed"})
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName("br-borrowed")
+	if err != nil {
+		t.Fatalf("the borrowed bridge is gone: %v", err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 1 || addrs[0].IPNet.String() != own.IPNet.String() {
+		t.Fatalf("addresses of the borrowed bridge = %v, want only its own %s", addrs, own.IPNet)
+	}
+	assertNoLeftovers(t)
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Config is the `config` block of `driver "bridge"`. Attributes the
+// operator leaves out keep the values of defaultConfig.
+type Config struct {
+	DefaultBridge      string `hcl:"default_bridge,optional" doc:"name of the Linux bridge of the network created with the option com.sandnet.bridge.default=true (default sandnet0)"`
+	MTU                int    `hcl:"mtu,optional" doc:"MTU of bridges and container interfaces, unless a network sets com.sandnet.bridge.mtu (default 1500)"`
+	EnableIPMasquerade bool   `hcl:"enable_ip_masquerade,optional" doc:"masquerade traffic leaving non-internal networks behind the host's address, unless a network sets com.sandnet.bridge.enable_ip_masquerade (default true)"`
+	EnableIPForwarding bool   `hcl:"enable_ip_forwarding,optional" doc:"set net.ipv4.ip_forward=1 (and net.ipv6.conf.all.forwarding=1 for IPv6 networks) when a non-internal network is created (default true)"`
+}
+
+func defaultConfig() Config {
+	return Config{DefaultBridge: "sandnet0", MTU: 1500, EnableIPMasquerade: true, EnableIPForwarding: true}
+}
+
+// parse decodes the configuration the host sent over the defaults and
+// checks it.
+func parse(raw []byte) (Config, error) {
+	c := defaultConfig()
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return Config{}, err
+	}
+	if err := validIfName(c.DefaultBridge); err != nil {
+		return Config{}, fmt.Errorf("config default_bridge: %w", err)
+	}
+	if err := validMTU(c.MTU); err != nil {
+		return Config{}, fmt.Errorf("config mtu: %w", err)
+	}
+	return c, nil
+}
+
+// Network options (`sandnet network create -o KEY=VALUE`). Every key under
+// optionPrefix must be one of these; other keys belong to someone else and
+// are ignored.
+const (
+	optionPrefix  = "com.sandnet.bridge."
+	optBridgeName = optionPrefix + "name"
+	optDefault    = optionPrefix + "default"
+	optMTU        = optionPrefix + "mtu"
+	optEnableICC  = optionPrefix + "enable_icc"
+	optEnableMasq = optionPrefix + "enable_ip_masquerade"
+)
+
+var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq}
+
+// network is a network as the driver programs it, derived from the host's
+// pb.Network and the driver's Config.
+type network struct {
+	id       string
+	bridge   string
+	mtu      int
+	internal bool
+	icc      bool
+	masq     bool
+	v4, v6   []subnet
+}
+
+// subnet is one address pool of a network and its gateway, which lives on
+// the bridge.
+type subnet struct {
+	pool    *net.IPNet
+	gateway *net.IPNet // gateway address with the pool's prefix length
+}
+
+// subnets returns the IPv4 then the IPv6 subnets.
+func (n *network) subnets() []subnet { return append(slices.Clip(n.v4), n.v6...) }
+
+// gateway returns the first gateway address of the family (4 or 6), or nil.
+func (n *network) gateway(family int) net.IP {
+	s := n.v4
+	if family == 6 {
+		s = n.v6
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	return s[0].gateway.IP
+}
+
+// parseNetwork checks a network the host asks for and derives its kernel
+// configuration.
+func parseNetwork(c Config, pn *pb.Network) (*network, error) {
+	if pn == nil || pn.GetId() == "" {
+		return nil, fmt.Errorf("network without an id: %w", sdk.ErrInvalid)
+	}
+	n := &network{
+		id:       pn.GetId(),
+		bridge:   bridgeName(pn.GetId()),
+		mtu:      c.MTU,
+		internal: pn.GetInternal(),
+		icc:      true,
+		masq:     c.EnableIPMasquerade,
+	}
+	opts := pn.GetOptions()
+	var unknown []string
+	for k := range opts {
+		if strings.HasPrefix(k, optionPrefix) && !slices.Contains(knownOptions, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("network %s: unknown option %s (known: %s): %w",
+			n.id, strings.Join(unknown, ", "), strings.Join(knownOptions, ", "), sdk.ErrInvalid)
+	}
+	boolOpt := func(key string, dst *bool) error {
+		v, ok := opts[key]
+		if !ok {
+			return nil
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("network %s: option %s=%q: want true or false: %w", n.id, key, v, sdk.ErrInvalid)
+		}
+		*dst = b
+		return nil
+	}
+	var isDefault bool
+	for _, o := range []struct {
+		key string
+		dst *bool
+	}{{optDefault, &isDefault}, {optEnableICC, &n.icc}, {optEnableMasq, &n.masq}} {
+		if err := boolOpt(o.key, o.dst); err != nil {
+			return nil, err
+		}
+	}
+	if isDefault {
+		n.bridge = c.DefaultBridge
+	}
+	if v, ok := opts[optBridgeName]; ok {
+		if err := validIfName(v); err != nil {
+			return nil, fmt.Errorf("network %s: option %s: %w", n.id, optBridgeName, err)
+		}
+		n.bridge = v
+	}
+	if v, ok := opts[optMTU]; ok {
+		mtu, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("network %s: option %s=%q: not a number: %w", n.id, optMTU, v, sdk.ErrInvalid)
+		}
+		if err := validMTU(mtu); err != nil {
+			return nil, fmt.Errorf("network %s: option %s: %w", n.id, optMTU, err)
+		}
+		n.mtu = mtu
+	}
+	var err error
+	if n.v4, err = parsePools(n.id, pn.GetIpv4(), 4); err != nil {
+		return nil, err
+	}
+	if n.v6, err = parsePools(n.id, pn.GetIpv6(), 6); err != nil {
+		return nil, err
+	}
+	if len(n.v6) > 0 && n.mtu < 1280 {
+		return nil, fmt.Errorf("network %s: MTU %d is below IPv6's minimum 1280: %w", n.id, n.mtu, sdk.ErrInvalid)
+	}
+	return n, nil
+}
+
+func parsePools(netID string, pools []*pb.IPAMData, family int) ([]subnet, error) {
+	var out []subnet
+	for _, p := range pools {
+		_, pool, err := net.ParseCIDR(p.GetPool())
+		if err != nil || ipFamily(pool.IP) != family {
+			return nil, fmt.Errorf("network %s: pool %q is not an IPv%d CIDR: %w", netID, p.GetPool(), family, sdk.ErrInvalid)
+		}
+		gw := &net.IPNet{Mask: pool.Mask}
+		if p.GetGateway() == "" {
+			// The host's IPAM normally reserves one; fall back to the
+			// first address of the pool, as Docker does.
+			gw.IP = nextIP(pool.IP)
+		} else {
+			ip, _, err := net.ParseCIDR(p.GetGateway())
+			if err != nil {
+				ip = net.ParseIP(p.GetGateway())
+			}
+			if ip == nil || !pool.Contains(ip) {
+				return nil, fmt.Errorf("network %s: gateway %q is not an address in %s: %w", netID, p.GetGateway(), pool, sdk.ErrInvalid)
+			}
+			gw.IP = ip
+		}
+		if family == 4 {
+			gw.IP = gw.IP.To4()
+		}
+		out = append(out, subnet{pool: pool, gateway: gw})
+	}
+	return out, nil
+}
+
+func ipFamily(ip net.IP) int {
+	if ip.To4() != nil {
+		return 4
+	}
+	return 6
+}
+
+func nextIP(ip net.IP) net.IP {
+	out := slices.Clone(ip)
+	if v4 := out.To4(); v4 != nil {
+		out = v4
+	}
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			break
+		}
+	}
+	return out
+}
+
+func validMTU(mtu int) error {
+	if mtu < 68 || mtu > 65535 {
+		return fmt.Errorf("MTU %d out of range 68-65535: %w", mtu, sdk.ErrInvalid)
+	}
+	return nil
+}
+
+// validIfName checks a Linux interface name: 1 to 15 bytes, no slash, colon
+// or white space, not "." or "..".
+func validIfName(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." ||
+		strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || r <= ' ' || r > '~' }) {
+		return fmt.Errorf("%q is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or space): %w", name, sdk.ErrInvalid)
+	}
+	return nil
+}

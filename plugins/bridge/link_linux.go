@@ -1,0 +1,191 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// rtnl sends hand-built rtnetlink requests on one socket the driver keeps
+// open. The attach path uses it instead of vishvananda/netlink's LinkAdd,
+// which needs three round trips (create, look the index up, set the master)
+// where the kernel accepts all of it in one message.
+type rtnl struct {
+	sockets map[int]*nl.SocketHandle
+}
+
+func newRtnl() (*rtnl, error) {
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening rtnetlink socket: %w", err)
+	}
+	// Kernel error messages (extended ACK) make failures readable.
+	_ = s.SetExtAck(true)
+	return &rtnl{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
+}
+
+func (r *rtnl) exec(req *nl.NetlinkRequest) error {
+	req.Sockets = r.sockets
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// vethSpec describes a veth pair whose sandbox end is created directly in
+// the sandbox's network namespace.
+type vethSpec struct {
+	host, peer string
+	mtu        int
+	master     int // bridge ifindex
+	peerMAC    net.HardwareAddr
+	peerNS     int // fd of the sandbox's network namespace
+}
+
+// addVeth creates the pair in one request: the host end enslaved to the
+// bridge and up, the peer inside the sandbox, down, with its MAC set.
+//
+// Equivalent to: `ip link add HOST mtu M master BR up type veth peer name
+// PEER mtu M address MAC netns NS`.
+func (r *rtnl) addVeth(s vethSpec) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change = unix.IFF_UP
+	msg.Flags = unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.host)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.master))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.peer))
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu)))
+	if s.peerMAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(s.peerMAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.peerNS)))
+	req.AddData(info)
+	return r.exec(req)
+}
+
+// delLink deletes a link by name; a missing link is not an error. Deleting
+// one end of a veth pair deletes both.
+//
+// Equivalent to: `ip link del NAME`.
+func (r *rtnl) delLink(name string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+// detach takes a link down and out of its bridge, so it carries no
+// traffic; a missing link is not an error.
+//
+// Equivalent to: `ip link set NAME down nomaster`.
+func (r *rtnl) detach(name string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change = unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(0)))
+	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+// portFlags are bridge port flags to set; nil leaves a flag as it is.
+type portFlags struct {
+	// isolated: the bridge forwards nothing between two isolated ports,
+	// while both still reach the bridge itself (the gateway) and
+	// non-isolated ports.
+	isolated *bool
+	// hairpin lets the bridge send a frame back out of the port it came
+	// in on. A container reaching its own published port needs it when
+	// br_netfilter is on: the DNATed packet is bridged, not routed, back
+	// to the port it came from.
+	hairpin *bool
+}
+
+// setPortFlags sets flags on the bridge port name; a missing link is not
+// an error.
+//
+// Equivalent to: `ip link set NAME type bridge_slave isolated on|off
+// hairpin on|off`.
+func (r *rtnl) setPortFlags(name string, f portFlags) error {
+	if f.isolated == nil && f.hairpin == nil {
+		return nil
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_SLAVE_DATA, nil)
+	if f.isolated != nil {
+		data.AddRtAttr(nl.IFLA_BRPORT_ISOLATED, boolAttr(*f.isolated))
+	}
+	if f.hairpin != nil {
+		data.AddRtAttr(nl.IFLA_BRPORT_MODE, boolAttr(*f.hairpin))
+	}
+	req.AddData(info)
+	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+func boolAttr(b bool) []byte {
+	if b {
+		return []byte{1}
+	}
+	return []byte{0}
+}
+
+// isNetns reports whether path is (a bind mount of) a network namespace.
+// A sandbox key that is no longer one means the host has torn the sandbox
+// down.
+func isNetns(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// setSysctl writes value to the sysctl at /proc/sys/net/<path> unless it
+// already holds it. Sysctls under net are per network namespace: these are
+// the driver's own namespace's (the host's). path uses slashes, as
+// interface names may contain dots.
+func setSysctl(path, value string) error {
+	path = "/proc/sys/net/" + path
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("setting sysctl %s=%s: %w", strings.TrimPrefix(path, "/proc/sys/"), value, err)
+	}
+	return nil
+}
+
+// localPortRange reads net.ipv4.ip_local_port_range, the range host ports
+// are picked from when a binding leaves the host port 0.
+func localPortRange() (lo, hi uint16, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	var l, h int
+	if _, err := fmt.Sscan(string(b), &l, &h); err != nil || l < 1 || h > 65535 || l > h {
+		return 0, 0, fmt.Errorf("parsing ip_local_port_range %q", strings.TrimSpace(string(b)))
+	}
+	return uint16(l), uint16(h), nil
+}
