@@ -15,6 +15,10 @@ api {
   socket = "/tmp/sandnet/sandnet.sock"
 }
 
+sandbox {
+  netns_dir = "/tmp/sandnet/netns"
+}
+
 log {
   level = "info"
   json  = false
@@ -32,17 +36,18 @@ store "bolt" {
 # Endpoints with no interface: for containers that need no network.
 driver "none" {}
 
-# Not built yet; once they are, a Docker-like host adds:
-#
-# driver "bridge" {
-#   config {
-#     default_bridge = "sandnet0"
-#     mtu            = 1500
-#   }
-# }
-#
-# driver "host" {}
-#
+# Docker's bridge networking: a Linux bridge per network, NAT, published
+# ports (plugins/bridge/README.md documents every setting).
+driver "bridge" {
+  config {
+    default_bridge = "sandnet0"
+    mtu            = 1500
+  }
+}
+
+# Host networking: the container uses the host's namespace.
+driver "host" {}
+
 # A third-party driver kept elsewhere, pinned to one build:
 #
 # driver "macvlan" {

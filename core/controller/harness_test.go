@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
@@ -309,7 +310,10 @@ func (d *vethDriver) Leave(_ context.Context, req *pb.LeaveRequest) error {
 	}
 	host, _ := names(req.GetEndpoint().GetId())
 	if l, err := netlink.LinkByName(host); err == nil {
-		return netlink.LinkDel(l)
+		// The pair may vanish meanwhile with its sandbox's namespace.
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return err
+		}
 	}
 	return nil
 }

@@ -295,6 +295,10 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 	if err := c.saveSandbox(ctx, op); err != nil { // marks it in-delete
 		return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
 	}
+	// The namespace goes first: the kernel then tears the veth pairs down
+	// by itself, and each driver's Leave only unhooks the host side —
+	// deleting a live veth costs the kernel tens of milliseconds.
+	c.destroyNamespace(sb)
 	var errs []error
 	for _, e := range sb.Endpoints() {
 		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, true); err != nil {
@@ -304,7 +308,6 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("deleting sandbox %s: %w", short(sb.ID()), errors.Join(errs...))
 	}
-	c.destroyNamespace(sb)
 	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
 		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)
 	}
