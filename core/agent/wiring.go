@@ -12,6 +12,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/store"
@@ -65,6 +66,11 @@ func (a *Agent) startController(ctx context.Context) error {
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		IPAM:            alloc,
+		Resolver: resolver.Config{
+			Upstreams:   a.cfg.Resolver.Upstreams,
+			Timeout:     a.cfg.Resolver.Timeout,
+			MaxInflight: a.cfg.Resolver.MaxInflight,
+		},
 	}, ps)
 	if err != nil {
 		return err

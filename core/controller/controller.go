@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -46,6 +47,10 @@ type Config struct {
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
 	IPAM *ipam.Allocator
+	// Resolver configures every sandbox's embedded DNS resolver
+	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
+	// are filled in by the controller.
+	Resolver resolver.Config
 }
 
 // Controller manages networks, endpoints and sandboxes. Its methods are
@@ -57,6 +62,7 @@ type Controller struct {
 	kv      kv
 	ipam    *ipam.Allocator
 	host    *netlink.Handle // the agent's own namespace
+	names   *nameIndex
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -75,6 +81,7 @@ type sandboxOp struct {
 	mu       sync.Mutex // held for a whole operation; see the package doc
 	sb       *sandbox.Sandbox
 	created  time.Time
+	dns      dnsState
 	external bool // waits for SetKey
 	stub     bool // read back after a restart, not yet claimed
 	deleting bool
@@ -91,7 +98,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		return nil, fmt.Errorf("opening netlink: %w", err)
 	}
 	c := &Controller{
-		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h,
+		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
 		caps: map[string]*pb.Capabilities{},
 	}
@@ -111,6 +118,9 @@ func (c *Controller) Close() {
 	}
 	c.mu.Unlock()
 	for _, op := range ops {
+		op.mu.Lock()
+		c.stopDNS(op)
+		op.mu.Unlock()
 		if ns := op.sb.Namespace(); ns != nil && !op.sb.Options().HostMode {
 			_ = ns.Close()
 		}

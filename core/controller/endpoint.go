@@ -400,6 +400,8 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 	}); err != nil {
 		return err
 	}
+	c.names.add(n, ep, sb.Options().Hostname)
+	c.refreshDNS(op)
 	return sb.WriteFiles()
 }
 
@@ -435,11 +437,13 @@ func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID strin
 			return fmt.Errorf("driver %q: endpoint %s leaving %s: %w", n.Driver, short(ep.ID), op.sb, err)
 		}
 	}
+	c.names.remove(epID)
 	if dying {
 		op.sb.Forget(epID)
 	} else if err := op.sb.RemoveInterface(epID); err != nil {
 		return err
 	}
+	c.refreshDNS(op)
 	if err := c.updateEndpoint(ctx, netID, epID, func(cur *Endpoint) error {
 		cur.SandboxID, cur.IfName, cur.External = "", "", false
 		return nil

@@ -137,9 +137,11 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 	for _, ep := range eps {
 		if n := networks[ep.NetworkID]; n != nil {
 			sb.Restore(sbEndpoint(n, ep))
+			c.names.add(n, ep, s.Options.Hostname)
 		}
 	}
 	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, stub: true}
+	c.refreshDNS(op)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sandboxes[s.ID] = op

@@ -298,6 +298,7 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 	// The namespace goes first: the kernel then tears the veth pairs down
 	// by itself, and each driver's Leave only unhooks the host side —
 	// deleting a live veth costs the kernel tens of milliseconds.
+	c.stopDNS(op)
 	c.destroyNamespace(sb)
 	var errs []error
 	for _, e := range sb.Endpoints() {
@@ -410,6 +411,13 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 		}
 		renamed = append(renamed, done{ep: ep, old: ep.Name})
 		op.sb.Rename(e.ID, name)
+	}
+	for _, d := range renamed {
+		if n, _, err := c.network(ctx, d.ep.NetworkID); err == nil {
+			ep := d.ep
+			ep.Name = name
+			c.names.add(n, &ep, op.sb.Options().Hostname)
+		}
 	}
 	return op.sb.WriteFiles()
 }

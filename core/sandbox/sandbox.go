@@ -81,11 +81,24 @@ type Sandbox struct {
 	dir         string // resolv.conf and hosts live here
 	hostResolv  ResolvConf
 
-	mu   sync.Mutex
-	opts Options
-	key  string
-	ns   *osl.Namespace
-	eps  []*Endpoint // ordered: see less
+	mu          sync.Mutex
+	opts        Options
+	key         string
+	ns          *osl.Namespace
+	eps         []*Endpoint // ordered: see less
+	embeddedDNS bool        // an embedded resolver serves 127.0.0.11
+}
+
+// embeddedDNSAddr is where a sandbox's embedded resolver listens.
+var embeddedDNSAddr = netip.MustParseAddr("127.0.0.11")
+
+// SetEmbeddedDNS says whether the sandbox's resolver runs: its
+// resolv.conf then names 127.0.0.11 (the resolver forwards to the servers
+// the file would otherwise name).
+func (s *Sandbox) SetEmbeddedDNS(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.embeddedDNS = on
 }
 
 // New returns a sandbox with no namespace yet (SetNamespace gives it one)
@@ -410,7 +423,8 @@ func (s *Sandbox) WriteFiles() error {
 
 // resolvConf is the host's resolv.conf with the sandbox's own DNS
 // settings over it. Outside host mode, nameservers on the host's loopback
-// are dropped: they cannot be reached from the sandbox's namespace.
+// are dropped: they cannot be reached from the sandbox's namespace. With
+// the embedded resolver, 127.0.0.11 is the only nameserver.
 func (s *Sandbox) resolvConf() ResolvConf {
 	rc := ResolvConf{Search: s.hostResolv.Search, Options: s.hostResolv.Options}
 	for _, ns := range s.hostResolv.Nameservers {
@@ -420,6 +434,9 @@ func (s *Sandbox) resolvConf() ResolvConf {
 	}
 	if len(s.opts.DNS) > 0 {
 		rc.Nameservers = s.opts.DNS
+	}
+	if s.embeddedDNS {
+		rc.Nameservers = []netip.Addr{embeddedDNSAddr}
 	}
 	if len(s.opts.DNSSearch) > 0 {
 		rc.Search = s.opts.DNSSearch

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/sandnet/sandnet/core/resolver"
+)
+
+// dnsState is a sandbox's embedded resolver and the networks its queries
+// may see.
+type dnsState struct {
+	nets atomic.Pointer[[]string] // IDs of the networks joined with addresses
+	r    *resolver.Resolver
+}
+
+// networks returns the current network IDs for the resolver's view.
+func (d *dnsState) networks() []string {
+	if p := d.nets.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// refreshDNS indexes the sandbox's endpoints for service discovery and
+// starts its resolver on the first endpoint that has an address. The
+// resolver serves 127.0.0.11 inside the sandbox's own namespace; host-mode
+// sandboxes and sandboxes without a namespace yet get none. Called with
+// op.mu held after every join and leave.
+func (c *Controller) refreshDNS(op *sandboxOp) {
+	var ids []string
+	for _, e := range op.sb.Endpoints() {
+		if e.Addr.IsValid() || e.AddrV6.IsValid() {
+			ids = append(ids, e.NetworkID)
+		}
+	}
+	op.dns.nets.Store(&ids)
+	ns := op.sb.Namespace()
+	if op.dns.r != nil || len(ids) == 0 || ns == nil || op.sb.Options().HostMode {
+		return
+	}
+	cfg := c.cfg.Resolver
+	cfg.HostResolvConf = c.cfg.HostResolvConf
+	if dns := op.sb.Options().DNS; len(dns) > 0 {
+		cfg.Upstreams = nil
+		for _, a := range dns {
+			cfg.Upstreams = append(cfg.Upstreams, netip.AddrPortFrom(a, 53))
+		}
+	}
+	cfg.Logger = c.log.Named("dns")
+	r := resolver.New(cfg, view{x: c.names, nets: op.dns.networks})
+	if err := r.Start(ns); err != nil {
+		c.log.Error("starting the embedded resolver", "sandbox", short(op.sb.ID()), "error", err)
+		return
+	}
+	op.dns.r = r
+	op.sb.SetEmbeddedDNS(true)
+}
+
+// stopDNS stops a sandbox's resolver.
+func (c *Controller) stopDNS(op *sandboxOp) {
+	if op.dns.r != nil {
+		_ = op.dns.r.Stop()
+		op.dns.r = nil
+	}
+	op.sb.SetEmbeddedDNS(false)
+}
