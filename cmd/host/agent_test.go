@@ -19,7 +19,12 @@ import (
 
 var bins *agenttest.Bins
 
-func TestMain(m *testing.M) { nstest.Main(mainWithBins{m}) }
+func TestMain(m *testing.M) {
+	if name := os.Getenv(goLookupEnv); name != "" {
+		os.Exit(goLookup(name))
+	}
+	nstest.Main(mainWithBins{m})
+}
 
 // mainWithBins builds the binaries once for the whole run, inside the
 // isolated copy of the test process.

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/controller"
+)
+
+// dig runs dig inside the namespace at key against the sandbox's embedded
+// resolver and returns its short answer.
+func dig(t *testing.T, key string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("nsenter", append([]string{"--net=" + key, "dig", "@127.0.0.11", "+time=2", "+tries=1"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestEmbeddedDNS(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Fatal("dig is not installed (make deps installs bind9-dnsutils)")
+	}
+	a := bridgeAgent(t)
+	ctx := context.Background()
+	c := a.Client
+	for _, n := range []string{"front", "back"} {
+		if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := attach(t, c, "front", "web")
+	cli := attach(t, c, "front", "cli")
+	if _, err := c.Connect(ctx, "back", controller.Connect{Container: "web", Aliases: []string{"api"}}); err != nil {
+		t.Fatal(err)
+	}
+	lone := attach(t, c, "back", "lone")
+
+	if got := dig(t, cli.key, "+short", "WEB"); got != web.addr.String() {
+		t.Fatalf("cli: dig web = %q, want %s (names are case-insensitive)", got, web.addr)
+	}
+	if got := dig(t, cli.key, "+short", "web.front"); got != web.addr.String() {
+		t.Fatalf("cli: dig web.front = %q", got)
+	}
+	if got := dig(t, cli.key, "+short", "+tcp", "web"); got != web.addr.String() {
+		t.Fatalf("cli: dig +tcp web = %q", got)
+	}
+	if got := dig(t, cli.key, "+short", "-x", web.addr.String()); got != "web.front." {
+		t.Fatalf("cli: dig -x %s = %q, want web.front.", web.addr, got)
+	}
+	if got := dig(t, cli.key, "lone"); !strings.Contains(got, "NXDOMAIN") && !strings.Contains(got, "SERVFAIL") && !strings.Contains(got, "REFUSED") {
+		t.Fatalf("cli resolved lone, which shares no network with it:\n%s", got)
+	}
+	if got := dig(t, cli.key, "+short", "api"); got != "" {
+		t.Fatalf("cli resolved web's alias on back, a network cli is not on: %q", got)
+	}
+	if got := dig(t, lone.key, "+short", "api"); got == "" {
+		t.Fatal("lone cannot resolve web's alias api on their shared network")
+	}
+
+	// resolv.conf names the embedded resolver and keeps the host's search.
+	sb, err := c.Sandbox(ctx, "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := os.ReadFile(sb.ResolvConf)
+	if err != nil || !strings.Contains(string(rc), "nameserver 127.0.0.11") {
+		t.Fatalf("resolv.conf:\n%s (%v)", rc, err)
+	}
+
+	// The Go resolver, in a process inside the sandbox (goroutines of this
+	// process could run on threads outside it).
+	cmd := exec.Command("nsenter", "--net="+cli.key, os.Args[0])
+	cmd.Env = append(os.Environ(), goLookupEnv+"=web")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != web.addr.String() {
+		t.Fatalf("Go resolver: web = %q, %v", out, err)
+	}
+
+	// glibc, through the sandbox's resolv.conf as a container sees it.
+	out, err = exec.Command("nsenter", "--net="+cli.key, "unshare", "--mount", "sh", "-c",
+		"mount --bind "+sb.ResolvConf+" /etc/resolv.conf && getent hosts web").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), web.addr.String()) {
+		t.Fatalf("getent hosts web: %v\n%s", err, out)
+	}
+
+	// Records follow disconnect and rename with no restart.
+	if err := c.Rename(ctx, "web", "www"); err != nil {
+		t.Fatal(err)
+	}
+	if got := dig(t, cli.key, "+short", "www"); got != web.addr.String() {
+		t.Fatalf("after rename: dig www = %q", got)
+	}
+	if err := c.Disconnect(ctx, "front", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if got := dig(t, cli.key, "+short", "www"); got != "" {
+		t.Fatalf("after disconnect: dig www = %q, want nothing", got)
+	}
+}
+
+// goLookupEnv makes the test binary, run as a plain process, resolve the
+// name it holds with Go's own resolver against 127.0.0.11 and print the
+// addresses.
+const goLookupEnv = "SANDNET_TEST_GO_LOOKUP"
+
+func goLookup(name string) int {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, "127.0.0.11:53")
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	addrs, err := r.LookupHost(ctx, name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(strings.Join(addrs, " "))
+	return 0
+}
