@@ -75,7 +75,7 @@ type Resolver struct {
 	// Timeout bounds one forwarded query.
 	Timeout time.Duration
 	// MaxInflight bounds the forwarded queries in flight per resolver;
-	// queries beyond it get SERVFAIL.
+	// queries beyond it are answered REFUSED.
 	MaxInflight int
 }
 

@@ -112,7 +112,7 @@
 // Empty or absent: the servers in the host's resolv.conf. timeout: how
 // long one forwarded query may take, a Go duration more than 0 and at most
 // 1m; default 4s, as Docker's. max_inflight: forwarded queries in flight
-// per resolver, at least 1; beyond it queries get SERVFAIL; default 1024,
+// per resolver, at least 1; beyond it queries are answered REFUSED; default 1024,
 // as Docker's.
 //
 //	ipam {

@@ -1,0 +1,428 @@
+package resolver
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Every upstream here is a server the test starts on 127.0.0.x: forwarding
+// never leaves the loopback.
+
+func TestForward(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", answerA)
+			b := testBackend()
+			r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}}, b)
+			addr := startLoopback(t, r)
+
+			q := query("example.com.", dns.TypeA)
+			m, _, err := exchange(t, network, addr, q, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Id != q.Id || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 ||
+				m.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
+				t.Fatalf("answer %v, want 192.0.2.1 from upstream with id %d", m, q.Id)
+			}
+			if m.Authoritative {
+				t.Error("forwarded answer marked authoritative")
+			}
+			wantUDP := int64(0)
+			if network == "udp" {
+				wantUDP = 1
+			}
+			if up.queries.Load() != 1 || up.udp.Load() != wantUDP {
+				t.Errorf("upstream got %d queries, %d over UDP; want 1, %d", up.queries.Load(), up.udp.Load(), wantUDP)
+			}
+
+			// Local names never reach the upstream.
+			m, _, err = exchange(t, network, addr, query("web.", dns.TypeAAAA), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Answer) != 1 || !m.Authoritative {
+				t.Errorf("local answer %v", m)
+			}
+			if up.queries.Load() != 1 {
+				t.Errorf("upstream asked %d times, want once", up.queries.Load())
+			}
+			// The slot is released just after the answer is written.
+			waitFor(t, "the slot to be released", func() bool { return r.inflight.Load() == 0 })
+		})
+	}
+}
+
+// TestForwardTruncated: a UDP answer the upstream truncated reaches the
+// client with TC, and the client's retry over TCP gets the whole answer.
+func TestForwardTruncated(t *testing.T) {
+	up := startUpstream(t, "127.0.0.2", func(_ *upstreamServer, w dns.ResponseWriter, m *dns.Msg) {
+		resp := new(dns.Msg)
+		resp.SetReply(m)
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			resp.Truncated = true
+		} else {
+			for i := range 50 {
+				resp.Answer = append(resp.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30},
+					A:   net.IPv4(192, 0, 2, byte(i)),
+				})
+			}
+		}
+		w.WriteMsg(resp)
+	})
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}}, testBackend())
+	addr := startLoopback(t, r)
+
+	q := query("big.example.", dns.TypeA)
+	m, _, err := exchange(t, "udp", addr, q, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Truncated || len(m.Answer) != 0 || m.Id != q.Id {
+		t.Fatalf("UDP answer TC %v with %d answers, want the upstream's truncated answer", m.Truncated, len(m.Answer))
+	}
+	m, _, err = exchange(t, "tcp", addr, q, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Truncated || len(m.Answer) != 50 || m.Id != q.Id {
+		t.Fatalf("TCP answer TC %v with %d answers, want 50", m.Truncated, len(m.Answer))
+	}
+	if up.queries.Load() != 2 || up.udp.Load() != 1 {
+		t.Errorf("upstream got %d queries, %d over UDP; want 2, 1", up.queries.Load(), up.udp.Load())
+	}
+}
+
+// TestForwardOversized: an upstream that ignores the client's size gets
+// its answer cut to fit, with TC.
+func TestForwardOversized(t *testing.T) {
+	up := startUpstream(t, "127.0.0.2", func(_ *upstreamServer, w dns.ResponseWriter, m *dns.Msg) {
+		resp := new(dns.Msg)
+		resp.SetReply(m)
+		for i := range 100 {
+			resp.Answer = append(resp.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30},
+				A:   net.IPv4(192, 0, 2, byte(i)),
+			})
+		}
+		b, _ := resp.Pack()
+		w.Write(b) // 1600 bytes and more, whatever the query said
+	})
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}}, testBackend())
+	raw := answerRaw(t, r, rawQuery(t, "big.example.", dns.TypeA, nil), false)
+	m := new(dns.Msg)
+	if err := m.Unpack(raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 512 || !m.Truncated || len(m.Answer) == 0 || m.Id != 0x1234 {
+		t.Errorf("answer of %d bytes, TC %v, %d answers, id %#x; want at most 512 bytes with TC", len(raw), m.Truncated, len(m.Answer), m.Id)
+	}
+}
+
+func TestForwardFailover(t *testing.T) {
+	type server func(t *testing.T) netip.AddrPort
+	dead := func(t *testing.T) netip.AddrPort { return deadUDP(t, "127.0.0.3") }
+	hole := func(t *testing.T) netip.AddrPort { return blackHole(t, "127.0.0.3") }
+	rcode := func(rc int) server {
+		return func(t *testing.T) netip.AddrPort { return startUpstream(t, "127.0.0.3", answerRcode(rc)).addr }
+	}
+	const timeout = time.Second
+	tests := []struct {
+		name  string
+		first server
+		max   time.Duration // the answer comes within
+	}{
+		{"first down", dead, timeout / 4},
+		{"first SERVFAIL", rcode(dns.RcodeServerFailure), timeout / 4},
+		{"first REFUSED", rcode(dns.RcodeRefused), timeout / 4},
+		// A black hole gets half the timeout, the second server the rest.
+		{"first silent", hole, timeout/2 + timeout/4},
+	}
+	for _, tt := range tests {
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run(tt.name+"/"+network, func(t *testing.T) {
+				second := startUpstream(t, "127.0.0.4", answerA)
+				r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{tt.first(t), second.addr}, Timeout: timeout}, testBackend())
+				addr := startLoopback(t, r)
+				start := time.Now()
+				m, _, err := exchange(t, network, addr, query("example.com.", dns.TypeA), 5*time.Second)
+				took := time.Since(start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+					t.Fatalf("answer %v, want the second upstream's", m)
+				}
+				if second.queries.Load() != 1 {
+					t.Errorf("second upstream asked %d times", second.queries.Load())
+				}
+				if took > tt.max {
+					t.Errorf("answer took %v, want at most %v", took, tt.max)
+				}
+			})
+		}
+	}
+}
+
+func TestForwardAllFail(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	tests := []struct {
+		name     string
+		ups      func(t *testing.T) []netip.AddrPort
+		min, max time.Duration
+	}{
+		{"down", func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{deadUDP(t, "127.0.0.3")}
+		}, 0, timeout / 2},
+		{"silent", func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{blackHole(t, "127.0.0.3")}
+		}, timeout - 50*time.Millisecond, timeout + 300*time.Millisecond},
+		{"two silent", func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{blackHole(t, "127.0.0.3"), blackHole(t, "127.0.0.4")}
+		}, timeout - 50*time.Millisecond, timeout + 300*time.Millisecond},
+		{"SERVFAIL", func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{startUpstream(t, "127.0.0.3", answerRcode(dns.RcodeServerFailure)).addr}
+		}, 0, timeout / 2},
+	}
+	for _, tt := range tests {
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run(tt.name+"/"+network, func(t *testing.T) {
+				r := newTestResolver(t, Config{Upstreams: tt.ups(t), Timeout: timeout}, testBackend())
+				addr := startLoopback(t, r)
+				q := queryEDNS("example.com.", dns.TypeA, 1232)
+				start := time.Now()
+				m, _, err := exchange(t, network, addr, q, 5*time.Second)
+				took := time.Since(start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Rcode != dns.RcodeServerFailure || m.Id != q.Id || len(m.Question) != 1 || m.IsEdns0() == nil {
+					t.Errorf("answer %v, want SERVFAIL with question and OPT", m)
+				}
+				if took < tt.min || took > tt.max {
+					t.Errorf("SERVFAIL after %v, want %v..%v", took, tt.min, tt.max)
+				}
+			})
+		}
+	}
+}
+
+// blockingUpstream answers only once release is called (or the test ends).
+func blockingUpstream(t *testing.T) (up *upstreamServer, release func()) {
+	ch := make(chan struct{})
+	up = startUpstream(t, "127.0.0.2", func(u *upstreamServer, w dns.ResponseWriter, m *dns.Msg) {
+		<-ch
+		answerA(u, w, m)
+	})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return up, release
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestInflightBound fills MaxInflight with queries an upstream holds, then
+// checks that more forwards are refused at once while local names are
+// still answered, and that the held ones are answered when it lets go.
+func TestInflightBound(t *testing.T) {
+	const maxInflight, extra = 4, 8
+	up, release := blockingUpstream(t)
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 10 * time.Second, MaxInflight: maxInflight}, testBackend())
+	addr := startLoopback(t, r)
+
+	type result struct {
+		m   *dns.Msg
+		err error
+	}
+	held := make(chan result, maxInflight)
+	for i := range maxInflight {
+		go func() {
+			m, _, err := exchange(t, "udp", addr, query("held"+string(rune('a'+i))+".example.", dns.TypeA), 10*time.Second)
+			held <- result{m, err}
+		}()
+	}
+	waitFor(t, "the upstream to hold every slot", func() bool { return up.queries.Load() == maxInflight })
+
+	var wg sync.WaitGroup
+	errs := make(chan error, extra+1)
+	for i := range extra {
+		network := "udp"
+		if i%2 == 1 {
+			network = "tcp"
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, rtt, err := exchange(t, network, addr, query("extra.example.", dns.TypeA), 2*time.Second)
+			switch {
+			case err != nil:
+				errs <- err
+			case m.Rcode != dns.RcodeRefused:
+				errs <- errors.New("extra query over " + network + " got " + dns.RcodeToString[m.Rcode] + ", want REFUSED")
+			case rtt > 500*time.Millisecond:
+				errs <- errors.New("REFUSED after " + rtt.String())
+			}
+		}()
+	}
+	wg.Wait()
+	m, rtt, err := exchange(t, "udp", addr, query("web.", dns.TypeA), 2*time.Second)
+	if err != nil || len(m.Answer) != 3 || rtt > 500*time.Millisecond {
+		t.Errorf("local query while forwarding is full: %v after %v, %v", m, rtt, err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := up.queries.Load(); got != maxInflight {
+		t.Errorf("upstream got %d queries, want only the %d held ones", got, maxInflight)
+	}
+
+	release()
+	for range maxInflight {
+		res := <-held
+		if res.err != nil || res.m.Rcode != dns.RcodeSuccess || len(res.m.Answer) != 1 {
+			t.Errorf("held query: %v, %v", res.m, res.err)
+		}
+	}
+	waitFor(t, "the slots to be released", func() bool { return r.inflight.Load() == 0 })
+}
+
+// TestStopCancelsForwards: Stop does not wait for upstreams.
+func TestStopCancelsForwards(t *testing.T) {
+	up, _ := blockingUpstream(t)
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 30 * time.Second}, testBackend())
+	addr := startLoopback(t, r)
+	for _, network := range []string{"udp", "tcp"} {
+		go exchange(t, network, addr, query("example.com.", dns.TypeA), 5*time.Second)
+	}
+	waitFor(t, "both queries to reach the upstream", func() bool { return up.queries.Load() == 2 })
+	start := time.Now()
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Stop took %v with forwards pending", took)
+	}
+	if n := r.inflight.Load(); n != 0 {
+		t.Errorf("%d in flight after Stop", n)
+	}
+	if _, _, err := exchange(t, "udp", addr, query("web.", dns.TypeA), 200*time.Millisecond); err == nil {
+		t.Error("answered after Stop")
+	}
+	if err := r.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// TestTCPPipelining: on one connection, a local answer is not held up by
+// a forwarded query sent before it.
+func TestTCPPipelining(t *testing.T) {
+	up, release := blockingUpstream(t)
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 10 * time.Second}, testBackend())
+	addr := startLoopback(t, r)
+
+	c, err := dns.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fwd, local := query("example.com.", dns.TypeA), query("web.", dns.TypeA)
+	fwd.Id, local.Id = 1, 2
+	for _, q := range []*dns.Msg{fwd, local} {
+		if err := c.WriteMsg(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := c.ReadMsg()
+	if err != nil || m.Id != local.Id || len(m.Answer) != 3 {
+		t.Fatalf("first answer %v, %v; want the local one", m, err)
+	}
+	release()
+	m, err = c.ReadMsg()
+	if err != nil || m.Id != fwd.Id || len(m.Answer) != 1 {
+		t.Fatalf("second answer %v, %v; want the forwarded one", m, err)
+	}
+}
+
+func TestMaxTCPConns(t *testing.T) {
+	r := newTestResolver(t, Config{}, testBackend())
+	addr := startLoopback(t, r)
+	var conns []*dns.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range maxTCPConns {
+		c, err := dns.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if i == 0 || i == maxTCPConns-1 {
+			// Each accepted connection is served.
+			if err := c.WriteMsg(query("web.", dns.TypeA)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if m, err := c.ReadMsg(); err != nil || len(m.Answer) != 3 {
+				t.Fatalf("connection %d: %v, %v", i, m, err)
+			}
+		}
+	}
+	c, err := dns.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.WriteMsg(query("web.", dns.TypeA))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if m, err := c.ReadMsg(); err == nil {
+		t.Fatalf("connection %d answered %v, want it closed", maxTCPConns+1, m)
+	}
+	// UDP is not affected.
+	if m, _, err := exchange(t, "udp", addr, query("web.", dns.TypeA), 2*time.Second); err != nil || len(m.Answer) != 3 {
+		t.Errorf("UDP with TCP full: %v, %v", m, err)
+	}
+}
+
+func TestStartWithTwice(t *testing.T) {
+	r := newTestResolver(t, Config{}, testBackend())
+	startLoopback(t, r)
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartWith(udp, nil); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second StartWith: %v, want ErrRunning", err)
+	}
+	// The refused socket was closed.
+	if _, err := udp.WriteToUDPAddrPort([]byte{0}, udp.LocalAddr().(*net.UDPAddr).AddrPort()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("socket given to a failed StartWith still open: %v", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	addr := startLoopback(t, r)
+	if m, _, err := exchange(t, "udp", addr, query("web.", dns.TypeA), 2*time.Second); err != nil || len(m.Answer) != 3 {
+		t.Errorf("after restart: %v, %v", m, err)
+	}
+}

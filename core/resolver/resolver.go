@@ -1,0 +1,310 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/osl"
+)
+
+// Address returns where Start binds the resolver inside a sandbox, over
+// UDP and TCP: 127.0.0.11:53. It needs no address of its own: 127.0.0.0/8
+// is a local route on lo, which osl brings up in every namespace it makes.
+func Address() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 11}), 53)
+}
+
+// DefaultHostResolvConf is the file upstreams are read from when
+// Config.Upstreams is empty.
+const DefaultHostResolvConf = "/etc/resolv.conf"
+
+// ErrRunning is returned by Start and StartWith on a Resolver that is
+// already serving.
+var ErrRunning = errors.New("resolver already running")
+
+// Backend is the controller's view of one sandbox's names. Its methods are
+// called for every query, concurrently from several goroutines: they must
+// be fast, do no I/O and not block behind slow work.
+type Backend interface {
+	// Lookup returns the addresses of name as seen from this sandbox:
+	// container names, hostnames, network-scoped aliases, sandbox-local
+	// aliases, and "name.network" for networks the sandbox shares with
+	// the target. name is lowercase ASCII without the trailing dot and
+	// never empty; names with bytes that cannot be in a container name
+	// (dots inside a label, backslashes, spaces, control and non-ASCII
+	// bytes) are not looked up. found=false means not a local name (it is
+	// forwarded). found=true with no addresses of the asked family means
+	// NOERROR with an empty answer (NODATA), not forwarded.
+	//
+	// v4 holds IPv4 addresses and v6 IPv6 addresses; others are skipped.
+	// The resolver reads the slices only during the query and never
+	// changes them; the Backend must not change them afterwards either
+	// (return a copy or an immutable snapshot).
+	Lookup(name string) (v4, v6 []netip.Addr, found bool)
+	// ReverseLookup returns the PTR target ("name.network.") for an
+	// address on a network the sandbox shares, or found=false (the query
+	// is then forwarded). A target that is not a valid DNS name counts as
+	// not found.
+	ReverseLookup(ip netip.Addr) (ptr string, found bool)
+	// Forward reports whether names not found locally may be forwarded
+	// (false when every network of the sandbox is internal). It is asked
+	// only for names that are not local.
+	Forward() bool
+}
+
+// Config configures a Resolver. Zero values mean the defaults.
+type Config struct {
+	// Upstreams are the servers non-local names are forwarded to, tried in
+	// order. Empty means the nameservers of HostResolvConf.
+	Upstreams []netip.AddrPort
+	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf),
+	// read by New and again by every Start when Upstreams is empty.
+	HostResolvConf string
+	// Timeout bounds one forwarded query, all upstreams together
+	// (default config.DefaultTimeout, 4s).
+	Timeout time.Duration
+	// MaxInflight bounds the forwarded queries waiting for an upstream
+	// (default config.DefaultMaxInflight, 1024); queries beyond it are
+	// answered REFUSED at once.
+	MaxInflight int
+	// Logger gets upstream failures (at debug level) and Start/Stop
+	// (default: discard).
+	Logger hclog.Logger
+}
+
+// Resolver is the embedded DNS server of one sandbox. Its methods are safe
+// for concurrent use. A stopped Resolver can be started again.
+type Resolver struct {
+	backend     Backend
+	log         hclog.Logger
+	timeout     time.Duration
+	maxInflight int64
+	static      []netip.AddrPort // Config.Upstreams
+	resolvConf  string
+
+	upstreams atomic.Pointer[[]upstream]
+	inflight  atomic.Int64  // forwarded queries holding a slot
+	rot       atomic.Uint32 // round-robin position of multi-address answers
+
+	mu  sync.Mutex // guards run
+	run *run
+}
+
+// run is one Start..Stop period: the sockets and every goroutine serving
+// them.
+type run struct {
+	ctx    context.Context // cancelled by Stop: forwards give up
+	cancel context.CancelFunc
+	udp    *net.UDPConn
+	tcp    *net.TCPListener
+	wg     sync.WaitGroup // readers, accept loop, connections, forwards
+
+	mu     sync.Mutex // guards conns and closed
+	conns  map[*net.TCPConn]struct{}
+	closed bool
+}
+
+// New returns a stopped Resolver answering from b.
+func New(cfg Config, b Backend) *Resolver {
+	r := &Resolver{
+		backend:     b,
+		log:         cfg.Logger,
+		timeout:     cfg.Timeout,
+		maxInflight: int64(cfg.MaxInflight),
+		static:      append([]netip.AddrPort(nil), cfg.Upstreams...),
+		resolvConf:  cfg.HostResolvConf,
+	}
+	if r.log == nil {
+		r.log = hclog.NewNullLogger()
+	}
+	if r.timeout <= 0 {
+		r.timeout = config.DefaultTimeout
+	}
+	if r.maxInflight <= 0 {
+		r.maxInflight = config.DefaultMaxInflight
+	}
+	if r.resolvConf == "" {
+		r.resolvConf = DefaultHostResolvConf
+	}
+	r.loadUpstreams()
+	return r
+}
+
+// loadUpstreams sets the upstreams from the config or the host's
+// resolv.conf. A resolv.conf that cannot be read leaves the previous list.
+func (r *Resolver) loadUpstreams() {
+	aps := r.static
+	if len(aps) == 0 {
+		var err error
+		aps, err = hostUpstreams(r.resolvConf, resolvedResolvConf)
+		if err != nil {
+			r.log.Warn("cannot read upstream DNS servers", "error", err)
+			if r.upstreams.Load() != nil {
+				return
+			}
+		}
+	}
+	ups := make([]upstream, len(aps))
+	for i, ap := range aps {
+		ups[i] = newUpstream(ap)
+	}
+	r.upstreams.Store(&ups)
+	r.log.Debug("upstream DNS servers", "servers", aps)
+}
+
+// Start binds Address (127.0.0.11:53) over UDP and TCP inside ns and
+// serves it until Stop. The sockets are opened on a thread inside ns but
+// served from ordinary goroutines; queries to upstreams leave from the
+// agent's own namespace, so upstreams on the host's loopback work. When
+// Config.Upstreams is empty, the host's resolv.conf is read again.
+func (r *Resolver) Start(ns *osl.Namespace) error {
+	if ns == nil {
+		return errors.New("starting resolver: no namespace")
+	}
+	r.mu.Lock()
+	running := r.run != nil
+	r.mu.Unlock()
+	if running {
+		// Checked first: binding would fail on our own sockets.
+		return fmt.Errorf("starting resolver in %s: %w", ns, ErrRunning)
+	}
+	var udp *net.UDPConn
+	var tcp *net.TCPListener
+	err := ns.Do(func() error {
+		var err error
+		udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(Address()))
+		if err != nil {
+			return err
+		}
+		tcp, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(Address()))
+		if err != nil {
+			udp.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("starting resolver in %s: %w", ns, err)
+	}
+	if len(r.static) == 0 {
+		r.loadUpstreams()
+	}
+	if err := r.StartWith(udp, tcp); err != nil {
+		return fmt.Errorf("starting resolver in %s: %w", ns, err)
+	}
+	return nil
+}
+
+// StartWith serves on sockets the caller bound (tests and benchmarks use
+// loopback ports); either may be nil. The Resolver owns them from then on:
+// they are closed by Stop, or at once if StartWith fails.
+func (r *Resolver) StartWith(udp *net.UDPConn, tcp *net.TCPListener) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.run != nil {
+		if udp != nil {
+			udp.Close()
+		}
+		if tcp != nil {
+			tcp.Close()
+		}
+		return ErrRunning
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &run{ctx: ctx, cancel: cancel, udp: udp, tcp: tcp, conns: map[*net.TCPConn]struct{}{}}
+	if udp != nil {
+		tuneUDP(udp)
+		for range udpReaders() {
+			run.wg.Add(1)
+			go r.serveUDP(run)
+		}
+	}
+	if tcp != nil {
+		run.wg.Add(1)
+		go r.serveTCP(run)
+	}
+	r.run = run
+	if r.log.IsDebug() {
+		var ua, ta net.Addr
+		if udp != nil {
+			ua = udp.LocalAddr()
+		}
+		if tcp != nil {
+			ta = tcp.Addr()
+		}
+		r.log.Debug("resolver started", "udp", ua, "tcp", ta)
+	}
+	return nil
+}
+
+// Stop closes the sockets, cancels forwarded queries and waits for every
+// goroutine of the Resolver to end. Stopping a stopped Resolver does
+// nothing.
+func (r *Resolver) Stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run := r.run
+	if run == nil {
+		return nil
+	}
+	r.run = nil
+	run.cancel()
+	var errs []error
+	if run.udp != nil {
+		errs = append(errs, run.udp.Close())
+	}
+	if run.tcp != nil {
+		errs = append(errs, run.tcp.Close())
+	}
+	run.mu.Lock()
+	run.closed = true
+	for c := range run.conns {
+		c.Close()
+	}
+	run.mu.Unlock()
+	run.wg.Wait()
+	r.log.Debug("resolver stopped")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stopping resolver: %w", err)
+	}
+	return nil
+}
+
+// track registers an accepted connection so Stop can close it; it refuses
+// one when the run is stopping or maxTCPConns are open.
+func (run *run) track(c *net.TCPConn) bool {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if run.closed || len(run.conns) >= maxTCPConns {
+		return false
+	}
+	run.conns[c] = struct{}{}
+	return true
+}
+
+func (run *run) untrack(c *net.TCPConn) {
+	run.mu.Lock()
+	delete(run.conns, c)
+	run.mu.Unlock()
+}
+
+// acquire takes an in-flight slot for a forwarded query; false means the
+// resolver is full and the query is refused.
+func (r *Resolver) acquire() bool {
+	if r.inflight.Add(1) > r.maxInflight {
+		r.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (r *Resolver) release() { r.inflight.Add(-1) }
