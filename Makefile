@@ -18,7 +18,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build plugins run test test-unit deps proto lint bench clean
+.PHONY: all build plugins run test test-unit deps proto lint bench clean consul
 
 all: build
 
@@ -51,6 +51,20 @@ test-unit:
 deps:
 	@bash .ci/deps
 
+# consul builds the Consul agent that store-consul's tests start, at the
+# version .ci/consul/go.mod pins (1.14.11, the last MPL-2.0 release), into a
+# cache outside the tree. It does nothing when the binary is there (a
+# build takes about 5 minutes).
+CONSUL_VERSION := 1.14.11
+CONSUL_BIN     := $(HOME)/.cache/sandnet/consul-$(CONSUL_VERSION)
+
+consul: $(CONSUL_BIN)
+
+$(CONSUL_BIN):
+	@mkdir -p $(dir $@)
+	cd .ci/consul && GOWORK=off $(GO) build -mod=readonly -buildvcs=false -o $@.tmp github.com/hashicorp/consul
+	@mv $@.tmp $@
+
 proto:
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
@@ -62,8 +76,17 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# bench prints ratios against peers measured in the same run: the plugin
+# boundary, attach/detach against CNI's bridge plugin and a netlink floor,
+# and the embedded resolver against dnsmasq. The programs that create
+# network state run in a throwaway namespace of their own.
 bench: build
+	$(GO) build -o $(BIN)/bench-attach ./bench/attach
+	$(GO) build -o $(BIN)/bench-dns ./bench/dns
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./core/controller/
+	unshare --net --mount --propagation private $(BIN)/bench-attach
+	unshare --net --mount --propagation private $(BIN)/bench-dns
 
 clean:
 	rm -rf $(BIN)
