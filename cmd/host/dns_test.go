@@ -33,7 +33,7 @@ func TestEmbeddedDNS(t *testing.T) {
 	ctx := context.Background()
 	c := a.Client
 	for _, n := range []string{"front", "back"} {
-		if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: n}); err != nil {
+		if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: n, EnableIPv6: n == "front"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,6 +46,25 @@ func TestEmbeddedDNS(t *testing.T) {
 
 	if got := dig(t, cli.key, "+short", "WEB"); got != web.addr.String() {
 		t.Fatalf("cli: dig web = %q, want %s (names are case-insensitive)", got, web.addr)
+	}
+	sbWeb, err := c.Sandbox(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var web6 string
+	for _, ep := range sbWeb.Endpoints {
+		if ep.AddressV6.IsValid() {
+			web6 = ep.AddressV6.Addr().String()
+		}
+	}
+	if got := dig(t, cli.key, "+short", "AAAA", "web"); web6 == "" || got != web6 {
+		t.Fatalf("cli: dig AAAA web = %q, want %q", got, web6)
+	}
+	if got := dig(t, cli.key, "+short", "AAAA", "api"); got != "" {
+		t.Fatalf("cli: dig AAAA api = %q", got)
+	}
+	if got := dig(t, lone.key, "AAAA", "api"); !strings.Contains(got, "status: NOERROR") || strings.Contains(got, "ANSWER: 1") {
+		t.Fatalf("lone: AAAA of api, which has only IPv4 on back, must be NOERROR with no answer:\n%s", got)
 	}
 	if got := dig(t, cli.key, "+short", "web.front"); got != web.addr.String() {
 		t.Fatalf("cli: dig web.front = %q", got)
@@ -81,15 +100,15 @@ func TestEmbeddedDNS(t *testing.T) {
 	cmd := exec.Command("nsenter", "--net="+cli.key, os.Args[0])
 	cmd.Env = append(os.Environ(), goLookupEnv+"=web")
 	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != web.addr.String() {
-		t.Fatalf("Go resolver: web = %q, %v", out, err)
+	if err != nil || strings.TrimSpace(string(out)) != web.addr.String()+" "+web6 {
+		t.Fatalf("Go resolver: web = %q, %v; want %s and %s", out, err, web.addr, web6)
 	}
 
 	// glibc, through the sandbox's resolv.conf as a container sees it.
 	out, err = exec.Command("nsenter", "--net="+cli.key, "unshare", "--mount", "sh", "-c",
-		"mount --bind "+sb.ResolvConf+" /etc/resolv.conf && getent hosts web").CombinedOutput()
+		"mount --bind "+sb.ResolvConf+" /etc/resolv.conf && getent ahostsv4 web").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), web.addr.String()) {
-		t.Fatalf("getent hosts web: %v\n%s", err, out)
+		t.Fatalf("getent ahostsv4 web: %v\n%s", err, out)
 	}
 
 	// Records follow disconnect and rename with no restart.
