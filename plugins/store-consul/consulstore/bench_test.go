@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
+
 	"github.com/hashicorp/consul/api"
 
 	"github.com/sandnet/sandnet/sdk/plugintest"
@@ -35,9 +37,9 @@ type benchPeer struct {
 // b.Run function, which runs again for every b.N.
 func benchPeers(b *testing.B) []benchPeer {
 	ctx := context.Background()
-	a := startAgent(b)
+	a := consultest.Start(b)
 	bin := plugintest.Build(b, pluginPkg)
-	kv := rawClient(b, a.addr())
+	kv := rawClient(b, a.Addr())
 	peers := []benchPeer{{
 		name: "consul-api",
 		put: func(_ context.Context, key string, value []byte) error {
@@ -52,7 +54,7 @@ func benchPeers(b *testing.B) []benchPeer {
 			return err
 		},
 	}}
-	cfg := agentConfig(b, a.addr(), nil)
+	cfg := agentConfig(b, a.Addr(), nil)
 	for _, p := range []struct {
 		name string
 		s    store.Store

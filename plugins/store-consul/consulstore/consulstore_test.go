@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
+
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
@@ -74,14 +76,14 @@ func rawClient(t testing.TB, addr string) *api.KV {
 // TestConsul runs everything that needs an agent on one agent, each part
 // under keys of its own.
 func TestConsul(t *testing.T) {
-	a := startAgent(t)
-	kv := rawClient(t, a.addr())
+	a := consultest.Start(t)
+	kv := rawClient(t, a.Addr())
 
 	t.Run("Conformance", func(t *testing.T) {
 		// Through the gRPC adapters, a store per subtest, with a prefix
 		// in the config, so the suite also checks the key mapping.
 		t.Run("InProcess", func(t *testing.T) {
-			cfg := agentConfig(t, a.addr(), map[string]cty.Value{"prefix": cty.StringVal("sandnet-test/")})
+			cfg := agentConfig(t, a.Addr(), map[string]cty.Value{"prefix": cty.StringVal("sandnet-test/")})
 			storetest.Run(t, func(t *testing.T) (store.Store, string) {
 				impl := newTestStore()
 				c, stop, err := store.InProcess(Info("test"), impl)
@@ -102,7 +104,7 @@ func TestConsul(t *testing.T) {
 			if testing.Short() {
 				t.Skip("builds and launches the plugin binary")
 			}
-			c := plugintest.LaunchStore(t, plugintest.Build(t, pluginPkg), agentConfig(t, a.addr(), nil))
+			c := plugintest.LaunchStore(t, plugintest.Build(t, pluginPkg), agentConfig(t, a.Addr(), nil))
 			info, err := c.Info(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -138,10 +140,10 @@ func TestConsul(t *testing.T) {
 
 // testPrefix checks that the config prefix is where keys live in Consul
 // and that the store sees nothing outside it.
-func testPrefix(t *testing.T, a *agent, kv *api.KV) {
+func testPrefix(t *testing.T, a *consultest.Agent, kv *api.KV) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	s := openStore(t, agentConfig(t, a.addr(), map[string]cty.Value{"prefix": cty.StringVal(base + "cluster-a/")}))
+	s := openStore(t, agentConfig(t, a.Addr(), map[string]cty.Value{"prefix": cty.StringVal(base + "cluster-a/")}))
 
 	mine, err := s.Put(ctx, "sandnet/v1/network/n1", []byte("n1"))
 	if err != nil {
@@ -177,10 +179,10 @@ func testPrefix(t *testing.T, a *agent, kv *api.KV) {
 
 // testKeys round-trips keys with characters that need escaping in a URL
 // and refuses those Consul's HTTP API cannot address.
-func testKeys(t *testing.T, a *agent) {
+func testKeys(t *testing.T, a *consultest.Agent) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	s := openStore(t, agentConfig(t, a.addr(), nil))
+	s := openStore(t, agentConfig(t, a.Addr(), nil))
 	events := mustWatch(t, s, base)
 	for _, k := range []string{"sp ace", "q?uery", "h#ash", "per%25cent", "pl+us", "ü/日本", "trailing/", "a.b/.hidden"} {
 		kv, err := s.Put(ctx, base+k, []byte(k))
@@ -217,10 +219,10 @@ func testKeys(t *testing.T, a *agent) {
 
 // testTxnLimit checks the documented limit: 64 ops, DELETE_CAS ops that
 // become two Consul ops each included, and a clear sdk.ErrInvalid above.
-func testTxnLimit(t *testing.T, a *agent) {
+func testTxnLimit(t *testing.T, a *consultest.Agent) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	s := openStore(t, agentConfig(t, a.addr(), nil))
+	s := openStore(t, agentConfig(t, a.Addr(), nil))
 	var puts, dels []*pb.TxnOp
 	for i := range MaxTxnOps {
 		puts = append(puts, &pb.TxnOp{Verb: pb.TxnOp_PUT, Key: fmt.Sprintf("%s%02d", base, i), Value: []byte("v")})
@@ -250,8 +252,8 @@ func testTxnLimit(t *testing.T, a *agent) {
 
 // testValueTooLarge checks that Consul's refusal of a value above its
 // limits (512 KiB per request by default) comes back as sdk.ErrInvalid.
-func testValueTooLarge(t *testing.T, a *agent) {
-	s := openStore(t, agentConfig(t, a.addr(), nil))
+func testValueTooLarge(t *testing.T, a *consultest.Agent) {
+	s := openStore(t, agentConfig(t, a.Addr(), nil))
 	_, err := s.Put(t.Context(), storetest.Prefix(t)+"big", make([]byte, 600<<10))
 	if !errors.Is(err, sdk.ErrInvalid) {
 		t.Fatalf("Put of 600 KiB: %v, want sdk.ErrInvalid", err)
@@ -260,10 +262,10 @@ func testValueTooLarge(t *testing.T, a *agent) {
 
 // testOtherHost checks that a watch sees writes that do not go through
 // the store (another host, an operator), and that AtomicPut sees them.
-func testOtherHost(t *testing.T, a *agent, kv *api.KV) {
+func testOtherHost(t *testing.T, a *consultest.Agent, kv *api.KV) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	s := openStore(t, agentConfig(t, a.addr(), nil))
+	s := openStore(t, agentConfig(t, a.Addr(), nil))
 	events := mustWatch(t, s, base)
 
 	if _, err := kv.Put(&api.KVPair{Key: base + "remote", Value: []byte("r1")}, nil); err != nil {
@@ -297,10 +299,10 @@ func testOtherHost(t *testing.T, a *agent, kv *api.KV) {
 
 // testSlowWatcher checks that a watch nobody reads is closed once its
 // buffer is full, without holding up writers, while other watches go on.
-func testSlowWatcher(t *testing.T, a *agent) {
+func testSlowWatcher(t *testing.T, a *consultest.Agent) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	s := openStore(t, agentConfig(t, a.addr(), nil))
+	s := openStore(t, agentConfig(t, a.Addr(), nil))
 	s.watchBuffer = 4
 	slow := mustWatch(t, s, base)
 	s.watchBuffer = DefaultWatchBuffer
@@ -330,10 +332,10 @@ func testSlowWatcher(t *testing.T, a *agent) {
 
 // testReconfigure checks that the same config again changes nothing and
 // keeps the watches, and that another one ends them.
-func testReconfigure(t *testing.T, a *agent) {
+func testReconfigure(t *testing.T, a *consultest.Agent) {
 	ctx := t.Context()
 	base := storetest.Prefix(t)
-	cfg := agentConfig(t, a.addr(), nil)
+	cfg := agentConfig(t, a.Addr(), nil)
 	s := openStore(t, cfg)
 	events := mustWatch(t, s, base)
 	if err := s.Configure(ctx, cfg); err != nil {
@@ -345,7 +347,7 @@ func testReconfigure(t *testing.T, a *agent) {
 	if ev := next(t, events); ev.GetType() != pb.WatchEvent_PUT {
 		t.Fatalf("after the same Configure, event = %v", ev)
 	}
-	if err := s.Configure(ctx, agentConfig(t, a.addr(), map[string]cty.Value{"timeout": cty.StringVal("2s")})); err != nil {
+	if err := s.Configure(ctx, agentConfig(t, a.Addr(), map[string]cty.Value{"timeout": cty.StringVal("2s")})); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, events)
@@ -363,8 +365,8 @@ func testReconfigure(t *testing.T, a *agent) {
 // testToken puts a proxy between the store and the agent (-dev has no
 // ACLs, so the agent would take any token) and checks that every request
 // carries the token of the config, and none from the environment.
-func testToken(t *testing.T, a *agent) {
-	target, err := url.Parse("http://" + a.addr())
+func testToken(t *testing.T, a *consultest.Agent) {
+	target, err := url.Parse("http://" + a.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,10 +436,10 @@ func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and launches the plugin binary")
 	}
-	a := startAgent(t)
+	a := consultest.Start(t)
 	const timeout = time.Second
 	c := plugintest.LaunchStore(t, plugintest.Build(t, pluginPkg),
-		agentConfig(t, a.addr(), map[string]cty.Value{"timeout": cty.StringVal(timeout.String())}))
+		agentConfig(t, a.Addr(), map[string]cty.Value{"timeout": cty.StringVal(timeout.String())}))
 	ctx := t.Context()
 	before, err := c.Put(ctx, "k/before", []byte("1"))
 	if err != nil {
@@ -451,7 +453,7 @@ func TestOutage(t *testing.T) {
 		err := call()
 		took := time.Since(start)
 		if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "unreachable") {
-			t.Fatalf("%s: %v after %s, want sdk.ErrUnavailable saying the store is unreachable (agent: %s)", what, err, took, a.state())
+			t.Fatalf("%s: %v after %s, want sdk.ErrUnavailable saying the store is unreachable (agent: %s)", what, err, took, a.State())
 		}
 		if took > timeout+time.Second {
 			t.Fatalf("%s failed after %s, want within the %s timeout and a second", what, took, timeout)
@@ -459,21 +461,21 @@ func TestOutage(t *testing.T) {
 		t.Logf("%s: failed in %s: %v", what, took.Round(time.Millisecond), err)
 	}
 
-	a.pause()
+	a.Pause()
 	unreachable("Get from a hung agent", func() error { _, err := c.Get(ctx, "k/before"); return err })
 	// Outside the watched prefix: the hung agent still holds this request
 	// and applies it once it runs again, as any store may apply a write
 	// whose caller gave up waiting.
 	unreachable("Put to a hung agent", func() error { _, err := c.Put(ctx, "elsewhere", nil); return err })
-	a.resume()
+	a.Resume()
 	if kv, err := c.Get(ctx, "k/before"); err != nil || kv.GetIndex() != before.GetIndex() {
 		t.Fatalf("Get once the agent answers again: %v, %v", kv, err)
 	}
 
-	a.stop()
+	a.Stop()
 	unreachable("Get from a stopped agent", func() error { _, err := c.Get(ctx, "k/before"); return err })
 	unreachable("Watch on a stopped agent", func() error { _, err := c.Watch(ctx, "k/"); return err })
-	a.start()
+	a.Start()
 	after, err := c.Put(ctx, "k/after", []byte("2"))
 	if err != nil {
 		t.Fatalf("Put once the agent is back: %v", err)
@@ -525,7 +527,7 @@ func TestUnconfigured(t *testing.T) {
 // TestUnreachable checks the error of an agent that is not there at all,
 // which needs no agent binary: nothing listens on the port.
 func TestUnreachable(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, "none")["none"])
+	addr := fmt.Sprintf("127.0.0.1:%d", consultest.FreePorts(t, "none")["none"])
 	s := openStore(t, agentConfig(t, addr, map[string]cty.Value{"timeout": cty.StringVal("1s")}))
 	ctx := t.Context()
 	for name, call := range map[string]func() error{

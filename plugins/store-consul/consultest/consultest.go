@@ -1,4 +1,7 @@
-package consulstore
+// Package consultest runs a real Consul agent (`consul agent -dev`, the
+// version .ci/consul pins) on loopback for tests: store-consul's own and
+// the agent-level tests that swap stores or share one between hosts.
+package consultest
 
 import (
 	"errors"
@@ -20,10 +23,10 @@ import (
 // pins and `make consul` builds.
 const consulVersion = "1.14.11"
 
-// consulBinary returns the Consul agent binary: $SANDNET_CONSUL, or the one
+// Binary returns the Consul agent binary: $SANDNET_CONSUL, or the one
 // `make consul` caches. When it is missing the test is skipped, unless
 // SANDNET_REQUIRE_CONSUL=1 (as in CI), which makes it fail.
-func consulBinary(t testing.TB) string {
+func Binary(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("SANDNET_CONSUL")
 	if bin == "" {
@@ -43,9 +46,9 @@ func consulBinary(t testing.TB) string {
 	return bin
 }
 
-// agent is a `consul agent -dev` that a test started: a one-node
+// Agent is a `consul agent -dev` that a test started: a one-node
 // datacenter, in memory, on loopback ports nobody else uses.
-type agent struct {
+type Agent struct {
 	t      testing.TB
 	bin    string
 	dir    string
@@ -55,31 +58,31 @@ type agent struct {
 	exited chan struct{}
 }
 
-// startAgent starts an agent, waits until it has elected itself leader,
+// Start starts an agent, waits until it has elected itself leader,
 // and stops it when the test ends.
-func startAgent(t testing.TB) *agent {
+func Start(t testing.TB) *Agent {
 	t.Helper()
-	a := &agent{t: t, bin: consulBinary(t), dir: t.TempDir(), ports: map[string]int{}}
-	for name, port := range freePorts(t, "http-port", "server-port", "serf-lan-port", "serf-wan-port") {
+	a := &Agent{t: t, bin: Binary(t), dir: t.TempDir(), ports: map[string]int{}}
+	for name, port := range FreePorts(t, "http-port", "server-port", "serf-lan-port", "serf-wan-port") {
 		a.ports[name] = port
 	}
 	t.Cleanup(func() {
-		a.stop()
+		a.Stop()
 		if t.Failed() {
 			if b, err := os.ReadFile(a.log); err == nil && len(b) > 0 {
 				t.Logf("consul agent log:\n%s", b)
 			}
 		}
 	})
-	a.start()
+	a.Start()
 	return a
 }
 
-// addr is the agent's HTTP API address.
-func (a *agent) addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports["http-port"]) }
+// Addr is the agent's HTTP API address.
+func (a *Agent) Addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports["http-port"]) }
 
-// start runs the agent on its ports and waits for a leader.
-func (a *agent) start() {
+// Start runs the agent on its ports and waits for a leader.
+func (a *Agent) Start() {
 	a.t.Helper()
 	args := []string{"agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
@@ -114,12 +117,12 @@ func (a *agent) start() {
 	go func() { cmd.Wait(); close(a.exited) }()
 	if err := a.waitLeader(30 * time.Second); err != nil {
 		b, _ := os.ReadFile(a.log)
-		a.t.Fatalf("consul agent at %s: %v\n%s", a.addr(), err, b)
+		a.t.Fatalf("consul agent at %s: %v\n%s", a.Addr(), err, b)
 	}
 }
 
 // waitLeader polls /v1/status/leader until the agent names a leader.
-func (a *agent) waitLeader(timeout time.Duration) error {
+func (a *Agent) waitLeader(timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -128,7 +131,7 @@ func (a *agent) waitLeader(timeout time.Duration) error {
 			return errors.New("exited while starting")
 		default:
 		}
-		resp, err := client.Get("http://" + a.addr() + "/v1/status/leader")
+		resp, err := client.Get("http://" + a.Addr() + "/v1/status/leader")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -143,10 +146,10 @@ func (a *agent) waitLeader(timeout time.Duration) error {
 	}
 }
 
-// stop stops the agent by its PID: SIGTERM, then SIGKILL if it has not
+// Stop stops the agent by its PID: SIGTERM, then SIGKILL if it has not
 // exited within 10 seconds. A stopped agent can be started again on the
 // same ports, empty.
-func (a *agent) stop() {
+func (a *Agent) Stop() {
 	if a.cmd == nil {
 		return
 	}
@@ -163,26 +166,26 @@ func (a *agent) stop() {
 	a.cmd = nil
 }
 
-// pause freezes the agent (SIGSTOP): its sockets stay open but nothing
+// Pause freezes the agent (SIGSTOP): its sockets stay open but nothing
 // answers, like a hung agent. It returns once every thread has stopped,
 // which on a busy VM can be milliseconds after the signal.
-func (a *agent) pause() {
+func (a *Agent) Pause() {
 	a.t.Helper()
 	a.signal(syscall.SIGSTOP)
 	deadline := time.Now().Add(5 * time.Second)
 	for !a.stopped() {
 		if time.Now().After(deadline) {
-			a.t.Fatalf("consul agent not stopped 5s after SIGSTOP (%s)", a.state())
+			a.t.Fatalf("consul agent not stopped 5s after SIGSTOP (%s)", a.State())
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-// resume thaws the agent (SIGCONT).
-func (a *agent) resume() { a.signal(syscall.SIGCONT) }
+// Resume thaws the agent (SIGCONT).
+func (a *Agent) Resume() { a.signal(syscall.SIGCONT) }
 
 // stopped reports whether every thread of the agent is stopped.
-func (a *agent) stopped() bool {
+func (a *Agent) stopped() bool {
 	dir := fmt.Sprintf("/proc/%d/task", a.cmd.Process.Pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil || len(tasks) == 0 {
@@ -202,15 +205,15 @@ func (a *agent) stopped() bool {
 	return true
 }
 
-func (a *agent) signal(sig syscall.Signal) {
+func (a *Agent) signal(sig syscall.Signal) {
 	a.t.Helper()
 	if err := a.cmd.Process.Signal(sig); err != nil {
 		a.t.Fatalf("signalling consul agent: %v", err)
 	}
 }
 
-// state is the agent process's State line from /proc, for messages.
-func (a *agent) state() string {
+// State is the agent process's State line from /proc, for messages.
+func (a *Agent) State() string {
 	if a.cmd == nil {
 		return "not running"
 	}
@@ -226,9 +229,9 @@ func (a *agent) state() string {
 	return "unknown"
 }
 
-// freePorts returns a loopback TCP port for each name that was free a
+// FreePorts returns a loopback TCP port for each name that was free a
 // moment ago, all different: each stays bound until all are picked.
-func freePorts(t testing.TB, names ...string) map[string]int {
+func FreePorts(t testing.TB, names ...string) map[string]int {
 	t.Helper()
 	ports := map[string]int{}
 	for _, name := range names {
