@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
+	"github.com/sandnet/sandnet/sdk/nstest"
+)
+
+func consulBlock(addr string) string {
+	return fmt.Sprintf("store \"consul\" {\n  config {\n    address = %q\n    timeout = \"1s\"\n  }\n}\n", addr)
+}
+
+// TestSwapStores: the store block alone decides where state lives. An
+// agent on bolt, then on Consul, then on bolt again, each time with the
+// built binaries; then `store migrate` copies bolt's state to Consul and
+// the agent started on Consul has every network, sandbox and endpoint.
+func TestSwapStores(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	consul := consultest.Start(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	rest := fmt.Sprintf("driver \"none\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns"))
+	onBolt := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, "bolt.db"))+rest)
+	onConsul := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+rest)
+
+	a := onBolt.Start(t)
+	for _, n := range []string{"alpha", "beta"} {
+		if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: n, Driver: "none"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.Connect(ctx, "alpha", controller.Connect{Container: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Terminate(10 * time.Second)
+
+	b := onConsul.Start(t)
+	if ns, err := b.Client.Networks(ctx); err != nil || len(ns) != 0 {
+		t.Fatalf("a fresh Consul store shows networks: %v, %v", ns, err)
+	}
+	if _, err := b.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "gamma", Driver: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	b.Terminate(10 * time.Second)
+
+	a = onBolt.Start(t)
+	if ns, err := a.Client.Networks(ctx); err != nil || len(ns) != 2 {
+		t.Fatalf("back on bolt: networks %v, %v; want alpha and beta", ns, err)
+	}
+	a.Terminate(10 * time.Second)
+
+	out, err := exec.Command(bins.Sandnet, "store", "migrate", "-from", onBolt.ConfigPath, "-to", onConsul.ConfigPath, "-force").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "copied and verified") {
+		t.Fatalf("store migrate bolt → consul: %v\n%s", err, out)
+	}
+	b = onConsul.Start(t)
+	ns, err := b.Client.Networks(ctx)
+	if err != nil || len(ns) != 2 || ns[0].Name != "alpha" || ns[1].Name != "beta" {
+		t.Fatalf("networks on Consul after migration: %v, %v", ns, err)
+	}
+	sb, err := b.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"})
+	if err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox c1 on Consul after migration: %+v, %v", sb, err)
+	}
+}
+
+// TestConsulOutage freezes Consul (SIGSTOP: its sockets stay open and
+// nothing answers — an in-memory -dev agent that exits would forget
+// everything) for 10 s while attaches run: calls fail fast with 503 saying
+// the store is unreachable, nothing half-written remains (every endpoint
+// has its address and every allocated address its endpoint), and the
+// agent recovers by itself when Consul is back.
+func TestConsulOutage(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	consul := consultest.Start(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
+	a := e.Start(t)
+	c := a.Client
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.47.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	attached := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var slowest time.Duration
+	var failures, unreachable int
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("g%d-%d", g, i)
+				start := time.Now()
+				_, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
+				if err == nil {
+					_, err = c.Connect(ctx, "net", controller.Connect{Container: id})
+				}
+				took := time.Since(start)
+				mu.Lock()
+				if err == nil {
+					attached[id] = true
+				} else {
+					failures++
+					var ae *api.Error
+					if errors.As(err, &ae) && ae.Status == 503 && strings.Contains(ae.Message, "unreachable") {
+						unreachable++
+					}
+					if took > slowest {
+						slowest = took
+					}
+				}
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	consul.Pause()
+	time.Sleep(10 * time.Second)
+	consul.Resume()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	if failures == 0 || unreachable == 0 {
+		t.Fatalf("during the outage: %d failed calls, %d of them 503 'unreachable'; want some", failures, unreachable)
+	}
+	if slowest > 5*time.Second {
+		t.Fatalf("a failing call took %s: calls must fail fast", slowest)
+	}
+	// Recovered: a new attach works.
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "after"}); err != nil {
+		t.Fatalf("after Consul came back: %v", err)
+	}
+	if _, err := c.Connect(ctx, "net", controller.Connect{Container: "after"}); err != nil {
+		t.Fatalf("after Consul came back: %v", err)
+	}
+	n, err := c.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAddr := map[string]bool{}
+	for _, ep := range n.Endpoints {
+		if !ep.Address.IsValid() || ep.SandboxID == "" {
+			t.Fatalf("half-written endpoint: %+v", ep)
+		}
+		withAddr[ep.Address.Addr().String()] = true
+	}
+	keys := consulKeys(t, consul.Addr(), "sandnet/v1/ipam/addrs/")
+	if len(keys) != len(withAddr) {
+		t.Fatalf("%d allocated addresses, %d endpoints with addresses: %v", len(keys), len(withAddr), keys)
+	}
+	for _, k := range keys {
+		if !withAddr[k[strings.LastIndexByte(k, '/')+1:]] {
+			t.Fatalf("address %s allocated with no endpoint", k)
+		}
+	}
+	t.Logf("%d attaches succeeded, %d failed (%d with 503 unreachable), slowest failure %s", len(attached), failures, unreachable, slowest)
+}
+
+// consulKeys lists the keys under prefix straight from Consul's HTTP API.
+func consulKeys(t *testing.T, addr, prefix string) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/kv/" + prefix + "?keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var keys []string
+	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
