@@ -18,7 +18,8 @@ type timings struct{ add, del []time.Duration }
 // chained plugins) on stdin; DEL in reverse order. With nat the network
 // masquerades (ipMasq) and one port is published through portmap.
 // Namespace creation is not timed: a runtime makes it before the ADD.
-func cniRun(dir, cniDir string, n int, nat bool) (*timings, error) {
+// Namespace keys go under keys.
+func cniRun(dir, keys, cniDir string, n int, nat bool) (*timings, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -33,7 +34,7 @@ func cniRun(dir, cniDir string, n int, nat bool) (*timings, error) {
 	}
 	t := &timings{}
 	for i := range n {
-		key := filepath.Join(dir, "netns", fmt.Sprintf("c%d", i))
+		key := filepath.Join(keys, fmt.Sprintf("c%d", i))
 		if err := newNetns(key); err != nil {
 			return nil, err
 		}

@@ -75,6 +75,18 @@ func removeNetns(key string) error {
 	return os.Remove(key)
 }
 
+// mountTmpfs mounts a fresh tmpfs at dir. The benchmark runs in a private
+// mount namespace, so it disappears with the benchmark.
+func mountTmpfs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting a tmpfs at %s: %w", dir, err)
+	}
+	return nil
+}
+
 // unmountAll removes every mount below dir.
 func unmountAll(dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")

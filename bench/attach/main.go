@@ -50,21 +50,28 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 	if err := setupHost(); err != nil {
 		return err
 	}
+	// Namespace keys live on a tmpfs, as under /run (sandnet's default
+	// netns_dir, /run/netns for ip netns, /var/run/netns for runtimes); the
+	// store and the resolution files stay on disk.
+	run := filepath.Join(dir, "run")
+	if err := mountTmpfs(run); err != nil {
+		return err
+	}
 
 	fmt.Printf("attach benchmark: %d containers per scenario, one bridge network each\n\n", n)
-	floor, err := floorAttach(filepath.Join(dir, "floor"), n)
+	floor, err := floorAttach(filepath.Join(run, "floor"), n)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	cni, err := cniRun(filepath.Join(dir, "cni"), cniDir, n, false)
+	cni, err := cniRun(filepath.Join(dir, "cni"), filepath.Join(run, "cni"), cniDir, n, false)
 	if err != nil {
 		return fmt.Errorf("cni: %w", err)
 	}
-	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), cniDir, n, true)
+	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), filepath.Join(run, "cni-nat"), cniDir, n, true)
 	if err != nil {
 		return fmt.Errorf("cni with NAT and portmap: %w", err)
 	}
-	a, err := startAgent(filepath.Join(dir, "sandnet"), sandnetBin, pluginDir)
+	a, err := startAgent(filepath.Join(dir, "sandnet"), filepath.Join(run, "sandnet"), sandnetBin, pluginDir)
 	if err != nil {
 		return fmt.Errorf("sandnet agent: %w", err)
 	}

@@ -19,8 +19,9 @@ type agent struct {
 }
 
 // startAgent runs `sandnet agent` with the bolt store and the bridge
-// driver, everything under dir, and waits for its API.
-func startAgent(dir, bin, pluginDir string) (*agent, error) {
+// driver, everything under dir but the namespace keys (under keys), and
+// waits for its API.
+func startAgent(dir, keys, bin, pluginDir string) (*agent, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -47,7 +48,7 @@ store "bolt" {
   }
 }
 driver "bridge" {}
-`, filepath.Join(dir, "data"), pluginDir, sock, filepath.Join(dir, "netns"), filepath.Join(dir, "store.db"), os.Getenv("BENCH_NO_SYNC") != "")
+`, filepath.Join(dir, "data"), pluginDir, sock, keys, filepath.Join(dir, "store.db"), os.Getenv("BENCH_NO_SYNC") != "")
 	path := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err

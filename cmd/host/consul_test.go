@@ -39,6 +39,7 @@ func TestSwapStores(t *testing.T) {
 	onConsul := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+rest)
 
 	a := onBolt.Start(t)
+	sameHost(t, onBolt, onConsul)
 	for _, n := range []string{"alpha", "beta"} {
 		if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: n, Driver: "none"}); err != nil {
 			t.Fatal(err)

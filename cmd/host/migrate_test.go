@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,7 @@ func TestSwapStoreByMigration(t *testing.T) {
 	}
 	a.Terminate(10 * time.Second)
 	neu := agenttest.NewEnv(t, bins, boltBlock("new.db")+sandboxBlock)
+	sameHost(t, old, neu)
 	out, err := exec.Command(bins.Sandnet, "store", "migrate", "-from", old.ConfigPath, "-to", neu.ConfigPath).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "copied and verified") {
 		t.Fatalf("store migrate: %v\n%s", err, out)
@@ -107,5 +109,21 @@ func TestSwapStoreByMigration(t *testing.T) {
 	out, err = exec.Command(bins.Sandnet, "store", "migrate", "-from", old.ConfigPath, "-to", neu.ConfigPath).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "-force") {
 		t.Fatalf("migrating into a non-empty store: %v\n%s", err, out)
+	}
+}
+
+// sameHost gives env b the host ID of env a: the two configs stand for one
+// host whose store block changed (its data_dir, and so its ID, would stay).
+func sameHost(t *testing.T, a, b *agenttest.Env) {
+	t.Helper()
+	id, err := os.ReadFile(filepath.Join(a.DataDir, "host-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(b.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.DataDir, "host-id"), id, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,6 +34,7 @@ type Agent struct {
 	api     *api.Server
 	lis     net.Listener
 	ctrl    *controller.Controller
+	profile func() // finishes the CPU profile, if one is written
 }
 
 // New returns an agent for cfg; Start starts it.
@@ -44,6 +45,7 @@ func New(cfg *config.Config, log hclog.Logger) *Agent {
 // Start launches the store and every driver, then listens on the API
 // socket. On error everything it started is stopped again.
 func (a *Agent) Start(ctx context.Context) (err error) {
+	a.profile = a.startProfile()
 	defer func() {
 		if err != nil {
 			a.Stop()
@@ -84,6 +86,10 @@ func (a *Agent) Stop() {
 		a.ctrl.Close()
 	}
 	a.plugins.Shutdown()
+	if a.profile != nil {
+		a.profile()
+		a.profile = nil
+	}
 }
 
 // Plugins returns the agent's plugin manager.

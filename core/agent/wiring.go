@@ -2,10 +2,15 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -61,7 +66,12 @@ func (a *Agent) startController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	hostID, err := hostID(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
+		HostID:          hostID,
 		DataDir:         a.cfg.DataDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
@@ -117,4 +127,26 @@ func netipx(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	bits, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), bits), true
+}
+
+// hostID returns this host's ID, made on first start and kept in
+// <data_dir>/host-id: hosts sharing a store tell their local records apart
+// by it.
+func hostID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "host-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", fmt.Errorf("creating data_dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("writing host ID: %w", err)
+	}
+	return id, nil
 }

@@ -382,8 +382,12 @@ func TestExample(t *testing.T) {
 	if c.PluginDir != bin {
 		t.Errorf("example plugin_dir = %q, want the checkout's %q", c.PluginDir, bin)
 	}
-	if c.Store.Name != "bolt" || c.Store.Implicit || len(c.Drivers) != 1 || c.Drivers[0].Name != "none" {
-		t.Errorf("example loads store %s and drivers %v, want bolt and none", c.Store, c.Drivers)
+	var drivers []string
+	for _, d := range c.Drivers {
+		drivers = append(drivers, d.Name)
+	}
+	if c.Store.Name != "bolt" || c.Store.Implicit || strings.Join(drivers, ",") != "none,bridge,host" {
+		t.Errorf("example loads store %s and drivers %v, want bolt with none, bridge and host", c.Store, drivers)
 	}
 	// plugins/none declares an empty config struct.
 	if _, diags := DecodePluginConfig(c.Drivers[0], sdk.MustSchemaFor(struct{}{})); diags.HasErrors() {

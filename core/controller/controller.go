@@ -36,6 +36,10 @@ type Plugins interface {
 
 // Config configures a controller.
 type Config struct {
+	// HostID names this host among the hosts that may share a global
+	// store; records of local objects carry it. Empty is a valid ID for a
+	// host that shares its store with no other.
+	HostID string
 	// DataDir holds per-sandbox resolution files under sandboxes/<id>/.
 	DataDir string
 	// NetnsDir holds the sandboxes' namespace keys.
@@ -73,6 +77,7 @@ type Controller struct {
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
 	caps        map[string]*pb.Capabilities // by driver name
+	onHost      map[string]bool             // global networks this host's driver has set up
 	stubTimer   *time.Timer
 }
 
@@ -100,7 +105,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{},
+		caps: map[string]*pb.Capabilities{}, onHost: map[string]bool{},
 	}
 	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,31 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if op.deleting || op.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
 	}
-	n, _, err := c.network(ctx, netRef)
+	ep, err := c.connect(ctx, op, netRef, req, ports, ip, ip6, true)
+	if errors.Is(err, errStale) {
+		// The cached network record was out of date: start over from
+		// the store.
+		ep, err = c.connect(ctx, op, netRef, req, ports, ip, ip6, false)
+	}
+	return ep, err
+}
+
+// errStale says a cached network record turned out to be out of date.
+var errStale = errors.New("cached network record is out of date")
+
+// connect is Connect with op.mu held. With useCache, the network may come
+// from the cache; the endpoint's transaction checks it, and errStale says
+// to start over without the cache.
+func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, req Connect, ports []PortBinding, ip, ip6 netip.Addr, useCache bool) (*Endpoint, error) {
+	var n *Network
+	var nIdx uint64
+	var cached bool
+	var err error
+	if useCache {
+		n, nIdx, cached, err = c.cachedNetwork(ctx, netRef)
+	} else {
+		n, nIdx, err = c.network(ctx, netRef)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -51,8 +76,11 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 			return nil, errorf(sdk.ErrExists, "container %s is already connected to network %s", req.Container, n.Name)
 		}
 	}
-	_, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(n.Driver)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.ensureOnHost(ctx, d, n); err != nil {
 		return nil, err
 	}
 	switch hostMode := op.sb.Options().HostMode; {
@@ -69,13 +97,14 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 		name = req.Container
 	}
 	ep := &Endpoint{
-		ID: newID(), Name: name, NetworkID: n.ID, Aliases: req.Aliases, Priority: req.Priority,
+		ID: newID(), Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: ports, Created: time.Now().UTC(),
 	}
-	if err := c.createEndpoint(ctx, ep, ip, ip6); err != nil {
+	idx, err := c.createEndpoint(ctx, ep, n, nIdx, cached, ip, ip6)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.join(ctx, op, n, ep); err != nil {
+	if err := c.join(ctx, op, n, ep, idx); err != nil {
 		if rerr := c.deleteEndpoint(ctx, ep.NetworkID, ep.ID); rerr != nil {
 			c.log.Error("rolling back endpoint", "endpoint", short(ep.ID), "error", rerr)
 		}
@@ -85,17 +114,28 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 }
 
 // createEndpoint allocates the endpoint's addresses and writes it, in one
-// transaction that also checks the network was not marked in-delete, then
-// asks the driver to create it.
-func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, ip, ip6 netip.Addr) error {
-	var n *Network
+// transaction that also checks that network n (read at index nIdx) was not
+// marked in-delete since, then asks the driver to create it. It returns
+// the index of the endpoint's record. With cached, n came from the cache:
+// a failed check then gives errStale rather than a retry.
+func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Network, nIdx uint64, cached bool, ip, ip6 netip.Addr) (uint64, error) {
 	var caps *pb.Capabilities
+	var epIdx uint64
+	first := true
 	err := retry(ctx, "creating endpoint", func() error {
-		var nIdx uint64
 		var err error
-		if n, nIdx, err = c.network(ctx, ep.NetworkID); err != nil {
-			return err
+		if !first {
+			if cached {
+				return errStale
+			}
+			if n, nIdx, err = c.networkByID(ctx, ep.NetworkID); err != nil {
+				if errors.Is(err, sdk.ErrNotFound) {
+					return errorf(sdk.ErrNotFound, "network %q not found", ep.NetworkID)
+				}
+				return err
+			}
 		}
+		first = false
 		if n.InDelete {
 			return errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
 		}
@@ -139,40 +179,44 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, ip, ip6 n
 			return errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
 		}
 		ops = append(ops, cas(endpointKey(n.ID, ep.ID), 0, ep))
-		if err := c.kv.txn(ctx, ops...); err != nil {
+		res, err := c.kv.txnResults(ctx, ops...)
+		if err != nil {
 			return err
 		}
+		epIdx = indexOf(res, endpointKey(n.ID, ep.ID))
+		c.kv.eps.put(endpointKey(n.ID, ep.ID), ep, epIdx)
 		for _, a := range allocs {
 			a.Done(true)
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	d, _, err := c.driver(n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
 		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: netProto(n), Endpoint: epProto(ep)}); err == nil {
-			err = c.adoptDriverFill(ctx, ep, resp.GetInterface())
+			epIdx, err = c.adoptDriverFill(ctx, ep, epIdx, resp.GetInterface())
 		}
 	}
 	if err != nil {
 		if rerr := c.dropEndpoint(ctx, ep); rerr != nil {
 			c.log.Error("rolling back endpoint record", "endpoint", short(ep.ID), "error", rerr)
 		}
-		return fmt.Errorf("driver %q creating endpoint on network %s: %w", n.Driver, n.Name, err)
+		return 0, fmt.Errorf("driver %q creating endpoint on network %s: %w", n.Driver, n.Name, err)
 	}
-	return nil
+	return epIdx, nil
 }
 
 // adoptDriverFill records what the driver filled in (a MAC; addresses for
-// drivers that pick their own).
-func (c *Controller) adoptDriverFill(ctx context.Context, ep *Endpoint, fill *pb.EndpointInterface) error {
+// drivers that pick their own) in ep, stored at index idx, and returns
+// its index afterwards.
+func (c *Controller) adoptDriverFill(ctx context.Context, ep *Endpoint, idx uint64, fill *pb.EndpointInterface) (uint64, error) {
 	if fill == nil || (fill.GetMac() == "" || fill.GetMac() == ep.MAC) && fill.GetAddress() == "" && fill.GetAddressV6() == "" {
-		return nil
+		return idx, nil
 	}
-	return c.updateEndpoint(ctx, ep.NetworkID, ep.ID, func(cur *Endpoint) error {
+	return c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, ep, func(cur *Endpoint) error {
 		if m := fill.GetMac(); m != "" {
 			if _, err := net.ParseMAC(m); err != nil {
 				return fmt.Errorf("driver gave a bad MAC %q: %w", m, sdk.ErrInvalid)
@@ -203,36 +247,99 @@ func macFor(a netip.Addr) string {
 
 // updateEndpoint applies fn to the stored endpoint with compare-and-swap.
 func (c *Controller) updateEndpoint(ctx context.Context, netID, id string, fn func(*Endpoint) error) error {
-	return retry(ctx, "updating endpoint "+short(id), func() error {
+	_, err := c.updateEndpointAt(ctx, netID, id, 0, nil, fn)
+	return err
+}
+
+// updateEndpointAt is updateEndpoint for a caller that knows the record:
+// stored is its content at index idx (0: unknown). The first attempt then
+// applies fn to a copy of stored without reading the record back; if the
+// record has changed since, it reads and retries as updateEndpoint does.
+// It returns the record's new index.
+func (c *Controller) updateEndpointAt(ctx context.Context, netID, id string, idx uint64, stored *Endpoint, fn func(*Endpoint) error) (uint64, error) {
+	key := endpointKey(netID, id)
+	var newIdx uint64
+	err := retry(ctx, "updating endpoint "+short(id), func() error {
 		var cur Endpoint
-		idx, err := c.kv.get(ctx, endpointKey(netID, id), &cur)
-		if err != nil {
-			return err
+		if idx != 0 && stored != nil {
+			cur = stored.clone()
+		} else {
+			var err error
+			if idx, err = c.kv.get(ctx, key, &cur); err != nil {
+				return err
+			}
 		}
 		if err := fn(&cur); err != nil {
 			return err
 		}
-		return c.kv.txn(ctx, cas(endpointKey(netID, id), idx, &cur))
+		res, err := c.kv.txnResults(ctx, cas(key, idx, &cur))
+		if err != nil {
+			idx = 0 // read it back next time
+			c.kv.eps.forget(key)
+			return err
+		}
+		newIdx = indexOf(res, key)
+		c.kv.eps.put(key, &cur, newIdx)
+		return nil
 	})
+	return newIdx, err
+}
+
+// endpointRecord returns an endpoint's record and index, from the cache
+// when it has them.
+func (c *Controller) endpointRecord(ctx context.Context, netID, id string) (Endpoint, uint64, error) {
+	key := endpointKey(netID, id)
+	if ep, idx, ok := c.kv.eps.get(key); ok {
+		return ep, idx, nil
+	}
+	var ep Endpoint
+	idx, err := c.kv.get(ctx, key, &ep)
+	if err != nil {
+		return Endpoint{}, 0, err
+	}
+	c.kv.eps.put(key, &ep, idx)
+	return ep, idx, nil
+}
+
+// clone returns a copy of ep that shares no slice with it.
+func (ep *Endpoint) clone() Endpoint {
+	cp := *ep
+	cp.Routes = slices.Clone(ep.Routes)
+	cp.Aliases = slices.Clone(ep.Aliases)
+	cp.Ports = slices.Clone(ep.Ports)
+	return cp
 }
 
 // dropEndpoint deletes an endpoint's record and releases its addresses in
 // one transaction.
 func (c *Controller) dropEndpoint(ctx context.Context, ep *Endpoint) error {
-	n, _, err := c.network(ctx, ep.NetworkID)
+	n, err := c.stableNetwork(ctx, ep.NetworkID)
 	if err != nil {
 		return err
 	}
-	return retry(ctx, "deleting endpoint "+short(ep.ID), func() error {
+	return c.dropEndpointAt(ctx, n, ep.NetworkID, ep.ID, 0, nil)
+}
+
+// dropEndpointAt is dropEndpoint for a caller that knows the record:
+// stored is its content at index idx (0: unknown), and the first attempt
+// deletes it without reading it back.
+func (c *Controller) dropEndpointAt(ctx context.Context, n *Network, netID, id string, idx uint64, stored *Endpoint) error {
+	key := endpointKey(netID, id)
+	return retry(ctx, "deleting endpoint "+short(id), func() error {
 		var cur Endpoint
-		idx, err := c.kv.get(ctx, endpointKey(ep.NetworkID, ep.ID), &cur)
-		if errors.Is(err, sdk.ErrNotFound) {
-			return nil
+		if idx != 0 && stored != nil {
+			cur = *stored
+		} else {
+			var err error
+			idx, err = c.kv.get(ctx, key, &cur)
+			if errors.Is(err, sdk.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
-		}
-		ops := []*pb.TxnOp{delCAS(endpointKey(ep.NetworkID, ep.ID), idx)}
+		ops := []*pb.TxnOp{delCAS(key, idx)}
 		type rel struct{ pool, addr netip.Prefix }
 		var rels []rel
 		if cur.Address.IsValid() && len(n.IPv4) > 0 {
@@ -243,7 +350,10 @@ func (c *Controller) dropEndpoint(ctx context.Context, ep *Endpoint) error {
 			ops = append(ops, c.ipam.ReleaseOps(n.IPv6[0].Subnet, cur.AddressV6.Addr())...)
 			rels = append(rels, rel{n.IPv6[0].Subnet, cur.AddressV6})
 		}
-		if err := c.kv.txn(ctx, ops...); err != nil {
+		err := c.kv.txn(ctx, ops...)
+		c.kv.eps.forget(key)
+		if err != nil {
+			idx = 0 // read it back next time
 			return err
 		}
 		for _, r := range rels {
@@ -256,12 +366,12 @@ func (c *Controller) dropEndpoint(ctx context.Context, ep *Endpoint) error {
 // deleteEndpoint asks the driver to delete the endpoint, then deletes its
 // record and addresses.
 func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error {
-	n, _, err := c.network(ctx, netID)
+	n, err := c.stableNetwork(ctx, netID)
 	if err != nil {
 		return err
 	}
-	var ep Endpoint
-	if _, err := c.kv.get(ctx, endpointKey(netID, id), &ep); err != nil {
+	ep, idx, err := c.endpointRecord(ctx, netID, id)
+	if err != nil {
 		if errors.Is(err, sdk.ErrNotFound) {
 			return nil
 		}
@@ -274,16 +384,16 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)}); err != nil {
 		return fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(id), err)
 	}
-	return c.dropEndpoint(ctx, &ep)
+	return c.dropEndpointAt(ctx, n, netID, id, idx, &ep)
 }
 
-// join joins a stored endpoint to a sandbox: the driver's Join, the
-// interface into the namespace, external connectivity, then the record.
-// Undone on failure. With an external key not yet set, only the record
-// says the endpoint belongs to the sandbox; SetKey does the rest.
-func (c *Controller) join(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
+// join joins endpoint ep, stored at index idx, to a sandbox: the driver's
+// Join, the interface into the namespace, external connectivity, then the
+// record. Undone on failure. With an external key not yet set, only the
+// record says the endpoint belongs to the sandbox; SetKey does the rest.
+func (c *Controller) join(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) error {
 	if op.sb.Namespace() == nil {
-		if err := c.updateEndpoint(ctx, ep.NetworkID, ep.ID, func(cur *Endpoint) error {
+		if _, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, ep, func(cur *Endpoint) error {
 			cur.SandboxID = op.sb.ID()
 			*ep = *cur
 			return nil
@@ -293,20 +403,20 @@ func (c *Controller) join(ctx context.Context, op *sandboxOp, n *Network, ep *En
 		op.sb.Restore(sbEndpoint(n, ep))
 		return nil
 	}
-	return c.joinStored(ctx, op, n, ep)
+	return c.joinStored(ctx, op, n, ep, idx)
 }
 
 // rejoin joins a stored endpoint again (SetKey, Refresh).
 func (c *Controller) rejoin(ctx context.Context, op *sandboxOp, netID, epID string) error {
-	n, _, err := c.network(ctx, netID)
+	n, err := c.stableNetwork(ctx, netID)
 	if err != nil {
 		return err
 	}
-	var ep Endpoint
-	if _, err := c.kv.get(ctx, endpointKey(netID, epID), &ep); err != nil {
+	ep, idx, err := c.endpointRecord(ctx, netID, epID)
+	if err != nil {
 		return err
 	}
-	return c.joinStored(ctx, op, n, &ep)
+	return c.joinStored(ctx, op, n, &ep, idx)
 }
 
 func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
@@ -318,9 +428,10 @@ func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
 	}
 }
 
-// joinStored does the work of a join for an endpoint already stored, and
-// leaves ep as stored afterwards.
-func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (err error) {
+// joinStored does the work of a join for an endpoint stored at index idx
+// (0: unknown), and leaves ep as stored afterwards.
+func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) (err error) {
+	stored := ep.clone()
 	d, _, err := c.driver(n.Driver)
 	if err != nil {
 		return err
@@ -362,7 +473,32 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 	} else if resp.GetSrcName() != "" {
 		se.GatewayV6 = netip.Addr{}
 	}
+	// The driver publishes the ports (on the host side) while the sandbox
+	// side is set up.
+	type published struct {
+		resp *pb.ExternalConnectivityResponse
+		err  error
+	}
+	var publishing chan published
+	if len(ep.Ports) > 0 {
+		publishing = make(chan published, 1)
+		preq := &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)}
+		go func() {
+			resp, err := d.ProgramExternalConnectivity(ctx, preq)
+			publishing <- published{resp, err}
+		}()
+	}
 	rec, err := sb.AddInterface(se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
+	var pub published
+	if publishing != nil {
+		if pub = <-publishing; pub.err == nil {
+			defer func() {
+				if err != nil {
+					_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
+				}
+			}()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("setting up endpoint %s in %s: %w", short(ep.ID), sb, err)
 	}
@@ -372,16 +508,11 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 	}()
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
-	if len(ep.Ports) > 0 {
-		resp, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
-		if err != nil {
+	if publishing != nil {
+		if err = pub.err; err != nil {
 			return fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
 		}
-		defer func() {
-			if err != nil {
-				_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
-			}
-		}()
+		resp := pub.resp
 		ep.External = true
 		if bs := resp.GetPortBindings(); len(bs) > 0 {
 			ep.Ports = ep.Ports[:0]
@@ -392,59 +523,58 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 	}
 	joined := *ep
-	if err = c.updateEndpoint(ctx, ep.NetworkID, ep.ID, func(cur *Endpoint) error {
-		cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
-		cur.External, cur.Ports = joined.External, joined.Ports
-		*ep = *cur
-		return nil
-	}); err != nil {
+	var final Endpoint
+	updated := make(chan error, 1)
+	go func() {
+		_, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, &stored, func(cur *Endpoint) error {
+			cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
+			cur.External, cur.Ports = joined.External, joined.Ports
+			final = *cur
+			return nil
+		})
+		updated <- err
+	}()
+	// While the store commits the join, the name index, the resolver and
+	// the resolution files take the endpoint in. None of them is state the
+	// store vouches for: if the commit fails, the rollback above takes the
+	// interface out and they follow it again.
+	c.names.add(n, &joined, sb.Options().Hostname)
+	c.refreshDNS(op)
+	ferr := sb.WriteFiles()
+	if err = <-updated; err != nil {
+		// Undone here rather than by the deferred rollback, so the
+		// resolver and the files follow.
+		c.names.remove(ep.ID)
+		_ = sb.RemoveInterface(ep.ID)
+		c.refreshDNS(op)
+		_ = sb.WriteFiles()
 		return err
 	}
-	c.names.add(n, ep, sb.Options().Hostname)
-	c.refreshDNS(op)
-	return sb.WriteFiles()
+	*ep = final
+	return ferr
 }
 
 // leave detaches an endpoint from a sandbox: external connectivity
-// revoked, the driver's Leave, the interface out of the namespace (unless
-// the namespace is going away: then the kernel removes it), the record
-// updated.
+// revoked, the driver's Leave, the interface out of service in the
+// namespace (unless the namespace is going away: then the kernel removes
+// it), the record updated.
 func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID string, dying bool) error {
-	n, _, err := c.network(ctx, netID)
+	n, err := c.stableNetwork(ctx, netID)
 	if err != nil {
 		return err
 	}
-	var ep Endpoint
-	if _, err := c.kv.get(ctx, endpointKey(netID, epID), &ep); err != nil {
+	ep, idx, err := c.endpointRecord(ctx, netID, epID)
+	if err != nil {
 		if errors.Is(err, sdk.ErrNotFound) {
 			op.sb.Forget(epID)
 			return nil
 		}
 		return err
 	}
-	d, _, err := c.driver(n.Driver)
-	if err != nil {
+	if err := c.leaveStored(ctx, op, n, &ep, dying); err != nil {
 		return err
 	}
-	np, epp := netProto(n), epProto(&ep)
-	if ep.External {
-		if err := d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp}); err != nil {
-			return fmt.Errorf("driver %q revoking ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
-		}
-	}
-	if key := op.sb.Key(); key != "" {
-		if err := d.Leave(ctx, &pb.LeaveRequest{Network: np, Endpoint: epp, SandboxKey: key}); err != nil {
-			return fmt.Errorf("driver %q: endpoint %s leaving %s: %w", n.Driver, short(ep.ID), op.sb, err)
-		}
-	}
-	c.names.remove(epID)
-	if dying {
-		op.sb.Forget(epID)
-	} else if err := op.sb.RemoveInterface(epID); err != nil {
-		return err
-	}
-	c.refreshDNS(op)
-	if err := c.updateEndpoint(ctx, netID, epID, func(cur *Endpoint) error {
+	if _, err := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
 		cur.SandboxID, cur.IfName, cur.External = "", "", false
 		return nil
 	}); err != nil {
@@ -456,12 +586,100 @@ func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID strin
 	return op.sb.WriteFiles()
 }
 
-// removeEndpoint is leave then delete.
-func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, epID string, dying bool) error {
-	if err := c.leave(ctx, op, netID, epID, dying); err != nil {
+// leaveStored does the work of a leave for endpoint ep as stored, but
+// leaves the record to its caller.
+func (c *Controller) leaveStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, dying bool) error {
+	if err := c.driverLeave(ctx, op, n, ep); err != nil {
 		return err
 	}
-	return c.deleteEndpoint(ctx, netID, epID)
+	c.names.remove(ep.ID)
+	if dying {
+		op.sb.Forget(ep.ID)
+	} else if err := op.sb.RemoveInterface(ep.ID); err != nil {
+		return err
+	}
+	c.refreshDNS(op)
+	return nil
+}
+
+// driverLeave is the driver's part of a leave: external connectivity
+// revoked, then Leave.
+func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
+	d, _, err := c.driver(n.Driver)
+	if err != nil {
+		return err
+	}
+	np, epp := netProto(n), epProto(ep)
+	if ep.External {
+		if err := d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp}); err != nil {
+			return fmt.Errorf("driver %q revoking ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
+		}
+	}
+	if key := op.sb.Key(); key != "" {
+		if err := d.Leave(ctx, &pb.LeaveRequest{Network: np, Endpoint: epp, SandboxKey: key}); err != nil {
+			return fmt.Errorf("driver %q: endpoint %s leaving %s: %w", n.Driver, short(ep.ID), op.sb, err)
+		}
+	}
+	return nil
+}
+
+// removeEndpoint is leave then delete, with one write to the store at the
+// end: the record goes with its addresses. (Should the agent stop before
+// that write, the endpoint is read back as joined; disconnecting or
+// deleting the sandbox again finishes the job.)
+func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, epID string, dying bool) error {
+	n, err := c.stableNetwork(ctx, netID)
+	if err != nil {
+		return err
+	}
+	ep, idx, err := c.endpointRecord(ctx, netID, epID)
+	if err != nil {
+		if errors.Is(err, sdk.ErrNotFound) {
+			c.names.remove(epID)
+			op.sb.Forget(epID)
+			return nil
+		}
+		return err
+	}
+	if err := c.driverLeave(ctx, op, n, &ep); err != nil {
+		return err
+	}
+	c.names.remove(epID)
+	// The sandbox side goes while the driver deletes the endpoint.
+	retired := make(chan error, 1)
+	if dying {
+		op.sb.Forget(epID)
+		retired <- nil
+	} else {
+		go func() { retired <- op.sb.RemoveInterface(epID) }()
+	}
+	d, _, err := c.driver(n.Driver)
+	if err == nil {
+		err = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)})
+	}
+	if err != nil {
+		err = fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(epID), err)
+	}
+	err = errors.Join(err, <-retired)
+	c.refreshDNS(op)
+	if err != nil {
+		// The sandbox has let the endpoint go: so does its record, which
+		// keeps its addresses; deleting it is left to the next start.
+		if _, uerr := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
+			cur.SandboxID, cur.IfName, cur.External = "", "", false
+			return nil
+		}); uerr != nil {
+			c.log.Error("marking endpoint left", "endpoint", short(epID), "error", uerr)
+		}
+		return err
+	}
+	if err := c.dropEndpointAt(ctx, n, netID, epID, idx, &ep); err != nil {
+		return err
+	}
+	if dying {
+		return nil
+	}
+	return op.sb.WriteFiles()
 }
 
 // Disconnect detaches a container's sandbox from a network and deletes the
@@ -473,11 +691,24 @@ func (c *Controller) Disconnect(ctx context.Context, netRef, container string) e
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	// The sandbox knows its networks' IDs and names: a network with an
+	// endpoint cannot go away, nor its name pass to another network.
+	eps := op.sb.Endpoints()
+	for _, match := range []func(sandbox.Endpoint) bool{
+		func(e sandbox.Endpoint) bool { return e.NetworkID == netRef },
+		func(e sandbox.Endpoint) bool { return e.NetworkName == netRef },
+	} {
+		for _, e := range eps {
+			if match(e) {
+				return c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false)
+			}
+		}
+	}
 	n, _, err := c.network(ctx, netRef)
 	if err != nil {
 		return err
 	}
-	for _, e := range op.sb.Endpoints() {
+	for _, e := range eps {
 		if e.NetworkID == n.ID {
 			return c.removeEndpoint(ctx, op, n.ID, e.ID, false)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/sandnet/sandnet/sdk"
@@ -23,8 +24,7 @@ const (
 	sandboxPrefix  = prefix + "sandbox/"
 )
 
-func networkKey(id string) string       { return networkPrefix + id }
-func networkNameKey(name string) string { return namePrefix + name }
+func networkKey(id string) string { return networkPrefix + id }
 func endpointKey(netID, id string) string {
 	return endpointPrefix + netID + "/" + id
 }
@@ -37,9 +37,13 @@ const maxAttempts = 8
 // kv wraps the store with JSON records.
 type kv struct {
 	store func() (store.Store, error)
+	// nets remembers network records; see netCache.
+	nets netCache
+	// eps remembers endpoint records; see epCache.
+	eps epCache
 }
 
-func (k kv) get(ctx context.Context, key string, v any) (uint64, error) {
+func (k *kv) get(ctx context.Context, key string, v any) (uint64, error) {
 	s, err := k.store()
 	if err != nil {
 		return 0, err
@@ -55,7 +59,7 @@ func (k kv) get(ctx context.Context, key string, v any) (uint64, error) {
 }
 
 // list decodes every record under prefix with decode.
-func (k kv) list(ctx context.Context, prefix string, decode func(key string, index uint64, raw []byte) error) error {
+func (k *kv) list(ctx context.Context, prefix string, decode func(key string, index uint64, raw []byte) error) error {
 	s, err := k.store()
 	if err != nil {
 		return err
@@ -72,7 +76,7 @@ func (k kv) list(ctx context.Context, prefix string, decode func(key string, ind
 	return nil
 }
 
-func (k kv) count(ctx context.Context, prefix string) (int, error) {
+func (k *kv) count(ctx context.Context, prefix string) (int, error) {
 	s, err := k.store()
 	if err != nil {
 		return 0, err
@@ -81,16 +85,35 @@ func (k kv) count(ctx context.Context, prefix string) (int, error) {
 	return len(pairs), err
 }
 
-func (k kv) txn(ctx context.Context, ops ...*pb.TxnOp) error {
+func (k *kv) txn(ctx context.Context, ops ...*pb.TxnOp) error {
+	_, err := k.txnResults(ctx, ops...)
+	return err
+}
+
+// txnResults is txn returning the new pair of every PUT and CAS op, in
+// order: their indexes let the caller's next compare-and-swap on those
+// keys skip reading them back.
+func (k *kv) txnResults(ctx context.Context, ops ...*pb.TxnOp) ([]*pb.KVPair, error) {
 	s, err := k.store()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err = s.Txn(ctx, ops); errors.Is(err, sdk.ErrConflict) {
+	res, err := s.Txn(ctx, ops)
+	if errors.Is(err, sdk.ErrConflict) {
 		// A compare-and-swap lost a race: the caller re-reads and retries.
-		return fmt.Errorf("%w: %v", errRetry, err)
+		return nil, fmt.Errorf("%w: %v", errRetry, err)
 	}
-	return err
+	return res, err
+}
+
+// indexOf returns the index a transaction's results give key, or 0.
+func indexOf(res []*pb.KVPair, key string) uint64 {
+	for _, p := range res {
+		if p.GetKey() == key {
+			return p.GetIndex()
+		}
+	}
+	return 0
 }
 
 // cas is a compare-and-swap op writing v at key if its index is index
@@ -139,3 +162,48 @@ func isConflict(err error) bool { return errors.Is(err, errRetry) }
 
 // errRetry marks a lost compare-and-swap race: retry tries again.
 var errRetry = errors.New("concurrent update")
+
+// epCache remembers the endpoint records this agent wrote or read last,
+// each with its index, so that the next compare-and-swap on one (a join's
+// update, a disconnect's delete) need not read it back first. Only the
+// agent whose sandbox an endpoint joins writes its record; should the
+// record have changed anyway, the compare-and-swap fails, the entry is
+// dropped and the caller reads the store.
+type epCache struct {
+	mu sync.Mutex
+	m  map[string]cachedEP // by key
+}
+
+type cachedEP struct {
+	ep  Endpoint
+	idx uint64
+}
+
+func (ec *epCache) get(key string) (Endpoint, uint64, bool) {
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	e, ok := ec.m[key]
+	if !ok {
+		return Endpoint{}, 0, false
+	}
+	return e.ep.clone(), e.idx, true
+}
+
+func (ec *epCache) put(key string, ep *Endpoint, idx uint64) {
+	if idx == 0 {
+		ec.forget(key)
+		return
+	}
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	if ec.m == nil {
+		ec.m = map[string]cachedEP{}
+	}
+	ec.m[key] = cachedEP{ep: ep.clone(), idx: idx}
+}
+
+func (ec *epCache) forget(key string) {
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	delete(ec.m, key)
+}

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"regexp"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/sandnet/sandnet/core/ipam"
@@ -98,16 +100,18 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		req.EnableIPv6 = true
 	}
 	n := &Network{
-		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal,
+		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
-		if _, err := c.kv.get(ctx, networkNameKey(req.Name), new(string)); err == nil {
-			return errorf(sdk.ErrExists, "name: a network named %q already exists", req.Name)
-		} else if !errors.Is(err, sdk.ErrNotFound) {
-			return err
+		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
+			if _, err := c.kv.get(ctx, key, new(string)); err == nil {
+				return errorf(sdk.ErrExists, "name: a network named %q already exists", req.Name)
+			} else if !errors.Is(err, sdk.ErrNotFound) {
+				return err
+			}
 		}
-		ops := []*pb.TxnOp{cas(networkKey(n.ID), 0, n), cas(networkNameKey(n.Name), 0, n.ID)}
+		ops := []*pb.TxnOp{cas(networkKey(n.ID), 0, n), cas(c.nameKeyOf(n), 0, n.ID)}
 		n.IPv4, n.IPv6 = nil, nil
 		if caps.GetNeedsAddresses() {
 			reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: subnet, Gateway: gateway, Range: ipRange}}
@@ -125,7 +129,11 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 			ops = append(ops, pops...)
 			ops[0] = cas(networkKey(n.ID), 0, n) // now with its pools
 		}
-		return c.kv.txn(ctx, ops...)
+		res, err := c.kv.txnResults(ctx, ops...)
+		if err == nil {
+			c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -143,11 +151,12 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 // removeNetwork deletes a network's record, name and pools in one
 // transaction.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
+	c.kv.nets.forget(n.ID)
 	return retry(ctx, "removing network "+n.Name, func() error {
 		ops := []*pb.TxnOp{del(networkKey(n.ID))}
 		var cur string
-		if _, err := c.kv.get(ctx, networkNameKey(n.Name), &cur); err == nil && cur == n.ID {
-			ops = append(ops, del(networkNameKey(n.Name)))
+		if _, err := c.kv.get(ctx, c.nameKeyOf(n), &cur); err == nil && cur == n.ID {
+			ops = append(ops, del(c.nameKeyOf(n)))
 		}
 		for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
 			ops = append(ops, c.ipam.ReleasePool(p.Subnet)...)
@@ -162,31 +171,152 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	})
 }
 
-// Network returns the network with that ID or name, with its index.
+// network returns the network with that ID or name, with its index, as
+// the store has it now, and remembers it in the cache.
 func (c *Controller) network(ctx context.Context, ref string) (*Network, uint64, error) {
 	if ref == "" {
 		return nil, 0, errorf(sdk.ErrInvalid, "network: empty network name or ID")
 	}
-	var n Network
-	idx, err := c.kv.get(ctx, networkKey(ref), &n)
-	if err == nil {
-		return &n, idx, nil
-	}
-	if !errors.Is(err, sdk.ErrNotFound) {
-		return nil, 0, err
-	}
-	var id string
-	if _, err := c.kv.get(ctx, networkNameKey(ref), &id); err != nil {
-		if errors.Is(err, sdk.ErrNotFound) {
-			return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+	// Names are looked up first unless ref has the form of an ID: a
+	// lookup that misses costs a store round trip.
+	byName := !isID(ref)
+	for range 2 {
+		var n *Network
+		var idx uint64
+		var err error
+		if byName {
+			n, idx, err = c.networkByName(ctx, ref)
+		} else {
+			n, idx, err = c.networkByID(ctx, ref)
 		}
+		if !errors.Is(err, sdk.ErrNotFound) {
+			return n, idx, err
+		}
+		byName = !byName
+	}
+	return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+}
+
+func (c *Controller) networkByID(ctx context.Context, id string) (*Network, uint64, error) {
+	var n Network
+	idx, err := c.kv.get(ctx, networkKey(id), &n)
+	if err != nil {
 		return nil, 0, err
 	}
-	idx, err = c.kv.get(ctx, networkKey(id), &n)
-	if errors.Is(err, sdk.ErrNotFound) {
-		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+	if !c.mine(&n) {
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q is local to another host", id)
 	}
-	return &n, idx, err
+	c.kv.nets.put(&n, idx)
+	return &n, idx, nil
+}
+
+// networkByName finds a name among this host's local networks first,
+// then among the global ones.
+func (c *Controller) networkByName(ctx context.Context, name string) (*Network, uint64, error) {
+	var id string
+	_, err := c.kv.get(ctx, c.localNameKey(name), &id)
+	if errors.Is(err, sdk.ErrNotFound) {
+		_, err = c.kv.get(ctx, globalNameKey(name), &id)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return c.networkByID(ctx, id)
+}
+
+// cachedNetwork is network answered from the cache when it can be: the
+// record may since have been marked in-delete or deleted, which only its
+// index tells (see netCache). fromCache says which it was.
+func (c *Controller) cachedNetwork(ctx context.Context, ref string) (n *Network, idx uint64, fromCache bool, err error) {
+	if n, idx, ok := c.kv.nets.get(ref); ok {
+		return n, idx, true, nil
+	}
+	n, idx, err = c.network(ctx, ref)
+	return n, idx, false, err
+}
+
+// stableNetwork returns network id for work on its existing endpoints: it
+// reads only what never changes in a network's record (its driver, pools
+// and options), and a network with endpoints is not deleted, so a cached
+// record will do.
+func (c *Controller) stableNetwork(ctx context.Context, id string) (*Network, error) {
+	if n, _, ok := c.kv.nets.get(id); ok && n.ID == id {
+		return n, nil
+	}
+	n, _, err := c.networkByID(ctx, id)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil, errorf(sdk.ErrNotFound, "network %q not found", id)
+	}
+	return n, err
+}
+
+// isID reports whether ref has the form of a network ID (see newID).
+func isID(ref string) bool {
+	return len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == ""
+}
+
+// netCache remembers network records by ID, each with the index it was
+// read or written at, and the IDs of network names. A network's record
+// changes once in its life, when a delete marks it in-delete, and a name
+// names one network until that network is gone: so a cached record has
+// the record's content, and only its index (and whether the network still
+// exists) may be out of date. Whoever needs the network to exist and not
+// be in-delete checks the index in the transaction that relies on it (an
+// endpoint create does, and starts over from the store if the check
+// fails); the others read only what never changes. Deletes, and the
+// API's reads, go to the store.
+type netCache struct {
+	mu    sync.Mutex
+	byID  map[string]cachedNet
+	names map[string]string // name → ID
+}
+
+type cachedNet struct {
+	n   Network
+	idx uint64
+}
+
+// get returns a copy of the network cached under ref, an ID or a name.
+func (nc *netCache) get(ref string) (*Network, uint64, bool) {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	e, ok := nc.byID[ref]
+	if !ok {
+		if e, ok = nc.byID[nc.names[ref]]; !ok {
+			return nil, 0, false
+		}
+	}
+	n := e.n
+	return &n, e.idx, true
+}
+
+// put caches n at index idx; a network in-delete is forgotten instead.
+func (nc *netCache) put(n *Network, idx uint64) {
+	if n.InDelete {
+		nc.forget(n.ID)
+		return
+	}
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if nc.byID == nil {
+		nc.byID, nc.names = map[string]cachedNet{}, map[string]string{}
+	}
+	cp := *n
+	cp.Endpoints = nil
+	nc.byID[n.ID] = cachedNet{n: cp, idx: idx}
+	nc.names[n.Name] = n.ID
+}
+
+// forget drops network id and its name.
+func (nc *netCache) forget(id string) {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if e, ok := nc.byID[id]; ok {
+		if nc.names[e.n.Name] == id {
+			delete(nc.names, e.n.Name)
+		}
+		delete(nc.byID, id)
+	}
 }
 
 // Network returns a network by ID or name, with its endpoints.
@@ -209,7 +339,9 @@ func (c *Controller) Networks(ctx context.Context) ([]*Network, error) {
 		if err := json.Unmarshal(raw, &n); err != nil {
 			return err
 		}
-		out = append(out, &n)
+		if c.mine(&n) {
+			out = append(out, &n)
+		}
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -248,6 +380,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 			return err
 		}
 		n.InDelete = true
+		c.kv.nets.forget(n.ID)
 		if err := c.kv.txn(ctx, cas(networkKey(n.ID), idx, n)); err != nil {
 			n.InDelete = false
 			return err

@@ -26,7 +26,9 @@ func (c *Controller) readState(ctx context.Context) (*state, error) {
 		if err := json.Unmarshal(raw, &n); err != nil {
 			return err
 		}
-		st.networks[n.ID] = &n
+		if c.mine(&n) {
+			st.networks[n.ID] = &n
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -36,7 +38,9 @@ func (c *Controller) readState(ctx context.Context) (*state, error) {
 		if err := json.Unmarshal(raw, &ep); err != nil {
 			return err
 		}
-		st.endpoints = append(st.endpoints, &ep)
+		if ep.HostID == c.cfg.HostID { // other hosts' endpoints on global networks are theirs
+			st.endpoints = append(st.endpoints, &ep)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -46,10 +50,18 @@ func (c *Controller) readState(ctx context.Context) (*state, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return err
 		}
-		st.sandboxes = append(st.sandboxes, &s)
+		if s.HostID == c.cfg.HostID {
+			st.sandboxes = append(st.sandboxes, &s)
+		}
 		return nil
 	})
 	return st, err
+}
+
+// mine reports whether a network is this host's to replay and restore:
+// every global network, and the local networks of this host.
+func (c *Controller) mine(n *Network) bool {
+	return n.Scope == "global" || n.HostID == c.cfg.HostID
 }
 
 // Start reads the store back after an agent start: networks and endpoints
@@ -186,6 +198,7 @@ func (c *Controller) reapStubs() {
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	c.mu.Lock()
 	delete(c.caps, driverName)
+	c.onHost = map[string]bool{}
 	c.mu.Unlock()
 	st, err := c.readState(ctx)
 	if err != nil {

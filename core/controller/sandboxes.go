@@ -107,7 +107,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), Key: op.sb.Key(), Options: op.sb.Options(), Created: op.created, InDelete: op.deleting}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Created: op.created, InDelete: op.deleting}
 }
 
 // saveSandbox rewrites a sandbox's record.

@@ -11,10 +11,13 @@ import (
 
 // Network is a network's record, as stored and as the API shows it.
 type Network struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	Driver     string            `json:"driver"`
-	Scope      string            `json:"scope"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	Scope  string `json:"scope"`
+	// HostID is the host a local-scope network belongs to: when hosts
+	// share a store, each sees only its own local networks.
+	HostID     string            `json:"host_id,omitempty"`
 	Internal   bool              `json:"internal"`
 	EnableIPv6 bool              `json:"enable_ipv6"`
 	Options    map[string]string `json:"options,omitempty"`
@@ -40,6 +43,8 @@ type Endpoint struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	NetworkID string `json:"network_id"`
+	// HostID is the host whose sandbox holds the endpoint.
+	HostID string `json:"host_id,omitempty"`
 	// SandboxID is the sandbox the endpoint is joined to; empty when it is
 	// not joined.
 	SandboxID string          `json:"sandbox_id,omitempty"`
@@ -70,6 +75,7 @@ type PortBinding struct {
 type Sandbox struct {
 	ID          string          `json:"id"`
 	ContainerID string          `json:"container_id"`
+	HostID      string          `json:"host_id,omitempty"`
 	Key         string          `json:"key,omitempty"`
 	Options     sandbox.Options `json:"options"`
 	Created     time.Time       `json:"created"`

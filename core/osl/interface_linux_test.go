@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"slices"
 	"sort"
@@ -464,6 +465,58 @@ func TestRemoveInterfaceTakesBothEnds(t *testing.T) {
 	}
 	if err := sb.RemoveInterface("eth0"); err != nil {
 		t.Errorf("removing a missing interface: %v, want nil", err)
+	}
+}
+
+func TestRetireInterface(t *testing.T) {
+	host, sb := wired(t)
+	if err := sb.RetireInterface("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	l := findLink(t, sb, "eth0")
+	if l.Attrs().Flags&net.FlagUp != 0 || l.Attrs().Group != retiredGroup {
+		t.Fatalf("retired eth0: flags %v, group %#x; want down in the retired group", l.Attrs().Flags, l.Attrs().Group)
+	}
+	addrs, err := sb.Handle().AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 0 {
+		t.Fatalf("retired eth0 keeps addresses %v", addrs)
+	}
+	if err := sb.RetireInterface("eth0"); err != nil {
+		t.Errorf("retiring it again: %v", err)
+	}
+	if err := sb.RetireInterface("nosuch0"); err != nil {
+		t.Errorf("retiring a missing interface: %v, want nil", err)
+	}
+
+	// Its name can be freed for a new interface; one in use cannot.
+	if err := sb.ReleaseName("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if links, _ := sb.Links(); hasLink(links, "eth0") {
+		t.Fatal("eth0 still taken after ReleaseName")
+	}
+	if err := sb.ReleaseName("lo"); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("ReleaseName of a link in use: %v, want fs.ErrExist", err)
+	}
+	if err := sb.ReleaseName("eth0"); err != nil {
+		t.Errorf("ReleaseName of a free name: %v, want nil", err)
+	}
+
+	// DeleteRetired deletes it, and its veth peer.
+	if err := sb.DeleteRetired(); err != nil {
+		t.Fatal(err)
+	}
+	if links, _ := sb.Links(); len(links) != 1 {
+		t.Errorf("links after DeleteRetired: %v, want only lo", linkNames(links))
+	}
+	if links, _ := host.Links(); hasLink(links, "vh0") {
+		t.Error("the veth peer survived DeleteRetired")
+	}
+	if err := sb.DeleteRetired(); err != nil {
+		t.Errorf("DeleteRetired with nothing retired: %v", err)
 	}
 }
 

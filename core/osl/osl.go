@@ -55,4 +55,10 @@ type InterfaceConfig struct {
 	Addresses []*net.IPNet
 	// MTU to set; 0 keeps the current one.
 	MTU int
+	// NoIPv6LinkLocal gives the link no IPv6 link-local address
+	// (addr_gen_mode none), so it sends no duplicate address probes,
+	// multicast listener reports or router solicitations when it comes up:
+	// for an interface that carries IPv4 only. Every such packet is
+	// flooded to every port of the bridge the interface hangs off.
+	NoIPv6LinkLocal bool
 }

@@ -64,6 +64,15 @@ func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
 // RemoveInterface returns ErrNotSupported.
 func (n *Namespace) RemoveInterface(name string) error { return ErrNotSupported }
 
+// RetireInterface returns ErrNotSupported.
+func (n *Namespace) RetireInterface(name string) error { return ErrNotSupported }
+
+// ReleaseName returns ErrNotSupported.
+func (n *Namespace) ReleaseName(name string) error { return ErrNotSupported }
+
+// DeleteRetired returns ErrNotSupported.
+func (n *Namespace) DeleteRetired() error { return ErrNotSupported }
+
 // Links returns ErrNotSupported.
 func (n *Namespace) Links() ([]netlink.Link, error) { return nil, ErrNotSupported }
 

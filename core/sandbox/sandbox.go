@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -81,12 +82,18 @@ type Sandbox struct {
 	dir         string // resolv.conf and hosts live here
 	hostResolv  ResolvConf
 
+	// fmu serializes writing the resolution files; written is what was
+	// written last. Taken before mu.
+	fmu     sync.Mutex
+	written struct{ resolv, hosts []byte }
+
 	mu          sync.Mutex
 	opts        Options
 	key         string
 	ns          *osl.Namespace
 	eps         []*Endpoint // ordered: see less
 	embeddedDNS bool        // an embedded resolver serves 127.0.0.11
+	reaping     bool        // a deletion of retired interfaces is scheduled
 }
 
 // embeddedDNSAddr is where a sandbox's embedded resolver listens.
@@ -250,7 +257,16 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 		}
 	}
 	ok := false
-	if err := s.ns.ConfigureInterface(osl.InterfaceConfig{SrcName: src, DstName: ep.IfName, MAC: ep.MAC, Addresses: addrs}); err != nil {
+	// An interface the host addresses with IPv4 only gets no IPv6
+	// link-local address either (as Docker does for IPv4-only networks).
+	noLL := ep.Addr.IsValid() && !ep.AddrV6.IsValid()
+	cfg := osl.InterfaceConfig{SrcName: src, DstName: ep.IfName, MAC: ep.MAC, Addresses: addrs, NoIPv6LinkLocal: noLL}
+	err := s.ns.ConfigureInterface(cfg)
+	if errors.Is(err, fs.ErrExist) && s.ns.ReleaseName(ep.IfName) == nil {
+		// An interface retired by RemoveInterface held the name.
+		err = s.ns.ConfigureInterface(cfg)
+	}
+	if err != nil {
 		_ = s.ns.RemoveInterface(src)
 		return ep, err
 	}
@@ -273,7 +289,7 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	// up, IPv6 addresses routable): a container started right after a
 	// join must not lose its first packets.
 	wctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	err := s.ns.WaitInterfaceReady(wctx, ep.IfName)
+	err = s.ns.WaitInterfaceReady(wctx, ep.IfName)
 	cancel()
 	if err != nil {
 		return ep, err
@@ -311,10 +327,14 @@ func (s *Sandbox) remove(id string) *Endpoint {
 	return nil
 }
 
-// RemoveInterface forgets the endpoint, removes its interface from the
-// namespace if it is still there (a driver's Leave usually removed it
-// already, with its veth peer) and re-picks the default gateway. A missing
-// endpoint is not an error.
+// RemoveInterface forgets the endpoint, takes its interface out of service
+// if it is still there (down, without addresses: the container no longer
+// has it) and re-picks the default gateway. The interface itself is
+// deleted later — by its driver (a veth pair goes with its host end), by
+// the sandbox retiredDelay after, or with the namespace, whichever comes
+// first — as deleting a live link costs the kernel tens of milliseconds.
+// Until then its name stays taken; AddInterface frees it when it needs it.
+// A missing endpoint is not an error.
 func (s *Sandbox) RemoveInterface(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -323,11 +343,37 @@ func (s *Sandbox) RemoveInterface(id string) error {
 		return nil
 	}
 	if ep.IfName != "" && s.ns != nil {
-		if err := s.ns.RemoveInterface(ep.IfName); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.ns.RetireInterface(ep.IfName); err != nil {
 			return err
 		}
+		s.deleteRetiredLater()
 	}
 	return s.updateGateway()
+}
+
+// retiredDelay is how long retired interfaces wait for their driver, or
+// the namespace's end, before the sandbox deletes them itself.
+const retiredDelay = time.Second
+
+// deleteRetiredLater deletes the namespace's retired interfaces after
+// retiredDelay, in one batch, unless the namespace is gone by then.
+// Called with mu held.
+func (s *Sandbox) deleteRetiredLater() {
+	if s.reaping {
+		return
+	}
+	s.reaping = true
+	ns := s.ns
+	time.AfterFunc(retiredDelay, func() {
+		s.mu.Lock()
+		s.reaping = false
+		current := s.ns == ns
+		s.mu.Unlock()
+		if current {
+			// After Destroy or Close this is ErrClosed: nothing to do.
+			_ = ns.DeleteRetired()
+		}
+	})
 }
 
 // Forget drops the endpoint from the sandbox without touching the
@@ -407,16 +453,27 @@ func (s *Sandbox) ResolvConfPath() string { return filepath.Join(s.dir, "resolv.
 // HostsPath is the sandbox's hosts file.
 func (s *Sandbox) HostsPath() string { return filepath.Join(s.dir, "hosts") }
 
-// WriteFiles (re)writes the sandbox's resolv.conf and hosts.
+// WriteFiles (re)writes the sandbox's resolv.conf and hosts. A file whose
+// content this sandbox wrote last is not written again.
 func (s *Sandbox) WriteFiles() error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
 	s.mu.Lock()
-	rc, hosts := s.resolvConf(), s.hosts()
+	rc, hosts := s.resolvConf().Bytes(), s.hosts()
 	s.mu.Unlock()
-	if err := writeFile(s.ResolvConfPath(), rc.Bytes()); err != nil {
-		return fmt.Errorf("writing resolv.conf of sandbox %s: %w", s.id, err)
+	if !bytes.Equal(rc, s.written.resolv) {
+		s.written.resolv = nil
+		if err := writeFile(s.ResolvConfPath(), rc); err != nil {
+			return fmt.Errorf("writing resolv.conf of sandbox %s: %w", s.id, err)
+		}
+		s.written.resolv = rc
 	}
-	if err := writeFile(s.HostsPath(), hosts); err != nil {
-		return fmt.Errorf("writing hosts of sandbox %s: %w", s.id, err)
+	if !bytes.Equal(hosts, s.written.hosts) {
+		s.written.hosts = nil
+		if err := writeFile(s.HostsPath(), hosts); err != nil {
+			return fmt.Errorf("writing hosts of sandbox %s: %w", s.id, err)
+		}
+		s.written.hosts = hosts
 	}
 	return nil
 }
@@ -475,6 +532,9 @@ func (s *Sandbox) hosts() []byte {
 
 // RemoveFiles deletes the sandbox's resolution files and their directory.
 func (s *Sandbox) RemoveFiles() error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.written.resolv, s.written.hosts = nil, nil
 	return os.RemoveAll(s.dir)
 }
 

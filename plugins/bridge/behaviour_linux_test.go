@@ -263,9 +263,10 @@ func TestPublishedPorts(t *testing.T) {
 	if err := d.RevokeExternalConnectivity(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if n := conntrackCount(t, mapping); n != 0 {
-		t.Errorf("%d conntrack entries of the mappings survive the revoke", n)
-	}
+	// The reaper deletes them once the driver is idle.
+	eventually(t, "the conntrack entries of the mappings are gone after the revoke", func() bool {
+		return conntrackCount(t, mapping) == 0
+	})
 	mustNotReach(t, "revoked port, loopback", "", tcpAddr("127.0.0.1"))
 	mustNotReach(t, "revoked port, from outside", outside, tcpAddr(hostOutsideIP))
 	if got, err := askUDP("", udpAddr("127.0.0.1"), blockedTimeout); err == nil {
@@ -350,9 +351,13 @@ func TestNoLeftovers(t *testing.T) {
 		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
 			t.Fatalf("Leave #%d: %v", i+1, err)
 		}
-		if links := driverLinks(t); len(links) != 1 { // only the bridge
-			t.Fatalf("links after Leave #%d: %v, want only the bridge", i+1, links)
+		// Cut off at once, deleted by the reaper soon after.
+		if l, err := netlink.LinkByName(hostIfName(ep.Id)); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
+			t.Fatalf("host end after Leave #%d: flags %v; want down", i+1, l.Attrs().Flags)
 		}
+		eventually(t, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
+			return len(driverLinks(t)) == 1
+		})
 		withHandle(t, key, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName("eth0"); err == nil {
 				t.Errorf("the sandbox still has eth0 after Leave #%d", i+1)
@@ -368,9 +373,7 @@ func TestNoLeftovers(t *testing.T) {
 			t.Fatalf("DeleteNetwork #%d: %v", i+1, err)
 		}
 	}
-	if links := driverLinks(t); len(links) != 0 {
-		t.Errorf("links left: %v", links)
-	}
+	eventually(t, "no driver link is left", func() bool { return len(driverLinks(t)) == 0 })
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -649,4 +652,154 @@ func TestIPv6(t *testing.T) {
 	mustReach(t, "IPv6 published port from the host", "", net.JoinHostPort(hostOutsideIP6, "18025"), "")
 	mustReach(t, "IPv4 published port from outside", outside, net.JoinHostPort(hostOutsideIP, "18025"), outsideIP)
 	mustReach(t, "IPv6 hairpin", a.key, net.JoinHostPort(hostOutsideIP6, "18025"), "fd00:25::1")
+}
+
+// TestLeaveCutsOffAtOnce: Leave returns before the pair is deleted, but
+// the container has no connectivity from then on, and the pairs of
+// several Leaves are all gone soon after, in the reaper's pass.
+func TestLeaveCutsOffAtOnce(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(26, nil)
+	createNetwork(t, d, n)
+	var cs []*container
+	for i := range 4 {
+		c := attach(t, d, n, 2+i)
+		serveTCP(t, c.key, ":80")
+		cs = append(cs, c)
+	}
+	mustReach(t, "container to container before Leave", cs[0].key, cs[1].ip+":80", cs[0].ip)
+	for _, c := range cs {
+		start := time.Now()
+		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Leave took %v", time.Since(start))
+		l, err := netlink.LinkByName(hostIfName(c.ep.Id))
+		if err != nil {
+			t.Fatalf("host end right after Leave: %v; want it still there, cut off", err)
+		}
+		if l.Attrs().Flags&net.FlagUp != 0 || l.Attrs().Group != doomGroup {
+			t.Fatalf("host end after Leave: flags %v, group %#x; want down, in doomGroup", l.Attrs().Flags, l.Attrs().Group)
+		}
+	}
+	if got, err := askTCP(cs[0].key, cs[1].ip+":80", blockedTimeout); err == nil {
+		t.Fatalf("a container reached another after both left: %q", got)
+	}
+	eventually(t, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
+	for _, c := range cs {
+		withHandle(t, c.key, func(h *netlink.Handle) error {
+			if _, err := h.LinkByName("eth0"); err == nil {
+				t.Errorf("sandbox %s still has eth0", c.key)
+			}
+			return nil
+		})
+	}
+}
+
+// TestAddressReuseFlushesConntrack: the conntrack entries of a deleted
+// endpoint wait for the reaper, but an endpoint given the same address
+// never sees them: CreateEndpoint deletes them first.
+func TestAddressReuseFlushesConntrack(t *testing.T) {
+	requireRoot(t)
+	outside := setupOutside(t)
+	serveTCP(t, outside, ":8000")
+	d := newDriverT(t, "")
+	// The reaper never runs by itself here: only the reuse can flush.
+	d.reap.quiet, d.reap.maxDelay = time.Hour, time.Hour
+	n := testNet(27, nil)
+	createNetwork(t, d, n)
+	key := newNetns(t)
+	ep := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.27.0.2/24"}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	join, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configureSandbox(t, key, join, "10.27.0.2/24")
+	mustReach(t, "container to outside", key, outsideIP+":8000", hostOutsideIP)
+	old := netip.MustParseAddr("10.27.0.2")
+	ofAddr := func(f *netlink.ConntrackFlow) bool {
+		return addrOf(f.Forward.SrcIP) == old || addrOf(f.Reverse.SrcIP) == old
+	}
+	if conntrackCount(t, ofAddr) == 0 {
+		t.Fatal("no conntrack entry of the address: the test would prove nothing")
+	}
+	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	if conntrackCount(t, ofAddr) == 0 {
+		t.Fatal("DeleteEndpoint flushed at once: the reaper should have the flush")
+	}
+	// Another address does not need the flush.
+	other := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.27.0.3/24"}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: other}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: other})
+	if conntrackCount(t, ofAddr) == 0 {
+		t.Fatal("an unrelated CreateEndpoint flushed")
+	}
+	again := &pb.Endpoint{Id: newID(), Interface: &pb.EndpointInterface{Address: "10.27.0.2/24"}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: again}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: again})
+	if c := conntrackCount(t, ofAddr); c != 0 {
+		t.Fatalf("%d conntrack entries of 10.27.0.2 left when it was given to a new endpoint", c)
+	}
+}
+
+// TestRejoinAfterLeave: joining an endpoint again after its Leave, before
+// the reaper deleted the old pair, gives a fresh pair that works.
+func TestRejoinAfterLeave(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	d.reap.quiet, d.reap.maxDelay = time.Hour, time.Hour
+	n := testNet(28, nil)
+	createNetwork(t, d, n)
+	srv, c := attach(t, d, n, 2), attach(t, d, n, 3)
+	serveTCP(t, srv.key, ":80")
+	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key}); err != nil {
+		t.Fatal(err)
+	}
+	join, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if join.GetSrcName() != peerIfName(c.ep.Id) {
+		t.Fatalf("Join after Leave = %v, want a fresh pair (%s)", join, peerIfName(c.ep.Id))
+	}
+	l, err := netlink.LinkByName(hostIfName(c.ep.Id))
+	if err != nil || l.Attrs().Group == doomGroup || l.Attrs().MasterIndex == 0 {
+		t.Fatalf("host end after the new Join: %v, %v; want on the bridge, out of doomGroup", l, err)
+	}
+	configureSandbox(t, c.key, join, c.ip+"/24")
+	mustReach(t, "rejoined container to another", c.key, srv.ip+":80", c.ip)
+}
+
+// TestCloseDrainsReaper: when the host stops the driver, what the reaper
+// still had to do is done before the process exits.
+func TestCloseDrainsReaper(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	d.reap.quiet, d.reap.maxDelay = time.Hour, time.Hour
+	n := testNet(29, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key}); err != nil {
+		t.Fatal(err)
+	}
+	if len(driverLinks(t)) != 2 {
+		t.Fatalf("links after Leave: %v; want the bridge and the host end", driverLinks(t))
+	}
+	d.close()
+	if links := driverLinks(t); len(links) != 1 {
+		t.Fatalf("links after close: %v; want only the bridge", links)
+	}
 }

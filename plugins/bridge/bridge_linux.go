@@ -26,9 +26,11 @@ import (
 // mu guards the maps and serialises every nftables change. Join and Leave
 // take it only to read the cache: their netlink work runs unlocked, so
 // attaches to different sandboxes proceed in parallel (the kernel's RTNL
-// lock orders them).
+// lock orders them). The slow part of a detach is the reaper's (see
+// reaper_linux.go).
 type bridge struct {
-	sys func() (*system, error) // kernel handles, opened on first use
+	sys  func() (*system, error) // kernel handles, opened on first use
+	reap *reaper
 
 	mu          sync.Mutex
 	cfg         Config
@@ -45,7 +47,7 @@ type bridge struct {
 // network namespace (the host's).
 type system struct {
 	rt *rtnl           // hand-built requests on the attach path
-	h  *netlink.Handle // everything else, conntrack included
+	h  *netlink.Handle // everything else but conntrack (the reaper's)
 	fw *firewall       // the nftables table
 }
 
@@ -56,7 +58,7 @@ func newDriver() *bridge {
 			if err != nil {
 				return nil, err
 			}
-			h, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 			if err != nil {
 				return nil, fmt.Errorf("opening netlink handle: %w", err)
 			}
@@ -72,6 +74,15 @@ func newDriver() *bridge {
 		eps:         map[string]*endpoint{},
 		joined:      map[string]bool{},
 		ports:       map[string][]portRule{},
+		reap:        newReaper(),
+	}
+}
+
+// close finishes the reaper's pending work; main calls it once the host
+// has stopped the plugin.
+func (b *bridge) close() {
+	if err := b.reap.drain(); err != nil {
+		b.reap.log.Error("deleting detached endpoints' leftovers", "error", err)
 	}
 }
 
@@ -322,9 +333,12 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 		if err := b.revoke(s, ep.id, false); err != nil {
 			return err
 		}
-		if err := s.rt.delLink(hostIfName(ep.id)); err != nil {
-			return fmt.Errorf("deleting %s: %w", hostIfName(ep.id), err)
+		if err := s.rt.doom(hostIfName(ep.id)); err != nil {
+			return fmt.Errorf("detaching %s: %w", hostIfName(ep.id), err)
 		}
+	}
+	if len(eps) > 0 {
+		b.reap.deleteLinks()
 	}
 	if err := s.fw.removeNetwork(n); err != nil {
 		return fmt.Errorf("network %s: %w", n.id, err)
@@ -350,7 +364,7 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 		pools = append(pools, netip.PrefixFrom(p.Unmap(), ones))
 		pfams = append(pfams, p.Unmap())
 	}
-	return s.flushConntrack(familiesOf(pfams...), func(f *netlink.ConntrackFlow) bool {
+	return b.reap.flush(familiesOf(pfams...), func(f *netlink.ConntrackFlow) bool {
 		return slices.ContainsFunc(pools, func(p netip.Prefix) bool {
 			return p.Contains(addrOf(f.Forward.SrcIP)) || p.Contains(addrOf(f.Reverse.SrcIP))
 		})
@@ -391,6 +405,7 @@ func (b *bridge) endpoint(n *network, pe *pb.Endpoint) (*endpoint, error) {
 // left it empty. It touches nothing in the kernel: the interface appears
 // in Join.
 func (b *bridge) CreateEndpoint(_ context.Context, req *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	b.reap.busy()
 	n, _, err := b.network(req.GetNetwork())
 	if err != nil {
 		return nil, err
@@ -406,6 +421,9 @@ func (b *bridge) CreateEndpoint(_ context.Context, req *pb.CreateEndpointRequest
 	}
 	b.eps[ep.id] = ep
 	b.mu.Unlock()
+	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, nil); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	}
 	resp := &pb.CreateEndpointResponse{Interface: &pb.EndpointInterface{}}
 	if !ep.macSet {
 		resp.Interface.Mac = ep.mac.String()
@@ -415,8 +433,10 @@ func (b *bridge) CreateEndpoint(_ context.Context, req *pb.CreateEndpointRequest
 
 // DeleteEndpoint removes what is left of the endpoint: its published
 // ports, its veth pair if Leave was skipped, and the conntrack entries of
-// its addresses.
+// its addresses. The pair and the entries go in the reaper's next pass;
+// the entries before the address is used again.
 func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) error {
+	b.reap.busy()
 	s, err := b.sys()
 	if err != nil {
 		return err
@@ -435,13 +455,12 @@ func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) erro
 	if err != nil {
 		return err
 	}
-	// After a Leave there is nothing to delete; asking the kernel anyway
-	// would wait for the RTNL lock, which the teardown of a just-removed
-	// sandbox namespace holds for tens of milliseconds.
+	// After a Leave there is nothing to cut off.
 	if joined || !known {
-		if err := s.rt.delLink(hostIfName(id)); err != nil {
-			return fmt.Errorf("endpoint %s: deleting %s: %w", id, hostIfName(id), err)
+		if err := s.rt.doom(hostIfName(id)); err != nil {
+			return fmt.Errorf("endpoint %s: detaching %s: %w", id, hostIfName(id), err)
 		}
+		b.reap.deleteLinks()
 	}
 	var addrs []netip.Addr
 	if ok {
@@ -456,16 +475,15 @@ func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) erro
 	// Flows of the address must not outlive the endpoint: a new endpoint
 	// given the same address would receive them (moby/moby#8795). This
 	// also covers the flows of its published ports.
-	addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return !a.IsValid() })
-	return s.flushConntrack(familiesOf(addrs...), func(f *netlink.ConntrackFlow) bool {
-		return slices.Contains(addrs, addrOf(f.Forward.SrcIP)) || slices.Contains(addrs, addrOf(f.Reverse.SrcIP))
-	})
+	b.reap.forget(addrs, nil)
+	return nil
 }
 
 // Join creates the endpoint's veth pair: the host end on the bridge, the
 // other end directly inside the sandbox, where the host names and
 // addresses it.
 func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	b.reap.busy()
 	s, err := b.sys()
 	if err != nil {
 		return nil, err
@@ -477,6 +495,9 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	ep, err := b.endpoint(n, req.GetEndpoint())
 	if err != nil {
 		return nil, err
+	}
+	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, nil); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
 	}
 	key := req.GetSandboxKey()
 	fd, err := unix.Open(key, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -540,9 +561,9 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 }
 
 // rejoin handles a Join whose veth pair exists: when its sandbox end is in
-// the requested sandbox, it makes sure the host end is attached and up and
-// returns the sandbox end's current name (the host may have renamed it);
-// otherwise the pair is stale and is recreated.
+// the requested sandbox and it was not left, it makes sure the host end is
+// attached and up and returns the sandbox end's current name (the host may
+// have renamed it); otherwise the pair is stale and is recreated.
 func (s *system) rejoin(spec vethSpec) (string, error) {
 	link, err := s.h.LinkByName(spec.host)
 	if err != nil {
@@ -556,7 +577,7 @@ func (s *system) rejoin(spec vethSpec) (string, error) {
 		return "", fmt.Errorf("%s exists and is a %s, not a veth: %w", spec.host, link.Type(), sdk.ErrConflict)
 	}
 	nsid, err := s.h.GetNetNsIdByFd(spec.peerNS)
-	if err == nil && nsid >= 0 && link.Attrs().NetNsID == nsid {
+	if err == nil && nsid >= 0 && link.Attrs().NetNsID == nsid && link.Attrs().Group != doomGroup {
 		if link.Attrs().MasterIndex != spec.master {
 			if err := s.h.LinkSetMasterByIndex(link, spec.master); err != nil {
 				return "", err
@@ -590,13 +611,14 @@ func (s *system) peerName(spec vethSpec, index int) (string, error) {
 	return l.Attrs().Name, nil
 }
 
-// Leave removes the endpoint's veth pair. While the sandbox exists, the
-// pair is deleted before Leave returns, so the sandbox no longer holds the
-// interface and its name is free again; that costs the kernel about 17 ms.
-// When the host has already torn the sandbox down, the kernel deletes the
-// pair with the namespace by itself, and Leave only detaches the host end
-// from the bridge (a fraction of a millisecond).
+// Leave cuts the endpoint's veth pair off at once — the host end down, so
+// the sandbox has no connectivity through it from then on — and leaves
+// deleting the pair to the reaper. Deleting a live veth
+// pair costs the kernel 17-20 ms, and when the host tears the sandbox down
+// next the kernel deletes the pair with the namespace anyway. The host
+// takes the sandbox end down and frees its name.
 func (b *bridge) Leave(_ context.Context, req *pb.LeaveRequest) error {
+	b.reap.busy()
 	s, err := b.sys()
 	if err != nil {
 		return err
@@ -604,17 +626,14 @@ func (b *bridge) Leave(_ context.Context, req *pb.LeaveRequest) error {
 	fwErr := make(chan error, 1)
 	go func() { fwErr <- b.checkFirewall(s) }()
 	host := hostIfName(req.GetEndpoint().GetId())
-	if isNetns(req.GetSandboxKey()) {
-		err = s.rt.delLink(host)
-	} else {
-		err = s.rt.detach(host)
-	}
+	err = s.rt.doom(host)
 	if ferr := <-fwErr; err == nil {
 		err = ferr
 	}
 	if err != nil {
-		return fmt.Errorf("endpoint %s: removing %s: %w", req.GetEndpoint().GetId(), host, err)
+		return fmt.Errorf("endpoint %s: detaching %s: %w", req.GetEndpoint().GetId(), host, err)
 	}
+	b.reap.deleteLinks()
 	b.mu.Lock()
 	b.joined[req.GetEndpoint().GetId()] = false
 	b.mu.Unlock()
@@ -625,6 +644,7 @@ func (b *bridge) Leave(_ context.Context, req *pb.LeaveRequest) error {
 // returns them with the host ports chosen. Replaying it keeps the chosen
 // ports. Internal networks publish nothing.
 func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	b.reap.busy()
 	s, err := b.sys()
 	if err != nil {
 		return nil, err
@@ -682,6 +702,11 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
 	}
+	// The host ports and the address may have had another user whose
+	// flows are still queued for deletion.
+	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, bs); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	}
 
 	// A container reaching its own published port needs hairpin mode on
 	// its bridge port. Before Join there is no port yet: Join sets it.
@@ -711,7 +736,7 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		for _, r := range slices.Concat(gone, added) {
 			ctrs = append(ctrs, r.ctr)
 		}
-		if err := s.flushConntrack(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
+		if err := b.reap.flush(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
 			return slices.ContainsFunc(gone, func(r portRule) bool { return r.ownsFlow(f) }) ||
 				slices.ContainsFunc(added, func(r portRule) bool { return r.shadowedBy(f) })
 		}); err != nil {
@@ -725,10 +750,13 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 	return resp, nil
 }
 
-// RevokeExternalConnectivity unpublishes the endpoint's ports and deletes
-// the conntrack entries of their flows, so no established flow keeps
-// reaching the container through a mapping that no longer exists.
+// RevokeExternalConnectivity unpublishes the endpoint's ports and has the
+// reaper delete the conntrack entries of their flows, so no established
+// flow keeps reaching the container through a mapping that no longer
+// exists. (The host revokes as it disconnects the container, which cuts
+// those flows off at once anyway.)
 func (b *bridge) RevokeExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) error {
+	b.reap.busy()
 	s, err := b.sys()
 	if err != nil {
 		return err
@@ -741,8 +769,8 @@ func (b *bridge) RevokeExternalConnectivity(_ context.Context, req *pb.ExternalC
 	return b.revoke(s, req.GetEndpoint().GetId(), true)
 }
 
-// revoke removes the published ports of endpoint id and, with flush, the
-// conntrack entries of their flows. Called with mu held.
+// revoke removes the published ports of endpoint id and, with flush, queues
+// the conntrack entries of their flows for the reaper. Called with mu held.
 func (b *bridge) revoke(s *system, id string, flush bool) error {
 	tag := tagID(id)
 	if b.portsLoaded && len(b.ports[tag]) == 0 {
@@ -762,16 +790,10 @@ func (b *bridge) revoke(s *system, id string, flush bool) error {
 	if err := s.rt.setPortFlags(hostIfName(id), portFlags{hairpin: ptr(false)}); err != nil {
 		return fmt.Errorf("endpoint %s: clearing hairpin mode: %w", id, err)
 	}
-	if !flush {
-		return nil
+	if flush {
+		b.reap.forget(nil, old)
 	}
-	var ctrs []netip.Addr
-	for _, r := range old {
-		ctrs = append(ctrs, r.ctr)
-	}
-	return s.flushConntrack(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
-		return slices.ContainsFunc(old, func(r portRule) bool { return r.ownsFlow(f) })
-	})
+	return nil
 }
 
 // ownsFlow reports whether conntrack flow f was DNATed by rule r.

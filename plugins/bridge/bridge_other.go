@@ -48,3 +48,5 @@ func (unsupported) RevokeExternalConnectivity(context.Context, *pb.ExternalConne
 func (unsupported) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
 	return nil, errUnsupported
 }
+
+func (unsupported) close() {}

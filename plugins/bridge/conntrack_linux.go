@@ -12,15 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// flushConntrack deletes the conntrack entries of the address families
-// fams (4, 6) that match selects.
+// flushConntrack deletes, through h, the conntrack entries of the address
+// families fams (4, 6) that match selects.
 //
 // Listing conntrack walks the kernel's whole hash table, which all
 // namespaces share (262144 buckets by default: about 5 ms per family,
 // however few entries there are), so it is skipped when the host's
 // namespace tracks no connection at all, and done only for the families
-// asked for.
-func (s *system) flushConntrack(fams []int, match func(*netlink.ConntrackFlow) bool) error {
+// asked for. The driver walks the table from its reaper only, which
+// batches the walks.
+func flushConntrack(h *netlink.Handle, fams []int, match func(*netlink.ConntrackFlow) bool) error {
 	if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil && strings.TrimSpace(string(b)) == "0" {
 		return nil
 	}
@@ -31,7 +32,7 @@ func (s *system) flushConntrack(fams []int, match func(*netlink.ConntrackFlow) b
 		if !slices.Contains(fams, f.fam) {
 			continue
 		}
-		if _, err := s.h.ConntrackDeleteFilters(netlink.ConntrackTable, f.inet, ctFilter(match)); err != nil {
+		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, f.inet, ctFilter(match)); err != nil {
 			return fmt.Errorf("deleting conntrack entries: %w", err)
 		}
 	}

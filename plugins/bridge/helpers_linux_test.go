@@ -252,7 +252,24 @@ func newDriverT(t testing.TB, config string) *bridge {
 	if err := d.Configure(ctx, []byte(config)); err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs last: what the test's own cleanups
+	// leave to the reaper is done before the test ends.
+	t.Cleanup(d.close)
 	return d
+}
+
+// eventually polls cond until it holds, and fails the test if it does not
+// within 5 s: work the driver leaves to its reaper is done soon, not at
+// once.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func createNetwork(t testing.TB, d *bridge, n *pb.Network) {

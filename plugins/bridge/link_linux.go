@@ -88,17 +88,22 @@ func (r *rtnl) delLink(name string) error {
 	return nil
 }
 
-// detach takes a link down and out of its bridge, so it carries no
-// traffic; a missing link is not an error.
+// doom cuts a host end off for good: down, so its bridge port forwards
+// nothing and the sandbox end loses its carrier, and into doomGroup, where
+// the reaper deletes it (and its peer) later. It stays on the bridge until
+// then: taking it off now would cost the kernel an RCU grace period, which
+// a concurrent conntrack walk (the kernel's own, after a link goes down on
+// a host that masquerades) stretches to half a millisecond. A missing link
+// is not an error.
 //
-// Equivalent to: `ip link set NAME down nomaster`.
-func (r *rtnl) detach(name string) error {
+// Equivalent to: `ip link set NAME down group doomGroup`.
+func (r *rtnl) doom(name string) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Change = unix.IFF_UP
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(0)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(doomGroup)))
 	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err
 	}
@@ -118,8 +123,8 @@ type portFlags struct {
 	hairpin *bool
 }
 
-// setPortFlags sets flags on the bridge port name; a missing link is not
-// an error.
+// setPortFlags sets flags on the bridge port name; a missing link, or one
+// no longer on a bridge (Leave detached it), is not an error.
 //
 // Equivalent to: `ip link set NAME type bridge_slave isolated on|off
 // hairpin on|off`.
@@ -140,7 +145,7 @@ func (r *rtnl) setPortFlags(name string, f portFlags) error {
 		data.AddRtAttr(nl.IFLA_BRPORT_MODE, boolAttr(*f.hairpin))
 	}
 	req.AddData(info)
-	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return err
 	}
 	return nil
@@ -151,14 +156,6 @@ func boolAttr(b bool) []byte {
 		return []byte{1}
 	}
 	return []byte{0}
-}
-
-// isNetns reports whether path is (a bind mount of) a network namespace.
-// A sandbox key that is no longer one means the host has torn the sandbox
-// down.
-func isNetns(path string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
 // setSysctl writes value to the sysctl at /proc/sys/net/<path> unless it

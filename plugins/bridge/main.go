@@ -6,4 +6,8 @@ package main
 
 import "github.com/sandnet/sandnet/sdk/driver"
 
-func main() { driver.Serve(info, newDriver()) }
+func main() {
+	d := newDriver()
+	driver.Serve(info, d)
+	d.close()
+}

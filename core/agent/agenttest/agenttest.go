@@ -91,6 +91,9 @@ type Env struct {
 	ConfigPath string
 	Socket     string
 	DataDir    string
+	// Netns, when set, is the key of the network namespace the agent runs
+	// in (a second "host" on the same machine); empty: the test's own.
+	Netns string
 }
 
 // NewEnv writes a config into a fresh temporary directory: data_dir, the
@@ -151,6 +154,11 @@ func (e *Env) Start(t testing.TB) *Agent {
 func (e *Env) Launch() (*Agent, error) {
 	a := &Agent{Client: api.NewClient(e.Socket), log: &syncBuffer{}, done: make(chan struct{})}
 	a.Cmd = exec.Command(e.Bins.Sandnet, "agent", "-config", e.ConfigPath)
+	if e.Netns != "" {
+		// nsenter execs the agent in place: same PID, so signals and
+		// waiting work as for a direct child.
+		a.Cmd = exec.Command("nsenter", "--net="+e.Netns, e.Bins.Sandnet, "agent", "-config", e.ConfigPath)
+	}
 	a.Cmd.Stdout, a.Cmd.Stderr = a.log, a.log
 	if err := a.Cmd.Start(); err != nil {
 		return nil, err

@@ -49,6 +49,7 @@ func Binary(t testing.TB) string {
 // Agent is a `consul agent -dev` that a test started: a one-node
 // datacenter, in memory, on loopback ports nobody else uses.
 type Agent struct {
+	client string // -client addresses
 	t      testing.TB
 	bin    string
 	dir    string
@@ -62,7 +63,15 @@ type Agent struct {
 // and stops it when the test ends.
 func Start(t testing.TB) *Agent {
 	t.Helper()
-	a := &Agent{t: t, bin: Binary(t), dir: t.TempDir(), ports: map[string]int{}}
+	return StartOn(t, "127.0.0.1")
+}
+
+// StartOn is Start with the HTTP API on the client addresses given (a
+// space-separated list, as consul's -client takes), for agents of other
+// namespaces to reach; the rest stays on loopback.
+func StartOn(t testing.TB, client string) *Agent {
+	t.Helper()
+	a := &Agent{t: t, bin: Binary(t), dir: t.TempDir(), ports: map[string]int{}, client: client}
 	for name, port := range FreePorts(t, "http-port", "server-port", "serf-lan-port", "serf-wan-port") {
 		a.ports[name] = port
 	}
@@ -78,14 +87,17 @@ func Start(t testing.TB) *Agent {
 	return a
 }
 
-// Addr is the agent's HTTP API address.
+// Port is the agent's HTTP API port, on every client address.
+func (a *Agent) Port() int { return a.ports["http-port"] }
+
+// Addr is the agent's HTTP API address on loopback.
 func (a *Agent) Addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports["http-port"]) }
 
 // Start runs the agent on its ports and waits for a leader.
 func (a *Agent) Start() {
 	a.t.Helper()
 	args := []string{"agent", "-dev",
-		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-bind", "127.0.0.1", "-client", a.client,
 		"-node", "sandnet-test",
 		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-log-level", "warn",

@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Scopes: a local network belongs to one host, a global one to every host
+// sharing the store. Names are unique per scope: a host's local names
+// under its host ID, global names once for all hosts.
+
+const (
+	scopeLocal  = "local"
+	scopeGlobal = "global"
+)
+
+// hostKey is the host ID as a key segment; a store shared with no other
+// host may have an empty ID.
+func (c *Controller) hostKey() string {
+	if c.cfg.HostID == "" {
+		return "-"
+	}
+	return c.cfg.HostID
+}
+
+// localNameKey and globalNameKey are where a network name is claimed.
+func (c *Controller) localNameKey(name string) string {
+	return namePrefix + scopeLocal + "/" + c.hostKey() + "/" + name
+}
+
+func globalNameKey(name string) string { return namePrefix + scopeGlobal + "/" + name }
+
+// nameKeyOf is the name key a network holds.
+func (c *Controller) nameKeyOf(n *Network) string {
+	if n.Scope == scopeGlobal {
+		return globalNameKey(n.Name)
+	}
+	return namePrefix + scopeLocal + "/" + hostKeyOf(n.HostID) + "/" + n.Name
+}
+
+func hostKeyOf(id string) string {
+	if id == "" {
+		return "-"
+	}
+	return id
+}
+
+// ensureOnHost makes sure this host's driver has set up a global network
+// another host created (drivers are idempotent, so once per driver process
+// suffices; Replay forgets what a restarted driver knew).
+func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Network) error {
+	if n.Scope != scopeGlobal {
+		return nil
+	}
+	c.mu.Lock()
+	done := c.onHost[n.ID]
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: netProto(n)}); err != nil {
+		return fmt.Errorf("driver %q setting up global network %s on this host: %w", n.Driver, n.Name, err)
+	}
+	c.mu.Lock()
+	c.onHost[n.ID] = true
+	c.mu.Unlock()
+	return nil
+}
