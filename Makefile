@@ -85,6 +85,7 @@ bench: build
 	$(GO) build -o $(BIN)/bench-dns ./bench/dns
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./core/controller/
+	$(GO) test -run '^$$' -bench . -benchtime 3000x ./plugins/store-bolt/... ./plugins/store-consul/...
 	unshare --net --mount --propagation private $(BIN)/bench-attach
 	unshare --net --mount --propagation private $(BIN)/bench-dns
 
