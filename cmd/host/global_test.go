@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -131,5 +132,40 @@ func TestGlobalNetworkAcrossHosts(t *testing.T) {
 	}
 	if err := b.Client.DeleteNetwork(ctx, "shared"); !errors.Is(err, sdk.ErrConflict) {
 		t.Fatalf("deleting the global network on B while A has endpoints: %v, want refused", err)
+	}
+
+	// Once empty, deleting it on B tears it down on A too.
+	for _, ag := range []*agenttest.Agent{a, b} {
+		sbs, err := ag.Client.Sandboxes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sb := range sbs {
+			if err := ag.Client.DeleteSandbox(ctx, sb.ContainerID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bridge := "snbr-" + n.ID[:8]
+	nsA, err := osl.OpenNamespace(keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsA.Close()
+	if _, err := nsA.Handle().LinkByName(bridge); err != nil {
+		t.Fatalf("host A has no bridge %s for the global network: %v", bridge, err)
+	}
+	if err := b.Client.DeleteNetwork(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := nsA.Handle().LinkByName(bridge); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host A still has bridge %s 10 s after B deleted the global network", bridge)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

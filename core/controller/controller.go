@@ -77,7 +77,8 @@ type Controller struct {
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
 	caps        map[string]*pb.Capabilities // by driver name
-	onHost      map[string]bool             // global networks this host's driver has set up
+	onHost      map[string]*Network         // global networks this host's driver has set up
+	stopWatch   context.CancelFunc
 	stubTimer   *time.Timer
 }
 
@@ -105,7 +106,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, onHost: map[string]bool{},
+		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{},
 	}
 	return c, nil
 }
@@ -116,6 +117,9 @@ func (c *Controller) Close() {
 	c.mu.Lock()
 	if c.stubTimer != nil {
 		c.stubTimer.Stop()
+	}
+	if c.stopWatch != nil {
+		c.stopWatch()
 	}
 	ops := make([]*sandboxOp, 0, len(c.sandboxes))
 	for _, op := range c.sandboxes {

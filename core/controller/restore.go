@@ -121,9 +121,12 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
+	wctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
+	c.stopWatch = cancel
 	c.mu.Unlock()
+	go c.watchGlobal(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
 }
@@ -198,7 +201,7 @@ func (c *Controller) reapStubs() {
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	c.mu.Lock()
 	delete(c.caps, driverName)
-	c.onHost = map[string]bool{}
+	c.onHost = map[string]*Network{}
 	c.mu.Unlock()
 	st, err := c.readState(ctx)
 	if err != nil {
@@ -227,6 +230,11 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np}); err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue
+		}
+		if n.Scope == scopeGlobal {
+			c.mu.Lock()
+			c.onHost[n.ID] = n
+			c.mu.Unlock()
 		}
 		for _, ep := range st.endpoints {
 			if ep.NetworkID != n.ID {

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -56,7 +58,7 @@ func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Netwo
 		return nil
 	}
 	c.mu.Lock()
-	done := c.onHost[n.ID]
+	_, done := c.onHost[n.ID]
 	c.mu.Unlock()
 	if done {
 		return nil
@@ -65,7 +67,47 @@ func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Netwo
 		return fmt.Errorf("driver %q setting up global network %s on this host: %w", n.Driver, n.Name, err)
 	}
 	c.mu.Lock()
-	c.onHost[n.ID] = true
+	c.onHost[n.ID] = n
 	c.mu.Unlock()
 	return nil
+}
+
+// watchGlobal follows network deletions in the store: when another host
+// deletes a global network this host's driver set up, the driver here
+// tears it down too. It runs until ctx ends, watching again (after a
+// pause) whenever the store's watch breaks.
+func (c *Controller) watchGlobal(ctx context.Context) {
+	for ctx.Err() == nil {
+		s, err := c.plugins.Store()
+		var events <-chan *pb.WatchEvent
+		if err == nil {
+			events, err = s.Watch(ctx, networkPrefix)
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for ev := range events {
+			if ev.GetType() != pb.WatchEvent_DELETE {
+				continue
+			}
+			id := strings.TrimPrefix(ev.GetKv().GetKey(), networkPrefix)
+			c.mu.Lock()
+			n := c.onHost[id]
+			delete(c.onHost, id)
+			c.mu.Unlock()
+			if n == nil {
+				continue
+			}
+			if d, _, err := c.driver(n.Driver); err == nil {
+				if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: netProto(n)}); err != nil {
+					c.log.Error("tearing down a global network deleted by another host", "network", n.Name, "error", err)
+				}
+			}
+		}
+	}
 }
