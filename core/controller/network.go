@@ -430,6 +430,9 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	if err != nil {
 		return fmt.Errorf("deleting network %s: %w", n.Name, err)
 	}
+	c.mu.Lock()
+	delete(c.onHost, n.ID) // torn down here: the store watch need not
+	c.mu.Unlock()
 	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}
