@@ -80,7 +80,7 @@ lint:
 # boundary, attach/detach against CNI's bridge plugin and a netlink floor,
 # and the embedded resolver against dnsmasq. The programs that create
 # network state run in a throwaway namespace of their own.
-bench: build
+bench: deps build
 	$(GO) build -o $(BIN)/bench-attach ./bench/attach
 	$(GO) build -o $(BIN)/bench-dns ./bench/dns
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
