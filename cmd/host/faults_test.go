@@ -29,7 +29,7 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", db, filepath.Join(dir, "netns")))
 	a := e.Start(t)
 	c := a.Client
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.48.0.0/24"}); err != nil {
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.48.0.0/16"}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

@@ -14,6 +14,7 @@ import (
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -641,11 +642,9 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		}
 		return err
 	}
-	if err := c.driverLeave(ctx, op, n, &ep); err != nil {
-		return err
-	}
+	// The sandbox side goes out of service while the driver cuts the
+	// endpoint off and deletes it: they touch different ends.
 	c.names.remove(epID)
-	// The sandbox side goes while the driver deletes the endpoint.
 	retired := make(chan error, 1)
 	if dying {
 		op.sb.Forget(epID)
@@ -653,18 +652,22 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 	} else {
 		go func() { retired <- op.sb.RemoveInterface(epID) }()
 	}
-	d, _, err := c.driver(n.Driver)
+	err = c.driverLeave(ctx, op, n, &ep)
 	if err == nil {
-		err = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)})
-	}
-	if err != nil {
-		err = fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(epID), err)
+		var d driver.Driver
+		if d, _, err = c.driver(n.Driver); err == nil {
+			err = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)})
+		}
+		if err != nil {
+			err = fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(epID), err)
+		}
 	}
 	err = errors.Join(err, <-retired)
 	c.refreshDNS(op)
 	if err != nil {
 		// The sandbox has let the endpoint go: so does its record, which
-		// keeps its addresses; deleting it is left to the next start.
+		// keeps its addresses; deleting it (and, with the driver, what
+		// is left of it) is left to the next start.
 		if _, uerr := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
 			cur.SandboxID, cur.IfName, cur.External = "", "", false
 			return nil

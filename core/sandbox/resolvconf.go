@@ -76,36 +76,32 @@ func (rc ResolvConf) Bytes() []byte {
 	return b.Bytes()
 }
 
-// writeFile replaces path atomically (write to a temporary file in the
-// same directory, then rename), so a container reading it never sees half.
+// writeFile writes data to path in place: the new content over the old,
+// then cut to its length. A container that bind-mounts the file (it holds
+// the inode, not the name) sees every update, which a replacement by
+// rename would hide from it; a reader racing the write may see the new
+// content followed by the tail of a longer old one, never an empty file.
+// Writing in place also allocates no inode for a rewrite, which on a
+// busy ext4 file system costs more the more files were deleted lately.
 func writeFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
 		return err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+	if err := f.Truncate(int64(len(data))); err != nil {
+		f.Close()
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	if err := f.Chmod(0o644); err != nil { // whatever the umask
+		f.Close()
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	renamed = true
-	return nil
+	return f.Close()
 }

@@ -1,11 +1,13 @@
 package sandbox
 
 import (
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseResolvConf(t *testing.T) {
@@ -71,5 +73,53 @@ func TestEndpointOrder(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "prio,a2,b,internal" {
 		t.Fatalf("order = %v, want priority first, then networks with a way out by name, internal last", got)
+	}
+}
+
+// TestFilesUpdatedInPlace: a container bind-mounts its resolution files,
+// so it holds their inodes: an update must reach the same inode. And a
+// file this sandbox wrote is not written again while its content stays.
+func TestFilesUpdatedInPlace(t *testing.T) {
+	dir := t.TempDir()
+	sb := New("id", "c1", Options{Hostname: "web"}, dir, ResolvConf{})
+	if err := sb.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(sb.HostsPath()) // as a bind mount holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	before, _ := os.Stat(sb.HostsPath())
+	sb.Restore(Endpoint{ID: "e1", NetworkName: "red", Addr: netip.MustParsePrefix("10.1.0.2/24")})
+	if err := sb.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(held)
+	if err != nil || !strings.Contains(string(b), "10.1.0.2\tweb") {
+		t.Fatalf("the held hosts file after the update: %q, %v; want the new address", b, err)
+	}
+	if fi, _ := os.Stat(sb.HostsPath()); !os.SameFile(before, fi) || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("hosts replaced or mode %v: want the same file, 0644", fi.Mode())
+	}
+	// A shorter content leaves nothing of the longer one.
+	sb.Forget("e1")
+	if err := sb.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(sb.HostsPath()); strings.Contains(string(b), "10.1.0.2") {
+		t.Fatalf("hosts after the endpoint went:\n%s", b)
+	}
+	// Unchanged content is not written again.
+	mtime := func() time.Time { fi, _ := os.Stat(sb.ResolvConfPath()); return fi.ModTime() }
+	old := time.Unix(1, 0)
+	if err := os.Chtimes(sb.ResolvConfPath(), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime().Equal(old) {
+		t.Fatal("resolv.conf written again with unchanged content")
 	}
 }

@@ -38,6 +38,7 @@ type bridge struct {
 	bridgeIndex map[string]int      // ifindex of each network's bridge, by network id
 	eps         map[string]*endpoint
 	joined      map[string]bool       // endpoint id → has a veth pair; absent: unknown
+	hairpin     map[string]bool       // endpoint id → hairpin mode as last set; absent: unknown
 	ports       map[string][]portRule // published-port rules by endpoint tag
 	portsLoaded bool                  // ports holds what a previous run left in the table
 	nextPort    uint16
@@ -73,6 +74,7 @@ func newDriver() *bridge {
 		bridgeIndex: map[string]int{},
 		eps:         map[string]*endpoint{},
 		joined:      map[string]bool{},
+		hairpin:     map[string]bool{},
 		ports:       map[string][]portRule{},
 		reap:        newReaper(),
 	}
@@ -333,6 +335,8 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 		if err := b.revoke(s, ep.id, false); err != nil {
 			return err
 		}
+		delete(b.hairpin, ep.id)
+		delete(b.joined, ep.id)
 		if err := s.rt.doom(hostIfName(ep.id)); err != nil {
 			return fmt.Errorf("detaching %s: %w", hostIfName(ep.id), err)
 		}
@@ -451,6 +455,7 @@ func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) erro
 	if err == nil {
 		err = b.revoke(s, id, false)
 	}
+	delete(b.hairpin, id)
 	b.mu.Unlock()
 	if err != nil {
 		return err
@@ -548,22 +553,33 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 		flags.isolated = ptr(true)
 	}
 	b.mu.Lock()
-	if len(b.ports[tagID(ep.id)]) > 0 {
+	// An endpoint with ports to publish gets hairpin mode now, which
+	// spares ProgramExternalConnectivity a request.
+	hairpin := len(b.ports[tagID(ep.id)]) > 0 || len(req.GetEndpoint().GetPortBindings()) > 0 && !n.internal
+	if hairpin {
 		flags.hairpin = ptr(true)
 	}
 	b.joined[ep.id] = true
 	b.mu.Unlock()
-	if err := s.rt.setPortFlags(spec.host, flags); err != nil {
+	if err := s.rt.bringUp(spec.host, flags); err != nil {
 		_ = s.rt.delLink(spec.host)
-		return nil, fmt.Errorf("endpoint %s: setting flags of bridge port %s: %w", ep.id, spec.host, err)
+		return nil, fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, spec.host, err)
 	}
+	b.mu.Lock()
+	if hairpin {
+		b.hairpin[ep.id] = true
+	} else {
+		delete(b.hairpin, ep.id) // as the kernel made it, unless a rejoin found it set
+	}
+	b.mu.Unlock()
 	return joinResponse(n, src), nil
 }
 
 // rejoin handles a Join whose veth pair exists: when its sandbox end is in
 // the requested sandbox and it was not left, it makes sure the host end is
-// attached and up and returns the sandbox end's current name (the host may
-// have renamed it); otherwise the pair is stale and is recreated.
+// attached (Join brings it up) and returns the sandbox end's current name
+// (the host may have renamed it); otherwise the pair is stale and is
+// recreated.
 func (s *system) rejoin(spec vethSpec) (string, error) {
 	link, err := s.h.LinkByName(spec.host)
 	if err != nil {
@@ -580,11 +596,6 @@ func (s *system) rejoin(spec vethSpec) (string, error) {
 	if err == nil && nsid >= 0 && link.Attrs().NetNsID == nsid && link.Attrs().Group != doomGroup {
 		if link.Attrs().MasterIndex != spec.master {
 			if err := s.h.LinkSetMasterByIndex(link, spec.master); err != nil {
-				return "", err
-			}
-		}
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			if err := s.h.LinkSetUp(link); err != nil {
 				return "", err
 			}
 		}
@@ -689,7 +700,9 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		rules, err = rulesFor(bs, ep.ip4, ep.ip6)
 	}
 	if err == nil {
-		err = s.fw.syncPorts(tag, rules)
+		// ensureFirewall just found the table as the driver left it, so
+		// the mirror says what it holds for tag.
+		err = s.fw.syncPorts(tag, rules, len(old) == 0)
 	}
 	if err == nil {
 		if len(rules) == 0 {
@@ -710,10 +723,16 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 
 	// A container reaching its own published port needs hairpin mode on
 	// its bridge port. Before Join there is no port yet: Join sets it.
-	if len(rules) > 0 || len(old) > 0 {
-		if err := s.rt.setPortFlags(hostIfName(ep.id), portFlags{hairpin: ptr(len(rules) > 0)}); err != nil {
+	b.mu.Lock()
+	set, known := b.hairpin[ep.id]
+	b.mu.Unlock()
+	if want := len(rules) > 0; (want || len(old) > 0) && (!known || set != want) {
+		if err := s.rt.setPortFlags(hostIfName(ep.id), portFlags{hairpin: ptr(want)}); err != nil {
 			return nil, fmt.Errorf("endpoint %s: setting hairpin mode: %w", ep.id, err)
 		}
+		b.mu.Lock()
+		b.hairpin[ep.id] = want
+		b.mu.Unlock()
 	}
 
 	// Conntrack: flows of mappings that went away must not keep
@@ -783,13 +802,14 @@ func (b *bridge) revoke(s *system, id string, flush bool) error {
 	if len(old) == 0 {
 		return nil
 	}
-	if err := s.fw.syncPorts(tag, nil); err != nil {
+	if err := s.fw.syncPorts(tag, nil, false); err != nil {
 		return fmt.Errorf("endpoint %s: %w", id, err)
 	}
 	delete(b.ports, tag)
 	if err := s.rt.setPortFlags(hostIfName(id), portFlags{hairpin: ptr(false)}); err != nil {
 		return fmt.Errorf("endpoint %s: clearing hairpin mode: %w", id, err)
 	}
+	b.hairpin[id] = false
 	if flush {
 		b.reap.forget(nil, old)
 	}

@@ -94,11 +94,10 @@ func newFirewall() (*firewall, error) {
 func (f *firewall) flush() error {
 	err := f.conn.Flush()
 	if err == nil {
-		// The table stays known-intact only if this commit was the
-		// only one since it was last checked.
-		g, gerr := f.generation()
-		f.genOK = f.genOK && gerr == nil && g == f.gen+1
-		f.gen = g
+		// A commit moves the generation by one. Had anyone else
+		// committed since the table was last seen intact, the next
+		// look finds the generation further on and checks the table.
+		f.gen++
 		return nil
 	}
 	f.genOK = false
@@ -310,7 +309,19 @@ func (f *firewall) portRules() (map[string][]portRule, error) {
 
 // syncPorts replaces the published-port rules of endpoint tag with rules.
 // It changes nothing when the table already holds exactly those rules.
-func (f *firewall) syncPorts(tag string, want []portRule) error {
+// With none, the caller knows the table holds no rule of tag (it has just
+// checked the table is as the driver left it), and the chain is not
+// listed: a listing grows with every published port.
+func (f *firewall) syncPorts(tag string, want []portRule, none bool) error {
+	if none {
+		if len(want) == 0 {
+			return nil
+		}
+		for _, r := range want {
+			f.add(f.published, r.comment(tag), dnatExprs(r)...)
+		}
+		return f.flush()
+	}
 	rules, err := f.conn.GetRules(f.table, f.published)
 	if err != nil {
 		return fmt.Errorf("listing nftables chain %s: %w", f.published.Name, err)

@@ -47,16 +47,14 @@ type vethSpec struct {
 }
 
 // addVeth creates the pair in one request: the host end enslaved to the
-// bridge and up, the peer inside the sandbox, down, with its MAC set.
+// bridge, the peer inside the sandbox with its MAC set, both down. bringUp
+// brings the host end up.
 //
-// Equivalent to: `ip link add HOST mtu M master BR up type veth peer name
+// Equivalent to: `ip link add HOST mtu M master BR type veth peer name
 // PEER mtu M address MAC netns NS`.
 func (r *rtnl) addVeth(s vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Change = unix.IFF_UP
-	msg.Flags = unix.IFF_UP
-	req.AddData(msg)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.host)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu))))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.master))))
@@ -73,6 +71,35 @@ func (r *rtnl) addVeth(s vethSpec) error {
 	req.AddData(info)
 	return r.exec(req)
 }
+
+// bringUp sets flags on the bridge port name and brings it up, without an
+// IPv6 link-local address: a bridge port needs no address, and every
+// packet one sends (duplicate address probes, multicast listener reports,
+// router solicitations) is flooded to every other port of the bridge,
+// which costs more the more containers there are. The kernel takes the
+// address generation mode only for a link that exists, hence not in
+// addVeth.
+//
+// Equivalent to: `ip link set NAME type bridge_slave [isolated on|off]
+// [hairpin on|off] addrgenmode none up`.
+func (r *rtnl) bringUp(name string, f portFlags) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change = unix.IFF_UP
+	msg.Flags = unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+	af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
+	req.AddData(af)
+	if info := f.linkInfo(); info != nil {
+		req.AddData(info)
+	}
+	return r.exec(req)
+}
+
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE.
+const addrGenModeNone = 1
 
 // delLink deletes a link by name; a missing link is not an error. Deleting
 // one end of a veth pair deletes both.
@@ -129,12 +156,26 @@ type portFlags struct {
 // Equivalent to: `ip link set NAME type bridge_slave isolated on|off
 // hairpin on|off`.
 func (r *rtnl) setPortFlags(name string, f portFlags) error {
-	if f.isolated == nil && f.hairpin == nil {
+	info := f.linkInfo()
+	if info == nil {
 		return nil
 	}
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(info)
+	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return err
+	}
+	return nil
+}
+
+// linkInfo is the IFLA_LINKINFO attribute setting f, or nil when f sets
+// nothing.
+func (f portFlags) linkInfo() *nl.RtAttr {
+	if f.isolated == nil && f.hairpin == nil {
+		return nil
+	}
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bridge"))
 	data := info.AddRtAttr(nl.IFLA_INFO_SLAVE_DATA, nil)
@@ -144,11 +185,7 @@ func (r *rtnl) setPortFlags(name string, f portFlags) error {
 	if f.hairpin != nil {
 		data.AddRtAttr(nl.IFLA_BRPORT_MODE, boolAttr(*f.hairpin))
 	}
-	req.AddData(info)
-	if err := r.exec(req); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EOPNOTSUPP) {
-		return err
-	}
-	return nil
+	return info
 }
 
 func boolAttr(b bool) []byte {

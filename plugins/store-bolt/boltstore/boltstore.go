@@ -3,12 +3,17 @@
 //
 // Every pair lives in one bucket, its value prefixed by its modify index.
 // The index is a store-wide revision, like etcd's: a counter kept in a meta
-// bucket that every committing write transaction advances by one, so all
-// the writes of one Txn share a revision, a key's index grows with each
-// write to it, and a key deleted and written again never gets an index it
-// had before. Failed and no-op writes (a Delete of a missing key) do not
-// advance it. Every operation is one bbolt transaction, so AtomicPut and
-// Txn are atomic, and the file survives restarts of the plugin.
+// bucket that every committing write advances by one, so all the writes
+// of one Txn share a revision, a key's index grows with each write to it,
+// and a key deleted and written again never gets an index it had before.
+// Failed and no-op writes (a Delete of a missing key) do not advance it.
+// Writes are serialized, so AtomicPut and Txn are atomic.
+//
+// A write is durable once it is in the write-ahead log (wal.go): one
+// synced append, where a bbolt commit syncs twice. Until a checkpoint
+// applies it to the bbolt file — once the store has been idle for
+// checkpointIdle, or once checkpointWrites keys wait — it is served from
+// memory. The file and the log survive restarts of the plugin.
 //
 // Watches are served in process: after a write commits, its events go to
 // every watcher of a matching prefix in revision order. Each watcher has a
@@ -24,8 +29,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
@@ -62,34 +69,61 @@ const indexLen = 8
 // after Close.
 var errUnconfigured = fmt.Errorf("bolt store is not open: %w", sdk.ErrUnavailable)
 
-// errNoChange rolls back a write transaction that changed nothing, so it
-// neither advances the revision nor pays for a commit.
-var errNoChange = errors.New("no change")
-
 // Store is a store.Store on a bbolt file. Its methods are safe for
 // concurrent use.
 type Store struct {
 	log         hclog.Logger
 	watchBuffer int
+	// idleAfter and maxWaiting are checkpointIdle and checkpointWrites;
+	// tests change them.
+	idleAfter  time.Duration
+	maxWaiting int
 
-	// mu guards db and set. Operations hold it shared for their whole
-	// transaction; Configure and Close hold it exclusively.
+	// mu guards db, wal and set. Operations hold it shared for their
+	// whole transaction; Configure and Close hold it exclusively.
 	mu  sync.RWMutex
 	db  *bolt.DB
+	wal *wal
 	set settings
 
 	// wmu serializes committing a write with publishing its events, so
-	// watchers see events in revision order, and orders a new watch
-	// between two writes. Lock order: mu, wmu, hub.mu.
+	// watchers see events in revision order, orders a new watch between
+	// two writes, and keeps checkpoints apart from writes. Lock order: mu,
+	// wmu, ovMu, hub.mu.
 	wmu sync.Mutex
 	hub hub
+
+	// ov holds what was committed to the log since the last checkpoint,
+	// by key, and rev the current revision. Writers change them holding
+	// wmu and ovMu; readers read them holding ovMu shared.
+	ovMu sync.RWMutex
+	ov   map[string]entry
+	rev  uint64
+	// idle is the pending idle checkpoint, armed by the last write.
+	idle *time.Timer
 }
+
+// entry is a key's state in ov.
+type entry struct {
+	value   []byte // nil for a deleted key
+	index   uint64
+	deleted bool
+}
+
+const (
+	// checkpointIdle is how long the store waits after its last write
+	// before it moves the log into the bbolt file.
+	checkpointIdle = 100 * time.Millisecond
+	// checkpointWrites is how many keys may wait in the log before the
+	// next write checkpoints.
+	checkpointWrites = 512
+)
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store that is not open yet; Configure opens it.
 func New() *Store {
-	return &Store{log: sdk.NewLogger(Name), watchBuffer: DefaultWatchBuffer}
+	return &Store{log: sdk.NewLogger(Name), watchBuffer: DefaultWatchBuffer, idleAfter: checkpointIdle, maxWaiting: checkpointWrites}
 }
 
 // Configure opens the database the configuration names. Called again with
@@ -112,8 +146,31 @@ func (s *Store) Configure(_ context.Context, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	s.db, s.set = db, set
-	s.log.Info("opened store", "path", set.path, "revision", rev, "no_sync", set.noSync)
+	log, recs, err := openWAL(set.path+walSuffix, set.noSync)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	// What the log holds past the file's revision was committed after
+	// the last checkpoint: it goes in the file now.
+	s.ov = map[string]entry{}
+	replayed := 0
+	for _, r := range recs {
+		if r.rev <= rev {
+			continue
+		}
+		for _, c := range r.changes {
+			s.ov[c.key] = entry{value: c.value, index: r.rev, deleted: c.deleted}
+		}
+		rev = r.rev
+		replayed++
+	}
+	s.db, s.wal, s.set, s.rev = db, log, set, rev
+	if err := s.checkpoint(); err != nil {
+		s.closeLocked()
+		return err
+	}
+	s.log.Info("opened store", "path", set.path, "revision", rev, "replayed", replayed, "no_sync", set.noSync)
 	return nil
 }
 
@@ -163,12 +220,70 @@ func (s *Store) closeLocked() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
+	if s.idle != nil {
+		s.idle.Stop()
+		s.idle = nil
+	}
+	// A failed checkpoint loses nothing: the log is replayed on the next
+	// open.
+	cerr := s.checkpoint()
+	err := errors.Join(cerr, s.wal.close(), s.db.Close())
+	s.db, s.wal, s.ov = nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("closing %s: %w", s.set.path, err)
 	}
 	return nil
+}
+
+// checkpoint applies what waits in ov to the bbolt file, in one synced
+// transaction, and empties the log. Called with mu held (shared or not)
+// and, unless mu is held exclusively, wmu.
+func (s *Store) checkpoint() error {
+	if len(s.ov) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		data, meta := tx.Bucket(dataBucket), tx.Bucket(metaBucket)
+		for k, e := range s.ov {
+			var err error
+			if e.deleted {
+				err = data.Delete([]byte(k))
+			} else {
+				buf := make([]byte, indexLen+len(e.value))
+				binary.BigEndian.PutUint64(buf, e.index)
+				copy(buf[indexLen:], e.value)
+				err = data.Put([]byte(k), buf)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return meta.Put(revisionKey, binary.BigEndian.AppendUint64(nil, s.rev))
+	})
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", s.set.path, err)
+	}
+	if err := s.wal.reset(); err != nil {
+		s.log.Warn("emptying the write-ahead log after a checkpoint", "error", err)
+	}
+	s.ovMu.Lock()
+	s.ov = map[string]entry{}
+	s.ovMu.Unlock()
+	return nil
+}
+
+// idleCheckpoint is the checkpoint the last write armed.
+func (s *Store) idleCheckpoint() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkpoint(); err != nil {
+		s.log.Warn("idle checkpoint failed; the next one tries again", "error", err)
+	}
 }
 
 // Get returns the pair at key.
@@ -178,6 +293,13 @@ func (s *Store) Get(ctx context.Context, key string) (*pb.KVPair, error) {
 	}
 	var kv *pb.KVPair
 	err := s.view(ctx, func(data *bolt.Bucket) error {
+		if e, ok := s.ov[key]; ok {
+			if e.deleted {
+				return fmt.Errorf("get %q: %w", key, sdk.ErrNotFound)
+			}
+			kv = &pb.KVPair{Key: key, Value: append([]byte{}, e.value...), Index: e.index}
+			return nil
+		}
 		raw := data.Get([]byte(key))
 		if raw == nil {
 			return fmt.Errorf("get %q: %w", key, sdk.ErrNotFound)
@@ -195,11 +317,23 @@ func (s *Store) List(ctx context.Context, prefix string) ([]*pb.KVPair, error) {
 	err := s.view(ctx, func(data *bolt.Bucket) error {
 		c := data.Cursor()
 		for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+			if _, ok := s.ov[string(k)]; ok {
+				continue // newer below
+			}
 			kv, err := decode(string(k), v)
 			if err != nil {
 				return err
 			}
 			kvs = append(kvs, kv)
+		}
+		n := len(kvs)
+		for k, e := range s.ov {
+			if !e.deleted && strings.HasPrefix(k, prefix) {
+				kvs = append(kvs, &pb.KVPair{Key: k, Value: append([]byte{}, e.value...), Index: e.index})
+			}
+		}
+		if len(kvs) > n {
+			slices.SortFunc(kvs, func(a, b *pb.KVPair) int { return strings.Compare(a.GetKey(), b.GetKey()) })
 		}
 		return nil
 	})
@@ -279,6 +413,11 @@ func (s *Store) DeleteTree(ctx context.Context, prefix string) error {
 		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
 			keys = append(keys, string(k))
 		}
+		for k := range w.ov {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
 		for _, k := range keys {
 			if err := w.del(k); err != nil {
 				return err
@@ -333,7 +472,8 @@ func (s *Store) Watch(ctx context.Context, prefix string) (<-chan *pb.WatchEvent
 	return s.hub.add(ctx, prefix, s.watchBuffer), nil
 }
 
-// view runs fn in a read transaction on the data bucket.
+// view runs fn in a read transaction on the data bucket, with ovMu held
+// shared: what ov holds for a key is newer than the bucket.
 func (s *Store) view(ctx context.Context, fn func(data *bolt.Bucket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -343,11 +483,15 @@ func (s *Store) view(ctx context.Context, fn func(data *bolt.Bucket) error) erro
 	if s.db == nil {
 		return errUnconfigured
 	}
+	s.ovMu.RLock()
+	defer s.ovMu.RUnlock()
 	return s.db.View(func(tx *bolt.Tx) error { return fn(tx.Bucket(dataBucket)) })
 }
 
-// update runs fn in a write transaction at the next revision and, once it
-// has committed, publishes the events fn recorded.
+// update runs fn as a write at the next revision: against the bucket (in
+// a read transaction) and ov, its changes collected in a writeTx. If fn
+// changes anything, the changes go to the log, then into ov, and their
+// events to the watchers.
 func (s *Store) update(ctx context.Context, fn func(w *writeTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -359,80 +503,110 @@ func (s *Store) update(ctx context.Context, fn func(w *writeTx) error) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	var w writeTx
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w = writeTx{data: tx.Bucket(dataBucket), meta: tx.Bucket(metaBucket)}
-		cur, err := revision(w.meta)
-		if err != nil {
-			return err
-		}
-		w.rev = cur + 1
-		if err := fn(&w); err != nil {
-			return err
-		}
-		if len(w.events) == 0 {
-			return errNoChange
-		}
-		return w.meta.Put(revisionKey, binary.BigEndian.AppendUint64(nil, w.rev))
-	})
-	if errors.Is(err, errNoChange) {
-		return nil
-	}
+	tx, err := s.db.Begin(false)
 	if err != nil {
 		return err
 	}
+	// ov changes only under wmu, which this write holds.
+	w := writeTx{data: tx.Bucket(dataBucket), ov: s.ov, rev: s.rev + 1, changed: map[string]int{}}
+	err = fn(&w)
+	_ = tx.Rollback()
+	if err != nil || len(w.events) == 0 {
+		return err
+	}
+	if err := s.wal.append(record{rev: w.rev, changes: w.changes}); err != nil {
+		return err
+	}
+	s.ovMu.Lock()
+	for _, c := range w.changes {
+		s.ov[c.key] = entry{value: c.value, index: w.rev, deleted: c.deleted}
+	}
+	s.rev = w.rev
+	s.ovMu.Unlock()
 	if n := s.hub.publish(w.events); n > 0 {
 		s.log.Warn("closed watches that fell behind; their readers must watch again",
 			"watches", n, "buffer", s.watchBuffer)
 	}
+	if len(s.ov) >= s.maxWaiting {
+		if err := s.checkpoint(); err != nil {
+			// Committed all the same: the log has it.
+			s.log.Warn("checkpoint failed; the next one tries again", "error", err)
+		}
+	} else if s.idle == nil {
+		s.idle = time.AfterFunc(s.idleAfter, s.idleCheckpoint)
+	} else {
+		s.idle.Reset(s.idleAfter)
+	}
 	return nil
 }
 
-// writeTx is one write transaction: the buckets, the revision it writes
-// at, and the events of its changes so far.
+// writeTx is one write: what it reads from (the bucket, ov), the revision
+// it writes at, and its changes and their events so far.
 type writeTx struct {
-	data, meta *bolt.Bucket
-	rev        uint64
-	events     []*pb.WatchEvent
+	data    *bolt.Bucket
+	ov      map[string]entry
+	rev     uint64
+	changes []change
+	changed map[string]int // key → position in changes
+	events  []*pb.WatchEvent
+}
+
+// current returns key's value and index as of this write, and whether it
+// exists.
+func (w *writeTx) current(key string) (value []byte, index uint64, ok bool, err error) {
+	if i, ok := w.changed[key]; ok {
+		c := w.changes[i]
+		return c.value, w.rev, !c.deleted, nil
+	}
+	if e, ok := w.ov[key]; ok {
+		return e.value, e.index, !e.deleted, nil
+	}
+	raw := w.data.Get([]byte(key))
+	if raw == nil {
+		return nil, 0, false, nil
+	}
+	if len(raw) < indexLen {
+		return nil, 0, false, corrupt(key)
+	}
+	return raw[indexLen:], binary.BigEndian.Uint64(raw), true, nil
+}
+
+func (w *writeTx) record(c change) {
+	if i, ok := w.changed[c.key]; ok {
+		w.changes[i] = c
+		return
+	}
+	w.changed[c.key] = len(w.changes)
+	w.changes = append(w.changes, c)
 }
 
 // index returns key's modify index and whether key exists.
 func (w *writeTx) index(key string) (uint64, bool, error) {
-	raw := w.data.Get([]byte(key))
-	if raw == nil {
-		return 0, false, nil
+	_, idx, ok, err := w.current(key)
+	if !ok {
+		idx = 0
 	}
-	if len(raw) < indexLen {
-		return 0, false, corrupt(key)
-	}
-	return binary.BigEndian.Uint64(raw), true, nil
+	return idx, ok, err
 }
 
-// put writes key at the transaction's revision and returns the new pair.
+// put writes key at the write's revision and returns the new pair.
 func (w *writeTx) put(key string, value []byte) (*pb.KVPair, error) {
-	buf := make([]byte, indexLen+len(value))
-	binary.BigEndian.PutUint64(buf, w.rev)
-	copy(buf[indexLen:], value)
-	if err := w.data.Put([]byte(key), buf); err != nil {
-		return nil, fmt.Errorf("put %q: %w", key, err)
-	}
-	// bbolt keeps buf until the commit and never after; the event gets
-	// its own copy because the caller owns the pair it is returned.
+	// The log, ov, the event and the caller's pair each get their own
+	// copy: the caller owns the pair it is returned.
+	w.record(change{key: key, value: append([]byte{}, value...)})
 	w.events = append(w.events, &pb.WatchEvent{
 		Type: pb.WatchEvent_PUT,
 		Kv:   &pb.KVPair{Key: key, Value: append([]byte(nil), value...), Index: w.rev},
 	})
-	return &pb.KVPair{Key: key, Value: buf[indexLen:], Index: w.rev}, nil
+	return &pb.KVPair{Key: key, Value: append([]byte(nil), value...), Index: w.rev}, nil
 }
 
 // del removes key if it exists.
 func (w *writeTx) del(key string) error {
-	if w.data.Get([]byte(key)) == nil {
-		return nil
+	if _, _, ok, err := w.current(key); err != nil || !ok {
+		return err
 	}
-	if err := w.data.Delete([]byte(key)); err != nil {
-		return fmt.Errorf("delete %q: %w", key, err)
-	}
+	w.record(change{key: key, deleted: true})
 	w.events = append(w.events, &pb.WatchEvent{
 		Type: pb.WatchEvent_DELETE,
 		Kv:   &pb.KVPair{Key: key, Index: w.rev},
