@@ -96,6 +96,7 @@ func (c *Controller) watchGlobal(ctx context.Context) {
 				continue
 			}
 			id := strings.TrimPrefix(ev.GetKv().GetKey(), networkPrefix)
+			c.kv.nets.forget(id)
 			c.mu.Lock()
 			n := c.onHost[id]
 			delete(c.onHost, id)
