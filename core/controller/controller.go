@@ -79,6 +79,8 @@ type Controller struct {
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
+	bg          context.Context // ends with Close: background undo work
+	stopBG      context.CancelFunc
 	stubTimer   *time.Timer
 }
 
@@ -108,6 +110,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
 		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{},
 	}
+	c.bg, c.stopBG = context.WithCancel(context.Background())
 	return c, nil
 }
 
@@ -121,6 +124,7 @@ func (c *Controller) Close() {
 	if c.stopWatch != nil {
 		c.stopWatch()
 	}
+	c.stopBG()
 	ops := make([]*sandboxOp, 0, len(c.sandboxes))
 	for _, op := range c.sandboxes {
 		ops = append(ops, op)

@@ -107,11 +107,20 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	}
 	if err := c.join(ctx, op, n, ep, idx); err != nil {
 		if rerr := c.deleteEndpoint(ctx, ep.NetworkID, ep.ID); rerr != nil {
-			c.log.Error("rolling back endpoint", "endpoint", short(ep.ID), "error", rerr)
+			c.log.Warn("rolling back endpoint; retrying in the background", "endpoint", short(ep.ID), "error", rerr)
+			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error {
+				return c.deleteEndpoint(ctx, ep.NetworkID, ep.ID)
+			})
 		}
 		return nil, err
 	}
 	return ep, nil
+}
+
+// outcomeUnknown tells a failure after which the store may or may not
+// have applied the write (it stopped answering mid-call).
+func outcomeUnknown(err error) bool {
+	return errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // createEndpoint allocates the endpoint's addresses and writes it, in one
@@ -192,6 +201,11 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 		return nil
 	})
 	if err != nil {
+		if outcomeUnknown(err) {
+			// The record and its addresses may land once the store
+			// answers again: make sure they go.
+			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, ep) })
+		}
 		return 0, err
 	}
 	d, _, err := c.driver(n.Driver)
@@ -203,7 +217,8 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	}
 	if err != nil {
 		if rerr := c.dropEndpoint(ctx, ep); rerr != nil {
-			c.log.Error("rolling back endpoint record", "endpoint", short(ep.ID), "error", rerr)
+			c.log.Warn("rolling back endpoint record; retrying in the background", "endpoint", short(ep.ID), "error", rerr)
+			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, ep) })
 		}
 		return 0, fmt.Errorf("driver %q creating endpoint on network %s: %w", n.Driver, n.Name, err)
 	}

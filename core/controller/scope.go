@@ -112,3 +112,39 @@ func (c *Controller) watchGlobal(ctx context.Context) {
 		}
 	}
 }
+
+// cleanupLater retries an undo (which must be idempotent) that failed
+// because the store did not answer, in the background with backoff, until
+// it has succeeded four times a second apart, or the controller closes (an
+// agent restart then finds what is left: orphan endpoints are removed at
+// start).
+func (c *Controller) cleanupLater(what string, undo func(ctx context.Context) error) {
+	go func() {
+		pause := 100 * time.Millisecond
+		settled := 0
+		for {
+			select {
+			case <-c.bg.Done():
+				return
+			case <-time.After(pause):
+			}
+			ctx, cancel := context.WithTimeout(c.bg, 30*time.Second)
+			err := undo(ctx)
+			cancel()
+			if err == nil {
+				settled++
+				// A write whose answer was lost may still be applied after
+				// the undo ran (a frozen store works through its queue on
+				// waking): undo again until the store has been quiet a while.
+				if settled == 4 {
+					c.log.Info("rolled back after the store came back", "what", what)
+					return
+				}
+				pause = time.Second
+				continue
+			}
+			settled = 0
+			pause = min(2*pause, time.Second)
+		}
+	}()
+}
