@@ -3,91 +3,30 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
+	"github.com/sandnet/sandnet/bench/internal/benchagent"
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 )
 
+// agent is the sandnet agent the benchmark drives.
 type agent struct {
-	cmd *exec.Cmd
-	c   *api.Client
-	log *os.File
+	*benchagent.Agent
+	c *api.Client
 }
 
 // startAgent runs `sandnet agent` with the bolt store and the bridge
-// driver, everything under dir but the namespace keys (under keys), and
-// waits for its API.
+// driver, everything under dir but the namespace keys (under keys).
 func startAgent(dir, keys, bin, pluginDir string) (*agent, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	pluginDir, err := filepath.Abs(pluginDir)
+	a, err := benchagent.Start(dir, keys, bin, pluginDir, "driver \"bridge\" {}\n")
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "sandnet.sock")
-	conf := fmt.Sprintf(`data_dir = %q
-plugin_dir = %q
-api {
-  socket = %q
-}
-log {
-  level = "warn"
-}
-sandbox {
-  netns_dir = %q
-}
-store "bolt" {
-  config {
-    path = %q
-    no_sync = %v
-  }
-}
-driver "bridge" {}
-`, filepath.Join(dir, "data"), pluginDir, sock, keys, filepath.Join(dir, "store.db"), os.Getenv("BENCH_NO_SYNC") != "")
-	path := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
-	if err != nil {
-		return nil, err
-	}
-	a := &agent{cmd: exec.Command(bin, "agent", "-config", path), c: api.NewClient(sock), log: logf}
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	if err := a.cmd.Start(); err != nil {
-		return nil, err
-	}
-	for range 200 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err = a.c.Version(ctx)
-		cancel()
-		if err == nil {
-			return a, nil
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	a.stop()
-	b, _ := os.ReadFile(logf.Name())
-	return nil, fmt.Errorf("agent not ready: %v\n%s", err, b)
+	return &agent{Agent: a, c: a.Client}, nil
 }
 
-func (a *agent) stop() {
-	_ = a.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = a.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-done
-	}
-	a.log.Close()
-}
+func (a *agent) stop() { a.Stop() }
 
 // run creates a bridge network and attaches n containers to it through the
 // API, each attach timed as sandbox create + connect and each detach as

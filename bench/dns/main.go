@@ -59,7 +59,7 @@ func run(names, seconds int, bin, plugins string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	a, err := benchagent.Start(dir, bin, plugins, "driver \"bridge\" {}\n")
+	a, err := benchagent.Start(dir, filepath.Join(dir, "netns"), bin, plugins, "driver \"bridge\" {}\n")
 	if err != nil {
 		return err
 	}

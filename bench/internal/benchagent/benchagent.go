@@ -20,10 +20,11 @@ type Agent struct {
 	Client *api.Client
 }
 
-// Start runs `bin agent` with the bolt store (fsync on, as deployed) and
-// drivers (HCL driver blocks), with data, keys and socket under dir, and
-// waits for its API.
-func Start(dir, bin, pluginDir, drivers string) (*Agent, error) {
+// Start runs `bin agent` with the bolt store (fsync on, as deployed, unless
+// $BENCH_NO_SYNC is set) and drivers (HCL driver blocks), with data and
+// socket under dir and namespace keys under keys (as under /run, a tmpfs
+// is what production has), and waits for its API.
+func Start(dir, keys, bin, pluginDir, drivers string) (*Agent, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -46,9 +47,10 @@ sandbox {
 store "bolt" {
   config {
     path = %q
+    no_sync = %v
   }
 }
-%s`, filepath.Join(dir, "data"), pluginDir, sock, filepath.Join(dir, "netns"), filepath.Join(dir, "store.db"), drivers)
+%s`, filepath.Join(dir, "data"), pluginDir, sock, keys, filepath.Join(dir, "store.db"), os.Getenv("BENCH_NO_SYNC") != "", drivers)
 	path := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
