@@ -570,21 +570,33 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 	return ferr
 }
 
+// sandboxEndpoint reads an endpoint of the sandbox with its network and
+// index. An endpoint already gone from the store is forgotten by the
+// sandbox and the name index, and found is false.
+func (c *Controller) sandboxEndpoint(ctx context.Context, op *sandboxOp, netID, epID string) (*Network, Endpoint, uint64, bool, error) {
+	n, err := c.stableNetwork(ctx, netID)
+	if err != nil {
+		return nil, Endpoint{}, 0, false, err
+	}
+	ep, idx, err := c.endpointRecord(ctx, netID, epID)
+	if errors.Is(err, sdk.ErrNotFound) {
+		c.names.remove(epID)
+		op.sb.Forget(epID)
+		return nil, Endpoint{}, 0, false, nil
+	}
+	if err != nil {
+		return nil, Endpoint{}, 0, false, err
+	}
+	return n, ep, idx, true, nil
+}
+
 // leave detaches an endpoint from a sandbox: external connectivity
 // revoked, the driver's Leave, the interface out of service in the
 // namespace (unless the namespace is going away: then the kernel removes
 // it), the record updated.
 func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID string, dying bool) error {
-	n, err := c.stableNetwork(ctx, netID)
-	if err != nil {
-		return err
-	}
-	ep, idx, err := c.endpointRecord(ctx, netID, epID)
-	if err != nil {
-		if errors.Is(err, sdk.ErrNotFound) {
-			op.sb.Forget(epID)
-			return nil
-		}
+	n, ep, idx, found, err := c.sandboxEndpoint(ctx, op, netID, epID)
+	if err != nil || !found {
 		return err
 	}
 	if err := c.leaveStored(ctx, op, n, &ep, dying); err != nil {
@@ -644,17 +656,8 @@ func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network,
 // that write, the endpoint is read back as joined; disconnecting or
 // deleting the sandbox again finishes the job.)
 func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, epID string, dying bool) error {
-	n, err := c.stableNetwork(ctx, netID)
-	if err != nil {
-		return err
-	}
-	ep, idx, err := c.endpointRecord(ctx, netID, epID)
-	if err != nil {
-		if errors.Is(err, sdk.ErrNotFound) {
-			c.names.remove(epID)
-			op.sb.Forget(epID)
-			return nil
-		}
+	n, ep, idx, found, err := c.sandboxEndpoint(ctx, op, netID, epID)
+	if err != nil || !found {
 		return err
 	}
 	// The sandbox side goes out of service while the driver cuts the

@@ -395,6 +395,26 @@ func (b *bridge) network(pn *pb.Network) (*network, int, error) {
 
 // endpoint returns the cached endpoint of a request, or the one the
 // request describes.
+// prepare is the start of every call on a joined endpoint: it tells the
+// reaper the driver is busy and resolves the system handles, the network
+// (with its index) and the endpoint the request names.
+func (b *bridge) prepare(pn *pb.Network, pe *pb.Endpoint) (*system, *network, int, *endpoint, error) {
+	b.reap.busy()
+	s, err := b.sys()
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	n, idx, err := b.network(pn)
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	ep, err := b.endpoint(n, pe)
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	return s, n, idx, ep, nil
+}
+
 func (b *bridge) endpoint(n *network, pe *pb.Endpoint) (*endpoint, error) {
 	b.mu.Lock()
 	ep, ok := b.eps[pe.GetId()]
@@ -488,16 +508,7 @@ func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) erro
 // other end directly inside the sandbox, where the host names and
 // addresses it.
 func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
-	b.reap.busy()
-	s, err := b.sys()
-	if err != nil {
-		return nil, err
-	}
-	n, idx, err := b.network(req.GetNetwork())
-	if err != nil {
-		return nil, err
-	}
-	ep, err := b.endpoint(n, req.GetEndpoint())
+	s, n, idx, ep, err := b.prepare(req.GetNetwork(), req.GetEndpoint())
 	if err != nil {
 		return nil, err
 	}
@@ -655,16 +666,7 @@ func (b *bridge) Leave(_ context.Context, req *pb.LeaveRequest) error {
 // returns them with the host ports chosen. Replaying it keeps the chosen
 // ports. Internal networks publish nothing.
 func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
-	b.reap.busy()
-	s, err := b.sys()
-	if err != nil {
-		return nil, err
-	}
-	n, _, err := b.network(req.GetNetwork())
-	if err != nil {
-		return nil, err
-	}
-	ep, err := b.endpoint(n, req.GetEndpoint())
+	s, n, _, ep, err := b.prepare(req.GetNetwork(), req.GetEndpoint())
 	if err != nil {
 		return nil, err
 	}
