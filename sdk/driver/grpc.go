@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -107,6 +108,9 @@ func (s *server) EndpointOperInfo(ctx context.Context, req *pb.EndpointRequest) 
 type Client struct {
 	*sdk.PluginClient
 	c pb.DriverClient
+	// noAttach is set once the plugin has answered Attach with
+	// Unimplemented.
+	noAttach atomic.Bool
 }
 
 var _ Driver = (*Client)(nil)

@@ -147,6 +147,29 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 	})
+	t.Run("AttachIdempotent", func(t *testing.T) {
+		d, n, ep := o.setup(t)
+		key := o.sandboxKey(t)
+		req := &pb.AttachRequest{Network: n, Endpoint: ep, SandboxKey: key}
+		var first *pb.AttachResponse
+		for i := range 2 {
+			resp, err := driver.Attach(ctx, d, req)
+			if err != nil {
+				t.Fatalf("Attach #%d: %v", i+1, err)
+			}
+			if i == 0 {
+				first = resp
+			} else if resp.GetJoin().GetSrcName() != first.GetJoin().GetSrcName() {
+				t.Fatalf("second Attach named interface %q, first %q", resp.GetJoin().GetSrcName(), first.GetJoin().GetSrcName())
+			}
+		}
+		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+		if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Fatalf("DeleteEndpoint: %v", err)
+		}
+	})
 	t.Run("ExternalConnectivityIdempotent", func(t *testing.T) {
 		d, n, ep := o.setup(t)
 		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {

@@ -32,6 +32,7 @@ const (
 	Driver_ProgramExternalConnectivity_FullMethodName = "/sandnet.v1.Driver/ProgramExternalConnectivity"
 	Driver_RevokeExternalConnectivity_FullMethodName  = "/sandnet.v1.Driver/RevokeExternalConnectivity"
 	Driver_EndpointOperInfo_FullMethodName            = "/sandnet.v1.Driver/EndpointOperInfo"
+	Driver_Attach_FullMethodName                      = "/sandnet.v1.Driver/Attach"
 )
 
 // DriverClient is the client API for Driver service.
@@ -48,6 +49,13 @@ type DriverClient interface {
 	ProgramExternalConnectivity(ctx context.Context, in *ExternalConnectivityRequest, opts ...grpc.CallOption) (*ExternalConnectivityResponse, error)
 	RevokeExternalConnectivity(ctx context.Context, in *ExternalConnectivityRequest, opts ...grpc.CallOption) (*Empty, error)
 	EndpointOperInfo(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (*EndpointOperInfoResponse, error)
+	// Attach is CreateEndpoint followed by Join with the endpoint as
+	// CreateEndpoint filled it in, in one round trip. If Join fails, the
+	// endpoint is deleted again and Join's error returned. The SDK serves it
+	// for every driver from the driver's own CreateEndpoint and Join; a host
+	// talking to a plugin built before it existed (Unimplemented) makes the
+	// two calls instead.
+	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error)
 }
 
 type driverClient struct {
@@ -158,6 +166,16 @@ func (c *driverClient) EndpointOperInfo(ctx context.Context, in *EndpointRequest
 	return out, nil
 }
 
+func (c *driverClient) Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachResponse)
+	err := c.cc.Invoke(ctx, Driver_Attach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -172,6 +190,13 @@ type DriverServer interface {
 	ProgramExternalConnectivity(context.Context, *ExternalConnectivityRequest) (*ExternalConnectivityResponse, error)
 	RevokeExternalConnectivity(context.Context, *ExternalConnectivityRequest) (*Empty, error)
 	EndpointOperInfo(context.Context, *EndpointRequest) (*EndpointOperInfoResponse, error)
+	// Attach is CreateEndpoint followed by Join with the endpoint as
+	// CreateEndpoint filled it in, in one round trip. If Join fails, the
+	// endpoint is deleted again and Join's error returned. The SDK serves it
+	// for every driver from the driver's own CreateEndpoint and Join; a host
+	// talking to a plugin built before it existed (Unimplemented) makes the
+	// two calls instead.
+	Attach(context.Context, *AttachRequest) (*AttachResponse, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -211,6 +236,9 @@ func (UnimplementedDriverServer) RevokeExternalConnectivity(context.Context, *Ex
 }
 func (UnimplementedDriverServer) EndpointOperInfo(context.Context, *EndpointRequest) (*EndpointOperInfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EndpointOperInfo not implemented")
+}
+func (UnimplementedDriverServer) Attach(context.Context, *AttachRequest) (*AttachResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Attach not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -413,6 +441,24 @@ func _Driver_EndpointOperInfo_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Attach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Attach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Attach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Attach(ctx, req.(*AttachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +505,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EndpointOperInfo",
 			Handler:    _Driver_EndpointOperInfo_Handler,
+		},
+		{
+			MethodName: "Attach",
+			Handler:    _Driver_Attach_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,103 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Attacher is a driver that does CreateEndpoint and Join in one call. A
+// plugin's Client is one; a driver implementing Attach itself is served
+// with it rather than with the SDK's two calls.
+type Attacher interface {
+	Attach(ctx context.Context, req *pb.AttachRequest) (*pb.AttachResponse, error)
+}
+
+// Attach creates the endpoint of req and joins it to the sandbox at
+// req.SandboxKey: in one round trip when d is an Attacher, otherwise with
+// CreateEndpoint then Join, the endpoint Join sees carrying what
+// CreateEndpoint filled in. If Join fails, the endpoint is deleted again
+// and Join's error returned.
+func Attach(ctx context.Context, d Driver, req *pb.AttachRequest) (*pb.AttachResponse, error) {
+	if a, ok := d.(Attacher); ok {
+		return a.Attach(ctx, req)
+	}
+	return attachInTwo(ctx, d, req)
+}
+
+// attachInTwo is Attach made of d's CreateEndpoint and Join.
+func attachInTwo(ctx context.Context, d Driver, req *pb.AttachRequest) (*pb.AttachResponse, error) {
+	created, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: req.GetNetwork(), Endpoint: req.GetEndpoint()})
+	if err != nil {
+		return nil, err
+	}
+	if created == nil {
+		created = &pb.CreateEndpointResponse{}
+	}
+	ep := withFill(req.GetEndpoint(), created.GetInterface())
+	joined, err := d.Join(ctx, &pb.JoinRequest{Network: req.GetNetwork(), Endpoint: ep, SandboxKey: req.GetSandboxKey(), Options: req.GetOptions()})
+	if err != nil {
+		if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: req.GetNetwork(), Endpoint: ep}); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return nil, err
+	}
+	if joined == nil {
+		joined = &pb.JoinResponse{}
+	}
+	return &pb.AttachResponse{Create: created, Join: joined}, nil
+}
+
+// withFill returns a copy of ep with the fields fill sets.
+func withFill(ep *pb.Endpoint, fill *pb.EndpointInterface) *pb.Endpoint {
+	if fill.GetMac() == "" && fill.GetAddress() == "" && fill.GetAddressV6() == "" {
+		return ep
+	}
+	ep = proto.Clone(ep).(*pb.Endpoint)
+	if ep.Interface == nil {
+		ep.Interface = &pb.EndpointInterface{}
+	}
+	if m := fill.GetMac(); m != "" {
+		ep.Interface.Mac = m
+	}
+	if a := fill.GetAddress(); a != "" && ep.Interface.GetAddress() == "" {
+		ep.Interface.Address = a
+	}
+	if a := fill.GetAddressV6(); a != "" && ep.Interface.GetAddressV6() == "" {
+		ep.Interface.AddressV6 = a
+	}
+	return ep
+}
+
+func (s *server) Attach(ctx context.Context, req *pb.AttachRequest) (*pb.AttachResponse, error) {
+	var resp *pb.AttachResponse
+	var err error
+	if a, ok := s.impl.(Attacher); ok {
+		resp, err = a.Attach(ctx, req)
+	} else {
+		resp, err = attachInTwo(ctx, s.impl, req)
+	}
+	if resp == nil {
+		resp = &pb.AttachResponse{}
+	}
+	return resp, sdk.ToStatus(err)
+}
+
+// Attach is Driver's CreateEndpoint and Join in one round trip; against a
+// plugin that predates the call it makes the two calls.
+func (c *Client) Attach(ctx context.Context, req *pb.AttachRequest) (*pb.AttachResponse, error) {
+	if !c.noAttach.Load() {
+		resp, err := c.c.Attach(ctx, req)
+		if status.Code(err) != codes.Unimplemented {
+			return resp, sdk.FromStatus(err)
+		}
+		c.noAttach.Store(true)
+	}
+	return attachInTwo(ctx, c, req)
+}

@@ -1,0 +1,137 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/internal/inproc"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// recorder is a driver that records its calls; CreateEndpoint fills in a
+// MAC, and Join fails when failJoin is set.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string
+	joinedEP *pb.Endpoint
+	failJoin bool
+}
+
+func (r *recorder) record(c string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, c)
+}
+
+func (r *recorder) Configure(context.Context, []byte) error { return nil }
+func (r *recorder) GetCapabilities(context.Context) (*pb.Capabilities, error) {
+	return &pb.Capabilities{}, nil
+}
+func (r *recorder) CreateNetwork(context.Context, *pb.CreateNetworkRequest) error { return nil }
+func (r *recorder) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (r *recorder) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	r.record("CreateEndpoint")
+	return &pb.CreateEndpointResponse{Interface: &pb.EndpointInterface{Mac: "02:42:0a:00:00:02"}}, nil
+}
+func (r *recorder) DeleteEndpoint(context.Context, *pb.EndpointRequest) error {
+	r.record("DeleteEndpoint")
+	return nil
+}
+func (r *recorder) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	r.record("Join")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.joinedEP = req.GetEndpoint()
+	if r.failJoin {
+		return nil, fmt.Errorf("no such sandbox: %w", sdk.ErrNotFound)
+	}
+	return &pb.JoinResponse{SrcName: "veth0", InSandbox: true, Gateway: "10.0.0.1"}, nil
+}
+func (r *recorder) Leave(context.Context, *pb.LeaveRequest) error { return nil }
+func (r *recorder) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	return &pb.ExternalConnectivityResponse{}, nil
+}
+func (r *recorder) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+	return nil
+}
+func (r *recorder) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
+	return &pb.EndpointOperInfoResponse{}, nil
+}
+
+// oldServer is a driver server from before Attach: it answers
+// Unimplemented.
+type oldServer struct {
+	pb.UnimplementedDriverServer
+	s *server
+}
+
+func (o oldServer) CreateEndpoint(ctx context.Context, req *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	return o.s.CreateEndpoint(ctx, req)
+}
+func (o oldServer) DeleteEndpoint(ctx context.Context, req *pb.EndpointRequest) (*pb.Empty, error) {
+	return o.s.DeleteEndpoint(ctx, req)
+}
+func (o oldServer) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	return o.s.Join(ctx, req)
+}
+
+func attachReq() *pb.AttachRequest {
+	return &pb.AttachRequest{
+		Network:    &pb.Network{Id: "n1"},
+		Endpoint:   &pb.Endpoint{Id: "e1", Interface: &pb.EndpointInterface{Address: "10.0.0.2/24"}},
+		SandboxKey: "/run/netns/x",
+	}
+}
+
+func TestAttach(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(*grpc.Server, *recorder) error
+	}{
+		{"plugin with Attach", func(s *grpc.Server, r *recorder) error { return Register(s, sdk.Info{Name: "rec"}, r) }},
+		{"plugin from before Attach", func(s *grpc.Server, r *recorder) error {
+			pb.RegisterDriverServer(s, oldServer{s: &server{impl: r}})
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return tc.serve(s, r) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			c := NewClient(conn)
+			ctx := context.Background()
+			resp, err := Attach(ctx, c, attachReq())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetCreate().GetInterface().GetMac() != "02:42:0a:00:00:02" || resp.GetJoin().GetSrcName() != "veth0" {
+				t.Fatalf("answer = %v", resp)
+			}
+			// Join saw the endpoint as CreateEndpoint filled it in.
+			if ep := r.joinedEP; ep.GetInterface().GetMac() != "02:42:0a:00:00:02" || ep.GetInterface().GetAddress() != "10.0.0.2/24" {
+				t.Fatalf("Join got endpoint %v", ep)
+			}
+			// A failing Join deletes the endpoint again and its error
+			// comes back as the sentinel.
+			r.failJoin = true
+			_, err = Attach(ctx, c, attachReq())
+			if !errors.Is(err, sdk.ErrNotFound) {
+				t.Fatalf("err = %v, want ErrNotFound", err)
+			}
+			want := []string{"CreateEndpoint", "Join", "CreateEndpoint", "Join", "DeleteEndpoint"}
+			if !slices.Equal(r.calls, want) {
+				t.Fatalf("calls = %v, want %v", r.calls, want)
+			}
+		})
+	}
+}
