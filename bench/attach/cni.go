@@ -10,7 +10,14 @@ import (
 	"time"
 )
 
-type timings struct{ add, del []time.Duration }
+// timings are one scenario's attach and detach durations. For sandnet,
+// create and disconnect are the first call of each (sandbox create;
+// disconnect) and cpu the CPU time the agent and its plugins spent per
+// attach and detach.
+type timings struct {
+	add, del, create, disconnect []time.Duration
+	cpu                          time.Duration
+}
 
 // cniRun attaches and detaches n namespaces with the reference plugins,
 // invoked as libcni does: each plugin of the chain exec'd with CNI_COMMAND,

@@ -87,7 +87,7 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 
 	row := func(name string, d time.Duration) { fmt.Printf("  %-44s %8.2f ms\n", name, ms(d)) }
 	fmt.Println("medians:")
-	row("floor attach (netlink only)", median(floor))
+	row("floor attach (netlink only)", median(floor.add))
 	row("CNI bridge+host-local ADD", median(cni.add))
 	row("CNI bridge+host-local DEL", median(cni.del))
 	row("CNI bridge(ipMasq)+portmap ADD", median(cniNAT.add))
@@ -96,12 +96,24 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 	row("sandnet detach (disconnect + sandbox rm)", median(sn.del))
 	row("sandnet attach, NAT + published port", median(snNAT.add))
 	row("sandnet detach, NAT + published port", median(snNAT.del))
+	fmt.Println("\nby step (medians), and CPU time of the agent and its plugins:")
+	row("floor: namespace alone", median(floor.create))
+	for _, s := range []struct {
+		name string
+		t    *timings
+	}{{"sandnet", sn}, {"sandnet NAT", snNAT}} {
+		row(s.name+": sandbox create", median(s.t.create))
+		row(s.name+": connect (attach - create)", median(s.t.add)-median(s.t.create))
+		row(s.name+": disconnect", median(s.t.disconnect))
+		row(s.name+": sandbox rm (detach - disconnect)", median(s.t.del)-median(s.t.disconnect))
+		row(s.name+": CPU per attach + detach", s.t.cpu)
+	}
 	fmt.Println("\nratios (target):")
 	ratio := func(name string, x, y time.Duration, target string) {
 		fmt.Printf("  %-44s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
 	}
 	ratio("sandnet attach / CNI ADD", median(sn.add), median(cni.add), "≤ 0.2")
-	ratio("sandnet attach / floor", median(sn.add), median(floor), "≤ 2")
+	ratio("sandnet attach / floor", median(sn.add), median(floor.add), "≤ 2")
 	ratio("sandnet detach / CNI DEL", median(sn.del), median(cni.del), "≤ 0.2")
 	ratio("sandnet attach NAT+port / CNI ipMasq+portmap", median(snNAT.add), median(cniNAT.add), "≤ 0.1")
 

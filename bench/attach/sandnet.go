@@ -43,6 +43,7 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 		return nil, err
 	}
 	t := &timings{}
+	cpu0 := cpuTime(a.Pid())
 	attach := func(i int) error {
 		container := fmt.Sprintf("%s-%d", name, i)
 		conn := controller.Connect{Container: container}
@@ -53,6 +54,7 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 		if _, err := a.c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: container}); err != nil {
 			return err
 		}
+		t.create = append(t.create, time.Since(start))
 		if _, err := a.c.Connect(ctx, name, conn); err != nil {
 			return err
 		}
@@ -65,6 +67,7 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 		if err := a.c.Disconnect(ctx, name, container); err != nil {
 			return err
 		}
+		t.disconnect = append(t.disconnect, time.Since(start))
 		if err := a.c.DeleteSandbox(ctx, container); err != nil {
 			return err
 		}
@@ -92,5 +95,6 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 			}
 		}
 	}
+	t.cpu = (cpuTime(a.Pid()) - cpu0) / time.Duration(n)
 	return t, a.c.DeleteNetwork(ctx, name)
 }

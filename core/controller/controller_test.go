@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -459,4 +463,84 @@ func defaultGateway(t *testing.T, key string) string {
 func sameNamespace(t *testing.T, a, b string) bool {
 	t.Helper()
 	return inode(t, a) == inode(t, b)
+}
+
+// A connect writes its record while the interface is made: an agent that
+// stops between the two leaves one without the other. The next start
+// removes an endpoint whose interface is missing (with its address) and
+// deletes an interface no endpoint owns; a namespace mounted by a create
+// whose record never landed is unmounted.
+func TestStartCleansInterruptedCreates(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.81.0.0/24")
+	sb1 := e.sandbox("c1")
+	e.connect("red", "c1")
+	sb2 := e.sandbox("c2")
+	e.connect("red", "c2")
+
+	// c1: the record landed, the interface did not.
+	inNamespace(t, sb1.Key, func(h *netlink.Handle) {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// c2: an interface whose record never landed.
+	inNamespace(t, sb2.Key, func(h *netlink.Handle) {
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}, PeerName: "stray1"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// A namespace whose sandbox record never landed.
+	stray, err := osl.NewNamespace(filepath.Join(e.dir, "netns", newID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray.Close()
+
+	e.c = e.start()
+	if l := e.leaks(); l != (leaks{mounts: 2, links: 1, allocations: 1}) {
+		t.Fatalf("after restart: %+v, want the two sandboxes' namespaces and c2's link and address", l)
+	}
+	for _, c := range []struct {
+		container string
+		key       string
+		want      string
+	}{{"c1", sb1.Key, "map[]"}, {"c2", sb2.Key, "map[eth0:[10.81.0.3/24]]"}} {
+		claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: c.container})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(addresses(t, c.key)); got != c.want {
+			t.Errorf("%s's interfaces = %s, want %s", c.container, got, c.want)
+		}
+		if want := strings.Count(c.want, "eth"); len(claimed.Endpoints) != want {
+			t.Errorf("%s has %d endpoints, want %d", c.container, len(claimed.Endpoints), want)
+		}
+	}
+	// The address c1 lost is free again.
+	ep := e.connect("red", "c1")
+	if got := ep.Address.String(); got != "10.81.0.2/24" && got != "10.81.0.4/24" {
+		t.Errorf("c1 reconnected with %s", got)
+	}
+}
+
+// inNamespace runs fn with a netlink handle inside the namespace at key.
+func inNamespace(t *testing.T, key string, fn func(h *netlink.Handle)) {
+	t.Helper()
+	ns, err := netns.GetFromPath(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fn(h)
 }

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -101,17 +103,17 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		ID: newID(), Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: ports, Created: time.Now().UTC(),
 	}
-	idx, err := c.createEndpoint(ctx, ep, n, nIdx, cached, ip, ip6)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.join(ctx, op, n, ep, idx); err != nil {
-		if rerr := c.deleteEndpoint(ctx, ep.NetworkID, ep.ID); rerr != nil {
-			c.log.Warn("rolling back endpoint; retrying in the background", "endpoint", short(ep.ID), "error", rerr)
-			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error {
-				return c.deleteEndpoint(ctx, ep.NetworkID, ep.ID)
-			})
+	if op.sb.Namespace() == nil {
+		// An external key not set yet: the record alone says the
+		// endpoint belongs to the sandbox; SetKey does the rest.
+		ep.SandboxID = op.sb.ID()
+		if _, err := c.createEndpoint(ctx, ep, n, nIdx, cached, ip, ip6); err != nil {
+			return nil, err
 		}
+		op.sb.Restore(sbEndpoint(n, ep))
+		return ep, nil
+	}
+	if err := c.attach(ctx, op, n, nIdx, cached, ep, ip, ip6); err != nil {
 		return nil, err
 	}
 	return ep, nil
@@ -123,81 +125,85 @@ func outcomeUnknown(err error) bool {
 	return errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
+// endpointOps allocates ep's addresses (in memory, pending until the
+// caller's transaction commits or fails) and returns the operations that
+// store ep with them, checking that network n, read at index nIdx, was
+// not marked in-delete since. The caller calls Done on every allocation.
+func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, nIdx uint64, ip, ip6 netip.Addr) ([]*pb.TxnOp, []*ipam.Allocation, error) {
+	if n.InDelete {
+		return nil, nil, errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
+	}
+	_, caps, err := c.driver(n.Driver)
+	if err != nil {
+		return nil, nil, err
+	}
+	ops := []*pb.TxnOp{check(networkKey(n.ID), nIdx)}
+	var allocs []*ipam.Allocation
+	ep.Address, ep.AddressV6, ep.Gateway, ep.GatewayV6 = netip.Prefix{}, netip.Prefix{}, netip.Addr{}, netip.Addr{}
+	if caps.GetNeedsAddresses() {
+		if len(n.IPv4) == 0 {
+			return nil, nil, errorf(sdk.ErrInvalid, "network %s has no IPv4 pool", n.Name)
+		}
+		for _, f := range []struct {
+			pools []IPAMConfig
+			want  netip.Addr
+			addr  *netip.Prefix
+			gw    *netip.Addr
+		}{{n.IPv4, ip, &ep.Address, &ep.Gateway}, {n.IPv6, ip6, &ep.AddressV6, &ep.GatewayV6}} {
+			if len(f.pools) == 0 {
+				continue
+			}
+			a, err := c.ipam.Allocate(ctx, f.pools[0].Subnet, f.want, ep.ID)
+			if err != nil {
+				for _, a := range allocs {
+					a.Done(false)
+				}
+				return nil, nil, fmt.Errorf("network %s: %w", n.Name, err)
+			}
+			allocs = append(allocs, a)
+			ops = append(ops, a.Ops...)
+			*f.addr = a.Addr
+			if !n.Internal {
+				*f.gw = f.pools[0].Gateway
+			}
+		}
+		ep.MAC = macFor(ep.Address.Addr())
+	} else if ip.IsValid() || ip6.IsValid() {
+		return nil, nil, errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
+	}
+	return ops, allocs, nil
+}
+
 // createEndpoint allocates the endpoint's addresses and writes it, in one
 // transaction that also checks that network n (read at index nIdx) was not
 // marked in-delete since, then asks the driver to create it. It returns
 // the index of the endpoint's record. With cached, n came from the cache:
 // a failed check then gives errStale rather than a retry.
 func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Network, nIdx uint64, cached bool, ip, ip6 netip.Addr) (uint64, error) {
-	var caps *pb.Capabilities
 	var epIdx uint64
 	first := true
 	err := retry(ctx, "creating endpoint", func() error {
-		var err error
 		if !first {
-			if cached {
-				return errStale
-			}
-			if n, nIdx, err = c.networkByID(ctx, ep.NetworkID); err != nil {
-				if errors.Is(err, sdk.ErrNotFound) {
-					return errorf(sdk.ErrNotFound, "network %q not found", ep.NetworkID)
-				}
+			var err error
+			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, cached); err != nil {
 				return err
 			}
 		}
 		first = false
-		if n.InDelete {
-			return errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
-		}
-		if _, caps, err = c.driver(n.Driver); err != nil {
+		ops, allocs, err := c.endpointOps(ctx, ep, n, nIdx, ip, ip6)
+		if err != nil {
 			return err
-		}
-		ops := []*pb.TxnOp{check(networkKey(n.ID), nIdx)}
-		var allocs []*ipam.Allocation
-		defer func() {
-			for _, a := range allocs {
-				a.Done(false) // a no-op once Done(true) ran
-			}
-		}()
-		ep.Address, ep.AddressV6, ep.Gateway, ep.GatewayV6 = netip.Prefix{}, netip.Prefix{}, netip.Addr{}, netip.Addr{}
-		if caps.GetNeedsAddresses() {
-			if len(n.IPv4) == 0 {
-				return errorf(sdk.ErrInvalid, "network %s has no IPv4 pool", n.Name)
-			}
-			for _, f := range []struct {
-				pools []IPAMConfig
-				want  netip.Addr
-				addr  *netip.Prefix
-				gw    *netip.Addr
-			}{{n.IPv4, ip, &ep.Address, &ep.Gateway}, {n.IPv6, ip6, &ep.AddressV6, &ep.GatewayV6}} {
-				if len(f.pools) == 0 {
-					continue
-				}
-				a, err := c.ipam.Allocate(ctx, f.pools[0].Subnet, f.want, ep.ID)
-				if err != nil {
-					return fmt.Errorf("network %s: %w", n.Name, err)
-				}
-				allocs = append(allocs, a)
-				ops = append(ops, a.Ops...)
-				*f.addr = a.Addr
-				if !n.Internal {
-					*f.gw = f.pools[0].Gateway
-				}
-			}
-			ep.MAC = macFor(ep.Address.Addr())
-		} else if ip.IsValid() || ip6.IsValid() {
-			return errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
 		}
 		ops = append(ops, cas(endpointKey(n.ID, ep.ID), 0, ep))
 		res, err := c.kv.txnResults(ctx, ops...)
+		for _, a := range allocs {
+			a.Done(err == nil)
+		}
 		if err != nil {
 			return err
 		}
 		epIdx = indexOf(res, endpointKey(n.ID, ep.ID))
 		c.kv.eps.put(endpointKey(n.ID, ep.ID), ep, epIdx)
-		for _, a := range allocs {
-			a.Done(true)
-		}
 		return nil
 	})
 	if err != nil {
@@ -225,6 +231,139 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	return epIdx, nil
 }
 
+// freshNetwork reads network id again after a lost race: errStale when
+// the caller's copy came from the cache (it starts over without it).
+func (c *Controller) freshNetwork(ctx context.Context, id string, cached bool) (*Network, uint64, error) {
+	if cached {
+		return nil, 0, errStale
+	}
+	n, idx, err := c.networkByID(ctx, id)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", id)
+	}
+	return n, idx, err
+}
+
+// attach creates endpoint ep on network n (read at index nIdx) and joins
+// it to the sandbox of op, which has its namespace. Its record — already
+// naming the sandbox and the interface it will have — goes to the store
+// with its addresses in one transaction while the driver and the
+// namespace do their work, so the store's round trip costs the attach
+// nothing; a failure on either side undoes both. Should the agent stop
+// in between, Start removes an endpoint whose interface is missing from
+// its sandbox and an interface no endpoint owns.
+func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, cached bool, ep *Endpoint, ip, ip6 netip.Addr) error {
+	first := true
+	asked := ep.clone()
+	return retry(ctx, "creating endpoint", func() error {
+		*ep = asked.clone()
+		if !first {
+			var err error
+			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, cached); err != nil {
+				return err
+			}
+		}
+		first = false
+		return c.attachOnce(ctx, op, n, nIdx, ep, ip, ip6)
+	})
+}
+
+func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, ep *Endpoint, ip, ip6 netip.Addr) (err error) {
+	ops, allocs, err := c.endpointOps(ctx, ep, n, nIdx, ip, ip6)
+	if err != nil {
+		return err
+	}
+	// What the join will most likely record; should it differ, a second
+	// write follows.
+	ep.SandboxID, ep.IfName, ep.External = op.sb.ID(), op.sb.NextIfName(sandbox.DefaultIfPrefix), len(ep.Ports) > 0
+	written := ep.clone()
+	key := endpointKey(n.ID, ep.ID)
+	ops = append(ops, cas(key, 0, &written))
+	type result struct {
+		idx uint64
+		err error
+	}
+	committed := make(chan result, 1)
+	go func() {
+		res, err := c.kv.txnResults(ctx, ops...)
+		committed <- result{indexOf(res, key), err}
+	}()
+	var stored result
+	waited := false
+	wait := func() result {
+		if !waited {
+			stored, waited = <-committed, true
+			for _, a := range allocs {
+				a.Done(stored.err == nil)
+			}
+		}
+		return stored
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Whatever the store made of the record must go too.
+		switch r := wait(); {
+		case r.err == nil:
+			if derr := c.dropEndpointAt(context.WithoutCancel(ctx), n, n.ID, ep.ID, r.idx, &written); derr != nil {
+				c.log.Warn("rolling back endpoint record; retrying in the background", "endpoint", short(ep.ID), "error", derr)
+				c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &written) })
+			}
+		case outcomeUnknown(r.err):
+			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &written) })
+		}
+	}()
+
+	d, _, err := c.driver(n.Driver)
+	if err != nil {
+		return err
+	}
+	// The driver creates the endpoint and joins it in one round trip.
+	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key()})
+	if err != nil {
+		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(ep)}); derr != nil {
+				c.log.Error("rolling back driver endpoint", "endpoint", short(ep.ID), "error", derr)
+			}
+		}
+	}()
+	if err := adoptFill(ep, resp.GetCreate().GetInterface()); err != nil {
+		c.leaveDriver(ctx, d, n, ep, op.sb.Key())
+		return err
+	}
+	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin())
+	if err != nil {
+		return err
+	}
+	undoNames := c.announce(op, n, ep)
+	if r := wait(); r.err != nil {
+		undoNames()
+		undoJoin()
+		if errors.Is(r.err, errRetry) {
+			return r.err
+		}
+		return fmt.Errorf("storing endpoint %s: %w", short(ep.ID), r.err)
+	}
+	idx := stored.idx
+	c.kv.eps.put(key, &written, idx)
+	if !sameRecord(&written, ep) {
+		final := ep.clone()
+		if _, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, &written, func(cur *Endpoint) error {
+			*cur = final.clone()
+			return nil
+		}); err != nil {
+			undoNames()
+			undoJoin()
+			return err
+		}
+	}
+	return nil
+}
+
 // adoptDriverFill records what the driver filled in (a MAC; addresses for
 // drivers that pick their own) in ep, stored at index idx, and returns
 // its index afterwards.
@@ -233,22 +372,31 @@ func (c *Controller) adoptDriverFill(ctx context.Context, ep *Endpoint, idx uint
 		return idx, nil
 	}
 	return c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, ep, func(cur *Endpoint) error {
-		if m := fill.GetMac(); m != "" {
-			if _, err := net.ParseMAC(m); err != nil {
-				return fmt.Errorf("driver gave a bad MAC %q: %w", m, sdk.ErrInvalid)
-			}
-			cur.MAC = m
-		}
-		if a := fill.GetAddress(); a != "" && !cur.Address.IsValid() {
-			p, err := netip.ParsePrefix(a)
-			if err != nil {
-				return fmt.Errorf("driver gave a bad address %q: %w", a, sdk.ErrInvalid)
-			}
-			cur.Address = p
+		if err := adoptFill(cur, fill); err != nil {
+			return err
 		}
 		*ep = *cur
 		return nil
 	})
+}
+
+// adoptFill takes into ep what the driver filled in (a MAC; an address
+// for drivers that pick their own).
+func adoptFill(ep *Endpoint, fill *pb.EndpointInterface) error {
+	if m := fill.GetMac(); m != "" {
+		if _, err := net.ParseMAC(m); err != nil {
+			return fmt.Errorf("driver gave a bad MAC %q: %w", m, sdk.ErrInvalid)
+		}
+		ep.MAC = m
+	}
+	if a := fill.GetAddress(); a != "" && !ep.Address.IsValid() {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("driver gave a bad address %q: %w", a, sdk.ErrInvalid)
+		}
+		ep.Address = p
+	}
+	return nil
 }
 
 // macFor derives a MAC from an IPv4 address as Docker does (02:42 and the
@@ -403,25 +551,6 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 	return c.dropEndpointAt(ctx, n, netID, id, idx, &ep)
 }
 
-// join joins endpoint ep, stored at index idx, to a sandbox: the driver's
-// Join, the interface into the namespace, external connectivity, then the
-// record. Undone on failure. With an external key not yet set, only the
-// record says the endpoint belongs to the sandbox; SetKey does the rest.
-func (c *Controller) join(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) error {
-	if op.sb.Namespace() == nil {
-		if _, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, ep, func(cur *Endpoint) error {
-			cur.SandboxID = op.sb.ID()
-			*ep = *cur
-			return nil
-		}); err != nil {
-			return err
-		}
-		op.sb.Restore(sbEndpoint(n, ep))
-		return nil
-	}
-	return c.joinStored(ctx, op, n, ep, idx)
-}
-
 // rejoin joins a stored endpoint again (SetKey, Refresh).
 func (c *Controller) rejoin(ctx context.Context, op *sandboxOp, netID, epID string) error {
 	n, err := c.stableNetwork(ctx, netID)
@@ -444,50 +573,73 @@ func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
 	}
 }
 
-// joinStored does the work of a join for an endpoint stored at index idx
-// (0: unknown), and leaves ep as stored afterwards.
-func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) (err error) {
+// joinStored joins an endpoint stored at index idx (0: unknown) to the
+// sandbox of op, and leaves ep as stored afterwards. Undone on failure.
+func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) error {
 	stored := ep.clone()
-	d, _, err := c.driver(n.Driver)
+	undoJoin, err := c.joinSandbox(ctx, op, n, ep)
 	if err != nil {
 		return err
 	}
-	sb := op.sb
-	np, epp := netProto(n), epProto(ep)
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: np, Endpoint: epp, SandboxKey: sb.Key()})
-	if err != nil {
-		return fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), sb, err)
-	}
-	defer func() {
-		if err != nil {
-			if lerr := d.Leave(context.WithoutCancel(ctx), &pb.LeaveRequest{Network: np, Endpoint: epp, SandboxKey: sb.Key()}); lerr != nil {
-				c.log.Error("rolling back join", "endpoint", short(ep.ID), "error", lerr)
-			}
-		}
+	joined := ep.clone()
+	var final Endpoint
+	updated := make(chan error, 1)
+	go func() {
+		_, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, &stored, func(cur *Endpoint) error {
+			cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
+			cur.External, cur.Ports = joined.External, joined.Ports
+			final = cur.clone()
+			return nil
+		})
+		updated <- err
 	}()
-	se := sbEndpoint(n, ep)
-	se.Routes = nil
-	for _, r := range resp.GetStaticRoutes() {
-		dst, err := netip.ParsePrefix(r.GetDestination())
-		if err != nil {
-			return fmt.Errorf("driver %q gave a bad route %q: %w", n.Driver, r.GetDestination(), sdk.ErrInvalid)
-		}
-		hop, _ := netip.ParseAddr(r.GetNextHop())
-		se.Routes = append(se.Routes, sandbox.Route{Dst: dst, NextHop: hop})
+	// While the store commits the join, the name index, the resolver and
+	// the resolution files take the endpoint in. None of them is state the
+	// store vouches for: if the commit fails, they follow the interface
+	// out again.
+	undoNames := c.announce(op, n, &joined)
+	if err := <-updated; err != nil {
+		undoNames()
+		undoJoin()
+		return err
 	}
-	if g := resp.GetGateway(); g != "" {
-		if se.Gateway, err = netip.ParseAddr(g); err != nil {
-			return fmt.Errorf("driver %q gave a bad gateway %q: %w", n.Driver, g, sdk.ErrInvalid)
-		}
-	} else if resp.GetSrcName() != "" {
-		se.Gateway = netip.Addr{}
+	*ep = final
+	return nil
+}
+
+// joinSandbox is the work of a join outside the store: the driver's Join,
+// then setupJoin. ep takes what the join decided (sandbox, interface name,
+// gateways, routes, ports). The returned undo takes it all back.
+func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (undo func(), err error) {
+	d, _, err := c.driver(n.Driver)
+	if err != nil {
+		return nil, err
 	}
-	if g := resp.GetGatewayV6(); g != "" {
-		if se.GatewayV6, err = netip.ParseAddr(g); err != nil {
-			return fmt.Errorf("driver %q gave a bad IPv6 gateway %q: %w", n.Driver, g, sdk.ErrInvalid)
-		}
-	} else if resp.GetSrcName() != "" {
-		se.GatewayV6 = netip.Addr{}
+	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key()})
+	if err != nil {
+		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
+	}
+	return c.setupJoin(ctx, op, n, d, ep, resp)
+}
+
+// leaveDriver undoes the driver's side of a join.
+func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Network, ep *Endpoint, key string) {
+	if err := d.Leave(context.WithoutCancel(ctx), &pb.LeaveRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: key}); err != nil {
+		c.log.Error("rolling back join", "endpoint", short(ep.ID), "error", err)
+	}
+}
+
+// setupJoin takes an endpoint the driver has joined (resp is its answer)
+// into the sandbox: the interface into the namespace and, beside it, the
+// driver publishing the ports. On failure the driver's join is undone too.
+func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse) (undo func(), err error) {
+	sb := op.sb
+	np := netProto(n)
+	leave := func() { c.leaveDriver(ctx, d, n, ep, sb.Key()) }
+	se, err := joinedEndpoint(n, ep, resp)
+	if err != nil {
+		leave()
+		return nil, err
 	}
 	// The driver publishes the ports (on the host side) while the sandbox
 	// side is set up.
@@ -506,31 +658,29 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 	}
 	rec, err := sb.AddInterface(se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
 	var pub published
+	revoke := func() {}
 	if publishing != nil {
 		if pub = <-publishing; pub.err == nil {
-			defer func() {
-				if err != nil {
-					_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
-				}
-			}()
+			revoke = func() {
+				_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
+			}
 		}
+	}
+	if err == nil && pub.err != nil {
+		_ = sb.RemoveInterface(ep.ID)
+		err = fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), pub.err)
+	} else if err != nil {
+		err = fmt.Errorf("setting up endpoint %s in %s: %w", short(ep.ID), sb, err)
 	}
 	if err != nil {
-		return fmt.Errorf("setting up endpoint %s in %s: %w", short(ep.ID), sb, err)
+		revoke()
+		leave()
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = sb.RemoveInterface(ep.ID)
-		}
-	}()
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
 	if publishing != nil {
-		if err = pub.err; err != nil {
-			return fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
-		}
-		resp := pub.resp
 		ep.External = true
-		if bs := resp.GetPortBindings(); len(bs) > 0 {
+		if bs := pub.resp.GetPortBindings(); len(bs) > 0 {
 			ep.Ports = ep.Ports[:0]
 			for _, b := range bs {
 				hip, _ := netip.ParseAddr(b.GetHostIp())
@@ -538,36 +688,64 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 			}
 		}
 	}
-	joined := *ep
-	var final Endpoint
-	updated := make(chan error, 1)
-	go func() {
-		_, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, &stored, func(cur *Endpoint) error {
-			cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
-			cur.External, cur.Ports = joined.External, joined.Ports
-			final = *cur
-			return nil
-		})
-		updated <- err
-	}()
-	// While the store commits the join, the name index, the resolver and
-	// the resolution files take the endpoint in. None of them is state the
-	// store vouches for: if the commit fails, the rollback above takes the
-	// interface out and they follow it again.
-	c.names.add(n, &joined, sb.Options().Hostname)
-	c.refreshDNS(op)
-	ferr := sb.WriteFiles()
-	if err = <-updated; err != nil {
-		// Undone here rather than by the deferred rollback, so the
-		// resolver and the files follow.
-		c.names.remove(ep.ID)
+	return func() {
 		_ = sb.RemoveInterface(ep.ID)
-		c.refreshDNS(op)
-		_ = sb.WriteFiles()
-		return err
+		revoke()
+		leave()
+	}, nil
+}
+
+// joinedEndpoint is ep as the sandbox takes it in, with the routes and
+// gateways of the driver's Join answer.
+func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse) (sandbox.Endpoint, error) {
+	se := sbEndpoint(n, ep)
+	se.Routes = nil
+	for _, r := range resp.GetStaticRoutes() {
+		dst, err := netip.ParsePrefix(r.GetDestination())
+		if err != nil {
+			return se, fmt.Errorf("driver %q gave a bad route %q: %w", n.Driver, r.GetDestination(), sdk.ErrInvalid)
+		}
+		hop, _ := netip.ParseAddr(r.GetNextHop())
+		se.Routes = append(se.Routes, sandbox.Route{Dst: dst, NextHop: hop})
 	}
-	*ep = final
-	return ferr
+	var err error
+	if g := resp.GetGateway(); g != "" {
+		if se.Gateway, err = netip.ParseAddr(g); err != nil {
+			return se, fmt.Errorf("driver %q gave a bad gateway %q: %w", n.Driver, g, sdk.ErrInvalid)
+		}
+	} else if resp.GetSrcName() != "" {
+		se.Gateway = netip.Addr{}
+	}
+	if g := resp.GetGatewayV6(); g != "" {
+		if se.GatewayV6, err = netip.ParseAddr(g); err != nil {
+			return se, fmt.Errorf("driver %q gave a bad IPv6 gateway %q: %w", n.Driver, g, sdk.ErrInvalid)
+		}
+	} else if resp.GetSrcName() != "" {
+		se.GatewayV6 = netip.Addr{}
+	}
+	return se, nil
+}
+
+// announce has the name index, the resolver and the resolution files take
+// a joined endpoint in; the returned undo takes it out of them again.
+func (c *Controller) announce(op *sandboxOp, n *Network, ep *Endpoint) (undo func()) {
+	c.names.add(n, ep, op.sb.Options().Hostname)
+	c.refreshDNS(op)
+	if err := op.sb.WriteFiles(); err != nil {
+		c.log.Error("writing resolution files", "sandbox", short(op.sb.ID()), "error", err)
+	}
+	return func() {
+		c.names.remove(ep.ID)
+		c.refreshDNS(op)
+		_ = op.sb.WriteFiles()
+	}
+}
+
+// sameRecord reports whether two endpoint records store the same thing.
+func sameRecord(a, b *Endpoint) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
 }
 
 // sandboxEndpoint reads an endpoint of the sandbox with its network and

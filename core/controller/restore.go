@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sandnet/sandnet/core/osl"
@@ -98,15 +102,22 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
-	var doomed []*sandboxOp
+	c.removeStrayKeys(st.sandboxes)
+	var doomed, restored []*sandboxOp
 	for _, s := range st.sandboxes {
 		op, err := c.restoreSandbox(s, st.networks, bySandbox[s.ID])
 		if err != nil {
 			c.log.Error("restoring sandbox", "sandbox", short(s.ID), "error", err)
 			continue
 		}
+		restored = append(restored, op)
 		if s.InDelete || op.sb.Namespace() == nil && !op.external {
 			doomed = append(doomed, op)
+		}
+	}
+	for _, op := range restored {
+		if !slices.Contains(doomed, op) {
+			c.reconcileInterfaces(ctx, op)
 		}
 	}
 	for _, op := range doomed {
@@ -129,6 +140,80 @@ func (c *Controller) Start(ctx context.Context) error {
 	go c.watchGlobal(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
+}
+
+// reconcileInterfaces makes a restored sandbox's namespace agree with its
+// endpoints after a stop in the middle of a connect, whose record and
+// interface are made side by side: an endpoint whose interface is missing
+// or not up never finished joining and is removed (its connect never
+// answered), and in a namespace sandnet made, an interface no endpoint
+// owns is deleted (its record never landed, so its address is not held).
+// Host-mode sandboxes are left alone, and so are the interfaces of a
+// namespace the runtime made (external key), which may be the runtime's.
+func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
+	ns := op.sb.Namespace()
+	if ns == nil || op.sb.Options().HostMode {
+		return
+	}
+	links, err := ns.Links()
+	if err != nil {
+		c.log.Error("listing interfaces", "sandbox", short(op.sb.ID()), "error", err)
+		return
+	}
+	up := map[string]bool{}
+	for _, l := range links {
+		up[l.Attrs().Name] = l.Attrs().Flags&net.FlagUp != 0
+	}
+	owned := map[string]bool{"lo": true}
+	for _, e := range op.sb.Endpoints() {
+		if e.IfName == "" {
+			continue
+		}
+		if up[e.IfName] {
+			owned[e.IfName] = true
+			continue
+		}
+		c.log.Warn("removing an endpoint whose connect did not finish", "endpoint", short(e.ID), "sandbox", short(op.sb.ID()))
+		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false); err != nil {
+			c.log.Error("removing unfinished endpoint", "endpoint", short(e.ID), "error", err)
+		}
+	}
+	if op.external {
+		return
+	}
+	for _, l := range links {
+		if name := l.Attrs().Name; !owned[name] {
+			c.log.Warn("deleting an interface no endpoint owns", "interface", name, "sandbox", short(op.sb.ID()))
+			if err := ns.RemoveInterface(name); err != nil {
+				c.log.Error("deleting stray interface", "interface", name, "error", err)
+			}
+		}
+	}
+}
+
+// removeStrayKeys removes the namespaces under netns_dir that no stored
+// sandbox owns: a create interrupted after its namespace was mounted and
+// before its record landed. Only names a sandbox ID could have are
+// touched.
+func (c *Controller) removeStrayKeys(sandboxes []*Sandbox) {
+	owned := map[string]bool{}
+	for _, s := range sandboxes {
+		owned[s.Key] = true
+	}
+	entries, err := os.ReadDir(c.cfg.NetnsDir)
+	if err != nil {
+		return // nothing made yet
+	}
+	for _, e := range entries {
+		key := filepath.Join(c.cfg.NetnsDir, e.Name())
+		if !isID(e.Name()) || owned[key] {
+			continue
+		}
+		c.log.Info("removing a namespace no sandbox owns", "key", key)
+		if err := osl.Remove(key); err != nil {
+			c.log.Error("removing stray namespace", "key", key, "error", err)
+		}
+	}
 }
 
 // restoreSandbox registers a stored sandbox as a stub, with its namespace

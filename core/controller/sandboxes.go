@@ -68,6 +68,13 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	}()
 
 	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
+	// The namespace, the resolution files and the record are made side
+	// by side: the record names the key before the namespace is mounted
+	// there. Should the agent stop in between, Start finds either a record
+	// whose key holds no namespace (deleted as a failed create) or a key
+	// with no record (unmounted).
+	var ns *osl.Namespace
+	made := make(chan error, 1)
 	switch {
 	case req.HostMode:
 		ns, err := c.defaultNamespace()
@@ -75,32 +82,56 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 			return nil, err
 		}
 		sb.SetNamespace(ns.Path(), ns)
-	case !req.ExternalKey:
+		made <- nil
+	case req.ExternalKey:
+		made <- nil
+	default:
 		key := filepath.Join(c.cfg.NetnsDir, id)
-		ns, err := osl.NewNamespace(key)
-		if err != nil {
-			return nil, fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
-		}
-		sb.SetNamespace(key, ns)
-	}
-	defer func() {
-		if err != nil {
-			c.destroyNamespace(sb)
-			_ = sb.RemoveFiles()
-		}
-	}()
-	if err := sb.WriteFiles(); err != nil {
-		return nil, err
+		sb.SetNamespace(key, nil)
+		go func() {
+			var err error
+			if ns, err = osl.NewNamespace(key); err != nil {
+				err = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
+			}
+			made <- err
+		}()
 	}
 	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
+	stored := make(chan error, 1)
+	rec := c.record(op)
+	go func() {
+		stored <- c.kv.txn(ctx, cas(sandboxKey(id), 0, rec))
+	}()
+	ferr := sb.WriteFiles()
+	nerr, serr := <-made, <-stored
+	if ns != nil {
+		sb.SetNamespace(sb.Key(), ns)
+	}
+	if serr != nil {
+		serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
+		if outcomeUnknown(serr) {
+			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error {
+				return c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)})
+			})
+		}
+	} else if nerr != nil || ferr != nil {
+		if derr := c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)}); derr != nil {
+			c.log.Warn("rolling back sandbox record; retrying in the background", "sandbox", short(id), "error", derr)
+			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error {
+				return c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)})
+			})
+		}
+	}
+	if err := errors.Join(nerr, ferr, serr); err != nil {
+		c.destroyNamespace(sb)
+		_ = sb.RemoveFiles()
+		return nil, err
+	}
 	c.mu.Lock()
 	c.sandboxes[id] = op
 	c.byContainer[req.ContainerID] = id
 	registered = true
 	c.mu.Unlock()
-	if err := c.kv.txn(ctx, cas(sandboxKey(id), 0, c.record(op))); err != nil {
-		return nil, fmt.Errorf("storing sandbox %s: %w", short(id), err)
-	}
 	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key())
 	return c.view(ctx, op)
 }
@@ -292,8 +323,13 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 		return nil
 	}
 	sb := op.sb
-	if err := c.saveSandbox(ctx, op); err != nil { // marks it in-delete
-		return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
+	// With endpoints to remove, the record says in-delete first, so that
+	// a restart finishes the job. Without, there is nothing to finish: a
+	// record whose namespace is gone is deleted at the next start anyway.
+	if len(sb.Endpoints()) > 0 {
+		if err := c.saveSandbox(ctx, op); err != nil { // marks it in-delete
+			return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
+		}
 	}
 	// The namespace goes first: the kernel then tears the veth pairs down
 	// by itself, and each driver's Leave only unhooks the host side —

@@ -247,7 +247,7 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 		}
 	}
 	if dstPrefix == "" {
-		dstPrefix = "eth"
+		dstPrefix = DefaultIfPrefix
 	}
 	ep.IfName = s.nextName(dstPrefix)
 	var addrs []*net.IPNet
@@ -306,6 +306,18 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 
 // readyTimeout bounds the wait for a new interface to carry packets.
 const readyTimeout = 5 * time.Second
+
+// DefaultIfPrefix names a sandbox's interfaces when the driver gives no
+// prefix: eth0, eth1, …
+const DefaultIfPrefix = "eth"
+
+// NextIfName returns the name AddInterface would give the next interface
+// with that prefix.
+func (s *Sandbox) NextIfName(prefix string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextName(prefix)
+}
 
 // nextName returns prefix plus the lowest number no endpoint uses.
 func (s *Sandbox) nextName(prefix string) string {

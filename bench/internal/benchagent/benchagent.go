@@ -91,3 +91,6 @@ func (a *Agent) Stop() {
 	}
 	a.log.Close()
 }
+
+// Pid is the agent's process ID.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
