@@ -30,14 +30,15 @@ func main() {
 	sandnetBin := flag.String("sandnet", "bin/sandnet", "the sandnet binary")
 	pluginDir := flag.String("plugins", "bin/plugins", "sandnet plugin directory")
 	cniDir := flag.String("cni", "/usr/lib/cni", "CNI plugin directory")
+	only := flag.Bool("sandnet-only", false, "measure sandnet alone, by step (no peers, no ratios): for comparing changes")
 	flag.Parse()
-	if err := run(*n, *scale, *sandnetBin, *pluginDir, *cniDir); err != nil {
+	if err := run(*n, *scale, *sandnetBin, *pluginDir, *cniDir, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "attach:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
+func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	if err := requireIsolation(); err != nil {
 		return err
 	}
@@ -59,6 +60,21 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 	}
 
 	fmt.Printf("attach benchmark: %d containers per scenario, one bridge network each\n\n", n)
+	a, err := startAgent(filepath.Join(dir, "sandnet"), filepath.Join(run, "sandnet"), sandnetBin, pluginDir)
+	if err != nil {
+		return fmt.Errorf("sandnet agent: %w", err)
+	}
+	defer a.stop()
+	if only {
+		sn, err := a.run("plain", "10.210.0.0/16", n, false)
+		if err != nil {
+			return fmt.Errorf("sandnet: %w", err)
+		}
+		printSteps("sandnet", sn)
+		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach", ms(median(sn.add)))
+		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach", ms(median(sn.del)))
+		return nil
+	}
 	floor, err := floorAttach(filepath.Join(run, "floor"), n)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
@@ -71,11 +87,6 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 	if err != nil {
 		return fmt.Errorf("cni with NAT and portmap: %w", err)
 	}
-	a, err := startAgent(filepath.Join(dir, "sandnet"), filepath.Join(run, "sandnet"), sandnetBin, pluginDir)
-	if err != nil {
-		return fmt.Errorf("sandnet agent: %w", err)
-	}
-	defer a.stop()
 	sn, err := a.run("plain", "10.210.0.0/16", n, false)
 	if err != nil {
 		return fmt.Errorf("sandnet: %w", err)
@@ -98,16 +109,8 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 	row("sandnet detach, NAT + published port", median(snNAT.del))
 	fmt.Println("\nby step (medians), and CPU time of the agent and its plugins:")
 	row("floor: namespace alone", median(floor.create))
-	for _, s := range []struct {
-		name string
-		t    *timings
-	}{{"sandnet", sn}, {"sandnet NAT", snNAT}} {
-		row(s.name+": sandbox create", median(s.t.create))
-		row(s.name+": connect (attach - create)", median(s.t.add)-median(s.t.create))
-		row(s.name+": disconnect", median(s.t.disconnect))
-		row(s.name+": sandbox rm (detach - disconnect)", median(s.t.del)-median(s.t.disconnect))
-		row(s.name+": CPU per attach + detach", s.t.cpu)
-	}
+	printSteps("sandnet", sn)
+	printSteps("sandnet NAT", snNAT)
 	fmt.Println("\nratios (target):")
 	ratio := func(name string, x, y time.Duration, target string) {
 		fmt.Printf("  %-44s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
@@ -129,6 +132,16 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string) error {
 		ratio("last 10 / first 10", last, first, "≤ 1.25")
 	}
 	return nil
+}
+
+// printSteps prints a sandnet scenario's medians by step.
+func printSteps(name string, t *timings) {
+	row := func(step string, d time.Duration) { fmt.Printf("  %-44s %8.2f ms\n", name+": "+step, ms(d)) }
+	row("sandbox create", median(t.create))
+	row("connect (attach - create)", median(t.add)-median(t.create))
+	row("disconnect", median(t.disconnect))
+	row("sandbox rm (detach - disconnect)", median(t.del)-median(t.disconnect))
+	row("CPU per attach + detach", t.cpu)
 }
 
 // keepAttached makes a scenario attach all its containers before

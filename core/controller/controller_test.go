@@ -469,7 +469,8 @@ func sameNamespace(t *testing.T, a, b string) bool {
 // stops between the two leaves one without the other. The next start
 // removes an endpoint whose interface is missing (with its address) and
 // deletes an interface no endpoint owns; a namespace mounted by a create
-// whose record never landed is unmounted.
+// whose record never landed is unmounted, and one no record names but
+// made by another agent (another store on this host) is left alone.
 func TestStartCleansInterruptedCreates(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -496,15 +497,23 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 		}
 	})
 	// A namespace whose sandbox record never landed.
-	stray, err := osl.NewNamespace(filepath.Join(e.dir, "netns", newID()))
+	stray, err := osl.NewNamespace(filepath.Join(e.dir, "netns", ".creating", newID()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stray.Close()
+	other, err := osl.NewNamespace(filepath.Join(e.dir, "netns", newID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
 
 	e.c = e.start()
-	if l := e.leaks(); l != (leaks{mounts: 2, links: 1, allocations: 1}) {
-		t.Fatalf("after restart: %+v, want the two sandboxes' namespaces and c2's link and address", l)
+	if l := e.leaks(); l != (leaks{mounts: 3, links: 1, allocations: 1}) {
+		t.Fatalf("after restart: %+v, want the two sandboxes' and the other agent's namespaces, c2's link and address", l)
+	}
+	if err := other.Destroy(); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		container string

@@ -35,9 +35,21 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 		}
 	}
 	op.dns.nets.Store(&ids)
-	ns := op.sb.Namespace()
-	if op.dns.r != nil || len(ids) == 0 || ns == nil || op.sb.Options().HostMode {
+	if op.dns.r != nil || len(ids) == 0 {
 		return
+	}
+	if r := c.newResolver(op); r != nil {
+		c.useResolver(op, r)
+	}
+}
+
+// newResolver starts a resolver for the sandbox, or returns nil when it
+// gets none (no namespace yet, host mode) or the resolver cannot start.
+// It does not touch op: the caller hands the resolver to useResolver.
+func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
+	ns := op.sb.Namespace()
+	if ns == nil || op.sb.Options().HostMode {
+		return nil
 	}
 	cfg := c.cfg.Resolver
 	cfg.HostResolvConf = c.cfg.HostResolvConf
@@ -51,8 +63,13 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 	r := resolver.New(cfg, view{x: c.names, nets: op.dns.networks})
 	if err := r.Start(ns); err != nil {
 		c.log.Error("starting the embedded resolver", "sandbox", short(op.sb.ID()), "error", err)
-		return
+		return nil
 	}
+	return r
+}
+
+// useResolver makes r the sandbox's resolver.
+func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 	op.dns.r = r
 	op.sb.SetEmbeddedDNS(true)
 }

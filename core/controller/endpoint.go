@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -319,6 +320,20 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	if err != nil {
 		return err
 	}
+	// The sandbox's first addressed endpoint starts its resolver: while
+	// the driver works.
+	var starting chan *resolver.Resolver
+	if op.dns.r == nil && (ep.Address.IsValid() || ep.AddressV6.IsValid()) {
+		starting = make(chan *resolver.Resolver, 1)
+		go func() { starting <- c.newResolver(op) }()
+		defer func() {
+			if starting != nil { // not taken: the join failed
+				if r := <-starting; r != nil {
+					_ = r.Stop()
+				}
+			}
+		}()
+	}
 	// The driver creates the endpoint and joins it in one round trip.
 	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key()})
 	if err != nil {
@@ -338,6 +353,12 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin())
 	if err != nil {
 		return err
+	}
+	if starting != nil {
+		if r := <-starting; r != nil {
+			c.useResolver(op, r)
+		}
+		starting = nil
 	}
 	undoNames := c.announce(op, n, ep)
 	if r := wait(); r.err != nil {
@@ -699,7 +720,7 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 // gateways of the driver's Join answer.
 func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse) (sandbox.Endpoint, error) {
 	se := sbEndpoint(n, ep)
-	se.Routes = nil
+	se.IfName, se.Routes = "", nil // AddInterface names the interface, if there is one
 	for _, r := range resp.GetStaticRoutes() {
 		dst, err := netip.ParsePrefix(r.GetDestination())
 		if err != nil {

@@ -102,7 +102,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
-	c.removeStrayKeys(st.sandboxes)
+	c.removeUnfinished()
 	var doomed, restored []*sandboxOp
 	for _, s := range st.sandboxes {
 		op, err := c.restoreSandbox(s, st.networks, bySandbox[s.ID])
@@ -191,27 +191,18 @@ func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
 	}
 }
 
-// removeStrayKeys removes the namespaces under netns_dir that no stored
-// sandbox owns: a create interrupted after its namespace was mounted and
-// before its record landed. Only names a sandbox ID could have are
-// touched.
-func (c *Controller) removeStrayKeys(sandboxes []*Sandbox) {
-	owned := map[string]bool{}
-	for _, s := range sandboxes {
-		owned[s.Key] = true
-	}
-	entries, err := os.ReadDir(c.cfg.NetnsDir)
+// removeUnfinished unmounts the namespaces of creates an agent stop
+// interrupted before their records landed.
+func (c *Controller) removeUnfinished() {
+	entries, err := os.ReadDir(c.creatingDir())
 	if err != nil {
-		return // nothing made yet
+		return // none
 	}
 	for _, e := range entries {
-		key := filepath.Join(c.cfg.NetnsDir, e.Name())
-		if !isID(e.Name()) || owned[key] {
-			continue
-		}
-		c.log.Info("removing a namespace no sandbox owns", "key", key)
+		key := filepath.Join(c.creatingDir(), e.Name())
+		c.log.Info("removing the namespace of an unfinished sandbox create", "key", key)
 		if err := osl.Remove(key); err != nil {
-			c.log.Error("removing stray namespace", "key", key, "error", err)
+			c.log.Error("removing namespace", "key", key, "error", err)
 		}
 	}
 }

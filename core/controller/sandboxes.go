@@ -69,10 +69,11 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 
 	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
 	// The namespace, the resolution files and the record are made side
-	// by side: the record names the key before the namespace is mounted
-	// there. Should the agent stop in between, Start finds either a record
-	// whose key holds no namespace (deleted as a failed create) or a key
-	// with no record (unmounted).
+	// by side. The namespace is made under a scratch key and moved to its
+	// key once the record has landed: should the agent stop in between,
+	// Start finds either a record whose key holds no namespace (deleted
+	// as a failed create) or a namespace in the scratch directory (which
+	// it unmounts), never a namespace at a key no record names.
 	var ns *osl.Namespace
 	made := make(chan error, 1)
 	switch {
@@ -86,26 +87,27 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	case req.ExternalKey:
 		made <- nil
 	default:
-		key := filepath.Join(c.cfg.NetnsDir, id)
-		sb.SetNamespace(key, nil)
+		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
 		go func() {
 			var err error
-			if ns, err = osl.NewNamespace(key); err != nil {
+			if ns, err = osl.NewNamespace(filepath.Join(c.creatingDir(), id)); err != nil {
 				err = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
 			}
 			made <- err
 		}()
 	}
 	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
-	stored := make(chan error, 1)
-	rec := c.record(op)
-	go func() {
-		stored <- c.kv.txn(ctx, cas(sandboxKey(id), 0, rec))
-	}()
-	ferr := sb.WriteFiles()
-	nerr, serr := <-made, <-stored
+	written := make(chan error, 1)
+	go func() { written <- sb.WriteFiles() }()
+	serr := c.kv.txn(ctx, cas(sandboxKey(id), 0, c.record(op)))
+	nerr, ferr := <-made, <-written
 	if ns != nil {
-		sb.SetNamespace(sb.Key(), ns)
+		if serr == nil && nerr == nil {
+			if err := ns.Move(sb.Key()); err != nil {
+				nerr = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
+			}
+		}
+		sb.SetNewNamespace(sb.Key(), ns)
 	}
 	if serr != nil {
 		serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
@@ -135,6 +137,10 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key())
 	return c.view(ctx, op)
 }
+
+// creatingDir holds the namespaces of sandboxes being created, until
+// their records land.
+func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir, ".creating") }
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {

@@ -110,15 +110,19 @@ func (n *Namespace) ConfigureInterface(cfg InterfaceConfig) error {
 	if cfg.MTU < 0 {
 		return fmt.Errorf("configuring %s in %s: negative MTU %d: %w", cfg.SrcName, n.path, cfg.MTU, ErrInvalid)
 	}
+	sock, err := n.rawSocket()
+	if err != nil {
+		return fmt.Errorf("configuring %s in %s: %w", cfg.SrcName, n.path, err)
+	}
 	return n.withHandle(func(h *netlink.Handle) error {
-		if err := configure(h, cfg); err != nil {
+		if err := configure(h, sock, cfg); err != nil {
 			return fmt.Errorf("configuring %s in %s: %w", cfg.SrcName, n.path, err)
 		}
 		return nil
 	})
 }
 
-func configure(h *netlink.Handle, cfg InterfaceConfig) (err error) {
+func configure(h *netlink.Handle, sock *nl.SocketHandle, cfg InterfaceConfig) (err error) {
 	link, err := h.LinkByName(cfg.SrcName)
 	if err != nil {
 		return err
@@ -127,7 +131,54 @@ func configure(h *netlink.Handle, cfg InterfaceConfig) (err error) {
 	orig := *link.Attrs()
 	byIndex := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: orig.Index}}
 
-	var undo []func() error
+	// Name, MAC, MTU, address generation mode and up in one request: the
+	// kernel applies them in that order (a link must be down to be
+	// renamed, and the generation mode counts only before it comes up).
+	// IPv4 addresses and nodad IPv6 ones work added after.
+	set := linkSet{index: orig.Index, up: true}
+	if orig.Flags&net.FlagUp != 0 {
+		// The kernel refuses to rename a link that is up.
+		if err := h.LinkSetDown(byIndex); err != nil {
+			return fmt.Errorf("setting down: %w", err)
+		}
+	}
+	if cfg.DstName != "" && cfg.DstName != orig.Name {
+		set.name = cfg.DstName
+	}
+	if cfg.MAC != nil && !bytes.Equal(cfg.MAC, orig.HardwareAddr) {
+		set.mac = cfg.MAC
+	}
+	if cfg.MTU > 0 && cfg.MTU != orig.MTU {
+		set.mtu = cfg.MTU
+	}
+	set.noLinkLocal = cfg.NoIPv6LinkLocal
+	// The kernel applies a request's attributes one by one: one that
+	// fails leaves those before it applied, so the way back sets them all.
+	restore := func() error {
+		back := linkSet{index: orig.Index, up: orig.Flags&net.FlagUp != 0}
+		if set.name != "" {
+			back.name = orig.Name
+		}
+		if set.mac != nil {
+			back.mac = orig.HardwareAddr
+		}
+		if set.mtu != 0 {
+			back.mtu = orig.MTU
+		}
+		if err := h.LinkSetDown(byIndex); err != nil {
+			return err
+		}
+		return back.apply(sock)
+	}
+	err = set.apply(sock)
+	if err != nil {
+		err = fmt.Errorf("setting name, MAC, MTU and up: %w", err)
+		if rerr := restore(); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back: %w", rerr))
+		}
+		return err
+	}
+	undo := []func() error{restore}
 	defer func() {
 		if err == nil {
 			return
@@ -138,33 +189,6 @@ func configure(h *netlink.Handle, cfg InterfaceConfig) (err error) {
 			}
 		}
 	}()
-
-	wasUp := orig.Flags&net.FlagUp != 0
-	if wasUp {
-		// The kernel refuses to rename a link that is up.
-		if err := h.LinkSetDown(byIndex); err != nil {
-			return fmt.Errorf("setting down: %w", err)
-		}
-		undo = append(undo, func() error { return h.LinkSetUp(byIndex) })
-	}
-	if cfg.DstName != "" && cfg.DstName != orig.Name {
-		if err := h.LinkSetName(byIndex, cfg.DstName); err != nil {
-			return fmt.Errorf("renaming to %s: %w", cfg.DstName, err)
-		}
-		undo = append(undo, func() error { return h.LinkSetName(byIndex, orig.Name) })
-	}
-	if cfg.MAC != nil && !bytes.Equal(cfg.MAC, orig.HardwareAddr) {
-		if err := h.LinkSetHardwareAddr(byIndex, cfg.MAC); err != nil {
-			return fmt.Errorf("setting MAC %s: %w", cfg.MAC, err)
-		}
-		undo = append(undo, func() error { return h.LinkSetHardwareAddr(byIndex, orig.HardwareAddr) })
-	}
-	if cfg.MTU > 0 && cfg.MTU != orig.MTU {
-		if err := h.LinkSetMTU(byIndex, cfg.MTU); err != nil {
-			return fmt.Errorf("setting MTU %d: %w", cfg.MTU, err)
-		}
-		undo = append(undo, func() error { return h.LinkSetMTU(byIndex, orig.MTU) })
-	}
 	for _, a := range cfg.Addresses {
 		addr := &netlink.Addr{IPNet: a}
 		if a.IP.To4() == nil {
@@ -175,16 +199,46 @@ func configure(h *netlink.Handle, cfg InterfaceConfig) (err error) {
 		}
 		undo = append(undo, func() error { return h.AddrDel(byIndex, &netlink.Addr{IPNet: a}) })
 	}
-	if cfg.NoIPv6LinkLocal {
-		// Only takes effect before the link comes up.
-		if err := h.LinkSetIP6AddrGenMode(byIndex, addrGenModeNone); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
-			return fmt.Errorf("turning off IPv6 link-local addressing: %w", err)
-		}
-	}
-	if err := h.LinkSetUp(byIndex); err != nil {
-		return fmt.Errorf("setting up: %w", err)
-	}
 	return nil
+}
+
+// linkSet is one RTM_NEWLINK request changing a link, by index: its name,
+// MAC and MTU where set, IPv6 address generation mode none when
+// noLinkLocal, and up or not.
+type linkSet struct {
+	index       int
+	name        string
+	mac         net.HardwareAddr
+	mtu         int
+	noLinkLocal bool
+	up          bool
+}
+
+func (l linkSet) apply(sock *nl.SocketHandle) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(l.index)
+	if l.up {
+		msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	if l.name != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(l.name)))
+	}
+	if l.mac != nil {
+		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(l.mac)))
+	}
+	if l.mtu > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(l.mtu))))
+	}
+	if l.noLinkLocal {
+		af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+		af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
+		req.AddData(af)
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.

@@ -627,3 +627,49 @@ func TestWaitInterfaceReady(t *testing.T) {
 		t.Fatal("WaitInterfaceReady on a missing link: no error")
 	}
 }
+
+// An interface configured with NoIPv6LinkLocal comes up without an IPv6
+// link-local address; one configured without it gets one.
+func TestConfigureInterfaceNoIPv6LinkLocal(t *testing.T) {
+	for _, noLL := range []bool{true, false} {
+		t.Run(fmt.Sprintf("NoIPv6LinkLocal=%v", noLL), func(t *testing.T) {
+			sb := newTestNamespace(t)
+			if err := sb.CreateVethPair(sb.Handle(), "peer0", "tmp0", 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			peer, err := sb.Handle().LinkByName("peer0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sb.Handle().LinkSetUp(peer); err != nil {
+				t.Fatal(err)
+			}
+			cfg := InterfaceConfig{SrcName: "tmp0", DstName: "eth0", Addresses: []*net.IPNet{mustCIDR(t, "10.77.0.2/24")}, NoIPv6LinkLocal: noLL}
+			if err := sb.ConfigureInterface(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := sb.WaitInterfaceReady(context.Background(), "eth0"); err != nil {
+				t.Fatal(err)
+			}
+			link, err := sb.Handle().LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The kernel adds the address when the link comes up, from a
+			// worker: give it time to show.
+			var ll bool
+			for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline) && !ll; time.Sleep(10 * time.Millisecond) {
+				addrs, err := sb.Handle().AddrList(link, netlink.FAMILY_V6)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range addrs {
+					ll = ll || a.IP.IsLinkLocalUnicast()
+				}
+			}
+			if ll == noLL {
+				t.Fatalf("link-local address present = %v with NoIPv6LinkLocal = %v", ll, noLL)
+			}
+		})
+	}
+}

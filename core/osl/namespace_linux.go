@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -31,9 +32,12 @@ const maxStackedMounts = 16
 type Namespace struct {
 	path string
 
-	mu     sync.RWMutex // guards ns and handle against Close
+	mu     sync.RWMutex // guards ns, handle and raw against Close
 	ns     netns.NsHandle
 	handle *netlink.Handle
+	// raw is a netlink socket inside the namespace for requests
+	// netlink.Handle cannot build, opened on first use.
+	raw *nl.SocketHandle
 }
 
 // NewNamespace creates a network namespace, bind-mounts it at key and brings
@@ -53,6 +57,7 @@ func NewNamespace(key string) (*Namespace, error) {
 
 	var fd netns.NsHandle
 	var handle *netlink.Handle
+	var raw *nl.NetlinkSocket
 	err = onLockedThread(func() (clean bool, err error) {
 		origin, err := netns.Get()
 		if err != nil {
@@ -85,6 +90,9 @@ func NewNamespace(key string) (*Namespace, error) {
 		if handle, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return false, fmt.Errorf("opening netlink socket: %w", err)
 		}
+		if raw, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+			return false, fmt.Errorf("opening netlink socket: %w", err)
+		}
 		if err := handle.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loopbackIndex}}); err != nil {
 			return false, fmt.Errorf("setting lo up: %w", err)
 		}
@@ -93,6 +101,9 @@ func NewNamespace(key string) (*Namespace, error) {
 	if err != nil {
 		if handle != nil {
 			handle.Close()
+		}
+		if raw != nil {
+			raw.Close()
 		}
 		if fd.IsOpen() {
 			_ = fd.Close()
@@ -103,7 +114,7 @@ func NewNamespace(key string) (*Namespace, error) {
 		}
 		return nil, fmt.Errorf("creating namespace at %s: %w", key, err)
 	}
-	return &Namespace{path: key, ns: fd, handle: handle}, nil
+	return &Namespace{path: key, ns: fd, handle: handle, raw: &nl.SocketHandle{Socket: raw}}, nil
 }
 
 // OpenNamespace opens the network namespace bind-mounted at key, for example
@@ -170,11 +181,49 @@ func Remove(key string) error {
 	return nil
 }
 
+// Move bind-mounts the namespace at key and unmounts it from its current
+// key, which it then removes: the namespace goes on living at key only.
+// A namespace can be made under a scratch key and moved to its real one
+// once what it is for is recorded, so that a crash in between leaves it
+// where a restart knows it can delete it.
+//
+// Equivalent to: `touch KEY && mount --bind OLD KEY && umount OLD && rm OLD`.
+func (n *Namespace) Move(key string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.ns.IsOpen() {
+		return fmt.Errorf("moving namespace %s: %w", n.path, ErrClosed)
+	}
+	created, err := prepareKey(key)
+	if err != nil {
+		return fmt.Errorf("moving namespace %s to %s: %w", n.path, key, err)
+	}
+	if err := unix.Mount(n.path, key, "none", unix.MS_BIND, ""); err != nil {
+		if created {
+			_ = os.Remove(key)
+		}
+		return fmt.Errorf("moving namespace %s to %s: mount: %w", n.path, key, err)
+	}
+	if err := removeKey(n.path); err != nil {
+		_ = unmountAll(key)
+		if created {
+			_ = os.Remove(key)
+		}
+		return fmt.Errorf("moving namespace %s to %s: %w", n.path, key, err)
+	}
+	n.path = key
+	return nil
+}
+
 // Path returns the key the namespace is bind-mounted at.
-func (n *Namespace) Path() string { return n.path }
+func (n *Namespace) Path() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.path
+}
 
 // String returns the key, for log lines.
-func (n *Namespace) String() string { return n.path }
+func (n *Namespace) String() string { return n.Path() }
 
 // Handle returns the netlink handle opened inside the namespace, for
 // operations osl does not wrap. It works from any goroutine without
@@ -233,6 +282,10 @@ func (n *Namespace) Close() error {
 		n.handle.Close()
 		n.handle = nil
 	}
+	if n.raw != nil {
+		n.raw.Close()
+		n.raw = nil
+	}
 	var err error
 	if n.ns.IsOpen() {
 		err = n.ns.Close()
@@ -266,6 +319,31 @@ func (n *Namespace) withHandle(fn func(h *netlink.Handle) error) error {
 		return fmt.Errorf("namespace %s: %w", n.path, ErrClosed)
 	}
 	return fn(n.handle)
+}
+
+// rawSocket returns the namespace's raw netlink socket, opening it on
+// first use.
+func (n *Namespace) rawSocket() (*nl.SocketHandle, error) {
+	n.mu.RLock()
+	raw := n.raw
+	n.mu.RUnlock()
+	if raw != nil {
+		return raw, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.raw != nil {
+		return n.raw, nil
+	}
+	if !n.ns.IsOpen() {
+		return nil, fmt.Errorf("namespace %s: %w", n.path, ErrClosed)
+	}
+	s, err := nl.GetNetlinkSocketAt(n.ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink socket in %s: %w", n.path, err)
+	}
+	n.raw = &nl.SocketHandle{Socket: s}
+	return n.raw, nil
 }
 
 // withFd is withHandle for the namespace's file descriptor.

@@ -480,3 +480,48 @@ func TestSysctlIsPerNamespace(t *testing.T) {
 		t.Errorf("SetSysctl(kernel.hostname) = %v, want ErrInvalid", err)
 	}
 }
+
+func TestMove(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "scratch", "sb"), filepath.Join(dir, "netns", "sb")
+	n, err := NewNamespace(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := inode(t, from)
+	if err := n.CreateVethPair(n.Handle(), "va", "vb", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Move(to); err != nil {
+		t.Fatal(err)
+	}
+	if n.Path() != to || inode(t, to) != before {
+		t.Fatalf("after Move: path %s, same namespace %v", n.Path(), inode(t, to) == before)
+	}
+	if mounted(t, from) || Exists(from) {
+		t.Error("old key still a namespace after Move")
+	}
+	if _, err := os.Lstat(from); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old key file after Move: %v, want removed", err)
+	}
+	// The namespace keeps working, its links with it.
+	links, err := n.Links()
+	if err != nil || !hasLink(links, "va") {
+		t.Fatalf("links after Move = %v, %v", linkNames(links), err)
+	}
+	// A taken key is refused and nothing changes.
+	other := newTestNamespace(t)
+	if err := n.Move(other.Path()); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("moving onto a taken key: %v, want fs.ErrExist", err)
+	}
+	if n.Path() != to || !Exists(to) {
+		t.Errorf("a refused Move changed the key: %s", n.Path())
+	}
+	if err := n.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(t, to) {
+		t.Error("key still mounted after Destroy")
+	}
+}

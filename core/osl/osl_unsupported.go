@@ -30,6 +30,9 @@ func Remove(key string) error { return ErrNotSupported }
 // Path returns "".
 func (n *Namespace) Path() string { return "" }
 
+// Move is not supported off Linux.
+func (n *Namespace) Move(key string) error { return ErrNotSupported }
+
 // String returns "".
 func (n *Namespace) String() string { return "" }
 

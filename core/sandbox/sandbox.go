@@ -94,6 +94,15 @@ type Sandbox struct {
 	eps         []*Endpoint // ordered: see less
 	embeddedDNS bool        // an embedded resolver serves 127.0.0.11
 	reaping     bool        // a deletion of retired interfaces is scheduled
+	// gateways are the default routes the namespace is known to have,
+	// IPv4 then IPv6, so that re-picking them touches only what changes.
+	gateways [2]gateway
+}
+
+// gateway is what a sandbox knows of one family's default route.
+type gateway struct {
+	known bool   // false: whatever the namespace has
+	via   string // "GW dev IFNAME"; "" for none
 }
 
 // embeddedDNSAddr is where a sandbox's embedded resolver listens.
@@ -140,6 +149,16 @@ func (s *Sandbox) SetNamespace(key string, ns *osl.Namespace) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.key, s.ns = key, ns
+	s.gateways = [2]gateway{}
+}
+
+// SetNewNamespace is SetNamespace for a namespace just made, which has no
+// routes yet.
+func (s *Sandbox) SetNewNamespace(key string, ns *osl.Namespace) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key, s.ns = key, ns
+	s.gateways = [2]gateway{{known: true}, {known: true}}
 }
 
 // Key returns the path of the sandbox's namespace; empty while an external
@@ -425,25 +444,37 @@ func (s *Sandbox) updateGateway() error {
 	if s.ns == nil || s.opts.HostMode {
 		return nil
 	}
-	for _, v6 := range []bool{false, true} {
+	for i, v6 := range []bool{false, true} {
 		fam := netlink.FAMILY_V4
 		if v6 {
 			fam = netlink.FAMILY_V6
 		}
+		cur := &s.gateways[i]
 		ep := s.gatewayEP(v6)
 		if ep == nil {
+			if cur.known && cur.via == "" {
+				continue
+			}
+			*cur = gateway{}
 			if err := s.ns.UnsetDefaultGateway(fam); err != nil {
 				return err
 			}
+			*cur = gateway{known: true}
 			continue
 		}
 		gw := ep.Gateway
 		if v6 {
 			gw = ep.GatewayV6
 		}
+		via := gw.String() + " dev " + ep.IfName
+		if cur.known && cur.via == via {
+			continue
+		}
+		*cur = gateway{}
 		if err := s.ns.SetDefaultGateway(gw.AsSlice(), ep.IfName); err != nil {
 			return err
 		}
+		*cur = gateway{known: true, via: via}
 	}
 	return nil
 }
