@@ -130,6 +130,14 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 		row("attach median, containers 1-10", first)
 		row(fmt.Sprintf("attach median, containers %d-%d", scale-9, scale), last)
 		ratio("last 10 / first 10", last, first, "≤ 1.25")
+		connects := make([]time.Duration, len(sc.add))
+		for i := range sc.add {
+			connects[i] = sc.add[i] - sc.create[i]
+		}
+		row("  sandbox create, 1-10", median(sc.create[:10]))
+		row(fmt.Sprintf("  sandbox create, %d-%d", scale-9, scale), median(sc.create[scale-10:]))
+		row("  connect, 1-10", median(connects[:10]))
+		row(fmt.Sprintf("  connect, %d-%d", scale-9, scale), median(connects[scale-10:]))
 	}
 	return nil
 }
