@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +16,8 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // TestStorePluginKilledDuringAttaches kills the store plugin with SIGKILL
@@ -116,4 +120,159 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 		}
 	}
 	t.Logf("%d attaches succeeded around the kill", len(ok))
+}
+
+// TestAgentKilledDuringAttaches kills the agent with SIGKILL, three times,
+// while attaches run: a connect writes its record while the driver and
+// the namespace do their work, and a sandbox's record while its namespace
+// is made, so a kill lands between the halves. After each restart: every
+// attach that reported success is there, with its interface up in its
+// sandbox holding its address; a sandbox's namespace has no interface
+// that no endpoint owns; no half-made namespace is left; and every
+// allocated address belongs to a stored endpoint.
+func TestAgentKilledDuringAttaches(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	db, netnsDir := filepath.Join(dir, "store.db"), filepath.Join(dir, "netns")
+	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"1h\"\n}\n", db, netnsDir))
+	a := e.Start(t)
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.49.0.0/16"}); err != nil {
+		t.Fatal(err)
+	}
+	ok := map[string]string{} // container → address, of attaches that succeeded
+	for round := range 3 {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		c := a.Client
+		for g := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					id := fmt.Sprintf("r%d-g%d-%d", round, g, i)
+					if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id}); err != nil {
+						return // the agent is gone
+					}
+					ep, err := c.Connect(ctx, "net", controller.Connect{Container: id})
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					ok[id] = ep.Address.String()
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(300+150*round) * time.Millisecond)
+		if err := a.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		a.Wait(10 * time.Second)
+		wg.Wait()
+		a = e.Start(t)
+
+		n, err := a.Client.Network(ctx, "net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bySandbox := map[string]controller.Endpoint{}
+		byName := map[string]string{}
+		for _, ep := range n.Endpoints {
+			bySandbox[ep.SandboxID] = ep
+			byName[ep.Name] = ep.Address.String()
+		}
+		for id, addr := range ok {
+			if byName[id] != addr {
+				t.Fatalf("round %d: the attach of %s reported %s; after the restart it has %q", round, id, addr, byName[id])
+			}
+		}
+		// Every namespace holds what its endpoint says, nothing else.
+		entries, err := os.ReadDir(netnsDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range entries {
+			if en.Name() == ".creating" {
+				if left, _ := os.ReadDir(filepath.Join(netnsDir, en.Name())); len(left) > 0 {
+					t.Fatalf("round %d: half-made namespaces left: %v", round, left)
+				}
+				continue
+			}
+			got := interfaces(t, filepath.Join(netnsDir, en.Name()))
+			want := "[]"
+			if ep, has := bySandbox[en.Name()]; has {
+				want = fmt.Sprintf("[eth0 up %s]", ep.Address)
+			}
+			if got != want {
+				t.Fatalf("round %d: sandbox %s has interfaces %s, want %s", round, en.Name()[:12], got, want)
+			}
+		}
+		var repaired []string
+		for _, l := range strings.Split(a.Log(), "\n") {
+			for _, what := range []string{"connect did not finish", "no endpoint owns", "unfinished sandbox create", "finishing sandbox delete", "deleting unclaimed"} {
+				if strings.Contains(l, what) {
+					repaired = append(repaired, what)
+				}
+			}
+		}
+		t.Logf("round %d: %d attaches succeeded so far, %d endpoints stored; repaired at start: %v", round, len(ok), len(n.Endpoints), repaired)
+	}
+	n, err := a.Client.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Terminate(10 * time.Second)
+	s := boltstore.New()
+	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	pairs, err := s.List(ctx, "sandnet/v1/ipam/addrs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != len(n.Endpoints) {
+		t.Fatalf("%d allocations for %d endpoints", len(pairs), len(n.Endpoints))
+	}
+}
+
+// interfaces lists the links of the namespace at key other than lo, with
+// their state and IPv4 addresses, as "[name up|down addr ...]".
+func interfaces(t *testing.T, key string) string {
+	t.Helper()
+	ns, err := netns.GetFromPath(key)
+	if err != nil {
+		t.Fatalf("opening %s: %v", key, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().Name == "lo" {
+			continue
+		}
+		state := "down"
+		if l.Attrs().Flags&net.FlagUp != 0 {
+			state = "up"
+		}
+		out = append(out, l.Attrs().Name, state)
+		addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return fmt.Sprint(out)
 }

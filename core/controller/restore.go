@@ -224,6 +224,8 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 			return nil, err
 		}
 		sb.SetNamespace(s.Key, ns)
+	case s.Key != "":
+		sb.SetNamespace(s.Key, nil) // gone, or never made: see Start
 	}
 	for _, ep := range eps {
 		if n := networks[ep.NetworkID]; n != nil {

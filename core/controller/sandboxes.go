@@ -176,12 +176,19 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 }
 
 // destroyNamespace removes a sandbox's namespace, never the host's.
+// Without a namespace, what is left at its key (the file of a create or
+// move that never finished) goes.
 func (c *Controller) destroyNamespace(sb *sandbox.Sandbox) {
-	ns := sb.Namespace()
-	if ns == nil || sb.Options().HostMode {
+	if sb.Options().HostMode {
 		return
 	}
-	if err := ns.Destroy(); err != nil {
+	var err error
+	if ns := sb.Namespace(); ns != nil {
+		err = ns.Destroy()
+	} else if key := sb.Key(); key != "" {
+		err = osl.Remove(key)
+	}
+	if err != nil {
 		c.log.Error("destroying namespace", "sandbox", short(sb.ID()), "error", err)
 	}
 }
