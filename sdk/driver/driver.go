@@ -12,6 +12,14 @@
 // It is given the sandbox key (the path of the sandbox's network namespace)
 // and hands the sandbox's interface over in Join; the host names it,
 // addresses it and routes it inside the namespace.
+//
+// A connect costs the host one round trip to the driver: the Attach RPC,
+// which the SDK serves for every driver by calling its CreateEndpoint and
+// then its Join (with the endpoint as CreateEndpoint filled it in, and
+// DeleteEndpoint if Join fails). A driver need not do anything for it; one
+// that can do both steps at once more cheaply may implement Attacher.
+// Against a plugin built before Attach existed the host's Client falls
+// back to the two calls.
 package driver
 
 import (
