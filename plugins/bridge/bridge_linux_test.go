@@ -156,14 +156,17 @@ func TestBridgeOptions(t *testing.T) {
 		if l.Attrs().MTU != 1300 || l.Attrs().HardwareAddr.String() != "02:42:0a:2c:00:02" {
 			t.Errorf("sandbox eth0: MTU %d, MAC %s; want 1300, 02:42:0a:2c:00:02", l.Attrs().MTU, l.Attrs().HardwareAddr)
 		}
+		if a := l.Attrs(); a.NumTxQueues != vethQueues || a.NumRxQueues != vethQueues {
+			t.Errorf("sandbox eth0: %d tx and %d rx queues, want %d", a.NumTxQueues, a.NumRxQueues, vethQueues)
+		}
 		return nil
 	})
 	host, err := netlink.LinkByName(hostIfName(c.ep.Id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if host.Attrs().MasterIndex != br2.Attrs().Index || host.Attrs().MTU != 1300 {
-		t.Errorf("host end: master %d, MTU %d; want %d, 1300", host.Attrs().MasterIndex, host.Attrs().MTU, br2.Attrs().Index)
+	if a := host.Attrs(); a.MasterIndex != br2.Attrs().Index || a.MTU != 1300 || a.NumTxQueues != vethQueues || a.NumRxQueues != vethQueues {
+		t.Errorf("host end: master %d, MTU %d, %d/%d queues; want %d, 1300, %d", a.MasterIndex, a.MTU, a.NumTxQueues, a.NumRxQueues, br2.Attrs().Index, vethQueues)
 	}
 }
 
