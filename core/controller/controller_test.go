@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -552,4 +553,60 @@ func inNamespace(t *testing.T, key string, fn func(h *netlink.Handle)) {
 	}
 	defer h.Close()
 	fn(h)
+}
+
+// A create or connect whose store write fails, or whose driver fails,
+// leaves nothing: no namespace (at its key or half-made), no interface, no
+// address; the write and the work run side by side, so this is the undo
+// of whichever finished.
+func TestFailedCreateAndConnectLeaveNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.82.0.0/24")
+	e.sandbox("c1")
+	before := e.leaks()
+
+	e.store.fail("sandnet/v1/sandbox/")
+	_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c2"})
+	e.store.fail("")
+	if err == nil || !strings.Contains(err.Error(), "injected store failure") {
+		t.Fatalf("create with a failing store: %v", err)
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("a failed create left %+v (before %+v)", after, before)
+	}
+	if left, _ := os.ReadDir(filepath.Join(e.dir, "netns", ".creating")); len(left) != 0 {
+		t.Fatalf("half-made namespaces left: %v", left)
+	}
+
+	e.veth.mu.Lock()
+	e.veth.failJoin = true
+	e.veth.mu.Unlock()
+	_, err = e.c.Connect(ctx, "red", Connect{Container: "c1"})
+	e.veth.mu.Lock()
+	e.veth.failJoin = false
+	e.veth.mu.Unlock()
+	if !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("connect with a failing driver: %v, want ErrUnavailable", err)
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("a failed connect left %+v (before %+v)", after, before)
+	}
+	n, err := e.c.Network(ctx, "red")
+	if err != nil || len(n.Endpoints) != 0 {
+		t.Fatalf("endpoints after the failed connect: %v, %v", n, err)
+	}
+	// Connecting works afterwards, with one address stored and on the
+	// interface.
+	ep := e.connect("red", "c1")
+	sb, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
+		t.Fatalf("c1's interfaces = %s, want %s", got, want)
+	}
+	if l := e.leaks(); l.allocations != 1 {
+		t.Fatalf("allocations = %d, want 1", l.allocations)
+	}
 }

@@ -259,6 +259,7 @@ type vethDriver struct {
 	mu         sync.Mutex
 	leaveGate  chan struct{} // when set, Leave waits for it
 	leaveEnter chan struct{}
+	failJoin   bool // when set, Join makes its pair and then fails
 }
 
 func (*vethDriver) Configure(context.Context, []byte) error { return nil }
@@ -270,7 +271,18 @@ func (*vethDriver) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) erro
 func (*vethDriver) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
 	return &pb.CreateEndpointResponse{}, nil
 }
-func (*vethDriver) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
+
+// DeleteEndpoint removes whatever is left of the endpoint: its pair, if a
+// Leave did not take it.
+func (*vethDriver) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) error {
+	host, _ := names(req.GetEndpoint().GetId())
+	if l, err := netlink.LinkByName(host); err == nil {
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return err
+		}
+	}
+	return nil
+}
 
 func names(epID string) (host, peer string) { return "vh" + epID[:10], "vp" + epID[:10] }
 
@@ -296,6 +308,14 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 	}
 	if err := netlink.LinkSetUp(veth); err != nil {
 		return nil, err
+	}
+	d.mu.Lock()
+	fail := d.failJoin
+	d.mu.Unlock()
+	if fail {
+		// As a driver that fails midway would: what it made stays for
+		// the host's rollback (Leave, DeleteEndpoint) to remove.
+		return nil, fmt.Errorf("injected join failure: %w", sdk.ErrUnavailable)
 	}
 	return resp, nil
 }
