@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -608,5 +609,32 @@ func TestFailedCreateAndConnectLeaveNothing(t *testing.T) {
 	}
 	if l := e.leaks(); l.allocations != 1 {
 		t.Fatalf("allocations = %d, want 1", l.allocations)
+	}
+}
+
+// A connect whose endpoint write lands but whose answer is lost (the
+// caller went away mid-call) fails, and the record and its address are
+// rolled back in the background: nothing stays allocated.
+func TestConnectWithLostAnswerRollsBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.83.0.0/24")
+	e.sandbox("c1")
+	before := e.leaks()
+	e.store.lose("sandnet/v1/endpoint/")
+	_, err := e.c.Connect(ctx, "red", Connect{Container: "c1"})
+	e.store.lose("")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("connect with a lost answer: %v, want context.Canceled", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for e.leaks() != before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("after the rollback: %+v, want %+v", after, before)
+	}
+	if ep := e.connect("red", "c1"); !ep.Address.IsValid() {
+		t.Fatalf("connect afterwards: %+v", ep)
 	}
 }

@@ -121,9 +121,11 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 }
 
 // outcomeUnknown tells a failure after which the store may or may not
-// have applied the write (it stopped answering mid-call).
+// have applied the write (it stopped answering mid-call, or the caller
+// went away while it was in flight).
 func outcomeUnknown(err error) bool {
-	return errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // endpointOps allocates ep's addresses (in memory, pending until the

@@ -233,6 +233,16 @@ type faultyStore struct {
 	store.Store
 	mu     sync.Mutex
 	failOn string
+	loseOn string // writes to matching keys are applied, their answer lost
+}
+
+// lose makes the compare-and-swap writes to keys containing substr land
+// in the store while their callers are told the call was canceled, as
+// when the client goes away mid-call ("" stops it).
+func (f *faultyStore) lose(substr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loseOn = substr
 }
 
 func (f *faultyStore) fail(substr string) {
@@ -243,14 +253,20 @@ func (f *faultyStore) fail(substr string) {
 
 func (f *faultyStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, error) {
 	f.mu.Lock()
-	failOn := f.failOn
+	failOn, loseOn := f.failOn, f.loseOn
 	f.mu.Unlock()
+	lost := false
 	for _, op := range ops {
 		if failOn != "" && strings.Contains(op.GetKey(), failOn) && op.GetVerb() == pb.TxnOp_CAS {
 			return nil, errors.New("injected store failure")
 		}
+		lost = lost || loseOn != "" && strings.Contains(op.GetKey(), loseOn) && op.GetVerb() == pb.TxnOp_CAS
 	}
-	return f.Store.Txn(ctx, ops)
+	res, err := f.Store.Txn(ctx, ops)
+	if lost && err == nil {
+		return nil, fmt.Errorf("answer lost: %w", context.Canceled)
+	}
+	return res, err
 }
 
 // vethDriver makes a veth pair per joined endpoint, the peer created in
