@@ -152,6 +152,11 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 // transaction.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	c.kv.nets.forget(n.ID)
+	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
+		if err := c.ipam.ClearAddresses(ctx, p.Subnet); err != nil {
+			return err
+		}
+	}
 	return retry(ctx, "removing network "+n.Name, func() error {
 		ops := []*pb.TxnOp{del(networkKey(n.ID))}
 		var cur string

@@ -39,11 +39,13 @@
 //
 // An address op also asserts the pool record's index (CHECK_INDEX), so
 // no address can be committed into a pool released (or released and
-// created again) meanwhile. ReleasePool deletes the addresses this
-// Allocator knows of, without reading the store; any other address key
-// of the subnet (committed by another host just before the release) is
-// deleted by the next RequestPool of that subnet, in its own Txn. Until
-// then such a key blocks nothing: no pool, no allocation.
+// created again) meanwhile. Releasing a pool is ClearAddresses (one
+// DeleteTree of the subnet's address keys, however many hosts allocated
+// them) and then ReleasePool's delete of the pool key in the caller's
+// Txn; an address key committed between the two (by another host, just
+// before the release) is deleted by the next RequestPool of that subnet,
+// in its own Txn. Until then such a key blocks nothing: no pool, no
+// allocation.
 //
 // # Choosing a subnet
 //
@@ -361,32 +363,31 @@ func (a *Allocator) RequestPools(ctx context.Context, reqs []PoolRequest) ([]*Po
 	return out, append(created, ops...), nil
 }
 
-// ReleasePool returns the ops that delete the pool of subnet and the
-// addresses this Allocator knows in it, for the caller to commit in the
-// Txn that deletes the network; after that Txn commits, call
-// PoolReleased. It reads nothing from the store: address keys it does
-// not know of are deleted when the subnet is next used (see the package
-// doc). An allocation of the pool still pending then fails to commit.
+// ClearAddresses deletes every address key of subnet's pool from the
+// store, whoever allocated it: for a network being deleted, once no
+// endpoint can take an address any more (it is marked in-delete) and
+// before the Txn with ReleasePool's ops. The store does it in one call,
+// however many addresses there are (a transaction of one delete per
+// address would exceed the store's limit on a big pool).
+func (a *Allocator) ClearAddresses(ctx context.Context, subnet netip.Prefix) error {
+	s, err := a.store()
+	if err != nil {
+		return err
+	}
+	if err := s.DeleteTree(ctx, addrsOf(subnet)); err != nil {
+		return fmt.Errorf("deleting the addresses of %s: %w", subnet, err)
+	}
+	return nil
+}
+
+// ReleasePool returns the op that deletes the pool of subnet, for the
+// caller to commit in the Txn that deletes the network; after that Txn
+// commits, call PoolReleased. Its addresses go with ClearAddresses first;
+// address keys left behind anyway are deleted when the subnet is next used
+// (see the package doc). An allocation of the pool still pending then
+// fails to commit.
 func (a *Allocator) ReleasePool(subnet netip.Prefix) []*pb.TxnOp {
-	ops := []*pb.TxnOp{{Verb: pb.TxnOp_DELETE, Key: poolKey(subnet)}}
-	st := a.state(subnet, false)
-	if st == nil {
-		return ops
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.loaded {
-		return ops
-	}
-	st.used.each(func(off uint64) {
-		if addr := addrAt(st.base, off); !st.pool.reserved(addr) {
-			ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: st.addrs + addr.String()})
-		}
-	})
-	for addr := range st.far {
-		ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: st.addrs + addr.String()})
-	}
-	return ops
+	return []*pb.TxnOp{{Verb: pb.TxnOp_DELETE, Key: poolKey(subnet)}}
 }
 
 // PoolReleased tells the allocator that a Txn with ReleasePool(subnet)

@@ -308,6 +308,9 @@ func TestReleasePool(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := a.ClearAddresses(ctx, p.Subnet); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Txn(ctx, a.ReleasePool(p.Subnet)); err != nil {
 		t.Fatal(err)
 	}
