@@ -471,7 +471,8 @@ func sameNamespace(t *testing.T, a, b string) bool {
 // stops between the two leaves one without the other. The next start
 // removes an endpoint whose interface is missing (with its address) and
 // deletes an interface no endpoint owns; a namespace mounted by a create
-// whose record never landed is unmounted, and one no record names but
+// whose record never landed is unmounted, an interface whose
+// configuration was cut short is set up again, and one no record names but
 // made by another agent (another store on this host) is left alone.
 func TestStartCleansInterruptedCreates(t *testing.T) {
 	e := newEnv(t)
@@ -489,6 +490,25 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := h.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// c3: the interface was made, its configuration cut short: down, no
+	// address, no default route.
+	sb3 := e.sandbox("c3")
+	e.connect("red", "c3")
+	inNamespace(t, sb3.Key, func(h *netlink.Handle) {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			if err := h.AddrDel(l, &a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.LinkSetDown(l); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -511,8 +531,8 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 	other.Close()
 
 	e.c = e.start()
-	if l := e.leaks(); l != (leaks{mounts: 3, links: 1, allocations: 1}) {
-		t.Fatalf("after restart: %+v, want the two sandboxes' and the other agent's namespaces, c2's link and address", l)
+	if l := e.leaks(); l != (leaks{mounts: 4, links: 2, allocations: 2}) {
+		t.Fatalf("after restart: %+v, want the three sandboxes' and the other agent's namespaces, c2's and c3's links and addresses", l)
 	}
 	if err := other.Destroy(); err != nil {
 		t.Fatal(err)
@@ -521,7 +541,7 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 		container string
 		key       string
 		want      string
-	}{{"c1", sb1.Key, "map[]"}, {"c2", sb2.Key, "map[eth0:[10.81.0.3/24]]"}} {
+	}{{"c1", sb1.Key, "map[]"}, {"c2", sb2.Key, "map[eth0:[10.81.0.3/24]]"}, {"c3", sb3.Key, "map[eth0:[10.81.0.4/24]]"}} {
 		claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: c.container})
 		if err != nil {
 			t.Fatal(err)
@@ -533,10 +553,13 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 			t.Errorf("%s has %d endpoints, want %d", c.container, len(claimed.Endpoints), want)
 		}
 	}
+	if gw := defaultGateway(t, sb3.Key); gw != "10.81.0.1 dev eth0" {
+		t.Errorf("c3's default gateway after the repair = %q, want 10.81.0.1 dev eth0", gw)
+	}
 	// The address c1 lost is free again.
 	ep := e.connect("red", "c1")
-	if got := ep.Address.String(); got != "10.81.0.2/24" && got != "10.81.0.4/24" {
-		t.Errorf("c1 reconnected with %s", got)
+	if got := ep.Address.String(); got == "10.81.0.3/24" || got == "10.81.0.4/24" {
+		t.Errorf("c1 reconnected with %s, an address in use", got)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,12 +143,14 @@ func (c *Controller) Start(ctx context.Context) error {
 
 // reconcileInterfaces makes a restored sandbox's namespace agree with its
 // endpoints after a stop in the middle of a connect, whose record and
-// interface are made side by side: an endpoint whose interface is missing
-// or not up never finished joining and is removed (its connect never
-// answered), and in a namespace sandnet made, an interface no endpoint
-// owns is deleted (its record never landed, so its address is not held).
-// Host-mode sandboxes are left alone, and so are the interfaces of a
-// namespace the runtime made (external key), which may be the runtime's.
+// interface are made side by side. An endpoint whose interface is missing
+// never finished joining and is removed (its connect never answered); one
+// whose interface is there gets what it may lack (addresses, up, routes,
+// the default gateway). In a namespace sandnet made, an interface no
+// endpoint owns is deleted (its record never landed, so its address is
+// not held). Host-mode sandboxes are left alone, and so are the other
+// interfaces of a namespace the runtime made (external key), which may be
+// the runtime's.
 func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
 	ns := op.sb.Namespace()
 	if ns == nil || op.sb.Options().HostMode {
@@ -160,23 +161,20 @@ func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
 		c.log.Error("listing interfaces", "sandbox", short(op.sb.ID()), "error", err)
 		return
 	}
-	up := map[string]bool{}
-	for _, l := range links {
-		up[l.Attrs().Name] = l.Attrs().Flags&net.FlagUp != 0
+	missing, err := op.sb.Reapply()
+	if err != nil {
+		c.log.Error("setting the sandbox's interfaces up again", "sandbox", short(op.sb.ID()), "error", err)
 	}
 	owned := map[string]bool{"lo": true}
 	for _, e := range op.sb.Endpoints() {
-		if e.IfName == "" {
+		if slices.Contains(missing, e.ID) {
+			c.log.Warn("removing an endpoint whose connect did not finish", "endpoint", short(e.ID), "sandbox", short(op.sb.ID()))
+			if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false); err != nil {
+				c.log.Error("removing unfinished endpoint", "endpoint", short(e.ID), "error", err)
+			}
 			continue
 		}
-		if up[e.IfName] {
-			owned[e.IfName] = true
-			continue
-		}
-		c.log.Warn("removing an endpoint whose connect did not finish", "endpoint", short(e.ID), "sandbox", short(op.sb.ID()))
-		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false); err != nil {
-			c.log.Error("removing unfinished endpoint", "endpoint", short(e.ID), "error", err)
-		}
+		owned[e.IfName] = true
 	}
 	if op.external {
 		return

@@ -350,6 +350,42 @@ func operUp(a *netlink.LinkAttrs) bool {
 	return false
 }
 
+// EnsureInterface makes sure the link name inside the namespace has the
+// addresses addrs (IPv6 ones nodad) and is up, adding what is missing and
+// changing nothing else: the repair of an interface whose configuration
+// was interrupted. A missing link is an error wrapping fs.ErrNotExist.
+//
+// Equivalent to: `ip addr replace ADDR dev NAME [nodad]...; ip link set NAME up`.
+func (n *Namespace) EnsureInterface(name string, addrs []*net.IPNet) error {
+	if err := validateAddresses(addrs); err != nil {
+		return fmt.Errorf("repairing %s in %s: %w", name, n.path, err)
+	}
+	return n.withHandle(func(h *netlink.Handle) error {
+		link, err := h.LinkByName(name)
+		if isLinkNotFound(err) {
+			return fmt.Errorf("repairing %s in %s: %w", name, n.path, fs.ErrNotExist)
+		}
+		if err != nil {
+			return fmt.Errorf("repairing %s in %s: %w", name, n.path, err)
+		}
+		for _, a := range addrs {
+			addr := &netlink.Addr{IPNet: a}
+			if a.IP.To4() == nil {
+				addr.Flags = unix.IFA_F_NODAD
+			}
+			if err := h.AddrReplace(link, addr); err != nil {
+				return fmt.Errorf("repairing %s in %s: address %s: %w", name, n.path, a, err)
+			}
+		}
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			if err := h.LinkSetUp(link); err != nil {
+				return fmt.Errorf("repairing %s in %s: setting up: %w", name, n.path, err)
+			}
+		}
+		return nil
+	})
+}
+
 // RemoveInterface deletes the link name inside the namespace; deleting one
 // end of a veth pair deletes both. A link that is already gone is not an
 // error, so leaving a sandbox can be retried.

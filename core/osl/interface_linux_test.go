@@ -673,3 +673,39 @@ func TestConfigureInterfaceNoIPv6LinkLocal(t *testing.T) {
 		})
 	}
 }
+
+func TestEnsureInterface(t *testing.T) {
+	sb := newTestNamespace(t)
+	if err := sb.CreateVethPair(sb.Handle(), "eth0", "peer0", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []*net.IPNet{mustCIDR(t, "10.78.0.2/24"), mustCIDR(t, "fd78::2/64")}
+	if err := sb.ConfigureInterface(InterfaceConfig{SrcName: "eth0", Addresses: want[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := sb.Handle().LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Handle().LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	before := linkState(t, sb)
+	// Down, and missing its IPv6 address: both repaired, nothing doubled.
+	for range 2 {
+		if err := sb.EnsureInterface("eth0", want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := linkState(t, sb)
+	idx := fmt.Sprint(link.Attrs().Index)
+	if !slices.Contains(got, idx+" addr 10.78.0.2/24") || !slices.Contains(got, idx+" addr fd78::2/64") || len(got) != len(before)+1 {
+		t.Fatalf("after EnsureInterface: %v (before %v)", got, before)
+	}
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, idx+" eth0 ") && strings.HasSuffix(s, "up=true") }) {
+		t.Fatalf("eth0 not up after EnsureInterface: %v", got)
+	}
+	if err := sb.EnsureInterface("eth9", want); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("EnsureInterface of a missing link: %v, want fs.ErrNotExist", err)
+	}
+}

@@ -30,6 +30,9 @@ func Remove(key string) error { return ErrNotSupported }
 // Path returns "".
 func (n *Namespace) Path() string { return "" }
 
+// EnsureInterface is not supported off Linux.
+func (n *Namespace) EnsureInterface(name string, addrs []*net.IPNet) error { return ErrNotSupported }
+
 // Move is not supported off Linux.
 func (n *Namespace) Move(key string) error { return ErrNotSupported }
 

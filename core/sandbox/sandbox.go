@@ -323,6 +323,55 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	return ep, nil
 }
 
+// Reapply makes the namespace carry the sandbox's endpoints again after an
+// agent restart that may have cut a join short: each endpoint's interface
+// gets the addresses it is missing and comes up, its routes are set and
+// the default gateway re-picked. It returns the IDs of endpoints whose
+// interface is not there at all, for the caller to remove.
+func (s *Sandbox) Reapply() (missing []string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == nil || s.opts.HostMode {
+		return nil, nil
+	}
+	var errs []error
+	for _, ep := range s.eps {
+		if ep.IfName == "" {
+			continue
+		}
+		var addrs []*net.IPNet
+		for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
+			if p.IsValid() {
+				addrs = append(addrs, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+			}
+		}
+		if err := s.ns.EnsureInterface(ep.IfName, addrs); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, ep.ID)
+			continue
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range ep.Routes {
+			dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
+			var gw net.IP
+			if r.NextHop.IsValid() {
+				gw = r.NextHop.AsSlice()
+			}
+			if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Endpoints to be removed must not be picked as the gateway.
+	kept := s.eps
+	s.eps = slices.DeleteFunc(slices.Clone(s.eps), func(e *Endpoint) bool { return slices.Contains(missing, e.ID) })
+	s.gateways = [2]gateway{}
+	errs = append(errs, s.updateGateway())
+	s.eps = kept
+	return missing, errors.Join(errs...)
+}
+
 // readyTimeout bounds the wait for a new interface to carry packets.
 const readyTimeout = 5 * time.Second
 
