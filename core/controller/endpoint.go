@@ -871,14 +871,12 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 	} else {
 		go func() { retired <- op.sb.RemoveInterface(epID) }()
 	}
-	err = c.driverLeave(ctx, op, n, &ep)
+	// The driver revokes, leaves and deletes in one round trip.
+	d, _, err := c.driver(n.Driver)
 	if err == nil {
-		var d driver.Driver
-		if d, _, err = c.driver(n.Driver); err == nil {
-			err = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)})
-		}
+		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
 		if err != nil {
-			err = fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(epID), err)
+			err = fmt.Errorf("driver %q detaching endpoint %s from %s: %w", n.Driver, short(epID), op.sb, err)
 		}
 	}
 	err = errors.Join(err, <-retired)

@@ -16,10 +16,12 @@
 // A connect costs the host one round trip to the driver: the Attach RPC,
 // which the SDK serves for every driver by calling its CreateEndpoint and
 // then its Join (with the endpoint as CreateEndpoint filled it in, and
-// DeleteEndpoint if Join fails). A driver need not do anything for it; one
-// that can do both steps at once more cheaply may implement Attacher.
-// Against a plugin built before Attach existed the host's Client falls
-// back to the two calls.
+// DeleteEndpoint if Join fails). A disconnect is one round trip too:
+// Detach, served from RevokeExternalConnectivity, Leave and
+// DeleteEndpoint. A driver need not do anything for them; one that can do
+// the steps at once more cheaply may implement Attacher or Detacher.
+// Against a plugin built before they existed the host's Client falls back
+// to the separate calls.
 package driver
 
 import (

@@ -108,9 +108,9 @@ func (s *server) EndpointOperInfo(ctx context.Context, req *pb.EndpointRequest) 
 type Client struct {
 	*sdk.PluginClient
 	c pb.DriverClient
-	// noAttach is set once the plugin has answered Attach with
-	// Unimplemented.
-	noAttach atomic.Bool
+	// noAttach and noDetach are set once the plugin has answered Attach,
+	// Detach, with Unimplemented.
+	noAttach, noDetach atomic.Bool
 }
 
 var _ Driver = (*Client)(nil)

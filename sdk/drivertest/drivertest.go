@@ -147,7 +147,7 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 	})
-	t.Run("AttachIdempotent", func(t *testing.T) {
+	t.Run("AttachDetachIdempotent", func(t *testing.T) {
 		d, n, ep := o.setup(t)
 		key := o.sandboxKey(t)
 		req := &pb.AttachRequest{Network: n, Endpoint: ep, SandboxKey: key}
@@ -163,11 +163,10 @@ func Run(t *testing.T, o Options) {
 				t.Fatalf("second Attach named interface %q, first %q", resp.GetJoin().GetSrcName(), first.GetJoin().GetSrcName())
 			}
 		}
-		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
-			t.Fatalf("Leave: %v", err)
-		}
-		if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
-			t.Fatalf("DeleteEndpoint: %v", err)
+		for i := range 2 {
+			if err := driver.Detach(ctx, d, &pb.DetachRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+				t.Fatalf("Detach #%d: %v", i+1, err)
+			}
 		}
 	})
 	t.Run("ExternalConnectivityIdempotent", func(t *testing.T) {

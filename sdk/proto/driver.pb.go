@@ -1124,6 +1124,79 @@ func (x *AttachResponse) GetJoin() *JoinResponse {
 	return nil
 }
 
+// DetachRequest asks for RevokeExternalConnectivity (when
+// revoke_external), Leave (when sandbox_key is set) and DeleteEndpoint in
+// one round trip.
+type DetachRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Network  *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// sandbox_key is the path of the sandbox's network namespace; empty when
+	// the endpoint was never joined.
+	SandboxKey     string `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	RevokeExternal bool   `protobuf:"varint,4,opt,name=revoke_external,json=revokeExternal,proto3" json:"revoke_external,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DetachRequest) Reset() {
+	*x = DetachRequest{}
+	mi := &file_driver_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachRequest) ProtoMessage() {}
+
+func (x *DetachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
+func (*DetachRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DetachRequest) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *DetachRequest) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *DetachRequest) GetSandboxKey() string {
+	if x != nil {
+		return x.SandboxKey
+	}
+	return ""
+}
+
+func (x *DetachRequest) GetRevokeExternal() bool {
+	if x != nil {
+		return x.RevokeExternal
+	}
+	return false
+}
+
 type LeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
@@ -1135,7 +1208,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1220,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1233,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{16}
+	return file_driver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeaveRequest) GetNetwork() *Network {
@@ -1194,7 +1267,7 @@ type ExternalConnectivityRequest struct {
 
 func (x *ExternalConnectivityRequest) Reset() {
 	*x = ExternalConnectivityRequest{}
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1279,7 @@ func (x *ExternalConnectivityRequest) String() string {
 func (*ExternalConnectivityRequest) ProtoMessage() {}
 
 func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1292,7 @@ func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityRequest.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{17}
+	return file_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExternalConnectivityRequest) GetNetwork() *Network {
@@ -1247,7 +1320,7 @@ type ExternalConnectivityResponse struct {
 
 func (x *ExternalConnectivityResponse) Reset() {
 	*x = ExternalConnectivityResponse{}
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1332,7 @@ func (x *ExternalConnectivityResponse) String() string {
 func (*ExternalConnectivityResponse) ProtoMessage() {}
 
 func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1345,7 @@ func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityResponse.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{18}
+	return file_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExternalConnectivityResponse) GetPortBindings() []*PortBinding {
@@ -1291,7 +1364,7 @@ type EndpointOperInfoResponse struct {
 
 func (x *EndpointOperInfoResponse) Reset() {
 	*x = EndpointOperInfoResponse{}
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1376,7 @@ func (x *EndpointOperInfoResponse) String() string {
 func (*EndpointOperInfoResponse) ProtoMessage() {}
 
 func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1389,7 @@ func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointOperInfoResponse.ProtoReflect.Descriptor instead.
 func (*EndpointOperInfoResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{19}
+	return file_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EndpointOperInfoResponse) GetInfo() map[string]string {
@@ -1424,7 +1497,13 @@ const file_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
 	"\x0eAttachResponse\x12:\n" +
 	"\x06create\x18\x01 \x01(\v2\".sandnet.v1.CreateEndpointResponseR\x06create\x12,\n" +
-	"\x04join\x18\x02 \x01(\v2\x18.sandnet.v1.JoinResponseR\x04join\"\x90\x01\n" +
+	"\x04join\x18\x02 \x01(\v2\x18.sandnet.v1.JoinResponseR\x04join\"\xba\x01\n" +
+	"\rDetachRequest\x12-\n" +
+	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
+	"\vsandbox_key\x18\x03 \x01(\tR\n" +
+	"sandboxKey\x12'\n" +
+	"\x0frevoke_external\x18\x04 \x01(\bR\x0erevokeExternal\"\x90\x01\n" +
 	"\fLeaveRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
@@ -1443,7 +1522,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSCOPE_LOCAL\x10\x01\x12\x10\n" +
-	"\fSCOPE_GLOBAL\x10\x022\xc4\x06\n" +
+	"\fSCOPE_GLOBAL\x10\x022\xfc\x06\n" +
 	"\x06Driver\x12>\n" +
 	"\x0fGetCapabilities\x12\x11.sandnet.v1.Empty\x1a\x18.sandnet.v1.Capabilities\x12D\n" +
 	"\rCreateNetwork\x12 .sandnet.v1.CreateNetworkRequest\x1a\x11.sandnet.v1.Empty\x12D\n" +
@@ -1455,7 +1534,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x1bProgramExternalConnectivity\x12'.sandnet.v1.ExternalConnectivityRequest\x1a(.sandnet.v1.ExternalConnectivityResponse\x12X\n" +
 	"\x1aRevokeExternalConnectivity\x12'.sandnet.v1.ExternalConnectivityRequest\x1a\x11.sandnet.v1.Empty\x12U\n" +
 	"\x10EndpointOperInfo\x12\x1b.sandnet.v1.EndpointRequest\x1a$.sandnet.v1.EndpointOperInfoResponse\x12?\n" +
-	"\x06Attach\x12\x19.sandnet.v1.AttachRequest\x1a\x1a.sandnet.v1.AttachResponseB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
+	"\x06Attach\x12\x19.sandnet.v1.AttachRequest\x1a\x1a.sandnet.v1.AttachResponse\x126\n" +
+	"\x06Detach\x12\x19.sandnet.v1.DetachRequest\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -1470,7 +1550,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_driver_proto_goTypes = []any{
 	(Scope)(0),                           // 0: sandnet.v1.Scope
 	(*Capabilities)(nil),                 // 1: sandnet.v1.Capabilities
@@ -1489,26 +1569,27 @@ var file_driver_proto_goTypes = []any{
 	(*JoinResponse)(nil),                 // 14: sandnet.v1.JoinResponse
 	(*AttachRequest)(nil),                // 15: sandnet.v1.AttachRequest
 	(*AttachResponse)(nil),               // 16: sandnet.v1.AttachResponse
-	(*LeaveRequest)(nil),                 // 17: sandnet.v1.LeaveRequest
-	(*ExternalConnectivityRequest)(nil),  // 18: sandnet.v1.ExternalConnectivityRequest
-	(*ExternalConnectivityResponse)(nil), // 19: sandnet.v1.ExternalConnectivityResponse
-	(*EndpointOperInfoResponse)(nil),     // 20: sandnet.v1.EndpointOperInfoResponse
-	nil,                                  // 21: sandnet.v1.Network.OptionsEntry
-	nil,                                  // 22: sandnet.v1.Endpoint.OptionsEntry
-	nil,                                  // 23: sandnet.v1.JoinRequest.OptionsEntry
-	nil,                                  // 24: sandnet.v1.AttachRequest.OptionsEntry
-	nil,                                  // 25: sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	(*Empty)(nil),                        // 26: sandnet.v1.Empty
+	(*DetachRequest)(nil),                // 17: sandnet.v1.DetachRequest
+	(*LeaveRequest)(nil),                 // 18: sandnet.v1.LeaveRequest
+	(*ExternalConnectivityRequest)(nil),  // 19: sandnet.v1.ExternalConnectivityRequest
+	(*ExternalConnectivityResponse)(nil), // 20: sandnet.v1.ExternalConnectivityResponse
+	(*EndpointOperInfoResponse)(nil),     // 21: sandnet.v1.EndpointOperInfoResponse
+	nil,                                  // 22: sandnet.v1.Network.OptionsEntry
+	nil,                                  // 23: sandnet.v1.Endpoint.OptionsEntry
+	nil,                                  // 24: sandnet.v1.JoinRequest.OptionsEntry
+	nil,                                  // 25: sandnet.v1.AttachRequest.OptionsEntry
+	nil,                                  // 26: sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	(*Empty)(nil),                        // 27: sandnet.v1.Empty
 }
 var file_driver_proto_depIdxs = []int32{
 	0,  // 0: sandnet.v1.Capabilities.data_scope:type_name -> sandnet.v1.Scope
 	0,  // 1: sandnet.v1.Capabilities.connectivity_scope:type_name -> sandnet.v1.Scope
-	21, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
+	22, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
 	2,  // 3: sandnet.v1.Network.ipv4:type_name -> sandnet.v1.IPAMData
 	2,  // 4: sandnet.v1.Network.ipv6:type_name -> sandnet.v1.IPAMData
 	0,  // 5: sandnet.v1.Network.scope:type_name -> sandnet.v1.Scope
 	4,  // 6: sandnet.v1.Endpoint.interface:type_name -> sandnet.v1.EndpointInterface
-	22, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
+	23, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
 	5,  // 8: sandnet.v1.Endpoint.port_bindings:type_name -> sandnet.v1.PortBinding
 	5,  // 9: sandnet.v1.Endpoint.exposed_ports:type_name -> sandnet.v1.PortBinding
 	3,  // 10: sandnet.v1.CreateNetworkRequest.network:type_name -> sandnet.v1.Network
@@ -1520,46 +1601,50 @@ var file_driver_proto_depIdxs = []int32{
 	6,  // 16: sandnet.v1.EndpointRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	3,  // 17: sandnet.v1.JoinRequest.network:type_name -> sandnet.v1.Network
 	6,  // 18: sandnet.v1.JoinRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	23, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
+	24, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
 	13, // 20: sandnet.v1.JoinResponse.static_routes:type_name -> sandnet.v1.StaticRoute
 	3,  // 21: sandnet.v1.AttachRequest.network:type_name -> sandnet.v1.Network
 	6,  // 22: sandnet.v1.AttachRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	24, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
+	25, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
 	10, // 24: sandnet.v1.AttachResponse.create:type_name -> sandnet.v1.CreateEndpointResponse
 	14, // 25: sandnet.v1.AttachResponse.join:type_name -> sandnet.v1.JoinResponse
-	3,  // 26: sandnet.v1.LeaveRequest.network:type_name -> sandnet.v1.Network
-	6,  // 27: sandnet.v1.LeaveRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	3,  // 28: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
-	6,  // 29: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	5,  // 30: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
-	25, // 31: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	26, // 32: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
-	7,  // 33: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
-	8,  // 34: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
-	9,  // 35: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
-	11, // 36: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
-	12, // 37: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
-	17, // 38: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
-	18, // 39: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	18, // 40: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	11, // 41: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
-	15, // 42: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
-	1,  // 43: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
-	26, // 44: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
-	26, // 45: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
-	10, // 46: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
-	26, // 47: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
-	14, // 48: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
-	26, // 49: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
-	19, // 50: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
-	26, // 51: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
-	20, // 52: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
-	16, // 53: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	3,  // 26: sandnet.v1.DetachRequest.network:type_name -> sandnet.v1.Network
+	6,  // 27: sandnet.v1.DetachRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	3,  // 28: sandnet.v1.LeaveRequest.network:type_name -> sandnet.v1.Network
+	6,  // 29: sandnet.v1.LeaveRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	3,  // 30: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
+	6,  // 31: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	5,  // 32: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
+	26, // 33: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	27, // 34: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
+	7,  // 35: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
+	8,  // 36: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
+	9,  // 37: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
+	11, // 38: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
+	12, // 39: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
+	18, // 40: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
+	19, // 41: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	19, // 42: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	11, // 43: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
+	15, // 44: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
+	17, // 45: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
+	1,  // 46: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
+	27, // 47: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
+	27, // 48: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
+	10, // 49: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
+	27, // 50: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
+	14, // 51: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
+	27, // 52: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
+	20, // 53: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
+	27, // 54: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
+	21, // 55: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
+	16, // 56: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
+	27, // 57: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1574,7 +1659,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	Driver_RevokeExternalConnectivity_FullMethodName  = "/sandnet.v1.Driver/RevokeExternalConnectivity"
 	Driver_EndpointOperInfo_FullMethodName            = "/sandnet.v1.Driver/EndpointOperInfo"
 	Driver_Attach_FullMethodName                      = "/sandnet.v1.Driver/Attach"
+	Driver_Detach_FullMethodName                      = "/sandnet.v1.Driver/Detach"
 )
 
 // DriverClient is the client API for Driver service.
@@ -56,6 +57,12 @@ type DriverClient interface {
 	// talking to a plugin built before it existed (Unimplemented) makes the
 	// two calls instead.
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error)
+	// Detach is RevokeExternalConnectivity (when asked), Leave (when a
+	// sandbox key is given) and DeleteEndpoint, in that order and in one
+	// round trip; it stops at the first that fails and returns its error.
+	// Served by the SDK from the driver's own methods, with the same
+	// fallback as Attach.
+	Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type driverClient struct {
@@ -176,6 +183,16 @@ func (c *driverClient) Attach(ctx context.Context, in *AttachRequest, opts ...gr
 	return out, nil
 }
 
+func (c *driverClient) Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_Detach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -197,6 +214,12 @@ type DriverServer interface {
 	// talking to a plugin built before it existed (Unimplemented) makes the
 	// two calls instead.
 	Attach(context.Context, *AttachRequest) (*AttachResponse, error)
+	// Detach is RevokeExternalConnectivity (when asked), Leave (when a
+	// sandbox key is given) and DeleteEndpoint, in that order and in one
+	// round trip; it stops at the first that fails and returns its error.
+	// Served by the SDK from the driver's own methods, with the same
+	// fallback as Attach.
+	Detach(context.Context, *DetachRequest) (*Empty, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -239,6 +262,9 @@ func (UnimplementedDriverServer) EndpointOperInfo(context.Context, *EndpointRequ
 }
 func (UnimplementedDriverServer) Attach(context.Context, *AttachRequest) (*AttachResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Attach not implemented")
+}
+func (UnimplementedDriverServer) Detach(context.Context, *DetachRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Detach not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -459,6 +485,24 @@ func _Driver_Attach_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Detach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Detach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Detach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Detach(ctx, req.(*DetachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -509,6 +553,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Attach",
 			Handler:    _Driver_Attach_Handler,
+		},
+		{
+			MethodName: "Detach",
+			Handler:    _Driver_Detach_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

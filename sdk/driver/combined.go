@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -11,6 +12,11 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
+
+// The host makes each connect and each disconnect one round trip to the
+// driver: Attach and Detach bundle the calls it would otherwise make one
+// after the other. The SDK serves them for every driver from the driver's
+// own methods.
 
 // Attacher is a driver that does CreateEndpoint and Join in one call. A
 // plugin's Client is one; a driver implementing Attach itself is served
@@ -100,4 +106,64 @@ func (c *Client) Attach(ctx context.Context, req *pb.AttachRequest) (*pb.AttachR
 		c.noAttach.Store(true)
 	}
 	return attachInTwo(ctx, c, req)
+}
+
+// Detacher is a driver that does RevokeExternalConnectivity, Leave and
+// DeleteEndpoint in one call. A plugin's Client is one.
+type Detacher interface {
+	Detach(ctx context.Context, req *pb.DetachRequest) error
+}
+
+// Detach revokes the endpoint's published ports (when req asks), leaves
+// its sandbox (when req names one) and deletes it: in one round trip when
+// d is a Detacher, otherwise with the three calls. It stops at the first
+// failure and returns it.
+func Detach(ctx context.Context, d Driver, req *pb.DetachRequest) error {
+	if dt, ok := d.(Detacher); ok {
+		return dt.Detach(ctx, req)
+	}
+	return detachInThree(ctx, d, req)
+}
+
+// detachInThree is Detach made of d's own calls.
+func detachInThree(ctx context.Context, d Driver, req *pb.DetachRequest) error {
+	n, ep := req.GetNetwork(), req.GetEndpoint()
+	if req.GetRevokeExternal() {
+		if err := d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: ep}); err != nil {
+			return fmt.Errorf("revoking published ports: %w", err)
+		}
+	}
+	if key := req.GetSandboxKey(); key != "" {
+		if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+			return fmt.Errorf("leaving %s: %w", key, err)
+		}
+	}
+	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		return fmt.Errorf("deleting: %w", err)
+	}
+	return nil
+}
+
+func (s *server) Detach(ctx context.Context, req *pb.DetachRequest) (*pb.Empty, error) {
+	var err error
+	if dt, ok := s.impl.(Detacher); ok {
+		err = dt.Detach(ctx, req)
+	} else {
+		err = detachInThree(ctx, s.impl, req)
+	}
+	return &pb.Empty{}, sdk.ToStatus(err)
+}
+
+// Detach is Driver's RevokeExternalConnectivity, Leave and DeleteEndpoint
+// in one round trip; against a plugin that predates the call it makes the
+// calls one by one.
+func (c *Client) Detach(ctx context.Context, req *pb.DetachRequest) error {
+	if !c.noDetach.Load() {
+		_, err := c.c.Detach(ctx, req)
+		if status.Code(err) != codes.Unimplemented {
+			return sdk.FromStatus(err)
+		}
+		c.noDetach.Store(true)
+	}
+	return detachInThree(ctx, c, req)
 }

@@ -18,10 +18,11 @@ import (
 // recorder is a driver that records its calls; CreateEndpoint fills in a
 // MAC, and Join fails when failJoin is set.
 type recorder struct {
-	mu       sync.Mutex
-	calls    []string
-	joinedEP *pb.Endpoint
-	failJoin bool
+	mu        sync.Mutex
+	calls     []string
+	joinedEP  *pb.Endpoint
+	failJoin  bool
+	failLeave bool
 }
 
 func (r *recorder) record(c string) {
@@ -54,11 +55,20 @@ func (r *recorder) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespons
 	}
 	return &pb.JoinResponse{SrcName: "veth0", InSandbox: true, Gateway: "10.0.0.1"}, nil
 }
-func (r *recorder) Leave(context.Context, *pb.LeaveRequest) error { return nil }
+func (r *recorder) Leave(context.Context, *pb.LeaveRequest) error {
+	r.record("Leave")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failLeave {
+		return fmt.Errorf("link busy: %w", sdk.ErrConflict)
+	}
+	return nil
+}
 func (r *recorder) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
 	return &pb.ExternalConnectivityResponse{}, nil
 }
 func (r *recorder) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+	r.record("Revoke")
 	return nil
 }
 func (r *recorder) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
@@ -81,6 +91,12 @@ func (o oldServer) DeleteEndpoint(ctx context.Context, req *pb.EndpointRequest) 
 func (o oldServer) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	return o.s.Join(ctx, req)
 }
+func (o oldServer) Leave(ctx context.Context, req *pb.LeaveRequest) (*pb.Empty, error) {
+	return o.s.Leave(ctx, req)
+}
+func (o oldServer) RevokeExternalConnectivity(ctx context.Context, req *pb.ExternalConnectivityRequest) (*pb.Empty, error) {
+	return o.s.RevokeExternalConnectivity(ctx, req)
+}
 
 func attachReq() *pb.AttachRequest {
 	return &pb.AttachRequest{
@@ -90,17 +106,21 @@ func attachReq() *pb.AttachRequest {
 	}
 }
 
+// servers are a plugin built with this SDK and one from before Attach and
+// Detach.
+var servers = []struct {
+	name  string
+	serve func(*grpc.Server, *recorder) error
+}{
+	{"plugin with Attach and Detach", func(s *grpc.Server, r *recorder) error { return Register(s, sdk.Info{Name: "rec"}, r) }},
+	{"plugin from before them", func(s *grpc.Server, r *recorder) error {
+		pb.RegisterDriverServer(s, oldServer{s: &server{impl: r}})
+		return nil
+	}},
+}
+
 func TestAttach(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		serve func(*grpc.Server, *recorder) error
-	}{
-		{"plugin with Attach", func(s *grpc.Server, r *recorder) error { return Register(s, sdk.Info{Name: "rec"}, r) }},
-		{"plugin from before Attach", func(s *grpc.Server, r *recorder) error {
-			pb.RegisterDriverServer(s, oldServer{s: &server{impl: r}})
-			return nil
-		}},
-	} {
+	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
 			conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return tc.serve(s, r) })
@@ -129,6 +149,38 @@ func TestAttach(t *testing.T) {
 				t.Fatalf("err = %v, want ErrNotFound", err)
 			}
 			want := []string{"CreateEndpoint", "Join", "CreateEndpoint", "Join", "DeleteEndpoint"}
+			if !slices.Equal(r.calls, want) {
+				t.Fatalf("calls = %v, want %v", r.calls, want)
+			}
+		})
+	}
+}
+
+func TestDetach(t *testing.T) {
+	for _, tc := range servers {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return tc.serve(s, r) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			c := NewClient(conn)
+			ctx := context.Background()
+			req := &pb.DetachRequest{Network: &pb.Network{Id: "n1"}, Endpoint: &pb.Endpoint{Id: "e1"}, SandboxKey: "/run/netns/x", RevokeExternal: true}
+			if err := Detach(ctx, c, req); err != nil {
+				t.Fatal(err)
+			}
+			// Never joined, no ports: only the delete.
+			if err := Detach(ctx, c, &pb.DetachRequest{Network: req.Network, Endpoint: req.Endpoint}); err != nil {
+				t.Fatal(err)
+			}
+			// A failing Leave stops it there, its error as the sentinel.
+			r.failLeave = true
+			if err := Detach(ctx, c, req); !errors.Is(err, sdk.ErrConflict) {
+				t.Fatalf("err = %v, want ErrConflict", err)
+			}
+			want := []string{"Revoke", "Leave", "DeleteEndpoint", "DeleteEndpoint", "Revoke", "Leave"}
 			if !slices.Equal(r.calls, want) {
 				t.Fatalf("calls = %v, want %v", r.calls, want)
 			}
