@@ -472,7 +472,8 @@ func sameNamespace(t *testing.T, a, b string) bool {
 // removes an endpoint whose interface is missing (with its address) and
 // deletes an interface no endpoint owns; a namespace mounted by a create
 // whose record never landed is unmounted, an interface whose
-// configuration was cut short is set up again, and one no record names but
+// configuration was cut short is set up again (interfaces the container
+// made for itself are left alone), and a namespace no record names but
 // made by another agent (another store on this host) is left alone.
 func TestStartCleansInterruptedCreates(t *testing.T) {
 	e := newEnv(t)
@@ -512,9 +513,19 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// c2: an interface whose record never landed.
+	// c2: an interface whose record never landed (made by a driver: its
+	// other end on the host), and two the container made for itself.
+	ns2, err := netns.GetFromPath(sb2.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns2.Close()
+	made := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vhstray"}, PeerName: "eth1", PeerNamespace: netlink.NsFd(ns2)}
+	if err := netlink.LinkAdd(made); err != nil {
+		t.Fatal(err)
+	}
 	inNamespace(t, sb2.Key, func(h *netlink.Handle) {
-		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}, PeerName: "stray1"}); err != nil {
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "own0"}, PeerName: "own1"}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -541,7 +552,7 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 		container string
 		key       string
 		want      string
-	}{{"c1", sb1.Key, "map[]"}, {"c2", sb2.Key, "map[eth0:[10.81.0.3/24]]"}, {"c3", sb3.Key, "map[eth0:[10.81.0.4/24]]"}} {
+	}{{"c1", sb1.Key, "map[]"}, {"c2", sb2.Key, "map[eth0:[10.81.0.3/24] own0:[] own1:[]]"}, {"c3", sb3.Key, "map[eth0:[10.81.0.4/24]]"}} {
 		claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: c.container})
 		if err != nil {
 			t.Fatal(err)
@@ -549,7 +560,7 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 		if got := fmt.Sprint(addresses(t, c.key)); got != c.want {
 			t.Errorf("%s's interfaces = %s, want %s", c.container, got, c.want)
 		}
-		if want := strings.Count(c.want, "eth"); len(claimed.Endpoints) != want {
+		if want := strings.Count(c.want, "eth0"); len(claimed.Endpoints) != want {
 			t.Errorf("%s has %d endpoints, want %d", c.container, len(claimed.Endpoints), want)
 		}
 	}

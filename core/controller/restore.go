@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -146,17 +148,24 @@ func (c *Controller) Start(ctx context.Context) error {
 // interface are made side by side. An endpoint whose interface is missing
 // never finished joining and is removed (its connect never answered); one
 // whose interface is there gets what it may lack (addresses, up, routes,
-// the default gateway). In a namespace sandnet made, an interface no
-// endpoint owns is deleted (its record never landed, so its address is
-// not held). Host-mode sandboxes are left alone, and so are the other
-// interfaces of a namespace the runtime made (external key), which may be
-// the runtime's.
+// the default gateway). In a namespace sandnet made, an interface of the
+// host's side (its other end on the host, or retired) that no endpoint
+// owns is deleted: its record never landed, so its address is not held.
+// Interfaces the container made inside its namespace are never touched,
+// host-mode sandboxes are left alone, and so is a namespace the runtime
+// made (external key), whose other interfaces may be the runtime's.
 func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
 	ns := op.sb.Namespace()
 	if ns == nil || op.sb.Options().HostMode {
 		return
 	}
-	links, err := ns.Links()
+	host, err := netns.GetFromPid(os.Getpid())
+	if err != nil {
+		c.log.Error("opening the agent's namespace", "error", err)
+		return
+	}
+	defer host.Close()
+	links, err := ns.HostLinks(host)
 	if err != nil {
 		c.log.Error("listing interfaces", "sandbox", short(op.sb.ID()), "error", err)
 		return

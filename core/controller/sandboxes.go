@@ -109,19 +109,16 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		sb.SetNewNamespace(sb.Key(), ns)
 	}
+	dropRecord := func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) }
 	if serr != nil {
 		serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
 		if outcomeUnknown(serr) {
-			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error {
-				return c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)})
-			})
+			c.cleanupLater("sandbox "+short(id), dropRecord)
 		}
 	} else if nerr != nil || ferr != nil {
-		if derr := c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)}); derr != nil {
+		if derr := dropRecord(ctx); derr != nil {
 			c.log.Warn("rolling back sandbox record; retrying in the background", "sandbox", short(id), "error", derr)
-			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error {
-				return c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_DELETE, Key: sandboxKey(id)})
-			})
+			c.cleanupLater("sandbox "+short(id), dropRecord)
 		}
 	}
 	if err := errors.Join(nerr, ferr, serr); err != nil {

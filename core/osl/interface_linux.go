@@ -503,6 +503,39 @@ func (n *Namespace) DeleteRetired() error {
 	return nil
 }
 
+// HostLinks lists the links inside the namespace that belong to the host's
+// side of it: links whose other end or parent is in the namespace host (a
+// veth pair's sandbox end, a macvlan), and retired links. Links a
+// container made for itself inside its namespace (a tunnel, a bridge, a
+// veth pair to a nested container) are not listed.
+//
+// Equivalent to: `ip -d link show` inside the namespace, keeping the links
+// whose link-netnsid is host's id there, or whose group is RETIRED.
+func (n *Namespace) HostLinks(host netns.NsHandle) ([]netlink.Link, error) {
+	var out []netlink.Link
+	err := n.withHandle(func(h *netlink.Handle) error {
+		// The dump first: the kernel numbers another namespace in this
+		// one when it first reports a link tied to it, and a query for
+		// the number assigns none.
+		links, err := linkList(h)
+		if err != nil {
+			return fmt.Errorf("listing the host's links in %s: %w", n.path, err)
+		}
+		hostID, err := h.GetNetNsIdByFd(int(host))
+		if err != nil {
+			return fmt.Errorf("listing the host's links in %s: %w", n.path, err)
+		}
+		for _, l := range links {
+			// Without a number for host, no link here is tied to it.
+			if l.Attrs().Group == retiredGroup || hostID >= 0 && l.Attrs().NetNsID == hostID {
+				out = append(out, l)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Links lists the links inside the namespace.
 //
 // Equivalent to: `ip link show` inside the namespace.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -707,5 +708,31 @@ func TestEnsureInterface(t *testing.T) {
 	}
 	if err := sb.EnsureInterface("eth9", want); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("EnsureInterface of a missing link: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// HostLinks lists a sandbox's links whose other end is on the host, never
+// lo or links whose both ends are inside, even before anything else asked
+// the kernel about the new link.
+func TestHostLinks(t *testing.T) {
+	sb := newTestNamespace(t)
+	if err := sb.CreateVethPair(nil, "hostend0", "sbend0", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.RemoveInterface("sbend0") })
+	if err := sb.CreateVethPair(sb.Handle(), "inside0", "inside1", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	host, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	links, err := sb.HostLinks(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := linkNames(links); fmt.Sprint(got) != "[sbend0]" {
+		t.Fatalf("HostLinks = %v, want [sbend0]", got)
 	}
 }

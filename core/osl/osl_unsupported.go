@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Namespace is a network namespace; on this platform it cannot be created.
@@ -32,6 +33,11 @@ func (n *Namespace) Path() string { return "" }
 
 // EnsureInterface is not supported off Linux.
 func (n *Namespace) EnsureInterface(name string, addrs []*net.IPNet) error { return ErrNotSupported }
+
+// HostLinks is not supported off Linux.
+func (n *Namespace) HostLinks(host netns.NsHandle) ([]netlink.Link, error) {
+	return nil, ErrNotSupported
+}
 
 // Move is not supported off Linux.
 func (n *Namespace) Move(key string) error { return ErrNotSupported }
