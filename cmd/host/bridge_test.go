@@ -30,7 +30,37 @@ func bridgeAgent(t *testing.T) *agenttest.Agent {
 	agenttest.CleanupMounts(t, dir)
 	blocks := fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n",
 		filepath.Join(dir, "store.db"), filepath.Join(dir, "netns"))
-	return agenttest.NewEnv(t, bins, blocks).Start(t)
+	a := agenttest.NewEnv(t, bins, blocks).Start(t)
+	// Networks outlive the agent (bridges, addresses, routes): a test
+	// that ran before in this namespace (-count) must not leave its
+	// routes in the way of the next one's, which reuses the subnets.
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	return a
+}
+
+// removeAll deletes every sandbox and network of the agent.
+func removeAll(t *testing.T, c *api.Client) {
+	ctx := context.Background()
+	sbs, err := c.Sandboxes(ctx)
+	if err != nil {
+		t.Errorf("listing sandboxes: %v", err)
+		return
+	}
+	for _, sb := range sbs {
+		if err := c.DeleteSandbox(ctx, sb.ContainerID); err != nil {
+			t.Errorf("deleting sandbox of %s: %v", sb.ContainerID, err)
+		}
+	}
+	ns, err := c.Networks(ctx)
+	if err != nil {
+		t.Errorf("listing networks: %v", err)
+		return
+	}
+	for _, n := range ns {
+		if err := c.DeleteNetwork(ctx, n.Name); err != nil {
+			t.Errorf("deleting network %s: %v", n.Name, err)
+		}
+	}
 }
 
 type container struct {
