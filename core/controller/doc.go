@@ -10,9 +10,20 @@
 // stored: a network's endpoint count is a List of its endpoint prefix, a
 // sandbox's endpoints are the endpoints whose record names it. An endpoint
 // and its IP allocations are written in one transaction, so a crash leaves
-// neither a duplicate address nor a leaked one. Deletes first mark the
-// record in-delete, so an agent that crashes midway finishes the delete
-// when it starts again.
+// neither a duplicate address nor a leaked one. Deletes that have
+// endpoints to remove first mark the record in-delete, so an agent that
+// crashes midway finishes the delete when it starts again.
+//
+// The attach path writes beside the work it records, not before it: a
+// sandbox's record while its namespace is made under a scratch key (moved
+// to its key once the record has landed), an endpoint's record — already
+// naming its sandbox and interface — while the driver attaches it and the
+// namespace configures its interface. Whichever side fails, both are
+// undone; a write whose outcome is unknown is undone in the background
+// once the store answers. Start repairs what a crash between the halves
+// leaves (restore.go): scratch namespaces go, records whose namespace or
+// interface is missing go, interfaces cut short are set up again, and the
+// host's side's interfaces no endpoint owns are deleted.
 //
 // # Locks
 //
