@@ -45,6 +45,14 @@ func (w mainWithBins) Run() int {
 	return code
 }
 
+// boltAndBridge is the config of an agent with the bolt store at
+// dir/store.db, the bridge driver and namespace keys under dir/netns;
+// sandboxExtra goes inside the sandbox block.
+func boltAndBridge(dir, sandboxExtra string) string {
+	return fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n%s}\n",
+		filepath.Join(dir, "store.db"), filepath.Join(dir, "netns"), sandboxExtra)
+}
+
 // boltAndNone is the store and driver blocks of a minimal agent.
 func boltAndNone(dir string) string {
 	return fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"none\" {}\n", filepath.Join(dir, "store.db"))

@@ -28,9 +28,7 @@ func bridgeAgent(t *testing.T) *agenttest.Agent {
 	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
-	blocks := fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n",
-		filepath.Join(dir, "store.db"), filepath.Join(dir, "netns"))
-	a := agenttest.NewEnv(t, bins, blocks).Start(t)
+	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")).Start(t)
 	// Networks outlive the agent (bridges, addresses, routes): a test
 	// that ran before in this namespace (-count) must not leave its
 	// routes in the way of the next one's, which reuses the subnets.

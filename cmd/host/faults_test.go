@@ -30,7 +30,7 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	db := filepath.Join(dir, "store.db")
-	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", db, filepath.Join(dir, "netns")))
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
 	a := e.Start(t)
 	c := a.Client
 	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.48.0.0/16"}); err != nil {
@@ -101,24 +101,7 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 		}
 	}
 	a.Terminate(10 * time.Second)
-	// Every allocated address belongs to a stored endpoint.
-	s := boltstore.New()
-	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	pairs, err := s.List(ctx, "sandnet/v1/ipam/addrs/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pairs) != len(stored) {
-		t.Fatalf("%d allocations for %d endpoints", len(pairs), len(stored))
-	}
-	for _, p := range pairs {
-		if _, ok := stored[p.GetKey()[strings.LastIndexByte(p.GetKey(), '/')+1:]]; !ok {
-			t.Fatalf("allocation %s has no endpoint", p.GetKey())
-		}
-	}
+	checkAllocations(t, db, stored)
 	t.Logf("%d attaches succeeded around the kill", len(ok))
 }
 
@@ -136,7 +119,7 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	db, netnsDir := filepath.Join(dir, "store.db"), filepath.Join(dir, "netns")
-	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"1h\"\n}\n", db, netnsDir))
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  stub_grace_period = \"1h\"\n"))
 	a := e.Start(t)
 	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.49.0.0/16"}); err != nil {
 		t.Fatal(err)
@@ -224,6 +207,19 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Terminate(10 * time.Second)
+	stored := map[string]string{}
+	for _, ep := range n.Endpoints {
+		stored[ep.Address.Addr().String()] = ep.Name
+	}
+	checkAllocations(t, db, stored)
+}
+
+// checkAllocations checks, with the agent stopped, that the bolt store at
+// db allocates exactly the addresses of stored (address → endpoint name):
+// no allocation without its endpoint.
+func checkAllocations(t *testing.T, db string, stored map[string]string) {
+	t.Helper()
+	ctx := context.Background()
 	s := boltstore.New()
 	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
 		t.Fatal(err)
@@ -233,8 +229,13 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pairs) != len(n.Endpoints) {
-		t.Fatalf("%d allocations for %d endpoints", len(pairs), len(n.Endpoints))
+	if len(pairs) != len(stored) {
+		t.Fatalf("%d allocations for %d endpoints", len(pairs), len(stored))
+	}
+	for _, p := range pairs {
+		if _, ok := stored[p.GetKey()[strings.LastIndexByte(p.GetKey(), '/')+1:]]; !ok {
+			t.Fatalf("allocation %s has no endpoint", p.GetKey())
+		}
 	}
 }
 

@@ -29,8 +29,7 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	netnsDir := filepath.Join(dir, "netns")
-	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"3s\"\n}\n",
-		filepath.Join(dir, "store.db"), netnsDir))
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  stub_grace_period = \"3s\"\n"))
 	a := e.Start(t)
 	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "fifty", Subnet: "10.45.0.0/24"}); err != nil {
 		t.Fatal(err)

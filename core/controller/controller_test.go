@@ -574,22 +574,6 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 	}
 }
 
-// inNamespace runs fn with a netlink handle inside the namespace at key.
-func inNamespace(t *testing.T, key string, fn func(h *netlink.Handle)) {
-	t.Helper()
-	ns, err := netns.GetFromPath(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	fn(h)
-}
-
 // A create or connect whose store write fails, or whose driver fails,
 // leaves nothing: no namespace (at its key or half-made), no interface, no
 // address; the write and the work run side by side, so this is the undo

@@ -281,7 +281,8 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	ep.SandboxID, ep.IfName, ep.External = op.sb.ID(), op.sb.NextIfName(sandbox.DefaultIfPrefix), len(ep.Ports) > 0
 	written := ep.clone()
 	key := endpointKey(n.ID, ep.ID)
-	ops = append(ops, cas(key, 0, &written))
+	record := cas(key, 0, &written)
+	ops = append(ops, record)
 	type result struct {
 		idx uint64
 		err error
@@ -373,7 +374,8 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	}
 	idx := stored.idx
 	c.kv.eps.put(key, &written, idx)
-	if !sameRecord(&written, ep) {
+	// A second write only if the join decided otherwise than predicted.
+	if b, _ := json.Marshal(ep); !bytes.Equal(b, record.GetValue()) {
 		final := ep.clone()
 		if _, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, &written, func(cur *Endpoint) error {
 			*cur = final.clone()
@@ -762,13 +764,6 @@ func (c *Controller) announce(op *sandboxOp, n *Network, ep *Endpoint) (undo fun
 		c.refreshDNS(op)
 		_ = op.sb.WriteFiles()
 	}
-}
-
-// sameRecord reports whether two endpoint records store the same thing.
-func sameRecord(a, b *Endpoint) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return bytes.Equal(x, y)
 }
 
 // sandboxEndpoint reads an endpoint of the sandbox with its network and

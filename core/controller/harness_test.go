@@ -147,6 +147,32 @@ func (e *env) connect(network, container string) *Endpoint {
 // addresses lists the global addresses inside the namespace at key.
 func addresses(t *testing.T, key string) map[string][]string {
 	t.Helper()
+	out := map[string][]string{}
+	inNamespace(t, key, func(h *netlink.Handle) {
+		links, err := h.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range links {
+			if l.Attrs().Name == "lo" {
+				continue
+			}
+			addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+			var as []string
+			for _, a := range addrs {
+				if a.IP.IsGlobalUnicast() {
+					as = append(as, a.IPNet.String())
+				}
+			}
+			out[l.Attrs().Name] = as
+		}
+	})
+	return out
+}
+
+// inNamespace runs fn with a netlink handle inside the namespace at key.
+func inNamespace(t *testing.T, key string, fn func(h *netlink.Handle)) {
+	t.Helper()
 	ns, err := netns.GetFromPath(key)
 	if err != nil {
 		t.Fatalf("opening %s: %v", key, err)
@@ -157,25 +183,7 @@ func addresses(t *testing.T, key string) map[string][]string {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for _, l := range links {
-		if l.Attrs().Name == "lo" {
-			continue
-		}
-		addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
-		var as []string
-		for _, a := range addrs {
-			if a.IP.IsGlobalUnicast() {
-				as = append(as, a.IPNet.String())
-			}
-		}
-		out[l.Attrs().Name] = as
-	}
-	return out
+	fn(h)
 }
 
 // leaks counts what the tests must leave nothing of: namespace mounts

@@ -255,8 +255,7 @@ func (c *Controller) stableNetwork(ctx context.Context, id string) (*Network, er
 	return n, err
 }
 
-// isID reports whether ref has the form of an ID newID gives (a network's,
-// a sandbox's).
+// isID reports whether ref has the form of a network ID (see newID).
 func isID(ref string) bool {
 	return len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == ""
 }

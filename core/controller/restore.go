@@ -116,10 +116,15 @@ func (c *Controller) Start(ctx context.Context) error {
 			doomed = append(doomed, op)
 		}
 	}
-	for _, op := range restored {
-		if !slices.Contains(doomed, op) {
-			c.reconcileInterfaces(ctx, op)
+	if host, err := netns.GetFromPid(os.Getpid()); err != nil {
+		c.log.Error("opening the agent's namespace; sandboxes' interfaces not checked", "error", err)
+	} else {
+		for _, op := range restored {
+			if !slices.Contains(doomed, op) {
+				c.reconcileInterfaces(ctx, op, host)
+			}
 		}
+		host.Close()
 	}
 	for _, op := range doomed {
 		if err := c.deleteSandbox(ctx, op); err != nil {
@@ -154,28 +159,24 @@ func (c *Controller) Start(ctx context.Context) error {
 // Interfaces the container made inside its namespace are never touched,
 // host-mode sandboxes are left alone, and so is a namespace the runtime
 // made (external key), whose other interfaces may be the runtime's.
-func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp) {
+// host is the agent's own namespace.
+func (c *Controller) reconcileInterfaces(ctx context.Context, op *sandboxOp, host netns.NsHandle) {
 	ns := op.sb.Namespace()
 	if ns == nil || op.sb.Options().HostMode {
 		return
 	}
-	host, err := netns.GetFromPid(os.Getpid())
-	if err != nil {
-		c.log.Error("opening the agent's namespace", "error", err)
-		return
-	}
-	defer host.Close()
 	links, err := ns.HostLinks(host)
 	if err != nil {
 		c.log.Error("listing interfaces", "sandbox", short(op.sb.ID()), "error", err)
 		return
 	}
+	eps := op.sb.Endpoints()
 	missing, err := op.sb.Reapply()
 	if err != nil {
 		c.log.Error("setting the sandbox's interfaces up again", "sandbox", short(op.sb.ID()), "error", err)
 	}
-	owned := map[string]bool{"lo": true}
-	for _, e := range op.sb.Endpoints() {
+	owned := map[string]bool{}
+	for _, e := range eps {
 		if slices.Contains(missing, e.ID) {
 			c.log.Warn("removing an endpoint whose connect did not finish", "endpoint", short(e.ID), "sandbox", short(op.sb.ID()))
 			if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false); err != nil {

@@ -141,25 +141,37 @@ func BindNamespace(src, key string) (*Namespace, error) {
 	if err := checkNetns(src); err != nil {
 		return nil, fmt.Errorf("binding namespace %s at %s: %w", src, key, err)
 	}
-	created, err := prepareKey(key)
+	undo, err := bindAt(src, key)
 	if err != nil {
 		return nil, fmt.Errorf("binding namespace %s at %s: %w", src, key, err)
+	}
+	n, err := open(key)
+	if err != nil {
+		undo()
+		return nil, fmt.Errorf("binding namespace %s at %s: %w", src, key, err)
+	}
+	return n, nil
+}
+
+// bindAt bind-mounts the namespace file src at key, creating key if
+// needed; undo takes the mount and a key file it created away again.
+func bindAt(src, key string) (undo func(), err error) {
+	created, err := prepareKey(key)
+	if err != nil {
+		return nil, err
 	}
 	if err := unix.Mount(src, key, "none", unix.MS_BIND, ""); err != nil {
 		if created {
 			_ = os.Remove(key)
 		}
-		return nil, fmt.Errorf("binding namespace %s at %s: mount: %w", src, key, err)
+		return nil, fmt.Errorf("mount: %w", err)
 	}
-	n, err := open(key)
-	if err != nil {
+	return func() {
 		_ = unmountAll(key)
 		if created {
 			_ = os.Remove(key)
 		}
-		return nil, fmt.Errorf("binding namespace %s at %s: %w", src, key, err)
-	}
-	return n, nil
+	}, nil
 }
 
 // Exists reports whether key is a network namespace: an nsfs file such as a
@@ -194,21 +206,12 @@ func (n *Namespace) Move(key string) error {
 	if !n.ns.IsOpen() {
 		return fmt.Errorf("moving namespace %s: %w", n.path, ErrClosed)
 	}
-	created, err := prepareKey(key)
+	undo, err := bindAt(n.path, key)
 	if err != nil {
 		return fmt.Errorf("moving namespace %s to %s: %w", n.path, key, err)
 	}
-	if err := unix.Mount(n.path, key, "none", unix.MS_BIND, ""); err != nil {
-		if created {
-			_ = os.Remove(key)
-		}
-		return fmt.Errorf("moving namespace %s to %s: mount: %w", n.path, key, err)
-	}
 	if err := removeKey(n.path); err != nil {
-		_ = unmountAll(key)
-		if created {
-			_ = os.Remove(key)
-		}
+		undo()
 		return fmt.Errorf("moving namespace %s to %s: %w", n.path, key, err)
 	}
 	n.path = key

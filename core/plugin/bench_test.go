@@ -13,7 +13,14 @@ import (
 // BenchmarkDriverCall measures one no-op driver call (EndpointOperInfo on
 // the none driver) from the host to the plugin process and back, through
 // go-plugin, gRPC and AutoMTLS, and reports the median.
-func BenchmarkDriverCall(b *testing.B) {
+func BenchmarkDriverCall(b *testing.B) { benchDriverCall(b, 0) }
+
+// BenchmarkDriverCallAfterIdle is BenchmarkDriverCall with both processes
+// idle for a millisecond before each call (untimed), as between the steps
+// of an attach: what waking them costs.
+func BenchmarkDriverCallAfterIdle(b *testing.B) { benchDriverCall(b, time.Millisecond) }
+
+func benchDriverCall(b *testing.B, idle time.Duration) {
 	m := newManager(b)
 	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(b)})
 	if err != nil {
@@ -33,6 +40,11 @@ func BenchmarkDriverCall(b *testing.B) {
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
+		if idle > 0 {
+			b.StopTimer()
+			time.Sleep(idle)
+			b.StartTimer()
+		}
 		start := time.Now()
 		if _, err := d.EndpointOperInfo(ctx, req); err != nil {
 			b.Fatal(err)

@@ -269,12 +269,7 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 		dstPrefix = DefaultIfPrefix
 	}
 	ep.IfName = s.nextName(dstPrefix)
-	var addrs []*net.IPNet
-	for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
-		if p.IsValid() {
-			addrs = append(addrs, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
-		}
-	}
+	addrs := ep.addresses()
 	ok := false
 	// An interface the host addresses with IPv4 only gets no IPv6
 	// link-local address either (as Docker does for IPv4-only networks).
@@ -294,15 +289,8 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 			_ = s.ns.RemoveInterface(ep.IfName)
 		}
 	}()
-	for _, r := range ep.Routes {
-		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
-		var gw net.IP
-		if r.NextHop.IsValid() {
-			gw = r.NextHop.AsSlice()
-		}
-		if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
-			return ep, err
-		}
+	if err := s.addRoutes(&ep); err != nil {
+		return ep, err
 	}
 	// Wait until the kernel can carry packets on the link (operationally
 	// up, IPv6 addresses routable): a container started right after a
@@ -326,8 +314,9 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 // Reapply makes the namespace carry the sandbox's endpoints again after an
 // agent restart that may have cut a join short: each endpoint's interface
 // gets the addresses it is missing and comes up, its routes are set and
-// the default gateway re-picked. It returns the IDs of endpoints whose
-// interface is not there at all, for the caller to remove.
+// the default gateway re-picked. Endpoints whose interface is not there at
+// all are dropped from the sandbox (as Forget does) and their IDs
+// returned, for the caller to remove.
 func (s *Sandbox) Reapply() (missing []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,37 +328,47 @@ func (s *Sandbox) Reapply() (missing []string, err error) {
 		if ep.IfName == "" {
 			continue
 		}
-		var addrs []*net.IPNet
-		for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
-			if p.IsValid() {
-				addrs = append(addrs, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
-			}
-		}
-		if err := s.ns.EnsureInterface(ep.IfName, addrs); errors.Is(err, fs.ErrNotExist) {
+		if err := s.ns.EnsureInterface(ep.IfName, ep.addresses()); errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, ep.ID)
-			continue
 		} else if err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		for _, r := range ep.Routes {
-			dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
-			var gw net.IP
-			if r.NextHop.IsValid() {
-				gw = r.NextHop.AsSlice()
-			}
-			if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
-				errs = append(errs, err)
-			}
+		} else if err := s.addRoutes(ep); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	// Endpoints to be removed must not be picked as the gateway.
-	kept := s.eps
-	s.eps = slices.DeleteFunc(slices.Clone(s.eps), func(e *Endpoint) bool { return slices.Contains(missing, e.ID) })
+	for _, id := range missing {
+		s.remove(id)
+	}
 	s.gateways = [2]gateway{}
 	errs = append(errs, s.updateGateway())
-	s.eps = kept
 	return missing, errors.Join(errs...)
+}
+
+// addresses returns the endpoint's addresses as netlink takes them.
+func (ep *Endpoint) addresses() []*net.IPNet {
+	var out []*net.IPNet
+	for _, p := range []netip.Prefix{ep.Addr, ep.AddrV6} {
+		if p.IsValid() {
+			out = append(out, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+		}
+	}
+	return out
+}
+
+// addRoutes adds (or replaces) the endpoint's static routes through its
+// interface.
+func (s *Sandbox) addRoutes(ep *Endpoint) error {
+	for _, r := range ep.Routes {
+		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
+		var gw net.IP
+		if r.NextHop.IsValid() {
+			gw = r.NextHop.AsSlice()
+		}
+		if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readyTimeout bounds the wait for a new interface to carry packets.

@@ -50,7 +50,7 @@ type vethSpec struct {
 // a pair. The kernel's default is one per possible CPU, but a veth
 // transmits without a queue lock and only XDP programs use more than one;
 // every queue is a kobject with its sysfs directory, and one each makes
-// creating a pair about 15% cheaper.
+// creating a pair about 15% cheaper (docs/BENCHMARKS.md).
 const vethQueues = 1
 
 // addVeth creates the pair in one request: the host end enslaved to the
