@@ -1,8 +1,9 @@
 // Command attach measures, in one run on one machine, attaching fresh
 // network namespaces to one bridge network three ways:
 //
-//   - sandnet, through its API as a runtime calls it (sandbox create +
-//     connect; disconnect + sandbox delete);
+//   - sandnet, through its API as a runtime calls it: attach as one
+//     request (a sandbox create that lists the network) and as two (sandbox
+//     create + connect); detach as disconnect + sandbox delete;
 //   - CNI's reference bridge + host-local plugins (and portmap for the
 //     published-port case), exec'd with the CNI environment and config on
 //     stdin as a runtime does;
@@ -66,13 +67,19 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	}
 	defer a.stop()
 	if only {
-		sn, err := a.run("plain", "10.210.0.0/16", n, false)
+		sn, err := a.run(scenario{name: "plain", subnet: "10.210.0.0/16", n: n})
 		if err != nil {
 			return fmt.Errorf("sandnet: %w", err)
 		}
+		one, err := a.run(scenario{name: "one", subnet: "10.213.0.0/16", n: n, oneCall: true})
+		if err != nil {
+			return fmt.Errorf("sandnet, one call: %w", err)
+		}
 		printSteps("sandnet", sn)
-		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach", ms(median(sn.add)))
+		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach, two calls", ms(median(sn.add)))
+		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach, one call", ms(median(one.add)))
 		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach", ms(median(sn.del)))
+		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach (after one-call attach)", ms(median(one.del)))
 		return nil
 	}
 	floor, err := floorAttach(filepath.Join(run, "floor"), n)
@@ -87,57 +94,79 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	if err != nil {
 		return fmt.Errorf("cni with NAT and portmap: %w", err)
 	}
-	sn, err := a.run("plain", "10.210.0.0/16", n, false)
+	sn, err := a.run(scenario{name: "plain", subnet: "10.210.0.0/16", n: n})
 	if err != nil {
 		return fmt.Errorf("sandnet: %w", err)
 	}
-	snNAT, err := a.run("nat", "10.211.0.0/16", n, true)
+	one, err := a.run(scenario{name: "one", subnet: "10.213.0.0/16", n: n, oneCall: true})
+	if err != nil {
+		return fmt.Errorf("sandnet, one call: %w", err)
+	}
+	snNAT, err := a.run(scenario{name: "nat", subnet: "10.211.0.0/16", n: n, nat: true})
 	if err != nil {
 		return fmt.Errorf("sandnet with NAT and a published port: %w", err)
 	}
+	oneNAT, err := a.run(scenario{name: "onenat", subnet: "10.214.0.0/16", n: n, nat: true, oneCall: true})
+	if err != nil {
+		return fmt.Errorf("sandnet with NAT and a published port, one call: %w", err)
+	}
 
-	row := func(name string, d time.Duration) { fmt.Printf("  %-44s %8.2f ms\n", name, ms(d)) }
+	row := func(name string, d time.Duration) { fmt.Printf("  %-48s %8.2f ms\n", name, ms(d)) }
 	fmt.Println("medians:")
 	row("floor attach (netlink only)", median(floor.add))
 	row("CNI bridge+host-local ADD", median(cni.add))
 	row("CNI bridge+host-local DEL", median(cni.del))
 	row("CNI bridge(ipMasq)+portmap ADD", median(cniNAT.add))
 	row("CNI bridge(ipMasq)+portmap DEL", median(cniNAT.del))
-	row("sandnet attach (sandbox create + connect)", median(sn.add))
+	row("sandnet attach, one call (create with network)", median(one.add))
+	row("sandnet attach, two calls (create + connect)", median(sn.add))
 	row("sandnet detach (disconnect + sandbox rm)", median(sn.del))
-	row("sandnet attach, NAT + published port", median(snNAT.add))
+	row("sandnet attach, NAT + published port, one call", median(oneNAT.add))
+	row("sandnet attach, NAT + published port, two calls", median(snNAT.add))
 	row("sandnet detach, NAT + published port", median(snNAT.del))
 	fmt.Println("\nby step (medians), and CPU time of the agent and its plugins:")
 	row("floor: namespace alone", median(floor.create))
 	printSteps("sandnet", sn)
 	printSteps("sandnet NAT", snNAT)
+	row("sandnet one call: CPU per attach + detach", one.cpu)
 	fmt.Println("\nratios (target):")
 	ratio := func(name string, x, y time.Duration, target string) {
-		fmt.Printf("  %-44s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
+		fmt.Printf("  %-48s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
 	}
-	ratio("sandnet attach / CNI ADD", median(sn.add), median(cni.add), "≤ 0.2")
-	ratio("sandnet attach / floor", median(sn.add), median(floor.add), "≤ 2")
+	ratio("sandnet attach / CNI ADD, one call", median(one.add), median(cni.add), "≤ 0.2")
+	ratio("sandnet attach / CNI ADD, two calls", median(sn.add), median(cni.add), "≤ 0.2")
+	ratio("sandnet attach / floor, one call", median(one.add), median(floor.add), "≤ 2")
+	ratio("sandnet attach / floor, two calls", median(sn.add), median(floor.add), "≤ 2")
 	ratio("sandnet detach / CNI DEL", median(sn.del), median(cni.del), "≤ 0.2")
-	ratio("sandnet attach NAT+port / CNI ipMasq+portmap", median(snNAT.add), median(cniNAT.add), "≤ 0.1")
+	ratio("NAT+port attach / CNI ipMasq+portmap, one call", median(oneNAT.add), median(cniNAT.add), "≤ 0.1")
+	ratio("NAT+port attach / CNI ipMasq+portmap, two calls", median(snNAT.add), median(cniNAT.add), "≤ 0.1")
 
 	if scale > 0 {
-		sc, err := a.run("scale", "10.212.0.0/16", scale, false, keepAttached)
-		if err != nil {
-			return fmt.Errorf("sandnet scale: %w", err)
+		for _, sc := range []scenario{
+			{name: "scale1", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true},
+			{name: "scale2", subnet: "10.215.0.0/16", n: scale, keep: true},
+		} {
+			t, err := a.run(sc)
+			if err != nil {
+				return fmt.Errorf("sandnet scale: %w", err)
+			}
+			how := map[bool]string{true: "one call", false: "two calls"}[sc.oneCall]
+			first, last := median(t.add[:10]), median(t.add[scale-10:])
+			fmt.Printf("\nscale: %d containers on one network, attach in %s\n", scale, how)
+			row("attach median, containers 1-10", first)
+			row(fmt.Sprintf("attach median, containers %d-%d", scale-9, scale), last)
+			ratio("last 10 / first 10, "+how, last, first, "≤ 1.25")
+			if !sc.oneCall {
+				connects := make([]time.Duration, len(t.add))
+				for i := range t.add {
+					connects[i] = t.add[i] - t.create[i]
+				}
+				row("  sandbox create, 1-10", median(t.create[:10]))
+				row(fmt.Sprintf("  sandbox create, %d-%d", scale-9, scale), median(t.create[scale-10:]))
+				row("  connect, 1-10", median(connects[:10]))
+				row(fmt.Sprintf("  connect, %d-%d", scale-9, scale), median(connects[scale-10:]))
+			}
 		}
-		first, last := median(sc.add[:10]), median(sc.add[scale-10:])
-		fmt.Printf("\nscale: %d containers on one network\n", scale)
-		row("attach median, containers 1-10", first)
-		row(fmt.Sprintf("attach median, containers %d-%d", scale-9, scale), last)
-		ratio("last 10 / first 10", last, first, "≤ 1.25")
-		connects := make([]time.Duration, len(sc.add))
-		for i := range sc.add {
-			connects[i] = sc.add[i] - sc.create[i]
-		}
-		row("  sandbox create, 1-10", median(sc.create[:10]))
-		row(fmt.Sprintf("  sandbox create, %d-%d", scale-9, scale), median(sc.create[scale-10:]))
-		row("  connect, 1-10", median(connects[:10]))
-		row(fmt.Sprintf("  connect, %d-%d", scale-9, scale), median(connects[scale-10:]))
 	}
 	return nil
 }
@@ -151,10 +180,6 @@ func printSteps(name string, t *timings) {
 	row("sandbox rm (detach - disconnect)", median(t.del)-median(t.disconnect))
 	row("CPU per attach + detach", t.cpu)
 }
-
-// keepAttached makes a scenario attach all its containers before
-// detaching any, so the last attaches see a full network.
-const keepAttached = true
 
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)

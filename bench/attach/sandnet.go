@@ -28,14 +28,27 @@ func startAgent(dir, keys, bin, pluginDir string) (*agent, error) {
 
 func (a *agent) stop() { a.Stop() }
 
+// scenario is one run of the sandnet side.
+type scenario struct {
+	name, subnet string
+	n            int
+	// nat publishes a port per container (masquerade is on either way
+	// unless plain, where it is turned off to match CNI's plain bridge).
+	nat bool
+	// keep attaches all containers before any detaches.
+	keep bool
+	// oneCall attaches with one request, a sandbox create that lists the
+	// network, rather than a create and a connect.
+	oneCall bool
+}
+
 // run creates a bridge network and attaches n containers to it through the
-// API, each attach timed as sandbox create + connect and each detach as
-// disconnect + sandbox delete. nat publishes a port per container
-// (masquerade is on either way unless plain, where it is turned off to
-// match CNI's plain bridge). With keep, all attach before any detaches.
-func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timings, error) {
+// API, each attach timed as sandbox create + connect (or the one create
+// with the network) and each detach as disconnect + sandbox delete.
+func (a *agent) run(sc scenario) (*timings, error) {
 	ctx := context.Background()
-	req := controller.NetworkCreate{Name: name, Driver: "bridge", Subnet: subnet}
+	name, n, nat := sc.name, sc.n, sc.nat
+	req := controller.NetworkCreate{Name: name, Driver: "bridge", Subnet: sc.subnet}
 	if !nat {
 		req.Options = map[string]string{"com.sandnet.bridge.enable_ip_masquerade": "false"}
 	}
@@ -51,6 +64,16 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 			conn.Publish = []string{"80/tcp"}
 		}
 		start := time.Now()
+		if sc.oneCall {
+			conn.Container = ""
+			req := controller.SandboxCreate{ContainerID: container, Networks: []controller.SandboxNetwork{{Network: name, Connect: conn}}}
+			if _, err := a.c.CreateSandbox(ctx, req); err != nil {
+				return err
+			}
+			t.create = append(t.create, time.Since(start))
+			t.add = append(t.add, time.Since(start))
+			return nil
+		}
 		if _, err := a.c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: container}); err != nil {
 			return err
 		}
@@ -74,7 +97,7 @@ func (a *agent) run(name, subnet string, n int, nat bool, keep ...bool) (*timing
 		t.del = append(t.del, time.Since(start))
 		return nil
 	}
-	if len(keep) > 0 && keep[0] {
+	if sc.keep {
 		for i := range n {
 			if err := attach(i); err != nil {
 				return nil, err

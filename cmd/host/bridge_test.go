@@ -179,7 +179,15 @@ func TestBridgeTraffic(t *testing.T) {
 	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "back", Subnet: "10.41.0.0/24"}); err != nil {
 		t.Fatal(err)
 	}
-	web := attach(t, c, "front", "web", "8080:7777/tcp", "8081:7777/udp")
+	// web is created with its network in one request, the others with a
+	// create and a connect.
+	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "web", Networks: []controller.SandboxNetwork{
+		{Network: "front", Connect: controller.Connect{Publish: []string{"8080:7777/tcp", "8081:7777/udp"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := container{id: "web", key: sb.Key, addr: sb.Endpoints[0].Address.Addr()}
 	cli := attach(t, c, "front", "cli")
 	other := attach(t, c, "back", "other")
 	serve(t, web.key, "web")

@@ -15,7 +15,13 @@ import (
 func sandboxCreateCmd(args []string) int {
 	fs := newFlags("sandbox create", "CONTAINER")
 	var req controller.SandboxCreate
-	var dns, search, opts, hosts stringList
+	var dns, search, opts, hosts, networks, aliases, publish stringList
+	var first controller.Connect
+	fs.Var(&networks, "network", "connect to this network before answering, in the same request (repeatable; if one fails, nothing is created)")
+	fs.StringVar(&first.IP, "ip", "", "static IPv4 address on the first -network")
+	fs.StringVar(&first.IPv6, "ip6", "", "static IPv6 address on the first -network")
+	fs.Var(&aliases, "alias", "network-scoped alias on the first -network (repeatable)")
+	fs.Var(&publish, "publish", "publish a port on the first -network: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp] (repeatable)")
 	fs.StringVar(&req.Hostname, "hostname", "", "the container's hostname")
 	fs.StringVar(&req.DomainName, "domainname", "", "the container's domain name")
 	fs.BoolVar(&req.HostMode, "host", false, "use the host's network namespace")
@@ -43,11 +49,30 @@ func sandboxCreateCmd(args []string) int {
 			}
 			req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, IP: a})
 		}
+		first.Aliases, first.Publish = aliases, publish
+		if len(networks) == 0 && (first.IP != "" || first.IPv6 != "" || len(aliases) > 0 || len(publish) > 0) {
+			return fmt.Errorf("-ip, -ip6, -alias and -publish apply to the first -network; none given")
+		}
+		for i, n := range networks {
+			sn := controller.SandboxNetwork{Network: n}
+			if i == 0 {
+				sn.Connect = first
+			}
+			req.Networks = append(req.Networks, sn)
+		}
 		sb, err := c.CreateSandbox(ctx, req)
 		if err != nil {
 			return err
 		}
-		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
+		cf.output(sb, func(w *tabwriter.Writer) {
+			fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key)
+			for _, ep := range sb.Endpoints {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
+				for _, p := range ep.Ports {
+					fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
+				}
+			}
+		})
 		return nil
 	})
 }

@@ -75,6 +75,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		DataDir:         a.cfg.DataDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
+		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
 		IPAM:            alloc,
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,

@@ -174,7 +174,7 @@ func TestParseDefaults(t *testing.T) {
 		Log:       Log{Level: "info"},
 		Resolver:  Resolver{Timeout: 4 * time.Second, MaxInflight: 1024},
 		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod},
+		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
 	}
 	got := *c
 	got.Store, got.files = PluginBlock{}, nil

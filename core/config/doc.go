@@ -133,6 +133,7 @@
 //	sandbox {
 //	  netns_dir         = "/run/sandnet/netns"
 //	  stub_grace_period = "1m"
+//	  spare_namespaces  = 2
 //	}
 //
 // Optional block, at most one. netns_dir: where each sandbox's network
@@ -140,5 +141,8 @@
 // file when relative; default /run/sandnet/netns. stub_grace_period: after
 // an agent restart, how long a sandbox read back from the store waits for
 // its container to claim it before it is deleted with its endpoints; a Go
-// duration, default 1m.
+// duration, default 1m. spare_namespaces: how many network namespaces the
+// agent keeps made ahead of time (at idle CPU priority, under
+// netns_dir/.creating), so that a sandbox create takes one instead of
+// waiting for the kernel; 0 to 64, default 2, 0 makes each on demand.
 package config

@@ -15,16 +15,23 @@ type Sandbox struct {
 	// back from the store waits to be claimed by its container before it
 	// is deleted with its endpoints.
 	StubGracePeriod time.Duration
+	// SpareNamespaces is how many namespaces the agent keeps made ahead
+	// of time, so that a sandbox create takes one instead of waiting for
+	// the kernel to make it; 0 makes each on demand.
+	SpareNamespaces int
 }
 
 // Defaults of the sandbox block.
 const (
 	DefaultNetnsDir        = "/run/sandnet/netns"
 	DefaultStubGracePeriod = time.Minute
+	DefaultSpareNamespaces = 2
+	// MaxSpareNamespaces bounds spare_namespaces.
+	MaxSpareNamespaces = 64
 )
 
 var sandboxSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "netns_dir"}, {Name: "stub_grace_period"}},
+	Attributes: []hcl.AttributeSchema{{Name: "netns_dir"}, {Name: "stub_grace_period"}, {Name: "spare_namespaces"}},
 }
 
 func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
@@ -32,6 +39,17 @@ func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
 	d.add(diags)
 	if a := content.Attributes["netns_dir"]; a != nil {
 		d.path(a, &s.NetnsDir)
+	}
+	if a := content.Attributes["spare_namespaces"]; a != nil {
+		var n int
+		if d.decode(a, &n) {
+			if n < 0 || n > MaxSpareNamespaces {
+				d.errorf(a.Expr.Range(), "Invalid spare_namespaces",
+					"spare_namespaces must be between 0 and %d; got %d.", MaxSpareNamespaces, n)
+			} else {
+				s.SpareNamespaces = n
+			}
+		}
 	}
 	if a := content.Attributes["stub_grace_period"]; a != nil {
 		var str string

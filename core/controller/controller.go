@@ -47,6 +47,9 @@ type Config struct {
 	// StubGracePeriod is how long a sandbox read back after a restart waits
 	// for its container to claim it.
 	StubGracePeriod time.Duration
+	// SpareNamespaces is how many namespaces are kept made ahead of time
+	// for sandbox creates, from Start on; 0 makes each on demand.
+	SpareNamespaces int
 	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf).
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
@@ -76,6 +79,7 @@ type Controller struct {
 	byContainer map[string]string           // container ID → sandbox ID
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
+	pool        *nsPool                     // namespaces made ahead of time; nil for none
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
@@ -125,11 +129,14 @@ func (c *Controller) Close() {
 		c.stopWatch()
 	}
 	c.stopBG()
+	pool := c.pool
+	c.pool = nil
 	ops := make([]*sandboxOp, 0, len(c.sandboxes))
 	for _, op := range c.sandboxes {
 		ops = append(ops, op)
 	}
 	c.mu.Unlock()
+	pool.close()
 	for _, op := range ops {
 		op.mu.Lock()
 		c.stopDNS(op)

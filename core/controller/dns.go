@@ -35,7 +35,10 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 		}
 	}
 	op.dns.nets.Store(&ids)
-	if op.dns.r != nil || len(ids) == 0 {
+	c.mu.Lock()
+	deleting := op.deleting
+	c.mu.Unlock()
+	if op.dns.r != nil || len(ids) == 0 || deleting { // a delete stopped it for good
 		return
 	}
 	if r := c.newResolver(op); r != nil {

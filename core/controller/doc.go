@@ -18,7 +18,11 @@
 // sandbox's record while its namespace is made under a scratch key (moved
 // to its key once the record has landed), an endpoint's record — already
 // naming its sandbox and interface — while the driver attaches it and the
-// namespace configures its interface. Whichever side fails, both are
+// namespace configures its interface. A create that lists its networks
+// writes the sandbox's record in the first endpoint's transaction, started
+// while the namespace is made (or taken from the spares made ahead of
+// time, nspool.go), and the driver joins the namespace at its scratch key.
+// Whichever side fails, both are
 // undone; a write whose outcome is unknown is undone in the background
 // once the store answers. Start repairs what a crash between the halves
 // leaves (restore.go): scratch namespaces go, records whose namespace or

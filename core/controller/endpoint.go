@@ -30,15 +30,7 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if err != nil {
 		return nil, err
 	}
-	ports, err := parsePorts(req.Publish)
-	if err != nil {
-		return nil, err
-	}
-	ip, err := parseAddr("ip", req.IP)
-	if err != nil {
-		return nil, err
-	}
-	ip6, err := parseAddr("ipv6", req.IPv6)
+	args, err := parseConnect(req)
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +39,46 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if op.deleting || op.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
 	}
-	ep, err := c.connect(ctx, op, netRef, req, ports, ip, ip6, true)
+	return c.connectAny(ctx, op, netRef, args, nil)
+}
+
+// connectArgs is a Connect with its addresses and ports parsed.
+type connectArgs struct {
+	req     Connect
+	ports   []PortBinding
+	ip, ip6 netip.Addr
+}
+
+// parseConnect checks a Connect's ports and addresses.
+func parseConnect(req Connect) (a connectArgs, err error) {
+	a.req = req
+	if a.ports, err = parsePorts(req.Publish); err != nil {
+		return a, err
+	}
+	if a.ip, err = parseAddr("ip", req.IP); err != nil {
+		return a, err
+	}
+	a.ip6, err = parseAddr("ipv6", req.IPv6)
+	return a, err
+}
+
+// joinVia is how a sandbox created with its networks joins the first one:
+// its record (ops) goes to the store in the endpoint's transaction, which
+// starts while its namespace is still being made; ready waits for the
+// namespace and says where it is (still at a scratch path).
+type joinVia struct {
+	ops   []*pb.TxnOp
+	ready func() (key string, err error)
+}
+
+// connectAny is connect from the cache first, and again from the store if
+// the cached network record was out of date. op.mu is held.
+func (c *Controller) connectAny(ctx context.Context, op *sandboxOp, netRef string, a connectArgs, via *joinVia) (*Endpoint, error) {
+	ep, err := c.connect(ctx, op, netRef, a, true, via)
 	if errors.Is(err, errStale) {
 		// The cached network record was out of date: start over from
 		// the store.
-		ep, err = c.connect(ctx, op, netRef, req, ports, ip, ip6, false)
+		ep, err = c.connect(ctx, op, netRef, a, false, via)
 	}
 	return ep, err
 }
@@ -62,7 +89,8 @@ var errStale = errors.New("cached network record is out of date")
 // connect is Connect with op.mu held. With useCache, the network may come
 // from the cache; the endpoint's transaction checks it, and errStale says
 // to start over without the cache.
-func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, req Connect, ports []PortBinding, ip, ip6 netip.Addr, useCache bool) (*Endpoint, error) {
+func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, a connectArgs, useCache bool, via *joinVia) (*Endpoint, error) {
+	req := a.req
 	var n *Network
 	var nIdx uint64
 	var cached bool
@@ -102,19 +130,19 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	}
 	ep := &Endpoint{
 		ID: newID(), Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
-		Ports: ports, Created: time.Now().UTC(),
+		Ports: a.ports, Created: time.Now().UTC(),
 	}
-	if op.sb.Namespace() == nil {
+	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the
 		// endpoint belongs to the sandbox; SetKey does the rest.
 		ep.SandboxID = op.sb.ID()
-		if _, err := c.createEndpoint(ctx, ep, n, nIdx, cached, ip, ip6); err != nil {
+		if _, err := c.createEndpoint(ctx, ep, n, nIdx, cached, a.ip, a.ip6); err != nil {
 			return nil, err
 		}
 		op.sb.Restore(sbEndpoint(n, ep))
 		return ep, nil
 	}
-	if err := c.attach(ctx, op, n, nIdx, cached, ep, ip, ip6); err != nil {
+	if err := c.attach(ctx, op, n, nIdx, cached, ep, a.ip, a.ip6, via); err != nil {
 		return nil, err
 	}
 	return ep, nil
@@ -255,7 +283,7 @@ func (c *Controller) freshNetwork(ctx context.Context, id string, cached bool) (
 // nothing; a failure on either side undoes both. Should the agent stop
 // in between, Start removes an endpoint whose interface is missing from
 // its sandbox and an interface no endpoint owns.
-func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, cached bool, ep *Endpoint, ip, ip6 netip.Addr) error {
+func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, cached bool, ep *Endpoint, ip, ip6 netip.Addr, via *joinVia) error {
 	first := true
 	asked := ep.clone()
 	return retry(ctx, "creating endpoint", func() error {
@@ -267,14 +295,18 @@ func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx
 			}
 		}
 		first = false
-		return c.attachOnce(ctx, op, n, nIdx, ep, ip, ip6)
+		return c.attachOnce(ctx, op, n, nIdx, ep, ip, ip6, via)
 	})
 }
 
-func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, ep *Endpoint, ip, ip6 netip.Addr) (err error) {
+func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, ep *Endpoint, ip, ip6 netip.Addr, via *joinVia) (err error) {
 	ops, allocs, err := c.endpointOps(ctx, ep, n, nIdx, ip, ip6)
 	if err != nil {
 		return err
+	}
+	sbKey := op.sb.Key()
+	if via != nil {
+		ops = append(ops, via.ops...)
 	}
 	// What the join will most likely record; should it differ, a second
 	// write follows.
@@ -316,12 +348,25 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 			}
 		case outcomeUnknown(r.err):
 			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &written) })
+			if via != nil {
+				// What rode along with it may land too.
+				var dels []*pb.TxnOp
+				for _, o := range via.ops {
+					dels = append(dels, del(o.GetKey()))
+				}
+				c.cleanupLater("records of endpoint "+short(ep.ID), func(ctx context.Context) error { return c.kv.txn(ctx, dels...) })
+			}
 		}
 	}()
 
 	d, _, err := c.driver(n.Driver)
 	if err != nil {
 		return err
+	}
+	if via != nil {
+		if sbKey, err = via.ready(); err != nil {
+			return err
+		}
 	}
 	// The sandbox's first addressed endpoint starts its resolver: while
 	// the driver works.
@@ -338,7 +383,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}()
 	}
 	// The driver creates the endpoint and joins it in one round trip.
-	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key()})
+	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey})
 	if err != nil {
 		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
 	}
@@ -350,10 +395,10 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 	}()
 	if err := adoptFill(ep, resp.GetCreate().GetInterface()); err != nil {
-		c.leaveDriver(ctx, d, n, ep, op.sb.Key())
+		c.leaveDriver(ctx, d, n, ep, sbKey)
 		return err
 	}
-	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin())
+	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey)
 	if err != nil {
 		return err
 	}
@@ -644,7 +689,7 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 	if err != nil {
 		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
-	return c.setupJoin(ctx, op, n, d, ep, resp)
+	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key())
 }
 
 // leaveDriver undoes the driver's side of a join.
@@ -657,10 +702,11 @@ func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Networ
 // setupJoin takes an endpoint the driver has joined (resp is its answer)
 // into the sandbox: the interface into the namespace and, beside it, the
 // driver publishing the ports. On failure the driver's join is undone too.
-func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse) (undo func(), err error) {
+// key is where the namespace is now, for the driver.
+func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key string) (undo func(), err error) {
 	sb := op.sb
 	np := netProto(n)
-	leave := func() { c.leaveDriver(ctx, d, n, ep, sb.Key()) }
+	leave := func() { c.leaveDriver(ctx, d, n, ep, key) }
 	se, err := joinedEndpoint(n, ep, resp)
 	if err != nil {
 		leave()

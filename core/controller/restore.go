@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -104,6 +105,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	c.removeUnfinished()
+	pool := newNSPool(c.log, c.creatingDir(), c.cfg.SpareNamespaces)
+	c.mu.Lock()
+	c.pool = pool
+	c.mu.Unlock()
 	var doomed, restored []*sandboxOp
 	for _, s := range st.sandboxes {
 		op, err := c.restoreSandbox(s, st.networks, bySandbox[s.ID])
@@ -208,7 +213,11 @@ func (c *Controller) removeUnfinished() {
 	}
 	for _, e := range entries {
 		key := filepath.Join(c.creatingDir(), e.Name())
-		c.log.Info("removing the namespace of an unfinished sandbox create", "key", key)
+		if strings.HasPrefix(e.Name(), sparePrefix) {
+			c.log.Debug("discarding a spare namespace of the previous run", "key", key)
+		} else {
+			c.log.Info("removing the namespace of an unfinished sandbox create", "key", key)
+		}
 		if err := osl.Remove(key); err != nil {
 			c.log.Error("removing namespace", "key", key, "error", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sandnet/sandnet/core/osl"
@@ -16,14 +17,18 @@ import (
 )
 
 // NewSandbox creates the sandbox of a container, or claims the stub
-// sandbox an agent restart left for it. Every failure leaves nothing
-// behind.
+// sandbox an agent restart left for it, and connects it to the networks
+// the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
 	if req.ContainerID == "" {
 		return nil, errorf(sdk.ErrInvalid, "container_id: must not be empty")
 	}
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
+	}
+	nets, err := c.checkNetworks(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	if id, ok := c.byContainer[req.ContainerID]; ok {
@@ -35,7 +40,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		op.stub = false
 		c.mu.Unlock()
 		c.log.Info("stub sandbox claimed", "sandbox", short(id), "container", req.ContainerID)
-		return c.view(ctx, op)
+		return c.claimWithNetworks(ctx, op, nets)
 	}
 	if c.creating[req.ContainerID] {
 		c.mu.Unlock()
@@ -51,18 +56,11 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		c.ingress = id
 	}
 	c.mu.Unlock()
-	registered := false
 	defer func() {
 		c.mu.Lock()
 		delete(c.creating, req.ContainerID)
-		if err != nil {
-			if req.Ingress && c.ingress == id {
-				c.ingress = ""
-			}
-			if registered {
-				delete(c.sandboxes, id)
-				delete(c.byContainer, req.ContainerID)
-			}
+		if err != nil && req.Ingress && c.ingress == id {
+			c.ingress = ""
 		}
 		c.mu.Unlock()
 	}()
@@ -88,6 +86,13 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		made <- nil
 	default:
 		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
+		c.mu.Lock()
+		pool := c.pool
+		c.mu.Unlock()
+		if ns = pool.take(); ns != nil {
+			made <- nil
+			break
+		}
 		go func() {
 			var err error
 			if ns, err = osl.NewNamespace(filepath.Join(c.creatingDir(), id)); err != nil {
@@ -97,42 +102,143 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}()
 	}
 	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
+	fast := len(nets) > 0 && !req.HostMode && !req.ExternalKey
 	written := make(chan error, 1)
 	go func() { written <- sb.WriteFiles() }()
-	serr := c.kv.txn(ctx, cas(sandboxKey(id), 0, c.record(op)))
-	nerr, ferr := <-made, <-written
-	if ns != nil {
-		if serr == nil && nerr == nil {
-			if err := ns.Move(sb.Key()); err != nil {
-				nerr = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
+	var eps []*Endpoint
+	var serr, nerr error
+	record := cas(sandboxKey(id), 0, c.record(op))
+	if fast {
+		// The first network is joined as soon as the namespace exists,
+		// the sandbox's record going to the store in its endpoint's
+		// transaction: one store round trip for both.
+		waited := false
+		nsReady := func() (string, error) {
+			if !waited {
+				if nerr, waited = <-made, true; nerr == nil {
+					sb.SetNewNamespace(sb.Key(), ns)
+				}
 			}
+			if nerr != nil {
+				return "", nerr
+			}
+			return ns.Path(), nil
 		}
-		sb.SetNewNamespace(sb.Key(), ns)
+		op.mu.Lock()
+		var ep *Endpoint
+		ep, serr = c.connectAny(ctx, op, nets[0].ref, nets[0].args, &joinVia{ops: []*pb.TxnOp{record}, ready: nsReady})
+		op.mu.Unlock()
+		_, _ = nsReady() // when the connect failed before it needed the namespace
+		switch {
+		case nerr != nil:
+			serr = nil // the namespace's failure says it all
+		case serr != nil:
+			serr = fmt.Errorf("networks[%d]: %w", nets[0].index, serr)
+		default:
+			eps = append(eps, ep)
+		}
+		nets = nets[1:]
+	} else {
+		if serr = c.kv.txn(ctx, record); serr != nil {
+			serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
+		}
+		if nerr = <-made; ns != nil {
+			sb.SetNewNamespace(sb.Key(), ns)
+		}
 	}
-	dropRecord := func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) }
-	if serr != nil {
-		serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
-		if outcomeUnknown(serr) {
-			c.cleanupLater("sandbox "+short(id), dropRecord)
-		}
-	} else if nerr != nil || ferr != nil {
-		if derr := dropRecord(ctx); derr != nil {
-			c.log.Warn("rolling back sandbox record; retrying in the background", "sandbox", short(id), "error", derr)
-			c.cleanupLater("sandbox "+short(id), dropRecord)
+	ferr := <-written
+	if ns != nil && serr == nil && nerr == nil {
+		if err := ns.Move(sb.Key()); err != nil {
+			nerr = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
 		}
 	}
 	if err := errors.Join(nerr, ferr, serr); err != nil {
-		c.destroyNamespace(sb)
-		_ = sb.RemoveFiles()
+		if outcomeUnknown(serr) && len(eps) == 0 {
+			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) })
+		}
+		c.undoCreate(ctx, op)
 		return nil, err
+	}
+	for _, n := range nets {
+		op.mu.Lock()
+		ep, err := c.connectAny(ctx, op, n.ref, n.args, nil)
+		op.mu.Unlock()
+		if err != nil {
+			c.undoCreate(ctx, op)
+			return nil, fmt.Errorf("networks[%d]: %w", n.index, err)
+		}
+		eps = append(eps, ep)
 	}
 	c.mu.Lock()
 	c.sandboxes[id] = op
 	c.byContainer[req.ContainerID] = id
-	registered = true
 	c.mu.Unlock()
-	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key())
+	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key(), "networks", len(eps))
+	return c.viewOf(op, eps), nil
+}
+
+// sandboxNetwork is a network of a SandboxCreate, checked.
+type sandboxNetwork struct {
+	index int // in the request
+	ref   string
+	args  connectArgs
+}
+
+// checkNetworks checks the networks a create lists before anything is
+// made: each names a network that exists, at most once, with valid
+// addresses and ports. Errors name the entry (networks[i].field).
+func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sandboxNetwork, error) {
+	var out []sandboxNetwork
+	seen := map[string]int{}
+	for i, sn := range req.Networks {
+		if sn.Network == "" {
+			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: must not be empty", i)
+		}
+		if sn.Container != "" && sn.Container != req.ContainerID {
+			return nil, errorf(sdk.ErrInvalid, "networks[%d].container: %q is not the sandbox's container %q (leave it out)", i, sn.Container, req.ContainerID)
+		}
+		sn.Container = req.ContainerID
+		args, err := parseConnect(sn.Connect)
+		if err != nil {
+			return nil, fmt.Errorf("networks[%d].%w", i, err)
+		}
+		n, _, _, err := c.cachedNetwork(ctx, sn.Network)
+		if err != nil {
+			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
+		}
+		if j, dup := seen[n.ID]; dup {
+			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: network %s is listed twice (networks[%d])", i, n.Name, j)
+		}
+		seen[n.ID] = i
+		out = append(out, sandboxNetwork{index: i, ref: n.ID, args: args})
+	}
+	return out, nil
+}
+
+// claimWithNetworks connects a claimed stub sandbox to those of the
+// networks it is not on yet.
+func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets []sandboxNetwork) (*Sandbox, error) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	for _, n := range nets {
+		if slices.ContainsFunc(op.sb.Endpoints(), func(e sandbox.Endpoint) bool { return e.NetworkID == n.ref }) {
+			continue
+		}
+		if _, err := c.connectAny(ctx, op, n.ref, n.args, nil); err != nil {
+			return nil, fmt.Errorf("networks[%d]: %w", n.index, err)
+		}
+	}
 	return c.view(ctx, op)
+}
+
+// undoCreate removes what a create made before one of its parts failed:
+// its endpoints, its namespace and files, its record.
+func (c *Controller) undoCreate(ctx context.Context, op *sandboxOp) {
+	ctx = context.WithoutCancel(ctx)
+	if err := c.deleteSandbox(ctx, op); err != nil {
+		c.log.Warn("rolling back sandbox; retrying in the background", "sandbox", short(op.sb.ID()), "error", err)
+		c.cleanupLater("sandbox "+short(op.sb.ID()), func(ctx context.Context) error { return c.deleteSandbox(ctx, op) })
+	}
 }
 
 // creatingDir holds the namespaces of sandboxes being created, until
@@ -155,21 +261,30 @@ func (c *Controller) saveSandbox(ctx context.Context, op *sandboxOp) error {
 	return err
 }
 
-// view is a sandbox as the API shows it, with its endpoints.
+// view is a sandbox as the API shows it, with its endpoints as stored.
 func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) {
-	v := c.record(op)
-	c.mu.Lock()
-	v.Stub = op.stub
-	c.mu.Unlock()
-	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
+	var eps []*Endpoint
 	for _, e := range op.sb.Endpoints() {
 		var ep Endpoint
 		if _, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep); err != nil {
 			return nil, err
 		}
-		v.Endpoints = append(v.Endpoints, ep)
+		eps = append(eps, &ep)
 	}
-	return v, nil
+	return c.viewOf(op, eps), nil
+}
+
+// viewOf is a sandbox as the API shows it, with endpoints eps.
+func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
+	v := c.record(op)
+	c.mu.Lock()
+	v.Stub = op.stub
+	c.mu.Unlock()
+	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
+	for _, ep := range eps {
+		v.Endpoints = append(v.Endpoints, *ep)
+	}
+	return v
 }
 
 // destroyNamespace removes a sandbox's namespace, never the host's.

@@ -107,6 +107,18 @@ type NetworkCreate struct {
 type SandboxCreate struct {
 	ContainerID string `json:"container_id"`
 	sandbox.Options
+	// Networks are connected, in order, before the create answers, as
+	// Connect would; if one fails, nothing of the create is left. The
+	// first is joined while the sandbox is made, its record written in
+	// the same transaction as the sandbox's.
+	Networks []SandboxNetwork `json:"networks,omitempty"`
+}
+
+// SandboxNetwork is a network a sandbox is created on: the network, and
+// a Connect to it whose container, the sandbox's, may be left out.
+type SandboxNetwork struct {
+	Network string `json:"network"`
+	Connect
 }
 
 // Connect is a request to attach a container's sandbox to a network.

@@ -49,7 +49,15 @@ type Namespace struct {
 // a separate locked thread, which is discarded if it cannot be switched back.
 //
 // Equivalent to: `ip netns add NAME` with key /run/netns/NAME.
-func NewNamespace(key string) (*Namespace, error) {
+func NewNamespace(key string) (*Namespace, error) { return newNamespace(key, false) }
+
+// NewSpareNamespace is NewNamespace for a namespace made ahead of time,
+// before anything waits for it: it is made on a thread at idle priority
+// (SCHED_IDLE), so that the kernel's work of making it yields the CPU to
+// everything else, and the thread is discarded afterwards.
+func NewSpareNamespace(key string) (*Namespace, error) { return newNamespace(key, true) }
+
+func newNamespace(key string, spare bool) (*Namespace, error) {
 	created, err := prepareKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("creating namespace at %s: %w", key, err)
@@ -59,6 +67,14 @@ func NewNamespace(key string) (*Namespace, error) {
 	var handle *netlink.Handle
 	var raw *nl.NetlinkSocket
 	err = onLockedThread(func() (clean bool, err error) {
+		if spare {
+			// The thread never goes back to the runtime: idle stays
+			// with it.
+			defer func() { clean = false }()
+			if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0); err != nil {
+				return false, fmt.Errorf("lowering the thread's priority: %w", err)
+			}
+		}
 		origin, err := netns.Get()
 		if err != nil {
 			return true, fmt.Errorf("opening current namespace: %w", err)

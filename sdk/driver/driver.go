@@ -49,7 +49,10 @@ type Driver interface {
 	// DeleteEndpoint removes an endpoint; a missing one is not an error.
 	DeleteEndpoint(ctx context.Context, req *pb.EndpointRequest) error
 	// Join attaches an endpoint to the sandbox whose namespace is at
-	// req.SandboxKey and says which interface the sandbox gets.
+	// req.SandboxKey and says which interface the sandbox gets. The key
+	// is where the namespace is during the call: a sandbox created with
+	// its networks is joined before its namespace moves to its final key,
+	// which Leave then gives. Open it during the call; do not keep it.
 	Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error)
 	// Leave detaches an endpoint from its sandbox.
 	Leave(ctx context.Context, req *pb.LeaveRequest) error

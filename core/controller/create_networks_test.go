@@ -1,0 +1,219 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// withSpares restarts the env's controller with n namespaces made ahead
+// of time.
+func (e *env) withSpares(n int) {
+	e.t.Helper()
+	e.c.Close()
+	e.spares = n
+	e.c = e.start()
+}
+
+// A create that lists networks answers with the sandbox joined to all of
+// them: interfaces with their addresses and routes in the namespace at its
+// key, names in the hosts file, the embedded resolver in resolv.conf. With
+// and without spare namespaces.
+func TestCreateWithNetworks(t *testing.T) {
+	for _, spares := range []int{0, 2} {
+		t.Run(fmt.Sprintf("spares=%d", spares), func(t *testing.T) {
+			e := newEnv(t)
+			e.withSpares(spares)
+			ctx := context.Background()
+			e.network("red", "veth", "10.84.0.0/24")
+			e.network("blue", "veth", "10.85.0.0/24")
+			before := e.leaks()
+			for i := range 3 { // the spares run out and come back
+				container := fmt.Sprintf("c%d", i)
+				sb, err := e.c.NewSandbox(ctx, SandboxCreate{
+					ContainerID: container, Options: sandbox.Options{Hostname: container},
+					Networks: []SandboxNetwork{{Network: "red"}, {Network: "blue", Connect: Connect{IP: fmt.Sprintf("10.85.0.%d", 10+i), Aliases: []string{"db"}}}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(sb.Endpoints) != 2 || sb.Endpoints[0].IfName != "eth0" || sb.Endpoints[1].IfName != "eth1" {
+					t.Fatalf("endpoints = %+v", sb.Endpoints)
+				}
+				if want := filepath.Join(e.dir, "netns", sb.ID); sb.Key != want {
+					t.Fatalf("key = %s, want %s", sb.Key, want)
+				}
+				want := fmt.Sprintf("map[eth0:[10.84.0.%d/24] eth1:[10.85.0.%d/24]]", 2+i, 10+i)
+				if got := fmt.Sprint(addresses(t, sb.Key)); got != want {
+					t.Fatalf("addresses in the sandbox = %s, want %s", got, want)
+				}
+				if gw := defaultGateway(t, sb.Key); gw != "10.85.0.1 dev eth1" { // equal priorities: the first network by name
+					t.Fatalf("default route = %q", gw)
+				}
+				if rc := readFile(t, sb.ResolvConf); !strings.Contains(rc, "nameserver 127.0.0.11") {
+					t.Fatalf("resolv.conf has not the embedded resolver:\n%s", rc)
+				}
+				if hosts := readFile(t, sb.Hosts); !strings.Contains(hosts, fmt.Sprintf("10.84.0.%d\t%s", 2+i, container)) {
+					t.Fatalf("hosts file:\n%s", hosts)
+				}
+				insp, err := e.c.SandboxByContainer(ctx, container)
+				if err != nil || len(insp.Endpoints) != 2 {
+					t.Fatalf("inspect = %+v, %v", insp, err)
+				}
+				for _, ep := range insp.Endpoints {
+					if got := fmt.Sprint(addresses(t, sb.Key)[ep.IfName]); got != "["+ep.Address.String()+"]" {
+						t.Fatalf("inspect says %s has %s; the namespace has %s", ep.IfName, ep.Address, got)
+					}
+				}
+			}
+			if l := e.leaks(); l.allocations != before.allocations+6 {
+				t.Fatalf("allocations = %d, want %d", l.allocations, before.allocations+6)
+			}
+			for i := range 3 {
+				if err := e.c.DeleteSandbox(ctx, fmt.Sprintf("c%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if after := e.leaks(); after != before {
+				t.Fatalf("after the deletes: %+v, want %+v", after, before)
+			}
+		})
+	}
+}
+
+// A create whose network list is wrong fails before anything is made,
+// naming the entry.
+func TestCreateWithBadNetworksChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.86.0.0/24")
+	before := e.leaks()
+	tests := []struct {
+		name string
+		nets []SandboxNetwork
+		is   error
+		msg  string
+	}{
+		{"unknown network", []SandboxNetwork{{Network: "red"}, {Network: "nope"}}, sdk.ErrNotFound, `networks[1].network: network "nope" not found`},
+		{"no network", []SandboxNetwork{{}}, sdk.ErrInvalid, "networks[0].network: must not be empty"},
+		{"twice", []SandboxNetwork{{Network: "red"}, {Network: "red"}}, sdk.ErrInvalid, "networks[1].network: network red is listed twice"},
+		{"bad port", []SandboxNetwork{{Network: "red", Connect: Connect{Publish: []string{"80/sctp"}}}}, sdk.ErrInvalid, "networks[0].publish"},
+		{"bad ip", []SandboxNetwork{{Network: "red", Connect: Connect{IP: "10.86.0.x"}}}, sdk.ErrInvalid, "networks[0].ip"},
+		{"other container", []SandboxNetwork{{Network: "red", Connect: Connect{Container: "x"}}}, sdk.ErrInvalid, "networks[0].container"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1", Networks: tt.nets})
+			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tt.is, tt.msg)
+			}
+			if _, err := e.c.SandboxByContainer(ctx, "c1"); !errors.Is(err, sdk.ErrNotFound) {
+				t.Fatalf("the sandbox exists after a failed create: %v", err)
+			}
+			if after := e.leaks(); after != before {
+				t.Fatalf("a failed create changed things: before %+v, after %+v", before, after)
+			}
+		})
+	}
+}
+
+// A create with networks that fails on the way — the driver's join, a
+// later network's pool, the store write carrying both records, an answer
+// lost — leaves nothing: no sandbox, record, endpoint, address, interface
+// or namespace (at its key or half-made).
+func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(1)
+	ctx := context.Background()
+	e.network("red", "veth", "10.87.0.0/24")
+	e.network("tiny", "veth", "10.88.0.0/30") // one address after the gateway
+	e.sandbox("holder")
+	e.connect("tiny", "holder")
+	before := e.leaks()
+	nothingLeft := func(t *testing.T, wait bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for wait && e.leaks() != before && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if after := e.leaks(); after != before {
+			t.Fatalf("a failed create left %+v (before %+v)", after, before)
+		}
+		if _, err := e.c.SandboxByContainer(ctx, "c1"); !errors.Is(err, sdk.ErrNotFound) {
+			t.Fatalf("the sandbox exists after a failed create: %v", err)
+		}
+		recs, err := e.store.List(ctx, "sandnet/v1/sandbox/")
+		if err != nil || len(recs) != 1 { // the holder's
+			t.Fatalf("sandbox records = %d, %v; want only the holder's", len(recs), err)
+		}
+		left, _ := os.ReadDir(filepath.Join(e.dir, "netns", ".creating"))
+		for _, l := range left {
+			if !strings.HasPrefix(l.Name(), sparePrefix) {
+				t.Fatalf("half-made namespace left: %s", l.Name())
+			}
+		}
+		keys, _ := os.ReadDir(filepath.Join(e.dir, "netns"))
+		if len(keys) != 2 { // .creating and the holder's key
+			t.Fatalf("namespace keys: %v", keys)
+		}
+	}
+	create := func(nets ...string) error {
+		req := SandboxCreate{ContainerID: "c1"}
+		for _, n := range nets {
+			req.Networks = append(req.Networks, SandboxNetwork{Network: n})
+		}
+		_, err := e.c.NewSandbox(ctx, req)
+		return err
+	}
+
+	t.Run("driver join fails", func(t *testing.T) {
+		e.veth.mu.Lock()
+		e.veth.failJoin = true
+		e.veth.mu.Unlock()
+		err := create("red")
+		e.veth.mu.Lock()
+		e.veth.failJoin = false
+		e.veth.mu.Unlock()
+		if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "networks[0]") {
+			t.Fatalf("err = %v, want ErrUnavailable naming networks[0]", err)
+		}
+		nothingLeft(t, false)
+	})
+	t.Run("second network exhausted", func(t *testing.T) {
+		err := create("red", "tiny")
+		if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "networks[1]") || !strings.Contains(err.Error(), "tiny") {
+			t.Fatalf("err = %v, want ErrConflict naming networks[1] and tiny", err)
+		}
+		nothingLeft(t, false)
+	})
+	t.Run("store write fails", func(t *testing.T) {
+		e.store.fail("sandnet/v1/sandbox/")
+		err := create("red")
+		e.store.fail("")
+		if err == nil || !strings.Contains(err.Error(), "injected store failure") {
+			t.Fatalf("err = %v", err)
+		}
+		nothingLeft(t, false)
+	})
+	t.Run("answer lost", func(t *testing.T) {
+		e.store.lose("sandnet/v1/sandbox/")
+		err := create("red")
+		e.store.lose("")
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		nothingLeft(t, true)
+	})
+	// And afterwards it works.
+	if err := create("red"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,102 @@
+package controller
+
+import (
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/osl"
+)
+
+// nsPool keeps a few namespaces made ahead of time in the scratch
+// directory, so that a create takes one instead of waiting for the
+// kernel to make it. They are made one at a time by a background
+// goroutine; Start (which empties the scratch directory) discards those an
+// agent stopped with.
+type nsPool struct {
+	log   hclog.Logger
+	dir   string
+	ready chan *osl.Namespace
+	kick  chan struct{}
+	stop  chan struct{}
+	done  sync.WaitGroup
+}
+
+// spareName is the file name of a spare namespace in the scratch
+// directory.
+func spareName(id string) string { return sparePrefix + id }
+
+// sparePrefix starts the names of spare namespaces.
+const sparePrefix = "spare-"
+
+// newNSPool starts a pool of size namespaces under dir; size 0 is no pool.
+func newNSPool(log hclog.Logger, dir string, size int) *nsPool {
+	if size <= 0 {
+		return nil
+	}
+	p := &nsPool{log: log, dir: dir, ready: make(chan *osl.Namespace, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	p.done.Add(1)
+	go p.fill()
+	p.kick <- struct{}{}
+	return p
+}
+
+// take returns a namespace from the pool, or nil when it is empty, and
+// has the pool refilled.
+func (p *nsPool) take() *osl.Namespace {
+	if p == nil {
+		return nil
+	}
+	var ns *osl.Namespace
+	select {
+	case ns = <-p.ready:
+	default:
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return ns
+}
+
+func (p *nsPool) fill() {
+	defer p.done.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.kick:
+		}
+		for len(p.ready) < cap(p.ready) {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])))
+			if err != nil {
+				p.log.Warn("making a namespace ahead of time", "error", err)
+				break
+			}
+			p.ready <- ns
+		}
+	}
+}
+
+// close stops the pool and destroys the namespaces it holds.
+func (p *nsPool) close() {
+	if p == nil {
+		return
+	}
+	close(p.stop)
+	p.done.Wait()
+	for {
+		select {
+		case ns := <-p.ready:
+			_ = ns.Destroy()
+		default:
+			return
+		}
+	}
+}
