@@ -80,6 +80,16 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach, one call", ms(median(one.add)))
 		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach", ms(median(sn.del)))
 		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach (after one-call attach)", ms(median(one.del)))
+		if scale > 0 {
+			t, err := a.run(scenario{name: "scale", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true})
+			if err != nil {
+				return fmt.Errorf("sandnet scale: %w", err)
+			}
+			first, last := median(t.add[:10]), median(t.add[scale-10:])
+			fmt.Printf("  %-44s %8.2f ms\n", "sandnet: one-call attach, containers 1-10", ms(first))
+			fmt.Printf("  %-44s %8.2f ms\n", fmt.Sprintf("sandnet: one-call attach, containers %d-%d", scale-9, scale), ms(last))
+			fmt.Printf("  %-44s %8.3f\n", "sandnet: scale ratio", float64(last)/float64(first))
+		}
 		return nil
 	}
 	floor, err := floorAttach(filepath.Join(run, "floor"), n)

@@ -155,7 +155,7 @@ func (s *system) ensureBridge(n *network, forward bool) (int, error) {
 	case errors.As(err, &notFound):
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
 			Name: n.bridge, MTU: n.mtu, HardwareAddr: bridgeMAC(n.id), TxQLen: -1, Flags: net.FlagUp,
-		}}
+		}, MulticastSnooping: ptr(n.snoop)}
 		if err := s.h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
 			return 0, fmt.Errorf("creating bridge %s: %w", n.bridge, err)
 		}
@@ -539,9 +539,14 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	}
 	src := spec.peer
 	err = s.rt.addVeth(spec)
-	if errors.Is(err, unix.EEXIST) {
+	switch {
+	case errors.Is(err, unix.EEXIST):
 		src, err = s.rejoin(spec)
-	} else if err != nil {
+	case errors.Is(err, unix.EXFULL):
+		<-fwErr
+		return nil, fmt.Errorf("endpoint %s: network %s is full: its bridge %s has the kernel's maximum of %d ports: %w",
+			ep.id, n.id, n.bridge, maxBridgePorts, sdk.ErrConflict)
+	case err != nil:
 		// The bridge may have been deleted or recreated under us:
 		// repair the network and try once more.
 		b.mu.Lock()
@@ -585,6 +590,10 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	b.mu.Unlock()
 	return joinResponse(n, src), nil
 }
+
+// maxBridgePorts is the kernel's limit of ports per bridge (port numbers
+// 1 to BR_MAX_PORTS-1); one more fails with EXFULL.
+const maxBridgePorts = 1023
 
 // rejoin handles a Join whose veth pair exists: when its sandbox end is in
 // the requested sandbox and it was not left, it makes sure the host end is

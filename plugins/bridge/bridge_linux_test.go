@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -138,7 +141,12 @@ func TestBridgeOptions(t *testing.T) {
 		t.Errorf("bridge addresses = %v, want 10.43.0.1/24", addrs)
 	}
 
-	n2 := testNet(44, map[string]string{optBridgeName: "br-named", optMTU: "1300"})
+	// Multicast snooping: off unless the network asks for it.
+	if b, ok := br.(*netlink.Bridge); !ok || b.MulticastSnooping == nil || *b.MulticastSnooping {
+		t.Errorf("default bridge: multicast snooping not off (%#v)", br)
+	}
+
+	n2 := testNet(44, map[string]string{optBridgeName: "br-named", optMTU: "1300", optMcastSnoop: "true"})
 	createNetwork(t, d, n2)
 	br2, err := netlink.LinkByName("br-named")
 	if err != nil {
@@ -146,6 +154,9 @@ func TestBridgeOptions(t *testing.T) {
 	}
 	if br2.Attrs().MTU != 1300 {
 		t.Errorf("br-named MTU = %d, want 1300", br2.Attrs().MTU)
+	}
+	if b, ok := br2.(*netlink.Bridge); !ok || b.MulticastSnooping == nil || !*b.MulticastSnooping {
+		t.Errorf("br-named: multicast snooping not on as asked (%#v)", br2)
 	}
 	c := attach(t, d, n2, 2)
 	withHandle(t, c.key, func(h *netlink.Handle) error {
@@ -204,4 +215,43 @@ func TestBorrowedBridge(t *testing.T) {
 		t.Fatalf("addresses of the borrowed bridge = %v, want only its own %s", addrs, own.IPNet)
 	}
 	assertNoLeftovers(t)
+}
+
+// TestFullBridge: a Join onto a bridge that has the kernel's maximum of
+// ports is a conflict that says so, and leaves no veth pair behind.
+func TestFullBridge(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, `{}`)
+	n := testNet(45, nil)
+	createNetwork(t, d, n)
+	br, err := netlink.LinkByName(bridgeName(n.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Veth pairs fill the bridge, their other ends in a namespace whose
+	// removal at the end takes them all down at once.
+	far := newNetns(t)
+	fd, err := unix.Open(far, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for i := range maxBridgePorts {
+		l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("snfull%d", i), MasterIndex: br.Attrs().Index},
+			PeerName: fmt.Sprintf("p%d", i), PeerNamespace: netlink.NsFd(fd)}
+		if err := netlink.LinkAdd(l); err != nil {
+			t.Fatalf("port %d: %v", i, err)
+		}
+	}
+	ep := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.45.0.2/24"}}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: newNetns(t)})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "is full") {
+		t.Fatalf("Join onto a full bridge: %v, want a conflict saying the network is full", err)
+	}
+	if _, err := netlink.LinkByName(hostIfName(ep.Id)); err == nil {
+		t.Fatal("the veth pair of the failed join is left")
+	}
 }

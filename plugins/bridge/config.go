@@ -51,9 +51,10 @@ const (
 	optMTU        = optionPrefix + "mtu"
 	optEnableICC  = optionPrefix + "enable_icc"
 	optEnableMasq = optionPrefix + "enable_ip_masquerade"
+	optMcastSnoop = optionPrefix + "multicast_snooping"
 )
 
-var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq}
+var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq, optMcastSnoop}
 
 // network is a network as the driver programs it, derived from the host's
 // pb.Network and the driver's Config.
@@ -64,7 +65,12 @@ type network struct {
 	internal bool
 	icc      bool
 	masq     bool
-	v4, v6   []subnet
+	// snoop turns the bridge's multicast snooping on. Off (the default),
+	// the bridge floods multicast like a plain switch; on, every port
+	// that comes up makes the kernel restart multicast on every port of
+	// the bridge, a cost that grows with the number of containers.
+	snoop  bool
+	v4, v6 []subnet
 }
 
 // subnet is one address pool of a network and its gateway, which lives on
@@ -131,7 +137,7 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 	for _, o := range []struct {
 		key string
 		dst *bool
-	}{{optDefault, &isDefault}, {optEnableICC, &n.icc}, {optEnableMasq, &n.masq}} {
+	}{{optDefault, &isDefault}, {optEnableICC, &n.icc}, {optEnableMasq, &n.masq}, {optMcastSnoop, &n.snoop}} {
 		if err := boolOpt(o.key, o.dst); err != nil {
 			return nil, err
 		}

@@ -130,7 +130,7 @@ func TestParseNetwork(t *testing.T) {
 			name: "defaults",
 			net:  &pb.Network{Id: id, Ipv4: v4},
 			want: func(n *network) string {
-				if n.bridge != "snbr-abababab" || n.mtu != 1500 || !n.icc || !n.masq || n.internal || n.gateway(4).String() != "10.1.0.1" {
+				if n.bridge != "snbr-abababab" || n.mtu != 1500 || !n.icc || !n.masq || n.internal || n.snoop || n.gateway(4).String() != "10.1.0.1" {
 					return "unexpected defaults"
 				}
 				return ""
@@ -139,10 +139,10 @@ func TestParseNetwork(t *testing.T) {
 		{
 			name: "options",
 			net: &pb.Network{Id: id, Ipv4: v4, Internal: true, Options: map[string]string{
-				optBridgeName: "br-test", optMTU: "1400", optEnableICC: "false", optEnableMasq: "false", "com.example.other": "x",
+				optBridgeName: "br-test", optMTU: "1400", optEnableICC: "false", optEnableMasq: "false", optMcastSnoop: "true", "com.example.other": "x",
 			}},
 			want: func(n *network) string {
-				if n.bridge != "br-test" || n.mtu != 1400 || n.icc || n.masq || !n.internal {
+				if n.bridge != "br-test" || n.mtu != 1400 || n.icc || n.masq || !n.internal || !n.snoop {
 					return "options not applied"
 				}
 				return ""
