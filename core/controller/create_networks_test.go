@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
+	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 )
@@ -63,6 +66,11 @@ func TestCreateWithNetworks(t *testing.T) {
 				}
 				if hosts := readFile(t, sb.Hosts); !strings.Contains(hosts, fmt.Sprintf("10.84.0.%d\t%s", 2+i, container)) {
 					t.Fatalf("hosts file:\n%s", hosts)
+				}
+				// Its embedded resolver answers (its sockets were bound in
+				// the spare namespace, with spares).
+				if got := resolve(t, sb.Key, container); !strings.Contains(got, fmt.Sprintf("10.84.0.%d", 2+i)) {
+					t.Fatalf("%s resolves to %q in its sandbox, want 10.84.0.%d among them", container, got, 2+i)
 				}
 				insp, err := e.c.SandboxByContainer(ctx, container)
 				if err != nil || len(insp.Endpoints) != 2 {
@@ -216,4 +224,33 @@ func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 	if err := create("red"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// resolve asks the embedded resolver inside the namespace at key for the
+// A records of name and returns them, space-separated.
+func resolve(t *testing.T, key, name string) string {
+	t.Helper()
+	ns, err := osl.OpenNamespace(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var answer *dns.Msg
+	err = ns.Do(func() error {
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		var err error
+		answer, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, "127.0.0.11:53")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("asking for %s in %s: %v", name, key, err)
+	}
+	var out []string
+	for _, rr := range answer.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -12,6 +12,9 @@ import (
 type dnsState struct {
 	nets atomic.Pointer[[]string] // IDs of the networks joined with addresses
 	r    *resolver.Resolver
+	// pre are sockets bound inside the namespace when it was made ahead
+	// of time, for the first resolver to take.
+	pre *dnsSockets
 }
 
 // networks returns the current network IDs for the resolver's view.
@@ -48,7 +51,9 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 
 // newResolver starts a resolver for the sandbox, or returns nil when it
 // gets none (no namespace yet, host mode) or the resolver cannot start.
-// It does not touch op: the caller hands the resolver to useResolver.
+// It takes the sockets bound when the namespace was made ahead of time,
+// if any, and touches op no further: the caller hands the resolver to
+// useResolver. op.mu is held.
 func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
 	ns := op.sb.Namespace()
 	if ns == nil || op.sb.Options().HostMode {
@@ -64,6 +69,14 @@ func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
 	}
 	cfg.Logger = c.log.Named("dns")
 	r := resolver.New(cfg, view{x: c.names, nets: op.dns.networks})
+	if pre := op.dns.pre; pre != nil {
+		op.dns.pre = nil
+		if err := r.StartWith(pre.udp, pre.tcp); err != nil {
+			c.log.Error("starting the embedded resolver", "sandbox", short(op.sb.ID()), "error", err)
+			return nil
+		}
+		return r
+	}
 	if err := r.Start(ns); err != nil {
 		c.log.Error("starting the embedded resolver", "sandbox", short(op.sb.ID()), "error", err)
 		return nil
@@ -79,6 +92,8 @@ func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 
 // stopDNS stops a sandbox's resolver.
 func (c *Controller) stopDNS(op *sandboxOp) {
+	op.dns.pre.close()
+	op.dns.pre = nil
 	if op.dns.r != nil {
 		_ = op.dns.r.Stop()
 		op.dns.r = nil

@@ -1,23 +1,26 @@
 package controller
 
 import (
+	"net"
 	"path/filepath"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/resolver"
 )
 
 // nsPool keeps a few namespaces made ahead of time in the scratch
 // directory, so that a create takes one instead of waiting for the
-// kernel to make it. They are made one at a time by a background
-// goroutine; Start (which empties the scratch directory) discards those an
-// agent stopped with.
+// kernel to make it, each with its embedded resolver's sockets already
+// bound inside. They are made one at a time by a background goroutine;
+// Start (which empties the scratch directory) discards those an agent
+// stopped with.
 type nsPool struct {
 	log   hclog.Logger
 	dir   string
-	ready chan *osl.Namespace
+	ready chan *spare
 	kick  chan struct{}
 	stop  chan struct{}
 	done  sync.WaitGroup
@@ -35,29 +38,50 @@ func newNSPool(log hclog.Logger, dir string, size int) *nsPool {
 	if size <= 0 {
 		return nil
 	}
-	p := &nsPool{log: log, dir: dir, ready: make(chan *osl.Namespace, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &nsPool{log: log, dir: dir, ready: make(chan *spare, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	p.done.Add(1)
 	go p.fill()
 	p.kick <- struct{}{}
 	return p
 }
 
-// take returns a namespace from the pool, or nil when it is empty, and
-// has the pool refilled.
-func (p *nsPool) take() *osl.Namespace {
+// spare is a namespace made ahead of time, with the sockets of the
+// resolver that will serve it bound inside.
+type spare struct {
+	ns      *osl.Namespace
+	sockets *dnsSockets
+}
+
+// dnsSockets are a resolver's sockets, bound before it starts.
+type dnsSockets struct {
+	udp *net.UDPConn
+	tcp *net.TCPListener
+}
+
+// close closes sockets a resolver never took.
+func (d *dnsSockets) close() {
+	if d != nil {
+		d.udp.Close()
+		d.tcp.Close()
+	}
+}
+
+// take returns a spare from the pool, or nil when it is empty, and has
+// the pool refilled.
+func (p *nsPool) take() *spare {
 	if p == nil {
 		return nil
 	}
-	var ns *osl.Namespace
+	var sp *spare
 	select {
-	case ns = <-p.ready:
+	case sp = <-p.ready:
 	default:
 	}
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	return ns
+	return sp
 }
 
 func (p *nsPool) fill() {
@@ -74,12 +98,16 @@ func (p *nsPool) fill() {
 				return
 			default:
 			}
-			ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])))
+			sockets := &dnsSockets{}
+			ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])), func() (err error) {
+				sockets.udp, sockets.tcp, err = resolver.Listen()
+				return err
+			})
 			if err != nil {
 				p.log.Warn("making a namespace ahead of time", "error", err)
 				break
 			}
-			p.ready <- ns
+			p.ready <- &spare{ns: ns, sockets: sockets}
 		}
 	}
 }
@@ -93,8 +121,9 @@ func (p *nsPool) close() {
 	p.done.Wait()
 	for {
 		select {
-		case ns := <-p.ready:
-			_ = ns.Destroy()
+		case sp := <-p.ready:
+			sp.sockets.close()
+			_ = sp.ns.Destroy()
 		default:
 			return
 		}

@@ -73,6 +73,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	// as a failed create) or a namespace in the scratch directory (which
 	// it unmounts), never a namespace at a key no record names.
 	var ns *osl.Namespace
+	var pre *dnsSockets // the resolver's, bound in a spare namespace
 	made := make(chan error, 1)
 	switch {
 	case req.HostMode:
@@ -89,7 +90,8 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		c.mu.Lock()
 		pool := c.pool
 		c.mu.Unlock()
-		if ns = pool.take(); ns != nil {
+		if sp := pool.take(); sp != nil {
+			ns, pre = sp.ns, sp.sockets
 			made <- nil
 			break
 		}
@@ -102,6 +104,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}()
 	}
 	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
+	op.dns.pre = pre
 	fast := len(nets) > 0 && !req.HostMode && !req.ExternalKey
 	written := make(chan error, 1)
 	go func() { written <- sb.WriteFiles() }()

@@ -49,15 +49,19 @@ type Namespace struct {
 // a separate locked thread, which is discarded if it cannot be switched back.
 //
 // Equivalent to: `ip netns add NAME` with key /run/netns/NAME.
-func NewNamespace(key string) (*Namespace, error) { return newNamespace(key, false) }
+func NewNamespace(key string) (*Namespace, error) { return newNamespace(key, false, nil) }
 
 // NewSpareNamespace is NewNamespace for a namespace made ahead of time,
 // before anything waits for it: it is made on a thread at idle priority
 // (SCHED_IDLE), so that the kernel's work of making it yields the CPU to
-// everything else, and the thread is discarded afterwards.
-func NewSpareNamespace(key string) (*Namespace, error) { return newNamespace(key, true) }
+// everything else, and the thread is discarded afterwards. inside, unless
+// nil, runs on that thread inside the new namespace once its loopback is
+// up (to bind sockets there, say); its error fails the whole.
+func NewSpareNamespace(key string, inside func() error) (*Namespace, error) {
+	return newNamespace(key, true, inside)
+}
 
-func newNamespace(key string, spare bool) (*Namespace, error) {
+func newNamespace(key string, spare bool, inside func() error) (*Namespace, error) {
 	created, err := prepareKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("creating namespace at %s: %w", key, err)
@@ -111,6 +115,11 @@ func newNamespace(key string, spare bool) (*Namespace, error) {
 		}
 		if err := handle.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loopbackIndex}}); err != nil {
 			return false, fmt.Errorf("setting lo up: %w", err)
+		}
+		if inside != nil {
+			if err := inside(); err != nil {
+				return false, err
+			}
 		}
 		return false, nil
 	})

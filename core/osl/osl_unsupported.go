@@ -16,6 +16,11 @@ type Namespace struct{}
 // NewNamespace returns ErrNotSupported.
 func NewNamespace(key string) (*Namespace, error) { return nil, ErrNotSupported }
 
+// NewSpareNamespace is not supported off Linux.
+func NewSpareNamespace(key string, inside func() error) (*Namespace, error) {
+	return nil, ErrNotSupported
+}
+
 // OpenNamespace returns ErrNotSupported.
 func OpenNamespace(key string) (*Namespace, error) { return nil, ErrNotSupported }
 

@@ -181,16 +181,8 @@ func (r *Resolver) Start(ns *osl.Namespace) error {
 	var tcp *net.TCPListener
 	err := ns.Do(func() error {
 		var err error
-		udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(Address()))
-		if err != nil {
-			return err
-		}
-		tcp, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(Address()))
-		if err != nil {
-			udp.Close()
-			return err
-		}
-		return nil
+		udp, tcp, err = Listen()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("starting resolver in %s: %w", ns, err)
@@ -202,6 +194,22 @@ func (r *Resolver) Start(ns *osl.Namespace) error {
 		return fmt.Errorf("starting resolver in %s: %w", ns, err)
 	}
 	return nil
+}
+
+// Listen binds Address (127.0.0.11:53) over UDP and TCP in the calling
+// thread's network namespace, for StartWith: a namespace made ahead of
+// time can have its resolver's sockets bound while it is made.
+func Listen() (*net.UDPConn, *net.TCPListener, error) {
+	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(Address()))
+	if err != nil {
+		return nil, nil, err
+	}
+	tcp, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(Address()))
+	if err != nil {
+		udp.Close()
+		return nil, nil, err
+	}
+	return udp, tcp, nil
 }
 
 // StartWith serves on sockets the caller bound (tests and benchmarks use
