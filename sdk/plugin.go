@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"google.golang.org/grpc"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
@@ -115,6 +117,25 @@ func NewLogger(name string) hclog.Logger {
 	})
 }
 
+// grpcWindow is the flow-control window of both ends of a plugin's gRPC
+// connection, per stream and per connection. Set, it turns off gRPC's
+// bandwidth-delay probing, which follows every message received with a
+// ping and its answer — two more frames, and wake-ups of both processes,
+// per call on a unix socket where there is no bandwidth to discover. 1 MiB
+// holds any message the protocol sends.
+const grpcWindow = 1 << 20
+
+// GRPCServerOptions are the options of a plugin's gRPC server.
+func GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow)}
+}
+
+// GRPCDialOptions are the options of the host's gRPC connection to a
+// plugin.
+func GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(grpcWindow), grpc.WithInitialConnWindowSize(grpcWindow)}
+}
+
 // ServePlugin serves p, a go-plugin GRPCPlugin of the given kind, and
 // returns when the host is done with it. Plugins call driver.Serve or
 // store.Serve, which call this.
@@ -122,7 +143,9 @@ func ServePlugin(info Info, kind string, p plugin.Plugin) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {kind: p}},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           NewLogger(info.Name),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, GRPCServerOptions()...))
+		},
+		Logger: NewLogger(info.Name),
 	})
 }

@@ -230,6 +230,7 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 		Cmd:              command(spec),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		SkipHostEnv:      true,
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,

@@ -53,6 +53,7 @@ func Launch(t testing.TB, kind, path string, args ...string) (any, *plugin.Clien
 		Cmd:              exec.Command(path, args...),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		SkipHostEnv:      true,
 		StartTimeout:     10 * time.Second,
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: filepath.Base(path), Level: hclog.Warn, Output: os.Stderr}),
