@@ -80,6 +80,7 @@ type Controller struct {
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
 	pool        *nsPool                     // namespaces made ahead of time; nil for none
+	quiet       *quietGate                  // attaches in flight, for background work to wait on
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
@@ -112,7 +113,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{},
+		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	return c, nil

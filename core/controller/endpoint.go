@@ -26,6 +26,8 @@ import (
 // to the sandbox. A failure leaves no endpoint, address, link or rule
 // behind.
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
+	c.quiet.enter()
+	defer c.quiet.leave()
 	op, err := c.byContainerID(req.Container)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -14,12 +15,14 @@ import (
 // nsPool keeps a few namespaces made ahead of time in the scratch
 // directory, so that a create takes one instead of waiting for the
 // kernel to make it, each with its embedded resolver's sockets already
-// bound inside. They are made one at a time by a background goroutine;
+// bound inside. They are made one at a time by a background goroutine,
+// each once no attach has been in flight for quietAfter (see quietGate);
 // Start (which empties the scratch directory) discards those an agent
 // stopped with.
 type nsPool struct {
 	log   hclog.Logger
 	dir   string
+	gate  *quietGate
 	ready chan *spare
 	kick  chan struct{}
 	stop  chan struct{}
@@ -33,12 +36,16 @@ func spareName(id string) string { return sparePrefix + id }
 // sparePrefix starts the names of spare namespaces.
 const sparePrefix = "spare-"
 
+// quietAfter is how long after the last attach a spare may be made: more
+// than the pause between a runtime's sandbox create and its connect.
+const quietAfter = time.Millisecond
+
 // newNSPool starts a pool of size namespaces under dir; size 0 is no pool.
-func newNSPool(log hclog.Logger, dir string, size int) *nsPool {
+func newNSPool(log hclog.Logger, dir string, size int, gate *quietGate) *nsPool {
 	if size <= 0 {
 		return nil
 	}
-	p := &nsPool{log: log, dir: dir, ready: make(chan *spare, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &nsPool{log: log, dir: dir, gate: gate, ready: make(chan *spare, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	p.done.Add(1)
 	go p.fill()
 	p.kick <- struct{}{}
@@ -93,10 +100,8 @@ func (p *nsPool) fill() {
 		case <-p.kick:
 		}
 		for len(p.ready) < cap(p.ready) {
-			select {
-			case <-p.stop:
+			if !p.gate.wait(quietAfter, p.stop) {
 				return
-			default:
 			}
 			sockets := &dnsSockets{}
 			ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])), func() (err error) {
