@@ -264,6 +264,18 @@ const addrGenModeNone = 1
 // Equivalent to: polling `ip link show NAME` until it reports state UP and
 // `ip -6 route show table local` until it lists NAME's addresses.
 func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
+	return n.waitReady(ctx, name, true)
+}
+
+// WaitLinkUp is WaitInterfaceReady for a link that has no IPv6 address
+// but perhaps a link-local one, which it does not wait for anyway: only
+// the link's state is polled.
+func (n *Namespace) WaitLinkUp(ctx context.Context, name string) error {
+	return n.waitReady(ctx, name, false)
+}
+
+// waitReady polls notReady; v6 says whether to check IPv6 addresses.
+func (n *Namespace) waitReady(ctx context.Context, name string, v6 bool) error {
 	const maxPoll = 10 * time.Millisecond
 	poll := 50 * time.Microsecond
 	var timer *time.Timer
@@ -271,7 +283,7 @@ func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
 		var why string
 		err := n.withHandle(func(h *netlink.Handle) error {
 			var err error
-			why, err = notReady(h, name)
+			why, err = notReady(h, name, v6)
 			return err
 		})
 		if err != nil {
@@ -295,14 +307,18 @@ func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
 	}
 }
 
-// notReady says what link name still waits for, or "" when it is ready.
-func notReady(h *netlink.Handle, name string) (string, error) {
+// notReady says what link name still waits for, or "" when it is ready;
+// with v6, that includes its IPv6 addresses' local routes.
+func notReady(h *netlink.Handle, name string, v6 bool) (string, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {
 		return "", err
 	}
 	if !operUp(link.Attrs()) {
 		return "link state " + link.Attrs().OperState.String(), nil
+	}
+	if !v6 {
+		return "", nil
 	}
 	addrs, err := h.AddrList(link, netlink.FAMILY_V6)
 	if err != nil {

@@ -592,11 +592,21 @@ func TestWaitInterfaceReady(t *testing.T) {
 	if err := sb.WaitInterfaceReady(ctx, "vs0"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitInterfaceReady with the peer down = %v, want DeadlineExceeded", err)
 	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := sb.WaitLinkUp(ctx2, "vs0"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitLinkUp with the peer down = %v, want DeadlineExceeded", err)
+	}
 
 	if err := host.Handle().LinkSetUp(findLink(t, host, "vh0")); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel3()
+	if err := sb.WaitLinkUp(ctx3, "vs0"); err != nil {
+		t.Fatalf("WaitLinkUp with the peer up: %v", err)
+	}
 	waitUp(t, sb, "vs0")
 	t.Logf("vs0 operationally up %v after its peer", time.Since(start))
 	waitUp(t, sb, "lo")

@@ -73,6 +73,9 @@ func (n *Namespace) MoveLinkIn(host *netlink.Handle, name string) error { return
 // ConfigureInterface returns ErrNotSupported.
 func (n *Namespace) ConfigureInterface(cfg InterfaceConfig) error { return ErrNotSupported }
 
+// WaitLinkUp returns ErrNotSupported.
+func (n *Namespace) WaitLinkUp(ctx context.Context, name string) error { return ErrNotSupported }
+
 // WaitInterfaceReady returns ErrNotSupported.
 func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
 	return ErrNotSupported

@@ -296,7 +296,11 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	// up, IPv6 addresses routable): a container started right after a
 	// join must not lose its first packets.
 	wctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	err = s.ns.WaitInterfaceReady(wctx, ep.IfName)
+	if ep.AddrV6.IsValid() {
+		err = s.ns.WaitInterfaceReady(wctx, ep.IfName)
+	} else {
+		err = s.ns.WaitLinkUp(wctx, ep.IfName)
+	}
 	cancel()
 	if err != nil {
 		return ep, err
