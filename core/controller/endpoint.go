@@ -385,7 +385,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}()
 	}
 	// The driver creates the endpoint and joins it in one round trip.
-	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey})
+	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName})
 	if err != nil {
 		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
 	}
@@ -687,7 +687,7 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key()})
+	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: op.sb.NextIfName(sandbox.DefaultIfPrefix)})
 	if err != nil {
 		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}

@@ -533,8 +533,11 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	// pair, so it costs the attach nothing.
 	fwErr := make(chan error, 1)
 	go func() { fwErr <- b.checkFirewall(s) }()
+	// The sandbox end gets the name the host will give it, if it can: a
+	// rename costs the kernel more than the name (the interface's sysctls
+	// are registered again).
 	spec := vethSpec{
-		host: hostIfName(ep.id), peer: peerIfName(ep.id),
+		host: hostIfName(ep.id), peer: sandboxIfName(req.GetIfname(), ep.id),
 		mtu: n.mtu, master: idx, peerMAC: ep.mac, peerNS: fd,
 	}
 	src := spec.peer
@@ -542,6 +545,12 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	switch {
 	case errors.Is(err, unix.EEXIST):
 		src, err = s.rejoin(spec)
+		if tmp := peerIfName(ep.id); errors.Is(err, errNameTaken) && spec.peer != tmp {
+			// The sandbox has an interface of that name: take one of
+			// ours, which the host renames.
+			spec.peer, src = tmp, tmp
+			err = s.rt.addVeth(spec)
+		}
 	case errors.Is(err, unix.EXFULL):
 		<-fwErr
 		return nil, fmt.Errorf("endpoint %s: network %s is full: its bridge %s has the kernel's maximum of %d ports: %w",
@@ -591,6 +600,10 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	return joinResponse(n, src), nil
 }
 
+// errNameTaken says the sandbox already has an interface of the name asked
+// for its end of a veth pair.
+var errNameTaken = errors.New("interface name taken")
+
 // maxBridgePorts is the kernel's limit of ports per bridge (port numbers
 // 1 to BR_MAX_PORTS-1); one more fails with EXFULL.
 const maxBridgePorts = 1023
@@ -605,7 +618,7 @@ func (s *system) rejoin(spec vethSpec) (string, error) {
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if errors.As(err, &notFound) {
-			return "", fmt.Errorf("the sandbox already has an interface named %s: %w", spec.peer, sdk.ErrConflict)
+			return "", fmt.Errorf("the sandbox already has an interface named %s: %w: %w", spec.peer, errNameTaken, sdk.ErrConflict)
 		}
 		return "", err
 	}

@@ -255,3 +255,51 @@ func TestFullBridge(t *testing.T) {
 		t.Fatal("the veth pair of the failed join is left")
 	}
 }
+
+// TestJoinTakesTheHostsName: the sandbox end is created with the name the
+// host asks for, so the host renames nothing; a name the sandbox already
+// has, or an invalid one, gets one of the driver's own names instead.
+func TestJoinTakesTheHostsName(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, `{}`)
+	n := testNet(46, nil)
+	createNetwork(t, d, n)
+	key := newNetns(t)
+	join := func(host int, ifname string) string {
+		t.Helper()
+		ep := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: fmt.Sprintf("10.46.0.%d/24", host)}}
+		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key, Ifname: ifname})
+		if err != nil {
+			t.Fatalf("Join asking for %q: %v", ifname, err)
+		}
+		t.Cleanup(func() {
+			_ = d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key})
+			_ = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep})
+		})
+		return resp.GetSrcName()
+	}
+	if got := join(2, "eth0"); got != "eth0" {
+		t.Fatalf("asked for eth0, got %q", got)
+	}
+	if got := join(3, "eth0"); got == "eth0" || !strings.HasPrefix(got, peerIfPrefix) {
+		t.Fatalf("asked for eth0 again, got %q; want one of the driver's names", got)
+	}
+	if got := join(4, "bad/name"); !strings.HasPrefix(got, peerIfPrefix) {
+		t.Fatalf("asked for an invalid name, got %q", got)
+	}
+	var names []string
+	withHandle(t, key, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		return err
+	})
+	slices.Sort(names)
+	if len(names) != 4 || names[0] != "eth0" || names[1] != "lo" {
+		t.Fatalf("interfaces in the sandbox: %v; want eth0, lo and two of the driver's", names)
+	}
+}

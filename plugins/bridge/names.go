@@ -25,6 +25,16 @@ func hostIfName(epID string) string { return hostIfPrefix + shortID(epID, hostIf
 // pair, as created inside the sandbox and returned in Join's src_name.
 func peerIfName(epID string) string { return peerIfPrefix + shortID(epID, hostIfIDLen) }
 
+// sandboxIfName is the name of an endpoint's sandbox end: want, the name
+// the host will give it, when that is a valid interface name, otherwise
+// one of the driver's own.
+func sandboxIfName(want, epID string) string {
+	if want == "" || len(want) > 15 || want == "." || want == ".." || strings.ContainsAny(want, "/: \t\n") {
+		return peerIfName(epID)
+	}
+	return want
+}
+
 // bridgeName is the generated bridge name of network id.
 func bridgeName(netID string) string { return bridgePrefix + shortID(netID, bridgeIDLen) }
 

@@ -47,7 +47,7 @@ func attachInTwo(ctx context.Context, d Driver, req *pb.AttachRequest) (*pb.Atta
 		created = &pb.CreateEndpointResponse{}
 	}
 	ep := withFill(req.GetEndpoint(), created.GetInterface())
-	joined, err := d.Join(ctx, &pb.JoinRequest{Network: req.GetNetwork(), Endpoint: ep, SandboxKey: req.GetSandboxKey(), Options: req.GetOptions()})
+	joined, err := d.Join(ctx, &pb.JoinRequest{Network: req.GetNetwork(), Endpoint: ep, SandboxKey: req.GetSandboxKey(), Options: req.GetOptions(), Ifname: req.GetIfname()})
 	if err != nil {
 		if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: req.GetNetwork(), Endpoint: ep}); derr != nil {
 			err = errors.Join(err, derr)

@@ -21,6 +21,7 @@ type recorder struct {
 	mu        sync.Mutex
 	calls     []string
 	joinedEP  *pb.Endpoint
+	joinedAs  string // the ifname Join was asked for
 	failJoin  bool
 	failLeave bool
 }
@@ -49,7 +50,7 @@ func (r *recorder) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespons
 	r.record("Join")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.joinedEP = req.GetEndpoint()
+	r.joinedEP, r.joinedAs = req.GetEndpoint(), req.GetIfname()
 	if r.failJoin {
 		return nil, fmt.Errorf("no such sandbox: %w", sdk.ErrNotFound)
 	}
@@ -103,6 +104,7 @@ func attachReq() *pb.AttachRequest {
 		Network:    &pb.Network{Id: "n1"},
 		Endpoint:   &pb.Endpoint{Id: "e1", Interface: &pb.EndpointInterface{Address: "10.0.0.2/24"}},
 		SandboxKey: "/run/netns/x",
+		Ifname:     "eth0",
 	}
 }
 
@@ -140,6 +142,9 @@ func TestAttach(t *testing.T) {
 			// Join saw the endpoint as CreateEndpoint filled it in.
 			if ep := r.joinedEP; ep.GetInterface().GetMac() != "02:42:0a:00:00:02" || ep.GetInterface().GetAddress() != "10.0.0.2/24" {
 				t.Fatalf("Join got endpoint %v", ep)
+			}
+			if r.joinedAs != "eth0" {
+				t.Fatalf("Join was asked for interface %q, want eth0", r.joinedAs)
 			}
 			// A failing Join deletes the endpoint again and its error
 			// comes back as the sentinel.

@@ -53,6 +53,9 @@ type Driver interface {
 	// is where the namespace is during the call: a sandbox created with
 	// its networks is joined before its namespace moves to its final key,
 	// which Leave then gives. Open it during the call; do not keep it.
+	// req.Ifname is the name the host will most likely give the
+	// interface; a driver that creates it inside the sandbox should use
+	// it (any other name if it is taken), which spares the host a rename.
 	Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error)
 	// Leave detaches an endpoint from its sandbox.
 	Leave(ctx context.Context, req *pb.LeaveRequest) error

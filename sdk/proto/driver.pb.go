@@ -784,8 +784,14 @@ type JoinRequest struct {
 	Network  *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// sandbox_key is the path of the sandbox's bind-mounted network namespace.
-	SandboxKey    string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Options       map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SandboxKey string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Options    map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ifname is the name the host will most likely give the interface in
+	// the sandbox (eth0, eth1, ...). A driver that creates the interface
+	// inside the sandbox (in_sandbox) should create it with this name,
+	// which spares the host a rename; if the name is taken there, any other
+	// name will do. Empty: no preference.
+	Ifname        string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +852,13 @@ func (x *JoinRequest) GetOptions() map[string]string {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *JoinRequest) GetIfname() string {
+	if x != nil {
+		return x.Ifname
+	}
+	return ""
 }
 
 type StaticRoute struct {
@@ -1006,8 +1019,10 @@ type AttachRequest struct {
 	Network  *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// sandbox_key is the path of the sandbox's bind-mounted network namespace.
-	SandboxKey    string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Options       map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SandboxKey string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Options    map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ifname is JoinRequest's.
+	Ifname        string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1068,6 +1083,13 @@ func (x *AttachRequest) GetOptions() map[string]string {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *AttachRequest) GetIfname() string {
+	if x != nil {
+		return x.Ifname
+	}
+	return ""
 }
 
 type AttachResponse struct {
@@ -1462,13 +1484,14 @@ const file_driver_proto_rawDesc = "" +
 	"\tinterface\x18\x01 \x01(\v2\x1d.sandnet.v1.EndpointInterfaceR\tinterface\"r\n" +
 	"\x0fEndpointRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
-	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\"\x8b\x02\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\"\xa3\x02\n" +
 	"\vJoinRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
 	"\vsandbox_key\x18\x03 \x01(\tR\n" +
 	"sandboxKey\x12>\n" +
-	"\aoptions\x18\x04 \x03(\v2$.sandnet.v1.JoinRequest.OptionsEntryR\aoptions\x1a:\n" +
+	"\aoptions\x18\x04 \x03(\v2$.sandnet.v1.JoinRequest.OptionsEntryR\aoptions\x12\x16\n" +
+	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
@@ -1485,13 +1508,14 @@ const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"gateway_v6\x18\x05 \x01(\tR\tgatewayV6\x12<\n" +
 	"\rstatic_routes\x18\x06 \x03(\v2\x17.sandnet.v1.StaticRouteR\fstaticRoutes\x126\n" +
-	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\"\x8f\x02\n" +
+	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\"\xa7\x02\n" +
 	"\rAttachRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
 	"\vsandbox_key\x18\x03 \x01(\tR\n" +
 	"sandboxKey\x12@\n" +
-	"\aoptions\x18\x04 \x03(\v2&.sandnet.v1.AttachRequest.OptionsEntryR\aoptions\x1a:\n" +
+	"\aoptions\x18\x04 \x03(\v2&.sandnet.v1.AttachRequest.OptionsEntryR\aoptions\x12\x16\n" +
+	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
