@@ -73,6 +73,7 @@ func (a *Agent) startController(ctx context.Context) error {
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
 		HostID:          hostID,
 		DataDir:         a.cfg.DataDir,
+		FilesDir:        a.cfg.Sandbox.FilesDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,

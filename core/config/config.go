@@ -170,7 +170,7 @@ func defaults(filename, dir string) *Config {
 		Log:       Log{Level: DefaultLogLevel},
 		Resolver:  Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight},
 		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
+		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
 		files:     map[string]*hcl.File{},
 	}
 	c.Store = defaultStore(filename, c.DataDir)

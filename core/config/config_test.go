@@ -174,7 +174,7 @@ func TestParseDefaults(t *testing.T) {
 		Log:       Log{Level: "info"},
 		Resolver:  Resolver{Timeout: 4 * time.Second, MaxInflight: 1024},
 		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
+		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
 	}
 	got := *c
 	got.Store, got.files = PluginBlock{}, nil
@@ -555,6 +555,14 @@ func TestSandboxBlock(t *testing.T) {
 	}
 	if c.Sandbox.NetnsDir != "/etc/sandnet/ns" || c.Sandbox.StubGracePeriod != 5*time.Second {
 		t.Fatalf("sandbox = %+v", c.Sandbox)
+	}
+	// The files go next to the namespaces unless told otherwise.
+	if c.Sandbox.FilesDir != "/etc/sandnet/sandboxes" {
+		t.Fatalf("files_dir = %q, want /etc/sandnet/sandboxes", c.Sandbox.FilesDir)
+	}
+	c, diags = Parse([]byte("sandbox {\n  files_dir = \"f\"\n  netns_dir = \"/run/x\"\n}\n"), "/etc/sandnet/x.hcl")
+	if diags.HasErrors() || c.Sandbox.FilesDir != "/etc/sandnet/f" || c.Sandbox.NetnsDir != "/run/x" {
+		t.Fatalf("files_dir given: %+v, %v", c.Sandbox, diags)
 	}
 	_, diags = Parse([]byte("sandbox {\n  stub_grace_period = \"soon\"\n}\n"), "x.hcl")
 	if len(diags) != 1 || diags[0].Subject.Start.Line != 2 || diags[0].Subject.Start.Column != 23 {

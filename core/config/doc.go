@@ -132,13 +132,19 @@
 //
 //	sandbox {
 //	  netns_dir         = "/run/sandnet/netns"
+//	  files_dir         = "/run/sandnet/sandboxes"
 //	  stub_grace_period = "1m"
 //	  spare_namespaces  = 2
 //	}
 //
 // Optional block, at most one. netns_dir: where each sandbox's network
 // namespace is bind-mounted (the sandbox's key), relative to the config
-// file when relative; default /run/sandnet/netns. stub_grace_period: after
+// file when relative; default /run/sandnet/netns. files_dir: where each
+// sandbox's resolv.conf and hosts live, under files_dir/<sandbox id>/;
+// like the namespaces they do not outlive a reboot (Podman keeps them
+// under its run root too), so a tmpfs suits them and makes them cheap to
+// create; default "sandboxes" next to netns_dir, /run/sandnet/sandboxes
+// when netns_dir is not set. stub_grace_period: after
 // an agent restart, how long a sandbox read back from the store waits for
 // its container to claim it before it is deleted with its endpoints; a Go
 // duration, default 1m. spare_namespaces: how many network namespaces the

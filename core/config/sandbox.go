@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -11,6 +12,11 @@ type Sandbox struct {
 	// NetnsDir is where sandbox namespaces are bind-mounted, one file per
 	// sandbox: the sandbox's key.
 	NetnsDir string
+	// FilesDir holds each sandbox's resolv.conf and hosts, under <id>/.
+	// Like the namespaces, they do not outlive a reboot, so a runtime
+	// directory (a tmpfs) will do; by default, "sandboxes" next to
+	// NetnsDir.
+	FilesDir string
 	// StubGracePeriod is how long, after an agent restart, a sandbox read
 	// back from the store waits to be claimed by its container before it
 	// is deleted with its endpoints.
@@ -24,6 +30,7 @@ type Sandbox struct {
 // Defaults of the sandbox block.
 const (
 	DefaultNetnsDir        = "/run/sandnet/netns"
+	DefaultFilesDir        = "/run/sandnet/sandboxes"
 	DefaultStubGracePeriod = time.Minute
 	DefaultSpareNamespaces = 2
 	// MaxSpareNamespaces bounds spare_namespaces.
@@ -31,7 +38,7 @@ const (
 )
 
 var sandboxSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "netns_dir"}, {Name: "stub_grace_period"}, {Name: "spare_namespaces"}},
+	Attributes: []hcl.AttributeSchema{{Name: "netns_dir"}, {Name: "files_dir"}, {Name: "stub_grace_period"}, {Name: "spare_namespaces"}},
 }
 
 func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
@@ -39,6 +46,10 @@ func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
 	d.add(diags)
 	if a := content.Attributes["netns_dir"]; a != nil {
 		d.path(a, &s.NetnsDir)
+		s.FilesDir = filepath.Join(filepath.Dir(s.NetnsDir), "sandboxes")
+	}
+	if a := content.Attributes["files_dir"]; a != nil {
+		d.path(a, &s.FilesDir)
 	}
 	if a := content.Attributes["spare_namespaces"]; a != nil {
 		var n int

@@ -40,7 +40,11 @@ type Config struct {
 	// store; records of local objects carry it. Empty is a valid ID for a
 	// host that shares its store with no other.
 	HostID string
-	// DataDir holds per-sandbox resolution files under sandboxes/<id>/.
+	// FilesDir holds each sandbox's resolution files, under <id>/.
+	FilesDir string
+	// DataDir is where agents before FilesDir kept them, under
+	// sandboxes/<id>/: a sandbox restored with its files there keeps them
+	// there, as its container has them bind-mounted.
 	DataDir string
 	// NetnsDir holds the sandboxes' namespace keys.
 	NetnsDir string
@@ -178,7 +182,7 @@ func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error
 }
 
 func (c *Controller) sandboxDir(id string) string {
-	return filepath.Join(c.cfg.DataDir, "sandboxes", id)
+	return filepath.Join(c.cfg.FilesDir, id)
 }
 
 func (c *Controller) hostResolv() sandbox.ResolvConf {

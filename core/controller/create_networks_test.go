@@ -254,3 +254,34 @@ func resolve(t *testing.T, key, name string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// A sandbox whose files an older agent kept under data_dir/sandboxes/<id>
+// keeps them there after a restart: its container has them bind-mounted.
+func TestRestoreKeepsLegacyFiles(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.89.0.0/24")
+	sb := e.sandbox("c1", func(r *SandboxCreate) { r.Hostname = "web" })
+	if want := filepath.Join(e.dir, "files", sb.ID, "hosts"); sb.Hosts != want {
+		t.Fatalf("hosts at %s, want %s", sb.Hosts, want)
+	}
+	legacy := filepath.Join(e.dir, "data", "sandboxes", sb.ID)
+	if err := os.MkdirAll(filepath.Dir(legacy), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Dir(sb.Hosts), legacy); err != nil {
+		t.Fatal(err)
+	}
+	e.c = e.start() // an agent restart, the files where an older one put them
+	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(legacy, "hosts"); claimed.Hosts != want {
+		t.Fatalf("restored sandbox's hosts at %s, want %s", claimed.Hosts, want)
+	}
+	ep := e.connect("red", "c1")
+	if hosts := readFile(t, claimed.Hosts); !strings.Contains(hosts, ep.Address.Addr().String()+"\tweb") {
+		t.Fatalf("the legacy hosts file was not kept up to date:\n%s", hosts)
+	}
+}

@@ -87,7 +87,7 @@ func (e *env) start() *Controller {
 		e.t.Fatal(err)
 	}
 	c, err := New(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Config{
-		DataDir: filepath.Join(e.dir, "data"), NetnsDir: filepath.Join(e.dir, "netns"),
+		DataDir: filepath.Join(e.dir, "data"), FilesDir: filepath.Join(e.dir, "files"), NetnsDir: filepath.Join(e.dir, "netns"),
 		StubGracePeriod: time.Hour, IPAM: alloc, HostResolvConf: filepath.Join(e.dir, "resolv.conf"),
 		SpareNamespaces: e.spares,
 	}, e.plugins)

@@ -227,7 +227,11 @@ func (c *Controller) removeUnfinished() {
 // restoreSandbox registers a stored sandbox as a stub, with its namespace
 // when it still exists.
 func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, eps []*Endpoint) (*sandboxOp, error) {
-	sb := sandbox.New(s.ID, s.ContainerID, s.Options, c.sandboxDir(s.ID), c.hostResolv())
+	dir := c.sandboxDir(s.ID)
+	if legacy := filepath.Join(c.cfg.DataDir, "sandboxes", s.ID); c.cfg.DataDir != "" && !exists(dir) && exists(legacy) {
+		dir = legacy
+	}
+	sb := sandbox.New(s.ID, s.ContainerID, s.Options, dir, c.hostResolv())
 	switch {
 	case s.Options.HostMode:
 		ns, err := c.defaultNamespace()
@@ -351,4 +355,10 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 			}
 		}
 	}
+}
+
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
