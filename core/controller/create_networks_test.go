@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +284,78 @@ func TestRestoreKeepsLegacyFiles(t *testing.T) {
 	ep := e.connect("red", "c1")
 	if hosts := readFile(t, claimed.Hosts); !strings.Contains(hosts, ep.Address.Addr().String()+"\tweb") {
 		t.Fatalf("the legacy hosts file was not kept up to date:\n%s", hosts)
+	}
+}
+
+// spareKeys lists the spare namespaces in the scratch directory.
+func (e *env) spareKeys() []string {
+	entries, _ := os.ReadDir(filepath.Join(e.dir, "netns", ".creating"))
+	var out []string
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), sparePrefix) {
+			out = append(out, en.Name())
+		}
+	}
+	return out
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+	}
+}
+
+// Spare namespaces are made at start, a create takes one (its namespace
+// is the spare, moved to the sandbox's key), the pool fills again once no
+// attach is in flight, and a stop destroys what it holds.
+func TestSpareNamespaces(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(2)
+	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
+	before := e.spareKeys()
+	sb := e.sandbox("c1")
+	after := e.spareKeys()
+	if len(after) != 1 || !slices.Contains(before, after[0]) {
+		t.Fatalf("spares %v before the create, %v after; want one of them taken", before, after)
+	}
+	if !osl.Exists(sb.Key) {
+		t.Fatalf("no namespace at the sandbox's key %s", sb.Key)
+	}
+	eventually(t, "the pool filled again", func() bool { return len(e.spareKeys()) == 2 })
+	e.c.Close()
+	if left := e.spareKeys(); len(left) != 0 {
+		t.Fatalf("spares left after a stop: %v", left)
+	}
+	e.spares = 0
+	e.c = e.start()
+	if !osl.Exists(sb.Key) {
+		t.Fatal("the sandbox's namespace went with the spares")
+	}
+}
+
+// A stub claimed by a create that lists networks is connected to those it
+// is not on yet; the one it is on is left as it is.
+func TestClaimWithNetworks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.90.0.0/24")
+	e.network("blue", "veth", "10.91.0.0/24")
+	sb := e.sandbox("c1")
+	red := e.connect("red", "c1")
+	e.c = e.start() // an agent restart: c1 is a stub
+	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1", Networks: []SandboxNetwork{{Network: "red"}, {Network: "blue"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimed.ID != sb.ID || len(claimed.Endpoints) != 2 {
+		t.Fatalf("claimed = %+v, want sandbox %s on two networks", claimed, sb.ID)
+	}
+	got := addresses(t, sb.Key)
+	if fmt.Sprint(got[red.IfName]) != "["+red.Address.String()+"]" || len(got) != 2 {
+		t.Fatalf("interfaces after the claim: %v (red's endpoint %s %s)", got, red.IfName, red.Address)
 	}
 }
