@@ -341,13 +341,15 @@ func TestSpareNamespaces(t *testing.T) {
 // is not on yet; the one it is on is left as it is.
 func TestClaimWithNetworks(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	e.network("red", "veth", "10.90.0.0/24")
-	e.network("blue", "veth", "10.91.0.0/24")
+	var nets []SandboxNetwork
+	for i, name := range []string{"red", "blue"} {
+		e.network(name, "veth", fmt.Sprintf("10.%d.0.0/24", 90+i))
+		nets = append(nets, SandboxNetwork{Network: name})
+	}
 	sb := e.sandbox("c1")
 	red := e.connect("red", "c1")
 	e.c = e.start() // an agent restart: c1 is a stub
-	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1", Networks: []SandboxNetwork{{Network: "red"}, {Network: "blue"}}})
+	claimed, err := e.c.NewSandbox(context.Background(), SandboxCreate{ContainerID: "c1", Networks: nets})
 	if err != nil {
 		t.Fatal(err)
 	}
