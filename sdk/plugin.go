@@ -125,8 +125,8 @@ func NewLogger(name string) hclog.Logger {
 // holds any message the protocol sends.
 const grpcWindow = 1 << 20
 
-// GRPCServerOptions are the options of a plugin's gRPC server.
-func GRPCServerOptions() []grpc.ServerOption {
+// grpcServerOptions are the options of a plugin's gRPC server.
+func grpcServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow)}
 }
 
@@ -144,7 +144,7 @@ func ServePlugin(info Info, kind string, p plugin.Plugin) {
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {kind: p}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return plugin.DefaultGRPCServer(append(opts, GRPCServerOptions()...))
+			return plugin.DefaultGRPCServer(append(opts, grpcServerOptions()...))
 		},
 		Logger: NewLogger(info.Name),
 	})

@@ -67,28 +67,17 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	}
 	defer a.stop()
 	if only {
-		sn, err := a.run(scenario{name: "plain", subnet: "10.210.0.0/16", n: n})
+		sn, one, err := a.plain(n)
 		if err != nil {
-			return fmt.Errorf("sandnet: %w", err)
-		}
-		one, err := a.run(scenario{name: "one", subnet: "10.213.0.0/16", n: n, oneCall: true})
-		if err != nil {
-			return fmt.Errorf("sandnet, one call: %w", err)
+			return err
 		}
 		printSteps("sandnet", sn)
-		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach, two calls", ms(median(sn.add)))
-		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: attach, one call", ms(median(one.add)))
-		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach", ms(median(sn.del)))
-		fmt.Printf("  %-44s %8.2f ms\n", "sandnet: detach (after one-call attach)", ms(median(one.del)))
+		row("sandnet: attach, two calls", median(sn.add))
+		row("sandnet: attach, one call", median(one.add))
+		row("sandnet: detach", median(sn.del))
+		row("sandnet: detach (after one-call attach)", median(one.del))
 		if scale > 0 {
-			t, err := a.run(scenario{name: "scale", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true})
-			if err != nil {
-				return fmt.Errorf("sandnet scale: %w", err)
-			}
-			first, last := median(t.add[:10]), median(t.add[scale-10:])
-			fmt.Printf("  %-44s %8.2f ms\n", "sandnet: one-call attach, containers 1-10", ms(first))
-			fmt.Printf("  %-44s %8.2f ms\n", fmt.Sprintf("sandnet: one-call attach, containers %d-%d", scale-9, scale), ms(last))
-			fmt.Printf("  %-44s %8.3f\n", "sandnet: scale ratio", float64(last)/float64(first))
+			return a.scaleLine(scenario{name: "scale1", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true})
 		}
 		return nil
 	}
@@ -104,13 +93,9 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	if err != nil {
 		return fmt.Errorf("cni with NAT and portmap: %w", err)
 	}
-	sn, err := a.run(scenario{name: "plain", subnet: "10.210.0.0/16", n: n})
+	sn, one, err := a.plain(n)
 	if err != nil {
-		return fmt.Errorf("sandnet: %w", err)
-	}
-	one, err := a.run(scenario{name: "one", subnet: "10.213.0.0/16", n: n, oneCall: true})
-	if err != nil {
-		return fmt.Errorf("sandnet, one call: %w", err)
+		return err
 	}
 	snNAT, err := a.run(scenario{name: "nat", subnet: "10.211.0.0/16", n: n, nat: true})
 	if err != nil {
@@ -121,7 +106,6 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 		return fmt.Errorf("sandnet with NAT and a published port, one call: %w", err)
 	}
 
-	row := func(name string, d time.Duration) { fmt.Printf("  %-48s %8.2f ms\n", name, ms(d)) }
 	fmt.Println("medians:")
 	row("floor attach (netlink only)", median(floor.add))
 	row("CNI bridge+host-local ADD", median(cni.add))
@@ -140,9 +124,6 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	printSteps("sandnet NAT", snNAT)
 	row("sandnet one call: CPU per attach + detach", one.cpu)
 	fmt.Println("\nratios (target):")
-	ratio := func(name string, x, y time.Duration, target string) {
-		fmt.Printf("  %-48s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
-	}
 	ratio("sandnet attach / CNI ADD, one call", median(one.add), median(cni.add), "≤ 0.2")
 	ratio("sandnet attach / CNI ADD, two calls", median(sn.add), median(cni.add), "≤ 0.2")
 	ratio("sandnet attach / floor, one call", median(one.add), median(floor.add), "≤ 2")
@@ -156,39 +137,69 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 			{name: "scale1", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true},
 			{name: "scale2", subnet: "10.215.0.0/16", n: scale, keep: true},
 		} {
-			t, err := a.run(sc)
-			if err != nil {
-				return fmt.Errorf("sandnet scale: %w", err)
-			}
-			how := map[bool]string{true: "one call", false: "two calls"}[sc.oneCall]
-			first, last := median(t.add[:10]), median(t.add[scale-10:])
-			fmt.Printf("\nscale: %d containers on one network, attach in %s\n", scale, how)
-			row("attach median, containers 1-10", first)
-			row(fmt.Sprintf("attach median, containers %d-%d", scale-9, scale), last)
-			ratio("last 10 / first 10, "+how, last, first, "≤ 1.25")
-			if !sc.oneCall {
-				connects := make([]time.Duration, len(t.add))
-				for i := range t.add {
-					connects[i] = t.add[i] - t.create[i]
-				}
-				row("  sandbox create, 1-10", median(t.create[:10]))
-				row(fmt.Sprintf("  sandbox create, %d-%d", scale-9, scale), median(t.create[scale-10:]))
-				row("  connect, 1-10", median(connects[:10]))
-				row(fmt.Sprintf("  connect, %d-%d", scale-9, scale), median(connects[scale-10:]))
+			if err := a.scaleLine(sc); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
+// plain runs the plain bridge scenario twice: attach in two requests,
+// then in one.
+func (a *agent) plain(n int) (sn, one *timings, err error) {
+	if sn, err = a.run(scenario{name: "plain", subnet: "10.210.0.0/16", n: n}); err != nil {
+		return nil, nil, fmt.Errorf("sandnet: %w", err)
+	}
+	if one, err = a.run(scenario{name: "one", subnet: "10.213.0.0/16", n: n, oneCall: true}); err != nil {
+		return nil, nil, fmt.Errorf("sandnet, one call: %w", err)
+	}
+	return sn, one, nil
+}
+
+// scaleLine attaches sc.n containers to one network before detaching any
+// and prints the median attach of the last ten against the first ten
+// (and, for two requests, each step's).
+func (a *agent) scaleLine(sc scenario) error {
+	t, err := a.run(sc)
+	if err != nil {
+		return fmt.Errorf("sandnet scale: %w", err)
+	}
+	n := sc.n
+	how := map[bool]string{true: "one call", false: "two calls"}[sc.oneCall]
+	first, last := median(t.add[:10]), median(t.add[n-10:])
+	fmt.Printf("\nscale: %d containers on one network, attach in %s\n", n, how)
+	row("attach median, containers 1-10", first)
+	row(fmt.Sprintf("attach median, containers %d-%d", n-9, n), last)
+	ratio("last 10 / first 10, "+how, last, first, "≤ 1.25")
+	if !sc.oneCall {
+		connects := make([]time.Duration, len(t.add))
+		for i := range t.add {
+			connects[i] = t.add[i] - t.create[i]
+		}
+		row("  sandbox create, 1-10", median(t.create[:10]))
+		row(fmt.Sprintf("  sandbox create, %d-%d", n-9, n), median(t.create[n-10:]))
+		row("  connect, 1-10", median(connects[:10]))
+		row(fmt.Sprintf("  connect, %d-%d", n-9, n), median(connects[n-10:]))
+	}
+	return nil
+}
+
+// row prints a named duration in milliseconds.
+func row(name string, d time.Duration) { fmt.Printf("  %-48s %8.2f ms\n", name, ms(d)) }
+
+// ratio prints x/y with the target it is judged by.
+func ratio(name string, x, y time.Duration, target string) {
+	fmt.Printf("  %-48s %6.3f   (%s)\n", name, float64(x)/float64(y), target)
+}
+
 // printSteps prints a sandnet scenario's medians by step.
 func printSteps(name string, t *timings) {
-	row := func(step string, d time.Duration) { fmt.Printf("  %-44s %8.2f ms\n", name+": "+step, ms(d)) }
-	row("sandbox create", median(t.create))
-	row("connect (attach - create)", median(t.add)-median(t.create))
-	row("disconnect", median(t.disconnect))
-	row("sandbox rm (detach - disconnect)", median(t.del)-median(t.disconnect))
-	row("CPU per attach + detach", t.cpu)
+	row(name+": sandbox create", median(t.create))
+	row(name+": connect (attach - create)", median(t.add)-median(t.create))
+	row(name+": disconnect", median(t.disconnect))
+	row(name+": sandbox rm (detach - disconnect)", median(t.del)-median(t.disconnect))
+	row(name+": CPU per attach + detach", t.cpu)
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -17,7 +17,6 @@ import (
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // TestStorePluginKilledDuringAttaches kills the store plugin with SIGKILL
@@ -256,37 +255,30 @@ func checkAllocations(t *testing.T, db string, stored map[string]string) {
 // their state and IPv4 addresses, as "[name up|down addr ...]".
 func interfaces(t *testing.T, key string) string {
 	t.Helper()
-	ns, err := netns.GetFromPath(key)
-	if err != nil {
-		t.Fatalf("opening %s: %v", key, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, l := range links {
-		if l.Attrs().Name == "lo" {
-			continue
-		}
-		state := "down"
-		if l.Attrs().Flags&net.FlagUp != 0 {
-			state = "up"
-		}
-		out = append(out, l.Attrs().Name, state)
-		addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		for _, a := range addrs {
-			out = append(out, a.IPNet.String())
+		for _, l := range links {
+			if l.Attrs().Name == "lo" {
+				continue
+			}
+			state := "down"
+			if l.Attrs().Flags&net.FlagUp != 0 {
+				state = "up"
+			}
+			out = append(out, l.Attrs().Name, state)
+			addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				out = append(out, a.IPNet.String())
+			}
 		}
-	}
+		return nil
+	})
 	return fmt.Sprint(out)
 }

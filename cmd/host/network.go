@@ -124,14 +124,18 @@ func connectCmd(args []string) int {
 		if err != nil {
 			return err
 		}
-		cf.output(ep, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
-			for _, p := range ep.Ports {
-				fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
-			}
-		})
+		cf.output(ep, func(w *tabwriter.Writer) { printEndpoint(w, ep) })
 		return nil
 	})
+}
+
+// printEndpoint prints an endpoint as connect answers it: its ID,
+// interface and address, then its published ports one per line.
+func printEndpoint(w *tabwriter.Writer, ep *controller.Endpoint) {
+	fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
+	for _, p := range ep.Ports {
+		fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
+	}
 }
 
 func disconnectCmd(args []string) int {

@@ -66,11 +66,8 @@ func sandboxCreateCmd(args []string) int {
 		}
 		cf.output(sb, func(w *tabwriter.Writer) {
 			fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key)
-			for _, ep := range sb.Endpoints {
-				fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
-				for _, p := range ep.Ports {
-					fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
-				}
+			for i := range sb.Endpoints {
+				printEndpoint(w, &sb.Endpoints[i])
 			}
 		})
 		return nil

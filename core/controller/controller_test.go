@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -16,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
 func TestNewSandboxErrors(t *testing.T) {
@@ -485,33 +485,29 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 	e.connect("red", "c2")
 
 	// c1: the record landed, the interface did not.
-	inNamespace(t, sb1.Key, func(h *netlink.Handle) {
+	nstest.WithHandle(t, sb1.Key, func(h *netlink.Handle) error {
 		l, err := h.LinkByName("eth0")
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if err := h.LinkDel(l); err != nil {
-			t.Fatal(err)
-		}
+		return h.LinkDel(l)
 	})
 	// c3: the interface was made, its configuration cut short: down, no
 	// address, no default route.
 	sb3 := e.sandbox("c3")
 	e.connect("red", "c3")
-	inNamespace(t, sb3.Key, func(h *netlink.Handle) {
+	nstest.WithHandle(t, sb3.Key, func(h *netlink.Handle) error {
 		l, err := h.LinkByName("eth0")
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
 		for _, a := range addrs {
 			if err := h.AddrDel(l, &a); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
-		if err := h.LinkSetDown(l); err != nil {
-			t.Fatal(err)
-		}
+		return h.LinkSetDown(l)
 	})
 	// c2: an interface whose record never landed (made by a driver: its
 	// other end on the host), and two the container made for itself.
@@ -524,10 +520,8 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 	if err := netlink.LinkAdd(made); err != nil {
 		t.Fatal(err)
 	}
-	inNamespace(t, sb2.Key, func(h *netlink.Handle) {
-		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "own0"}, PeerName: "own1"}); err != nil {
-			t.Fatal(err)
-		}
+	nstest.WithHandle(t, sb2.Key, func(h *netlink.Handle) error {
+		return h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "own0"}, PeerName: "own1"})
 	})
 	// A namespace whose sandbox record never landed.
 	stray, err := osl.NewNamespace(filepath.Join(e.dir, "netns", ".creating", newID()))
@@ -645,13 +639,7 @@ func TestConnectWithLostAnswerRollsBack(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("connect with a lost answer: %v, want context.Canceled", err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for e.leaks() != before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if after := e.leaks(); after != before {
-		t.Fatalf("after the rollback: %+v, want %+v", after, before)
-	}
+	eventually(t, "the rollback", func() bool { return e.leaks() == before })
 	if ep := e.connect("red", "c1"); !ep.Address.IsValid() {
 		t.Fatalf("connect afterwards: %+v", ep)
 	}

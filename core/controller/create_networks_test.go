@@ -149,9 +149,8 @@ func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 	before := e.leaks()
 	nothingLeft := func(t *testing.T, wait bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for wait && e.leaks() != before && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+		if wait {
+			eventually(t, "the rollback", func() bool { return e.leaks() == before })
 		}
 		if after := e.leaks(); after != before {
 			t.Fatalf("a failed create left %+v (before %+v)", after, before)
@@ -299,12 +298,14 @@ func (e *env) spareKeys() []string {
 	return out
 }
 
-// eventually polls cond for up to 5 s.
+// eventually polls cond for up to 15 s: background work (a rollback
+// retried until the store answers, a pool refilled) is done soon, not at
+// once.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within 5 s: %s", what)
+			t.Fatalf("not within 15 s: %s", what)
 		}
 	}
 }

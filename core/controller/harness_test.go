@@ -150,10 +150,10 @@ func (e *env) connect(network, container string) *Endpoint {
 func addresses(t *testing.T, key string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	inNamespace(t, key, func(h *netlink.Handle) {
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		links, err := h.LinkList()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for _, l := range links {
 			if l.Attrs().Name == "lo" {
@@ -168,24 +168,9 @@ func addresses(t *testing.T, key string) map[string][]string {
 			}
 			out[l.Attrs().Name] = as
 		}
+		return nil
 	})
 	return out
-}
-
-// inNamespace runs fn with a netlink handle inside the namespace at key.
-func inNamespace(t *testing.T, key string, fn func(h *netlink.Handle)) {
-	t.Helper()
-	ns, err := netns.GetFromPath(key)
-	if err != nil {
-		t.Fatalf("opening %s: %v", key, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	fn(h)
 }
 
 // leaks counts what the tests must leave nothing of: namespace mounts

@@ -69,7 +69,8 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 
 	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
 	// The namespace, the resolution files and the record are made side
-	// by side. The namespace is made under a scratch key and moved to its
+	// by side (with networks, the first join writes the files and carries
+	// the record). The namespace is made under a scratch key and moved to its
 	// key once the record has landed: should the agent stop in between,
 	// Start finds either a record whose key holds no namespace (deleted
 	// as a failed create) or a namespace in the scratch directory (which
@@ -109,7 +110,11 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	op.dns.pre = pre
 	fast := len(nets) > 0 && !req.HostMode && !req.ExternalKey
 	written := make(chan error, 1)
-	go func() { written <- sb.WriteFiles() }()
+	if fast {
+		written <- nil // the join writes them, with its names
+	} else {
+		go func() { written <- sb.WriteFiles() }()
+	}
 	var eps []*Endpoint
 	var serr, nerr error
 	record := cas(sandboxKey(id), 0, c.record(op))
@@ -144,7 +149,11 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		nets = nets[1:]
 	} else {
-		if serr = c.kv.txn(ctx, record); serr != nil {
+		if serr = c.kv.txn(ctx, record); outcomeUnknown(serr) {
+			// The record may land once the store answers again.
+			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) })
+		}
+		if serr != nil {
 			serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
 		}
 		if nerr = <-made; ns != nil {
@@ -158,9 +167,6 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 	}
 	if err := errors.Join(nerr, ferr, serr); err != nil {
-		if outcomeUnknown(serr) && len(eps) == 0 {
-			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) })
-		}
 		c.undoCreate(ctx, op)
 		return nil, err
 	}

@@ -53,8 +53,11 @@ func NewNamespace(key string) (*Namespace, error) { return newNamespace(key, fal
 
 // NewSpareNamespace is NewNamespace for a namespace made ahead of time,
 // before anything waits for it: it is made on a thread at idle priority
-// (SCHED_IDLE), so that the kernel's work of making it yields the CPU to
-// everything else, and the thread is discarded afterwards. inside, unless
+// (SCHED_IDLE), discarded afterwards, so that what of the work can be
+// preempted yields the CPU to everything else. Most of it is kernel work
+// in unshare(2) that a kernel without full preemption does not preempt
+// at any priority: callers that care about latency make spares while
+// nothing else runs. inside, unless
 // nil, runs on that thread inside the new namespace once its loopback is
 // up (to bind sockets there, say); its error fails the whole.
 func NewSpareNamespace(key string, inside func() error) (*Namespace, error) {

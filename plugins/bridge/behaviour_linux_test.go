@@ -13,6 +13,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/sdk/nstest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -66,7 +67,7 @@ func TestMasquerade(t *testing.T) {
 	plain := testNet(12, map[string]string{optEnableMasq: "false"})
 	createNetwork(t, d, plain)
 	p := attach(t, d, plain, 2)
-	withHandle(t, outside, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, outside, func(h *netlink.Handle) error {
 		_, dst, _ := net.ParseCIDR("10.12.0.0/24")
 		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
 	})
@@ -109,11 +110,11 @@ func TestInternal(t *testing.T) {
 	// Even with routes everywhere (a container with NET_ADMIN can add
 	// one), nothing is forwarded in or out.
 	for _, c := range []*container{a, b} {
-		withHandle(t, c.key, func(h *netlink.Handle) error {
+		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 			return h.RouteAdd(&netlink.Route{Gw: net.ParseIP("10.13.0.1")})
 		})
 	}
-	withHandle(t, outside, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, outside, func(h *netlink.Handle) error {
 		_, dst, _ := net.ParseCIDR("10.13.0.0/24")
 		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
 	})
@@ -147,7 +148,7 @@ func TestNetworksIsolated(t *testing.T) {
 	mustNotReach(t, "network 1 to network 2", a.key, b.ip+":7000")
 	mustNotReach(t, "network 2 to network 1", b.key, a.ip+":7000")
 	// Nor does the outside get in, even with a route.
-	withHandle(t, outside, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, outside, func(h *netlink.Handle) error {
 		_, dst, _ := net.ParseCIDR("10.14.0.0/24")
 		return h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(hostOutsideIP)})
 	})
@@ -358,7 +359,7 @@ func TestNoLeftovers(t *testing.T) {
 		eventually(t, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
 			return len(driverLinks(t)) == 1
 		})
-		withHandle(t, key, func(h *netlink.Handle) error {
+		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName("eth0"); err == nil {
 				t.Errorf("the sandbox still has eth0 after Leave #%d", i+1)
 			}
@@ -468,7 +469,7 @@ func TestJoinReplay(t *testing.T) {
 	if err != nil || resp.GetSrcName() != peerIfName(c.ep.Id) {
 		t.Fatalf("Join into a new sandbox = %v, %v", resp, err)
 	}
-	withHandle(t, c.key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 		if _, err := h.LinkByName("eth0"); err == nil {
 			t.Error("the old sandbox still holds the endpoint's interface")
 		}
@@ -688,7 +689,7 @@ func TestLeaveCutsOffAtOnce(t *testing.T) {
 	}
 	eventually(t, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
 	for _, c := range cs {
-		withHandle(t, c.key, func(h *netlink.Handle) error {
+		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName("eth0"); err == nil {
 				t.Errorf("sandbox %s still has eth0", c.key)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/drivertest"
+	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
@@ -159,7 +160,7 @@ func TestBridgeOptions(t *testing.T) {
 		t.Errorf("br-named: multicast snooping not on as asked (%#v)", br2)
 	}
 	c := attach(t, d, n2, 2)
-	withHandle(t, c.key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 		l, err := h.LinkByName("eth0")
 		if err != nil {
 			return err
@@ -291,7 +292,7 @@ func TestJoinTakesTheHostsName(t *testing.T) {
 		t.Fatalf("asked for an invalid name, got %q", got)
 	}
 	var names []string
-	withHandle(t, key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		links, err := h.LinkList()
 		for _, l := range links {
 			names = append(names, l.Attrs().Name)

@@ -102,7 +102,7 @@ func newNetns(t testing.TB) string {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	t.Cleanup(func() { removeNetns(key) })
-	withHandle(t, key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		lo, err := h.LinkByName("lo")
 		if err != nil {
 			return err
@@ -140,24 +140,6 @@ func removeNetns(key string) {
 	_ = os.Remove(key)
 }
 
-// withHandle runs fn with a netlink handle inside the namespace at key.
-func withHandle(t testing.TB, key string, fn func(h *netlink.Handle) error) {
-	t.Helper()
-	ns, err := netns.GetFromPath(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := fn(h); err != nil {
-		t.Fatalf("in namespace %s: %v", key, err)
-	}
-}
-
 // setupOutside makes the outside namespace and returns its key.
 func setupOutside(t *testing.T) string {
 	t.Helper()
@@ -187,7 +169,7 @@ func setupOutside(t *testing.T) string {
 	if err := netlink.LinkSetUp(l); err != nil {
 		t.Fatal(err)
 	}
-	withHandle(t, key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		l, err := h.LinkByName("eth0")
 		if err != nil {
 			return err
@@ -326,7 +308,7 @@ func configureSandbox(t testing.TB, key string, join *pb.JoinResponse, cidrs ...
 	if !join.GetInSandbox() || join.GetDstPrefix() != "eth" {
 		t.Fatalf("Join = %v: want in_sandbox and dst_prefix eth", join)
 	}
-	withHandle(t, key, func(h *netlink.Handle) error {
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		l, err := h.LinkByName(join.GetSrcName())
 		if err != nil {
 			return fmt.Errorf("finding %s: %w", join.GetSrcName(), err)

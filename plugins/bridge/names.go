@@ -29,7 +29,7 @@ func peerIfName(epID string) string { return peerIfPrefix + shortID(epID, hostIf
 // the host will give it, when that is a valid interface name, otherwise
 // one of the driver's own.
 func sandboxIfName(want, epID string) string {
-	if want == "" || len(want) > 15 || want == "." || want == ".." || strings.ContainsAny(want, "/: \t\n") {
+	if validIfName(want) != nil {
 		return peerIfName(epID)
 	}
 	return want

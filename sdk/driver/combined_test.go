@@ -121,16 +121,23 @@ var servers = []struct {
 	}},
 }
 
+// dialRecorder serves a new recorder with serve, in process, and returns
+// it with a client of it.
+func dialRecorder(t *testing.T, serve func(*grpc.Server, *recorder) error) (*recorder, *Client) {
+	t.Helper()
+	r := &recorder{}
+	conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return serve(s, r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return r, NewClient(conn)
+}
+
 func TestAttach(t *testing.T) {
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &recorder{}
-			conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return tc.serve(s, r) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
-			c := NewClient(conn)
+			r, c := dialRecorder(t, tc.serve)
 			ctx := context.Background()
 			resp, err := Attach(ctx, c, attachReq())
 			if err != nil {
@@ -164,13 +171,7 @@ func TestAttach(t *testing.T) {
 func TestDetach(t *testing.T) {
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &recorder{}
-			conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return tc.serve(s, r) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
-			c := NewClient(conn)
+			r, c := dialRecorder(t, tc.serve)
 			ctx := context.Background()
 			req := &pb.DetachRequest{Network: &pb.Network{Id: "n1"}, Endpoint: &pb.Endpoint{Id: "e1"}, SandboxKey: "/run/netns/x", RevokeExternal: true}
 			if err := Detach(ctx, c, req); err != nil {

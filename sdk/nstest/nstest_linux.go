@@ -8,8 +8,10 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // unshareArgs returns the unshare(1) arguments that run command in a new
@@ -143,5 +145,25 @@ func reexec() (int, error) {
 		// than running the tests a second time.
 		fmt.Fprintf(os.Stderr, "nstest: waiting for isolated test binary: %v\n", err)
 		return 1, nil
+	}
+}
+
+// WithHandle runs fn with a netlink handle inside the network namespace
+// bind-mounted at key (a sandbox's key, say) and fails the test if it
+// cannot get there or fn returns an error.
+func WithHandle(t testing.TB, key string, fn func(h *netlink.Handle) error) {
+	t.Helper()
+	ns, err := netns.GetFromPath(key)
+	if err != nil {
+		t.Fatalf("opening namespace %s: %v", key, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatalf("netlink in namespace %s: %v", key, err)
+	}
+	defer h.Close()
+	if err := fn(h); err != nil {
+		t.Fatalf("in namespace %s: %v", key, err)
 	}
 }

@@ -4,6 +4,9 @@ package nstest
 
 import (
 	"errors"
+	"testing"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Namespaces are Linux only: tests run as they are and root tests skip.
@@ -11,4 +14,9 @@ func run(m M) int { return m.Run() }
 
 func currentNamespace() (nsID, error) {
 	return nsID{}, errors.New("network namespaces are not supported on this platform")
+}
+
+// WithHandle skips the test: network namespaces are Linux only.
+func WithHandle(t testing.TB, key string, fn func(h *netlink.Handle) error) {
+	t.Skip("network namespaces are Linux only")
 }
