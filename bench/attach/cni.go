@@ -25,8 +25,9 @@ type timings struct {
 // chained plugins) on stdin; DEL in reverse order. With nat the network
 // masquerades (ipMasq) and one port is published through portmap.
 // Namespace creation is not timed: a runtime makes it before the ADD.
-// Namespace keys go under keys.
-func cniRun(dir, keys, cniDir string, n int, nat bool) (*timings, error) {
+// Namespace keys go under keys. With keep, all n are attached before any
+// is detached (the scale line); otherwise each is detached right after.
+func cniRun(dir, keys, cniDir string, n int, nat, keep bool) (*timings, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -40,36 +41,65 @@ func cniRun(dir, keys, cniDir string, n int, nat bool) (*timings, error) {
 		"ipam": map[string]any{"type": "host-local", "subnet": subnet, "dataDir": filepath.Join(dir, "ipam")},
 	}
 	t := &timings{}
-	for i := range n {
-		key := filepath.Join(keys, fmt.Sprintf("c%d", i))
-		if err := newNetns(key); err != nil {
-			return nil, err
+	results := make([]json.RawMessage, n)
+	key := func(i int) string { return filepath.Join(keys, fmt.Sprintf("c%d", i)) }
+	id := func(i int) string { return fmt.Sprintf("bench%d", i) }
+	add := func(i int) error {
+		if err := newNetns(key(i)); err != nil {
+			return err
 		}
-		id := fmt.Sprintf("bench%d", i)
 		start := time.Now()
-		res, err := cniExec(cniDir, "bridge", "ADD", id, key, bridgeConf)
+		res, err := cniExec(cniDir, "bridge", "ADD", id(i), key(i), bridgeConf)
 		if err == nil && nat {
-			_, err = cniExec(cniDir, "portmap", "ADD", id, key, portmapConf(br, res, 20000+i))
+			_, err = cniExec(cniDir, "portmap", "ADD", id(i), key(i), portmapConf(br, res, 20000+i))
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t.add = append(t.add, time.Since(start))
-		start = time.Now()
+		results[i] = res
+		return nil
+	}
+	del := func(i int) error {
+		start := time.Now()
 		if nat {
-			if _, err := cniExec(cniDir, "portmap", "DEL", id, key, portmapConf(br, res, 20000+i)); err != nil {
-				return nil, err
+			if _, err := cniExec(cniDir, "portmap", "DEL", id(i), key(i), portmapConf(br, results[i], 20000+i)); err != nil {
+				return err
 			}
 		}
-		if _, err := cniExec(cniDir, "bridge", "DEL", id, key, bridgeConf); err != nil {
-			return nil, err
+		if _, err := cniExec(cniDir, "bridge", "DEL", id(i), key(i), bridgeConf); err != nil {
+			return err
 		}
 		t.del = append(t.del, time.Since(start))
-		if err := removeNetns(key); err != nil {
-			return nil, err
-		}
+		return removeNetns(key(i))
+	}
+	if err := eachAttach(n, keep, add, del); err != nil {
+		return nil, err
 	}
 	return t, nil
+}
+
+// eachAttach runs attach and detach for 0…n-1: with keep, every attach
+// before the first detach; otherwise each detach right after its attach.
+func eachAttach(n int, keep bool, attach, detach func(i int) error) error {
+	for i := range n {
+		if err := attach(i); err != nil {
+			return err
+		}
+		if !keep {
+			if err := detach(i); err != nil {
+				return err
+			}
+		}
+	}
+	if keep {
+		for i := range n {
+			if err := detach(i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func portmapConf(br string, prev json.RawMessage, hostPort int) map[string]any {

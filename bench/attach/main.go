@@ -85,11 +85,11 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	cni, err := cniRun(filepath.Join(dir, "cni"), filepath.Join(run, "cni"), cniDir, n, false)
+	cni, err := cniRun(filepath.Join(dir, "cni"), filepath.Join(run, "cni"), cniDir, n, false, false)
 	if err != nil {
 		return fmt.Errorf("cni: %w", err)
 	}
-	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), filepath.Join(run, "cni-nat"), cniDir, n, true)
+	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), filepath.Join(run, "cni-nat"), cniDir, n, true, false)
 	if err != nil {
 		return fmt.Errorf("cni with NAT and portmap: %w", err)
 	}
@@ -141,7 +141,29 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 				return err
 			}
 		}
+		return scalePeers(dir, run, cniDir, scale)
 	}
+	return nil
+}
+
+// scalePeers prints, for reference, how the floor and CNI's plugins grow
+// with the same number of containers kept on one bridge: the kernel's
+// share of the growth, with the kernel's default settings.
+func scalePeers(dir, run, cniDir string, n int) error {
+	floor, err := floorAttach(filepath.Join(run, "floor-scale"), n)
+	if err != nil {
+		return fmt.Errorf("floor scale: %w", err)
+	}
+	cni, err := cniRun(filepath.Join(dir, "cni-scale"), filepath.Join(run, "cni-scale"), cniDir, n, false, true)
+	if err != nil {
+		return fmt.Errorf("cni scale: %w", err)
+	}
+	fmt.Printf("\nscale, for reference: %d containers on one bridge\n", n)
+	growth("floor attach", floor.add)
+	ratio("floor: last 10 / first 10", median(floor.add[n-10:]), median(floor.add[:10]), "reference")
+	growth("floor namespace", floor.create)
+	growth("CNI ADD", cni.add)
+	ratio("CNI: last 10 / first 10", median(cni.add[n-10:]), median(cni.add[:10]), "reference")
 	return nil
 }
 
@@ -167,11 +189,9 @@ func (a *agent) scaleLine(sc scenario) error {
 	}
 	n := sc.n
 	how := map[bool]string{true: "one call", false: "two calls"}[sc.oneCall]
-	first, last := median(t.add[:10]), median(t.add[n-10:])
 	fmt.Printf("\nscale: %d containers on one network, attach in %s\n", n, how)
-	row("attach median, containers 1-10", first)
-	row(fmt.Sprintf("attach median, containers %d-%d", n-9, n), last)
-	ratio("last 10 / first 10, "+how, last, first, "≤ 1.25")
+	growth("attach", t.add)
+	ratio("last 10 / first 10, "+how, median(t.add[n-10:]), median(t.add[:10]), "≤ 1.25")
 	if !sc.oneCall {
 		connects := make([]time.Duration, len(t.add))
 		for i := range t.add {
@@ -183,6 +203,22 @@ func (a *agent) scaleLine(sc scenario) error {
 		row(fmt.Sprintf("  connect, %d-%d", n-9, n), median(connects[n-10:]))
 	}
 	return nil
+}
+
+// growth prints the median of the first and the last ten of ds and the
+// medians of each hundred in order.
+func growth(name string, ds []time.Duration) {
+	n := len(ds)
+	row(name+" median, containers 1-10", median(ds[:10]))
+	row(fmt.Sprintf("%s median, containers %d-%d", name, n-9, n), median(ds[n-10:]))
+	if n < 200 {
+		return
+	}
+	fmt.Printf("  %s median by hundred (ms):", name)
+	for i := 0; i+100 <= n; i += 100 {
+		fmt.Printf(" %.2f", ms(median(ds[i:i+100])))
+	}
+	fmt.Println()
 }
 
 // row prints a named duration in milliseconds.

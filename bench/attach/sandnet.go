@@ -97,26 +97,8 @@ func (a *agent) run(sc scenario) (*timings, error) {
 		t.del = append(t.del, time.Since(start))
 		return nil
 	}
-	if sc.keep {
-		for i := range n {
-			if err := attach(i); err != nil {
-				return nil, err
-			}
-		}
-		for i := range n {
-			if err := detach(i); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		for i := range n {
-			if err := attach(i); err != nil {
-				return nil, err
-			}
-			if err := detach(i); err != nil {
-				return nil, err
-			}
-		}
+	if err := eachAttach(n, sc.keep, attach, detach); err != nil {
+		return nil, err
 	}
 	t.cpu = (cpuTime(a.Pid()) - cpu0) / time.Duration(n)
 	return t, a.c.DeleteNetwork(ctx, name)
