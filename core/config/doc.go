@@ -150,5 +150,8 @@
 // duration, default 1m. spare_namespaces: how many network namespaces the
 // agent keeps made ahead of time (at idle CPU priority, under
 // netns_dir/.creating), so that a sandbox create takes one instead of
-// waiting for the kernel; 0 to 64, default 2, 0 makes each on demand.
+// waiting for the kernel; 0 to 64, default 2, 0 makes each on demand. As
+// many again are kept with the attach to the network the last create
+// listing networks named first prepared by its driver (for the bridge,
+// the veth pair made), for the next such create.
 package config

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
 // withSpares restarts the env's controller with n namespaces made ahead
@@ -360,5 +362,133 @@ func TestClaimWithNetworks(t *testing.T) {
 	got := addresses(t, sb.Key)
 	if fmt.Sprint(got[red.IfName]) != "["+red.Address.String()+"]" || len(got) != 2 {
 		t.Fatalf("interfaces after the claim: %v (red's endpoint %s %s)", got, red.IfName, red.Address)
+	}
+}
+
+// preparedSpares returns, by the ID of the endpoint it was prepared for,
+// the key of each spare namespace the pool holds prepared for network
+// netID and the ifindex of the interface prepared in it.
+func (e *env) preparedSpares(netID string) map[string]preparedSpare {
+	e.t.Helper()
+	e.c.mu.Lock()
+	pool := e.c.pool
+	e.c.mu.Unlock()
+	out := map[string]preparedSpare{}
+	pool.mu.Lock()
+	held := slices.Clone(pool.prepared)
+	pool.mu.Unlock()
+	for _, sp := range held {
+		if sp.prep.netID == netID {
+			var index int
+			nstest.WithHandle(e.t, sp.ns.Path(), func(h *netlink.Handle) error {
+				l, err := h.LinkByName(sp.prep.src)
+				if err == nil {
+					index = l.Attrs().Index
+				}
+				return err
+			})
+			out[sp.prep.epID] = preparedSpare{key: sp.ns.Path(), index: index}
+		}
+	}
+	return out
+}
+
+type preparedSpare struct {
+	key   string
+	index int
+}
+
+// After a create naming a network first, the pool keeps spares whose
+// attach to that network the driver has prepared: the next such create
+// takes one, and its sandbox is the prepared interface, configured. A
+// create without networks still gets a plain spare, with no interface
+// but loopback; deleting the network destroys what was prepared for it.
+func TestPreparedSpares(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(2)
+	ctx := context.Background()
+	red := e.network("red", "veth", "10.92.0.0/24")
+	before := e.leaks()
+	create := func(container string, nets ...SandboxNetwork) *Sandbox {
+		t.Helper()
+		sb, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Options: sandbox.Options{Hostname: container}, Networks: nets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb
+	}
+	create("c0", SandboxNetwork{Network: "red"}) // makes red the pool's target
+	var prepared map[string]preparedSpare
+	eventually(t, "two spares prepared for red", func() bool {
+		prepared = e.preparedSpares(red.ID)
+		return len(prepared) == 2
+	})
+	for i := 1; i <= 3; i++ { // the third runs out of prepared spares or waits for one
+		sb := create(fmt.Sprintf("c%d", i), SandboxNetwork{Network: "red"})
+		ep := sb.Endpoints[0]
+		if p, ok := prepared[ep.ID]; ok {
+			var index int
+			nstest.WithHandle(t, sb.Key, func(h *netlink.Handle) error {
+				l, err := h.LinkByName("eth0")
+				if err == nil {
+					index = l.Attrs().Index
+				}
+				return err
+			})
+			if index != p.index {
+				t.Fatalf("c%d took the spare prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", i, short(ep.ID), index, p.index)
+			}
+		} else if i < 3 {
+			t.Fatalf("c%d: endpoint %s is none of those prepared (%v)", i, short(ep.ID), prepared)
+		}
+		if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
+			t.Fatalf("c%d: addresses in the sandbox = %s, want %s", i, got, want)
+		}
+		if gw := defaultGateway(t, sb.Key); gw != "10.92.0.1 dev eth0" {
+			t.Fatalf("c%d: default route = %q", i, gw)
+		}
+		if got := resolve(t, sb.Key, sb.ContainerID); !strings.Contains(got, ep.Address.Addr().String()) {
+			t.Fatalf("c%d resolves to %q in its sandbox, want %s", i, got, ep.Address.Addr())
+		}
+		if i == 2 {
+			prepared = e.preparedSpares(red.ID) // c3 may take one made since
+		}
+	}
+	// A create without networks: a plain spare, loopback alone.
+	plain := create("bare")
+	var names []string
+	nstest.WithHandle(t, plain.Key, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		return err
+	})
+	if fmt.Sprint(names) != "[lo]" {
+		t.Fatalf("interfaces of a sandbox created without networks: %v; want lo alone", names)
+	}
+	for _, c := range []string{"c0", "c1", "c2", "c3", "bare"} {
+		if err := e.c.DeleteSandbox(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := e.preparedSpares(red.ID)
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatal(err)
+	}
+	for id, p := range keys {
+		if osl.Exists(p.key) {
+			t.Fatalf("the spare prepared for endpoint %s of the deleted network is still at %s", short(id), p.key)
+		}
+	}
+	if n := len(e.preparedSpares(red.ID)); n != 0 {
+		t.Fatalf("%d spares prepared for the deleted network", n)
+	}
+	eventually(t, "the prepared pairs gone with their namespaces", func() bool {
+		links, _ := netlink.LinkList()
+		return !slices.ContainsFunc(links, func(l netlink.Link) bool { return strings.HasPrefix(l.Attrs().Name, "vh") })
+	})
+	if after := e.leaks(); after != before {
+		t.Fatalf("after the deletes: %+v, want %+v", after, before)
 	}
 }

@@ -71,6 +71,9 @@ func parseConnect(req Connect) (a connectArgs, err error) {
 type joinVia struct {
 	ops   []*pb.TxnOp
 	ready func() (key string, err error)
+	// prep, unless nil, is the attach a spare namespace came prepared
+	// with; the first attach to its network claims it, once.
+	prep *preparedAttach
 }
 
 // connectAny is connect from the cache first, and again from the store if
@@ -130,8 +133,12 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	if name == "" {
 		name = req.Container
 	}
+	id := newID()
+	if via != nil && via.prep != nil && via.prep.netID == n.ID {
+		id = via.prep.epID // the ID the driver prepared the attach for
+	}
 	ep := &Endpoint{
-		ID: newID(), Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
+		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: a.ports, Created: time.Now().UTC(),
 	}
 	if op.sb.Namespace() == nil && via == nil {
@@ -384,8 +391,30 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 			}
 		}()
 	}
+	// An attach the spare namespace came prepared with is claimed once:
+	// a retry finds what this one left and does the whole attach. Its
+	// interface is there already, and is configured while the driver
+	// finishes the attach.
+	var prep *preparedAttach
+	if via != nil && via.prep != nil && via.prep.netID == n.ID && via.prep.epID == ep.ID && via.prep.src == ep.IfName {
+		prep = via.prep
+	}
+	if via != nil {
+		via.prep = nil
+	}
+	var configured chan error
+	if prep != nil {
+		configured = make(chan error, 1)
+		se := sbEndpoint(n, ep)
+		go func() { configured <- op.sb.PrepareInterface(se, prep.src) }()
+		defer func() {
+			if configured != nil {
+				<-configured
+			}
+		}()
+	}
 	// The driver creates the endpoint and joins it in one round trip.
-	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName})
+	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName, Prepared: prep != nil})
 	if err != nil {
 		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
 	}
@@ -399,6 +428,12 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	if err := adoptFill(ep, resp.GetCreate().GetInterface()); err != nil {
 		c.leaveDriver(ctx, d, n, ep, sbKey)
 		return err
+	}
+	if configured != nil {
+		if cerr := <-configured; cerr != nil {
+			c.log.Debug("configuring a prepared interface ahead of the join; configuring it after", "endpoint", short(ep.ID), "error", cerr)
+		}
+		configured = nil
 	}
 	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -197,7 +198,8 @@ func (e *env) leaks() leaks {
 		e.t.Fatal(err)
 	}
 	for _, ln := range links {
-		if strings.HasPrefix(ln.Attrs().Name, "vh") {
+		// Pairs made for spare namespaces ahead of time are not leaks.
+		if strings.HasPrefix(ln.Attrs().Name, "vh") && !e.veth.preparedDown(ln) {
 			l.links++
 		}
 	}
@@ -273,6 +275,40 @@ type vethDriver struct {
 	leaveGate  chan struct{} // when set, Leave waits for it
 	leaveEnter chan struct{}
 	failJoin   bool // when set, Join makes its pair and then fails
+	// prepared maps the host end of each pair Prepare made to the name of
+	// its sandbox end.
+	prepared map[string]string
+}
+
+// Prepare makes an endpoint's pair ahead of its join: the sandbox end
+// named as asked, both ends down.
+func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	host, _ := names(req.GetEndpointId())
+	ns, err := netns.GetFromPath(req.GetSandboxKey())
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: req.GetIfname(), PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.prepared == nil {
+		d.prepared = map[string]string{}
+	}
+	d.prepared[host] = req.GetIfname()
+	d.mu.Unlock()
+	return &pb.PrepareResponse{SrcName: req.GetIfname()}, nil
+}
+
+// preparedDown says whether link is the host end of a pair Prepare made
+// that no join has brought up yet.
+func (d *vethDriver) preparedDown(link netlink.Link) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.prepared[link.Attrs().Name]
+	return ok && link.Attrs().Flags&net.FlagUp == 0
 }
 
 func (*vethDriver) Configure(context.Context, []byte) error { return nil }
@@ -307,8 +343,18 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 		gw = p.Addr().String()
 	}
 	resp := &pb.JoinResponse{SrcName: peer, InSandbox: true, DstPrefix: "eth", Gateway: gw}
-	if _, err := netlink.LinkByName(host); err == nil {
-		return resp, nil // a replay
+	d.mu.Lock()
+	src, prepared := d.prepared[host]
+	d.mu.Unlock()
+	if l, err := netlink.LinkByName(host); err == nil {
+		if !prepared {
+			return resp, nil // a replay
+		}
+		if !req.GetPrepared() {
+			return nil, fmt.Errorf("join of prepared endpoint %s not told so", req.GetEndpoint().GetId())
+		}
+		resp.SrcName = src
+		return resp, netlink.LinkSetUp(l)
 	}
 	ns, err := netns.GetFromPath(req.GetSandboxKey())
 	if err != nil {

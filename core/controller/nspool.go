@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +13,9 @@ import (
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/resolver"
+	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
 // nsPool keeps a few namespaces made ahead of time in the scratch
@@ -19,6 +25,17 @@ import (
 // each once no attach has been in flight for quietAfter (see quietGate);
 // Start (which empties the scratch directory) discards those an agent
 // stopped with.
+//
+// Besides those, it keeps as many prepared for the network the last
+// create with networks named first (its target): the network's driver
+// has readied the attach of an endpoint whose ID the spare holds (for the
+// bridge, the veth pair is made, its sandbox end inside as eth0 and its
+// host end on the bridge), so that a create naming that network first
+// finishes the attach instead of doing it all. A prepared spare is only
+// given to such a create: one without networks, or naming another
+// network first, takes a plain one. Prepared spares of another network
+// than the target are destroyed (their namespace takes what was prepared
+// with it).
 type nsPool struct {
 	log   hclog.Logger
 	dir   string
@@ -27,6 +44,14 @@ type nsPool struct {
 	kick  chan struct{}
 	stop  chan struct{}
 	done  sync.WaitGroup
+	// prepare readies an attach to network netID in sp (sets sp.prep) or
+	// reports why not; the controller's.
+	prepare func(sp *spare, netID string) error
+
+	mu       sync.Mutex
+	prepared []*spare // at most cap(ready)
+	target   string   // network ID to prepare spares for; "" for none
+	barren   string   // the target whose driver prepared nothing: not asked again
 }
 
 // spareName is the file name of a spare namespace in the scratch
@@ -41,11 +66,15 @@ const sparePrefix = "spare-"
 const quietAfter = time.Millisecond
 
 // newNSPool starts a pool of size namespaces under dir; size 0 is no pool.
-func newNSPool(log hclog.Logger, dir string, size int, gate *quietGate) *nsPool {
+func newNSPool(log hclog.Logger, dir string, size int, gate *quietGate, prepare func(sp *spare, netID string) error) *nsPool {
 	if size <= 0 {
 		return nil
 	}
-	p := &nsPool{log: log, dir: dir, gate: gate, ready: make(chan *spare, size), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &nsPool{
+		log: log, dir: dir, gate: gate, prepare: prepare,
+		ready: make(chan *spare, size),
+		kick:  make(chan struct{}, 1), stop: make(chan struct{}),
+	}
 	p.done.Add(1)
 	go p.fill()
 	p.kick <- struct{}{}
@@ -57,6 +86,19 @@ func newNSPool(log hclog.Logger, dir string, size int, gate *quietGate) *nsPool 
 type spare struct {
 	ns      *osl.Namespace
 	sockets *dnsSockets
+	prep    *preparedAttach // nil: a plain spare
+}
+
+// preparedAttach is what a driver readied in a spare: the attach of
+// endpoint epID to network netID, whose interface src is in the namespace.
+type preparedAttach struct {
+	netID, epID, src string
+}
+
+// destroy destroys a spare no create took.
+func (sp *spare) destroy() {
+	sp.sockets.close()
+	_ = sp.ns.Destroy()
 }
 
 // dnsSockets are a resolver's sockets, bound before it starts.
@@ -74,21 +116,98 @@ func (d *dnsSockets) close() {
 }
 
 // take returns a spare from the pool, or nil when it is empty, and has
-// the pool refilled.
-func (p *nsPool) take() *spare {
+// the pool refilled. With netID, the create names that network first:
+// a spare prepared for it comes first, and the network becomes the one
+// spares are prepared for.
+func (p *nsPool) take(netID string) *spare {
 	if p == nil {
 		return nil
 	}
 	var sp *spare
-	select {
-	case sp = <-p.ready:
-	default:
+	if netID != "" {
+		p.mu.Lock()
+		p.target = netID
+		if i := slices.IndexFunc(p.prepared, func(s *spare) bool { return s.prep.netID == netID }); i >= 0 {
+			sp = p.prepared[i]
+			p.prepared = slices.Delete(p.prepared, i, i+1)
+		}
+		// Those of another network have no use any more.
+		var others []*spare
+		p.prepared = slices.DeleteFunc(p.prepared, func(s *spare) bool {
+			if s.prep.netID != netID {
+				others = append(others, s)
+				return true
+			}
+			return false
+		})
+		p.mu.Unlock()
+		if len(others) > 0 {
+			go destroyAll(others)
+		}
 	}
+	if sp == nil {
+		select {
+		case sp = <-p.ready:
+		default:
+		}
+	}
+	p.refill()
+	return sp
+}
+
+// refill wakes the goroutine that makes spares.
+func (p *nsPool) refill() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	return sp
+}
+
+// currentTarget is the network to prepare spares for, "" when none or
+// when its driver prepared nothing when asked.
+func (p *nsPool) currentTarget() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.target == p.barren {
+		return ""
+	}
+	return p.target
+}
+
+// forget stops preparing spares for network netID and destroys those
+// prepared for it: the network is going away.
+func (p *nsPool) forget(netID string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.target == netID {
+		p.target = ""
+	}
+	var gone []*spare
+	p.prepared = slices.DeleteFunc(p.prepared, func(sp *spare) bool {
+		if sp.prep.netID == netID {
+			gone = append(gone, sp)
+			return true
+		}
+		return false
+	})
+	p.mu.Unlock()
+	destroyAll(gone)
+}
+
+// destroyAll destroys spares no create took.
+func destroyAll(sps []*spare) {
+	for _, sp := range sps {
+		sp.destroy()
+	}
+}
+
+// preparedCount is how many spares are prepared (all for the target).
+func (p *nsPool) preparedCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.prepared)
 }
 
 func (p *nsPool) fill() {
@@ -99,22 +218,65 @@ func (p *nsPool) fill() {
 			return
 		case <-p.kick:
 		}
-		for len(p.ready) < cap(p.ready) {
+		for {
+			target := p.currentTarget()
+			plain := len(p.ready) < cap(p.ready)
+			if !plain && (target == "" || p.preparedCount() == cap(p.ready)) {
+				break
+			}
 			if !p.gate.wait(quietAfter, p.stop) {
 				return
 			}
-			sockets := &dnsSockets{}
-			ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])), func() (err error) {
-				sockets.udp, sockets.tcp, err = resolver.Listen()
-				return err
-			})
+			sp, err := p.make()
 			if err != nil {
 				p.log.Warn("making a namespace ahead of time", "error", err)
 				break
 			}
-			p.ready <- &spare{ns: ns, sockets: sockets}
+			if plain {
+				p.ready <- sp
+				continue
+			}
+			err = p.prepare(sp, target)
+			if err != nil || sp.prep == nil {
+				// Not asked again until another network is the target.
+				p.mu.Lock()
+				p.barren = target
+				p.mu.Unlock()
+			}
+			if err != nil {
+				p.log.Warn("preparing an attach ahead of time", "network", short(target), "error", err)
+				sp.destroy()
+				break
+			}
+			if sp.prep == nil {
+				sp.destroy() // the plain spares are all there
+				break
+			}
+			p.mu.Lock()
+			keep := p.target == target && len(p.prepared) < cap(p.ready)
+			if keep {
+				p.prepared = append(p.prepared, sp)
+			}
+			p.mu.Unlock()
+			if !keep {
+				sp.destroy() // the network changed meanwhile
+				break
+			}
 		}
 	}
+}
+
+// make makes a plain spare.
+func (p *nsPool) make() (*spare, error) {
+	sockets := &dnsSockets{}
+	ns, err := osl.NewSpareNamespace(filepath.Join(p.dir, spareName(newID()[:16])), func() (err error) {
+		sockets.udp, sockets.tcp, err = resolver.Listen()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &spare{ns: ns, sockets: sockets}, nil
 }
 
 // close stops the pool and destroys the namespaces it holds.
@@ -127,10 +289,51 @@ func (p *nsPool) close() {
 	for {
 		select {
 		case sp := <-p.ready:
-			sp.sockets.close()
-			_ = sp.ns.Destroy()
+			sp.destroy()
 		default:
+			p.mu.Lock()
+			prepared := p.prepared
+			p.prepared = nil
+			p.mu.Unlock()
+			destroyAll(prepared)
 			return
 		}
 	}
+}
+
+// prepareTimeout bounds a driver's Prepare.
+const prepareTimeout = 10 * time.Second
+
+// prepareSpare has the driver of network netID ready, in sp, the attach
+// of an endpoint whose ID it picks now (sp.prep, left nil when the driver
+// prepares nothing). The interface is prepared under the name a sandbox's
+// first interface gets.
+func (c *Controller) prepareSpare(sp *spare, netID string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
+	defer cancel()
+	n, _, _, err := c.cachedNetwork(ctx, netID)
+	if err != nil {
+		return err
+	}
+	d, caps, err := c.driver(n.Driver)
+	if err != nil {
+		return err
+	}
+	if n.InDelete || caps.GetUsesHostNamespace() {
+		return nil
+	}
+	if err := c.ensureOnHost(ctx, d, n); err != nil {
+		return err
+	}
+	id := newID()
+	resp, err := driver.Prepare(ctx, d, &pb.PrepareRequest{
+		Network: netProto(n), EndpointId: id, SandboxKey: sp.ns.Path(), Ifname: sandbox.DefaultIfPrefix + "0",
+	})
+	if err != nil {
+		return fmt.Errorf("driver %q: %w", n.Driver, err)
+	}
+	if src := resp.GetSrcName(); src != "" {
+		sp.prep = &preparedAttach{netID: n.ID, epID: id, src: src}
+	}
+	return nil
 }

@@ -105,7 +105,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	c.removeUnfinished()
-	pool := newNSPool(c.log, c.creatingDir(), c.cfg.SpareNamespaces, c.quiet)
+	pool := newNSPool(c.log, c.creatingDir(), c.cfg.SpareNamespaces, c.quiet, c.prepareSpare)
 	c.mu.Lock()
 	c.pool = pool
 	c.mu.Unlock()

@@ -76,7 +76,8 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	// as a failed create) or a namespace in the scratch directory (which
 	// it unmounts), never a namespace at a key no record names.
 	var ns *osl.Namespace
-	var pre *dnsSockets // the resolver's, bound in a spare namespace
+	var pre *dnsSockets      // the resolver's, bound in a spare namespace
+	var prep *preparedAttach // the first network's attach, readied in a spare
 	made := make(chan error, 1)
 	switch {
 	case req.HostMode:
@@ -93,8 +94,12 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		c.mu.Lock()
 		pool := c.pool
 		c.mu.Unlock()
-		if sp := pool.take(); sp != nil {
-			ns, pre = sp.ns, sp.sockets
+		first := ""
+		if len(nets) > 0 {
+			first = nets[0].ref
+		}
+		if sp := pool.take(first); sp != nil {
+			ns, pre, prep = sp.ns, sp.sockets, sp.prep
 			made <- nil
 			break
 		}
@@ -136,7 +141,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		op.mu.Lock()
 		var ep *Endpoint
-		ep, serr = c.connectAny(ctx, op, nets[0].ref, nets[0].args, &joinVia{ops: []*pb.TxnOp{record}, ready: nsReady})
+		ep, serr = c.connectAny(ctx, op, nets[0].ref, nets[0].args, &joinVia{ops: []*pb.TxnOp{record}, ready: nsReady, prep: prep})
 		op.mu.Unlock()
 		_, _ = nsReady() // when the connect failed before it needed the namespace
 		switch {

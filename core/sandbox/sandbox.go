@@ -97,6 +97,9 @@ type Sandbox struct {
 	// gateways are the default routes the namespace is known to have,
 	// IPv4 then IPv6, so that re-picking them touches only what changes.
 	gateways [2]gateway
+	// configured is the interface PrepareInterface set up ahead of its
+	// AddInterface, with how.
+	configured *osl.InterfaceConfig
 }
 
 // gateway is what a sandbox knows of one family's default route.
@@ -269,17 +272,17 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 		dstPrefix = DefaultIfPrefix
 	}
 	ep.IfName = s.nextName(dstPrefix)
-	addrs := ep.addresses()
 	ok := false
-	// An interface the host addresses with IPv4 only gets no IPv6
-	// link-local address either (as Docker does for IPv4-only networks).
-	noLL := ep.Addr.IsValid() && !ep.AddrV6.IsValid()
-	cfg := osl.InterfaceConfig{SrcName: src, DstName: ep.IfName, MAC: ep.MAC, Addresses: addrs, NoIPv6LinkLocal: noLL}
-	err := s.ns.ConfigureInterface(cfg)
-	if errors.Is(err, fs.ErrExist) && s.ns.ReleaseName(ep.IfName) == nil {
-		// An interface retired by RemoveInterface held the name.
+	cfg := interfaceConfig(ep, src)
+	var err error
+	if pre := s.configured; pre == nil || !inSandbox || !sameConfig(*pre, cfg) {
 		err = s.ns.ConfigureInterface(cfg)
+		if errors.Is(err, fs.ErrExist) && s.ns.ReleaseName(ep.IfName) == nil {
+			// An interface retired by RemoveInterface held the name.
+			err = s.ns.ConfigureInterface(cfg)
+		}
 	}
+	s.configured = nil
 	if err != nil {
 		_ = s.ns.RemoveInterface(src)
 		return ep, err
@@ -313,6 +316,50 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	}
 	ok = true
 	return ep, nil
+}
+
+// interfaceConfig is how AddInterface configures the interface src for
+// ep, ep.IfName its name in the sandbox.
+func interfaceConfig(ep Endpoint, src string) osl.InterfaceConfig {
+	// An interface the host addresses with IPv4 only gets no IPv6
+	// link-local address either (as Docker does for IPv4-only networks).
+	noLL := ep.Addr.IsValid() && !ep.AddrV6.IsValid()
+	return osl.InterfaceConfig{SrcName: src, DstName: ep.IfName, MAC: ep.MAC, Addresses: ep.addresses(), NoIPv6LinkLocal: noLL}
+}
+
+// sameConfig says whether two configurations set the same.
+func sameConfig(a, b osl.InterfaceConfig) bool {
+	return a.SrcName == b.SrcName && a.DstName == b.DstName && bytes.Equal(a.MAC, b.MAC) && a.MTU == b.MTU &&
+		a.NoIPv6LinkLocal == b.NoIPv6LinkLocal &&
+		slices.EqualFunc(a.Addresses, b.Addresses, func(x, y *net.IPNet) bool { return x.String() == y.String() })
+}
+
+// PrepareInterface configures ahead of its AddInterface the interface
+// src a driver made inside the namespace and will answer its join with
+// (PrepareResponse.src_name): ep's MAC and addresses, up, under the name
+// the sandbox's next interface gets. It runs beside the driver's call;
+// the AddInterface that follows (for src, in the sandbox, with the same
+// configuration) then only adds routes and waits for the link. On
+// failure the interface is left as it was.
+func (s *Sandbox) PrepareInterface(ep Endpoint, src string) error {
+	s.mu.Lock()
+	ns := s.ns
+	ep.IfName = s.nextName(DefaultIfPrefix)
+	s.mu.Unlock()
+	if ns == nil {
+		return fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
+	}
+	if ep.IfName != src {
+		return fmt.Errorf("sandbox %s: prepared interface %s would be renamed %s: %w", s.id, src, ep.IfName, osl.ErrInvalid)
+	}
+	cfg := interfaceConfig(ep, src)
+	if err := ns.ConfigureInterface(cfg); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.configured = &cfg
+	s.mu.Unlock()
+	return nil
 }
 
 // Reapply makes the namespace carry the sandbox's endpoints again after an

@@ -516,18 +516,11 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
 	}
 	key := req.GetSandboxKey()
-	fd, err := unix.Open(key, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openSandbox(ep.id, key)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("endpoint %s: sandbox %s: %w", ep.id, key, sdk.ErrNotFound)
-		}
-		return nil, fmt.Errorf("endpoint %s: opening sandbox %s: %w", ep.id, key, err)
+		return nil, err
 	}
 	defer unix.Close(fd)
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.NSFS_MAGIC {
-		return nil, fmt.Errorf("endpoint %s: sandbox %s is not a network namespace: %w", ep.id, key, sdk.ErrInvalid)
-	}
 	// Join changes no firewall rule, but like every call it restores a
 	// table someone deleted; the check runs while the kernel creates the
 	// pair, so it costs the attach nothing.
@@ -541,7 +534,29 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 		mtu: n.mtu, master: idx, peerMAC: ep.mac, peerNS: fd,
 	}
 	src := spec.peer
-	err = s.rt.addVeth(spec)
+	var flags portFlags
+	if !n.icc {
+		flags.isolated = ptr(true)
+	}
+	b.mu.Lock()
+	// An endpoint with ports to publish gets hairpin mode now, which
+	// spares ProgramExternalConnectivity a request.
+	hairpin := len(b.ports[tagID(ep.id)]) > 0 || len(req.GetEndpoint().GetPortBindings()) > 0 && !n.internal
+	b.mu.Unlock()
+	if hairpin {
+		flags.hairpin = ptr(true)
+	}
+	up := false
+	if req.GetPrepared() {
+		// Prepare made the pair, its host end on the bridge and down: one
+		// request brings that end up (naming the bridge, which puts the
+		// end back on it should the bridge have been made anew since).
+		// Should the pair be gone, it is made as without Prepare.
+		up = s.rt.bringUp(spec.host, flags, spec.master) == nil
+	}
+	if !up {
+		err = s.rt.addVeth(spec)
+	}
 	switch {
 	case errors.Is(err, unix.EEXIST):
 		src, err = s.rejoin(spec)
@@ -573,22 +588,14 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: creating veth pair %s/%s in %s: %w", ep.id, spec.host, spec.peer, key, err)
 	}
-	var flags portFlags
-	if !n.icc {
-		flags.isolated = ptr(true)
-	}
 	b.mu.Lock()
-	// An endpoint with ports to publish gets hairpin mode now, which
-	// spares ProgramExternalConnectivity a request.
-	hairpin := len(b.ports[tagID(ep.id)]) > 0 || len(req.GetEndpoint().GetPortBindings()) > 0 && !n.internal
-	if hairpin {
-		flags.hairpin = ptr(true)
-	}
 	b.joined[ep.id] = true
 	b.mu.Unlock()
-	if err := s.rt.bringUp(spec.host, flags); err != nil {
-		_ = s.rt.delLink(spec.host)
-		return nil, fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, spec.host, err)
+	if !up {
+		if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
+			_ = s.rt.delLink(spec.host)
+			return nil, fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, spec.host, err)
+		}
 	}
 	b.mu.Lock()
 	if hairpin {
@@ -598,6 +605,63 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	}
 	b.mu.Unlock()
 	return joinResponse(n, src), nil
+}
+
+// Prepare makes an endpoint's veth pair ahead of its attach: the sandbox
+// end inside the namespace with the name the host asks for, the host end
+// on the network's bridge, both down. Join, told the attach was prepared,
+// only brings the host end up. A pair never joined goes with the
+// namespace. A name the sandbox cannot take, or a pair that exists
+// already, prepares nothing.
+func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	b.reap.busy()
+	s, err := b.sys()
+	if err != nil {
+		return nil, err
+	}
+	n, idx, err := b.network(req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetEndpointId()
+	if id == "" {
+		return nil, fmt.Errorf("preparing an endpoint: no endpoint ID: %w", sdk.ErrInvalid)
+	}
+	if validIfName(req.GetIfname()) != nil {
+		return &pb.PrepareResponse{}, nil
+	}
+	fd, err := openSandbox(id, req.GetSandboxKey())
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	// The sandbox end's MAC is the host's to set when it configures the
+	// interface: the endpoint's address is not known yet.
+	spec := vethSpec{host: hostIfName(id), peer: req.GetIfname(), mtu: n.mtu, master: idx, peerNS: fd}
+	switch err := s.rt.addVeth(spec); {
+	case errors.Is(err, unix.EEXIST), errors.Is(err, unix.EXFULL):
+		return &pb.PrepareResponse{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("endpoint %s: preparing veth pair %s/%s in %s: %w", id, spec.host, spec.peer, req.GetSandboxKey(), err)
+	}
+	return &pb.PrepareResponse{SrcName: spec.peer}, nil
+}
+
+// openSandbox opens the network namespace at key, for endpoint id.
+func openSandbox(id, key string) (int, error) {
+	fd, err := unix.Open(key, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("endpoint %s: sandbox %s: %w", id, key, sdk.ErrNotFound)
+		}
+		return -1, fmt.Errorf("endpoint %s: opening sandbox %s: %w", id, key, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		unix.Close(fd)
+		return -1, fmt.Errorf("endpoint %s: sandbox %s is not a network namespace: %w", id, key, sdk.ErrInvalid)
+	}
+	return fd, nil
 }
 
 // errNameTaken says the sandbox already has an interface of the name asked

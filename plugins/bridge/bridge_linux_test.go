@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -218,17 +219,25 @@ func TestBorrowedBridge(t *testing.T) {
 	assertNoLeftovers(t)
 }
 
-// TestFullBridge: a Join onto a bridge that has the kernel's maximum of
-// ports is a conflict that says so, and leaves no veth pair behind.
-func TestFullBridge(t *testing.T) {
+// networkT makes a driver with the default configuration and its network
+// 10.<octet>.0.0/24, and returns them with the network's bridge.
+func networkT(t *testing.T, octet int) (*bridge, *pb.Network, netlink.Link) {
+	t.Helper()
 	requireRoot(t)
 	d := newDriverT(t, `{}`)
-	n := testNet(45, nil)
+	n := testNet(octet, nil)
 	createNetwork(t, d, n)
 	br, err := netlink.LinkByName(bridgeName(n.Id))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d, n, br
+}
+
+// TestFullBridge: a Join onto a bridge that has the kernel's maximum of
+// ports is a conflict that says so, and leaves no veth pair behind.
+func TestFullBridge(t *testing.T) {
+	d, n, br := networkT(t, 45)
 	// Veth pairs fill the bridge, their other ends in a namespace whose
 	// removal at the end takes them all down at once.
 	far := newNetns(t)
@@ -302,5 +311,95 @@ func TestJoinTakesTheHostsName(t *testing.T) {
 	slices.Sort(names)
 	if len(names) != 4 || names[0] != "eth0" || names[1] != "lo" {
 		t.Fatalf("interfaces in the sandbox: %v; want eth0, lo and two of the driver's", names)
+	}
+}
+
+func TestPrepare(t *testing.T) {
+	d, n, br := networkT(t, 47)
+	attach := func(ep *pb.Endpoint, key string, prepared bool) *pb.JoinResponse {
+		t.Helper()
+		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key, Ifname: "eth0", Prepared: prepared})
+		if err != nil {
+			t.Fatalf("Join (prepared %v): %v", prepared, err)
+		}
+		t.Cleanup(func() {
+			_ = d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key})
+			_ = d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep})
+		})
+		return resp
+	}
+	sandboxEnd := func(key string) netlink.Link {
+		t.Helper()
+		var l netlink.Link
+		nstest.WithHandle(t, key, func(h *netlink.Handle) (err error) {
+			l, err = h.LinkByName("eth0")
+			return err
+		})
+		return l
+	}
+
+	// Prepared: the pair is there, down, the host end on the bridge;
+	// the join brings it up and answers with it.
+	key := newNetns(t)
+	ep := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.47.0.2/24"}}
+	resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: ep.Id, SandboxKey: key, Ifname: "eth0"})
+	if err != nil || resp.GetSrcName() != "eth0" {
+		t.Fatalf("Prepare = %v, %v; want src_name eth0", resp, err)
+	}
+	host, err := netlink.LinkByName(hostIfName(ep.Id))
+	if err != nil {
+		t.Fatalf("prepared host end: %v", err)
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index || host.Attrs().Flags&net.FlagUp != 0 {
+		t.Fatalf("prepared host end: master %d (bridge %d), flags %v; want on the bridge, down", host.Attrs().MasterIndex, br.Attrs().Index, host.Attrs().Flags)
+	}
+	peer := sandboxEnd(key)
+	if peer.Attrs().Flags&net.FlagUp != 0 {
+		t.Fatalf("prepared sandbox end is up")
+	}
+	if j := attach(ep, key, true); j.GetSrcName() != "eth0" || !j.GetInSandbox() {
+		t.Fatalf("prepared join answered %v", j)
+	}
+	host2, err := netlink.LinkByName(hostIfName(ep.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host2.Attrs().Index != host.Attrs().Index || host2.Attrs().Flags&net.FlagUp == 0 || host2.Attrs().MasterIndex != br.Attrs().Index {
+		t.Fatalf("after the prepared join the host end is index %d (prepared %d), flags %v, master %d; want the prepared one, up, on the bridge",
+			host2.Attrs().Index, host.Attrs().Index, host2.Attrs().Flags, host2.Attrs().MasterIndex)
+	}
+	if sandboxEnd(key).Attrs().Index != peer.Attrs().Index {
+		t.Fatal("the prepared join made a new sandbox end")
+	}
+
+	// Told it was prepared when nothing was (or it is gone): the join
+	// makes the pair itself.
+	key2 := newNetns(t)
+	ep2 := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.47.0.3/24"}}
+	if j := attach(ep2, key2, true); j.GetSrcName() != "eth0" {
+		t.Fatalf("join of an unprepared endpoint told prepared answered %v", j)
+	}
+	if l, err := netlink.LinkByName(hostIfName(ep2.Id)); err != nil || l.Attrs().Flags&net.FlagUp == 0 || l.Attrs().MasterIndex != br.Attrs().Index {
+		t.Fatalf("host end of the unprepared join: %v, %v; want up on the bridge", l, err)
+	}
+
+	// A name the sandbox cannot take prepares nothing.
+	key3 := newNetns(t)
+	id3 := newID()
+	if resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: id3, SandboxKey: key3, Ifname: "bad/name"}); err != nil || resp.GetSrcName() != "" {
+		t.Fatalf("Prepare with a bad name = %v, %v; want nothing prepared", resp, err)
+	}
+	if _, err := netlink.LinkByName(hostIfName(id3)); err == nil {
+		t.Fatal("Prepare with a bad name made a pair")
+	}
+	// No endpoint ID, or no namespace at the key: an error.
+	if _, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, SandboxKey: key3, Ifname: "eth0"}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("Prepare without an endpoint ID: %v; want ErrInvalid", err)
+	}
+	if _, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: id3, SandboxKey: key3 + "-missing", Ifname: "eth0"}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("Prepare at a missing key: %v; want ErrNotFound", err)
 	}
 }

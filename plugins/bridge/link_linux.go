@@ -92,15 +92,21 @@ func (r *rtnl) addVeth(s vethSpec) error {
 // address generation mode only for a link that exists, hence not in
 // addVeth.
 //
-// Equivalent to: `ip link set NAME type bridge_slave [isolated on|off]
-// [hairpin on|off] addrgenmode none up`.
-func (r *rtnl) bringUp(name string, f portFlags) error {
+// master, unless 0, is the bridge's ifindex, for a port that may have
+// left it (a prepared pair whose bridge was made anew).
+//
+// Equivalent to: `ip link set NAME [master BRIDGE] type bridge_slave
+// [isolated on|off] [hairpin on|off] addrgenmode none up`.
+func (r *rtnl) bringUp(name string, f portFlags, master int) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Change = unix.IFF_UP
 	msg.Flags = unix.IFF_UP
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	if master != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
+	}
 	af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
 	af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
 	req.AddData(af)

@@ -47,7 +47,7 @@ func attachInTwo(ctx context.Context, d Driver, req *pb.AttachRequest) (*pb.Atta
 		created = &pb.CreateEndpointResponse{}
 	}
 	ep := withFill(req.GetEndpoint(), created.GetInterface())
-	joined, err := d.Join(ctx, &pb.JoinRequest{Network: req.GetNetwork(), Endpoint: ep, SandboxKey: req.GetSandboxKey(), Options: req.GetOptions(), Ifname: req.GetIfname()})
+	joined, err := d.Join(ctx, &pb.JoinRequest{Network: req.GetNetwork(), Endpoint: ep, SandboxKey: req.GetSandboxKey(), Options: req.GetOptions(), Ifname: req.GetIfname(), Prepared: req.GetPrepared()})
 	if err != nil {
 		if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: req.GetNetwork(), Endpoint: ep}); derr != nil {
 			err = errors.Join(err, derr)
@@ -166,4 +166,43 @@ func (c *Client) Detach(ctx context.Context, req *pb.DetachRequest) error {
 		c.noDetach.Store(true)
 	}
 	return detachInThree(ctx, c, req)
+}
+
+// Preparer is a driver that readies attaches ahead of time (see the
+// Prepare call in driver.proto). A plugin's Client is one.
+//
+// What a driver prepares must live in the sandbox's namespace or go with
+// it: a prepared namespace the host does not use is released, and the
+// driver hears nothing more of it. An Attach whose request says prepared
+// finishes what Prepare made (the same network, endpoint ID, sandbox key
+// and ifname), or does the whole attach when that is gone.
+type Preparer interface {
+	Prepare(ctx context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error)
+}
+
+// Prepare asks d to ready an attach ahead of time. A driver that is not a
+// Preparer prepares nothing: the answer is empty, without error.
+func Prepare(ctx context.Context, d Driver, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	if p, ok := d.(Preparer); ok {
+		return p.Prepare(ctx, req)
+	}
+	return &pb.PrepareResponse{}, nil
+}
+
+func (s *server) Prepare(ctx context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	resp, err := Prepare(ctx, s.impl, req)
+	if resp == nil {
+		resp = &pb.PrepareResponse{}
+	}
+	return resp, sdk.ToStatus(err)
+}
+
+// Prepare is the driver's Prepare; a plugin that predates the call
+// prepares nothing.
+func (c *Client) Prepare(ctx context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	resp, err := c.c.Prepare(ctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		return &pb.PrepareResponse{}, nil
+	}
+	return resp, sdk.FromStatus(err)
 }

@@ -22,6 +22,7 @@ type recorder struct {
 	calls     []string
 	joinedEP  *pb.Endpoint
 	joinedAs  string // the ifname Join was asked for
+	joinedPre bool   // whether Join was told it was prepared
 	failJoin  bool
 	failLeave bool
 }
@@ -50,7 +51,7 @@ func (r *recorder) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespons
 	r.record("Join")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.joinedEP, r.joinedAs = req.GetEndpoint(), req.GetIfname()
+	r.joinedEP, r.joinedAs, r.joinedPre = req.GetEndpoint(), req.GetIfname(), req.GetPrepared()
 	if r.failJoin {
 		return nil, fmt.Errorf("no such sandbox: %w", sdk.ErrNotFound)
 	}
@@ -105,6 +106,7 @@ func attachReq() *pb.AttachRequest {
 		Endpoint:   &pb.Endpoint{Id: "e1", Interface: &pb.EndpointInterface{Address: "10.0.0.2/24"}},
 		SandboxKey: "/run/netns/x",
 		Ifname:     "eth0",
+		Prepared:   true,
 	}
 }
 
@@ -150,8 +152,8 @@ func TestAttach(t *testing.T) {
 			if ep := r.joinedEP; ep.GetInterface().GetMac() != "02:42:0a:00:00:02" || ep.GetInterface().GetAddress() != "10.0.0.2/24" {
 				t.Fatalf("Join got endpoint %v", ep)
 			}
-			if r.joinedAs != "eth0" {
-				t.Fatalf("Join was asked for interface %q, want eth0", r.joinedAs)
+			if r.joinedAs != "eth0" || !r.joinedPre {
+				t.Fatalf("Join was asked for interface %q, prepared %v; want eth0, prepared", r.joinedAs, r.joinedPre)
 			}
 			// A failing Join deletes the endpoint again and its error
 			// comes back as the sentinel.
@@ -191,5 +193,44 @@ func TestDetach(t *testing.T) {
 				t.Fatalf("calls = %v, want %v", r.calls, want)
 			}
 		})
+	}
+}
+
+// preparer is a recorder that prepares attaches.
+type preparer struct{ *recorder }
+
+func (p preparer) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	p.record("Prepare " + req.GetEndpointId() + " " + req.GetIfname())
+	return &pb.PrepareResponse{SrcName: req.GetIfname()}, nil
+}
+
+// Prepare reaches a driver that prepares; one that does not, and a plugin
+// built before the call (Unimplemented), prepare nothing, without error.
+func TestPrepare(t *testing.T) {
+	req := &pb.PrepareRequest{Network: &pb.Network{Id: "n1"}, EndpointId: "e1", SandboxKey: "/run/netns/x", Ifname: "eth0"}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		serve func(*grpc.Server, *recorder) error
+		want  string
+	}{
+		{"preparing plugin", func(s *grpc.Server, r *recorder) error { return Register(s, sdk.Info{Name: "rec"}, preparer{r}) }, "eth0"},
+		{servers[0].name + ", not preparing", servers[0].serve, ""},
+		{servers[1].name, servers[1].serve, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, c := dialRecorder(t, tc.serve)
+			resp, err := Prepare(ctx, c, req)
+			if err != nil || resp.GetSrcName() != tc.want {
+				t.Fatalf("Prepare = %v, %v; want src_name %q", resp, err, tc.want)
+			}
+			if tc.want != "" && !slices.Equal(r.calls, []string{"Prepare e1 eth0"}) {
+				t.Fatalf("calls = %v", r.calls)
+			}
+		})
+	}
+	// In process, a driver that is no Preparer prepares nothing.
+	if resp, err := Prepare(ctx, &recorder{}, req); err != nil || resp.GetSrcName() != "" {
+		t.Fatalf("Prepare of a non-preparer = %v, %v", resp, err)
 	}
 }

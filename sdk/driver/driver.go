@@ -22,6 +22,16 @@
 // the steps at once more cheaply may implement Attacher or Detacher.
 // Against a plugin built before they existed the host's Client falls back
 // to the separate calls.
+//
+// A driver may also do part of an attach ahead of time (Preparer): the
+// host keeps a few spare namespaces, and for those it expects to attach
+// to a network next it asks the network's driver to Prepare the attach of
+// an endpoint whose ID it picks then. The bridge driver makes the veth
+// pair there, its sandbox end inside and its host end on the bridge, both
+// down; the Attach that follows only brings the host end up, while the
+// host configures the sandbox end beside it. What a driver prepares must
+// go with the namespace: the host releases a prepared namespace it does
+// not use and calls nothing else.
 package driver
 
 import (

@@ -791,7 +791,11 @@ type JoinRequest struct {
 	// inside the sandbox (in_sandbox) should create it with this name,
 	// which spares the host a rename; if the name is taken there, any other
 	// name will do. Empty: no preference.
-	Ifname        string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	Ifname string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	// prepared is AttachRequest's: the host prepared this join with Prepare.
+	// The SDK's Attach for drivers that implement only CreateEndpoint and
+	// Join passes it on here.
+	Prepared      bool `protobuf:"varint,6,opt,name=prepared,proto3" json:"prepared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -859,6 +863,13 @@ func (x *JoinRequest) GetIfname() string {
 		return x.Ifname
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetPrepared() bool {
+	if x != nil {
+		return x.Prepared
+	}
+	return false
 }
 
 type StaticRoute struct {
@@ -1022,7 +1033,12 @@ type AttachRequest struct {
 	SandboxKey string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
 	Options    map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ifname is JoinRequest's.
-	Ifname        string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	Ifname string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	// prepared says the host prepared this attach with Prepare (same
+	// network, endpoint ID, sandbox key and ifname) and Prepare answered
+	// with a src_name. The driver finishes what it prepared; should that be
+	// gone, it does the whole attach.
+	Prepared      bool `protobuf:"varint,6,opt,name=prepared,proto3" json:"prepared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1092,6 +1108,138 @@ func (x *AttachRequest) GetIfname() string {
 	return ""
 }
 
+func (x *AttachRequest) GetPrepared() bool {
+	if x != nil {
+		return x.Prepared
+	}
+	return false
+}
+
+// PrepareRequest asks a driver to do ahead of time the part of a later
+// Attach that depends neither on the endpoint's addresses nor on its
+// options: for the bridge driver, the veth pair, its sandbox end named
+// ifname inside the namespace and its host end on the network's bridge,
+// both down. The namespace at sandbox_key exists and has no other
+// interface than loopback; nothing runs in it yet.
+type PrepareRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	// endpoint_id is the ID the endpoint will have.
+	EndpointId    string `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	SandboxKey    string `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Ifname        string `protobuf:"bytes,4,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRequest) Reset() {
+	*x = PrepareRequest{}
+	mi := &file_driver_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRequest) ProtoMessage() {}
+
+func (x *PrepareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRequest.ProtoReflect.Descriptor instead.
+func (*PrepareRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PrepareRequest) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *PrepareRequest) GetSandboxKey() string {
+	if x != nil {
+		return x.SandboxKey
+	}
+	return ""
+}
+
+func (x *PrepareRequest) GetIfname() string {
+	if x != nil {
+		return x.Ifname
+	}
+	return ""
+}
+
+type PrepareResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// src_name is the interface the driver made inside the sandbox, which
+	// the Attach will answer with (in_sandbox); the driver changes nothing
+	// on it afterwards, so the host may configure it (the endpoint's MAC and
+	// addresses as the host sends them, up) while the Attach runs. A driver
+	// that prepares leaves a MAC or address the host set as it is.
+	// Empty: nothing was prepared, and the host attaches as usual.
+	SrcName       string `protobuf:"bytes,1,opt,name=src_name,json=srcName,proto3" json:"src_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareResponse) Reset() {
+	*x = PrepareResponse{}
+	mi := &file_driver_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareResponse) ProtoMessage() {}
+
+func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareResponse.ProtoReflect.Descriptor instead.
+func (*PrepareResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PrepareResponse) GetSrcName() string {
+	if x != nil {
+		return x.SrcName
+	}
+	return ""
+}
+
 type AttachResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// create is what CreateEndpoint answered (the fields it filled in).
@@ -1104,7 +1252,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1264,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1277,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{15}
+	return file_driver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AttachResponse) GetCreate() *CreateEndpointResponse {
@@ -1163,7 +1311,7 @@ type DetachRequest struct {
 
 func (x *DetachRequest) Reset() {
 	*x = DetachRequest{}
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1323,7 @@ func (x *DetachRequest) String() string {
 func (*DetachRequest) ProtoMessage() {}
 
 func (x *DetachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1336,7 @@ func (x *DetachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
 func (*DetachRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{16}
+	return file_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DetachRequest) GetNetwork() *Network {
@@ -1230,7 +1378,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1390,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1403,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{17}
+	return file_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LeaveRequest) GetNetwork() *Network {
@@ -1289,7 +1437,7 @@ type ExternalConnectivityRequest struct {
 
 func (x *ExternalConnectivityRequest) Reset() {
 	*x = ExternalConnectivityRequest{}
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1449,7 @@ func (x *ExternalConnectivityRequest) String() string {
 func (*ExternalConnectivityRequest) ProtoMessage() {}
 
 func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1462,7 @@ func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityRequest.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{18}
+	return file_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExternalConnectivityRequest) GetNetwork() *Network {
@@ -1342,7 +1490,7 @@ type ExternalConnectivityResponse struct {
 
 func (x *ExternalConnectivityResponse) Reset() {
 	*x = ExternalConnectivityResponse{}
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1502,7 @@ func (x *ExternalConnectivityResponse) String() string {
 func (*ExternalConnectivityResponse) ProtoMessage() {}
 
 func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1515,7 @@ func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityResponse.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{19}
+	return file_driver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExternalConnectivityResponse) GetPortBindings() []*PortBinding {
@@ -1386,7 +1534,7 @@ type EndpointOperInfoResponse struct {
 
 func (x *EndpointOperInfoResponse) Reset() {
 	*x = EndpointOperInfoResponse{}
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1546,7 @@ func (x *EndpointOperInfoResponse) String() string {
 func (*EndpointOperInfoResponse) ProtoMessage() {}
 
 func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1559,7 @@ func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointOperInfoResponse.ProtoReflect.Descriptor instead.
 func (*EndpointOperInfoResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{20}
+	return file_driver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EndpointOperInfoResponse) GetInfo() map[string]string {
@@ -1484,14 +1632,15 @@ const file_driver_proto_rawDesc = "" +
 	"\tinterface\x18\x01 \x01(\v2\x1d.sandnet.v1.EndpointInterfaceR\tinterface\"r\n" +
 	"\x0fEndpointRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
-	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\"\xa3\x02\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\"\xbf\x02\n" +
 	"\vJoinRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
 	"\vsandbox_key\x18\x03 \x01(\tR\n" +
 	"sandboxKey\x12>\n" +
 	"\aoptions\x18\x04 \x03(\v2$.sandnet.v1.JoinRequest.OptionsEntryR\aoptions\x12\x16\n" +
-	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x1a:\n" +
+	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x12\x1a\n" +
+	"\bprepared\x18\x06 \x01(\bR\bprepared\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
@@ -1508,17 +1657,27 @@ const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"gateway_v6\x18\x05 \x01(\tR\tgatewayV6\x12<\n" +
 	"\rstatic_routes\x18\x06 \x03(\v2\x17.sandnet.v1.StaticRouteR\fstaticRoutes\x126\n" +
-	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\"\xa7\x02\n" +
+	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\"\xc3\x02\n" +
 	"\rAttachRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +
 	"\vsandbox_key\x18\x03 \x01(\tR\n" +
 	"sandboxKey\x12@\n" +
 	"\aoptions\x18\x04 \x03(\v2&.sandnet.v1.AttachRequest.OptionsEntryR\aoptions\x12\x16\n" +
-	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x1a:\n" +
+	"\x06ifname\x18\x05 \x01(\tR\x06ifname\x12\x1a\n" +
+	"\bprepared\x18\x06 \x01(\bR\bprepared\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
+	"\x0ePrepareRequest\x12-\n" +
+	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x12\x1f\n" +
+	"\vendpoint_id\x18\x02 \x01(\tR\n" +
+	"endpointId\x12\x1f\n" +
+	"\vsandbox_key\x18\x03 \x01(\tR\n" +
+	"sandboxKey\x12\x16\n" +
+	"\x06ifname\x18\x04 \x01(\tR\x06ifname\",\n" +
+	"\x0fPrepareResponse\x12\x19\n" +
+	"\bsrc_name\x18\x01 \x01(\tR\asrcName\"z\n" +
 	"\x0eAttachResponse\x12:\n" +
 	"\x06create\x18\x01 \x01(\v2\".sandnet.v1.CreateEndpointResponseR\x06create\x12,\n" +
 	"\x04join\x18\x02 \x01(\v2\x18.sandnet.v1.JoinResponseR\x04join\"\xba\x01\n" +
@@ -1546,7 +1705,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSCOPE_LOCAL\x10\x01\x12\x10\n" +
-	"\fSCOPE_GLOBAL\x10\x022\xfc\x06\n" +
+	"\fSCOPE_GLOBAL\x10\x022\xc0\a\n" +
 	"\x06Driver\x12>\n" +
 	"\x0fGetCapabilities\x12\x11.sandnet.v1.Empty\x1a\x18.sandnet.v1.Capabilities\x12D\n" +
 	"\rCreateNetwork\x12 .sandnet.v1.CreateNetworkRequest\x1a\x11.sandnet.v1.Empty\x12D\n" +
@@ -1559,7 +1718,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x1aRevokeExternalConnectivity\x12'.sandnet.v1.ExternalConnectivityRequest\x1a\x11.sandnet.v1.Empty\x12U\n" +
 	"\x10EndpointOperInfo\x12\x1b.sandnet.v1.EndpointRequest\x1a$.sandnet.v1.EndpointOperInfoResponse\x12?\n" +
 	"\x06Attach\x12\x19.sandnet.v1.AttachRequest\x1a\x1a.sandnet.v1.AttachResponse\x126\n" +
-	"\x06Detach\x12\x19.sandnet.v1.DetachRequest\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
+	"\x06Detach\x12\x19.sandnet.v1.DetachRequest\x1a\x11.sandnet.v1.Empty\x12B\n" +
+	"\aPrepare\x12\x1a.sandnet.v1.PrepareRequest\x1a\x1b.sandnet.v1.PrepareResponseB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -1574,7 +1734,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_driver_proto_goTypes = []any{
 	(Scope)(0),                           // 0: sandnet.v1.Scope
 	(*Capabilities)(nil),                 // 1: sandnet.v1.Capabilities
@@ -1592,28 +1752,30 @@ var file_driver_proto_goTypes = []any{
 	(*StaticRoute)(nil),                  // 13: sandnet.v1.StaticRoute
 	(*JoinResponse)(nil),                 // 14: sandnet.v1.JoinResponse
 	(*AttachRequest)(nil),                // 15: sandnet.v1.AttachRequest
-	(*AttachResponse)(nil),               // 16: sandnet.v1.AttachResponse
-	(*DetachRequest)(nil),                // 17: sandnet.v1.DetachRequest
-	(*LeaveRequest)(nil),                 // 18: sandnet.v1.LeaveRequest
-	(*ExternalConnectivityRequest)(nil),  // 19: sandnet.v1.ExternalConnectivityRequest
-	(*ExternalConnectivityResponse)(nil), // 20: sandnet.v1.ExternalConnectivityResponse
-	(*EndpointOperInfoResponse)(nil),     // 21: sandnet.v1.EndpointOperInfoResponse
-	nil,                                  // 22: sandnet.v1.Network.OptionsEntry
-	nil,                                  // 23: sandnet.v1.Endpoint.OptionsEntry
-	nil,                                  // 24: sandnet.v1.JoinRequest.OptionsEntry
-	nil,                                  // 25: sandnet.v1.AttachRequest.OptionsEntry
-	nil,                                  // 26: sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	(*Empty)(nil),                        // 27: sandnet.v1.Empty
+	(*PrepareRequest)(nil),               // 16: sandnet.v1.PrepareRequest
+	(*PrepareResponse)(nil),              // 17: sandnet.v1.PrepareResponse
+	(*AttachResponse)(nil),               // 18: sandnet.v1.AttachResponse
+	(*DetachRequest)(nil),                // 19: sandnet.v1.DetachRequest
+	(*LeaveRequest)(nil),                 // 20: sandnet.v1.LeaveRequest
+	(*ExternalConnectivityRequest)(nil),  // 21: sandnet.v1.ExternalConnectivityRequest
+	(*ExternalConnectivityResponse)(nil), // 22: sandnet.v1.ExternalConnectivityResponse
+	(*EndpointOperInfoResponse)(nil),     // 23: sandnet.v1.EndpointOperInfoResponse
+	nil,                                  // 24: sandnet.v1.Network.OptionsEntry
+	nil,                                  // 25: sandnet.v1.Endpoint.OptionsEntry
+	nil,                                  // 26: sandnet.v1.JoinRequest.OptionsEntry
+	nil,                                  // 27: sandnet.v1.AttachRequest.OptionsEntry
+	nil,                                  // 28: sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	(*Empty)(nil),                        // 29: sandnet.v1.Empty
 }
 var file_driver_proto_depIdxs = []int32{
 	0,  // 0: sandnet.v1.Capabilities.data_scope:type_name -> sandnet.v1.Scope
 	0,  // 1: sandnet.v1.Capabilities.connectivity_scope:type_name -> sandnet.v1.Scope
-	22, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
+	24, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
 	2,  // 3: sandnet.v1.Network.ipv4:type_name -> sandnet.v1.IPAMData
 	2,  // 4: sandnet.v1.Network.ipv6:type_name -> sandnet.v1.IPAMData
 	0,  // 5: sandnet.v1.Network.scope:type_name -> sandnet.v1.Scope
 	4,  // 6: sandnet.v1.Endpoint.interface:type_name -> sandnet.v1.EndpointInterface
-	23, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
+	25, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
 	5,  // 8: sandnet.v1.Endpoint.port_bindings:type_name -> sandnet.v1.PortBinding
 	5,  // 9: sandnet.v1.Endpoint.exposed_ports:type_name -> sandnet.v1.PortBinding
 	3,  // 10: sandnet.v1.CreateNetworkRequest.network:type_name -> sandnet.v1.Network
@@ -1625,50 +1787,53 @@ var file_driver_proto_depIdxs = []int32{
 	6,  // 16: sandnet.v1.EndpointRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	3,  // 17: sandnet.v1.JoinRequest.network:type_name -> sandnet.v1.Network
 	6,  // 18: sandnet.v1.JoinRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	24, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
+	26, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
 	13, // 20: sandnet.v1.JoinResponse.static_routes:type_name -> sandnet.v1.StaticRoute
 	3,  // 21: sandnet.v1.AttachRequest.network:type_name -> sandnet.v1.Network
 	6,  // 22: sandnet.v1.AttachRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	25, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
-	10, // 24: sandnet.v1.AttachResponse.create:type_name -> sandnet.v1.CreateEndpointResponse
-	14, // 25: sandnet.v1.AttachResponse.join:type_name -> sandnet.v1.JoinResponse
-	3,  // 26: sandnet.v1.DetachRequest.network:type_name -> sandnet.v1.Network
-	6,  // 27: sandnet.v1.DetachRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	3,  // 28: sandnet.v1.LeaveRequest.network:type_name -> sandnet.v1.Network
-	6,  // 29: sandnet.v1.LeaveRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	3,  // 30: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
-	6,  // 31: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	5,  // 32: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
-	26, // 33: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	27, // 34: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
-	7,  // 35: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
-	8,  // 36: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
-	9,  // 37: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
-	11, // 38: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
-	12, // 39: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
-	18, // 40: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
-	19, // 41: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	19, // 42: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	11, // 43: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
-	15, // 44: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
-	17, // 45: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
-	1,  // 46: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
-	27, // 47: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
-	27, // 48: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
-	10, // 49: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
-	27, // 50: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
-	14, // 51: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
-	27, // 52: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
-	20, // 53: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
-	27, // 54: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
-	21, // 55: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
-	16, // 56: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
-	27, // 57: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
-	46, // [46:58] is the sub-list for method output_type
-	34, // [34:46] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	27, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
+	3,  // 24: sandnet.v1.PrepareRequest.network:type_name -> sandnet.v1.Network
+	10, // 25: sandnet.v1.AttachResponse.create:type_name -> sandnet.v1.CreateEndpointResponse
+	14, // 26: sandnet.v1.AttachResponse.join:type_name -> sandnet.v1.JoinResponse
+	3,  // 27: sandnet.v1.DetachRequest.network:type_name -> sandnet.v1.Network
+	6,  // 28: sandnet.v1.DetachRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	3,  // 29: sandnet.v1.LeaveRequest.network:type_name -> sandnet.v1.Network
+	6,  // 30: sandnet.v1.LeaveRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	3,  // 31: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
+	6,  // 32: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
+	5,  // 33: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
+	28, // 34: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	29, // 35: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
+	7,  // 36: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
+	8,  // 37: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
+	9,  // 38: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
+	11, // 39: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
+	12, // 40: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
+	20, // 41: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
+	21, // 42: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	21, // 43: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	11, // 44: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
+	15, // 45: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
+	19, // 46: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
+	16, // 47: sandnet.v1.Driver.Prepare:input_type -> sandnet.v1.PrepareRequest
+	1,  // 48: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
+	29, // 49: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
+	29, // 50: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
+	10, // 51: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
+	29, // 52: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
+	14, // 53: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
+	29, // 54: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
+	22, // 55: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
+	29, // 56: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
+	23, // 57: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
+	18, // 58: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
+	29, // 59: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
+	17, // 60: sandnet.v1.Driver.Prepare:output_type -> sandnet.v1.PrepareResponse
+	48, // [48:61] is the sub-list for method output_type
+	35, // [35:48] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1683,7 +1848,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Driver_EndpointOperInfo_FullMethodName            = "/sandnet.v1.Driver/EndpointOperInfo"
 	Driver_Attach_FullMethodName                      = "/sandnet.v1.Driver/Attach"
 	Driver_Detach_FullMethodName                      = "/sandnet.v1.Driver/Detach"
+	Driver_Prepare_FullMethodName                     = "/sandnet.v1.Driver/Prepare"
 )
 
 // DriverClient is the client API for Driver service.
@@ -63,6 +64,13 @@ type DriverClient interface {
 	// Served by the SDK from the driver's own methods, with the same
 	// fallback as Attach.
 	Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Prepare readies an attach ahead of time (PrepareRequest). Whatever a
+	// driver prepares lives in the sandbox's namespace or goes with it: a
+	// prepared namespace the host does not use, it releases, and calls
+	// nothing else. Optional: the SDK answers with nothing prepared for a
+	// driver that does not implement it, and a host talking to a plugin
+	// built before it existed (Unimplemented) takes that answer too.
+	Prepare(ctx context.Context, in *PrepareRequest, opts ...grpc.CallOption) (*PrepareResponse, error)
 }
 
 type driverClient struct {
@@ -193,6 +201,16 @@ func (c *driverClient) Detach(ctx context.Context, in *DetachRequest, opts ...gr
 	return out, nil
 }
 
+func (c *driverClient) Prepare(ctx context.Context, in *PrepareRequest, opts ...grpc.CallOption) (*PrepareResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareResponse)
+	err := c.cc.Invoke(ctx, Driver_Prepare_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -220,6 +238,13 @@ type DriverServer interface {
 	// Served by the SDK from the driver's own methods, with the same
 	// fallback as Attach.
 	Detach(context.Context, *DetachRequest) (*Empty, error)
+	// Prepare readies an attach ahead of time (PrepareRequest). Whatever a
+	// driver prepares lives in the sandbox's namespace or goes with it: a
+	// prepared namespace the host does not use, it releases, and calls
+	// nothing else. Optional: the SDK answers with nothing prepared for a
+	// driver that does not implement it, and a host talking to a plugin
+	// built before it existed (Unimplemented) takes that answer too.
+	Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -265,6 +290,9 @@ func (UnimplementedDriverServer) Attach(context.Context, *AttachRequest) (*Attac
 }
 func (UnimplementedDriverServer) Detach(context.Context, *DetachRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Detach not implemented")
+}
+func (UnimplementedDriverServer) Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Prepare not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -503,6 +531,24 @@ func _Driver_Detach_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Prepare_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Prepare(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Prepare_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Prepare(ctx, req.(*PrepareRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -557,6 +603,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Detach",
 			Handler:    _Driver_Detach_Handler,
+		},
+		{
+			MethodName: "Prepare",
+			Handler:    _Driver_Prepare_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
