@@ -492,3 +492,17 @@ func TestPreparedSpares(t *testing.T) {
 		t.Fatalf("after the deletes: %+v, want %+v", after, before)
 	}
 }
+
+// A create that takes the last spare has the next made at once, without
+// waiting for a quiet moment: creates in a burst keep finding one.
+func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(1)
+	eventually(t, "a spare made", func() bool { return len(e.spareKeys()) == 1 })
+	e.c.quiet.enter() // as if attaches were in flight all along
+	defer e.c.quiet.leave()
+	e.sandbox("c1")
+	eventually(t, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) == 1 })
+	e.sandbox("c2")
+	eventually(t, "and again", func() bool { return len(e.spareKeys()) == 1 })
+}

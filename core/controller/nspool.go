@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,8 +23,9 @@ import (
 // directory, so that a create takes one instead of waiting for the
 // kernel to make it, each with its embedded resolver's sockets already
 // bound inside. They are made one at a time by a background goroutine,
-// each once no attach has been in flight for quietAfter (see quietGate);
-// Start (which empties the scratch directory) discards those an agent
+// each once no attach has been in flight for quietAfter (see quietGate),
+// or at once after a create found none of the kind it wanted or took the
+// last (creates in a burst); Start (which empties the scratch directory) discards those an agent
 // stopped with.
 //
 // Besides those, it keeps as many prepared for the network the last
@@ -47,6 +49,11 @@ type nsPool struct {
 	// prepare readies an attach to network netID in sp (sets sp.prep) or
 	// reports why not; the controller's.
 	prepare func(sp *spare, netID string) error
+
+	// urgent: a create found no spare of the kind it wanted, or took the
+	// last: the next is made without waiting for a quiet moment (a burst
+	// of creates would otherwise find none at all).
+	urgent atomic.Bool
 
 	mu       sync.Mutex
 	prepared []*spare // at most cap(ready)
@@ -131,6 +138,9 @@ func (p *nsPool) take(netID string) *spare {
 			sp = p.prepared[i]
 			p.prepared = slices.Delete(p.prepared, i, i+1)
 		}
+		if sp == nil || len(p.prepared) == 0 {
+			p.urgent.Store(true)
+		}
 		// Those of another network have no use any more.
 		var others []*spare
 		p.prepared = slices.DeleteFunc(p.prepared, func(s *spare) bool {
@@ -149,6 +159,9 @@ func (p *nsPool) take(netID string) *spare {
 		select {
 		case sp = <-p.ready:
 		default:
+		}
+		if sp == nil || len(p.ready) == 0 {
+			p.urgent.Store(true)
 		}
 	}
 	p.refill()
@@ -224,7 +237,7 @@ func (p *nsPool) fill() {
 			if !plain && (target == "" || p.preparedCount() == cap(p.ready)) {
 				break
 			}
-			if !p.gate.wait(quietAfter, p.stop) {
+			if !p.urgent.Swap(false) && !p.gate.wait(quietAfter, p.stop) {
 				return
 			}
 			sp, err := p.make()
