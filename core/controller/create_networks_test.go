@@ -303,7 +303,7 @@ func (e *env) spareKeys() []string {
 // eventually polls cond for up to 15 s: background work (a rollback
 // retried until the store answers, a pool refilled) is done soon, not at
 // once.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +115,18 @@ func (e *env) cleanup() {
 	e.c.Close()
 	// The host namespace of host-mode sandboxes stays mounted by design.
 	_ = unmountDefault(filepath.Join(e.dir, "netns", "default"))
+	// Pairs made ahead of time go with their spare namespaces, which the
+	// kernel tears down in the background: wait, so that the next test
+	// does not count them.
+	eventually(e.t, "the prepared pairs gone with their namespaces", func() bool {
+		links, _ := netlink.LinkList()
+		return !slices.ContainsFunc(links, func(l netlink.Link) bool {
+			e.veth.mu.Lock()
+			defer e.veth.mu.Unlock()
+			_, ok := e.veth.prepared[l.Attrs().Name]
+			return ok
+		})
+	})
 }
 
 func (e *env) network(name, driver, subnet string) *Network {

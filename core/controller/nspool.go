@@ -25,8 +25,8 @@ import (
 // bound inside. They are made one at a time by a background goroutine,
 // each once no attach has been in flight for quietAfter (see quietGate),
 // or at once after a create found none of the kind it wanted or took the
-// last (creates in a burst); Start (which empties the scratch directory) discards those an agent
-// stopped with.
+// last (creates in a burst); Start (which empties the scratch directory)
+// discards those an agent stopped with.
 //
 // Besides those, it keeps as many prepared for the network the last
 // create with networks named first (its target): the network's driver
@@ -138,7 +138,7 @@ func (p *nsPool) take(netID string) *spare {
 			sp = p.prepared[i]
 			p.prepared = slices.Delete(p.prepared, i, i+1)
 		}
-		if sp == nil || len(p.prepared) == 0 {
+		if (sp == nil || len(p.prepared) == 0) && p.target != p.barren {
 			p.urgent.Store(true)
 		}
 		// Those of another network have no use any more.
