@@ -84,13 +84,9 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 		}
 		return nil
 	}
-	floor, err := floorAttach(filepath.Join(run, "floor"), n)
+	floor, cni, err := peerRuns(dir, run, cniDir, "", n, false)
 	if err != nil {
-		return fmt.Errorf("floor: %w", err)
-	}
-	cni, err := cniRun(filepath.Join(dir, "cni"), filepath.Join(run, "cni"), cniDir, n, false, false)
-	if err != nil {
-		return fmt.Errorf("cni: %w", err)
+		return err
 	}
 	cniNAT, err := cniRun(filepath.Join(dir, "cni-nat"), filepath.Join(run, "cni-nat"), cniDir, n, true, false)
 	if err != nil {
@@ -153,13 +149,9 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 // with the same number of containers kept on one bridge: the kernel's
 // share of the growth, with the kernel's default settings.
 func scalePeers(dir, run, cniDir string, n int) error {
-	floor, err := floorAttach(filepath.Join(run, "floor-scale"), n)
+	floor, cni, err := peerRuns(dir, run, cniDir, "-scale", n, true)
 	if err != nil {
-		return fmt.Errorf("floor scale: %w", err)
-	}
-	cni, err := cniRun(filepath.Join(dir, "cni-scale"), filepath.Join(run, "cni-scale"), cniDir, n, false, true)
-	if err != nil {
-		return fmt.Errorf("cni scale: %w", err)
+		return err
 	}
 	fmt.Printf("\nscale, for reference: %d containers on one bridge\n", n)
 	growth("floor attach", floor.add)
@@ -168,6 +160,19 @@ func scalePeers(dir, run, cniDir string, n int) error {
 	growth("CNI ADD", cni.add)
 	ratio("CNI: last 10 / first 10", median(cni.add[n-10:]), median(cni.add[:10]), "reference")
 	return nil
+}
+
+// peerRuns measures the floor and CNI's plain bridge plugins with n
+// containers each (all kept on the bridge before any detach, with keep),
+// their files under names ending in suffix.
+func peerRuns(dir, run, cniDir, suffix string, n int, keep bool) (floor, cni *timings, err error) {
+	if floor, err = floorAttach(filepath.Join(run, "floor"+suffix), n); err != nil {
+		return nil, nil, fmt.Errorf("floor%s: %w", suffix, err)
+	}
+	if cni, err = cniRun(filepath.Join(dir, "cni"+suffix), filepath.Join(run, "cni"+suffix), cniDir, n, false, keep); err != nil {
+		return nil, nil, fmt.Errorf("cni%s: %w", suffix, err)
+	}
+	return floor, cni, nil
 }
 
 // plain runs the plain bridge scenario twice: attach in two requests,
