@@ -22,7 +22,10 @@
 // writes the sandbox's record in the first endpoint's transaction, started
 // while the namespace is made (or taken from the spares made ahead of
 // time, nspool.go), and the driver joins the namespace at its scratch key.
-// Whichever side fails, both are
+// A spare may come with that attach prepared by the network's driver
+// (Prepare: for the bridge, the veth pair made); the driver then only
+// finishes it, while the namespace configures the interface the driver
+// prepared. Whichever side fails, both are
 // undone; a write whose outcome is unknown is undone in the background
 // once the store answers. Start repairs what a crash between the halves
 // leaves (restore.go): scratch namespaces go, records whose namespace or
