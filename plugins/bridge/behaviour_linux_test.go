@@ -164,7 +164,9 @@ func TestICCDisabled(t *testing.T) {
 	d := newDriverT(t, "")
 	n := testNet(16, map[string]string{optEnableICC: "false"})
 	createNetwork(t, d, n)
-	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	// b's pair was prepared ahead of its join, as in a host's prepared
+	// spare: its port is isolated all the same.
+	a, b := attach(t, d, n, 2), attachWith(t, d, n, 3, true)
 	serveTCP(t, b.key, ":7000")
 	serveTCP(t, "", "10.16.0.1:7002")
 	mustReach(t, "container to gateway", a.key, "10.16.0.1:7002", a.ip)
@@ -172,12 +174,14 @@ func TestICCDisabled(t *testing.T) {
 	mustReach(t, "host to container", "", b.ip+":7000", "")
 	mustNotReach(t, "container to container", a.key, b.ip+":7000")
 
-	port, err := netlink.LinkByName(hostIfName(a.ep.Id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pi, err := netlink.LinkGetProtinfo(port); err != nil || !pi.Isolated {
-		t.Errorf("bridge port %s: protinfo %+v, %v; want isolated", port.Attrs().Name, pi, err)
+	for _, c := range []*container{a, b} {
+		port, err := netlink.LinkByName(hostIfName(c.ep.Id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pi, err := netlink.LinkGetProtinfo(port); err != nil || !pi.Isolated {
+			t.Errorf("bridge port %s: protinfo %+v, %v; want isolated", port.Attrs().Name, pi, err)
+		}
 	}
 }
 
@@ -191,7 +195,9 @@ func TestPublishedPorts(t *testing.T) {
 	d := newDriverT(t, "")
 	n := testNet(17, nil)
 	createNetwork(t, d, n)
-	srv, client := attach(t, d, n, 2), attach(t, d, n, 3)
+	// The server's pair was prepared ahead of its join (a host's prepared
+	// spare): hairpin and DNAT work for it all the same.
+	srv, client := attachWith(t, d, n, 2, true), attach(t, d, n, 3)
 	serveTCP(t, srv.key, ":80")
 	serveUDP(t, srv.key, ":53")
 

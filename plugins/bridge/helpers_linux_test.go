@@ -271,6 +271,14 @@ func createNetwork(t testing.TB, d *bridge, n *pb.Network) {
 // configures the sandbox as the host would.
 func attach(t testing.TB, d *bridge, n *pb.Network, host int) *container {
 	t.Helper()
+	return attachWith(t, d, n, host, false)
+}
+
+// attachWith is attach; with prepared, the driver prepares the endpoint's
+// pair in the namespace first (Prepare) and the join finishes it, as for a
+// host's prepared spare.
+func attachWith(t testing.TB, d *bridge, n *pb.Network, host int, prepared bool) *container {
+	t.Helper()
 	pool, _, _ := strings.Cut(n.Ipv4[0].Pool, "/")
 	ip := strings.TrimSuffix(pool, "0") + fmt.Sprint(host)
 	ep := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: ip + "/24"}}
@@ -284,7 +292,13 @@ func attach(t testing.TB, d *bridge, n *pb.Network, host int) *container {
 	}
 	ep.Interface.Mac = resp.GetInterface().GetMac()
 	key := newNetns(t)
-	join, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key})
+	if prepared {
+		resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: ep.Id, SandboxKey: key, Ifname: "eth0"})
+		if err != nil || resp.GetSrcName() != "eth0" {
+			t.Fatalf("Prepare = %v, %v", resp, err)
+		}
+	}
+	join, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: key, Ifname: "eth0", Prepared: prepared})
 	if err != nil {
 		t.Fatalf("Join: %v", err)
 	}
