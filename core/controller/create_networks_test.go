@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
 // withSpares restarts the env's controller with n namespaces made ahead
@@ -505,4 +508,50 @@ func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
 	eventually(t, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) == 1 })
 	e.sandbox("c2")
 	eventually(t, "and again", func() bool { return len(e.spareKeys()) == 1 })
+}
+
+// shyDriver gives no interface and prepares nothing, counting the times
+// it is asked to.
+type shyDriver struct {
+	noneDriver
+	asked atomic.Int32
+}
+
+func (d *shyDriver) Prepare(context.Context, *pb.PrepareRequest) (*pb.PrepareResponse, error) {
+	d.asked.Add(1)
+	return &pb.PrepareResponse{}, nil
+}
+
+// A network whose driver prepares nothing is asked once, and its creates
+// get plain spares; the spare the asking took goes back to the pool's
+// plain ones or is destroyed, never given out prepared.
+func TestDriverThatPreparesNothing(t *testing.T) {
+	e := newEnv(t)
+	shy := &shyDriver{}
+	sc, stop, err := driver.InProcess(sdk.Info{Name: "shy"}, shy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	e.plugins.drivers["shy"] = sc
+	e.withSpares(2)
+	ctx := context.Background()
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "quiet", Driver: "shy"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: fmt.Sprintf("c%d", i), Networks: []SandboxNetwork{{Network: "quiet"}}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the plain spares made again", func() bool { return len(e.spareKeys()) == 2 })
+	}
+	if n := shy.asked.Load(); n != 1 {
+		t.Fatalf("the driver was asked to prepare %d times; want once", n)
+	}
+	e.c.mu.Lock()
+	pool := e.c.pool
+	e.c.mu.Unlock()
+	if n := pool.preparedCount(); n != 0 {
+		t.Fatalf("%d prepared spares for a driver that prepares nothing", n)
+	}
 }
