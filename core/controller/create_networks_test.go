@@ -407,7 +407,17 @@ type preparedSpare struct {
 // create without networks still gets a plain spare, with no interface
 // but loopback; deleting the network destroys what was prepared for it.
 func TestPreparedSpares(t *testing.T) {
+	// The driver's side of a prepared pair down, or up already (as the
+	// bridge leaves it): then the sandbox side is set up, link waited for
+	// and default route, before the driver answers.
+	for _, up := range []bool{false, true} {
+		t.Run(fmt.Sprintf("up=%v", up), func(t *testing.T) { testPreparedSpares(t, up) })
+	}
+}
+
+func testPreparedSpares(t *testing.T, up bool) {
 	e := newEnv(t)
+	e.veth.prepareUp = up
 	e.withSpares(2)
 	ctx := context.Background()
 	red := e.network("red", "veth", "10.92.0.0/24")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -212,7 +211,7 @@ func (e *env) leaks() leaks {
 	}
 	for _, ln := range links {
 		// Pairs made for spare namespaces ahead of time are not leaks.
-		if strings.HasPrefix(ln.Attrs().Name, "vh") && !e.veth.preparedDown(ln) {
+		if strings.HasPrefix(ln.Attrs().Name, "vh") && !e.veth.preparedUnjoined(ln) {
 			l.links++
 		}
 	}
@@ -289,12 +288,16 @@ type vethDriver struct {
 	leaveEnter chan struct{}
 	failJoin   bool // when set, Join makes its pair and then fails
 	// prepared maps the host end of each pair Prepare made to the name of
-	// its sandbox end.
+	// its sandbox end; joined holds those a join took.
 	prepared map[string]string
+	joined   map[string]bool
+	// prepareUp: Prepare brings the host end up (and says so), as the
+	// bridge driver does.
+	prepareUp bool
 }
 
 // Prepare makes an endpoint's pair ahead of its join: the sandbox end
-// named as asked, both ends down.
+// named as asked and down, the host end down or, with prepareUp, up.
 func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
 	host, _ := names(req.GetEndpointId())
 	ns, err := netns.GetFromPath(req.GetSandboxKey())
@@ -307,21 +310,26 @@ func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Pre
 		return nil, err
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.prepareUp {
+		if err := netlink.LinkSetUp(veth); err != nil {
+			return nil, err
+		}
+	}
 	if d.prepared == nil {
-		d.prepared = map[string]string{}
+		d.prepared, d.joined = map[string]string{}, map[string]bool{}
 	}
 	d.prepared[host] = req.GetIfname()
-	d.mu.Unlock()
-	return &pb.PrepareResponse{SrcName: req.GetIfname()}, nil
+	return &pb.PrepareResponse{SrcName: req.GetIfname(), Up: d.prepareUp}, nil
 }
 
-// preparedDown says whether link is the host end of a pair Prepare made
-// that no join has brought up yet.
-func (d *vethDriver) preparedDown(link netlink.Link) bool {
+// preparedUnjoined says whether link is the host end of a pair Prepare
+// made that no join has taken yet.
+func (d *vethDriver) preparedUnjoined(link netlink.Link) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	_, ok := d.prepared[link.Attrs().Name]
-	return ok && link.Attrs().Flags&net.FlagUp == 0
+	return ok && !d.joined[link.Attrs().Name]
 }
 
 func (*vethDriver) Configure(context.Context, []byte) error { return nil }
@@ -367,6 +375,9 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 			return nil, fmt.Errorf("join of prepared endpoint %s not told so", req.GetEndpoint().GetId())
 		}
 		resp.SrcName = src
+		d.mu.Lock()
+		d.joined[host] = true
+		d.mu.Unlock()
 		return resp, netlink.LinkSetUp(l)
 	}
 	ns, err := netns.GetFromPath(req.GetSandboxKey())

@@ -100,6 +100,7 @@ type spare struct {
 // endpoint epID to network netID, whose interface src is in the namespace.
 type preparedAttach struct {
 	netID, epID, src string
+	up               bool // the driver's side is up already
 }
 
 // destroy destroys a spare no create took.
@@ -346,7 +347,7 @@ func (c *Controller) prepareSpare(sp *spare, netID string) error {
 		return fmt.Errorf("driver %q: %w", n.Driver, err)
 	}
 	if src := resp.GetSrcName(); src != "" {
-		sp.prep = &preparedAttach{netID: n.ID, epID: id, src: src}
+		sp.prep = &preparedAttach{netID: n.ID, epID: id, src: src, up: resp.GetUp()}
 	}
 	return nil
 }

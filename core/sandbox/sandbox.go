@@ -98,8 +98,14 @@ type Sandbox struct {
 	// IPv4 then IPv6, so that re-picking them touches only what changes.
 	gateways [2]gateway
 	// configured is the interface PrepareInterface set up ahead of its
-	// AddInterface, with how.
-	configured *osl.InterfaceConfig
+	// AddInterface, with how; ready when it already carried traffic.
+	configured *preconfigured
+}
+
+// preconfigured is what PrepareInterface did.
+type preconfigured struct {
+	cfg   osl.InterfaceConfig
+	ready bool
 }
 
 // gateway is what a sandbox knows of one family's default route.
@@ -275,14 +281,16 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	ok := false
 	cfg := interfaceConfig(ep, src)
 	var err error
-	if pre := s.configured; pre == nil || !inSandbox || !sameConfig(*pre, cfg) {
+	pre := s.configured
+	s.configured = nil
+	if pre == nil || !inSandbox || !sameConfig(pre.cfg, cfg) {
+		pre = nil
 		err = s.ns.ConfigureInterface(cfg)
 		if errors.Is(err, fs.ErrExist) && s.ns.ReleaseName(ep.IfName) == nil {
 			// An interface retired by RemoveInterface held the name.
 			err = s.ns.ConfigureInterface(cfg)
 		}
 	}
-	s.configured = nil
 	if err != nil {
 		_ = s.ns.RemoveInterface(src)
 		return ep, err
@@ -290,6 +298,7 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	defer func() {
 		if !ok {
 			_ = s.ns.RemoveInterface(ep.IfName)
+			s.gateways = [2]gateway{} // whatever routes went with the interface
 		}
 	}()
 	if err := s.addRoutes(&ep); err != nil {
@@ -298,15 +307,10 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	// Wait until the kernel can carry packets on the link (operationally
 	// up, IPv6 addresses routable): a container started right after a
 	// join must not lose its first packets.
-	wctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	if ep.AddrV6.IsValid() {
-		err = s.ns.WaitInterfaceReady(wctx, ep.IfName)
-	} else {
-		err = s.ns.WaitLinkUp(wctx, ep.IfName)
-	}
-	cancel()
-	if err != nil {
-		return ep, err
+	if pre == nil || !pre.ready {
+		if err := s.waitReady(ep); err != nil {
+			return ep, err
+		}
 	}
 	s.insert(&ep)
 	if err := s.updateGateway(); err != nil {
@@ -316,6 +320,21 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	}
 	ok = true
 	return ep, nil
+}
+
+// waitReady waits, up to readyTimeout, until ep's interface can carry
+// packets.
+func (s *Sandbox) waitReady(ep Endpoint) error {
+	return waitReadyIn(s.ns, ep)
+}
+
+func waitReadyIn(ns *osl.Namespace, ep Endpoint) error {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if ep.AddrV6.IsValid() {
+		return ns.WaitInterfaceReady(ctx, ep.IfName)
+	}
+	return ns.WaitLinkUp(ctx, ep.IfName)
 }
 
 // interfaceConfig is how AddInterface configures the interface src for
@@ -337,11 +356,15 @@ func sameConfig(a, b osl.InterfaceConfig) bool {
 // PrepareInterface configures ahead of its AddInterface the interface
 // src a driver made inside the namespace and will answer its join with
 // (PrepareResponse.src_name): ep's MAC and addresses, up, under the name
-// the sandbox's next interface gets. It runs beside the driver's call;
-// the AddInterface that follows (for src, in the sandbox, with the same
-// configuration) then only adds routes and waits for the link. On
-// failure the interface is left as it was.
-func (s *Sandbox) PrepareInterface(ep Endpoint, src string) error {
+// the sandbox's next interface gets; with peerUp (the driver's side is up
+// already: PrepareResponse.up) it also waits for the link to carry
+// packets and, for the sandbox's first interface, sets the default routes
+// through ep's gateways, those the caller expects the answer to give. It
+// runs beside the driver's call; the AddInterface that follows (for src,
+// in the sandbox, with the same configuration) then only adds the
+// answer's static routes, and changes the default routes if the answer's
+// gateways differ. On failure the interface is left as it was.
+func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 	s.mu.Lock()
 	ns := s.ns
 	ep.IfName = s.nextName(DefaultIfPrefix)
@@ -356,8 +379,34 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string) error {
 	if err := ns.ConfigureInterface(cfg); err != nil {
 		return err
 	}
+	pre := &preconfigured{cfg: cfg}
+	// When the driver has brought its side up already (peerUp), the link
+	// is waited for here too, and the first interface's default routes
+	// (through the gateways the caller expects the answer to give) set.
+	var set [2]gateway
+	if peerUp {
+		pre.ready = waitReadyIn(ns, ep) == nil
+	}
 	s.mu.Lock()
-	s.configured = &cfg
+	first := len(s.eps) == 0 && s.gateways == [2]gateway{{known: true}, {known: true}}
+	s.mu.Unlock()
+	if pre.ready && first {
+		for i, gw := range []netip.Addr{ep.Gateway, ep.GatewayV6} {
+			set[i] = gateway{known: true}
+			if gw.IsValid() && first {
+				if err := ns.SetDefaultGateway(gw.AsSlice(), src); err != nil {
+					first = false // AddInterface sets what the answer gives
+					continue
+				}
+				set[i].via = gw.String() + " dev " + src
+			}
+		}
+	}
+	s.mu.Lock()
+	s.configured = pre
+	if pre.ready && first {
+		s.gateways = set
+	}
 	s.mu.Unlock()
 	return nil
 }

@@ -644,7 +644,18 @@ func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Prepare
 	case err != nil:
 		return nil, fmt.Errorf("endpoint %s: preparing veth pair %s/%s in %s: %w", id, spec.host, spec.peer, req.GetSandboxKey(), err)
 	}
-	return &pb.PrepareResponse{SrcName: spec.peer}, nil
+	// The port comes up now, with the network's isolation: it forwards
+	// nothing before the sandbox end is up, which only the host does
+	// once the endpoint is attached.
+	var flags portFlags
+	if !n.icc {
+		flags.isolated = ptr(true)
+	}
+	if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
+		_ = s.rt.delLink(spec.host)
+		return nil, fmt.Errorf("endpoint %s: bringing prepared bridge port %s up: %w", id, spec.host, err)
+	}
+	return &pb.PrepareResponse{SrcName: spec.peer, Up: true}, nil
 }
 
 // openSandbox opens the network namespace at key, for endpoint id.

@@ -341,20 +341,20 @@ func TestPrepare(t *testing.T) {
 		return l
 	}
 
-	// Prepared: the pair is there, down, the host end on the bridge;
-	// the join brings it up and answers with it.
+	// Prepared: the pair is there, the host end up on the bridge, the
+	// sandbox end down; the join answers with it.
 	key := newNetns(t)
 	ep := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.47.0.2/24"}}
 	resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: ep.Id, SandboxKey: key, Ifname: "eth0"})
-	if err != nil || resp.GetSrcName() != "eth0" {
-		t.Fatalf("Prepare = %v, %v; want src_name eth0", resp, err)
+	if err != nil || resp.GetSrcName() != "eth0" || !resp.GetUp() {
+		t.Fatalf("Prepare = %v, %v; want src_name eth0, up", resp, err)
 	}
 	host, err := netlink.LinkByName(hostIfName(ep.Id))
 	if err != nil {
 		t.Fatalf("prepared host end: %v", err)
 	}
-	if host.Attrs().MasterIndex != br.Attrs().Index || host.Attrs().Flags&net.FlagUp != 0 {
-		t.Fatalf("prepared host end: master %d (bridge %d), flags %v; want on the bridge, down", host.Attrs().MasterIndex, br.Attrs().Index, host.Attrs().Flags)
+	if host.Attrs().MasterIndex != br.Attrs().Index || host.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("prepared host end: master %d (bridge %d), flags %v; want on the bridge, up", host.Attrs().MasterIndex, br.Attrs().Index, host.Attrs().Flags)
 	}
 	peer := sandboxEnd(key)
 	if peer.Attrs().Flags&net.FlagUp != 0 {

@@ -1198,7 +1198,12 @@ type PrepareResponse struct {
 	// addresses as the host sends them, up) while the Attach runs. A driver
 	// that prepares leaves a MAC or address the host set as it is.
 	// Empty: nothing was prepared, and the host attaches as usual.
-	SrcName       string `protobuf:"bytes,1,opt,name=src_name,json=srcName,proto3" json:"src_name,omitempty"`
+	SrcName string `protobuf:"bytes,1,opt,name=src_name,json=srcName,proto3" json:"src_name,omitempty"`
+	// up says the driver's side of src_name is up already: the interface
+	// carries packets as soon as the host brings it up, before the Attach
+	// (which the driver must not need to let traffic through, beyond what
+	// the host expects of the answer: its gateways).
+	Up            bool `protobuf:"varint,2,opt,name=up,proto3" json:"up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1238,6 +1243,13 @@ func (x *PrepareResponse) GetSrcName() string {
 		return x.SrcName
 	}
 	return ""
+}
+
+func (x *PrepareResponse) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
 }
 
 type AttachResponse struct {
@@ -1675,9 +1687,10 @@ const file_driver_proto_rawDesc = "" +
 	"endpointId\x12\x1f\n" +
 	"\vsandbox_key\x18\x03 \x01(\tR\n" +
 	"sandboxKey\x12\x16\n" +
-	"\x06ifname\x18\x04 \x01(\tR\x06ifname\",\n" +
+	"\x06ifname\x18\x04 \x01(\tR\x06ifname\"<\n" +
 	"\x0fPrepareResponse\x12\x19\n" +
-	"\bsrc_name\x18\x01 \x01(\tR\asrcName\"z\n" +
+	"\bsrc_name\x18\x01 \x01(\tR\asrcName\x12\x0e\n" +
+	"\x02up\x18\x02 \x01(\bR\x02up\"z\n" +
 	"\x0eAttachResponse\x12:\n" +
 	"\x06create\x18\x01 \x01(\v2\".sandnet.v1.CreateEndpointResponseR\x06create\x12,\n" +
 	"\x04join\x18\x02 \x01(\v2\x18.sandnet.v1.JoinResponseR\x04join\"\xba\x01\n" +
