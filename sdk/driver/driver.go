@@ -27,9 +27,9 @@
 // host keeps a few spare namespaces, and for those it expects to attach
 // to a network next it asks the network's driver to Prepare the attach of
 // an endpoint whose ID it picks then. The bridge driver makes the veth
-// pair there, its sandbox end inside and its host end on the bridge, both
-// down; the Attach that follows only brings the host end up, while the
-// host configures the sandbox end beside it. What a driver prepares must
+// pair there, its sandbox end inside and down, its host end on the bridge
+// and up (PrepareResponse.up); the Attach that follows only confirms the
+// port, while the host configures the sandbox end beside it. What a driver prepares must
 // go with the namespace: the host releases a prepared namespace it does
 // not use and calls nothing else.
 package driver

@@ -1118,8 +1118,8 @@ func (x *AttachRequest) GetPrepared() bool {
 // PrepareRequest asks a driver to do ahead of time the part of a later
 // Attach that depends neither on the endpoint's addresses nor on its
 // options: for the bridge driver, the veth pair, its sandbox end named
-// ifname inside the namespace and its host end on the network's bridge,
-// both down. The namespace at sandbox_key exists and has no other
+// ifname inside the namespace and down, its host end on the network's
+// bridge and up. The namespace at sandbox_key exists and has no other
 // interface than loopback; nothing runs in it yet.
 type PrepareRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
