@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +55,7 @@ type nsPool struct {
 	urgent atomic.Bool
 
 	mu       sync.Mutex
-	prepared []*spare // at most cap(ready)
+	prepared []*spare // at most cap(ready), all for target
 	target   string   // network ID to prepare spares for; "" for none
 	barren   string   // the target whose driver prepared nothing: not asked again
 }
@@ -134,26 +133,19 @@ func (p *nsPool) take(netID string) *spare {
 	var sp *spare
 	if netID != "" {
 		p.mu.Lock()
-		p.target = netID
-		if i := slices.IndexFunc(p.prepared, func(s *spare) bool { return s.prep.netID == netID }); i >= 0 {
-			sp = p.prepared[i]
-			p.prepared = slices.Delete(p.prepared, i, i+1)
+		var stale []*spare // prepared for another network: of no use any more
+		if p.target != netID {
+			stale, p.prepared, p.target = p.prepared, nil, netID
 		}
-		if (sp == nil || len(p.prepared) == 0) && p.target != p.barren {
+		if n := len(p.prepared); n > 0 {
+			sp, p.prepared = p.prepared[n-1], p.prepared[:n-1]
+		}
+		if len(p.prepared) == 0 && p.target != p.barren {
 			p.urgent.Store(true)
 		}
-		// Those of another network have no use any more.
-		var others []*spare
-		p.prepared = slices.DeleteFunc(p.prepared, func(s *spare) bool {
-			if s.prep.netID != netID {
-				others = append(others, s)
-				return true
-			}
-			return false
-		})
 		p.mu.Unlock()
-		if len(others) > 0 {
-			go destroyAll(others)
+		if len(stale) > 0 {
+			go destroyAll(stale)
 		}
 	}
 	if sp == nil {
@@ -161,7 +153,7 @@ func (p *nsPool) take(netID string) *spare {
 		case sp = <-p.ready:
 		default:
 		}
-		if sp == nil || len(p.ready) == 0 {
+		if len(p.ready) == 0 {
 			p.urgent.Store(true)
 		}
 	}
@@ -195,17 +187,10 @@ func (p *nsPool) forget(netID string) {
 		return
 	}
 	p.mu.Lock()
-	if p.target == netID {
-		p.target = ""
-	}
 	var gone []*spare
-	p.prepared = slices.DeleteFunc(p.prepared, func(sp *spare) bool {
-		if sp.prep.netID == netID {
-			gone = append(gone, sp)
-			return true
-		}
-		return false
-	})
+	if p.target == netID {
+		gone, p.prepared, p.target = p.prepared, nil, ""
+	}
 	p.mu.Unlock()
 	destroyAll(gone)
 }
@@ -217,7 +202,7 @@ func destroyAll(sps []*spare) {
 	}
 }
 
-// preparedCount is how many spares are prepared (all for the target).
+// preparedCount is how many spares are prepared.
 func (p *nsPool) preparedCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -250,19 +235,14 @@ func (p *nsPool) fill() {
 				p.ready <- sp
 				continue
 			}
-			err = p.prepare(sp, target)
-			if err != nil || sp.prep == nil {
+			if err := p.prepare(sp, target); err != nil || sp.prep == nil {
 				// Not asked again until another network is the target.
 				p.mu.Lock()
 				p.barren = target
 				p.mu.Unlock()
-			}
-			if err != nil {
-				p.log.Warn("preparing an attach ahead of time", "network", short(target), "error", err)
-				sp.destroy()
-				break
-			}
-			if sp.prep == nil {
+				if err != nil {
+					p.log.Warn("preparing an attach ahead of time", "network", short(target), "error", err)
+				}
 				sp.destroy() // the plain spares are all there
 				break
 			}

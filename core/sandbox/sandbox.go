@@ -308,7 +308,7 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	// up, IPv6 addresses routable): a container started right after a
 	// join must not lose its first packets.
 	if pre == nil || !pre.ready {
-		if err := s.waitReady(ep); err != nil {
+		if err := waitReady(s.ns, ep); err != nil {
 			return ep, err
 		}
 	}
@@ -322,13 +322,9 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	return ep, nil
 }
 
-// waitReady waits, up to readyTimeout, until ep's interface can carry
-// packets.
-func (s *Sandbox) waitReady(ep Endpoint) error {
-	return waitReadyIn(s.ns, ep)
-}
-
-func waitReadyIn(ns *osl.Namespace, ep Endpoint) error {
+// waitReady waits, up to readyTimeout, until ep's interface in ns can
+// carry packets.
+func waitReady(ns *osl.Namespace, ep Endpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if ep.AddrV6.IsValid() {
@@ -379,35 +375,22 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 	if err := ns.ConfigureInterface(cfg); err != nil {
 		return err
 	}
-	pre := &preconfigured{cfg: cfg}
 	// When the driver has brought its side up already (peerUp), the link
 	// is waited for here too, and the first interface's default routes
-	// (through the gateways the caller expects the answer to give) set.
-	var set [2]gateway
-	if peerUp {
-		pre.ready = waitReadyIn(ns, ep) == nil
-	}
+	// (through the gateways the caller expects the answer to give) set;
+	// one that fails is left to AddInterface, as is any the answer
+	// changes.
+	pre := &preconfigured{cfg: cfg, ready: peerUp && waitReady(ns, ep) == nil}
 	s.mu.Lock()
-	first := len(s.eps) == 0 && s.gateways == [2]gateway{{known: true}, {known: true}}
-	s.mu.Unlock()
-	if pre.ready && first {
+	defer s.mu.Unlock()
+	s.configured = pre
+	if pre.ready && len(s.eps) == 0 {
 		for i, gw := range []netip.Addr{ep.Gateway, ep.GatewayV6} {
-			set[i] = gateway{known: true}
-			if gw.IsValid() && first {
-				if err := ns.SetDefaultGateway(gw.AsSlice(), src); err != nil {
-					first = false // AddInterface sets what the answer gives
-					continue
-				}
-				set[i].via = gw.String() + " dev " + src
+			if gw.IsValid() {
+				_ = s.pointGateway(i, gw, src)
 			}
 		}
 	}
-	s.mu.Lock()
-	s.configured = pre
-	if pre.ready && first {
-		s.gateways = set
-	}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -614,16 +597,27 @@ func (s *Sandbox) updateGateway() error {
 		if v6 {
 			gw = ep.GatewayV6
 		}
-		via := gw.String() + " dev " + ep.IfName
-		if cur.known && cur.via == via {
-			continue
-		}
-		*cur = gateway{}
-		if err := s.ns.SetDefaultGateway(gw.AsSlice(), ep.IfName); err != nil {
+		if err := s.pointGateway(i, gw, ep.IfName); err != nil {
 			return err
 		}
-		*cur = gateway{known: true, via: via}
 	}
+	return nil
+}
+
+// pointGateway makes the default route of family i (0 IPv4, 1 IPv6) go
+// through gw on dev, unless the namespace is known to have it already.
+// s.mu is held.
+func (s *Sandbox) pointGateway(i int, gw netip.Addr, dev string) error {
+	cur := &s.gateways[i]
+	via := gw.String() + " dev " + dev
+	if cur.known && cur.via == via {
+		return nil
+	}
+	*cur = gateway{}
+	if err := s.ns.SetDefaultGateway(gw.AsSlice(), dev); err != nil {
+		return err
+	}
+	*cur = gateway{known: true, via: via}
 	return nil
 }
 

@@ -534,10 +534,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 		mtu: n.mtu, master: idx, peerMAC: ep.mac, peerNS: fd,
 	}
 	src := spec.peer
-	var flags portFlags
-	if !n.icc {
-		flags.isolated = ptr(true)
-	}
+	flags := n.portFlags()
 	b.mu.Lock()
 	// An endpoint with ports to publish gets hairpin mode now, which
 	// spares ProgramExternalConnectivity a request.
@@ -548,10 +545,11 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	}
 	up := false
 	if req.GetPrepared() {
-		// Prepare made the pair, its host end on the bridge and down: one
-		// request brings that end up (naming the bridge, which puts the
-		// end back on it should the bridge have been made anew since).
-		// Should the pair be gone, it is made as without Prepare.
+		// Prepare made the pair, its host end up on the bridge: one request
+		// sets the port's flags (hairpin, when the endpoint publishes
+		// ports) and names the bridge, which puts the port back on it
+		// should the bridge have been made anew since. Should the pair be
+		// gone, it is made as without Prepare.
 		up = s.rt.bringUp(spec.host, flags, spec.master) == nil
 	}
 	if !up {
@@ -608,10 +606,10 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 }
 
 // Prepare makes an endpoint's veth pair ahead of its attach: the sandbox
-// end inside the namespace with the name the host asks for, the host end
-// on the network's bridge, both down. Join, told the attach was prepared,
-// only brings the host end up. A pair never joined goes with the
-// namespace. A name the sandbox cannot take, or a pair that exists
+// end inside the namespace with the name the host asks for, down; the
+// host end up on the network's bridge, with the network's port flags.
+// Join, told the attach was prepared, only sets the port's flags again. A
+// pair never joined goes with the namespace. A name the sandbox cannot take, or a pair that exists
 // already, prepares nothing.
 func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
 	b.reap.busy()
@@ -647,10 +645,7 @@ func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Prepare
 	// The port comes up now, with the network's isolation: it forwards
 	// nothing before the sandbox end is up, which only the host does
 	// once the endpoint is attached.
-	var flags portFlags
-	if !n.icc {
-		flags.isolated = ptr(true)
-	}
+	flags := n.portFlags()
 	if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
 		_ = s.rt.delLink(spec.host)
 		return nil, fmt.Errorf("endpoint %s: bringing prepared bridge port %s up: %w", id, spec.host, err)
@@ -673,6 +668,16 @@ func openSandbox(id, key string) (int, error) {
 		return -1, fmt.Errorf("endpoint %s: sandbox %s is not a network namespace: %w", id, key, sdk.ErrInvalid)
 	}
 	return fd, nil
+}
+
+// portFlags are the flags every port of network n has: isolated with ICC
+// off.
+func (n *network) portFlags() portFlags {
+	var f portFlags
+	if !n.icc {
+		f.isolated = ptr(true)
+	}
+	return f
 }
 
 // errNameTaken says the sandbox already has an interface of the name asked
