@@ -382,15 +382,22 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 	// changes.
 	pre := &preconfigured{cfg: cfg, ready: peerUp && waitReady(ns, ep) == nil}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.configured = pre
-	if pre.ready && len(s.eps) == 0 {
+	set := s.gateways
+	first := pre.ready && len(s.eps) == 0 && set == [2]gateway{{known: true}, {known: true}} // a new namespace
+	s.mu.Unlock()
+	if first {
 		for i, gw := range []netip.Addr{ep.Gateway, ep.GatewayV6} {
 			if gw.IsValid() {
-				_ = s.pointGateway(i, gw, src)
+				set[i], _ = routeVia(ns, gw, src)
 			}
 		}
 	}
+	s.mu.Lock()
+	s.configured = pre
+	if first {
+		s.gateways = set
+	}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -597,28 +604,28 @@ func (s *Sandbox) updateGateway() error {
 		if v6 {
 			gw = ep.GatewayV6
 		}
-		if err := s.pointGateway(i, gw, ep.IfName); err != nil {
+		if cur.known && cur.via == via(gw, ep.IfName) {
+			continue
+		}
+		var err error
+		if *cur, err = routeVia(s.ns, gw, ep.IfName); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// pointGateway makes the default route of family i (0 IPv4, 1 IPv6) go
-// through gw on dev, unless the namespace is known to have it already.
-// s.mu is held.
-func (s *Sandbox) pointGateway(i int, gw netip.Addr, dev string) error {
-	cur := &s.gateways[i]
-	via := gw.String() + " dev " + dev
-	if cur.known && cur.via == via {
-		return nil
+// via is how a sandbox records a default route through gw on dev.
+func via(gw netip.Addr, dev string) string { return gw.String() + " dev " + dev }
+
+// routeVia sets the default route of gw's family in ns through gw on dev
+// and returns what the sandbox knows of that route then: nothing when
+// setting it failed.
+func routeVia(ns *osl.Namespace, gw netip.Addr, dev string) (gateway, error) {
+	if err := ns.SetDefaultGateway(gw.AsSlice(), dev); err != nil {
+		return gateway{}, err
 	}
-	*cur = gateway{}
-	if err := s.ns.SetDefaultGateway(gw.AsSlice(), dev); err != nil {
-		return err
-	}
-	*cur = gateway{known: true, via: via}
-	return nil
+	return gateway{known: true, via: via(gw, dev)}, nil
 }
 
 // Rename renames the endpoint (its name, as other containers resolve it).
