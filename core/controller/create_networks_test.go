@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -315,6 +317,16 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// nsInode is the inode of the network namespace mounted at key.
+func nsInode(t *testing.T, key string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(key, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
 // Spare namespaces are made at start, a create takes one (its namespace
 // is the spare, moved to the sandbox's key), the pool fills again once no
 // attach is in flight, and a stop destroys what it holds.
@@ -322,14 +334,19 @@ func TestSpareNamespaces(t *testing.T) {
 	e := newEnv(t)
 	e.withSpares(2)
 	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
-	before := e.spareKeys()
-	sb := e.sandbox("c1")
-	after := e.spareKeys()
-	if len(after) != 1 || !slices.Contains(before, after[0]) {
-		t.Fatalf("spares %v before the create, %v after; want one of them taken", before, after)
+	before := map[uint64]string{} // the spares' namespaces, by inode
+	for _, name := range e.spareKeys() {
+		before[nsInode(t, filepath.Join(e.dir, "netns", ".creating", name))] = name
 	}
-	if !osl.Exists(sb.Key) {
-		t.Fatalf("no namespace at the sandbox's key %s", sb.Key)
+	sb := e.sandbox("c1")
+	// The pool may make the next spare at once: what matters is that the
+	// sandbox's namespace is one of those made before, gone from the pool.
+	taken, ok := before[nsInode(t, sb.Key)]
+	if !ok {
+		t.Fatalf("the sandbox's namespace is none of the spares %v", slices.Collect(maps.Values(before)))
+	}
+	if slices.Contains(e.spareKeys(), taken) {
+		t.Fatalf("the sandbox has the namespace of spare %s, which the pool still holds", taken)
 	}
 	eventually(t, "the pool filled again", func() bool { return len(e.spareKeys()) == 2 })
 	e.c.Close()
@@ -370,35 +387,20 @@ func TestClaimWithNetworks(t *testing.T) {
 
 // preparedSpares returns, by the ID of the endpoint it was prepared for,
 // the key of each spare namespace the pool holds prepared for network
-// netID and the ifindex of the interface prepared in it.
-func (e *env) preparedSpares(netID string) map[string]preparedSpare {
-	e.t.Helper()
+// netID.
+func (e *env) preparedSpares(netID string) map[string]string {
 	e.c.mu.Lock()
 	pool := e.c.pool
 	e.c.mu.Unlock()
-	out := map[string]preparedSpare{}
+	out := map[string]string{}
 	pool.mu.Lock()
-	held := slices.Clone(pool.prepared)
-	pool.mu.Unlock()
-	for _, sp := range held {
+	defer pool.mu.Unlock()
+	for _, sp := range pool.prepared {
 		if sp.prep.netID == netID {
-			var index int
-			nstest.WithHandle(e.t, sp.ns.Path(), func(h *netlink.Handle) error {
-				l, err := h.LinkByName(sp.prep.src)
-				if err == nil {
-					index = l.Attrs().Index
-				}
-				return err
-			})
-			out[sp.prep.epID] = preparedSpare{key: sp.ns.Path(), index: index}
+			out[sp.prep.epID] = sp.ns.Path()
 		}
 	}
 	return out
-}
-
-type preparedSpare struct {
-	key   string
-	index int
 }
 
 // After a create naming a network first, the pool keeps spares whose
@@ -431,15 +433,13 @@ func testPreparedSpares(t *testing.T, up bool) {
 		return sb
 	}
 	create("c0", SandboxNetwork{Network: "red"}) // makes red the pool's target
-	var prepared map[string]preparedSpare
-	eventually(t, "two spares prepared for red", func() bool {
-		prepared = e.preparedSpares(red.ID)
-		return len(prepared) == 2
-	})
-	for i := 1; i <= 3; i++ { // the third runs out of prepared spares or waits for one
+	eventually(t, "two spares prepared for red", func() bool { return len(e.preparedSpares(red.ID)) == 2 })
+	// The pool may prepare more between the creates: the driver's record
+	// says which pair each join took.
+	for i := 1; i <= 3; i++ { // the third may run out of prepared spares
 		sb := create(fmt.Sprintf("c%d", i), SandboxNetwork{Network: "red"})
 		ep := sb.Endpoints[0]
-		if p, ok := prepared[ep.ID]; ok {
+		if want, ok := e.veth.preparedJoin(ep.ID); ok {
 			var index int
 			nstest.WithHandle(t, sb.Key, func(h *netlink.Handle) error {
 				l, err := h.LinkByName("eth0")
@@ -448,11 +448,11 @@ func testPreparedSpares(t *testing.T, up bool) {
 				}
 				return err
 			})
-			if index != p.index {
-				t.Fatalf("c%d took the spare prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", i, short(ep.ID), index, p.index)
+			if index != want {
+				t.Fatalf("c%d took the pair prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", i, short(ep.ID), index, want)
 			}
 		} else if i < 3 {
-			t.Fatalf("c%d: endpoint %s is none of those prepared (%v)", i, short(ep.ID), prepared)
+			t.Fatalf("c%d: endpoint %s was not prepared", i, short(ep.ID))
 		}
 		if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
 			t.Fatalf("c%d: addresses in the sandbox = %s, want %s", i, got, want)
@@ -462,9 +462,6 @@ func testPreparedSpares(t *testing.T, up bool) {
 		}
 		if got := resolve(t, sb.Key, sb.ContainerID); !strings.Contains(got, ep.Address.Addr().String()) {
 			t.Fatalf("c%d resolves to %q in its sandbox, want %s", i, got, ep.Address.Addr())
-		}
-		if i == 2 {
-			prepared = e.preparedSpares(red.ID) // c3 may take one made since
 		}
 	}
 	// A create without networks: a plain spare, loopback alone.
@@ -489,9 +486,9 @@ func testPreparedSpares(t *testing.T, up bool) {
 	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
 		t.Fatal(err)
 	}
-	for id, p := range keys {
-		if osl.Exists(p.key) {
-			t.Fatalf("the spare prepared for endpoint %s of the deleted network is still at %s", short(id), p.key)
+	for id, key := range keys {
+		if osl.Exists(key) {
+			t.Fatalf("the spare prepared for endpoint %s of the deleted network is still at %s", short(id), key)
 		}
 	}
 	if n := len(e.preparedSpares(red.ID)); n != 0 {

@@ -287,9 +287,9 @@ type vethDriver struct {
 	leaveGate  chan struct{} // when set, Leave waits for it
 	leaveEnter chan struct{}
 	failJoin   bool // when set, Join makes its pair and then fails
-	// prepared maps the host end of each pair Prepare made to the name of
-	// its sandbox end; joined holds those a join took.
-	prepared map[string]string
+	// prepared maps the host end of each pair Prepare made to its
+	// sandbox end; joined holds those a join took.
+	prepared map[string]preparedEnd
 	joined   map[string]bool
 	// prepareUp: Prepare brings the host end up (and says so), as the
 	// bridge driver does.
@@ -309,6 +309,10 @@ func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Pre
 	if err := netlink.LinkAdd(veth); err != nil {
 		return nil, err
 	}
+	index, err := netlink.VethPeerIndex(veth)
+	if err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.prepareUp {
@@ -317,10 +321,25 @@ func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Pre
 		}
 	}
 	if d.prepared == nil {
-		d.prepared, d.joined = map[string]string{}, map[string]bool{}
+		d.prepared, d.joined = map[string]preparedEnd{}, map[string]bool{}
 	}
-	d.prepared[host] = req.GetIfname()
+	d.prepared[host] = preparedEnd{name: req.GetIfname(), index: index}
 	return &pb.PrepareResponse{SrcName: req.GetIfname(), Up: d.prepareUp}, nil
+}
+
+// preparedEnd is the sandbox end of a pair Prepare made.
+type preparedEnd struct {
+	name  string
+	index int // its ifindex in the sandbox's namespace
+}
+
+// preparedJoin says whether a join took the pair prepared for endpoint
+// epID, and the ifindex its sandbox end was given.
+func (d *vethDriver) preparedJoin(epID string) (index int, ok bool) {
+	host, _ := names(epID)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.prepared[host].index, d.joined[host]
 }
 
 // preparedUnjoined says whether link is the host end of a pair Prepare
@@ -365,7 +384,7 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 	}
 	resp := &pb.JoinResponse{SrcName: peer, InSandbox: true, DstPrefix: "eth", Gateway: gw}
 	d.mu.Lock()
-	src, prepared := d.prepared[host]
+	end, prepared := d.prepared[host]
 	d.mu.Unlock()
 	if l, err := netlink.LinkByName(host); err == nil {
 		if !prepared {
@@ -374,7 +393,7 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 		if !req.GetPrepared() {
 			return nil, fmt.Errorf("join of prepared endpoint %s not told so", req.GetEndpoint().GetId())
 		}
-		resp.SrcName = src
+		resp.SrcName = end.name
 		d.mu.Lock()
 		d.joined[host] = true
 		d.mu.Unlock()
