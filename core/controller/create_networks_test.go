@@ -546,11 +546,18 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "quiet", Driver: "shy"}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 4 {
+	create := func(i int) {
+		t.Helper()
 		if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: fmt.Sprintf("c%d", i), Networks: []SandboxNetwork{{Network: "quiet"}}}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "the plain spares made again", func() bool { return len(e.spareKeys()) == 2 })
+	}
+	create(0)
+	// The pool asks once its plain spares are all there.
+	eventually(t, "the driver asked to prepare", func() bool { return shy.asked.Load() > 0 })
+	for i := 1; i < 4; i++ {
+		create(i)
 	}
 	if n := shy.asked.Load(); n != 1 {
 		t.Fatalf("the driver was asked to prepare %d times; want once", n)
@@ -558,6 +565,9 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 	e.c.mu.Lock()
 	pool := e.c.pool
 	e.c.mu.Unlock()
+	if target := pool.currentTarget(); target != "" {
+		t.Fatalf("the pool still prepares for network %s", short(target))
+	}
 	if n := pool.preparedCount(); n != 0 {
 		t.Fatalf("%d prepared spares for a driver that prepares nothing", n)
 	}
