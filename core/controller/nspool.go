@@ -6,7 +6,6 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,15 +48,19 @@ type nsPool struct {
 	// reports why not; the controller's.
 	prepare func(sp *spare, netID string) error
 
-	// urgent: a create found no spare of the kind it wanted, or took the
+	// hurry: a create found no spare of the kind it wanted, or took the
 	// last: the next is made without waiting for a quiet moment (a burst
-	// of creates would otherwise find none at all).
-	urgent atomic.Bool
+	// of creates would otherwise find none at all), and wakes the maker
+	// if it is waiting for one.
+	hurry chan struct{}
 
 	mu       sync.Mutex
 	prepared []*spare // at most cap(ready), all for target
 	target   string   // network ID to prepare spares for; "" for none
 	barren   string   // the target whose driver prepared nothing: not asked again
+	// wantPrepared: the last create wanted a prepared spare; when both
+	// kinds are short, one is made first.
+	wantPrepared bool
 }
 
 // spareName is the file name of a spare namespace in the scratch
@@ -79,7 +82,7 @@ func newNSPool(log hclog.Logger, dir string, size int, gate *quietGate, prepare 
 	p := &nsPool{
 		log: log, dir: dir, gate: gate, prepare: prepare,
 		ready: make(chan *spare, size),
-		kick:  make(chan struct{}, 1), stop: make(chan struct{}),
+		kick:  make(chan struct{}, 1), hurry: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	p.done.Add(1)
 	go p.fill()
@@ -140,13 +143,19 @@ func (p *nsPool) take(netID string) *spare {
 		if n := len(p.prepared); n > 0 {
 			sp, p.prepared = p.prepared[n-1], p.prepared[:n-1]
 		}
-		if len(p.prepared) == 0 && p.target != p.barren {
-			p.urgent.Store(true)
+		p.wantPrepared = p.target != p.barren
+		if len(p.prepared) == 0 && p.wantPrepared {
+			p.hurryUp()
 		}
 		p.mu.Unlock()
 		if len(stale) > 0 {
 			go destroyAll(stale)
 		}
+	}
+	if netID == "" {
+		p.mu.Lock()
+		p.wantPrepared = false
+		p.mu.Unlock()
 	}
 	if sp == nil {
 		select {
@@ -154,11 +163,19 @@ func (p *nsPool) take(netID string) *spare {
 		default:
 		}
 		if len(p.ready) == 0 {
-			p.urgent.Store(true)
+			p.hurryUp()
 		}
 	}
 	p.refill()
 	return sp
+}
+
+// hurryUp has the next spare made at once.
+func (p *nsPool) hurryUp() {
+	select {
+	case p.hurry <- struct{}{}:
+	default:
+	}
 }
 
 // refill wakes the goroutine that makes spares.
@@ -178,6 +195,25 @@ func (p *nsPool) currentTarget() string {
 		return ""
 	}
 	return p.target
+}
+
+// next says what the pool lacks most: a plain spare, or one prepared
+// for network target (a plain one first, unless the last create wanted
+// a prepared one); neither when it is full.
+func (p *nsPool) next() (plain bool, target string) {
+	target = p.currentTarget()
+	needPlain := len(p.ready) < cap(p.ready)
+	needPrepared := target != "" && p.preparedCount() < cap(p.ready)
+	p.mu.Lock()
+	first := p.wantPrepared
+	p.mu.Unlock()
+	switch {
+	case needPrepared && (!needPlain || first):
+		return false, target
+	case needPlain:
+		return true, ""
+	}
+	return false, ""
 }
 
 // forget stops preparing spares for network netID and destroys those
@@ -218,13 +254,19 @@ func (p *nsPool) fill() {
 		case <-p.kick:
 		}
 		for {
-			target := p.currentTarget()
-			plain := len(p.ready) < cap(p.ready)
-			if !plain && (target == "" || p.preparedCount() == cap(p.ready)) {
+			if plain, target := p.next(); !plain && target == "" {
 				break
 			}
-			if !p.urgent.Swap(false) && !p.gate.wait(quietAfter, p.stop) {
-				return
+			select {
+			case <-p.hurry:
+			default:
+				if !p.gate.wait(quietAfter, p.stop, p.hurry) {
+					return
+				}
+			}
+			plain, target := p.next() // what a create took meanwhile counts
+			if !plain && target == "" {
+				continue
 			}
 			sp, err := p.make()
 			if err != nil {
@@ -243,7 +285,11 @@ func (p *nsPool) fill() {
 				if err != nil {
 					p.log.Warn("preparing an attach ahead of time", "network", short(target), "error", err)
 				}
-				sp.destroy() // the plain spares are all there
+				if err == nil && sp.prep == nil && len(p.ready) < cap(p.ready) {
+					p.ready <- sp // nothing in it: a plain spare
+					continue
+				}
+				sp.destroy()
 				break
 			}
 			p.mu.Lock()

@@ -36,9 +36,10 @@ func (g *quietGate) update(d int) {
 	g.mu.Unlock()
 }
 
-// wait returns true once no attach has been in flight for d, false when
-// stop closes first.
-func (g *quietGate) wait(d time.Duration, stop <-chan struct{}) bool {
+// wait returns true once no attach has been in flight for d, or at once
+// when wake fires (which it consumes: whoever sent on it wants the work
+// done now), false when stop closes first.
+func (g *quietGate) wait(d time.Duration, stop <-chan struct{}, wake <-chan struct{}) bool {
 	for {
 		g.mu.Lock()
 		active, left, changed := g.active, d-time.Since(g.last), g.changed
@@ -53,6 +54,8 @@ func (g *quietGate) wait(d time.Duration, stop <-chan struct{}) bool {
 		select {
 		case <-stop:
 			return false
+		case <-wake:
+			return true
 		case <-changed:
 		case <-timer:
 		}
