@@ -590,6 +590,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	b.joined[ep.id] = true
 	b.mu.Unlock()
 	if !up {
+		withoutIPv6(spec.host)
 		if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
 			_ = s.rt.delLink(spec.host)
 			return nil, fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, spec.host, err)
@@ -646,6 +647,7 @@ func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Prepare
 	// nothing before the sandbox end is up, which only the host does
 	// once the endpoint is attached.
 	flags := n.portFlags()
+	withoutIPv6(spec.host)
 	if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
 		_ = s.rt.delLink(spec.host)
 		return nil, fmt.Errorf("endpoint %s: bringing prepared bridge port %s up: %w", id, spec.host, err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -386,6 +387,15 @@ func TestPrepare(t *testing.T) {
 		t.Fatalf("host end of the unprepared join: %v, %v; want up on the bridge", l, err)
 	}
 
+	// Neither port has IPv6, even once its sandbox end is up: no
+	// multicast route of its own in the host's table.
+	for _, c := range []struct {
+		key, id string
+	}{{key, ep.Id}, {key2, ep2.Id}} {
+		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error { return h.LinkSetUp(sandboxEnd(c.key)) })
+		portWithoutIPv6(t, hostIfName(c.id))
+	}
+
 	// A name the sandbox cannot take prepares nothing.
 	key3 := newNetns(t)
 	id3 := newID()
@@ -401,5 +411,38 @@ func TestPrepare(t *testing.T) {
 	}
 	if _, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: id3, SandboxKey: key3 + "-missing", Ifname: "eth0"}); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("Prepare at a missing key: %v; want ErrNotFound", err)
+	}
+}
+
+// portWithoutIPv6 checks that the bridge port name has IPv6 off, and,
+// once its link is up, no route of its own in the host's IPv6 tables
+// (with IPv6 on, the kernel would add ff00::/8 for it).
+func portWithoutIPv6(t *testing.T, name string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(b)) != "1" {
+		t.Fatalf("bridge port %s: disable_ipv6 = %s; want 1", name, b)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); l.Attrs().OperState != netlink.OperUp; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge port %s not up: %v", name, l.Attrs().OperState)
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 0 {
+		t.Fatalf("bridge port %s has IPv6 routes: %v", name, routes)
 	}
 }

@@ -213,6 +213,22 @@ func boolAttr(b bool) []byte {
 	return []byte{0}
 }
 
+// withoutIPv6 turns IPv6 off on the bridge port name, before it comes up.
+// A port is a layer-2 device: the bridge forwards its containers' IPv6
+// either way, and the bridge itself keeps its addresses. With IPv6 on,
+// every port adds a multicast route (ff00::/8 dev PORT) to the host's
+// IPv6 table when it comes up, and every state change of any port walks
+// that whole table (addrconf's route sync): with a thousand containers on
+// a bridge, a walk of a thousand routes on each attach, under the RTNL
+// lock (docs/BENCHMARKS.md). A kernel without IPv6 has no such sysctl,
+// which is fine; any other failure leaves the port as the kernel made it
+// (bringUp still keeps it without a link-local address).
+//
+// Equivalent to: `sysctl net.ipv6.conf.NAME.disable_ipv6=1`.
+func withoutIPv6(name string) {
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+}
+
 // setSysctl writes value to the sysctl at /proc/sys/net/<path> unless it
 // already holds it. Sysctls under net are per network namespace: these are
 // the driver's own namespace's (the host's). path uses slashes, as
