@@ -517,6 +517,20 @@ func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
 	eventually(t, "and again", func() bool { return len(e.spareKeys()) == 1 })
 }
 
+// With two spares, a create that takes one leaves the maker waiting for
+// a quiet moment; the create that takes the last, attaches still in
+// flight, wakes it there.
+func TestSpareAfterTheLastWakesAWaitingMaker(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(2)
+	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
+	e.c.quiet.enter() // as if attaches were in flight all along
+	defer e.c.quiet.leave()
+	e.sandbox("c1") // one left: the maker waits for a quiet moment
+	e.sandbox("c2") // none left
+	eventually(t, "a spare made, attaches in flight", func() bool { return len(e.spareKeys()) >= 1 })
+}
+
 // shyDriver gives no interface and prepares nothing, counting the times
 // it is asked to.
 type shyDriver struct {
