@@ -250,10 +250,7 @@ func waitNoLeaks(t *testing.T, prefix string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var left []string
-		links, err := netlink.LinkList()
-		if err != nil {
-			t.Fatal(err)
-		}
+		links := nstest.Links(t, nil)
 		for _, l := range links {
 			name := l.Attrs().Name
 			addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)

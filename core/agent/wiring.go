@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -106,7 +107,15 @@ func (a *Agent) startController(ctx context.Context) error {
 // hostRoutes lists the destinations of the agent namespace's routes, which
 // automatically chosen subnets must not overlap.
 func hostRoutes() ([]netip.Prefix, error) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
+	var routes []netlink.Route
+	var err error
+	// A dump a concurrent change interrupts (a bridge coming up, say) is
+	// taken again.
+	for range 10 {
+		if routes, err = netlink.RouteList(nil, netlink.FAMILY_ALL); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing host routes: %w", err)
 	}

@@ -495,7 +495,7 @@ func testPreparedSpares(t *testing.T, up bool) {
 		t.Fatalf("%d spares prepared for the deleted network", n)
 	}
 	eventually(t, "the prepared pairs gone with their namespaces", func() bool {
-		links, _ := netlink.LinkList()
+		links := nstest.Links(t, nil)
 		return !slices.ContainsFunc(links, func(l netlink.Link) bool { return strings.HasPrefix(l.Attrs().Name, "vh") })
 	})
 	if after := e.leaks(); after != before {

@@ -118,7 +118,7 @@ func (e *env) cleanup() {
 	// kernel tears down in the background: wait, so that the next test
 	// does not count them.
 	eventually(e.t, "the prepared pairs gone with their namespaces", func() bool {
-		links, _ := netlink.LinkList()
+		links := nstest.Links(e.t, nil)
 		return !slices.ContainsFunc(links, func(l netlink.Link) bool {
 			e.veth.mu.Lock()
 			defer e.veth.mu.Unlock()
@@ -205,11 +205,7 @@ func (e *env) leaks() leaks {
 			l.mounts++
 		}
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, ln := range links {
+	for _, ln := range nstest.Links(e.t, nil) {
 		// Pairs made for spare namespaces ahead of time are not leaks.
 		if strings.HasPrefix(ln.Attrs().Name, "vh") && !e.veth.preparedUnjoined(ln) {
 			l.links++

@@ -593,10 +593,7 @@ func conntrackCount(t testing.TB, match func(f *netlink.ConntrackFlow) bool) int
 // driver makes (sn*, sp*).
 func driverLinks(t testing.TB) []string {
 	t.Helper()
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
+	links := nstest.Links(t, nil)
 	var names []string
 	for _, l := range links {
 		if n := l.Attrs().Name; strings.HasPrefix(n, "sn") || strings.HasPrefix(n, "sp") {

@@ -167,3 +167,27 @@ func WithHandle(t testing.TB, key string, fn func(h *netlink.Handle) error) {
 		t.Fatalf("in namespace %s: %v", key, err)
 	}
 }
+
+// Links lists the links h sees, or those of the test's own namespace
+// when h is nil. A dump the kernel reports interrupted by a concurrent
+// change (netlink.ErrDumpInterrupted: background work, such as a pool
+// preparing spares, may add a link at any moment) is taken again; any
+// other error fails the test.
+func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
+	t.Helper()
+	if h == nil {
+		h = &netlink.Handle{} // the package's own: the current namespace
+	}
+	for tries := 1; ; tries++ {
+		links, err := h.LinkList()
+		switch {
+		case err == nil:
+			return links
+		case !errors.Is(err, netlink.ErrDumpInterrupted) || tries == maxDumpTries:
+			t.Fatalf("listing links: %v", err)
+		}
+	}
+}
+
+// maxDumpTries bounds the dumps Links takes while they are interrupted.
+const maxDumpTries = 100

@@ -2,8 +2,10 @@ package nstest
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +119,53 @@ func TestMountsArePrivate(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("tmpfs mounted at %s not in mountinfo", dir)
+	}
+}
+
+// Links lists the namespace's links while another goroutine adds and
+// deletes links in it: a dump interrupted by the churn is taken again.
+func TestLinksWhileLinksChange(t *testing.T) {
+	RequireRoot(t)
+	// Enough links that a dump takes several messages: the kernel flags
+	// one that changes between two of them.
+	for i := range 100 {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("many%d", i)}, PeerName: fmt.Sprintf("many%dp", i)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("many%d", i)}})
+		})
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			d := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("churn%d", i%8)}, PeerName: fmt.Sprintf("churn%dp", i%8)}
+			if err := netlink.LinkAdd(d); err != nil {
+				done <- err
+				return
+			}
+			if err := netlink.LinkDel(d); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for range 300 {
+		links := Links(t, nil)
+		if !slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == "lo" }) {
+			close(stop)
+			t.Fatal("lo missing from the list")
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

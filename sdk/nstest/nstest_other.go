@@ -20,3 +20,9 @@ func currentNamespace() (nsID, error) {
 func WithHandle(t testing.TB, key string, fn func(h *netlink.Handle) error) {
 	t.Skip("network namespaces are Linux only")
 }
+
+// Links skips the test: network namespaces are Linux only.
+func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
+	t.Skip("network namespaces are Linux only")
+	return nil
+}
