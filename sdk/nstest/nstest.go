@@ -27,6 +27,10 @@
 // root test never runs in the machine's own namespace, even when the binary is
 // started by hand without Main's re-execution.
 //
+// WithHandle runs a check inside a sandbox's namespace; Links lists links
+// even while background work (a host preparing spare namespaces, say)
+// adds some, taking again a dump the kernel reports interrupted.
+//
 // nstest imports nothing from sandnet's core: plugin tests use it too.
 package nstest
 
