@@ -134,28 +134,21 @@ func (p *nsPool) take(netID string) *spare {
 		return nil
 	}
 	var sp *spare
-	if netID != "" {
-		p.mu.Lock()
-		var stale []*spare // prepared for another network: of no use any more
-		if p.target != netID {
-			stale, p.prepared, p.target = p.prepared, nil, netID
-		}
-		if n := len(p.prepared); n > 0 {
-			sp, p.prepared = p.prepared[n-1], p.prepared[:n-1]
-		}
-		p.wantPrepared = p.target != p.barren
-		if len(p.prepared) == 0 && p.wantPrepared {
-			p.hurryUp()
-		}
-		p.mu.Unlock()
-		if len(stale) > 0 {
-			go destroyAll(stale)
-		}
+	var stale []*spare // prepared for another network: of no use any more
+	p.mu.Lock()
+	if netID != "" && p.target != netID {
+		stale, p.prepared, p.target = p.prepared, nil, netID
 	}
-	if netID == "" {
-		p.mu.Lock()
-		p.wantPrepared = false
-		p.mu.Unlock()
+	if n := len(p.prepared); netID != "" && n > 0 {
+		sp, p.prepared = p.prepared[n-1], p.prepared[:n-1]
+	}
+	p.wantPrepared = netID != "" && p.target != p.barren
+	if p.wantPrepared && len(p.prepared) == 0 {
+		p.hurryUp()
+	}
+	p.mu.Unlock()
+	if len(stale) > 0 {
+		go destroyAll(stale)
 	}
 	if sp == nil {
 		select {
@@ -191,6 +184,10 @@ func (p *nsPool) refill() {
 func (p *nsPool) currentTarget() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.targetLocked()
+}
+
+func (p *nsPool) targetLocked() string {
 	if p.target == p.barren {
 		return ""
 	}
@@ -201,14 +198,13 @@ func (p *nsPool) currentTarget() string {
 // for network target (a plain one first, unless the last create wanted
 // a prepared one); neither when it is full.
 func (p *nsPool) next() (plain bool, target string) {
-	target = p.currentTarget()
-	needPlain := len(p.ready) < cap(p.ready)
-	needPrepared := target != "" && p.preparedCount() < cap(p.ready)
 	p.mu.Lock()
-	first := p.wantPrepared
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	target = p.targetLocked()
+	needPlain := len(p.ready) < cap(p.ready)
+	needPrepared := target != "" && len(p.prepared) < cap(p.ready)
 	switch {
-	case needPrepared && (!needPlain || first):
+	case needPrepared && (!needPlain || p.wantPrepared):
 		return false, target
 	case needPlain:
 		return true, ""
