@@ -37,10 +37,11 @@ type bridge struct {
 	nets        map[string]*network // by network id
 	bridgeIndex map[string]int      // ifindex of each network's bridge, by network id
 	eps         map[string]*endpoint
-	joined      map[string]bool       // endpoint id → has a veth pair; absent: unknown
-	hairpin     map[string]bool       // endpoint id → hairpin mode as last set; absent: unknown
-	ports       map[string][]portRule // published-port rules by endpoint tag
-	portsLoaded bool                  // ports holds what a previous run left in the table
+	joined      map[string]bool         // endpoint id → has a veth pair; absent: unknown
+	preparedOn  map[string]preparedPort // endpoint id → the port Prepare made, until a Join takes it
+	hairpin     map[string]bool         // endpoint id → hairpin mode as last set; absent: unknown
+	ports       map[string][]portRule   // published-port rules by endpoint tag
+	portsLoaded bool                    // ports holds what a previous run left in the table
 	nextPort    uint16
 }
 
@@ -74,6 +75,7 @@ func newDriver() *bridge {
 		bridgeIndex: map[string]int{},
 		eps:         map[string]*endpoint{},
 		joined:      map[string]bool{},
+		preparedOn:  map[string]preparedPort{},
 		hairpin:     map[string]bool{},
 		ports:       map[string][]portRule{},
 		reap:        newReaper(),
@@ -321,6 +323,11 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 	}
 	delete(b.nets, n.id)
 	delete(b.bridgeIndex, n.id)
+	for id, p := range b.preparedOn {
+		if p.netID == n.id {
+			delete(b.preparedOn, id)
+		}
+	}
 	var eps []*endpoint
 	for id, ep := range b.eps {
 		if ep.netID == n.id {
@@ -545,12 +552,34 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	}
 	up := false
 	if req.GetPrepared() {
-		// Prepare made the pair, its host end up on the bridge: one request
-		// sets the port's flags (hairpin, when the endpoint publishes
-		// ports) and names the bridge, which puts the port back on it
-		// should the bridge have been made anew since. Should the pair be
-		// gone, it is made as without Prepare.
-		up = s.rt.bringUp(spec.host, flags, spec.master) == nil
+		// Prepare made the pair, its host end up on the bridge with the
+		// network's flags. When this driver made it on the bridge that is
+		// still the network's, and the endpoint publishes no ports, it is
+		// ready as it is: two ioctls check that port and bridge are
+		// there, and no request is sent. Otherwise one request sets the
+		// port's flags (hairpin) and names the bridge, which puts the port
+		// back on it should the bridge have been made anew since. Should
+		// the pair be gone, it is made as without Prepare.
+		b.mu.Lock()
+		made, known := b.preparedOn[ep.id]
+		delete(b.preparedOn, ep.id)
+		b.mu.Unlock()
+		if known && made.bridge == spec.master && !hairpin && s.rt.portReady(spec.host, n.bridge, spec.master) {
+			up = true
+		} else {
+			err := s.rt.bringUp(spec.host, flags, spec.master)
+			if i, _ := s.rt.ifIndex(spec.host); err != nil && i != 0 {
+				// The port is there but its bridge is not (deleted, or
+				// made anew): repair the network and put the port on it.
+				b.mu.Lock()
+				delete(b.nets, n.id)
+				b.mu.Unlock()
+				if n, spec.master, err = b.network(req.GetNetwork()); err == nil {
+					err = s.rt.bringUp(spec.host, flags, spec.master)
+				}
+			}
+			up = err == nil
+		}
 	}
 	if !up {
 		err = s.rt.addVeth(spec)
@@ -609,7 +638,8 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 // Prepare makes an endpoint's veth pair ahead of its attach: the sandbox
 // end inside the namespace with the name the host asks for, down; the
 // host end up on the network's bridge, with the network's port flags.
-// Join, told the attach was prepared, only sets the port's flags again. A
+// Join, told the attach was prepared, checks the port is still on its
+// bridge (and sets hairpin mode when the endpoint publishes ports). A
 // pair never joined goes with the namespace. A name the sandbox cannot take, or a pair that exists
 // already, prepares nothing.
 func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
@@ -652,8 +682,28 @@ func (b *bridge) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Prepare
 		_ = s.rt.delLink(spec.host)
 		return nil, fmt.Errorf("endpoint %s: bringing prepared bridge port %s up: %w", id, spec.host, err)
 	}
+	b.mu.Lock()
+	if len(b.preparedOn) >= maxPreparedPorts {
+		// Ports of spares the host dropped: forgetting them costs a
+		// Join one request.
+		clear(b.preparedOn)
+	}
+	b.preparedOn[id] = preparedPort{netID: n.id, bridge: idx}
+	b.mu.Unlock()
 	return &pb.PrepareResponse{SrcName: spec.peer, Up: true}, nil
 }
+
+// preparedPort is a port Prepare made: on the bridge of network netID,
+// whose ifindex was bridge.
+type preparedPort struct {
+	netID  string
+	bridge int
+}
+
+// maxPreparedPorts bounds the ports Prepare remembers. A host keeps a few
+// prepared at a time; the ports of spares it dropped unused (another
+// network became its target) are never joined.
+const maxPreparedPorts = 256
 
 // openSandbox opens the network namespace at key, for endpoint id.
 func openSandbox(id, key string) (int, error) {

@@ -387,6 +387,25 @@ func TestPrepare(t *testing.T) {
 		t.Fatalf("host end of the unprepared join: %v, %v; want up on the bridge", l, err)
 	}
 
+	// A port prepared on a bridge that was deleted since (by hand): the
+	// join puts the pair on the network's bridge, made anew.
+	key4 := newNetns(t)
+	ep4 := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.47.0.4/24"}}
+	if resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: ep4.Id, SandboxKey: key4, Ifname: "eth0"}); err != nil || resp.GetSrcName() != "eth0" {
+		t.Fatalf("Prepare = %v, %v", resp, err)
+	}
+	if err := netlink.LinkDel(br); err != nil {
+		t.Fatal(err)
+	}
+	attach(ep4, key4, true)
+	br2, err := netlink.LinkByName(br.Attrs().Name)
+	if err != nil {
+		t.Fatalf("the network's bridge after the join: %v", err)
+	}
+	if l, err := netlink.LinkByName(hostIfName(ep4.Id)); err != nil || l.Attrs().MasterIndex != br2.Attrs().Index || l.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("host end prepared on a deleted bridge, after the join: %v, %v; want up on the new bridge %d", l, err, br2.Attrs().Index)
+	}
+
 	// Neither port has IPv6, even once its sandbox end is up: no
 	// multicast route of its own in the host's table.
 	for _, c := range []struct {

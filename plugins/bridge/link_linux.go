@@ -18,6 +18,7 @@ import (
 // where the kernel accepts all of it in one message.
 type rtnl struct {
 	sockets map[int]*nl.SocketHandle
+	ioctlFD int // a socket for interface ioctls, which take no RTNL lock
 }
 
 func newRtnl() (*rtnl, error) {
@@ -27,13 +28,49 @@ func newRtnl() (*rtnl, error) {
 	}
 	// Kernel error messages (extended ACK) make failures readable.
 	_ = s.SetExtAck(true)
-	return &rtnl{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening a socket for interface ioctls: %w", err)
+	}
+	return &rtnl{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}, ioctlFD: fd}, nil
+}
+
+// ifIndex returns the ifindex of the link name, 0 when there is none. It
+// asks with an ioctl, which the kernel answers under RCU: no request
+// waits behind it for the RTNL lock, nor it behind them.
+//
+// Equivalent to: `cat /sys/class/net/NAME/ifindex`.
+func (r *rtnl) ifIndex(name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(r.ioctlFD, unix.SIOCGIFINDEX, ifr); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
 }
 
 func (r *rtnl) exec(req *nl.NetlinkRequest) error {
 	req.Sockets = r.sockets
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
+}
+
+// portReady says whether the port name and the bridge br, of ifindex
+// brIndex, are both there: a port made on that bridge is then still on it
+// (only a hand takes a port off its bridge; a bridge made anew has
+// another ifindex).
+func (r *rtnl) portReady(name, br string, brIndex int) bool {
+	if i, err := r.ifIndex(name); err != nil || i == 0 {
+		return false
+	}
+	i, err := r.ifIndex(br)
+	return err == nil && i == brIndex
 }
 
 // vethSpec describes a veth pair whose sandbox end is created directly in
