@@ -568,7 +568,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 			up = true
 		} else {
 			err := s.rt.bringUp(spec.host, flags, spec.master)
-			if i, _ := s.rt.ifIndex(spec.host); err != nil && i != 0 {
+			if err != nil && s.rt.exists(spec.host) {
 				// The port is there but its bridge is not (deleted, or
 				// made anew): repair the network and put the port on it.
 				b.mu.Lock()

@@ -66,11 +66,17 @@ func (r *rtnl) exec(req *nl.NetlinkRequest) error {
 // (only a hand takes a port off its bridge; a bridge made anew has
 // another ifindex).
 func (r *rtnl) portReady(name, br string, brIndex int) bool {
-	if i, err := r.ifIndex(name); err != nil || i == 0 {
+	if !r.exists(name) {
 		return false
 	}
 	i, err := r.ifIndex(br)
 	return err == nil && i == brIndex
+}
+
+// exists says whether there is a link name.
+func (r *rtnl) exists(name string) bool {
+	i, err := r.ifIndex(name)
+	return err == nil && i != 0
 }
 
 // vethSpec describes a veth pair whose sandbox end is created directly in
