@@ -15,7 +15,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -317,16 +316,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// nsInode is the inode of the network namespace mounted at key.
-func nsInode(t *testing.T, key string) uint64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(key, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Ino
-}
-
 // Spare namespaces are made at start, a create takes one (its namespace
 // is the spare, moved to the sandbox's key), the pool fills again once no
 // attach is in flight, and a stop destroys what it holds.
@@ -336,12 +325,12 @@ func TestSpareNamespaces(t *testing.T) {
 	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
 	before := map[uint64]string{} // the spares' namespaces, by inode
 	for _, name := range e.spareKeys() {
-		before[nsInode(t, filepath.Join(e.dir, "netns", ".creating", name))] = name
+		before[inode(t, filepath.Join(e.dir, "netns", ".creating", name))] = name
 	}
 	sb := e.sandbox("c1")
 	// The pool may make the next spare at once: what matters is that the
 	// sandbox's namespace is one of those made before, gone from the pool.
-	taken, ok := before[nsInode(t, sb.Key)]
+	taken, ok := before[inode(t, sb.Key)]
 	if !ok {
 		t.Fatalf("the sandbox's namespace is none of the spares %v", slices.Collect(maps.Values(before)))
 	}
@@ -504,31 +493,25 @@ func testPreparedSpares(t *testing.T, up bool) {
 }
 
 // A create that takes the last spare has the next made at once, without
-// waiting for a quiet moment: creates in a burst keep finding one.
+// waiting for a quiet moment: creates in a burst keep finding one. With
+// two spares the first create leaves the maker waiting for a quiet
+// moment, and the one that takes the last must wake it there.
 func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
-	e := newEnv(t)
-	e.withSpares(1)
-	eventually(t, "a spare made", func() bool { return len(e.spareKeys()) == 1 })
-	e.c.quiet.enter() // as if attaches were in flight all along
-	defer e.c.quiet.leave()
-	e.sandbox("c1")
-	eventually(t, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) == 1 })
-	e.sandbox("c2")
-	eventually(t, "and again", func() bool { return len(e.spareKeys()) == 1 })
-}
-
-// With two spares, a create that takes one leaves the maker waiting for
-// a quiet moment; the create that takes the last, attaches still in
-// flight, wakes it there.
-func TestSpareAfterTheLastWakesAWaitingMaker(t *testing.T) {
-	e := newEnv(t)
-	e.withSpares(2)
-	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
-	e.c.quiet.enter() // as if attaches were in flight all along
-	defer e.c.quiet.leave()
-	e.sandbox("c1") // one left: the maker waits for a quiet moment
-	e.sandbox("c2") // none left
-	eventually(t, "a spare made, attaches in flight", func() bool { return len(e.spareKeys()) >= 1 })
+	for _, spares := range []int{1, 2} {
+		t.Run(fmt.Sprintf("spares=%d", spares), func(t *testing.T) {
+			e := newEnv(t)
+			e.withSpares(spares)
+			eventually(t, "the spares made", func() bool { return len(e.spareKeys()) == spares })
+			e.c.quiet.enter() // as if attaches were in flight all along
+			defer e.c.quiet.leave()
+			for round := range 2 {
+				for i := range spares { // the last of these takes the last spare
+					e.sandbox(fmt.Sprintf("c%d-%d", round, i))
+				}
+				eventually(t, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) >= 1 })
+			}
+		})
+	}
 }
 
 // shyDriver gives no interface and prepares nothing, counting the times
@@ -579,10 +562,13 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 	e.c.mu.Lock()
 	pool := e.c.pool
 	e.c.mu.Unlock()
-	if target := pool.currentTarget(); target != "" {
+	pool.mu.Lock()
+	target, n := pool.targetLocked(), len(pool.prepared)
+	pool.mu.Unlock()
+	if target != "" {
 		t.Fatalf("the pool still prepares for network %s", short(target))
 	}
-	if n := pool.preparedCount(); n != 0 {
+	if n != 0 {
 		t.Fatalf("%d prepared spares for a driver that prepares nothing", n)
 	}
 }

@@ -405,15 +405,9 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	var configured chan error
 	if prep != nil {
 		configured = make(chan error, 1)
+		// ep's gateways, as endpointOps set them, are those a driver's
+		// answer gives, most likely.
 		se := sbEndpoint(n, ep)
-		if !n.Internal { // the gateways a driver's answer gives, most likely
-			if len(n.IPv4) > 0 && ep.Address.IsValid() {
-				se.Gateway = n.IPv4[0].Gateway
-			}
-			if len(n.IPv6) > 0 && ep.AddressV6.IsValid() {
-				se.GatewayV6 = n.IPv6[0].Gateway
-			}
-		}
 		go func() { configured <- op.sb.PrepareInterface(se, prep.src, prep.up) }()
 		defer func() {
 			if configured != nil {

@@ -179,14 +179,8 @@ func (p *nsPool) refill() {
 	}
 }
 
-// currentTarget is the network to prepare spares for, "" when none or
-// when its driver prepared nothing when asked.
-func (p *nsPool) currentTarget() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.targetLocked()
-}
-
+// targetLocked is the network to prepare spares for, "" when none or
+// when its driver prepared nothing when asked; p.mu held.
 func (p *nsPool) targetLocked() string {
 	if p.target == p.barren {
 		return ""
@@ -232,13 +226,6 @@ func destroyAll(sps []*spare) {
 	for _, sp := range sps {
 		sp.destroy()
 	}
-}
-
-// preparedCount is how many spares are prepared.
-func (p *nsPool) preparedCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.prepared)
 }
 
 func (p *nsPool) fill() {

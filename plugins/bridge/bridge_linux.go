@@ -400,8 +400,15 @@ func (b *bridge) network(pn *pb.Network) (*network, int, error) {
 	return n, b.bridgeIndex[n.id], nil
 }
 
-// endpoint returns the cached endpoint of a request, or the one the
-// request describes.
+// renewNetwork is network without the cache: it makes the network's
+// bridge again should it have been deleted or made anew under the driver.
+func (b *bridge) renewNetwork(pn *pb.Network) (*network, int, error) {
+	b.mu.Lock()
+	delete(b.nets, pn.GetId())
+	b.mu.Unlock()
+	return b.network(pn)
+}
+
 // prepare is the start of every call on a joined endpoint: it tells the
 // reaper the driver is busy and resolves the system handles, the network
 // (with its index) and the endpoint the request names.
@@ -422,6 +429,8 @@ func (b *bridge) prepare(pn *pb.Network, pe *pb.Endpoint) (*system, *network, in
 	return s, n, idx, ep, nil
 }
 
+// endpoint returns the cached endpoint of a request, or the one the
+// request describes.
 func (b *bridge) endpoint(n *network, pe *pb.Endpoint) (*endpoint, error) {
 	b.mu.Lock()
 	ep, ok := b.eps[pe.GetId()]
@@ -571,10 +580,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 			if err != nil && s.rt.exists(spec.host) {
 				// The port is there but its bridge is not (deleted, or
 				// made anew): repair the network and put the port on it.
-				b.mu.Lock()
-				delete(b.nets, n.id)
-				b.mu.Unlock()
-				if n, spec.master, err = b.network(req.GetNetwork()); err == nil {
+				if n, spec.master, err = b.renewNetwork(req.GetNetwork()); err == nil {
 					err = s.rt.bringUp(spec.host, flags, spec.master)
 				}
 			}
@@ -600,10 +606,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	case err != nil:
 		// The bridge may have been deleted or recreated under us:
 		// repair the network and try once more.
-		b.mu.Lock()
-		delete(b.nets, n.id)
-		b.mu.Unlock()
-		if n, spec.master, err = b.network(req.GetNetwork()); err != nil {
+		if n, spec.master, err = b.renewNetwork(req.GetNetwork()); err != nil {
 			return nil, err
 		}
 		err = s.rt.addVeth(spec)
