@@ -16,7 +16,7 @@ make build >/dev/null
 go build -o bin/bench-attach ./bench/attach
 field() { echo "$1" | grep "$2" | awk '{print $(NF-1)}'; }
 # The order alternates from round to round (base first, then current
-# first): whichever runs second in a round measured about 5% faster with
+# first): whichever runs second in a round measured about 4% faster with
 # the same code on both sides.
 for round in $(seq "$rounds"); do
 	order="base current"
