@@ -82,9 +82,9 @@ type Sandbox struct {
 	// empty for the API. A front's sandbox lives on a namespace its
 	// runtime owns and is removed by that front (CNI DEL or GC, the OCI
 	// poststop hook), never reaped as an unclaimed stub after a restart.
-	Front   string    `json:"front,omitempty"`
-	Created time.Time `json:"created"`
-	InDelete    bool            `json:"in_delete,omitempty"`
+	Front    string    `json:"front,omitempty"`
+	Created  time.Time `json:"created"`
+	InDelete bool      `json:"in_delete,omitempty"`
 	// Fields below are derived for the API, never stored.
 	Stub       bool       `json:"stub,omitempty"`
 	ResolvConf string     `json:"resolv_conf,omitempty"`
