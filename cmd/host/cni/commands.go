@@ -18,7 +18,10 @@ import (
 func loadArgs(s string) (*Args, error) {
 	a := &Args{}
 	a.IgnoreUnknown = true
-	if err := types.LoadArgs("IgnoreUnknown=1;"+s, a); err != nil {
+	if s != "" {
+		s = ";" + s
+	}
+	if err := types.LoadArgs("IgnoreUnknown=1"+s, a); err != nil {
 		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_ARGS: "+err.Error(), "")
 	}
 	return a, nil
