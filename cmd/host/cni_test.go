@@ -234,7 +234,7 @@ func TestCNIAddCheckDel(t *testing.T) {
 	// aliases capability); the conf's alias names every container of it.
 	resCli := r.add("front", cli, "CNI_ARGS=K8S_POD_NAME=cli", `CAP_ARGS={"mac":"02:00:00:00:00:42"}`)
 	cliIP := resCli.IPs[0].Address.IP.String()
-	if got, _ := inNS(cli, "cat", "/sys/class/net/eth0/address"); resCli.Interfaces[1].Mac != "02:00:00:00:00:42" || got != "02:00:00:00:00:42" {
+	if got, _ := inNS(cli, "ip", "-o", "link", "show", "eth0"); resCli.Interfaces[1].Mac != "02:00:00:00:00:42" || !strings.Contains(got, "link/ether 02:00:00:00:00:42 ") {
 		t.Fatalf("mac capability: result %s, interface %s", resCli.Interfaces[1].Mac, got)
 	}
 	for _, name := range []string{"web", "api", "web.front"} {
@@ -499,4 +499,3 @@ func TestCNIAcrossAgentRestart(t *testing.T) {
 	waitNoLeaks(t, "10.65.")
 	waitOnlyLoopback(t, a)
 }
-

@@ -228,7 +228,9 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 				*f.gw = f.pools[0].Gateway
 			}
 		}
-		ep.MAC = macFor(ep.Address.Addr())
+		if ep.MAC == "" { // a MAC the connect asked for stays
+			ep.MAC = macFor(ep.Address.Addr())
+		}
 	} else if ip.IsValid() || ip6.IsValid() {
 		return nil, nil, errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
 	}
