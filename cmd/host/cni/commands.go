@@ -18,12 +18,10 @@ import (
 func loadArgs(s string) (*Args, error) {
 	a := &Args{}
 	a.IgnoreUnknown = true
-	// containerd's go-cni sets CNI_ARGS to "" when it has none to pass.
-	all := "IgnoreUnknown=1"
 	if s != "" {
-		all += ";" + s
+		s = ";" + s
 	}
-	if err := types.LoadArgs(all, a); err != nil {
+	if err := types.LoadArgs("IgnoreUnknown=1"+s, a); err != nil {
 		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_ARGS: "+err.Error(), "")
 	}
 	return a, nil
