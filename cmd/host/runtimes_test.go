@@ -66,7 +66,14 @@ func newPodmanRig(t *testing.T, network, subnet, sandboxExtra string) *podmanRig
 	if _, err := r.agent.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: network, Subnet: subnet}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := runtimetest.NewPodman(t.TempDir(), filepath.Dir(bins.CNI))
+	// podman refuses a run root path longer than 50 characters, which a
+	// test's TempDir exceeds.
+	pdir, err := os.MkdirTemp("", "sn-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pdir) })
+	p, err := runtimetest.NewPodman(pdir, filepath.Dir(bins.CNI))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,8 @@ type Podman struct {
 	shadow *Shadow
 }
 
-// NewPodman sets podman up in dir, which must be empty or missing: a
+// NewPodman sets podman up in dir, which must be empty or missing and
+// short (podman refuses a run root, dir/runroot, over 50 characters): a
 // containers.conf (network_backend "cni" with pluginDirs and ConfigDir,
 // runc, cgroupfs, file events, ulimits of 1024), the storage and run root,
 // and a tmpfs over every path podman writes outside them. The caller must
