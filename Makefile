@@ -27,10 +27,15 @@ MODULES := . sdk
 
 all: build
 
-build: $(BIN)/sandnet plugins
+build: $(BIN)/sandnet $(BIN)/cni/sandnet plugins
 
 $(BIN)/sandnet: FORCE
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/host
+
+# The CNI plugin: a binary of its own, so that a runtime's exec per call
+# loads little.
+$(BIN)/cni/sandnet: FORCE
+	$(GO) build -o $@ ./cmd/host/cni
 
 plugins: FORCE
 	@mkdir -p $(PLUGIN_BIN)

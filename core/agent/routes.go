@@ -44,6 +44,9 @@ func (a *Agent) controllerRoutes() {
 		if err := api.Decode(r, &req); err != nil {
 			return nil, err
 		}
+		if req.Release {
+			return nil, c.Release(r.Context(), r.PathValue("ref"), req.Container)
+		}
 		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
 	})
 	h("POST /v1/sandboxes", http.StatusCreated, func(r *http.Request) (any, error) {

@@ -24,6 +24,11 @@ const (
 	DefaultStore       = "bolt"
 	DefaultTimeout     = 4 * time.Second // libnetwork's extIOTimeout
 	DefaultMaxInflight = 1024            // libnetwork's maxConcurrent
+
+	// The forwarding cache: at most 4 KiB an answer, so 16 MiB at most.
+	DefaultCacheSize           = 4096
+	DefaultCacheMaxTTL         = time.Hour
+	DefaultCacheMaxNegativeTTL = 5 * time.Minute
 )
 
 // logLevels are the values `log { level }` accepts, most verbose first.
@@ -85,6 +90,14 @@ type Resolver struct {
 	// MaxInflight bounds the forwarded queries in flight per resolver;
 	// queries beyond it are answered REFUSED.
 	MaxInflight int
+	// CacheSize is how many forwarded answers the agent keeps (shared by
+	// sandboxes with the same upstreams); 0 turns the cache off.
+	CacheSize int
+	// CacheMaxTTL caps how long a positive answer is kept.
+	CacheMaxTTL time.Duration
+	// CacheMaxNegativeTTL caps how long an NXDOMAIN or NODATA answer is
+	// kept.
+	CacheMaxNegativeTTL time.Duration
 }
 
 // IPAM configures address allocation.
@@ -176,10 +189,11 @@ func defaults(filename, dir string) *Config {
 		PluginDir: DefaultPluginDir,
 		API:       API{Socket: DefaultSocket},
 		Log:       Log{Level: DefaultLogLevel},
-		Resolver:  Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight},
-		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
-		files:     map[string]*hcl.File{},
+		Resolver: Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight,
+			CacheSize: DefaultCacheSize, CacheMaxTTL: DefaultCacheMaxTTL, CacheMaxNegativeTTL: DefaultCacheMaxNegativeTTL},
+		IPAM:    IPAM{DefaultPools: DefaultPools()},
+		Sandbox: Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
+		files:   map[string]*hcl.File{},
 	}
 	c.Store = defaultStore(filename, c.DataDir)
 	return c

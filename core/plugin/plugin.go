@@ -129,20 +129,9 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
 	defer cancel()
-	r, err := p.m.exec(ctx, spec, p.log)
+	r, err := p.m.configured(ctx, spec, p.log)
 	if err != nil {
 		return err
-	}
-	var cfg []byte
-	if spec.Configure != nil {
-		cfg, err = spec.Configure(r.info.GetConfigSchema())
-	}
-	if err == nil {
-		err = r.pc.Configure(ctx, cfg)
-	}
-	if err != nil {
-		r.client.Kill()
-		return fmt.Errorf("%s plugin %q: configuring: %w", spec.Kind, spec.Name, err)
 	}
 	pid := 0
 	if rc := r.client.ReattachConfig(); rc != nil {
