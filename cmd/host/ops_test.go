@@ -109,3 +109,39 @@ func TestNoAgentRunning(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant it to start with %q and not end in a sentinel", out, want)
 	}
 }
+
+// `make install PREFIX=…` lays out the agent, every plugin, the CNI
+// plugin and the systemd unit, and systemd-analyze verifies the installed
+// unit without a warning (it checks, among the rest, that ExecStart's
+// binary is there and executable).
+func TestInstallAndUnitFile(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze is not installed (Debian package systemd; .ci/deps installs it)")
+	}
+	prefix := t.TempDir()
+	cmd := exec.Command("make", "-s", "install", "PREFIX="+prefix)
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"bin/sandnet", "lib/sandnet/plugins/sandnet-driver-bridge", "lib/sandnet/plugins/sandnet-store-bolt", "lib/cni/sandnet"} {
+		st, err := os.Stat(filepath.Join(prefix, f))
+		if err != nil || st.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s not installed as an executable: %v", f, err)
+		}
+	}
+	unit := filepath.Join(prefix, "lib/systemd/system/sandnet.service")
+	b, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Type=notify", "ExecStart=" + prefix + "/bin/sandnet agent", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("unit file lacks %q:\n%s", want, b)
+		}
+	}
+	out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+	}
+}
