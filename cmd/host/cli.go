@@ -44,6 +44,7 @@ func commands() []command {
 		{"disconnect", "detach a container from a network", disconnectCmd},
 		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
 		{"events", "print the agent's events as they happen", eventsCmd},
+		{"doctor", "check what the agent needs (kernel, sysctl, plugins, store, socket) and say what to fix", doctorCmd},
 		{"reload", "have the agent read its config file again (as SIGHUP does)", reloadCmd},
 	}
 }

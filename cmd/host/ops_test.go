@@ -145,3 +145,47 @@ func TestInstallAndUnitFile(t *testing.T) {
 		t.Fatalf("systemd-analyze verify %s: %v\n%s", unit, err, out)
 	}
 }
+
+// `sandnet doctor` passes on a working setup (one line per check, none
+// failing) and, with a plugin binary removed, fails naming that plugin
+// and its path.
+func TestDoctor(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sandnet-store-bolt", "sandnet-driver-none"} {
+		b, err := os.ReadFile(filepath.Join(bins.PluginDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pluginDir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "config.hcl")
+	body := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\napi {\n  socket = %q\n}\n", filepath.Join(dir, "data"), pluginDir, filepath.Join(dir, "run", "sandnet.sock")) + boltAndNone(dir)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := sandnetCmd(t, "doctor", "--config", cfg)
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("doctor on a good setup: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"ok    kernel: veth", "ok    kernel: nf_tables", `ok    plugin driver "none"`, `ok    store "bolt": reachable`, "ok    socket directory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor's output lacks %q:\n%s", want, out)
+		}
+	}
+	removed := filepath.Join(pluginDir, "sandnet-driver-none")
+	if err := os.Remove(removed); err != nil {
+		t.Fatal(err)
+	}
+	out, code = sandnetCmd(t, "doctor", "--config", cfg)
+	want := `FAIL  plugin driver "none": ` + removed + ": no such file or directory"
+	if code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("doctor without the none driver: exit %d, want 1 and a line %q:\n%s", code, want, out)
+	}
+}
