@@ -35,6 +35,7 @@ type Agent struct {
 	lis     net.Listener
 	ctrl    *controller.Controller
 	profile func() // finishes the CPU profile, if one is written
+	locks   []*dirLock
 }
 
 // New returns an agent for cfg; Start starts it.
@@ -45,6 +46,11 @@ func New(cfg *config.Config, log hclog.Logger) *Agent {
 // Start launches the store and every driver, then listens on the API
 // socket. On error everything it started is stopped again.
 func (a *Agent) Start(ctx context.Context) (err error) {
+	// Before anything touches the directories: a second agent on one of
+	// them would unmount the first's namespaces in the making.
+	if err := a.lockDirs(); err != nil {
+		return err
+	}
 	a.profile = a.startProfile()
 	defer func() {
 		if err != nil {
@@ -90,6 +96,7 @@ func (a *Agent) Stop() {
 		a.profile()
 		a.profile = nil
 	}
+	a.unlockDirs()
 }
 
 // Plugins returns the agent's plugin manager.
