@@ -308,6 +308,32 @@ func TestExternalKey(t *testing.T) {
 	}
 }
 
+// A runtime's namespace handed over with lo down (as `ip netns add` and
+// unshare make it) gets lo up with its key: the sandbox's embedded
+// resolver, which listens on 127.0.0.11, answers inside.
+func TestSetKeyBringsLoopbackUp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.93.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	ep := e.connect("red", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	if err := runtimeNS.Handle().LinkSetDown(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.c.SetKey(ctx, "c1", runtimeNS.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resolve(t, sb.Key, "c1"); got != ep.Address.Addr().String() {
+		t.Fatalf("c1 resolved inside its runtime's namespace: %q, want %s", got, ep.Address.Addr())
+	}
+}
+
 func TestRenameRollsBack(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

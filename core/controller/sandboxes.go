@@ -590,6 +590,11 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 			_ = ns.Destroy()
 		}
 	}()
+	// A runtime may hand over its namespace with lo still down (`ip netns
+	// add`, unshare); the embedded resolver listens on it.
+	if err := ns.SetLoopbackUp(); err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
 	if err := c.saveSandbox(ctx, op); err != nil {
 		return nil, err
 	}
