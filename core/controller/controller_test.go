@@ -334,6 +334,51 @@ func TestSetKeyBringsLoopbackUp(t *testing.T) {
 	}
 }
 
+// A SetKey whose join fails leaves the sandbox as it was before it, its
+// endpoint still its own: deleting the sandbox then removes the endpoint
+// and its address, and the network can go.
+func TestSetKeyFailureKeepsEndpoints(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.94.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	e.connect("red", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	e.veth.mu.Lock()
+	e.veth.failJoin = true
+	e.veth.mu.Unlock()
+	if _, err := e.c.SetKey(ctx, "c1", runtimeNS.Path()); err == nil {
+		t.Fatal("SetKey succeeded with a failing join")
+	}
+	e.veth.mu.Lock()
+	e.veth.failJoin = false
+	e.veth.mu.Unlock()
+	sb, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Key != "" || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox after the failed SetKey: key %q, %d endpoints; want no key and its endpoint", sb.Key, len(sb.Endpoints))
+	}
+	// The record says the same: a restart finds the sandbox still
+	// waiting for its key, not one whose namespace is gone.
+	e.c.Close()
+	e.c = e.start()
+	if sb, err = e.c.SandboxByContainer(ctx, "c1"); err != nil || sb.Key != "" || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox after a restart: %+v, %v; want no key and its endpoint", sb, err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatalf("deleting the network after the sandbox: %v", err)
+	}
+}
+
 func TestRenameRollsBack(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
