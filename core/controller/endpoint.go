@@ -228,7 +228,9 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 				*f.gw = f.pools[0].Gateway
 			}
 		}
-		ep.MAC = macFor(ep.Address.Addr())
+		if ep.MAC == "" { // a MAC the connect asked for stays
+			ep.MAC = macFor(ep.Address.Addr())
+		}
 	} else if ip.IsValid() || ip6.IsValid() {
 		return nil, nil, errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
 	}
@@ -340,6 +342,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	}
 	// What the join will most likely record; should it differ, a second
 	// write follows.
+	want := ep.IfName // the connect's Interface, or empty
 	if ep.IfName == "" {
 		ep.IfName = op.sb.NextIfName(sandbox.DefaultIfPrefix)
 	}
@@ -461,7 +464,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 		configured = nil
 	}
-	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey)
+	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey, want)
 	if err != nil {
 		return err
 	}
@@ -756,7 +759,9 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 	if err != nil {
 		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
-	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key())
+	// A stored name is one a connect asked for before an external key
+	// was set (a leave clears it).
+	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key(), ep.IfName)
 }
 
 // leaveDriver undoes the driver's side of a join.
@@ -769,12 +774,13 @@ func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Networ
 // setupJoin takes an endpoint the driver has joined (resp is its answer)
 // into the sandbox: the interface into the namespace and, beside it, the
 // driver publishing the ports. On failure the driver's join is undone too.
-// key is where the namespace is now, for the driver.
-func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key string) (undo func(), err error) {
+// key is where the namespace is now, for the driver; want is the
+// interface name the connect asked for, or empty for the next free one.
+func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key, want string) (undo func(), err error) {
 	sb := op.sb
 	np := netProto(n)
 	leave := func() { c.leaveDriver(ctx, d, n, ep, key) }
-	se, err := joinedEndpoint(n, ep, resp)
+	se, err := joinedEndpoint(n, ep, resp, want)
 	if err != nil {
 		leave()
 		return nil, err
@@ -834,10 +840,11 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 }
 
 // joinedEndpoint is ep as the sandbox takes it in, with the routes and
-// gateways of the driver's Join answer.
-func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse) (sandbox.Endpoint, error) {
+// gateways of the driver's Join answer, and the interface name asked for
+// (want), or none: AddInterface then names it.
+func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse, want string) (sandbox.Endpoint, error) {
 	se := sbEndpoint(n, ep)
-	se.IfName, se.Routes = "", nil // AddInterface names the interface, if there is one
+	se.IfName, se.Routes = want, nil
 	for _, r := range resp.GetStaticRoutes() {
 		dst, err := netip.ParsePrefix(r.GetDestination())
 		if err != nil {
