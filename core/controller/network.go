@@ -96,12 +96,17 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if !caps.GetNeedsAddresses() && (subnet.IsValid() || gateway.IsValid() || ipRange.IsValid() || subnet6.IsValid()) {
 		return nil, errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
+	servers, err := parseDNS("dns", req.DNS)
+	if err != nil {
+		return nil, err
+	}
 	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
 		req.EnableIPv6 = true
 	}
 	n := &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
+		DNS: servers,
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
 		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
@@ -132,6 +137,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		res, err := c.kv.txnResults(ctx, ops...)
 		if err == nil {
 			c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
+			c.noteNetworkDNS(n, indexOf(res, networkKey(n.ID)))
 		}
 		return err
 	})
@@ -152,6 +158,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 // transaction.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	c.kv.nets.forget(n.ID)
+	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
 		if err := c.ipam.ClearAddresses(ctx, p.Subnet); err != nil {
 			return err
@@ -212,6 +219,7 @@ func (c *Controller) networkByID(ctx context.Context, id string) (*Network, uint
 		return nil, 0, errorf(sdk.ErrNotFound, "network %q is local to another host", id)
 	}
 	c.kv.nets.put(&n, idx)
+	c.noteNetworkDNS(&n, idx)
 	return &n, idx, nil
 }
 
@@ -262,7 +270,9 @@ func isID(ref string) bool {
 
 // netCache remembers network records by ID, each with the index it was
 // read or written at, and the IDs of network names. A network's record
-// changes once in its life, when a delete marks it in-delete, and a name
+// changes when a delete marks it in-delete, and when its DNS servers
+// change (UpdateNetworkDNS caches the new record; nothing else reads its
+// DNS servers from here), and a name
 // names one network until that network is gone: so a cached record has
 // the record's content, and only its index (and whether the network still
 // exists) may be out of date. Whoever needs the network to exist and not
