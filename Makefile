@@ -18,14 +18,24 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
+# MODULES are the Go modules of this repository: the host, and the SDK that
+# plugin authors require on its own. `go test ./...` does not descend into
+# another module, so test, test-unit and lint visit each.
+MODULES := . sdk
+
 .PHONY: all build plugins run test test-unit deps proto lint bench clean consul
 
 all: build
 
-build: $(BIN)/sandnet plugins
+build: $(BIN)/sandnet $(BIN)/cni/sandnet plugins
 
 $(BIN)/sandnet: FORCE
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/host
+
+# The CNI plugin: a binary of its own, so that a runtime's exec per call
+# loads little.
+$(BIN)/cni/sandnet: FORCE
+	$(GO) build -o $@ ./cmd/host/cni
 
 plugins: FORCE
 	@mkdir -p $(PLUGIN_BIN)
@@ -42,11 +52,11 @@ run: build
 # machine that lacks them), builds every binary and runs every test; root
 # tests put themselves in throwaway network namespaces.
 test: deps build
-	$(GO) test $(TEST_FLAGS) ./...
+	@for m in $(MODULES); do echo "(cd $$m && $(GO) test $(TEST_FLAGS) ./...)"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; done
 
 # test-unit runs the tests that need neither root nor extra packages.
 test-unit:
-	$(GO) test -count=1 ./...
+	@for m in $(MODULES); do echo "(cd $$m && $(GO) test -count=1 ./...)"; (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 
 deps:
 	@bash .ci/deps
@@ -74,7 +84,7 @@ proto:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	@for m in $(MODULES); do echo "(cd $$m && $(GO) vet ./...)"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 # bench prints ratios against peers measured in the same run: the plugin
 # boundary, attach/detach against CNI's bridge plugin and a netlink floor,

@@ -60,6 +60,11 @@ resolver {
   upstreams    = []     # empty: forward to the servers in the host's /etc/resolv.conf
   timeout      = "4s"
   max_inflight = 1024
+  # Forwarded answers kept for their TTL, shared by sandboxes with the same
+  # upstreams; cache_size = 0 turns the cache off.
+  cache_size             = 4096
+  cache_max_ttl          = "1h"
+  cache_max_negative_ttl = "5m"
 }
 
 ipam {

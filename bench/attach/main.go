@@ -35,14 +35,16 @@ func main() {
 	pluginDir := flag.String("plugins", "bin/plugins", "sandnet plugin directory")
 	cniDir := flag.String("cni", "/usr/lib/cni", "CNI plugin directory")
 	only := flag.Bool("sandnet-only", false, "measure sandnet alone, by step (no peers, no ratios): for comparing changes")
+	frontBin := flag.String("cni-front", "bin/cni/sandnet", "sandnet's CNI plugin")
+	frontOnly := flag.Bool("front-only", false, "measure only sandnet's CNI plugin against CNI's bridge plugin")
 	flag.Parse()
-	if err := run(*n, *scale, *sandnetBin, *pluginDir, *cniDir, *only); err != nil {
+	if err := run(*n, *scale, *sandnetBin, *pluginDir, *cniDir, *frontBin, *only, *frontOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "attach:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
+func run(n, scale int, sandnetBin, pluginDir, cniDir, frontBin string, only, frontOnly bool) error {
 	if err := requireIsolation(); err != nil {
 		return err
 	}
@@ -69,6 +71,17 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 		return fmt.Errorf("sandnet agent: %w", err)
 	}
 	defer a.stop()
+	front := func() error {
+		f, b, err := a.frontVsBridge(filepath.Join(dir, "front"), filepath.Join(run, "front"), cniDir, frontBin, n)
+		if err != nil {
+			return fmt.Errorf("CNI front: %w", err)
+		}
+		printFront(f, b)
+		return nil
+	}
+	if frontOnly {
+		return front()
+	}
 	if only {
 		sn, one, err := a.plain(n)
 		if err != nil {
@@ -130,6 +143,9 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir string, only bool) error {
 	ratio("sandnet detach / CNI DEL", median(sn.del), median(cni.del), "≤ 0.2")
 	ratio("NAT+port attach / CNI ipMasq+portmap, one call", median(oneNAT.add), median(cniNAT.add), "≤ 0.1")
 	ratio("NAT+port attach / CNI ipMasq+portmap, two calls", median(snNAT.add), median(cniNAT.add), "≤ 0.1")
+	if err := front(); err != nil {
+		return err
+	}
 
 	if scale > 0 {
 		for _, sc := range []scenario{

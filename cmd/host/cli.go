@@ -30,6 +30,7 @@ func commands() []command {
 		{"version", "print the version of this binary and of the agent", versionCmd},
 		{"config validate", "check a config file and print every problem with its position", validateCmd},
 		{"plugins", "list the agent's plugins with their state", pluginsCmd},
+		{"plugin check", "run the conformance suite against a plugin binary, started as the agent would", pluginCheckCmd},
 		{"network create", "create a network", networkCreateCmd},
 		{"network ls", "list networks", networkLsCmd},
 		{"network inspect", "show networks with their endpoints", networkInspectCmd},
@@ -42,6 +43,7 @@ func commands() []command {
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
 		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
+		{"events", "print the agent's events as they happen", eventsCmd},
 	}
 }
 

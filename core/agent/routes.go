@@ -11,7 +11,7 @@ import (
 // controllerRoutes serves networks, sandboxes and connections.
 func (a *Agent) controllerRoutes() {
 	c := a.ctrl
-	h := a.api.Handle
+	h := a.handle // publishes each change's events
 	h("POST /v1/networks", http.StatusCreated, func(r *http.Request) (any, error) {
 		var req controller.NetworkCreate
 		if err := api.Decode(r, &req); err != nil {
@@ -43,6 +43,9 @@ func (a *Agent) controllerRoutes() {
 		var req api.Disconnect
 		if err := api.Decode(r, &req); err != nil {
 			return nil, err
+		}
+		if req.Release {
+			return nil, c.Release(r.Context(), r.PathValue("ref"), req.Container)
 		}
 		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
 	})

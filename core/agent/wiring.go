@@ -83,6 +83,11 @@ func (a *Agent) startController(ctx context.Context) error {
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,
 			MaxInflight: a.cfg.Resolver.MaxInflight,
+			Cache: resolver.NewCache(resolver.CacheConfig{
+				Size:           a.cfg.Resolver.CacheSize,
+				MaxTTL:         a.cfg.Resolver.CacheMaxTTL,
+				MaxNegativeTTL: a.cfg.Resolver.CacheMaxNegativeTTL,
+			}),
 		},
 	}, ps)
 	if err != nil {

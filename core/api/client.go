@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
+	"syscall"
 
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/plugin"
@@ -56,16 +57,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("agent at %s: %v: %w", c.socket, err, sdk.ErrUnavailable)
+		return c.dialError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &eb) != nil || eb.Message == "" {
-			eb.Message = strings.TrimSpace(string(b))
-		}
-		return &Error{Status: resp.StatusCode, Message: eb.Message}
+		return errorFrom(resp)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -76,6 +72,31 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// dialError explains a failed request: when nothing listens on the
+// socket, that no agent runs and how to start one.
+func (c *Client) dialError(err error) error {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return &NoAgentError{Socket: c.socket}
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("agent at %s: permission denied: run as root or as a member of the socket's group (api { socket_group }): %w", c.socket, sdk.ErrUnavailable)
+	}
+	return fmt.Errorf("agent at %s: %v: %w", c.socket, err, sdk.ErrUnavailable)
+}
+
+// NoAgentError is the error of a request to a socket nothing listens on.
+// It matches sdk.ErrUnavailable with errors.Is.
+type NoAgentError struct {
+	Socket string
+}
+
+func (e *NoAgentError) Error() string {
+	return fmt.Sprintf("no sandnet agent is running at %s; start one with `sandnet agent --config FILE` (or `systemctl start sandnet`), or point --socket or $SANDNET_SOCKET at the agent you meant", e.Socket)
+}
+
+// Is makes errors.Is(err, sdk.ErrUnavailable) true.
+func (e *NoAgentError) Is(target error) bool { return target == sdk.ErrUnavailable }
 
 // Version returns the agent's version.
 func (c *Client) Version(ctx context.Context) (*Version, error) {

@@ -26,6 +26,10 @@ type ErrorBody struct {
 // Disconnect is the body of POST /v1/networks/{ref}/disconnect.
 type Disconnect struct {
 	Container string `json:"container"`
+	// Release makes it a runtime front's release (CNI DEL): what is
+	// already gone is no error, and a front's sandbox left with no
+	// endpoint is deleted (its runtime's namespace stays).
+	Release bool `json:"release,omitempty"`
 }
 
 // SetKey is the body of POST /v1/sandboxes/{container}/key.

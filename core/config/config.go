@@ -24,6 +24,11 @@ const (
 	DefaultStore       = "bolt"
 	DefaultTimeout     = 4 * time.Second // libnetwork's extIOTimeout
 	DefaultMaxInflight = 1024            // libnetwork's maxConcurrent
+
+	// The forwarding cache: at most 4 KiB an answer, so 16 MiB at most.
+	DefaultCacheSize           = 4096
+	DefaultCacheMaxTTL         = time.Hour
+	DefaultCacheMaxNegativeTTL = 5 * time.Minute
 )
 
 // logLevels are the values `log { level }` accepts, most verbose first.
@@ -49,6 +54,8 @@ type Config struct {
 	Resolver Resolver
 	IPAM     IPAM
 	Sandbox  Sandbox
+	// Telemetry configures metrics; zero: served on the API socket only.
+	Telemetry Telemetry
 
 	files map[string]*hcl.File
 }
@@ -57,6 +64,12 @@ type Config struct {
 type API struct {
 	// Socket is the unix socket the API listens on.
 	Socket string
+	// SocketGroup, when set, is the group the socket belongs to (mode
+	// 0660), so that its members may use the CLI without root, as with
+	// docker.sock.
+	SocketGroup string
+	// SocketGID is SocketGroup's ID, looked up when the config is loaded.
+	SocketGID int
 }
 
 // Log configures the agent's own logger.
@@ -77,6 +90,14 @@ type Resolver struct {
 	// MaxInflight bounds the forwarded queries in flight per resolver;
 	// queries beyond it are answered REFUSED.
 	MaxInflight int
+	// CacheSize is how many forwarded answers the agent keeps (shared by
+	// sandboxes with the same upstreams); 0 turns the cache off.
+	CacheSize int
+	// CacheMaxTTL caps how long a positive answer is kept.
+	CacheMaxTTL time.Duration
+	// CacheMaxNegativeTTL caps how long an NXDOMAIN or NODATA answer is
+	// kept.
+	CacheMaxNegativeTTL time.Duration
 }
 
 // IPAM configures address allocation.
@@ -168,10 +189,11 @@ func defaults(filename, dir string) *Config {
 		PluginDir: DefaultPluginDir,
 		API:       API{Socket: DefaultSocket},
 		Log:       Log{Level: DefaultLogLevel},
-		Resolver:  Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight},
-		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
-		files:     map[string]*hcl.File{},
+		Resolver: Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight,
+			CacheSize: DefaultCacheSize, CacheMaxTTL: DefaultCacheMaxTTL, CacheMaxNegativeTTL: DefaultCacheMaxNegativeTTL},
+		IPAM:    IPAM{DefaultPools: DefaultPools()},
+		Sandbox: Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
+		files:   map[string]*hcl.File{},
 	}
 	c.Store = defaultStore(filename, c.DataDir)
 	return c
@@ -202,6 +224,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "resolver"},
 		{Type: "ipam"},
 		{Type: "sandbox"},
+		{Type: "telemetry"},
 	},
 }
 
@@ -290,10 +313,12 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 		d.ipam(&c.IPAM, b.Body)
 	case "sandbox":
 		d.sandbox(&c.Sandbox, b.Body)
+	case "telemetry":
+		d.telemetry(&c.Telemetry, b.Body)
 	}
 }
 
-var apiSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "socket"}}}
+var apiSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "socket"}, {Name: "socket_group"}}}
 
 // maxSocketPath is the longest path a unix socket can bind to on Linux:
 // sun_path holds 108 bytes including the terminating NUL.
@@ -308,6 +333,9 @@ func (d *decoder) api(a *API, body hcl.Body) {
 				"The socket path %s is %d bytes long; a unix socket path can be at most %d.",
 				a.Socket, len(a.Socket), maxSocketPath)
 		}
+	}
+	if attr := content.Attributes["socket_group"]; attr != nil {
+		d.socketGroup(a, attr)
 	}
 }
 

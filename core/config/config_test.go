@@ -86,6 +86,9 @@ resolver {
   upstreams    = ["1.1.1.1", "9.9.9.9:5353", "2606:4700::1111", "[2001:db8::1]:54", "[::1]"]
   timeout      = "1500ms"
   max_inflight = 64
+  cache_size   = 100
+  cache_max_ttl = "10m"
+  cache_max_negative_ttl = "30s"
 }
 
 ipam {
@@ -151,7 +154,8 @@ ipam {
 		netip.MustParseAddrPort("[2001:db8::1]:54"),
 		netip.MustParseAddrPort("[::1]:53"),
 	}
-	if !reflect.DeepEqual(c.Resolver, Resolver{Upstreams: wantUp, Timeout: 1500 * time.Millisecond, MaxInflight: 64}) {
+	if !reflect.DeepEqual(c.Resolver, Resolver{Upstreams: wantUp, Timeout: 1500 * time.Millisecond, MaxInflight: 64,
+		CacheSize: 100, CacheMaxTTL: 10 * time.Minute, CacheMaxNegativeTTL: 30 * time.Second}) {
 		t.Errorf("Resolver = %+v", c.Resolver)
 	}
 	wantPools := []Pool{
@@ -172,9 +176,10 @@ func TestParseDefaults(t *testing.T) {
 		PluginDir: "/usr/lib/sandnet/plugins",
 		API:       API{Socket: "/run/sandnet/sandnet.sock"},
 		Log:       Log{Level: "info"},
-		Resolver:  Resolver{Timeout: 4 * time.Second, MaxInflight: 1024},
-		IPAM:      IPAM{DefaultPools: DefaultPools()},
-		Sandbox:   Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
+		Resolver: Resolver{Timeout: 4 * time.Second, MaxInflight: 1024,
+			CacheSize: 4096, CacheMaxTTL: time.Hour, CacheMaxNegativeTTL: 5 * time.Minute},
+		IPAM:    IPAM{DefaultPools: DefaultPools()},
+		Sandbox: Sandbox{NetnsDir: DefaultNetnsDir, FilesDir: DefaultFilesDir, StubGracePeriod: DefaultStubGracePeriod, SpareNamespaces: DefaultSpareNamespaces},
 	}
 	got := *c
 	got.Store, got.files = PluginBlock{}, nil
@@ -282,6 +287,16 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{2, 13, `more than 0 and at most 1m0s; got -1s`}}},
 		{"max_inflight zero", "resolver {\n  max_inflight = 0\n}",
 			[]wantDiag{{2, 18, `at least 1`}}},
+		{"negative cache_size", "resolver {\n  cache_size = -1\n}",
+			[]wantDiag{{2, 16, `cache_size must be 0 (no cache) or more; got -1`}}},
+		{"cache_size not a number", "resolver {\n  cache_size = \"big\"\n}",
+			[]wantDiag{{2, 16, `a number is required`}}},
+		{"bad cache_max_ttl", "resolver {\n  cache_max_ttl = \"1 hour\"\n}",
+			[]wantDiag{{2, 19, `"1 hour" is not a duration`}}},
+		{"cache_max_ttl too long", "resolver {\n  cache_max_ttl = \"200h\"\n}",
+			[]wantDiag{{2, 19, `The cache_max_ttl must be more than 0 and at most 168h0m0s; got 200h0m0s`}}},
+		{"cache_max_negative_ttl zero", "resolver {\n  cache_max_negative_ttl = \"0s\"\n}",
+			[]wantDiag{{2, 28, `more than 0 and at most 168h0m0s; got 0s`}}},
 		{"bad pool CIDR", "ipam {\n  default_pools = [\n    { base = \"172.17.0.0/33\", size = 24 },\n  ]\n}",
 			[]wantDiag{{3, 14, `"172.17.0.0/33" is not a CIDR prefix`}}},
 		{"pool with host bits", "ipam {\n  default_pools = [\n    { base = \"172.17.0.1/16\", size = 24 },\n  ]\n}",

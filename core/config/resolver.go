@@ -11,13 +11,18 @@ import (
 )
 
 var resolverSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "upstreams"}, {Name: "timeout"}, {Name: "max_inflight"}},
+	Attributes: []hcl.AttributeSchema{{Name: "upstreams"}, {Name: "timeout"}, {Name: "max_inflight"},
+		{Name: "cache_size"}, {Name: "cache_max_ttl"}, {Name: "cache_max_negative_ttl"}},
 }
 
 // maxTimeout bounds resolver.timeout: a forwarded query that waits longer
 // only holds an in-flight slot after the client has given up (glibc
 // retries after 5s).
 const maxTimeout = time.Minute
+
+// maxCacheTTL bounds the cache's TTL caps: a week, the longest TTL
+// resolvers commonly honour (RFC 8767 suggests it for stale data).
+const maxCacheTTL = 7 * 24 * time.Hour
 
 func (d *decoder) resolver(r *Resolver, body hcl.Body) {
 	content, diags := body.Content(resolverSchema)
@@ -48,18 +53,28 @@ func (d *decoder) resolver(r *Resolver, body hcl.Body) {
 		}
 	}
 	if a := content.Attributes["timeout"]; a != nil {
-		var s string
-		if d.decode(a, &s) {
-			t, err := time.ParseDuration(s)
-			switch {
-			case err != nil:
-				d.errorf(a.Expr.Range(), "Invalid duration",
-					"%q is not a duration; write a number with a unit, such as \"2s\" or \"500ms\".", s)
-			case t <= 0 || t > maxTimeout:
-				d.errorf(a.Expr.Range(), "Invalid timeout",
-					"The timeout must be more than 0 and at most %s; got %s.", maxTimeout, t)
-			default:
-				r.Timeout = t
+		if t, ok := d.duration(a, "timeout", maxTimeout); ok {
+			r.Timeout = t
+		}
+	}
+	if a := content.Attributes["cache_max_ttl"]; a != nil {
+		if t, ok := d.duration(a, "cache_max_ttl", maxCacheTTL); ok {
+			r.CacheMaxTTL = t
+		}
+	}
+	if a := content.Attributes["cache_max_negative_ttl"]; a != nil {
+		if t, ok := d.duration(a, "cache_max_negative_ttl", maxCacheTTL); ok {
+			r.CacheMaxNegativeTTL = t
+		}
+	}
+	if a := content.Attributes["cache_size"]; a != nil {
+		var n int
+		if d.decode(a, &n) {
+			if n < 0 {
+				d.errorf(a.Expr.Range(), "Invalid cache_size",
+					"cache_size must be 0 (no cache) or more; got %d.", n)
+			} else {
+				r.CacheSize = n
 			}
 		}
 	}
@@ -101,4 +116,25 @@ func parseUpstream(s string) (netip.AddrPort, error) {
 		host = h
 	}
 	return netip.AddrPort{}, fmt.Errorf("upstream %q: %q is not an IP address; upstreams are written ip[:port], such as \"1.1.1.1\" or \"[2606:4700::1111]:53\"", s, host)
+}
+
+// duration decodes a duration attribute that must be more than 0 and at
+// most limit.
+func (d *decoder) duration(a *hcl.Attribute, name string, limit time.Duration) (time.Duration, bool) {
+	var s string
+	if !d.decode(a, &s) {
+		return 0, false
+	}
+	t, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		d.errorf(a.Expr.Range(), "Invalid duration",
+			"%q is not a duration; write a number with a unit, such as \"2s\" or \"500ms\".", s)
+	case t <= 0 || t > limit:
+		d.errorf(a.Expr.Range(), "Invalid "+name,
+			"The %s must be more than 0 and at most %s; got %s.", name, limit, t)
+	default:
+		return t, true
+	}
+	return 0, false
 }

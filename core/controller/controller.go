@@ -99,8 +99,9 @@ type sandboxOp struct {
 	sb       *sandbox.Sandbox
 	created  time.Time
 	dns      dnsState
-	external bool // waits for SetKey
-	stub     bool // read back after a restart, not yet claimed
+	external bool   // waits for SetKey
+	front    string // Sandbox.Front; set at creation, never changed
+	stub     bool   // read back after a restart, not yet claimed
 	deleting bool
 	deleted  bool
 }

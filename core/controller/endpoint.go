@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
@@ -52,6 +53,8 @@ type connectArgs struct {
 	req     Connect
 	ports   []PortBinding
 	ip, ip6 netip.Addr
+	ifname  string // empty: the sandbox's next ethN
+	mac     string // normalized; empty: the driver's
 }
 
 // parseConnect checks a Connect's name, aliases, ports and addresses.
@@ -72,8 +75,23 @@ func parseConnect(req Connect) (a connectArgs, err error) {
 	if a.ip, err = parseAddr("ip", req.IP); err != nil {
 		return a, err
 	}
-	a.ip6, err = parseAddr("ipv6", req.IPv6)
-	return a, err
+	if a.ip6, err = parseAddr("ipv6", req.IPv6); err != nil {
+		return a, err
+	}
+	if req.Interface != "" {
+		if err := osl.ValidLinkName(req.Interface); err != nil || req.Interface == "lo" {
+			return a, errorf(sdk.ErrInvalid, "interface: %q is not a usable interface name (1-15 characters, no '/', ':' or white space, not lo)", req.Interface)
+		}
+		a.ifname = req.Interface
+	}
+	if req.MAC != "" {
+		mac, err := net.ParseMAC(req.MAC)
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			return a, errorf(sdk.ErrInvalid, "mac: %q is not a unicast Ethernet address", req.MAC)
+		}
+		a.mac = mac.String()
+	}
+	return a, nil
 }
 
 // joinVia is how a sandbox created with its networks joins the first one:
@@ -124,6 +142,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		if e.NetworkID == n.ID {
 			return nil, errorf(sdk.ErrExists, "container %s is already connected to network %s", req.Container, n.Name)
 		}
+		if a.ifname != "" && e.IfName == a.ifname {
+			return nil, errorf(sdk.ErrExists, "interface: container %s already has %s (network %s)", req.Container, a.ifname, e.NetworkName)
+		}
 	}
 	d, caps, err := c.driver(n.Driver)
 	if err != nil {
@@ -154,7 +175,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	}
 	ep := &Endpoint{
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
-		Ports: a.ports, Created: time.Now().UTC(),
+		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
 	}
 	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the
@@ -222,7 +243,9 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 				*f.gw = f.pools[0].Gateway
 			}
 		}
-		ep.MAC = macFor(ep.Address.Addr())
+		if ep.MAC == "" { // a MAC the connect asked for stays
+			ep.MAC = macFor(ep.Address.Addr())
+		}
 	} else if ip.IsValid() || ip6.IsValid() {
 		return nil, nil, errorf(sdk.ErrInvalid, "ip: driver %q of network %s does not use addresses", n.Driver, n.Name)
 	}
@@ -334,7 +357,11 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	}
 	// What the join will most likely record; should it differ, a second
 	// write follows.
-	ep.SandboxID, ep.IfName, ep.External = op.sb.ID(), op.sb.NextIfName(sandbox.DefaultIfPrefix), len(ep.Ports) > 0
+	want := ep.IfName // the connect's Interface, or empty
+	if ep.IfName == "" {
+		ep.IfName = op.sb.NextIfName(sandbox.DefaultIfPrefix)
+	}
+	ep.SandboxID, ep.External = op.sb.ID(), len(ep.Ports) > 0
 	written := ep.clone()
 	key := endpointKey(n.ID, ep.ID)
 	record := cas(key, 0, &written)
@@ -452,7 +479,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 		configured = nil
 	}
-	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey)
+	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey, want)
 	if err != nil {
 		return err
 	}
@@ -739,11 +766,17 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: op.sb.NextIfName(sandbox.DefaultIfPrefix)})
+	ifname := ep.IfName // the name a connect asked for, before an external key was set
+	if ifname == "" {
+		ifname = op.sb.NextIfName(sandbox.DefaultIfPrefix)
+	}
+	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: ifname})
 	if err != nil {
 		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
-	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key())
+	// A stored name is one a connect asked for before an external key
+	// was set (a leave clears it).
+	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key(), ep.IfName)
 }
 
 // leaveDriver undoes the driver's side of a join.
@@ -756,12 +789,13 @@ func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Networ
 // setupJoin takes an endpoint the driver has joined (resp is its answer)
 // into the sandbox: the interface into the namespace and, beside it, the
 // driver publishing the ports. On failure the driver's join is undone too.
-// key is where the namespace is now, for the driver.
-func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key string) (undo func(), err error) {
+// key is where the namespace is now, for the driver; want is the
+// interface name the connect asked for, or empty for the next free one.
+func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key, want string) (undo func(), err error) {
 	sb := op.sb
 	np := netProto(n)
 	leave := func() { c.leaveDriver(ctx, d, n, ep, key) }
-	se, err := joinedEndpoint(n, ep, resp)
+	se, err := joinedEndpoint(n, ep, resp, want)
 	if err != nil {
 		leave()
 		return nil, err
@@ -821,10 +855,11 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 }
 
 // joinedEndpoint is ep as the sandbox takes it in, with the routes and
-// gateways of the driver's Join answer.
-func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse) (sandbox.Endpoint, error) {
+// gateways of the driver's Join answer, and the interface name asked for
+// (want), or none: AddInterface then names it.
+func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse, want string) (sandbox.Endpoint, error) {
 	se := sbEndpoint(n, ep)
-	se.IfName, se.Routes = "", nil // AddInterface names the interface, if there is one
+	se.IfName, se.Routes = want, nil
 	for _, r := range resp.GetStaticRoutes() {
 		dst, err := netip.ParsePrefix(r.GetDestination())
 		if err != nil {
@@ -1009,6 +1044,40 @@ func (c *Controller) Disconnect(ctx context.Context, netRef, container string) e
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	return c.disconnect(ctx, op, netRef, container)
+}
+
+// Release is a runtime front's Disconnect (CNI DEL, GC): it detaches the
+// container from the network and, when a front's sandbox has no endpoint
+// left, deletes the sandbox too — never the runtime's namespace, only the
+// sandbox's key. What is already gone (the sandbox, the network, the
+// attachment) is no error: a runtime may release twice, or after a crash.
+func (c *Controller) Release(ctx context.Context, netRef, container string) error {
+	op, err := c.byContainerID(container)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	op.mu.Lock()
+	if op.deleted {
+		op.mu.Unlock()
+		return nil
+	}
+	err = c.disconnect(ctx, op, netRef, container)
+	op.mu.Unlock()
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return err
+	}
+	if op.front == "" {
+		return nil
+	}
+	return c.deleteSandboxUnless(ctx, op, func() bool { return len(op.sb.Endpoints()) > 0 })
+}
+
+// disconnect is Disconnect with op.mu held.
+func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, container string) error {
 	// The sandbox knows its networks' IDs and names: a network with an
 	// endpoint cannot go away, nor its name pass to another network.
 	eps := op.sb.Endpoints()

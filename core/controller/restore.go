@@ -149,6 +149,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.stopWatch = cancel
 	c.mu.Unlock()
 	go c.watchGlobal(wctx)
+	go c.watchHostResolvConf(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
 }
@@ -254,7 +255,9 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 			c.names.add(n, ep, s.Options.Hostname)
 		}
 	}
-	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, stub: true}
+	// A front's sandbox is its runtime's until the front removes it: the
+	// runtime will not create it again, so it is never a stub to reap.
+	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, front: s.Front, stub: s.Front == ""}
 	c.refreshDNS(op)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -26,8 +26,19 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if err := req.Options.Validate(); err != nil {
 		return nil, err
 	}
+	if req.Netns != "" {
+		// The runtime's namespace, given at once: an external key set
+		// at creation.
+		req.ExternalKey = true
+		if !osl.Exists(req.Netns) {
+			return nil, errorf(sdk.ErrInvalid, "netns: %s is not a network namespace", req.Netns)
+		}
+	}
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
+	}
+	if !validFront(req.Front) {
+		return nil, errorf(sdk.ErrInvalid, "front: %q is none of \"cni\", \"oci\" or empty", req.Front)
 	}
 	c.quiet.enter()
 	defer c.quiet.leave()
@@ -90,8 +101,23 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		sb.SetNamespace(ns.Path(), ns)
 		made <- nil
-	case req.ExternalKey:
+	case req.ExternalKey && req.Netns == "":
 		made <- nil
+	case req.ExternalKey:
+		// Bound under the scratch key and moved to its key once the
+		// record has landed, as a namespace of our own would be; the
+		// runtime's path is never touched.
+		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
+		var err error
+		if ns, err = osl.BindNamespace(req.Netns, filepath.Join(c.creatingDir(), id)); err == nil {
+			// A runtime may hand over its namespace with lo down; the
+			// embedded resolver listens on it.
+			err = ns.SetLoopbackUp()
+		}
+		if err != nil {
+			err = fmt.Errorf("netns: %w", err)
+		}
+		made <- err
 	default:
 		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
 		c.mu.Lock()
@@ -114,7 +140,7 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 			made <- err
 		}()
 	}
-	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey}
+	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey, front: req.Front}
 	op.dns.pre = pre
 	fast := len(nets) > 0 && !req.HostMode && !req.ExternalKey
 	written := make(chan error, 1)
@@ -164,7 +190,10 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		if serr != nil {
 			serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
 		}
-		if nerr = <-made; ns != nil {
+		switch nerr = <-made; {
+		case ns != nil && req.Netns != "":
+			sb.SetNamespace(sb.Key(), ns) // the runtime's: its routes are not known
+		case ns != nil:
 			sb.SetNewNamespace(sb.Key(), ns)
 		}
 	}
@@ -265,13 +294,18 @@ func (c *Controller) undoCreate(ctx context.Context, op *sandboxOp) {
 	}
 }
 
+// validFront reports whether front names a runtime front sandnet has.
+func validFront(front string) bool {
+	return front == "" || front == "cni" || front == "oci"
+}
+
 // creatingDir holds the namespaces of sandboxes being created, until
 // their records land.
 func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir, ".creating") }
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Created: op.created, InDelete: op.deleting}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -454,6 +488,12 @@ func (c *Controller) DeleteSandbox(ctx context.Context, container string) error 
 // endpoint cannot be removed, the sandbox stays (still marked in-delete)
 // and the error is returned; deleting it again finishes the job.
 func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
+	return c.deleteSandboxUnless(ctx, op, nil)
+}
+
+// deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
+// held, when not nil) says the sandbox is to stay.
+func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) error {
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
@@ -468,7 +508,7 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 		op.deleting = false
 		c.mu.Unlock()
 	}()
-	if op.deleted {
+	if op.deleted || keep != nil && keep() {
 		return nil
 	}
 	sb := op.sb
@@ -480,19 +520,28 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 			return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
 		}
 	}
-	// The namespace goes first: the kernel then tears the veth pairs down
-	// by itself, and each driver's Leave only unhooks the host side —
-	// deleting a live veth costs the kernel tens of milliseconds.
-	c.stopDNS(op)
-	c.destroyNamespace(sb)
+	// A namespace of our own goes first: the kernel then tears the veth
+	// pairs down by itself, and each driver's Leave only unhooks the host
+	// side — deleting a live veth costs the kernel tens of milliseconds.
+	// A runtime's namespace outlives our key, so its interfaces are
+	// removed one by one before the key goes.
+	owned := !op.external || sb.Namespace() == nil
+	if owned {
+		c.stopDNS(op)
+		c.destroyNamespace(sb)
+	}
 	var errs []error
 	for _, e := range sb.Endpoints() {
-		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, true); err != nil {
+		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, owned); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("deleting sandbox %s: %w", short(sb.ID()), errors.Join(errs...))
+	}
+	if !owned {
+		c.stopDNS(op)
+		c.destroyNamespace(sb)
 	}
 	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
 		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)

@@ -78,8 +78,13 @@ type Sandbox struct {
 	HostID      string          `json:"host_id,omitempty"`
 	Key         string          `json:"key,omitempty"`
 	Options     sandbox.Options `json:"options"`
-	Created     time.Time       `json:"created"`
-	InDelete    bool            `json:"in_delete,omitempty"`
+	// Front is the runtime front that made the sandbox ("cni", "oci"), or
+	// empty for the API. A front's sandbox lives on a namespace its
+	// runtime owns and is removed by that front (CNI DEL or GC, the OCI
+	// poststop hook), never reaped as an unclaimed stub after a restart.
+	Front    string    `json:"front,omitempty"`
+	Created  time.Time `json:"created"`
+	InDelete bool      `json:"in_delete,omitempty"`
 	// Fields below are derived for the API, never stored.
 	Stub       bool       `json:"stub,omitempty"`
 	ResolvConf string     `json:"resolv_conf,omitempty"`
@@ -107,6 +112,12 @@ type NetworkCreate struct {
 type SandboxCreate struct {
 	ContainerID string `json:"container_id"`
 	sandbox.Options
+	// Netns is the path of a network namespace the container runtime
+	// made (CNI_NETNS, /proc/PID/ns/net): the sandbox takes it as its
+	// external key at once, as SetKey would, and never deletes it.
+	Netns string `json:"netns,omitempty"`
+	// Front is Sandbox.Front: "cni", "oci" or empty.
+	Front string `json:"front,omitempty"`
 	// Networks are connected, in order, before the create answers, as
 	// Connect would; if one fails, nothing of the create is left. The
 	// first is joined while the sandbox is made, its record written in
@@ -131,6 +142,11 @@ type Connect struct {
 	Priority  int      `json:"priority,omitempty"`
 	// Publish are port specs: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp].
 	Publish []string `json:"publish,omitempty"`
+	// Interface names the interface inside the sandbox (CNI_IFNAME);
+	// empty: the next free ethN.
+	Interface string `json:"interface,omitempty"`
+	// MAC is the sandbox interface's MAC address; empty: the driver's.
+	MAC string `json:"mac,omitempty"`
 }
 
 // newID returns a random 256-bit ID in hex, as Docker's IDs are.

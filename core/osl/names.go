@@ -29,6 +29,10 @@ func validateIfName(name string) error {
 	return nil
 }
 
+// ValidLinkName reports, as an error wrapping ErrInvalid, why name cannot
+// be a Linux interface name (the kernel's dev_valid_name rules), or nil.
+func ValidLinkName(name string) error { return validateIfName(name) }
+
 // nextName returns prefix followed by the smallest non-negative number such
 // that the name is not in used.
 func nextName(prefix string, used []string) (string, error) {

@@ -246,6 +246,19 @@ func (n *Namespace) Move(key string) error {
 	return nil
 }
 
+// SetLoopbackUp brings the namespace's lo up, which a runtime that hands
+// over its own namespace may not have done yet.
+//
+// Equivalent to: `ip -n NS link set lo up`.
+func (n *Namespace) SetLoopbackUp() error {
+	return n.withHandle(func(h *netlink.Handle) error {
+		if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loopbackIndex}}); err != nil {
+			return fmt.Errorf("setting lo up in %s: %w", n.path, err)
+		}
+		return nil
+	})
+}
+
 // Path returns the key the namespace is bind-mounted at.
 func (n *Namespace) Path() string {
 	n.mu.RLock()

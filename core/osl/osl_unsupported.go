@@ -47,6 +47,9 @@ func (n *Namespace) HostLinks(host netns.NsHandle) ([]netlink.Link, error) {
 // Move is not supported off Linux.
 func (n *Namespace) Move(key string) error { return ErrNotSupported }
 
+// SetLoopbackUp is not supported off Linux.
+func (n *Namespace) SetLoopbackUp() error { return ErrNotSupported }
+
 // String returns "".
 func (n *Namespace) String() string { return "" }
 

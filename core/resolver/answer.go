@@ -111,6 +111,9 @@ func (h handler) ServeDNS(w dns.ResponseWriter, m *dns.Msg) {
 	case actDrop:
 		return
 	case actForward:
+		if resp = h.r.cached(msg, (*bp)[:0], &req, tcp); resp != nil {
+			break
+		}
 		if !h.r.acquire() {
 			resp = refused((*bp)[:0], msg, &req, tcp)
 			break

@@ -49,6 +49,13 @@
 // is nothing outside, and NXDOMAIN makes stub resolvers fail at once
 // where REFUSED or SERVFAIL would make them try again.
 //
+// With Config.Cache, answers from upstreams are kept for their TTL (see
+// Cache) and later queries for the same question, forwarded to the same
+// upstreams, are answered from it by the reader that read them, with the
+// client's ID and question and the TTLs lowered by the time kept. Local
+// names are answered before the cache is looked at, so a kept answer
+// never hides a container.
+//
 // At most Config.MaxInflight forwarded queries wait for upstreams at once;
 // a query beyond that is answered REFUSED at once. Local answers never
 // wait, so they are not bounded by it.

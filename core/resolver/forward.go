@@ -39,6 +39,16 @@ func putBuf(b *[]byte) { bufPool.Put(b) }
 // errMismatch is an upstream answer that is not for the query asked.
 var errMismatch = errors.New("answer does not match the query")
 
+// cached builds in out the cached answer to the query msg, which respond
+// decided to forward, or returns nil. It never blocks on I/O: readers call
+// it before handing a query to a forwarding goroutine.
+func (r *Resolver) cached(msg, out []byte, req *request, tcp bool) []byte {
+	if r.cache == nil {
+		return nil
+	}
+	return r.cache.get(key(r.upstreams.Load().key, msg, req), msg, req, out, tcp)
+}
+
 // forward asks the upstreams in order for the query msg (the caller's own
 // copy, which is modified) and returns the answer for the client, built in
 // buf (len(buf) >= maxMsgSize): the upstream's message as it came, with the
@@ -52,8 +62,13 @@ var errMismatch = errors.New("answer does not match the query")
 // left of the timeout, so the last one is still asked when the first ones
 // are black holes.
 func (r *Resolver) forward(ctx context.Context, msg []byte, req *request, tcp bool, buf []byte) []byte {
-	ups := *r.upstreams.Load()
+	set := r.upstreams.Load()
+	ups := set.list
 	if len(ups) > 0 {
+		var k cacheKey
+		if r.cache != nil {
+			k = key(set.key, msg, req)
+		}
 		if req.optOff > 0 && binary.BigEndian.Uint16(msg[req.optOff:]) > maxUDPSize {
 			binary.BigEndian.PutUint16(msg[req.optOff:], maxUDPSize)
 		}
@@ -85,6 +100,9 @@ func (r *Resolver) forward(ctx context.Context, msg []byte, req *request, tcp bo
 				continue
 			}
 			binary.BigEndian.PutUint16(resp, req.id)
+			if r.cache != nil {
+				r.cache.put(k, resp)
+			}
 			if !tcp && n > req.udpSize {
 				// Only a server ignoring the client's (or the
 				// default) size gets here.

@@ -92,7 +92,7 @@ func newTestResolver(t testing.TB, cfg Config, b Backend) *Resolver {
 	cfg.HostResolvConf = "/nonexistent/resolv.conf"
 	r := New(cfg, b)
 	if none {
-		r.upstreams.Store(&[]upstream{})
+		r.upstreams.Store(newUpstreamSet(nil))
 	}
 	t.Cleanup(func() { r.Stop() })
 	return r

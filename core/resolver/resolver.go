@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,9 @@ type Config struct {
 	// Logger gets upstream failures (at debug level) and Start/Stop
 	// (default: discard).
 	Logger hclog.Logger
+	// Cache keeps forwarded answers; nil forwards every time. Resolvers
+	// may share one (see Cache).
+	Cache *Cache
 }
 
 // Resolver is the embedded DNS server of one sandbox. Its methods are safe
@@ -88,10 +92,13 @@ type Resolver struct {
 	log         hclog.Logger
 	timeout     time.Duration
 	maxInflight int64
-	static      []netip.AddrPort // Config.Upstreams
 	resolvConf  string
+	cache       *Cache
 
-	upstreams atomic.Pointer[[]upstream]
+	upMu   sync.Mutex       // guards static; held while the upstreams are set
+	static []netip.AddrPort // Config.Upstreams, or SetUpstreams's
+
+	upstreams atomic.Pointer[upstreamSet]
 	inflight  atomic.Int64  // forwarded queries holding a slot
 	rot       atomic.Uint32 // round-robin position of multi-address answers
 
@@ -122,6 +129,7 @@ func New(cfg Config, b Backend) *Resolver {
 		maxInflight: int64(cfg.MaxInflight),
 		static:      append([]netip.AddrPort(nil), cfg.Upstreams...),
 		resolvConf:  cfg.HostResolvConf,
+		cache:       cfg.Cache,
 	}
 	if r.log == nil {
 		r.log = hclog.NewNullLogger()
@@ -139,9 +147,33 @@ func New(cfg Config, b Backend) *Resolver {
 	return r
 }
 
+// upstreamSet is the list of servers a resolver forwards to.
+type upstreamSet struct {
+	list []upstream
+	key  string // the list written out: the cache's name for it
+}
+
+func newUpstreamSet(aps []netip.AddrPort) *upstreamSet {
+	set := &upstreamSet{list: make([]upstream, len(aps))}
+	var b strings.Builder
+	for i, ap := range aps {
+		set.list[i] = newUpstream(ap)
+		b.WriteString(ap.String())
+		b.WriteByte(' ')
+	}
+	set.key = b.String()
+	return set
+}
+
 // loadUpstreams sets the upstreams from the config or the host's
 // resolv.conf. A resolv.conf that cannot be read leaves the previous list.
 func (r *Resolver) loadUpstreams() {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	r.loadUpstreamsLocked()
+}
+
+func (r *Resolver) loadUpstreamsLocked() {
 	aps := r.static
 	if len(aps) == 0 {
 		var err error
@@ -153,12 +185,43 @@ func (r *Resolver) loadUpstreams() {
 			}
 		}
 	}
-	ups := make([]upstream, len(aps))
-	for i, ap := range aps {
-		ups[i] = newUpstream(ap)
+	set := newUpstreamSet(aps)
+	if old := r.upstreams.Load(); old != nil && old.key == set.key {
+		return
 	}
-	r.upstreams.Store(&ups)
+	r.upstreams.Store(set)
 	r.log.Debug("upstream DNS servers", "servers", aps)
+}
+
+// SetUpstreams makes aps the servers forwarded queries go to from now on,
+// for a running resolver too (queries already forwarded finish with the
+// old list); empty means the host's resolv.conf again.
+func (r *Resolver) SetUpstreams(aps []netip.AddrPort) {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	r.static = append([]netip.AddrPort(nil), aps...)
+	r.loadUpstreamsLocked()
+}
+
+// ReloadHostResolvConf reads the host's resolv.conf again when the
+// resolver forwards to its servers (no Config.Upstreams, no
+// SetUpstreams), and forwards to the servers it names from now on.
+func (r *Resolver) ReloadHostResolvConf() {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	if len(r.static) == 0 {
+		r.loadUpstreamsLocked()
+	}
+}
+
+// Upstreams returns the servers forwarded queries go to now.
+func (r *Resolver) Upstreams() []netip.AddrPort {
+	set := r.upstreams.Load()
+	aps := make([]netip.AddrPort, len(set.list))
+	for i, u := range set.list {
+		aps[i] = u.ap
+	}
+	return aps
 }
 
 // Start binds Address (127.0.0.11:53) over UDP and TCP inside ns and
@@ -187,9 +250,7 @@ func (r *Resolver) Start(ns *osl.Namespace) error {
 	if err != nil {
 		return fmt.Errorf("starting resolver in %s: %w", ns, err)
 	}
-	if len(r.static) == 0 {
-		r.loadUpstreams()
-	}
+	r.ReloadHostResolvConf()
 	if err := r.StartWith(udp, tcp); err != nil {
 		return fmt.Errorf("starting resolver in %s: %w", ns, err)
 	}

@@ -38,6 +38,9 @@ func (r *Resolver) udpQuery(run *run, msg, out []byte, addr netip.AddrPort) []by
 	case actReply:
 		return resp
 	case actForward:
+		if resp := r.cached(msg, out, &req, false); resp != nil {
+			return resp
+		}
 		if !r.acquire() {
 			return refused(out, msg, &req, false)
 		}
@@ -161,6 +164,11 @@ func (r *Resolver) serveConn(run *run, c *net.TCPConn) {
 			tc.write(*bp, resp)
 			putBuf(bp)
 		case actForward:
+			if resp := r.cached(in, out, &req, true); resp != nil {
+				tc.write(*bp, resp)
+				putBuf(bp)
+				continue
+			}
 			if !r.acquire() {
 				tc.write(*bp, refused(out, in, &req, true))
 				putBuf(bp)

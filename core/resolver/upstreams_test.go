@@ -86,7 +86,7 @@ func TestUpstreamsFromConfigOrFile(t *testing.T) {
 
 func upstreamList(r *Resolver) []string {
 	var out []string
-	for _, u := range *r.upstreams.Load() {
+	for _, u := range r.upstreams.Load().list {
 		out = append(out, u.ap.String())
 	}
 	return out

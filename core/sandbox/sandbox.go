@@ -249,7 +249,8 @@ func (s *Sandbox) insert(ep *Endpoint) {
 
 // AddInterface puts the interface a driver's Join handed over into the
 // sandbox: it moves src in unless the driver created it inside
-// (inSandbox), names it dstPrefix plus the first free number, sets the
+// (inSandbox), names it ep.IfName or, when that is empty, dstPrefix plus
+// the first free number, sets the
 // endpoint's MAC and addresses, adds its routes, and re-picks the default
 // gateway. An empty src adds the endpoint with no interface. On failure
 // the interface is removed again and the sandbox is as before. It returns
@@ -277,7 +278,9 @@ func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, in
 	if dstPrefix == "" {
 		dstPrefix = DefaultIfPrefix
 	}
-	ep.IfName = s.nextName(dstPrefix)
+	if ep.IfName == "" {
+		ep.IfName = s.nextName(dstPrefix)
+	}
 	ok := false
 	cfg := interfaceConfig(ep, src)
 	var err error

@@ -18,6 +18,8 @@ type Agent struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	Client *api.Client
+	// Socket is the agent's API socket.
+	Socket string
 }
 
 // Start runs `bin agent` with the bolt store (fsync on, as deployed, unless
@@ -59,7 +61,7 @@ store "bolt" {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cmd: exec.Command(bin, "agent", "-config", path), Client: api.NewClient(sock), log: logf}
+	a := &Agent{cmd: exec.Command(bin, "agent", "-config", path), Client: api.NewClient(sock), Socket: sock, log: logf}
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		return nil, err

@@ -24,6 +24,9 @@ import (
 type Bins struct {
 	Sandnet   string
 	PluginDir string
+	// CNI is the CNI plugin, named sandnet in a directory of its own, as
+	// a runtime's CNI plugin directory holds it.
+	CNI string
 }
 
 // Build compiles bin/sandnet and every plugin under plugins/ into dir, the
@@ -34,8 +37,11 @@ func Build(dir string) (*Bins, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bins{Sandnet: filepath.Join(dir, "sandnet"), PluginDir: filepath.Join(dir, "plugins")}
+	b := &Bins{Sandnet: filepath.Join(dir, "sandnet"), PluginDir: filepath.Join(dir, "plugins"), CNI: filepath.Join(dir, "cni", "sandnet")}
 	if err := goBuild(root, b.Sandnet, "./cmd/host"); err != nil {
+		return nil, err
+	}
+	if err := goBuild(root, b.CNI, "./cmd/host/cni"); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(filepath.Join(root, "plugins"))
@@ -246,4 +252,16 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Eventually polls cond until it holds, for up to 20 s, and fails the test
+// naming what did not happen: for work the agent finishes soon rather
+// than at once (a plugin restarted, an event delivered).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 20 s: %s", what)
+		}
+	}
 }

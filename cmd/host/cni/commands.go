@@ -1,0 +1,274 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// loadArgs reads the CNI_ARGS the plugin knows; unknown keys are ignored
+// whatever IgnoreUnknown says, as runtimes pass keys meant for others.
+func loadArgs(s string) (*Args, error) {
+	a := &Args{}
+	a.IgnoreUnknown = true
+	if s != "" {
+		s = ";" + s
+	}
+	if err := types.LoadArgs("IgnoreUnknown=1"+s, a); err != nil {
+		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_ARGS: "+err.Error(), "")
+	}
+	return a, nil
+}
+
+// cmdAdd attaches the runtime's namespace to the conf's network: the
+// container's sandbox is created on that namespace with the network in
+// one request, or, when a first ADD made it already, connected to it.
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	cargs, err := loadArgs(args.Args)
+	if err != nil {
+		return err
+	}
+	if args.Netns == "" {
+		return types.NewError(types.ErrInvalidNetNS, "CNI_NETNS: required for ADD", "")
+	}
+	at, err := newAttachment(conf, cargs, args.ContainerID, args.IfName, args.Netns)
+	if err != nil {
+		return err
+	}
+	ag := newAgent(conf.Socket)
+	sb, ep, err := attach(ag, conf.Network, at)
+	if err != nil {
+		return err
+	}
+	res, err := result(conf, sb, ep, at)
+	if err != nil {
+		return err
+	}
+	return types.PrintResult(res, conf.CNIVersion)
+}
+
+// attach makes the attachment: one request when the container has no
+// sandbox yet; a connect to the sandbox an earlier ADD made on the same
+// namespace; and, should the container's sandbox sit on another namespace
+// (a container re-created under its ID after a DEL that never came), that
+// stale sandbox of a front removed first.
+func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, error) {
+	c := connect{
+		Network: network, Name: at.name, Aliases: at.aliases, IP: at.ip, IPv6: at.ip6, Priority: at.priority,
+		Publish: at.publish, Interface: at.ifname, MAC: at.mac,
+	}
+	for range 2 {
+		sb, err := ag.createSandbox(sandboxCreate{ContainerID: at.container, Netns: at.netns, Front: "cni", Networks: []connect{c}})
+		if err == nil {
+			if len(sb.Endpoints) == 0 {
+				return nil, nil, types.NewError(types.ErrInternal, "the agent answered the create with no endpoint", "")
+			}
+			return sb, &sb.Endpoints[0], nil
+		}
+		if status(err) != statusForbidden {
+			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
+		}
+		// The container has a sandbox already.
+		sb, gerr := ag.sandbox(at.container)
+		if gerr != nil {
+			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
+		}
+		if same, serr := sameNamespace(sb.Key, at.netns); serr != nil || !same {
+			if sb.Front != "cni" {
+				return nil, nil, types.NewError(types.ErrInternal, fmt.Sprintf("container %s has a sandbox on another namespace that the CNI plugin did not make", at.container), "")
+			}
+			if derr := ag.deleteSandbox(at.container); derr != nil && status(derr) != statusNotFound {
+				return nil, nil, cniError(fmt.Sprintf("removing the stale sandbox of container %s", at.container), derr)
+			}
+			continue
+		}
+		c.Network, c.Container = "", at.container
+		ep, err := ag.connect(network, c)
+		if err != nil {
+			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
+		}
+		return sb, ep, nil
+	}
+	return nil, nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("container %s: its sandbox changed during the ADD", at.container), "")
+}
+
+// sameNamespace reports whether the files at a and b are the same
+// network namespace (the same nsfs inode).
+func sameNamespace(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sbi, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sbi), nil
+}
+
+// cmdDel detaches the container from the conf's network; the agent
+// deletes the sandbox once it has no endpoint left. What is already gone —
+// the sandbox, the attachment, the namespace — is success, as the spec
+// requires; the namespace itself is the runtime's and stays.
+func cmdDel(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	ag := newAgent(conf.Socket)
+	if err := ag.release(conf.Network, args.ContainerID); err != nil && status(err) != statusNotFound {
+		return cniError(fmt.Sprintf("detaching container %s from network %s", args.ContainerID, conf.Network), err)
+	}
+	return nil
+}
+
+// cmdCheck verifies that the attachment exists in the agent and that the
+// interface, its addresses and its routes are in the namespace as the
+// agent recorded them; a difference is an error naming it.
+func cmdCheck(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if args.Netns == "" {
+		return types.NewError(types.ErrInvalidNetNS, "CNI_NETNS: required for CHECK", "")
+	}
+	ag := newAgent(conf.Socket)
+	n, err := ag.network(conf.Network)
+	if err != nil {
+		return cniError("network "+conf.Network, err)
+	}
+	sb, err := ag.sandbox(args.ContainerID)
+	if err != nil {
+		if status(err) == statusNotFound {
+			return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s has no sandbox", args.ContainerID), "")
+		}
+		return cniError("container "+args.ContainerID, err)
+	}
+	var ep *endpoint
+	for i := range sb.Endpoints {
+		if sb.Endpoints[i].NetworkID == n.ID {
+			ep = &sb.Endpoints[i]
+		}
+	}
+	switch {
+	case ep == nil:
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s is not attached to network %s", args.ContainerID, conf.Network), "")
+	case ep.IfName != args.IfName:
+		return types.NewError(types.ErrInternal, fmt.Sprintf("container %s is attached to network %s as %s, not %s", args.ContainerID, conf.Network, ep.IfName, args.IfName), "")
+	}
+	if same, err := sameNamespace(sb.Key, args.Netns); err != nil || !same {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %s is not the namespace of container %s's sandbox", args.Netns, args.ContainerID), "")
+	}
+	if err := checkPrevResult(conf, ep); err != nil {
+		return err
+	}
+	return checkNamespace(args.Netns, ep)
+}
+
+// checkPrevResult compares the ADD result the runtime kept with the
+// agent's record: the interface's addresses must be the recorded ones.
+func checkPrevResult(conf *NetConf, ep *endpoint) error {
+	if conf.RawPrevResult == nil {
+		return nil
+	}
+	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		return types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
+	}
+	for _, ipc := range prev.IPs {
+		p, ok := prefixOf(&ipc.Address)
+		if ok && p != ep.Address && p != ep.AddressV6 {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("CHECK: prevResult has address %s, the agent recorded %s", p, recorded(ep)), "")
+		}
+	}
+	return nil
+}
+
+func recorded(ep *endpoint) string {
+	var s []string
+	for _, p := range []netip.Prefix{ep.Address, ep.AddressV6} {
+		if p.IsValid() {
+			s = append(s, p.String())
+		}
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// cmdStatus says whether the plugin can take ADDs: the agent answers and
+// the conf's network exists. Otherwise it is error 50, "plugin not
+// available", with the reason.
+func cmdStatus(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if _, err := newAgent(conf.Socket).network(conf.Network); err != nil {
+		msg := fmt.Sprintf("network %s: %v", conf.Network, err)
+		if status(err) == 0 {
+			msg = fmt.Sprintf("sandnet agent unreachable at %s", conf.Socket)
+		}
+		return types.NewError(types.ErrPluginNotAvailable, msg, err.Error())
+	}
+	return nil
+}
+
+// cmdGC removes the attachments to the conf's network that the CNI plugin
+// made and that cni.dev/valid-attachments no longer lists. Sandboxes made
+// through sandnet's own API or another front are never touched.
+func cmdGC(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	ag := newAgent(conf.Socket)
+	n, err := ag.network(conf.Network)
+	if status(err) == statusNotFound {
+		return nil // no network, nothing attached to it
+	}
+	if err != nil {
+		return cniError("network "+conf.Network, err)
+	}
+	valid := map[types.GCAttachment]bool{}
+	for _, v := range conf.ValidAttachments {
+		valid[v] = true
+	}
+	sbs, err := ag.sandboxes()
+	if err != nil {
+		return cniError("listing sandboxes", err)
+	}
+	var errs []error
+	for _, sb := range sbs {
+		if sb.Front != "cni" {
+			continue
+		}
+		for _, ep := range sb.Endpoints {
+			if ep.NetworkID != n.ID || valid[types.GCAttachment{ContainerID: sb.ContainerID, IfName: ep.IfName}] {
+				continue
+			}
+			if err := ag.release(n.ID, sb.ContainerID); err != nil && status(err) != statusNotFound {
+				errs = append(errs, fmt.Errorf("container %s: %w", sb.ContainerID, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("GC of network %s left %d attachments", conf.Network, len(errs)), fmt.Sprint(errs))
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// DefaultSocket is where the agent listens unless the conf says otherwise.
+const DefaultSocket = "/run/sandnet/sandnet.sock"
+
+// NetConf is the plugin's network config.
+type NetConf struct {
+	types.PluginConf
+	// Network is the sandnet network to join (name or ID); required.
+	Network string `json:"network"`
+	// Socket is the agent's API socket.
+	Socket string `json:"socket,omitempty"`
+	// Aliases are names the embedded DNS also answers for the container.
+	Aliases []string `json:"aliases,omitempty"`
+	// Priority orders the sandbox's endpoints (the highest gives the
+	// default route), as `sandnet connect --priority`.
+	Priority int `json:"priority,omitempty"`
+
+	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitempty"`
+	// Args is the conf's "args" (args.cni of the conventions).
+	Args *struct {
+		CNI *struct {
+			IPs []string `json:"ips,omitempty"`
+		} `json:"cni,omitempty"`
+	} `json:"args,omitempty"`
+}
+
+// RuntimeConfig holds the capability args a runtime passes.
+type RuntimeConfig struct {
+	PortMappings []PortMapping `json:"portMappings,omitempty"`
+	IPs          []string      `json:"ips,omitempty"`
+	MAC          string        `json:"mac,omitempty"`
+	// Aliases is podman's map of network name to aliases.
+	Aliases map[string][]string `json:"aliases,omitempty"`
+}
+
+// PortMapping is the portMappings capability's entry.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Args are the CNI_ARGS the plugin reads; others are ignored as
+// IgnoreUnknown asks (and as runtimes expect even without it).
+type Args struct {
+	types.CommonArgs
+	IP           types.UnmarshallableString `json:"ip,omitempty"`
+	MAC          types.UnmarshallableString `json:"mac,omitempty"`
+	K8S_POD_NAME types.UnmarshallableString //nolint:revive // the runtime's key
+}
+
+// confError is a network config that decoded but says something invalid:
+// CNI error 7, naming the key.
+func confError(key, format string, a ...any) *types.Error {
+	return types.NewError(types.ErrInvalidNetworkConfig, key+": "+fmt.Sprintf(format, a...), "")
+}
+
+// parseConf decodes the network config from stdin. A config that does not
+// decode is CNI error 6 naming the key where decoding stopped; one with a
+// missing or invalid value is error 7 naming the key.
+func parseConf(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{Socket: DefaultSocket}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("%s: %s is not a %s", te.Field, te.Value, te.Type), err.Error())
+		}
+		return nil, types.NewError(types.ErrDecodingFailure, "network config: "+err.Error(), "")
+	}
+	if conf.Network == "" {
+		return nil, confError("network", "required: the sandnet network to join")
+	}
+	if conf.Socket == "" {
+		conf.Socket = DefaultSocket
+	}
+	return conf, nil
+}
+
+// attachment is what an ADD asks the agent for, from the conf, the
+// capability args and CNI_ARGS.
+type attachment struct {
+	name      string // the container's name in DNS; empty: the agent's default
+	aliases   []string
+	ip, ip6   string
+	mac       string
+	publish   []string
+	priority  int
+	ifname    string
+	netns     string
+	container string
+}
+
+// newAttachment gathers an ADD's request. Later sources win: the conf's
+// args, then capability args, then CNI_ARGS (podman passes a single static
+// IP and a MAC there).
+func newAttachment(conf *NetConf, a *Args, container, ifname, netns string) (*attachment, error) {
+	at := &attachment{
+		name: string(a.K8S_POD_NAME), priority: conf.Priority, ifname: ifname, netns: netns, container: container,
+		mac: conf.RuntimeConfig.MAC,
+	}
+	at.aliases = append(at.aliases, conf.Aliases...)
+	seen := map[string]bool{}
+	for _, key := range []string{conf.Name, conf.Network} {
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		at.aliases = append(at.aliases, conf.RuntimeConfig.Aliases[key]...)
+	}
+	var ips []string
+	if conf.Args != nil && conf.Args.CNI != nil {
+		ips = append(ips, conf.Args.CNI.IPs...)
+	}
+	ips = append(ips, conf.RuntimeConfig.IPs...)
+	if a.IP != "" {
+		ips = append(ips, strings.Split(string(a.IP), ",")...)
+	}
+	for _, s := range ips {
+		addr, err := parseIP(s)
+		if err != nil {
+			return nil, confError("ips", "%q is not an IP address", s)
+		}
+		if addr.Is4() {
+			at.ip = addr.String()
+		} else {
+			at.ip6 = addr.String()
+		}
+	}
+	if a.MAC != "" {
+		at.mac = string(a.MAC)
+	}
+	if at.mac != "" {
+		if _, err := net.ParseMAC(at.mac); err != nil {
+			return nil, confError("mac", "%q is not a MAC address", at.mac)
+		}
+	}
+	for i, pm := range conf.RuntimeConfig.PortMappings {
+		spec, err := publishSpec(pm)
+		if err != nil {
+			return nil, confError(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), "%v", err)
+		}
+		at.publish = append(at.publish, spec)
+	}
+	return at, nil
+}
+
+// parseIP reads an address with or without a prefix length ("10.0.0.5",
+// "10.0.0.5/24"), as the ips capability and CNI_ARGS IP= give it.
+func parseIP(s string) (netip.Addr, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr(), nil
+	}
+	return netip.ParseAddr(s)
+}
+
+// publishSpec turns a port mapping into sandnet's publish spec,
+// [HOSTIP:][HOSTPORT:]PORT[/PROTO].
+func publishSpec(pm PortMapping) (string, error) {
+	if pm.ContainerPort < 1 || pm.ContainerPort > 65535 {
+		return "", fmt.Errorf("containerPort %d is not a port", pm.ContainerPort)
+	}
+	if pm.HostPort < 0 || pm.HostPort > 65535 {
+		return "", fmt.Errorf("hostPort %d is not a port", pm.HostPort)
+	}
+	proto := strings.ToLower(pm.Protocol)
+	if proto == "" {
+		proto = "tcp"
+	}
+	if proto != "tcp" && proto != "udp" {
+		return "", fmt.Errorf("protocol %q is not tcp or udp", pm.Protocol)
+	}
+	host := ""
+	if pm.HostPort != 0 {
+		host = fmt.Sprintf("%d:", pm.HostPort)
+	}
+	if pm.HostIP != "" {
+		ip, err := netip.ParseAddr(pm.HostIP)
+		if err != nil {
+			return "", fmt.Errorf("hostIP %q is not an IP address", pm.HostIP)
+		}
+		if !ip.IsUnspecified() {
+			h := ip.String()
+			if ip.Is6() {
+				h = "[" + h + "]"
+			}
+			host = fmt.Sprintf("%s:%d:", h, pm.HostPort)
+			if pm.HostPort == 0 {
+				host = h + "::"
+			}
+		}
+	}
+	return fmt.Sprintf("%s%d/%s", host, pm.ContainerPort, proto), nil
+}
