@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,7 +51,7 @@ func parseAddr(field, s string) (netip.Addr, error) {
 // failure leaves nothing behind.
 func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Network, error) {
 	if !validName.MatchString(req.Name) {
-		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", req.Name)
+		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", clip(req.Name))
 	}
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
@@ -59,6 +61,13 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		return nil, errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
 		return nil, err
+	}
+	if known := caps.GetNetworkOptions(); len(known) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(req.Options)) {
+			if !slices.Contains(known, k) {
+				return nil, errorf(sdk.ErrInvalid, "options.%s: not an option of driver %q (known: %s)", clip(k), req.Driver, strings.Join(known, ", "))
+			}
+		}
 	}
 	switch req.Scope {
 	case "", "local":
