@@ -32,6 +32,7 @@ func commands() []command {
 		{"plugins", "list the agent's plugins with their state", pluginsCmd},
 		{"plugin check", "run the conformance suite against a plugin binary, started as the agent would", pluginCheckCmd},
 		{"network create", "create a network", networkCreateCmd},
+		{"network update", "add or drop a network's DNS servers (running containers follow at once)", networkUpdateCmd},
 		{"network ls", "list networks", networkLsCmd},
 		{"network inspect", "show networks with their endpoints", networkInspectCmd},
 		{"network rm", "delete networks", networkRmCmd},

@@ -20,8 +20,11 @@ import (
 // sandbox an agent restart left for it, and connects it to the networks
 // the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
-	if req.ContainerID == "" {
-		return nil, errorf(sdk.ErrInvalid, "container_id: must not be empty")
+	if err := checkContainerID("container_id", req.ContainerID); err != nil {
+		return nil, err
+	}
+	if err := req.Options.Validate(); err != nil {
+		return nil, err
 	}
 	if req.Netns != "" {
 		// The runtime's namespace, given at once: an external key set
@@ -250,6 +253,11 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 		n, _, _, err := c.cachedNetwork(ctx, sn.Network)
 		if err != nil {
 			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
+		}
+		if _, caps, err := c.driver(n.Driver); err == nil {
+			if err := checkConnectAddrs(n, caps, args); err != nil {
+				return nil, fmt.Errorf("networks[%d].%w", i, err)
+			}
 		}
 		if j, dup := seen[n.ID]; dup {
 			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: network %s is listed twice (networks[%d])", i, n.Name, j)
@@ -626,7 +634,7 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 // containers resolve); if one fails, all are renamed back.
 func (c *Controller) Rename(ctx context.Context, container, name string) error {
 	if !validName.MatchString(name) {
-		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", name)
+		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", clip(name))
 	}
 	op, err := c.byContainerID(container)
 	if err != nil {
@@ -671,6 +679,9 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox.Options) (*Sandbox, error) {
 	op, err := c.byContainerID(container)
 	if err != nil {
+		return nil, err
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	op.mu.Lock()
