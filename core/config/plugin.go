@@ -79,7 +79,7 @@ func (d *decoder) plugin(b *hcl.Block) PluginBlock {
 	if a := content.Attributes["checksum"]; a != nil {
 		var s string
 		if d.decode(a, &s) {
-			sum, err := parseChecksum(s)
+			sum, err := ParseChecksum(s)
 			if err != nil {
 				d.errorf(a.Expr.Range(), "Invalid checksum",
 					"%v; write the checksum as \"sha256:\" followed by the 64 hex digits that sha256sum prints.", err)
@@ -98,8 +98,8 @@ func (d *decoder) plugin(b *hcl.Block) PluginBlock {
 	return p
 }
 
-// parseChecksum turns "sha256:<hex>" into lowercase hex.
-func parseChecksum(s string) (string, error) {
+// ParseChecksum turns "sha256:<hex>" into lowercase hex.
+func ParseChecksum(s string) (string, error) {
 	algo, sum, ok := strings.Cut(s, ":")
 	if !ok {
 		return "", fmt.Errorf("%q has no algorithm prefix", s)

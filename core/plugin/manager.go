@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -45,6 +46,10 @@ type Options struct {
 	PollInterval time.Duration // default 100ms
 	MinBackoff   time.Duration // default 100ms
 	MaxBackoff   time.Duration // default 10s
+	// Observe, when set, is called after every unary gRPC call to a
+	// plugin with the plugin's kind and name, the full method name, the
+	// time taken and the call's error (a gRPC status error), for metrics.
+	Observe func(kind, name, method string, d time.Duration, err error)
 }
 
 func (o *Options) defaults() {
@@ -73,6 +78,7 @@ type Manager struct {
 	mu        sync.Mutex
 	plugins   map[string]*Plugin // by kind/name
 	onRestart []func(*Plugin)
+	onExit    []func(p *Plugin, reason string)
 	closed    bool
 }
 
@@ -171,6 +177,24 @@ func (m *Manager) Shutdown() {
 	close(m.lch.reqs)
 }
 
+// OnExit registers fn to be called, outside any lock, when a plugin's
+// process died or is about to be restarted for failing its health checks
+// (reason says which), before it is started again.
+func (m *Manager) OnExit(fn func(p *Plugin, reason string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onExit = append(m.onExit, fn)
+}
+
+func (m *Manager) exited(p *Plugin, reason string) {
+	m.mu.Lock()
+	fns := append([]func(*Plugin, string){}, m.onExit...)
+	m.mu.Unlock()
+	for _, fn := range fns {
+		fn(p, reason)
+	}
+}
+
 func (m *Manager) restarted(p *Plugin) {
 	m.mu.Lock()
 	fns := append([]func(*Plugin){}, m.onRestart...)
@@ -182,7 +206,8 @@ func (m *Manager) restarted(p *Plugin) {
 
 // Inspect starts the plugin spec describes only to read its Info (and so
 // its config schema), then stops it. `sandnet config validate` uses it to
-// check each plugin's config block against the plugin's own schema.
+// check each plugin's config block against the plugin's own schema. An
+// empty spec.Kind accepts a plugin of either kind; the Info says which.
 func (m *Manager) Inspect(ctx context.Context, spec Spec) (*pb.PluginInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
 	defer cancel()
@@ -192,6 +217,63 @@ func (m *Manager) Inspect(ctx context.Context, spec Spec) (*pb.PluginInfo, error
 	}
 	r.client.Kill()
 	return r.info, nil
+}
+
+// Instance is a plugin process started by Launch: past the handshake,
+// configured, and not supervised.
+type Instance struct {
+	r *running
+}
+
+// Launch starts and configures the plugin spec describes exactly as Start
+// does (checksum, handshake, AutoMTLS, no inherited environment, its kind
+// checked) but does not supervise it: a process that dies stays dead.
+// `sandnet plugin check` uses it, where a crash is a verdict to report
+// rather than something a restart should hide. The caller calls Kill.
+func (m *Manager) Launch(ctx context.Context, spec Spec) (*Instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
+	defer cancel()
+	r, err := m.configured(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name))
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{r: r}, nil
+}
+
+// Client returns the instance's *driver.Client or *store.Client.
+func (i *Instance) Client() any { return i.r.raw }
+
+// Info returns what the plugin said about itself.
+func (i *Instance) Info() *pb.PluginInfo { return i.r.info }
+
+// Protocol returns the protocol version the handshake settled on.
+func (i *Instance) Protocol() int { return i.r.client.NegotiatedVersion() }
+
+// Exited reports whether the process has exited.
+func (i *Instance) Exited() bool { return i.r.client.Exited() }
+
+// Kill stops the process (gracefully first, as go-plugin does).
+func (i *Instance) Kill() { i.r.client.Kill() }
+
+// configured is exec followed by Configure with the config spec yields.
+// On error no process is left.
+func (m *Manager) configured(ctx context.Context, spec Spec, log hclog.Logger) (*running, error) {
+	r, err := m.exec(ctx, spec, log)
+	if err != nil {
+		return nil, err
+	}
+	var cfg []byte
+	if spec.Configure != nil {
+		cfg, err = spec.Configure(r.info.GetConfigSchema())
+	}
+	if err == nil {
+		err = r.pc.Configure(ctx, cfg)
+	}
+	if err != nil {
+		r.client.Kill()
+		return nil, fmt.Errorf("%s plugin %q: configuring: %w", spec.Kind, spec.Name, err)
+	}
+	return r, nil
 }
 
 // running is a plugin process that passed the handshake and said what it is.
@@ -230,7 +312,7 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 		Cmd:              command(spec),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		GRPCDialOptions:  sdk.GRPCDialOptions(),
+		GRPCDialOptions:  m.dialOptions(spec),
 		SkipHostEnv:      true,
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
@@ -245,7 +327,13 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", spec.Path, err)
 	}
-	raw, err := rpc.Dispense(spec.Kind)
+	kind := spec.Kind
+	if kind == "" {
+		// Any kind: the Plugin service (Info) is served by both, and
+		// dispensing only builds the host's client.
+		kind = sdk.KindDriver
+	}
+	raw, err := rpc.Dispense(kind)
 	if err != nil {
 		return nil, fmt.Errorf("dispensing: %w", err)
 	}
@@ -257,10 +345,24 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 	if err != nil {
 		return nil, err
 	}
-	if info.GetKind() != spec.Kind {
+	if spec.Kind != "" && info.GetKind() != spec.Kind {
 		return nil, fmt.Errorf("%s is a %s plugin, not a %s plugin: %w", spec.Path, info.GetKind(), spec.Kind, sdk.ErrInvalid)
 	}
 	return &running{client: client, rpc: rpc, raw: raw, pc: pc, info: info}, nil
+}
+
+// dialOptions are the gRPC options of the connection to spec's plugin.
+func (m *Manager) dialOptions(spec Spec) []grpc.DialOption {
+	opts := sdk.GRPCDialOptions()
+	if observe := m.opts.Observe; observe != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+			start := time.Now()
+			err := invoker(ctx, method, req, reply, cc, callOpts...)
+			observe(spec.Kind, spec.Name, method, time.Since(start), err)
+			return err
+		}))
+	}
+	return opts
 }
 
 // verifyChecksum compares the binary's SHA-256 with the pinned one.
@@ -296,3 +398,8 @@ func command(spec Spec) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	return cmd
 }
+
+// VerifyChecksum checks that the binary at path has the SHA-256 want
+// (hex); the error wraps ErrChecksum on a mismatch. `sandnet doctor`
+// uses it.
+func VerifyChecksum(path, want string) error { return verifyChecksum(path, want) }

@@ -24,6 +24,8 @@ type Plugin struct {
 	log  hclog.Logger
 	stop chan struct{}
 	done chan struct{}
+	// stopOnce closes stop: Shutdown and Replace or Stop may race.
+	stopOnce sync.Once
 
 	mu        sync.Mutex
 	client    *goplugin.Client
@@ -127,20 +129,9 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
 	defer cancel()
-	r, err := p.m.exec(ctx, spec, p.log)
+	r, err := p.m.configured(ctx, spec, p.log)
 	if err != nil {
 		return err
-	}
-	var cfg []byte
-	if spec.Configure != nil {
-		cfg, err = spec.Configure(r.info.GetConfigSchema())
-	}
-	if err == nil {
-		err = r.pc.Configure(ctx, cfg)
-	}
-	if err != nil {
-		r.client.Kill()
-		return fmt.Errorf("%s plugin %q: configuring: %w", spec.Kind, spec.Name, err)
 	}
 	pid := 0
 	if rc := r.client.ReattachConfig(); rc != nil {
@@ -177,6 +168,7 @@ func (p *Plugin) supervise() {
 				continue
 			}
 			p.log.Error("plugin process exited; restarting")
+			p.m.exited(p, "process exited")
 		case <-health.C:
 			p.mu.Lock()
 			rpc := p.rpc
@@ -191,6 +183,7 @@ func (p *Plugin) supervise() {
 					continue
 				}
 				p.log.Error("plugin unhealthy; restarting")
+				p.m.exited(p, "health checks failed")
 			} else {
 				failures = 0
 				p.mu.Lock()
@@ -255,6 +248,6 @@ func (p *Plugin) terminate() {
 }
 
 func (p *Plugin) shutdown() {
-	close(p.stop)
+	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 }

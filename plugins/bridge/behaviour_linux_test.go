@@ -417,7 +417,7 @@ func TestLeaveAfterSandboxRemoved(t *testing.T) {
 	if err := netlink.LinkSubscribe(updates, done); err != nil {
 		t.Fatal(err)
 	}
-	removeNetns(key)
+	nstest.Remove(key)
 	start := time.Now()
 	if err := d.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
@@ -63,7 +64,7 @@ func benchJoinLeave(b *testing.B, d driver.Driver, removeFirst bool) {
 		attach += time.Since(t0)
 		if removeFirst {
 			b.StopTimer()
-			removeNetns(key)
+			nstest.Remove(key)
 			b.StartTimer()
 		}
 		t1 := time.Now()
@@ -133,13 +134,13 @@ func newNetnsBatch(b *testing.B, n int) []string {
 		if err := os.WriteFile(keys[i], nil, 0o644); err != nil {
 			b.Fatal(err)
 		}
-		if err := bindNewNetns(keys[i]); err != nil {
+		if err := nstest.BindNew(keys[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Cleanup(func() {
 		for _, k := range keys {
-			removeNetns(k)
+			nstest.Remove(k)
 		}
 	})
 	// Let the kernel finish the cleanup of namespaces removed before.

@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -45,100 +42,12 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// onLockedThread runs fn on a fresh OS thread locked to a new goroutine.
-// If fn leaves the thread in another namespace (ok false), the thread is
-// not unlocked and the runtime discards it.
-func onLockedThread(fn func() (ok bool, err error)) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		ok, err := fn()
-		if ok {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // nsDo runs fn on an OS thread switched into the namespace at key ("" is
-// the test's own namespace). Sockets fn creates stay in that namespace.
-func nsDo(key string, fn func() error) error {
-	if key == "" {
-		return fn()
-	}
-	return onLockedThread(func() (bool, error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, err
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(key)
-		if err != nil {
-			return true, err
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			return true, err
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			return false, errors.Join(ferr, err)
-		}
-		return true, ferr
-	})
-}
+// the test's own namespace).
+func nsDo(key string, fn func() error) error { return nstest.Do(key, fn) }
 
-// newNetns creates a network namespace bind-mounted at a new key under the
-// test's temporary directory, with lo up, and removes it when the test
-// ends. It is what the host's osl does for a sandbox.
-func newNetns(t testing.TB) string {
-	t.Helper()
-	key := filepath.Join(t.TempDir(), "netns")
-	if err := os.WriteFile(key, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := bindNewNetns(key); err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	t.Cleanup(func() { removeNetns(key) })
-	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return h.LinkSetUp(lo)
-	})
-	return key
-}
-
-// bindNewNetns creates a network namespace and bind-mounts it on the
-// existing file key, on a thread of its own (discarded if it cannot return
-// to the test's namespace).
-func bindNewNetns(key string) error {
-	return onLockedThread(func() (bool, error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, err
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return true, err
-		}
-		merr := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), key, "none", unix.MS_BIND, "")
-		if err := netns.Set(orig); err != nil {
-			return false, errors.Join(merr, err)
-		}
-		return true, merr
-	})
-}
-
-// removeNetns unmounts a namespace key; the kernel frees the namespace
-// (and the interfaces in it) once nothing else holds it.
-func removeNetns(key string) {
-	_ = unix.Unmount(key, unix.MNT_DETACH)
-	_ = os.Remove(key)
-}
+// newNetns is nstest.NewNetns: a sandbox namespace for the test.
+func newNetns(t testing.TB) string { return nstest.NewNetns(t) }
 
 // setupOutside makes the outside namespace and returns its key.
 func setupOutside(t *testing.T) string {

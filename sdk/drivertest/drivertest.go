@@ -43,6 +43,13 @@ func (o Options) network() *pb.Network {
 	if o.Network != nil {
 		return o.Network()
 	}
+	return DefaultNetwork()
+}
+
+// DefaultNetwork returns the network the suite creates when
+// Options.Network is nil; an Options.Network that only adds driver
+// options starts from it.
+func DefaultNetwork() *pb.Network {
 	return &pb.Network{
 		Id: "drivertest-net", Name: "drivertest",
 		Ipv4:  []*pb.IPAMData{{Pool: "10.231.0.0/24", Gateway: "10.231.0.1/24"}},

@@ -72,6 +72,17 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// Isolate runs m in a throwaway network and mount namespace and returns
+// its exit code, for a program (not a test binary) that must never touch
+// the machine's namespace, such as `sandnet plugin check`. As root it runs
+// the program again with the same arguments under unshare(1), and in that
+// copy brings lo up and runs m. Unlike Main it never falls back to running
+// m as root in the machine's own namespace: when the copy cannot be
+// started it returns the error. A process that is not root cannot change
+// the machine's network, so it runs m in place (root-only work in m then
+// fails or skips).
+func Isolate(m M) (int, error) { return isolate(m) }
+
 // Isolated reports whether the process runs in a network namespace created
 // by Main, different from the one its parent ran in.
 func Isolated() bool {

@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // unshareArgs returns the unshare(1) arguments that run command in a new
@@ -191,3 +193,121 @@ func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
 
 // maxDumpTries bounds the dumps Links takes while they are interrupted.
 const maxDumpTries = 100
+
+// NewNetns creates a network namespace bind-mounted at a new key under the
+// test's temporary directory, with lo up, and removes it when the test
+// ends: what the host's osl does for a sandbox, so a driver's Join can be
+// given a real sandbox key. It needs root (call RequireRoot first) and a
+// private mount table (Main gives one), so the bind mount never reaches
+// the machine's.
+func NewNetns(t testing.TB) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(key, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := BindNew(key); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	t.Cleanup(func() { Remove(key) })
+	WithHandle(t, key, func(h *netlink.Handle) error {
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return h.LinkSetUp(lo)
+	})
+	return key
+}
+
+// Do runs fn on an OS thread switched into the namespace at key ("" is
+// the caller's own namespace). Sockets fn creates stay in that namespace.
+// If the thread cannot switch back it is discarded, never reused.
+func Do(key string, fn func() error) error {
+	if key == "" {
+		return fn()
+	}
+	return onLockedThread(func() (bool, error) {
+		orig, err := netns.Get()
+		if err != nil {
+			return true, err
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(key)
+		if err != nil {
+			return true, err
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			return true, err
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			return false, errors.Join(ferr, err)
+		}
+		return true, ferr
+	})
+}
+
+// onLockedThread runs fn on a fresh OS thread locked to a new goroutine.
+// If fn leaves the thread in another namespace (ok false), the thread is
+// not unlocked and the runtime discards it.
+func onLockedThread(fn func() (ok bool, err error)) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		ok, err := fn()
+		if ok {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// BindNew creates a network namespace and bind-mounts it on the existing
+// file key, on a thread of its own (discarded if it cannot return to the
+// caller's namespace). NewNetns is the usual way; BindNew is for callers
+// that make many at once and remove them with Remove.
+func BindNew(key string) error {
+	return onLockedThread(func() (bool, error) {
+		orig, err := netns.Get()
+		if err != nil {
+			return true, err
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return true, err
+		}
+		merr := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), key, "none", unix.MS_BIND, "")
+		if err := netns.Set(orig); err != nil {
+			return false, errors.Join(merr, err)
+		}
+		return true, merr
+	})
+}
+
+// Remove unmounts a namespace key made by BindNew and removes the file;
+// the kernel frees the namespace (and the interfaces in it) once nothing
+// else holds it.
+func Remove(key string) {
+	_ = unix.Unmount(key, unix.MNT_DETACH)
+	_ = os.Remove(key)
+}
+
+// isolate is Isolate on Linux.
+func isolate(m M) (int, error) {
+	if os.Getenv(EnvIsolated) != "" {
+		if !Isolated() {
+			return 0, fmt.Errorf("%s is set but this process runs in its parent's network namespace", EnvIsolated)
+		}
+		if err := loopbackUp(); err != nil {
+			return 0, err
+		}
+		return m.Run(), nil
+	}
+	if os.Geteuid() != 0 {
+		return m.Run(), nil
+	}
+	return reexec()
+}

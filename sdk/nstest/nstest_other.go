@@ -26,3 +26,19 @@ func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
 	t.Skip("network namespaces are Linux only")
 	return nil
 }
+
+// NewNetns skips the test: network namespaces are Linux only.
+func NewNetns(t testing.TB) string {
+	t.Skip("network namespaces are Linux only")
+	return ""
+}
+
+// Do fails: network namespaces are Linux only.
+func Do(key string, fn func() error) error {
+	if key == "" {
+		return fn()
+	}
+	return errors.New("network namespaces are not supported on this platform")
+}
+
+func isolate(m M) (int, error) { return m.Run(), nil }

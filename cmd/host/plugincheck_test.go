@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/plugincheck"
+	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/plugintest"
+)
+
+// checkResult is what a user of `sandnet plugin check` sees.
+type checkResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// pluginCheck runs `sandnet plugin check args...` from the built binary,
+// in the test's own throwaway namespace (the check sees it is isolated
+// already). Any run longer than two minutes fails the test.
+func pluginCheck(t *testing.T, args ...string) checkResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.Sandnet, append([]string{"plugin", "check"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("plugin check %v did not finish in 2 minutes; output:\n%s%s", args, &stdout, &stderr)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return checkResult{code, stdout.String(), stderr.String()}
+}
+
+// wantNoTrace fails if the output looks like a Go panic or stack trace.
+func (r checkResult) wantNoTrace(t *testing.T) {
+	t.Helper()
+	for _, s := range []string{"goroutine ", "panic(", ".go:", "runtime."} {
+		if strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("output contains %q, like a Go trace:\n%s%s", s, r.stdout, r.stderr)
+		}
+	}
+}
+
+func fakePlugin(t *testing.T) string {
+	t.Helper()
+	return plugintest.Build(t, "./testdata/fakeplugin")
+}
+
+// fakeConfig writes a config holding the fake driver's block, with mode
+// as its argument.
+func fakeConfig(t *testing.T, bin, mode string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fake.hcl")
+	src := fmt.Sprintf("driver \"fake\" {\n  command = %q\n  args    = [%q]\n}\n", bin, mode)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestPluginCheckPasses(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	boltHCL := filepath.Join(dir, "bolt.hcl")
+	if err := os.WriteFile(boltHCL, []byte(fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, "store.db"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		cases int
+	}{
+		{"driver none", []string{filepath.Join(bins.PluginDir, "sandnet-driver-none")}, 5},
+		{"driver bridge, kind given", []string{"--kind", "driver", filepath.Join(bins.PluginDir, "sandnet-driver-bridge")}, 5},
+		{"store bolt with its block", []string{"--config", boltHCL, filepath.Join(bins.PluginDir, "sandnet-store-bolt")}, 14},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pluginCheck(t, tc.args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d, want 0:\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if n := strings.Count(r.stdout, "\npass  "); n != tc.cases {
+				t.Errorf("%d pass lines, want %d:\n%s", n, tc.cases, r.stdout)
+			}
+			if want := fmt.Sprintf("%d passed, 0 failed, 0 skipped: ok", tc.cases); !strings.Contains(r.stdout, want) {
+				t.Errorf("summary missing %q:\n%s", want, r.stdout)
+			}
+		})
+	}
+}
+
+func TestPluginCheckJSON(t *testing.T) {
+	nstest.RequireRoot(t)
+	r := pluginCheck(t, "--format", "json", filepath.Join(bins.PluginDir, "sandnet-driver-none"))
+	var rep plugincheck.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, r.stdout)
+	}
+	if r.code != 0 || !rep.OK || rep.Kind != "driver" || rep.Name != "none" || rep.Protocol != 1 || rep.Passed != 5 || len(rep.Cases) != 5 {
+		t.Fatalf("exit %d, report %+v", r.code, rep)
+	}
+}
+
+// TestPluginCheckMisbehaving checks the verdicts on a plugin that hangs or
+// crashes mid-suite: the case fails with the reason, the others still run
+// (each case has a process of its own), and the exit code is 1.
+func TestPluginCheckMisbehaving(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := fakePlugin(t)
+	for _, tc := range []struct {
+		mode, want string
+	}{
+		{"hang", "fail  NetworkIdempotent ("},
+		{"hang", "hung: the case did not finish within 2s, so the plugin was stopped"},
+		{"crash", "the plugin process exited during the case: panic: fakeplugin: crashing as asked"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			r := pluginCheck(t, "--case-timeout", "2s", "--config", fakeConfig(t, bin, tc.mode), bin)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, r.stdout)
+			}
+			if !strings.Contains(r.stdout, "pass  Capabilities") || !strings.Contains(r.stdout, "1 passed, 4 failed, 0 skipped: FAIL") {
+				t.Errorf("the cases that do not create a network should still pass:\n%s", r.stdout)
+			}
+			r.wantNoTrace(t)
+		})
+	}
+}
+
+// TestPluginCheckRefuses checks every binary that cannot be checked gets
+// one line saying why and exit 1.
+func TestPluginCheckRefuses(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	write := func(name, src string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(src), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fake := fakePlugin(t)
+	bolt := filepath.Join(bins.PluginDir, "sandnet-store-bolt")
+	typo := write("typo.hcl", "store \"bolt\" {\n  config {\n    pth = \"x.db\"\n  }\n}\n", 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{filepath.Join(dir, "nope")}, "nope: no such file"},
+		{"directory", []string{dir}, "is a directory, not a plugin binary"},
+		{"not executable", []string{write("noexec", "x", 0o644)}, "is not executable (mode 0644)"},
+		{"not a program", []string{write("data", "just data", 0o755)}, "is not an executable program (no ELF header)"},
+		{"shell script", []string{write("plugin.sh", "#!/bin/sh\necho hello\n", 0o755)}, "(a script: #!/bin/sh) is not a sandnet plugin: it printed \"hello\" instead of the plugin handshake"},
+		{"silent script", []string{write("quiet.sh", "#!/bin/sh\nexit 0\n", 0o755)}, "is not a sandnet plugin: it printed nothing and exited without the plugin handshake"},
+		{"other kind", []string{"--kind", "driver", bolt}, "is a store plugin (\"bolt\"), not a driver plugin"},
+		{"protocol version", []string{"--config", fakeConfig(t, fake, "protocol2"), fake}, "speaks sandnet plugin protocol 2; this sandnet speaks 1"},
+		{"checksum", []string{"--checksum", "sha256:" + strings.Repeat("0", 64), bolt}, "checksum mismatch: config pins sha256:000"},
+		{"unknown key in config", []string{"--config", typo, bolt}, "the store \"bolt\" block's config does not match the plugin's schema"},
+		{"bad kind", []string{"--kind", "router", bolt}, "--kind \"router\": want driver or store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pluginCheck(t, tc.args...)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			first, _, _ := strings.Cut(r.stderr, "\n")
+			if !strings.HasPrefix(first, "sandnet: plugin check: ") || !strings.Contains(first, tc.want) {
+				t.Fatalf("first line of stderr = %q, want the verdict %q", first, tc.want)
+			}
+			if strings.Contains(r.stdout, "pass  ") || strings.Contains(r.stdout, "fail  ") {
+				t.Errorf("cases ran:\n%s", r.stdout)
+			}
+			if tc.name != "unknown key in config" && strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+				t.Errorf("verdict is not one line:\n%s", r.stderr)
+			}
+			r.wantNoTrace(t)
+		})
+	}
+	t.Run("unknown key position", func(t *testing.T) {
+		r := pluginCheck(t, "--config", typo, bolt)
+		if want := typo + `:3:5: error: Unsupported argument; An argument named "pth" is not expected here. Did you mean "path"?`; !strings.Contains(r.stderr, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(typo), "x.db")); err == nil {
+			t.Error("the rejected config still opened a store")
+		}
+	})
+}

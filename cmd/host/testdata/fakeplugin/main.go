@@ -1,0 +1,72 @@
+// Command fakeplugin is a driver plugin that misbehaves on purpose, for
+// the tests of `sandnet plugin check`. Its first argument (the block's
+// args) picks the misbehaviour:
+//
+//	ok          a correct, do-nothing driver
+//	hang        CreateNetwork never answers
+//	crash       CreateNetwork panics, which ends the process
+//	protocol2   it speaks only plugin protocol 2
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+type fake struct{ mode string }
+
+func (f fake) Configure(context.Context, []byte) error { return nil }
+func (f fake) GetCapabilities(context.Context) (*pb.Capabilities, error) {
+	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL}, nil
+}
+func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) error {
+	switch f.mode {
+	case "hang":
+		select {} // ignores even its context, as a stuck driver would
+	case "crash":
+		panic("fakeplugin: crashing as asked")
+	}
+	return nil
+}
+func (f fake) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (f fake) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
+	return &pb.CreateEndpointResponse{}, nil
+}
+func (f fake) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
+func (f fake) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) {
+	return &pb.JoinResponse{}, nil
+}
+func (f fake) Leave(context.Context, *pb.LeaveRequest) error { return nil }
+func (f fake) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	return &pb.ExternalConnectivityResponse{}, nil
+}
+func (f fake) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+	return nil
+}
+func (f fake) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
+	return &pb.EndpointOperInfoResponse{}, nil
+}
+
+func main() {
+	mode := "ok"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	info := sdk.Info{Name: "fake", Version: "0.0.1"}
+	impl := fake{mode: mode}
+	if mode == "protocol2" {
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  sdk.Handshake(),
+			VersionedPlugins: map[int]plugin.PluginSet{2: {sdk.KindDriver: &driver.GRPCPlugin{Info: info, Impl: impl}}},
+			GRPCServer:       plugin.DefaultGRPCServer,
+		})
+		return
+	}
+	driver.Serve(info, impl)
+}
