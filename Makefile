@@ -88,16 +88,19 @@ lint:
 
 # bench prints ratios against peers measured in the same run: the plugin
 # boundary, attach/detach against CNI's bridge plugin and a netlink floor,
-# and the embedded resolver against dnsmasq. The programs that create
-# network state run in a throwaway namespace of their own.
+# the embedded resolver against dnsmasq, and `podman run` on a sandnet
+# network against podman's own CNI bridge network. The programs that
+# create network state run in a throwaway namespace of their own.
 bench: deps build
 	$(GO) build -o $(BIN)/bench-attach ./bench/attach
 	$(GO) build -o $(BIN)/bench-dns ./bench/dns
+	$(GO) build -o $(BIN)/bench-podman ./bench/podman
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./core/controller/
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./plugins/store-bolt/... ./plugins/store-consul/...
 	unshare --net --mount --propagation private $(BIN)/bench-attach
 	unshare --net --mount --propagation private $(BIN)/bench-dns
+	unshare --net --mount --propagation private $(BIN)/bench-podman
 
 # install puts the agent in $(PREFIX)/bin, the plugins in
 # $(PREFIX)/lib/sandnet/plugins (set plugin_dir to it when PREFIX is not
