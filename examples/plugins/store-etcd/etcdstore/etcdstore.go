@@ -222,7 +222,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // AtomicDelete removes key if its index is prevIndex.
 func (s *Store) AtomicDelete(ctx context.Context, key string, prevIndex uint64) error {
 	return s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
-		resp, err := cli.Txn(ctx).If(indexIs(p+key, prevIndex)).Then(clientv3.OpDelete(p+key)).Else(clientv3.OpGet(p+key, clientv3.WithCountOnly())).Commit()
+		resp, err := cli.Txn(ctx).If(indexIs(p+key, prevIndex)).Then(clientv3.OpDelete(p + key)).Else(clientv3.OpGet(p+key, clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return backendErr(err)
 		}
