@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"syscall"
 
 	"github.com/sandnet/sandnet/core/controller"
@@ -62,12 +61,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &eb) != nil || eb.Message == "" {
-			eb.Message = strings.TrimSpace(string(b))
-		}
-		return &Error{Status: resp.StatusCode, Message: eb.Message}
+		return errorFrom(resp)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -143,6 +137,14 @@ func (c *Client) Network(ctx context.Context, ref string) (*controller.Network, 
 // DeleteNetwork deletes a network by name or ID.
 func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(ref), nil, nil)
+}
+
+// UpdateNetworkDNS drops and adds DNS servers of a network (POST
+// /v1/networks/{ref}/dns); running sandboxes on it forward to the new list
+// at once.
+func (c *Client) UpdateNetworkDNS(ctx context.Context, ref string, req controller.NetworkDNSUpdate) (*controller.Network, error) {
+	var n controller.Network
+	return &n, c.Do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(ref)+"/dns", req, &n)
 }
 
 // Connect attaches a container's sandbox to a network.
