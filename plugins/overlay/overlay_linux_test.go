@@ -475,4 +475,3 @@ func TestConformancePlugin(t *testing.T) {
 		return c
 	})
 }
-
