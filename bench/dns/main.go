@@ -1,12 +1,21 @@
 // Command dns measures sandnet's embedded resolver against dnsmasq, in one
-// run on one machine: an agent with the bridge driver attaches 100
-// containers to one network; dnsperf runs for 10 s inside the first
-// container's namespace against the embedded resolver (127.0.0.11), then
-// for 10 s against dnsmasq serving the same 100 names from a hosts file in
-// the same namespace (127.0.0.12). It prints queries per second, lost
-// queries, average and p99 latency, and the ratio. Run it as root under
-// `unshare --net --mount --propagation private` (make bench does); it
-// refuses to run elsewhere.
+// run on one machine. An agent with the bridge driver attaches 100
+// containers to one network; dnsperf runs inside the first container's
+// namespace, 10 s per server:
+//
+//  1. container names: the embedded resolver (127.0.0.11) against dnsmasq
+//     serving the same 100 names from a hosts file in the same namespace
+//     (127.0.0.12);
+//  2. external names: 100 names an upstream dnsmasq serves on the
+//     network's gateway (in the agent's namespace, TTL 600), asked of the
+//     embedded resolver with its forwarding cache (the container's own
+//     --dns is the gateway) against dnsmasq forwarding to the same upstream
+//     with a cache of the same size (127.0.0.13);
+//  3. the same external names, the agent restarted with cache_size = 0.
+//
+// It prints queries per second, lost queries, average and p99 latency,
+// and the ratios. Run it as root under `unshare --net --mount
+// --propagation private` (make bench does); it refuses to run elsewhere.
 package main
 
 import (
@@ -14,6 +23,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +35,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/bench/internal/benchagent"
+	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/sandbox"
 )
@@ -59,21 +70,34 @@ func run(names, seconds int, bin, plugins string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	a, err := benchagent.Start(dir, filepath.Join(dir, "netns"), bin, plugins, "driver \"bridge\" {}\n")
+	keys := filepath.Join(dir, "netns")
+	a, err := benchagent.Start(dir, keys, bin, plugins, "driver \"bridge\" {}\n")
 	if err != nil {
 		return err
 	}
-	defer a.Stop()
+	defer func() { a.Stop() }()
 	c := a.Client
 	ctx := context.Background()
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "dns", Subnet: "10.230.0.0/16"}); err != nil {
+	net, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "dns", Subnet: "10.230.0.0/16"})
+	if err != nil {
 		return err
 	}
-	var hosts, queries strings.Builder
+	var gw netip.Addr
+	if len(net.IPv4) > 0 {
+		gw = net.IPv4[0].Gateway
+	}
+	if !gw.IsValid() {
+		return fmt.Errorf("network dns has no gateway")
+	}
+	var hosts, queries, extHosts, extQueries strings.Builder
 	var key string
 	for i := range names {
 		name := fmt.Sprintf("c%03d", i)
-		sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: name, Options: sandbox.Options{Hostname: name}})
+		opts := sandbox.Options{Hostname: name}
+		if i == 0 {
+			opts.DNS = []netip.Addr{gw}
+		}
+		sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: name, Options: opts})
 		if err != nil {
 			return err
 		}
@@ -86,41 +110,115 @@ func run(names, seconds int, bin, plugins string) error {
 		}
 		fmt.Fprintf(&hosts, "%s %s\n", ep.Address.Addr(), name)
 		fmt.Fprintf(&queries, "%s A\n", name)
+		fmt.Fprintf(&extHosts, "192.0.2.%d ext%03d.example\n", i%250+1, i)
+		fmt.Fprintf(&extQueries, "ext%03d.example A\n", i)
 	}
-	hostsFile, queryFile := filepath.Join(dir, "hosts"), filepath.Join(dir, "queries")
-	if err := os.WriteFile(hostsFile, []byte(hosts.String()), 0o644); err != nil {
-		return err
+	files := map[string]string{"hosts": hosts.String(), "queries": queries.String(),
+		"ext-hosts": extHosts.String(), "ext-queries": extQueries.String()}
+	for f, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(content), 0o644); err != nil {
+			return err
+		}
 	}
-	if err := os.WriteFile(queryFile, []byte(queries.String()), 0o644); err != nil {
-		return err
+	queryFile, extQueryFile := filepath.Join(dir, "queries"), filepath.Join(dir, "ext-queries")
+	// The hosts dnsmasq beside the embedded resolver; the upstream in the
+	// agent's namespace on the gateway; the forwarding dnsmasq beside the
+	// embedded resolver, with a cache the size of the agent's.
+	for _, args := range [][]string{
+		{"nsenter", "--net=" + key, "dnsmasq", "--listen-address=127.0.0.12", "--no-resolv", "--no-hosts", "--addn-hosts=" + filepath.Join(dir, "hosts")},
+		{"dnsmasq", "--listen-address=" + gw.String(), "--no-resolv", "--no-hosts", "--addn-hosts=" + filepath.Join(dir, "ext-hosts"), "--local-ttl=600"},
+		{"nsenter", "--net=" + key, "dnsmasq", "--listen-address=127.0.0.13", "--no-resolv", "--no-hosts", "--server=" + gw.String(),
+			"--cache-size=" + strconv.Itoa(config.DefaultCacheSize)},
+	} {
+		stop, err := startDnsmasq(args)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
-	dnsmasq := exec.Command("nsenter", "--net="+key, "dnsmasq", "--no-daemon", "--listen-address=127.0.0.12",
-		"--bind-interfaces", "--port=53", "--no-resolv", "--no-hosts", "--addn-hosts="+hostsFile, "--pid-file=", "--log-facility=-", "--quiet-dhcp")
-	dnsmasq.Stdout, dnsmasq.Stderr = nil, nil
-	if err := dnsmasq.Start(); err != nil {
-		return fmt.Errorf("starting dnsmasq: %w", err)
-	}
-	defer func() { _ = dnsmasq.Process.Kill(); _ = dnsmasq.Wait() }()
 	time.Sleep(500 * time.Millisecond)
 
 	fmt.Printf("dnsperf, %d s each, from inside a sandbox, %d names (A)\n\n", seconds, names)
-	ours, err := dnsperf(key, "127.0.0.11", queryFile, seconds)
+	var rows []row
+	measure := func(name, server, queries string) (*result, error) {
+		res, err := dnsperf(key, server, queries, seconds)
+		if err != nil {
+			return nil, fmt.Errorf("dnsperf against %s: %w", name, err)
+		}
+		rows = append(rows, row{name, res})
+		return res, nil
+	}
+	ours, err := measure("sandnet", "127.0.0.11", queryFile)
 	if err != nil {
-		return fmt.Errorf("dnsperf against sandnet: %w", err)
+		return err
 	}
-	theirs, err := dnsperf(key, "127.0.0.12", queryFile, seconds)
+	theirs, err := measure("dnsmasq", "127.0.0.12", queryFile)
 	if err != nil {
-		return fmt.Errorf("dnsperf against dnsmasq: %w", err)
+		return err
 	}
-	fmt.Printf("  %-20s %12s %8s %10s %10s\n", "server", "queries/s", "lost", "avg (ms)", "p99 (ms)")
-	for _, r := range []struct {
-		name string
-		res  *result
-	}{{"sandnet", ours}, {"dnsmasq", theirs}} {
-		fmt.Printf("  %-20s %12.0f %8d %10.3f %10.3f\n", r.name, r.res.qps, r.res.lost, r.res.avg*1e3, r.res.p99*1e3)
+	cached, err := measure("sandnet cache, ext", "127.0.0.11", extQueryFile)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("\n  sandnet / dnsmasq queries per second: %.3f (target ≥ 1, with no lost queries)\n", ours.qps/theirs.qps)
+	fwd, err := measure("dnsmasq fwd, ext", "127.0.0.13", extQueryFile)
+	if err != nil {
+		return err
+	}
+
+	// The same agent state, the cache off.
+	a.Stop()
+	if a, err = benchagent.Start(dir, keys, bin, plugins, "driver \"bridge\" {}\nresolver {\n  cache_size = 0\n}\n"); err != nil {
+		return err
+	}
+	if err := waitResolver(key); err != nil {
+		return err
+	}
+	uncached, err := measure("sandnet no cache, ext", "127.0.0.11", extQueryFile)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("  %-22s %12s %8s %10s %10s\n", "server", "queries/s", "lost", "avg (ms)", "p99 (ms)")
+	for _, r := range rows {
+		fmt.Printf("  %-22s %12.0f %8d %10.3f %10.3f\n", r.name, r.res.qps, r.res.lost, r.res.avg*1e3, r.res.p99*1e3)
+	}
+	fmt.Printf("\n  container names, sandnet / dnsmasq queries per second: %.3f, p99 %.3f (targets ≥ 1.3 and ≤ 1, no lost queries)\n",
+		ours.qps/theirs.qps, ours.p99/theirs.p99)
+	fmt.Printf("  external names, sandnet cache / dnsmasq forwarding: %.3f (target ≥ 1)\n", cached.qps/fwd.qps)
+	fmt.Printf("  external names, sandnet cache / sandnet without: %.3f\n", cached.qps/uncached.qps)
 	return nil
+}
+
+type row struct {
+	name string
+	res  *result
+}
+
+// startDnsmasq runs dnsmasq in the foreground on port 53 with args (the
+// command, possibly behind nsenter, and its own flags) and returns what
+// stops it.
+func startDnsmasq(args []string) (func(), error) {
+	args = append(args, "--no-daemon", "--bind-interfaces", "--port=53", "--pid-file=", "--log-facility=-", "--quiet-dhcp")
+	cmd := exec.Command(args[0], args[1:]...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting dnsmasq: %w", err)
+	}
+	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+}
+
+// waitResolver waits until the embedded resolver inside key answers a
+// container name (after an agent restart).
+func waitResolver(key string) error {
+	var out []byte
+	var err error
+	for range 100 {
+		out, err = exec.Command("nsenter", "--net="+key, "dig", "@127.0.0.11", "+short", "+time=1", "+tries=1", "c000").Output()
+		if err == nil && len(strings.TrimSpace(string(out))) > 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the embedded resolver did not answer after the restart: %v %s", err, out)
 }
 
 type result struct {

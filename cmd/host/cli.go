@@ -43,6 +43,7 @@ func commands() []command {
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
 		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
+		{"events", "print the agent's events as they happen", eventsCmd},
 	}
 }
 

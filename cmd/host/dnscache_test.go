@@ -28,10 +28,11 @@ type fakeUpstream struct {
 	asks map[string]int // guarded by mu
 }
 
-func startFakeUpstream(t *testing.T) *fakeUpstream {
+// startFakeUpstream serves on addr ("127.0.0.1:0" for any free port).
+func startFakeUpstream(t *testing.T, addr string) *fakeUpstream {
 	t.Helper()
 	u := &fakeUpstream{asks: map[string]int{}}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // beats a kept answer; dig inside the sandbox sees it all.
 func TestDNSCache(t *testing.T) {
 	nstest.RequireRoot(t)
-	up := startFakeUpstream(t)
+	up := startFakeUpstream(t, "127.0.0.1:0")
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")+

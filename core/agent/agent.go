@@ -10,14 +10,18 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/core/telemetry"
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
@@ -36,11 +40,21 @@ type Agent struct {
 	ctrl    *controller.Controller
 	profile func() // finishes the CPU profile, if one is written
 	locks   []*dirLock
+
+	registry  *prometheus.Registry
+	metrics   *telemetry.Metrics
+	events    *events.Bus
+	prom      *http.Server // serves telemetry { prometheus_listen }; nil when off
+	storeDown atomic.Bool  // the store answered Unavailable last
 }
 
 // New returns an agent for cfg; Start starts it.
 func New(cfg *config.Config, log hclog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log, plugins: plugin.NewManager(log.Named("plugin"), plugin.Options{})}
+	a := &Agent{cfg: cfg, log: log}
+	a.newTelemetry()
+	a.plugins = plugin.NewManager(log.Named("plugin"), plugin.Options{Observe: a.observePlugin})
+	a.watchPlugins()
+	return a
 }
 
 // Start launches the store and every driver, then listens on the API
@@ -66,9 +80,20 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startController(ctx); err != nil {
 		return err
 	}
+	if err := a.metrics.WatchController(a.ctrl.Stats); err != nil {
+		return err
+	}
 	a.api = api.NewServer(a.log.Named("api"))
+	if a.cfg.API.SocketGroup != "" {
+		a.api.SetSocketGroup(a.cfg.API.SocketGID)
+	}
+	a.api.Observe(a.metrics.APIRequest)
 	a.routes()
 	a.controllerRoutes()
+	a.telemetryRoutes()
+	if err := a.servePrometheus(); err != nil {
+		return err
+	}
 	if a.lis, err = a.api.Listen(a.cfg.API.Socket); err != nil {
 		return err
 	}
@@ -83,10 +108,13 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 
 // Stop stops serving the API and stops every plugin.
 func (a *Agent) Stop() {
+	// Event streams end first, so the API's shutdown need not wait for them.
+	a.events.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.stopPrometheus(ctx)
 	if a.api != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = a.api.Shutdown(ctx)
-		cancel()
 	}
 	if a.ctrl != nil {
 		a.ctrl.Close()

@@ -11,7 +11,7 @@ import (
 // controllerRoutes serves networks, sandboxes and connections.
 func (a *Agent) controllerRoutes() {
 	c := a.ctrl
-	h := a.api.Handle
+	h := a.handle // publishes each change's events
 	h("POST /v1/networks", http.StatusCreated, func(r *http.Request) (any, error) {
 		var req controller.NetworkCreate
 		if err := api.Decode(r, &req); err != nil {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"syscall"
 
 	"github.com/sandnet/sandnet/core/controller"
@@ -62,12 +61,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &eb) != nil || eb.Message == "" {
-			eb.Message = strings.TrimSpace(string(b))
-		}
-		return &Error{Status: resp.StatusCode, Message: eb.Message}
+		return errorFrom(resp)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)

@@ -20,15 +20,17 @@ import (
 
 // Server serves the API on a unix socket.
 type Server struct {
-	mux  *http.ServeMux
-	log  hclog.Logger
-	http *http.Server
-	path string
+	mux     *http.ServeMux
+	log     hclog.Logger
+	http    *http.Server
+	path    string
+	observe func(route string, code int, d time.Duration) // nil: none; set before Handle
+	gid     int                                           // group of the socket; -1: the agent's
 }
 
 // NewServer returns a server with no routes; the owner adds them with Handle.
 func NewServer(log hclog.Logger) *Server {
-	s := &Server{mux: http.NewServeMux(), log: log}
+	s := &Server{mux: http.NewServeMux(), log: log, gid: -1}
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
@@ -43,19 +45,34 @@ func (s *Server) Handle(pattern string, status int, h HandlerFunc) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	observe := s.observe
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		v, err := h(r)
+		code := status
 		if err != nil {
-			code := HTTPStatus(err)
+			code = HTTPStatus(err)
 			if code >= 500 {
 				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
 			writeJSON(w, code, ErrorBody{Message: err.Error()})
-			return
+		} else {
+			writeJSON(w, status, v)
 		}
-		writeJSON(w, status, v)
+		if observe != nil {
+			observe(pattern, code, time.Since(start))
+		}
 	})
 }
+
+// Observe has fn called after each request a HandlerFunc answered, with
+// the route's pattern, the status code and the time taken (for metrics).
+// It applies to the routes registered after it.
+func (s *Server) Observe(fn func(route string, code int, d time.Duration)) { s.observe = fn }
+
+// HandleHTTP registers a plain http.Handler for pattern, for answers that
+// are not one JSON value: a metrics page, a stream of events.
+func (s *Server) HandleHTTP(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // ServeHTTP answers unknown routes with a JSON 404 and wrong methods with a
 // JSON 405, like every other error.
@@ -98,6 +115,12 @@ func (s *Server) Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
+	if s.gid >= 0 {
+		if err := os.Chown(path, -1, s.gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("giving %s to group %d: %w", path, s.gid, err)
+		}
+	}
 	if err := os.Chmod(path, 0o660); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
@@ -105,6 +128,10 @@ func (s *Server) Listen(path string) (net.Listener, error) {
 	s.path = path
 	return l, nil
 }
+
+// SetSocketGroup has Listen give the socket to group gid, whose members
+// may then use the API (mode 0660), as with docker.sock.
+func (s *Server) SetSocketGroup(gid int) { s.gid = gid }
 
 // Serve serves on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {

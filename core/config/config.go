@@ -59,6 +59,8 @@ type Config struct {
 	Resolver Resolver
 	IPAM     IPAM
 	Sandbox  Sandbox
+	// Telemetry configures metrics; zero: served on the API socket only.
+	Telemetry Telemetry
 
 	files map[string]*hcl.File
 }
@@ -67,6 +69,12 @@ type Config struct {
 type API struct {
 	// Socket is the unix socket the API listens on.
 	Socket string
+	// SocketGroup, when set, is the group the socket belongs to (mode
+	// 0660), so that its members may use the CLI without root, as with
+	// docker.sock.
+	SocketGroup string
+	// SocketGID is SocketGroup's ID, looked up when the config is loaded.
+	SocketGID int
 }
 
 // Log configures the agent's own logger.
@@ -221,6 +229,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "resolver"},
 		{Type: "ipam"},
 		{Type: "sandbox"},
+		{Type: "telemetry"},
 	},
 }
 
@@ -322,6 +331,8 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 		d.ipam(&c.IPAM, b.Body)
 	case "sandbox":
 		d.sandbox(&c.Sandbox, b.Body)
+	case "telemetry":
+		d.telemetry(&c.Telemetry, b.Body)
 	}
 }
 
@@ -355,7 +366,7 @@ func validIfName(name string) bool {
 		!strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || r <= ' ' || r > '~' })
 }
 
-var apiSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "socket"}}}
+var apiSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "socket"}, {Name: "socket_group"}}}
 
 // maxSocketPath is the longest path a unix socket can bind to on Linux:
 // sun_path holds 108 bytes including the terminating NUL.
@@ -370,6 +381,9 @@ func (d *decoder) api(a *API, body hcl.Body) {
 				"The socket path %s is %d bytes long; a unix socket path can be at most %d.",
 				a.Socket, len(a.Socket), maxSocketPath)
 		}
+	}
+	if attr := content.Attributes["socket_group"]; attr != nil {
+		d.socketGroup(a, attr)
 	}
 }
 

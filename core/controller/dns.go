@@ -12,6 +12,9 @@ import (
 type dnsState struct {
 	nets atomic.Pointer[[]string] // IDs of the networks joined with addresses
 	r    *resolver.Resolver
+	// live is r for readers that do not hold the sandbox's lock (the
+	// resolv.conf watcher, network DNS updates).
+	live atomic.Pointer[resolver.Resolver]
 	// pre are sockets bound inside the namespace when it was made ahead
 	// of time, for the first resolver to take.
 	pre *dnsSockets
@@ -87,6 +90,7 @@ func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
 // useResolver makes r the sandbox's resolver.
 func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 	op.dns.r = r
+	op.dns.live.Store(r)
 	op.sb.SetEmbeddedDNS(true)
 }
 
@@ -95,8 +99,21 @@ func (c *Controller) stopDNS(op *sandboxOp) {
 	op.dns.pre.close()
 	op.dns.pre = nil
 	if op.dns.r != nil {
+		op.dns.live.Store(nil)
 		_ = op.dns.r.Stop()
 		op.dns.r = nil
 	}
 	op.sb.SetEmbeddedDNS(false)
+}
+
+// liveResolvers returns the sandboxes; their dns.live is their running
+// resolver, if any.
+func (c *Controller) liveResolvers() []*sandboxOp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ops := make([]*sandboxOp, 0, len(c.sandboxes))
+	for _, op := range c.sandboxes {
+		ops = append(ops, op)
+	}
+	return ops
 }

@@ -149,6 +149,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.stopWatch = cancel
 	c.mu.Unlock()
 	go c.watchGlobal(wctx)
+	go c.watchHostResolvConf(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -45,6 +46,10 @@ type Options struct {
 	PollInterval time.Duration // default 100ms
 	MinBackoff   time.Duration // default 100ms
 	MaxBackoff   time.Duration // default 10s
+	// Observe, when set, is called after every unary gRPC call to a
+	// plugin with the plugin's kind and name, the full method name, the
+	// time taken and the call's error (a gRPC status error), for metrics.
+	Observe func(kind, name, method string, d time.Duration, err error)
 }
 
 func (o *Options) defaults() {
@@ -73,6 +78,7 @@ type Manager struct {
 	mu        sync.Mutex
 	plugins   map[string]*Plugin // by kind/name
 	onRestart []func(*Plugin)
+	onExit    []func(p *Plugin, reason string)
 	closed    bool
 }
 
@@ -169,6 +175,24 @@ func (m *Manager) Shutdown() {
 	}
 	wg.Wait()
 	close(m.lch.reqs)
+}
+
+// OnExit registers fn to be called, outside any lock, when a plugin's
+// process died or is about to be restarted for failing its health checks
+// (reason says which), before it is started again.
+func (m *Manager) OnExit(fn func(p *Plugin, reason string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onExit = append(m.onExit, fn)
+}
+
+func (m *Manager) exited(p *Plugin, reason string) {
+	m.mu.Lock()
+	fns := append([]func(*Plugin, string){}, m.onExit...)
+	m.mu.Unlock()
+	for _, fn := range fns {
+		fn(p, reason)
+	}
 }
 
 func (m *Manager) restarted(p *Plugin) {
@@ -288,7 +312,7 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 		Cmd:              command(spec),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		GRPCDialOptions:  sdk.GRPCDialOptions(),
+		GRPCDialOptions:  m.dialOptions(spec),
 		SkipHostEnv:      true,
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
@@ -325,6 +349,20 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 		return nil, fmt.Errorf("%s is a %s plugin, not a %s plugin: %w", spec.Path, info.GetKind(), spec.Kind, sdk.ErrInvalid)
 	}
 	return &running{client: client, rpc: rpc, raw: raw, pc: pc, info: info}, nil
+}
+
+// dialOptions are the gRPC options of the connection to spec's plugin.
+func (m *Manager) dialOptions(spec Spec) []grpc.DialOption {
+	opts := sdk.GRPCDialOptions()
+	if observe := m.opts.Observe; observe != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+			start := time.Now()
+			err := invoker(ctx, method, req, reply, cc, callOpts...)
+			observe(spec.Kind, spec.Name, method, time.Since(start), err)
+			return err
+		}))
+	}
+	return opts
 }
 
 // verifyChecksum compares the binary's SHA-256 with the pinned one.

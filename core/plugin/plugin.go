@@ -24,6 +24,8 @@ type Plugin struct {
 	log  hclog.Logger
 	stop chan struct{}
 	done chan struct{}
+	// stopOnce closes stop: Shutdown and Replace or Stop may race.
+	stopOnce sync.Once
 
 	mu        sync.Mutex
 	client    *goplugin.Client
@@ -166,6 +168,7 @@ func (p *Plugin) supervise() {
 				continue
 			}
 			p.log.Error("plugin process exited; restarting")
+			p.m.exited(p, "process exited")
 		case <-health.C:
 			p.mu.Lock()
 			rpc := p.rpc
@@ -180,6 +183,7 @@ func (p *Plugin) supervise() {
 					continue
 				}
 				p.log.Error("plugin unhealthy; restarting")
+				p.m.exited(p, "health checks failed")
 			} else {
 				failures = 0
 				p.mu.Lock()
@@ -244,6 +248,6 @@ func (p *Plugin) terminate() {
 }
 
 func (p *Plugin) shutdown() {
-	close(p.stop)
+	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 }

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -23,20 +18,15 @@ const requestTimeout = 60 * time.Second
 
 // agent is a client of the agent's HTTP API on its unix socket. The plugin
 // speaks the API's JSON directly, as any client may, so that it does not
-// link the agent's packages (see the package doc).
+// link the agent's packages (see the package doc), and HTTP/1.1 over the
+// socket with a few lines of its own (httpwire.go): net/http would bring
+// TLS, HTTP/2 and gzip into a process a runtime execs for every call, and
+// their start-up cost is the plugin's largest.
 type agent struct {
 	socket string
-	http   *http.Client
 }
 
-func newAgent(socket string) *agent {
-	return &agent{socket: socket, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}}
-}
+func newAgent(socket string) *agent { return &agent{socket: socket} }
 
 // apiError is an error answer of the agent.
 type apiError struct {
@@ -50,43 +40,31 @@ func (e *apiError) Error() string { return e.Message }
 // that cannot be reached is CNI error 11 (try again later) naming the
 // socket; an error answer is an *apiError.
 func (a *agent) do(method, path string, in, out any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://sandnet"+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.http.Do(req)
+	status, resp, err := roundTrip(a.socket, method, path, body, requestTimeout)
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("sandnet agent unreachable at %s (is `sandnet agent` running?)", a.socket), err.Error())
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if status >= 300 {
 		var eb struct {
 			Message string `json:"message"`
 		}
-		if json.Unmarshal(b, &eb) != nil || eb.Message == "" {
-			eb.Message = strings.TrimSpace(string(b))
+		if json.Unmarshal(resp, &eb) != nil || eb.Message == "" {
+			eb.Message = strings.TrimSpace(string(resp))
 		}
-		return &apiError{Status: resp.StatusCode, Message: eb.Message}
+		return &apiError{Status: status, Message: eb.Message}
 	}
 	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if err := json.Unmarshal(resp, out); err != nil {
 		return fmt.Errorf("decoding the agent's answer to %s %s: %w", method, path, err)
 	}
 	return nil
@@ -112,9 +90,9 @@ func cniError(what string, err error) error {
 	}
 	code := types.ErrInternal
 	switch status(err) {
-	case http.StatusBadRequest, http.StatusNotFound:
+	case statusBadRequest, statusNotFound:
 		code = types.ErrInvalidNetworkConfig
-	case http.StatusServiceUnavailable:
+	case statusUnavailable:
 		code = types.ErrTryAgainLater
 	}
 	return types.NewError(code, what+": "+err.Error(), "")
@@ -177,31 +155,31 @@ type sandboxCreate struct {
 
 func (a *agent) network(ref string) (*network, error) {
 	var n network
-	return &n, a.do(http.MethodGet, "/v1/networks/"+url.PathEscape(ref), nil, &n)
+	return &n, a.do("GET", "/v1/networks/"+url.PathEscape(ref), nil, &n)
 }
 
 func (a *agent) sandbox(container string) (*sandbox, error) {
 	var sb sandbox
-	return &sb, a.do(http.MethodGet, "/v1/sandboxes/"+url.PathEscape(container), nil, &sb)
+	return &sb, a.do("GET", "/v1/sandboxes/"+url.PathEscape(container), nil, &sb)
 }
 
 func (a *agent) sandboxes() ([]sandbox, error) {
 	var sbs []sandbox
-	return sbs, a.do(http.MethodGet, "/v1/sandboxes", nil, &sbs)
+	return sbs, a.do("GET", "/v1/sandboxes", nil, &sbs)
 }
 
 func (a *agent) createSandbox(req sandboxCreate) (*sandbox, error) {
 	var sb sandbox
-	return &sb, a.do(http.MethodPost, "/v1/sandboxes", req, &sb)
+	return &sb, a.do("POST", "/v1/sandboxes", req, &sb)
 }
 
 func (a *agent) deleteSandbox(container string) error {
-	return a.do(http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(container), nil, nil)
+	return a.do("DELETE", "/v1/sandboxes/"+url.PathEscape(container), nil, nil)
 }
 
 func (a *agent) connect(network string, req connect) (*endpoint, error) {
 	var ep endpoint
-	return &ep, a.do(http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &ep)
+	return &ep, a.do("POST", "/v1/networks/"+url.PathEscape(network)+"/connect", req, &ep)
 }
 
 // release is a disconnect that deletes a front's sandbox left with no
@@ -211,5 +189,5 @@ func (a *agent) release(network, container string) error {
 		Container string `json:"container"`
 		Release   bool   `json:"release"`
 	}{container, true}
-	return a.do(http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/disconnect", body, nil)
+	return a.do("POST", "/v1/networks/"+url.PathEscape(network)+"/disconnect", body, nil)
 }

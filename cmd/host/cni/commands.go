@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -76,7 +75,7 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 			}
 			return sb, &sb.Endpoints[0], nil
 		}
-		if status(err) != http.StatusForbidden {
+		if status(err) != statusForbidden {
 			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
 		}
 		// The container has a sandbox already.
@@ -88,7 +87,7 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 			if sb.Front != "cni" {
 				return nil, nil, types.NewError(types.ErrInternal, fmt.Sprintf("container %s has a sandbox on another namespace that the CNI plugin did not make", at.container), "")
 			}
-			if derr := ag.deleteSandbox(at.container); derr != nil && status(derr) != http.StatusNotFound {
+			if derr := ag.deleteSandbox(at.container); derr != nil && status(derr) != statusNotFound {
 				return nil, nil, cniError(fmt.Sprintf("removing the stale sandbox of container %s", at.container), derr)
 			}
 			continue
@@ -127,7 +126,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	ag := newAgent(conf.Socket)
-	if err := ag.release(conf.Network, args.ContainerID); err != nil && status(err) != http.StatusNotFound {
+	if err := ag.release(conf.Network, args.ContainerID); err != nil && status(err) != statusNotFound {
 		return cniError(fmt.Sprintf("detaching container %s from network %s", args.ContainerID, conf.Network), err)
 	}
 	return nil
@@ -151,7 +150,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}
 	sb, err := ag.sandbox(args.ContainerID)
 	if err != nil {
-		if status(err) == http.StatusNotFound {
+		if status(err) == statusNotFound {
 			return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s has no sandbox", args.ContainerID), "")
 		}
 		return cniError("container "+args.ContainerID, err)
@@ -240,7 +239,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	ag := newAgent(conf.Socket)
 	n, err := ag.network(conf.Network)
-	if status(err) == http.StatusNotFound {
+	if status(err) == statusNotFound {
 		return nil // no network, nothing attached to it
 	}
 	if err != nil {
@@ -263,7 +262,7 @@ func cmdGC(args *skel.CmdArgs) error {
 			if ep.NetworkID != n.ID || valid[types.GCAttachment{ContainerID: sb.ContainerID, IfName: ep.IfName}] {
 				continue
 			}
-			if err := ag.release(n.ID, sb.ContainerID); err != nil && status(err) != http.StatusNotFound {
+			if err := ag.release(n.ID, sb.ContainerID); err != nil && status(err) != statusNotFound {
 				errs = append(errs, fmt.Errorf("container %s: %w", sb.ContainerID, err))
 			}
 		}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sandnet/sandnet/core/events"
+)
+
+// eventFilterKeys are the keys `sandnet events --filter` takes, and the
+// query parameter each becomes.
+var eventFilterKeys = []string{"type", "network", "container", "plugin"}
+
+func eventsCmd(args []string) int {
+	fs := newFlags("events", "")
+	var cf clientFlags
+	cf.register(fs)
+	var filters stringList
+	fs.Var(&filters, "filter", "only events matching key=value, key one of type, network, container, plugin (repeatable: one value of each key given must match; type=network matches every network.* type)")
+	since := fs.Duration("since", 0, "start with the events of this long ago that the agent kept (e.g. 10m), then follow")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return usageFail(err)
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return 2
+	}
+	q := url.Values{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || v == "" || !contains(eventFilterKeys, k) {
+			return fail(fmt.Errorf("--filter %q: want key=value with key one of %s", f, strings.Join(eventFilterKeys, ", ")))
+		}
+		q.Add(k, v)
+	}
+	if *since < 0 {
+		return fail(fmt.Errorf("--since %s: must not be negative", *since))
+	}
+	if *since > 0 {
+		q.Set("since", time.Now().Add(-*since).UTC().Format(time.RFC3339Nano))
+	}
+	c, err := cf.client()
+	if err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := c.Events(ctx, q)
+	if err != nil {
+		return fail(err)
+	}
+	defer s.Close()
+	enc := json.NewEncoder(os.Stdout)
+	for {
+		e, err := s.Next()
+		switch {
+		case ctx.Err() != nil:
+			return 0
+		case errors.Is(err, io.EOF):
+			fmt.Fprintln(os.Stderr, "sandnet: the agent ended the event stream")
+			return 1
+		case err != nil:
+			return fail(fmt.Errorf("reading events: %w", err))
+		}
+		if cf.format == "json" {
+			_ = enc.Encode(e)
+		} else {
+			fmt.Println(eventLine(e))
+		}
+	}
+}
+
+// eventLine formats an event as `docker events` does: time, type, then
+// the attributes that are set.
+func eventLine(e events.Event) string {
+	var attrs []string
+	add := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, k+"="+v)
+		}
+	}
+	add("network", e.Network)
+	add("network_id", short(e.NetworkID))
+	add("container", e.Container)
+	add("sandbox", short(e.SandboxID))
+	add("endpoint", short(e.EndpointID))
+	add("plugin", strings.Trim(e.PluginKind+"/"+e.Plugin, "/"))
+	if e.PID > 0 {
+		add("pid", fmt.Sprint(e.PID))
+	}
+	if e.Dropped > 0 {
+		add("dropped", fmt.Sprint(e.Dropped))
+	}
+	add("message", e.Message)
+	line := e.Time.Local().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + e.Type
+	if len(attrs) > 0 {
+		line += " (" + strings.Join(attrs, ", ") + ")"
+	}
+	return line
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

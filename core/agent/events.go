@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// handle registers a controller route that publishes the events of what
+// it did once it succeeded.
+func (a *Agent) handle(pattern string, status int, h api.HandlerFunc) {
+	a.api.Handle(pattern, status, func(r *http.Request) (any, error) {
+		var before any
+		switch pattern {
+		case "DELETE /v1/sandboxes/{container}":
+			// Read what the delete is about to remove, for its disconnects.
+			before, _ = a.ctrl.SandboxByContainer(r.Context(), r.PathValue("container"))
+		case "DELETE /v1/networks/{ref}":
+			before, _ = a.ctrl.Network(r.Context(), r.PathValue("ref"))
+		case "POST /v1/networks/{ref}/disconnect":
+			// The handler reads the body; keep a copy for the event.
+			b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			var d api.Disconnect
+			_ = json.Unmarshal(b, &d)
+			before = d
+		}
+		v, err := h(r)
+		if err == nil {
+			a.publishFor(pattern, r, v, before)
+		}
+		return v, err
+	})
+}
+
+// publishFor publishes what a successful request did.
+func (a *Agent) publishFor(pattern string, r *http.Request, v, before any) {
+	pub := a.events.Publish
+	connected := func(ep controller.Endpoint, network, container string) {
+		pub(events.Event{Type: events.TypeConnect, NetworkID: ep.NetworkID, Network: network, SandboxID: ep.SandboxID, Container: container, EndpointID: ep.ID})
+	}
+	switch pattern {
+	case "POST /v1/networks":
+		n := v.(*controller.Network)
+		pub(events.Event{Type: events.TypeNetworkCreate, NetworkID: n.ID, Network: n.Name})
+	case "DELETE /v1/networks/{ref}":
+		e := events.Event{Type: events.TypeNetworkDelete, Network: r.PathValue("ref")}
+		if n, ok := before.(*controller.Network); ok && n != nil {
+			e.NetworkID, e.Network = n.ID, n.Name
+		}
+		pub(e)
+	case "POST /v1/networks/{ref}/connect":
+		ep := v.(*controller.Endpoint)
+		connected(*ep, r.PathValue("ref"), ep.Name)
+	case "POST /v1/networks/{ref}/disconnect":
+		pub(events.Event{Type: events.TypeDisconnect, Network: r.PathValue("ref"), Container: before.(api.Disconnect).Container})
+	case "POST /v1/sandboxes":
+		sb := v.(*controller.Sandbox)
+		pub(events.Event{Type: events.TypeSandboxCreate, SandboxID: sb.ID, Container: sb.ContainerID})
+		for _, ep := range sb.Endpoints {
+			connected(ep, "", sb.ContainerID)
+		}
+	case "DELETE /v1/sandboxes/{container}":
+		sb, _ := before.(*controller.Sandbox)
+		e := events.Event{Type: events.TypeSandboxDelete, Container: r.PathValue("container")}
+		if sb != nil {
+			for _, ep := range sb.Endpoints {
+				pub(events.Event{Type: events.TypeDisconnect, NetworkID: ep.NetworkID, SandboxID: sb.ID, Container: sb.ContainerID, EndpointID: ep.ID})
+			}
+			e.SandboxID = sb.ID
+		}
+		pub(e)
+	}
+}
+
+// serveEvents streams events as JSON lines until the client goes away or
+// the agent stops. Query parameters: type, network, container, plugin
+// (each repeatable: an event passes when it matches one value of every
+// parameter given), since (RFC 3339 time: start with the events the agent
+// kept from then on) and buffer (events held for this reader before it
+// misses some; default events.DefaultBuffer).
+func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := events.Filter{Types: q["type"], Networks: q["network"], Containers: q["container"], Plugins: q["plugin"]}
+	for _, t := range f.Types {
+		if !slices.Contains(events.Types, t) && !slices.ContainsFunc(events.Types, func(k string) bool { return strings.HasPrefix(k, t+".") }) {
+			a.eventsError(w, fmt.Errorf("type: %q is not an event type; use one of %s, or a group (network, sandbox, endpoint, plugin, store): %w", t, strings.Join(events.Types, ", "), sdk.ErrInvalid))
+			return
+		}
+	}
+	var since time.Time
+	if s := q.Get("since"); s != "" {
+		var err error
+		if since, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			a.eventsError(w, fmt.Errorf("since: %q is not an RFC 3339 time: %w", s, sdk.ErrInvalid))
+			return
+		}
+	}
+	size := 0
+	if s := q.Get("buffer"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > events.MaxBuffer {
+			a.eventsError(w, fmt.Errorf("buffer: %q is not a number from 1 to %d: %w", s, events.MaxBuffer, sdk.ErrInvalid))
+			return
+		}
+		size = n
+	}
+	sub := a.events.Subscribe(f, since, size)
+	defer sub.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		e, ok := sub.Next(r.Context())
+		if !ok {
+			return
+		}
+		if enc.Encode(e) != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+func (a *Agent) eventsError(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(api.HTTPStatus(err))
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Message: err.Error()})
+}

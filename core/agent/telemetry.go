@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/core/telemetry"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// newTelemetry makes the agent's metric registry (with the Go runtime's
+// and the process's collectors beside sandnet's own) and event bus.
+func (a *Agent) newTelemetry() {
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := telemetry.New(a.registry)
+	if err != nil {
+		panic(fmt.Sprintf("registering metrics on a new registry: %v", err)) // a programming error
+	}
+	a.metrics = m
+	a.events = events.NewBus(m.EventsDropped)
+}
+
+// Metrics returns the agent's metrics; DNS() is what the embedded
+// resolvers report to.
+func (a *Agent) Metrics() *telemetry.Metrics { return a.metrics }
+
+// Events returns the agent's event bus.
+func (a *Agent) Events() *events.Bus { return a.events }
+
+// observePlugin records a gRPC call to a plugin, and notices the store
+// becoming unreachable or answering again.
+func (a *Agent) observePlugin(kind, name, method string, d time.Duration, err error) {
+	a.metrics.PluginCall(kind, name, method, d, err)
+	if kind != sdk.KindStore {
+		return
+	}
+	switch status.Code(err) {
+	case codes.Unavailable:
+		a.storeReachable(name, false, status.Convert(err).Message())
+	case codes.OK:
+		a.storeReachable(name, true, "")
+	}
+}
+
+// storeReachable publishes store.unreachable and store.back on changes.
+func (a *Agent) storeReachable(name string, up bool, why string) {
+	if a.storeDown.CompareAndSwap(up, !up) {
+		e := events.Event{Type: events.TypeStoreBack, PluginKind: sdk.KindStore, Plugin: name}
+		if !up {
+			e.Type, e.Message = events.TypeStoreUnreachable, why
+		}
+		a.events.Publish(e)
+	}
+}
+
+// watchPlugins turns plugin exits and restarts into metrics and events.
+func (a *Agent) watchPlugins() {
+	a.plugins.OnExit(func(p *plugin.Plugin, reason string) {
+		a.metrics.PluginExited(p.Kind(), p.Name())
+		a.events.Publish(events.Event{Type: events.TypePluginExit, PluginKind: p.Kind(), Plugin: p.Name(), PID: p.Status().PID, Message: reason})
+		if p.Kind() == sdk.KindStore {
+			a.storeReachable(p.Name(), false, reason)
+		}
+	})
+	a.plugins.OnRestart(func(p *plugin.Plugin) {
+		a.metrics.PluginRestarted(p.Kind(), p.Name())
+		a.events.Publish(events.Event{Type: events.TypePluginRestart, PluginKind: p.Kind(), Plugin: p.Name(), PID: p.Status().PID})
+	})
+}
+
+// telemetryRoutes serves GET /v1/metrics and GET /v1/events.
+func (a *Agent) telemetryRoutes() {
+	a.api.HandleHTTP("GET /v1/metrics", telemetry.Handler(a.registry))
+	a.api.HandleHTTP("GET /v1/events", http.HandlerFunc(a.serveEvents))
+}
+
+// servePrometheus serves /metrics on telemetry { prometheus_listen }.
+func (a *Agent) servePrometheus() error {
+	addr := a.cfg.Telemetry.PrometheusListen
+	if addr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("telemetry prometheus_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.Handler(a.registry))
+	a.prom = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := a.prom.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("prometheus listener stopped", "error", err)
+		}
+	}()
+	a.log.Info("serving metrics", "address", l.Addr().String())
+	return nil
+}
+
+func (a *Agent) stopPrometheus(ctx context.Context) {
+	if a.prom != nil {
+		_ = a.prom.Shutdown(ctx)
+		a.prom = nil
+	}
+}

@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/sandnet/sandnet/core/ipam"
+)
+
+// Stats is a snapshot of what the controller manages, for metrics.
+type Stats struct {
+	Networks []NetworkStats
+	// Sandboxes counts sandboxes, stubs included (their namespaces exist).
+	Sandboxes int
+	// Stubs counts sandboxes read back after a restart and not claimed yet.
+	Stubs int
+	// SpareNamespaces counts namespaces made ahead of time and ready for a
+	// create, prepared ones included.
+	SpareNamespaces int
+}
+
+// NetworkStats is one network in Stats.
+type NetworkStats struct {
+	Name, Driver string
+	Endpoints    int
+	Pools        []PoolStats
+}
+
+// PoolStats is the address use of one of a network's subnets.
+type PoolStats struct {
+	Subnet netip.Prefix
+	// Used are the addresses allocated; Free those dynamic allocation may
+	// still hand out.
+	Used int
+	Free float64
+}
+
+// Stats reads the counts that Stats holds; networks and addresses come
+// from the store.
+func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
+	st := &Stats{}
+	c.mu.Lock()
+	for _, op := range c.sandboxes {
+		st.Sandboxes++
+		if op.stub {
+			st.Stubs++
+		}
+	}
+	pool := c.pool
+	c.mu.Unlock()
+	if pool != nil { // c.mu is a leaf: the pool's lock is taken after it
+		st.SpareNamespaces = len(pool.ready)
+		pool.mu.Lock()
+		st.SpareNamespaces += len(pool.prepared)
+		pool.mu.Unlock()
+	}
+	nets, err := c.Networks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		ns := NetworkStats{Name: n.Name, Driver: n.Driver}
+		if ns.Endpoints, err = c.kv.count(ctx, endpointsOf(n.ID)); err != nil {
+			return nil, err
+		}
+		for _, pc := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
+			used, err := c.ipam.Used(ctx, pc.Subnet)
+			if err != nil {
+				return nil, err
+			}
+			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range) - float64(used)
+			ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
+		}
+		st.Networks = append(st.Networks, ns)
+	}
+	return st, nil
+}

@@ -1,0 +1,84 @@
+package events
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestFilter(t *testing.T) {
+	e := Event{Type: TypeConnect, Network: "web", NetworkID: "abc", Container: "c1"}
+	tests := []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Types: []string{TypeConnect}}, true},
+		{Filter{Types: []string{"endpoint"}}, true},
+		{Filter{Types: []string{"endpoint.conn"}}, false},
+		{Filter{Types: []string{"end"}}, false},
+		{Filter{Types: []string{TypeNetworkCreate, TypeConnect}}, true},
+		{Filter{Networks: []string{"abc"}}, true},
+		{Filter{Networks: []string{"db"}}, false},
+		{Filter{Types: []string{TypeConnect}, Containers: []string{"c2"}}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.f.Match(e); got != tt.want {
+			t.Errorf("%+v.Match = %v, want %v", tt.f, got, tt.want)
+		}
+	}
+}
+
+// A subscriber that does not read costs the publisher nothing: its
+// events beyond the buffer are dropped, counted for metrics, and reported
+// to it (and only it) once it reads again; another subscriber gets all.
+func TestStalledSubscriber(t *testing.T) {
+	var counted int
+	b := NewBus(func(n int) { counted += n })
+	stalled := b.Subscribe(Filter{}, time.Time{}, 4)
+	live := b.Subscribe(Filter{}, time.Time{}, 100)
+	for range 10 {
+		b.Publish(Event{Type: TypeSandboxCreate})
+	}
+	ctx := context.Background()
+	for i := range 10 {
+		if e, ok := live.Next(ctx); !ok || e.Type != TypeSandboxCreate {
+			t.Fatalf("live subscriber's event %d: %+v, %v", i, e, ok)
+		}
+	}
+	var got []Event
+	for range 5 {
+		e, ok := stalled.Next(ctx)
+		if !ok {
+			t.Fatal("stalled subscription ended")
+		}
+		got = append(got, e)
+	}
+	if got[4].Type != TypeDropped || got[4].Dropped != 6 || got[3].Type != TypeSandboxCreate {
+		t.Fatalf("stalled subscriber read %+v; want 4 events then dropped=6", got)
+	}
+	if counted != 6 {
+		t.Fatalf("drops counted: %d, want 6", counted)
+	}
+	b.Close()
+	if _, ok := stalled.Next(ctx); ok {
+		t.Fatal("Next after Close returned an event")
+	}
+}
+
+func TestSince(t *testing.T) {
+	b := NewBus(nil)
+	t0 := time.Now()
+	b.Publish(Event{Type: TypeNetworkCreate, Time: t0.Add(-time.Hour)})
+	b.Publish(Event{Type: TypeNetworkDelete, Time: t0.Add(-time.Minute)})
+	s := b.Subscribe(Filter{}, t0.Add(-10*time.Minute), 0)
+	b.Publish(Event{Type: TypeSandboxCreate})
+	ctx := context.Background()
+	for _, want := range []string{TypeNetworkDelete, TypeSandboxCreate} {
+		if e, _ := s.Next(ctx); e.Type != want {
+			t.Fatalf("got %s, want %s", e.Type, want)
+		}
+	}
+	s.Close()
+	s.Close()
+}

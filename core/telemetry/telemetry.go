@@ -1,0 +1,262 @@
+// Package telemetry holds the agent's Prometheus metrics: API request and
+// plugin call latencies, plugin restarts, store operations and errors,
+// the counts of networks, endpoints, sandboxes, spare namespaces and
+// addresses (read from the controller at scrape time), and the embedded
+// DNS resolvers' counters.
+//
+// Nothing is registered globally: New registers the families on the
+// registry it is given, and the owner serves that registry (the agent, at
+// GET /v1/metrics and on telemetry { prometheus_listen }).
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sandnet/sandnet/core/controller"
+)
+
+const namespace = "sandnet"
+
+// Metrics are the agent's metric families. Its methods are safe for
+// concurrent use.
+type Metrics struct {
+	reg prometheus.Registerer
+
+	apiRequests    *prometheus.HistogramVec
+	pluginCalls    *prometheus.HistogramVec
+	pluginRestarts *prometheus.CounterVec
+	pluginExits    *prometheus.CounterVec
+	storeOps       *prometheus.HistogramVec
+	storeErrors    *prometheus.CounterVec
+	eventsDropped  prometheus.Counter
+	dns            *dnsMetrics
+}
+
+// latencyBuckets run from 100µs to 10s: an attach is a few milliseconds,
+// a store write on Consul tens, a plugin start hundreds.
+var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
+
+// New registers the agent's metric families on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reg: reg,
+		apiRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "api", Name: "request_duration_seconds",
+			Help:    "Time to answer an API request, by route pattern and HTTP status code.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "code"}),
+		pluginCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "plugin", Name: "rpc_duration_seconds",
+			Help:    "Time of a gRPC call to a plugin, by plugin kind, plugin name, method and gRPC code.",
+			Buckets: latencyBuckets,
+		}, []string{"kind", "plugin", "method", "code"}),
+		pluginRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "plugin", Name: "restarts_total",
+			Help: "Plugins started again after their process died or stopped answering health checks, or after a reload changed their block.",
+		}, []string{"kind", "plugin"}),
+		pluginExits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "plugin", Name: "exits_total",
+			Help: "Plugin processes that died or were restarted as unhealthy, without the agent asking them to stop.",
+		}, []string{"kind", "plugin"}),
+		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "store", Name: "operation_duration_seconds",
+			Help:    "Time of a store operation (Get, Put, Txn, List, ...), by operation.",
+			Buckets: latencyBuckets,
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "store", Name: "errors_total",
+			Help: "Store operations that failed, by operation and gRPC code; not found and compare-and-swap conflicts are answers, not errors.",
+		}, []string{"op", "code"}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "events", Name: "dropped_total",
+			Help: "Events not delivered to a subscriber whose buffer was full.",
+		}),
+		dns: newDNSMetrics(),
+	}
+	cs := []prometheus.Collector{m.apiRequests, m.pluginCalls, m.pluginRestarts, m.pluginExits, m.storeOps, m.storeErrors, m.eventsDropped}
+	cs = append(cs, m.dns.collectors()...)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Handler serves g's metrics in the Prometheus text format. A collector
+// that fails (the store unreachable) leaves its families out of that
+// scrape; the others are still served.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// APIRequest records one answered API request.
+func (m *Metrics) APIRequest(route string, code int, d time.Duration) {
+	m.apiRequests.WithLabelValues(route, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// PluginCall records one gRPC call to a plugin; method is the full gRPC
+// method name (/pkg.Service/Method) or the bare method. Calls to the store
+// also count as store operations.
+func (m *Metrics) PluginCall(kind, name, method string, d time.Duration, err error) {
+	method = method[strings.LastIndexByte(method, '/')+1:]
+	code := status.Code(err)
+	m.pluginCalls.WithLabelValues(kind, name, method, code.String()).Observe(d.Seconds())
+	if kind != "store" {
+		return
+	}
+	m.storeOps.WithLabelValues(method).Observe(d.Seconds())
+	switch code {
+	case codes.OK, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+	default:
+		m.storeErrors.WithLabelValues(method, code.String()).Inc()
+	}
+}
+
+// PluginRestarted counts a plugin started again.
+func (m *Metrics) PluginRestarted(kind, name string) {
+	m.pluginRestarts.WithLabelValues(kind, name).Inc()
+}
+
+// PluginExited counts a plugin process that went away unasked.
+func (m *Metrics) PluginExited(kind, name string) {
+	m.pluginExits.WithLabelValues(kind, name).Inc()
+}
+
+// EventsDropped counts n events a subscriber missed.
+func (m *Metrics) EventsDropped(n int) { m.eventsDropped.Add(float64(n)) }
+
+// StatsFunc reads the controller's counts.
+type StatsFunc func(ctx context.Context) (*controller.Stats, error)
+
+// WatchController registers the gauges read from the controller at each
+// scrape: networks, endpoints by network, sandboxes, stub sandboxes, spare
+// namespaces, and addresses used and free by network and subnet.
+func (m *Metrics) WatchController(stats StatsFunc) error {
+	return m.reg.Register(&stateCollector{stats: stats})
+}
+
+// scrapeTimeout bounds the store reads of one scrape.
+const scrapeTimeout = 5 * time.Second
+
+var (
+	descNetworks = prometheus.NewDesc("sandnet_networks", "Networks of this host (local ones and global ones).", nil, nil)
+	descEPs      = prometheus.NewDesc("sandnet_endpoints", "Endpoints of a network.", []string{"network", "driver"}, nil)
+	descSBs      = prometheus.NewDesc("sandnet_sandboxes", "Sandboxes, stubs included.", nil, nil)
+	descStubs    = prometheus.NewDesc("sandnet_stub_sandboxes", "Sandboxes read back after a restart that no container claimed yet.", nil, nil)
+	descSpares   = prometheus.NewDesc("sandnet_spare_namespaces_ready", "Namespaces made ahead of time and ready for a sandbox create.", nil, nil)
+	descUsed     = prometheus.NewDesc("sandnet_ipam_addresses_used", "Addresses allocated in a network's subnet.", []string{"network", "subnet"}, nil)
+	descFree     = prometheus.NewDesc("sandnet_ipam_addresses_free", "Addresses dynamic allocation may still hand out in a network's subnet.", []string{"network", "subnet"}, nil)
+)
+
+// stateCollector reads the controller's counts when scraped.
+type stateCollector struct {
+	stats StatsFunc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNetworks, descEPs, descSBs, descStubs, descSpares, descUsed, descFree} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	st, err := c.stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descNetworks, err)
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descNetworks, float64(len(st.Networks)))
+	gauge(descSBs, float64(st.Sandboxes))
+	gauge(descStubs, float64(st.Stubs))
+	gauge(descSpares, float64(st.SpareNamespaces))
+	for _, n := range st.Networks {
+		gauge(descEPs, float64(n.Endpoints), n.Name, n.Driver)
+		for _, p := range n.Pools {
+			gauge(descUsed, float64(p.Used), n.Name, p.Subnet.String())
+			gauge(descFree, p.Free, n.Name, p.Subnet.String())
+		}
+	}
+}
+
+// DNS returns what the embedded resolvers report their queries to.
+func (m *Metrics) DNS() DNS { return m.dns }
+
+// DNS receives the counts of the embedded DNS resolvers. Its methods are
+// safe for concurrent use and cost an atomic add, so a resolver may call
+// them on every query.
+type DNS interface {
+	// Answered counts a query answered with rcode (dns.RcodeSuccess, ...),
+	// local or forwarded.
+	Answered(rcode int)
+	// ForwardStarted counts a query forwarded upstream; ForwardDone must
+	// follow it when the forward ends, whatever its outcome.
+	ForwardStarted()
+	ForwardDone()
+	// Refused counts a query turned away because too many were in flight.
+	Refused()
+}
+
+type dnsMetrics struct {
+	queries   *prometheus.CounterVec
+	forwarded prometheus.Counter
+	inflight  prometheus.Gauge
+	refused   prometheus.Counter
+}
+
+func newDNSMetrics() *dnsMetrics {
+	d := &dnsMetrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "queries_total",
+			Help: "Queries the embedded resolvers answered, by response code.",
+		}, []string{"rcode"}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "forwarded_total",
+			Help: "Queries forwarded to an upstream server.",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "forwards_in_flight",
+			Help: "Forwarded queries waiting for an upstream answer.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "refused_total",
+			Help: "Queries answered REFUSED because too many forwards were in flight.",
+		}),
+	}
+	// The usual codes are there at zero from the start, so a rate() over
+	// them works before the first failure.
+	for _, rc := range []int{dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented} {
+		d.queries.WithLabelValues(dns.RcodeToString[rc])
+	}
+	return d
+}
+
+func (d *dnsMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{d.queries, d.forwarded, d.inflight, d.refused}
+}
+
+func (d *dnsMetrics) Answered(rcode int) {
+	name, ok := dns.RcodeToString[rcode]
+	if !ok {
+		name = strconv.Itoa(rcode)
+	}
+	d.queries.WithLabelValues(name).Inc()
+}
+func (d *dnsMetrics) ForwardStarted() { d.forwarded.Inc(); d.inflight.Inc() }
+func (d *dnsMetrics) ForwardDone()    { d.inflight.Dec() }
+func (d *dnsMetrics) Refused()        { d.refused.Inc() }

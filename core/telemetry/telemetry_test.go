@@ -1,0 +1,43 @@
+package telemetry
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Store calls count as store operations; only failures that are not
+// answers (not found, a compare-and-swap conflict) count as errors.
+func TestStoreErrors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.PluginCall("store", "bolt", "/sandnet.store.v1.Store/Get", time.Millisecond, status.Error(codes.NotFound, "no key"))
+	m.PluginCall("store", "bolt", "/sandnet.store.v1.Store/Txn", time.Millisecond, status.Error(codes.Aborted, "conflict"))
+	m.PluginCall("store", "bolt", "/sandnet.store.v1.Store/Txn", time.Millisecond, status.Error(codes.Unavailable, "down"))
+	m.PluginCall("driver", "bridge", "/sandnet.driver.v1.Driver/Join", time.Millisecond, nil)
+	want := `
+# HELP sandnet_store_errors_total Store operations that failed, by operation and gRPC code; not found and compare-and-swap conflicts are answers, not errors.
+# TYPE sandnet_store_errors_total counter
+sandnet_store_errors_total{code="Unavailable",op="Txn"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sandnet_store_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.storeOps); n != 2 {
+		t.Fatalf("store operation series: %d, want 2 (Get, Txn)", n)
+	}
+	if n := testutil.CollectAndCount(m.pluginCalls); n != 4 {
+		t.Fatalf("plugin call series: %d, want 4", n)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", problems, err)
+	}
+}
