@@ -85,10 +85,15 @@ type Capabilities struct {
 	// uses_host_namespace makes sandboxes joining the driver's networks use
 	// the host's own network namespace (the host driver).
 	UsesHostNamespace bool `protobuf:"varint,4,opt,name=uses_host_namespace,json=usesHostNamespace,proto3" json:"uses_host_namespace,omitempty"`
+	// network_options are the keys of network options (`network create -o
+	// KEY=VALUE`) the driver understands. When the list is not empty, the
+	// host refuses a network whose options hold any other key before it
+	// calls the driver; a driver that lists none is given every key.
+	NetworkOptions []string `protobuf:"bytes,5,rep,name=network_options,json=networkOptions,proto3" json:"network_options,omitempty"`
 	// peers says the driver serves PeerAdd and PeerDelete: the host tells
 	// it about the endpoints of its global networks on other hosts. The
 	// host calls them only on a driver that says so.
-	Peers         bool `protobuf:"varint,5,opt,name=peers,proto3" json:"peers,omitempty"`
+	Peers         bool `protobuf:"varint,6,opt,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +154,13 @@ func (x *Capabilities) GetUsesHostNamespace() bool {
 		return x.UsesHostNamespace
 	}
 	return false
+}
+
+func (x *Capabilities) GetNetworkOptions() []string {
+	if x != nil {
+		return x.NetworkOptions
+	}
+	return nil
 }
 
 func (x *Capabilities) GetPeers() bool {
@@ -1764,14 +1776,15 @@ var File_driver_proto protoreflect.FileDescriptor
 const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"\fdriver.proto\x12\n" +
-	"sandnet.v1\x1a\fplugin.proto\"\xf1\x01\n" +
+	"sandnet.v1\x1a\fplugin.proto\"\x9a\x02\n" +
 	"\fCapabilities\x120\n" +
 	"\n" +
 	"data_scope\x18\x01 \x01(\x0e2\x11.sandnet.v1.ScopeR\tdataScope\x12@\n" +
 	"\x12connectivity_scope\x18\x02 \x01(\x0e2\x11.sandnet.v1.ScopeR\x11connectivityScope\x12'\n" +
 	"\x0fneeds_addresses\x18\x03 \x01(\bR\x0eneedsAddresses\x12.\n" +
-	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\x12\x14\n" +
-	"\x05peers\x18\x05 \x01(\bR\x05peers\"N\n" +
+	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\x12'\n" +
+	"\x0fnetwork_options\x18\x05 \x03(\tR\x0enetworkOptions\x12\x14\n" +
+	"\x05peers\x18\x06 \x01(\bR\x05peers\"N\n" +
 	"\bIPAMData\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x14\n" +
