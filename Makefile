@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/sandnet/sandnet/core/agent.Version=$(VERSION)
 PLUGIN_LDFLAGS := -X main.version=$(VERSION)
 
 # kind-name:source directory, one per plugin binary.
-PLUGINS := driver-none:plugins/none driver-host:plugins/host driver-bridge:plugins/bridge store-bolt:plugins/store-bolt store-consul:plugins/store-consul
+PLUGINS := driver-none:plugins/none driver-host:plugins/host driver-bridge:plugins/bridge driver-overlay:plugins/overlay store-bolt:plugins/store-bolt store-consul:plugins/store-consul
 
 # Pinned generators for `make proto`.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
