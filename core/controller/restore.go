@@ -329,7 +329,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue
 		}
-		np := netProto(n)
+		np := c.netProto(n)
 		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np}); err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue
