@@ -69,8 +69,16 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 			}
 		}
 	}
+	// A driver whose networks are global by nature (overlay) makes
+	// global networks unless told otherwise, and no local ones.
+	if req.Scope == "" && caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
+		req.Scope = scopeGlobal
+	}
 	switch req.Scope {
 	case "", "local":
+		if caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
+			return nil, errorf(sdk.ErrInvalid, "scope: driver %q makes global networks only; leave scope out or make it global", req.Driver)
+		}
 		req.Scope = "local"
 	case "global":
 		if !c.plugins.StoreGlobal() {
@@ -78,6 +86,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		}
 	default:
 		return nil, errorf(sdk.ErrInvalid, "scope: %q is not local or global", req.Scope)
+	}
+	if err := c.checkAdvertise(req.Name, req.Driver, req.Scope, caps); err != nil {
+		return nil, err
 	}
 	subnet, err := parsePrefix("subnet", req.Subnet)
 	if err != nil {
@@ -105,12 +116,17 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if !caps.GetNeedsAddresses() && (subnet.IsValid() || gateway.IsValid() || ipRange.IsValid() || subnet6.IsValid()) {
 		return nil, errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
+	servers, err := parseDNS("dns", req.DNS)
+	if err != nil {
+		return nil, err
+	}
 	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
 		req.EnableIPv6 = true
 	}
 	n := &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
+		DNS: servers,
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
 		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
@@ -141,13 +157,14 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		res, err := c.kv.txnResults(ctx, ops...)
 		if err == nil {
 			c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
+			c.noteNetworkDNS(n, indexOf(res, networkKey(n.ID)))
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: netProto(n)}); err != nil {
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
 		if rerr := c.removeNetwork(ctx, n); rerr != nil {
 			c.log.Error("rolling back network record", "network", n.Name, "error", rerr)
 		}
@@ -161,6 +178,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 // transaction.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	c.kv.nets.forget(n.ID)
+	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
 		if err := c.ipam.ClearAddresses(ctx, p.Subnet); err != nil {
 			return err
@@ -221,6 +239,7 @@ func (c *Controller) networkByID(ctx context.Context, id string) (*Network, uint
 		return nil, 0, errorf(sdk.ErrNotFound, "network %q is local to another host", id)
 	}
 	c.kv.nets.put(&n, idx)
+	c.noteNetworkDNS(&n, idx)
 	return &n, idx, nil
 }
 
@@ -271,7 +290,9 @@ func isID(ref string) bool {
 
 // netCache remembers network records by ID, each with the index it was
 // read or written at, and the IDs of network names. A network's record
-// changes once in its life, when a delete marks it in-delete, and a name
+// changes when a delete marks it in-delete, and when its DNS servers
+// change (UpdateNetworkDNS caches the new record; nothing else reads its
+// DNS servers from here), and a name
 // names one network until that network is gone: so a cached record has
 // the record's content, and only its index (and whether the network still
 // exists) may be out of date. Whoever needs the network to exist and not
@@ -449,7 +470,7 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	pool := c.pool
 	c.mu.Unlock()
 	pool.forget(n.ID) // spares prepared for it hold its ports
-	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: netProto(n)}); err != nil {
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}
 	if err := c.removeNetwork(ctx, n); err != nil {
