@@ -39,7 +39,7 @@ func (p plugins) Store() (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return namedStore{Store: s, name: p.store}, nil
 }
 
 func (p plugins) Driver(name string) (driver.Driver, error) {

@@ -1011,19 +1011,18 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 	}
 	err = errors.Join(err, <-retired)
 	c.refreshDNS(op)
-	if err != nil {
-		// The sandbox has let the endpoint go: so does its record, which
-		// keeps its addresses; deleting it (and, with the driver, what
-		// is left of it) is left to the next start.
-		if _, uerr := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
-			cur.SandboxID, cur.IfName, cur.External = "", "", false
-			return nil
-		}); uerr != nil {
-			c.log.Error("marking endpoint left", "endpoint", short(epID), "error", uerr)
-		}
-		return err
+	if err == nil {
+		err = c.dropEndpointAt(ctx, n, netID, epID, idx, &ep)
 	}
-	if err := c.dropEndpointAt(ctx, n, netID, epID, idx, &ep); err != nil {
+	if err != nil {
+		// The record still names the sandbox, and the sandbox keeps the
+		// endpoint (its interface already gone): a retried disconnect
+		// or delete, or the driver's replay, calls the driver again
+		// (every call is idempotent) and drops the record then. Never
+		// an endpoint that no sandbox holds.
+		se := sbEndpoint(n, &ep)
+		se.IfName = ""
+		op.sb.Restore(se)
 		return err
 	}
 	if dying {
