@@ -23,7 +23,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 # another module, so test, test-unit and lint visit each.
 MODULES := . sdk
 
-.PHONY: all build plugins run test test-unit deps proto lint bench clean consul
+.PHONY: all build plugins run test test-unit deps proto lint bench clean consul install
 
 all: build
 
@@ -98,6 +98,22 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./plugins/store-bolt/... ./plugins/store-consul/...
 	unshare --net --mount --propagation private $(BIN)/bench-attach
 	unshare --net --mount --propagation private $(BIN)/bench-dns
+
+# install puts the agent in $(PREFIX)/bin, the plugins in
+# $(PREFIX)/lib/sandnet/plugins (set plugin_dir to it when PREFIX is not
+# /usr), the CNI plugin, when built, in $(CNI_BIN_DIR), and the systemd
+# unit in $(PREFIX)/lib/systemd/system; DESTDIR stages it all elsewhere.
+PREFIX      ?= /usr/local
+CNI_BIN_DIR ?= $(PREFIX)/lib/cni
+UNIT_DIR    ?= $(PREFIX)/lib/systemd/system
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/sandnet/plugins $(DESTDIR)$(UNIT_DIR)
+	install -m 0755 $(BIN)/sandnet $(DESTDIR)$(PREFIX)/bin/sandnet
+	install -m 0755 $(PLUGIN_BIN)/sandnet-* $(DESTDIR)$(PREFIX)/lib/sandnet/plugins/
+	if [ -x $(BIN)/cni/sandnet ]; then install -d $(DESTDIR)$(CNI_BIN_DIR) && install -m 0755 $(BIN)/cni/sandnet $(DESTDIR)$(CNI_BIN_DIR)/sandnet; fi
+	sed 's|@PREFIX@|$(PREFIX)|g' contrib/systemd/sandnet.service > $(DESTDIR)$(UNIT_DIR)/sandnet.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/sandnet.service
 
 clean:
 	rm -rf $(BIN)

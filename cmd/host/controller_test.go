@@ -67,7 +67,7 @@ func TestAPIErrorsNameTheField(t *testing.T) {
 		{"unknown sandbox", func() error { _, err := c.Sandbox(ctx, "ghost"); return err }, 404, "ghost"},
 		{"unknown field", func() error {
 			return c.Do(ctx, "POST", "/v1/networks", map[string]any{"name": "x", "drvier": "none"}, nil)
-		}, 400, `"drvier"`},
+		}, 400, `drvier: unknown field`},
 		{"connect to host network without host mode", func() error {
 			if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "host", Driver: "host"}); err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 
@@ -19,8 +20,9 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
 	var req controller.NetworkCreate
-	var opts stringList
+	var opts, dns stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
+	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
 	fs.StringVar(&req.Subnet, "subnet", "", "IPv4 subnet in CIDR (default: the first free default pool)")
 	fs.StringVar(&req.Gateway, "gateway", "", "IPv4 gateway (default: the subnet's first address)")
@@ -31,7 +33,7 @@ func networkCreateCmd(args []string) int {
 	fs.BoolVar(&req.Internal, "internal", false, "no way out: no gateway route, no NAT")
 	fs.Var(&opts, "o", "driver option key=value (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
-		req.Name = pos[0]
+		req.Name, req.DNS = pos[0], dns
 		for _, o := range opts {
 			k, v, ok := strings.Cut(o, "=")
 			if !ok || k == "" {
@@ -49,6 +51,33 @@ func networkCreateCmd(args []string) int {
 		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
 		return nil
 	})
+}
+
+func networkUpdateCmd(args []string) int {
+	fs := newFlags("network update", "NETWORK")
+	var add, drop stringList
+	fs.Var(&add, "dns-add", "add a DNS server (repeatable)")
+	fs.Var(&drop, "dns-drop", "drop a DNS server (repeatable)")
+	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		n, err := c.UpdateNetworkDNS(ctx, pos[0], controller.NetworkDNSUpdate{Add: add, Drop: drop})
+		if err != nil {
+			return err
+		}
+		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", n.Name, dnsList(n.DNS)) })
+		return nil
+	})
+}
+
+// dnsList shows a network's DNS servers, "-" for none.
+func dnsList(servers []netip.Addr) string {
+	if len(servers) == 0 {
+		return "-"
+	}
+	s := make([]string, len(servers))
+	for i, a := range servers {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func networkLsCmd(args []string) int {
@@ -83,7 +112,7 @@ func networkInspectCmd(args []string) int {
 		}
 		cf.output(out, func(w *tabwriter.Writer) {
 			for _, n := range out {
-				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal)
+				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS))
 				for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
 					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s\n", p.Subnet, show(p.Gateway))
 				}

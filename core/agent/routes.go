@@ -32,6 +32,15 @@ func (a *Agent) controllerRoutes() {
 	h("DELETE /v1/networks/{ref}", http.StatusNoContent, func(r *http.Request) (any, error) {
 		return nil, c.DeleteNetwork(r.Context(), r.PathValue("ref"))
 	})
+	for _, method := range []string{"POST", "PATCH"} {
+		h(method+" /v1/networks/{ref}/dns", 0, func(r *http.Request) (any, error) {
+			var req controller.NetworkDNSUpdate
+			if err := api.Decode(r, &req); err != nil {
+				return nil, err
+			}
+			return c.UpdateNetworkDNS(r.Context(), r.PathValue("ref"), req)
+		})
+	}
 	h("POST /v1/networks/{ref}/connect", http.StatusCreated, func(r *http.Request) (any, error) {
 		var req controller.Connect
 		if err := api.Decode(r, &req); err != nil {

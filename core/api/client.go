@@ -139,6 +139,14 @@ func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(ref), nil, nil)
 }
 
+// UpdateNetworkDNS drops and adds DNS servers of a network (POST
+// /v1/networks/{ref}/dns); running sandboxes on it forward to the new list
+// at once.
+func (c *Client) UpdateNetworkDNS(ctx context.Context, ref string, req controller.NetworkDNSUpdate) (*controller.Network, error) {
+	var n controller.Network
+	return &n, c.Do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(ref)+"/dns", req, &n)
+}
+
 // Connect attaches a container's sandbox to a network.
 func (c *Client) Connect(ctx context.Context, network string, req controller.Connect) (*controller.Endpoint, error) {
 	var ep controller.Endpoint

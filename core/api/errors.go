@@ -8,10 +8,14 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 )
 
+// ErrTooLarge is a request body over MaxBody: 413.
+var ErrTooLarge = errors.New("request body too large")
+
 var statusOf = []struct {
 	err    error
 	status int
 }{
+	{ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{sdk.ErrInvalid, http.StatusBadRequest},
 	{sdk.ErrForbidden, http.StatusForbidden},
 	{sdk.ErrNotFound, http.StatusNotFound},

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +12,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sandnet/sandnet/sdk"
@@ -152,26 +158,132 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Decode reads a JSON request body into v. An unknown field, a wrong type
-// or trailing data is an error wrapping sdk.ErrInvalid that names the field.
+// MaxBody is the largest request body the API reads.
+const MaxBody = 1 << 20
+
+// maxDrain bounds how much of an oversized body is read and discarded so
+// that a client which writes its whole body before reading gets the 413
+// instead of a broken pipe; beyond it the connection is closed.
+const maxDrain = 64 << 20
+
+// Decode reads a JSON request body into v. Every error wraps
+// sdk.ErrInvalid and names the JSON path of the field as the client wrote
+// it (networks[0].priority, dns[1], options.zzz): an unknown field, a
+// wrong type, a value its type refuses (an address that does not parse),
+// a duplicate field, invalid UTF-8 or trailing data. A body over MaxBody
+// is an error wrapping ErrTooLarge (413).
 func Decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
+	}
+	if len(body) > MaxBody {
+		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
+		return fmt.Errorf("request body: larger than the limit of %d bytes (1 MiB): %w", MaxBody, ErrTooLarge)
+	}
+	return DecodeBytes(body, v)
+}
+
+// DecodeBytes is Decode over a body already read.
+func DecodeBytes(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Errorf("request body: empty, expected a JSON object: %w", sdk.ErrInvalid)
+	}
+	err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true))
+	if err == nil {
+		return nil
+	}
+	var se *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		at := fieldPath(se.JSONPointer)
 		switch {
-		case errors.As(err, &te):
-			return fmt.Errorf("field %q: expected %s, got JSON %s: %w", te.Field, te.Type, te.Value, sdk.ErrInvalid)
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("request body: empty, expected a JSON object: %w", sdk.ErrInvalid)
+		case errors.Is(se.Err, jsonv2.ErrUnknownName):
+			return fmt.Errorf("%s: unknown field: %w", at, sdk.ErrInvalid)
+		case se.Err != nil && se.JSONKind != 0:
+			return fmt.Errorf("%s: bad value %s: %v: %w", at, clip(se.JSONValue), se.Err, sdk.ErrInvalid)
+		case se.Err != nil:
+			return fmt.Errorf("%s: %v: %w", at, se.Err, sdk.ErrInvalid)
 		default:
-			return fmt.Errorf("request body: %s: %w", strings.TrimPrefix(err.Error(), "json: "), sdk.ErrInvalid)
+			return fmt.Errorf("%s: expected %s, got JSON %s: %w", at, jsonKindOf(se.GoType), kindName(se.JSONKind), sdk.ErrInvalid)
 		}
+	case errors.As(err, &syn):
+		return fmt.Errorf("%s: invalid JSON at byte %d: %v: %w", fieldPath(syn.JSONPointer), syn.ByteOffset, syn.Err, sdk.ErrInvalid)
+	default:
+		return fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
 	}
-	if dec.More() {
-		return fmt.Errorf("request body: data after the JSON object: %w", sdk.ErrInvalid)
+}
+
+// fieldPath writes a JSON pointer (/networks/0/priority) the way a client
+// names the field (networks[0].priority); the empty pointer is the body.
+func fieldPath(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if _, err := strconv.ParseUint(tok, 10, 32); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
 	}
-	return nil
+	if b.Len() == 0 {
+		return "request body"
+	}
+	return b.String()
+}
+
+// jsonKindOf says what JSON a Go type is decoded from.
+func jsonKindOf(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		return "a JSON string"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a JSON string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a JSON number"
+	}
+	return t.String()
+}
+
+// kindName names a JSON kind in words.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "value"
+}
+
+// clip quotes at most 64 bytes of a value for an error message.
+func clip(v jsontext.Value) string {
+	if len(v) > 64 {
+		return strconv.Quote(string(v[:64])) + "…"
+	}
+	return string(v)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

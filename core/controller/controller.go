@@ -91,6 +91,9 @@ type Controller struct {
 	bg          context.Context // ends with Close: background undo work
 	stopBG      context.CancelFunc
 	stubTimer   *time.Timer
+
+	dnsMu  sync.Mutex             // guards netDNS; see netdns.go. A leaf: never held with mu
+	netDNS map[string]netDNSEntry // network ID → its DNS servers
 }
 
 // sandboxOp is a sandbox with the lock that serializes operations on it.

@@ -41,6 +41,7 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 		}
 	}
 	op.dns.nets.Store(&ids)
+	c.applyUpstreams(op) // the networks' servers may have changed
 	c.mu.Lock()
 	deleting := op.deleting
 	c.mu.Unlock()
@@ -90,7 +91,10 @@ func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
 // useResolver makes r the sandbox's resolver.
 func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 	op.dns.r = r
+	c.dnsMu.Lock()
 	op.dns.live.Store(r)
+	c.applyUpstreamsLocked(op)
+	c.dnsMu.Unlock()
 	op.sb.SetEmbeddedDNS(true)
 }
 

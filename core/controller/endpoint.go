@@ -29,11 +29,14 @@ import (
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
 	c.quiet.enter()
 	defer c.quiet.leave()
-	op, err := c.byContainerID(req.Container)
-	if err != nil {
+	if err := checkContainerID("container", req.Container); err != nil {
 		return nil, err
 	}
 	args, err := parseConnect(req)
+	if err != nil {
+		return nil, err
+	}
+	op, err := c.byContainerID(req.Container)
 	if err != nil {
 		return nil, err
 	}
@@ -54,9 +57,18 @@ type connectArgs struct {
 	mac     string // normalized; empty: the driver's
 }
 
-// parseConnect checks a Connect's ports and addresses.
+// parseConnect checks a Connect's name, aliases, ports and addresses.
+// Errors start with the field's name.
 func parseConnect(req Connect) (a connectArgs, err error) {
 	a.req = req
+	if req.Name != "" && !validName.MatchString(req.Name) {
+		return a, errorf(sdk.ErrInvalid, "name: %q is not a valid name (letters, digits, _ . -; up to 128)", clip(req.Name))
+	}
+	for i, al := range req.Aliases {
+		if err := sandbox.CheckDNSName(fmt.Sprintf("aliases[%d]", i), al, false); err != nil {
+			return a, err
+		}
+	}
 	if a.ports, err = parsePorts(req.Publish); err != nil {
 		return a, err
 	}
@@ -136,6 +148,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	}
 	d, caps, err := c.driver(n.Driver)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkConnectAddrs(n, caps, a); err != nil {
 		return nil, err
 	}
 	if err := c.ensureOnHost(ctx, d, n); err != nil {
@@ -1020,6 +1035,9 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 // Disconnect detaches a container's sandbox from a network and deletes the
 // endpoint.
 func (c *Controller) Disconnect(ctx context.Context, netRef, container string) error {
+	if err := checkContainerID("container", container); err != nil {
+		return err
+	}
 	op, err := c.byContainerID(container)
 	if err != nil {
 		return err

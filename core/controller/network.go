@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,7 +51,7 @@ func parseAddr(field, s string) (netip.Addr, error) {
 // failure leaves nothing behind.
 func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Network, error) {
 	if !validName.MatchString(req.Name) {
-		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", req.Name)
+		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", clip(req.Name))
 	}
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
@@ -59,6 +61,13 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		return nil, errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
 		return nil, err
+	}
+	if known := caps.GetNetworkOptions(); len(known) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(req.Options)) {
+			if !slices.Contains(known, k) {
+				return nil, errorf(sdk.ErrInvalid, "options.%s: not an option of driver %q (known: %s)", clip(k), req.Driver, strings.Join(known, ", "))
+			}
+		}
 	}
 	switch req.Scope {
 	case "", "local":
@@ -96,12 +105,17 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if !caps.GetNeedsAddresses() && (subnet.IsValid() || gateway.IsValid() || ipRange.IsValid() || subnet6.IsValid()) {
 		return nil, errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
+	servers, err := parseDNS("dns", req.DNS)
+	if err != nil {
+		return nil, err
+	}
 	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
 		req.EnableIPv6 = true
 	}
 	n := &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
+		DNS: servers,
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
 		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
@@ -132,6 +146,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		res, err := c.kv.txnResults(ctx, ops...)
 		if err == nil {
 			c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
+			c.noteNetworkDNS(n, indexOf(res, networkKey(n.ID)))
 		}
 		return err
 	})
@@ -152,6 +167,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 // transaction.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	c.kv.nets.forget(n.ID)
+	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
 		if err := c.ipam.ClearAddresses(ctx, p.Subnet); err != nil {
 			return err
@@ -212,6 +228,7 @@ func (c *Controller) networkByID(ctx context.Context, id string) (*Network, uint
 		return nil, 0, errorf(sdk.ErrNotFound, "network %q is local to another host", id)
 	}
 	c.kv.nets.put(&n, idx)
+	c.noteNetworkDNS(&n, idx)
 	return &n, idx, nil
 }
 
@@ -262,7 +279,9 @@ func isID(ref string) bool {
 
 // netCache remembers network records by ID, each with the index it was
 // read or written at, and the IDs of network names. A network's record
-// changes once in its life, when a delete marks it in-delete, and a name
+// changes when a delete marks it in-delete, and when its DNS servers
+// change (UpdateNetworkDNS caches the new record; nothing else reads its
+// DNS servers from here), and a name
 // names one network until that network is gone: so a cached record has
 // the record's content, and only its index (and whether the network still
 // exists) may be out of date. Whoever needs the network to exist and not

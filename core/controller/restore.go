@@ -27,13 +27,14 @@ type state struct {
 
 func (c *Controller) readState(ctx context.Context) (*state, error) {
 	st := &state{networks: map[string]*Network{}}
-	if err := c.kv.list(ctx, networkPrefix, func(_ string, _ uint64, raw []byte) error {
+	if err := c.kv.list(ctx, networkPrefix, func(_ string, idx uint64, raw []byte) error {
 		var n Network
 		if err := json.Unmarshal(raw, &n); err != nil {
 			return err
 		}
 		if c.mine(&n) {
 			st.networks[n.ID] = &n
+			c.noteNetworkDNS(&n, idx)
 		}
 		return nil
 	}); err != nil {

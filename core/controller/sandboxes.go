@@ -20,8 +20,11 @@ import (
 // sandbox an agent restart left for it, and connects it to the networks
 // the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
-	if req.ContainerID == "" {
-		return nil, errorf(sdk.ErrInvalid, "container_id: must not be empty")
+	if err := checkContainerID("container_id", req.ContainerID); err != nil {
+		return nil, err
+	}
+	if err := req.Options.Validate(); err != nil {
+		return nil, err
 	}
 	if req.Netns != "" {
 		// The runtime's namespace, given at once: an external key set
@@ -250,6 +253,11 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 		n, _, _, err := c.cachedNetwork(ctx, sn.Network)
 		if err != nil {
 			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
+		}
+		if _, caps, err := c.driver(n.Driver); err == nil {
+			if err := checkConnectAddrs(n, caps, args); err != nil {
+				return nil, fmt.Errorf("networks[%d].%w", i, err)
+			}
 		}
 		if j, dup := seen[n.ID]; dup {
 			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: network %s is listed twice (networks[%d])", i, n.Name, j)
@@ -583,20 +591,38 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 		return nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
 	}
 	op.sb.SetNamespace(key, ns)
-	ok := false
+	ok, saved := false, false
 	defer func() {
-		if !ok {
-			op.sb.SetNamespace("", nil)
-			_ = ns.Destroy()
+		if ok {
+			return
+		}
+		op.sb.SetNamespace("", nil)
+		_ = ns.Destroy()
+		if saved { // the record forgets the key again
+			if err := c.saveSandbox(context.WithoutCancel(ctx), op); err != nil {
+				c.log.Warn("undoing a failed set-key's record", "sandbox", short(op.sb.ID()), "error", err)
+			}
 		}
 	}()
+	// A runtime may hand over its namespace with lo still down (`ip netns
+	// add`, unshare); the embedded resolver listens on it.
+	if err := ns.SetLoopbackUp(); err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
 	if err := c.saveSandbox(ctx, op); err != nil {
 		return nil, err
 	}
-	// Endpoints joined before the key existed are set up now.
-	for _, e := range op.sb.Endpoints() {
+	saved = true
+	// Endpoints connected before the key existed are joined now. Should
+	// one fail, it and those after it stay the sandbox's, unjoined, so
+	// that deleting the sandbox removes them.
+	eps := op.sb.Endpoints()
+	for i, e := range eps {
 		op.sb.Forget(e.ID)
 		if err := c.rejoin(ctx, op, e.NetworkID, e.ID); err != nil {
+			for _, rest := range eps[i:] {
+				op.sb.Restore(rest)
+			}
 			return nil, err
 		}
 	}
@@ -608,7 +634,7 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 // containers resolve); if one fails, all are renamed back.
 func (c *Controller) Rename(ctx context.Context, container, name string) error {
 	if !validName.MatchString(name) {
-		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", name)
+		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", clip(name))
 	}
 	op, err := c.byContainerID(container)
 	if err != nil {
@@ -653,6 +679,9 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox.Options) (*Sandbox, error) {
 	op, err := c.byContainerID(container)
 	if err != nil {
+		return nil, err
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	op.mu.Lock()

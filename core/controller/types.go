@@ -23,7 +23,11 @@ type Network struct {
 	Options    map[string]string `json:"options,omitempty"`
 	IPv4       []IPAMConfig      `json:"ipv4,omitempty"`
 	IPv6       []IPAMConfig      `json:"ipv6,omitempty"`
-	Created    time.Time         `json:"created"`
+	// DNS are the servers the resolvers of sandboxes on the network
+	// forward to (a sandbox's own servers win); UpdateNetworkDNS changes
+	// them.
+	DNS     []netip.Addr `json:"dns,omitempty"`
+	Created time.Time    `json:"created"`
 	// InDelete is set before a delete starts, so a crash midway is
 	// finished on restart.
 	InDelete bool `json:"in_delete,omitempty"`
@@ -106,6 +110,8 @@ type NetworkCreate struct {
 	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
 	Internal   bool              `json:"internal,omitempty"`
 	Options    map[string]string `json:"options,omitempty"`
+	// DNS are the network's DNS servers (IP addresses).
+	DNS []string `json:"dns,omitempty"`
 }
 
 // SandboxCreate is a request to create a sandbox for a container.

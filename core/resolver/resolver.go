@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,8 +96,10 @@ type Resolver struct {
 	resolvConf  string
 	cache       *Cache
 
+	configured []netip.AddrPort // Config.Upstreams
+
 	upMu   sync.Mutex       // guards static; held while the upstreams are set
-	static []netip.AddrPort // Config.Upstreams, or SetUpstreams's
+	static []netip.AddrPort // SetUpstreams's list, else configured
 
 	upstreams atomic.Pointer[upstreamSet]
 	inflight  atomic.Int64  // forwarded queries holding a slot
@@ -127,7 +130,8 @@ func New(cfg Config, b Backend) *Resolver {
 		log:         cfg.Logger,
 		timeout:     cfg.Timeout,
 		maxInflight: int64(cfg.MaxInflight),
-		static:      append([]netip.AddrPort(nil), cfg.Upstreams...),
+		configured:  slices.Clone(cfg.Upstreams),
+		static:      slices.Clone(cfg.Upstreams),
 		resolvConf:  cfg.HostResolvConf,
 		cache:       cfg.Cache,
 	}
@@ -195,16 +199,20 @@ func (r *Resolver) loadUpstreamsLocked() {
 
 // SetUpstreams makes aps the servers forwarded queries go to from now on,
 // for a running resolver too (queries already forwarded finish with the
-// old list); empty means the host's resolv.conf again.
+// old list); empty means Config.Upstreams again, or the host's
+// resolv.conf when that is empty too.
 func (r *Resolver) SetUpstreams(aps []netip.AddrPort) {
 	r.upMu.Lock()
 	defer r.upMu.Unlock()
-	r.static = append([]netip.AddrPort(nil), aps...)
+	r.static = slices.Clone(aps)
+	if len(r.static) == 0 {
+		r.static = r.configured
+	}
 	r.loadUpstreamsLocked()
 }
 
 // ReloadHostResolvConf reads the host's resolv.conf again when the
-// resolver forwards to its servers (no Config.Upstreams, no
+// resolver forwards to its servers (no Config.Upstreams, none from
 // SetUpstreams), and forwards to the servers it names from now on.
 func (r *Resolver) ReloadHostResolvConf() {
 	r.upMu.Lock()

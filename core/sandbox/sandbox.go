@@ -654,8 +654,16 @@ func (s *Sandbox) WriteFiles() error {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	s.mu.Lock()
-	rc, hosts := s.resolvConf().Bytes(), s.hosts()
+	rcv := s.resolvConf()
+	err := checkTokens("resolv.conf", rcv.Search, rcv.Options)
+	if err == nil {
+		err = checkTokens("hosts", s.hostNames())
+	}
+	rc, hosts := rcv.Bytes(), s.hosts()
 	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", s.id, err)
+	}
 	if !bytes.Equal(rc, s.written.resolv) {
 		s.written.resolv = nil
 		if err := writeFile(s.ResolvConfPath(), rc); err != nil {
@@ -723,6 +731,21 @@ func (s *Sandbox) hosts() []byte {
 		fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
 	}
 	return b.Bytes()
+}
+
+// hostNames are the names the hosts file holds besides the fixed ones.
+func (s *Sandbox) hostNames() []string {
+	var names []string
+	if h := s.opts.Hostname; h != "" {
+		names = append(names, h)
+		if s.opts.DomainName != "" {
+			names = append(names, s.opts.DomainName)
+		}
+	}
+	for _, h := range s.opts.ExtraHosts {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 // RemoveFiles deletes the sandbox's resolution files and their directory.

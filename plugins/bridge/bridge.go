@@ -22,6 +22,7 @@ func capabilities(context.Context) (*pb.Capabilities, error) {
 		DataScope:         pb.Scope_SCOPE_LOCAL,
 		ConnectivityScope: pb.Scope_SCOPE_LOCAL,
 		NeedsAddresses:    true,
+		NetworkOptions:    knownOptions,
 	}, nil
 }
 

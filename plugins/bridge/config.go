@@ -41,9 +41,10 @@ func parse(raw []byte) (Config, error) {
 	return c, nil
 }
 
-// Network options (`sandnet network create -o KEY=VALUE`). Every key under
-// optionPrefix must be one of these; other keys belong to someone else and
-// are ignored.
+// Network options (`sandnet network create -o KEY=VALUE`). The driver
+// declares them in its capabilities, so the host refuses any other key
+// before the driver sees it; the driver still checks the keys under
+// optionPrefix itself.
 const (
 	optionPrefix  = "com.sandnet.bridge."
 	optBridgeName = optionPrefix + "name"

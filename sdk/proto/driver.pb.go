@@ -85,8 +85,13 @@ type Capabilities struct {
 	// uses_host_namespace makes sandboxes joining the driver's networks use
 	// the host's own network namespace (the host driver).
 	UsesHostNamespace bool `protobuf:"varint,4,opt,name=uses_host_namespace,json=usesHostNamespace,proto3" json:"uses_host_namespace,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// network_options are the keys of network options (`network create -o
+	// KEY=VALUE`) the driver understands. When the list is not empty, the
+	// host refuses a network whose options hold any other key before it
+	// calls the driver; a driver that lists none is given every key.
+	NetworkOptions []string `protobuf:"bytes,5,rep,name=network_options,json=networkOptions,proto3" json:"network_options,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -145,6 +150,13 @@ func (x *Capabilities) GetUsesHostNamespace() bool {
 		return x.UsesHostNamespace
 	}
 	return false
+}
+
+func (x *Capabilities) GetNetworkOptions() []string {
+	if x != nil {
+		return x.NetworkOptions
+	}
+	return nil
 }
 
 // IPAMData is one address pool of a network.
@@ -1586,13 +1598,14 @@ var File_driver_proto protoreflect.FileDescriptor
 const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"\fdriver.proto\x12\n" +
-	"sandnet.v1\x1a\fplugin.proto\"\xdb\x01\n" +
+	"sandnet.v1\x1a\fplugin.proto\"\x84\x02\n" +
 	"\fCapabilities\x120\n" +
 	"\n" +
 	"data_scope\x18\x01 \x01(\x0e2\x11.sandnet.v1.ScopeR\tdataScope\x12@\n" +
 	"\x12connectivity_scope\x18\x02 \x01(\x0e2\x11.sandnet.v1.ScopeR\x11connectivityScope\x12'\n" +
 	"\x0fneeds_addresses\x18\x03 \x01(\bR\x0eneedsAddresses\x12.\n" +
-	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\"N\n" +
+	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\x12'\n" +
+	"\x0fnetwork_options\x18\x05 \x03(\tR\x0enetworkOptions\"N\n" +
 	"\bIPAMData\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x14\n" +

@@ -1,0 +1,65 @@
+package controller
+
+import (
+	"regexp"
+
+	"github.com/sandnet/sandnet/sdk"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// validContainerID is what a container ID may be: a letter or digit, then
+// letters, digits, '_', '.' and '-', 255 characters at most. Docker's
+// container names and 64-hex IDs, Podman's IDs and containerd's CNI
+// container IDs (<namespace>-<id>) all fit; nothing that could split a
+// line, a path or a log field does.
+var validContainerID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`)
+
+// checkContainerID checks a container ID given in field.
+func checkContainerID(field, id string) error {
+	if id == "" {
+		return errorf(sdk.ErrInvalid, "%s: must not be empty", field)
+	}
+	if !validContainerID.MatchString(id) {
+		return errorf(sdk.ErrInvalid, "%s: %q is not a valid container ID (a letter or digit, then letters, digits, _ . -; up to 255 characters)", field, clip(id))
+	}
+	return nil
+}
+
+// checkConnectAddrs refuses addresses a connect to network n could not
+// honour, rather than ignoring them: a family the network has no pool
+// of, or any address on a network whose driver takes none.
+func checkConnectAddrs(n *Network, caps *pb.Capabilities, a connectArgs) error {
+	if (a.ip.IsValid() || a.ip6.IsValid()) && !caps.GetNeedsAddresses() {
+		field := "ip"
+		if !a.ip.IsValid() {
+			field = "ipv6"
+		}
+		return errorf(sdk.ErrInvalid, "%s: network %s (driver %s) assigns no addresses", field, n.Name, n.Driver)
+	}
+	if a.ip.IsValid() {
+		if !a.ip.Is4() {
+			return errorf(sdk.ErrInvalid, "ip: %s is not an IPv4 address (use ipv6)", a.ip)
+		}
+		if len(n.IPv4) == 0 {
+			return errorf(sdk.ErrInvalid, "ip: network %s has no IPv4 subnet", n.Name)
+		}
+	}
+	if a.ip6.IsValid() {
+		if !a.ip6.Is6() || a.ip6.Is4In6() {
+			return errorf(sdk.ErrInvalid, "ipv6: %s is not an IPv6 address (use ip)", a.ip6)
+		}
+		if len(n.IPv6) == 0 {
+			return errorf(sdk.ErrInvalid, "ipv6: network %s has no IPv6 subnet (create it with --ipv6)", n.Name)
+		}
+	}
+	return nil
+}
+
+// clip shortens s for an error message: a hostile value of a megabyte
+// must not become a megabyte of log.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
