@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,5 +188,30 @@ func TestDoctor(t *testing.T) {
 	want := `FAIL  plugin driver "none": ` + removed + ": no such file or directory"
 	if code != 1 || !strings.Contains(out, want) {
 		t.Fatalf("doctor without the none driver: exit %d, want 1 and a line %q:\n%s", code, want, out)
+	}
+}
+
+// api { socket_group } gives the socket to that group, mode 0660, so its
+// members may use the CLI.
+func TestSocketGroup(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	e := agenttest.NewEnv(t, bins, boltAndNone(dir))
+	cfg, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// daemon (GID 1) is in every Debian base system.
+	cfg = []byte(strings.Replace(string(cfg), "api {\n", "api {\n  socket_group = \"daemon\"\n", 1))
+	if err := os.WriteFile(e.ConfigPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Start(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat(e.Socket, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gid != 1 || st.Mode&0o777 != 0o660 {
+		t.Fatalf("socket group %d mode %o; want group 1 (daemon), mode 660", st.Gid, st.Mode&0o777)
 	}
 }
