@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/sandnet/sandnet/core/agent.Version=$(VERSION)
 PLUGIN_LDFLAGS := -X main.version=$(VERSION)
 
 # kind-name:source directory, one per plugin binary.
-PLUGINS := driver-none:plugins/none driver-host:plugins/host driver-bridge:plugins/bridge store-bolt:plugins/store-bolt store-consul:plugins/store-consul
+PLUGINS := driver-none:plugins/none driver-host:plugins/host driver-bridge:plugins/bridge driver-overlay:plugins/overlay store-bolt:plugins/store-bolt store-consul:plugins/store-consul
 
 # Pinned generators for `make proto`.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -18,12 +18,18 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-# MODULES are the Go modules of this repository: the host, and the SDK that
-# plugin authors require on its own. `go test ./...` does not descend into
-# another module, so test, test-unit and lint visit each.
-MODULES := . sdk
+# EXAMPLES are the out-of-tree-style plugins under examples/plugins, each a
+# Go module of its own requiring only the SDK (and its real dependency):
+# kind-name:directory, built into bin/plugins by `make examples`.
+EXAMPLES := driver-macvlan:examples/plugins/macvlan store-etcd:examples/plugins/store-etcd
 
-.PHONY: all build plugins run test test-unit deps proto lint bench clean consul
+# MODULES are the Go modules of this repository: the host, the SDK that
+# plugin authors require on its own, and the examples. `go test ./...`
+# does not descend into another module, so test, test-unit and lint visit
+# each.
+MODULES := . sdk $(foreach e,$(EXAMPLES),$(word 2,$(subst :, ,$(e))))
+
+.PHONY: all build plugins examples run test test-unit deps proto lint bench clean consul install
 
 all: build
 
@@ -45,13 +51,23 @@ plugins: FORCE
 		$(GO) build -ldflags '$(PLUGIN_LDFLAGS)' -o $(PLUGIN_BIN)/sandnet-$$name ./$$dir || exit 1; \
 	done
 
+# examples builds the example plugins, each from its own module, into
+# bin/plugins beside the in-tree ones.
+examples: FORCE
+	@mkdir -p $(PLUGIN_BIN)
+	@for p in $(EXAMPLES); do \
+		name=$${p%%:*}; dir=$${p#*:}; \
+		echo "(cd $$dir && $(GO) build -o $(CURDIR)/$(PLUGIN_BIN)/sandnet-$$name .)"; \
+		(cd $$dir && $(GO) build -ldflags '$(PLUGIN_LDFLAGS)' -o $(CURDIR)/$(PLUGIN_BIN)/sandnet-$$name .) || exit 1; \
+	done
+
 run: build
 	$(BIN)/sandnet agent -config examples/config.hcl
 
 # test installs the Debian packages the tests use (when run as root on a
 # machine that lacks them), builds every binary and runs every test; root
 # tests put themselves in throwaway network namespaces.
-test: deps build
+test: deps build examples
 	@for m in $(MODULES); do echo "(cd $$m && $(GO) test $(TEST_FLAGS) ./...)"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; done
 
 # test-unit runs the tests that need neither root nor extra packages.
@@ -98,6 +114,22 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./plugins/store-bolt/... ./plugins/store-consul/...
 	unshare --net --mount --propagation private $(BIN)/bench-attach
 	unshare --net --mount --propagation private $(BIN)/bench-dns
+
+# install puts the agent in $(PREFIX)/bin, the plugins in
+# $(PREFIX)/lib/sandnet/plugins (set plugin_dir to it when PREFIX is not
+# /usr), the CNI plugin, when built, in $(CNI_BIN_DIR), and the systemd
+# unit in $(PREFIX)/lib/systemd/system; DESTDIR stages it all elsewhere.
+PREFIX      ?= /usr/local
+CNI_BIN_DIR ?= $(PREFIX)/lib/cni
+UNIT_DIR    ?= $(PREFIX)/lib/systemd/system
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/sandnet/plugins $(DESTDIR)$(UNIT_DIR)
+	install -m 0755 $(BIN)/sandnet $(DESTDIR)$(PREFIX)/bin/sandnet
+	install -m 0755 $(PLUGIN_BIN)/sandnet-* $(DESTDIR)$(PREFIX)/lib/sandnet/plugins/
+	if [ -x $(BIN)/cni/sandnet ]; then install -d $(DESTDIR)$(CNI_BIN_DIR) && install -m 0755 $(BIN)/cni/sandnet $(DESTDIR)$(CNI_BIN_DIR)/sandnet; fi
+	sed 's|@PREFIX@|$(PREFIX)|g' contrib/systemd/sandnet.service > $(DESTDIR)$(UNIT_DIR)/sandnet.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/sandnet.service
 
 clean:
 	rm -rf $(BIN)

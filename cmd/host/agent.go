@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sandnet/sandnet/core/agent"
@@ -41,8 +42,22 @@ func agentCmd(args []string) int {
 	if err := a.Start(ctx); err != nil {
 		return fail(fmt.Errorf("agent failed to start: %w", err))
 	}
-	<-ctx.Done()
+	a.Notify(daemon.SdNotifyReady)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			// The outcome is logged; a rejected file leaves the agent as it was.
+			a.Notify(daemon.SdNotifyReloading)
+			_, _ = a.Reload(ctx)
+			a.Notify(daemon.SdNotifyReady)
+		case <-ctx.Done():
+		}
+	}
 	log.Info("shutting down", "signal", context.Cause(ctx))
+	a.Notify(daemon.SdNotifyStopping)
 	a.Stop()
 	return 0
 }

@@ -43,8 +43,13 @@ func commands() []command {
 		{"sandbox set-key", "hand a sandbox the namespace a runtime made", sandboxSetKeyCmd},
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
+		{"oci prepare", "make a container's sandbox and ready an OCI bundle (runc, crun) to use it", ociPrepareCmd},
+		{"oci-hook create", "OCI createRuntime hook: hand the container's namespace to its sandbox", ociHookCreateCmd},
+		{"oci-hook delete", "OCI poststop hook: delete the container's sandbox", ociHookDeleteCmd},
 		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
 		{"events", "print the agent's events as they happen", eventsCmd},
+		{"doctor", "check what the agent needs (kernel, sysctl, plugins, store, socket) and say what to fix", doctorCmd},
+		{"reload", "have the agent read its config file again (as SIGHUP does)", reloadCmd},
 	}
 }
 
@@ -129,19 +134,29 @@ func (c *clientFlags) client() (*api.Client, error) {
 	if c.format != "table" && c.format != "json" {
 		return nil, fmt.Errorf("-format: %q is not table or json", c.format)
 	}
+	socket, err := c.socketPath()
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(socket), nil
+}
+
+// socketPath is the agent's socket: -socket, else $SANDNET_SOCKET, else
+// the socket of -config, else the default.
+func (c *clientFlags) socketPath() (string, error) {
 	switch {
 	case c.socket != "":
-		return api.NewClient(c.socket), nil
+		return c.socket, nil
 	case os.Getenv("SANDNET_SOCKET") != "":
-		return api.NewClient(os.Getenv("SANDNET_SOCKET")), nil
+		return os.Getenv("SANDNET_SOCKET"), nil
 	case c.config != "":
 		cfg, diags := config.Load(c.config)
 		if diags.HasErrors() {
-			return nil, errors.New(diags.Error())
+			return "", errors.New(diags.Error())
 		}
-		return api.NewClient(cfg.API.Socket), nil
+		return cfg.API.Socket, nil
 	}
-	return api.NewClient(config.DefaultSocket), nil
+	return config.DefaultSocket, nil
 }
 
 // output prints v as JSON when -format json was given, else calls table.

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -204,5 +206,21 @@ func TestHostileRequests(t *testing.T) {
 		if err := c.DeleteSandbox(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestVersionWithoutAgent: `sandnet version` prints the client's version
+// and exits non-zero when no agent answers, as every client command does.
+func TestVersionWithoutAgent(t *testing.T) {
+	cmd := exec.Command(bins.Sandnet, "version", "--socket", filepath.Join(t.TempDir(), "none.sock"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("sandnet version without an agent: %v, want exit status 1\n%s%s", err, &stdout, &stderr)
+	}
+	if !strings.Contains(stdout.String(), "Client:") || !strings.Contains(stderr.String(), "none.sock") {
+		t.Fatalf("want the client's version on stdout and the unreachable socket on stderr:\n%s%s", &stdout, &stderr)
 	}
 }

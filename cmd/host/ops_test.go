@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,5 +108,110 @@ func TestNoAgentRunning(t *testing.T) {
 	want := "sandnet: no sandnet agent is running at " + sock + "; start one with `sandnet agent --config FILE`"
 	if !strings.HasPrefix(out, want) || strings.Contains(out, "unavailable") {
 		t.Fatalf("output:\n%s\nwant it to start with %q and not end in a sentinel", out, want)
+	}
+}
+
+// `make install PREFIX=…` lays out the agent, every plugin, the CNI
+// plugin and the systemd unit, and systemd-analyze verifies the installed
+// unit without a warning (it checks, among the rest, that ExecStart's
+// binary is there and executable).
+func TestInstallAndUnitFile(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze is not installed (Debian package systemd; .ci/deps installs it)")
+	}
+	prefix := t.TempDir()
+	cmd := exec.Command("make", "-s", "install", "PREFIX="+prefix)
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"bin/sandnet", "lib/sandnet/plugins/sandnet-driver-bridge", "lib/sandnet/plugins/sandnet-store-bolt", "lib/cni/sandnet"} {
+		st, err := os.Stat(filepath.Join(prefix, f))
+		if err != nil || st.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s not installed as an executable: %v", f, err)
+		}
+	}
+	unit := filepath.Join(prefix, "lib/systemd/system/sandnet.service")
+	b, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Type=notify", "ExecStart=" + prefix + "/bin/sandnet agent", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("unit file lacks %q:\n%s", want, b)
+		}
+	}
+	out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+	}
+}
+
+// `sandnet doctor` passes on a working setup (one line per check, none
+// failing) and, with a plugin binary removed, fails naming that plugin
+// and its path.
+func TestDoctor(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sandnet-store-bolt", "sandnet-driver-none"} {
+		b, err := os.ReadFile(filepath.Join(bins.PluginDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pluginDir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "config.hcl")
+	body := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\napi {\n  socket = %q\n}\n", filepath.Join(dir, "data"), pluginDir, filepath.Join(dir, "run", "sandnet.sock")) + boltAndNone(dir)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := sandnetCmd(t, "doctor", "--config", cfg)
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("doctor on a good setup: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"ok    kernel: veth", "ok    kernel: nf_tables", `ok    plugin driver "none"`, `ok    store "bolt": reachable`, "ok    socket directory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor's output lacks %q:\n%s", want, out)
+		}
+	}
+	removed := filepath.Join(pluginDir, "sandnet-driver-none")
+	if err := os.Remove(removed); err != nil {
+		t.Fatal(err)
+	}
+	out, code = sandnetCmd(t, "doctor", "--config", cfg)
+	want := `FAIL  plugin driver "none": ` + removed + ": no such file or directory"
+	if code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("doctor without the none driver: exit %d, want 1 and a line %q:\n%s", code, want, out)
+	}
+}
+
+// api { socket_group } gives the socket to that group, mode 0660, so its
+// members may use the CLI.
+func TestSocketGroup(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	e := agenttest.NewEnv(t, bins, boltAndNone(dir))
+	cfg, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// daemon (GID 1) is in every Debian base system.
+	cfg = []byte(strings.Replace(string(cfg), "api {\n", "api {\n  socket_group = \"daemon\"\n", 1))
+	if err := os.WriteFile(e.ConfigPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Start(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat(e.Socket, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gid != 1 || st.Mode&0o777 != 0o660 {
+		t.Fatalf("socket group %d mode %o; want group 1 (daemon), mode 660", st.Gid, st.Mode&0o777)
 	}
 }

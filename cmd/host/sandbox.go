@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -15,13 +16,9 @@ import (
 func sandboxCreateCmd(args []string) int {
 	fs := newFlags("sandbox create", "CONTAINER")
 	var req controller.SandboxCreate
-	var dns, search, opts, hosts, networks, aliases, publish stringList
-	var first controller.Connect
-	fs.Var(&networks, "network", "connect to this network before answering, in the same request (repeatable; if one fails, nothing is created)")
-	fs.StringVar(&first.IP, "ip", "", "static IPv4 address on the first -network")
-	fs.StringVar(&first.IPv6, "ip6", "", "static IPv6 address on the first -network")
-	fs.Var(&aliases, "alias", "network-scoped alias on the first -network (repeatable)")
-	fs.Var(&publish, "publish", "publish a port on the first -network: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp] (repeatable)")
+	var dns, search, opts, hosts stringList
+	var nets networkFlags
+	nets.register(fs, true)
 	fs.StringVar(&req.Hostname, "hostname", "", "the container's hostname")
 	fs.StringVar(&req.DomainName, "domainname", "", "the container's domain name")
 	fs.BoolVar(&req.HostMode, "host", false, "use the host's network namespace")
@@ -49,16 +46,9 @@ func sandboxCreateCmd(args []string) int {
 			}
 			req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, IP: a})
 		}
-		first.Aliases, first.Publish = aliases, publish
-		if len(networks) == 0 && (first.IP != "" || first.IPv6 != "" || len(aliases) > 0 || len(publish) > 0) {
-			return fmt.Errorf("-ip, -ip6, -alias and -publish apply to the first -network; none given")
-		}
-		for i, n := range networks {
-			sn := controller.SandboxNetwork{Network: n}
-			if i == 0 {
-				sn.Connect = first
-			}
-			req.Networks = append(req.Networks, sn)
+		var err error
+		if req.Networks, err = nets.sandboxNetworks(); err != nil {
+			return err
 		}
 		sb, err := c.CreateSandbox(ctx, req)
 		if err != nil {
@@ -138,4 +128,42 @@ func sandboxSetKeyCmd(args []string) int {
 		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
 		return nil
 	})
+}
+
+// networkFlags are the -network flags of a create, which connects the
+// sandbox to those networks in the same request, and the -ip, -ip6,
+// -alias and -publish that apply to the first, as with `docker run`.
+type networkFlags struct {
+	networks, aliases, publish stringList
+	first                      controller.Connect
+}
+
+// register adds the flags to fs; -ip6 only with ip6.
+func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
+	fs.Var(&n.networks, "network", "connect to this network before answering, in the same request (repeatable; if one fails, nothing is created)")
+	fs.StringVar(&n.first.IP, "ip", "", "static IPv4 address on the first -network")
+	if ip6 {
+		fs.StringVar(&n.first.IPv6, "ip6", "", "static IPv6 address on the first -network")
+	}
+	fs.Var(&n.aliases, "alias", "network-scoped alias on the first -network (repeatable)")
+	fs.Var(&n.publish, "publish", "publish a port on the first -network: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp] (repeatable)")
+}
+
+// sandboxNetworks returns the networks of a SandboxCreate, the first with
+// its options; options without a network are an error.
+func (n *networkFlags) sandboxNetworks() ([]controller.SandboxNetwork, error) {
+	first := n.first
+	first.Aliases, first.Publish = n.aliases, n.publish
+	if len(n.networks) == 0 && (first.IP != "" || first.IPv6 != "" || len(first.Aliases) > 0 || len(first.Publish) > 0) {
+		return nil, fmt.Errorf("-ip, -ip6, -alias and -publish apply to the first -network; none given")
+	}
+	var out []controller.SandboxNetwork
+	for i, name := range n.networks {
+		sn := controller.SandboxNetwork{Network: name}
+		if i == 0 {
+			sn.Connect = first
+		}
+		out = append(out, sn)
+	}
+	return out, nil
 }

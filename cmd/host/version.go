@@ -30,6 +30,8 @@ func versionCmd(args []string) int {
 				fmt.Fprintf(w, "Agent:\tunreachable (%s)\n", out.Error)
 			}
 		})
-		return nil
+		// The client's version is printed either way; an unreachable
+		// agent still fails the command, as it does every other.
+		return err
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,7 @@ type Agent struct {
 	events    *events.Bus
 	prom      *http.Server // serves telemetry { prometheus_listen }; nil when off
 	storeDown atomic.Bool  // the store answered Unavailable last
+	reloadMu  sync.Mutex   // serializes reloads; guards cfg's Drivers, Log and PluginDir
 }
 
 // New returns an agent for cfg; Start starts it.
@@ -90,7 +92,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.api.Observe(a.metrics.APIRequest)
 	a.routes()
 	a.controllerRoutes()
-	a.telemetryRoutes()
+	a.opsRoutes()
 	if err := a.servePrometheus(); err != nil {
 		return err
 	}

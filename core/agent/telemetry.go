@@ -80,10 +80,13 @@ func (a *Agent) watchPlugins() {
 	})
 }
 
-// telemetryRoutes serves GET /v1/metrics and GET /v1/events.
-func (a *Agent) telemetryRoutes() {
+// opsRoutes serves GET /v1/metrics, GET /v1/events and POST /v1/reload.
+func (a *Agent) opsRoutes() {
 	a.api.HandleHTTP("GET /v1/metrics", telemetry.Handler(a.registry))
 	a.api.HandleHTTP("GET /v1/events", http.HandlerFunc(a.serveEvents))
+	a.api.Handle("POST /v1/reload", 0, func(r *http.Request) (any, error) {
+		return a.Reload(r.Context())
+	})
 }
 
 // servePrometheus serves /metrics on telemetry { prometheus_listen }.

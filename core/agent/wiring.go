@@ -39,7 +39,7 @@ func (p plugins) Store() (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return namedStore{Store: s, name: p.store}, nil
 }
 
 func (p plugins) Driver(name string) (driver.Driver, error) {
@@ -71,8 +71,13 @@ func (a *Agent) startController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	advertise, err := advertiseAddr(a.cfg.AdvertiseAddr)
+	if err != nil {
+		return err
+	}
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
 		HostID:          hostID,
+		AdvertiseAddr:   advertise,
 		DataDir:         a.cfg.DataDir,
 		FilesDir:        a.cfg.Sandbox.FilesDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,

@@ -43,8 +43,13 @@ type Config struct {
 
 	DataDir   string
 	PluginDir string
-	API       API
-	Log       Log
+	// AdvertiseAddr is this host's address on the network the hosts
+	// share (its VTEP for overlay networks): an IP address, or the name
+	// of the interface holding it, resolved when the agent starts. Empty
+	// when the file has none.
+	AdvertiseAddr string
+	API           API
+	Log           Log
 	// Store is the one store plugin: the file's store block, or the
 	// default bolt store at <data_dir>/store.db when the file has none
 	// (then Store.Implicit is true).
@@ -215,7 +220,7 @@ func defaultStore(filename, dataDir string) PluginBlock {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}},
+	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}, {Name: "advertise_addr"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "api"},
 		{Type: "log"},
@@ -255,6 +260,9 @@ func (d *decoder) root(c *Config, body hcl.Body) {
 	}
 	if a := content.Attributes["plugin_dir"]; a != nil {
 		d.path(a, &c.PluginDir)
+	}
+	if a := content.Attributes["advertise_addr"]; a != nil {
+		d.advertiseAddr(a, &c.AdvertiseAddr)
 	}
 
 	singles := map[string]*hcl.Block{}
@@ -298,6 +306,16 @@ func (d *decoder) root(c *Config, body hcl.Body) {
 	if store == nil {
 		c.Store = defaultStore(c.Filename, c.DataDir)
 	}
+	if b := seenDriver["overlay"]; b != nil && c.AdvertiseAddr == "" {
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "No advertise_addr for the overlay driver",
+			Detail: "The overlay driver tunnels between hosts from this host's advertise_addr, and the file sets none: " +
+				"creating or attaching to an overlay network will be refused. Set advertise_addr at the top level " +
+				"to this host's address on the network the hosts share (or the name of its interface).",
+			Subject: b.DefRange.Ptr(),
+		})
+	}
 }
 
 // single decodes one of the blocks that may appear once.
@@ -316,6 +334,36 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 	case "telemetry":
 		d.telemetry(&c.Telemetry, b.Body)
 	}
+}
+
+// advertiseAddr decodes advertise_addr: a unicast IP address, or a valid
+// interface name (resolved by the agent at start, in its namespace).
+func (d *decoder) advertiseAddr(attr *hcl.Attribute, dst *string) {
+	var s string
+	if !d.decode(attr, &s) {
+		return
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+			d.errorf(attr.Expr.Range(), "Invalid advertise address",
+				"%s cannot be this host's address for other hosts: give a unicast address of this host (without a zone), or the name of the interface holding it.", s)
+			return
+		}
+		*dst = a.Unmap().String()
+		return
+	}
+	if !validIfName(s) {
+		d.errorf(attr.Expr.Range(), "Invalid advertise address",
+			"%q is neither an IP address nor an interface name (1-15 characters, no '/', ':' or space): give this host's address on the network the hosts share, or the name of its interface.", s)
+		return
+	}
+	*dst = s
+}
+
+// validIfName reports whether name can be a Linux interface name.
+func validIfName(name string) bool {
+	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
+		!strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || r <= ' ' || r > '~' })
 }
 
 var apiSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "socket"}, {Name: "socket_group"}}}

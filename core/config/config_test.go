@@ -249,6 +249,14 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{1, 12, `string required`}}},
 		{"fraction for an integer", "resolver {\n  max_inflight = 1.5\n}",
 			[]wantDiag{{2, 18, `must be a whole number`}}},
+		{"advertise address neither IP nor interface", "\nadvertise_addr = \"10.0.0.1/24\"",
+			[]wantDiag{{2, 18, `"10.0.0.1/24" is neither an IP address nor an interface name`}}},
+		{"unspecified advertise address", `advertise_addr = "0.0.0.0"`,
+			[]wantDiag{{1, 18, `0.0.0.0 cannot be this host's address`}}},
+		{"multicast advertise address", `advertise_addr = "ff02::1"`,
+			[]wantDiag{{1, 18, `ff02::1 cannot be this host's address`}}},
+		{"advertise address not a string", `advertise_addr = ["eth0"]`,
+			[]wantDiag{{1, 18, `string required`}}},
 		{"empty path", `plugin_dir = ""`,
 			[]wantDiag{{1, 14, `"plugin_dir" must not be empty`}}},
 		{"two store blocks", "store \"bolt\" {}\nstore \"consul\" {}",
@@ -349,6 +357,37 @@ func TestParseErrors(t *testing.T) {
 			}
 			requireDiags(t, "test.hcl", diags, tt.want...)
 		})
+	}
+}
+
+func TestAdvertiseAddr(t *testing.T) {
+	for src, want := range map[string]string{
+		``:                                   "",
+		`advertise_addr = "192.0.2.10"`:      "192.0.2.10",
+		`advertise_addr = "::ffff:10.0.0.1"`: "10.0.0.1",
+		`advertise_addr = "2001:db8::1"`:     "2001:db8::1",
+		`advertise_addr = "eth1"`:            "eth1",
+	} {
+		c, diags := Parse([]byte(src), "test.hcl")
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", src, render(diags))
+		}
+		if c.AdvertiseAddr != want {
+			t.Errorf("%s: AdvertiseAddr = %q, want %q", src, c.AdvertiseAddr, want)
+		}
+	}
+}
+
+// An overlay driver without advertise_addr is a warning at its block:
+// the file is usable, but overlay networks will be refused.
+func TestOverlayWithoutAdvertiseAddr(t *testing.T) {
+	_, diags := Parse([]byte("\ndriver \"overlay\" {}\n"), "test.hcl")
+	if diags.HasErrors() || len(diags) != 1 || diags[0].Severity != hcl.DiagWarning ||
+		diags[0].Subject.Start.Line != 2 || !strings.Contains(diags[0].Detail, "advertise_addr") {
+		t.Fatalf("diagnostics = %s, want one warning at line 2 naming advertise_addr", render(diags))
+	}
+	if _, diags := Parse([]byte("advertise_addr = \"eth1\"\ndriver \"overlay\" {}\n"), "test.hcl"); len(diags) != 0 {
+		t.Fatalf("diagnostics = %s, want none", render(diags))
 	}
 }
 

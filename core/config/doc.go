@@ -39,6 +39,14 @@
 // `store "bolt"` runs plugin_dir/sandnet-store-bolt. Nothing in the
 // directory runs unless a block names it.
 //
+//	advertise_addr = "192.0.2.10"
+//
+// Optional; no default. This host's address on the network the hosts
+// share: an IP address, or the name of the interface holding it (resolved
+// when the agent starts to its first global unicast IPv4 address, else
+// IPv6). Drivers of networks that span hosts (overlay) tunnel from it; an
+// agent without it refuses to create or attach to such networks.
+//
 //	api {
 //	  socket = "/run/sandnet/sandnet.sock"
 //	}

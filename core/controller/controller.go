@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,11 @@ type Config struct {
 	// SpareNamespaces is how many namespaces are kept made ahead of time
 	// for sandbox creates, from Start on; 0 makes each on demand.
 	SpareNamespaces int
+	// AdvertiseAddr is this host's address on the network the hosts
+	// share (the agent's advertise_addr, resolved): drivers of global
+	// networks tunnel from it. Invalid when the agent has none; global
+	// networks of drivers whose connectivity is global are then refused.
+	AdvertiseAddr netip.Addr
 	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf).
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
@@ -221,11 +227,15 @@ func (c *Controller) defaultNamespace() (*osl.Namespace, error) {
 	return ns, nil
 }
 
-// netProto is the wire form of a network for drivers.
-func netProto(n *Network) *pb.Network {
+// netProto is the wire form of a network for drivers. A global network
+// carries this host's advertise address.
+func (c *Controller) netProto(n *Network) *pb.Network {
 	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL}
 	if n.Scope == "global" {
 		p.Scope = pb.Scope_SCOPE_GLOBAL
+		if c.cfg.AdvertiseAddr.IsValid() {
+			p.AdvertiseAddr = c.cfg.AdvertiseAddr.String()
+		}
 	}
 	conv := func(cs []IPAMConfig) []*pb.IPAMData {
 		var out []*pb.IPAMData

@@ -308,6 +308,77 @@ func TestExternalKey(t *testing.T) {
 	}
 }
 
+// A runtime's namespace handed over with lo down (as `ip netns add` and
+// unshare make it) gets lo up with its key: the sandbox's embedded
+// resolver, which listens on 127.0.0.11, answers inside.
+func TestSetKeyBringsLoopbackUp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.93.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	ep := e.connect("red", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	if err := runtimeNS.Handle().LinkSetDown(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.c.SetKey(ctx, "c1", runtimeNS.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resolve(t, sb.Key, "c1"); got != ep.Address.Addr().String() {
+		t.Fatalf("c1 resolved inside its runtime's namespace: %q, want %s", got, ep.Address.Addr())
+	}
+}
+
+// A SetKey whose join fails leaves the sandbox as it was before it, its
+// endpoint still its own: deleting the sandbox then removes the endpoint
+// and its address, and the network can go.
+func TestSetKeyFailureKeepsEndpoints(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.94.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	e.connect("red", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	e.veth.mu.Lock()
+	e.veth.failJoin = true
+	e.veth.mu.Unlock()
+	if _, err := e.c.SetKey(ctx, "c1", runtimeNS.Path()); err == nil {
+		t.Fatal("SetKey succeeded with a failing join")
+	}
+	e.veth.mu.Lock()
+	e.veth.failJoin = false
+	e.veth.mu.Unlock()
+	sb, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Key != "" || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox after the failed SetKey: key %q, %d endpoints; want no key and its endpoint", sb.Key, len(sb.Endpoints))
+	}
+	// The record says the same: a restart finds the sandbox still
+	// waiting for its key, not one whose namespace is gone.
+	e.c.Close()
+	e.c = e.start()
+	if sb, err = e.c.SandboxByContainer(ctx, "c1"); err != nil || sb.Key != "" || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox after a restart: %+v, %v; want no key and its endpoint", sb, err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatalf("deleting the network after the sandbox: %v", err)
+	}
+}
+
 func TestRenameRollsBack(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

@@ -295,7 +295,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	d, _, err := c.driver(n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
-		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: netProto(n), Endpoint: epProto(ep)}); err == nil {
+		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
 			epIdx, err = c.adoptDriverFill(ctx, ep, epIdx, resp.GetInterface())
 		}
 	}
@@ -458,13 +458,13 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}()
 	}
 	// The driver creates the endpoint and joins it in one round trip.
-	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName, Prepared: prep != nil})
+	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName, Prepared: prep != nil})
 	if err != nil {
 		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
 	}
 	defer func() {
 		if err != nil {
-			if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(ep)}); derr != nil {
+			if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); derr != nil {
 				c.log.Error("rolling back driver endpoint", "endpoint", short(ep.ID), "error", derr)
 			}
 		}
@@ -696,7 +696,7 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 	if err != nil {
 		return err
 	}
-	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: netProto(n), Endpoint: epProto(&ep)}); err != nil {
+	if err := d.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: c.netProto(n), Endpoint: epProto(&ep)}); err != nil {
 		return fmt.Errorf("driver %q deleting endpoint %s: %w", n.Driver, short(id), err)
 	}
 	return c.dropEndpointAt(ctx, n, netID, id, idx, &ep)
@@ -770,7 +770,7 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 	if ifname == "" {
 		ifname = op.sb.NextIfName(sandbox.DefaultIfPrefix)
 	}
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: ifname})
+	resp, err := d.Join(ctx, &pb.JoinRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: ifname})
 	if err != nil {
 		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
@@ -781,7 +781,7 @@ func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network,
 
 // leaveDriver undoes the driver's side of a join.
 func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Network, ep *Endpoint, key string) {
-	if err := d.Leave(context.WithoutCancel(ctx), &pb.LeaveRequest{Network: netProto(n), Endpoint: epProto(ep), SandboxKey: key}); err != nil {
+	if err := d.Leave(context.WithoutCancel(ctx), &pb.LeaveRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key}); err != nil {
 		c.log.Error("rolling back join", "endpoint", short(ep.ID), "error", err)
 	}
 }
@@ -793,7 +793,7 @@ func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Networ
 // interface name the connect asked for, or empty for the next free one.
 func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key, want string) (undo func(), err error) {
 	sb := op.sb
-	np := netProto(n)
+	np := c.netProto(n)
 	leave := func() { c.leaveDriver(ctx, d, n, ep, key) }
 	se, err := joinedEndpoint(n, ep, resp, want)
 	if err != nil {
@@ -968,7 +968,7 @@ func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network,
 	if err != nil {
 		return err
 	}
-	np, epp := netProto(n), epProto(ep)
+	np, epp := c.netProto(n), epProto(ep)
 	if ep.External {
 		if err := d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp}); err != nil {
 			return fmt.Errorf("driver %q revoking ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
@@ -1004,26 +1004,25 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 	// The driver revokes, leaves and deletes in one round trip.
 	d, _, err := c.driver(n.Driver)
 	if err == nil {
-		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
+		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: c.netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
 		if err != nil {
 			err = fmt.Errorf("driver %q detaching endpoint %s from %s: %w", n.Driver, short(epID), op.sb, err)
 		}
 	}
 	err = errors.Join(err, <-retired)
 	c.refreshDNS(op)
-	if err != nil {
-		// The sandbox has let the endpoint go: so does its record, which
-		// keeps its addresses; deleting it (and, with the driver, what
-		// is left of it) is left to the next start.
-		if _, uerr := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
-			cur.SandboxID, cur.IfName, cur.External = "", "", false
-			return nil
-		}); uerr != nil {
-			c.log.Error("marking endpoint left", "endpoint", short(epID), "error", uerr)
-		}
-		return err
+	if err == nil {
+		err = c.dropEndpointAt(ctx, n, netID, epID, idx, &ep)
 	}
-	if err := c.dropEndpointAt(ctx, n, netID, epID, idx, &ep); err != nil {
+	if err != nil {
+		// The record still names the sandbox, and the sandbox keeps the
+		// endpoint (its interface already gone): a retried disconnect
+		// or delete, or the driver's replay, calls the driver again
+		// (every call is idempotent) and drops the record then. Never
+		// an endpoint that no sandbox holds.
+		se := sbEndpoint(n, &ep)
+		se.IfName = ""
+		op.sb.Restore(se)
 		return err
 	}
 	if dying {

@@ -40,6 +40,8 @@ type env struct {
 	plugins *testPlugins
 	c       *Controller
 	spares  int // namespaces made ahead of time by controllers started from now on
+	// advertise is the advertise address of controllers started from now on.
+	advertise netip.Addr
 }
 
 func newEnv(t testing.TB) *env {
@@ -90,7 +92,7 @@ func (e *env) start() *Controller {
 	c, err := New(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Config{
 		DataDir: filepath.Join(e.dir, "data"), FilesDir: filepath.Join(e.dir, "files"), NetnsDir: filepath.Join(e.dir, "netns"),
 		StubGracePeriod: time.Hour, IPAM: alloc, HostResolvConf: filepath.Join(e.dir, "resolv.conf"),
-		SpareNamespaces: e.spares,
+		SpareNamespaces: e.spares, AdvertiseAddr: e.advertise,
 	}, e.plugins)
 	if err != nil {
 		e.t.Fatal(err)
@@ -223,10 +225,11 @@ func (e *env) leaks() leaks {
 type testPlugins struct {
 	store   store.Store
 	drivers map[string]driver.Driver
+	global  bool // the store says it is shared between hosts
 }
 
 func (p *testPlugins) Store() (store.Store, error) { return p.store, nil }
-func (p *testPlugins) StoreGlobal() bool           { return false }
+func (p *testPlugins) StoreGlobal() bool           { return p.global }
 func (p *testPlugins) Driver(name string) (driver.Driver, error) {
 	d, ok := p.drivers[name]
 	if !ok {

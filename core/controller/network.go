@@ -69,8 +69,16 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 			}
 		}
 	}
+	// A driver whose networks are global by nature (overlay) makes
+	// global networks unless told otherwise, and no local ones.
+	if req.Scope == "" && caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
+		req.Scope = scopeGlobal
+	}
 	switch req.Scope {
 	case "", "local":
+		if caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
+			return nil, errorf(sdk.ErrInvalid, "scope: driver %q makes global networks only; leave scope out or make it global", req.Driver)
+		}
 		req.Scope = "local"
 	case "global":
 		if !c.plugins.StoreGlobal() {
@@ -78,6 +86,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		}
 	default:
 		return nil, errorf(sdk.ErrInvalid, "scope: %q is not local or global", req.Scope)
+	}
+	if err := c.checkAdvertise(req.Name, req.Driver, req.Scope, caps); err != nil {
+		return nil, err
 	}
 	subnet, err := parsePrefix("subnet", req.Subnet)
 	if err != nil {
@@ -153,7 +164,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if err != nil {
 		return nil, err
 	}
-	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: netProto(n)}); err != nil {
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
 		if rerr := c.removeNetwork(ctx, n); rerr != nil {
 			c.log.Error("rolling back network record", "network", n.Name, "error", rerr)
 		}
@@ -459,7 +470,7 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	pool := c.pool
 	c.mu.Unlock()
 	pool.forget(n.ID) // spares prepared for it hold its ports
-	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: netProto(n)}); err != nil {
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}
 	if err := c.removeNetwork(ctx, n); err != nil {

@@ -350,7 +350,7 @@ func (c *Controller) prepareSpare(sp *spare, netID string) error {
 	}
 	id := newID()
 	resp, err := driver.Prepare(ctx, d, &pb.PrepareRequest{
-		Network: netProto(n), EndpointId: id, SandboxKey: sp.ns.Path(), Ifname: sandbox.DefaultIfPrefix + "0",
+		Network: c.netProto(n), EndpointId: id, SandboxKey: sp.ns.Path(), Ifname: sandbox.DefaultIfPrefix + "0",
 	})
 	if err != nil {
 		return fmt.Errorf("driver %q: %w", n.Driver, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -311,6 +312,17 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 		return err
 	}
 	c.replay(ctx, st, driverName)
+	// A delete that failed while the driver was down finishes now.
+	for _, s := range st.sandboxes {
+		if !s.InDelete {
+			continue
+		}
+		if op, err := c.lookup(s.ID); err == nil {
+			if err := c.deleteSandbox(ctx, op); err != nil && !errors.Is(err, sdk.ErrForbidden) {
+				c.log.Error("finishing sandbox delete after the driver's restart", "sandbox", short(s.ID), "error", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -329,7 +341,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue
 		}
-		np := netProto(n)
+		np := c.netProto(n)
 		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np}); err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue

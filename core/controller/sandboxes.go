@@ -591,20 +591,38 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 		return nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
 	}
 	op.sb.SetNamespace(key, ns)
-	ok := false
+	ok, saved := false, false
 	defer func() {
-		if !ok {
-			op.sb.SetNamespace("", nil)
-			_ = ns.Destroy()
+		if ok {
+			return
+		}
+		op.sb.SetNamespace("", nil)
+		_ = ns.Destroy()
+		if saved { // the record forgets the key again
+			if err := c.saveSandbox(context.WithoutCancel(ctx), op); err != nil {
+				c.log.Warn("undoing a failed set-key's record", "sandbox", short(op.sb.ID()), "error", err)
+			}
 		}
 	}()
+	// A runtime may hand over its namespace with lo still down (`ip netns
+	// add`, unshare); the embedded resolver listens on it.
+	if err := ns.SetLoopbackUp(); err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
 	if err := c.saveSandbox(ctx, op); err != nil {
 		return nil, err
 	}
-	// Endpoints joined before the key existed are set up now.
-	for _, e := range op.sb.Endpoints() {
+	saved = true
+	// Endpoints connected before the key existed are joined now. Should
+	// one fail, it and those after it stay the sandbox's, unjoined, so
+	// that deleting the sandbox removes them.
+	eps := op.sb.Endpoints()
+	for i, e := range eps {
 		op.sb.Forget(e.ID)
 		if err := c.rejoin(ctx, op, e.NetworkID, e.ID); err != nil {
+			for _, rest := range eps[i:] {
+				op.sb.Restore(rest)
+			}
 			return nil, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
@@ -63,13 +64,29 @@ func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Netwo
 	if done {
 		return nil
 	}
-	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: netProto(n)}); err != nil {
+	if _, caps, err := c.driver(n.Driver); err != nil {
+		return err
+	} else if err := c.checkAdvertise(n.Name, n.Driver, n.Scope, caps); err != nil {
+		return err
+	}
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q setting up global network %s on this host: %w", n.Driver, n.Name, err)
 	}
 	c.mu.Lock()
 	c.onHost[n.ID] = n
 	c.mu.Unlock()
 	return nil
+}
+
+// checkAdvertise refuses a global network whose driver carries traffic
+// between hosts (connectivity scope global) while this agent has no
+// advertise address to carry it from.
+func (c *Controller) checkAdvertise(name, driverName, scope string, caps *pb.Capabilities) error {
+	if scope != scopeGlobal || caps.GetConnectivityScope() != pb.Scope_SCOPE_GLOBAL || c.cfg.AdvertiseAddr.IsValid() {
+		return nil
+	}
+	return errorf(sdk.ErrInvalid, "advertise_addr: network %s (driver %q) reaches across hosts, and this agent has no advertise_addr: "+
+		"set advertise_addr in the agent's config to this host's address on the network the hosts share", name, driverName)
 }
 
 // watchGlobal follows network deletions in the store: when another host
@@ -105,7 +122,7 @@ func (c *Controller) watchGlobal(ctx context.Context) {
 				continue
 			}
 			if d, _, err := c.driver(n.Driver); err == nil {
-				if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: netProto(n)}); err != nil {
+				if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 					c.log.Error("tearing down a global network deleted by another host", "network", n.Name, "error", err)
 				}
 			}

@@ -398,3 +398,8 @@ func command(spec Spec) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	return cmd
 }
+
+// VerifyChecksum checks that the binary at path has the SHA-256 want
+// (hex); the error wraps ErrChecksum on a mismatch. `sandnet doctor`
+// uses it.
+func VerifyChecksum(path, want string) error { return verifyChecksum(path, want) }

@@ -32,6 +32,12 @@
 // port, while the host configures the sandbox end beside it. What a driver prepares must
 // go with the namespace: the host releases a prepared namespace it does
 // not use and calls nothing else.
+//
+// A driver of global networks that carries traffic between hosts (the
+// overlay driver) learns where the other hosts' endpoints are from the
+// host: it says peers in its capabilities and implements Peerer, and the
+// host calls PeerAdd and PeerDelete as endpoints come and go on other
+// hosts, and again with the whole set after either side restarts.
 package driver
 
 import (

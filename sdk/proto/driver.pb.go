@@ -90,8 +90,12 @@ type Capabilities struct {
 	// host refuses a network whose options hold any other key before it
 	// calls the driver; a driver that lists none is given every key.
 	NetworkOptions []string `protobuf:"bytes,5,rep,name=network_options,json=networkOptions,proto3" json:"network_options,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// peers says the driver serves PeerAdd and PeerDelete: the host tells
+	// it about the endpoints of its global networks on other hosts. The
+	// host calls them only on a driver that says so.
+	Peers         bool `protobuf:"varint,6,opt,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -159,6 +163,13 @@ func (x *Capabilities) GetNetworkOptions() []string {
 	return nil
 }
 
+func (x *Capabilities) GetPeers() bool {
+	if x != nil {
+		return x.Peers
+	}
+	return false
+}
+
 // IPAMData is one address pool of a network.
 type IPAMData struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -224,15 +235,23 @@ func (x *IPAMData) GetRange() string {
 }
 
 type Network struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Options       map[string]string      `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Ipv4          []*IPAMData            `protobuf:"bytes,4,rep,name=ipv4,proto3" json:"ipv4,omitempty"`
-	Ipv6          []*IPAMData            `protobuf:"bytes,5,rep,name=ipv6,proto3" json:"ipv6,omitempty"`
-	Internal      bool                   `protobuf:"varint,6,opt,name=internal,proto3" json:"internal,omitempty"`
-	EnableIpv6    bool                   `protobuf:"varint,7,opt,name=enable_ipv6,json=enableIpv6,proto3" json:"enable_ipv6,omitempty"`
-	Scope         Scope                  `protobuf:"varint,8,opt,name=scope,proto3,enum=sandnet.v1.Scope" json:"scope,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Options    map[string]string      `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Ipv4       []*IPAMData            `protobuf:"bytes,4,rep,name=ipv4,proto3" json:"ipv4,omitempty"`
+	Ipv6       []*IPAMData            `protobuf:"bytes,5,rep,name=ipv6,proto3" json:"ipv6,omitempty"`
+	Internal   bool                   `protobuf:"varint,6,opt,name=internal,proto3" json:"internal,omitempty"`
+	EnableIpv6 bool                   `protobuf:"varint,7,opt,name=enable_ipv6,json=enableIpv6,proto3" json:"enable_ipv6,omitempty"`
+	Scope      Scope                  `protobuf:"varint,8,opt,name=scope,proto3,enum=sandnet.v1.Scope" json:"scope,omitempty"`
+	// advertise_addr is this host's underlay address (the agent's
+	// advertise_addr, an IP address), sent with global networks: a driver
+	// that tunnels between hosts sources its tunnels from it and skips
+	// peers that carry it. Empty when the agent has none.
+	AdvertiseAddr string `protobuf:"bytes,9,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// vni is the network's segment ID (a VXLAN network identifier) when the
+	// network record carries one; 0 when it does not.
+	Vni           uint32 `protobuf:"varint,10,opt,name=vni,proto3" json:"vni,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +340,20 @@ func (x *Network) GetScope() Scope {
 		return x.Scope
 	}
 	return Scope_SCOPE_UNSPECIFIED
+}
+
+func (x *Network) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
+}
+
+func (x *Network) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
 }
 
 type EndpointInterface struct {
@@ -1593,23 +1626,169 @@ func (x *EndpointOperInfoResponse) GetInfo() map[string]string {
 	return nil
 }
 
+// Peer is an endpoint of a global network on another host.
+type Peer struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	EndpointId string                 `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// address and address_v6 are the endpoint's, in CIDR notation; either
+	// may be empty.
+	Address   string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	AddressV6 string `protobuf:"bytes,3,opt,name=address_v6,json=addressV6,proto3" json:"address_v6,omitempty"`
+	Mac       string `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
+	// vtep is the underlay address of the endpoint's host (its
+	// advertise_addr).
+	Vtep string `protobuf:"bytes,5,opt,name=vtep,proto3" json:"vtep,omitempty"`
+	// host_id is the ID of the endpoint's host.
+	HostId        string `protobuf:"bytes,6,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Peer) Reset() {
+	*x = Peer{}
+	mi := &file_driver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Peer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Peer) ProtoMessage() {}
+
+func (x *Peer) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Peer.ProtoReflect.Descriptor instead.
+func (*Peer) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Peer) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *Peer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Peer) GetAddressV6() string {
+	if x != nil {
+		return x.AddressV6
+	}
+	return ""
+}
+
+func (x *Peer) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Peer) GetVtep() string {
+	if x != nil {
+		return x.Vtep
+	}
+	return ""
+}
+
+func (x *Peer) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+// PeerRequest names peers of one network. Adding a peer that is there,
+// or deleting one that is gone, succeeds; a peer whose vtep is the
+// network's advertise_addr (this host) is skipped.
+type PeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Peers         []*Peer                `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerRequest) Reset() {
+	*x = PeerRequest{}
+	mi := &file_driver_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerRequest) ProtoMessage() {}
+
+func (x *PeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerRequest.ProtoReflect.Descriptor instead.
+func (*PeerRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PeerRequest) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *PeerRequest) GetPeers() []*Peer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
 var File_driver_proto protoreflect.FileDescriptor
 
 const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"\fdriver.proto\x12\n" +
-	"sandnet.v1\x1a\fplugin.proto\"\x84\x02\n" +
+	"sandnet.v1\x1a\fplugin.proto\"\x9a\x02\n" +
 	"\fCapabilities\x120\n" +
 	"\n" +
 	"data_scope\x18\x01 \x01(\x0e2\x11.sandnet.v1.ScopeR\tdataScope\x12@\n" +
 	"\x12connectivity_scope\x18\x02 \x01(\x0e2\x11.sandnet.v1.ScopeR\x11connectivityScope\x12'\n" +
 	"\x0fneeds_addresses\x18\x03 \x01(\bR\x0eneedsAddresses\x12.\n" +
 	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\x12'\n" +
-	"\x0fnetwork_options\x18\x05 \x03(\tR\x0enetworkOptions\"N\n" +
+	"\x0fnetwork_options\x18\x05 \x03(\tR\x0enetworkOptions\x12\x14\n" +
+	"\x05peers\x18\x06 \x01(\bR\x05peers\"N\n" +
 	"\bIPAMData\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x14\n" +
-	"\x05range\x18\x03 \x01(\tR\x05range\"\xdf\x02\n" +
+	"\x05range\x18\x03 \x01(\tR\x05range\"\x98\x03\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -1619,7 +1798,10 @@ const file_driver_proto_rawDesc = "" +
 	"\binternal\x18\x06 \x01(\bR\binternal\x12\x1f\n" +
 	"\venable_ipv6\x18\a \x01(\bR\n" +
 	"enableIpv6\x12'\n" +
-	"\x05scope\x18\b \x01(\x0e2\x11.sandnet.v1.ScopeR\x05scope\x1a:\n" +
+	"\x05scope\x18\b \x01(\x0e2\x11.sandnet.v1.ScopeR\x05scope\x12%\n" +
+	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\x12\x10\n" +
+	"\x03vni\x18\n" +
+	" \x01(\rR\x03vni\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
@@ -1727,11 +1909,23 @@ const file_driver_proto_rawDesc = "" +
 	"\x04info\x18\x01 \x03(\v2..sandnet.v1.EndpointOperInfoResponse.InfoEntryR\x04info\x1a7\n" +
 	"\tInfoEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*A\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x01\n" +
+	"\x04Peer\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"address_v6\x18\x03 \x01(\tR\taddressV6\x12\x10\n" +
+	"\x03mac\x18\x04 \x01(\tR\x03mac\x12\x12\n" +
+	"\x04vtep\x18\x05 \x01(\tR\x04vtep\x12\x17\n" +
+	"\ahost_id\x18\x06 \x01(\tR\x06hostId\"d\n" +
+	"\vPeerRequest\x12-\n" +
+	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x12&\n" +
+	"\x05peers\x18\x02 \x03(\v2\x10.sandnet.v1.PeerR\x05peers*A\n" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSCOPE_LOCAL\x10\x01\x12\x10\n" +
-	"\fSCOPE_GLOBAL\x10\x022\xc0\a\n" +
+	"\fSCOPE_GLOBAL\x10\x022\xb1\b\n" +
 	"\x06Driver\x12>\n" +
 	"\x0fGetCapabilities\x12\x11.sandnet.v1.Empty\x1a\x18.sandnet.v1.Capabilities\x12D\n" +
 	"\rCreateNetwork\x12 .sandnet.v1.CreateNetworkRequest\x1a\x11.sandnet.v1.Empty\x12D\n" +
@@ -1745,7 +1939,10 @@ const file_driver_proto_rawDesc = "" +
 	"\x10EndpointOperInfo\x12\x1b.sandnet.v1.EndpointRequest\x1a$.sandnet.v1.EndpointOperInfoResponse\x12?\n" +
 	"\x06Attach\x12\x19.sandnet.v1.AttachRequest\x1a\x1a.sandnet.v1.AttachResponse\x126\n" +
 	"\x06Detach\x12\x19.sandnet.v1.DetachRequest\x1a\x11.sandnet.v1.Empty\x12B\n" +
-	"\aPrepare\x12\x1a.sandnet.v1.PrepareRequest\x1a\x1b.sandnet.v1.PrepareResponseB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
+	"\aPrepare\x12\x1a.sandnet.v1.PrepareRequest\x1a\x1b.sandnet.v1.PrepareResponse\x125\n" +
+	"\aPeerAdd\x12\x17.sandnet.v1.PeerRequest\x1a\x11.sandnet.v1.Empty\x128\n" +
+	"\n" +
+	"PeerDelete\x12\x17.sandnet.v1.PeerRequest\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -1760,7 +1957,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_driver_proto_goTypes = []any{
 	(Scope)(0),                           // 0: sandnet.v1.Scope
 	(*Capabilities)(nil),                 // 1: sandnet.v1.Capabilities
@@ -1786,22 +1983,24 @@ var file_driver_proto_goTypes = []any{
 	(*ExternalConnectivityRequest)(nil),  // 21: sandnet.v1.ExternalConnectivityRequest
 	(*ExternalConnectivityResponse)(nil), // 22: sandnet.v1.ExternalConnectivityResponse
 	(*EndpointOperInfoResponse)(nil),     // 23: sandnet.v1.EndpointOperInfoResponse
-	nil,                                  // 24: sandnet.v1.Network.OptionsEntry
-	nil,                                  // 25: sandnet.v1.Endpoint.OptionsEntry
-	nil,                                  // 26: sandnet.v1.JoinRequest.OptionsEntry
-	nil,                                  // 27: sandnet.v1.AttachRequest.OptionsEntry
-	nil,                                  // 28: sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	(*Empty)(nil),                        // 29: sandnet.v1.Empty
+	(*Peer)(nil),                         // 24: sandnet.v1.Peer
+	(*PeerRequest)(nil),                  // 25: sandnet.v1.PeerRequest
+	nil,                                  // 26: sandnet.v1.Network.OptionsEntry
+	nil,                                  // 27: sandnet.v1.Endpoint.OptionsEntry
+	nil,                                  // 28: sandnet.v1.JoinRequest.OptionsEntry
+	nil,                                  // 29: sandnet.v1.AttachRequest.OptionsEntry
+	nil,                                  // 30: sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	(*Empty)(nil),                        // 31: sandnet.v1.Empty
 }
 var file_driver_proto_depIdxs = []int32{
 	0,  // 0: sandnet.v1.Capabilities.data_scope:type_name -> sandnet.v1.Scope
 	0,  // 1: sandnet.v1.Capabilities.connectivity_scope:type_name -> sandnet.v1.Scope
-	24, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
+	26, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
 	2,  // 3: sandnet.v1.Network.ipv4:type_name -> sandnet.v1.IPAMData
 	2,  // 4: sandnet.v1.Network.ipv6:type_name -> sandnet.v1.IPAMData
 	0,  // 5: sandnet.v1.Network.scope:type_name -> sandnet.v1.Scope
 	4,  // 6: sandnet.v1.Endpoint.interface:type_name -> sandnet.v1.EndpointInterface
-	25, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
+	27, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
 	5,  // 8: sandnet.v1.Endpoint.port_bindings:type_name -> sandnet.v1.PortBinding
 	5,  // 9: sandnet.v1.Endpoint.exposed_ports:type_name -> sandnet.v1.PortBinding
 	3,  // 10: sandnet.v1.CreateNetworkRequest.network:type_name -> sandnet.v1.Network
@@ -1813,11 +2012,11 @@ var file_driver_proto_depIdxs = []int32{
 	6,  // 16: sandnet.v1.EndpointRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	3,  // 17: sandnet.v1.JoinRequest.network:type_name -> sandnet.v1.Network
 	6,  // 18: sandnet.v1.JoinRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	26, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
+	28, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
 	13, // 20: sandnet.v1.JoinResponse.static_routes:type_name -> sandnet.v1.StaticRoute
 	3,  // 21: sandnet.v1.AttachRequest.network:type_name -> sandnet.v1.Network
 	6,  // 22: sandnet.v1.AttachRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	27, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
+	29, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
 	3,  // 24: sandnet.v1.PrepareRequest.network:type_name -> sandnet.v1.Network
 	10, // 25: sandnet.v1.AttachResponse.create:type_name -> sandnet.v1.CreateEndpointResponse
 	14, // 26: sandnet.v1.AttachResponse.join:type_name -> sandnet.v1.JoinResponse
@@ -1828,38 +2027,44 @@ var file_driver_proto_depIdxs = []int32{
 	3,  // 31: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
 	6,  // 32: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	5,  // 33: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
-	28, // 34: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	29, // 35: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
-	7,  // 36: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
-	8,  // 37: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
-	9,  // 38: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
-	11, // 39: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
-	12, // 40: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
-	20, // 41: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
-	21, // 42: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	21, // 43: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	11, // 44: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
-	15, // 45: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
-	19, // 46: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
-	16, // 47: sandnet.v1.Driver.Prepare:input_type -> sandnet.v1.PrepareRequest
-	1,  // 48: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
-	29, // 49: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
-	29, // 50: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
-	10, // 51: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
-	29, // 52: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
-	14, // 53: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
-	29, // 54: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
-	22, // 55: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
-	29, // 56: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
-	23, // 57: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
-	18, // 58: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
-	29, // 59: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
-	17, // 60: sandnet.v1.Driver.Prepare:output_type -> sandnet.v1.PrepareResponse
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	30, // 34: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	3,  // 35: sandnet.v1.PeerRequest.network:type_name -> sandnet.v1.Network
+	24, // 36: sandnet.v1.PeerRequest.peers:type_name -> sandnet.v1.Peer
+	31, // 37: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
+	7,  // 38: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
+	8,  // 39: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
+	9,  // 40: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
+	11, // 41: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
+	12, // 42: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
+	20, // 43: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
+	21, // 44: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	21, // 45: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	11, // 46: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
+	15, // 47: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
+	19, // 48: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
+	16, // 49: sandnet.v1.Driver.Prepare:input_type -> sandnet.v1.PrepareRequest
+	25, // 50: sandnet.v1.Driver.PeerAdd:input_type -> sandnet.v1.PeerRequest
+	25, // 51: sandnet.v1.Driver.PeerDelete:input_type -> sandnet.v1.PeerRequest
+	1,  // 52: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
+	31, // 53: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
+	31, // 54: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
+	10, // 55: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
+	31, // 56: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
+	14, // 57: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
+	31, // 58: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
+	22, // 59: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
+	31, // 60: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
+	23, // 61: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
+	18, // 62: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
+	31, // 63: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
+	17, // 64: sandnet.v1.Driver.Prepare:output_type -> sandnet.v1.PrepareResponse
+	31, // 65: sandnet.v1.Driver.PeerAdd:output_type -> sandnet.v1.Empty
+	31, // 66: sandnet.v1.Driver.PeerDelete:output_type -> sandnet.v1.Empty
+	52, // [52:67] is the sub-list for method output_type
+	37, // [37:52] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1874,7 +2079,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,8 @@ const (
 	Driver_Attach_FullMethodName                      = "/sandnet.v1.Driver/Attach"
 	Driver_Detach_FullMethodName                      = "/sandnet.v1.Driver/Detach"
 	Driver_Prepare_FullMethodName                     = "/sandnet.v1.Driver/Prepare"
+	Driver_PeerAdd_FullMethodName                     = "/sandnet.v1.Driver/PeerAdd"
+	Driver_PeerDelete_FullMethodName                  = "/sandnet.v1.Driver/PeerDelete"
 )
 
 // DriverClient is the client API for Driver service.
@@ -71,6 +73,14 @@ type DriverClient interface {
 	// driver that does not implement it, and a host talking to a plugin
 	// built before it existed (Unimplemented) takes that answer too.
 	Prepare(ctx context.Context, in *PrepareRequest, opts ...grpc.CallOption) (*PrepareResponse, error)
+	// PeerAdd tells the driver of a global network about endpoints on other
+	// hosts, so it can reach them (the overlay driver programs neighbour
+	// and forwarding entries on its tunnel); PeerDelete withdraws them. The
+	// host calls them only on a driver whose capabilities say peers, and
+	// sends the whole peer set again after the driver or the host restarts.
+	// A driver that does not implement them answers Unimplemented.
+	PeerAdd(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error)
+	PeerDelete(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type driverClient struct {
@@ -211,6 +221,26 @@ func (c *driverClient) Prepare(ctx context.Context, in *PrepareRequest, opts ...
 	return out, nil
 }
 
+func (c *driverClient) PeerAdd(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_PeerAdd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) PeerDelete(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_PeerDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -245,6 +275,14 @@ type DriverServer interface {
 	// driver that does not implement it, and a host talking to a plugin
 	// built before it existed (Unimplemented) takes that answer too.
 	Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error)
+	// PeerAdd tells the driver of a global network about endpoints on other
+	// hosts, so it can reach them (the overlay driver programs neighbour
+	// and forwarding entries on its tunnel); PeerDelete withdraws them. The
+	// host calls them only on a driver whose capabilities say peers, and
+	// sends the whole peer set again after the driver or the host restarts.
+	// A driver that does not implement them answers Unimplemented.
+	PeerAdd(context.Context, *PeerRequest) (*Empty, error)
+	PeerDelete(context.Context, *PeerRequest) (*Empty, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -293,6 +331,12 @@ func (UnimplementedDriverServer) Detach(context.Context, *DetachRequest) (*Empty
 }
 func (UnimplementedDriverServer) Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Prepare not implemented")
+}
+func (UnimplementedDriverServer) PeerAdd(context.Context, *PeerRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PeerAdd not implemented")
+}
+func (UnimplementedDriverServer) PeerDelete(context.Context, *PeerRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PeerDelete not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -549,6 +593,42 @@ func _Driver_Prepare_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_PeerAdd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).PeerAdd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_PeerAdd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).PeerAdd(ctx, req.(*PeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_PeerDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).PeerDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_PeerDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).PeerDelete(ctx, req.(*PeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -607,6 +687,14 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Prepare",
 			Handler:    _Driver_Prepare_Handler,
+		},
+		{
+			MethodName: "PeerAdd",
+			Handler:    _Driver_PeerAdd_Handler,
+		},
+		{
+			MethodName: "PeerDelete",
+			Handler:    _Driver_PeerDelete_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

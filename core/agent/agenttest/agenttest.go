@@ -158,7 +158,7 @@ func (e *Env) Start(t testing.TB) *Agent {
 // Launch starts the agent process without waiting for it to be ready; the
 // caller must Terminate it.
 func (e *Env) Launch() (*Agent, error) {
-	a := &Agent{Client: api.NewClient(e.Socket), log: &syncBuffer{}, done: make(chan struct{})}
+	a := &Agent{Client: api.NewClient(e.Socket), Socket: e.Socket, log: &syncBuffer{}, done: make(chan struct{})}
 	a.Cmd = exec.Command(e.Bins.Sandnet, "agent", "-config", e.ConfigPath)
 	if e.Netns != "" {
 		// nsenter execs the agent in place: same PID, so signals and
@@ -178,8 +178,11 @@ func (e *Env) Launch() (*Agent, error) {
 
 // Agent is a running agent process.
 type Agent struct {
-	Cmd     *exec.Cmd
-	Client  *api.Client
+	Cmd    *exec.Cmd
+	Client *api.Client
+	// Socket is the API socket, for clients the test runs (the CLI, a
+	// runtime's hooks).
+	Socket  string
 	log     *syncBuffer
 	done    chan struct{}
 	waitErr error

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/core/agent"
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// check is one line of `sandnet doctor`.
+type check struct {
+	status string // ok, warn, FAIL, skip
+	what   string
+	detail string
+}
+
+func doctorCmd(args []string) int {
+	fs := newFlags("doctor", "")
+	file := fs.String("config", "/etc/sandnet/config.hcl", "agent config file (HCL)")
+	if pos, err := parse(fs, args); err != nil {
+		return usageFail(err)
+	} else if len(pos) != 0 {
+		fs.Usage()
+		return 2
+	}
+	var checks []check
+	add := func(status, what, format string, a ...any) {
+		checks = append(checks, check{status, what, fmt.Sprintf(format, a...)})
+	}
+	cfg, diags := config.Load(*file)
+	if diags.HasErrors() {
+		add("FAIL", "config", "%s has errors; run `sandnet config validate %s`", *file, *file)
+	} else {
+		add("ok", "config", "%s", *file)
+	}
+	kernelChecks(add)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err != nil {
+		add("warn", "net.ipv4.ip_forward", "%v", err)
+	} else if strings.TrimSpace(string(b)) != "1" {
+		add("warn", "net.ipv4.ip_forward", "is 0: containers on non-internal networks cannot reach out until it is 1 (the bridge driver sets it when it creates such a network unless enable_ip_forwarding = false; `sysctl -w net.ipv4.ip_forward=1`)")
+	} else {
+		add("ok", "net.ipv4.ip_forward", "1")
+	}
+	if !diags.HasErrors() {
+		for _, b := range cfg.Plugins() {
+			what := fmt.Sprintf("plugin %s", b)
+			path := b.Binary(cfg.PluginDir)
+			st, err := os.Stat(path)
+			switch {
+			case err != nil:
+				add("FAIL", what, "%s: %v; install it (make install) or fix plugin_dir or the block's command", path, errors.Unwrap(err))
+			case st.IsDir() || st.Mode().Perm()&0o111 == 0:
+				add("FAIL", what, "%s is not an executable file", path)
+			case b.Checksum != "":
+				if err := plugin.VerifyChecksum(path, b.Checksum); err != nil {
+					add("FAIL", what, "%v", err)
+				} else {
+					add("ok", what, "%s, sha256 as pinned", path)
+				}
+			default:
+				add("ok", what, "%s", path)
+			}
+		}
+		checks = append(checks, storeCheck(cfg))
+		checks = append(checks, socketDirCheck(cfg.API.Socket))
+	}
+	failed := false
+	for _, c := range checks {
+		fmt.Printf("%-4s  %s: %s\n", c.status, c.what, c.detail)
+		failed = failed || c.status == "FAIL"
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// kernelChecks tries what the agent needs from the kernel in a network
+// namespace of its own, made for the check and gone after it: a veth
+// pair, a bridge, a VXLAN device and an nftables table.
+func kernelChecks(add func(status, what, format string, a ...any)) {
+	if os.Geteuid() != 0 {
+		for _, f := range []string{"network namespaces", "veth", "bridge", "vxlan", "nf_tables"} {
+			add("skip", "kernel: "+f, "needs root to try")
+		}
+		return
+	}
+	type result struct {
+		what string
+		err  error
+	}
+	var res []result
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Never unlocked: the thread ends inside the throwaway namespace,
+		// and the runtime discards it when this goroutine exits.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			res = append(res, result{"network namespaces", err})
+			return
+		}
+		res = append(res, result{"network namespaces", nil})
+		h, err := netlink.NewHandle()
+		if err != nil {
+			res = append(res, result{"netlink", err})
+			return
+		}
+		defer h.Close()
+		res = append(res,
+			result{"veth", h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sndoctor0"}, PeerName: "sndoctor1"})},
+			result{"bridge", h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "sndoctorbr"}})},
+			result{"vxlan", h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "sndoctorvx"}, VxlanId: 42, Port: 4789})})
+		nft, err := nftables.New()
+		if err == nil {
+			nft.AddTable(&nftables.Table{Name: "sandnet_doctor", Family: nftables.TableFamilyINet})
+			err = nft.Flush()
+		}
+		res = append(res, result{"nf_tables", err})
+	}()
+	<-done
+	for _, r := range res {
+		if r.err != nil {
+			add("FAIL", "kernel: "+r.what, "%v (load its module, or use a kernel built with it)", r.err)
+		} else {
+			add("ok", "kernel: "+r.what, "works")
+		}
+	}
+}
+
+// storeCheck asks a running agent for its store's health, or, with no
+// agent running, starts the store plugin and lists sandnet's keys.
+func storeCheck(cfg *config.Config) check {
+	what := fmt.Sprintf("store %q", cfg.Store.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if h, err := api.NewClient(cfg.API.Socket).Health(ctx); err == nil {
+		for _, p := range h.Plugins {
+			if p.Kind == sdk.KindStore {
+				if p.Running && p.Healthy {
+					return check{"ok", what, "reachable through the running agent at " + cfg.API.Socket}
+				}
+				return check{"FAIL", what, fmt.Sprintf("the running agent reports it down (%s)", p.LastError)}
+			}
+		}
+	}
+	m := plugin.NewManager(hclog.NewNullLogger(), plugin.Options{})
+	defer m.Shutdown()
+	p, err := m.Start(ctx, agent.PluginSpec(cfg, cfg.Store))
+	if err != nil {
+		return check{"FAIL", what, err.Error()}
+	}
+	s, err := p.Store()
+	if err == nil {
+		_, err = s.List(ctx, "sandnet/v1/")
+	}
+	if err != nil {
+		return check{"FAIL", what, "not reachable: " + err.Error()}
+	}
+	return check{"ok", what, "reachable"}
+}
+
+// socketDirCheck checks that the agent can make its socket: the socket's
+// directory, or the nearest existing parent it would be made in, is
+// writable.
+func socketDirCheck(socket string) check {
+	what := "socket directory"
+	dir := filepath.Dir(socket)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return check{"FAIL", what, fmt.Sprintf("%s (for %s) is not writable: %v", dir, socket, err)}
+	}
+	return check{"ok", what, fmt.Sprintf("%s writable (for %s)", dir, socket)}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/sdk/nstest"
+)
+
+// Reload, by SIGHUP and by `sandnet reload`: a changed driver block
+// restarts that driver alone (its PID changes, the other driver's and the
+// store's do not) with its state replayed, so sandboxes made before keep
+// talking and new attaches work; a broken file and a changed store block
+// are refused, change nothing, and say why.
+func TestReload(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	base := boltAndBridge(dir, "") + "driver \"none\" {}\n"
+	e := agenttest.NewEnv(t, bins, base)
+	a := e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(e.ConfigPath, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pids := func() map[string]int {
+		out := map[string]int{}
+		for k, p := range plugins(t, a) {
+			out[k] = p.PID
+		}
+		return out
+	}
+
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "rl", Subnet: "10.49.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	server := attach(t, a.Client, "rl", "server")
+	serve(t, server.key, "server")
+	client := attach(t, a.Client, "rl", "client")
+	addr := net.JoinHostPort(server.addr.String(), "7777")
+	if got, err := talk(t, client.key, "tcp", addr); err != nil || !strings.HasPrefix(got, "hello from server") {
+		t.Fatalf("before the reload: %q, %v", got, err)
+	}
+	sub, err := a.Client.Events(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := &eventReader{}
+	go seen.read(sub.Next)
+
+	// A changed bridge block, by SIGHUP.
+	before := pids()
+	write(strings.Replace(string(head), "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1))
+	if err := a.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the reload event", func() bool { return seen.types()[events.TypeReload] == 1 })
+	after := pids()
+	if after["driver/bridge"] == before["driver/bridge"] || !alive(after["driver/bridge"]) {
+		t.Fatalf("bridge PID %d before the reload, %d after: not restarted", before["driver/bridge"], after["driver/bridge"])
+	}
+	if after["driver/none"] != before["driver/none"] || after["store/bolt"] != before["store/bolt"] {
+		t.Fatalf("PIDs before %v, after %v: only the bridge's may change", before, after)
+	}
+	if got, err := talk(t, client.key, "tcp", addr); err != nil || !strings.HasPrefix(got, "hello from server") {
+		t.Fatalf("after the reload, between sandboxes made before: %q, %v", got, err)
+	}
+	late := attach(t, a.Client, "rl", "late")
+	if got, err := talk(t, late.key, "tcp", addr); err != nil || !strings.HasPrefix(got, "hello from server") {
+		t.Fatalf("after the reload, from a sandbox made after: %q, %v", got, err)
+	}
+	reloaded := string(head)
+	reloaded = strings.Replace(reloaded, "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1)
+
+	// The same file again, by `sandnet reload`: nothing to restart.
+	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 0 || !strings.Contains(out, "unchanged: bridge, none") {
+		t.Fatalf("sandnet reload of an unchanged file: exit %d\n%s", code, out)
+	}
+
+	// A broken file: refused with its diagnostics, in the answer and the log.
+	write(reloaded + "driver \"none\" {\n  confg {}\n}\nresolver {\n  timeout = \"soon\"\n}\n")
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 1 || !strings.Contains(out, "config.hcl:") || !strings.Contains(out, "the running config stays") {
+		t.Fatalf("sandnet reload of a broken file: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"Duplicate driver block", "reload rejected"} {
+		if !strings.Contains(a.Log(), want) {
+			t.Errorf("the agent's log lacks %q", want)
+		}
+	}
+	if err := a.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the SIGHUP with the broken file rejected", func() bool {
+		return strings.Count(a.Log(), "reload rejected") == 2
+	})
+
+	// A changed store block: refused.
+	write(strings.Replace(reloaded, "store.db", "other.db", 1))
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 1 || !strings.Contains(out, "the store block changed") || !strings.Contains(out, "sandnet store migrate") {
+		t.Fatalf("sandnet reload with another store: exit %d\n%s", code, out)
+	}
+	if now := pids(); now["driver/bridge"] != after["driver/bridge"] || now["driver/none"] != after["driver/none"] || now["store/bolt"] != after["store/bolt"] {
+		t.Fatalf("PIDs changed by rejected reloads: %v, then %v", after, now)
+	}
+	if got, err := talk(t, late.key, "tcp", addr); err != nil || !strings.HasPrefix(got, "hello from server") {
+		t.Fatalf("after the rejected reloads: %q, %v", got, err)
+	}
+	if n := seen.types()[events.TypeReload]; n != 2 {
+		t.Fatalf("%d reload events, want 2 (the two that were applied)", n)
+	}
+}

@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sandnet/sandnet/core/api"
+	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// Reload reads the agent's config file again and applies it: a driver
+// whose block changed (binary, args, checksum or config) is restarted
+// with its state replayed, a new one is started, a removed one stopped;
+// the others are left alone, and the log level is applied. Nothing is
+// applied when the file has errors (each is logged with its position and
+// the error holds them all), when the store block changed (a running
+// agent does not switch stores: `sandnet store migrate` does), or when a
+// removed driver still has networks.
+func (a *Agent) Reload(ctx context.Context) (*api.Reloaded, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	r, err := a.reload(ctx)
+	if err != nil {
+		a.log.Error("reload rejected; the running config stays", "file", a.cfg.Filename, "error", err)
+		return nil, err
+	}
+	a.log.Info("config reloaded", "restarted", r.Restarted, "started", r.Started, "stopped", r.Stopped, "unchanged", r.Unchanged, "failed", r.Failed)
+	a.events.Publish(events.Event{Type: events.TypeReload, Message: r.Summary()})
+	return r, nil
+}
+
+func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
+	next, diags := config.Load(a.cfg.Filename)
+	if diags.HasErrors() {
+		return nil, diagError(next, diags)
+	}
+	// The store first: if it changed, nothing is applied.
+	same, diags := a.sameBlock(next, a.cfg.Store, next.Store)
+	if diags.HasErrors() {
+		return nil, diagError(next, diags)
+	}
+	if !same {
+		return nil, fmt.Errorf("the store block changed: a running agent does not switch stores; stop it, copy the state with `sandnet store migrate --from OLD.hcl --to NEW.hcl`, and start it with the new file: %w", sdk.ErrConflict)
+	}
+
+	r := &api.Reloaded{}
+	var restart, start []config.PluginBlock
+	kept := map[string]bool{}
+	for _, b := range next.Drivers {
+		kept[b.Name] = true
+		old, ok := a.driverBlock(b.Name)
+		if !ok {
+			start = append(start, b)
+			continue
+		}
+		same, d := a.sameBlock(next, old, b)
+		diags = append(diags, d...)
+		if same {
+			r.Unchanged = append(r.Unchanged, b.Name)
+		} else {
+			restart = append(restart, b)
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diagError(next, diags)
+	}
+	var stop []string
+	for _, b := range a.cfg.Drivers {
+		if !kept[b.Name] {
+			stop = append(stop, b.Name)
+		}
+	}
+	if len(stop) > 0 {
+		nets, err := a.ctrl.Networks(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing networks of the drivers the file removes: %w", err)
+		}
+		for _, n := range nets {
+			for _, name := range stop {
+				if n.Driver == name {
+					return nil, fmt.Errorf("the file removes driver %q, which network %q still uses; delete its networks first: %w", name, n.Name, sdk.ErrConflict)
+				}
+			}
+		}
+	}
+	r.Ignored = a.ignoredChanges(next)
+
+	// Apply.
+	if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel && next.Log.Level != a.cfg.Log.Level {
+		a.log.SetLevel(lvl)
+	}
+	a.cfg.Log = next.Log
+	for _, b := range restart {
+		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
+			a.log.Error("restarting driver with its new block", "driver", b.Name, "error", err)
+			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
+			continue
+		}
+		r.Restarted = append(r.Restarted, b.Name)
+		a.setDriverBlock(b)
+	}
+	for _, b := range start {
+		if _, err := a.plugins.Start(ctx, PluginSpec(next, b)); err != nil {
+			a.log.Error("starting driver", "driver", b.Name, "error", err)
+			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
+			continue
+		}
+		r.Started = append(r.Started, b.Name)
+		a.cfg.Drivers = append(a.cfg.Drivers, b)
+	}
+	for _, name := range stop {
+		a.plugins.Stop(sdk.KindDriver, name)
+		r.Stopped = append(r.Stopped, name)
+		a.cfg.Drivers = deleteBlock(a.cfg.Drivers, name)
+	}
+	// What the agent runs now is what the file says, where it could.
+	a.cfg.PluginDir = next.PluginDir
+	return r, nil
+}
+
+// sameBlock reports whether the running plugin of block old would run as
+// the block nb of the next config says: same binary, arguments, checksum
+// and config, the config compared as decoded against the schema the
+// running plugin declared (so that formatting and comments do not count,
+// and a config the plugin's schema rejects is an error).
+func (a *Agent) sameBlock(next *config.Config, old, nb config.PluginBlock) (bool, hcl.Diagnostics) {
+	p := a.plugins.Get(old.Kind, old.Name)
+	if p == nil {
+		return false, nil
+	}
+	schema := p.Info().GetConfigSchema()
+	newJS, diags := config.DecodePluginConfig(nb, schema)
+	if diags.HasErrors() {
+		return false, diags
+	}
+	oldJS, _ := config.DecodePluginConfig(old, schema)
+	return old.Binary(a.cfg.PluginDir) == nb.Binary(next.PluginDir) &&
+		reflect.DeepEqual(old.Args, nb.Args) && old.Checksum == nb.Checksum &&
+		string(oldJS) == string(newJS), nil
+}
+
+func (a *Agent) driverBlock(name string) (config.PluginBlock, bool) {
+	for _, b := range a.cfg.Drivers {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return config.PluginBlock{}, false
+}
+
+func (a *Agent) setDriverBlock(nb config.PluginBlock) {
+	for i, b := range a.cfg.Drivers {
+		if b.Name == nb.Name {
+			a.cfg.Drivers[i] = nb
+		}
+	}
+}
+
+func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
+	out := bs[:0]
+	for _, b := range bs {
+		if b.Name != name {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// ignoredChanges names the settings next changes that only a restart
+// applies.
+func (a *Agent) ignoredChanges(next *config.Config) []string {
+	var out []string
+	for _, s := range []struct {
+		name      string
+		old, next any
+	}{
+		{"data_dir", a.cfg.DataDir, next.DataDir},
+		{"api", a.cfg.API, next.API},
+		{"sandbox", a.cfg.Sandbox, next.Sandbox},
+		{"ipam", a.cfg.IPAM, next.IPAM},
+		{"resolver", a.cfg.Resolver, next.Resolver},
+		{"telemetry", a.cfg.Telemetry, next.Telemetry},
+	} {
+		if !reflect.DeepEqual(s.old, s.next) {
+			out = append(out, s.name)
+		}
+	}
+	if len(out) > 0 {
+		a.log.Warn("settings changed that take effect at the next start", "settings", out)
+	}
+	return out
+}
+
+// diagError is the error of a config file with problems: every
+// diagnostic, one per line with its position, as `config validate`
+// prints them.
+func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
+	var b strings.Builder
+	_ = config.FormatDiagnostics(&b, cfg.Files(), diags)
+	return fmt.Errorf("%s has errors:\n%s%w", cfg.Filename, b.String(), errConfigInvalid)
+}
+
+// errConfigInvalid ends the message of diagError; it wraps sdk.ErrInvalid
+// (400 at the API).
+var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)

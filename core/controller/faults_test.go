@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// deadDriver answers every call on the way out as a driver plugin that is
+// not running does.
+type deadDriver struct{ driver.Driver }
+
+func (deadDriver) Leave(context.Context, *pb.LeaveRequest) error {
+	return fmt.Errorf("driver plugin %q is not running: %w", "veth", sdk.ErrUnavailable)
+}
+
+func (deadDriver) DeleteEndpoint(context.Context, *pb.EndpointRequest) error {
+	return fmt.Errorf("driver plugin %q is not running: %w", "veth", sdk.ErrUnavailable)
+}
+
+// TestDeleteWhileDriverDown: a sandbox delete or a disconnect that fails
+// because the driver is down leaves no endpoint without a sandbox; once
+// the driver is back, a retry finishes it — or, for the delete, the
+// driver's replay does by itself — and the network can go.
+func TestDeleteWhileDriverDown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.71.0.0/24")
+	for _, finish := range []string{"retry", "replay", "disconnect"} {
+		t.Run(finish, func(t *testing.T) {
+			e.sandbox("c1")
+			e.connect("red", "c1")
+			veth := e.plugins.drivers["veth"]
+			e.plugins.drivers["veth"] = deadDriver{veth}
+			var err error
+			if finish == "disconnect" {
+				err = e.c.Disconnect(ctx, "red", "c1")
+			} else {
+				err = e.c.DeleteSandbox(ctx, "c1")
+			}
+			if !errors.Is(err, sdk.ErrUnavailable) {
+				t.Fatalf("%s with the driver down = %v, want unavailable", finish, err)
+			}
+			n, err := e.c.Network(ctx, "red")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(n.Endpoints) != 1 || n.Endpoints[0].SandboxID == "" {
+				t.Fatalf("after the failed %s: endpoints %+v, want the one, still naming its sandbox", finish, n.Endpoints)
+			}
+			e.plugins.drivers["veth"] = veth
+			switch finish {
+			case "retry":
+				err = e.c.DeleteSandbox(ctx, "c1")
+			case "replay":
+				err = e.c.Replay(ctx, "veth")
+			case "disconnect":
+				if err = e.c.Disconnect(ctx, "red", "c1"); err == nil {
+					err = e.c.DeleteSandbox(ctx, "c1")
+				}
+			}
+			if err != nil {
+				t.Fatalf("finishing by %s: %v", finish, err)
+			}
+			if n, err := e.c.Network(ctx, "red"); err != nil || len(n.Endpoints) != 0 {
+				t.Fatalf("after the %s: endpoints %+v, %v; want none", finish, n.Endpoints, err)
+			}
+			if _, err := e.c.SandboxByContainer(ctx, "c1"); !errors.Is(err, sdk.ErrNotFound) {
+				t.Fatalf("sandbox of c1 after the %s: %v, want not found", finish, err)
+			}
+			if l := e.leaks(); l != (leaks{}) {
+				t.Fatalf("leaks after the %s: %+v", finish, l)
+			}
+		})
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatalf("network rm: %v", err)
+	}
+}

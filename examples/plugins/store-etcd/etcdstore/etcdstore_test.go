@@ -1,0 +1,93 @@
+package etcdstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/sandnet/sandnet/examples/plugins/store-etcd/etcdstore"
+	"github.com/sandnet/sandnet/examples/plugins/store-etcd/etcdtest"
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/plugintest"
+	"github.com/sandnet/sandnet/sdk/store"
+	"github.com/sandnet/sandnet/sdk/storetest"
+)
+
+func config(endpoint, prefix string) []byte {
+	return fmt.Appendf(nil, `{"endpoints":[%q],"prefix":%q,"dial_timeout":null,"timeout":null,"ca_file":null,"cert_file":null,"key_file":null,"tls_server_name":null}`, endpoint, prefix)
+}
+
+func open(t *testing.T, cfg []byte) *etcdstore.Store {
+	t.Helper()
+	s := etcdstore.New()
+	if err := s.Configure(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// TestConformance runs the SDK's store suite against one real etcd, in
+// process and through the built plugin, with and without a key prefix.
+func TestConformance(t *testing.T) {
+	srv := etcdtest.Start(t)
+	t.Run("in process", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) (store.Store, string) {
+			return open(t, config(srv.Endpoint, "")), storetest.Prefix(t)
+		})
+	})
+	t.Run("in process with key prefix", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) (store.Store, string) {
+			return open(t, config(srv.Endpoint, "tenant-a/")), storetest.Prefix(t)
+		})
+	})
+	t.Run("plugin process", func(t *testing.T) {
+		bin := plugintest.Build(t, "..")
+		storetest.Run(t, func(t *testing.T) (store.Store, string) {
+			return plugintest.LaunchStore(t, bin, config(srv.Endpoint, "")), storetest.Prefix(t)
+		})
+	})
+}
+
+// TestPrefixIsolates checks that two stores with different key prefixes
+// on one cluster see only their own keys.
+func TestPrefixIsolates(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := open(t, config(srv.Endpoint, "a/")), open(t, config(srv.Endpoint, "b/"))
+	ctx := t.Context()
+	if _, err := a.Put(ctx, "sandnet/v1/network/n1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "sandnet/v1/network/n1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("store b sees store a's key: %v", err)
+	}
+	kvs, err := a.List(ctx, "sandnet/")
+	if err != nil || len(kvs) != 1 || kvs[0].GetKey() != "sandnet/v1/network/n1" {
+		t.Fatalf("List = %v, %v; want the key without the prefix", kvs, err)
+	}
+}
+
+// TestUnreachable checks that a store pointed at a port nobody serves
+// says so at Configure, as ErrUnavailable, within the dial timeout.
+func TestUnreachable(t *testing.T) {
+	s := etcdstore.New()
+	cfg := []byte(`{"endpoints":["127.0.0.1:1"],"prefix":null,"dial_timeout":"300ms","timeout":"300ms","ca_file":null,"cert_file":null,"key_file":null,"tls_server_name":null}`)
+	if err := s.Configure(t.Context(), cfg); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("Configure against a closed port: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Get(t.Context(), "k"); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("Get before a successful Configure: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestReadmeExample decodes the README's HCL block against the plugin's
+// schema, as the host would, and checks the store accepts it.
+func TestReadmeExample(t *testing.T) {
+	for _, cfg := range plugintest.ReadmeConfigs(t, filepath.Join("..", "README.md"), "store", "etcd", plugintest.SchemaOf(t, etcdstore.Config{})) {
+		if _, err := etcdstore.ParseForTest(cfg); err != nil {
+			t.Errorf("README config %s: %v", cfg, err)
+		}
+	}
+}

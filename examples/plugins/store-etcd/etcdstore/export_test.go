@@ -1,0 +1,4 @@
+package etcdstore
+
+// ParseForTest exposes parse to the external tests.
+func ParseForTest(raw []byte) (any, error) { return parse(raw) }
