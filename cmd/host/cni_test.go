@@ -63,6 +63,14 @@ func newCNIRig(t *testing.T, sandboxExtra string) *cniRig {
 	return r
 }
 
+// network creates a network on the rig's agent.
+func (r *cniRig) network(name, subnet string) {
+	r.t.Helper()
+	if _, err := r.agent.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: name, Subnet: subnet}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // start starts the rig's agent; the rig's cleanup stops it.
 func (r *cniRig) start() {
 	r.t.Helper()
@@ -200,11 +208,8 @@ func TestCNIAddCheckDel(t *testing.T) {
 	r := newCNIRig(t, "")
 	ctx := context.Background()
 	c := r.agent.Client
-	for _, n := range []controller.NetworkCreate{{Name: "front", Subnet: "10.61.0.0/24"}, {Name: "back", Subnet: "10.62.0.0/24"}} {
-		if _, err := c.CreateNetwork(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.network("front", "10.61.0.0/24")
+	r.network("back", "10.62.0.0/24")
 	r.conflist("front", "1.0.0", "front", map[string]any{"aliases": []string{"www"}})
 	r.conflist("back", "0.4.0", "back", nil)
 	web := runtimeNamespace(t, "web")
@@ -330,9 +335,7 @@ func TestCNIErrors(t *testing.T) {
 	r := newCNIRig(t, "")
 	ctx := context.Background()
 	c := r.agent.Client
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "n1", Subnet: "10.63.0.0/24"}); err != nil {
-		t.Fatal(err)
-	}
+	r.network("n1", "10.63.0.0/24")
 	ns := runtimeNamespace(t, "c1")
 	env := func(cmd string) map[string]string {
 		return map[string]string{"CNI_COMMAND": cmd, "CNI_CONTAINERID": "c1", "CNI_NETNS": ns, "CNI_IFNAME": "eth0", "CNI_PATH": filepath.Dir(bins.CNI)}
@@ -412,9 +415,7 @@ func TestCNIGC(t *testing.T) {
 	r := newCNIRig(t, "")
 	ctx := context.Background()
 	c := r.agent.Client
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "gc", Subnet: "10.64.0.0/24"}); err != nil {
-		t.Fatal(err)
-	}
+	r.network("gc", "10.64.0.0/24")
 	r.conflist("gc", "1.1.0", "gc", nil)
 	keep, drop := runtimeNamespace(t, "keep"), runtimeNamespace(t, "drop")
 	r.add("gc", keep)
@@ -454,9 +455,7 @@ func TestCNIGC(t *testing.T) {
 func TestCNIAcrossAgentRestart(t *testing.T) {
 	r := newCNIRig(t, "  stub_grace_period = \"1s\"\n")
 	ctx := context.Background()
-	if _, err := r.agent.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "rs", Subnet: "10.65.0.0/24"}); err != nil {
-		t.Fatal(err)
-	}
+	r.network("rs", "10.65.0.0/24")
 	r.conflist("rs", "1.0.0", "rs", nil)
 	a, b := runtimeNamespace(t, "a"), runtimeNamespace(t, "b")
 	r.add("rs", a, "CNI_ARGS=K8S_POD_NAME=a")

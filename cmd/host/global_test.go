@@ -66,7 +66,7 @@ func TestGlobalNetworkAcrossHosts(t *testing.T) {
 	agenttest.CleanupMounts(t, dir)
 	env := func(name, netns, consulIP string) *agenttest.Env {
 		e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"consul\" {\n  config {\n    address = \"%s:%d\"\n  }\n}\ndriver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n",
-			consulIP, consul.Port(), filepath.Join(dir, name)))
+			consulIP, consul.Port(), filepath.Join(dir, name, "netns"))) // files_dir beside it: each agent its own
 		e.Netns = netns
 		return e
 	}
