@@ -142,7 +142,9 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	}
 	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey, front: req.Front}
 	op.dns.pre = pre
-	fast := len(nets) > 0 && !req.HostMode && !req.ExternalKey
+	// A runtime's namespace given at once (netns) takes the same path as
+	// one of our own: its key is bound beside the store write.
+	fast := len(nets) > 0 && !req.HostMode && (!req.ExternalKey || req.Netns != "")
 	written := make(chan error, 1)
 	if fast {
 		written <- nil // the join writes them, with its names
@@ -159,7 +161,10 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		waited := false
 		nsReady := func() (string, error) {
 			if !waited {
-				if nerr, waited = <-made, true; nerr == nil {
+				switch nerr, waited = <-made, true; {
+				case nerr == nil && req.Netns != "":
+					sb.SetNamespace(sb.Key(), ns) // the runtime's: its routes are not known
+				case nerr == nil:
 					sb.SetNewNamespace(sb.Key(), ns)
 				}
 			}
