@@ -24,12 +24,17 @@ type checkResult struct {
 }
 
 // pluginCheck runs `sandnet plugin check args...` from the built binary,
-// in the test's own throwaway namespace (the check sees it is isolated
-// already). Any run longer than two minutes fails the test.
+// started from the test's own throwaway namespace; the check makes a
+// namespace of its own inside it and must leave nothing in the test's.
+// Any run longer than two minutes fails the test.
 func pluginCheck(t *testing.T, args ...string) checkResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	had := map[string]bool{}
+	for _, l := range nstest.Links(t, nil) {
+		had[l.Attrs().Name] = true
+	}
 	cmd := exec.CommandContext(ctx, bins.Sandnet, append([]string{"plugin", "check"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -42,6 +47,11 @@ func pluginCheck(t *testing.T, args ...string) checkResult {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
+	}
+	for _, l := range nstest.Links(t, nil) {
+		if name := l.Attrs().Name; !had[name] {
+			t.Fatalf("plugin check %v left link %s in the namespace it was started from", args, name)
+		}
 	}
 	return checkResult{code, stdout.String(), stderr.String()}
 }

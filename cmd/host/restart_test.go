@@ -40,7 +40,9 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 		ct := attach(t, a.Client, "fifty", fmt.Sprintf("c%02d", i))
 		before[ct.id] = sbox{ct.key, nsAddrs(t, ct.key)}
 	}
+	var linkNames []string
 	count := func() (mounts, links, allocs int) {
+		linkNames = nil
 		b, err := os.ReadFile("/proc/self/mountinfo")
 		if err != nil {
 			t.Fatal(err)
@@ -52,6 +54,7 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 		for _, l := range ls {
 			if l.Type() == "veth" && strings.HasPrefix(l.Attrs().Name, "sn") {
 				links++
+				linkNames = append(linkNames, l.Attrs().Name)
 			}
 		}
 		n, err := a.Client.Network(ctx, "fifty")
@@ -62,7 +65,7 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 	}
 	m0, l0, a0 := count()
 	if m0 != 50 || l0 != 50 || a0 != 50 {
-		t.Fatalf("before the kill: %d mounts, %d links, %d allocations; want 50 each", m0, l0, a0)
+		t.Fatalf("before the kill: %d mounts, %d links, %d allocations; want 50 each; links %v", m0, l0, a0, linkNames)
 	}
 
 	if err := a.Signal(syscall.SIGKILL); err != nil {

@@ -172,15 +172,22 @@ func requireNothingLeft(t *testing.T, a *agenttest.Agent, network string, subnet
 		return why == ""
 	})
 	prefix := strings.TrimSuffix(subnet.Addr().String(), "0")
-	eventually(t, 10*time.Second, "only lo and the bridge left in ip link", func() bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
 		why = ""
 		for _, l := range nstest.Links(t, nil) {
 			if name := l.Attrs().Name; name != "lo" && !strings.HasPrefix(name, "snbr-") {
-				why += " " + name
+				why += " " + name + "(" + l.Type() + ")"
 			}
 		}
-		return why == ""
-	})
+		if why == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("links besides lo and the bridge remain after 10s:%s", why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	out, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list ruleset: %v\n%s", err, out)

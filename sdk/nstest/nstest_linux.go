@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -103,7 +104,7 @@ func reexec() (int, error) {
 	}
 
 	cmd := exec.Command(unshare, unshareArgs(append([]string{self}, os.Args[1:]...)...)...)
-	cmd.Env = append(os.Environ(), EnvIsolated+"="+parent.String())
+	cmd.Env = append(os.Environ(), EnvIsolated+"="+parent.String(), envCopyOf+"="+strconv.Itoa(os.Getpid()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// The copy must not outlive us (go test kills the parent on timeout).
 	// Pdeathsig fires when the creating thread exits, so keep it locked.
@@ -296,8 +297,16 @@ func Remove(key string) {
 }
 
 // isolate is Isolate on Linux.
+// envCopyOf names the process that made the isolated copy: unshare(1)
+// execs the copy in its own place, so the copy's parent is that process.
+// Isolate trusts only its own copy; a program started from inside an
+// isolated test (a test running `sandnet plugin check`) inherits
+// EnvIsolated but must still get a namespace of its own, or what it adds
+// lands in the test's namespace and outlives the program.
+const envCopyOf = "SANDNET_NSTEST_COPY_OF"
+
 func isolate(m M) (int, error) {
-	if os.Getenv(EnvIsolated) != "" {
+	if os.Getenv(EnvIsolated) != "" && os.Getenv(envCopyOf) == strconv.Itoa(os.Getppid()) {
 		if !Isolated() {
 			return 0, fmt.Errorf("%s is set but this process runs in its parent's network namespace", EnvIsolated)
 		}
