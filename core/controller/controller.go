@@ -103,16 +103,34 @@ type Controller struct {
 }
 
 // sandboxOp is a sandbox with the lock that serializes operations on it.
+// Which lock guards a field is said beside it; "fixed" fields are set
+// before the sandboxOp is shared and never change.
 type sandboxOp struct {
-	mu       sync.Mutex // held for a whole operation; see the package doc
-	sb       *sandbox.Sandbox
-	created  time.Time
-	dns      dnsState
-	external bool   // waits for SetKey
-	front    string // Sandbox.Front; set at creation, never changed
-	stub     bool   // read back after a restart, not yet claimed
-	deleting bool
-	deleted  bool
+	mu       sync.Mutex       // held for a whole operation; see the package doc
+	sb       *sandbox.Sandbox // fixed; has its own locks
+	created  time.Time        // fixed
+	external bool             // fixed: the runtime gives the namespace (SetKey, netns)
+	front    string           // fixed: Sandbox.Front
+	dns      dnsState         // mu (nets and live are atomics, for readers without it)
+
+	// stub and deleting are guarded by Controller.mu (read them with
+	// Controller.stateOf): a delete marks the sandbox before it waits
+	// for mu, so that a second delete, a connect and a listing see it.
+	stub     bool // read back after a restart, not yet claimed
+	deleting bool // a delete is in progress
+	// deleted is written with both mu and Controller.mu held, so either
+	// suffices to read it.
+	deleted bool
+}
+
+// opState is what Controller.mu guards in a sandboxOp.
+type opState struct{ stub, deleting, deleted bool }
+
+// stateOf reads op's stub, deleting and deleted flags under c.mu.
+func (c *Controller) stateOf(op *sandboxOp) opState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return opState{stub: op.stub, deleting: op.deleting, deleted: op.deleted}
 }
 
 // New returns a controller. Start reads the store back.

@@ -42,10 +42,7 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 	}
 	op.dns.nets.Store(&ids)
 	c.applyUpstreams(op) // the networks' servers may have changed
-	c.mu.Lock()
-	deleting := op.deleting
-	c.mu.Unlock()
-	if op.dns.r != nil || len(ids) == 0 || deleting { // a delete stopped it for good
+	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).deleting { // a delete stopped it for good
 		return
 	}
 	if r := c.newResolver(op); r != nil {

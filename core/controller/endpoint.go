@@ -42,7 +42,7 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	if op.deleting || op.deleted {
+	if st := c.stateOf(op); st.deleting || st.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)

@@ -287,10 +287,7 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 // reapStubs deletes the stubs nobody claimed.
 func (c *Controller) reapStubs() {
 	for _, op := range c.sortedSandboxes(true) {
-		c.mu.Lock()
-		stub := op.stub
-		c.mu.Unlock()
-		if !stub {
+		if !c.stateOf(op).stub {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())

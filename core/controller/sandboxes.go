@@ -310,7 +310,7 @@ func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir,
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: c.stateOf(op).deleting}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -340,9 +340,7 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 // viewOf is a sandbox as the API shows it, with endpoints eps.
 func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
-	c.mu.Lock()
-	v.Stub = op.stub
-	c.mu.Unlock()
+	v.Stub = c.stateOf(op).stub
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
 	for _, ep := range eps {
 		v.Endpoints = append(v.Endpoints, *ep)
