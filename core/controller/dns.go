@@ -41,7 +41,7 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 		}
 	}
 	op.dns.nets.Store(&ids)
-	c.applyUpstreams(op) // the networks' servers may have changed
+	c.applyUpstreams(op)                                            // the networks' servers may have changed
 	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).deleting { // a delete stopped it for good
 		return
 	}
