@@ -41,8 +41,10 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 		}
 	}
 	op.dns.nets.Store(&ids)
-	c.applyUpstreams(op)                                            // the networks' servers may have changed
-	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).deleting { // a delete stopped it for good
+	c.applyUpstreams(op) // the networks' servers may have changed
+
+	// A delete stopped the resolver for good.
+	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).deleting {
 		return
 	}
 	if r := c.newResolver(op); r != nil {
