@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // One sandbox connected, deleted and listed at once, over and over: under
@@ -55,5 +57,5 @@ func TestConnectDeleteListOneSandbox(t *testing.T) {
 			t.Fatalf("round %d: the deleted sandbox is still there (%v)", i, err)
 		}
 	}
-	eventually(t, "nothing left behind", func() bool { return e.leaks() == leaks{} })
+	polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == leaks{} })
 }
