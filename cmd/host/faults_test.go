@@ -16,6 +16,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -63,12 +64,22 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	succeeded := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ok)
+	}
+	polltest.Until(t, time.Minute, "five attaches before the kill", func() bool { return succeeded() >= 5 })
 	store := plugins(t, a)["store/bolt"]
 	if err := syscall.Kill(store.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	polltest.Until(t, time.Minute, "the store plugin restarted", func() bool {
+		got := plugins(t, a)["store/bolt"]
+		return got.PID != store.PID && got.Restarts == 1
+	})
+	before := succeeded()
+	polltest.Until(t, time.Minute, "three attaches after the restart", func() bool { return succeeded() >= before+3 })
 	close(stop)
 	wg.Wait()
 	if got := plugins(t, a)["store/bolt"]; got.PID == store.PID || got.Restarts != 1 {
@@ -157,7 +168,15 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Duration(300+150*round) * time.Millisecond)
+		// Each round kills the agent a little further into the attaches.
+		mu.Lock()
+		before := len(ok)
+		mu.Unlock()
+		polltest.Until(t, time.Minute, fmt.Sprintf("round %d: %d attaches before the kill", round, 2+3*round), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(ok) >= before+2+3*round
+		})
 		if err := a.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
