@@ -56,7 +56,7 @@ func TestResolutionFiles(t *testing.T) {
 		}
 	}
 	hostMode := New("id2", "c2", Options{HostMode: true}, t.TempDir(), host)
-	if rc := hostMode.resolvConf(); len(rc.Nameservers) != 2 {
+	if rc := hostMode.resolvConfLocked(); len(rc.Nameservers) != 2 {
 		t.Fatalf("host-mode resolv.conf nameservers = %v, want the host's own", rc.Nameservers)
 	}
 }
