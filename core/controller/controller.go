@@ -94,7 +94,7 @@ type Controller struct {
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
-	bg          context.Context // ends with Close: background undo work
+	bg          context.Context // ends with Close: the context of all background work
 	stopBG      context.CancelFunc
 	stubTimer   *time.Timer
 
@@ -187,9 +187,9 @@ func (c *Controller) Close() {
 }
 
 // driver returns a driver and its capabilities. Capabilities are asked
-// once per driver process: Replay, which follows a driver restart, forgets
-// them.
-func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error) {
+// once per driver process, within ctx (the request's): Replay, which
+// follows a driver restart, forgets them.
+func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *pb.Capabilities, error) {
 	d, err := c.plugins.Driver(name)
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +200,7 @@ func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error
 	if caps != nil {
 		return d, caps, nil
 	}
-	if caps, err = d.GetCapabilities(context.Background()); err != nil {
+	if caps, err = d.GetCapabilities(ctx); err != nil {
 		return nil, nil, fmt.Errorf("driver %q capabilities: %w", name, err)
 	}
 	c.mu.Lock()

@@ -146,7 +146,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 			return nil, errorf(sdk.ErrExists, "interface: container %s already has %s (network %s)", req.Container, a.ifname, e.NetworkName)
 		}
 	}
-	d, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 	if n.InDelete {
 		return nil, nil, errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
 	}
-	_, caps, err := c.driver(n.Driver)
+	_, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,7 +292,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 		}
 		return 0, err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
 		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
@@ -410,7 +410,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 	}()
 
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -450,7 +450,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		// ep's gateways, as endpointOps set them, are those a driver's
 		// answer gives, most likely.
 		se := sbEndpoint(n, ep)
-		go func() { configured <- op.sb.PrepareInterface(se, prep.src, prep.up) }()
+		go func() { configured <- op.sb.PrepareInterface(ctx, se, prep.src, prep.up) }()
 		defer func() {
 			if configured != nil {
 				<-configured
@@ -692,7 +692,7 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 		}
 		return err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -762,7 +762,7 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 // then setupJoin. ep takes what the join decided (sandbox, interface name,
 // gateways, routes, ports). The returned undo takes it all back.
 func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (undo func(), err error) {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, err
 	}
@@ -815,7 +815,7 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 			publishing <- published{resp, err}
 		}()
 	}
-	rec, err := sb.AddInterface(se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
+	rec, err := sb.AddInterface(ctx, se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
 	var pub published
 	revoke := func() {}
 	if publishing != nil {
@@ -964,7 +964,7 @@ func (c *Controller) leaveStored(ctx context.Context, op *sandboxOp, n *Network,
 // driverLeave is the driver's part of a leave: external connectivity
 // revoked, then Leave.
 func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -1002,7 +1002,7 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		go func() { retired <- op.sb.RemoveInterface(epID) }()
 	}
 	// The driver revokes, leaves and deletes in one round trip.
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: c.netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
 		if err != nil {

@@ -145,7 +145,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
-	wctx, cancel := context.WithCancel(context.Background())
+	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
 	c.stopWatch = cancel
@@ -291,7 +291,7 @@ func (c *Controller) reapStubs() {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
-		if err := c.deleteSandbox(context.Background(), op); err != nil {
+		if err := c.deleteSandbox(c.bg, op); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
 		}
 	}
@@ -333,7 +333,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 		if n.InDelete || driverName != "" && n.Driver != driverName {
 			continue
 		}
-		d, _, err := c.driver(n.Driver)
+		d, _, err := c.driver(ctx, n.Driver)
 		if err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue
