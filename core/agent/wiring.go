@@ -84,6 +84,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
 		IPAM:            alloc,
+		HostListen:      a.cfg.Resolver.HostListen,
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,

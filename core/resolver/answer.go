@@ -59,15 +59,37 @@ func (r *Resolver) respond(msg, out []byte, tcp bool) ([]byte, request, action) 
 		}
 	}
 
-	if !r.backend.Forward() {
-		// Internal networks only: nothing outside exists for this
-		// sandbox. NXDOMAIN (rather than REFUSED or SERVFAIL) makes
-		// resolvers give up at once instead of trying other servers
-		// and reporting a temporary failure.
+	switch r.backend.Forward() {
+	case ForwardAll:
+	case ForwardQualified:
+		if !singleLabelAddress(&req, msg[headerLen:req.qnameEnd]) {
+			break
+		}
+		fallthrough
+	default:
+		// Nothing outside can answer it for this sandbox (internal
+		// networks only, or a single-label name). NXDOMAIN (rather
+		// than REFUSED or SERVFAIL) makes resolvers give up at once,
+		// or go on to their search domains, instead of trying other
+		// servers and reporting a temporary failure.
 		rp := newReply(out, msg, &req, dns.RcodeNameError, true, tcp)
 		return rp.finish(), req, actReply
 	}
 	return nil, req, actForward
+}
+
+// singleLabelAddress reports whether the query is an A, AAAA or ANY
+// question for name (wire form, uncompressed) of exactly one label. Other
+// types (the NS or SOA of a top-level domain) are real questions about
+// single-label names.
+func singleLabelAddress(req *request, name []byte) bool {
+	switch req.qtype {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+	default:
+		return false
+	}
+	l := int(name[0])
+	return l > 0 && l+1 < len(name) && name[l+1] == 0
 }
 
 // rotation returns where a list of n addresses starts in this answer.

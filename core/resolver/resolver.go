@@ -57,11 +57,27 @@ type Backend interface {
 	// is then forwarded). A target that is not a valid DNS name counts as
 	// not found.
 	ReverseLookup(ip netip.Addr) (ptr string, found bool)
-	// Forward reports whether names not found locally may be forwarded
-	// (false when every network of the sandbox is internal). It is asked
-	// only for names that are not local.
-	Forward() bool
+	// Forward reports which names not found locally may be forwarded.
+	// It is asked only for names that are not local.
+	Forward() Forwarding
 }
+
+// Forwarding is which names that are not local a sandbox's resolver
+// forwards upstream; the others get NXDOMAIN at once.
+type Forwarding uint8
+
+const (
+	// ForwardNone forwards nothing: every network of the sandbox is
+	// internal.
+	ForwardNone Forwarding = iota
+	// ForwardQualified forwards every name but the A and AAAA questions
+	// for a single-label name ("db", not "db.example"): a name without a
+	// dot that is not a container's is not one the world outside can
+	// answer, and forwarding it leaks the sandbox's guesses upstream.
+	ForwardQualified
+	// ForwardAll forwards every name that is not local.
+	ForwardAll
+)
 
 // Config configures a Resolver. Zero values mean the defaults.
 type Config struct {
