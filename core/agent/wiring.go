@@ -89,6 +89,7 @@ func (a *Agent) startController(ctx context.Context) error {
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,
 			MaxInflight: a.cfg.Resolver.MaxInflight,
+			Metrics:     a.metrics.DNS(),
 			Cache: resolver.NewCache(resolver.CacheConfig{
 				Size:           a.cfg.Resolver.CacheSize,
 				MaxTTL:         a.cfg.Resolver.CacheMaxTTL,

@@ -100,6 +100,9 @@ type Config struct {
 	// Cache keeps forwarded answers; nil forwards every time. Resolvers
 	// may share one (see Cache).
 	Cache *Cache
+	// Metrics gets every query's outcome and the forwards in flight
+	// (default: none).
+	Metrics Metrics
 }
 
 // Resolver is the embedded DNS server of one sandbox. Its methods are safe
@@ -111,6 +114,7 @@ type Resolver struct {
 	maxInflight int64
 	resolvConf  string
 	cache       *Cache
+	metrics     Metrics
 
 	configured []netip.AddrPort // Config.Upstreams
 
@@ -150,6 +154,10 @@ func New(cfg Config, b Backend) *Resolver {
 		static:      slices.Clone(cfg.Upstreams),
 		resolvConf:  cfg.HostResolvConf,
 		cache:       cfg.Cache,
+		metrics:     cfg.Metrics,
+	}
+	if r.metrics == nil {
+		r.metrics = nopMetrics{}
 	}
 	if r.log == nil {
 		r.log = hclog.NewNullLogger()
@@ -397,7 +405,11 @@ func (r *Resolver) acquire() bool {
 		r.inflight.Add(-1)
 		return false
 	}
+	r.metrics.ForwardStarted()
 	return true
 }
 
-func (r *Resolver) release() { r.inflight.Add(-1) }
+func (r *Resolver) release() {
+	r.inflight.Add(-1)
+	r.metrics.ForwardDone()
+}
