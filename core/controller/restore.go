@@ -145,6 +145,9 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if err := c.startHostListener(); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)

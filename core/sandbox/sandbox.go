@@ -753,7 +753,8 @@ func (s *Sandbox) WriteFiles() error {
 // resolvConfLocked is the host's resolv.conf with the sandbox's own DNS
 // settings over it. Outside host mode, nameservers on the host's loopback
 // are dropped: they cannot be reached from the sandbox's namespace. With
-// the embedded resolver, 127.0.0.11 is the only nameserver.
+// the embedded resolver, 127.0.0.11 is the only nameserver and the
+// options follow Docker's rules (embeddedOptions). mu held.
 func (s *Sandbox) resolvConfLocked() ResolvConf {
 	rc := ResolvConf{Search: s.hostResolv.Search, Options: s.hostResolv.Options}
 	for _, ns := range s.hostResolv.Nameservers {
@@ -773,9 +774,38 @@ func (s *Sandbox) resolvConfLocked() ResolvConf {
 	if len(s.opts.DNSOptions) > 0 {
 		rc.Options = s.opts.DNSOptions
 	}
+	if s.embeddedDNS {
+		rc.Options = embeddedOptions(rc.Options, len(s.opts.DNSOptions) > 0)
+	}
 	return rc
 }
 
+// embeddedOptions are the resolv.conf options of a sandbox served by the
+// embedded resolver, as Docker writes them: the container's own options
+// (own) as given, an ndots among them included; else the host's options
+// without their ndots, which was chosen for the host's search domains, not
+// for container names. Without an ndots of the container's, ndots:0 is
+// added, so a container name is asked as it is first, answered at once,
+// rather than after a round of search domains sent upstream.
+func embeddedOptions(opts []string, own bool) []string {
+	out := make([]string, 0, len(opts)+1)
+	ndots := false
+	for _, o := range opts {
+		if strings.HasPrefix(o, "ndots:") {
+			if !own {
+				continue
+			}
+			ndots = true
+		}
+		out = append(out, o)
+	}
+	if !ndots {
+		out = append(out, "ndots:0")
+	}
+	return out
+}
+
+// hostsLocked is the hosts file's content; mu held.
 func (s *Sandbox) hostsLocked() []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
