@@ -102,7 +102,8 @@ func TestDNSCache(t *testing.T) {
 	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")+
 		fmt.Sprintf("resolver {\n  upstreams = [%q]\n  timeout = \"1s\"\n}\n", up.addr)).Start(t)
 	t.Cleanup(func() { removeAll(t, a.Client) })
-	if _, err := a.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "cachenet"}); err != nil {
+	// Single labels forwarded: "late" below is an upstream's name first.
+	if _, err := a.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "cachenet", DNSForwardSingleLabel: true}); err != nil {
 		t.Fatal(err)
 	}
 	cli := attach(t, a.Client, "cachenet", "cli")

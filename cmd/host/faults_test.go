@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/vishvananda/netlink"
@@ -284,4 +286,107 @@ func interfaces(t *testing.T, key string) string {
 		return nil
 	})
 	return fmt.Sprint(out)
+}
+
+// ownHost makes a network namespace standing for the machine an agent
+// runs on (Env.Netns), so that what the agent leaves in it (links,
+// nftables rules) is seen apart from every other test's. It returns the
+// namespace's key; the namespace goes when the test ends.
+func ownHost(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "host")
+	ns, err := osl.NewNamespace(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Destroy() })
+	return key
+}
+
+// inHost runs argv inside the network namespace at key and returns its
+// output.
+func inHost(t *testing.T, key string, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", append([]string{"--net=" + key}, argv...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
+
+// assertHostClean checks that the agent's namespace at key holds no link
+// but lo and no nftables rule, and that nothing is mounted below dir but,
+// while the agent runs, its spare namespaces.
+func assertHostClean(t *testing.T, key, dir string, running bool) {
+	t.Helper()
+	if out := inHost(t, key, "ip", "-o", "link", "show"); strings.Count(out, "\n") != 1 || !strings.Contains(out, ": lo:") {
+		t.Errorf("links left besides lo:\n%s", out)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
+		t.Errorf("nft list ruleset is not empty:\n%s", out)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") &&
+			!(running && strings.Contains(f[4], "/.creating/spare-")) {
+			t.Errorf("still mounted: %s", f[4])
+		}
+	}
+}
+
+// TestLastNetworkRemovesRules: once the last network is deleted, the
+// agent's machine holds no nftables rule and no link of sandnet's, and
+// stays so after a clean stop; a stop with no network also removes a
+// table an earlier run left.
+func TestLastNetworkRemovesRules(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	key := ownHost(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	e.Netns = key
+	a := e.Start(t)
+	c := a.Client
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "web", Subnet: "10.51.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "back", Subnet: "10.52.0.0/24", Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1", Networks: []controller.SandboxNetwork{
+		{Network: "web", Connect: controller.Connect{Publish: []string{"8080:80"}}}, {Network: "back"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); !strings.Contains(out, "8080") {
+		t.Fatalf("no rule for the published port before the deletes: the checks below would prove nothing\n%s", out)
+	}
+	if err := c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteNetwork(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); !strings.Contains(out, "table inet sandnet") {
+		t.Fatalf("with network back left, no table:\n%s", out)
+	}
+	if err := c.DeleteNetwork(ctx, "back"); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the last network's links are gone", func() bool {
+		return strings.Count(inHost(t, key, "ip", "-o", "link", "show"), "\n") == 1
+	})
+	assertHostClean(t, key, dir, true)
+	a.Terminate(10 * time.Second)
+	assertHostClean(t, key, dir, false)
+
+	// A table left by an earlier run (one stopped with a network, say,
+	// whose network was removed by hand since).
+	inHost(t, key, "nft", "add table inet sandnet; add chain inet sandnet prerouting { type nat hook prerouting priority dstnat; }")
+	a = e.Start(t)
+	a.Terminate(10 * time.Second)
+	assertHostClean(t, key, dir, false)
 }

@@ -64,6 +64,9 @@ type Config struct {
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
 	IPAM *ipam.Allocator
+	// HostListen is where the host's questions for name.network are
+	// answered (UDP and TCP, in the agent's namespace); invalid: nowhere.
+	HostListen netip.AddrPort
 	// Resolver configures every sandbox's embedded DNS resolver
 	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
 	// are filled in by the controller.
@@ -98,6 +101,7 @@ type Controller struct {
 	bg          context.Context // ends with Close: background undo work
 	stopBG      context.CancelFunc
 	stubTimer   *time.Timer
+	hostDNS     *resolver.Resolver // the host listener; nil when off
 
 	dnsMu  sync.Mutex             // guards netDNS; see netdns.go. A leaf: never held with mu
 	netDNS map[string]netDNSEntry // network ID → its DNS servers
@@ -161,6 +165,13 @@ func (c *Controller) Close() {
 		if ns := op.sb.Namespace(); ns != nil && !op.sb.Options().HostMode {
 			_ = ns.Close()
 		}
+	}
+	c.mu.Lock()
+	hostDNS := c.hostDNS
+	c.hostDNS = nil
+	c.mu.Unlock()
+	if hostDNS != nil {
+		_ = hostDNS.Stop()
 	}
 	c.defaultMu.Lock()
 	if c.defaultNS != nil {

@@ -126,7 +126,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	n := &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
-		DNS: servers,
+		DNS: servers, DNSForwardSingleLabel: req.DNSForwardSingleLabel,
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
 		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {

@@ -145,6 +145,9 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if err := c.startHostListener(); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)

@@ -222,6 +222,16 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		eps = append(eps, ep)
 	}
+	// Sockets a spare brought that no resolver took (no network, or none
+	// with an address) are closed: bound and never read, they would take
+	// the container's queries to 127.0.0.11 and answer none. A later
+	// join's resolver binds its own.
+	op.mu.Lock()
+	if op.dns.r == nil {
+		op.dns.pre.close()
+		op.dns.pre = nil
+	}
+	op.mu.Unlock()
 	c.mu.Lock()
 	c.sandboxes[id] = op
 	c.byContainer[req.ContainerID] = id

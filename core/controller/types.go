@@ -26,8 +26,12 @@ type Network struct {
 	// DNS are the servers the resolvers of sandboxes on the network
 	// forward to (a sandbox's own servers win); UpdateNetworkDNS changes
 	// them.
-	DNS     []netip.Addr `json:"dns,omitempty"`
-	Created time.Time    `json:"created"`
+	DNS []netip.Addr `json:"dns,omitempty"`
+	// DNSForwardSingleLabel has the resolvers of its sandboxes forward
+	// A and AAAA questions for single-label names that are not
+	// containers' ("registry"); without it they get NXDOMAIN at once.
+	DNSForwardSingleLabel bool      `json:"dns_forward_single_label,omitempty"`
+	Created               time.Time `json:"created"`
 	// InDelete is set before a delete starts, so a crash midway is
 	// finished on restart.
 	InDelete bool `json:"in_delete,omitempty"`
@@ -115,6 +119,8 @@ type NetworkCreate struct {
 	Options    map[string]string `json:"options,omitempty"`
 	// DNS are the network's DNS servers (IP addresses).
 	DNS []string `json:"dns,omitempty"`
+	// DNSForwardSingleLabel is Network.DNSForwardSingleLabel.
+	DNSForwardSingleLabel bool `json:"dns_forward_single_label,omitempty"`
 }
 
 // SandboxCreate is a request to create a sandbox for a container.

@@ -426,3 +426,41 @@ func TestStartWithTwice(t *testing.T) {
 		t.Errorf("after restart: %v, %v", m, err)
 	}
 }
+
+// TestSingleLabel: with ForwardQualified, an A or AAAA question for a
+// single-label name that is not local gets NXDOMAIN and reaches no
+// upstream; other types and dotted names are forwarded; ForwardAll
+// forwards them all.
+func TestSingleLabel(t *testing.T) {
+	up := startUpstream(t, "127.0.0.2", answerA)
+	for _, tt := range []struct {
+		name      string
+		q         *dns.Msg
+		qualified bool
+		rcode     int
+		forwarded bool
+	}{
+		{"A of a single label", query("registry.", dns.TypeA), true, dns.RcodeNameError, false},
+		{"AAAA of a single label", query("Registry.", dns.TypeAAAA), true, dns.RcodeNameError, false},
+		{"ANY of a single label", query("registry.", dns.TypeANY), true, dns.RcodeNameError, false},
+		{"NS of a top-level domain", query("com.", dns.TypeNS), true, dns.RcodeSuccess, true},
+		{"A of a dotted name", query("registry.example.", dns.TypeA), true, dns.RcodeSuccess, true},
+		{"A of the root", query(".", dns.TypeA), true, dns.RcodeSuccess, true},
+		{"local single label", query("web.", dns.TypeA), true, dns.RcodeSuccess, false},
+		{"ForwardAll: single label forwarded", query("registry.", dns.TypeA), false, dns.RcodeSuccess, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := testBackend()
+			b.qualified = tt.qualified
+			r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}}, b)
+			before := up.queries.Load()
+			m := ask(t, r, tt.q, false)
+			if m.Rcode != tt.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tt.rcode])
+			}
+			if got := up.queries.Load() - before; (got > 0) != tt.forwarded {
+				t.Errorf("upstream asked %d times, want forwarded=%v", got, tt.forwarded)
+			}
+		})
+	}
+}

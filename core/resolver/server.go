@@ -42,7 +42,7 @@ func (r *Resolver) udpQuery(run *run, msg, out []byte, addr netip.AddrPort) []by
 			return resp
 		}
 		if !r.acquire() {
-			return refused(out, msg, &req, false)
+			return r.refused(out, msg, &req, false)
 		}
 		q := append([]byte(nil), msg[:req.end]...)
 		run.wg.Add(1)
@@ -170,7 +170,7 @@ func (r *Resolver) serveConn(run *run, c *net.TCPConn) {
 				continue
 			}
 			if !r.acquire() {
-				tc.write(*bp, refused(out, in, &req, true))
+				tc.write(*bp, r.refused(out, in, &req, true))
 				putBuf(bp)
 				continue
 			}

@@ -684,7 +684,8 @@ func (s *Sandbox) WriteFiles() error {
 // resolvConf is the host's resolv.conf with the sandbox's own DNS
 // settings over it. Outside host mode, nameservers on the host's loopback
 // are dropped: they cannot be reached from the sandbox's namespace. With
-// the embedded resolver, 127.0.0.11 is the only nameserver.
+// the embedded resolver, 127.0.0.11 is the only nameserver and the
+// options follow Docker's rules (embeddedOptions).
 func (s *Sandbox) resolvConf() ResolvConf {
 	rc := ResolvConf{Search: s.hostResolv.Search, Options: s.hostResolv.Options}
 	for _, ns := range s.hostResolv.Nameservers {
@@ -704,7 +705,35 @@ func (s *Sandbox) resolvConf() ResolvConf {
 	if len(s.opts.DNSOptions) > 0 {
 		rc.Options = s.opts.DNSOptions
 	}
+	if s.embeddedDNS {
+		rc.Options = embeddedOptions(rc.Options, len(s.opts.DNSOptions) > 0)
+	}
 	return rc
+}
+
+// embeddedOptions are the resolv.conf options of a sandbox served by the
+// embedded resolver, as Docker writes them: the container's own options
+// (own) as given, an ndots among them included; else the host's options
+// without their ndots, which was chosen for the host's search domains, not
+// for container names. Without an ndots of the container's, ndots:0 is
+// added, so a container name is asked as it is first, answered at once,
+// rather than after a round of search domains sent upstream.
+func embeddedOptions(opts []string, own bool) []string {
+	out := make([]string, 0, len(opts)+1)
+	ndots := false
+	for _, o := range opts {
+		if strings.HasPrefix(o, "ndots:") {
+			if !own {
+				continue
+			}
+			ndots = true
+		}
+		out = append(out, o)
+	}
+	if !ndots {
+		out = append(out, "ndots:0")
+	}
+	return out
 }
 
 func (s *Sandbox) hosts() []byte {

@@ -84,9 +84,24 @@ func newDriver() *bridge {
 
 // close finishes the reaper's pending work; main calls it once the host
 // has stopped the plugin.
+//
+// With no network left it also removes the nftables table, should one be
+// there (left by a run that stopped before its last network went).
 func (b *bridge) close() {
 	if err := b.reap.drain(); err != nil {
 		b.reap.log.Error("deleting detached endpoints' leftovers", "error", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.nets) > 0 {
+		return
+	}
+	s, err := b.sys()
+	if err == nil {
+		_, err = s.fw.dropIfUnused()
+	}
+	if err != nil {
+		b.reap.log.Error("removing the unused nftables table", "error", err)
 	}
 }
 
@@ -353,6 +368,12 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 	}
 	if err := s.fw.removeNetwork(n); err != nil {
 		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	if len(b.nets) == 0 {
+		// The last network is gone: so is the table.
+		if _, err := s.fw.dropIfUnused(); err != nil {
+			return fmt.Errorf("network %s: %w", n.id, err)
+		}
 	}
 	if link, err := s.h.LinkByName(n.bridge); err == nil && link.Type() == "bridge" {
 		if link.Attrs().Alias == bridgeAlias(n) {

@@ -54,21 +54,16 @@ func TestConformancePlugin(t *testing.T) {
 	assertNoLeftovers(t)
 }
 
-// assertNoLeftovers checks that the host namespace holds no link, bridge
-// or rule of the driver's (only the table's two base rules).
+// assertNoLeftovers checks that the host namespace holds no link, bridge,
+// rule or table of the driver's: with its last network gone, the driver
+// removes its nftables table.
 func assertNoLeftovers(t *testing.T) {
 	t.Helper()
 	if links := driverLinks(t); len(links) > 0 {
 		t.Errorf("links left behind: %v", links)
 	}
-	rules := sandnetRules(t)
-	if n := countRules(rules); n != 2 {
-		t.Errorf("sandnet table holds %d rules, want the 2 base rules: %v", n, rules)
-	}
-	for chain := range rules {
-		if !slices.Contains([]string{"forward", "prerouting", "output", "postrouting", "published"}, chain) {
-			t.Errorf("chain %s left behind", chain)
-		}
+	if rules := sandnetRules(t); len(rules) > 0 {
+		t.Errorf("table %s left behind with no network: %v", tableName, rules)
 	}
 }
 
