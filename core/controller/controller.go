@@ -83,6 +83,7 @@ type Controller struct {
 	ipam    *ipam.Allocator
 	host    *netlink.Handle // the agent's own namespace
 	names   *nameIndex
+	peers   *peerSync
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -139,6 +140,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
+	c.peers = newPeerSync(c)
 	return c, nil
 }
 

@@ -183,6 +183,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
 	}
+	if n.Scope == scopeGlobal && c.cfg.AdvertiseAddr.IsValid() {
+		ep.VTEP = c.cfg.AdvertiseAddr.String()
+	}
 	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the
 		// endpoint belongs to the sandbox; SetKey does the rest.
