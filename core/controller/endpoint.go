@@ -29,7 +29,7 @@ import (
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
 	c.quiet.enter()
 	defer c.quiet.leave()
-	if err := checkContainerID("container", req.Container); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	args, err := parseConnect(req)

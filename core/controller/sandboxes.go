@@ -20,10 +20,7 @@ import (
 // sandbox an agent restart left for it, and connects it to the networks
 // the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
-	if err := checkContainerID("container_id", req.ContainerID); err != nil {
-		return nil, err
-	}
-	if err := req.Options.Validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	if req.Netns != "" {
@@ -36,9 +33,6 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	}
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
-	}
-	if !validFront(req.Front) {
-		return nil, errorf(sdk.ErrInvalid, "front: %q is none of \"cni\", \"oci\" or empty", req.Front)
 	}
 	c.quiet.enter()
 	defer c.quiet.leave()
@@ -253,13 +247,7 @@ type sandboxNetwork struct {
 func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sandboxNetwork, error) {
 	var out []sandboxNetwork
 	seen := map[string]int{}
-	for i, sn := range req.Networks {
-		if sn.Network == "" {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: must not be empty", i)
-		}
-		if sn.Container != "" && sn.Container != req.ContainerID {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].container: %q is not the sandbox's container %q (leave it out)", i, sn.Container, req.ContainerID)
-		}
+	for i, sn := range req.Networks { // each entry checked by Validate
 		sn.Container = req.ContainerID
 		args, err := parseConnect(sn.Connect)
 		if err != nil {
