@@ -83,6 +83,7 @@ type Controller struct {
 	ipam    *ipam.Allocator
 	host    *netlink.Handle // the agent's own namespace
 	names   *nameIndex
+	peers   *peerSync
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -117,6 +118,11 @@ type sandboxOp struct {
 	stub     bool   // read back after a restart, not yet claimed
 	deleting bool
 	deleted  bool
+	// unfinished: a delete failed after the namespace went (a plugin
+	// died mid-call); the sandbox is listed in-delete, refuses connects,
+	// and a delete again finishes it. Guarded by Controller.mu, as
+	// deleting is.
+	unfinished bool
 }
 
 // New returns a controller. Start reads the store back.
@@ -134,6 +140,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
+	c.peers = newPeerSync(c)
 	return c, nil
 }
 

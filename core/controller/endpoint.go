@@ -42,8 +42,14 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	if op.deleting || op.deleted {
+	c.mu.Lock()
+	deleting, unfinished := op.deleting || op.deleted, op.unfinished
+	c.mu.Unlock()
+	if deleting {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
+	}
+	if unfinished {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)
 }
@@ -176,6 +182,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	ep := &Endpoint{
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
+	}
+	if n.Scope == scopeGlobal && c.cfg.AdvertiseAddr.IsValid() {
+		ep.VTEP = c.cfg.AdvertiseAddr.String()
 	}
 	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the

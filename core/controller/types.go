@@ -53,6 +53,9 @@ type Endpoint struct {
 	NetworkID string `json:"network_id"`
 	// HostID is the host whose sandbox holds the endpoint.
 	HostID string `json:"host_id,omitempty"`
+	// VTEP is that host's advertise address, on global networks: where
+	// other hosts tunnel the endpoint's traffic to.
+	VTEP string `json:"vtep,omitempty"`
 	// SandboxID is the sandbox the endpoint is joined to; empty when it is
 	// not joined.
 	SandboxID string          `json:"sandbox_id,omitempty"`
