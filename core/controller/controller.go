@@ -118,6 +118,11 @@ type sandboxOp struct {
 	stub     bool   // read back after a restart, not yet claimed
 	deleting bool
 	deleted  bool
+	// unfinished: a delete failed after the namespace went (a plugin
+	// died mid-call); the sandbox is listed in-delete, refuses connects,
+	// and a delete again finishes it. Guarded by Controller.mu, as
+	// deleting is.
+	unfinished bool
 }
 
 // New returns a controller. Start reads the store back.

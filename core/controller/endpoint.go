@@ -42,8 +42,14 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	if op.deleting || op.deleted {
+	c.mu.Lock()
+	deleting, unfinished := op.deleting || op.deleted, op.unfinished
+	c.mu.Unlock()
+	if deleting {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
+	}
+	if unfinished {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)
 }

@@ -320,7 +320,7 @@ func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir,
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting || op.unfinished}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -339,7 +339,13 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 	var eps []*Endpoint
 	for _, e := range op.sb.Endpoints() {
 		var ep Endpoint
-		if _, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep); err != nil {
+		_, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep)
+		switch {
+		case errors.Is(err, sdk.ErrNotFound):
+			// Its record went while a delete that failed part-way
+			// still holds it: gone as far as the API is concerned.
+			continue
+		case err != nil:
 			return nil, err
 		}
 		eps = append(eps, &ep)
@@ -352,6 +358,7 @@ func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
 	c.mu.Lock()
 	v.Stub = op.stub
+	v.InDelete = op.deleting || op.unfinished
 	c.mu.Unlock()
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
 	for _, ep := range eps {
@@ -508,7 +515,7 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 
 // deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
 // held, when not nil) says the sandbox is to stay.
-func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) error {
+func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) (err error) {
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
@@ -518,9 +525,11 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	c.mu.Unlock()
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	nsGone := false
 	defer func() {
 		c.mu.Lock()
 		op.deleting = false
+		op.unfinished = op.unfinished || err != nil && nsGone
 		c.mu.Unlock()
 	}()
 	if op.deleted || keep != nil && keep() {
@@ -544,6 +553,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	if owned {
 		c.stopDNS(op)
 		c.destroyNamespace(sb)
+		nsGone = true
 	}
 	var errs []error
 	for _, e := range sb.Endpoints() {
@@ -557,6 +567,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	if !owned {
 		c.stopDNS(op)
 		c.destroyNamespace(sb)
+		nsGone = true
 	}
 	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
 		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)
