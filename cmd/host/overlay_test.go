@@ -161,6 +161,22 @@ func reachable(t *testing.T, key, addr, who string) {
 	})
 }
 
+// attachWith is attach with a Connect of the caller's (aliases, …).
+func attachWith(t *testing.T, c *api.Client, network, id string, req controller.Connect) container {
+	t.Helper()
+	ctx := context.Background()
+	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Container = id
+	ep, err := c.Connect(ctx, network, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return container{id: id, key: sb.Key, addr: ep.Address.Addr()}
+}
+
 // hasEntryFor reports whether the host at key has a neighbour entry for
 // addr.
 func hasEntryFor(t *testing.T, key string, addr string) bool {
@@ -180,16 +196,35 @@ func TestOverlayPeersFromTheStore(t *testing.T) {
 	hosts := overlayHosts(t, 2)
 	a, b := hosts[0], hosts[1]
 	ctx := context.Background()
-	if _, err := a.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "ov", Driver: "overlay", Subnet: "10.70.0.0/24",
-		Options: map[string]string{"com.sandnet.overlay.vni": "4100"}}); err != nil {
+	// No VNI given: host A allocates one in the store, and both hosts'
+	// drivers take it from the network's record.
+	n, err := a.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "ov", Driver: "overlay", Subnet: "10.70.0.0/24"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	c1 := attach(t, a.c(), "ov", "c1")
+	if n.VNI < 4096 {
+		t.Fatalf("network ov has VNI %d, want one the host allocated (4096 on)", n.VNI)
+	}
+	c1 := attachWith(t, a.c(), "ov", "c1", controller.Connect{Aliases: []string{"web"}})
 	c2 := attach(t, b.c(), "ov", "c2")
 	serve(t, c1.key, "c1")
 	serve(t, c2.key, "c2")
 	reachable(t, c2.key, c1.addr.String(), "c1")
 	reachable(t, c1.key, c2.addr.String(), "c2")
+
+	// Names across hosts: B's resolver answers A's container by name,
+	// alias and name.network, and PTR for its address; and back.
+	for _, name := range []string{"c1", "web", "c1.ov"} {
+		agenttest.Eventually(t, "host B's container resolving "+name, func() bool {
+			return dig(t, c2.key, "+short", name) == c1.addr.String()
+		})
+	}
+	if got := dig(t, c2.key, "+short", "-x", c1.addr.String()); got != "c1.ov." {
+		t.Fatalf("PTR of %s from host B = %q, want c1.ov.", c1.addr, got)
+	}
+	agenttest.Eventually(t, "host A's container resolving c2", func() bool {
+		return dig(t, c1.key, "+short", "c2") == c2.addr.String()
+	})
 
 	// kill -9 the overlay plugin on B; a container attached on A
 	// meanwhile is reached from B once B's agent restarted it.

@@ -248,7 +248,7 @@ func (c *Controller) defaultNamespace() (*osl.Namespace, error) {
 // netProto is the wire form of a network for drivers. A global network
 // carries this host's advertise address.
 func (c *Controller) netProto(n *Network) *pb.Network {
-	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL}
+	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL, Vni: n.VNI}
 	if n.Scope == "global" {
 		p.Scope = pb.Scope_SCOPE_GLOBAL
 		if c.cfg.AdvertiseAddr.IsValid() {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -145,12 +146,12 @@ func (d *peerDriver) forget() {
 	d.peers = nil
 }
 
-// Two hosts share a store: each host's driver of a global network is
-// told of the other host's endpoints as they come and go (and never of
-// its own), their names resolve on the other host, and a restarted
-// driver gets the whole set again.
-func TestPeersFromTheStore(t *testing.T) {
-	e := newEnv(t)
+// twoHosts is an env whose controller is host A (advertise address
+// 192.0.2.1) and a second controller, host B (192.0.2.2), on the same
+// store, each with a peerDriver named "tunnel".
+func twoHosts(t *testing.T) (e *env, dA *peerDriver, cB *Controller, dB *peerDriver) {
+	t.Helper()
+	e = newEnv(t)
 	ctx := context.Background()
 	add := func(p *testPlugins) *peerDriver {
 		d := &peerDriver{}
@@ -163,20 +164,19 @@ func TestPeersFromTheStore(t *testing.T) {
 		return d
 	}
 	e.plugins.global = true
-	dA := add(e.plugins)
+	dA = add(e.plugins)
 	e.c.Close()
 	e.advertise = netip.MustParseAddr("192.0.2.1")
 	e.c = e.start()
 
-	// Host B: its own controller, driver and directories on the same store.
 	pB := &testPlugins{store: e.store, global: true, drivers: map[string]driver.Driver{}}
-	dB := add(pB)
+	dB = add(pB)
 	alloc, err := ipam.New(ipam.Config{Store: pB.Store})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dirB := t.TempDir()
-	cB, err := New(hclog.NewNullLogger(), Config{HostID: "host-b", AdvertiseAddr: netip.MustParseAddr("192.0.2.2"),
+	cB, err = New(hclog.NewNullLogger(), Config{HostID: "host-b", AdvertiseAddr: netip.MustParseAddr("192.0.2.2"),
 		FilesDir: filepath.Join(dirB, "files"), NetnsDir: filepath.Join(dirB, "netns"), StubGracePeriod: time.Hour,
 		IPAM: alloc, HostResolvConf: filepath.Join(dirB, "resolv.conf")}, pB)
 	if err != nil {
@@ -191,6 +191,16 @@ func TestPeersFromTheStore(t *testing.T) {
 		}
 		cB.Close()
 	})
+	return e, dA, cB, dB
+}
+
+// Two hosts share a store: each host's driver of a global network is
+// told of the other host's endpoints as they come and go (and never of
+// its own), their names resolve on the other host, and a restarted
+// driver gets the whole set again.
+func TestPeersFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	e, dA, cB, dB := twoHosts(t)
 
 	n, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "ov", Driver: "tunnel", Subnet: "10.90.0.0/24"})
 	if err != nil {
@@ -246,4 +256,63 @@ func TestPeersFromTheStore(t *testing.T) {
 	}
 	eventually(t, "host B's driver forgetting c1", func() bool { return !dB.has(ep1.Address, "192.0.2.1") })
 	eventually(t, "host B no longer resolving c1", func() bool { return len(lookup(cB, "c1")) == 0 && len(lookup(cB, "web")) == 0 })
+}
+
+// Two hosts creating global networks at once never give two the same
+// VNI; a VNI asked for is taken if free and refused, naming its holder,
+// if not; a deleted network's VNI is free again.
+func TestVNIsAcrossHosts(t *testing.T) {
+	ctx := context.Background()
+	e, _, cB, _ := twoHosts(t)
+	var mu sync.Mutex
+	got := map[uint32]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	// One creator per host, side by side (the IPAM's pool revision, not
+	// the VNIs, is what bounds how many creates may race at once).
+	for h, c := range []*Controller{e.c, cB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := h; i < 12; i += 2 {
+				name := fmt.Sprintf("ov%02d", i)
+				n, err := c.CreateNetwork(ctx, NetworkCreate{Name: name, Driver: "tunnel", Subnet: fmt.Sprintf("10.91.%d.0/24", i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if other, dup := got[n.VNI]; dup || n.VNI < firstVNI {
+					errs <- fmt.Errorf("%s got VNI %d (also %s's)", name, n.VNI, other)
+				}
+				got[n.VNI] = name
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n, err := cB.Network(ctx, "ov00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.c.CreateNetwork(ctx, NetworkCreate{Name: "asks", Driver: "tunnel", Subnet: "10.92.0.0/24",
+		Options: map[string]string{optVNI: fmt.Sprint(n.VNI)}})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), short(n.ID)) {
+		t.Fatalf("asking for ov00's VNI %d = %v, want a conflict naming %s", n.VNI, err, short(n.ID))
+	}
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "bad", Driver: "tunnel", Options: map[string]string{optVNI: "16777216"}}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("VNI 16777216 = %v, want invalid", err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "ov00"); err != nil {
+		t.Fatal(err)
+	}
+	asks, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "asks", Driver: "tunnel", Subnet: "10.92.0.0/24",
+		Options: map[string]string{optVNI: fmt.Sprint(n.VNI)}})
+	if err != nil || asks.VNI != n.VNI {
+		t.Fatalf("asking for a deleted network's VNI %d = %+v, %v", n.VNI, asks, err)
+	}
 }

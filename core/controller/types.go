@@ -35,6 +35,9 @@ type Network struct {
 	// InDelete is set before a delete starts, so a crash midway is
 	// finished on restart.
 	InDelete bool `json:"in_delete,omitempty"`
+	// VNI is the network's segment ID among the hosts, for drivers that
+	// carry traffic between them (see vni.go); 0 for others.
+	VNI uint32 `json:"vni,omitempty"`
 	// Endpoints is filled by inspect only: it is derived, never stored.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }
