@@ -2,24 +2,30 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TestStorePluginKilledDuringAttaches kills the store plugin with SIGKILL
@@ -412,4 +418,199 @@ func TestLastNetworkRemovesRules(t *testing.T) {
 	a = e.Start(t)
 	a.Terminate(10 * time.Second)
 	assertHostClean(t, key, dir, false)
+}
+
+// TestPluginKilledDuringDeletes kills the bridge driver, or the store
+// plugin, with SIGKILL while sandbox deletes run four at a time, each
+// sandbox attached with one request (some with a published port), half
+// of them to be deleted and half to survive. Deletes that fail answer
+// 503 naming the plugin. Then, before any retry and again after it: no
+// endpoint without a sandbox, and every listed sandbox not in the middle
+// of a delete has its namespace. Retried, every failed delete finishes;
+// the survivors keep their interface and address, through the plugin's
+// restart and the agent's; every allocation has its endpoint; the network
+// goes; and the agent's machine is left with no link, no nftables rule
+// and nothing mounted.
+func TestPluginKilledDuringDeletes(t *testing.T) {
+	nstest.RequireRoot(t)
+	for _, victim := range []string{"driver/bridge", "store/bolt"} {
+		t.Run(strings.ReplaceAll(victim, "/", "-"), func(t *testing.T) {
+			ctx := context.Background()
+			key := ownHost(t)
+			dir := t.TempDir()
+			agenttest.CleanupMounts(t, dir)
+			e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  stub_grace_period = \"1h\"\n"))
+			e.Netns = key
+			a := e.Start(t)
+			c := a.Client
+			if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.54.0.0/24"}); err != nil {
+				t.Fatal(err)
+			}
+			const n = 32
+			var doomed []string
+			survivors := map[string]string{} // container → address
+			for i := range n {
+				id := fmt.Sprintf("c%02d", i)
+				var publish []string
+				if i%4 < 2 {
+					publish = []string{"80"}
+				}
+				sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id,
+					Networks: []controller.SandboxNetwork{{Network: "net", Connect: controller.Connect{Publish: publish}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i%2 == 0 {
+					doomed = append(doomed, id)
+				} else {
+					survivors[id] = sb.Endpoints[0].Address.String()
+				}
+			}
+
+			jobs := make(chan string, len(doomed))
+			for _, id := range doomed {
+				jobs <- id
+			}
+			close(jobs)
+			var mu sync.Mutex
+			failed := map[string]error{}
+			var answered atomic.Int32
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for id := range jobs {
+						if err := c.DeleteSandbox(ctx, id); err != nil {
+							mu.Lock()
+							failed[id] = err
+							mu.Unlock()
+						}
+						answered.Add(1)
+					}
+				}()
+			}
+			agenttest.Eventually(t, "a first delete answers", func() bool { return answered.Load() > 0 })
+			old := plugins(t, a)[victim]
+			if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			t.Logf("%d of %d deletes failed around the kill of %s", len(failed), len(doomed), victim)
+			name := victim[strings.IndexByte(victim, '/')+1:]
+			for id, err := range failed {
+				var ae *api.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
+					t.Errorf("delete of %s failed with %v (%+v); want a 503 naming plugin %q", id, err, ae, name)
+				}
+			}
+			agenttest.Eventually(t, victim+" restarted", func() bool {
+				p := plugins(t, a)[victim]
+				return p.PID != old.PID && p.Running
+			})
+			checkSandboxes(t, c)
+
+			for id := range failed {
+				agenttest.Eventually(t, "a retried delete of "+id+" finishes", func() bool {
+					err := c.DeleteSandbox(ctx, id)
+					return err == nil || errors.Is(err, sdk.ErrNotFound)
+				})
+			}
+			checkSandboxes(t, c)
+			for _, id := range doomed {
+				if _, err := c.Sandbox(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+					t.Errorf("sandbox of %s after its delete: %v; want not found", id, err)
+				}
+			}
+			checkSurvivors(t, c, survivors)
+
+			// Allocations are read from the store file with the agent
+			// stopped; the survivors come back after the restart.
+			a.Terminate(10 * time.Second)
+			stored := map[string]string{}
+			for id, addr := range survivors {
+				stored[strings.Split(addr, "/")[0]] = id
+			}
+			checkAllocations(t, filepath.Join(dir, "store.db"), stored)
+			a = e.Start(t)
+			c = a.Client
+			checkSurvivors(t, c, survivors)
+			for id := range survivors {
+				if err := c.DeleteSandbox(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.DeleteNetwork(ctx, "net"); err != nil {
+				t.Fatalf("network rm: %v", err)
+			}
+			a.Terminate(10 * time.Second)
+			checkAllocations(t, filepath.Join(dir, "store.db"), nil)
+			agenttest.Eventually(t, "no link but lo is left", func() bool {
+				return strings.Count(inHost(t, key, "ip", "-o", "link", "show"), "\n") == 1
+			})
+			assertHostClean(t, key, dir, false)
+		})
+	}
+}
+
+// checkSandboxes checks what the agent lists: every endpoint names a
+// listed sandbox, and every listed sandbox not in the middle of a delete
+// has its namespace at its key.
+func checkSandboxes(t *testing.T, c *api.Client) {
+	t.Helper()
+	ctx := context.Background()
+	sbs, err := c.Sandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, sb := range sbs {
+		listed[sb.ID] = true
+		if sb.InDelete {
+			continue
+		}
+		if !isNamespace(sb.Key) {
+			t.Errorf("sandbox %s of %s is listed, but %s holds no namespace", sb.ID[:12], sb.ContainerID, sb.Key)
+		}
+	}
+	n, err := c.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range n.Endpoints {
+		if !listed[ep.SandboxID] {
+			t.Errorf("endpoint %s (%s) has no sandbox: it names %q", ep.Name, ep.Address, ep.SandboxID)
+		}
+	}
+}
+
+// checkSurvivors checks that each sandbox of survivors (container →
+// address) is listed with its endpoint, and that its namespace holds
+// exactly its interface, up, with its address; and that the network has
+// no other endpoint.
+func checkSurvivors(t *testing.T, c *api.Client, survivors map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	for id, addr := range survivors {
+		sb, err := c.Sandbox(ctx, id)
+		if err != nil {
+			t.Fatalf("survivor %s: %v", id, err)
+		}
+		if got, want := interfaces(t, sb.Key), fmt.Sprintf("[eth0 up %s]", addr); got != want {
+			t.Errorf("survivor %s has interfaces %s, want %s", id, got, want)
+		}
+	}
+	n, err := c.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Endpoints) != len(survivors) {
+		t.Errorf("network has %d endpoints for %d survivors", len(n.Endpoints), len(survivors))
+	}
+}
+
+// isNamespace reports whether path is a bind mount of a network namespace.
+func isNamespace(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }

@@ -83,6 +83,7 @@ type Controller struct {
 	ipam    *ipam.Allocator
 	host    *netlink.Handle // the agent's own namespace
 	names   *nameIndex
+	peers   *peerSync
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -121,24 +122,32 @@ type sandboxOp struct {
 	front    string           // fixed: Sandbox.Front
 	dns      dnsState         // mu (nets and live are atomics, for readers without it)
 
-	// stub and deleting are guarded by Controller.mu (read them with
-	// Controller.stateOf): a delete marks the sandbox before it waits
-	// for mu, so that a second delete, a connect and a listing see it.
+	// stub, deleting and unfinished are guarded by Controller.mu (read
+	// them with Controller.stateOf): a delete marks the sandbox before it
+	// waits for mu, so that a second delete, a connect and a listing see
+	// it.
 	stub     bool // read back after a restart, not yet claimed
 	deleting bool // a delete is in progress
+	// unfinished: a delete failed after the namespace went (a plugin
+	// died mid-call); the sandbox is listed in-delete, refuses connects,
+	// and a delete again finishes it.
+	unfinished bool
 	// deleted is written with both mu and Controller.mu held, so either
 	// suffices to read it.
 	deleted bool
 }
 
 // opState is what Controller.mu guards in a sandboxOp.
-type opState struct{ stub, deleting, deleted bool }
+type opState struct{ stub, deleting, unfinished, deleted bool }
 
-// stateOf reads op's stub, deleting and deleted flags under c.mu.
+// inDelete says whether the sandbox is listed in-delete.
+func (s opState) inDelete() bool { return s.deleting || s.unfinished }
+
+// stateOf reads op's flags that Controller.mu guards.
 func (c *Controller) stateOf(op *sandboxOp) opState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return opState{stub: op.stub, deleting: op.deleting, deleted: op.deleted}
+	return opState{stub: op.stub, deleting: op.deleting, unfinished: op.unfinished, deleted: op.deleted}
 }
 
 // New returns a controller. Start reads the store back.
@@ -156,6 +165,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
+	c.peers = newPeerSync(c)
 	return c, nil
 }
 
@@ -263,7 +273,7 @@ func (c *Controller) defaultNamespace() (*osl.Namespace, error) {
 // netProto is the wire form of a network for drivers. A global network
 // carries this host's advertise address.
 func (c *Controller) netProto(n *Network) *pb.Network {
-	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL}
+	p := &pb.Network{Id: n.ID, Name: n.Name, Options: n.Options, Internal: n.Internal, EnableIpv6: n.EnableIPv6, Scope: pb.Scope_SCOPE_LOCAL, Vni: n.VNI}
 	if n.Scope == "global" {
 		p.Scope = pb.Scope_SCOPE_GLOBAL
 		if c.cfg.AdvertiseAddr.IsValid() {

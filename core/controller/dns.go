@@ -44,7 +44,7 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 	c.applyUpstreams(op) // the networks' servers may have changed
 
 	// A delete stopped the resolver for good.
-	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).deleting {
+	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).inDelete() {
 		return
 	}
 	if r := c.newResolver(op); r != nil {

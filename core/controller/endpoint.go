@@ -26,7 +26,7 @@ import (
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
 	c.quiet.enter()
 	defer c.quiet.leave()
-	if err := checkContainerID("container", req.Container); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	args, err := parseConnect(req)
@@ -39,8 +39,12 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	if st := c.stateOf(op); st.deleting || st.deleted {
+	st := c.stateOf(op)
+	if st.deleting || st.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
+	}
+	if st.unfinished {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)
 }
@@ -173,6 +177,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	ep := &Endpoint{
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
+	}
+	if n.Scope == scopeGlobal && c.cfg.AdvertiseAddr.IsValid() {
+		ep.VTEP = c.cfg.AdvertiseAddr.String()
 	}
 	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the

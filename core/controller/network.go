@@ -120,6 +120,12 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if err != nil {
 		return nil, err
 	}
+	var vni uint32
+	if needsVNI(req.Scope, caps) {
+		if vni, err = wantedVNI(req.Options); err != nil {
+			return nil, err
+		}
+	}
 	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
 		req.EnableIPv6 = true
 	}
@@ -137,6 +143,14 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 			}
 		}
 		ops := []*pb.TxnOp{cas(networkKey(n.ID), 0, n), cas(c.nameKeyOf(n), 0, n.ID)}
+		if needsVNI(n.Scope, caps) {
+			op, err := c.vniOp(ctx, n, vni)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+			ops[0] = cas(networkKey(n.ID), 0, n) // now with its VNI
+		}
 		n.IPv4, n.IPv6 = nil, nil
 		if caps.GetNeedsAddresses() {
 			reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: subnet, Gateway: gateway, Range: ipRange}}
@@ -186,6 +200,12 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	}
 	return retry(ctx, "removing network "+n.Name, func() error {
 		ops := []*pb.TxnOp{del(networkKey(n.ID))}
+		if n.VNI != 0 {
+			var holder string
+			if _, err := c.kv.get(ctx, vniKey(n.VNI), &holder); err == nil && holder == n.ID {
+				ops = append(ops, del(vniKey(n.VNI)))
+			}
+		}
 		var cur string
 		if _, err := c.kv.get(ctx, c.nameKeyOf(n), &cur); err == nil && cur == n.ID {
 			ops = append(ops, del(c.nameKeyOf(n)))

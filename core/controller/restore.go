@@ -154,6 +154,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.stopWatch = cancel
 	c.mu.Unlock()
 	go c.watchGlobal(wctx)
+	go c.peers.run(wctx)
 	go c.watchHostResolvConf(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
@@ -305,13 +306,19 @@ func (c *Controller) reapStubs() {
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	c.mu.Lock()
 	delete(c.caps, driverName)
-	c.onHost = map[string]*Network{}
+	for id, n := range c.onHost {
+		if n.Driver == driverName {
+			delete(c.onHost, id)
+		}
+	}
 	c.mu.Unlock()
 	st, err := c.readState(ctx)
 	if err != nil {
 		return err
 	}
 	c.replay(ctx, st, driverName)
+	// The restarted driver knows no peers: all of them again.
+	c.peers.resync(ctx, "")
 	// A delete that failed while the driver was down finishes now.
 	for _, s := range st.sandboxes {
 		if !s.InDelete {

@@ -75,6 +75,9 @@ func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Netwo
 	c.mu.Lock()
 	c.onHost[n.ID] = n
 	c.mu.Unlock()
+	// The endpoints of other hosts, before the first container here
+	// talks to them.
+	c.peers.resync(ctx, n.ID)
 	return nil
 }
 

@@ -35,6 +35,9 @@ type Network struct {
 	// InDelete is set before a delete starts, so a crash midway is
 	// finished on restart.
 	InDelete bool `json:"in_delete,omitempty"`
+	// VNI is the network's segment ID among the hosts, for drivers that
+	// carry traffic between them (see vni.go); 0 for others.
+	VNI uint32 `json:"vni,omitempty"`
 	// Endpoints is filled by inspect only: it is derived, never stored.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }
@@ -53,6 +56,9 @@ type Endpoint struct {
 	NetworkID string `json:"network_id"`
 	// HostID is the host whose sandbox holds the endpoint.
 	HostID string `json:"host_id,omitempty"`
+	// VTEP is that host's advertise address, on global networks: where
+	// other hosts tunnel the endpoint's traffic to.
+	VTEP string `json:"vtep,omitempty"`
 	// SandboxID is the sandbox the endpoint is joined to; empty when it is
 	// not joined.
 	SandboxID string          `json:"sandbox_id,omitempty"`

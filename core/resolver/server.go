@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -22,12 +21,6 @@ const (
 	// read.
 	tcpWriteTimeout = 5 * time.Second
 )
-
-// udpReaders is the number of goroutines reading the UDP socket. Several
-// readers on one socket, rather than a SO_REUSEPORT group, because a client
-// sending from one port (glibc, dnsperf) would land on one socket of a
-// group.
-func udpReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // udpQuery handles one UDP query from addr and returns the answer to send
 // now, built in out, or nil: nothing to send, or a forward that answers
