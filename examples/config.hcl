@@ -65,6 +65,8 @@ resolver {
   cache_size             = 4096
   cache_max_ttl          = "1h"
   cache_max_negative_ttl = "5m"
+  # The host resolves name.network of its containers here; off when absent.
+  # host_listen = "127.0.0.1:5353"
 }
 
 ipam {

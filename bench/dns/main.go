@@ -14,7 +14,11 @@
 //  3. the same external names, the agent restarted with cache_size = 0.
 //
 // It prints queries per second, lost queries, average and p99 latency,
-// and the ratios. Run it as root under `unshare --net --mount
+// and the ratios. With -plain N it runs only the container names, N rounds
+// of dnsperf with its default options but the run length (-l), the two
+// servers alternating (dnsmasq first in odd rounds), as a user would run
+// it; dnsperf then gives no per-query latencies, so it prints the
+// average. Run it as root under `unshare --net --mount
 // --propagation private` (make bench does); it refuses to run elsewhere.
 package main
 
@@ -45,14 +49,15 @@ func main() {
 	seconds := flag.Int("l", 10, "dnsperf run length in seconds")
 	bin := flag.String("sandnet", "bin/sandnet", "the sandnet binary")
 	plugins := flag.String("plugins", "bin/plugins", "sandnet plugin directory")
+	plain := flag.Int("plain", 0, "rounds of plain dnsperf (default options) on container names only; 0: the full comparison")
 	flag.Parse()
-	if err := run(*names, *seconds, *bin, *plugins); err != nil {
+	if err := run(*names, *seconds, *plain, *bin, *plugins); err != nil {
 		fmt.Fprintln(os.Stderr, "dns:", err)
 		os.Exit(1)
 	}
 }
 
-func run(names, seconds int, bin, plugins string) error {
+func run(names, seconds, plain int, bin, plugins string) error {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return err
@@ -124,6 +129,15 @@ func run(names, seconds int, bin, plugins string) error {
 	// The hosts dnsmasq beside the embedded resolver; the upstream in the
 	// agent's namespace on the gateway; the forwarding dnsmasq beside the
 	// embedded resolver, with a cache the size of the agent's.
+	if plain > 0 {
+		stop, err := startDnsmasq([]string{"nsenter", "--net=" + key, "dnsmasq", "--listen-address=127.0.0.12", "--no-resolv", "--no-hosts", "--addn-hosts=" + filepath.Join(dir, "hosts")})
+		if err != nil {
+			return err
+		}
+		defer stop()
+		time.Sleep(500 * time.Millisecond)
+		return plainRounds(key, queryFile, names, seconds, plain)
+	}
 	for _, args := range [][]string{
 		{"nsenter", "--net=" + key, "dnsmasq", "--listen-address=127.0.0.12", "--no-resolv", "--no-hosts", "--addn-hosts=" + filepath.Join(dir, "hosts")},
 		{"dnsmasq", "--listen-address=" + gw.String(), "--no-resolv", "--no-hosts", "--addn-hosts=" + filepath.Join(dir, "ext-hosts"), "--local-ttl=600"},
@@ -267,5 +281,61 @@ func dnsperf(key, server, queries string, seconds int) (*result, error) {
 	}
 	slices.Sort(lat)
 	res.avg, res.p99 = sum/float64(len(lat)), lat[len(lat)*99/100]
+	return res, nil
+}
+
+// plainRounds runs `dnsperf -s SERVER -d QUERIES -l SECONDS` inside key,
+// rounds times per server, alternating, and prints each round's ratio.
+func plainRounds(key, queries string, names, seconds, rounds int) error {
+	fmt.Printf("plain dnsperf (-l %d, other options default), from inside a sandbox, %d names (A)\n\n", seconds, names)
+	fmt.Printf("  %-6s %-10s %12s %8s %10s\n", "round", "server", "queries/s", "lost", "avg (ms)")
+	var ratios []float64
+	for round := range rounds {
+		res := map[string]*result{}
+		order := []string{"dnsmasq", "sandnet"}
+		if round%2 == 1 {
+			order = []string{"sandnet", "dnsmasq"}
+		}
+		for _, name := range order {
+			server := map[string]string{"sandnet": "127.0.0.11", "dnsmasq": "127.0.0.12"}[name]
+			r, err := dnsperfPlain(key, server, queries, seconds)
+			if err != nil {
+				return fmt.Errorf("dnsperf against %s: %w", name, err)
+			}
+			res[name] = r
+			fmt.Printf("  %-6d %-10s %12.0f %8d %10.3f\n", round+1, name, r.qps, r.lost, r.avg*1e3)
+		}
+		ratio := res["sandnet"].qps / res["dnsmasq"].qps
+		ratios = append(ratios, ratio)
+		fmt.Printf("  %-6d sandnet / dnsmasq: %.3f q/s, average latency %.3f\n", round+1, ratio, res["sandnet"].avg/res["dnsmasq"].avg)
+	}
+	slices.Sort(ratios)
+	fmt.Printf("\n  container names, sandnet / dnsmasq queries per second over %d rounds: %.2f–%.2f (target ≥ 1.3, no lost queries)\n",
+		rounds, ratios[0], ratios[len(ratios)-1])
+	return nil
+}
+
+// dnsperfPlain runs dnsperf with its default options but the run length
+// and reads its summary.
+func dnsperfPlain(key, server, queries string, seconds int) (*result, error) {
+	out, err := exec.Command("nsenter", "--net="+key, "dnsperf", "-s", server, "-d", queries, "-l", strconv.Itoa(seconds)).Output()
+	if err != nil {
+		return nil, err
+	}
+	res := &result{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(line), "Queries per second:"):
+			res.qps, _ = strconv.ParseFloat(f[len(f)-1], 64)
+		case strings.HasPrefix(strings.TrimSpace(line), "Queries lost:"):
+			res.lost, _ = strconv.Atoi(f[2])
+		case strings.HasPrefix(strings.TrimSpace(line), "Average Latency (s):"):
+			res.avg, _ = strconv.ParseFloat(f[3], 64)
+		}
+	}
+	if res.qps == 0 {
+		return nil, fmt.Errorf("no answers from %s:\n%s", server, out)
+	}
 	return res, nil
 }

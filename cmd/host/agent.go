@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/sandnet/sandnet/core/agent"
 	"github.com/sandnet/sandnet/core/config"
@@ -23,6 +25,11 @@ func agentCmd(args []string) int {
 		return usageFail(err)
 	}
 	cfg, diags := config.Load(*file)
+	if !diags.HasErrors() {
+		// What can be checked without starting anything, reported at
+		// its block, before anything is made.
+		diags = append(diags, checkPlugins(cfg, false, true)...)
+	}
 	if diags.HasErrors() {
 		_ = config.FormatDiagnostics(os.Stderr, cfg.Files(), diags)
 		return 1
@@ -40,7 +47,7 @@ func agentCmd(args []string) int {
 	defer stop()
 	a := agent.New(cfg, log)
 	if err := a.Start(ctx); err != nil {
-		return fail(fmt.Errorf("agent failed to start: %w", err))
+		return startFailed(cfg, err)
 	}
 	a.Notify(daemon.SdNotifyReady)
 	hup := make(chan os.Signal, 1)
@@ -60,4 +67,24 @@ func agentCmd(args []string) int {
 	a.Notify(daemon.SdNotifyStopping)
 	a.Stop()
 	return 0
+}
+
+// startFailed reports why the agent did not start: a plugin's failure at
+// its config block's position (the decode errors of its config block at
+// theirs), as `config validate` does; anything else as one line.
+func startFailed(cfg *config.Config, err error) int {
+	var de *config.DiagnosticsError
+	var pe *agent.PluginError
+	switch {
+	case errors.As(err, &de):
+		_ = config.FormatDiagnostics(os.Stderr, cfg.Files(), de.Diags)
+	case errors.As(err, &pe):
+		r := pe.Block.DeclRange
+		_ = config.FormatDiagnostics(os.Stderr, cfg.Files(), hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Plugin failed to start", Detail: pe.Err.Error(), Subject: &r,
+		}})
+	default:
+		return fail(fmt.Errorf("agent failed to start: %w", err))
+	}
+	return 1
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -155,7 +157,7 @@ func TestWrongChecksumRefusesToStart(t *testing.T) {
 		t.Fatalf("exit code = %d, want 1\n%s", code, a.Log())
 	}
 	log := a.Log()
-	for _, want := range []string{`driver plugin "pinned"`, "sha256:" + bad, "has sha256:"} {
+	for _, want := range []string{`config.hcl:15:1: error: Plugin checksum mismatch`, `driver "pinned" {`, "sha256:" + bad, "has sha256:"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("agent log does not contain %q:\n%s", want, log)
 		}
@@ -165,24 +167,74 @@ func TestWrongChecksumRefusesToStart(t *testing.T) {
 	}
 }
 
+// TestAgentConfigErrorsAtTheirBlock: a plugin block the agent cannot
+// start — a driver no binary exists for, a command that is not there, a
+// checksum the binary does not have, a config block the plugin's schema
+// or the plugin itself refuses — is reported at its file:line:col, as
+// `config validate` reports it, and the failed start makes nothing: no
+// store, no lock file, no data directory.
+func TestAgentConfigErrorsAtTheirBlock(t *testing.T) {
+	none := filepath.Join(bins.PluginDir, "sandnet-driver-none")
+	tests := []struct{ name, body, want string }{
+		{"unknown driver", "driver \"zzz\" {}\n", "config.hcl:14:1: error: Plugin binary not usable; plugin binary " + filepath.Join(bins.PluginDir, "sandnet-driver-zzz") + " not found"},
+		{"missing command", "driver \"x\" {\n  command = \"/nonexistent/sandnet-driver-x\"\n}\n", "config.hcl:14:1: error: Plugin binary not usable; plugin binary /nonexistent/sandnet-driver-x not found"},
+		{"bad checksum", "driver \"pinned\" {\n  command = " + strconv.Quote(none) + "\n  checksum = \"sha256:" + strings.Repeat("0", 64) + "\"\n}\n",
+			"config.hcl:14:1: error: Plugin checksum mismatch; checksum mismatch: config pins sha256:000"},
+		{"config block the schema refuses", "driver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", "config.hcl:16:5: error: Unsupported argument"},
+		{"config the plugin refuses", "driver \"bridge\" {\n  config {\n    mtu = 10\n  }\n}\n", "config.hcl:14:1: error: Plugin failed to start; driver plugin \"bridge\": configuring: config mtu: MTU 10 out of range"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data, netns, files := filepath.Join(dir, "data"), filepath.Join(dir, "netns"), filepath.Join(dir, "files")
+			e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(data, "store.db"))+tt.body+
+				fmt.Sprintf("sandbox {\n  netns_dir = %q\n  files_dir = %q\n}\n", netns, files))
+			a, err := e.Launch()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Terminate(5 * time.Second)
+			if code := a.Wait(20 * time.Second); code != 1 {
+				t.Fatalf("exit code = %d, want 1\n%s", code, a.Log())
+			}
+			if log := a.Log(); !strings.Contains(log, tt.want) {
+				t.Errorf("agent output does not contain %q:\n%s", tt.want, log)
+			}
+			for _, d := range []string{e.DataDir, data, netns, files} {
+				if _, err := os.Stat(d); err == nil {
+					left, _ := os.ReadDir(d)
+					t.Errorf("the failed start made %s (holding %v)", d, left)
+				}
+			}
+		})
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
+		args []string
 		body string
 		code int
 		want []string
 	}{
-		{"valid", "", 0, []string{"valid"}},
-		{"plugin config fails the plugin's schema", "driver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", 1,
+		{"valid", nil, "", 0, []string{"valid"}},
+		{"plugin config fails the plugin's schema", nil, "driver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", 1,
 			[]string{"config.hcl:16:5: error:", "mtu"}},
-		{"misspelt block", "resolvr {}\n", 1, []string{"config.hcl:14:1: error:", `Did you mean "resolver"?`}},
+		{"misspelt block", nil, "resolvr {}\n", 1, []string{"config.hcl:14:1: error:", `Did you mean "resolver"?`}},
+		{"core errors and a plugin config block's, in one run", nil, "resolvr {}\ndriver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", 1,
+			[]string{"config.hcl:14:1: error:", "config.hcl:17:5: error: Unsupported argument"}},
+		{"checksum checked offline", []string{"-offline"}, "driver \"pinned\" {\n  command = " + strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none")) +
+			"\n  checksum = \"sha256:" + strings.Repeat("0", 64) + "\"\n}\n", 1, []string{"config.hcl:14:1: error: Plugin checksum mismatch"}},
+		{"checksum that matches, offline", []string{"-offline"}, "driver \"pinned\" {\n  command = " + strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none")) +
+			"\n  checksum = \"sha256:" + sha256File(t, filepath.Join(bins.PluginDir, "sandnet-driver-none")) + "\"\n}\n", 0, []string{"valid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			store := fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, "store.db"))
 			e := agenttest.NewEnv(t, bins, store+tt.body)
-			out, err := exec.Command(bins.Sandnet, "config", "validate", e.ConfigPath).CombinedOutput()
+			out, err := exec.Command(bins.Sandnet, append(append([]string{"config", "validate"}, tt.args...), e.ConfigPath)...).CombinedOutput()
 			code := 0
 			if ee, ok := err.(*exec.ExitError); ok {
 				code = ee.ExitCode()
@@ -199,4 +251,15 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sha256File returns the SHA-256 of the file at path in hex.
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

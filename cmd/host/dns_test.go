@@ -6,11 +6,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
 // dig runs dig inside the namespace at key against the sandbox's embedded
@@ -105,10 +108,8 @@ func TestEmbeddedDNS(t *testing.T) {
 	}
 
 	// glibc, through the sandbox's resolv.conf as a container sees it.
-	out, err = exec.Command("nsenter", "--net="+cli.key, "unshare", "--mount", "sh", "-c",
-		"mount --bind "+sb.ResolvConf+" /etc/resolv.conf && getent ahostsv4 web").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), web.addr.String()) {
-		t.Fatalf("getent ahostsv4 web: %v\n%s", err, out)
+	if got := getent(t, cli.key, sb.ResolvConf, "web"); got != web.addr.String() {
+		t.Fatalf("getent ahostsv4 web = %q, want %s", got, web.addr)
 	}
 
 	// Records follow disconnect and rename with no restart.
@@ -145,4 +146,48 @@ func goLookup(name string) int {
 	}
 	fmt.Println(strings.Join(addrs, " "))
 	return 0
+}
+
+// TestNoDeadResolverSockets: a sandbox created without networks, on a
+// spare namespace that came with the resolver's sockets bound, has
+// nothing listening on 127.0.0.11:53 (a query there is refused at once
+// instead of timing out); its first network's join starts a resolver
+// that answers.
+func TestNoDeadResolverSockets(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  spare_namespaces = 2\n")).Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	c := a.Client
+	spares := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "netns", ".creating", "spare-*"))
+		return len(m)
+	}
+	agenttest.Eventually(t, "the agent has its spare namespaces", func() bool { return spares() == 2 })
+	listening := func(key string) string {
+		return strings.TrimSpace(inHost(t, key, "ss", "-Hlnut", "src", "127.0.0.11"))
+	}
+	var keys []string
+	for _, id := range []string{"none1", "none2", "none3"} {
+		sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, sb.Key)
+		if got := listening(sb.Key); got != "" {
+			t.Fatalf("sandbox %s, without networks, listens on 127.0.0.11:\n%s", id, got)
+		}
+	}
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "dnsnet", Subnet: "10.53.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := c.Connect(ctx, "dnsnet", controller.Connect{Container: "none1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dig(t, keys[0], "+short", "none1"); got != ep.Address.Addr().String() {
+		t.Fatalf("after its first network: dig none1 = %q, want %s", got, ep.Address.Addr())
+	}
 }

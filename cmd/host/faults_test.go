@@ -2,21 +2,30 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TestStorePluginKilledDuringAttaches kills the store plugin with SIGKILL
@@ -63,11 +72,25 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	succeeded := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ok)
+	}
+	polltest.Until(t, time.Minute, "five attaches before the kill", func() bool { return succeeded() >= 5 })
 	store := plugins(t, a)["store/bolt"]
 	if err := syscall.Kill(store.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	polltest.Until(t, time.Minute, "the store plugin restarted", func() bool {
+		got := plugins(t, a)["store/bolt"]
+		return got.PID != store.PID && got.Restarts == 1
+	})
+	// Attaches cut off by the kill are rolled back in the background once
+	// the store answers again (the first undo within about a second);
+	// attaches keep running meanwhile. TODO(issue 14): poll for the
+	// rollbacks themselves (the agent exposes no count of them yet); the
+	// wait is what the test waited before.
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
@@ -157,7 +180,15 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Duration(300+150*round) * time.Millisecond)
+		// Each round kills the agent a little further into the attaches.
+		mu.Lock()
+		before := len(ok)
+		mu.Unlock()
+		polltest.Until(t, time.Minute, fmt.Sprintf("round %d: %d attaches before the kill", round, 2+3*round), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(ok) >= before+2+3*round
+		})
 		if err := a.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -284,4 +315,302 @@ func interfaces(t *testing.T, key string) string {
 		return nil
 	})
 	return fmt.Sprint(out)
+}
+
+// ownHost makes a network namespace standing for the machine an agent
+// runs on (Env.Netns), so that what the agent leaves in it (links,
+// nftables rules) is seen apart from every other test's. It returns the
+// namespace's key; the namespace goes when the test ends.
+func ownHost(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "host")
+	ns, err := osl.NewNamespace(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Destroy() })
+	return key
+}
+
+// inHost runs argv inside the network namespace at key and returns its
+// output.
+func inHost(t *testing.T, key string, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", append([]string{"--net=" + key}, argv...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
+
+// assertHostClean checks that the agent's namespace at key holds no link
+// but lo and no nftables rule, and that nothing is mounted below dir but,
+// while the agent runs, its spare namespaces.
+func assertHostClean(t *testing.T, key, dir string, running bool) {
+	t.Helper()
+	if out := inHost(t, key, "ip", "-o", "link", "show"); strings.Count(out, "\n") != 1 || !strings.Contains(out, ": lo:") {
+		t.Errorf("links left besides lo:\n%s", out)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
+		t.Errorf("nft list ruleset is not empty:\n%s", out)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") &&
+			!(running && strings.Contains(f[4], "/.creating/spare-")) {
+			t.Errorf("still mounted: %s", f[4])
+		}
+	}
+}
+
+// TestLastNetworkRemovesRules: once the last network is deleted, the
+// agent's machine holds no nftables rule and no link of sandnet's, and
+// stays so after a clean stop; a stop with no network also removes a
+// table an earlier run left.
+func TestLastNetworkRemovesRules(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	key := ownHost(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	e.Netns = key
+	a := e.Start(t)
+	c := a.Client
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "web", Subnet: "10.51.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "back", Subnet: "10.52.0.0/24", Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1", Networks: []controller.SandboxNetwork{
+		{Network: "web", Connect: controller.Connect{Publish: []string{"8080:80"}}}, {Network: "back"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); !strings.Contains(out, "8080") {
+		t.Fatalf("no rule for the published port before the deletes: the checks below would prove nothing\n%s", out)
+	}
+	if err := c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteNetwork(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if out := inHost(t, key, "nft", "list", "ruleset"); !strings.Contains(out, "table inet sandnet") {
+		t.Fatalf("with network back left, no table:\n%s", out)
+	}
+	if err := c.DeleteNetwork(ctx, "back"); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the last network's links are gone", func() bool {
+		return strings.Count(inHost(t, key, "ip", "-o", "link", "show"), "\n") == 1
+	})
+	assertHostClean(t, key, dir, true)
+	a.Terminate(10 * time.Second)
+	assertHostClean(t, key, dir, false)
+
+	// A table left by an earlier run (one stopped with a network, say,
+	// whose network was removed by hand since).
+	inHost(t, key, "nft", "add table inet sandnet; add chain inet sandnet prerouting { type nat hook prerouting priority dstnat; }")
+	a = e.Start(t)
+	a.Terminate(10 * time.Second)
+	assertHostClean(t, key, dir, false)
+}
+
+// TestPluginKilledDuringDeletes kills the bridge driver, or the store
+// plugin, with SIGKILL while sandbox deletes run four at a time, each
+// sandbox attached with one request (some with a published port), half
+// of them to be deleted and half to survive. Deletes that fail answer
+// 503 naming the plugin. Then, before any retry and again after it: no
+// endpoint without a sandbox, and every listed sandbox not in the middle
+// of a delete has its namespace. Retried, every failed delete finishes;
+// the survivors keep their interface and address, through the plugin's
+// restart and the agent's; every allocation has its endpoint; the network
+// goes; and the agent's machine is left with no link, no nftables rule
+// and nothing mounted.
+func TestPluginKilledDuringDeletes(t *testing.T) {
+	nstest.RequireRoot(t)
+	for _, victim := range []string{"driver/bridge", "store/bolt"} {
+		t.Run(strings.ReplaceAll(victim, "/", "-"), func(t *testing.T) {
+			ctx := context.Background()
+			key := ownHost(t)
+			dir := t.TempDir()
+			agenttest.CleanupMounts(t, dir)
+			e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  stub_grace_period = \"1h\"\n"))
+			e.Netns = key
+			a := e.Start(t)
+			c := a.Client
+			if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.54.0.0/24"}); err != nil {
+				t.Fatal(err)
+			}
+			const n = 32
+			var doomed []string
+			survivors := map[string]string{} // container → address
+			for i := range n {
+				id := fmt.Sprintf("c%02d", i)
+				var publish []string
+				if i%4 < 2 {
+					publish = []string{"80"}
+				}
+				sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id,
+					Networks: []controller.SandboxNetwork{{Network: "net", Connect: controller.Connect{Publish: publish}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i%2 == 0 {
+					doomed = append(doomed, id)
+				} else {
+					survivors[id] = sb.Endpoints[0].Address.String()
+				}
+			}
+
+			jobs := make(chan string, len(doomed))
+			for _, id := range doomed {
+				jobs <- id
+			}
+			close(jobs)
+			var mu sync.Mutex
+			failed := map[string]error{}
+			var answered atomic.Int32
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for id := range jobs {
+						if err := c.DeleteSandbox(ctx, id); err != nil {
+							mu.Lock()
+							failed[id] = err
+							mu.Unlock()
+						}
+						answered.Add(1)
+					}
+				}()
+			}
+			agenttest.Eventually(t, "a first delete answers", func() bool { return answered.Load() > 0 })
+			old := plugins(t, a)[victim]
+			if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			t.Logf("%d of %d deletes failed around the kill of %s", len(failed), len(doomed), victim)
+			name := victim[strings.IndexByte(victim, '/')+1:]
+			for id, err := range failed {
+				var ae *api.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
+					t.Errorf("delete of %s failed with %v (%+v); want a 503 naming plugin %q", id, err, ae, name)
+				}
+			}
+			agenttest.Eventually(t, victim+" restarted", func() bool {
+				p := plugins(t, a)[victim]
+				return p.PID != old.PID && p.Running
+			})
+			checkSandboxes(t, c)
+
+			for id := range failed {
+				agenttest.Eventually(t, "a retried delete of "+id+" finishes", func() bool {
+					err := c.DeleteSandbox(ctx, id)
+					return err == nil || errors.Is(err, sdk.ErrNotFound)
+				})
+			}
+			checkSandboxes(t, c)
+			for _, id := range doomed {
+				if _, err := c.Sandbox(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+					t.Errorf("sandbox of %s after its delete: %v; want not found", id, err)
+				}
+			}
+			checkSurvivors(t, c, survivors)
+
+			// Allocations are read from the store file with the agent
+			// stopped; the survivors come back after the restart.
+			a.Terminate(10 * time.Second)
+			stored := map[string]string{}
+			for id, addr := range survivors {
+				stored[strings.Split(addr, "/")[0]] = id
+			}
+			checkAllocations(t, filepath.Join(dir, "store.db"), stored)
+			a = e.Start(t)
+			c = a.Client
+			checkSurvivors(t, c, survivors)
+			for id := range survivors {
+				if err := c.DeleteSandbox(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.DeleteNetwork(ctx, "net"); err != nil {
+				t.Fatalf("network rm: %v", err)
+			}
+			a.Terminate(10 * time.Second)
+			checkAllocations(t, filepath.Join(dir, "store.db"), nil)
+			agenttest.Eventually(t, "no link but lo is left", func() bool {
+				return strings.Count(inHost(t, key, "ip", "-o", "link", "show"), "\n") == 1
+			})
+			assertHostClean(t, key, dir, false)
+		})
+	}
+}
+
+// checkSandboxes checks what the agent lists: every endpoint names a
+// listed sandbox, and every listed sandbox not in the middle of a delete
+// has its namespace at its key.
+func checkSandboxes(t *testing.T, c *api.Client) {
+	t.Helper()
+	ctx := context.Background()
+	sbs, err := c.Sandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, sb := range sbs {
+		listed[sb.ID] = true
+		if sb.InDelete {
+			continue
+		}
+		if !isNamespace(sb.Key) {
+			t.Errorf("sandbox %s of %s is listed, but %s holds no namespace", sb.ID[:12], sb.ContainerID, sb.Key)
+		}
+	}
+	n, err := c.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range n.Endpoints {
+		if !listed[ep.SandboxID] {
+			t.Errorf("endpoint %s (%s) has no sandbox: it names %q", ep.Name, ep.Address, ep.SandboxID)
+		}
+	}
+}
+
+// checkSurvivors checks that each sandbox of survivors (container →
+// address) is listed with its endpoint, and that its namespace holds
+// exactly its interface, up, with its address; and that the network has
+// no other endpoint.
+func checkSurvivors(t *testing.T, c *api.Client, survivors map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	for id, addr := range survivors {
+		sb, err := c.Sandbox(ctx, id)
+		if err != nil {
+			t.Fatalf("survivor %s: %v", id, err)
+		}
+		if got, want := interfaces(t, sb.Key), fmt.Sprintf("[eth0 up %s]", addr); got != want {
+			t.Errorf("survivor %s has interfaces %s, want %s", id, got, want)
+		}
+	}
+	n, err := c.Network(ctx, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Endpoints) != len(survivors) {
+		t.Errorf("network has %d endpoints for %d survivors", len(n.Endpoints), len(survivors))
+	}
+}
+
+// isNamespace reports whether path is a bind mount of a network namespace.
+func isNamespace(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }

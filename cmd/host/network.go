@@ -23,6 +23,7 @@ func networkCreateCmd(args []string) int {
 	var opts, dns stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
+	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
 	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
 	fs.StringVar(&req.Subnet, "subnet", "", "IPv4 subnet in CIDR (default: the first free default pool)")
 	fs.StringVar(&req.Gateway, "gateway", "", "IPv4 gateway (default: the subnet's first address)")
@@ -112,7 +113,7 @@ func networkInspectCmd(args []string) int {
 		}
 		cf.output(out, func(w *tabwriter.Writer) {
 			for _, n := range out {
-				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS))
+				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\nDNS forwards single labels:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS), n.DNSForwardSingleLabel)
 				for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
 					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s\n", p.Subnet, show(p.Gateway))
 				}

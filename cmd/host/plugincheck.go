@@ -14,8 +14,9 @@ import (
 )
 
 // pluginCheckCmd starts a plugin binary as the agent would and runs the
-// SDK's conformance suite of its kind against it, in a throwaway network
-// namespace of its own (as root; see nstest.Isolate). Exit 0: every case
+// SDK's conformance suite of its kind against it: a driver in a throwaway
+// network namespace of its own (as root; see nstest.Isolate), a store where
+// the command runs, so that it reaches its backend. Exit 0: every case
 // passed; 1: a case failed or was skipped, or the binary could not be
 // checked; 2: usage.
 func pluginCheckCmd(args []string) int {
@@ -51,7 +52,11 @@ func pluginCheckCmd(args []string) int {
 		}
 		o.NetworkOptions[k] = v
 	}
-	code, err := nstest.Isolate(checkRun{o: o, json: *format == "json", out: os.Stdout})
+	run := checkRun{o: o, json: *format == "json", out: os.Stdout}
+	if plugincheck.StoreCheck(o) {
+		return run.Run()
+	}
+	code, err := nstest.Isolate(run)
 	if err != nil {
 		return fail(fmt.Errorf("plugin check: cannot make a throwaway network namespace to run the plugin in: %w", err))
 	}

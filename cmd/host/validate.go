@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -13,9 +14,11 @@ import (
 )
 
 // validateCmd checks a config file: its syntax and schema, that every
-// plugin binary it names exists, and — unless -offline — each plugin's
-// `config` block against the schema that plugin declares (each plugin is
-// started only to ask for its schema, then stopped).
+// plugin binary it names exists and matches its pinned checksum, and —
+// unless -offline — each plugin's `config` block against the schema that
+// plugin declares (each plugin is started only to ask for its schema, then
+// stopped). Plugin blocks are checked even when the rest of the file has
+// errors, so that one run reports every problem.
 func validateCmd(args []string) int {
 	fs := newFlags("config validate", "FILE")
 	offline := fs.Bool("offline", false, "do not start plugins to check their config blocks")
@@ -28,12 +31,7 @@ func validateCmd(args []string) int {
 		return 2
 	}
 	cfg, diags := config.Load(pos[0])
-	if !diags.HasErrors() {
-		diags = append(diags, config.CheckBinaries(cfg)...)
-	}
-	if !diags.HasErrors() && !*offline {
-		diags = append(diags, checkPluginConfigs(cfg)...)
-	}
+	diags = append(diags, checkPlugins(cfg, diags.HasErrors(), *offline)...)
 	_ = config.FormatDiagnostics(os.Stderr, cfg.Files(), diags)
 	if diags.HasErrors() {
 		return 1
@@ -42,11 +40,50 @@ func validateCmd(args []string) int {
 	return 0
 }
 
-func checkPluginConfigs(cfg *config.Config) hcl.Diagnostics {
+// checkPlugins checks the plugin blocks of cfg, each reported at its
+// position: the binary exists and is executable, it matches the pinned
+// checksum, and — unless offline — its config block decodes against the
+// schema the plugin declares (which starts the plugin). A block with a
+// problem is not checked further. With coreErrors (the file had other
+// errors), the default store of a file without a store block is left out:
+// the file may have failed to say which store it wants.
+func checkPlugins(cfg *config.Config, coreErrors, offline bool) hcl.Diagnostics {
+	var blocks []config.PluginBlock
+	for _, b := range cfg.Plugins() {
+		if !(coreErrors && b.Implicit) {
+			blocks = append(blocks, b)
+		}
+	}
+	diags := config.CheckBinaries(cfg)
+	if coreErrors {
+		diags = slices.DeleteFunc(diags, func(d *hcl.Diagnostic) bool {
+			return !slices.ContainsFunc(blocks, func(b config.PluginBlock) bool { return *d.Subject == b.DeclRange })
+		})
+	}
+	bad := map[hcl.Range]bool{}
+	for _, d := range diags {
+		bad[*d.Subject] = true
+	}
+	for _, b := range blocks {
+		if bad[b.DeclRange] || b.Checksum == "" {
+			continue
+		}
+		if err := plugin.VerifyChecksum(b.Binary(cfg.PluginDir), b.Checksum); err != nil {
+			r := b.DeclRange
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin checksum mismatch",
+				Detail: err.Error() + ": pin the binary's checksum (sha256sum prints it) or install the pinned build", Subject: &r})
+			bad[r] = true
+		}
+	}
+	if offline {
+		return diags
+	}
 	m := plugin.NewManager(hclog.NewNullLogger(), plugin.Options{})
 	defer m.Shutdown()
-	var diags hcl.Diagnostics
-	for _, b := range append([]config.PluginBlock{cfg.Store}, cfg.Drivers...) {
+	for _, b := range blocks {
+		if bad[b.DeclRange] {
+			continue
+		}
 		info, err := m.Inspect(context.Background(), plugin.Spec{Kind: b.Kind, Name: b.Name, Path: b.Binary(cfg.PluginDir), Args: b.Args, Checksum: b.Checksum})
 		if err != nil {
 			r := b.DeclRange

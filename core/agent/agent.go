@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,23 +60,35 @@ func New(cfg *config.Config, log hclog.Logger) *Agent {
 
 // Start launches the store and every driver, then listens on the API
 // socket. On error everything it started is stopped again.
+//
+// The drivers start first: they touch no directory of the agent's, so a
+// driver that fails to start (its config block, its binary) leaves
+// nothing behind — no lock file, no store. A plugin's failure is a
+// *PluginError naming its block.
 func (a *Agent) Start(ctx context.Context) (err error) {
+	// Another agent on our directories is refused before anything
+	// starts; the locks themselves are taken once the drivers are up.
+	if err := a.checkDirsFree(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			a.Stop()
+		}
+	}()
+	for _, b := range a.cfg.Drivers {
+		if err := a.startPlugin(ctx, b); err != nil {
+			return err
+		}
+	}
 	// Before anything touches the directories: a second agent on one of
 	// them would unmount the first's namespaces in the making.
 	if err := a.lockDirs(); err != nil {
 		return err
 	}
 	a.profile = a.startProfile()
-	defer func() {
-		if err != nil {
-			a.Stop()
-		}
-	}()
-	blocks := append([]config.PluginBlock{a.cfg.Store}, a.cfg.Drivers...)
-	for _, b := range blocks {
-		if _, err := a.plugins.Start(ctx, a.spec(b)); err != nil {
-			return err
-		}
+	if err := a.startPlugin(ctx, a.cfg.Store); err != nil {
+		return err
 	}
 	if err := a.startController(ctx); err != nil {
 		return err
@@ -105,6 +116,23 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		}
 	}()
 	a.log.Info("agent started", "socket", a.cfg.API.Socket, "store", a.cfg.Store.Name, "drivers", len(a.cfg.Drivers))
+	return nil
+}
+
+// PluginError is a plugin that failed to start, with the config block
+// that names it, so that the failure can be reported at its position.
+type PluginError struct {
+	Block config.PluginBlock
+	Err   error
+}
+
+func (e *PluginError) Error() string { return e.Err.Error() }
+func (e *PluginError) Unwrap() error { return e.Err }
+
+func (a *Agent) startPlugin(ctx context.Context, b config.PluginBlock) error {
+	if _, err := a.plugins.Start(ctx, a.spec(b)); err != nil {
+		return &PluginError{Block: b, Err: err}
+	}
 	return nil
 }
 
@@ -147,9 +175,7 @@ func PluginSpec(cfg *config.Config, b config.PluginBlock) plugin.Spec {
 		Configure: func(schema *pb.Schema) ([]byte, error) {
 			js, diags := config.DecodePluginConfig(b, schema)
 			if diags.HasErrors() {
-				var buf strings.Builder
-				_ = config.FormatDiagnostics(&buf, nil, diags)
-				return nil, fmt.Errorf("invalid config block: %s", strings.TrimSpace(buf.String()))
+				return nil, fmt.Errorf("invalid config block: %w", &config.DiagnosticsError{Diags: diags})
 			}
 			return js, nil
 		},

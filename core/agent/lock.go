@@ -37,13 +37,9 @@ func lockDir(setting, dir string) (*dirLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file of %s: %w", setting, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := flock(f, setting, dir); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s %s is %w (pid %s holds %s); stop that agent or give this one a directory of its own",
-				setting, dir, ErrLocked, holder(path), path)
-		}
-		return nil, fmt.Errorf("locking %s %s: %w", setting, dir, err)
+		return nil, err
 	}
 	// The PID is for the error above, read by the next agent; the lock
 	// itself is the flock, which the kernel drops when this process ends
@@ -52,6 +48,32 @@ func lockDir(setting, dir string) (*dirLock, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &dirLock{f: f}, nil
+}
+
+// flock takes the exclusive lock on f, the lock file of dir, without
+// waiting.
+func flock(f *os.File, setting, dir string) error {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fmt.Errorf("%s %s is %w (pid %s holds %s); stop that agent or give this one a directory of its own",
+			setting, dir, ErrLocked, holder(f.Name()), f.Name())
+	case err != nil:
+		return fmt.Errorf("locking %s %s: %w", setting, dir, err)
+	}
+	return nil
+}
+
+// checkFree is lockDir's refusal without its side effects: it fails when
+// another agent holds dir's lock, and creates nothing (a directory or lock
+// file not there yet is free). The lock is taken later, by lockDir.
+func checkFree(setting, dir string) error {
+	f, err := os.Open(filepath.Join(dir, LockName))
+	if err != nil {
+		return nil // lockDir reports what else may be wrong
+	}
+	defer f.Close() // releases the lock flock took, if it did
+	return flock(f, setting, dir)
 }
 
 // holder returns the PID written in the lock file at path, or "unknown".
@@ -72,23 +94,41 @@ func (l *dirLock) unlock() {
 	}
 }
 
+// agentDirs are the directories an agent owns, each once, named by
+// their setting.
+func (a *Agent) agentDirs() [][2]string {
+	var out [][2]string
+	seen := map[string]bool{}
+	for _, d := range [][2]string{
+		{"data_dir", a.cfg.DataDir},
+		{"sandbox netns_dir", a.cfg.Sandbox.NetnsDir},
+		{"sandbox files_dir", a.cfg.Sandbox.FilesDir},
+	} {
+		if dir := filepath.Clean(d[1]); !seen[dir] {
+			seen[dir] = true
+			out = append(out, [2]string{d[0], dir})
+		}
+	}
+	return out
+}
+
+// checkDirsFree fails, creating nothing, when another agent holds one of
+// the agent's directories.
+func (a *Agent) checkDirsFree() error {
+	for _, d := range a.agentDirs() {
+		if err := checkFree(d[0], d[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lockDirs takes the locks on the agent's data_dir, netns_dir and
 // files_dir (each once, should two be the same), before anything touches
 // them. On error it holds none.
 func (a *Agent) lockDirs() error {
-	dirs := []struct{ setting, dir string }{
-		{"data_dir", a.cfg.DataDir},
-		{"sandbox netns_dir", a.cfg.Sandbox.NetnsDir},
-		{"sandbox files_dir", a.cfg.Sandbox.FilesDir},
-	}
-	seen := map[string]bool{}
-	for _, d := range dirs {
-		dir := filepath.Clean(d.dir)
-		if seen[dir] {
-			continue
-		}
-		seen[dir] = true
-		l, err := lockDir(d.setting, dir)
+	for _, d := range a.agentDirs() {
+		l, err := lockDir(d[0], d[1])
 		if err != nil {
 			a.unlockDirs()
 			return err

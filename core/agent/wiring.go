@@ -84,10 +84,12 @@ func (a *Agent) startController(ctx context.Context) error {
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
 		IPAM:            alloc,
+		HostListen:      a.cfg.Resolver.HostListen,
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,
 			MaxInflight: a.cfg.Resolver.MaxInflight,
+			Metrics:     a.metrics.DNS(),
 			Cache: resolver.NewCache(resolver.CacheConfig{
 				Size:           a.cfg.Resolver.CacheSize,
 				MaxTTL:         a.cfg.Resolver.CacheMaxTTL,

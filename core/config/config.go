@@ -103,6 +103,10 @@ type Resolver struct {
 	// CacheMaxNegativeTTL caps how long an NXDOMAIN or NODATA answer is
 	// kept.
 	CacheMaxNegativeTTL time.Duration
+	// HostListen is where, in the agent's namespace, a resolver answers
+	// the host's questions for name.network of every container; the zero
+	// value (the default) serves nothing.
+	HostListen netip.AddrPort
 }
 
 // IPAM configures address allocation.

@@ -89,6 +89,7 @@ resolver {
   cache_size   = 100
   cache_max_ttl = "10m"
   cache_max_negative_ttl = "30s"
+  host_listen  = "127.0.0.1:5353"
 }
 
 ipam {
@@ -155,7 +156,8 @@ ipam {
 		netip.MustParseAddrPort("[::1]:53"),
 	}
 	if !reflect.DeepEqual(c.Resolver, Resolver{Upstreams: wantUp, Timeout: 1500 * time.Millisecond, MaxInflight: 64,
-		CacheSize: 100, CacheMaxTTL: 10 * time.Minute, CacheMaxNegativeTTL: 30 * time.Second}) {
+		CacheSize: 100, CacheMaxTTL: 10 * time.Minute, CacheMaxNegativeTTL: 30 * time.Second,
+		HostListen: netip.MustParseAddrPort("127.0.0.1:5353")}) {
 		t.Errorf("Resolver = %+v", c.Resolver)
 	}
 	wantPools := []Pool{
@@ -303,6 +305,10 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{2, 19, `"1 hour" is not a duration`}}},
 		{"cache_max_ttl too long", "resolver {\n  cache_max_ttl = \"200h\"\n}",
 			[]wantDiag{{2, 19, `The cache_max_ttl must be more than 0 and at most 168h0m0s; got 200h0m0s`}}},
+		{"host_listen without a port", "resolver {\n  host_listen = \"127.0.0.1\"\n}",
+			[]wantDiag{{2, 17, `"127.0.0.1" is not an address with a port`}}},
+		{"host_listen on every address", "resolver {\n  host_listen = \"0.0.0.0:5353\"\n}",
+			[]wantDiag{{2, 17, `host_listen needs one address of the host and a port other than 0`}}},
 		{"cache_max_negative_ttl zero", "resolver {\n  cache_max_negative_ttl = \"0s\"\n}",
 			[]wantDiag{{2, 28, `more than 0 and at most 168h0m0s; got 0s`}}},
 		{"bad pool CIDR", "ipam {\n  default_pools = [\n    { base = \"172.17.0.0/33\", size = 24 },\n  ]\n}",

@@ -76,3 +76,16 @@ func writeSnippet(w io.Writer, src []byte, r hcl.Range) {
 	n := max(1, utf8.RuneCount(src[r.Start.Byte:max(end, r.Start.Byte)]))
 	fmt.Fprintf(w, "    %s\n    %s%s\n", line, pad.String(), strings.Repeat("^", n))
 }
+
+// DiagnosticsError is an error made of diagnostics, for a caller that can
+// report them at their positions (FormatDiagnostics with the config's
+// files) rather than as one line.
+type DiagnosticsError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *DiagnosticsError) Error() string {
+	var b strings.Builder
+	_ = FormatDiagnostics(&b, nil, e.Diags)
+	return strings.TrimSpace(b.String())
+}

@@ -121,7 +121,9 @@
 // long one forwarded query may take, a Go duration more than 0 and at most
 // 1m; default 4s, as Docker's. max_inflight: forwarded queries in flight
 // per resolver, at least 1; beyond it queries are answered REFUSED; default 1024,
-// as Docker's.
+// as Docker's. host_listen: "ip:port" where the agent answers the host's
+// questions for name.network of its containers (UDP and TCP); an
+// unspecified address (0.0.0.0, ::) or port 0 is refused; absent or "": off.
 //
 //	ipam {
 //	  default_pools = [

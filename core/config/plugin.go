@@ -121,6 +121,9 @@ func ParseChecksum(s string) (string, error) {
 func CheckBinaries(c *Config) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, p := range c.Plugins() {
+		if !pluginName.MatchString(p.Name) {
+			continue // reported by Load: the name cannot name a binary
+		}
 		path := p.Binary(c.PluginDir)
 		var problem string
 		fi, err := os.Stat(path)

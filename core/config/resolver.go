@@ -12,7 +12,7 @@ import (
 
 var resolverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "upstreams"}, {Name: "timeout"}, {Name: "max_inflight"},
-		{Name: "cache_size"}, {Name: "cache_max_ttl"}, {Name: "cache_max_negative_ttl"}},
+		{Name: "cache_size"}, {Name: "cache_max_ttl"}, {Name: "cache_max_negative_ttl"}, {Name: "host_listen"}},
 }
 
 // maxTimeout bounds resolver.timeout: a forwarded query that waits longer
@@ -75,6 +75,22 @@ func (d *decoder) resolver(r *Resolver, body hcl.Body) {
 					"cache_size must be 0 (no cache) or more; got %d.", n)
 			} else {
 				r.CacheSize = n
+			}
+		}
+	}
+	if a := content.Attributes["host_listen"]; a != nil {
+		var s string
+		if d.decode(a, &s) && s != "" { // "": off, as when absent
+			ap, err := netip.ParseAddrPort(s)
+			switch {
+			case err != nil:
+				d.errorf(a.Expr.Range(), "Invalid host_listen",
+					"%q is not an address with a port; write ip:port, such as \"127.0.0.1:5353\" or \"[::1]:5353\".", s)
+			case ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().Zone() != "":
+				d.errorf(a.Expr.Range(), "Invalid host_listen",
+					"host_listen needs one address of the host and a port other than 0 (not %q): it serves the names of every container.", s)
+			default:
+				r.HostListen = ap
 			}
 		}
 	}

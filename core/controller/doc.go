@@ -50,4 +50,9 @@
 // settled by compare-and-swap on its record (an endpoint create checks the
 // network record's index in the same transaction, and a network delete
 // bumps that index when it marks the network in-delete).
+//
+// The peer goroutine (peers.go) is the only caller of the drivers' peer
+// methods and holds no lock across them; a connect that sets a global
+// network up on this host waits for it (bounded) while holding its
+// sandbox's lock, which the goroutine never takes.
 package controller

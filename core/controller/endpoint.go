@@ -29,7 +29,7 @@ import (
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
 	c.quiet.enter()
 	defer c.quiet.leave()
-	if err := checkContainerID("container", req.Container); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	args, err := parseConnect(req)
@@ -42,8 +42,12 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	if op.deleting || op.deleted {
+	st := c.stateOf(op)
+	if st.deleting || st.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
+	}
+	if st.unfinished {
+		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)
 }
@@ -146,7 +150,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 			return nil, errorf(sdk.ErrExists, "interface: container %s already has %s (network %s)", req.Container, a.ifname, e.NetworkName)
 		}
 	}
-	d, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +180,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	ep := &Endpoint{
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
 		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
+	}
+	if n.Scope == scopeGlobal && c.cfg.AdvertiseAddr.IsValid() {
+		ep.VTEP = c.cfg.AdvertiseAddr.String()
 	}
 	if op.sb.Namespace() == nil && via == nil {
 		// An external key not set yet: the record alone says the
@@ -209,7 +216,7 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 	if n.InDelete {
 		return nil, nil, errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
 	}
-	_, caps, err := c.driver(n.Driver)
+	_, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,7 +299,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 		}
 		return 0, err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
 		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
@@ -410,7 +417,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		}
 	}()
 
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -450,7 +457,7 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 		// ep's gateways, as endpointOps set them, are those a driver's
 		// answer gives, most likely.
 		se := sbEndpoint(n, ep)
-		go func() { configured <- op.sb.PrepareInterface(se, prep.src, prep.up) }()
+		go func() { configured <- op.sb.PrepareInterface(ctx, se, prep.src, prep.up) }()
 		defer func() {
 			if configured != nil {
 				<-configured
@@ -692,7 +699,7 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 		}
 		return err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -762,7 +769,7 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 // then setupJoin. ep takes what the join decided (sandbox, interface name,
 // gateways, routes, ports). The returned undo takes it all back.
 func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (undo func(), err error) {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, err
 	}
@@ -815,7 +822,7 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 			publishing <- published{resp, err}
 		}()
 	}
-	rec, err := sb.AddInterface(se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
+	rec, err := sb.AddInterface(ctx, se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
 	var pub published
 	revoke := func() {}
 	if publishing != nil {
@@ -964,7 +971,7 @@ func (c *Controller) leaveStored(ctx context.Context, op *sandboxOp, n *Network,
 // driverLeave is the driver's part of a leave: external connectivity
 // revoked, then Leave.
 func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -1002,7 +1009,7 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		go func() { retired <- op.sb.RemoveInterface(epID) }()
 	}
 	// The driver revokes, leaves and deletes in one round trip.
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: c.netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
 		if err != nil {

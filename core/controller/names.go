@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+
+	"github.com/sandnet/sandnet/core/resolver"
 )
 
 // nameIndex is the controller's service-discovery index: for every network,
@@ -21,8 +23,10 @@ type nameIndex struct {
 type netNames struct {
 	name     string // the network's name, lowercase
 	internal bool
-	v4, v6   map[string][]netip.Addr // name → addresses, copy-on-write
-	ptr      map[netip.Addr]string   // address → "name.network."
+	// single forwards single-label names (Network.DNSForwardSingleLabel).
+	single bool
+	v4, v6 map[string][]netip.Addr // name → addresses, copy-on-write
+	ptr    map[netip.Addr]string   // address → "name.network."
 }
 
 // epNames is what one endpoint put in the index.
@@ -61,7 +65,7 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 	x.removeLocked(ep.ID)
 	nn := x.nets[n.ID]
 	if nn == nil {
-		nn = &netNames{name: strings.ToLower(n.Name), internal: n.Internal,
+		nn = &netNames{name: strings.ToLower(n.Name), internal: n.Internal, single: n.DNSForwardSingleLabel,
 			v4: map[string][]netip.Addr{}, v6: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 		x.nets[n.ID] = nn
 	}
@@ -174,17 +178,30 @@ func (v view) ReverseLookup(ip netip.Addr) (string, bool) {
 	return "", false
 }
 
-// Forward reports whether the sandbox has a network with a way out.
-func (v view) Forward() bool {
+// Forward reports which names the sandbox may forward: none when every
+// network is internal, every name when one of its networks that is not
+// internal forwards single-label names, else every name but those.
+func (v view) Forward() resolver.Forwarding {
 	v.x.mu.RLock()
 	defer v.x.mu.RUnlock()
+	fw := resolver.ForwardNone
 	ids := v.nets()
 	for _, id := range ids {
-		if nn := v.x.nets[id]; nn == nil || !nn.internal {
-			return true
+		nn := v.x.nets[id]
+		switch {
+		case nn == nil:
+			fw = resolver.ForwardQualified
+		case nn.internal:
+		case nn.single:
+			return resolver.ForwardAll
+		default:
+			fw = resolver.ForwardQualified
 		}
 	}
-	return len(ids) == 0
+	if len(ids) == 0 {
+		return resolver.ForwardQualified
+	}
+	return fw
 }
 
 func appendClipped(to, from []netip.Addr) []netip.Addr {

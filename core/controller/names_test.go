@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"github.com/sandnet/sandnet/core/resolver"
 )
 
 func TestNameIndex(t *testing.T) {
@@ -42,8 +44,13 @@ func TestNameIndex(t *testing.T) {
 	if _, ok := onRed.ReverseLookup(netip.MustParseAddr("10.1.0.2")); ok {
 		t.Error("PTR of an address on a network not shared answered")
 	}
-	if !onRed.Forward() || onBlue.Forward() || !onBoth.Forward() {
-		t.Errorf("Forward: red %v blue %v both %v; want true false true", onRed.Forward(), onBlue.Forward(), onBoth.Forward())
+	green := &Network{ID: "g", Name: "green", DNSForwardSingleLabel: true}
+	x.add(green, &Endpoint{ID: "e4", Name: "cache", Address: netip.MustParsePrefix("10.2.0.2/24")}, "")
+	onGreen := view{x: x, nets: func() []string { return []string{"b", "g"} }}
+	if onRed.Forward() != resolver.ForwardQualified || onBlue.Forward() != resolver.ForwardNone ||
+		onBoth.Forward() != resolver.ForwardQualified || onGreen.Forward() != resolver.ForwardAll {
+		t.Errorf("Forward: red %v blue %v both %v green %v; want qualified, none, qualified, all",
+			onRed.Forward(), onBlue.Forward(), onBoth.Forward(), onGreen.Forward())
 	}
 	x.remove("e1")
 	if v4, _, _ := onRed.Lookup("web"); fmt.Sprint(v4) != "[10.0.0.3]" {

@@ -56,7 +56,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
 	}
-	d, caps, err := c.driver(req.Driver)
+	d, caps, err := c.driver(ctx, req.Driver)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return nil, errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
@@ -120,13 +120,19 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if err != nil {
 		return nil, err
 	}
+	var vni uint32
+	if needsVNI(req.Scope, caps) {
+		if vni, err = wantedVNI(req.Options); err != nil {
+			return nil, err
+		}
+	}
 	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
 		req.EnableIPv6 = true
 	}
 	n := &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
 		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
-		DNS: servers,
+		DNS: servers, DNSForwardSingleLabel: req.DNSForwardSingleLabel,
 	}
 	err = retry(ctx, "creating network "+req.Name, func() error {
 		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
@@ -137,6 +143,14 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 			}
 		}
 		ops := []*pb.TxnOp{cas(networkKey(n.ID), 0, n), cas(c.nameKeyOf(n), 0, n.ID)}
+		if needsVNI(n.Scope, caps) {
+			op, err := c.vniOp(ctx, n, vni)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+			ops[0] = cas(networkKey(n.ID), 0, n) // now with its VNI
+		}
 		n.IPv4, n.IPv6 = nil, nil
 		if caps.GetNeedsAddresses() {
 			reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: subnet, Gateway: gateway, Range: ipRange}}
@@ -186,6 +200,12 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 	}
 	return retry(ctx, "removing network "+n.Name, func() error {
 		ops := []*pb.TxnOp{del(networkKey(n.ID))}
+		if n.VNI != 0 {
+			var holder string
+			if _, err := c.kv.get(ctx, vniKey(n.VNI), &holder); err == nil && holder == n.ID {
+				ops = append(ops, del(vniKey(n.VNI)))
+			}
+		}
 		var cur string
 		if _, err := c.kv.get(ctx, c.nameKeyOf(n), &cur); err == nil && cur == n.ID {
 			ops = append(ops, del(c.nameKeyOf(n)))
@@ -461,7 +481,7 @@ func (c *Controller) unmarkDelete(ctx context.Context, n *Network) {
 // finishNetworkDelete tears a network marked in-delete down in the driver
 // and removes its records.
 func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return fmt.Errorf("deleting network %s: %w", n.Name, err)
 	}

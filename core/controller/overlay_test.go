@@ -3,13 +3,20 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -91,5 +98,222 @@ func TestTunnelNetworks(t *testing.T) {
 	_, err = e.c.Connect(ctx, "ov", Connect{Container: "c1"})
 	if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "advertise_addr") {
 		t.Fatalf("Connect on an agent without advertise_addr = %v, want invalid, naming advertise_addr", err)
+	}
+}
+
+// peerDriver is a tunnelDriver that takes peers, as the overlay does:
+// it holds the peer set its host sent it.
+type peerDriver struct {
+	tunnelDriver
+	peers map[string]*pb.Peer // by address; guarded by tunnelDriver.mu
+	calls int                 // PeerAdd calls that replaced the set
+}
+
+func (d *peerDriver) PeerAdd(_ context.Context, req *pb.PeerRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if req.GetReplace() || d.peers == nil {
+		d.peers = map[string]*pb.Peer{}
+		d.calls++
+	}
+	for _, p := range req.GetPeers() {
+		if p.GetVtep() != req.GetNetwork().GetAdvertiseAddr() {
+			d.peers[p.GetAddress()] = p
+		}
+	}
+	return nil
+}
+
+func (d *peerDriver) PeerDelete(_ context.Context, req *pb.PeerRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range req.GetPeers() {
+		delete(d.peers, p.GetAddress())
+	}
+	return nil
+}
+
+// has reports whether the driver holds a peer at addr behind vtep.
+func (d *peerDriver) has(addr netip.Prefix, vtep string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.peers[addr.String()]
+	return ok && p.GetVtep() == vtep
+}
+
+func (d *peerDriver) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.peers = nil
+}
+
+// twoHosts is an env whose controller is host A (advertise address
+// 192.0.2.1) and a second controller, host B (192.0.2.2), on the same
+// store, each with a peerDriver named "tunnel".
+func twoHosts(t *testing.T) (e *env, dA *peerDriver, cB *Controller, dB *peerDriver) {
+	t.Helper()
+	e = newEnv(t)
+	ctx := context.Background()
+	add := func(p *testPlugins) *peerDriver {
+		d := &peerDriver{}
+		dc, stop, err := driver.InProcess(sdk.Info{Name: "tunnel"}, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		p.drivers["tunnel"] = dc
+		return d
+	}
+	e.plugins.global = true
+	dA = add(e.plugins)
+	e.c.Close()
+	e.advertise = netip.MustParseAddr("192.0.2.1")
+	e.c = e.start()
+
+	pB := &testPlugins{store: e.store, global: true, drivers: map[string]driver.Driver{}}
+	dB = add(pB)
+	alloc, err := ipam.New(ipam.Config{Store: pB.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	cB, err = New(hclog.NewNullLogger(), Config{HostID: "host-b", AdvertiseAddr: netip.MustParseAddr("192.0.2.2"),
+		FilesDir: filepath.Join(dirB, "files"), NetnsDir: filepath.Join(dirB, "netns"), StubGracePeriod: time.Hour,
+		IPAM: alloc, HostResolvConf: filepath.Join(dirB, "resolv.conf")}, pB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cB.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, op := range cB.sortedSandboxes(true) {
+			_ = cB.deleteSandbox(ctx, op)
+		}
+		cB.Close()
+	})
+	return e, dA, cB, dB
+}
+
+// Two hosts share a store: each host's driver of a global network is
+// told of the other host's endpoints as they come and go (and never of
+// its own), their names resolve on the other host, and a restarted
+// driver gets the whole set again.
+func TestPeersFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	e, dA, cB, dB := twoHosts(t)
+
+	n, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "ov", Driver: "tunnel", Subnet: "10.90.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox("c1")
+	ep1, err := e.c.Connect(ctx, "ov", Connect{Container: "c1", Aliases: []string{"web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cB.NewSandbox(ctx, SandboxCreate{ContainerID: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	ep2, err := cB.Connect(ctx, "ov", Connect{Container: "c2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B's connect answers with A's endpoint already sent; A hears of B's
+	// from the store's watch.
+	if !dB.has(ep1.Address, "192.0.2.1") {
+		t.Fatalf("host B's driver after its connect holds %v, want c1's %s behind 192.0.2.1", dB.peers, ep1.Address)
+	}
+	polltest.Until(t, 15*time.Second, "host A's driver told of c2", func() bool { return dA.has(ep2.Address, "192.0.2.2") })
+	if dA.has(ep1.Address, "192.0.2.1") || dB.has(ep2.Address, "192.0.2.2") {
+		t.Fatal("a driver was told of its own host's endpoint")
+	}
+	lookup := func(c *Controller, name string) []netip.Addr {
+		v4, _, _ := view{x: c.names, nets: func() []string { return []string{n.ID} }}.Lookup(name)
+		return v4
+	}
+	for _, name := range []string{"c1", "web", "c1.ov"} {
+		if got := lookup(cB, name); len(got) != 1 || got[0] != ep1.Address.Addr() {
+			t.Fatalf("host B resolves %s to %v, want %s", name, got, ep1.Address.Addr())
+		}
+	}
+	polltest.Until(t, 15*time.Second, "host A resolving c2", func() bool { return len(lookup(e.c, "c2")) == 1 })
+	if ptr, ok := (view{x: cB.names, nets: func() []string { return []string{n.ID} }}).ReverseLookup(ep1.Address.Addr()); !ok || ptr != "c1.ov." {
+		t.Fatalf("host B's PTR for %s = %q, %v", ep1.Address.Addr(), ptr, ok)
+	}
+
+	// A restarted driver knows nothing; the replay tells it everything.
+	dB.forget()
+	if err := cB.Replay(ctx, "tunnel"); err != nil {
+		t.Fatal(err)
+	}
+	if !dB.has(ep1.Address, "192.0.2.1") {
+		t.Fatalf("host B's driver after a replay holds %v, want c1's peer", dB.peers)
+	}
+
+	// Gone from host A, gone from B's driver and names.
+	if err := e.c.Disconnect(ctx, "ov", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 15*time.Second, "host B's driver forgetting c1", func() bool { return !dB.has(ep1.Address, "192.0.2.1") })
+	polltest.Until(t, 15*time.Second, "host B no longer resolving c1", func() bool { return len(lookup(cB, "c1")) == 0 && len(lookup(cB, "web")) == 0 })
+}
+
+// Two hosts creating global networks at once never give two the same
+// VNI; a VNI asked for is taken if free and refused, naming its holder,
+// if not; a deleted network's VNI is free again.
+func TestVNIsAcrossHosts(t *testing.T) {
+	ctx := context.Background()
+	e, _, cB, _ := twoHosts(t)
+	var mu sync.Mutex
+	got := map[uint32]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	// One creator per host, side by side (the IPAM's pool revision, not
+	// the VNIs, is what bounds how many creates may race at once).
+	for h, c := range []*Controller{e.c, cB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := h; i < 12; i += 2 {
+				name := fmt.Sprintf("ov%02d", i)
+				n, err := c.CreateNetwork(ctx, NetworkCreate{Name: name, Driver: "tunnel", Subnet: fmt.Sprintf("10.91.%d.0/24", i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if other, dup := got[n.VNI]; dup || n.VNI < firstVNI {
+					errs <- fmt.Errorf("%s got VNI %d (also %s's)", name, n.VNI, other)
+				}
+				got[n.VNI] = name
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n, err := cB.Network(ctx, "ov00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.c.CreateNetwork(ctx, NetworkCreate{Name: "asks", Driver: "tunnel", Subnet: "10.92.0.0/24",
+		Options: map[string]string{optVNI: fmt.Sprint(n.VNI)}})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), short(n.ID)) {
+		t.Fatalf("asking for ov00's VNI %d = %v, want a conflict naming %s", n.VNI, err, short(n.ID))
+	}
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "bad", Driver: "tunnel", Options: map[string]string{optVNI: "16777216"}}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("VNI 16777216 = %v, want invalid", err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "ov00"); err != nil {
+		t.Fatal(err)
+	}
+	asks, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "asks", Driver: "tunnel", Subnet: "10.92.0.0/24",
+		Options: map[string]string{optVNI: fmt.Sprint(n.VNI)}})
+	if err != nil || asks.VNI != n.VNI {
+		t.Fatalf("asking for a deleted network's VNI %d = %+v, %v", n.VNI, asks, err)
 	}
 }

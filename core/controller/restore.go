@@ -145,12 +145,16 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
-	wctx, cancel := context.WithCancel(context.Background())
+	if err := c.startHostListener(); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
 	c.stopWatch = cancel
 	c.mu.Unlock()
 	go c.watchGlobal(wctx)
+	go c.peers.run(wctx)
 	go c.watchHostResolvConf(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
@@ -287,14 +291,11 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 // reapStubs deletes the stubs nobody claimed.
 func (c *Controller) reapStubs() {
 	for _, op := range c.sortedSandboxes(true) {
-		c.mu.Lock()
-		stub := op.stub
-		c.mu.Unlock()
-		if !stub {
+		if !c.stateOf(op).stub {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
-		if err := c.deleteSandbox(context.Background(), op); err != nil {
+		if err := c.deleteSandbox(c.bg, op); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
 		}
 	}
@@ -305,13 +306,19 @@ func (c *Controller) reapStubs() {
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	c.mu.Lock()
 	delete(c.caps, driverName)
-	c.onHost = map[string]*Network{}
+	for id, n := range c.onHost {
+		if n.Driver == driverName {
+			delete(c.onHost, id)
+		}
+	}
 	c.mu.Unlock()
 	st, err := c.readState(ctx)
 	if err != nil {
 		return err
 	}
 	c.replay(ctx, st, driverName)
+	// The restarted driver knows no peers: all of them again.
+	c.peers.resync(ctx, "")
 	// A delete that failed while the driver was down finishes now.
 	for _, s := range st.sandboxes {
 		if !s.InDelete {
@@ -336,7 +343,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 		if n.InDelete || driverName != "" && n.Driver != driverName {
 			continue
 		}
-		d, _, err := c.driver(n.Driver)
+		d, _, err := c.driver(ctx, n.Driver)
 		if err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue

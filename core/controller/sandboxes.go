@@ -20,10 +20,7 @@ import (
 // sandbox an agent restart left for it, and connects it to the networks
 // the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
-	if err := checkContainerID("container_id", req.ContainerID); err != nil {
-		return nil, err
-	}
-	if err := req.Options.Validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	if req.Netns != "" {
@@ -36,9 +33,6 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	}
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
-	}
-	if !validFront(req.Front) {
-		return nil, errorf(sdk.ErrInvalid, "front: %q is none of \"cni\", \"oci\" or empty", req.Front)
 	}
 	c.quiet.enter()
 	defer c.quiet.leave()
@@ -222,6 +216,16 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		}
 		eps = append(eps, ep)
 	}
+	// Sockets a spare brought that no resolver took (no network, or none
+	// with an address) are closed: bound and never read, they would take
+	// the container's queries to 127.0.0.11 and answer none. A later
+	// join's resolver binds its own.
+	op.mu.Lock()
+	if op.dns.r == nil {
+		op.dns.pre.close()
+		op.dns.pre = nil
+	}
+	op.mu.Unlock()
 	c.mu.Lock()
 	c.sandboxes[id] = op
 	c.byContainer[req.ContainerID] = id
@@ -243,13 +247,7 @@ type sandboxNetwork struct {
 func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sandboxNetwork, error) {
 	var out []sandboxNetwork
 	seen := map[string]int{}
-	for i, sn := range req.Networks {
-		if sn.Network == "" {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: must not be empty", i)
-		}
-		if sn.Container != "" && sn.Container != req.ContainerID {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].container: %q is not the sandbox's container %q (leave it out)", i, sn.Container, req.ContainerID)
-		}
+	for i, sn := range req.Networks { // each entry checked by Validate
 		sn.Container = req.ContainerID
 		args, err := parseConnect(sn.Connect)
 		if err != nil {
@@ -259,7 +257,7 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 		if err != nil {
 			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
 		}
-		if _, caps, err := c.driver(n.Driver); err == nil {
+		if _, caps, err := c.driver(ctx, n.Driver); err == nil {
 			if err := checkConnectAddrs(n, caps, args); err != nil {
 				return nil, fmt.Errorf("networks[%d].%w", i, err)
 			}
@@ -310,7 +308,7 @@ func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir,
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: c.stateOf(op).inDelete()}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -329,7 +327,13 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 	var eps []*Endpoint
 	for _, e := range op.sb.Endpoints() {
 		var ep Endpoint
-		if _, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep); err != nil {
+		_, err := c.kv.get(ctx, endpointKey(e.NetworkID, e.ID), &ep)
+		switch {
+		case errors.Is(err, sdk.ErrNotFound):
+			// Its record went while a delete that failed part-way
+			// still holds it: gone as far as the API is concerned.
+			continue
+		case err != nil:
 			return nil, err
 		}
 		eps = append(eps, &ep)
@@ -340,9 +344,7 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 // viewOf is a sandbox as the API shows it, with endpoints eps.
 func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
-	c.mu.Lock()
-	v.Stub = op.stub
-	c.mu.Unlock()
+	v.Stub = c.stateOf(op).stub
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
 	for _, ep := range eps {
 		v.Endpoints = append(v.Endpoints, *ep)
@@ -498,7 +500,7 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 
 // deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
 // held, when not nil) says the sandbox is to stay.
-func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) error {
+func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) (err error) {
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
@@ -508,9 +510,11 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	c.mu.Unlock()
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	nsGone := false
 	defer func() {
 		c.mu.Lock()
 		op.deleting = false
+		op.unfinished = op.unfinished || err != nil && nsGone
 		c.mu.Unlock()
 	}()
 	if op.deleted || keep != nil && keep() {
@@ -534,6 +538,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	if owned {
 		c.stopDNS(op)
 		c.destroyNamespace(sb)
+		nsGone = true
 	}
 	var errs []error
 	for _, e := range sb.Endpoints() {
@@ -547,6 +552,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	if !owned {
 		c.stopDNS(op)
 		c.destroyNamespace(sb)
+		nsGone = true
 	}
 	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
 		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)

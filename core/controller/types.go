@@ -26,11 +26,18 @@ type Network struct {
 	// DNS are the servers the resolvers of sandboxes on the network
 	// forward to (a sandbox's own servers win); UpdateNetworkDNS changes
 	// them.
-	DNS     []netip.Addr `json:"dns,omitempty"`
-	Created time.Time    `json:"created"`
+	DNS []netip.Addr `json:"dns,omitempty"`
+	// DNSForwardSingleLabel has the resolvers of its sandboxes forward
+	// A and AAAA questions for single-label names that are not
+	// containers' ("registry"); without it they get NXDOMAIN at once.
+	DNSForwardSingleLabel bool      `json:"dns_forward_single_label,omitempty"`
+	Created               time.Time `json:"created"`
 	// InDelete is set before a delete starts, so a crash midway is
 	// finished on restart.
 	InDelete bool `json:"in_delete,omitempty"`
+	// VNI is the network's segment ID among the hosts, for drivers that
+	// carry traffic between them (see vni.go); 0 for others.
+	VNI uint32 `json:"vni,omitempty"`
 	// Endpoints is filled by inspect only: it is derived, never stored.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }
@@ -49,6 +56,9 @@ type Endpoint struct {
 	NetworkID string `json:"network_id"`
 	// HostID is the host whose sandbox holds the endpoint.
 	HostID string `json:"host_id,omitempty"`
+	// VTEP is that host's advertise address, on global networks: where
+	// other hosts tunnel the endpoint's traffic to.
+	VTEP string `json:"vtep,omitempty"`
 	// SandboxID is the sandbox the endpoint is joined to; empty when it is
 	// not joined.
 	SandboxID string          `json:"sandbox_id,omitempty"`
@@ -112,6 +122,8 @@ type NetworkCreate struct {
 	Options    map[string]string `json:"options,omitempty"`
 	// DNS are the network's DNS servers (IP addresses).
 	DNS []string `json:"dns,omitempty"`
+	// DNSForwardSingleLabel is Network.DNSForwardSingleLabel.
+	DNSForwardSingleLabel bool `json:"dns_forward_single_label,omitempty"`
 }
 
 // SandboxCreate is a request to create a sandbox for a container.

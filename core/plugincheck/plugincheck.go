@@ -11,9 +11,12 @@
 // protocol version, the other kind, a config block it rejects) gets an
 // *Verdict error: one line, no Go panic or stack trace.
 //
-// Run does not isolate anything itself: the caller runs it inside a
-// throwaway network namespace (cmd/host does, through nstest.Isolate),
-// because a driver under test creates links and rules wherever it runs.
+// Run does not isolate anything itself: the caller runs a driver's check
+// inside a throwaway network namespace (cmd/host does, through
+// nstest.Isolate), because a driver under test creates links and rules
+// wherever it runs. A store's check runs where the caller does: a store
+// makes no network state, and its backend (etcd, Consul on loopback) must
+// stay reachable. StoreCheck says which applies before anything starts.
 package plugincheck
 
 import (
@@ -194,7 +197,7 @@ func Run(ctx context.Context, o Options, progress func(Case)) (*Report, error) {
 	}
 	spec.Configure = func(*pb.Schema) ([]byte, error) { return cfg, nil }
 
-	if nstest.Isolated() {
+	if spec.Kind == sdk.KindDriver && nstest.Isolated() {
 		if err := addUplink(advertise); err != nil {
 			return nil, verdictf("preparing the check's namespace: %v", err)
 		}
@@ -399,6 +402,34 @@ func pluginBlock(o Options, spec plugin.Spec, info *pb.PluginInfo) (config.Plugi
 		return config.PluginBlock{}, nil, verdictf("%s has no %s block; the plugin calls itself %q", o.ConfigFile, spec.Kind, info.GetName())
 	}
 	return config.PluginBlock{}, nil, verdictf("%s has no %s block for the plugin %q (it has %s)", o.ConfigFile, spec.Kind, info.GetName(), strings.Join(names, ", "))
+}
+
+// StoreCheck reports whether o checks a store plugin as far as can be
+// known without starting it: the kind given, or else the kind of every
+// plugin block in the config file. When it cannot tell, it says false and
+// the check isolates itself as a driver's would.
+func StoreCheck(o Options) bool {
+	if o.Kind != "" {
+		return o.Kind == sdk.KindStore
+	}
+	if o.ConfigFile == "" {
+		return false
+	}
+	cfg, diags := config.Load(o.ConfigFile)
+	if diags.HasErrors() {
+		return false
+	}
+	n := 0
+	for _, b := range cfg.Plugins() {
+		if b.Implicit {
+			continue
+		}
+		if b.Kind != sdk.KindStore {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func blockFiles(o Options) map[string]*hcl.File {

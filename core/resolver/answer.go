@@ -26,6 +26,7 @@ func (r *Resolver) respond(msg, out []byte, tcp bool) ([]byte, request, action) 
 	case drop:
 		return nil, req, actDrop
 	default:
+		r.metrics.Query(OutcomeInvalid, rcode)
 		rp := newReply(out, msg, &req, rcode, false, tcp)
 		return rp.finish(), req, actReply
 	}
@@ -41,6 +42,7 @@ func (r *Resolver) respond(msg, out []byte, tcp bool) ([]byte, request, action) 
 					valid = rp.ptr(ptr)
 				}
 				if valid {
+					r.metrics.Query(OutcomeContainer, dns.RcodeSuccess)
 					return rp.finish(), req, actReply
 				}
 			}
@@ -55,19 +57,43 @@ func (r *Resolver) respond(msg, out []byte, tcp bool) ([]byte, request, action) 
 				rp.addrs(v4, false, r.rotation(len(v4)))
 				rp.addrs(v6, true, r.rotation(len(v6)))
 			}
+			r.metrics.Query(OutcomeContainer, dns.RcodeSuccess)
 			return rp.finish(), req, actReply
 		}
 	}
 
-	if !r.backend.Forward() {
-		// Internal networks only: nothing outside exists for this
-		// sandbox. NXDOMAIN (rather than REFUSED or SERVFAIL) makes
-		// resolvers give up at once instead of trying other servers
-		// and reporting a temporary failure.
+	switch r.backend.Forward() {
+	case ForwardAll:
+	case ForwardQualified:
+		if !singleLabelAddress(&req, msg[headerLen:req.qnameEnd]) {
+			break
+		}
+		fallthrough
+	default:
+		// Nothing outside can answer it for this sandbox (internal
+		// networks only, or a single-label name). NXDOMAIN (rather
+		// than REFUSED or SERVFAIL) makes resolvers give up at once,
+		// or go on to their search domains, instead of trying other
+		// servers and reporting a temporary failure.
+		r.metrics.Query(OutcomeNXDomain, dns.RcodeNameError)
 		rp := newReply(out, msg, &req, dns.RcodeNameError, true, tcp)
 		return rp.finish(), req, actReply
 	}
 	return nil, req, actForward
+}
+
+// singleLabelAddress reports whether the query is an A, AAAA or ANY
+// question for name (wire form, uncompressed) of exactly one label. Other
+// types (the NS or SOA of a top-level domain) are real questions about
+// single-label names.
+func singleLabelAddress(req *request, name []byte) bool {
+	switch req.qtype {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+	default:
+		return false
+	}
+	l := int(name[0])
+	return l > 0 && l+1 < len(name) && name[l+1] == 0
 }
 
 // rotation returns where a list of n addresses starts in this answer.
@@ -79,7 +105,8 @@ func (r *Resolver) rotation(n int) int {
 }
 
 // refused answers REFUSED to a query the in-flight bound turned away.
-func refused(out, msg []byte, req *request, tcp bool) []byte {
+func (r *Resolver) refused(out, msg []byte, req *request, tcp bool) []byte {
+	r.metrics.Query(OutcomeRefused, dns.RcodeRefused)
 	rp := newReply(out, msg, req, dns.RcodeRefused, false, tcp)
 	return rp.finish()
 }
@@ -115,7 +142,7 @@ func (h handler) ServeDNS(w dns.ResponseWriter, m *dns.Msg) {
 			break
 		}
 		if !h.r.acquire() {
-			resp = refused((*bp)[:0], msg, &req, tcp)
+			resp = h.r.refused((*bp)[:0], msg, &req, tcp)
 			break
 		}
 		resp = h.r.forward(context.Background(), msg[:req.end], &req, tcp, *bp)

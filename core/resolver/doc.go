@@ -8,7 +8,7 @@
 // The controller makes one Resolver per sandbox with New, Starts it in
 // the sandbox's namespace and Stops it before the namespace goes. The
 // sandbox's resolv.conf names 127.0.0.11 and keeps the host's search and
-// options. Start binds inside the namespace, but every goroutine, and so
+// options, but for ndots (see core/sandbox). Start binds inside the namespace, but every goroutine, and so
 // every upstream socket, runs in the agent's namespace: the upstreams are
 // those of the host, reachable as from the host, loopback included.
 //
@@ -44,10 +44,14 @@
 // left of Config.Timeout, and when none answers the client gets SERVFAIL
 // within that timeout. No upstreams at all also means SERVFAIL.
 //
-// When Backend.Forward is false (every network of the sandbox is
+// When Backend.Forward is ForwardNone (every network of the sandbox is
 // internal) a name that is not local gets NXDOMAIN, authoritative: there
 // is nothing outside, and NXDOMAIN makes stub resolvers fail at once
-// where REFUSED or SERVFAIL would make them try again.
+// where REFUSED or SERVFAIL would make them try again. With
+// ForwardQualified, an A, AAAA or ANY question for a single-label name
+// that is not local gets that NXDOMAIN too, and the stub goes on to its
+// search domains; other types of single-label names (the NS of a
+// top-level domain) are forwarded.
 //
 // With Config.Cache, answers from upstreams are kept for their TTL (see
 // Cache) and later queries for the same question, forwarded to the same
@@ -75,8 +79,8 @@
 //
 // The query path works on the wire bytes, not on dns.Msg: parsing a query
 // and building a local answer allocate nothing but the name string handed
-// to Backend.Lookup. Several goroutines read the UDP socket, each answering
-// local names itself; on Linux they move up to 16 datagrams per system call
-// (recvmmsg, sendmmsg) with buffers from a pool, so an idle resolver holds
-// none. See README.md for numbers.
+// to Backend.Lookup. One goroutine reads the UDP socket and answers local
+// names itself (a second one measured slower: wake-ups and contention);
+// on Linux it moves up to 16 datagrams per system call (recvmmsg,
+// sendmmsg) with buffers from a pool, so an idle resolver holds none. See README.md for numbers.
 package resolver

@@ -46,7 +46,11 @@ func (r *Resolver) cached(msg, out []byte, req *request, tcp bool) []byte {
 	if r.cache == nil {
 		return nil
 	}
-	return r.cache.get(key(r.upstreams.Load().key, msg, req), msg, req, out, tcp)
+	resp := r.cache.get(key(r.upstreams.Load().key, msg, req), msg, req, out, tcp)
+	if resp != nil {
+		r.metrics.Query(OutcomeCached, int(resp[3]&rcodeMask))
+	}
+	return resp
 }
 
 // forward asks the upstreams in order for the query msg (the caller's own
@@ -111,12 +115,14 @@ func (r *Resolver) forward(ctx context.Context, msg []byte, req *request, tcp bo
 					continue
 				}
 			}
+			r.metrics.Query(OutcomeForwarded, int(resp[3]&rcodeMask))
 			return resp
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+	r.metrics.Query(OutcomeFailed, dns.RcodeServerFailure)
 	rp := newReply(buf[:0], msg, req, dns.RcodeServerFailure, false, tcp)
 	return rp.finish()
 }

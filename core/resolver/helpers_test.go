@@ -16,7 +16,8 @@ import (
 type fakeBackend struct {
 	names     map[string]addrs
 	ptrs      map[netip.Addr]string
-	noForward bool
+	noForward bool // every network internal
+	qualified bool // single-label names are not forwarded
 	lookups   atomic.Int64
 }
 
@@ -33,7 +34,15 @@ func (b *fakeBackend) ReverseLookup(ip netip.Addr) (string, bool) {
 	return p, ok
 }
 
-func (b *fakeBackend) Forward() bool { return !b.noForward }
+func (b *fakeBackend) Forward() Forwarding {
+	switch {
+	case b.noForward:
+		return ForwardNone
+	case b.qualified:
+		return ForwardQualified
+	}
+	return ForwardAll
+}
 
 func ips(s ...string) []netip.Addr {
 	out := make([]netip.Addr, len(s))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -23,12 +22,6 @@ const (
 	tcpWriteTimeout = 5 * time.Second
 )
 
-// udpReaders is the number of goroutines reading the UDP socket. Several
-// readers on one socket, rather than a SO_REUSEPORT group, because a client
-// sending from one port (glibc, dnsperf) would land on one socket of a
-// group.
-func udpReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
-
 // udpQuery handles one UDP query from addr and returns the answer to send
 // now, built in out, or nil: nothing to send, or a forward that answers
 // from its own goroutine, so an upstream never holds up local answers.
@@ -42,7 +35,7 @@ func (r *Resolver) udpQuery(run *run, msg, out []byte, addr netip.AddrPort) []by
 			return resp
 		}
 		if !r.acquire() {
-			return refused(out, msg, &req, false)
+			return r.refused(out, msg, &req, false)
 		}
 		q := append([]byte(nil), msg[:req.end]...)
 		run.wg.Add(1)
@@ -170,7 +163,7 @@ func (r *Resolver) serveConn(run *run, c *net.TCPConn) {
 				continue
 			}
 			if !r.acquire() {
-				tc.write(*bp, refused(out, in, &req, true))
+				tc.write(*bp, r.refused(out, in, &req, true))
 				putBuf(bp)
 				continue
 			}

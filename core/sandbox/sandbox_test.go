@@ -56,7 +56,7 @@ func TestResolutionFiles(t *testing.T) {
 		}
 	}
 	hostMode := New("id2", "c2", Options{HostMode: true}, t.TempDir(), host)
-	if rc := hostMode.resolvConf(); len(rc.Nameservers) != 2 {
+	if rc := hostMode.resolvConfLocked(); len(rc.Nameservers) != 2 {
 		t.Fatalf("host-mode resolv.conf nameservers = %v, want the host's own", rc.Nameservers)
 	}
 }
@@ -121,5 +121,37 @@ func TestFilesUpdatedInPlace(t *testing.T) {
 	}
 	if !mtime().Equal(old) {
 		t.Fatal("resolv.conf written again with unchanged content")
+	}
+}
+
+// TestEmbeddedResolvConfOptions: with the embedded resolver, a
+// container's own ndots wins, the host's ndots is dropped, and ndots:0 is
+// added when the container gives none; without it the options are the
+// host's or the container's as they are.
+func TestEmbeddedResolvConfOptions(t *testing.T) {
+	host := ResolvConf{Options: []string{"ndots:5", "timeout:1", "rotate"}}
+	for _, tt := range []struct {
+		name     string
+		own      []string
+		embedded bool
+		want     string
+	}{
+		{"host's options, its ndots dropped", nil, true, "timeout:1 rotate ndots:0"},
+		{"own ndots wins", []string{"ndots:3", "edns0"}, true, "ndots:3 edns0"},
+		{"own options without ndots", []string{"edns0"}, true, "edns0 ndots:0"},
+		{"own ndots:0 kept once", []string{"ndots:0"}, true, "ndots:0"},
+		{"no embedded resolver: the host's", nil, false, "ndots:5 timeout:1 rotate"},
+		{"no embedded resolver: own", []string{"ndots:2"}, false, "ndots:2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sb := New("id", "c1", Options{DNSOptions: tt.own}, t.TempDir(), host)
+			sb.SetEmbeddedDNS(tt.embedded)
+			if got := strings.Join(sb.resolvConfLocked().Options, " "); got != tt.want {
+				t.Fatalf("options %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := strings.Join(host.Options, " "); got != "ndots:5 timeout:1 rotate" {
+		t.Fatalf("the host's options were changed: %q", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/resolver"
 )
 
 const namespace = "sandnet"
@@ -194,26 +195,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// DNS returns what the embedded resolvers report their queries to.
-func (m *Metrics) DNS() DNS { return m.dns }
+// DNS returns what the embedded resolvers report their queries to
+// (resolver.Config.Metrics).
+func (m *Metrics) DNS() resolver.Metrics { return m.dns }
 
-// DNS receives the counts of the embedded DNS resolvers. Its methods are
-// safe for concurrent use and cost an atomic add, so a resolver may call
-// them on every query.
-type DNS interface {
-	// Answered counts a query answered with rcode (dns.RcodeSuccess, ...),
-	// local or forwarded.
-	Answered(rcode int)
-	// ForwardStarted counts a query forwarded upstream; ForwardDone must
-	// follow it when the forward ends, whatever its outcome.
-	ForwardStarted()
-	ForwardDone()
-	// Refused counts a query turned away because too many were in flight.
-	Refused()
-}
-
+// dnsMetrics implements resolver.Metrics. The counters of the usual
+// outcome and rcode pairs are looked up once, so a query costs an atomic
+// add, not a label lookup.
 type dnsMetrics struct {
 	queries   *prometheus.CounterVec
+	common    [resolver.NumOutcomes][dns.RcodeRefused + 1]prometheus.Counter
 	forwarded prometheus.Counter
 	inflight  prometheus.Gauge
 	refused   prometheus.Counter
@@ -223,8 +214,8 @@ func newDNSMetrics() *dnsMetrics {
 	d := &dnsMetrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "dns", Name: "queries_total",
-			Help: "Queries the embedded resolvers answered, by response code.",
-		}, []string{"rcode"}),
+			Help: "Queries the embedded resolvers answered, by outcome (container, forwarded, cached, nxdomain, refused, failed, invalid) and response code.",
+		}, []string{"outcome", "rcode"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "dns", Name: "forwarded_total",
 			Help: "Queries forwarded to an upstream server.",
@@ -238,25 +229,60 @@ func newDNSMetrics() *dnsMetrics {
 			Help: "Queries answered REFUSED because too many forwards were in flight.",
 		}),
 	}
-	// The usual codes are there at zero from the start, so a rate() over
-	// them works before the first failure.
-	for _, rc := range []int{dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented} {
-		d.queries.WithLabelValues(dns.RcodeToString[rc])
+	// The pairs that can happen are there at zero from the start, so a
+	// rate() over them works before the first one.
+	for o := range resolver.NumOutcomes {
+		for rc := range d.common[o] {
+			if possible(o, rc) {
+				d.common[o][rc] = d.queries.WithLabelValues(o.String(), dns.RcodeToString[rc])
+			}
+		}
 	}
 	return d
+}
+
+// possible reports whether a query can end with outcome o and rcode rc.
+func possible(o resolver.Outcome, rc int) bool {
+	switch o {
+	case resolver.OutcomeContainer:
+		return rc == dns.RcodeSuccess
+	case resolver.OutcomeForwarded, resolver.OutcomeCached:
+		return rc == dns.RcodeSuccess || rc == dns.RcodeNameError
+	case resolver.OutcomeNXDomain:
+		return rc == dns.RcodeNameError
+	case resolver.OutcomeRefused:
+		return rc == dns.RcodeRefused
+	case resolver.OutcomeFailed:
+		return rc == dns.RcodeServerFailure
+	case resolver.OutcomeInvalid:
+		return rc == dns.RcodeFormatError || rc == dns.RcodeNotImplemented || rc == dns.RcodeRefused
+	}
+	return false
 }
 
 func (d *dnsMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{d.queries, d.forwarded, d.inflight, d.refused}
 }
 
-func (d *dnsMetrics) Answered(rcode int) {
+func (d *dnsMetrics) Query(o resolver.Outcome, rcode int) {
+	if o < resolver.NumOutcomes && rcode >= 0 && rcode < len(d.common[o]) {
+		if c := d.common[o][rcode]; c != nil {
+			c.Inc()
+			if o == resolver.OutcomeRefused {
+				d.refused.Inc()
+			}
+			return
+		}
+	}
 	name, ok := dns.RcodeToString[rcode]
-	if !ok {
+	switch {
+	case rcode == dns.RcodeBadVers: // 16 is BADSIG too, in TSIG
+		name = "BADVERS"
+	case !ok:
 		name = strconv.Itoa(rcode)
 	}
-	d.queries.WithLabelValues(name).Inc()
+	d.queries.WithLabelValues(o.String(), name).Inc()
 }
+
 func (d *dnsMetrics) ForwardStarted() { d.forwarded.Inc(); d.inflight.Inc() }
 func (d *dnsMetrics) ForwardDone()    { d.inflight.Dec() }
-func (d *dnsMetrics) Refused()        { d.refused.Inc() }

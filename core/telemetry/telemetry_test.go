@@ -5,10 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/sandnet/sandnet/core/resolver"
 )
 
 // Store calls count as store operations; only failures that are not
@@ -36,6 +39,44 @@ sandnet_store_errors_total{code="Unavailable",op="Txn"} 1
 	}
 	if n := testutil.CollectAndCount(m.pluginCalls); n != 4 {
 		t.Fatalf("plugin call series: %d, want 4", n)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", problems, err)
+	}
+}
+
+// DNS outcomes land under their outcome and rcode; REFUSED for the
+// in-flight bound also counts in refused_total, REFUSED for a zone
+// transfer does not.
+func TestDNSQueries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.DNS()
+	d.Query(resolver.OutcomeContainer, dns.RcodeSuccess)
+	d.Query(resolver.OutcomeCached, dns.RcodeNameError)
+	d.Query(resolver.OutcomeRefused, dns.RcodeRefused)
+	d.Query(resolver.OutcomeInvalid, dns.RcodeRefused)
+	d.Query(resolver.OutcomeInvalid, dns.RcodeBadVers)
+	for _, c := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{"container", "NOERROR"}, 1},
+		{[]string{"cached", "NXDOMAIN"}, 1},
+		{[]string{"refused", "REFUSED"}, 1},
+		{[]string{"invalid", "REFUSED"}, 1},
+		{[]string{"invalid", "BADVERS"}, 1},
+		{[]string{"forwarded", "NOERROR"}, 0},
+	} {
+		if got := testutil.ToFloat64(m.dns.queries.WithLabelValues(c.labels...)); got != c.want {
+			t.Errorf("queries_total%v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.dns.refused); got != 1 {
+		t.Errorf("refused_total = %v, want 1", got)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", problems, err)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -271,7 +273,7 @@ func TestPublishedPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The reaper deletes them once the driver is idle.
-	eventually(t, "the conntrack entries of the mappings are gone after the revoke", func() bool {
+	polltest.Until(t, 5*time.Second, "the conntrack entries of the mappings are gone after the revoke", func() bool {
 		return conntrackCount(t, mapping) == 0
 	})
 	mustNotReach(t, "revoked port, loopback", "", tcpAddr("127.0.0.1"))
@@ -362,7 +364,7 @@ func TestNoLeftovers(t *testing.T) {
 		if l, err := netlink.LinkByName(hostIfName(ep.Id)); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
 			t.Fatalf("host end after Leave #%d: flags %v; want down", i+1, l.Attrs().Flags)
 		}
-		eventually(t, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
+		polltest.Until(t, 5*time.Second, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
 			return len(driverLinks(t)) == 1
 		})
 		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
@@ -380,7 +382,7 @@ func TestNoLeftovers(t *testing.T) {
 			t.Fatalf("DeleteNetwork #%d: %v", i+1, err)
 		}
 	}
-	eventually(t, "no driver link is left", func() bool { return len(driverLinks(t)) == 0 })
+	polltest.Until(t, 5*time.Second, "no driver link is left", func() bool { return len(driverLinks(t)) == 0 })
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -693,7 +695,7 @@ func TestLeaveCutsOffAtOnce(t *testing.T) {
 	if got, err := askTCP(cs[0].key, cs[1].ip+":80", blockedTimeout); err == nil {
 		t.Fatalf("a container reached another after both left: %q", got)
 	}
-	eventually(t, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
+	polltest.Until(t, 5*time.Second, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
 	for _, c := range cs {
 		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName("eth0"); err == nil {
@@ -808,5 +810,60 @@ func TestCloseDrainsReaper(t *testing.T) {
 	d.close()
 	if links := driverLinks(t); len(links) != 1 {
 		t.Fatalf("links after close: %v; want only the bridge", links)
+	}
+}
+
+// TestTableGoesWithLastNetwork: the nftables table stays while a network
+// is left and goes with the last one; a network made afterwards brings it
+// back whole. A stop with no network removes a table a previous run left,
+// but a driver that has not been told of a network yet (restarted, before
+// the host's replay) keeps the table that network's rules are in.
+func TestTableGoesWithLastNetwork(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	a, b := testNet(31, nil), testNet(32, nil)
+	b.Internal = true // jumps in forward only
+	for _, n := range []*pb.Network{a, b} {
+		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: a}); err != nil {
+		t.Fatal(err)
+	}
+	if rules := sandnetRules(t); len(rules["forward"]) == 0 {
+		t.Fatalf("with network %s left, the table is %v; want its rules", b.Name, rules)
+	}
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: b}); err != nil {
+		t.Fatal(err)
+	}
+	if rules := sandnetRules(t); len(rules) > 0 {
+		t.Fatalf("after the last network went: table %v; want none", rules)
+	}
+
+	createNetwork(t, d, a)
+	if rules := sandnetRules(t); len(rules["forward"]) != 2 || len(rules["prerouting"]) != 1 {
+		t.Fatalf("a network made after the table went: %v; want its jumps and the base rules", rules)
+	}
+	fresh := newDriver()
+	fresh.close()
+	if rules := sandnetRules(t); len(rules["forward"]) != 2 {
+		t.Fatalf("a driver that did not know network %s removed its rules at stop: %v", a.Name, rules)
+	}
+
+	// A table with only its base rules, as a run stopped before its last
+	// network went (or an older driver) leaves it.
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: a}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "add table inet sandnet; add chain inet sandnet forward { type filter hook forward priority filter; }; add chain inet sandnet prerouting { type nat hook prerouting priority dstnat; }").CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	if len(sandnetRules(t)) == 0 {
+		t.Fatal("no table to remove: the check below would prove nothing")
+	}
+	newDriver().close()
+	if rules := sandnetRules(t); len(rules) > 0 {
+		t.Fatalf("after a stop with no network: table %v; want none", rules)
 	}
 }

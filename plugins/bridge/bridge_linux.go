@@ -84,9 +84,24 @@ func newDriver() *bridge {
 
 // close finishes the reaper's pending work; main calls it once the host
 // has stopped the plugin.
+//
+// With no network left it also removes the nftables table, should one be
+// there (left by a run that stopped before its last network went).
 func (b *bridge) close() {
 	if err := b.reap.drain(); err != nil {
 		b.reap.log.Error("deleting detached endpoints' leftovers", "error", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.nets) > 0 {
+		return
+	}
+	s, err := b.sys()
+	if err == nil {
+		_, err = s.fw.dropIfUnused()
+	}
+	if err != nil {
+		b.reap.log.Error("removing the unused nftables table", "error", err)
 	}
 }
 
@@ -353,6 +368,12 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 	}
 	if err := s.fw.removeNetwork(n); err != nil {
 		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	if len(b.nets) == 0 {
+		// The last network is gone: so is the table.
+		if _, err := s.fw.dropIfUnused(); err != nil {
+			return fmt.Errorf("network %s: %w", n.id, err)
+		}
 	}
 	if link, err := s.h.LinkByName(n.bridge); err == nil && link.Type() == "bridge" {
 		if link.Attrs().Alias == bridgeAlias(n) {
@@ -1026,7 +1047,9 @@ func probePort(b binding) bool {
 }
 
 // EndpointOperInfo reports the endpoint's interfaces, bridge and
-// published ports.
+// published ports. The sandbox's interface is reported by the name it has
+// now (the one the host gave it at the join), read from the kernel; an
+// endpoint not joined to a sandbox has none.
 func (b *bridge) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
 	n, _, err := b.network(req.GetNetwork())
 	if err != nil {
@@ -1037,10 +1060,14 @@ func (b *bridge) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (*
 		return nil, err
 	}
 	info := map[string]string{
-		"bridge":            n.bridge,
-		"host_interface":    hostIfName(ep.id),
-		"sandbox_interface": peerIfName(ep.id),
-		"mac":               ep.mac.String(),
+		"bridge":         n.bridge,
+		"host_interface": hostIfName(ep.id),
+		"mac":            ep.mac.String(),
+	}
+	if s, err := b.sys(); err == nil {
+		if name, err := s.rt.sandboxEnd(hostIfName(ep.id)); err == nil {
+			info["sandbox_interface"] = name
+		}
 	}
 	b.mu.Lock()
 	var ports []string

@@ -212,6 +212,37 @@ func (f *firewall) removeNetwork(n *network) error {
 	return f.flush()
 }
 
+// dropIfUnused deletes the whole table when it holds no network's jumps
+// and no published port: only the base rules, which match nothing without
+// a network. Stale per-network chains nothing jumps to go with it. A table
+// already gone is not an error. The kernel, not the driver's cache, says
+// whether a network is left, so a driver that restarted and has not been
+// replayed every network yet never drops another network's rules.
+func (f *firewall) dropIfUnused() (dropped bool, err error) {
+	for _, c := range []*nftables.Chain{f.forward, f.postrouting, f.published} {
+		rules, err := f.conn.GetRules(f.table, c)
+		if errors.Is(err, unix.ENOENT) {
+			continue // chain or table gone: nothing of it to keep
+		}
+		if err != nil {
+			return false, fmt.Errorf("listing nftables chain %s: %w", c.Name, err)
+		}
+		if len(rules) > 0 {
+			return false, nil
+		}
+	}
+	// Adding first makes the deletion succeed whether or not the table
+	// exists, in the same transaction.
+	f.conn.AddTable(f.table)
+	f.conn.DelTable(f.table)
+	if err := f.flush(); err != nil {
+		return false, err
+	}
+	// The next change must find the table gone and build it again.
+	f.genOK = false
+	return true, nil
+}
+
 // queueDelJumps queues the deletion of the base-chain rules tagged comment.
 func (f *firewall) queueDelJumps(comment string) error {
 	for _, c := range []*nftables.Chain{f.forward, f.postrouting} {

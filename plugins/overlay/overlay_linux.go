@@ -494,6 +494,7 @@ func (o *overlay) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (
 // addresses, which the device answers ARP and neighbour solicitations
 // from, and a permanent forwarding entry sending its MAC to its VTEP.
 // Entries there already are replaced; peers of this host are skipped.
+// With req.replace, the entries of peers not in the request go.
 //
 // Equivalent to: `ip neigh replace IP lladdr MAC dev ovvx-ID nud
 // permanent` and `bridge fdb replace MAC dev ovvx-ID dst VTEP self
@@ -513,10 +514,45 @@ func (o *overlay) PeerAdd(_ context.Context, req *pb.PeerRequest) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	want := map[string]bool{}
 	for _, p := range peers {
 		for _, nb := range neighbours(vx, p) {
 			if err := h.NeighSet(nb); err != nil {
 				return fmt.Errorf("network %s: peer %s: programming %s on %s: %w", n.id, p.id, describe(nb), n.vxlan, err)
+			}
+			want[describe(nb)] = true
+		}
+	}
+	if req.GetReplace() {
+		return removeOthers(h, n, vx, want)
+	}
+	return nil
+}
+
+// removeOthers deletes the peer entries on the VXLAN device vx that are
+// not in want (by describe): the permanent neighbour entries, and the
+// forwarding entries that send a MAC to a VTEP. The bridge's own entry
+// for the device, which names no VTEP, stays.
+//
+// Equivalent to: `ip neigh del IP dev ovvx-ID` and `bridge fdb del MAC dev
+// ovvx-ID dst VTEP self` for each.
+func removeOthers(h *netlink.Handle, n *network, vx int, want map[string]bool) error {
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6, unix.AF_BRIDGE} {
+		cur, err := h.NeighList(vx, fam)
+		if err != nil {
+			return fmt.Errorf("network %s: listing entries of %s: %w", n.id, n.vxlan, err)
+		}
+		for i := range cur {
+			nb := &cur[i]
+			nb.Family = fam
+			if nb.State&netlink.NUD_PERMANENT == 0 || nb.IP == nil || nb.HardwareAddr == nil || want[describe(nb)] {
+				continue
+			}
+			if fam == unix.AF_BRIDGE && nb.Flags&netlink.NTF_SELF == 0 {
+				continue
+			}
+			if err := h.NeighDel(nb); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("network %s: deleting stale %s on %s: %w", n.id, describe(nb), n.vxlan, err)
 			}
 		}
 	}

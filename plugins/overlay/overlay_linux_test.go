@@ -20,6 +20,7 @@ import (
 	"github.com/sandnet/sandnet/sdk/drivertest"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -35,19 +36,6 @@ func newID() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// eventually polls cond until it holds, and fails the test if it does not
-// within 10 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // host is a "host": its namespace, its underlay address, its driver.
@@ -245,7 +233,7 @@ func serve(t *testing.T, c *container) {
 func reaches(t *testing.T, from, to *container) {
 	t.Helper()
 	var last error
-	eventually(t, fmt.Sprintf("%s reaches %s over TCP", from.addr.Addr(), to.addr.Addr()), func() bool {
+	polltest.Until(t, 10*time.Second, fmt.Sprintf("%s reaches %s over TCP", from.addr.Addr(), to.addr.Addr()), func() bool {
 		last = dial(from, to, time.Second)
 		return last == nil
 	})
@@ -396,6 +384,45 @@ func TestReplayAfterRestart(t *testing.T) {
 	}
 	reaches(t, ca, cb)
 	reaches(t, cb, ca)
+
+	// A peer that went while nobody told host A (a stale entry) goes with
+	// a replacing PeerAdd that lacks it; the peers it names stay.
+	gone := &pb.Peer{EndpointId: newID(), Address: "10.20.0.9/24", Mac: "02:42:0a:14:00:09", Vtep: b.vtep}
+	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{gone}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := peerEntries(t, a); !strings.Contains(got, "10.20.0.9") {
+		t.Fatalf("host A's entries after adding a peer: %s", got)
+	}
+	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{cb.peer()}, Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := peerEntries(t, a); strings.Contains(got, "10.20.0.9") || strings.Contains(got, "02:42:0a:14:00:09") {
+		t.Fatalf("host A keeps the stale peer after a replacing PeerAdd: %s", got)
+	}
+	reaches(t, ca, cb)
+}
+
+// peerEntries describes the permanent entries that name a container's
+// MAC on host h.
+func peerEntries(t *testing.T, h *host) string {
+	t.Helper()
+	var out []string
+	nstest.WithHandle(t, h.key, func(nh *netlink.Handle) error {
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6, unix.AF_BRIDGE} {
+			neighs, err := nh.NeighList(0, fam)
+			if err != nil {
+				return err
+			}
+			for _, nb := range neighs {
+				if nb.State&netlink.NUD_PERMANENT != 0 && strings.HasPrefix(nb.HardwareAddr.String(), "02:42:") {
+					out = append(out, fmt.Sprintf("%s→%s", nb.IP, nb.HardwareAddr))
+				}
+			}
+		}
+		return nil
+	})
+	return strings.Join(out, " ")
 }
 
 // A network on a host without an advertise address, or without a VNI, is

@@ -1720,9 +1720,15 @@ func (x *Peer) GetHostId() string {
 // or deleting one that is gone, succeeds; a peer whose vtep is the
 // network's advertise_addr (this host) is skipped.
 type PeerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
-	Peers         []*Peer                `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Peers   []*Peer                `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	// replace, on PeerAdd, says peers is the network's whole peer set: the
+	// driver also removes the entries of every peer not in it (peers that
+	// went while the host or the driver was not running). The host sets it
+	// when it replays the peers after a restart of either side. A driver
+	// built before it existed adds the peers and keeps the rest.
+	Replace       bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1769,6 +1775,13 @@ func (x *PeerRequest) GetPeers() []*Peer {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *PeerRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
 }
 
 var File_driver_proto protoreflect.FileDescriptor
@@ -1918,10 +1931,11 @@ const file_driver_proto_rawDesc = "" +
 	"address_v6\x18\x03 \x01(\tR\taddressV6\x12\x10\n" +
 	"\x03mac\x18\x04 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04vtep\x18\x05 \x01(\tR\x04vtep\x12\x17\n" +
-	"\ahost_id\x18\x06 \x01(\tR\x06hostId\"d\n" +
+	"\ahost_id\x18\x06 \x01(\tR\x06hostId\"~\n" +
 	"\vPeerRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x12&\n" +
-	"\x05peers\x18\x02 \x03(\v2\x10.sandnet.v1.PeerR\x05peers*A\n" +
+	"\x05peers\x18\x02 \x03(\v2\x10.sandnet.v1.PeerR\x05peers\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace*A\n" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSCOPE_LOCAL\x10\x01\x12\x10\n" +

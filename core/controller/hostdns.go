@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/sandnet/sandnet/core/resolver"
+)
+
+// hostView is what the host listener sees: "name.network" on every
+// network of the index. A bare "name" is not answered: from the host it
+// could be a container of any network. It implements resolver.Backend.
+type hostView struct{ x *nameIndex }
+
+func (v hostView) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
+	base, netName, ok := strings.Cut(name, ".")
+	if !ok {
+		return nil, nil, false
+	}
+	v.x.mu.RLock()
+	defer v.x.mu.RUnlock()
+	for _, nn := range v.x.nets {
+		if nn.name != netName {
+			continue
+		}
+		a4, ok4 := nn.v4[base]
+		a6, ok6 := nn.v6[base]
+		if ok4 || ok6 {
+			v4, v6, found = appendClipped(v4, a4), appendClipped(v6, a6), true
+		}
+	}
+	return v4, v6, found
+}
+
+func (v hostView) ReverseLookup(ip netip.Addr) (string, bool) {
+	v.x.mu.RLock()
+	defer v.x.mu.RUnlock()
+	for _, nn := range v.x.nets {
+		if p, ok := nn.ptr[ip]; ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// Forward is ForwardNone: the host has its own resolver for the rest, and
+// a listener that forwarded would be an open resolver on the host.
+func (hostView) Forward() resolver.Forwarding { return resolver.ForwardNone }
+
+// startHostListener serves the container names on Config.HostListen, in
+// the agent's namespace, when it is set.
+func (c *Controller) startHostListener() error {
+	ap := c.cfg.HostListen
+	if !ap.IsValid() {
+		return nil
+	}
+	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+	}
+	tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+	}
+	cfg := c.cfg.Resolver
+	cfg.Logger = c.log.Named("dns-host")
+	r := resolver.New(cfg, hostView{x: c.names})
+	if err := r.StartWith(udp, tcp); err != nil {
+		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+	}
+	c.mu.Lock()
+	c.hostDNS = r
+	c.mu.Unlock()
+	c.log.Info("answering container names for the host", "listen", ap)
+	return nil
+}

@@ -1,0 +1,398 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// Peers: the drivers of global networks that carry traffic between hosts
+// (the overlay) stay stateless, so the host tells them where the other
+// hosts' endpoints are. One goroutine, peerSync.run, owns that: it
+// watches the store's endpoint records, keeps those of other hosts, and
+// for every global network set up on this host (Controller.onHost) makes
+// the driver's peer set match them with PeerAdd and PeerDelete. Being the
+// only caller of the peer methods, it sends them in the order the store
+// changed. The same records feed the name index, so the embedded DNS
+// answers for containers on every host.
+//
+// The driver is sent the whole set, replacing what it holds
+// (PeerRequest.replace), whenever its set may be off: a network set up on
+// this host (ensureOnHost, a replay after the driver's restart or the
+// agent's), the watch started again after it broke, and a network whose
+// last call failed (retried every second).
+
+// peerSync is the state of the peer goroutine. Only run and the methods
+// it calls touch the fields below reqs.
+type peerSync struct {
+	c    *Controller
+	reqs chan peerReq
+
+	remote map[string]map[string]*Endpoint // network ID → endpoint ID → an endpoint of another host
+	sent   map[string]map[string]*pb.Peer  // network ID → endpoint ID → the peer its driver holds
+	named  map[string]map[string]bool      // network ID → endpoint IDs in the name index
+	failed map[string]bool                 // network IDs whose last sync failed
+}
+
+// peerReq asks run to send a network's whole peer set to its driver
+// ("" for every network on this host); done is closed once it has.
+type peerReq struct {
+	netID string
+	done  chan struct{}
+}
+
+func newPeerSync(c *Controller) *peerSync {
+	return &peerSync{c: c, reqs: make(chan peerReq),
+		remote: map[string]map[string]*Endpoint{}, sent: map[string]map[string]*pb.Peer{},
+		named: map[string]map[string]bool{}, failed: map[string]bool{}}
+}
+
+// resyncWait bounds how long a caller of resync waits: the peers are
+// sent later all the same, and a connect must not hang on a slow store.
+const resyncWait = 5 * time.Second
+
+// resync has run send network netID's whole peer set ("" for every
+// network on this host) and waits until it has, or ctx ends, or the
+// controller closes, or resyncWait has passed.
+func (p *peerSync) resync(ctx context.Context, netID string) {
+	ctx, cancel := context.WithTimeout(ctx, resyncWait)
+	defer cancel()
+	r := peerReq{netID: netID, done: make(chan struct{})}
+	select {
+	case p.reqs <- r:
+	case <-ctx.Done():
+		return
+	case <-p.c.bg.Done():
+		return
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	case <-p.c.bg.Done():
+	}
+}
+
+// run follows the store's endpoint records until ctx ends, watching
+// again (after a pause) whenever the watch breaks.
+func (p *peerSync) run(ctx context.Context) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for ctx.Err() == nil {
+		events, err := p.follow(ctx)
+		if err != nil {
+			p.c.log.Debug("watching endpoints for peers", "error", err)
+			p.idle(ctx, retry.C, time.After(time.Second))
+			continue
+		}
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-events:
+				if !ok {
+					open = false
+					break
+				}
+				if netID, changed := p.apply(ev); changed {
+					p.sync(ctx, netID, false)
+				}
+			case r := <-p.reqs:
+				p.serve(ctx, r)
+			case <-retry.C:
+				p.retryFailed(ctx)
+			}
+		}
+	}
+}
+
+// idle serves requests and retries until ctx ends or until fires.
+func (p *peerSync) idle(ctx context.Context, tick <-chan time.Time, until <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-until:
+			return
+		case r := <-p.reqs:
+			p.serve(ctx, r)
+		case <-tick:
+			p.retryFailed(ctx)
+		}
+	}
+}
+
+// follow starts a watch of the endpoint records, reads them all once it
+// is in place (so no change falls between the listing and the watch),
+// takes the listing as the new remote set and sends every network on
+// this host its whole peer set. Events of the watch that the listing
+// already holds are applied again later, which changes nothing.
+func (p *peerSync) follow(ctx context.Context) (<-chan *pb.WatchEvent, error) {
+	s, err := p.c.plugins.Store()
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := s.Watch(wctx, endpointPrefix)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	var buffered []*pb.WatchEvent
+	for ready := false; !ready; {
+		select {
+		case <-ctx.Done():
+			cancel()
+			return nil, ctx.Err()
+		case ev, ok := <-events:
+			if !ok {
+				cancel()
+				return nil, errWatchBroke
+			}
+			if ev.GetType() == pb.WatchEvent_READY {
+				ready = true
+			} else {
+				buffered = append(buffered, ev)
+			}
+		}
+	}
+	remote := map[string]map[string]*Endpoint{}
+	err = p.c.kv.list(ctx, endpointPrefix, func(_ string, _ uint64, raw []byte) error {
+		var ep Endpoint
+		if err := json.Unmarshal(raw, &ep); err != nil {
+			return err
+		}
+		if ep.HostID != p.c.cfg.HostID {
+			if remote[ep.NetworkID] == nil {
+				remote[ep.NetworkID] = map[string]*Endpoint{}
+			}
+			remote[ep.NetworkID][ep.ID] = &ep
+		}
+		return nil
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	p.remote = remote
+	for _, ev := range buffered {
+		p.apply(ev)
+	}
+	p.syncAll(ctx)
+	out := make(chan *pb.WatchEvent)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for ev := range events {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// errWatchBroke is a watch that closed before it was ready.
+var errWatchBroke = errors.New("the store's watch closed")
+
+// apply takes a watch event into the remote set and returns the network
+// whose peers it changed.
+func (p *peerSync) apply(ev *pb.WatchEvent) (string, bool) {
+	rest, ok := strings.CutPrefix(ev.GetKv().GetKey(), endpointPrefix)
+	if !ok {
+		return "", false
+	}
+	netID, epID, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", false
+	}
+	switch ev.GetType() {
+	case pb.WatchEvent_PUT:
+		var ep Endpoint
+		if err := json.Unmarshal(ev.GetKv().GetValue(), &ep); err != nil {
+			p.c.log.Warn("an endpoint record that does not decode", "key", ev.GetKv().GetKey(), "error", err)
+			return "", false
+		}
+		if ep.HostID == p.c.cfg.HostID {
+			return "", false
+		}
+		if p.remote[netID] == nil {
+			p.remote[netID] = map[string]*Endpoint{}
+		}
+		p.remote[netID][epID] = &ep
+		return netID, true
+	case pb.WatchEvent_DELETE:
+		if _, ok := p.remote[netID][epID]; !ok {
+			return "", false
+		}
+		delete(p.remote[netID], epID)
+		if len(p.remote[netID]) == 0 {
+			delete(p.remote, netID)
+		}
+		return netID, true
+	}
+	return "", false
+}
+
+func (p *peerSync) serve(ctx context.Context, r peerReq) {
+	if r.netID == "" {
+		p.syncAll(ctx)
+	} else {
+		p.sync(ctx, r.netID, true)
+	}
+	close(r.done)
+}
+
+// syncAll sends every network this host has set up, or had peers sent
+// for, its whole peer set.
+func (p *peerSync) syncAll(ctx context.Context) {
+	ids := map[string]bool{}
+	p.c.mu.Lock()
+	for id := range p.c.onHost {
+		ids[id] = true
+	}
+	p.c.mu.Unlock()
+	for id := range p.sent {
+		ids[id] = true
+	}
+	for id := range p.named {
+		ids[id] = true
+	}
+	for id := range ids {
+		p.sync(ctx, id, true)
+	}
+}
+
+func (p *peerSync) retryFailed(ctx context.Context) {
+	for id := range p.failed {
+		p.sync(ctx, id, true)
+	}
+}
+
+// sync makes the driver of network netID hold the peers the remote set
+// has for it, and the name index their names: with whole, in one
+// replacing PeerAdd; otherwise by sending what changed since the last
+// call. A network not set up on this host holds nothing (its driver tore
+// it down, or never made it).
+func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
+	c := p.c
+	c.mu.Lock()
+	n := c.onHost[netID]
+	c.mu.Unlock()
+	if n == nil {
+		delete(p.sent, netID)
+		delete(p.failed, netID)
+		p.syncNames(nil, netID)
+		return
+	}
+	d, caps, err := c.driver(ctx, n.Driver)
+	if err != nil {
+		p.failed[netID] = true
+		return
+	}
+	if caps.GetConnectivityScope() == pb.Scope_SCOPE_GLOBAL {
+		p.syncNames(n, netID)
+	}
+	peerer := driver.Peers(d, caps)
+	if peerer == nil {
+		return
+	}
+	want := map[string]*pb.Peer{}
+	for id, ep := range p.remote[netID] {
+		if pp := peerOf(ep); pp != nil {
+			want[id] = pp
+		}
+	}
+	np := c.netProto(n)
+	sent := p.sent[netID]
+	if whole || sent == nil {
+		var all []*pb.Peer
+		for _, pp := range want {
+			all = append(all, pp)
+		}
+		if err := peerer.PeerAdd(ctx, &pb.PeerRequest{Network: np, Peers: all, Replace: true}); err != nil {
+			c.log.Error("sending a network's peers to its driver", "network", n.Name, "peers", len(all), "error", err)
+			p.failed[netID] = true
+			return
+		}
+		p.sent[netID] = want
+		delete(p.failed, netID)
+		return
+	}
+	var gone, added []*pb.Peer
+	for id, pp := range sent {
+		if w, ok := want[id]; !ok || !proto.Equal(w, pp) {
+			gone = append(gone, pp)
+		}
+	}
+	for id, pp := range want {
+		if s, ok := sent[id]; !ok || !proto.Equal(s, pp) {
+			added = append(added, pp)
+		}
+	}
+	if len(gone) > 0 {
+		if err := peerer.PeerDelete(ctx, &pb.PeerRequest{Network: np, Peers: gone}); err != nil {
+			c.log.Error("withdrawing peers from a driver", "network", n.Name, "peers", len(gone), "error", err)
+			p.failed[netID] = true
+			return
+		}
+	}
+	if len(added) > 0 {
+		if err := peerer.PeerAdd(ctx, &pb.PeerRequest{Network: np, Peers: added}); err != nil {
+			c.log.Error("sending peers to a driver", "network", n.Name, "peers", len(added), "error", err)
+			p.failed[netID] = true
+			return
+		}
+	}
+	p.sent[netID] = want
+}
+
+// syncNames makes the name index hold the names of network n's remote
+// endpoints that are joined to a sandbox; n nil removes them all.
+func (p *peerSync) syncNames(n *Network, netID string) {
+	had := p.named[netID]
+	now := map[string]bool{}
+	if n != nil {
+		for id, ep := range p.remote[netID] {
+			if ep.SandboxID == "" {
+				continue
+			}
+			p.c.names.add(n, ep, "")
+			now[id] = true
+		}
+	}
+	for id := range had {
+		if !now[id] {
+			p.c.names.remove(id)
+		}
+	}
+	if len(now) == 0 {
+		delete(p.named, netID)
+	} else {
+		p.named[netID] = now
+	}
+}
+
+// peerOf is the peer an endpoint of another host is, or nil when its
+// record says too little to reach it (no VTEP, MAC or address).
+func peerOf(ep *Endpoint) *pb.Peer {
+	if ep.VTEP == "" || ep.MAC == "" || !ep.Address.IsValid() && !ep.AddressV6.IsValid() {
+		return nil
+	}
+	pp := &pb.Peer{EndpointId: ep.ID, Mac: ep.MAC, Vtep: ep.VTEP, HostId: ep.HostID}
+	if ep.Address.IsValid() {
+		pp.Address = ep.Address.String()
+	}
+	if ep.AddressV6.IsValid() {
+		pp.AddressV6 = ep.AddressV6.String()
+	}
+	return pp
+}
