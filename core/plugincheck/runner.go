@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -32,12 +33,15 @@ const suiteName = "conformance"
 
 // runner runs one suite against fresh processes of one plugin.
 type runner struct {
-	m        *plugin.Manager
-	spec     plugin.Spec
-	timeout  time.Duration
-	logs     *logBuffer
-	netOpts  map[string]string
-	progress func(Case)
+	m       *plugin.Manager
+	spec    plugin.Spec
+	timeout time.Duration
+	logs    *logBuffer
+	netOpts map[string]string
+	// advertise, when valid, makes the suite's network a global one
+	// carrying it, as the agent sends a global network.
+	advertise netip.Addr
+	progress  func(Case)
 
 	mu sync.Mutex // guards notes
 	// notes says, by case, what the runner saw beside the suite's own
@@ -145,10 +149,14 @@ func (r *runner) suite() func(t *testing.T) {
 				return nstest.NewNetns(t)
 			},
 		}
-		if len(r.netOpts) > 0 {
+		if len(r.netOpts) > 0 || r.advertise.IsValid() {
 			opts.Network = func() *pb.Network {
 				n := drivertest.DefaultNetwork()
 				n.Options = r.netOpts
+				if r.advertise.IsValid() {
+					n.Scope = pb.Scope_SCOPE_GLOBAL
+					n.AdvertiseAddr = r.advertise.String()
+				}
 				return n
 			}
 		}
