@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,10 @@ func (r *runner) protocol(ctx context.Context) (int, error) {
 		}
 		if caps.GetPeers() && caps.GetConnectivityScope() == pb.Scope_SCOPE_GLOBAL {
 			r.vni = firstVNI
+			// As the agent does, the network's option asks for its own.
+			if v, err := strconv.ParseUint(r.netOpts[optVNI], 10, 24); err == nil && v > 0 {
+				r.vni = uint32(v)
+			}
 		}
 	}
 	return inst.Protocol(), nil
@@ -75,6 +80,9 @@ func (r *runner) protocol(ctx context.Context) (int, error) {
 
 // firstVNI is the first VNI the agent allocates (core/controller).
 const firstVNI = 4096
+
+// optVNI is the network option asking for a VNI (core/controller).
+const optVNI = "com.sandnet.overlay.vni"
 
 // launch starts a configured plugin process for the case t belongs to,
 // and arranges that it is stopped when t ends, or when the case outlives
