@@ -103,6 +103,10 @@ type Controller struct {
 	stubTimer   *time.Timer
 	hostDNS     *resolver.Resolver // the host listener; nil when off
 
+	// afterStep, when set (by tests), is called after each named step of
+	// a flow (see runSteps); an error fails the flow there.
+	afterStep func(flow, step string) error
+
 	dnsMu  sync.Mutex             // guards netDNS; see netdns.go. A leaf: never held with mu
 	netDNS map[string]netDNSEntry // network ID → its DNS servers
 }
