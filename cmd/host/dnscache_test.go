@@ -14,6 +14,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // fakeUpstream is a DNS server on the test namespace's loopback that
@@ -79,18 +80,6 @@ func (u *fakeUpstream) asked(name string) int {
 	return u.asks[name]
 }
 
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestDNSCache: the agent's resolvers keep forwarded answers for their
 // TTL, NXDOMAIN for the SOA's, never SERVFAIL, and a container name always
 // beats a kept answer; dig inside the sandbox sees it all.
@@ -120,7 +109,7 @@ func TestDNSCache(t *testing.T) {
 		t.Fatalf("cached answer %q: want 192.0.2.1 with a TTL of at most 2", second)
 	}
 	// TTL expiry: once the 2 s are over, the upstream is asked again.
-	eventually(t, 10*time.Second, "the answer to expire and the upstream to be asked again", func() bool {
+	polltest.Until(t, 10*time.Second, "the answer to expire and the upstream to be asked again", func() bool {
 		dig(t, cli.key, "+short", "cached.example")
 		return up.asked("cached.example.") == 2
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // blackHole is a UDP "DNS server" that reads queries and never answers.
@@ -102,10 +103,10 @@ func TestSilentUpstreamNeverBlocksNames(t *testing.T) {
 		}
 	}
 	refused := func() int { mu.Lock(); defer mu.Unlock(); return rcodes[dns.RcodeRefused] }
-	eventually(t, 30*time.Second, fmt.Sprintf("%d forwards to reach the silent upstream", maxInflight), func() bool {
+	polltest.Until(t, 30*time.Second, fmt.Sprintf("%d forwards to reach the silent upstream", maxInflight), func() bool {
 		return hole.got.Load() >= maxInflight
 	})
-	eventually(t, 30*time.Second, fmt.Sprintf("%d queries beyond the bound to be REFUSED", sent-maxInflight), func() bool {
+	polltest.Until(t, 30*time.Second, fmt.Sprintf("%d queries beyond the bound to be REFUSED", sent-maxInflight), func() bool {
 		return refused() == sent-maxInflight
 	})
 

@@ -23,6 +23,7 @@ import (
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -71,11 +72,25 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	succeeded := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ok)
+	}
+	polltest.Until(t, time.Minute, "five attaches before the kill", func() bool { return succeeded() >= 5 })
 	store := plugins(t, a)["store/bolt"]
 	if err := syscall.Kill(store.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	polltest.Until(t, time.Minute, "the store plugin restarted", func() bool {
+		got := plugins(t, a)["store/bolt"]
+		return got.PID != store.PID && got.Restarts == 1
+	})
+	// Attaches cut off by the kill are rolled back in the background once
+	// the store answers again (the first undo within about a second);
+	// attaches keep running meanwhile. TODO(issue 14): poll for the
+	// rollbacks themselves (the agent exposes no count of them yet); the
+	// wait is what the test waited before.
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
@@ -165,7 +180,15 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Duration(300+150*round) * time.Millisecond)
+		// Each round kills the agent a little further into the attaches.
+		mu.Lock()
+		before := len(ok)
+		mu.Unlock()
+		polltest.Until(t, time.Minute, fmt.Sprintf("round %d: %d attaches before the kill", round, 2+3*round), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(ok) >= before+2+3*round
+		})
 		if err := a.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ func pluginCheckCmd(args []string) int {
 	fs.StringVar(&o.Kind, "kind", "", "driver or store (default: the kind the plugin reports)")
 	fs.StringVar(&o.ConfigFile, "config", "", "HCL file with the plugin's driver or store block (a whole agent config or just the block); its config block is sent to the plugin")
 	fs.StringVar(&o.Checksum, "checksum", "", "pinned SHA-256 of the binary (sha256:<hex>); default: the block's checksum, if any")
+	fs.StringVar(&o.AdvertiseAddr, "advertise-addr", "", "advertise address (an IP address) the suite's network carries, which makes it a global network as the agent sends one (the overlay driver needs it); the check puts it on "+plugincheck.Uplink+" in its namespace. Default: the --config file's advertise_addr")
 	fs.Var(&netOpts, "o", "driver option key=value of the network the driver suite creates (repeatable), e.g. -o parent="+plugincheck.Uplink)
 	fs.DurationVar(&o.CaseTimeout, "case-timeout", plugincheck.DefaultCaseTimeout, "how long one case may run before its plugin is stopped and the case fails as hung")
 	format := fs.String("format", "table", "output format: table or json")

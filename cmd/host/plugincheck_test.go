@@ -90,13 +90,23 @@ func TestPluginCheckPasses(t *testing.T) {
 	if err := os.WriteFile(boltHCL, []byte(fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(dir, "store.db"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	overlayHCL := filepath.Join(dir, "overlay.hcl")
+	if err := os.WriteFile(overlayHCL, []byte("advertise_addr = \"198.51.100.7\"\n\ndriver \"overlay\" {\n  config {\n    vxlan_port = 8472\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(bins.PluginDir, "sandnet-driver-overlay")
+	// Every in-tree driver; the example plugins are checked by their own
+	// modules' tests (examples/plugins/*: TestPluginCheck).
 	for _, tc := range []struct {
 		name  string
 		args  []string
 		cases int
 	}{
 		{"driver none", []string{filepath.Join(bins.PluginDir, "sandnet-driver-none")}, 5},
+		{"driver host", []string{filepath.Join(bins.PluginDir, "sandnet-driver-host")}, 5},
 		{"driver bridge, kind given", []string{"--kind", "driver", filepath.Join(bins.PluginDir, "sandnet-driver-bridge")}, 5},
+		{"driver overlay, advertise address given", []string{"--advertise-addr", "192.0.2.1", overlay}, 5},
+		{"driver overlay, advertise address from the agent's config", []string{"--config", overlayHCL, "-o", "com.sandnet.overlay.vni=4243", overlay}, 5},
 		{"store bolt with its block", []string{"--config", boltHCL, filepath.Join(bins.PluginDir, "sandnet-store-bolt")}, 14},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +196,7 @@ func TestPluginCheckRefuses(t *testing.T) {
 		{"checksum", []string{"--checksum", "sha256:" + strings.Repeat("0", 64), bolt}, "checksum mismatch: config pins sha256:000"},
 		{"unknown key in config", []string{"--config", typo, bolt}, "the store \"bolt\" block's config does not match the plugin's schema"},
 		{"bad kind", []string{"--kind", "router", bolt}, "--kind \"router\": want driver or store"},
+		{"advertise interface name", []string{"--advertise-addr", "eth1", filepath.Join(bins.PluginDir, "sandnet-driver-overlay")}, "--advertise-addr \"eth1\": want a unicast IP address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := pluginCheck(t, tc.args...)

@@ -17,6 +17,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest/runtimetest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // busyboxImage is the image the podman tests import offline.
@@ -156,7 +157,7 @@ func requireNothingLeft(t *testing.T, a *agenttest.Agent, network string, subnet
 	t.Helper()
 	ctx := t.Context()
 	var why string
-	eventually(t, 15*time.Second, "the agent to drop every sandbox and endpoint", func() bool {
+	polltest.Until(t, 15*time.Second, "the agent to drop every sandbox and endpoint", func() bool {
 		sbs, err := a.Client.Sandboxes(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -248,7 +249,7 @@ func TestPodmanCNI(t *testing.T) {
 	if got := strings.TrimSpace(parts[2]); got != "hello from web" {
 		t.Errorf("wget http://www/ (web's network alias) from another container: %q", got)
 	}
-	eventually(t, 30*time.Second, "web's published port 8080 from the host's namespace", func() bool {
+	polltest.Until(t, 30*time.Second, "web's published port 8080 from the host's namespace", func() bool {
 		return httpGet("http://127.0.0.1:8080/") == "hello from web\n"
 	})
 
@@ -277,7 +278,7 @@ func TestPodmanAcrossAgentRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for port, who := range map[string]string{"8082": "early", "8083": "late"} {
-		eventually(t, 30*time.Second, who+"'s published port before the kill", func() bool {
+		polltest.Until(t, 30*time.Second, who+"'s published port before the kill", func() bool {
 			return httpGet("http://127.0.0.1:"+port+"/") == "hello from "+who+"\n"
 		})
 	}
@@ -302,7 +303,7 @@ func TestPodmanAcrossAgentRestart(t *testing.T) {
 		t.Fatalf("after podman rm early, the agent still has its sandbox: %s", jsonOf(sb))
 	}
 
-	eventually(t, 3*grace, "the unclaimed API sandbox to be reaped after the grace period", func() bool {
+	polltest.Until(t, 3*grace, "the unclaimed API sandbox to be reaped after the grace period", func() bool {
 		_, err := r.agent.Client.Sandbox(ctx, "control")
 		return err != nil
 	})
@@ -390,7 +391,7 @@ func TestContainerdCNI(t *testing.T) {
 		}
 	})
 	var webAddr netip.Addr
-	eventually(t, 60*time.Second, "the agent's sandbox of ctr's web", func() bool {
+	polltest.Until(t, 60*time.Second, "the agent's sandbox of ctr's web", func() bool {
 		select {
 		case <-webDone:
 			t.Fatalf("ctr run web ended: %v\n%s", webErr, readFile(webOut.Name()))

@@ -47,6 +47,7 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{`{"dns":["192.0.2.1","not-an-ip"]}`, "dns[1]: "},
 		{`{"items":[{"name":"x","zz":1}]}`, "items[0].zz: unknown field"},
 		{`{"idd":"a"}`, "idd: unknown field"},
+		{`{"items":[{"a b\nc":1}]}`, `items[0]["a b\nc"]: unknown field`},
 		{`{"options":{"k":1}}`, "options.k: "},
 		{`[1,2]`, "request body: expected a JSON object, got JSON array"},
 		{`"a"`, "request body: expected a JSON object"},

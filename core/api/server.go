@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -217,11 +218,18 @@ func DecodeBytes(body []byte, v any) error {
 
 // fieldPath writes a JSON pointer (/networks/0/priority) the way a client
 // names the field (networks[0].priority); the empty pointer is the body.
+// A name that is not plain — a space, a quote, a bracket, a control
+// character, over 64 bytes — is written quoted and clipped
+// (options["a b"]), so that the path stays one line a reader can trust.
 func fieldPath(p jsontext.Pointer) string {
 	var b strings.Builder
 	for tok := range p.Tokens() {
 		if _, err := strconv.ParseUint(tok, 10, 32); err == nil && b.Len() > 0 {
 			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if !plainName(tok) {
+			b.WriteString("[" + strconv.Quote(clipString(tok)) + "]")
 			continue
 		}
 		if b.Len() > 0 {
@@ -233,6 +241,33 @@ func fieldPath(p jsontext.Pointer) string {
 		return "request body"
 	}
 	return b.String()
+}
+
+// plainName reports whether a member name can stand in a path as it is:
+// 1 to 64 printable ASCII characters other than space, quotes and
+// brackets.
+func plainName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '[' || c == ']' {
+			return false
+		}
+	}
+	return true
+}
+
+// clipString shortens s to 64 bytes (on a rune boundary) for a message.
+func clipString(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	i := 64
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // jsonKindOf says what JSON a Go type is decoded from.

@@ -98,31 +98,56 @@ type Controller struct {
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
-	bg          context.Context // ends with Close: background undo work
+	bg          context.Context // ends with Close: the context of all background work
 	stopBG      context.CancelFunc
 	stubTimer   *time.Timer
 	hostDNS     *resolver.Resolver // the host listener; nil when off
+
+	// afterStep, when set (by tests), is called after each named step of
+	// a flow (see runSteps); an error fails the flow there.
+	afterStep func(flow, step string) error
 
 	dnsMu  sync.Mutex             // guards netDNS; see netdns.go. A leaf: never held with mu
 	netDNS map[string]netDNSEntry // network ID → its DNS servers
 }
 
 // sandboxOp is a sandbox with the lock that serializes operations on it.
+// Which lock guards a field is said beside it; "fixed" fields are set
+// before the sandboxOp is shared and never change.
 type sandboxOp struct {
-	mu       sync.Mutex // held for a whole operation; see the package doc
-	sb       *sandbox.Sandbox
-	created  time.Time
-	dns      dnsState
-	external bool   // waits for SetKey
-	front    string // Sandbox.Front; set at creation, never changed
-	stub     bool   // read back after a restart, not yet claimed
-	deleting bool
-	deleted  bool
+	mu       sync.Mutex       // held for a whole operation; see the package doc
+	sb       *sandbox.Sandbox // fixed; has its own locks
+	created  time.Time        // fixed
+	external bool             // fixed: the runtime gives the namespace (SetKey, netns)
+	front    string           // fixed: Sandbox.Front
+	dns      dnsState         // mu (nets and live are atomics, for readers without it)
+
+	// stub, deleting and unfinished are guarded by Controller.mu (read
+	// them with Controller.stateOf): a delete marks the sandbox before it
+	// waits for mu, so that a second delete, a connect and a listing see
+	// it.
+	stub     bool // read back after a restart, not yet claimed
+	deleting bool // a delete is in progress
 	// unfinished: a delete failed after the namespace went (a plugin
 	// died mid-call); the sandbox is listed in-delete, refuses connects,
-	// and a delete again finishes it. Guarded by Controller.mu, as
-	// deleting is.
+	// and a delete again finishes it.
 	unfinished bool
+	// deleted is written with both mu and Controller.mu held, so either
+	// suffices to read it.
+	deleted bool
+}
+
+// opState is what Controller.mu guards in a sandboxOp.
+type opState struct{ stub, deleting, unfinished, deleted bool }
+
+// inDelete says whether the sandbox is listed in-delete.
+func (s opState) inDelete() bool { return s.deleting || s.unfinished }
+
+// stateOf reads op's flags that Controller.mu guards.
+func (c *Controller) stateOf(op *sandboxOp) opState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return opState{stub: op.stub, deleting: op.deleting, unfinished: op.unfinished, deleted: op.deleted}
 }
 
 // New returns a controller. Start reads the store back.
@@ -187,9 +212,9 @@ func (c *Controller) Close() {
 }
 
 // driver returns a driver and its capabilities. Capabilities are asked
-// once per driver process: Replay, which follows a driver restart, forgets
-// them.
-func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error) {
+// once per driver process, within ctx (the request's): Replay, which
+// follows a driver restart, forgets them.
+func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *pb.Capabilities, error) {
 	d, err := c.plugins.Driver(name)
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +225,7 @@ func (c *Controller) driver(name string) (driver.Driver, *pb.Capabilities, error
 	if caps != nil {
 		return d, caps, nil
 	}
-	if caps, err = d.GetCapabilities(context.Background()); err != nil {
+	if caps, err = d.GetCapabilities(ctx); err != nil {
 		return nil, nil, fmt.Errorf("driver %q capabilities: %w", name, err)
 	}
 	c.mu.Lock()

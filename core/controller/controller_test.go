@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -16,6 +17,7 @@ import (
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 func TestNewSandboxErrors(t *testing.T) {
@@ -710,7 +712,7 @@ func TestConnectWithLostAnswerRollsBack(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("connect with a lost answer: %v, want context.Canceled", err)
 	}
-	eventually(t, "the rollback", func() bool { return e.leaks() == before })
+	polltest.Until(t, 15*time.Second, "the rollback", func() bool { return e.leaks() == before })
 	if ep := e.connect("red", "c1"); !ep.Address.IsValid() {
 		t.Fatalf("connect afterwards: %+v", ep)
 	}

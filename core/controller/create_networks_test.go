@@ -21,6 +21,7 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -156,7 +157,7 @@ func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 	nothingLeft := func(t *testing.T, wait bool) {
 		t.Helper()
 		if wait {
-			eventually(t, "the rollback", func() bool { return e.leaks() == before })
+			polltest.Until(t, 15*time.Second, "the rollback", func() bool { return e.leaks() == before })
 		}
 		if after := e.leaks(); after != before {
 			t.Fatalf("a failed create left %+v (before %+v)", after, before)
@@ -304,25 +305,13 @@ func (e *env) spareKeys() []string {
 	return out
 }
 
-// eventually polls cond for up to 15 s: background work (a rollback
-// retried until the store answers, a pool refilled) is done soon, not at
-// once.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 15 s: %s", what)
-		}
-	}
-}
-
 // Spare namespaces are made at start, a create takes one (its namespace
 // is the spare, moved to the sandbox's key), the pool fills again once no
 // attach is in flight, and a stop destroys what it holds.
 func TestSpareNamespaces(t *testing.T) {
 	e := newEnv(t)
 	e.withSpares(2)
-	eventually(t, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
+	polltest.Until(t, 15*time.Second, "two spares made", func() bool { return len(e.spareKeys()) == 2 })
 	before := map[uint64]string{} // the spares' namespaces, by inode
 	for _, name := range e.spareKeys() {
 		before[inode(t, filepath.Join(e.dir, "netns", ".creating", name))] = name
@@ -337,7 +326,7 @@ func TestSpareNamespaces(t *testing.T) {
 	if slices.Contains(e.spareKeys(), taken) {
 		t.Fatalf("the sandbox has the namespace of spare %s, which the pool still holds", taken)
 	}
-	eventually(t, "the pool filled again", func() bool { return len(e.spareKeys()) == 2 })
+	polltest.Until(t, 15*time.Second, "the pool filled again", func() bool { return len(e.spareKeys()) == 2 })
 	e.c.Close()
 	if left := e.spareKeys(); len(left) != 0 {
 		t.Fatalf("spares left after a stop: %v", left)
@@ -422,7 +411,7 @@ func testPreparedSpares(t *testing.T, up bool) {
 		return sb
 	}
 	create("c0", SandboxNetwork{Network: "red"}) // makes red the pool's target
-	eventually(t, "two spares prepared for red", func() bool { return len(e.preparedSpares(red.ID)) == 2 })
+	polltest.Until(t, 15*time.Second, "two spares prepared for red", func() bool { return len(e.preparedSpares(red.ID)) == 2 })
 	// The pool may prepare more between the creates: the driver's record
 	// says which pair each join took.
 	for i := 1; i <= 3; i++ { // the third may run out of prepared spares
@@ -483,7 +472,7 @@ func testPreparedSpares(t *testing.T, up bool) {
 	if n := len(e.preparedSpares(red.ID)); n != 0 {
 		t.Fatalf("%d spares prepared for the deleted network", n)
 	}
-	eventually(t, "the prepared pairs gone with their namespaces", func() bool {
+	polltest.Until(t, 15*time.Second, "the prepared pairs gone with their namespaces", func() bool {
 		links := nstest.Links(t, nil)
 		return !slices.ContainsFunc(links, func(l netlink.Link) bool { return strings.HasPrefix(l.Attrs().Name, "vh") })
 	})
@@ -501,14 +490,14 @@ func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("spares=%d", spares), func(t *testing.T) {
 			e := newEnv(t)
 			e.withSpares(spares)
-			eventually(t, "the spares made", func() bool { return len(e.spareKeys()) == spares })
+			polltest.Until(t, 15*time.Second, "the spares made", func() bool { return len(e.spareKeys()) == spares })
 			e.c.quiet.enter() // as if attaches were in flight all along
 			defer e.c.quiet.leave()
 			for round := range 2 {
 				for i := range spares { // the last of these takes the last spare
 					e.sandbox(fmt.Sprintf("c%d-%d", round, i))
 				}
-				eventually(t, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) >= 1 })
+				polltest.Until(t, 15*time.Second, "a spare made again, attaches in flight", func() bool { return len(e.spareKeys()) >= 1 })
 			}
 		})
 	}
@@ -548,11 +537,11 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 		if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: fmt.Sprintf("c%d", i), Networks: []SandboxNetwork{{Network: "quiet"}}}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the plain spares made again", func() bool { return len(e.spareKeys()) == 2 })
+		polltest.Until(t, 15*time.Second, "the plain spares made again", func() bool { return len(e.spareKeys()) == 2 })
 	}
 	create(0)
 	// The pool asks once its plain spares are all there.
-	eventually(t, "the driver asked to prepare", func() bool { return shy.asked.Load() > 0 })
+	polltest.Until(t, 15*time.Second, "the driver asked to prepare", func() bool { return shy.asked.Load() > 0 })
 	for i := 1; i < 4; i++ {
 		create(i)
 	}

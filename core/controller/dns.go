@@ -42,10 +42,9 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 	}
 	op.dns.nets.Store(&ids)
 	c.applyUpstreams(op) // the networks' servers may have changed
-	c.mu.Lock()
-	deleting := op.deleting || op.unfinished
-	c.mu.Unlock()
-	if op.dns.r != nil || len(ids) == 0 || deleting { // a delete stopped it for good
+
+	// A delete stopped the resolver for good.
+	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).inDelete() {
 		return
 	}
 	if r := c.newResolver(op); r != nil {

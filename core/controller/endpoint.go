@@ -1,9 +1,7 @@
 package controller
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/osl"
-	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -29,7 +26,7 @@ import (
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
 	c.quiet.enter()
 	defer c.quiet.leave()
-	if err := checkContainerID("container", req.Container); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	args, err := parseConnect(req)
@@ -42,13 +39,11 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	c.mu.Lock()
-	deleting, unfinished := op.deleting || op.deleted, op.unfinished
-	c.mu.Unlock()
-	if deleting {
+	st := c.stateOf(op)
+	if st.deleting || st.deleted {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
 	}
-	if unfinished {
+	if st.unfinished {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	return c.connectAny(ctx, op, netRef, args, nil)
@@ -152,7 +147,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 			return nil, errorf(sdk.ErrExists, "interface: container %s already has %s (network %s)", req.Container, a.ifname, e.NetworkName)
 		}
 	}
-	d, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +213,7 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 	if n.InDelete {
 		return nil, nil, errorf(sdk.ErrConflict, "network %s is being deleted", n.Name)
 	}
-	_, caps, err := c.driver(n.Driver)
+	_, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -301,7 +296,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 		}
 		return 0, err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
 		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
@@ -353,175 +348,6 @@ func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx
 		first = false
 		return c.attachOnce(ctx, op, n, nIdx, ep, ip, ip6, via)
 	})
-}
-
-func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, nIdx uint64, ep *Endpoint, ip, ip6 netip.Addr, via *joinVia) (err error) {
-	ops, allocs, err := c.endpointOps(ctx, ep, n, nIdx, ip, ip6)
-	if err != nil {
-		return err
-	}
-	sbKey := op.sb.Key()
-	if via != nil {
-		ops = append(ops, via.ops...)
-	}
-	// What the join will most likely record; should it differ, a second
-	// write follows.
-	want := ep.IfName // the connect's Interface, or empty
-	if ep.IfName == "" {
-		ep.IfName = op.sb.NextIfName(sandbox.DefaultIfPrefix)
-	}
-	ep.SandboxID, ep.External = op.sb.ID(), len(ep.Ports) > 0
-	written := ep.clone()
-	key := endpointKey(n.ID, ep.ID)
-	record := cas(key, 0, &written)
-	ops = append(ops, record)
-	type result struct {
-		idx uint64
-		err error
-	}
-	committed := make(chan result, 1)
-	go func() {
-		res, err := c.kv.txnResults(ctx, ops...)
-		committed <- result{indexOf(res, key), err}
-	}()
-	var stored result
-	waited := false
-	wait := func() result {
-		if !waited {
-			stored, waited = <-committed, true
-			for _, a := range allocs {
-				a.Done(stored.err == nil)
-			}
-		}
-		return stored
-	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Whatever the store made of the record must go too.
-		switch r := wait(); {
-		case r.err == nil:
-			if derr := c.dropEndpointAt(context.WithoutCancel(ctx), n, n.ID, ep.ID, r.idx, &written); derr != nil {
-				c.log.Warn("rolling back endpoint record; retrying in the background", "endpoint", short(ep.ID), "error", derr)
-				c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &written) })
-			}
-		case outcomeUnknown(r.err):
-			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &written) })
-			if via != nil {
-				// What rode along with it may land too.
-				var dels []*pb.TxnOp
-				for _, o := range via.ops {
-					dels = append(dels, del(o.GetKey()))
-				}
-				c.cleanupLater("records of endpoint "+short(ep.ID), func(ctx context.Context) error { return c.kv.txn(ctx, dels...) })
-			}
-		}
-	}()
-
-	d, _, err := c.driver(n.Driver)
-	if err != nil {
-		return err
-	}
-	if via != nil {
-		if sbKey, err = via.ready(); err != nil {
-			return err
-		}
-	}
-	// The sandbox's first addressed endpoint starts its resolver: while
-	// the driver works.
-	var starting chan *resolver.Resolver
-	if op.dns.r == nil && (ep.Address.IsValid() || ep.AddressV6.IsValid()) {
-		starting = make(chan *resolver.Resolver, 1)
-		go func() { starting <- c.newResolver(op) }()
-		defer func() {
-			if starting != nil { // not taken: the join failed
-				if r := <-starting; r != nil {
-					_ = r.Stop()
-				}
-			}
-		}()
-	}
-	// An attach the spare namespace came prepared with is claimed once:
-	// a retry finds what this one left and does the whole attach. Its
-	// interface is there already, and is configured while the driver
-	// finishes the attach.
-	var prep *preparedAttach
-	if via != nil && via.prep != nil && via.prep.netID == n.ID && via.prep.epID == ep.ID && via.prep.src == ep.IfName {
-		prep = via.prep
-	}
-	if via != nil {
-		via.prep = nil
-	}
-	var configured chan error
-	if prep != nil {
-		configured = make(chan error, 1)
-		// ep's gateways, as endpointOps set them, are those a driver's
-		// answer gives, most likely.
-		se := sbEndpoint(n, ep)
-		go func() { configured <- op.sb.PrepareInterface(se, prep.src, prep.up) }()
-		defer func() {
-			if configured != nil {
-				<-configured
-			}
-		}()
-	}
-	// The driver creates the endpoint and joins it in one round trip.
-	resp, err := driver.Attach(ctx, d, &pb.AttachRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: sbKey, Ifname: ep.IfName, Prepared: prep != nil})
-	if err != nil {
-		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, op.sb, err)
-	}
-	defer func() {
-		if err != nil {
-			if derr := d.DeleteEndpoint(context.WithoutCancel(ctx), &pb.EndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); derr != nil {
-				c.log.Error("rolling back driver endpoint", "endpoint", short(ep.ID), "error", derr)
-			}
-		}
-	}()
-	if err := adoptFill(ep, resp.GetCreate().GetInterface()); err != nil {
-		c.leaveDriver(ctx, d, n, ep, sbKey)
-		return err
-	}
-	if configured != nil {
-		if cerr := <-configured; cerr != nil {
-			c.log.Debug("configuring a prepared interface ahead of the join; configuring it after", "endpoint", short(ep.ID), "error", cerr)
-		}
-		configured = nil
-	}
-	undoJoin, err := c.setupJoin(ctx, op, n, d, ep, resp.GetJoin(), sbKey, want)
-	if err != nil {
-		return err
-	}
-	if starting != nil {
-		if r := <-starting; r != nil {
-			c.useResolver(op, r)
-		}
-		starting = nil
-	}
-	undoNames := c.announce(op, n, ep)
-	if r := wait(); r.err != nil {
-		undoNames()
-		undoJoin()
-		if errors.Is(r.err, errRetry) {
-			return r.err
-		}
-		return fmt.Errorf("storing endpoint %s: %w", short(ep.ID), r.err)
-	}
-	idx := stored.idx
-	c.kv.eps.put(key, &written, idx)
-	// A second write only if the join decided otherwise than predicted.
-	if b, _ := json.Marshal(ep); !bytes.Equal(b, record.GetValue()) {
-		final := ep.clone()
-		if _, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, &written, func(cur *Endpoint) error {
-			*cur = final.clone()
-			return nil
-		}); err != nil {
-			undoNames()
-			undoJoin()
-			return err
-		}
-	}
-	return nil
 }
 
 // adoptDriverFill records what the driver filled in (a MAC; addresses for
@@ -701,7 +527,7 @@ func (c *Controller) deleteEndpoint(ctx context.Context, netID, id string) error
 		}
 		return err
 	}
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -735,32 +561,29 @@ func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
 
 // joinStored joins an endpoint stored at index idx (0: unknown) to the
 // sandbox of op, and leaves ep as stored afterwards. Undone on failure.
-func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) error {
+func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint, idx uint64) (err error) {
+	u := newUndo(c.log, "endpoint", short(ep.ID), "network", n.Name)
+	defer u.RunIf(ctx, &err)
 	stored := ep.clone()
-	undoJoin, err := c.joinSandbox(ctx, op, n, ep)
-	if err != nil {
+	if err := c.joinSandbox(ctx, u, op, n, ep); err != nil {
 		return err
 	}
 	joined := ep.clone()
 	var final Endpoint
-	updated := make(chan error, 1)
-	go func() {
-		_, err := c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, &stored, func(cur *Endpoint) error {
+	updated := start(func() (uint64, error) {
+		return c.updateEndpointAt(ctx, ep.NetworkID, ep.ID, idx, &stored, func(cur *Endpoint) error {
 			cur.SandboxID, cur.IfName, cur.Gateway, cur.GatewayV6, cur.Routes = joined.SandboxID, joined.IfName, joined.Gateway, joined.GatewayV6, joined.Routes
 			cur.External, cur.Ports = joined.External, joined.Ports
 			final = cur.clone()
 			return nil
 		})
-		updated <- err
-	}()
+	})
 	// While the store commits the join, the name index, the resolver and
 	// the resolution files take the endpoint in. None of them is state the
 	// store vouches for: if the commit fails, they follow the interface
 	// out again.
-	undoNames := c.announce(op, n, &joined)
-	if err := <-updated; err != nil {
-		undoNames()
-		undoJoin()
+	u.Push("names", c.announce(op, n, &joined))
+	if err := updated.Err(); err != nil {
 		return err
 	}
 	*ep = final
@@ -769,86 +592,77 @@ func (c *Controller) joinStored(ctx context.Context, op *sandboxOp, n *Network, 
 
 // joinSandbox is the work of a join outside the store: the driver's Join,
 // then setupJoin. ep takes what the join decided (sandbox, interface name,
-// gateways, routes, ports). The returned undo takes it all back.
-func (c *Controller) joinSandbox(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) (undo func(), err error) {
-	d, _, err := c.driver(n.Driver)
+// gateways, routes, ports); u takes what undoes it.
+func (c *Controller) joinSandbox(ctx context.Context, u *undoStack, op *sandboxOp, n *Network, ep *Endpoint) error {
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ifname := ep.IfName // the name a connect asked for, before an external key was set
 	if ifname == "" {
 		ifname = op.sb.NextIfName(sandbox.DefaultIfPrefix)
 	}
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: op.sb.Key(), Ifname: ifname})
+	key := op.sb.Key()
+	resp, err := d.Join(ctx, &pb.JoinRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key, Ifname: ifname})
 	if err != nil {
-		return nil, fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
+		return fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
+	u.Push("driver join", c.leaveDriver(d, n, ep, key))
 	// A stored name is one a connect asked for before an external key
 	// was set (a leave clears it).
-	return c.setupJoin(ctx, op, n, d, ep, resp, op.sb.Key(), ep.IfName)
+	return c.setupJoin(ctx, u, op, n, d, ep, resp, ep.IfName)
 }
 
-// leaveDriver undoes the driver's side of a join.
-func (c *Controller) leaveDriver(ctx context.Context, d driver.Driver, n *Network, ep *Endpoint, key string) {
-	if err := d.Leave(context.WithoutCancel(ctx), &pb.LeaveRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key}); err != nil {
-		c.log.Error("rolling back join", "endpoint", short(ep.ID), "error", err)
+// leaveDriver returns the undo of the driver's side of a join.
+func (c *Controller) leaveDriver(d driver.Driver, n *Network, ep *Endpoint, key string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return d.Leave(ctx, &pb.LeaveRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key})
 	}
 }
 
 // setupJoin takes an endpoint the driver has joined (resp is its answer)
 // into the sandbox: the interface into the namespace and, beside it, the
-// driver publishing the ports. On failure the driver's join is undone too.
-// key is where the namespace is now, for the driver; want is the
-// interface name the connect asked for, or empty for the next free one.
-func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, key, want string) (undo func(), err error) {
+// driver publishing the ports; u takes what undoes each (the caller has
+// pushed the driver's leave). want is the interface name the connect
+// asked for, or empty for the next free one.
+func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp, n *Network, d driver.Driver, ep *Endpoint, resp *pb.JoinResponse, want string) error {
 	sb := op.sb
 	np := c.netProto(n)
-	leave := func() { c.leaveDriver(ctx, d, n, ep, key) }
 	se, err := joinedEndpoint(n, ep, resp, want)
 	if err != nil {
-		leave()
-		return nil, err
+		return err
 	}
 	// The driver publishes the ports (on the host side) while the sandbox
 	// side is set up.
-	type published struct {
-		resp *pb.ExternalConnectivityResponse
-		err  error
-	}
-	var publishing chan published
+	var publishing *async[*pb.ExternalConnectivityResponse]
 	if len(ep.Ports) > 0 {
-		publishing = make(chan published, 1)
 		preq := &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)}
-		go func() {
-			resp, err := d.ProgramExternalConnectivity(ctx, preq)
-			publishing <- published{resp, err}
-		}()
+		publishing = start(func() (*pb.ExternalConnectivityResponse, error) { return d.ProgramExternalConnectivity(ctx, preq) })
 	}
-	rec, err := sb.AddInterface(se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
-	var pub published
-	revoke := func() {}
-	if publishing != nil {
-		if pub = <-publishing; pub.err == nil {
-			revoke = func() {
-				_ = d.RevokeExternalConnectivity(context.WithoutCancel(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
-			}
-		}
-	}
-	if err == nil && pub.err != nil {
-		_ = sb.RemoveInterface(ep.ID)
-		err = fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), pub.err)
-	} else if err != nil {
+	rec, err := sb.AddInterface(ctx, se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
+	if err == nil {
+		u.Push("interface", func(context.Context) error { return sb.RemoveInterface(ep.ID) })
+	} else {
 		err = fmt.Errorf("setting up endpoint %s in %s: %w", short(ep.ID), sb, err)
 	}
+	var pub *pb.ExternalConnectivityResponse
+	if publishing != nil {
+		var perr error
+		if pub, perr = publishing.Wait(); perr == nil {
+			u.Push("published ports", func(ctx context.Context) error {
+				return d.RevokeExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)})
+			})
+		} else if err == nil {
+			err = fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), perr)
+		}
+	}
 	if err != nil {
-		revoke()
-		leave()
-		return nil, err
+		return err
 	}
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
 	if publishing != nil {
 		ep.External = true
-		if bs := pub.resp.GetPortBindings(); len(bs) > 0 {
+		if bs := pub.GetPortBindings(); len(bs) > 0 {
 			ep.Ports = ep.Ports[:0]
 			for _, b := range bs {
 				hip, _ := netip.ParseAddr(b.GetHostIp())
@@ -856,11 +670,7 @@ func (c *Controller) setupJoin(ctx context.Context, op *sandboxOp, n *Network, d
 			}
 		}
 	}
-	return func() {
-		_ = sb.RemoveInterface(ep.ID)
-		revoke()
-		leave()
-	}, nil
+	return nil
 }
 
 // joinedEndpoint is ep as the sandbox takes it in, with the routes and
@@ -897,16 +707,16 @@ func joinedEndpoint(n *Network, ep *Endpoint, resp *pb.JoinResponse, want string
 
 // announce has the name index, the resolver and the resolution files take
 // a joined endpoint in; the returned undo takes it out of them again.
-func (c *Controller) announce(op *sandboxOp, n *Network, ep *Endpoint) (undo func()) {
+func (c *Controller) announce(op *sandboxOp, n *Network, ep *Endpoint) (undo func(context.Context) error) {
 	c.names.add(n, ep, op.sb.Options().Hostname)
 	c.refreshDNS(op)
 	if err := op.sb.WriteFiles(); err != nil {
 		c.log.Error("writing resolution files", "sandbox", short(op.sb.ID()), "error", err)
 	}
-	return func() {
+	return func(context.Context) error {
 		c.names.remove(ep.ID)
 		c.refreshDNS(op)
-		_ = op.sb.WriteFiles()
+		return op.sb.WriteFiles()
 	}
 }
 
@@ -973,7 +783,7 @@ func (c *Controller) leaveStored(ctx context.Context, op *sandboxOp, n *Network,
 // driverLeave is the driver's part of a leave: external connectivity
 // revoked, then Leave.
 func (c *Controller) driverLeave(ctx context.Context, op *sandboxOp, n *Network, ep *Endpoint) error {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}
@@ -1011,7 +821,7 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		go func() { retired <- op.sb.RemoveInterface(epID) }()
 	}
 	// The driver revokes, leaves and deletes in one round trip.
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		err = driver.Detach(ctx, d, &pb.DetachRequest{Network: c.netProto(n), Endpoint: epProto(&ep), SandboxKey: op.sb.Key(), RevokeExternal: ep.External})
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 	"github.com/sandnet/sandnet/sdk/store"
 )
@@ -119,7 +120,7 @@ func (e *env) cleanup() {
 	// Pairs made ahead of time go with their spare namespaces, which the
 	// kernel tears down in the background: wait, so that the next test
 	// does not count them.
-	eventually(e.t, "the prepared pairs gone with their namespaces", func() bool {
+	polltest.Until(e.t, 15*time.Second, "the prepared pairs gone with their namespaces", func() bool {
 		links := nstest.Links(e.t, nil)
 		return !slices.ContainsFunc(links, func(l netlink.Link) bool {
 			e.veth.mu.Lock()

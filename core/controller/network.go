@@ -56,7 +56,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
 	}
-	d, caps, err := c.driver(req.Driver)
+	d, caps, err := c.driver(ctx, req.Driver)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return nil, errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
@@ -481,7 +481,7 @@ func (c *Controller) unmarkDelete(ctx context.Context, n *Network) {
 // finishNetworkDelete tears a network marked in-delete down in the driver
 // and removes its records.
 func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error {
-	d, _, err := c.driver(n.Driver)
+	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return fmt.Errorf("deleting network %s: %w", n.Name, err)
 	}

@@ -332,13 +332,13 @@ const prepareTimeout = 10 * time.Second
 // prepares nothing). The interface is prepared under the name a sandbox's
 // first interface gets.
 func (c *Controller) prepareSpare(sp *spare, netID string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
+	ctx, cancel := context.WithTimeout(c.bg, prepareTimeout)
 	defer cancel()
 	n, _, _, err := c.cachedNetwork(ctx, netID)
 	if err != nil {
 		return err
 	}
-	d, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return err
 	}

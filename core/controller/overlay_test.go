@@ -16,6 +16,7 @@ import (
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -223,7 +224,7 @@ func TestPeersFromTheStore(t *testing.T) {
 	if !dB.has(ep1.Address, "192.0.2.1") {
 		t.Fatalf("host B's driver after its connect holds %v, want c1's %s behind 192.0.2.1", dB.peers, ep1.Address)
 	}
-	eventually(t, "host A's driver told of c2", func() bool { return dA.has(ep2.Address, "192.0.2.2") })
+	polltest.Until(t, 15*time.Second, "host A's driver told of c2", func() bool { return dA.has(ep2.Address, "192.0.2.2") })
 	if dA.has(ep1.Address, "192.0.2.1") || dB.has(ep2.Address, "192.0.2.2") {
 		t.Fatal("a driver was told of its own host's endpoint")
 	}
@@ -236,7 +237,7 @@ func TestPeersFromTheStore(t *testing.T) {
 			t.Fatalf("host B resolves %s to %v, want %s", name, got, ep1.Address.Addr())
 		}
 	}
-	eventually(t, "host A resolving c2", func() bool { return len(lookup(e.c, "c2")) == 1 })
+	polltest.Until(t, 15*time.Second, "host A resolving c2", func() bool { return len(lookup(e.c, "c2")) == 1 })
 	if ptr, ok := (view{x: cB.names, nets: func() []string { return []string{n.ID} }}).ReverseLookup(ep1.Address.Addr()); !ok || ptr != "c1.ov." {
 		t.Fatalf("host B's PTR for %s = %q, %v", ep1.Address.Addr(), ptr, ok)
 	}
@@ -254,8 +255,8 @@ func TestPeersFromTheStore(t *testing.T) {
 	if err := e.c.Disconnect(ctx, "ov", "c1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "host B's driver forgetting c1", func() bool { return !dB.has(ep1.Address, "192.0.2.1") })
-	eventually(t, "host B no longer resolving c1", func() bool { return len(lookup(cB, "c1")) == 0 && len(lookup(cB, "web")) == 0 })
+	polltest.Until(t, 15*time.Second, "host B's driver forgetting c1", func() bool { return !dB.has(ep1.Address, "192.0.2.1") })
+	polltest.Until(t, 15*time.Second, "host B no longer resolving c1", func() bool { return len(lookup(cB, "c1")) == 0 && len(lookup(cB, "web")) == 0 })
 }
 
 // Two hosts creating global networks at once never give two the same

@@ -293,7 +293,7 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 		p.syncNames(nil, netID)
 		return
 	}
-	d, caps, err := c.driver(n.Driver)
+	d, caps, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		p.failed[netID] = true
 		return

@@ -148,7 +148,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.startHostListener(); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithCancel(context.Background())
+	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
 	c.mu.Lock()
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
 	c.stopWatch = cancel
@@ -291,14 +291,11 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 // reapStubs deletes the stubs nobody claimed.
 func (c *Controller) reapStubs() {
 	for _, op := range c.sortedSandboxes(true) {
-		c.mu.Lock()
-		stub := op.stub
-		c.mu.Unlock()
-		if !stub {
+		if !c.stateOf(op).stub {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
-		if err := c.deleteSandbox(context.Background(), op); err != nil {
+		if err := c.deleteSandbox(c.bg, op); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
 		}
 	}
@@ -346,7 +343,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
 		if n.InDelete || driverName != "" && n.Driver != driverName {
 			continue
 		}
-		d, _, err := c.driver(n.Driver)
+		d, _, err := c.driver(ctx, n.Driver)
 		if err != nil {
 			c.log.Error("replaying network", "network", n.Name, "error", err)
 			continue

@@ -20,10 +20,7 @@ import (
 // sandbox an agent restart left for it, and connects it to the networks
 // the request lists. Every failure leaves nothing behind.
 func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sandbox, err error) {
-	if err := checkContainerID("container_id", req.ContainerID); err != nil {
-		return nil, err
-	}
-	if err := req.Options.Validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	if req.Netns != "" {
@@ -36,9 +33,6 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	}
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
-	}
-	if !validFront(req.Front) {
-		return nil, errorf(sdk.ErrInvalid, "front: %q is none of \"cni\", \"oci\" or empty", req.Front)
 	}
 	c.quiet.enter()
 	defer c.quiet.leave()
@@ -253,13 +247,7 @@ type sandboxNetwork struct {
 func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sandboxNetwork, error) {
 	var out []sandboxNetwork
 	seen := map[string]int{}
-	for i, sn := range req.Networks {
-		if sn.Network == "" {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: must not be empty", i)
-		}
-		if sn.Container != "" && sn.Container != req.ContainerID {
-			return nil, errorf(sdk.ErrInvalid, "networks[%d].container: %q is not the sandbox's container %q (leave it out)", i, sn.Container, req.ContainerID)
-		}
+	for i, sn := range req.Networks { // each entry checked by Validate
 		sn.Container = req.ContainerID
 		args, err := parseConnect(sn.Connect)
 		if err != nil {
@@ -269,7 +257,7 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 		if err != nil {
 			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
 		}
-		if _, caps, err := c.driver(n.Driver); err == nil {
+		if _, caps, err := c.driver(ctx, n.Driver); err == nil {
 			if err := checkConnectAddrs(n, caps, args); err != nil {
 				return nil, fmt.Errorf("networks[%d].%w", i, err)
 			}
@@ -320,7 +308,7 @@ func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir,
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: op.deleting || op.unfinished}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: c.stateOf(op).inDelete()}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -356,10 +344,7 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 // viewOf is a sandbox as the API shows it, with endpoints eps.
 func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
-	c.mu.Lock()
-	v.Stub = op.stub
-	v.InDelete = op.deleting || op.unfinished
-	c.mu.Unlock()
+	v.Stub = c.stateOf(op).stub
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
 	for _, ep := range eps {
 		v.Endpoints = append(v.Endpoints, *ep)

@@ -64,7 +64,7 @@ func (c *Controller) ensureOnHost(ctx context.Context, d driver.Driver, n *Netwo
 	if done {
 		return nil
 	}
-	if _, caps, err := c.driver(n.Driver); err != nil {
+	if _, caps, err := c.driver(ctx, n.Driver); err != nil {
 		return err
 	} else if err := c.checkAdvertise(n.Name, n.Driver, n.Scope, caps); err != nil {
 		return err
@@ -124,7 +124,7 @@ func (c *Controller) watchGlobal(ctx context.Context) {
 			if n == nil {
 				continue
 			}
-			if d, _, err := c.driver(n.Driver); err == nil {
+			if d, _, err := c.driver(ctx, n.Driver); err == nil {
 				if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 					c.log.Error("tearing down a global network deleted by another host", "network", n.Name, "error", err)
 				}

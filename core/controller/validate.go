@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"regexp"
 
 	"github.com/sandnet/sandnet/sdk"
@@ -23,6 +24,46 @@ func checkContainerID(field, id string) error {
 		return errorf(sdk.ErrInvalid, "%s: %q is not a valid container ID (a letter or digit, then letters, digits, _ . -; up to 255 characters)", field, clip(id))
 	}
 	return nil
+}
+
+// Validate checks what of a sandbox create needs no state: the container
+// ID, the options that reach the sandbox's files, the front, and each
+// listed network's entry as a connect would check it. Errors name the
+// field's JSON path (networks[1].publish[0]) and wrap sdk.ErrInvalid.
+// NewSandbox calls it before anything else.
+func (r SandboxCreate) Validate() error {
+	if err := checkContainerID("container_id", r.ContainerID); err != nil {
+		return err
+	}
+	if err := r.Options.Validate(); err != nil {
+		return err
+	}
+	if !validFront(r.Front) {
+		return errorf(sdk.ErrInvalid, "front: %q is none of \"cni\", \"oci\" or empty", clip(r.Front))
+	}
+	for i, sn := range r.Networks {
+		if sn.Network == "" {
+			return errorf(sdk.ErrInvalid, "networks[%d].network: must not be empty", i)
+		}
+		if sn.Container != "" && sn.Container != r.ContainerID {
+			return errorf(sdk.ErrInvalid, "networks[%d].container: %q is not the sandbox's container %q (leave it out)", i, clip(sn.Container), r.ContainerID)
+		}
+		if _, err := parseConnect(sn.Connect); err != nil {
+			return fmt.Errorf("networks[%d].%w", i, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks what of a connect needs no state: the container ID,
+// name, aliases, addresses, ports, interface name and MAC. Errors name the
+// field and wrap sdk.ErrInvalid. Connect calls it before anything else.
+func (r Connect) Validate() error {
+	if err := checkContainerID("container", r.Container); err != nil {
+		return err
+	}
+	_, err := parseConnect(r)
+	return err
 }
 
 // checkConnectAddrs refuses addresses a connect to network n could not

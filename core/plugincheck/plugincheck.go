@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,6 +38,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/plugin"
@@ -62,6 +64,12 @@ type Options struct {
 	// NetworkOptions are the driver options of the network the driver
 	// suite creates (a macvlan driver's parent, say).
 	NetworkOptions map[string]string
+	// AdvertiseAddr, when set, is the advertise address the agent would
+	// send: the suite's network is then a global one carrying it (what a
+	// driver that tunnels between hosts, such as overlay, needs), and the
+	// check puts the address on Uplink in its namespace. Empty: the
+	// ConfigFile's top-level advertise_addr, if it has one.
+	AdvertiseAddr string
 	// CaseTimeout bounds one case; a case still running then has its
 	// plugin stopped and fails as hung. Zero means DefaultCaseTimeout.
 	CaseTimeout time.Duration
@@ -168,7 +176,11 @@ func Run(ctx context.Context, o Options, progress func(Case)) (*Report, error) {
 		return nil, verdictf("%s says it is a plugin of kind %q; sandnet plugins are drivers or stores", path, k)
 	}
 	spec.Kind = info.GetKind()
-	block, err := pluginBlock(o, spec, info)
+	block, cfgFile, err := pluginBlock(o, spec, info)
+	if err != nil {
+		return nil, err
+	}
+	advertise, err := advertiseAddr(o, cfgFile)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +198,11 @@ func Run(ctx context.Context, o Options, progress func(Case)) (*Report, error) {
 	spec.Configure = func(*pb.Schema) ([]byte, error) { return cfg, nil }
 
 	if spec.Kind == sdk.KindDriver && nstest.Isolated() {
-		if err := addUplink(); err != nil {
+		if err := addUplink(advertise); err != nil {
 			return nil, verdictf("preparing the check's namespace: %v", err)
 		}
 	}
-	r := &runner{m: m, spec: spec, timeout: o.CaseTimeout, logs: logs, netOpts: o.NetworkOptions, progress: progress}
+	r := &runner{m: m, spec: spec, timeout: o.CaseTimeout, logs: logs, netOpts: o.NetworkOptions, advertise: advertise, progress: progress}
 	rep := &Report{Path: path, Name: info.GetName(), Kind: spec.Kind, Version: info.GetVersion()}
 	// The negotiated version, from a process of the suite's own.
 	rep.Protocol, err = r.protocol(ctx)
@@ -299,9 +311,11 @@ func startVerdict(path, script string, err error, logs *logBuffer) *Verdict {
 
 // addUplink adds the link Uplink, up, to the check's own namespace: one
 // end of a veth pair whose other end (sncheck1) is up too, so that frames
-// a driver sends out of it go somewhere. Equivalent to:
-// `ip link add sncheck0 up type veth peer name sncheck1 up`.
-func addUplink() error {
+// a driver sends out of it go somewhere; with a valid advertise, the
+// address goes on Uplink as the only address of its prefix. Equivalent to:
+// `ip link add sncheck0 up type veth peer name sncheck1 up` and
+// `ip addr add ADVERTISE dev sncheck0 nodad`.
+func addUplink(advertise netip.Addr) error {
 	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: Uplink, Flags: net.FlagUp}, PeerName: uplinkPeer}
 	if err := netlink.LinkAdd(l); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("adding %s: %w", Uplink, err)
@@ -313,7 +327,37 @@ func addUplink() error {
 	if err := netlink.LinkSetUp(peer); err != nil {
 		return fmt.Errorf("bringing %s up: %w", uplinkPeer, err)
 	}
+	if !advertise.IsValid() {
+		return nil
+	}
+	up, err := netlink.LinkByName(Uplink)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", Uplink, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: advertise.AsSlice(), Mask: net.CIDRMask(advertise.BitLen(), advertise.BitLen())}, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrReplace(up, a); err != nil {
+		return fmt.Errorf("adding advertise address %s to %s: %w", advertise, Uplink, err)
+	}
 	return nil
+}
+
+// advertiseAddr is the advertise address the suite's network carries:
+// o.AdvertiseAddr, else the config file's advertise_addr; none when
+// neither is set. It must be an IP address, since the check's namespace
+// holds none of this host's interfaces to look a name up in.
+func advertiseAddr(o Options, cfg *config.Config) (netip.Addr, error) {
+	s, from := o.AdvertiseAddr, "--advertise-addr"
+	if s == "" && cfg != nil {
+		s, from = cfg.AdvertiseAddr, o.ConfigFile+": advertise_addr"
+	}
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+		return netip.Addr{}, verdictf("%s %q: want a unicast IP address (the check runs in a namespace of its own, with none of this host's interfaces, and puts the address on %s there)", from, s, Uplink)
+	}
+	return a.Unmap(), nil
 }
 
 const uplinkPeer = "sncheck1"
@@ -328,13 +372,13 @@ func truncate(s string, n int) string {
 // pluginBlock returns the block whose config the plugin gets: the one in
 // o.ConfigFile that names the plugin, or an empty block when there is no
 // file.
-func pluginBlock(o Options, spec plugin.Spec, info *pb.PluginInfo) (config.PluginBlock, error) {
+func pluginBlock(o Options, spec plugin.Spec, info *pb.PluginInfo) (config.PluginBlock, *config.Config, error) {
 	if o.ConfigFile == "" {
-		return config.PluginBlock{Kind: spec.Kind, Name: info.GetName()}, nil
+		return config.PluginBlock{Kind: spec.Kind, Name: info.GetName()}, nil, nil
 	}
 	cfg, diags := config.Load(o.ConfigFile)
 	if diags.HasErrors() {
-		return config.PluginBlock{}, &Verdict{Reason: fmt.Sprintf("%s has errors", o.ConfigFile), Diagnostics: diags, Files: cfg.Files()}
+		return config.PluginBlock{}, nil, &Verdict{Reason: fmt.Sprintf("%s has errors", o.ConfigFile), Diagnostics: diags, Files: cfg.Files()}
 	}
 	var blocks []config.PluginBlock
 	for _, b := range cfg.Plugins() {
@@ -344,20 +388,20 @@ func pluginBlock(o Options, spec plugin.Spec, info *pb.PluginInfo) (config.Plugi
 	}
 	for _, b := range blocks {
 		if b.Name == info.GetName() || b.Binary(cfg.PluginDir) == spec.Path {
-			return b, nil
+			return b, cfg, nil
 		}
 	}
 	if len(blocks) == 1 {
-		return blocks[0], nil
+		return blocks[0], cfg, nil
 	}
 	names := make([]string, len(blocks))
 	for i, b := range blocks {
 		names[i] = b.String()
 	}
 	if len(names) == 0 {
-		return config.PluginBlock{}, verdictf("%s has no %s block; the plugin calls itself %q", o.ConfigFile, spec.Kind, info.GetName())
+		return config.PluginBlock{}, nil, verdictf("%s has no %s block; the plugin calls itself %q", o.ConfigFile, spec.Kind, info.GetName())
 	}
-	return config.PluginBlock{}, verdictf("%s has no %s block for the plugin %q (it has %s)", o.ConfigFile, spec.Kind, info.GetName(), strings.Join(names, ", "))
+	return config.PluginBlock{}, nil, verdictf("%s has no %s block for the plugin %q (it has %s)", o.ConfigFile, spec.Kind, info.GetName(), strings.Join(names, ", "))
 }
 
 // StoreCheck reports whether o checks a store plugin as far as can be

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,11 +34,17 @@ const suiteName = "conformance"
 
 // runner runs one suite against fresh processes of one plugin.
 type runner struct {
-	m        *plugin.Manager
-	spec     plugin.Spec
-	timeout  time.Duration
-	logs     *logBuffer
-	netOpts  map[string]string
+	m       *plugin.Manager
+	spec    plugin.Spec
+	timeout time.Duration
+	logs    *logBuffer
+	netOpts map[string]string
+	// advertise, when valid, makes the suite's network a global one
+	// carrying it, as the agent sends a global network.
+	advertise netip.Addr
+	// vni is the VNI the suite's network carries: the agent's first for
+	// a driver that takes peers, when advertise is valid; else 0.
+	vni      uint32
 	progress func(Case)
 
 	mu sync.Mutex // guards notes
@@ -52,8 +60,29 @@ func (r *runner) protocol(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer inst.Kill()
+	if d, ok := inst.Client().(*driver.Client); ok && r.advertise.IsValid() {
+		// The agent gives a global network of a driver that tunnels
+		// between hosts a VNI; its first is 4096.
+		caps, err := d.GetCapabilities(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if caps.GetPeers() && caps.GetConnectivityScope() == pb.Scope_SCOPE_GLOBAL {
+			r.vni = firstVNI
+			// As the agent does, the network's option asks for its own.
+			if v, err := strconv.ParseUint(r.netOpts[optVNI], 10, 24); err == nil && v > 0 {
+				r.vni = uint32(v)
+			}
+		}
+	}
 	return inst.Protocol(), nil
 }
+
+// firstVNI is the first VNI the agent allocates (core/controller).
+const firstVNI = 4096
+
+// optVNI is the network option asking for a VNI (core/controller).
+const optVNI = "com.sandnet.overlay.vni"
 
 // launch starts a configured plugin process for the case t belongs to,
 // and arranges that it is stopped when t ends, or when the case outlives
@@ -145,10 +174,15 @@ func (r *runner) suite() func(t *testing.T) {
 				return nstest.NewNetns(t)
 			},
 		}
-		if len(r.netOpts) > 0 {
+		if len(r.netOpts) > 0 || r.advertise.IsValid() {
 			opts.Network = func() *pb.Network {
 				n := drivertest.DefaultNetwork()
 				n.Options = r.netOpts
+				if r.advertise.IsValid() {
+					n.Scope = pb.Scope_SCOPE_GLOBAL
+					n.AdvertiseAddr = r.advertise.String()
+					n.Vni = r.vni
+				}
 				return n
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // TestDnsperfVsDnsmasq measures local answers with dnsperf against this
@@ -129,7 +130,7 @@ func startDnsmasq(t *testing.T) netip.AddrPort {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	waitFor(t, "dnsmasq to answer", func() bool {
+	polltest.Until(t, 5*time.Second, "dnsmasq to answer", func() bool {
 		_, _, err := exchange(t, "udp", addr, query("db.", dns.TypeA), 100*time.Millisecond)
 		return err == nil
 	})

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // Every upstream here is a server the test starts on 127.0.0.x: forwarding
@@ -54,7 +56,7 @@ func TestForward(t *testing.T) {
 				t.Errorf("upstream asked %d times, want once", up.queries.Load())
 			}
 			// The slot is released just after the answer is written.
-			waitFor(t, "the slot to be released", func() bool { return r.inflight.Load() == 0 })
+			polltest.Until(t, 5*time.Second, "the slot to be released", func() bool { return r.inflight.Load() == 0 })
 		})
 	}
 }
@@ -227,17 +229,6 @@ func blockingUpstream(t *testing.T) (up *upstreamServer, release func()) {
 	return up, release
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestInflightBound fills MaxInflight with queries an upstream holds, then
 // checks that more forwards are refused at once while local names are
 // still answered, and that the held ones are answered when it lets go.
@@ -258,7 +249,7 @@ func TestInflightBound(t *testing.T) {
 			held <- result{m, err}
 		}()
 	}
-	waitFor(t, "the upstream to hold every slot", func() bool { return up.queries.Load() == maxInflight })
+	polltest.Until(t, 5*time.Second, "the upstream to hold every slot", func() bool { return up.queries.Load() == maxInflight })
 
 	var wg sync.WaitGroup
 	errs := make(chan error, extra+1)
@@ -301,7 +292,7 @@ func TestInflightBound(t *testing.T) {
 			t.Errorf("held query: %v, %v", res.m, res.err)
 		}
 	}
-	waitFor(t, "the slots to be released", func() bool { return r.inflight.Load() == 0 })
+	polltest.Until(t, 5*time.Second, "the slots to be released", func() bool { return r.inflight.Load() == 0 })
 }
 
 // TestStopCancelsForwards: Stop does not wait for upstreams.
@@ -312,7 +303,7 @@ func TestStopCancelsForwards(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		go exchange(t, network, addr, query("example.com.", dns.TypeA), 5*time.Second)
 	}
-	waitFor(t, "both queries to reach the upstream", func() bool { return up.queries.Load() == 2 })
+	polltest.Until(t, 5*time.Second, "both queries to reach the upstream", func() bool { return up.queries.Load() == 2 })
 	start := time.Now()
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)

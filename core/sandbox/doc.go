@@ -9,4 +9,8 @@
 // persists what AddInterface decided (the interface name). The Sandbox
 // methods are safe for concurrent use; the controller serializes whole
 // operations (join, leave, delete) on one sandbox with its own lock.
+// Changes to the namespace are serialized by a lock of their own, held
+// across netlink calls and the wait for a link; the lock that guards the
+// sandbox's fields is never held across either, so listings and lookups
+// do not wait for the kernel (see Sandbox).
 package sandbox

@@ -76,18 +76,31 @@ type Endpoint struct {
 }
 
 // Sandbox is one container's network stack.
+//
+// Two locks, always taken in this order, guard it (fmu, for the
+// resolution files, is taken before mu and never with nsMu):
+//
+//   - nsMu serializes changes to the namespace (interfaces, addresses,
+//     routes): it is held across the netlink calls and the wait for a
+//     link to come up, and by nothing else.
+//   - mu guards the fields below it. It is a leaf held only to read or
+//     update them, never across a netlink call or a wait, so listings and
+//     lookups never wait for the kernel. Helpers that expect it held end
+//     in Locked.
 type Sandbox struct {
-	id          string
-	containerID string
-	dir         string // resolv.conf and hosts live here
-	hostResolv  ResolvConf
+	id          string     // fixed
+	containerID string     // fixed
+	dir         string     // fixed: resolv.conf and hosts live here
+	hostResolv  ResolvConf // fixed
 
-	// fmu serializes writing the resolution files; written is what was
-	// written last. Taken before mu.
+	// fmu serializes writing the resolution files; written (guarded by
+	// fmu) is what was written last.
 	fmu     sync.Mutex
 	written struct{ resolv, hosts []byte }
 
-	mu          sync.Mutex
+	nsMu sync.Mutex // serializes namespace changes; see above
+
+	mu          sync.Mutex // guards all following fields
 	opts        Options
 	key         string
 	ns          *osl.Namespace
@@ -96,6 +109,8 @@ type Sandbox struct {
 	reaping     bool        // a deletion of retired interfaces is scheduled
 	// gateways are the default routes the namespace is known to have,
 	// IPv4 then IPv6, so that re-picking them touches only what changes.
+	// Written only with nsMu held too, so a holder of nsMu may read them
+	// without mu.
 	gateways [2]gateway
 	// configured is the interface PrepareInterface set up ahead of its
 	// AddInterface, with how; ready when it already carried traffic.
@@ -155,6 +170,8 @@ func (s *Sandbox) SetOptions(o Options) {
 
 // SetNamespace gives the sandbox its namespace and key.
 func (s *Sandbox) SetNamespace(key string, ns *osl.Namespace) {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.key, s.ns = key, ns
@@ -164,6 +181,8 @@ func (s *Sandbox) SetNamespace(key string, ns *osl.Namespace) {
 // SetNewNamespace is SetNamespace for a namespace just made, which has no
 // routes yet.
 func (s *Sandbox) SetNewNamespace(key string, ns *osl.Namespace) {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.key, s.ns = key, ns
@@ -239,10 +258,11 @@ func less(a, b *Endpoint) int {
 func (s *Sandbox) Restore(ep Endpoint) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.insert(&ep)
+	s.insertLocked(&ep)
 }
 
-func (s *Sandbox) insert(ep *Endpoint) {
+// insertLocked records ep in order; mu held.
+func (s *Sandbox) insertLocked(ep *Endpoint) {
 	s.eps = append(s.eps, ep)
 	slices.SortStableFunc(s.eps, less)
 }
@@ -250,85 +270,99 @@ func (s *Sandbox) insert(ep *Endpoint) {
 // AddInterface puts the interface a driver's Join handed over into the
 // sandbox: it moves src in unless the driver created it inside
 // (inSandbox), names it ep.IfName or, when that is empty, dstPrefix plus
-// the first free number, sets the
-// endpoint's MAC and addresses, adds its routes, and re-picks the default
-// gateway. An empty src adds the endpoint with no interface. On failure
-// the interface is removed again and the sandbox is as before. It returns
-// the endpoint as recorded, with IfName set.
-func (s *Sandbox) AddInterface(ep Endpoint, host *netlink.Handle, src string, inSandbox bool, dstPrefix string) (Endpoint, error) {
+// the first free number, sets the endpoint's MAC and addresses, adds its
+// routes, waits (within ctx, and at most readyTimeout) until the link
+// carries packets, and re-picks the default gateway. An empty src adds
+// the endpoint with no interface. On failure the interface is removed
+// again and the sandbox is as before. It returns the endpoint as
+// recorded, with IfName set.
+func (s *Sandbox) AddInterface(ctx context.Context, ep Endpoint, host *netlink.Handle, src string, inSandbox bool, dstPrefix string) (Endpoint, error) {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.eps {
-		if e.ID == ep.ID {
-			return *e, nil // a replayed join
-		}
+	if e := s.findLocked(ep.ID); e != nil {
+		s.mu.Unlock()
+		return *e, nil // a replayed join
 	}
 	if src == "" {
-		s.insert(&ep)
+		s.insertLocked(&ep)
+		s.mu.Unlock()
 		return ep, nil
 	}
-	if s.ns == nil {
-		return ep, fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
-	}
-	if !inSandbox {
-		if err := s.ns.MoveLinkIn(host, src); err != nil {
-			return ep, err
-		}
-	}
+	ns := s.ns
 	if dstPrefix == "" {
 		dstPrefix = DefaultIfPrefix
 	}
 	if ep.IfName == "" {
-		ep.IfName = s.nextName(dstPrefix)
+		ep.IfName = s.nextNameLocked(dstPrefix)
 	}
-	ok := false
-	cfg := interfaceConfig(ep, src)
-	var err error
 	pre := s.configured
 	s.configured = nil
-	if pre == nil || !inSandbox || !sameConfig(pre.cfg, cfg) {
-		pre = nil
-		err = s.ns.ConfigureInterface(cfg)
-		if errors.Is(err, fs.ErrExist) && s.ns.ReleaseName(ep.IfName) == nil {
-			// An interface retired by RemoveInterface held the name.
-			err = s.ns.ConfigureInterface(cfg)
-		}
+	s.mu.Unlock()
+	if ns == nil {
+		return ep, fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
 	}
-	if err != nil {
-		_ = s.ns.RemoveInterface(src)
-		return ep, err
-	}
-	defer func() {
-		if !ok {
-			_ = s.ns.RemoveInterface(ep.IfName)
-			s.gateways = [2]gateway{} // whatever routes went with the interface
-		}
-	}()
-	if err := s.addRoutes(&ep); err != nil {
-		return ep, err
-	}
-	// Wait until the kernel can carry packets on the link (operationally
-	// up, IPv6 addresses routable): a container started right after a
-	// join must not lose its first packets.
-	if pre == nil || !pre.ready {
-		if err := waitReady(s.ns, ep); err != nil {
+	if !inSandbox {
+		if err := ns.MoveLinkIn(host, src); err != nil {
 			return ep, err
 		}
 	}
-	s.insert(&ep)
-	if err := s.updateGateway(); err != nil {
-		s.remove(ep.ID)
-		_ = s.updateGateway()
+	cfg := interfaceConfig(ep, src)
+	if pre == nil || !inSandbox || !sameConfig(pre.cfg, cfg) {
+		pre = nil
+		err := ns.ConfigureInterface(cfg)
+		if errors.Is(err, fs.ErrExist) && ns.ReleaseName(ep.IfName) == nil {
+			// An interface retired by RemoveInterface held the name.
+			err = ns.ConfigureInterface(cfg)
+		}
+		if err != nil {
+			_ = ns.RemoveInterface(src)
+			return ep, err
+		}
+	}
+	if err := s.finishInterface(ctx, ns, ep, pre); err != nil {
+		_ = ns.RemoveInterface(ep.IfName)
+		s.mu.Lock()
+		s.gateways = [2]gateway{} // whatever routes went with the interface
+		s.mu.Unlock()
 		return ep, err
 	}
-	ok = true
 	return ep, nil
 }
 
-// waitReady waits, up to readyTimeout, until ep's interface in ns can
-// carry packets.
-func waitReady(ns *osl.Namespace, ep Endpoint) error {
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+// finishInterface is the end of AddInterface, for an interface configured
+// in ns: its routes, the wait for it to carry packets (unless pre says it
+// already did), the endpoint recorded and the default gateway re-picked.
+// On failure the endpoint is not recorded. nsMu is held.
+func (s *Sandbox) finishInterface(ctx context.Context, ns *osl.Namespace, ep Endpoint, pre *preconfigured) error {
+	if err := addRoutes(ns, &ep); err != nil {
+		return err
+	}
+	// A container started right after a join must not lose its first
+	// packets.
+	if pre == nil || !pre.ready {
+		if err := waitReady(ctx, ns, ep); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.insertLocked(&ep)
+	s.mu.Unlock()
+	if err := s.updateGateway(); err != nil {
+		s.mu.Lock()
+		s.removeLocked(ep.ID)
+		s.mu.Unlock()
+		_ = s.updateGateway()
+		return err
+	}
+	return nil
+}
+
+// waitReady waits, within ctx and at most readyTimeout, until ep's
+// interface in ns can carry packets (operationally up, IPv6 addresses
+// routable).
+func waitReady(ctx context.Context, ns *osl.Namespace, ep Endpoint) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if ep.AddrV6.IsValid() {
 		return ns.WaitInterfaceReady(ctx, ep.IfName)
@@ -363,10 +397,13 @@ func sameConfig(a, b osl.InterfaceConfig) bool {
 // in the sandbox, with the same configuration) then only adds the
 // answer's static routes, and changes the default routes if the answer's
 // gateways differ. On failure the interface is left as it was.
-func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
+func (s *Sandbox) PrepareInterface(ctx context.Context, ep Endpoint, src string, peerUp bool) error {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
 	ns := s.ns
-	ep.IfName = s.nextName(DefaultIfPrefix)
+	ep.IfName = s.nextNameLocked(DefaultIfPrefix)
+	first := len(s.eps) == 0 && s.gateways == [2]gateway{{known: true}, {known: true}} // a new namespace
 	s.mu.Unlock()
 	if ns == nil {
 		return fmt.Errorf("sandbox %s has no namespace yet: %w", s.id, osl.ErrClosed)
@@ -383,11 +420,9 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 	// (through the gateways the caller expects the answer to give) set;
 	// one that fails is left to AddInterface, as is any the answer
 	// changes.
-	pre := &preconfigured{cfg: cfg, ready: peerUp && waitReady(ns, ep) == nil}
-	s.mu.Lock()
-	set := s.gateways
-	first := pre.ready && len(s.eps) == 0 && set == [2]gateway{{known: true}, {known: true}} // a new namespace
-	s.mu.Unlock()
+	pre := &preconfigured{cfg: cfg, ready: peerUp && waitReady(ctx, ns, ep) == nil}
+	set := s.gateways // nsMu held: no one else writes them
+	first = first && pre.ready
 	if first {
 		for i, gw := range []netip.Addr{ep.Gateway, ep.GatewayV6} {
 			if gw.IsValid() {
@@ -397,9 +432,7 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 	}
 	s.mu.Lock()
 	s.configured = pre
-	if first {
-		s.gateways = set
-	}
+	s.gateways = set
 	s.mu.Unlock()
 	return nil
 }
@@ -411,28 +444,37 @@ func (s *Sandbox) PrepareInterface(ep Endpoint, src string, peerUp bool) error {
 // all are dropped from the sandbox (as Forget does) and their IDs
 // returned, for the caller to remove.
 func (s *Sandbox) Reapply() (missing []string, err error) {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ns == nil || s.opts.HostMode {
+	ns, hostMode := s.ns, s.opts.HostMode
+	eps := make([]Endpoint, 0, len(s.eps))
+	for _, ep := range s.eps {
+		eps = append(eps, *ep)
+	}
+	s.mu.Unlock()
+	if ns == nil || hostMode {
 		return nil, nil
 	}
 	var errs []error
-	for _, ep := range s.eps {
+	for _, ep := range eps {
 		if ep.IfName == "" {
 			continue
 		}
-		if err := s.ns.EnsureInterface(ep.IfName, ep.addresses()); errors.Is(err, fs.ErrNotExist) {
+		if err := ns.EnsureInterface(ep.IfName, ep.addresses()); errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, ep.ID)
 		} else if err != nil {
 			errs = append(errs, err)
-		} else if err := s.addRoutes(ep); err != nil {
+		} else if err := addRoutes(ns, &ep); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	s.mu.Lock()
 	for _, id := range missing {
-		s.remove(id)
+		s.removeLocked(id)
 	}
 	s.gateways = [2]gateway{}
+	s.mu.Unlock()
 	errs = append(errs, s.updateGateway())
 	return missing, errors.Join(errs...)
 }
@@ -449,15 +491,15 @@ func (ep *Endpoint) addresses() []*net.IPNet {
 }
 
 // addRoutes adds (or replaces) the endpoint's static routes through its
-// interface.
-func (s *Sandbox) addRoutes(ep *Endpoint) error {
+// interface in ns.
+func addRoutes(ns *osl.Namespace, ep *Endpoint) error {
 	for _, r := range ep.Routes {
 		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
 		var gw net.IP
 		if r.NextHop.IsValid() {
 			gw = r.NextHop.AsSlice()
 		}
-		if err := s.ns.AddRoute(dst, gw, ep.IfName); err != nil {
+		if err := ns.AddRoute(dst, gw, ep.IfName); err != nil {
 			return err
 		}
 	}
@@ -476,11 +518,12 @@ const DefaultIfPrefix = "eth"
 func (s *Sandbox) NextIfName(prefix string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.nextName(prefix)
+	return s.nextNameLocked(prefix)
 }
 
-// nextName returns prefix plus the lowest number no endpoint uses.
-func (s *Sandbox) nextName(prefix string) string {
+// nextNameLocked returns prefix plus the lowest number no endpoint uses;
+// mu held.
+func (s *Sandbox) nextNameLocked(prefix string) string {
 	for i := 0; ; i++ {
 		name := prefix + strconv.Itoa(i)
 		if !slices.ContainsFunc(s.eps, func(e *Endpoint) bool { return e.IfName == name }) {
@@ -489,7 +532,19 @@ func (s *Sandbox) nextName(prefix string) string {
 	}
 }
 
-func (s *Sandbox) remove(id string) *Endpoint {
+// findLocked returns the endpoint with that ID, or nil; mu held.
+func (s *Sandbox) findLocked(id string) *Endpoint {
+	for _, e := range s.eps {
+		if e.ID == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// removeLocked drops the endpoint with that ID and returns it, or nil;
+// mu held.
+func (s *Sandbox) removeLocked(id string) *Endpoint {
 	for i, e := range s.eps {
 		if e.ID == id {
 			s.eps = slices.Delete(s.eps, i, i+1)
@@ -508,17 +563,21 @@ func (s *Sandbox) remove(id string) *Endpoint {
 // Until then its name stays taken; AddInterface frees it when it needs it.
 // A missing endpoint is not an error.
 func (s *Sandbox) RemoveInterface(id string) error {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	ep := s.remove(id)
+	ep, ns := s.removeLocked(id), s.ns
+	s.mu.Unlock()
 	if ep == nil {
 		return nil
 	}
-	if ep.IfName != "" && s.ns != nil {
-		if err := s.ns.RetireInterface(ep.IfName); err != nil {
+	if ep.IfName != "" && ns != nil {
+		if err := ns.RetireInterface(ep.IfName); err != nil {
 			return err
 		}
-		s.deleteRetiredLater()
+		s.mu.Lock()
+		s.deleteRetiredLaterLocked()
+		s.mu.Unlock()
 	}
 	return s.updateGateway()
 }
@@ -527,16 +586,18 @@ func (s *Sandbox) RemoveInterface(id string) error {
 // the namespace's end, before the sandbox deletes them itself.
 const retiredDelay = time.Second
 
-// deleteRetiredLater deletes the namespace's retired interfaces after
-// retiredDelay, in one batch, unless the namespace is gone by then.
-// Called with mu held.
-func (s *Sandbox) deleteRetiredLater() {
+// deleteRetiredLaterLocked deletes the namespace's retired interfaces
+// after retiredDelay, in one batch, unless the namespace is gone by then.
+// mu held.
+func (s *Sandbox) deleteRetiredLaterLocked() {
 	if s.reaping {
 		return
 	}
 	s.reaping = true
 	ns := s.ns
 	time.AfterFunc(retiredDelay, func() {
+		s.nsMu.Lock()
+		defer s.nsMu.Unlock()
 		s.mu.Lock()
 		s.reaping = false
 		current := s.ns == ns
@@ -553,7 +614,7 @@ func (s *Sandbox) deleteRetiredLater() {
 func (s *Sandbox) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.remove(id)
+	s.removeLocked(id)
 }
 
 // GatewayEndpoint returns the ID of the endpoint whose gateway is the
@@ -561,13 +622,13 @@ func (s *Sandbox) Forget(id string) {
 func (s *Sandbox) GatewayEndpoint() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ep := s.gatewayEP(false); ep != nil {
+	if ep := s.gatewayEPLocked(false); ep != nil {
 		return ep.ID
 	}
 	return ""
 }
 
-func (s *Sandbox) gatewayEP(v6 bool) *Endpoint {
+func (s *Sandbox) gatewayEPLocked(v6 bool) *Endpoint {
 	for _, ep := range s.eps {
 		if ep.IfName == "" {
 			continue
@@ -580,38 +641,46 @@ func (s *Sandbox) gatewayEP(v6 bool) *Endpoint {
 }
 
 // updateGateway points the default routes at the highest-priority
-// endpoint that has a gateway, or removes them when none has.
+// endpoint that has a gateway, or removes them when none has. nsMu is
+// held; mu is taken only to read the endpoints and record the routes.
 func (s *Sandbox) updateGateway() error {
-	if s.ns == nil || s.opts.HostMode {
+	s.mu.Lock()
+	ns, hostMode, cur := s.ns, s.opts.HostMode, s.gateways
+	var want [2]gateway // known: a route through via; otherwise none
+	var dev [2]string
+	var gws [2]netip.Addr
+	for i, v6 := range []bool{false, true} {
+		if ep := s.gatewayEPLocked(v6); ep != nil {
+			gws[i], dev[i] = ep.Gateway, ep.IfName
+			if v6 {
+				gws[i] = ep.GatewayV6
+			}
+			want[i] = gateway{known: true, via: via(gws[i], dev[i])}
+		}
+	}
+	s.mu.Unlock()
+	if ns == nil || hostMode {
 		return nil
 	}
-	for i, v6 := range []bool{false, true} {
-		fam := netlink.FAMILY_V4
-		if v6 {
-			fam = netlink.FAMILY_V6
-		}
-		cur := &s.gateways[i]
-		ep := s.gatewayEP(v6)
-		if ep == nil {
-			if cur.known && cur.via == "" {
-				continue
-			}
-			*cur = gateway{}
-			if err := s.ns.UnsetDefaultGateway(fam); err != nil {
-				return err
-			}
-			*cur = gateway{known: true}
-			continue
-		}
-		gw := ep.Gateway
-		if v6 {
-			gw = ep.GatewayV6
-		}
-		if cur.known && cur.via == via(gw, ep.IfName) {
-			continue
-		}
+	for i, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		var next gateway
 		var err error
-		if *cur, err = routeVia(s.ns, gw, ep.IfName); err != nil {
+		switch {
+		case !want[i].known && cur[i].known && cur[i].via == "":
+			continue // none wanted, none there
+		case !want[i].known:
+			if err = ns.UnsetDefaultGateway(fam); err == nil {
+				next = gateway{known: true}
+			}
+		case cur[i].known && cur[i].via == want[i].via:
+			continue
+		default:
+			next, err = routeVia(ns, gws[i], dev[i])
+		}
+		s.mu.Lock()
+		s.gateways[i] = next
+		s.mu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -654,12 +723,12 @@ func (s *Sandbox) WriteFiles() error {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	s.mu.Lock()
-	rcv := s.resolvConf()
+	rcv := s.resolvConfLocked()
 	err := checkTokens("resolv.conf", rcv.Search, rcv.Options)
 	if err == nil {
-		err = checkTokens("hosts", s.hostNames())
+		err = checkTokens("hosts", s.hostNamesLocked())
 	}
-	rc, hosts := rcv.Bytes(), s.hosts()
+	rc, hosts := rcv.Bytes(), s.hostsLocked()
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("sandbox %s: %w", s.id, err)
@@ -681,12 +750,12 @@ func (s *Sandbox) WriteFiles() error {
 	return nil
 }
 
-// resolvConf is the host's resolv.conf with the sandbox's own DNS
+// resolvConfLocked is the host's resolv.conf with the sandbox's own DNS
 // settings over it. Outside host mode, nameservers on the host's loopback
 // are dropped: they cannot be reached from the sandbox's namespace. With
 // the embedded resolver, 127.0.0.11 is the only nameserver and the
-// options follow Docker's rules (embeddedOptions).
-func (s *Sandbox) resolvConf() ResolvConf {
+// options follow Docker's rules (embeddedOptions). mu held.
+func (s *Sandbox) resolvConfLocked() ResolvConf {
 	rc := ResolvConf{Search: s.hostResolv.Search, Options: s.hostResolv.Options}
 	for _, ns := range s.hostResolv.Nameservers {
 		if s.opts.HostMode || !ns.IsLoopback() {
@@ -736,7 +805,8 @@ func embeddedOptions(opts []string, own bool) []string {
 	return out
 }
 
-func (s *Sandbox) hosts() []byte {
+// hostsLocked is the hosts file's content; mu held.
+func (s *Sandbox) hostsLocked() []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	b.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
@@ -762,8 +832,8 @@ func (s *Sandbox) hosts() []byte {
 	return b.Bytes()
 }
 
-// hostNames are the names the hosts file holds besides the fixed ones.
-func (s *Sandbox) hostNames() []string {
+// hostNamesLocked are the names the hosts file holds besides the fixed ones.
+func (s *Sandbox) hostNamesLocked() []string {
 	var names []string
 	if h := s.opts.Hostname; h != "" {
 		names = append(names, h)

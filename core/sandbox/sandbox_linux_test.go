@@ -1,8 +1,12 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
@@ -38,7 +43,7 @@ func addVeth(t *testing.T, sb *Sandbox, host *osl.Namespace, hostName, id, addr 
 	if err := host.ConfigureInterface(osl.InterfaceConfig{SrcName: hostName}); err != nil {
 		t.Fatal(err)
 	}
-	ep, err := sb.AddInterface(Endpoint{ID: id, NetworkID: "n", Addr: netip.MustParsePrefix(addr)}, host.Handle(), peer, true, "eth")
+	ep, err := sb.AddInterface(context.Background(), Endpoint{ID: id, NetworkID: "n", Addr: netip.MustParsePrefix(addr)}, host.Handle(), peer, true, "eth")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,15 +99,57 @@ func TestRemoveInterfaceRetires(t *testing.T) {
 	}
 
 	// The old one, and its host end, are deleted within retiredDelay.
-	deadline := time.Now().Add(retiredDelay + 5*time.Second)
-	for {
+	polltest.Until(t, retiredDelay+5*time.Second, "the retired interface and its host end deleted", func() bool {
 		names, hostNames := linkNames(t, ns), linkNames(t, host)
-		if len(names) == 2 && !strings.Contains(strings.Join(hostNames, " "), "h0") {
-			break
+		return len(names) == 2 && !strings.Contains(strings.Join(hostNames, " "), "h0")
+	})
+}
+
+// While AddInterface waits for a link to carry packets, the sandbox
+// answers listings (its lock is not held across the wait), and the
+// caller's context ends the wait: a request that goes away does not hold
+// the sandbox for readyTimeout.
+func TestAddInterfaceWaitsOutsideTheLock(t *testing.T) {
+	nstest.RequireRoot(t)
+	host := newNS(t, "host")
+	sb := New("sb1", "c1", Options{}, t.TempDir(), ResolvConf{})
+	ns := newNS(t, "sb")
+	sb.SetNamespace(ns.Path(), ns)
+	// The host end stays down: the sandbox end never gets a carrier.
+	if err := ns.CreateVethPair(host.Handle(), "h0", "ph0", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	added := make(chan error, 1)
+	go func() {
+		_, err := sb.AddInterface(ctx, Endpoint{ID: "a", NetworkID: "n", Addr: netip.MustParsePrefix("10.1.0.2/24")}, host.Handle(), "ph0", true, "eth")
+		added <- err
+	}()
+	// eth0 is configured (up, addressed) once AddInterface waits for it.
+	polltest.Until(t, 10*time.Second, "eth0 configured in the sandbox", func() bool {
+		l, err := ns.Handle().LinkByName("eth0")
+		if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("retired interface not deleted: sandbox links %v, host links %v", names, hostNames)
-		}
-		time.Sleep(20 * time.Millisecond)
+		addrs, _ := ns.Handle().AddrList(l, netlink.FAMILY_V4)
+		return len(addrs) == 1
+	})
+	_, _ = sb.Endpoints(), sb.Key()
+	_ = sb.WriteFiles()
+	select {
+	case err := <-added:
+		t.Fatalf("AddInterface returned (%v) before the listing did: the listing waited for it", err)
+	default:
+	}
+	cancel()
+	if err := <-added; !errors.Is(err, context.Canceled) {
+		t.Fatalf("AddInterface after its context ended: %v, want context.Canceled", err)
+	}
+	if eps := sb.Endpoints(); len(eps) != 0 {
+		t.Fatalf("a failed AddInterface left endpoints %v", eps)
+	}
+	if names := linkNames(t, ns); slices.Contains(names, "eth0") {
+		t.Fatalf("a failed AddInterface left eth0: %v", names)
 	}
 }

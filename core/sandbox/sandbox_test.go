@@ -56,7 +56,7 @@ func TestResolutionFiles(t *testing.T) {
 		}
 	}
 	hostMode := New("id2", "c2", Options{HostMode: true}, t.TempDir(), host)
-	if rc := hostMode.resolvConf(); len(rc.Nameservers) != 2 {
+	if rc := hostMode.resolvConfLocked(); len(rc.Nameservers) != 2 {
 		t.Fatalf("host-mode resolv.conf nameservers = %v, want the host's own", rc.Nameservers)
 	}
 }
@@ -146,7 +146,7 @@ func TestEmbeddedResolvConfOptions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sb := New("id", "c1", Options{DNSOptions: tt.own}, t.TempDir(), host)
 			sb.SetEmbeddedDNS(tt.embedded)
-			if got := strings.Join(sb.resolvConf().Options, " "); got != tt.want {
+			if got := strings.Join(sb.resolvConfLocked().Options, " "); got != tt.want {
 				t.Fatalf("options %q, want %q", got, tt.want)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -272,7 +273,7 @@ func TestPublishedPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The reaper deletes them once the driver is idle.
-	eventually(t, "the conntrack entries of the mappings are gone after the revoke", func() bool {
+	polltest.Until(t, 5*time.Second, "the conntrack entries of the mappings are gone after the revoke", func() bool {
 		return conntrackCount(t, mapping) == 0
 	})
 	mustNotReach(t, "revoked port, loopback", "", tcpAddr("127.0.0.1"))
@@ -363,7 +364,7 @@ func TestNoLeftovers(t *testing.T) {
 		if l, err := netlink.LinkByName(hostIfName(ep.Id)); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
 			t.Fatalf("host end after Leave #%d: flags %v; want down", i+1, l.Attrs().Flags)
 		}
-		eventually(t, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
+		polltest.Until(t, 5*time.Second, fmt.Sprintf("only the bridge is left after Leave #%d", i+1), func() bool {
 			return len(driverLinks(t)) == 1
 		})
 		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
@@ -381,7 +382,7 @@ func TestNoLeftovers(t *testing.T) {
 			t.Fatalf("DeleteNetwork #%d: %v", i+1, err)
 		}
 	}
-	eventually(t, "no driver link is left", func() bool { return len(driverLinks(t)) == 0 })
+	polltest.Until(t, 5*time.Second, "no driver link is left", func() bool { return len(driverLinks(t)) == 0 })
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -694,7 +695,7 @@ func TestLeaveCutsOffAtOnce(t *testing.T) {
 	if got, err := askTCP(cs[0].key, cs[1].ip+":80", blockedTimeout); err == nil {
 		t.Fatalf("a container reached another after both left: %q", got)
 	}
-	eventually(t, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
+	polltest.Until(t, 5*time.Second, "every pair is deleted after the Leaves", func() bool { return len(driverLinks(t)) == 1 })
 	for _, c := range cs {
 		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName("eth0"); err == nil {

@@ -1047,7 +1047,9 @@ func probePort(b binding) bool {
 }
 
 // EndpointOperInfo reports the endpoint's interfaces, bridge and
-// published ports.
+// published ports. The sandbox's interface is reported by the name it has
+// now (the one the host gave it at the join), read from the kernel; an
+// endpoint not joined to a sandbox has none.
 func (b *bridge) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
 	n, _, err := b.network(req.GetNetwork())
 	if err != nil {
@@ -1058,10 +1060,14 @@ func (b *bridge) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (*
 		return nil, err
 	}
 	info := map[string]string{
-		"bridge":            n.bridge,
-		"host_interface":    hostIfName(ep.id),
-		"sandbox_interface": peerIfName(ep.id),
-		"mac":               ep.mac.String(),
+		"bridge":         n.bridge,
+		"host_interface": hostIfName(ep.id),
+		"mac":            ep.mac.String(),
+	}
+	if s, err := b.sys(); err == nil {
+		if name, err := s.rt.sandboxEnd(hostIfName(ep.id)); err == nil {
+			info["sandbox_interface"] = name
+		}
 	}
 	b.mu.Lock()
 	var ports []string

@@ -460,3 +460,66 @@ func portWithoutIPv6(t *testing.T, name string) {
 		t.Fatalf("bridge port %s has IPv6 routes: %v", name, routes)
 	}
 }
+
+// EndpointOperInfo names the interfaces as the kernel has them: the host
+// end on the bridge, and the sandbox end under the name the host gave it,
+// with its MAC, even after the host renamed it.
+func TestEndpointOperInfoMatchesTheLinks(t *testing.T) {
+	nstest.RequireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(21, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	// sandboxLink is the sandbox end as the kernel has it.
+	sandboxLink := func() (name, mac string) {
+		host, err := netlink.LinkByName(hostIfName(c.ep.Id))
+		if err != nil {
+			t.Fatalf("host end: %v", err)
+		}
+		peer, err := netlink.VethPeerIndex(host.(*netlink.Veth))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
+			l, err := h.LinkByIndex(peer)
+			if err == nil {
+				name, mac = l.Attrs().Name, l.Attrs().HardwareAddr.String()
+			}
+			return err
+		})
+		return name, mac
+	}
+	info := func() map[string]string {
+		resp, err := d.EndpointOperInfo(ctx, &pb.EndpointRequest{Network: n, Endpoint: c.ep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetInfo()
+	}
+	check := func(when string) {
+		t.Helper()
+		name, mac := sandboxLink()
+		got := info()
+		if got["sandbox_interface"] != name || got["mac"] != mac {
+			t.Errorf("%s: EndpointOperInfo sandbox_interface %q, mac %q; the sandbox's link is %s, %s", when, got["sandbox_interface"], got["mac"], name, mac)
+		}
+		host, err := netlink.LinkByName(got["host_interface"])
+		if err != nil || host.Attrs().MasterIndex == 0 {
+			t.Errorf("%s: EndpointOperInfo host_interface %q is no bridge port: %v", when, got["host_interface"], err)
+		} else if br, err := netlink.LinkByIndex(host.Attrs().MasterIndex); err != nil || br.Attrs().Name != got["bridge"] {
+			t.Errorf("%s: EndpointOperInfo bridge %q; the host end's master is %v (%v)", when, got["bridge"], br, err)
+		}
+	}
+	check("after the join")
+	nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if err := h.LinkSetDown(l); err != nil {
+			return err
+		}
+		return h.LinkSetName(l, "eth7")
+	})
+	check("after the host renamed it")
+}

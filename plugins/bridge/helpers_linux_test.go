@@ -149,20 +149,6 @@ func newDriverT(t testing.TB, config string) *bridge {
 	return d
 }
 
-// eventually polls cond until it holds, and fails the test if it does not
-// within 5 s: work the driver leaves to its reaper is done soon, not at
-// once.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5 s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func createNetwork(t testing.TB, d *bridge, n *pb.Network) {
 	t.Helper()
 	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -59,6 +60,55 @@ func (r *rtnl) exec(req *nl.NetlinkRequest) error {
 	req.Sockets = r.sockets
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
+}
+
+// getLink asks for one link, by name or by index, in this namespace or,
+// with netnsID >= 0, in the namespace of that ID (as this namespace
+// numbers it): the kernel looks it up there without the caller entering
+// it.
+//
+// Equivalent to: `ip link show NAME` or `ip -n NS link show index I`.
+func (r *rtnl) getLink(name string, index, netnsID int) (netlink.Link, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	if name != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	}
+	if netnsID >= 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(netnsID))))
+	}
+	req.Sockets = r.sockets
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("asking for link %q (index %d): %d answers", name, index, len(msgs))
+	}
+	return netlink.LinkDeserialize(nil, msgs[0])
+}
+
+// sandboxEnd returns the name of the other end of the veth pair whose
+// host end is host, in the sandbox's namespace: the name the host gave
+// it, as the container sees it.
+//
+// Equivalent to: `ip -n SANDBOX link show index $(ip -d link show HOST | peer index)`.
+func (r *rtnl) sandboxEnd(host string) (string, error) {
+	l, err := r.getLink(host, 0, -1)
+	if err != nil {
+		return "", fmt.Errorf("link %s: %w", host, err)
+	}
+	a := l.Attrs()
+	if a.ParentIndex == 0 || a.NetNsID < 0 {
+		return "", fmt.Errorf("link %s has no peer in another namespace", host)
+	}
+	peer, err := r.getLink("", a.ParentIndex, a.NetNsID)
+	if err != nil {
+		return "", fmt.Errorf("the peer of link %s: %w", host, err)
+	}
+	return peer.Attrs().Name, nil
 }
 
 // portReady says whether the port name and the bridge br, of ifindex

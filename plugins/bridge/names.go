@@ -11,7 +11,7 @@ import (
 // replayed call after a driver restart finds what the first call made.
 const (
 	hostIfPrefix   = "sn"    // host end of an endpoint's veth pair
-	peerIfPrefix   = "sp"    // sandbox end, until the host renames it
+	peerIfPrefix   = "sp"    // sandbox end, when the name the host asks for cannot be had
 	bridgePrefix   = "snbr-" // generated bridge names
 	hostIfIDLen    = 11      // "sn" + 11 = 13 bytes, under IFNAMSIZ-1
 	bridgeIDLen    = 8

@@ -20,6 +20,7 @@ import (
 	"github.com/sandnet/sandnet/sdk/drivertest"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -35,19 +36,6 @@ func newID() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// eventually polls cond until it holds, and fails the test if it does not
-// within 10 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // host is a "host": its namespace, its underlay address, its driver.
@@ -245,7 +233,7 @@ func serve(t *testing.T, c *container) {
 func reaches(t *testing.T, from, to *container) {
 	t.Helper()
 	var last error
-	eventually(t, fmt.Sprintf("%s reaches %s over TCP", from.addr.Addr(), to.addr.Addr()), func() bool {
+	polltest.Until(t, 10*time.Second, fmt.Sprintf("%s reaches %s over TCP", from.addr.Addr(), to.addr.Addr()), func() bool {
 		last = dial(from, to, time.Second)
 		return last == nil
 	})

@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/polltest"
+)
+
+// An attach that fails after any of its named steps — as a store or
+// driver failure right there would make it — leaves nothing behind: no
+// endpoint record, no address, no interface in the sandbox, no link on
+// the host; a create that listed the network leaves no sandbox either.
+// The next attach works. docs/architecture.md lists the steps.
+func TestAttachFailsAfterEachStep(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.103.0.0/24")
+	before := e.leaks()
+	for i, s := range (&attachment{}).steps() {
+		for _, create := range []bool{false, true} {
+			name := fmt.Sprintf("%s/connect", s.name)
+			if create {
+				name = fmt.Sprintf("%s/create", s.name)
+			}
+			t.Run(name, func(t *testing.T) {
+				container := fmt.Sprintf("fail-%d-%t", i, create)
+				injected := errors.New("injected after " + s.name)
+				e.c.afterStep = func(flow, step string) error {
+					if flow == "attach" && step == s.name {
+						return injected
+					}
+					return nil
+				}
+				var err error
+				var key string
+				if create {
+					_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Networks: []SandboxNetwork{{Network: "red"}}})
+				} else {
+					key = e.sandbox(container).Key
+					_, err = e.c.Connect(ctx, "red", Connect{Container: container})
+				}
+				e.c.afterStep = nil
+				if !errors.Is(err, injected) {
+					t.Fatalf("attach failed with %v, want the injected failure", err)
+				}
+				n, err := e.c.Network(ctx, "red")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(n.Endpoints) != 0 {
+					t.Fatalf("endpoints left: %+v", n.Endpoints)
+				}
+				if create {
+					if _, err := e.c.SandboxByContainer(ctx, container); !errors.Is(err, sdk.ErrNotFound) {
+						t.Fatalf("the failed create left its sandbox (%v)", err)
+					}
+				} else {
+					if got := fmt.Sprint(addresses(t, key)); got != "map[]" {
+						t.Fatalf("interfaces left in the sandbox: %s", got)
+					}
+					sb, err := e.c.SandboxByContainer(ctx, container)
+					if err != nil || len(sb.Endpoints) != 0 {
+						t.Fatalf("sandbox after the failed connect: %+v, %v", sb, err)
+					}
+					// The next attach works.
+					e.connect("red", container)
+					if err := e.c.DeleteSandbox(ctx, container); err != nil {
+						t.Fatal(err)
+					}
+				}
+				polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == before })
+			})
+		}
+	}
+}
