@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +42,10 @@ type runner struct {
 	// advertise, when valid, makes the suite's network a global one
 	// carrying it, as the agent sends a global network.
 	advertise netip.Addr
-	progress  func(Case)
+	// vni is the VNI the suite's network carries: the agent's first for
+	// a driver that takes peers, when advertise is valid; else 0.
+	vni      uint32
+	progress func(Case)
 
 	mu sync.Mutex // guards notes
 	// notes says, by case, what the runner saw beside the suite's own
@@ -56,8 +60,29 @@ func (r *runner) protocol(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer inst.Kill()
+	if d, ok := inst.Client().(*driver.Client); ok && r.advertise.IsValid() {
+		// The agent gives a global network of a driver that tunnels
+		// between hosts a VNI; its first is 4096.
+		caps, err := d.GetCapabilities(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if caps.GetPeers() && caps.GetConnectivityScope() == pb.Scope_SCOPE_GLOBAL {
+			r.vni = firstVNI
+			// As the agent does, the network's option asks for its own.
+			if v, err := strconv.ParseUint(r.netOpts[optVNI], 10, 24); err == nil && v > 0 {
+				r.vni = uint32(v)
+			}
+		}
+	}
 	return inst.Protocol(), nil
 }
+
+// firstVNI is the first VNI the agent allocates (core/controller).
+const firstVNI = 4096
+
+// optVNI is the network option asking for a VNI (core/controller).
+const optVNI = "com.sandnet.overlay.vni"
 
 // launch starts a configured plugin process for the case t belongs to,
 // and arranges that it is stopped when t ends, or when the case outlives
@@ -156,6 +181,7 @@ func (r *runner) suite() func(t *testing.T) {
 				if r.advertise.IsValid() {
 					n.Scope = pb.Scope_SCOPE_GLOBAL
 					n.AdvertiseAddr = r.advertise.String()
+					n.Vni = r.vni
 				}
 				return n
 			}
