@@ -32,7 +32,8 @@
 // interface is missing go, interfaces cut short are set up again, and the
 // host's side's interfaces no endpoint owns are deleted.
 //
-// An attach is a value with named steps (attach.go), each undone through
+// An attach and a create are values with named steps (attach.go,
+// create.go), each undone through
 // one undo stack if a later one fails, with work that overlaps them
 // started and awaited through one future type (async.go);
 // docs/architecture.md lists the steps with the state a crash after each

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -75,163 +74,14 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		c.mu.Unlock()
 	}()
 
-	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
 	// The namespace, the resolution files and the record are made side
 	// by side (with networks, the first join writes the files and carries
-	// the record). The namespace is made under a scratch key and moved to its
-	// key once the record has landed: should the agent stop in between,
-	// Start finds either a record whose key holds no namespace (deleted
-	// as a failed create) or a namespace in the scratch directory (which
-	// it unmounts), never a namespace at a key no record names.
-	var ns *osl.Namespace
-	var pre *dnsSockets      // the resolver's, bound in a spare namespace
-	var prep *preparedAttach // the first network's attach, readied in a spare
-	made := make(chan error, 1)
-	switch {
-	case req.HostMode:
-		ns, err := c.defaultNamespace()
-		if err != nil {
-			return nil, err
-		}
-		sb.SetNamespace(ns.Path(), ns)
-		made <- nil
-	case req.ExternalKey && req.Netns == "":
-		made <- nil
-	case req.ExternalKey:
-		// Bound under the scratch key and moved to its key once the
-		// record has landed, as a namespace of our own would be; the
-		// runtime's path is never touched.
-		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
-		var err error
-		if ns, err = osl.BindNamespace(req.Netns, filepath.Join(c.creatingDir(), id)); err == nil {
-			// A runtime may hand over its namespace with lo down; the
-			// embedded resolver listens on it.
-			err = ns.SetLoopbackUp()
-		}
-		if err != nil {
-			err = fmt.Errorf("netns: %w", err)
-		}
-		made <- err
-	default:
-		sb.SetNamespace(filepath.Join(c.cfg.NetnsDir, id), nil)
-		c.mu.Lock()
-		pool := c.pool
-		c.mu.Unlock()
-		first := ""
-		if len(nets) > 0 {
-			first = nets[0].ref
-		}
-		if sp := pool.take(first); sp != nil {
-			ns, pre, prep = sp.ns, sp.sockets, sp.prep
-			made <- nil
-			break
-		}
-		go func() {
-			var err error
-			if ns, err = osl.NewNamespace(filepath.Join(c.creatingDir(), id)); err != nil {
-				err = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
-			}
-			made <- err
-		}()
-	}
-	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey, front: req.Front}
-	op.dns.pre = pre
-	// A runtime's namespace given at once (netns) takes the same path as
-	// one of our own: its key is bound beside the store write.
-	fast := len(nets) > 0 && !req.HostMode && (!req.ExternalKey || req.Netns != "")
-	written := make(chan error, 1)
-	if fast {
-		written <- nil // the join writes them, with its names
-	} else {
-		go func() { written <- sb.WriteFiles() }()
-	}
-	var eps []*Endpoint
-	var serr, nerr error
-	record := cas(sandboxKey(id), 0, c.record(op))
-	if fast {
-		// The first network is joined as soon as the namespace exists,
-		// the sandbox's record going to the store in its endpoint's
-		// transaction: one store round trip for both.
-		waited := false
-		nsReady := func() (string, error) {
-			if !waited {
-				switch nerr, waited = <-made, true; {
-				case nerr == nil && req.Netns != "":
-					sb.SetNamespace(sb.Key(), ns) // the runtime's: its routes are not known
-				case nerr == nil:
-					sb.SetNewNamespace(sb.Key(), ns)
-				}
-			}
-			if nerr != nil {
-				return "", nerr
-			}
-			return ns.Path(), nil
-		}
-		op.mu.Lock()
-		var ep *Endpoint
-		ep, serr = c.connectAny(ctx, op, nets[0].ref, nets[0].args, &joinVia{ops: []*pb.TxnOp{record}, ready: nsReady, prep: prep})
-		op.mu.Unlock()
-		_, _ = nsReady() // when the connect failed before it needed the namespace
-		switch {
-		case nerr != nil:
-			serr = nil // the namespace's failure says it all
-		case serr != nil:
-			serr = fmt.Errorf("networks[%d]: %w", nets[0].index, serr)
-		default:
-			eps = append(eps, ep)
-		}
-		nets = nets[1:]
-	} else {
-		if serr = c.kv.txn(ctx, record); outcomeUnknown(serr) {
-			// The record may land once the store answers again.
-			c.cleanupLater("sandbox "+short(id), func(ctx context.Context) error { return c.kv.txn(ctx, del(sandboxKey(id))) })
-		}
-		if serr != nil {
-			serr = fmt.Errorf("storing sandbox %s: %w", short(id), serr)
-		}
-		switch nerr = <-made; {
-		case ns != nil && req.Netns != "":
-			sb.SetNamespace(sb.Key(), ns) // the runtime's: its routes are not known
-		case ns != nil:
-			sb.SetNewNamespace(sb.Key(), ns)
-		}
-	}
-	ferr := <-written
-	if ns != nil && serr == nil && nerr == nil {
-		if err := ns.Move(sb.Key()); err != nil {
-			nerr = fmt.Errorf("creating namespace of sandbox %s: %w", short(id), err)
-		}
-	}
-	if err := errors.Join(nerr, ferr, serr); err != nil {
-		c.undoCreate(ctx, op)
-		return nil, err
-	}
-	for _, n := range nets {
-		op.mu.Lock()
-		ep, err := c.connectAny(ctx, op, n.ref, n.args, nil)
-		op.mu.Unlock()
-		if err != nil {
-			c.undoCreate(ctx, op)
-			return nil, fmt.Errorf("networks[%d]: %w", n.index, err)
-		}
-		eps = append(eps, ep)
-	}
-	// Sockets a spare brought that no resolver took (no network, or none
-	// with an address) are closed: bound and never read, they would take
-	// the container's queries to 127.0.0.11 and answer none. A later
-	// join's resolver binds its own.
-	op.mu.Lock()
-	if op.dns.r == nil {
-		op.dns.pre.close()
-		op.dns.pre = nil
-	}
-	op.mu.Unlock()
-	c.mu.Lock()
-	c.sandboxes[id] = op
-	c.byContainer[req.ContainerID] = id
-	c.mu.Unlock()
-	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key(), "networks", len(eps))
-	return c.viewOf(op, eps), nil
+	// the record). The namespace is made under a scratch key and moved to
+	// its key once the record has landed: should the agent stop in
+	// between, Start finds either a record whose key holds no namespace
+	// (deleted as a failed create) or a namespace in the scratch directory
+	// (which it unmounts), never a namespace at a key no record names.
+	return c.create(ctx, id, req, nets)
 }
 
 // sandboxNetwork is a network of a SandboxCreate, checked.

@@ -78,3 +78,47 @@ func TestAttachFailsAfterEachStep(t *testing.T) {
 		}
 	}
 }
+
+// A create that fails after any of its named steps, with networks or
+// without, leaves no sandbox, no namespace (at its key or in the scratch
+// directory), no endpoint and no address.
+func TestCreateFailsAfterEachStep(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.104.0.0/24")
+	e.network("blue", "veth", "10.105.0.0/24")
+	before := e.leaks()
+	for i, s := range (&creation{}).steps() {
+		for _, nets := range [][]SandboxNetwork{nil, {{Network: "red"}, {Network: "blue"}}} {
+			t.Run(fmt.Sprintf("%s/%d-networks", s.name, len(nets)), func(t *testing.T) {
+				container := fmt.Sprintf("cfail-%d-%d", i, len(nets))
+				injected := errors.New("injected after " + s.name)
+				e.c.afterStep = func(flow, step string) error {
+					if flow == "create" && step == s.name {
+						return injected
+					}
+					return nil
+				}
+				_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Networks: nets})
+				e.c.afterStep = nil
+				if !errors.Is(err, injected) {
+					t.Fatalf("create failed with %v, want the injected failure", err)
+				}
+				if _, err := e.c.SandboxByContainer(ctx, container); !errors.Is(err, sdk.ErrNotFound) {
+					t.Fatalf("the failed create left its sandbox (%v)", err)
+				}
+				for _, net := range []string{"red", "blue"} {
+					if n, err := e.c.Network(ctx, net); err != nil || len(n.Endpoints) != 0 {
+						t.Fatalf("network %s after the failed create: %+v, %v", net, n, err)
+					}
+				}
+				polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == before })
+				// The container can be created again.
+				e.sandbox(container, func(r *SandboxCreate) { r.Networks = nets })
+				if err := e.c.DeleteSandbox(ctx, container); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
