@@ -114,6 +114,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./core/plugin/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./core/controller/
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./plugins/store-bolt/... ./plugins/store-consul/...
+	$(GO) test -run '^$$' -bench Overlay -benchtime 1x ./cmd/host/
 	unshare --net --mount --propagation private $(BIN)/bench-attach
 	unshare --net --mount --propagation private $(BIN)/bench-dns
 	unshare --net --mount --propagation private $(BIN)/bench-podman

@@ -37,7 +37,7 @@ func bridgeAgent(t *testing.T) *agenttest.Agent {
 }
 
 // removeAll deletes every sandbox and network of the agent.
-func removeAll(t *testing.T, c *api.Client) {
+func removeAll(t testing.TB, c *api.Client) {
 	ctx := context.Background()
 	sbs, err := c.Sandboxes(ctx)
 	if err != nil {
@@ -67,7 +67,7 @@ type container struct {
 	addr netip.Addr
 }
 
-func attach(t *testing.T, c *api.Client, network, id string, publish ...string) container {
+func attach(t testing.TB, c *api.Client, network, id string, publish ...string) container {
 	t.Helper()
 	ctx := context.Background()
 	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
@@ -82,7 +82,7 @@ func attach(t *testing.T, c *api.Client, network, id string, publish ...string) 
 }
 
 // in runs fn inside the namespace at key.
-func in(t *testing.T, key string, fn func() error) {
+func in(t testing.TB, key string, fn func() error) {
 	t.Helper()
 	ns, err := osl.OpenNamespace(key)
 	if err != nil {
@@ -97,7 +97,7 @@ func in(t *testing.T, key string, fn func() error) {
 // serve listens on TCP and UDP port 7777 inside key (all addresses) and
 // answers every connection or datagram with "hello from <who>"; it stops
 // when the test ends.
-func serve(t *testing.T, key, who string) {
+func serve(t testing.TB, key, who string) {
 	t.Helper()
 	var l net.Listener
 	var pc net.PacketConn
@@ -138,7 +138,7 @@ func serve(t *testing.T, key, who string) {
 // talk sends one TCP and one UDP exchange from inside key (the host's own
 // namespace when key is "") to addr and returns the TCP answer, or the
 // error.
-func talk(t *testing.T, key string, proto, addr string) (string, error) {
+func talk(t testing.TB, key string, proto, addr string) (string, error) {
 	t.Helper()
 	var out string
 	var callErr error

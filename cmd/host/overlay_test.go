@@ -26,7 +26,7 @@ import (
 // (where the test's Consul listens), and n "hosts": namespaces whose eth0
 // (10.97.0.1, .2, …) is a port of that bridge. It returns their keys;
 // everything goes when the test ends.
-func underlay(t *testing.T, n int) []string {
+func underlay(t testing.TB, n int) []string {
 	t.Helper()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ovul0"}}
 	if err := netlink.LinkAdd(br); err != nil {
@@ -84,7 +84,14 @@ func (h *overlayHost) c() *api.Client { return h.a.Client }
 
 // overlayHosts starts one Consul on the underlay and an agent with the
 // overlay driver on each of n hosts.
-func overlayHosts(t *testing.T, n int) []*overlayHost {
+func overlayHosts(t testing.TB, n int) []*overlayHost {
+	t.Helper()
+	return overlayHostsWith(t, n, "")
+}
+
+// overlayHostsWith is overlayHosts with more blocks in every agent's
+// config (other drivers).
+func overlayHostsWith(t testing.TB, n int, extra string) []*overlayHost {
 	t.Helper()
 	nstest.RequireRoot(t)
 	keys := underlay(t, n)
@@ -96,8 +103,8 @@ func overlayHosts(t *testing.T, n int) []*overlayHost {
 		h := &overlayHost{key: key, vtep: fmt.Sprintf("10.97.0.%d", i+1)}
 		h.env = agenttest.NewEnv(t, bins, fmt.Sprintf("advertise_addr = %q\n"+
 			"store \"consul\" {\n  config {\n    address = \"10.97.0.254:%d\"\n    timeout = \"2s\"\n  }\n}\n"+
-			"driver \"overlay\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"1m\"\n}\n",
-			h.vtep, consul.Port(), filepath.Join(dir, fmt.Sprint(i), "netns")))
+			"driver \"overlay\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"1m\"\n}\n%s",
+			h.vtep, consul.Port(), filepath.Join(dir, fmt.Sprint(i), "netns"), extra))
 		h.env.Netns = key
 		h.a = h.env.Start(t)
 		hosts = append(hosts, h)
@@ -115,7 +122,7 @@ func overlayHosts(t *testing.T, n int) []*overlayHost {
 // overlayLeftovers lists what the overlay left in a host's namespace:
 // links other than lo and eth0, permanent neighbour and forwarding
 // entries, nft rules.
-func overlayLeftovers(t *testing.T, key string) []string {
+func overlayLeftovers(t testing.TB, key string) []string {
 	t.Helper()
 	var out []string
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
@@ -149,7 +156,7 @@ func overlayLeftovers(t *testing.T, key string) []string {
 
 // reachable polls until the container at key gets an answer from who at
 // addr:7777 over TCP and over UDP.
-func reachable(t *testing.T, key, addr, who string) {
+func reachable(t testing.TB, key, addr, who string) {
 	t.Helper()
 	agenttest.Eventually(t, fmt.Sprintf("TCP and UDP from %s to %s (%s)", key, who, addr), func() bool {
 		out, err := talk(t, key, "tcp", addr+":7777")
@@ -162,7 +169,7 @@ func reachable(t *testing.T, key, addr, who string) {
 }
 
 // attachWith is attach with a Connect of the caller's (aliases, …).
-func attachWith(t *testing.T, c *api.Client, network, id string, req controller.Connect) container {
+func attachWith(t testing.TB, c *api.Client, network, id string, req controller.Connect) container {
 	t.Helper()
 	ctx := context.Background()
 	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
@@ -179,7 +186,7 @@ func attachWith(t *testing.T, c *api.Client, network, id string, req controller.
 
 // hasEntryFor reports whether the host at key has a neighbour entry for
 // addr.
-func hasEntryFor(t *testing.T, key string, addr string) bool {
+func hasEntryFor(t testing.TB, key string, addr string) bool {
 	t.Helper()
 	return strings.Contains(strings.Join(overlayLeftovers(t, key), "\n"), "entry "+addr+" ")
 }
