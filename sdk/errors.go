@@ -76,11 +76,20 @@ func FromStatus(err error) error {
 			return &wireError{msg: st.Message(), sentinel: c.err}
 		}
 	}
+	if st.Code() == codes.Canceled && st.Message() == connClosing {
+		// Not the caller giving up: the host closed its connection to a
+		// plugin process that died, and calls in flight end so.
+		return &wireError{msg: st.Message(), sentinel: ErrUnavailable}
+	}
 	if st.Code() == codes.Canceled {
 		return &wireError{msg: st.Message(), sentinel: context.Canceled}
 	}
 	return errors.New(st.Message())
 }
+
+// connClosing is the message of the Canceled status gRPC gives calls on a
+// client connection being closed (grpc.ErrClientConnClosing).
+const connClosing = "grpc: the client connection is closing"
 
 // wireError is an error that came over the wire: its text is the plugin's,
 // and it matches the sentinel of its status code.

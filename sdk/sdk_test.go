@@ -8,6 +8,9 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 func TestErrorsRoundTrip(t *testing.T) {
@@ -83,5 +86,20 @@ func TestSchemaAndDecode(t *testing.T) {
 	}
 	if _, err := SchemaFor(42); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("SchemaFor(int) = %v, want ErrInvalid", err)
+	}
+}
+
+// TestClosedConnectionIsUnavailable: a call cut off because the host
+// closed its connection to a plugin that died is the plugin being
+// unavailable (a 503 at the API), not the caller canceling.
+func TestClosedConnectionIsUnavailable(t *testing.T) {
+	conn, err := grpc.NewClient("passthrough:///plugin", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	err = FromStatus(conn.Invoke(context.Background(), "/sandnet.v1.Driver/Leave", &emptypb.Empty{}, &emptypb.Empty{}))
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
+		t.Fatalf("a call on a closed connection gave %v; want it to match ErrUnavailable only", err)
 	}
 }
