@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
 	"github.com/sandnet/sandnet/sdk/polltest"
@@ -71,12 +72,16 @@ func TestGuideHCL(t *testing.T) {
 // SDK: together they are a whole driver plugin that builds. It needs no
 // root; TestGuideWalkthrough does the same the way the guide says.
 func TestGuideGo(t *testing.T) {
+	blocks := guideBlocks(t)
+	if src, _ := os.ReadFile(guide); !bytes.Contains(src, []byte("-require=github.com/sandnet/sandnet/sdk@v"+sdk.Version+" ")) {
+		t.Errorf("%s does not tell authors to require the SDK's version, v%s", guide, sdk.Version)
+	}
 	dir := t.TempDir()
-	gomod := "module example.com/macvlan\n\ngo 1.26.8\n\nrequire github.com/sandnet/sandnet/sdk v0.1.0\n\nreplace github.com/sandnet/sandnet/sdk => " + plugintest.SandnetRepo(t) + "/sdk\n"
+	gomod := "module example.com/macvlan\n\ngo 1.26.8\n\nrequire github.com/sandnet/sandnet/sdk v" + sdk.Version + "\n\nreplace github.com/sandnet/sandnet/sdk => " + plugintest.SandnetRepo(t) + "/sdk\n"
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range guideBlocks(t) {
+	for _, b := range blocks {
 		if b.lang == "go" {
 			if err := os.WriteFile(filepath.Join(dir, b.file), []byte(b.text), 0o644); err != nil {
 				t.Fatal(err)
