@@ -3,7 +3,8 @@
 # them all.
 
 GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The agent's version: the nearest v* tag (an sdk/v* tag is the SDK's own).
+VERSION  ?= $(shell git describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null || echo dev)
 BIN      := bin
 PLUGIN_BIN := $(BIN)/plugins
 LDFLAGS  := -X github.com/sandnet/sandnet/core/agent.Version=$(VERSION)

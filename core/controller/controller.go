@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/nspool"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -93,8 +94,8 @@ type Controller struct {
 	byContainer map[string]string           // container ID → sandbox ID
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
-	pool        *nsPool                     // namespaces made ahead of time; nil for none
-	quiet       *quietGate                  // attaches in flight, for background work to wait on
+	pool        *nspool.Pool[*spare]        // namespaces made ahead of time; nil for none
+	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
@@ -162,7 +163,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
+		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
@@ -187,7 +188,7 @@ func (c *Controller) Close() {
 		ops = append(ops, op)
 	}
 	c.mu.Unlock()
-	pool.close()
+	pool.Close()
 	for _, op := range ops {
 		op.mu.Lock()
 		c.stopDNS(op)

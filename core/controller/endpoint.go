@@ -24,8 +24,8 @@ import (
 // to the sandbox. A failure leaves no endpoint, address, link or rule
 // behind.
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
-	c.quiet.enter()
-	defer c.quiet.leave()
+	c.quiet.Enter()
+	defer c.quiet.Leave()
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}

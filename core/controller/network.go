@@ -489,7 +489,7 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	delete(c.onHost, n.ID) // torn down here: the store watch need not
 	pool := c.pool
 	c.mu.Unlock()
-	pool.forget(n.ID) // spares prepared for it hold its ports
+	pool.Forget(n.ID) // spares prepared for it hold its ports
 	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}

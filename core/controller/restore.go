@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/sandnet/sandnet/core/nspool"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
@@ -107,7 +108,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	c.removeUnfinished()
-	pool := newNSPool(c.log, c.creatingDir(), c.cfg.SpareNamespaces, c.quiet, c.prepareSpare)
+	pool := nspool.New(c.log, c.cfg.SpareNamespaces, spareMaker{c}, c.quiet)
 	c.mu.Lock()
 	c.pool = pool
 	c.mu.Unlock()
