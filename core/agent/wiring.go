@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/core/resolver"
@@ -85,6 +86,9 @@ func (a *Agent) startController(ctx context.Context) error {
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
 		IPAM:            alloc,
 		HostListen:      a.cfg.Resolver.HostListen,
+		OnReaped: func(id, container string) {
+			a.events.Publish(events.Event{Type: events.TypeSandboxDelete, SandboxID: id, Container: container, Message: "unclaimed stub deleted after the grace period"})
+		},
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,

@@ -72,6 +72,10 @@ type Config struct {
 	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
 	// are filled in by the controller.
 	Resolver resolver.Config
+	// OnReaped, when set, is told of each unclaimed stub sandbox the
+	// controller deleted by itself after StubGracePeriod (the agent
+	// publishes it as a sandbox.delete event).
+	OnReaped func(sandboxID, containerID string)
 }
 
 // Controller manages networks, endpoints and sandboxes. Its methods are

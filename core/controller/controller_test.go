@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -490,7 +491,12 @@ func TestUnclaimedStubsAreCleaned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var reaped []string
+	c.cfg.OnReaped = func(_, container string) { reaped = append(reaped, container) }
 	c.reapStubs() // what the grace timer does
+	if !slices.Equal(reaped, []string{"c2", "c3", "c4"}) {
+		t.Fatalf("reported as reaped: %v, want c2 c3 c4", reaped)
+	}
 	sbs, _ := c.Sandboxes(ctx)
 	if len(sbs) != 2 {
 		t.Fatalf("sandboxes after reaping = %d, want the 2 claimed", len(sbs))

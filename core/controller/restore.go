@@ -298,6 +298,8 @@ func (c *Controller) reapStubs() {
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
 		if err := c.deleteSandbox(c.bg, op); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
+		} else if c.cfg.OnReaped != nil {
+			c.cfg.OnReaped(op.sb.ID(), op.sb.ContainerID())
 		}
 	}
 }
