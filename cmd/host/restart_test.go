@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,6 +74,7 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Wait(10 * time.Second)
+	restarted := time.Now()
 	a = e.Start(t)
 	for i := range 40 {
 		id := fmt.Sprintf("c%02d", i)
@@ -98,6 +101,29 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 		if osl.Exists(before[fmt.Sprintf("c%02d", i)].key) {
 			t.Fatalf("unclaimed c%02d's namespace is still there", i)
 		}
+	}
+	// Each reaped stub was announced as a sandbox.delete event.
+	evCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	evs, err := a.Client.Events(evCtx, url.Values{"type": {"sandbox.delete"}, "since": {restarted.Format(time.RFC3339Nano)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evs.Close()
+	var reaped []string
+	for len(reaped) < 10 {
+		ev, err := evs.Next()
+		if err != nil {
+			t.Fatalf("reading events after %v: %v", reaped, err)
+		}
+		if !strings.Contains(ev.Message, "unclaimed stub") || ev.SandboxID == "" {
+			t.Fatalf("sandbox.delete event of a reaped stub: %+v", ev)
+		}
+		reaped = append(reaped, ev.Container)
+	}
+	slices.Sort(reaped)
+	if want := []string{"c40", "c41", "c42", "c43", "c44", "c45", "c46", "c47", "c48", "c49"}; !slices.Equal(reaped, want) {
+		t.Fatalf("reaped stubs announced: %v, want %v", reaped, want)
 	}
 }
 
