@@ -230,11 +230,16 @@ func TestCNIAddCheckDel(t *testing.T) {
 		t.Fatalf("dns: want nameserver 127.0.0.11, got %s", jsonOf(res.DNS))
 	}
 	// The host interface the result names is eth0's peer.
-	peer, err := inNS(web, "cat", "/sys/class/net/eth0/iflink")
+	eth0, err := inNS(web, "ip", "-o", "link", "show", "dev", "eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if host, err := exec.Command("ip", "-o", "link", "show", "dev", res.Interfaces[0].Name).CombinedOutput(); err != nil || !strings.HasPrefix(string(host), strings.TrimSpace(peer)+": ") {
+	_, peer, ok := strings.Cut(eth0, "eth0@if")
+	peer, _, _ = strings.Cut(peer, ":")
+	if !ok || peer == "" {
+		t.Fatalf("eth0 in %s is not one end of a pair: %s", web, eth0)
+	}
+	if host, err := exec.Command("ip", "-o", "link", "show", "dev", res.Interfaces[0].Name).CombinedOutput(); err != nil || !strings.HasPrefix(string(host), peer+": ") {
 		t.Fatalf("result's host interface %s (%q, %v) is not eth0's peer (ifindex %s)", res.Interfaces[0].Name, host, err, peer)
 	}
 	webIP := res.IPs[0].Address.IP.String()
