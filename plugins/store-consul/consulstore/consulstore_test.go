@@ -136,6 +136,7 @@ func TestConsul(t *testing.T) {
 	t.Run("SlowWatcher", func(t *testing.T) { testSlowWatcher(t, a) })
 	t.Run("Reconfigure", func(t *testing.T) { testReconfigure(t, a) })
 	t.Run("Token", func(t *testing.T) { testToken(t, a) })
+	t.Run("LeaseExpires", func(t *testing.T) { testLeaseExpires(t, a) })
 }
 
 // testPrefix checks that the config prefix is where keys live in Consul
