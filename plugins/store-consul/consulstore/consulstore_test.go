@@ -110,8 +110,8 @@ func TestConsul(t *testing.T) {
 				t.Fatal(err)
 			}
 			if info.GetName() != Name || info.GetKind() != sdk.KindStore || info.GetVersion() == "" ||
-				!slices.Equal(info.GetCapabilities(), []string{sdk.CapabilityGlobalScope}) {
-				t.Fatalf("Info = %v, want a consul store with a version and global scope", info)
+				!slices.Equal(info.GetCapabilities(), []string{sdk.CapabilityGlobalScope, sdk.CapabilityLease}) {
+				t.Fatalf("Info = %v, want a consul store with a version, global scope and leases", info)
 			}
 			storetest.Run(t, func(t *testing.T) (store.Store, string) { return c, storetest.Prefix(t) })
 		})
