@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -72,6 +73,11 @@ type Config struct {
 	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
 	// are filled in by the controller.
 	Resolver resolver.Config
+	// CrashAfter, for crash-injection tests only, names a step as
+	// "flow:step" (say "attach:call-driver"; docs/architecture.md lists
+	// them): the process kills itself with SIGKILL right after that step
+	// ends, as a crash there would. Empty in production.
+	CrashAfter string
 }
 
 // Controller manages networks, endpoints and sandboxes. Its methods are
@@ -167,7 +173,22 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
+	if cfg.CrashAfter != "" {
+		c.afterStep = crashAfter(cfg.CrashAfter)
+	}
 	return c, nil
+}
+
+// crashAfter is the step hook of Config.CrashAfter: it kills the process
+// right after the step named spec ("flow:step").
+func crashAfter(spec string) func(flow, step string) error {
+	return func(flow, step string) error {
+		if flow+":"+step == spec {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // until the signal lands
+		}
+		return nil
+	}
 }
 
 // Close releases the controller's handles. Sandboxes and their namespaces
