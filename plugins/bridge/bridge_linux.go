@@ -656,7 +656,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 		delete(b.hairpin, ep.id) // as the kernel made it, unless a rejoin found it set
 	}
 	b.mu.Unlock()
-	return joinResponse(n, src), nil
+	return joinResponse(n, src, spec.host), nil
 }
 
 // Prepare makes an endpoint's veth pair ahead of its attach: the sandbox
