@@ -196,6 +196,7 @@ func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
 	v.Stub = c.stateOf(op).stub
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
+	v.GatewayEndpoint, v.GatewayEndpointV6 = op.sb.GatewayEndpoints()
 	for _, ep := range eps {
 		v.Endpoints = append(v.Endpoints, *ep)
 	}

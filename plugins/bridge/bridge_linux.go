@@ -607,7 +607,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	if err := j.finish(); err != nil {
 		return nil, err
 	}
-	return joinResponse(j.n, j.src), nil
+	return joinResponse(j.n, j.src, j.spec.host), nil
 }
 
 // joining is one Join, once the network, its bridge and the endpoint are
