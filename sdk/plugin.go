@@ -43,6 +43,7 @@ func (i Info) Proto(kind string) (*pb.PluginInfo, error) {
 		Kind:             kind,
 		Version:          i.Version,
 		ProtocolVersions: []int32{ProtocolVersion},
+		SdkVersion:       Version,
 		Capabilities:     i.Capabilities,
 		ConfigSchema:     &pb.Schema{},
 	}

@@ -211,7 +211,7 @@ func TestCNIAddCheckDel(t *testing.T) {
 	r.network("front", "10.61.0.0/24")
 	r.network("back", "10.62.0.0/24")
 	r.conflist("front", "1.0.0", "front", map[string]any{"aliases": []string{"www"}})
-	r.conflist("back", "0.4.0", "back", nil)
+	r.conflist("back", "0.4.0", "back", map[string]any{"priority": 10})
 	web := runtimeNamespace(t, "web")
 	cli := runtimeNamespace(t, "cli")
 
@@ -228,6 +228,14 @@ func TestCNIAddCheckDel(t *testing.T) {
 	}
 	if len(res.DNS.Nameservers) != 1 || res.DNS.Nameservers[0] != "127.0.0.11" {
 		t.Fatalf("dns: want nameserver 127.0.0.11, got %s", jsonOf(res.DNS))
+	}
+	// The host interface the result names is eth0's peer.
+	peer, err := inNS(web, "cat", "/sys/class/net/eth0/iflink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, err := exec.Command("ip", "-o", "link", "show", "dev", res.Interfaces[0].Name).CombinedOutput(); err != nil || !strings.HasPrefix(string(host), strings.TrimSpace(peer)+": ") {
+		t.Fatalf("result's host interface %s (%q, %v) is not eth0's peer (ifindex %s)", res.Interfaces[0].Name, host, err, peer)
 	}
 	webIP := res.IPs[0].Address.IP.String()
 	if got, err := inNS(web, "ip", "-o", "-4", "addr", "show", "eth0"); err != nil || !strings.Contains(got, res.IPs[0].Address.String()) {
@@ -262,6 +270,15 @@ func TestCNIAddCheckDel(t *testing.T) {
 	}
 	if !strings.Contains(out, `"cniVersion": "0.4.0"`) || !strings.Contains(out, "net1") {
 		t.Fatalf("second add: want a 0.4.0 result naming net1:\n%s", out)
+	}
+	// Its default route is in the result exactly when the namespace's
+	// default route goes through net1 (it does: back's priority is higher).
+	defRoute, err := inNS(web, "ip", "-4", "route", "show", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inResult, inNS := strings.Contains(out, `"0.0.0.0/0"`), strings.Contains(defRoute, "dev net1"); !inResult || !inNS {
+		t.Fatalf("second add: the result has a default route: %v; the namespace routes default through net1: %v (%q)\n%s", inResult, inNS, defRoute, out)
 	}
 	sb, err := c.Sandbox(ctx, "cnitool-"+containerHash(web))
 	if err != nil {

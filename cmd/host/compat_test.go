@@ -41,7 +41,7 @@ func TestProtocolV1Plugins(t *testing.T) {
 		{filepath.Join(v1, "driver-ptp")},
 	} {
 		r := pluginCheck(t, args...)
-		if r.code != 0 || !strings.Contains(r.stdout, "(protocol 1)") || !strings.Contains(r.stdout, " 0 failed, 0 skipped: ok") {
+		if r.code != 0 || !strings.Contains(r.stdout, "(protocol 1; speaks 1; sdk before 0.1.0)") || !strings.Contains(r.stdout, " 0 failed, 0 skipped: ok") {
 			t.Fatalf("plugin check %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
@@ -59,7 +59,7 @@ func TestProtocolV1Plugins(t *testing.T) {
 		}
 	})
 	for _, p := range []string{"store/file", "driver/ptp"} {
-		if s := plugins(t, a)[p]; !s.Healthy || s.Protocol != 1 {
+		if s := plugins(t, a)[p]; !s.Healthy || s.Protocol != 1 || s.SDKVersion != "" {
 			t.Fatalf("%s under today's agent: %+v", p, s)
 		}
 	}

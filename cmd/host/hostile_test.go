@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
@@ -220,7 +222,8 @@ func TestVersionWithoutAgent(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("sandnet version without an agent: %v, want exit status 1\n%s%s", err, &stdout, &stderr)
 	}
-	if !strings.Contains(stdout.String(), "Client:") || !strings.Contains(stderr.String(), "none.sock") {
-		t.Fatalf("want the client's version on stdout and the unreachable socket on stderr:\n%s%s", &stdout, &stderr)
+	want := regexp.MustCompile(fmt.Sprintf(`(?m)^Client: .* plugin protocol %d +sdk %s$`, sdk.ProtocolVersion, regexp.QuoteMeta(sdk.Version)))
+	if !want.MatchString(stdout.String()) || !strings.Contains(stderr.String(), "none.sock") {
+		t.Fatalf("want the client's version (%s) on stdout and the unreachable socket on stderr:\n%s%s", want, &stdout, &stderr)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/sandnet/sandnet/core/config"
@@ -100,13 +101,26 @@ func (c checkRun) Run() int {
 		case rep.Failed == 0 && rep.Skipped > 0:
 			result = "FAIL (skipped cases were not verified)"
 		}
-		fmt.Fprintf(c.out, "%s plugin %q %s (protocol %d): %d passed, %d failed, %d skipped: %s\n",
-			rep.Kind, rep.Name, rep.Version, rep.Protocol, rep.Passed, rep.Failed, rep.Skipped, result)
+		fmt.Fprintf(c.out, "%s plugin %q %s (protocol %d; speaks %s; sdk %s): %d passed, %d failed, %d skipped: %s\n",
+			rep.Kind, rep.Name, rep.Version, rep.Protocol, protocols(rep.Protocols), sdkVersion(rep.SDKVersion), rep.Passed, rep.Failed, rep.Skipped, result)
 	}
 	if !rep.OK {
 		return 1
 	}
 	return 0
+}
+
+// protocols lists protocol versions as "1, 2"; a plugin that lists none
+// (go-plugin negotiated without its list) shows "?".
+func protocols(vs []int32) string {
+	if len(vs) == 0 {
+		return "?"
+	}
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.Itoa(int(v))
+	}
+	return strings.Join(s, ", ")
 }
 
 // verdict prints why the plugin could not be checked: one line, then the

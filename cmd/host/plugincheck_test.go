@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandnet/sandnet/core/plugincheck"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
 )
@@ -117,7 +119,7 @@ func TestPluginCheckPasses(t *testing.T) {
 			if n := strings.Count(r.stdout, "\npass  "); n != tc.cases {
 				t.Errorf("%d pass lines, want %d:\n%s", n, tc.cases, r.stdout)
 			}
-			if want := fmt.Sprintf("%d passed, 0 failed, 0 skipped: ok", tc.cases); !strings.Contains(r.stdout, want) {
+			if want := fmt.Sprintf("(protocol 1; speaks 1; sdk %s): %d passed, 0 failed, 0 skipped: ok", sdk.Version, tc.cases); !strings.Contains(r.stdout, want) {
 				t.Errorf("summary missing %q:\n%s", want, r.stdout)
 			}
 		})
@@ -131,7 +133,7 @@ func TestPluginCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("output is not a JSON report: %v\n%s", err, r.stdout)
 	}
-	if r.code != 0 || !rep.OK || rep.Kind != "driver" || rep.Name != "none" || rep.Protocol != 1 || rep.Passed != 5 || len(rep.Cases) != 5 {
+	if r.code != 0 || !rep.OK || rep.Kind != "driver" || rep.Name != "none" || rep.Protocol != 1 || rep.SDKVersion != sdk.Version || !slices.Equal(rep.Protocols, []int32{sdk.ProtocolVersion}) || rep.Passed != 5 || len(rep.Cases) != 5 {
 		t.Fatalf("exit %d, report %+v", r.code, rep)
 	}
 }

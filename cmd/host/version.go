@@ -17,15 +17,15 @@ func versionCmd(args []string) int {
 			Client api.Version  `json:"client"`
 			Agent  *api.Version `json:"agent,omitempty"`
 			Error  string       `json:"agent_error,omitempty"`
-		}{Client: api.Version{Version: agent.Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion}}
+		}{Client: api.Version{Version: agent.Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion, SDKVersion: sdk.Version}}
 		var err error
 		if out.Agent, err = c.Version(ctx); err != nil {
 			out.Agent, out.Error = nil, err.Error()
 		}
 		cf.output(out, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "Client:\t%s\tapi %s\t%s\tplugin protocol %d\n", out.Client.Version, out.Client.APIVersion, out.Client.GoVersion, out.Client.PluginProtocol)
+			fmt.Fprintf(w, "Client:\t%s\tapi %s\t%s\tplugin protocol %d\tsdk %s\n", out.Client.Version, out.Client.APIVersion, out.Client.GoVersion, out.Client.PluginProtocol, out.Client.SDKVersion)
 			if out.Agent != nil {
-				fmt.Fprintf(w, "Agent:\t%s\tapi %s\t%s\tplugin protocol %d\n", out.Agent.Version, out.Agent.APIVersion, out.Agent.GoVersion, out.Agent.PluginProtocol)
+				fmt.Fprintf(w, "Agent:\t%s\tapi %s\t%s\tplugin protocol %d\tsdk %s\n", out.Agent.Version, out.Agent.APIVersion, out.Agent.GoVersion, out.Agent.PluginProtocol, out.Agent.SDKVersion)
 			} else {
 				fmt.Fprintf(w, "Agent:\tunreachable (%s)\n", out.Error)
 			}

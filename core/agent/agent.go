@@ -184,7 +184,7 @@ func PluginSpec(cfg *config.Config, b config.PluginBlock) plugin.Spec {
 
 func (a *Agent) routes() {
 	a.api.Handle("GET /v1/version", 0, func(*http.Request) (any, error) {
-		return api.Version{Version: Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion}, nil
+		return api.Version{Version: Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion, SDKVersion: sdk.Version}, nil
 	})
 	a.api.Handle("GET /v1/plugins", 0, func(*http.Request) (any, error) {
 		return a.statuses(), nil

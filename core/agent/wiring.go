@@ -84,6 +84,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
+		CrashAfter:      os.Getenv(EnvCrashAfter),
 		IPAM:            alloc,
 		HostListen:      a.cfg.Resolver.HostListen,
 		Resolver: resolver.Config{

@@ -9,6 +9,8 @@ type Version struct {
 	GoVersion  string `json:"go_version"`
 	// PluginProtocol is the plugin protocol version the host speaks.
 	PluginProtocol int `json:"plugin_protocol"`
+	// SDKVersion is the version of the plugin SDK the host was built with.
+	SDKVersion string `json:"sdk_version"`
 }
 
 // Health is the answer of GET /v1/health: "ok" when every plugin is

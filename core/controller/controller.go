@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/nspool"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -74,6 +76,11 @@ type Config struct {
 	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
 	// are filled in by the controller.
 	Resolver resolver.Config
+	// CrashAfter, for crash-injection tests only, names a step as
+	// "flow:step" (say "attach:call-driver"; docs/architecture.md lists
+	// them): the process kills itself with SIGKILL right after that step
+	// ends, as a crash there would. Empty in production.
+	CrashAfter string
 }
 
 // Controller manages networks, endpoints and sandboxes. Its methods are
@@ -97,8 +104,8 @@ type Controller struct {
 	byContainer map[string]string           // container ID → sandbox ID
 	creating    map[string]bool             // container IDs whose sandbox is being made
 	ingress     string                      // ID of the ingress sandbox
-	pool        *nsPool                     // namespaces made ahead of time; nil for none
-	quiet       *quietGate                  // attaches in flight, for background work to wait on
+	pool        *nspool.Pool[*spare]        // namespaces made ahead of time; nil for none
+	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
 	caps        map[string]*pb.Capabilities // by driver name
 	onHost      map[string]*Network         // global networks this host's driver has set up
 	stopWatch   context.CancelFunc
@@ -166,7 +173,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: newQuietGate(),
+		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
@@ -174,7 +181,22 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		cfg.HostTTL = DefaultHostTTL
 	}
 	c.lease = &hostLease{c: c, ttl: cfg.HostTTL}
+	if cfg.CrashAfter != "" {
+		c.afterStep = crashAfter(cfg.CrashAfter)
+	}
 	return c, nil
+}
+
+// crashAfter is the step hook of Config.CrashAfter: it kills the process
+// right after the step named spec ("flow:step").
+func crashAfter(spec string) func(flow, step string) error {
+	return func(flow, step string) error {
+		if flow+":"+step == spec {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // until the signal lands
+		}
+		return nil
+	}
 }
 
 // Close releases the controller's handles. Sandboxes and their namespaces
@@ -195,7 +217,7 @@ func (c *Controller) Close() {
 		ops = append(ops, op)
 	}
 	c.mu.Unlock()
-	pool.close()
+	pool.Close()
 	for _, op := range ops {
 		op.mu.Lock()
 		c.stopDNS(op)

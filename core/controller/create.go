@@ -73,7 +73,7 @@ func (r runtimeNS) acquire(c *Controller, sb *sandbox.Sandbox) *async[*osl.Names
 func (runtimeNS) adopt(sb *sandbox.Sandbox, ns *osl.Namespace) { sb.SetNamespace(sb.Key(), ns) }
 func (runtimeNS) moves() bool                                  { return true }
 
-// spareNS is a namespace the pool made ahead of time (nspool.go), with
+// spareNS is a namespace the pool made ahead of time (core/nspool, spares.go), with
 // the resolver's sockets bound inside and, maybe, the first network's
 // attach prepared.
 type spareNS struct{ sp *spare }
@@ -118,7 +118,7 @@ func (c *Controller) nsSourceFor(req SandboxCreate, nets []sandboxNetwork) nsSou
 	if len(nets) > 0 {
 		first = nets[0].ref
 	}
-	if sp := pool.take(first); sp != nil {
+	if sp, ok := pool.Take(first); ok {
 		return spareNS{sp}
 	}
 	return freshNS{}

@@ -371,9 +371,7 @@ func (e *env) preparedSpares(netID string) map[string]string {
 	pool := e.c.pool
 	e.c.mu.Unlock()
 	out := map[string]string{}
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	for _, sp := range pool.prepared {
+	for _, sp := range pool.Prepared() {
 		if sp.prep.netID == netID {
 			out[sp.prep.epID] = sp.ns.Path()
 		}
@@ -491,8 +489,8 @@ func TestSpareAfterTheLastIsMadeAtOnce(t *testing.T) {
 			e := newEnv(t)
 			e.withSpares(spares)
 			polltest.Until(t, 15*time.Second, "the spares made", func() bool { return len(e.spareKeys()) == spares })
-			e.c.quiet.enter() // as if attaches were in flight all along
-			defer e.c.quiet.leave()
+			e.c.quiet.Enter() // as if attaches were in flight all along
+			defer e.c.quiet.Leave()
 			for round := range 2 {
 				for i := range spares { // the last of these takes the last spare
 					e.sandbox(fmt.Sprintf("c%d-%d", round, i))
@@ -551,9 +549,7 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 	e.c.mu.Lock()
 	pool := e.c.pool
 	e.c.mu.Unlock()
-	pool.mu.Lock()
-	target, n := pool.targetLocked(), len(pool.prepared)
-	pool.mu.Unlock()
+	target, n := pool.Target(), len(pool.Prepared())
 	if target != "" {
 		t.Fatalf("the pool still prepares for network %s", short(target))
 	}

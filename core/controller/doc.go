@@ -21,7 +21,7 @@
 // namespace configures its interface. A create that lists its networks
 // writes the sandbox's record in the first endpoint's transaction, started
 // while the namespace is made (or taken from the spares made ahead of
-// time, nspool.go), and the driver joins the namespace at its scratch key.
+// time: core/nspool, spares.go), and the driver joins the namespace at its scratch key.
 // A spare may come with that attach prepared by the network's driver
 // (Prepare: for the bridge, the veth pair made); the driver then only
 // finishes it, while the namespace configures the interface the driver

@@ -24,8 +24,8 @@ import (
 // to the sandbox. A failure leaves no endpoint, address, link or rule
 // behind.
 func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*Endpoint, error) {
-	c.quiet.enter()
-	defer c.quiet.leave()
+	c.quiet.Enter()
+	defer c.quiet.Leave()
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -666,6 +666,7 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 		return err
 	}
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
+	ep.HostIfName = resp.GetHostInterface()
 	if publishing != nil {
 		ep.External = true
 		if bs := pub.GetPortBindings(); len(bs) > 0 {
@@ -759,7 +760,7 @@ func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID strin
 		return err
 	}
 	if _, err := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
-		cur.SandboxID, cur.IfName, cur.External = "", "", false
+		cur.SandboxID, cur.IfName, cur.HostIfName, cur.External = "", "", "", false
 		return nil
 	}); err != nil {
 		return err

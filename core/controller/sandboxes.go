@@ -33,8 +33,8 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if req.HostMode && req.ExternalKey {
 		return nil, errorf(sdk.ErrInvalid, "external_key: a host-mode sandbox uses the host's namespace and takes no key")
 	}
-	c.quiet.enter()
-	defer c.quiet.leave()
+	c.quiet.Enter()
+	defer c.quiet.Leave()
 	nets, err := c.checkNetworks(ctx, req)
 	if err != nil {
 		return nil, err
@@ -196,6 +196,7 @@ func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v := c.record(op)
 	v.Stub = c.stateOf(op).stub
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
+	v.GatewayEndpoint, v.GatewayEndpointV6 = op.sb.GatewayEndpoints()
 	for _, ep := range eps {
 		v.Endpoints = append(v.Endpoints, *ep)
 	}

@@ -48,12 +48,7 @@ func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
 	}
 	pool := c.pool
 	c.mu.Unlock()
-	if pool != nil { // c.mu is a leaf: the pool's lock is taken after it
-		st.SpareNamespaces = len(pool.ready)
-		pool.mu.Lock()
-		st.SpareNamespaces += len(pool.prepared)
-		pool.mu.Unlock()
-	}
+	st.SpareNamespaces = pool.Len() // c.mu is a leaf: the pool's lock is taken after it
 	nets, err := c.Networks(ctx)
 	if err != nil {
 		return nil, err

@@ -61,17 +61,20 @@ type Endpoint struct {
 	VTEP string `json:"vtep,omitempty"`
 	// SandboxID is the sandbox the endpoint is joined to; empty when it is
 	// not joined.
-	SandboxID string          `json:"sandbox_id,omitempty"`
-	IfName    string          `json:"interface,omitempty"`
-	MAC       string          `json:"mac,omitempty"`
-	Address   netip.Prefix    `json:"address,omitzero"`
-	AddressV6 netip.Prefix    `json:"address_v6,omitzero"`
-	Gateway   netip.Addr      `json:"gateway,omitzero"`
-	GatewayV6 netip.Addr      `json:"gateway_v6,omitzero"`
-	Routes    []sandbox.Route `json:"routes,omitempty"`
-	Aliases   []string        `json:"aliases,omitempty"`
-	Priority  int             `json:"priority,omitempty"`
-	Ports     []PortBinding   `json:"ports,omitempty"`
+	SandboxID string `json:"sandbox_id,omitempty"`
+	IfName    string `json:"interface,omitempty"`
+	// HostIfName is the host's end of the interface (a veth pair's other
+	// end), when the driver made one and said so.
+	HostIfName string          `json:"host_interface,omitempty"`
+	MAC        string          `json:"mac,omitempty"`
+	Address    netip.Prefix    `json:"address,omitzero"`
+	AddressV6  netip.Prefix    `json:"address_v6,omitzero"`
+	Gateway    netip.Addr      `json:"gateway,omitzero"`
+	GatewayV6  netip.Addr      `json:"gateway_v6,omitzero"`
+	Routes     []sandbox.Route `json:"routes,omitempty"`
+	Aliases    []string        `json:"aliases,omitempty"`
+	Priority   int             `json:"priority,omitempty"`
+	Ports      []PortBinding   `json:"ports,omitempty"`
 	// External is true while ProgramExternalConnectivity is in effect.
 	External bool      `json:"external,omitempty"`
 	Created  time.Time `json:"created"`
@@ -100,10 +103,14 @@ type Sandbox struct {
 	Created  time.Time `json:"created"`
 	InDelete bool      `json:"in_delete,omitempty"`
 	// Fields below are derived for the API, never stored.
-	Stub       bool       `json:"stub,omitempty"`
-	ResolvConf string     `json:"resolv_conf,omitempty"`
-	Hosts      string     `json:"hosts,omitempty"`
-	Endpoints  []Endpoint `json:"endpoints,omitempty"`
+	Stub       bool   `json:"stub,omitempty"`
+	ResolvConf string `json:"resolv_conf,omitempty"`
+	Hosts      string `json:"hosts,omitempty"`
+	// GatewayEndpoint and GatewayEndpointV6 are the endpoints whose
+	// gateways are the namespace's default routes, if any.
+	GatewayEndpoint   string     `json:"gateway_endpoint,omitempty"`
+	GatewayEndpointV6 string     `json:"gateway_endpoint_v6,omitempty"`
+	Endpoints         []Endpoint `json:"endpoints,omitempty"`
 }
 
 // NetworkCreate is a request to create a network. Addresses are strings so

@@ -43,17 +43,20 @@ type Plugin struct {
 
 // Status is a snapshot of a plugin for `sandnet plugins`.
 type Status struct {
-	Kind      string    `json:"kind"`
-	Name      string    `json:"name"`
-	Version   string    `json:"version"`
-	Protocol  int       `json:"protocol"`
-	Path      string    `json:"path"`
-	PID       int       `json:"pid"`
-	Running   bool      `json:"running"`
-	Healthy   bool      `json:"healthy"`
-	Restarts  int       `json:"restarts"`
-	StartedAt time.Time `json:"started_at"`
-	LastError string    `json:"last_error,omitempty"`
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
+	// SDKVersion is the SDK version the plugin was built with; empty
+	// when it was built before the SDK reported one (before 0.1.0).
+	SDKVersion string    `json:"sdk_version,omitempty"`
+	Path       string    `json:"path"`
+	PID        int       `json:"pid"`
+	Running    bool      `json:"running"`
+	Healthy    bool      `json:"healthy"`
+	Restarts   int       `json:"restarts"`
+	StartedAt  time.Time `json:"started_at"`
+	LastError  string    `json:"last_error,omitempty"`
 }
 
 // Kind returns the plugin's kind.
@@ -75,7 +78,8 @@ func (p *Plugin) Status() Status {
 	defer p.mu.Unlock()
 	return Status{
 		Kind: p.spec.Kind, Name: p.spec.Name, Version: p.info.GetVersion(), Protocol: p.protocol,
-		Path: p.spec.Path, PID: p.pid, Running: p.running, Healthy: p.healthy, Restarts: p.restarts,
+		SDKVersion: p.info.GetSdkVersion(),
+		Path:       p.spec.Path, PID: p.pid, Running: p.running, Healthy: p.healthy, Restarts: p.restarts,
 		StartedAt: p.startedAt, LastError: p.lastErr,
 	}
 }

@@ -102,15 +102,21 @@ type Case struct {
 
 // Report is the outcome of a check that got as far as the suite.
 type Report struct {
-	Path     string `json:"path"`
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	Version  string `json:"version"`
-	Protocol int    `json:"protocol"`
-	Cases    []Case `json:"cases"`
-	Passed   int    `json:"passed"`
-	Failed   int    `json:"failed"`
-	Skipped  int    `json:"skipped"`
+	Path    string `json:"path"`
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Version string `json:"version"`
+	// SDKVersion is the SDK version the plugin says it was built with;
+	// empty from a plugin built before the SDK reported one (0.1.0).
+	SDKVersion string `json:"sdk_version,omitempty"`
+	// Protocols are the protocol versions the plugin says it speaks;
+	// Protocol is the one the handshake settled on.
+	Protocols []int32 `json:"protocols"`
+	Protocol  int     `json:"protocol"`
+	Cases     []Case  `json:"cases"`
+	Passed    int     `json:"passed"`
+	Failed    int     `json:"failed"`
+	Skipped   int     `json:"skipped"`
 	// OK is true when every case passed: a skipped case was not
 	// verified, so it counts against OK too.
 	OK bool `json:"ok"`
@@ -203,7 +209,7 @@ func Run(ctx context.Context, o Options, progress func(Case)) (*Report, error) {
 		}
 	}
 	r := &runner{m: m, spec: spec, timeout: o.CaseTimeout, logs: logs, netOpts: o.NetworkOptions, advertise: advertise, progress: progress}
-	rep := &Report{Path: path, Name: info.GetName(), Kind: spec.Kind, Version: info.GetVersion()}
+	rep := &Report{Path: path, Name: info.GetName(), Kind: spec.Kind, Version: info.GetVersion(), SDKVersion: info.GetSdkVersion(), Protocols: info.GetProtocolVersions()}
 	// The negotiated version, from a process of the suite's own.
 	rep.Protocol, err = r.protocol(ctx)
 	if err != nil {

@@ -617,15 +617,18 @@ func (s *Sandbox) Forget(id string) {
 	s.removeLocked(id)
 }
 
-// GatewayEndpoint returns the ID of the endpoint whose gateway is the
-// sandbox's IPv4 default route, or "".
-func (s *Sandbox) GatewayEndpoint() string {
+// GatewayEndpoints returns the IDs of the endpoints whose gateways are
+// the sandbox's IPv4 and IPv6 default routes, or "" for none.
+func (s *Sandbox) GatewayEndpoints() (v4, v6 string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ep := s.gatewayEPLocked(false); ep != nil {
-		return ep.ID
+		v4 = ep.ID
 	}
-	return ""
+	if ep := s.gatewayEPLocked(true); ep != nil {
+		v6 = ep.ID
+	}
+	return v4, v6
 }
 
 func (s *Sandbox) gatewayEPLocked(v6 bool) *Endpoint {

@@ -101,10 +101,11 @@ func family(a netip.Addr) int {
 }
 
 // joinResponse is what Join returns for an interface named src in the
-// sandbox: the host names it eth<N>, and, unless the network is internal,
-// routes the sandbox's default traffic through the bridge's gateway.
-func joinResponse(n *network, src string) *pb.JoinResponse {
-	r := &pb.JoinResponse{SrcName: src, InSandbox: true, DstPrefix: sandboxIfNames}
+// sandbox whose pair's host end is host: the host names it eth<N>, and,
+// unless the network is internal, routes the sandbox's default traffic
+// through the bridge's gateway.
+func joinResponse(n *network, src, host string) *pb.JoinResponse {
+	r := &pb.JoinResponse{SrcName: src, InSandbox: true, DstPrefix: sandboxIfNames, HostInterface: host}
 	if !n.internal {
 		if gw := n.gateway(4); gw != nil {
 			r.Gateway = gw.String()

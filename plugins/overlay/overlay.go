@@ -179,8 +179,8 @@ func parsePeer(n *network, pp *pb.Peer) (*peer, error) {
 }
 
 // joinResponse is what Join returns for an interface named src in the
-// sandbox: the host names it eth<N>. There is no gateway: an overlay
-// network reaches its own containers only.
-func joinResponse(src string) *pb.JoinResponse {
-	return &pb.JoinResponse{SrcName: src, InSandbox: true, DstPrefix: sandboxIfNames}
+// sandbox whose pair's host end is host: the host names it eth<N>. There
+// is no gateway: an overlay network reaches its own containers only.
+func joinResponse(src, host string) *pb.JoinResponse {
+	return &pb.JoinResponse{SrcName: src, InSandbox: true, DstPrefix: sandboxIfNames, HostInterface: host}
 }

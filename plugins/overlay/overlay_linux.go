@@ -372,7 +372,7 @@ func (o *overlay) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse
 	host := hostIfName(ep.id)
 	if l, err := h.LinkByName(host); err == nil {
 		if name, ok := rejoin(h, l, fd, br); ok {
-			return joinResponse(name), nil
+			return joinResponse(name, host), nil
 		}
 		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			return nil, fmt.Errorf("endpoint %s: deleting stale %s: %w", ep.id, host, err)
@@ -400,7 +400,7 @@ func (o *overlay) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse
 		_ = h.LinkDel(veth)
 		return nil, fmt.Errorf("endpoint %s: setting %s up: %w", ep.id, host, err)
 	}
-	return joinResponse(name), nil
+	return joinResponse(name, host), nil
 }
 
 // rejoin reports whether the existing host end l has its peer in the

@@ -986,8 +986,12 @@ type JoinResponse struct {
 	GatewayV6             string         `protobuf:"bytes,5,opt,name=gateway_v6,json=gatewayV6,proto3" json:"gateway_v6,omitempty"`
 	StaticRoutes          []*StaticRoute `protobuf:"bytes,6,rep,name=static_routes,json=staticRoutes,proto3" json:"static_routes,omitempty"`
 	DisableGatewayService bool           `protobuf:"varint,7,opt,name=disable_gateway_service,json=disableGatewayService,proto3" json:"disable_gateway_service,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// host_interface is the host's end of the sandbox's interface (a veth
+	// pair's other end), when the driver made one: runtimes are told it (a
+	// CNI result lists it). Empty when there is none (macvlan, host).
+	HostInterface string `protobuf:"bytes,8,opt,name=host_interface,json=hostInterface,proto3" json:"host_interface,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinResponse) Reset() {
@@ -1067,6 +1071,13 @@ func (x *JoinResponse) GetDisableGatewayService() bool {
 		return x.DisableGatewayService
 	}
 	return false
+}
+
+func (x *JoinResponse) GetHostInterface() string {
+	if x != nil {
+		return x.HostInterface
+	}
+	return ""
 }
 
 // AttachRequest asks for CreateEndpoint and Join in one round trip.
@@ -1866,7 +1877,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
 	"\vStaticRoute\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x19\n" +
-	"\bnext_hop\x18\x02 \x01(\tR\anextHop\"\x96\x02\n" +
+	"\bnext_hop\x18\x02 \x01(\tR\anextHop\"\xbd\x02\n" +
 	"\fJoinResponse\x12\x19\n" +
 	"\bsrc_name\x18\x01 \x01(\tR\asrcName\x12\x1d\n" +
 	"\n" +
@@ -1877,7 +1888,8 @@ const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"gateway_v6\x18\x05 \x01(\tR\tgatewayV6\x12<\n" +
 	"\rstatic_routes\x18\x06 \x03(\v2\x17.sandnet.v1.StaticRouteR\fstaticRoutes\x126\n" +
-	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\"\xc3\x02\n" +
+	"\x17disable_gateway_service\x18\a \x01(\bR\x15disableGatewayService\x12%\n" +
+	"\x0ehost_interface\x18\b \x01(\tR\rhostInterface\"\xc3\x02\n" +
 	"\rAttachRequest\x12-\n" +
 	"\anetwork\x18\x01 \x01(\v2\x13.sandnet.v1.NetworkR\anetwork\x120\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x14.sandnet.v1.EndpointR\bendpoint\x12\x1f\n" +

@@ -72,7 +72,11 @@ type PluginInfo struct {
 	// can share state between hosts.
 	Capabilities []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// config_schema is the schema of the plugin's HCL `config` block.
-	ConfigSchema  *Schema `protobuf:"bytes,6,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	ConfigSchema *Schema `protobuf:"bytes,6,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	// sdk_version is the version of the SDK module the plugin was built
+	// with (sdk.Version, e.g. "0.1.0"); empty from a plugin built before
+	// the SDK carried a version.
+	SdkVersion    string `protobuf:"bytes,7,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -147,6 +151,13 @@ func (x *PluginInfo) GetConfigSchema() *Schema {
 		return x.ConfigSchema
 	}
 	return nil
+}
+
+func (x *PluginInfo) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
 }
 
 // Schema is the shape of a plugin's `config` block.
@@ -319,7 +330,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\n" +
 	"sandnet.v1\"\a\n" +
-	"\x05Empty\"\xd8\x01\n" +
+	"\x05Empty\"\xf9\x01\n" +
 	"\n" +
 	"PluginInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -327,7 +338,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12+\n" +
 	"\x11protocol_versions\x18\x04 \x03(\x05R\x10protocolVersions\x12\"\n" +
 	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x127\n" +
-	"\rconfig_schema\x18\x06 \x01(\v2\x12.sandnet.v1.SchemaR\fconfigSchema\"?\n" +
+	"\rconfig_schema\x18\x06 \x01(\v2\x12.sandnet.v1.SchemaR\fconfigSchema\x12\x1f\n" +
+	"\vsdk_version\x18\a \x01(\tR\n" +
+	"sdkVersion\"?\n" +
 	"\x06Schema\x125\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x15.sandnet.v1.AttributeR\n" +

@@ -112,24 +112,28 @@ type route struct {
 }
 
 type endpoint struct {
-	ID        string       `json:"id"`
-	NetworkID string       `json:"network_id"`
-	IfName    string       `json:"interface,omitempty"`
-	MAC       string       `json:"mac,omitempty"`
-	Address   netip.Prefix `json:"address,omitzero"`
-	AddressV6 netip.Prefix `json:"address_v6,omitzero"`
-	Gateway   netip.Addr   `json:"gateway,omitzero"`
-	GatewayV6 netip.Addr   `json:"gateway_v6,omitzero"`
-	Routes    []route      `json:"routes,omitempty"`
+	ID         string       `json:"id"`
+	NetworkID  string       `json:"network_id"`
+	IfName     string       `json:"interface,omitempty"`
+	HostIfName string       `json:"host_interface,omitempty"`
+	MAC        string       `json:"mac,omitempty"`
+	Address    netip.Prefix `json:"address,omitzero"`
+	AddressV6  netip.Prefix `json:"address_v6,omitzero"`
+	Gateway    netip.Addr   `json:"gateway,omitzero"`
+	GatewayV6  netip.Addr   `json:"gateway_v6,omitzero"`
+	Routes     []route      `json:"routes,omitempty"`
 }
 
 type sandbox struct {
-	ID          string     `json:"id"`
-	ContainerID string     `json:"container_id"`
-	Key         string     `json:"key,omitempty"`
-	Front       string     `json:"front,omitempty"`
-	ResolvConf  string     `json:"resolv_conf,omitempty"`
-	Endpoints   []endpoint `json:"endpoints,omitempty"`
+	ID          string `json:"id"`
+	ContainerID string `json:"container_id"`
+	Key         string `json:"key,omitempty"`
+	Front       string `json:"front,omitempty"`
+	ResolvConf  string `json:"resolv_conf,omitempty"`
+	// The endpoints whose gateways are the namespace's default routes.
+	GatewayEndpoint   string     `json:"gateway_endpoint,omitempty"`
+	GatewayEndpointV6 string     `json:"gateway_endpoint_v6,omitempty"`
+	Endpoints         []endpoint `json:"endpoints,omitempty"`
 }
 
 // connect is the API's Connect, and with Network a create's networks[i].

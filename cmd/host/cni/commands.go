@@ -50,16 +50,13 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	res, err := result(conf, sb, ep, at)
-	if err != nil {
-		return err
-	}
-	return types.PrintResult(res, conf.CNIVersion)
+	return types.PrintResult(result(sb, ep, at.netns), conf.CNIVersion)
 }
 
 // attach makes the attachment: one request when the container has no
 // sandbox yet; a connect to the sandbox an earlier ADD made on the same
-// namespace; and, should the container's sandbox sit on another namespace
+// namespace, then the sandbox read again (the new endpoint may now hold
+// its default route); and, should the container's sandbox sit on another namespace
 // (a container re-created under its ID after a DEL that never came), that
 // stale sandbox of a front removed first.
 func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, error) {
@@ -96,6 +93,13 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		ep, err := ag.connect(network, c)
 		if err != nil {
 			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
+		}
+		if now, err := ag.sandbox(at.container); err == nil {
+			for i := range now.Endpoints {
+				if now.Endpoints[i].ID == ep.ID {
+					return now, &now.Endpoints[i], nil
+				}
+			}
 		}
 		return sb, ep, nil
 	}

@@ -14,16 +14,14 @@ import (
 
 // nsView is what the namespace shows of an attached interface.
 type nsView struct {
-	mac      string
-	up       bool
-	addrs    []netip.Prefix
-	routes   []route // through the interface (a default route's Dst is 0.0.0.0/0 or ::/0)
-	hostName string  // the other end of a veth, in the plugin's namespace
-	hostMAC  string
+	mac    string
+	up     bool
+	addrs  []netip.Prefix
+	routes []route // through the interface (a default route's Dst is 0.0.0.0/0 or ::/0)
 }
 
-// inspect reads interface ifname in the namespace at path, and the host
-// end of its veth pair. It reads with a netlink socket opened in that
+// inspect reads interface ifname in the namespace at path (for CHECK). It
+// reads with a netlink socket opened in that
 // namespace, without moving the process into it.
 //
 // Equivalent to: `ip -n NS addr show IFNAME; ip -n NS route show dev IFNAME`.
@@ -71,24 +69,7 @@ func inspect(path, ifname string) (*nsView, error) {
 		rt.Dst = dst
 		v.routes = append(v.routes, rt)
 	}
-	if link.Type() == "veth" && link.Attrs().ParentIndex > 0 {
-		if peer, err := netlink.LinkByIndex(link.Attrs().ParentIndex); err == nil {
-			v.hostName, v.hostMAC = peer.Attrs().Name, peer.Attrs().HardwareAddr.String()
-		}
-	}
 	return v, nil
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
 // checkNamespace compares the namespace with the agent's record of the

@@ -14,44 +14,43 @@ import (
 // resolverAddr is the embedded DNS server's address inside every sandbox.
 const resolverAddr = "127.0.0.11"
 
-// result is ADD's answer: the host and sandbox interfaces, the endpoint's
-// addresses with their gateways, the routes through the interface in
-// effect in the namespace, and the embedded resolver with the search
-// domains and options of the sandbox's resolv.conf — so a runtime that
+// result is ADD's answer, made from the agent's answer alone (the plugin
+// reads nothing back from the kernel): the host and sandbox interfaces,
+// the endpoint's addresses with their gateways, its routes — the default
+// routes where this endpoint's gateway is the namespace's, and the
+// driver's static routes — and the embedded resolver with the search
+// domains and options of the sandbox's resolv.conf, so a runtime that
 // writes resolv.conf from the result (podman does) points the container
 // at the resolver.
-func result(conf *NetConf, sb *sandbox, ep *endpoint, at *attachment) (types.Result, error) {
+func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 	r := &current.Result{CNIVersion: current.ImplementedSpecVersion}
-	ns, err := inspect(at.netns, ep.IfName)
-	if err != nil {
-		return nil, types.NewError(types.ErrInternal, "reading the attached interface back", err.Error())
-	}
-	if ns.hostName != "" {
-		r.Interfaces = append(r.Interfaces, &current.Interface{Name: ns.hostName, Mac: ns.hostMAC})
+	if ep.HostIfName != "" {
+		r.Interfaces = append(r.Interfaces, &current.Interface{Name: ep.HostIfName})
 	}
 	idx := len(r.Interfaces)
-	mac := ep.MAC
-	if mac == "" {
-		mac = ns.mac
-	}
-	r.Interfaces = append(r.Interfaces, &current.Interface{Name: ep.IfName, Mac: mac, Sandbox: at.netns})
+	r.Interfaces = append(r.Interfaces, &current.Interface{Name: ep.IfName, Mac: ep.MAC, Sandbox: netns})
 	for _, a := range []struct {
-		p  netip.Prefix
-		gw netip.Addr
-	}{{ep.Address, ep.Gateway}, {ep.AddressV6, ep.GatewayV6}} {
+		p          netip.Prefix
+		gw         netip.Addr
+		defaultVia bool
+		any        netip.Prefix
+	}{
+		{ep.Address, ep.Gateway, sb.GatewayEndpoint == ep.ID, netip.PrefixFrom(netip.IPv4Unspecified(), 0)},
+		{ep.AddressV6, ep.GatewayV6, sb.GatewayEndpointV6 == ep.ID, netip.PrefixFrom(netip.IPv6Unspecified(), 0)},
+	} {
 		if !a.p.IsValid() {
 			continue
 		}
 		ipc := &current.IPConfig{Interface: current.Int(idx), Address: ipNet(a.p)}
 		if a.gw.IsValid() {
 			ipc.Gateway = a.gw.AsSlice()
+			if a.defaultVia {
+				r.Routes = append(r.Routes, &types.Route{Dst: ipNet(a.any), GW: a.gw.AsSlice()})
+			}
 		}
 		r.IPs = append(r.IPs, ipc)
 	}
-	for _, rt := range ns.routes {
-		if !rt.NextHop.IsValid() && rt.Dst.Bits() != 0 {
-			continue // the subnet's own route: the address says it
-		}
+	for _, rt := range ep.Routes {
 		route := &types.Route{Dst: ipNet(rt.Dst)}
 		if rt.NextHop.IsValid() {
 			route.GW = rt.NextHop.AsSlice()
@@ -60,7 +59,7 @@ func result(conf *NetConf, sb *sandbox, ep *endpoint, at *attachment) (types.Res
 	}
 	r.DNS.Nameservers = []string{resolverAddr}
 	r.DNS.Search, r.DNS.Options = searchAndOptions(sb.ResolvConf)
-	return r, nil
+	return r
 }
 
 // ipNet is p as a net.IPNet that keeps the host part, as CNI results do.
@@ -70,6 +69,19 @@ func ipNet(p netip.Prefix) net.IPNet {
 		bits = 128
 	}
 	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+// prefixOf is n as a netip.Prefix that keeps the host part.
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
 // searchAndOptions reads the search domains and options of a resolv.conf.

@@ -3,7 +3,7 @@ module github.com/sandnet/sandnet/examples/plugins/macvlan
 go 1.26.8
 
 require (
-	github.com/sandnet/sandnet/sdk v0.0.0
+	github.com/sandnet/sandnet/sdk v0.1.0
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.48.0

@@ -3,7 +3,7 @@ module github.com/sandnet/sandnet/examples/plugins/store-etcd
 go 1.26.8
 
 require (
-	github.com/sandnet/sandnet/sdk v0.0.0
+	github.com/sandnet/sandnet/sdk v0.1.0
 	go.etcd.io/etcd/api/v3 v3.6.17
 	go.etcd.io/etcd/client/v3 v3.6.17
 	go.uber.org/zap v1.27.0

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestResultFromTheAgentsAnswer: ADD's result is made from the agent's
+// records: both interfaces, the addresses with gateways on the sandbox
+// interface, a default route only for the endpoint that holds the
+// namespace's, the driver's static routes, and the resolver with the
+// sandbox's search domains and options.
+func TestResultFromTheAgentsAnswer(t *testing.T) {
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte("nameserver 127.0.0.11\nsearch corp.example\noptions ndots:0 edns0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ep := endpoint{
+		ID: "e1", IfName: "eth1", HostIfName: "snabc", MAC: "02:00:0a:00:00:02",
+		Address: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("10.0.0.1"),
+		AddressV6: netip.MustParsePrefix("fd00::2/64"), GatewayV6: netip.MustParseAddr("fd00::1"),
+		Routes: []route{{Dst: netip.MustParsePrefix("192.168.5.0/24"), NextHop: netip.MustParseAddr("10.0.0.254")}, {Dst: netip.MustParsePrefix("10.9.0.0/16")}},
+	}
+	for _, tc := range []struct {
+		name       string
+		gw4, gw6   string
+		wantRoutes string
+	}{
+		{"holds both defaults", "e1", "e1", `[{"dst":"0.0.0.0/0","gw":"10.0.0.1"},{"dst":"::/0","gw":"fd00::1"},{"dst":"192.168.5.0/24","gw":"10.0.0.254"},{"dst":"10.9.0.0/16"}]`},
+		{"holds the IPv6 default only", "e0", "e1", `[{"dst":"::/0","gw":"fd00::1"},{"dst":"192.168.5.0/24","gw":"10.0.0.254"},{"dst":"10.9.0.0/16"}]`},
+		{"holds none", "", "e0", `[{"dst":"192.168.5.0/24","gw":"10.0.0.254"},{"dst":"10.9.0.0/16"}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := &sandbox{ResolvConf: rc, GatewayEndpoint: tc.gw4, GatewayEndpointV6: tc.gw6}
+			r := result(sb, &ep, "/run/netns/c1")
+			got := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+			if s := got(r.Interfaces); s != `[{"name":"snabc"},{"name":"eth1","mac":"02:00:0a:00:00:02","sandbox":"/run/netns/c1"}]` {
+				t.Errorf("interfaces: %s", s)
+			}
+			if s := got(r.IPs); s != `[{"interface":1,"address":"10.0.0.2/24","gateway":"10.0.0.1"},{"interface":1,"address":"fd00::2/64","gateway":"fd00::1"}]` {
+				t.Errorf("ips: %s", s)
+			}
+			if s := got(r.Routes); s != tc.wantRoutes {
+				t.Errorf("routes: %s, want %s", s, tc.wantRoutes)
+			}
+			if s := got(r.DNS); s != `{"nameservers":["127.0.0.11"],"search":["corp.example"],"options":["ndots:0","edns0"]}` {
+				t.Errorf("dns: %s", s)
+			}
+		})
+	}
+
+	// A driver that makes no host end (macvlan): the sandbox interface only.
+	noHost := ep
+	noHost.HostIfName = ""
+	r := result(&sandbox{}, &noHost, "/run/netns/c1")
+	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "eth1" || *r.IPs[0].Interface != 0 {
+		t.Fatalf("without a host end: interfaces %+v, ips %+v", r.Interfaces, r.IPs)
+	}
+}
