@@ -103,6 +103,8 @@ proto:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "(cd $$m && $(GO) vet ./...)"; (cd $$m && $(GO) vet ./...) || exit 1; done
+	@# The attach and create paths stay short named steps (docs/architecture.md).
+	$(GO) run ./.ci/funclen -max 80 core/controller core/sandbox core/nspool plugins/bridge
 
 # bench prints ratios against peers measured in the same run: the plugin
 # boundary, attach/detach against CNI's bridge plugin and a netlink floor,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -30,8 +32,9 @@ import (
 
 // TestStorePluginKilledDuringAttaches kills the store plugin with SIGKILL
 // while attaches run. The plugin is restarted; every attach that reported
-// success is stored once with its address, every stored address belongs
-// to a stored endpoint, and attaches work again.
+// success is stored once with its address, the endpoints of those that
+// failed are rolled back, every stored address belongs to a stored
+// endpoint, and attaches work again.
 func TestStorePluginKilledDuringAttaches(t *testing.T) {
 	nstest.RequireRoot(t)
 	ctx := context.Background()
@@ -86,45 +89,63 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 		got := plugins(t, a)["store/bolt"]
 		return got.PID != store.PID && got.Restarts == 1
 	})
-	// Attaches cut off by the kill are rolled back in the background once
-	// the store answers again (the first undo within about a second);
-	// attaches keep running meanwhile. TODO(issue 14): poll for the
-	// rollbacks themselves (the agent exposes no count of them yet); the
-	// wait is what the test waited before.
-	time.Sleep(2 * time.Second)
+	// Attaches go on while those the kill cut off are rolled back in the
+	// background, once the store answers again.
+	before := succeeded()
+	polltest.Until(t, time.Minute, "three attaches after the restart", func() bool { return succeeded() >= before+3 })
 	close(stop)
 	wg.Wait()
 	if got := plugins(t, a)["store/bolt"]; got.PID == store.PID || got.Restarts != 1 {
 		t.Fatalf("store plugin after kill: %+v", got)
 	}
+	// An attach that failed may have left its endpoint (and its address)
+	// in the store, its outcome unknown to the agent: it goes once the
+	// background rollback runs. Until then, the store holds more than the
+	// attaches that succeeded, which is why the counts below wait for it.
+	listed := func() map[string]string { // address → endpoint name
+		n, err := c.Network(ctx, "net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, ep := range n.Endpoints {
+			if !ep.Address.IsValid() {
+				t.Fatalf("endpoint without address: %+v", ep)
+			}
+			if _, dup := out[ep.Address.Addr().String()]; dup {
+				t.Fatalf("address %s stored twice", ep.Address.Addr())
+			}
+			out[ep.Address.Addr().String()] = ep.Name
+		}
+		return out
+	}
+	strays := len(listed()) - len(ok)
+	polltest.Until(t, time.Minute, "the endpoints of the failed attaches rolled back", func() bool {
+		return len(listed()) == len(ok)
+	})
 	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "after"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Connect(ctx, "net", controller.Connect{Container: "after"}); err != nil {
+	after, err := c.Connect(ctx, "net", controller.Connect{Container: "after"})
+	if err != nil {
 		t.Fatalf("attach after the store plugin came back: %v", err)
 	}
-	n, err := c.Network(ctx, "net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := map[string]string{}
-	for _, ep := range n.Endpoints {
-		if !ep.Address.IsValid() {
-			t.Fatalf("endpoint without address: %+v", ep)
-		}
-		if _, dup := stored[ep.Address.Addr().String()]; dup {
-			t.Fatalf("address %s stored twice", ep.Address.Addr())
-		}
-		stored[ep.Address.Addr().String()] = ep.Name
-	}
+	ok["after"] = after.Address.Addr().String()
+	stored := listed()
 	for id, addr := range ok {
 		if stored[addr] != id {
 			t.Fatalf("attach of %s reported %s but the store has %q there", id, addr, stored[addr])
 		}
 	}
+	if len(stored) != len(ok) {
+		t.Fatalf("%d endpoints stored for %d attaches that succeeded: %v", len(stored), len(ok), stored)
+	}
 	a.Terminate(10 * time.Second)
+	if final := storedEndpoints(t, db); !maps.Equal(final, stored) {
+		t.Fatalf("endpoints changed after the rollbacks: %v, then %v", stored, final)
+	}
 	checkAllocations(t, db, stored)
-	t.Logf("%d attaches succeeded around the kill", len(ok))
+	t.Logf("%d attaches succeeded around the kill; %d endpoints of failed attaches rolled back after it", len(ok), max(strays, 0))
 }
 
 // TestAgentKilledDuringAttaches kills the agent with SIGKILL, three times,
@@ -283,6 +304,31 @@ func checkAllocations(t *testing.T, db string, stored map[string]string) {
 			t.Fatalf("allocation %s has no endpoint", p.GetKey())
 		}
 	}
+}
+
+// storedEndpoints reads, from the bolt store at db (its agent stopped),
+// the name of every stored endpoint by its IPv4 address.
+func storedEndpoints(t *testing.T, db string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	s := boltstore.New()
+	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	pairs, err := s.List(ctx, "sandnet/v1/endpoint/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range pairs {
+		var ep controller.Endpoint
+		if err := json.Unmarshal(p.GetValue(), &ep); err != nil {
+			t.Fatalf("endpoint record %s: %v", p.GetKey(), err)
+		}
+		out[ep.Address.Addr().String()] = ep.Name
+	}
+	return out
 }
 
 // interfaces lists the links of the namespace at key other than lo, with

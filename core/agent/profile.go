@@ -10,6 +10,12 @@ import (
 // deliberately not a config option.
 const EnvCPUProfile = "SANDNET_CPUPROFILE"
 
+// EnvCrashAfter names a step ("flow:step", as docs/architecture.md lists
+// them) after which the agent kills itself with SIGKILL: crash injection
+// for tests (cmd/host TestCrashAfterEachStep), deliberately not a config
+// option. Never set it in production.
+const EnvCrashAfter = "SANDNET_TEST_CRASH_AFTER"
+
 // startProfile starts the CPU profile EnvCPUProfile asks for and returns
 // the function that finishes it.
 func (a *Agent) startProfile() func() {

@@ -79,11 +79,13 @@ func (a *Agent) startController(ctx context.Context) error {
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
 		HostID:          hostID,
 		AdvertiseAddr:   advertise,
+		HostTTL:         a.cfg.HostTTL,
 		DataDir:         a.cfg.DataDir,
 		FilesDir:        a.cfg.Sandbox.FilesDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,
 		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
 		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
+		CrashAfter:      os.Getenv(EnvCrashAfter),
 		IPAM:            alloc,
 		HostListen:      a.cfg.Resolver.HostListen,
 		OnReaped: func(id, container string) {

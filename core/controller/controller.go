@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -61,6 +62,9 @@ type Config struct {
 	// networks tunnel from it. Invalid when the agent has none; global
 	// networks of drivers whose connectivity is global are then refused.
 	AdvertiseAddr netip.Addr
+	// HostTTL is how long this host's record outlives the last renewal
+	// of its lease (see hosts.go); 0 is DefaultHostTTL.
+	HostTTL time.Duration
 	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf).
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
@@ -76,6 +80,11 @@ type Config struct {
 	// controller deleted by itself after StubGracePeriod (the agent
 	// publishes it as a sandbox.delete event).
 	OnReaped func(sandboxID, containerID string)
+	// CrashAfter, for crash-injection tests only, names a step as
+	// "flow:step" (say "attach:call-driver"; docs/architecture.md lists
+	// them): the process kills itself with SIGKILL right after that step
+	// ends, as a crash there would. Empty in production.
+	CrashAfter string
 }
 
 // Controller manages networks, endpoints and sandboxes. Its methods are
@@ -89,6 +98,7 @@ type Controller struct {
 	host    *netlink.Handle // the agent's own namespace
 	names   *nameIndex
 	peers   *peerSync
+	lease   *hostLease
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -171,7 +181,26 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
+	if cfg.HostTTL <= 0 {
+		cfg.HostTTL = DefaultHostTTL
+	}
+	c.lease = &hostLease{c: c, ttl: cfg.HostTTL}
+	if cfg.CrashAfter != "" {
+		c.afterStep = crashAfter(cfg.CrashAfter)
+	}
 	return c, nil
+}
+
+// crashAfter is the step hook of Config.CrashAfter: it kills the process
+// right after the step named spec ("flow:step").
+func crashAfter(spec string) func(flow, step string) error {
+	return func(flow, step string) error {
+		if flow+":"+step == spec {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // until the signal lands
+		}
+		return nil
+	}
 }
 
 // Close releases the controller's handles. Sandboxes and their namespaces

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -53,22 +54,71 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if !validName.MatchString(req.Name) {
 		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", clip(req.Name))
 	}
+	nc := &netCreation{c: c, req: req}
+	for _, check := range []func(context.Context) error{nc.checkDriver, nc.checkScope, nc.parseAddresses} {
+		if err := check(ctx); err != nil {
+			return nil, err
+		}
+	}
+	nc.n = nc.network()
+	if err := retry(ctx, "creating network "+req.Name, func() error { return nc.persist(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := nc.callDriver(ctx); err != nil {
+		return nil, err
+	}
+	c.log.Info("network created", "name", nc.n.Name, "id", short(nc.n.ID), "driver", nc.n.Driver)
+	return nc.n, nil
+}
+
+// netCreation is one network create (CreateNetwork), whose name is
+// valid: its checks fill in the request's defaults and parse it, and
+// only then does it write (persist) and have the driver set the network
+// up (callDriver).
+type netCreation struct {
+	c    *Controller
+	req  NetworkCreate // with its defaults filled in
+	d    driver.Driver
+	caps *pb.Capabilities
+
+	subnet, ipRange, subnet6 netip.Prefix
+	gateway, gateway6        netip.Addr
+	dns                      []netip.Addr
+	vni                      uint32 // the VNI asked for; 0: any
+
+	n *Network
+}
+
+// checkDriver finds the network's driver (the default when none is
+// named) and checks the options against those it declares. It may
+// assume nothing; it changes nothing.
+func (nc *netCreation) checkDriver(ctx context.Context) error {
+	req := &nc.req
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
 	}
-	d, caps, err := c.driver(ctx, req.Driver)
+	d, caps, err := nc.c.driver(ctx, req.Driver)
 	if errors.Is(err, sdk.ErrNotFound) {
-		return nil, errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
+		return errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
+	nc.d, nc.caps = d, caps
 	if known := caps.GetNetworkOptions(); len(known) > 0 {
 		for _, k := range slices.Sorted(maps.Keys(req.Options)) {
 			if !slices.Contains(known, k) {
-				return nil, errorf(sdk.ErrInvalid, "options.%s: not an option of driver %q (known: %s)", clip(k), req.Driver, strings.Join(known, ", "))
+				return errorf(sdk.ErrInvalid, "options.%s: not an option of driver %q (known: %s)", clip(k), req.Driver, strings.Join(known, ", "))
 			}
 		}
 	}
+	return nil
+}
+
+// checkScope settles the network's scope (local, or global where the
+// store is shared) and whether it may advertise itself. It may assume
+// checkDriver found the driver.
+func (nc *netCreation) checkScope(context.Context) error {
+	req, caps := &nc.req, nc.caps
 	// A driver whose networks are global by nature (overlay) makes
 	// global networks unless told otherwise, and no local ones.
 	if req.Scope == "" && caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
@@ -77,115 +127,139 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	switch req.Scope {
 	case "", "local":
 		if caps.GetDataScope() == pb.Scope_SCOPE_GLOBAL {
-			return nil, errorf(sdk.ErrInvalid, "scope: driver %q makes global networks only; leave scope out or make it global", req.Driver)
+			return errorf(sdk.ErrInvalid, "scope: driver %q makes global networks only; leave scope out or make it global", req.Driver)
 		}
 		req.Scope = "local"
 	case "global":
-		if !c.plugins.StoreGlobal() {
-			return nil, errorf(sdk.ErrInvalid, "scope: global networks need a store shared between hosts (such as consul); this agent's store is local")
+		if !nc.c.plugins.StoreGlobal() {
+			return errorf(sdk.ErrInvalid, "scope: global networks need a store shared between hosts (such as consul); this agent's store is local")
 		}
 	default:
-		return nil, errorf(sdk.ErrInvalid, "scope: %q is not local or global", req.Scope)
+		return errorf(sdk.ErrInvalid, "scope: %q is not local or global", req.Scope)
 	}
-	if err := c.checkAdvertise(req.Name, req.Driver, req.Scope, caps); err != nil {
-		return nil, err
+	return nc.c.checkAdvertise(req.Name, req.Driver, req.Scope, caps)
+}
+
+// parseAddresses parses the subnets, gateways, range, DNS servers and
+// VNI the request asks for, and checks the driver uses addresses if any
+// is given. It may assume the driver and the scope are settled.
+func (nc *netCreation) parseAddresses(context.Context) (err error) {
+	req := &nc.req
+	if nc.subnet, err = parsePrefix("subnet", req.Subnet); err != nil {
+		return err
 	}
-	subnet, err := parsePrefix("subnet", req.Subnet)
-	if err != nil {
-		return nil, err
+	if nc.gateway, err = parseAddr("gateway", req.Gateway); err != nil {
+		return err
 	}
-	gateway, err := parseAddr("gateway", req.Gateway)
-	if err != nil {
-		return nil, err
+	if nc.ipRange, err = parsePrefix("ip_range", req.IPRange); err != nil {
+		return err
 	}
-	ipRange, err := parsePrefix("ip_range", req.IPRange)
-	if err != nil {
-		return nil, err
+	if nc.subnet6, err = parsePrefix("subnet_v6", req.SubnetV6); err != nil {
+		return err
 	}
-	subnet6, err := parsePrefix("subnet_v6", req.SubnetV6)
-	if err != nil {
-		return nil, err
+	if nc.gateway6, err = parseAddr("gateway_v6", req.GatewayV6); err != nil {
+		return err
 	}
-	gateway6, err := parseAddr("gateway_v6", req.GatewayV6)
-	if err != nil {
-		return nil, err
+	if nc.subnet.IsValid() && nc.subnet.Addr().Is6() {
+		return errorf(sdk.ErrInvalid, "subnet: %s is IPv6; give it as subnet_v6", nc.subnet)
 	}
-	if subnet.IsValid() && subnet.Addr().Is6() {
-		return nil, errorf(sdk.ErrInvalid, "subnet: %s is IPv6; give it as subnet_v6", subnet)
+	if !nc.caps.GetNeedsAddresses() && (nc.subnet.IsValid() || nc.gateway.IsValid() || nc.ipRange.IsValid() || nc.subnet6.IsValid()) {
+		return errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
-	if !caps.GetNeedsAddresses() && (subnet.IsValid() || gateway.IsValid() || ipRange.IsValid() || subnet6.IsValid()) {
-		return nil, errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
+	if nc.dns, err = parseDNS("dns", req.DNS); err != nil {
+		return err
 	}
-	servers, err := parseDNS("dns", req.DNS)
-	if err != nil {
-		return nil, err
-	}
-	var vni uint32
-	if needsVNI(req.Scope, caps) {
-		if vni, err = wantedVNI(req.Options); err != nil {
-			return nil, err
+	if needsVNI(req.Scope, nc.caps) {
+		if nc.vni, err = wantedVNI(req.Options); err != nil {
+			return err
 		}
 	}
-	if (subnet6.IsValid() || gateway6.IsValid()) && !req.EnableIPv6 {
+	if nc.subnet6.IsValid() || nc.gateway6.IsValid() {
 		req.EnableIPv6 = true
 	}
-	n := &Network{
-		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: c.cfg.HostID,
-		EnableIPv6: req.EnableIPv6 && caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
-		DNS: servers, DNSForwardSingleLabel: req.DNSForwardSingleLabel,
+	return nil
+}
+
+// network is the record the checked request makes, with a new ID and
+// no pools yet.
+func (nc *netCreation) network() *Network {
+	req := nc.req
+	return &Network{
+		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: nc.c.cfg.HostID,
+		EnableIPv6: req.EnableIPv6 && nc.caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
+		DNS: nc.dns, DNSForwardSingleLabel: req.DNSForwardSingleLabel,
 	}
-	err = retry(ctx, "creating network "+req.Name, func() error {
-		for _, key := range []string{c.localNameKey(req.Name), globalNameKey(req.Name)} {
-			if _, err := c.kv.get(ctx, key, new(string)); err == nil {
-				return errorf(sdk.ErrExists, "name: a network named %q already exists", req.Name)
-			} else if !errors.Is(err, sdk.ErrNotFound) {
-				return err
-			}
+}
+
+// persist writes, in one transaction, the network's record, its name,
+// its VNI and its address pools, once no network has its name; retried
+// on a lost race. A crash after it leaves a network the driver has not
+// set up: Start's driver replay sets it up.
+func (nc *netCreation) persist(ctx context.Context) error {
+	c, n := nc.c, nc.n
+	for _, key := range []string{c.localNameKey(n.Name), globalNameKey(n.Name)} {
+		if _, err := c.kv.get(ctx, key, new(string)); err == nil {
+			return errorf(sdk.ErrExists, "name: a network named %q already exists", n.Name)
+		} else if !errors.Is(err, sdk.ErrNotFound) {
+			return err
 		}
-		ops := []*pb.TxnOp{cas(networkKey(n.ID), 0, n), cas(c.nameKeyOf(n), 0, n.ID)}
-		if needsVNI(n.Scope, caps) {
-			op, err := c.vniOp(ctx, n, vni)
-			if err != nil {
-				return err
-			}
-			ops = append(ops, op)
-			ops[0] = cas(networkKey(n.ID), 0, n) // now with its VNI
+	}
+	ops := []*pb.TxnOp{nil, cas(c.nameKeyOf(n), 0, n.ID)} // the record goes first, once complete
+	if needsVNI(n.Scope, nc.caps) {
+		op, err := c.vniOp(ctx, n, nc.vni)
+		if err != nil {
+			return err
 		}
-		n.IPv4, n.IPv6 = nil, nil
-		if caps.GetNeedsAddresses() {
-			reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: subnet, Gateway: gateway, Range: ipRange}}
-			if n.EnableIPv6 {
-				reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: subnet6, Gateway: gateway6, V6: true})
-			}
-			pools, pops, err := c.ipam.RequestPools(ctx, reqs)
-			if err != nil {
-				return err
-			}
-			n.IPv4 = []IPAMConfig{{Subnet: pools[0].Subnet, Gateway: pools[0].Gateway, Range: pools[0].Range}}
-			if len(pools) > 1 {
-				n.IPv6 = []IPAMConfig{{Subnet: pools[1].Subnet, Gateway: pools[1].Gateway, Range: pools[1].Range}}
-			}
-			ops = append(ops, pops...)
-			ops[0] = cas(networkKey(n.ID), 0, n) // now with its pools
-		}
-		res, err := c.kv.txnResults(ctx, ops...)
-		if err == nil {
-			c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
-			c.noteNetworkDNS(n, indexOf(res, networkKey(n.ID)))
-		}
+		ops = append(ops, op)
+	}
+	pops, err := nc.requestPools(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	ops = append(ops, pops...)
+	ops[0] = cas(networkKey(n.ID), 0, n) // now with its VNI and pools
+	res, err := c.kv.txnResults(ctx, ops...)
+	if err == nil {
+		c.kv.nets.put(n, indexOf(res, networkKey(n.ID)))
+		c.noteNetworkDNS(n, indexOf(res, networkKey(n.ID)))
+	}
+	return err
+}
+
+// requestPools sets the network's address pools (none when its driver
+// uses no addresses) and returns the store writes that reserve them.
+func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
+	n := nc.n
+	n.IPv4, n.IPv6 = nil, nil
+	if !nc.caps.GetNeedsAddresses() {
+		return nil, nil
+	}
+	reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange}}
+	if n.EnableIPv6 {
+		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, V6: true})
+	}
+	pools, pops, err := nc.c.ipam.RequestPools(ctx, reqs)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
+	n.IPv4 = []IPAMConfig{{Subnet: pools[0].Subnet, Gateway: pools[0].Gateway, Range: pools[0].Range}}
+	if len(pools) > 1 {
+		n.IPv6 = []IPAMConfig{{Subnet: pools[1].Subnet, Gateway: pools[1].Gateway, Range: pools[1].Range}}
+	}
+	return pops, nil
+}
+
+// callDriver has the driver set the stored network up; if it fails, the
+// records go again. It may assume persist wrote them.
+func (nc *netCreation) callDriver(ctx context.Context) error {
+	c, n := nc.c, nc.n
+	if err := nc.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
 		if rerr := c.removeNetwork(ctx, n); rerr != nil {
 			c.log.Error("rolling back network record", "network", n.Name, "error", rerr)
 		}
-		return nil, fmt.Errorf("driver %q creating network %s: %w", n.Driver, n.Name, err)
+		return fmt.Errorf("driver %q creating network %s: %w", n.Driver, n.Name, err)
 	}
-	c.log.Info("network created", "name", n.Name, "id", short(n.ID), "driver", n.Driver)
-	return n, nil
+	return nil
 }
 
 // removeNetwork deletes a network's record, name and pools in one

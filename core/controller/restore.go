@@ -88,14 +88,47 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, ep := range st.endpoints {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
 	}
+	c.replay(ctx, st, "")
+	c.removeOrphanEndpoints(ctx, st, bySandbox)
+	c.removeUnfinished()
+	pool := nspool.New(c.log, c.cfg.SpareNamespaces, spareMaker{c}, c.quiet)
+	c.mu.Lock()
+	c.pool = pool
+	c.mu.Unlock()
+	c.restoreSandboxes(ctx, st, bySandbox)
+	for _, n := range st.networks {
+		if n.InDelete {
+			if err := c.finishNetworkDelete(ctx, n); err != nil {
+				c.log.Error("finishing network delete", "network", n.Name, "error", err)
+			}
+		}
+	}
+	if err := c.startHostListener(); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
+	c.mu.Lock()
+	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
+	c.stopWatch = cancel
+	c.mu.Unlock()
+	if c.lease.begin(ctx) {
+		go c.lease.run(wctx)
+	}
+	go c.watchGlobal(wctx)
+	go c.peers.run(wctx)
+	go c.watchHostResolvConf(wctx)
+	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
+	return nil
+}
+
+// removeOrphanEndpoints deletes, with their addresses, the endpoints
+// that name no stored sandbox: a crash between create and join left them.
+// bySandbox holds st's endpoints by the sandbox they name.
+func (c *Controller) removeOrphanEndpoints(ctx context.Context, st *state, bySandbox map[string][]*Endpoint) {
 	sandboxIDs := map[string]bool{}
 	for _, s := range st.sandboxes {
 		sandboxIDs[s.ID] = true
 	}
-	c.replay(ctx, st, "")
-
-	// Endpoints that belong to no sandbox were left by a crash between
-	// create and join.
 	for sbID, eps := range bySandbox {
 		if sbID != "" && sandboxIDs[sbID] {
 			continue
@@ -107,11 +140,14 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}
-	c.removeUnfinished()
-	pool := nspool.New(c.log, c.cfg.SpareNamespaces, spareMaker{c}, c.quiet)
-	c.mu.Lock()
-	c.pool = pool
-	c.mu.Unlock()
+}
+
+// restoreSandboxes makes every stored sandbox a stub, makes the
+// namespaces of the live ones agree with their endpoints
+// (reconcileInterfaces), and deletes those left in-delete or whose
+// namespace is missing (doomed). It may assume the orphan endpoints and
+// the scratch namespaces are gone.
+func (c *Controller) restoreSandboxes(ctx context.Context, st *state, bySandbox map[string][]*Endpoint) {
 	var doomed, restored []*sandboxOp
 	for _, s := range st.sandboxes {
 		op, err := c.restoreSandbox(s, st.networks, bySandbox[s.ID])
@@ -139,26 +175,6 @@ func (c *Controller) Start(ctx context.Context) error {
 			c.log.Error("finishing sandbox delete", "sandbox", short(op.sb.ID()), "error", err)
 		}
 	}
-	for _, n := range st.networks {
-		if n.InDelete {
-			if err := c.finishNetworkDelete(ctx, n); err != nil {
-				c.log.Error("finishing network delete", "network", n.Name, "error", err)
-			}
-		}
-	}
-	if err := c.startHostListener(); err != nil {
-		return err
-	}
-	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
-	c.mu.Lock()
-	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
-	c.stopWatch = cancel
-	c.mu.Unlock()
-	go c.watchGlobal(wctx)
-	go c.peers.run(wctx)
-	go c.watchHostResolvConf(wctx)
-	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
-	return nil
 }
 
 // reconcileInterfaces makes a restored sandbox's namespace agree with its

@@ -336,23 +336,53 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 	if err != nil {
 		return err
 	}
-	delete(b.nets, n.id)
-	delete(b.bridgeIndex, n.id)
+	eps := b.forgetNetworkLocked(n.id)
+	if err := b.ensureFirewall(s); err != nil {
+		return err
+	}
+	if err := b.detachLocked(s, eps); err != nil {
+		return err
+	}
+	if err := s.fw.removeNetwork(n); err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	if len(b.nets) == 0 {
+		// The last network is gone: so is the table.
+		if _, err := s.fw.dropIfUnused(); err != nil {
+			return fmt.Errorf("network %s: %w", n.id, err)
+		}
+	}
+	if err := removeBridge(s, n); err != nil {
+		return err
+	}
+	return b.flushPools(n)
+}
+
+// forgetNetworkLocked drops network netID from the driver's maps, with
+// what was prepared on it, and returns its endpoints, dropped too; b.mu
+// held.
+func (b *bridge) forgetNetworkLocked(netID string) []*endpoint {
+	delete(b.nets, netID)
+	delete(b.bridgeIndex, netID)
 	for id, p := range b.preparedOn {
-		if p.netID == n.id {
+		if p.netID == netID {
 			delete(b.preparedOn, id)
 		}
 	}
 	var eps []*endpoint
 	for id, ep := range b.eps {
-		if ep.netID == n.id {
+		if ep.netID == netID {
 			eps = append(eps, ep)
 			delete(b.eps, id)
 		}
 	}
-	if err := b.ensureFirewall(s); err != nil {
-		return err
-	}
+	return eps
+}
+
+// detachLocked revokes the ports of endpoints eps, of a network being
+// deleted, and deletes their host ends (in the background, through the
+// reaper); b.mu held, the firewall ensured.
+func (b *bridge) detachLocked(s *system, eps []*endpoint) error {
 	for _, ep := range eps {
 		if err := b.revoke(s, ep.id, false); err != nil {
 			return err
@@ -366,28 +396,33 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 	if len(eps) > 0 {
 		b.reap.deleteLinks()
 	}
-	if err := s.fw.removeNetwork(n); err != nil {
-		return fmt.Errorf("network %s: %w", n.id, err)
+	return nil
+}
+
+// removeBridge deletes network n's bridge if the driver made it (its
+// alias says so), or else removes the gateways it added to the bridge
+// the operator made. A bridge already gone is no error.
+func removeBridge(s *system, n *network) error {
+	link, err := s.h.LinkByName(n.bridge)
+	if err != nil || link.Type() != "bridge" {
+		return nil
 	}
-	if len(b.nets) == 0 {
-		// The last network is gone: so is the table.
-		if _, err := s.fw.dropIfUnused(); err != nil {
-			return fmt.Errorf("network %s: %w", n.id, err)
+	if link.Attrs().Alias == bridgeAlias(n) {
+		if err := s.rt.delLink(n.bridge); err != nil {
+			return fmt.Errorf("deleting bridge %s: %w", n.bridge, err)
+		}
+		return nil
+	}
+	for _, sn := range n.subnets() {
+		if err := s.h.AddrDel(link, &netlink.Addr{IPNet: sn.gateway}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("removing gateway %s from %s: %w", sn.gateway, n.bridge, err)
 		}
 	}
-	if link, err := s.h.LinkByName(n.bridge); err == nil && link.Type() == "bridge" {
-		if link.Attrs().Alias == bridgeAlias(n) {
-			if err := s.rt.delLink(n.bridge); err != nil {
-				return fmt.Errorf("deleting bridge %s: %w", n.bridge, err)
-			}
-		} else {
-			for _, sn := range n.subnets() {
-				if err := s.h.AddrDel(link, &netlink.Addr{IPNet: sn.gateway}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-					return fmt.Errorf("removing gateway %s from %s: %w", sn.gateway, n.bridge, err)
-				}
-			}
-		}
-	}
+	return nil
+}
+
+// flushPools deletes the conntrack entries from network n's pools.
+func (b *bridge) flushPools(n *network) error {
 	var pools []netip.Prefix
 	var pfams []netip.Addr
 	for _, sn := range n.subnets() {
@@ -543,7 +578,7 @@ func (b *bridge) DeleteEndpoint(_ context.Context, req *pb.EndpointRequest) erro
 
 // Join creates the endpoint's veth pair: the host end on the bridge, the
 // other end directly inside the sandbox, where the host names and
-// addresses it.
+// addresses it. An attach Prepare readied is finished instead.
 func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	s, n, idx, ep, err := b.prepare(req.GetNetwork(), req.GetEndpoint())
 	if err != nil {
@@ -552,8 +587,7 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, nil); err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
 	}
-	key := req.GetSandboxKey()
-	fd, err := openSandbox(ep.id, key)
+	fd, err := openSandbox(ep.id, req.GetSandboxKey())
 	if err != nil {
 		return nil, err
 	}
@@ -563,100 +597,153 @@ func (b *bridge) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse,
 	// pair, so it costs the attach nothing.
 	fwErr := make(chan error, 1)
 	go func() { fwErr <- b.checkFirewall(s) }()
-	// The sandbox end gets the name the host will give it, if it can: a
-	// rename costs the kernel more than the name (the interface's sysctls
-	// are registered again).
-	spec := vethSpec{
+	j := b.newJoin(req, s, n, idx, ep, fd)
+	if req.GetPrepared() {
+		j.usePrepared()
+	}
+	if err := j.makePair(fwErr); err != nil {
+		return nil, err
+	}
+	if err := j.finish(); err != nil {
+		return nil, err
+	}
+	return joinResponse(j.n, j.src, j.spec.host), nil
+}
+
+// joining is one Join, once the network, its bridge and the endpoint are
+// known and the sandbox is open: its steps are newJoin, usePrepared (for
+// an attach Prepare readied), makePair and finish, in that order. b.mu is
+// not held between them.
+type joining struct {
+	b       *bridge
+	s       *system
+	req     *pb.JoinRequest
+	n       *network
+	ep      *endpoint
+	spec    vethSpec  // the pair to make; master is the bridge's index
+	src     string    // the sandbox end's name, for the host to rename
+	flags   portFlags // the bridge port's flags
+	hairpin bool      // the endpoint publishes ports: the port hairpins
+	up      bool      // the host end is up on the bridge already
+}
+
+// newJoin plans the pair of endpoint ep on network n (whose bridge has
+// index idx) with its sandbox end in the namespace open as fd. The
+// sandbox end gets the name the host will give it, if it can: a rename
+// costs the kernel more than the name (the interface's sysctls are
+// registered again).
+func (b *bridge) newJoin(req *pb.JoinRequest, s *system, n *network, idx int, ep *endpoint, fd int) *joining {
+	j := &joining{b: b, s: s, req: req, n: n, ep: ep, flags: n.portFlags()}
+	j.spec = vethSpec{
 		host: hostIfName(ep.id), peer: sandboxIfName(req.GetIfname(), ep.id),
 		mtu: n.mtu, master: idx, peerMAC: ep.mac, peerNS: fd,
 	}
-	src := spec.peer
-	flags := n.portFlags()
+	j.src = j.spec.peer
 	b.mu.Lock()
 	// An endpoint with ports to publish gets hairpin mode now, which
 	// spares ProgramExternalConnectivity a request.
-	hairpin := len(b.ports[tagID(ep.id)]) > 0 || len(req.GetEndpoint().GetPortBindings()) > 0 && !n.internal
+	j.hairpin = len(b.ports[tagID(ep.id)]) > 0 || len(req.GetEndpoint().GetPortBindings()) > 0 && !n.internal
 	b.mu.Unlock()
-	if hairpin {
-		flags.hairpin = ptr(true)
+	if j.hairpin {
+		j.flags.hairpin = ptr(true)
 	}
-	up := false
-	if req.GetPrepared() {
-		// Prepare made the pair, its host end up on the bridge with the
-		// network's flags. When this driver made it on the bridge that is
-		// still the network's, and the endpoint publishes no ports, it is
-		// ready as it is: two ioctls check that port and bridge are
-		// there, and no request is sent. Otherwise one request sets the
-		// port's flags (hairpin) and names the bridge, which puts the port
-		// back on it should the bridge have been made anew since. Should
-		// the pair be gone, it is made as without Prepare.
-		b.mu.Lock()
-		made, known := b.preparedOn[ep.id]
-		delete(b.preparedOn, ep.id)
-		b.mu.Unlock()
-		if known && made.bridge == spec.master && !hairpin && s.rt.portReady(spec.host, n.bridge, spec.master) {
-			up = true
-		} else {
-			err := s.rt.bringUp(spec.host, flags, spec.master)
-			if err != nil && s.rt.exists(spec.host) {
-				// The port is there but its bridge is not (deleted, or
-				// made anew): repair the network and put the port on it.
-				if n, spec.master, err = b.renewNetwork(req.GetNetwork()); err == nil {
-					err = s.rt.bringUp(spec.host, flags, spec.master)
-				}
-			}
-			up = err == nil
+	return j
+}
+
+// usePrepared checks the pair Prepare made, its host end up on the
+// bridge with the network's flags, and sets j.up when it is ready. When
+// this driver made it on the bridge that is still the network's, and the
+// endpoint publishes no ports, it is ready as it is: two ioctls check
+// that port and bridge are there, and no request is sent. Otherwise one
+// request sets the port's flags (hairpin) and names the bridge, which
+// puts the port back on it should the bridge have been made anew since.
+// Should the pair be gone, j.up stays false and makePair makes it as
+// without Prepare.
+func (j *joining) usePrepared() {
+	b, s, spec := j.b, j.s, &j.spec
+	b.mu.Lock()
+	made, known := b.preparedOn[j.ep.id]
+	delete(b.preparedOn, j.ep.id)
+	b.mu.Unlock()
+	if known && made.bridge == spec.master && !j.hairpin && s.rt.portReady(spec.host, j.n.bridge, spec.master) {
+		j.up = true
+		return
+	}
+	err := s.rt.bringUp(spec.host, j.flags, spec.master)
+	if err != nil && s.rt.exists(spec.host) {
+		// The port is there but its bridge is not (deleted, or made
+		// anew): repair the network and put the port on it.
+		if j.n, spec.master, err = b.renewNetwork(j.req.GetNetwork()); err == nil {
+			err = s.rt.bringUp(spec.host, j.flags, spec.master)
 		}
 	}
-	if !up {
-		err = s.rt.addVeth(spec)
+	j.up = err == nil
+}
+
+// makePair makes the veth pair, unless a prepared one is up (j.up): a
+// pair left by an earlier Join is taken over (rejoin), a bridge deleted
+// or made anew under us is repaired once. It waits for the firewall check
+// (fwErr), whose failure deletes the pair. A failure leaves no pair.
+func (j *joining) makePair(fwErr <-chan error) error {
+	s, spec, ep, n := j.s, &j.spec, j.ep, j.n
+	var err error
+	if !j.up {
+		err = s.rt.addVeth(*spec)
 	}
 	switch {
 	case errors.Is(err, unix.EEXIST):
-		src, err = s.rejoin(spec)
+		j.src, err = s.rejoin(*spec)
 		if tmp := peerIfName(ep.id); errors.Is(err, errNameTaken) && spec.peer != tmp {
 			// The sandbox has an interface of that name: take one of
 			// ours, which the host renames.
-			spec.peer, src = tmp, tmp
-			err = s.rt.addVeth(spec)
+			spec.peer, j.src = tmp, tmp
+			err = s.rt.addVeth(*spec)
 		}
 	case errors.Is(err, unix.EXFULL):
 		<-fwErr
-		return nil, fmt.Errorf("endpoint %s: network %s is full: its bridge %s has the kernel's maximum of %d ports: %w",
+		return fmt.Errorf("endpoint %s: network %s is full: its bridge %s has the kernel's maximum of %d ports: %w",
 			ep.id, n.id, n.bridge, maxBridgePorts, sdk.ErrConflict)
 	case err != nil:
 		// The bridge may have been deleted or recreated under us:
 		// repair the network and try once more.
-		if n, spec.master, err = b.renewNetwork(req.GetNetwork()); err != nil {
-			return nil, err
+		if j.n, spec.master, err = j.b.renewNetwork(j.req.GetNetwork()); err != nil {
+			return err
 		}
-		err = s.rt.addVeth(spec)
+		err = s.rt.addVeth(*spec)
 	}
 	if ferr := <-fwErr; ferr != nil && err == nil {
 		_ = s.rt.delLink(spec.host)
 		err = ferr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("endpoint %s: creating veth pair %s/%s in %s: %w", ep.id, spec.host, spec.peer, key, err)
+		return fmt.Errorf("endpoint %s: creating veth pair %s/%s in %s: %w", ep.id, spec.host, spec.peer, j.req.GetSandboxKey(), err)
 	}
+	return nil
+}
+
+// finish marks the endpoint joined, brings the host end of a pair it
+// made up, and records the port's hairpin mode. It may assume makePair
+// made the pair (or found the prepared one up); a failure deletes it.
+func (j *joining) finish() error {
+	b, s, ep := j.b, j.s, j.ep
 	b.mu.Lock()
 	b.joined[ep.id] = true
 	b.mu.Unlock()
-	if !up {
-		withoutIPv6(spec.host)
-		if err := s.rt.bringUp(spec.host, flags, 0); err != nil {
-			_ = s.rt.delLink(spec.host)
-			return nil, fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, spec.host, err)
+	if !j.up {
+		withoutIPv6(j.spec.host)
+		if err := s.rt.bringUp(j.spec.host, j.flags, 0); err != nil {
+			_ = s.rt.delLink(j.spec.host)
+			return fmt.Errorf("endpoint %s: bringing bridge port %s up: %w", ep.id, j.spec.host, err)
 		}
 	}
 	b.mu.Lock()
-	if hairpin {
+	if j.hairpin {
 		b.hairpin[ep.id] = true
 	} else {
 		delete(b.hairpin, ep.id) // as the kernel made it, unless a rejoin found it set
 	}
 	b.mu.Unlock()
-	return joinResponse(n, src, spec.host), nil
+	return nil
 }
 
 // Prepare makes an endpoint's veth pair ahead of its attach: the sandbox
@@ -860,13 +947,40 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		return nil, err
 	}
 
-	b.mu.Lock()
-	if err := b.ensureFirewall(s); err != nil {
-		b.mu.Unlock()
+	bs, old, rules, err := b.publish(s, ep, reqs, lo, hi)
+	if err != nil {
 		return nil, err
 	}
+	// The host ports and the address may have had another user whose
+	// flows are still queued for deletion.
+	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, bs); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	}
+	if err := b.setHairpin(s, ep, len(rules) > 0, len(old) > 0); err != nil {
+		return nil, err
+	}
+	if err := b.flushChangedPorts(old, rules); err != nil {
+		return nil, err
+	}
+	resp := &pb.ExternalConnectivityResponse{}
+	for _, b := range bs {
+		resp.PortBindings = append(resp.PortBindings, b.proto3())
+	}
+	return resp, nil
+}
+
+// publish chooses the host ports of endpoint ep's port requests (keeping
+// those it had; free ones from lo-hi, never another endpoint's) and syncs
+// the firewall's rules for it. It returns the bindings, the endpoint's
+// rules before and its rules now. A failure changes nothing.
+func (b *bridge) publish(s *system, ep *endpoint, reqs []portRequest, lo, hi uint16) (bs []binding, old, rules []portRule, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.ensureFirewall(s); err != nil {
+		return nil, nil, nil, err
+	}
 	tag := tagID(ep.id)
-	old := b.ports[tag]
+	old = b.ports[tag]
 	var taken []binding
 	for t, rules := range b.ports {
 		if t != tag {
@@ -874,8 +988,7 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		}
 	}
 	alloc := allocator{taken: taken, lo: lo, hi: hi, next: &b.nextPort, probe: probePort}
-	bs, err := alloc.assign(reqs, bindingsOf(old))
-	var rules []portRule
+	bs, err = alloc.assign(reqs, bindingsOf(old))
 	if err == nil {
 		rules, err = rulesFor(bs, ep.ip4, ep.ip6)
 	}
@@ -884,41 +997,44 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		// the mirror says what it holds for tag.
 		err = s.fw.syncPorts(tag, rules, len(old) == 0)
 	}
-	if err == nil {
-		if len(rules) == 0 {
-			delete(b.ports, tag)
-		} else {
-			b.ports[tag] = rules
-		}
-	}
-	b.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+		return nil, nil, nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
 	}
-	// The host ports and the address may have had another user whose
-	// flows are still queued for deletion.
-	if err := b.reap.ensureFlushed([]netip.Addr{ep.ip4, ep.ip6}, bs); err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", ep.id, err)
+	if len(rules) == 0 {
+		delete(b.ports, tag)
+	} else {
+		b.ports[tag] = rules
 	}
+	return bs, old, rules, nil
+}
 
-	// A container reaching its own published port needs hairpin mode on
-	// its bridge port. Before Join there is no port yet: Join sets it.
+// setHairpin sets hairpin mode on endpoint ep's bridge port to want (it
+// publishes ports; had: it did), unless it is so already: a container
+// reaching its own published port needs it. Before Join there is no
+// port yet: Join sets it.
+func (b *bridge) setHairpin(s *system, ep *endpoint, want, had bool) error {
 	b.mu.Lock()
 	set, known := b.hairpin[ep.id]
 	b.mu.Unlock()
-	if want := len(rules) > 0; (want || len(old) > 0) && (!known || set != want) {
-		if err := s.rt.setPortFlags(hostIfName(ep.id), portFlags{hairpin: ptr(want)}); err != nil {
-			return nil, fmt.Errorf("endpoint %s: setting hairpin mode: %w", ep.id, err)
-		}
-		b.mu.Lock()
-		b.hairpin[ep.id] = want
-		b.mu.Unlock()
+	if !(want || had) || known && set == want {
+		return nil
 	}
+	if err := s.rt.setPortFlags(hostIfName(ep.id), portFlags{hairpin: ptr(want)}); err != nil {
+		return fmt.Errorf("endpoint %s: setting hairpin mode: %w", ep.id, err)
+	}
+	b.mu.Lock()
+	b.hairpin[ep.id] = want
+	b.mu.Unlock()
+	return nil
+}
 
-	// Conntrack: flows of mappings that went away must not keep
-	// reaching the container, and UDP flows to a newly published port
-	// that conntrack saw before the mapping existed (a client that kept
-	// sending) would bypass the new DNAT rule for as long as they live.
+// flushChangedPorts has the reaper delete the conntrack entries that a
+// change of an endpoint's port rules from old to rules leaves wrong:
+// flows of mappings that went away must not keep reaching the container,
+// and UDP flows to a newly published port that conntrack saw before the
+// mapping existed (a client that kept sending) would bypass the new DNAT
+// rule for as long as they live.
+func (b *bridge) flushChangedPorts(old, rules []portRule) error {
 	var gone, added []portRule
 	for _, r := range old {
 		if !slices.Contains(rules, r) {
@@ -930,23 +1046,17 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 			added = append(added, r)
 		}
 	}
-	if len(gone)+len(added) > 0 {
-		var ctrs []netip.Addr
-		for _, r := range slices.Concat(gone, added) {
-			ctrs = append(ctrs, r.ctr)
-		}
-		if err := b.reap.flush(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
-			return slices.ContainsFunc(gone, func(r portRule) bool { return r.ownsFlow(f) }) ||
-				slices.ContainsFunc(added, func(r portRule) bool { return r.shadowedBy(f) })
-		}); err != nil {
-			return nil, err
-		}
+	if len(gone)+len(added) == 0 {
+		return nil
 	}
-	resp := &pb.ExternalConnectivityResponse{}
-	for _, b := range bs {
-		resp.PortBindings = append(resp.PortBindings, b.proto3())
+	var ctrs []netip.Addr
+	for _, r := range slices.Concat(gone, added) {
+		ctrs = append(ctrs, r.ctr)
 	}
-	return resp, nil
+	return b.reap.flush(familiesOf(ctrs...), func(f *netlink.ConntrackFlow) bool {
+		return slices.ContainsFunc(gone, func(r portRule) bool { return r.ownsFlow(f) }) ||
+			slices.ContainsFunc(added, func(r portRule) bool { return r.shadowedBy(f) })
+	})
 }
 
 // RevokeExternalConnectivity unpublishes the endpoint's ports and has the

@@ -12,14 +12,20 @@
 // declared, and every call is idempotent — the host replays networks and
 // endpoints after a driver restart and retries after its own crash, so
 // creating what exists, deleting what is gone, joining twice and leaving
-// twice must all succeed.
+// twice must all succeed — and, given real sandboxes (Options.SandboxKey),
+// the interface a Join or Attach hands over exists where the host will
+// look for it.
 package drivertest
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/nstest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -140,6 +146,7 @@ func Run(t *testing.T, o Options) {
 		if first.GetSrcName() != "" && first.GetDstPrefix() == "" {
 			t.Errorf("Join hands over interface %q but no dst_prefix to name it in the sandbox", first.GetSrcName())
 		}
+		o.wantInterface(t, "Join", key, first)
 		if _, err := d.EndpointOperInfo(ctx, &pb.EndpointRequest{Network: n, Endpoint: ep}); err != nil {
 			t.Errorf("EndpointOperInfo: %v", err)
 		}
@@ -170,6 +177,7 @@ func Run(t *testing.T, o Options) {
 				t.Fatalf("second Attach named interface %q, first %q", resp.GetJoin().GetSrcName(), first.GetJoin().GetSrcName())
 			}
 		}
+		o.wantInterface(t, "Attach", key, first.GetJoin())
 		for i := range 2 {
 			if err := driver.Detach(ctx, d, &pb.DetachRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
 				t.Fatalf("Detach #%d: %v", i+1, err)
@@ -194,4 +202,30 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 	})
+}
+
+// wantInterface checks that the interface a Join (or Attach) handed over
+// exists where the host will look for it: in the sandbox when the answer
+// says in_sandbox, else in the driver's own namespace (where the suite
+// runs, and a plugin process it started), from which the host moves it
+// into the sandbox. It checks only real sandboxes (Options.SandboxKey
+// set), on Linux.
+func (o Options) wantInterface(t *testing.T, call, key string, j *pb.JoinResponse) {
+	t.Helper()
+	name := j.GetSrcName()
+	if o.SandboxKey == nil || name == "" || runtime.GOOS != "linux" {
+		return
+	}
+	if j.GetInSandbox() {
+		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+			if _, err := h.LinkByName(name); err != nil {
+				t.Errorf("%s hands over interface %q in the sandbox, but the sandbox has no such link: %v", call, name, err)
+			}
+			return nil
+		})
+		return
+	}
+	if _, err := netlink.LinkByName(name); err != nil {
+		t.Errorf("%s hands over interface %q for the host to move into the sandbox, but the driver's namespace has no such link: %v", call, name, err)
+	}
 }

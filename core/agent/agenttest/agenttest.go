@@ -100,6 +100,9 @@ type Env struct {
 	// Netns, when set, is the key of the network namespace the agent runs
 	// in (a second "host" on the same machine); empty: the test's own.
 	Netns string
+	// Environ is added to the environment of the agents launched from
+	// now on (say agent.EnvCrashAfter).
+	Environ []string
 }
 
 // NewEnv writes a config into a fresh temporary directory: data_dir, the
@@ -166,6 +169,9 @@ func (e *Env) Launch() (*Agent, error) {
 		a.Cmd = exec.Command("nsenter", "--net="+e.Netns, e.Bins.Sandnet, "agent", "-config", e.ConfigPath)
 	}
 	a.Cmd.Stdout, a.Cmd.Stderr = a.log, a.log
+	if len(e.Environ) > 0 {
+		a.Cmd.Env = append(os.Environ(), e.Environ...)
+	}
 	if err := a.Cmd.Start(); err != nil {
 		return nil, err
 	}
