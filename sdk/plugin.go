@@ -30,6 +30,12 @@ type Info struct {
 // which global-scope networks require.
 const CapabilityGlobalScope = "scope:global"
 
+// CapabilityLease marks a store that implements store.Leaser: keys that
+// live only as long as a lease their writer keeps renewing. The host
+// keeps its host record alive with one, so that hosts sharing the store
+// can tell when one of them is gone.
+const CapabilityLease = "lease"
+
 // Proto returns the wire form of i for a plugin of the given kind.
 func (i Info) Proto(kind string) (*pb.PluginInfo, error) {
 	pi := &pb.PluginInfo{

@@ -46,6 +46,8 @@ func commands() []command {
 		{"oci prepare", "make a container's sandbox and ready an OCI bundle (runc, crun) to use it", ociPrepareCmd},
 		{"oci-hook create", "OCI createRuntime hook: hand the container's namespace to its sandbox", ociHookCreateCmd},
 		{"oci-hook delete", "OCI poststop hook: delete the container's sandbox", ociHookDeleteCmd},
+		{"host ls", "list the hosts sharing the store, live or expired", hostLsCmd},
+		{"host rm", "forget hosts whose lease expired, releasing their addresses", hostRmCmd},
 		{"store migrate", "copy every sandnet key from one config's store to another's, and verify", storeMigrateCmd},
 		{"events", "print the agent's events as they happen", eventsCmd},
 		{"doctor", "check what the agent needs (kernel, sysctl, plugins, store, socket) and say what to fix", doctorCmd},

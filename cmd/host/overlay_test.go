@@ -74,10 +74,11 @@ func underlay(t testing.TB, n int) []string {
 // overlayHost is one agent of the overlay tests, in the namespace of a
 // "host" of the underlay.
 type overlayHost struct {
-	env  *agenttest.Env
-	a    *agenttest.Agent
-	key  string
-	vtep string
+	consul *consultest.Agent // the one Consul of every host
+	env    *agenttest.Env
+	a      *agenttest.Agent
+	key    string
+	vtep   string
 }
 
 func (h *overlayHost) c() *api.Client { return h.a.Client }
@@ -100,7 +101,7 @@ func overlayHostsWith(t testing.TB, n int, extra string) []*overlayHost {
 	agenttest.CleanupMounts(t, dir)
 	var hosts []*overlayHost
 	for i, key := range keys {
-		h := &overlayHost{key: key, vtep: fmt.Sprintf("10.97.0.%d", i+1)}
+		h := &overlayHost{consul: consul, key: key, vtep: fmt.Sprintf("10.97.0.%d", i+1)}
 		h.env = agenttest.NewEnv(t, bins, fmt.Sprintf("advertise_addr = %q\n"+
 			"store \"consul\" {\n  config {\n    address = \"10.97.0.254:%d\"\n    timeout = \"2s\"\n  }\n}\n"+
 			"driver \"overlay\" {}\nsandbox {\n  netns_dir = %q\n  stub_grace_period = \"1m\"\n}\n%s",

@@ -109,7 +109,7 @@ func TestPluginCheckPasses(t *testing.T) {
 		{"driver bridge, kind given", []string{"--kind", "driver", filepath.Join(bins.PluginDir, "sandnet-driver-bridge")}, 5},
 		{"driver overlay, advertise address given", []string{"--advertise-addr", "192.0.2.1", overlay}, 5},
 		{"driver overlay, advertise address from the agent's config", []string{"--config", overlayHCL, "-o", "com.sandnet.overlay.vni=4243", overlay}, 5},
-		{"store bolt with its block", []string{"--config", boltHCL, filepath.Join(bins.PluginDir, "sandnet-store-bolt")}, 14},
+		{"store bolt with its block", []string{"--config", boltHCL, filepath.Join(bins.PluginDir, "sandnet-store-bolt")}, 15},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := pluginCheck(t, tc.args...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -66,4 +67,41 @@ func (s namedStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, err
 func (s namedStore) Watch(ctx context.Context, prefix string) (<-chan *pb.WatchEvent, error) {
 	ch, err := s.Store.Watch(ctx, prefix)
 	return ch, s.wrap(err)
+}
+
+// The lease calls pass through to a store.Leaser; a store that is none
+// answers sdk.ErrNotSupported, as a plugin built before leases does.
+
+func (s namedStore) leaser() (store.Leaser, error) {
+	if l := store.Leases(s.Store); l != nil {
+		return l, nil
+	}
+	return nil, fmt.Errorf("store plugin %q has no leases: %w", s.name, sdk.ErrNotSupported)
+}
+
+func (s namedStore) LeaseGrant(ctx context.Context, ttl time.Duration) (*pb.Lease, error) {
+	l, err := s.leaser()
+	if err != nil {
+		return nil, err
+	}
+	lease, err := l.LeaseGrant(ctx, ttl)
+	return lease, s.wrap(err)
+}
+
+func (s namedStore) LeaseRenew(ctx context.Context, id string) (*pb.Lease, error) {
+	l, err := s.leaser()
+	if err != nil {
+		return nil, err
+	}
+	lease, err := l.LeaseRenew(ctx, id)
+	return lease, s.wrap(err)
+}
+
+func (s namedStore) LeasePut(ctx context.Context, key string, value []byte, id string) (*pb.KVPair, error) {
+	l, err := s.leaser()
+	if err != nil {
+		return nil, err
+	}
+	kv, err := l.LeasePut(ctx, key, value, id)
+	return kv, s.wrap(err)
 }

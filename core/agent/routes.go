@@ -58,6 +58,12 @@ func (a *Agent) controllerRoutes() {
 		}
 		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
 	})
+	h("GET /v1/hosts", 0, func(r *http.Request) (any, error) {
+		return c.Hosts(r.Context())
+	})
+	h("DELETE /v1/hosts/{id}", http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, c.RemoveHost(r.Context(), r.PathValue("id"))
+	})
 	h("POST /v1/sandboxes", http.StatusCreated, func(r *http.Request) (any, error) {
 		var req controller.SandboxCreate
 		if err := api.Decode(r, &req); err != nil {

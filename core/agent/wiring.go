@@ -78,6 +78,7 @@ func (a *Agent) startController(ctx context.Context) error {
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
 		HostID:          hostID,
 		AdvertiseAddr:   advertise,
+		HostTTL:         a.cfg.HostTTL,
 		DataDir:         a.cfg.DataDir,
 		FilesDir:        a.cfg.Sandbox.FilesDir,
 		NetnsDir:        a.cfg.Sandbox.NetnsDir,

@@ -147,6 +147,19 @@ func (c *Client) UpdateNetworkDNS(ctx context.Context, ref string, req controlle
 	return &n, c.Do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(ref)+"/dns", req, &n)
 }
 
+// Hosts lists the hosts sharing the store, live or expired (GET
+// /v1/hosts).
+func (c *Client) Hosts(ctx context.Context) ([]*controller.Host, error) {
+	var hs []*controller.Host
+	return hs, c.Do(ctx, http.MethodGet, "/v1/hosts", nil, &hs)
+}
+
+// RemoveHost forgets a host whose lease expired, releasing its addresses
+// (DELETE /v1/hosts/{id}); a live host gives a 409.
+func (c *Client) RemoveHost(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id), nil, nil)
+}
+
 // Connect attaches a container's sandbox to a network.
 func (c *Client) Connect(ctx context.Context, network string, req controller.Connect) (*controller.Endpoint, error) {
 	var ep controller.Endpoint

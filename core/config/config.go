@@ -29,6 +29,10 @@ const (
 	DefaultCacheSize           = 4096
 	DefaultCacheMaxTTL         = time.Hour
 	DefaultCacheMaxNegativeTTL = 5 * time.Minute
+	// DefaultHostTTL, MinHostTTL and MaxHostTTL bound host_ttl.
+	DefaultHostTTL = 30 * time.Second
+	MinHostTTL     = 20 * time.Second
+	MaxHostTTL     = 24 * time.Hour
 )
 
 // logLevels are the values `log { level }` accepts, most verbose first.
@@ -48,8 +52,12 @@ type Config struct {
 	// of the interface holding it, resolved when the agent starts. Empty
 	// when the file has none.
 	AdvertiseAddr string
-	API           API
-	Log           Log
+	// HostTTL is how long this host's record in the store outlives the
+	// agent's last renewal of its lease: once it lapses, the other hosts
+	// withdraw this host's endpoints (see the README's "Host liveness").
+	HostTTL time.Duration
+	API     API
+	Log     Log
 	// Store is the one store plugin: the file's store block, or the
 	// default bolt store at <data_dir>/store.db when the file has none
 	// (then Store.Implicit is true).
@@ -198,6 +206,7 @@ func defaults(filename, dir string) *Config {
 		PluginDir: DefaultPluginDir,
 		API:       API{Socket: DefaultSocket},
 		Log:       Log{Level: DefaultLogLevel},
+		HostTTL:   DefaultHostTTL,
 		Resolver: Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight,
 			CacheSize: DefaultCacheSize, CacheMaxTTL: DefaultCacheMaxTTL, CacheMaxNegativeTTL: DefaultCacheMaxNegativeTTL},
 		IPAM:    IPAM{DefaultPools: DefaultPools()},
@@ -224,7 +233,7 @@ func defaultStore(filename, dataDir string) PluginBlock {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}, {Name: "advertise_addr"}},
+	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}, {Name: "advertise_addr"}, {Name: "host_ttl"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "api"},
 		{Type: "log"},
@@ -267,6 +276,16 @@ func (d *decoder) root(c *Config, body hcl.Body) {
 	}
 	if a := content.Attributes["advertise_addr"]; a != nil {
 		d.advertiseAddr(a, &c.AdvertiseAddr)
+	}
+	if a := content.Attributes["host_ttl"]; a != nil {
+		if t, ok := d.duration(a, "host_ttl", MaxHostTTL); ok {
+			if t < MinHostTTL {
+				d.errorf(a.Expr.Range(), "Invalid host_ttl",
+					"The host_ttl must be at least %s (Consul ends a session between its TTL and twice that, and keeps none under 10s); got %s.", MinHostTTL, t)
+			} else {
+				c.HostTTL = t
+			}
+		}
 	}
 
 	singles := map[string]*hcl.Block{}

@@ -177,6 +177,7 @@ func TestParseDefaults(t *testing.T) {
 		DataDir:   "/var/lib/sandnet",
 		PluginDir: "/usr/lib/sandnet/plugins",
 		API:       API{Socket: "/run/sandnet/sandnet.sock"},
+		HostTTL:   30 * time.Second,
 		Log:       Log{Level: "info"},
 		Resolver: Resolver{Timeout: 4 * time.Second, MaxInflight: 1024,
 			CacheSize: 4096, CacheMaxTTL: time.Hour, CacheMaxNegativeTTL: 5 * time.Minute},
@@ -259,6 +260,10 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{1, 18, `ff02::1 cannot be this host's address`}}},
 		{"advertise address not a string", `advertise_addr = ["eth0"]`,
 			[]wantDiag{{1, 18, `string required`}}},
+		{"host_ttl under Consul's least", `host_ttl = "10s"`,
+			[]wantDiag{{1, 12, `The host_ttl must be at least 20s`}}},
+		{"host_ttl not a duration", `host_ttl = "soon"`,
+			[]wantDiag{{1, 12, `"soon" is not a duration`}}},
 		{"empty path", `plugin_dir = ""`,
 			[]wantDiag{{1, 14, `"plugin_dir" must not be empty`}}},
 		{"two store blocks", "store \"bolt\" {}\nstore \"consul\" {}",
@@ -380,6 +385,22 @@ func TestAdvertiseAddr(t *testing.T) {
 		}
 		if c.AdvertiseAddr != want {
 			t.Errorf("%s: AdvertiseAddr = %q, want %q", src, c.AdvertiseAddr, want)
+		}
+	}
+}
+
+func TestHostTTL(t *testing.T) {
+	for src, want := range map[string]time.Duration{
+		``:                 DefaultHostTTL,
+		`host_ttl = "20s"`: 20 * time.Second,
+		`host_ttl = "2m"`:  2 * time.Minute,
+	} {
+		c, diags := Parse([]byte(src), "test.hcl")
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", src, render(diags))
+		}
+		if c.HostTTL != want {
+			t.Errorf("%s: HostTTL = %s, want %s", src, c.HostTTL, want)
 		}
 	}
 }

@@ -47,6 +47,16 @@
 // IPv6). Drivers of networks that span hosts (overlay) tunnel from it; an
 // agent without it refuses to create or attach to such networks.
 //
+//	host_ttl = "30s"
+//
+// Optional; default 30s, from 20s to 24h. How long this host's record in
+// a store shared by hosts outlives the agent: the agent renews a lease on
+// it every host_ttl/4, and once host_ttl has passed without a renewal the
+// other hosts withdraw this host's endpoints from their drivers and DNS
+// (its addresses stay allocated until it comes back or `sandnet host rm`
+// releases them). 20s is the least Consul can keep. A store without
+// leases (bolt's never expire) makes it moot.
+//
 //	api {
 //	  socket = "/run/sandnet/sandnet.sock"
 //	}

@@ -62,6 +62,9 @@ type Config struct {
 	// networks tunnel from it. Invalid when the agent has none; global
 	// networks of drivers whose connectivity is global are then refused.
 	AdvertiseAddr netip.Addr
+	// HostTTL is how long this host's record outlives the last renewal
+	// of its lease (see hosts.go); 0 is DefaultHostTTL.
+	HostTTL time.Duration
 	// HostResolvConf is the host's resolv.conf (default /etc/resolv.conf).
 	HostResolvConf string
 	// IPAM is the address allocator; it shares the controller's store.
@@ -91,6 +94,7 @@ type Controller struct {
 	host    *netlink.Handle // the agent's own namespace
 	names   *nameIndex
 	peers   *peerSync
+	lease   *hostLease
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -173,6 +177,10 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
+	if cfg.HostTTL <= 0 {
+		cfg.HostTTL = DefaultHostTTL
+	}
+	c.lease = &hostLease{c: c, ttl: cfg.HostTTL}
 	if cfg.CrashAfter != "" {
 		c.afterStep = crashAfter(cfg.CrashAfter)
 	}

@@ -474,6 +474,12 @@ func (c *Controller) dropEndpoint(ctx context.Context, ep *Endpoint) error {
 // stored is its content at index idx (0: unknown), and the first attempt
 // deletes it without reading it back.
 func (c *Controller) dropEndpointAt(ctx context.Context, n *Network, netID, id string, idx uint64, stored *Endpoint) error {
+	return c.dropEndpointAtWith(ctx, n, netID, id, idx, stored, nil)
+}
+
+// dropEndpointAtWith is dropEndpointAt with extra ops (checks) in the
+// transaction.
+func (c *Controller) dropEndpointAtWith(ctx context.Context, n *Network, netID, id string, idx uint64, stored *Endpoint, extra []*pb.TxnOp) error {
 	key := endpointKey(netID, id)
 	return retry(ctx, "deleting endpoint "+short(id), func() error {
 		var cur Endpoint
@@ -489,7 +495,7 @@ func (c *Controller) dropEndpointAt(ctx context.Context, n *Network, netID, id s
 				return err
 			}
 		}
-		ops := []*pb.TxnOp{delCAS(key, idx)}
+		ops := append([]*pb.TxnOp{delCAS(key, idx)}, extra...)
 		type rel struct{ pool, addr netip.Prefix }
 		var rels []rel
 		if cur.Address.IsValid() && len(n.IPv4) > 0 {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
 )
 
 // Peers: the drivers of global networks that carry traffic between hosts
@@ -39,6 +41,7 @@ type peerSync struct {
 	sent   map[string]map[string]*pb.Peer  // network ID → endpoint ID → the peer its driver holds
 	named  map[string]map[string]bool      // network ID → endpoint IDs in the name index
 	failed map[string]bool                 // network IDs whose last sync failed
+	live   map[string]bool                 // IDs of the hosts with a record (hosts.go)
 }
 
 // peerReq asks run to send a network's whole peer set to its driver
@@ -51,7 +54,7 @@ type peerReq struct {
 func newPeerSync(c *Controller) *peerSync {
 	return &peerSync{c: c, reqs: make(chan peerReq),
 		remote: map[string]map[string]*Endpoint{}, sent: map[string]map[string]*pb.Peer{},
-		named: map[string]map[string]bool{}, failed: map[string]bool{}}
+		named: map[string]map[string]bool{}, failed: map[string]bool{}, live: map[string]bool{}}
 }
 
 // resyncWait bounds how long a caller of resync waits: the peers are
@@ -100,7 +103,10 @@ func (p *peerSync) run(ctx context.Context) {
 					open = false
 					break
 				}
-				if netID, changed := p.apply(ev); changed {
+				switch netID, changed := p.apply(ev); {
+				case changed && netID == "":
+					p.syncAllChanged(ctx)
+				case changed:
 					p.sync(ctx, netID, false)
 				}
 			case r := <-p.reqs:
@@ -128,39 +134,28 @@ func (p *peerSync) idle(ctx context.Context, tick <-chan time.Time, until <-chan
 	}
 }
 
-// follow starts a watch of the endpoint records, reads them all once it
-// is in place (so no change falls between the listing and the watch),
-// takes the listing as the new remote set and sends every network on
-// this host its whole peer set. Events of the watch that the listing
-// already holds are applied again later, which changes nothing.
+// follow starts a watch of the endpoint records and one of the host
+// records, reads them all once both are in place (so no change falls
+// between the listing and the watch), takes the listing as the new
+// remote and live sets and sends every network on this host its whole
+// peer set. Events of the watches that the listing already holds are
+// applied again later, which changes nothing.
 func (p *peerSync) follow(ctx context.Context) (<-chan *pb.WatchEvent, error) {
 	s, err := p.c.plugins.Store()
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	events, err := s.Watch(wctx, endpointPrefix)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
 	var buffered []*pb.WatchEvent
-	for ready := false; !ready; {
-		select {
-		case <-ctx.Done():
+	var streams []<-chan *pb.WatchEvent
+	for _, prefix := range []string{endpointPrefix, hostPrefix} {
+		events, early, err := watchReady(wctx, s, prefix)
+		if err != nil {
 			cancel()
-			return nil, ctx.Err()
-		case ev, ok := <-events:
-			if !ok {
-				cancel()
-				return nil, errWatchBroke
-			}
-			if ev.GetType() == pb.WatchEvent_READY {
-				ready = true
-			} else {
-				buffered = append(buffered, ev)
-			}
+			return nil, err
 		}
+		streams = append(streams, events)
+		buffered = append(buffered, early...)
 	}
 	remote := map[string]map[string]*Endpoint{}
 	err = p.c.kv.list(ctx, endpointPrefix, func(_ string, _ uint64, raw []byte) error {
@@ -180,32 +175,91 @@ func (p *peerSync) follow(ctx context.Context) (<-chan *pb.WatchEvent, error) {
 		cancel()
 		return nil, err
 	}
-	p.remote = remote
+	live := map[string]bool{}
+	err = p.c.kv.list(ctx, hostPrefix, func(key string, _ uint64, _ []byte) error {
+		live[strings.TrimPrefix(key, hostPrefix)] = true
+		return nil
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	p.remote, p.live = remote, live
 	for _, ev := range buffered {
 		p.apply(ev)
 	}
 	p.syncAll(ctx)
+	// Both streams feed out; when either breaks, the other is stopped
+	// and out closes, and run watches both again.
 	out := make(chan *pb.WatchEvent)
-	go func() {
-		defer close(out)
-		defer cancel()
-		for ev := range events {
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
+	var wg sync.WaitGroup
+	wg.Add(len(streams))
+	for _, events := range streams {
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			for ev := range events {
+				select {
+				case out <- ev:
+				case <-wctx.Done():
+					return
+				}
 			}
-		}
+		}()
+	}
+	go func() {
+		defer cancel()
+		wg.Wait()
+		close(out)
 	}()
 	return out, nil
+}
+
+// watchReady starts a watch of prefix and waits for its READY event,
+// returning the events that came before it.
+func watchReady(ctx context.Context, s store.Store, prefix string) (<-chan *pb.WatchEvent, []*pb.WatchEvent, error) {
+	events, err := s.Watch(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	var early []*pb.WatchEvent
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case ev, ok := <-events:
+			if !ok {
+				return nil, nil, errWatchBroke
+			}
+			if ev.GetType() == pb.WatchEvent_READY {
+				return events, early, nil
+			}
+			early = append(early, ev)
+		}
+	}
 }
 
 // errWatchBroke is a watch that closed before it was ready.
 var errWatchBroke = errors.New("the store's watch closed")
 
-// apply takes a watch event into the remote set and returns the network
-// whose peers it changed.
+// apply takes a watch event into the remote or live set and returns the
+// network whose peers it changed; "" and true for a host that came or
+// went, which may change any network's.
 func (p *peerSync) apply(ev *pb.WatchEvent) (string, bool) {
+	if id, ok := strings.CutPrefix(ev.GetKv().GetKey(), hostPrefix); ok {
+		was := p.live[id]
+		switch ev.GetType() {
+		case pb.WatchEvent_PUT:
+			p.live[id] = true
+		case pb.WatchEvent_DELETE:
+			delete(p.live, id)
+		}
+		if was != p.live[id] {
+			p.c.log.Info("host liveness changed", "host", id, "live", p.live[id])
+			return "", true
+		}
+		return "", false
+	}
 	rest, ok := strings.CutPrefix(ev.GetKv().GetKey(), endpointPrefix)
 	if !ok {
 		return "", false
@@ -254,6 +308,14 @@ func (p *peerSync) serve(ctx context.Context, r peerReq) {
 // syncAll sends every network this host has set up, or had peers sent
 // for, its whole peer set.
 func (p *peerSync) syncAll(ctx context.Context) {
+	for id := range p.networks() {
+		p.sync(ctx, id, true)
+	}
+}
+
+// networks are the IDs of the networks this host has set up, or had
+// peers or names sent for.
+func (p *peerSync) networks() map[string]bool {
 	ids := map[string]bool{}
 	p.c.mu.Lock()
 	for id := range p.c.onHost {
@@ -266,9 +328,21 @@ func (p *peerSync) syncAll(ctx context.Context) {
 	for id := range p.named {
 		ids[id] = true
 	}
-	for id := range ids {
-		p.sync(ctx, id, true)
+	return ids
+}
+
+// syncAllChanged sends every network this host has set up, or had peers
+// sent for, what changed in its peer set (after a host came or went).
+func (p *peerSync) syncAllChanged(ctx context.Context) {
+	for id := range p.networks() {
+		p.sync(ctx, id, false)
 	}
+}
+
+// alive reports whether the endpoints of host id are to be peers and
+// names here: it has a record, or liveness is not tracked.
+func (p *peerSync) alive(id string) bool {
+	return p.live[hostKeyOf(id)] || !p.c.lease.leasing.Load()
 }
 
 func (p *peerSync) retryFailed(ctx context.Context) {
@@ -307,6 +381,9 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 	}
 	want := map[string]*pb.Peer{}
 	for id, ep := range p.remote[netID] {
+		if !p.alive(ep.HostID) {
+			continue
+		}
 		if pp := peerOf(ep); pp != nil {
 			want[id] = pp
 		}
@@ -362,7 +439,7 @@ func (p *peerSync) syncNames(n *Network, netID string) {
 	now := map[string]bool{}
 	if n != nil {
 		for id, ep := range p.remote[netID] {
-			if ep.SandboxID == "" {
+			if ep.SandboxID == "" || !p.alive(ep.HostID) {
 				continue
 			}
 			p.c.names.add(n, ep, "")

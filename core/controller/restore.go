@@ -111,6 +111,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
 	c.stopWatch = cancel
 	c.mu.Unlock()
+	if c.lease.begin(ctx) {
+		go c.lease.run(wctx)
+	}
 	go c.watchGlobal(wctx)
 	go c.peers.run(wctx)
 	go c.watchHostResolvConf(wctx)

@@ -554,7 +554,27 @@ func removeOthers(h *netlink.Handle, n *network, vx int, want map[string]bool) e
 			if err := h.NeighDel(nb); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("network %s: deleting stale %s on %s: %w", n.id, describe(nb), n.vxlan, err)
 			}
+			if fam == unix.AF_BRIDGE {
+				if err := forgetLearned(h, vx, nb.HardwareAddr); err != nil {
+					return fmt.Errorf("network %s: %w", n.id, err)
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// forgetLearned deletes what the network's bridge learned of mac behind
+// the VXLAN device vx, once the peer with that MAC is gone: the address
+// may come back on another endpoint (MACs follow addresses), here or on
+// another host, and until the bridge's entry aged out (5 minutes) it
+// would send that endpoint's frames to the old peer's host.
+//
+// Equivalent to: `bridge fdb del MAC dev ovvx-ID master`.
+func forgetLearned(h *netlink.Handle, vx int, mac net.HardwareAddr) error {
+	nb := &netlink.Neigh{LinkIndex: vx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, HardwareAddr: mac}
+	if err := h.NeighDel(nb); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("forgetting what the bridge learned of %s: %w", mac, err)
 	}
 	return nil
 }
@@ -597,6 +617,9 @@ func (o *overlay) PeerDelete(_ context.Context, req *pb.PeerRequest) error {
 			if err := h.NeighDel(nb); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("network %s: peer %s: deleting %s on %s: %w", n.id, p.id, describe(nb), n.vxlan, err)
 			}
+		}
+		if err := forgetLearned(h, vx, p.mac); err != nil {
+			return fmt.Errorf("network %s: peer %s: %w", n.id, p.id, err)
 		}
 	}
 	return nil

@@ -667,6 +667,213 @@ func (x *WatchEvent) GetKv() *KVPair {
 	return nil
 }
 
+// LeaseGrantRequest asks for a new lease.
+type LeaseGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl_ms is how long the lease lasts without a renewal, in milliseconds.
+	TtlMs         int64 `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantRequest) Reset() {
+	*x = LeaseGrantRequest{}
+	mi := &file_store_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantRequest) ProtoMessage() {}
+
+func (x *LeaseGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantRequest.ProtoReflect.Descriptor instead.
+func (*LeaseGrantRequest) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LeaseGrantRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// Lease is a lease the store granted.
+type Lease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the lease in LeaseRenew and LeasePut.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl_ms is the lease's time to live as the store keeps it (it may round
+	// the requested one up to what its backend allows).
+	TtlMs         int64 `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_store_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Lease) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Lease) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type LeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_store_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// LeasePutRequest writes a key that lives only as long as a lease.
+type LeasePutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Lease         string                 `protobuf:"bytes,3,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasePutRequest) Reset() {
+	*x = LeasePutRequest{}
+	mi := &file_store_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasePutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasePutRequest) ProtoMessage() {}
+
+func (x *LeasePutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasePutRequest.ProtoReflect.Descriptor instead.
+func (*LeasePutRequest) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LeasePutRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LeasePutRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LeasePutRequest) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
+}
+
 var File_store_proto protoreflect.FileDescriptor
 
 const file_store_proto_rawDesc = "" +
@@ -721,7 +928,18 @@ const file_store_proto_rawDesc = "" +
 	"\x05READY\x10\x01\x12\a\n" +
 	"\x03PUT\x10\x02\x12\n" +
 	"\n" +
-	"\x06DELETE\x10\x032\xb4\x04\n" +
+	"\x06DELETE\x10\x03\"*\n" +
+	"\x11LeaseGrantRequest\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\".\n" +
+	"\x05Lease\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"\x1e\n" +
+	"\fLeaseRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"O\n" +
+	"\x0fLeasePutRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
+	"\x05lease\x18\x03 \x01(\tR\x05lease2\xec\x05\n" +
 	"\x05Store\x121\n" +
 	"\x03Get\x12\x16.sandnet.v1.KeyRequest\x1a\x12.sandnet.v1.KVPair\x121\n" +
 	"\x03Put\x12\x16.sandnet.v1.PutRequest\x1a\x12.sandnet.v1.KVPair\x12=\n" +
@@ -733,7 +951,12 @@ const file_store_proto_rawDesc = "" +
 	"DeleteTree\x12\x16.sandnet.v1.KeyRequest\x1a\x11.sandnet.v1.Empty\x126\n" +
 	"\x03Txn\x12\x16.sandnet.v1.TxnRequest\x1a\x17.sandnet.v1.TxnResponse\x129\n" +
 	"\x05Watch\x12\x16.sandnet.v1.KeyRequest\x1a\x16.sandnet.v1.WatchEvent0\x01\x12-\n" +
-	"\x05Close\x12\x11.sandnet.v1.Empty\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
+	"\x05Close\x12\x11.sandnet.v1.Empty\x1a\x11.sandnet.v1.Empty\x12>\n" +
+	"\n" +
+	"LeaseGrant\x12\x1d.sandnet.v1.LeaseGrantRequest\x1a\x11.sandnet.v1.Lease\x129\n" +
+	"\n" +
+	"LeaseRenew\x12\x18.sandnet.v1.LeaseRequest\x1a\x11.sandnet.v1.Lease\x12;\n" +
+	"\bLeasePut\x12\x1b.sandnet.v1.LeasePutRequest\x1a\x12.sandnet.v1.KVPairB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
 
 var (
 	file_store_proto_rawDescOnce sync.Once
@@ -748,7 +971,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_store_proto_goTypes = []any{
 	(TxnOp_Verb)(0),             // 0: sandnet.v1.TxnOp.Verb
 	(WatchEvent_Type)(0),        // 1: sandnet.v1.WatchEvent.Type
@@ -762,7 +985,11 @@ var file_store_proto_goTypes = []any{
 	(*TxnRequest)(nil),          // 9: sandnet.v1.TxnRequest
 	(*TxnResponse)(nil),         // 10: sandnet.v1.TxnResponse
 	(*WatchEvent)(nil),          // 11: sandnet.v1.WatchEvent
-	(*Empty)(nil),               // 12: sandnet.v1.Empty
+	(*LeaseGrantRequest)(nil),   // 12: sandnet.v1.LeaseGrantRequest
+	(*Lease)(nil),               // 13: sandnet.v1.Lease
+	(*LeaseRequest)(nil),        // 14: sandnet.v1.LeaseRequest
+	(*LeasePutRequest)(nil),     // 15: sandnet.v1.LeasePutRequest
+	(*Empty)(nil),               // 16: sandnet.v1.Empty
 }
 var file_store_proto_depIdxs = []int32{
 	2,  // 0: sandnet.v1.KVList.pairs:type_name -> sandnet.v1.KVPair
@@ -780,19 +1007,25 @@ var file_store_proto_depIdxs = []int32{
 	3,  // 12: sandnet.v1.Store.DeleteTree:input_type -> sandnet.v1.KeyRequest
 	9,  // 13: sandnet.v1.Store.Txn:input_type -> sandnet.v1.TxnRequest
 	3,  // 14: sandnet.v1.Store.Watch:input_type -> sandnet.v1.KeyRequest
-	12, // 15: sandnet.v1.Store.Close:input_type -> sandnet.v1.Empty
-	2,  // 16: sandnet.v1.Store.Get:output_type -> sandnet.v1.KVPair
-	2,  // 17: sandnet.v1.Store.Put:output_type -> sandnet.v1.KVPair
-	2,  // 18: sandnet.v1.Store.AtomicPut:output_type -> sandnet.v1.KVPair
-	12, // 19: sandnet.v1.Store.Delete:output_type -> sandnet.v1.Empty
-	12, // 20: sandnet.v1.Store.AtomicDelete:output_type -> sandnet.v1.Empty
-	7,  // 21: sandnet.v1.Store.List:output_type -> sandnet.v1.KVList
-	12, // 22: sandnet.v1.Store.DeleteTree:output_type -> sandnet.v1.Empty
-	10, // 23: sandnet.v1.Store.Txn:output_type -> sandnet.v1.TxnResponse
-	11, // 24: sandnet.v1.Store.Watch:output_type -> sandnet.v1.WatchEvent
-	12, // 25: sandnet.v1.Store.Close:output_type -> sandnet.v1.Empty
-	16, // [16:26] is the sub-list for method output_type
-	6,  // [6:16] is the sub-list for method input_type
+	16, // 15: sandnet.v1.Store.Close:input_type -> sandnet.v1.Empty
+	12, // 16: sandnet.v1.Store.LeaseGrant:input_type -> sandnet.v1.LeaseGrantRequest
+	14, // 17: sandnet.v1.Store.LeaseRenew:input_type -> sandnet.v1.LeaseRequest
+	15, // 18: sandnet.v1.Store.LeasePut:input_type -> sandnet.v1.LeasePutRequest
+	2,  // 19: sandnet.v1.Store.Get:output_type -> sandnet.v1.KVPair
+	2,  // 20: sandnet.v1.Store.Put:output_type -> sandnet.v1.KVPair
+	2,  // 21: sandnet.v1.Store.AtomicPut:output_type -> sandnet.v1.KVPair
+	16, // 22: sandnet.v1.Store.Delete:output_type -> sandnet.v1.Empty
+	16, // 23: sandnet.v1.Store.AtomicDelete:output_type -> sandnet.v1.Empty
+	7,  // 24: sandnet.v1.Store.List:output_type -> sandnet.v1.KVList
+	16, // 25: sandnet.v1.Store.DeleteTree:output_type -> sandnet.v1.Empty
+	10, // 26: sandnet.v1.Store.Txn:output_type -> sandnet.v1.TxnResponse
+	11, // 27: sandnet.v1.Store.Watch:output_type -> sandnet.v1.WatchEvent
+	16, // 28: sandnet.v1.Store.Close:output_type -> sandnet.v1.Empty
+	13, // 29: sandnet.v1.Store.LeaseGrant:output_type -> sandnet.v1.Lease
+	13, // 30: sandnet.v1.Store.LeaseRenew:output_type -> sandnet.v1.Lease
+	2,  // 31: sandnet.v1.Store.LeasePut:output_type -> sandnet.v1.KVPair
+	19, // [19:32] is the sub-list for method output_type
+	6,  // [6:19] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -810,7 +1043,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

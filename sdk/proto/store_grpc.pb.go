@@ -33,6 +33,9 @@ const (
 	Store_Txn_FullMethodName          = "/sandnet.v1.Store/Txn"
 	Store_Watch_FullMethodName        = "/sandnet.v1.Store/Watch"
 	Store_Close_FullMethodName        = "/sandnet.v1.Store/Close"
+	Store_LeaseGrant_FullMethodName   = "/sandnet.v1.Store/LeaseGrant"
+	Store_LeaseRenew_FullMethodName   = "/sandnet.v1.Store/LeaseRenew"
+	Store_LeasePut_FullMethodName     = "/sandnet.v1.Store/LeasePut"
 )
 
 // StoreClient is the client API for Store service.
@@ -49,6 +52,11 @@ type StoreClient interface {
 	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
 	Watch(ctx context.Context, in *KeyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 	Close(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
+	// LeaseGrant, LeaseRenew and LeasePut are served by stores whose Info
+	// lists the "lease" capability; others answer Unimplemented.
+	LeaseGrant(ctx context.Context, in *LeaseGrantRequest, opts ...grpc.CallOption) (*Lease, error)
+	LeaseRenew(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*Lease, error)
+	LeasePut(ctx context.Context, in *LeasePutRequest, opts ...grpc.CallOption) (*KVPair, error)
 }
 
 type storeClient struct {
@@ -168,6 +176,36 @@ func (c *storeClient) Close(ctx context.Context, in *Empty, opts ...grpc.CallOpt
 	return out, nil
 }
 
+func (c *storeClient) LeaseGrant(ctx context.Context, in *LeaseGrantRequest, opts ...grpc.CallOption) (*Lease, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Lease)
+	err := c.cc.Invoke(ctx, Store_LeaseGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) LeaseRenew(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*Lease, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Lease)
+	err := c.cc.Invoke(ctx, Store_LeaseRenew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) LeasePut(ctx context.Context, in *LeasePutRequest, opts ...grpc.CallOption) (*KVPair, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVPair)
+	err := c.cc.Invoke(ctx, Store_LeasePut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StoreServer is the server API for Store service.
 // All implementations must embed UnimplementedStoreServer
 // for forward compatibility.
@@ -182,6 +220,11 @@ type StoreServer interface {
 	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
 	Watch(*KeyRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	Close(context.Context, *Empty) (*Empty, error)
+	// LeaseGrant, LeaseRenew and LeasePut are served by stores whose Info
+	// lists the "lease" capability; others answer Unimplemented.
+	LeaseGrant(context.Context, *LeaseGrantRequest) (*Lease, error)
+	LeaseRenew(context.Context, *LeaseRequest) (*Lease, error)
+	LeasePut(context.Context, *LeasePutRequest) (*KVPair, error)
 	mustEmbedUnimplementedStoreServer()
 }
 
@@ -221,6 +264,15 @@ func (UnimplementedStoreServer) Watch(*KeyRequest, grpc.ServerStreamingServer[Wa
 }
 func (UnimplementedStoreServer) Close(context.Context, *Empty) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedStoreServer) LeaseGrant(context.Context, *LeaseGrantRequest) (*Lease, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaseGrant not implemented")
+}
+func (UnimplementedStoreServer) LeaseRenew(context.Context, *LeaseRequest) (*Lease, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaseRenew not implemented")
+}
+func (UnimplementedStoreServer) LeasePut(context.Context, *LeasePutRequest) (*KVPair, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeasePut not implemented")
 }
 func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
 func (UnimplementedStoreServer) testEmbeddedByValue()               {}
@@ -416,6 +468,60 @@ func _Store_Close_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_LeaseGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).LeaseGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_LeaseGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).LeaseGrant(ctx, req.(*LeaseGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_LeaseRenew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).LeaseRenew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_LeaseRenew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).LeaseRenew(ctx, req.(*LeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_LeasePut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeasePutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).LeasePut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_LeasePut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).LeasePut(ctx, req.(*LeasePutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Store_ServiceDesc is the grpc.ServiceDesc for Store service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -458,6 +564,18 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _Store_Close_Handler,
+		},
+		{
+			MethodName: "LeaseGrant",
+			Handler:    _Store_LeaseGrant_Handler,
+		},
+		{
+			MethodName: "LeaseRenew",
+			Handler:    _Store_LeaseRenew_Handler,
+		},
+		{
+			MethodName: "LeasePut",
+			Handler:    _Store_LeasePut_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

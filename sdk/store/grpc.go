@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -95,6 +97,36 @@ func (s *server) Watch(req *pb.KeyRequest, stream pb.Store_WatchServer) error {
 	return nil
 }
 
+func (s *server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.Lease, error) {
+	l, ok := s.impl.(Leaser)
+	if !ok {
+		return nil, sdk.ToStatus(errNoLeases)
+	}
+	lease, err := l.LeaseGrant(ctx, time.Duration(req.GetTtlMs())*time.Millisecond)
+	return lease, sdk.ToStatus(err)
+}
+
+func (s *server) LeaseRenew(ctx context.Context, req *pb.LeaseRequest) (*pb.Lease, error) {
+	l, ok := s.impl.(Leaser)
+	if !ok {
+		return nil, sdk.ToStatus(errNoLeases)
+	}
+	lease, err := l.LeaseRenew(ctx, req.GetId())
+	return lease, sdk.ToStatus(err)
+}
+
+func (s *server) LeasePut(ctx context.Context, req *pb.LeasePutRequest) (*pb.KVPair, error) {
+	l, ok := s.impl.(Leaser)
+	if !ok {
+		return nil, sdk.ToStatus(errNoLeases)
+	}
+	kv, err := l.LeasePut(ctx, req.GetKey(), req.GetValue(), req.GetLease())
+	return kv, sdk.ToStatus(err)
+}
+
+// errNoLeases answers the lease calls of a store that is no Leaser.
+var errNoLeases = fmt.Errorf("this store has no leases: %w", sdk.ErrNotSupported)
+
 func (s *server) Close(ctx context.Context, _ *pb.Empty) (*pb.Empty, error) {
 	return &pb.Empty{}, sdk.ToStatus(s.impl.Close(ctx))
 }
@@ -105,7 +137,10 @@ type Client struct {
 	c pb.StoreClient
 }
 
-var _ Store = (*Client)(nil)
+var (
+	_ Store  = (*Client)(nil)
+	_ Leaser = (*Client)(nil)
+)
 
 // NewClient returns a Client speaking over conn.
 func NewClient(conn *grpc.ClientConn) *Client {
@@ -189,4 +224,21 @@ func (c *Client) Watch(ctx context.Context, prefix string) (<-chan *pb.WatchEven
 func (c *Client) Close(ctx context.Context) error {
 	_, err := c.c.Close(ctx, &pb.Empty{})
 	return sdk.FromStatus(err)
+}
+
+// LeaseGrant asks the plugin for a lease; a plugin built before leases
+// answers sdk.ErrNotSupported.
+func (c *Client) LeaseGrant(ctx context.Context, ttl time.Duration) (*pb.Lease, error) {
+	l, err := c.c.LeaseGrant(ctx, &pb.LeaseGrantRequest{TtlMs: ttl.Milliseconds()})
+	return l, sdk.FromStatus(err)
+}
+
+func (c *Client) LeaseRenew(ctx context.Context, id string) (*pb.Lease, error) {
+	l, err := c.c.LeaseRenew(ctx, &pb.LeaseRequest{Id: id})
+	return l, sdk.FromStatus(err)
+}
+
+func (c *Client) LeasePut(ctx context.Context, key string, value []byte, id string) (*pb.KVPair, error) {
+	kv, err := c.c.LeasePut(ctx, &pb.LeasePutRequest{Key: key, Value: value, Lease: id})
+	return kv, sdk.FromStatus(err)
 }

@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -48,4 +49,37 @@ type Store interface {
 	Watch(ctx context.Context, prefix string) (<-chan *pb.WatchEvent, error)
 	// Close flushes and releases the backend.
 	Close(ctx context.Context) error
+}
+
+// Leaser is implemented by a store that can tie keys to a lease, and
+// whose Info then lists sdk.CapabilityLease. It is optional: the host
+// asks for it only of a store that lists the capability, and a store
+// built before it answers the lease calls with sdk.ErrNotSupported.
+//
+// A lease lives while its holder renews it. Once renewals stop, the
+// store deletes every key put with the lease (watchers see DELETE
+// events) at the latest ttl after the last renewal, and not before
+// ttl/2 after it; the holder renews at least every ttl/4. A store whose
+// state never outlives this host (local scope) may keep leases forever.
+type Leaser interface {
+	// LeaseGrant makes a new lease of at least ttl. A ttl the store
+	// cannot keep gives an error wrapping sdk.ErrInvalid.
+	LeaseGrant(ctx context.Context, ttl time.Duration) (*pb.Lease, error)
+	// LeaseRenew starts lease id's ttl again. A lease that expired, or
+	// that the store never granted, gives an error wrapping
+	// sdk.ErrNotFound: the holder grants a new one and puts its keys
+	// again.
+	LeaseRenew(ctx context.Context, id string) (*pb.Lease, error)
+	// LeasePut writes key unconditionally, tied to lease id: it is
+	// deleted when the lease ends. An unknown or expired lease gives an
+	// error wrapping sdk.ErrNotFound and writes nothing.
+	LeasePut(ctx context.Context, key string, value []byte, id string) (*pb.KVPair, error)
+}
+
+// Leases returns s as a Leaser when it is one, else nil. A *Client always
+// implements the calls; whether its plugin serves them is in its Info
+// (sdk.CapabilityLease).
+func Leases(s Store) Leaser {
+	l, _ := s.(Leaser)
+	return l
 }

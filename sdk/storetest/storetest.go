@@ -88,6 +88,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"WatchSlowConsumer", testWatchSlowConsumer},
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"Values", testValues},
+		{"Leases", testLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

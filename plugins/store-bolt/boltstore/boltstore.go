@@ -47,9 +47,10 @@ import (
 const Name = "bolt"
 
 // Info describes the plugin, built as the given version, to the host. The
-// store is local: it declares no sdk.CapabilityGlobalScope.
+// store is local: it declares no sdk.CapabilityGlobalScope. It declares
+// sdk.CapabilityLease, with leases that never expire (see LeaseGrant).
 func Info(version string) sdk.Info {
-	return sdk.Info{Name: Name, Version: version, Config: Config{}}
+	return sdk.Info{Name: Name, Version: version, Capabilities: []string{sdk.CapabilityLease}, Config: Config{}}
 }
 
 // DefaultWatchBuffer is how many undelivered events a watcher may hold

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,8 +81,9 @@ func TestPlugin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.GetName() != "bolt" || info.GetKind() != sdk.KindStore || info.GetVersion() == "" || len(info.GetCapabilities()) != 0 {
-			t.Fatalf("Info = %v, want a bolt store with a version and no capabilities", info)
+		if info.GetName() != "bolt" || info.GetKind() != sdk.KindStore || info.GetVersion() == "" ||
+			!slices.Equal(info.GetCapabilities(), []string{sdk.CapabilityLease}) {
+			t.Fatalf("Info = %v, want a bolt store with a version and only the lease capability (local scope)", info)
 		}
 	})
 

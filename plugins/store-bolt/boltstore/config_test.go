@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,7 +116,7 @@ func TestSchema(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("schema attributes (name: required) = %v, want %v", got, want)
 	}
-	if pi.GetName() != "bolt" || len(pi.GetCapabilities()) != 0 {
-		t.Fatalf("info = %v, want name bolt and no capabilities (local scope)", pi)
+	if pi.GetName() != "bolt" || !slices.Equal(pi.GetCapabilities(), []string{sdk.CapabilityLease}) {
+		t.Fatalf("info = %v, want name bolt and only the lease capability (local scope)", pi)
 	}
 }

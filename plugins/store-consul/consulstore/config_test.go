@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,8 +192,8 @@ func TestSchema(t *testing.T) {
 			t.Errorf("README.md does not document attribute %q", name)
 		}
 	}
-	if pi.GetName() != Name || len(pi.GetCapabilities()) != 1 || pi.GetCapabilities()[0] != sdk.CapabilityGlobalScope {
-		t.Fatalf("info = %v, want name %s and capability %s", pi, Name, sdk.CapabilityGlobalScope)
+	if want := []string{sdk.CapabilityGlobalScope, sdk.CapabilityLease}; pi.GetName() != Name || !slices.Equal(pi.GetCapabilities(), want) {
+		t.Fatalf("info = %v, want name %s and capabilities %v", pi, Name, want)
 	}
 }
 

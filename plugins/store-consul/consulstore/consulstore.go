@@ -62,12 +62,13 @@ import (
 const Name = "consul"
 
 // Info describes the plugin, built as the given version, to the host. The
-// store is shared between hosts: it declares sdk.CapabilityGlobalScope.
+// store is shared between hosts: it declares sdk.CapabilityGlobalScope,
+// and sdk.CapabilityLease (Consul sessions, see lease.go).
 func Info(version string) sdk.Info {
 	return sdk.Info{
 		Name:         Name,
 		Version:      version,
-		Capabilities: []string{sdk.CapabilityGlobalScope},
+		Capabilities: []string{sdk.CapabilityGlobalScope, sdk.CapabilityLease},
 		Config:       Config{},
 	}
 }

@@ -110,8 +110,8 @@ func TestConsul(t *testing.T) {
 				t.Fatal(err)
 			}
 			if info.GetName() != Name || info.GetKind() != sdk.KindStore || info.GetVersion() == "" ||
-				!slices.Equal(info.GetCapabilities(), []string{sdk.CapabilityGlobalScope}) {
-				t.Fatalf("Info = %v, want a consul store with a version and global scope", info)
+				!slices.Equal(info.GetCapabilities(), []string{sdk.CapabilityGlobalScope, sdk.CapabilityLease}) {
+				t.Fatalf("Info = %v, want a consul store with a version, global scope and leases", info)
 			}
 			storetest.Run(t, func(t *testing.T) (store.Store, string) { return c, storetest.Prefix(t) })
 		})
@@ -136,6 +136,7 @@ func TestConsul(t *testing.T) {
 	t.Run("SlowWatcher", func(t *testing.T) { testSlowWatcher(t, a) })
 	t.Run("Reconfigure", func(t *testing.T) { testReconfigure(t, a) })
 	t.Run("Token", func(t *testing.T) { testToken(t, a) })
+	t.Run("LeaseExpires", func(t *testing.T) { testLeaseExpires(t, a) })
 }
 
 // testPrefix checks that the config prefix is where keys live in Consul
