@@ -190,6 +190,13 @@ func TestBridgeTraffic(t *testing.T) {
 	web := container{id: "web", key: sb.Key, addr: sb.Endpoints[0].Address.Addr()}
 	cli := attach(t, c, "front", "cli")
 	other := attach(t, c, "back", "other")
+	// The sandbox's view names the host's end of each interface, which
+	// the record does not keep: the end the create's answer named.
+	if host := sb.Endpoints[0].HostIfName; !strings.HasPrefix(host, "sn") {
+		t.Fatalf("the create's answer names host end %q", host)
+	} else if got, err := c.Sandbox(ctx, "web"); err != nil || len(got.Endpoints) != 1 || got.Endpoints[0].HostIfName != host {
+		t.Fatalf("the sandbox's view: %+v, %v; want host end %s", got, err, host)
+	}
 	serve(t, web.key, "web")
 	serve(t, other.key, "other")
 

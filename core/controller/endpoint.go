@@ -638,6 +638,7 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 	if err != nil {
 		return err
 	}
+	se.HostIfName = resp.GetHostInterface()
 	// The driver publishes the ports (on the host side) while the sandbox
 	// side is set up.
 	var publishing *async[*pb.ExternalConnectivityResponse]

@@ -186,6 +186,9 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 		case err != nil:
 			return nil, err
 		}
+		if ep.HostIfName == "" {
+			ep.HostIfName = e.HostIfName // not stored (see attachment.reconcile)
+		}
 		eps = append(eps, &ep)
 	}
 	return c.viewOf(op, eps), nil

@@ -64,7 +64,9 @@ type Endpoint struct {
 	SandboxID string `json:"sandbox_id,omitempty"`
 	IfName    string `json:"interface,omitempty"`
 	// HostIfName is the host's end of the interface (a veth pair's other
-	// end), when the driver made one and said so.
+	// end), when the driver made one and said so. It is not stored: the
+	// attach's answer and the views of the sandbox that joined it carry
+	// it (after an agent restart, once the sandbox joins again).
 	HostIfName string          `json:"host_interface,omitempty"`
 	MAC        string          `json:"mac,omitempty"`
 	Address    netip.Prefix    `json:"address,omitzero"`

@@ -73,6 +73,9 @@ type Endpoint struct {
 	Priority  int
 	Internal  bool
 	Aliases   []string
+	// HostIfName is the host's end of the interface (a veth pair's other
+	// end), as the driver's join said; the API shows it.
+	HostIfName string
 }
 
 // Sandbox is one container's network stack.
@@ -281,6 +284,9 @@ func (s *Sandbox) AddInterface(ctx context.Context, ep Endpoint, host *netlink.H
 	defer s.nsMu.Unlock()
 	s.mu.Lock()
 	if e := s.findLocked(ep.ID); e != nil {
+		if e.HostIfName == "" {
+			e.HostIfName = ep.HostIfName // a prepared interface's join
+		}
 		s.mu.Unlock()
 		return *e, nil // a replayed join
 	}
