@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,11 +21,9 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
-	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -250,7 +247,7 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 			if strings.HasPrefix(en.Name(), ".") {
 				continue // the agent's lock file, not a sandbox
 			}
-			got := interfaces(t, filepath.Join(netnsDir, en.Name()))
+			got := fmt.Sprint(interfaceSet(t, filepath.Join(netnsDir, en.Name())))
 			want := "[]"
 			if ep, has := bySandbox[en.Name()]; has {
 				want = fmt.Sprintf("[eth0 up %s]", ep.Address)
@@ -287,10 +284,7 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 func checkAllocations(t *testing.T, db string, stored map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	s := boltstore.New()
-	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
-		t.Fatal(err)
-	}
+	s := openBolt(t, db)
 	defer s.Close(ctx)
 	pairs, err := s.List(ctx, "sandnet/v1/ipam/addrs/")
 	if err != nil {
@@ -311,10 +305,7 @@ func checkAllocations(t *testing.T, db string, stored map[string]string) {
 func storedEndpoints(t *testing.T, db string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	s := boltstore.New()
-	if err := s.Configure(ctx, []byte(fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":null}`, db))); err != nil {
-		t.Fatal(err)
-	}
+	s := openBolt(t, db)
 	defer s.Close(ctx)
 	pairs, err := s.List(ctx, "sandnet/v1/endpoint/")
 	if err != nil {
@@ -329,38 +320,6 @@ func storedEndpoints(t *testing.T, db string) map[string]string {
 		out[ep.Address.Addr().String()] = ep.Name
 	}
 	return out
-}
-
-// interfaces lists the links of the namespace at key other than lo, with
-// their state and IPv4 addresses, as "[name up|down addr ...]".
-func interfaces(t *testing.T, key string) string {
-	t.Helper()
-	var out []string
-	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			if l.Attrs().Name == "lo" {
-				continue
-			}
-			state := "down"
-			if l.Attrs().Flags&net.FlagUp != 0 {
-				state = "up"
-			}
-			out = append(out, l.Attrs().Name, state)
-			addrs, err := h.AddrList(l, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				out = append(out, a.IPNet.String())
-			}
-		}
-		return nil
-	})
-	return fmt.Sprint(out)
 }
 
 // ownHost makes a network namespace standing for the machine an agent
@@ -642,7 +601,7 @@ func checkSurvivors(t *testing.T, c *api.Client, survivors map[string]string) {
 		if err != nil {
 			t.Fatalf("survivor %s: %v", id, err)
 		}
-		if got, want := interfaces(t, sb.Key), fmt.Sprintf("[eth0 up %s]", addr); got != want {
+		if got, want := fmt.Sprint(interfaceSet(t, sb.Key)), fmt.Sprintf("[eth0 up %s]", addr); got != want {
 			t.Errorf("survivor %s has interfaces %s, want %s", id, got, want)
 		}
 	}

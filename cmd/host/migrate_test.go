@@ -21,12 +21,20 @@ import (
 
 func boltStore(t *testing.T) store.Store {
 	t.Helper()
+	s := openBolt(t, filepath.Join(t.TempDir(), "store.db"))
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// openBolt opens the bolt store file at path in the test's process (an
+// agent using it must be stopped: bolt locks its file); the caller closes it.
+func openBolt(t *testing.T, path string) store.Store {
+	t.Helper()
 	s := boltstore.New()
-	cfg := fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":true}`, filepath.Join(t.TempDir(), "store.db"))
+	cfg := fmt.Sprintf(`{"path":%q,"timeout":null,"no_sync":true}`, path)
 	if err := s.Configure(context.Background(), []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close(context.Background()) })
 	return s
 }
 

@@ -273,19 +273,12 @@ func (a *attachment) awaitCommit(context.Context) error {
 // ports it picked). A crash between awaitCommit and it leaves a record
 // that names another interface than the one in the namespace: Start
 // deletes the record and the interface no endpoint owns.
-//
-// The host's end of the interface (HostIfName, the driver's answer) is
-// not part of the record: reserve cannot predict it, and a write for it
-// alone would cost every attach a store round trip. The attach's answer
-// has it, and the sandbox's views take it from the sandbox (view).
 func (a *attachment) reconcile(ctx context.Context) error {
-	rec := *a.ep
-	rec.HostIfName = ""
-	if b, _ := json.Marshal(&rec); bytes.Equal(b, a.record.GetValue()) {
+	if b, _ := json.Marshal(a.ep); bytes.Equal(b, a.record.GetValue()) {
 		return nil
 	}
 	idx, _ := a.commit.Wait()
-	final := rec.clone()
+	final := a.ep.clone()
 	_, err := a.c.updateEndpointAt(ctx, a.n.ID, a.ep.ID, idx, &a.written, func(cur *Endpoint) error {
 		*cur = final.clone()
 		return nil

@@ -46,7 +46,8 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if st.unfinished {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
-	return c.connectAny(ctx, op, netRef, args, nil)
+	ep, err := c.connectAny(ctx, op, netRef, args, nil)
+	return answer(op, ep), err
 }
 
 // connectArgs is a Connect with its addresses and ports parsed.
@@ -667,7 +668,6 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 		return err
 	}
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
-	ep.HostIfName = resp.GetHostInterface()
 	if publishing != nil {
 		ep.External = true
 		if bs := pub.GetPortBindings(); len(bs) > 0 {
@@ -761,7 +761,7 @@ func (c *Controller) leave(ctx context.Context, op *sandboxOp, netID, epID strin
 		return err
 	}
 	if _, err := c.updateEndpointAt(ctx, netID, epID, idx, &ep, func(cur *Endpoint) error {
-		cur.SandboxID, cur.IfName, cur.HostIfName, cur.External = "", "", "", false
+		cur.SandboxID, cur.IfName, cur.External = "", "", false
 		return nil
 	}); err != nil {
 		return err

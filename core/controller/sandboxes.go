@@ -186,9 +186,6 @@ func (c *Controller) view(ctx context.Context, op *sandboxOp) (*Sandbox, error) 
 		case err != nil:
 			return nil, err
 		}
-		if ep.HostIfName == "" {
-			ep.HostIfName = e.HostIfName // not stored (see attachment.reconcile)
-		}
 		eps = append(eps, &ep)
 	}
 	return c.viewOf(op, eps), nil
@@ -201,9 +198,24 @@ func (c *Controller) viewOf(op *sandboxOp, eps []*Endpoint) *Sandbox {
 	v.ResolvConf, v.Hosts = op.sb.ResolvConfPath(), op.sb.HostsPath()
 	v.GatewayEndpoint, v.GatewayEndpointV6 = op.sb.GatewayEndpoints()
 	for _, ep := range eps {
-		v.Endpoints = append(v.Endpoints, *ep)
+		v.Endpoints = append(v.Endpoints, *answer(op, ep))
 	}
 	return v
+}
+
+// answer is ep as the API shows it: with the host's end of its interface,
+// which the sandbox keeps from the driver's join and the record never
+// holds (reserve cannot predict it, and a write for it alone would cost
+// every attach a store round trip).
+func answer(op *sandboxOp, ep *Endpoint) *Endpoint {
+	if ep == nil {
+		return nil
+	}
+	out := *ep
+	if e, ok := op.sb.Endpoint(ep.ID); ok {
+		out.HostIfName = e.HostIfName
+	}
+	return &out
 }
 
 // destroyNamespace removes a sandbox's namespace, never the host's.

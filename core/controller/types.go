@@ -64,9 +64,9 @@ type Endpoint struct {
 	SandboxID string `json:"sandbox_id,omitempty"`
 	IfName    string `json:"interface,omitempty"`
 	// HostIfName is the host's end of the interface (a veth pair's other
-	// end), when the driver made one and said so. It is not stored: the
-	// attach's answer and the views of the sandbox that joined it carry
-	// it (after an agent restart, once the sandbox joins again).
+	// end), when the driver made one and said so. Derived for the API
+	// (see answer), never stored: after an agent restart it shows again
+	// once the sandbox's endpoint is joined again.
 	HostIfName string          `json:"host_interface,omitempty"`
 	MAC        string          `json:"mac,omitempty"`
 	Address    netip.Prefix    `json:"address,omitzero"`

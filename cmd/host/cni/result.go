@@ -33,7 +33,7 @@ func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 		p          netip.Prefix
 		gw         netip.Addr
 		defaultVia bool
-		any        netip.Prefix
+		everywhere netip.Prefix
 	}{
 		{ep.Address, ep.Gateway, sb.GatewayEndpoint == ep.ID, netip.PrefixFrom(netip.IPv4Unspecified(), 0)},
 		{ep.AddressV6, ep.GatewayV6, sb.GatewayEndpointV6 == ep.ID, netip.PrefixFrom(netip.IPv6Unspecified(), 0)},
@@ -45,7 +45,7 @@ func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 		if a.gw.IsValid() {
 			ipc.Gateway = a.gw.AsSlice()
 			if a.defaultVia {
-				r.Routes = append(r.Routes, &types.Route{Dst: ipNet(a.any), GW: a.gw.AsSlice()})
+				r.Routes = append(r.Routes, &types.Route{Dst: ipNet(a.everywhere), GW: a.gw.AsSlice()})
 			}
 		}
 		r.IPs = append(r.IPs, ipc)
