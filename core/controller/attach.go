@@ -153,7 +153,7 @@ func (a *attachment) dropRecord(ctx context.Context) error {
 		}
 	case outcomeUnknown(err):
 		c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error { return c.dropEndpoint(ctx, &a.written) })
-		if a.via != nil {
+		if a.via != nil && len(a.via.ops) > 0 {
 			// What rode along with it may land too.
 			var dels []*pb.TxnOp
 			for _, o := range a.via.ops {
@@ -170,7 +170,7 @@ func (a *attachment) dropRecord(ctx context.Context) error {
 // reserve's does, and a namespace in the scratch directory, which Start
 // unmounts.
 func (a *attachment) awaitNamespace(context.Context) error {
-	if a.via == nil {
+	if a.via == nil || a.via.ready == nil {
 		return nil
 	}
 	key, err := a.via.ready()

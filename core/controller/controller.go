@@ -136,6 +136,15 @@ type sandboxOp struct {
 	external bool             // fixed: the runtime gives the namespace (SetKey, netns)
 	front    string           // fixed: Sandbox.Front
 	dns      dnsState         // mu (nets and live are atomics, for readers without it)
+	// prep is the attach the spare of a create without networks came
+	// prepared with (its interface in the namespace, down, named as the
+	// first interface), until the sandbox's first connect claims it or
+	// discards it, or none comes within unclaimedPrep (prep.go).
+	prep *preparedAttach // mu
+	// expect: created without networks in a namespace of its own and
+	// not connected yet; its first connect tells the spare pool where
+	// such creates go next.
+	expect bool // mu
 
 	// stub, deleting and unfinished are guarded by Controller.mu (read
 	// them with Controller.stateOf): a delete marks the sandbox before it
@@ -225,6 +234,7 @@ func (c *Controller) Close() {
 	for _, op := range ops {
 		op.mu.Lock()
 		c.stopDNS(op)
+		op.prep = nil // left to the next Start's repairs
 		op.mu.Unlock()
 		if ns := op.sb.Namespace(); ns != nil && !op.sb.Options().HostMode {
 			_ = ns.Close()

@@ -111,9 +111,7 @@ func (c *Controller) nsSourceFor(req SandboxCreate, nets []sandboxNetwork) nsSou
 	case req.ExternalKey:
 		return runtimeNS{path: req.Netns}
 	}
-	c.mu.Lock()
-	pool := c.pool
-	c.mu.Unlock()
+	pool := c.sparePool()
 	first := ""
 	if len(nets) > 0 {
 		first = nets[0].ref
@@ -187,6 +185,9 @@ func (cr *creation) acquireNamespace(context.Context) error {
 	}
 	if sp, ok := cr.src.(spareNS); ok {
 		cr.op.dns.pre = sp.sp.sockets
+		if !cr.fast() {
+			cr.op.prep = sp.sp.prep // for the first connect (prep.go)
+		}
 	}
 	if !cr.fast() {
 		cr.files = start(func() (struct{}, error) { return struct{}{}, sb.WriteFiles() })
@@ -293,14 +294,19 @@ func (cr *creation) connectRest(ctx context.Context) error {
 // register closes the sockets a spare brought that no resolver took (no
 // network, or none with an address: bound and never read, they would
 // take the container's queries to 127.0.0.11 and answer none; a later
-// join's resolver binds its own), and adds the sandbox to the
-// controller's maps. Nothing it does is in the store.
+// join's resolver binds its own) unless the spare's prepared attach
+// waits for the first connect, which then takes both (prep.go); and adds
+// the sandbox to the controller's maps. Nothing it does is in the store.
 func (cr *creation) register(context.Context) error {
 	c, op := cr.c, cr.op
 	op.mu.Lock()
-	if op.dns.r == nil {
+	if op.dns.r == nil && op.prep == nil {
 		op.dns.pre.close()
 		op.dns.pre = nil
+	}
+	op.expect = len(cr.eps) == 0 && cr.src.moves() && !cr.req.ExternalKey
+	if op.prep != nil {
+		c.discardPrepLater(op, op.prep)
 	}
 	op.mu.Unlock()
 	c.mu.Lock()

@@ -99,7 +99,9 @@ func parseConnect(req Connect) (a connectArgs, err error) {
 // joinVia is how a sandbox created with its networks joins the first one:
 // its record (ops) goes to the store in the endpoint's transaction, which
 // starts while its namespace is still being made; ready waits for the
-// namespace and says where it is (still at a scratch path).
+// namespace and says where it is (still at a scratch path). A sandbox
+// created without networks joins its first with prep alone (prep.go):
+// no ops, and its namespace is there (ready nil).
 type joinVia struct {
 	ops   []*pb.TxnOp
 	ready func() (key string, err error)
@@ -171,6 +173,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	if name == "" {
 		name = req.Container
 	}
+	via = c.settlePrep(op, n, a, via)
 	id := newID()
 	if via != nil && via.prep != nil && via.prep.netID == n.ID {
 		id = via.prep.epID // the ID the driver prepared the attach for

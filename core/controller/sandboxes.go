@@ -386,6 +386,11 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	if op.deleted || keep != nil && keep() {
 		return nil
 	}
+	if op.prep != nil {
+		// Its interface goes with the namespace.
+		op.prep = nil
+		c.sparePool().Missed()
+	}
 	sb := op.sb
 	// With endpoints to remove, the record says in-delete first, so that
 	// a restart finishes the job. Without, there is nothing to finish: a

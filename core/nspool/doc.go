@@ -19,9 +19,14 @@
 // network's driver has readied the attach of an endpoint the spare holds
 // (for the bridge, the veth pair is made, its sandbox end inside as eth0
 // and its host end on the bridge), so that a create naming that network
-// first finishes the attach instead of doing it all. A prepared spare is
-// only given to such a create: one without networks, or naming another
-// network first, takes a plain one. Prepared spares of another network
+// first finishes the attach instead of doing it all. A create naming
+// another network first takes a plain one. A create without networks
+// takes a plain one too, unless the pool has been told (Expect) that such
+// creates are followed by a connect to the target — Docker's flow:
+// create, then connect — in which case it takes a prepared one, whose
+// attach the connect finishes; one that goes unused (Missed) ends the
+// guess until the next Expect. The target is the network the last create
+// named first, or the last Expect's. Prepared spares of another network
 // than the target are destroyed (their namespace takes what was prepared
 // with it). A target whose driver prepares nothing is not asked again
 // until another network is the target.

@@ -59,6 +59,11 @@ type Pool[S Spare] struct {
 	// wantPrepared: the last create wanted a prepared spare; when both
 	// kinds are short, one is made first.
 	wantPrepared bool
+	// guess: creates without networks have been followed by a connect to
+	// the target (Expect), as in Docker's flow (create, then connect), and
+	// none of their prepared attaches went unused since (Missed): such a
+	// create gets a spare prepared for the target.
+	guess bool
 }
 
 // New starts a pool of size spares of each kind, made by maker when idle
@@ -81,21 +86,21 @@ func New[S Spare](log hclog.Logger, size int, maker Maker[S], idle Idle) *Pool[S
 // Take hands out a spare, false when there is none, and has the pool
 // refilled. With netID, the create names that network first: a spare
 // prepared for it comes first, and the network becomes the target.
+// Without, a spare prepared for the target comes first while the pool
+// guesses that a connect to it follows (Expect); a plain one otherwise.
 func (p *Pool[S]) Take(netID string) (S, bool) {
 	var zero S
 	if p == nil {
 		return zero, false
 	}
 	sp, ok := zero, false
-	var stale []S // prepared for another network: of no use any more
 	p.mu.Lock()
-	if netID != "" && p.target != netID {
-		stale, p.prepared, p.target = p.prepared, nil, netID
-	}
-	if n := len(p.prepared); netID != "" && n > 0 {
+	stale := p.retargetLocked(netID)
+	wantOne := (netID != "" || p.guess) && p.target != ""
+	if n := len(p.prepared); wantOne && n > 0 {
 		sp, ok, p.prepared = p.prepared[n-1], true, p.prepared[:n-1]
 	}
-	p.wantPrepared = netID != "" && p.target != p.barren
+	p.wantPrepared = wantOne && p.target != p.barren
 	if p.wantPrepared && len(p.prepared) == 0 {
 		p.hurryUp()
 	}
@@ -117,6 +122,45 @@ func (p *Pool[S]) Take(netID string) (S, bool) {
 	return sp, ok
 }
 
+// retargetLocked makes netID, unless "", the target, and returns the
+// spares prepared for the one before (of no use any more); p.mu held.
+func (p *Pool[S]) retargetLocked(netID string) (stale []S) {
+	if netID != "" && p.target != netID {
+		stale, p.prepared, p.target = p.prepared, nil, netID
+	}
+	return stale
+}
+
+// Expect says that a sandbox created without networks was connected to
+// network netID first: the pool prepares spares for it and hands them to
+// such creates (Take("")), guessing that the next connect goes there
+// too.
+func (p *Pool[S]) Expect(netID string) {
+	if p == nil || netID == "" {
+		return
+	}
+	p.mu.Lock()
+	stale := p.retargetLocked(netID)
+	p.guess = true
+	p.mu.Unlock()
+	if len(stale) > 0 {
+		go destroyAll(stale)
+	}
+	p.refill()
+}
+
+// Missed says that a prepared spare a create without networks took went
+// unused (the sandbox was deleted, or not connected in time): such
+// creates get plain spares until the next Expect.
+func (p *Pool[S]) Missed() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.guess = false
+	p.mu.Unlock()
+}
+
 // Forget stops preparing spares for network netID and destroys those
 // prepared for it: the network is going away.
 func (p *Pool[S]) Forget(netID string) {
@@ -126,7 +170,7 @@ func (p *Pool[S]) Forget(netID string) {
 	p.mu.Lock()
 	var gone []S
 	if p.target == netID {
-		gone, p.prepared, p.target = p.prepared, nil, ""
+		gone, p.prepared, p.target, p.guess = p.prepared, nil, "", false
 	}
 	p.mu.Unlock()
 	destroyAll(gone)

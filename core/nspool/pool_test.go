@@ -174,6 +174,61 @@ func TestPoolPreparesForTarget(t *testing.T) {
 	})
 }
 
+// Creates without networks get spares prepared for the network their
+// sandboxes were connected to first (Expect), until one goes unused
+// (Missed); a create naming a network still gets its own.
+func TestPoolGuessesTheConnect(t *testing.T) {
+	poolTest(t, func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, _ *Gate) {
+		settle()
+		if sp := take(t, p, ""); sp.net != "" {
+			t.Fatalf("before any connect, a create without networks got a spare prepared for %s", sp.net)
+		} else {
+			sp.Destroy()
+		}
+		p.Expect("red")
+		settle()
+		if got, tgt := len(p.Prepared()), p.Target(); got != 2 || tgt != "red" {
+			t.Fatalf("after a connect to red: %d prepared for %q; want 2 for red", got, tgt)
+		}
+		for i := range 3 {
+			sp := take(t, p, "")
+			if sp.net != "red" {
+				t.Fatalf("create %d without networks, after connects to red, got a spare prepared for %q", i, sp.net)
+			}
+			sp.Destroy()
+			p.Expect("red")
+			settle()
+		}
+		p.Expect("blue") // a create went to another network: the guess follows it
+		settle()
+		if sp := take(t, p, ""); sp.net != "blue" {
+			t.Fatalf("after a connect to blue, a create without networks got a spare prepared for %q", sp.net)
+		} else {
+			sp.Destroy()
+		}
+		p.Missed() // its spare went unused
+		settle()
+		if sp := take(t, p, ""); sp.net != "" {
+			t.Fatalf("after a miss, a create without networks got a spare prepared for %s", sp.net)
+		} else {
+			sp.Destroy()
+		}
+		if sp := take(t, p, "blue"); sp.net != "blue" {
+			t.Fatalf("a create naming blue got a spare prepared for %q", sp.net)
+		} else {
+			sp.Destroy()
+		}
+		p.Expect("blue")
+		p.Forget("blue") // the network goes: no target, no guess
+		settle()
+		if sp := take(t, p, ""); sp.net != "" {
+			t.Fatalf("after its network went, a create without networks got a spare prepared for %s", sp.net)
+		} else {
+			sp.Destroy()
+		}
+	})
+}
+
 // A driver that prepares nothing is asked once: its spare becomes a
 // plain one and the network is no target any more.
 func TestPoolBarrenTarget(t *testing.T) {
@@ -262,5 +317,7 @@ func TestNilPool(t *testing.T) {
 		t.Fatal("a nil pool holds something")
 	}
 	p.Forget("n")
+	p.Expect("n")
+	p.Missed()
 	p.Close()
 }

@@ -588,6 +588,29 @@ func (s *Sandbox) RemoveInterface(id string) error {
 	return s.updateGateway()
 }
 
+// DiscardInterface takes an interface no endpoint owns (one a driver
+// prepared that no attach took) out of service, as RemoveInterface does
+// an endpoint's: it is deleted later, and its name is free for a new
+// interface at once. A missing interface, or no namespace, is not an
+// error.
+func (s *Sandbox) DiscardInterface(name string) error {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	s.mu.Lock()
+	ns := s.ns
+	s.mu.Unlock()
+	if ns == nil {
+		return nil
+	}
+	if err := ns.RetireInterface(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.deleteRetiredLaterLocked()
+	s.mu.Unlock()
+	return nil
+}
+
 // retiredDelay is how long retired interfaces wait for their driver, or
 // the namespace's end, before the sandbox deletes them itself.
 const retiredDelay = time.Second
