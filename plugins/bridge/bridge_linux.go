@@ -851,19 +851,26 @@ var errNameTaken = errors.New("interface name taken")
 // 1 to BR_MAX_PORTS-1); one more fails with EXFULL.
 const maxBridgePorts = 1023
 
-// rejoin handles a Join whose veth pair exists: when its sandbox end is in
-// the requested sandbox and it was not left, it makes sure the host end is
-// attached (Join brings it up) and returns the sandbox end's current name
-// (the host may have renamed it); otherwise the pair is stale and is
-// recreated.
+// rejoin handles a Join whose veth pair could not be made because a name
+// exists: when its pair exists, its sandbox end is in the requested
+// sandbox and it was not left, it makes sure the host end is attached
+// (Join brings it up) and returns the sandbox end's current name (the
+// host may have renamed it); otherwise the pair is stale and is
+// recreated. With no host end, the pair is made again once: the name
+// taken was that of a left pair the reaper deleted meanwhile (a driver's
+// reaper deletes its doomed links in one batch, whenever it runs), or
+// the sandbox's, and then the name is taken (errNameTaken).
 func (s *system) rejoin(spec vethSpec) (string, error) {
 	link, err := s.h.LinkByName(spec.host)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
-		if errors.As(err, &notFound) {
-			return "", fmt.Errorf("the sandbox already has an interface named %s: %w: %w", spec.peer, errNameTaken, sdk.ErrConflict)
+		if !errors.As(err, &notFound) {
+			return "", err
 		}
-		return "", err
+		if err := s.rt.addVeth(spec); !errors.Is(err, unix.EEXIST) {
+			return spec.peer, err
+		}
+		return "", fmt.Errorf("the sandbox already has an interface named %s: %w: %w", spec.peer, errNameTaken, sdk.ErrConflict)
 	}
 	if _, ok := link.(*netlink.Veth); !ok {
 		return "", fmt.Errorf("%s exists and is a %s, not a veth: %w", spec.host, link.Type(), sdk.ErrConflict)

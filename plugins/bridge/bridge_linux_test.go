@@ -310,6 +310,60 @@ func TestJoinTakesTheHostsName(t *testing.T) {
 	}
 }
 
+// A pair whose making failed because a name existed is made when that
+// name was the host end of a left pair that the reaper deleted since (a
+// driver's reaper deletes its doomed links in one batch, whenever it
+// runs); only a name the sandbox holds is taken.
+func TestRejoinAfterTheNameWentAway(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, `{}`)
+	n := testNet(47, nil)
+	createNetwork(t, d, n)
+	s, err := d.sys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, brIdx, err := d.network(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newNetns(t)
+	fd, err := openSandbox("test", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, tc := range []struct {
+		ifname string
+		taken  bool // the sandbox has an interface of that name
+	}{{"eth0", false}, {"eth1", true}} {
+		id := newID()
+		spec := vethSpec{host: hostIfName(id), peer: tc.ifname, mtu: 1500, master: brIdx, peerNS: fd}
+		if tc.taken {
+			nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+				return h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: tc.ifname}, PeerName: "other"})
+			})
+		}
+		src, err := s.rejoin(spec) // as after EEXIST, the host end gone meanwhile
+		if tc.taken {
+			if !errors.Is(err, errNameTaken) {
+				t.Fatalf("rejoin with %s taken in the sandbox: %q, %v; want errNameTaken", tc.ifname, src, err)
+			}
+			continue
+		}
+		if err != nil || src != tc.ifname {
+			t.Fatalf("rejoin with the host end gone: %q, %v; want the pair made as %s", src, err, tc.ifname)
+		}
+		host, err := netlink.LinkByName(spec.host)
+		if err != nil || host.Attrs().MasterIndex != spec.master {
+			t.Fatalf("host end %s after the rejoin: %v (master %d); want on bridge %d", spec.host, err, host.Attrs().MasterIndex, spec.master)
+		}
+		if err := s.rt.delLink(spec.host); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestPrepare(t *testing.T) {
 	d, n, br := networkT(t, 47)
 	attach := func(ep *pb.Endpoint, key string, prepared bool) *pb.JoinResponse {
