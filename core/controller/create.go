@@ -328,7 +328,7 @@ func (c *Controller) create(ctx context.Context, id string, req SandboxCreate, n
 				_ = cr.files.Err() // not written after the undo removed them
 			}
 			_, _ = cr.nsReady() // a namespace still being made goes too
-			c.undoCreate(ctx, cr.op)
+			c.undoCreate(ctx, cr.op, storeDidNotAnswer(err))
 		}
 		return nil, err
 	}

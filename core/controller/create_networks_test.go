@@ -143,7 +143,7 @@ func TestCreateWithBadNetworksChangesNothing(t *testing.T) {
 
 // A create with networks that fails on the way — the driver's join, a
 // later network's pool, the store write carrying both records, an answer
-// lost — leaves nothing: no sandbox, record, endpoint, address, interface
+// lost, a store that does not answer — leaves nothing: no sandbox, record, endpoint, address, interface
 // or namespace (at its key or half-made).
 func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 	e := newEnv(t)
@@ -224,6 +224,21 @@ func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 		e.store.lose("")
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		nothingLeft(t, true)
+	})
+	t.Run("store does not answer", func(t *testing.T) {
+		e.store.hang("sandnet/v1/sandbox/")
+		err := create("red")
+		waits := e.store.hang("")
+		if !errors.Is(err, sdk.ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable", err)
+		}
+		// The caller hears of it after one timeout: the undo does not
+		// wait out a second one for the record's delete, which goes in
+		// the background once the store answers.
+		if waits != 1 {
+			t.Fatalf("the create waited out the store's timeout %d times, want once", waits)
 		}
 		nothingLeft(t, true)
 	})

@@ -245,6 +245,25 @@ type faultyStore struct {
 	mu     sync.Mutex
 	failOn string
 	loseOn string // writes to matching keys are applied, their answer lost
+	hangOn string // transactions on matching keys wait out hangFor, then fail as unanswered
+	hangs  int    // how many of those waited hangFor in full
+}
+
+// hangFor is how long a transaction hang makes wait: a store's timeout.
+const hangFor = 300 * time.Millisecond
+
+// hang makes every transaction touching a key containing substr wait
+// hangFor (less if its context ends first) and then fail with
+// sdk.ErrUnavailable, as a store that stopped answering does past its
+// timeout ("" stops it); it returns how many waited in full since the
+// last call.
+func (f *faultyStore) hang(substr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hangOn = substr
+	n := f.hangs
+	f.hangs = 0
+	return n
 }
 
 // lose makes the compare-and-swap writes to keys containing substr land
@@ -264,10 +283,21 @@ func (f *faultyStore) fail(substr string) {
 
 func (f *faultyStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, error) {
 	f.mu.Lock()
-	failOn, loseOn := f.failOn, f.loseOn
+	failOn, loseOn, hangOn := f.failOn, f.loseOn, f.hangOn
 	f.mu.Unlock()
 	lost := false
 	for _, op := range ops {
+		if hangOn != "" && strings.Contains(op.GetKey(), hangOn) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(hangFor):
+			}
+			f.mu.Lock()
+			f.hangs++
+			f.mu.Unlock()
+			return nil, fmt.Errorf("store did not answer within %s: %w", hangFor, sdk.ErrUnavailable)
+		}
 		if failOn != "" && strings.Contains(op.GetKey(), failOn) && op.GetVerb() == pb.TxnOp_CAS {
 			return nil, errors.New("injected store failure")
 		}

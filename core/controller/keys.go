@@ -99,11 +99,29 @@ func (k *kv) txnResults(ctx context.Context, ops ...*pb.TxnOp) ([]*pb.KVPair, er
 		return nil, err
 	}
 	res, err := s.Txn(ctx, ops)
-	if errors.Is(err, sdk.ErrConflict) {
+	switch {
+	case errors.Is(err, sdk.ErrConflict):
 		// A compare-and-swap lost a race: the caller re-reads and retries.
 		return nil, fmt.Errorf("%w: %v", errRetry, err)
+	case errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrTimeout):
+		return nil, &noAnswerError{err}
 	}
 	return res, err
+}
+
+// noAnswerError is a transaction that failed because the store did not
+// answer (down, hung, past its timeout): the next call to it would most
+// likely wait as long, for nothing. It unwraps to the store's error.
+type noAnswerError struct{ err error }
+
+func (e *noAnswerError) Error() string { return e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
+// storeDidNotAnswer reports whether err comes from a transaction the
+// store did not answer.
+func storeDidNotAnswer(err error) bool {
+	var na *noAnswerError
+	return errors.As(err, &na)
 }
 
 // indexOf returns the index a transaction's results give key, or 0.

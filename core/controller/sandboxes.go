@@ -138,10 +138,22 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 }
 
 // undoCreate removes what a create made before one of its parts failed:
-// its endpoints, its namespace and files, its record.
-func (c *Controller) undoCreate(ctx context.Context, op *sandboxOp) {
+// its endpoints, its namespace and files, its record. When the create
+// failed because the store did not answer (storeDown), what needs the
+// store is left to the background at once: trying it here would only
+// wait out the store's timeout a second time before the caller hears
+// of the failure (a 503 after twice the timeout). What needs no store
+// (the namespace, the files) still goes now when nothing of the store
+// comes first.
+func (c *Controller) undoCreate(ctx context.Context, op *sandboxOp, storeDown bool) {
 	ctx = context.WithoutCancel(ctx)
-	if err := c.deleteSandbox(ctx, op); err != nil {
+	now := ctx
+	if storeDown {
+		var cancel context.CancelFunc
+		now, cancel = context.WithCancel(ctx)
+		cancel() // every store call fails at once
+	}
+	if err := c.deleteSandbox(now, op); err != nil {
 		c.log.Warn("rolling back sandbox; retrying in the background", "sandbox", short(op.sb.ID()), "error", err)
 		c.cleanupLater("sandbox "+short(op.sb.ID()), func(ctx context.Context) error { return c.deleteSandbox(ctx, op) })
 	}
