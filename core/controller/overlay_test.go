@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -315,5 +316,69 @@ func TestVNIsAcrossHosts(t *testing.T) {
 		Options: map[string]string{optVNI: fmt.Sprint(n.VNI)}})
 	if err != nil || asks.VNI != n.VNI {
 		t.Fatalf("asking for a deleted network's VNI %d = %+v, %v", n.VNI, asks, err)
+	}
+}
+
+// An endpoint that takes over the address, and so the MAC, of one
+// deleted may reach a host before the deletion does (Consul's watch
+// gives a listing's PUTs before its DELETEs: a connect retried after a
+// store outage, once the outage's half-written endpoint is rolled back,
+// gets its address): the host's driver holds the new endpoint all the
+// same, not a hole where the deletion took their shared entries.
+func TestPeerTakingOverAnAddress(t *testing.T) {
+	ctx := context.Background()
+	e, dA, cB, _ := twoHosts(t)
+	n, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "ov", Driver: "tunnel", Subnet: "10.91.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox("c1")
+	e.connect("ov", "c1") // the network set up on host A
+	joinB := func(id string) *Endpoint {
+		t.Helper()
+		if _, err := cB.NewSandbox(ctx, SandboxCreate{ContainerID: id}); err != nil {
+			t.Fatal(err)
+		}
+		ep, err := cB.Connect(ctx, "ov", Connect{Container: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		polltest.Until(t, 15*time.Second, "host A's driver told of "+id, func() bool { return dA.has(ep.Address, "192.0.2.2") })
+		return ep
+	}
+	old := joinB("c2")
+	holder := func() string {
+		dA.mu.Lock()
+		defer dA.mu.Unlock()
+		return dA.peers[old.Address.String()].GetEndpointId()
+	}
+
+	// The newcomer's record (old's, under another ID) is written, then
+	// old's deleted: host A hears of them in that order.
+	pair, err := e.store.Get(ctx, endpointKey(n.ID, old.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec Endpoint
+	if err := json.Unmarshal(pair.GetValue(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.ID = newID()
+	b, _ := json.Marshal(&rec)
+	if _, err := e.store.Put(ctx, endpointKey(n.ID, rec.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 15*time.Second, "host A's driver holding the newcomer", func() bool { return holder() == rec.ID })
+	if err := e.store.Delete(ctx, endpointKey(n.ID, old.ID)); err != nil {
+		t.Fatal(err)
+	}
+	// Host A handles the store's changes in order: once it knows of a
+	// later endpoint, it has handled the deletion.
+	joinB("c3")
+	if got := holder(); got != rec.ID {
+		t.Fatalf("host A's driver holds %q at %s, want the newcomer %s", got, old.Address, rec.ID)
+	}
+	if err := e.store.Delete(ctx, endpointKey(n.ID, rec.ID)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -411,7 +412,13 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 		}
 	}
 	for id, pp := range want {
-		if s, ok := sent[id]; !ok || !proto.Equal(s, pp) {
+		// A peer holding an address or MAC of one withdrawn goes again
+		// after the withdrawal, which takes the driver's entries for
+		// them: an endpoint that took over the address of one deleted
+		// (the same MAC, since MACs follow addresses) may come before
+		// the deletion, as the store's watch gives one listing's PUTs
+		// before its DELETEs.
+		if s, ok := sent[id]; !ok || !proto.Equal(s, pp) || slices.ContainsFunc(gone, func(g *pb.Peer) bool { return sharesEntries(pp, g) }) {
 			added = append(added, pp)
 		}
 	}
@@ -456,6 +463,14 @@ func (p *peerSync) syncNames(n *Network, netID string) {
 	} else {
 		p.named[netID] = now
 	}
+}
+
+// sharesEntries reports whether peers a and b name the same MAC or an
+// address in common: a driver's entries for one are the other's.
+func sharesEntries(a, b *pb.Peer) bool {
+	return a.GetMac() == b.GetMac() ||
+		a.GetAddress() != "" && a.GetAddress() == b.GetAddress() ||
+		a.GetAddressV6() != "" && a.GetAddressV6() == b.GetAddressV6()
 }
 
 // peerOf is the peer an endpoint of another host is, or nil when its
