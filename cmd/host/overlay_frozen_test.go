@@ -28,9 +28,10 @@ const freeze = 10 * time.Second
 //   - Once Consul runs again (SIGCONT, nothing restarted), both attaches
 //     succeed, each new container is reached from the other host and by
 //     name, both hosts list the same endpoints and are live in each
-//     other's `host ls`, and each holds entries for exactly the other's
-//     containers; every endpoint has its address and every allocated
-//     address its endpoint.
+//     other's `host ls`, and each holds neighbour and forwarding entries
+//     for exactly the other's endpoints (none for its own, none for one
+//     a 503 left half-written); every endpoint has its address and every
+//     allocated address its endpoint.
 //   - Once everything is deleted, nothing is left on either host and no
 //     key of the network in Consul.
 func TestOverlayConsulFrozen(t *testing.T) {
@@ -135,8 +136,9 @@ func TestOverlayConsulFrozen(t *testing.T) {
 	reachableByName(t, cf, "cn", "cn")
 	flowing("Consul running again")
 
-	// The peers agree: the same endpoints on both hosts, both live, and
-	// entries on each for exactly the other's containers.
+	// The peers agree: the same four endpoints on both hosts (none left
+	// half-written by a 503), both live, and each host's entries exactly
+	// those of the other's endpoints.
 	agenttest.Eventually(t, "hosts A and B listing the same endpoints of ov", func() bool {
 		return slices.Equal(endpointsOf(t, a), endpointsOf(t, b)) && len(endpointsOf(t, a)) == 4
 	})
@@ -148,24 +150,9 @@ func TestOverlayConsulFrozen(t *testing.T) {
 			})
 		}
 	}
-	for _, x := range []struct {
-		h           *overlayHost
-		theirs      []container
-		ours        []container
-		description string
-	}{{a, []container{cb, cf}, []container{ca, cn}, "A"}, {b, []container{ca, cn}, []container{cb, cf}, "B"}} {
-		agenttest.Eventually(t, "host "+x.description+" holding entries for the other host's containers only", func() bool {
-			for _, c := range x.theirs {
-				if !hasEntryFor(t, x.h.key, c.addr.String()) {
-					return false
-				}
-			}
-			for _, c := range x.ours {
-				if hasEntryFor(t, x.h.key, c.addr.String()) {
-					return false
-				}
-			}
-			return true
+	for _, h := range hosts {
+		agenttest.Eventually(t, "host "+h.vtep+" holding entries for exactly the other host's endpoints", func() bool {
+			return slices.Equal(entries(t, h.key), wantEntries(t, h))
 		})
 	}
 	// Every endpoint has its address, every allocated address its
@@ -211,6 +198,36 @@ func TestOverlayConsulFrozen(t *testing.T) {
 	if left := consulLeftovers(t, consul.Addr()); len(left) > 0 {
 		t.Fatalf("keys left in Consul once everything was deleted: %v", left)
 	}
+}
+
+// entries lists the permanent neighbour and forwarding entries in the
+// namespace at key (as overlayLeftovers words them), sorted.
+func entries(t *testing.T, key string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range overlayLeftovers(t, key) {
+		if strings.HasPrefix(l, "entry ") {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// wantEntries is what entries should list on h once it agrees with the
+// store: for each endpoint of network ov on another host, a neighbour
+// entry (its address → its MAC) and a forwarding entry (its MAC → its
+// host's VTEP), sorted.
+func wantEntries(t *testing.T, h *overlayHost) []string {
+	t.Helper()
+	var out []string
+	for _, ep := range endpointsOfNetwork(t, h) {
+		if ep.VTEP != h.vtep {
+			out = append(out, fmt.Sprintf("entry %s → %s", ep.Address.Addr(), ep.MAC), fmt.Sprintf("entry %s → %s", ep.VTEP, ep.MAC))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // hostLinks lists the names of the links in h's namespace, sorted.
