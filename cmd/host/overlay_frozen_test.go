@@ -22,7 +22,7 @@ const freeze = 10 * time.Second
 //
 //   - Traffic between the containers already on A and B keeps flowing:
 //     TCP connects both ways succeed throughout the freeze.
-//   - A new attach answers 503 within the store's timeout, both kinds: a
+//   - A new attach answers 503 once the store's timeout passes, both kinds: a
 //     connect of an existing sandbox on B, and a sandbox created with the
 //     network on A. Neither leaves a link behind.
 //   - Once Consul runs again (SIGCONT, nothing restarted), both attaches
@@ -67,8 +67,8 @@ func TestOverlayConsulFrozen(t *testing.T) {
 	}
 	flowing("Consul just frozen")
 
-	// New attaches answer 503 within the store's timeout (2s, in
-	// overlayHostsWith), and leave nothing behind.
+	// New attaches answer 503 once the store's timeout (2s, in
+	// overlayHostsWith) passes, and leave nothing behind.
 	const storeTimeout = 2 * time.Second
 	for _, x := range []struct {
 		what   string
@@ -91,10 +91,10 @@ func TestOverlayConsulFrozen(t *testing.T) {
 		if !isStatus(err, http.StatusServiceUnavailable) {
 			t.Fatalf("%s while Consul is frozen: %v after %s, want a 503", x.what, err, took.Round(time.Millisecond))
 		}
-		t.Logf("%s while Consul is frozen: 503 after %s: %v", x.what, took.Round(time.Millisecond), err)
-		if took > storeTimeout+time.Second {
-			t.Errorf("%s while Consul is frozen took %s, want a 503 within the store's timeout (%s)", x.what, took.Round(time.Millisecond), storeTimeout)
-		}
+		// About one store timeout; that it is not two is
+		// TestFailedCreateWithNetworksLeavesNothing's to check, without
+		// a clock: a loaded machine must not fail this test.
+		t.Logf("%s while Consul is frozen: 503 after %s (store timeout %s): %v", x.what, took.Round(time.Millisecond), storeTimeout, err)
 		flowing("Consul frozen, after " + x.what)
 	}
 	if now := hostLinks(t, a); !slices.Equal(now, linksA) {
