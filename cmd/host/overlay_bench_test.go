@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -120,32 +121,46 @@ func BenchmarkOverlay(b *testing.B) {
 // client in client against addr, and returns the bits per second received.
 func iperf(b *testing.B, client, server, addr string) float64 {
 	b.Helper()
-	srv := exec.Command("nsenter", "--net="+server, "iperf3", "-s", "-1", "-B", addr)
+	srv := exec.Command("nsenter", "--net="+server, "iperf3", "-s", "-B", addr) // until killed: a retried run finds it
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
 	var out []byte
 	var err error
-	for range 50 { // until the server listens
+	for range 50 { // until the server listens and a run measures something
 		out, err = exec.Command("nsenter", "--net="+client, "iperf3", "-c", addr, "-t", "3", "-J").Output()
 		if err == nil {
-			break
+			var bps float64
+			if bps, err = iperfReceived(out); err == nil {
+				return bps
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		b.Fatalf("iperf3 -c %s: %v\n%s", addr, err, out)
-	}
+	b.Fatalf("iperf3 -c %s: %v\n%s", addr, err, out)
+	return 0
+}
+
+// iperfReceived reads the bits per second received from iperf3's JSON
+// report; a report with an error, or of nothing received, is an error.
+func iperfReceived(out []byte) (float64, error) {
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatal(err)
+		return 0, err
 	}
-	return res.End.SumReceived.BitsPerSecond
+	if res.Error != "" {
+		return 0, errors.New(res.Error)
+	}
+	if res.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, errors.New("nothing received")
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
 }
