@@ -380,6 +380,32 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 	if peerer == nil {
 		return
 	}
+	want := p.wanted(netID)
+	np := c.netProto(n)
+	if sent := p.sent[netID]; !whole && sent != nil {
+		if err := p.sendChanges(ctx, peerer, n, np, sent, want); err != nil {
+			p.failed[netID] = true
+			return
+		}
+		p.sent[netID] = want
+		return
+	}
+	var all []*pb.Peer
+	for _, pp := range want {
+		all = append(all, pp)
+	}
+	if err := peerer.PeerAdd(ctx, &pb.PeerRequest{Network: np, Peers: all, Replace: true}); err != nil {
+		c.log.Error("sending a network's peers to its driver", "network", n.Name, "peers", len(all), "error", err)
+		p.failed[netID] = true
+		return
+	}
+	p.sent[netID] = want
+	delete(p.failed, netID)
+}
+
+// wanted is the peers the driver of network netID should hold: the
+// remote endpoints on live hosts, by endpoint ID.
+func (p *peerSync) wanted(netID string) map[string]*pb.Peer {
 	want := map[string]*pb.Peer{}
 	for id, ep := range p.remote[netID] {
 		if !p.alive(ep.HostID) {
@@ -389,22 +415,13 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 			want[id] = pp
 		}
 	}
-	np := c.netProto(n)
-	sent := p.sent[netID]
-	if whole || sent == nil {
-		var all []*pb.Peer
-		for _, pp := range want {
-			all = append(all, pp)
-		}
-		if err := peerer.PeerAdd(ctx, &pb.PeerRequest{Network: np, Peers: all, Replace: true}); err != nil {
-			c.log.Error("sending a network's peers to its driver", "network", n.Name, "peers", len(all), "error", err)
-			p.failed[netID] = true
-			return
-		}
-		p.sent[netID] = want
-		delete(p.failed, netID)
-		return
-	}
+	return want
+}
+
+// sendChanges withdraws from the driver of network n (np, as drivers see
+// it) the peers of sent that want no longer has, or has otherwise, and
+// sends those of want it lacks.
+func (p *peerSync) sendChanges(ctx context.Context, peerer driver.Peerer, n *Network, np *pb.Network, sent, want map[string]*pb.Peer) error {
 	var gone, added []*pb.Peer
 	for id, pp := range sent {
 		if w, ok := want[id]; !ok || !proto.Equal(w, pp) {
@@ -424,19 +441,17 @@ func (p *peerSync) sync(ctx context.Context, netID string, whole bool) {
 	}
 	if len(gone) > 0 {
 		if err := peerer.PeerDelete(ctx, &pb.PeerRequest{Network: np, Peers: gone}); err != nil {
-			c.log.Error("withdrawing peers from a driver", "network", n.Name, "peers", len(gone), "error", err)
-			p.failed[netID] = true
-			return
+			p.c.log.Error("withdrawing peers from a driver", "network", n.Name, "peers", len(gone), "error", err)
+			return err
 		}
 	}
 	if len(added) > 0 {
 		if err := peerer.PeerAdd(ctx, &pb.PeerRequest{Network: np, Peers: added}); err != nil {
-			c.log.Error("sending peers to a driver", "network", n.Name, "peers", len(added), "error", err)
-			p.failed[netID] = true
-			return
+			p.c.log.Error("sending peers to a driver", "network", n.Name, "peers", len(added), "error", err)
+			return err
 		}
 	}
-	p.sent[netID] = want
+	return nil
 }
 
 // syncNames makes the name index hold the names of network n's remote
