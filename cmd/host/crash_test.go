@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/sandnet/sandnet/core/agent"
 	"github.com/sandnet/sandnet/core/agent/agenttest"
@@ -227,7 +228,7 @@ func checkAfterCrash(t *testing.T, c *api.Client, netnsDir string, ids []string)
 	var got []string
 	ok := polltest.Wait(30*time.Second, func() bool {
 		var complete bool
-		got, complete = hostEnds(t)
+		got, complete = hostEnds(t, netnsDir)
 		return complete && slices.Equal(got, want)
 	})
 	if !ok {
@@ -270,10 +271,13 @@ func interfaceSet(t *testing.T, key string) []string {
 }
 
 // hostEnds lists the bridge driver's host ends of veth pairs in the
-// test's namespace, sorted; nil and false when the links changed during
-// the listing (the reaper deleting some), to be asked again.
-func hostEnds(t *testing.T) ([]string, bool) {
+// test's namespace that belong to endpoints, sorted: those of pairs
+// prepared in the agent's spare namespaces (below netnsDir) are left
+// out. nil and false when the links changed during the listing (the
+// reaper deleting some), to be asked again.
+func hostEnds(t testing.TB, netnsDir string) ([]string, bool) {
 	t.Helper()
+	spare := spareHostEnds(netnsDir)
 	links, err := netlink.LinkList()
 	if errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, false
@@ -283,11 +287,44 @@ func hostEnds(t *testing.T) ([]string, bool) {
 	}
 	var out []string
 	for _, l := range links {
-		if name := l.Attrs().Name; l.Type() == "veth" && strings.HasPrefix(name, "sn") && !strings.HasPrefix(name, "snbr-") {
+		if name := l.Attrs().Name; l.Type() == "veth" && strings.HasPrefix(name, "sn") && !strings.HasPrefix(name, "snbr-") && !spare[l.Attrs().Index] {
 			out = append(out, name)
 		}
 	}
 	return sorted(out), true
+}
+
+// spareHostEnds returns the ifindexes, in the test's namespace, of the
+// host ends of the pairs a driver prepared in the agent's spare
+// namespaces (netnsDir/.creating/spare-…), which no endpoint owns yet: the
+// parent of each veth inside a spare. A spare destroyed meanwhile is
+// skipped.
+func spareHostEnds(netnsDir string) map[int]bool {
+	out := map[int]bool{}
+	dir := filepath.Join(netnsDir, ".creating")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "spare-") {
+			continue
+		}
+		ns, err := netns.GetFromPath(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		h, err := netlink.NewHandleAt(ns)
+		ns.Close()
+		if err != nil {
+			continue
+		}
+		links, _ := h.LinkList()
+		h.Close()
+		for _, l := range links {
+			if l.Type() == "veth" && l.Attrs().ParentIndex > 0 {
+				out[l.Attrs().ParentIndex] = true
+			}
+		}
+	}
+	return out
 }
 
 // mountsUnder lists the mount points below dir.
