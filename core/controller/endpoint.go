@@ -46,7 +46,11 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if st.unfinished {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
+	claimable := op.prep
 	ep, err := c.connectAny(ctx, op, netRef, args, nil)
+	if err != nil && claimable != nil && op.prep == nil {
+		c.afterFailedClaim(op, claimable)
+	}
 	return answer(op, ep), err
 }
 

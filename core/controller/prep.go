@@ -53,6 +53,17 @@ func (c *Controller) settlePrep(op *sandboxOp, n *Network, a connectArgs, via *j
 	return via
 }
 
+// afterFailedClaim takes the interface of prepared attach p out of
+// service after a connect that settled it failed: the attach may have
+// failed before the driver took the pair (an address already taken, say),
+// and the interface must not keep the first interface's name from the
+// next connect. One already gone or retired is no error. op.mu held.
+func (c *Controller) afterFailedClaim(op *sandboxOp, p *preparedAttach) {
+	if err := op.sb.DiscardInterface(p.src); err != nil {
+		c.log.Warn("discarding the prepared interface of a failed connect", "sandbox", short(op.sb.ID()), "interface", p.src, "error", err)
+	}
+}
+
 // discardPrep takes op's prepared interface out of service; op.mu held.
 func (c *Controller) discardPrep(op *sandboxOp) {
 	p := op.prep

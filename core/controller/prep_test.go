@@ -101,6 +101,29 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 		}
 	}
 
+	// A connect that claims the prepared attach and fails before the
+	// driver takes the pair (the address asked for is c1's): the next
+	// connect still gets eth0.
+	polltest.Until(t, 15*time.Second, "a spare prepared for red", func() bool { return len(e.preparedSpares(red.ID)) > 0 })
+	retry := e.sandbox("retry")
+	if p := e.pendingPrep("retry"); p == nil || p.netID != red.ID {
+		t.Fatalf("a create without networks after connects to red holds %+v; want an attach prepared for red", p)
+	}
+	c1, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Connect(ctx, "red", Connect{Container: "retry", IP: c1.Endpoints[0].Address.Addr().String()}); err == nil {
+		t.Fatal("a connect asking for c1's address succeeded")
+	}
+	ep := e.connect("red", "retry")
+	polltest.Until(t, 15*time.Second, "the failed claim's interface deleted", func() bool {
+		return fmt.Sprint(linkNames(t, retry.Key)) == "[eth0 lo]"
+	})
+	if got, want := fmt.Sprint(addresses(t, retry.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
+		t.Fatalf("after a failed connect, connected to red: addresses in the sandbox = %s, want %s", got, want)
+	}
+
 	// A connect to blue instead: the container has blue's interface alone.
 	polltest.Until(t, 15*time.Second, "a spare prepared for red", func() bool { return len(e.preparedSpares(red.ID)) > 0 })
 	sb := e.sandbox("other")
@@ -108,7 +131,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 	if p == nil || p.netID != red.ID {
 		t.Fatalf("a create without networks after connects to red holds %+v; want an attach prepared for red", p)
 	}
-	ep := e.connect("blue", "other")
+	ep = e.connect("blue", "other")
 	polltest.Until(t, 15*time.Second, "the discarded interface deleted", func() bool {
 		return fmt.Sprint(linkNames(t, sb.Key)) == "[eth0 lo]" && hostEndGone(t, p.epID)
 	})
@@ -172,7 +195,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 	polltest.Until(t, 15*time.Second, "the prepared interface deleted after the restart", func() bool {
 		return fmt.Sprint(linkNames(t, cut.Key)) == "[lo]" && hostEndGone(t, p.epID)
 	})
-	for _, c := range []string{"cut", "warm", "c0", "c1", "c2", "c3", "other", "idle", "bare"} {
+	for _, c := range []string{"cut", "warm", "retry", "c0", "c1", "c2", "c3", "other", "idle", "bare"} {
 		if err := e.c.DeleteSandbox(ctx, c); err != nil {
 			t.Fatal(err)
 		}
