@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -193,10 +194,16 @@ func requireNothingLeft(t *testing.T, a *agenttest.Agent, network string, subnet
 	if err != nil {
 		t.Fatalf("nft list ruleset: %v\n%s", err, out)
 	}
-	for _, s := range append([]string{prefix}, hostPorts...) {
+	// A port counts as a whole number (a network ID's hex may hold its
+	// digits); the subnet's prefix, with its dots, as it is.
+	names := []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(prefix))}
+	for _, p := range hostPorts {
+		names = append(names, regexp.MustCompile(`\b`+regexp.QuoteMeta(p)+`\b`))
+	}
+	for _, re := range names {
 		for _, line := range strings.Split(string(out), "\n") {
-			if strings.Contains(line, s) && !strings.Contains(line, prefix+"0/24") {
-				t.Fatalf("a firewall rule naming %s remains: %q\n%s", s, line, out)
+			if re.MatchString(line) && !strings.Contains(line, prefix+"0/24") {
+				t.Fatalf("a firewall rule naming %s remains: %q\n%s", re, line, out)
 			}
 		}
 	}
