@@ -429,43 +429,11 @@ func testPreparedSpares(t *testing.T, up bool) {
 	// says which pair each join took.
 	for i := 1; i <= 3; i++ { // the third may run out of prepared spares
 		sb := create(fmt.Sprintf("c%d", i), SandboxNetwork{Network: "red"})
-		ep := sb.Endpoints[0]
-		if want, ok := e.veth.preparedJoin(ep.ID); ok {
-			var index int
-			nstest.WithHandle(t, sb.Key, func(h *netlink.Handle) error {
-				l, err := h.LinkByName("eth0")
-				if err == nil {
-					index = l.Attrs().Index
-				}
-				return err
-			})
-			if index != want {
-				t.Fatalf("c%d took the pair prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", i, short(ep.ID), index, want)
-			}
-		} else if i < 3 {
-			t.Fatalf("c%d: endpoint %s was not prepared", i, short(ep.ID))
-		}
-		if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
-			t.Fatalf("c%d: addresses in the sandbox = %s, want %s", i, got, want)
-		}
-		if gw := defaultGateway(t, sb.Key); gw != "10.92.0.1 dev eth0" {
-			t.Fatalf("c%d: default route = %q", i, gw)
-		}
-		if got := resolve(t, sb.Key, sb.ContainerID); !strings.Contains(got, ep.Address.Addr().String()) {
-			t.Fatalf("c%d resolves to %q in its sandbox, want %s", i, got, ep.Address.Addr())
-		}
+		e.checkPreparedJoin(t, sb.ContainerID, sb.Key, &sb.Endpoints[0], i < 3, "10.92.0.1")
 	}
 	// A create without networks: a plain spare, loopback alone.
 	plain := create("bare")
-	var names []string
-	nstest.WithHandle(t, plain.Key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		for _, l := range links {
-			names = append(names, l.Attrs().Name)
-		}
-		return err
-	})
-	if fmt.Sprint(names) != "[lo]" {
+	if names := linkNames(t, plain.Key); fmt.Sprint(names) != "[lo]" {
 		t.Fatalf("interfaces of a sandbox created without networks: %v; want lo alone", names)
 	}
 	for _, c := range []string{"c0", "c1", "c2", "c3", "bare"} {

@@ -46,11 +46,7 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if st.unfinished {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
-	claimable := op.prep
 	ep, err := c.connectAny(ctx, op, netRef, args, nil)
-	if err != nil && claimable != nil && op.prep == nil {
-		c.afterFailedClaim(op, claimable)
-	}
 	return answer(op, ep), err
 }
 
@@ -177,7 +173,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	if name == "" {
 		name = req.Container
 	}
-	via = c.settlePrep(op, n, a, via)
+	via, claimed := c.settlePrep(op, n, a, via)
 	id := newID()
 	if via != nil && via.prep != nil && via.prep.netID == n.ID {
 		id = via.prep.epID // the ID the driver prepared the attach for
@@ -200,6 +196,12 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		return ep, nil
 	}
 	if err := c.attach(ctx, op, n, nIdx, cached, ep, a.ip, a.ip6, via); err != nil {
+		if claimed != nil {
+			// It may have failed before the driver took the pair (an
+			// address already taken): the prepared interface must not
+			// keep the first interface's name from the next connect.
+			c.retirePrepared(op, claimed)
+		}
 		return nil, err
 	}
 	return ep, nil

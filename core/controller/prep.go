@@ -33,16 +33,17 @@ func (c *Controller) sparePool() *nspool.Pool[*spare] {
 
 // settlePrep settles, at a sandbox's connect to network n, what its
 // create without networks left: a prepared attach for n under the name
-// the connect wants is returned as via's, to finish; another is
+// the connect wants is claimed, returned as via's to finish (and as
+// claimed, for connect to retire should the attach fail); another is
 // discarded; and the first connect tells the pool where such creates go.
 // A create's own via passes through. op.mu held.
-func (c *Controller) settlePrep(op *sandboxOp, n *Network, a connectArgs, via *joinVia) *joinVia {
+func (c *Controller) settlePrep(op *sandboxOp, n *Network, a connectArgs, via *joinVia) (_ *joinVia, claimed *preparedAttach) {
 	if p := op.prep; p != nil && via == nil {
+		op.prep = nil
 		if p.netID == n.ID && (a.ifname == "" || a.ifname == p.src) && len(op.sb.Endpoints()) == 0 {
-			op.prep = nil
-			via = &joinVia{prep: p}
+			via, claimed = &joinVia{prep: p}, p
 		} else {
-			c.discardPrep(op)
+			c.retirePrepared(op, p)
 			c.sparePool().Missed()
 		}
 	}
@@ -50,26 +51,15 @@ func (c *Controller) settlePrep(op *sandboxOp, n *Network, a connectArgs, via *j
 		op.expect = false
 		c.sparePool().Expect(n.ID)
 	}
-	return via
+	return via, claimed
 }
 
-// afterFailedClaim takes the interface of prepared attach p out of
-// service after a connect that settled it failed: the attach may have
-// failed before the driver took the pair (an address already taken, say),
-// and the interface must not keep the first interface's name from the
-// next connect. One already gone or retired is no error. op.mu held.
-func (c *Controller) afterFailedClaim(op *sandboxOp, p *preparedAttach) {
+// retirePrepared takes the interface of prepared attach p out of service
+// (deleted later, its name free at once); one already gone or retired is
+// no error. op.mu held.
+func (c *Controller) retirePrepared(op *sandboxOp, p *preparedAttach) {
 	if err := op.sb.DiscardInterface(p.src); err != nil {
-		c.log.Warn("discarding the prepared interface of a failed connect", "sandbox", short(op.sb.ID()), "interface", p.src, "error", err)
-	}
-}
-
-// discardPrep takes op's prepared interface out of service; op.mu held.
-func (c *Controller) discardPrep(op *sandboxOp) {
-	p := op.prep
-	op.prep = nil
-	if err := op.sb.DiscardInterface(p.src); err != nil {
-		c.log.Warn("discarding a prepared interface no connect took", "sandbox", short(op.sb.ID()), "interface", p.src, "error", err)
+		c.log.Warn("discarding a prepared interface", "sandbox", short(op.sb.ID()), "interface", p.src, "error", err)
 	}
 }
 
@@ -83,7 +73,8 @@ func (c *Controller) discardPrepLater(op *sandboxOp, p *preparedAttach) {
 		if op.prep != p {
 			return
 		}
-		c.discardPrep(op)
+		op.prep = nil
+		c.retirePrepared(op, p)
 		if op.dns.r == nil {
 			op.dns.pre.close()
 			op.dns.pre = nil

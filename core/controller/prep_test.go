@@ -29,6 +29,39 @@ func linkNames(t *testing.T, key string) []string {
 	return names
 }
 
+// checkPreparedJoin checks the sandbox of container at key after its
+// attach made endpoint ep on a network with gateway gw: eth0 is the pair
+// the driver prepared, if a join took one (it must have when mustPrepared),
+// with ep's address, the default route through gw, and the container's
+// name resolving to ep's address inside.
+func (e *env) checkPreparedJoin(t *testing.T, container, key string, ep *Endpoint, mustPrepared bool, gw string) {
+	t.Helper()
+	if want, ok := e.veth.preparedJoin(ep.ID); ok {
+		var index int
+		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+			l, err := h.LinkByName("eth0")
+			if err == nil {
+				index = l.Attrs().Index
+			}
+			return err
+		})
+		if index != want {
+			t.Fatalf("%s took the pair prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", container, short(ep.ID), index, want)
+		}
+	} else if mustPrepared {
+		t.Fatalf("%s: endpoint %s did not finish a prepared attach", container, short(ep.ID))
+	}
+	if got, want := fmt.Sprint(addresses(t, key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
+		t.Fatalf("%s: addresses in the sandbox = %s, want %s", container, got, want)
+	}
+	if got := defaultGateway(t, key); got != gw+" dev eth0" {
+		t.Fatalf("%s: default route = %q, want via %s", container, got, gw)
+	}
+	if got := resolve(t, key, container); !strings.Contains(got, ep.Address.Addr().String()) {
+		t.Fatalf("%s resolves to %q in its sandbox, want %s", container, got, ep.Address.Addr())
+	}
+}
+
 // pendingPrep is the prepared attach container's sandbox holds for its
 // first connect, or nil.
 func (e *env) pendingPrep(container string) *preparedAttach {
@@ -75,30 +108,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 		c := fmt.Sprintf("c%d", i)
 		sb := e.sandbox(c)
 		ep := e.connect("red", c)
-		if want, ok := e.veth.preparedJoin(ep.ID); ok {
-			var index int
-			nstest.WithHandle(t, sb.Key, func(h *netlink.Handle) error {
-				l, err := h.LinkByName("eth0")
-				if err == nil {
-					index = l.Attrs().Index
-				}
-				return err
-			})
-			if index != want {
-				t.Fatalf("%s took the pair prepared for endpoint %s but its eth0 is ifindex %d, not the prepared %d", c, short(ep.ID), index, want)
-			}
-		} else if i < 3 {
-			t.Fatalf("%s: its connect did not finish a prepared attach (endpoint %s)", c, short(ep.ID))
-		}
-		if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
-			t.Fatalf("%s: addresses in the sandbox = %s, want %s", c, got, want)
-		}
-		if gw := defaultGateway(t, sb.Key); gw != "10.93.0.1 dev eth0" {
-			t.Fatalf("%s: default route = %q", c, gw)
-		}
-		if got := resolve(t, sb.Key, c); !strings.Contains(got, ep.Address.Addr().String()) {
-			t.Fatalf("%s resolves to %q in its sandbox, want %s", c, got, ep.Address.Addr())
-		}
+		e.checkPreparedJoin(t, c, sb.Key, ep, i < 3, "10.93.0.1")
 	}
 
 	// A connect that claims the prepared attach and fails before the

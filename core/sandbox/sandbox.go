@@ -578,14 +578,23 @@ func (s *Sandbox) RemoveInterface(id string) error {
 		return nil
 	}
 	if ep.IfName != "" && ns != nil {
-		if err := ns.RetireInterface(ep.IfName); err != nil {
+		if err := s.retireNsLocked(ns, ep.IfName); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.deleteRetiredLaterLocked()
-		s.mu.Unlock()
 	}
 	return s.updateGateway()
+}
+
+// retireNsLocked takes interface name of namespace ns out of service and
+// has it deleted later (deleteRetiredLaterLocked). nsMu held.
+func (s *Sandbox) retireNsLocked(ns *osl.Namespace, name string) error {
+	if err := ns.RetireInterface(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.deleteRetiredLaterLocked()
+	s.mu.Unlock()
+	return nil
 }
 
 // DiscardInterface takes an interface no endpoint owns (one a driver
@@ -602,13 +611,7 @@ func (s *Sandbox) DiscardInterface(name string) error {
 	if ns == nil {
 		return nil
 	}
-	if err := ns.RetireInterface(name); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.deleteRetiredLaterLocked()
-	s.mu.Unlock()
-	return nil
+	return s.retireNsLocked(ns, name)
 }
 
 // retiredDelay is how long retired interfaces wait for their driver, or
