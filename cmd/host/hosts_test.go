@@ -184,11 +184,7 @@ func TestOverlayHostGone(t *testing.T) {
 	if err := a.c().DeleteNetwork(ctx, "ov"); err != nil {
 		t.Fatal(err)
 	}
-	for i, h := range []*overlayHost{a, b} {
-		agenttest.Eventually(t, fmt.Sprintf("nothing left on host %d", i), func() bool {
-			return len(overlayLeftovers(t, h.key)) == 0
-		})
-	}
+	requireOverlayGone(t, a, b)
 	if hs := consulKeys(t, a.consul.Addr(), "sandnet/v1/host/"); len(hs) != 2 {
 		t.Errorf("host records in Consul: %v, want A's and B's", hs)
 	}

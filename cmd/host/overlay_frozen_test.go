@@ -190,11 +190,7 @@ func TestOverlayConsulFrozen(t *testing.T) {
 	if err := b.c().DeleteNetwork(ctx, "ov"); err != nil {
 		t.Fatal(err)
 	}
-	for i, h := range hosts {
-		agenttest.Eventually(t, fmt.Sprintf("nothing left on host %d", i), func() bool {
-			return len(overlayLeftovers(t, h.key)) == 0
-		})
-	}
+	requireOverlayGone(t, hosts...)
 	if left := consulLeftovers(t, consul.Addr()); len(left) > 0 {
 		t.Fatalf("keys left in Consul once everything was deleted: %v", left)
 	}

@@ -155,6 +155,17 @@ func overlayLeftovers(t testing.TB, key string) []string {
 	return out
 }
 
+// requireOverlayGone waits until no overlay link, forwarding or
+// neighbour entry or rule is left on any of hosts (overlayLeftovers).
+func requireOverlayGone(t testing.TB, hosts ...*overlayHost) {
+	t.Helper()
+	for i, h := range hosts {
+		agenttest.Eventually(t, fmt.Sprintf("nothing left on host %d", i), func() bool {
+			return len(overlayLeftovers(t, h.key)) == 0
+		})
+	}
+}
+
 // reachable polls until the container at key gets an answer from who at
 // addr:7777 over TCP and over UDP.
 func reachable(t testing.TB, key, addr, who string) {
@@ -287,9 +298,5 @@ func TestOverlayPeersFromTheStore(t *testing.T) {
 	if err := a.c().DeleteNetwork(ctx, "ov"); err != nil {
 		t.Fatal(err)
 	}
-	for i, h := range hosts {
-		agenttest.Eventually(t, fmt.Sprintf("nothing left on host %d", i), func() bool {
-			return len(overlayLeftovers(t, h.key)) == 0
-		})
-	}
+	requireOverlayGone(t, hosts...)
 }

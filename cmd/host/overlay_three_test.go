@@ -219,11 +219,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, h := range hosts {
-		agenttest.Eventually(t, fmt.Sprintf("nothing left on host %d", i), func() bool {
-			return len(overlayLeftovers(t, h.key)) == 0
-		})
-	}
+	requireOverlayGone(t, hosts...)
 	if left := consulLeftovers(t, a.consul.Addr()); len(left) > 0 {
 		t.Fatalf("keys left in Consul once everything was deleted: %v", left)
 	}
