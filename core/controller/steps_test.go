@@ -8,27 +8,27 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // An attach that fails after any of its named steps — as a store or
 // driver failure right there would make it — leaves nothing behind: no
 // endpoint record, no address, no interface in the sandbox, no link on
-// the host; a create that listed the network leaves no sandbox either.
-// The next attach works. docs/architecture.md lists the steps.
+// the host; a create that listed the network leaves no sandbox either,
+// and, given the runtime's namespace, leaves that namespace as it found
+// it. The next attach works.
+// docs/architecture.md lists the steps.
 func TestAttachFailsAfterEachStep(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.network("red", "veth", "10.103.0.0/24")
 	before := e.leaks()
 	for i, s := range (&attachment{}).steps() {
-		for _, create := range []bool{false, true} {
-			name := fmt.Sprintf("%s/connect", s.name)
-			if create {
-				name = fmt.Sprintf("%s/create", s.name)
-			}
-			t.Run(name, func(t *testing.T) {
-				container := fmt.Sprintf("fail-%d-%t", i, create)
+		for _, how := range []string{"connect", "create", "create-in-runtime-netns"} {
+			create := how != "connect"
+			t.Run(s.name+"/"+how, func(t *testing.T) {
+				container := fmt.Sprintf("fail-%d-%s", i, how)
 				injected := errors.New("injected after " + s.name)
 				e.c.afterStep = func(flow, step string) error {
 					if flow == "attach" && step == s.name {
@@ -37,9 +37,12 @@ func TestAttachFailsAfterEachStep(t *testing.T) {
 					return nil
 				}
 				var err error
-				var key string
+				var key, runtimeKey string
+				if how == "create-in-runtime-netns" {
+					runtimeKey = nstest.NewNetns(t)
+				}
 				if create {
-					_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Networks: []SandboxNetwork{{Network: "red"}}})
+					_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Netns: runtimeKey, Networks: []SandboxNetwork{{Network: "red"}}})
 				} else {
 					key = e.sandbox(container).Key
 					_, err = e.c.Connect(ctx, "red", Connect{Container: container})
@@ -58,6 +61,11 @@ func TestAttachFailsAfterEachStep(t *testing.T) {
 				if create {
 					if _, err := e.c.SandboxByContainer(ctx, container); !errors.Is(err, sdk.ErrNotFound) {
 						t.Fatalf("the failed create left its sandbox (%v)", err)
+					}
+					if runtimeKey != "" {
+						if got := fmt.Sprint(addresses(t, runtimeKey)); got != "map[]" {
+							t.Fatalf("interfaces left in the runtime's namespace: %s", got)
+						}
 					}
 				} else {
 					if got := fmt.Sprint(addresses(t, key)); got != "map[]" {
