@@ -243,11 +243,7 @@ func interfaceSet(t *testing.T, key string) []string {
 	t.Helper()
 	var out []string
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
+		for _, l := range nstest.Links(t, h) {
 			if l.Attrs().Name == "lo" {
 				continue
 			}

@@ -167,15 +167,14 @@ func addresses(t *testing.T, key string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
+		for _, l := range nstest.Links(t, h) {
 			if l.Attrs().Name == "lo" {
 				continue
 			}
-			addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+			addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+			for tries := 1; errors.Is(err, netlink.ErrDumpInterrupted) && tries < 100; tries++ {
+				addrs, err = h.AddrList(l, netlink.FAMILY_ALL) // a concurrent change: dump again
+			}
 			var as []string
 			for _, a := range addrs {
 				if a.IP.IsGlobalUnicast() {

@@ -19,11 +19,10 @@ func linkNames(t *testing.T, key string) []string {
 	t.Helper()
 	var names []string
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		for _, l := range links {
+		for _, l := range nstest.Links(t, h) {
 			names = append(names, l.Attrs().Name)
 		}
-		return err
+		return nil
 	})
 	slices.Sort(names)
 	return names

@@ -298,11 +298,10 @@ func TestJoinTakesTheHostsName(t *testing.T) {
 	}
 	var names []string
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		for _, l := range links {
+		for _, l := range nstest.Links(t, h) {
 			names = append(names, l.Attrs().Name)
 		}
-		return err
+		return nil
 	})
 	slices.Sort(names)
 	if len(names) != 4 || names[0] != "eth0" || names[1] != "lo" {
