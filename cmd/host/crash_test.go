@@ -312,7 +312,10 @@ func spareHostEnds(netnsDir string) map[int]bool {
 		if err != nil {
 			continue
 		}
-		links, _ := h.LinkList()
+		links, err := h.LinkList()
+		for tries := 1; errors.Is(err, netlink.ErrDumpInterrupted) && tries < 100; tries++ {
+			links, err = h.LinkList() // a concurrent change: dump again
+		}
 		h.Close()
 		for _, l := range links {
 			if l.Type() == "veth" && l.Attrs().ParentIndex > 0 {
