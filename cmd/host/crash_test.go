@@ -273,7 +273,7 @@ func interfaceSet(t *testing.T, key string) []string {
 // reaper deleting some), to be asked again.
 func hostEnds(t testing.TB, netnsDir string) ([]string, bool) {
 	t.Helper()
-	spare := spareHostEnds(netnsDir)
+	spare := spareHostEnds(t, netnsDir)
 	links, err := netlink.LinkList()
 	if errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, false
@@ -295,7 +295,8 @@ func hostEnds(t testing.TB, netnsDir string) ([]string, bool) {
 // namespaces (netnsDir/.creating/spare-…), which no endpoint owns yet: the
 // parent of each veth inside a spare. A spare destroyed meanwhile is
 // skipped.
-func spareHostEnds(netnsDir string) map[int]bool {
+func spareHostEnds(t testing.TB, netnsDir string) map[int]bool {
+	t.Helper()
 	out := map[int]bool{}
 	dir := filepath.Join(netnsDir, ".creating")
 	entries, _ := os.ReadDir(dir)
@@ -312,10 +313,7 @@ func spareHostEnds(netnsDir string) map[int]bool {
 		if err != nil {
 			continue
 		}
-		links, err := h.LinkList()
-		for tries := 1; errors.Is(err, netlink.ErrDumpInterrupted) && tries < 100; tries++ {
-			links, err = h.LinkList() // a concurrent change: dump again
-		}
+		links := nstest.Links(t, h)
 		h.Close()
 		for _, l := range links {
 			if l.Type() == "veth" && l.Attrs().ParentIndex > 0 {

@@ -433,7 +433,7 @@ func testPreparedSpares(t *testing.T, up bool) {
 	}
 	// A create without networks: a plain spare, loopback alone.
 	plain := create("bare")
-	if names := linkNames(t, plain.Key); fmt.Sprint(names) != "[lo]" {
+	if names := nstest.LinkNames(t, plain.Key); fmt.Sprint(names) != "[lo]" {
 		t.Fatalf("interfaces of a sandbox created without networks: %v; want lo alone", names)
 	}
 	for _, c := range []string{"c0", "c1", "c2", "c3", "bare"} {

@@ -171,12 +171,8 @@ func addresses(t *testing.T, key string) map[string][]string {
 			if l.Attrs().Name == "lo" {
 				continue
 			}
-			addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
-			for tries := 1; errors.Is(err, netlink.ErrDumpInterrupted) && tries < 100; tries++ {
-				addrs, err = h.AddrList(l, netlink.FAMILY_ALL) // a concurrent change: dump again
-			}
 			var as []string
-			for _, a := range addrs {
+			for _, a := range nstest.Addrs(t, h, l) {
 				if a.IP.IsGlobalUnicast() {
 					as = append(as, a.IPNet.String())
 				}

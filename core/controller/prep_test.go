@@ -14,20 +14,6 @@ import (
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
-// linkNames lists the interfaces inside the namespace at key.
-func linkNames(t *testing.T, key string) []string {
-	t.Helper()
-	var names []string
-	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		for _, l := range nstest.Links(t, h) {
-			names = append(names, l.Attrs().Name)
-		}
-		return nil
-	})
-	slices.Sort(names)
-	return names
-}
-
 // checkPreparedJoin checks the sandbox of container at key after its
 // attach made endpoint ep on a network with gateway gw: eth0 is the pair
 // the driver prepared, if a join took one (it must have when mustPrepared),
@@ -127,7 +113,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 	}
 	ep := e.connect("red", "retry")
 	polltest.Until(t, 15*time.Second, "the failed claim's interface deleted", func() bool {
-		return fmt.Sprint(linkNames(t, retry.Key)) == "[eth0 lo]"
+		return fmt.Sprint(nstest.LinkNames(t, retry.Key)) == "[eth0 lo]"
 	})
 	if got, want := fmt.Sprint(addresses(t, retry.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
 		t.Fatalf("after a failed connect, connected to red: addresses in the sandbox = %s, want %s", got, want)
@@ -142,7 +128,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 	}
 	ep = e.connect("blue", "other")
 	polltest.Until(t, 15*time.Second, "the discarded interface deleted", func() bool {
-		return fmt.Sprint(linkNames(t, sb.Key)) == "[eth0 lo]" && hostEndGone(t, p.epID)
+		return fmt.Sprint(nstest.LinkNames(t, sb.Key)) == "[eth0 lo]" && hostEndGone(t, p.epID)
 	})
 	if got, want := fmt.Sprint(addresses(t, sb.Key)), fmt.Sprintf("map[eth0:[%s]]", ep.Address); got != want {
 		t.Fatalf("connected to blue: addresses in the sandbox = %s, want %s", got, want)
@@ -160,13 +146,13 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 		t.Fatalf("after a connect to blue, a create without networks holds %+v; want an attach prepared for blue", p)
 	}
 	polltest.Until(t, 15*time.Second, "the unclaimed interface deleted", func() bool {
-		return fmt.Sprint(linkNames(t, idle.Key)) == "[lo]" && hostEndGone(t, p.epID)
+		return fmt.Sprint(nstest.LinkNames(t, idle.Key)) == "[lo]" && hostEndGone(t, p.epID)
 	})
 	if got := e.pendingPrep("idle"); got != nil {
 		t.Fatalf("after %s, the sandbox still holds the prepared attach", unclaimedPrep)
 	}
 	bare := e.sandbox("bare")
-	if got := fmt.Sprint(linkNames(t, bare.Key)); got != "[lo]" || e.pendingPrep("bare") != nil {
+	if got := fmt.Sprint(nstest.LinkNames(t, bare.Key)); got != "[lo]" || e.pendingPrep("bare") != nil {
 		t.Fatalf("after a prepared attach went unused, a create without networks has %s (prepared %v); want lo alone", got, e.pendingPrep("bare") != nil)
 	}
 	// A late connect still works, the ordinary way.
@@ -202,7 +188,7 @@ func TestTwoRequestAttachUsesPreparedSpare(t *testing.T) {
 		t.Fatal(err)
 	}
 	polltest.Until(t, 15*time.Second, "the prepared interface deleted after the restart", func() bool {
-		return fmt.Sprint(linkNames(t, cut.Key)) == "[lo]" && hostEndGone(t, p.epID)
+		return fmt.Sprint(nstest.LinkNames(t, cut.Key)) == "[lo]" && hostEndGone(t, p.epID)
 	})
 	for _, c := range []string{"cut", "warm", "retry", "c0", "c1", "c2", "c3", "other", "idle", "bare"} {
 		if err := e.c.DeleteSandbox(ctx, c); err != nil {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,14 +295,7 @@ func TestJoinTakesTheHostsName(t *testing.T) {
 	if got := join(4, "bad/name"); !strings.HasPrefix(got, peerIfPrefix) {
 		t.Fatalf("asked for an invalid name, got %q", got)
 	}
-	var names []string
-	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		for _, l := range nstest.Links(t, h) {
-			names = append(names, l.Attrs().Name)
-		}
-		return nil
-	})
-	slices.Sort(names)
+	names := nstest.LinkNames(t, key)
 	if len(names) != 4 || names[0] != "eth0" || names[1] != "lo" {
 		t.Fatalf("interfaces in the sandbox: %v; want eth0, lo and two of the driver's", names)
 	}

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -190,6 +191,37 @@ func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
 			t.Fatalf("listing links: %v", err)
 		}
 	}
+}
+
+// Addrs lists the addresses of link l that h sees, dumping again, as
+// Links does, when a concurrent change interrupts the dump; any other
+// error fails the test.
+func Addrs(t testing.TB, h *netlink.Handle, l netlink.Link) []netlink.Addr {
+	t.Helper()
+	for tries := 1; ; tries++ {
+		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		switch {
+		case err == nil:
+			return addrs
+		case !errors.Is(err, netlink.ErrDumpInterrupted) || tries == maxDumpTries:
+			t.Fatalf("listing addresses of %s: %v", l.Attrs().Name, err)
+		}
+	}
+}
+
+// LinkNames lists, sorted, the names of the interfaces inside the network
+// namespace bind-mounted at key.
+func LinkNames(t testing.TB, key string) []string {
+	t.Helper()
+	var names []string
+	WithHandle(t, key, func(h *netlink.Handle) error {
+		for _, l := range Links(t, h) {
+			names = append(names, l.Attrs().Name)
+		}
+		return nil
+	})
+	slices.Sort(names)
+	return names
 }
 
 // maxDumpTries bounds the dumps Links takes while they are interrupted.

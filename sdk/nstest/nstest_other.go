@@ -27,6 +27,18 @@ func Links(t testing.TB, h *netlink.Handle) []netlink.Link {
 	return nil
 }
 
+// Addrs skips the test: network namespaces are Linux only.
+func Addrs(t testing.TB, h *netlink.Handle, l netlink.Link) []netlink.Addr {
+	t.Skip("network namespaces are Linux only")
+	return nil
+}
+
+// LinkNames skips the test: network namespaces are Linux only.
+func LinkNames(t testing.TB, key string) []string {
+	t.Skip("network namespaces are Linux only")
+	return nil
+}
+
 // NewNetns skips the test: network namespaces are Linux only.
 func NewNetns(t testing.TB) string {
 	t.Skip("network namespaces are Linux only")
