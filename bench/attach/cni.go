@@ -17,6 +17,7 @@ import (
 type timings struct {
 	add, del, create, disconnect []time.Duration
 	cpu                          time.Duration
+	steps                        stepTimes // the agent's steps, sandnet's runs only
 }
 
 // cniRun attaches and detaches n namespaces with the reference plugins,

@@ -37,6 +37,10 @@ func (a *agent) frontVsBridge(dir, keys, cniDir, frontBin string, n int) (front,
 		prefix    string
 	}
 	sides := []side{{front, frontDir, frontName, frontConf, "f"}, {bridge, cniDir, "bridge", bridgeConf, "b"}}
+	steps0, err := a.steps()
+	if err != nil {
+		return nil, nil, err
+	}
 	for i := range n {
 		order := sides
 		if i%2 == 1 {
@@ -63,6 +67,11 @@ func (a *agent) frontVsBridge(dir, keys, cniDir, frontBin string, n int) (front,
 			}
 		}
 	}
+	steps, err := a.steps()
+	if err != nil {
+		return nil, nil, err
+	}
+	front.steps = steps.since(steps0)
 	return front, bridge, a.c.DeleteNetwork(ctx, "front")
 }
 
@@ -75,4 +84,5 @@ func printFront(front, bridge *timings) {
 	row("CNI bridge+host-local DEL", median(bridge.del))
 	ratio("sandnet CNI ADD / bridge ADD", median(front.add), median(bridge.add), "≤ 0.5")
 	ratio("sandnet CNI DEL / bridge DEL", median(front.del), median(bridge.del), "≤ 0.5")
+	printStepMeans("sandnet CNI ADD", front.steps)
 }

@@ -92,6 +92,8 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir, frontBin string, only, fro
 		row("sandnet: attach, one call", median(one.add))
 		row("sandnet: detach", median(sn.del))
 		row("sandnet: detach (after one-call attach)", median(one.del))
+		printStepMeans("two calls", sn.steps)
+		printStepMeans("one call", one.steps)
 		if scale > 0 {
 			return a.scaleLine(scenario{name: "scale1", subnet: "10.212.0.0/16", n: scale, keep: true, oneCall: true})
 		}
@@ -135,6 +137,8 @@ func run(n, scale int, sandnetBin, pluginDir, cniDir, frontBin string, only, fro
 	printSteps("sandnet", sn)
 	printSteps("sandnet NAT", snNAT)
 	row("sandnet one call: CPU per attach + detach", one.cpu)
+	printStepMeans("sandnet, two calls", sn.steps)
+	printStepMeans("sandnet, one call", one.steps)
 	fmt.Println("\nratios (target):")
 	ratio("sandnet attach / CNI ADD, one call", median(one.add), median(cni.add), "≤ 0.2")
 	ratio("sandnet attach / CNI ADD, two calls", median(sn.add), median(cni.add), "≤ 0.2")

@@ -56,6 +56,10 @@ func (a *agent) run(sc scenario) (*timings, error) {
 		return nil, err
 	}
 	t := &timings{}
+	steps0, err := a.steps()
+	if err != nil {
+		return nil, err
+	}
 	cpu0 := cpuTime(a.Pid())
 	attach := func(i int) error {
 		container := fmt.Sprintf("%s-%d", name, i)
@@ -101,5 +105,10 @@ func (a *agent) run(sc scenario) (*timings, error) {
 		return nil, err
 	}
 	t.cpu = (cpuTime(a.Pid()) - cpu0) / time.Duration(n)
+	steps, err := a.steps()
+	if err != nil {
+		return nil, err
+	}
+	t.steps = steps.since(steps0)
 	return t, a.c.DeleteNetwork(ctx, name)
 }

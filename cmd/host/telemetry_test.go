@@ -167,6 +167,16 @@ func TestMetricsAfterAttaches(t *testing.T) {
 	if got := value(fams, "sandnet_store_operation_duration_seconds", "op=Txn"); got < 25 {
 		t.Errorf("store transactions counted: %v, want at least 25", got)
 	}
+	// Every attach and every create ran its named steps.
+	for _, w := range [][]string{
+		{"flow=attach", "step=call-driver", "outcome=ok"},
+		{"flow=attach", "step=reconcile", "outcome=ok"},
+		{"flow=create", "step=register", "outcome=ok"},
+	} {
+		if got := value(fams, "sandnet_controller_step_duration_seconds", w...); got < 25 {
+			t.Errorf("steps %v counted: %v, want at least 25", w, got)
+		}
+	}
 
 	resp, err := http.Get("http://" + prom + "/metrics")
 	if err != nil {

@@ -88,6 +88,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		CrashAfter:      os.Getenv(EnvCrashAfter),
 		IPAM:            alloc,
 		HostListen:      a.cfg.Resolver.HostListen,
+		OnStep:          a.metrics.Step,
 		OnReaped: func(id, container string) {
 			a.events.Publish(events.Event{Type: events.TypeSandboxDelete, SandboxID: id, Container: container, Message: "unclaimed stub deleted after the grace period"})
 		},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/resolver"
@@ -79,7 +80,12 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 // the flow after any step, as a crash or a store failure there would.
 func (c *Controller) runSteps(ctx context.Context, flow string, steps []step) error {
 	for _, s := range steps {
-		if err := s.run(ctx); err != nil {
+		t0 := time.Now()
+		err := s.run(ctx)
+		if c.cfg.OnStep != nil {
+			c.cfg.OnStep(flow, s.name, time.Since(t0), err)
+		}
+		if err != nil {
 			return err
 		}
 		if c.afterStep != nil {

@@ -80,6 +80,11 @@ type Config struct {
 	// controller deleted by itself after StubGracePeriod (the agent
 	// publishes it as a sandbox.delete event).
 	OnReaped func(sandboxID, containerID string)
+	// OnStep, when set, is told how long each named step of a create or
+	// an attach took (flow "create" or "attach"; docs/architecture.md
+	// lists the steps) and whether it failed; the agent records it as a
+	// metric. It is called on the request's goroutine: it must be quick.
+	OnStep func(flow, step string, d time.Duration, err error)
 	// CrashAfter, for crash-injection tests only, names a step as
 	// "flow:step" (say "attach:call-driver"; docs/architecture.md lists
 	// them): the process kills itself with SIGKILL right after that step

@@ -39,6 +39,7 @@ type Metrics struct {
 	pluginExits    *prometheus.CounterVec
 	storeOps       *prometheus.HistogramVec
 	storeErrors    *prometheus.CounterVec
+	steps          *prometheus.HistogramVec
 	eventsDropped  prometheus.Counter
 	dns            *dnsMetrics
 }
@@ -46,6 +47,11 @@ type Metrics struct {
 // latencyBuckets run from 100µs to 10s: an attach is a few milliseconds,
 // a store write on Consul tens, a plugin start hundreds.
 var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
+
+// stepBuckets run from 10µs to 1s: a step of an attach takes from tens of
+// microseconds (a reservation in memory) to a few milliseconds (the
+// driver's call).
+var stepBuckets = prometheus.ExponentialBucketsRange(0.00001, 1, 16)
 
 // New registers the agent's metric families on reg.
 func New(reg prometheus.Registerer) (*Metrics, error) {
@@ -78,13 +84,18 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "store", Name: "errors_total",
 			Help: "Store operations that failed, by operation and gRPC code; not found and compare-and-swap conflicts are answers, not errors.",
 		}, []string{"op", "code"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "controller", Name: "step_duration_seconds",
+			Help:    "Time of one named step of a create or an attach (docs/architecture.md lists them), by flow, step and outcome.",
+			Buckets: stepBuckets,
+		}, []string{"flow", "step", "outcome"}),
 		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "events", Name: "dropped_total",
 			Help: "Events not delivered to a subscriber whose buffer was full.",
 		}),
 		dns: newDNSMetrics(),
 	}
-	cs := []prometheus.Collector{m.apiRequests, m.pluginCalls, m.pluginRestarts, m.pluginExits, m.storeOps, m.storeErrors, m.eventsDropped}
+	cs := []prometheus.Collector{m.apiRequests, m.pluginCalls, m.pluginRestarts, m.pluginExits, m.storeOps, m.storeErrors, m.steps, m.eventsDropped}
 	cs = append(cs, m.dns.collectors()...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -122,6 +133,16 @@ func (m *Metrics) PluginCall(kind, name, method string, d time.Duration, err err
 	default:
 		m.storeErrors.WithLabelValues(method, code.String()).Inc()
 	}
+}
+
+// Step records one named step of a create or an attach (flow "create"
+// or "attach"); a step that failed counts under outcome "error".
+func (m *Metrics) Step(flow, step string, d time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.steps.WithLabelValues(flow, step, outcome).Observe(d.Seconds())
 }
 
 // PluginRestarted counts a plugin started again.

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// stepMetric is the agent's histogram of the named steps of a create and
+// an attach (docs/architecture.md).
+const stepMetric = "sandnet_controller_step_duration_seconds"
+
+// stepOrder is the order the steps run in; the create's persist holds
+// its first network's whole attach.
+var stepOrder = []string{
+	"create/acquire-namespace", "create/persist", "create/commit-namespace", "create/connect-rest", "create/register",
+	"attach/reserve", "attach/await-namespace", "attach/start-side-work", "attach/call-driver",
+	"attach/join-sandbox", "attach/await-commit", "attach/reconcile",
+}
+
+// stepTotal is the time spent in one step and how often it ran.
+type stepTotal struct {
+	seconds float64
+	count   uint64
+}
+
+// stepTimes are the agent's step totals by "flow/step" (successful steps).
+type stepTimes map[string]stepTotal
+
+// steps reads the agent's step totals from its metrics.
+func (a *agent) steps() (stepTimes, error) {
+	text, err := a.c.Metrics(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	st := stepTimes{}
+	f := fams[stepMetric]
+	if f == nil {
+		return st, nil
+	}
+	for _, m := range f.GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		if l["outcome"] != "ok" {
+			continue
+		}
+		h := m.GetHistogram()
+		st[l["flow"]+"/"+l["step"]] = stepTotal{h.GetSampleSum(), h.GetSampleCount()}
+	}
+	return st, nil
+}
+
+// since is what ran between before and s.
+func (s stepTimes) since(before stepTimes) stepTimes {
+	d := stepTimes{}
+	for k, v := range s {
+		b := before[k]
+		if v.count > b.count {
+			d[k] = stepTotal{v.seconds - b.seconds, v.count - b.count}
+		}
+	}
+	return d
+}
+
+// printStepMeans prints the mean of each step that ran, in order.
+func printStepMeans(name string, s stepTimes) {
+	if len(s) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int {
+		ix, iy := slices.Index(stepOrder, x), slices.Index(stepOrder, y)
+		if ix < 0 || iy < 0 {
+			return strings.Compare(x, y)
+		}
+		return ix - iy
+	})
+	fmt.Printf("  %s, the agent's steps (means; a create's persist holds its first attach):\n", name)
+	for _, k := range keys {
+		v := s[k]
+		fmt.Printf("    %-46s %8.3f ms\n", k, v.seconds*1e3/float64(v.count))
+	}
+}
