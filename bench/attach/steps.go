@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -14,9 +15,13 @@ import (
 // an attach (docs/architecture.md).
 const stepMetric = "sandnet_controller_step_duration_seconds"
 
+// apiMetric is the agent's histogram of answered API requests.
+const apiMetric = "sandnet_api_request_duration_seconds"
+
 // stepOrder is the order the steps run in; the create's persist holds
 // its first network's whole attach.
 var stepOrder = []string{
+	"request/POST /v1/sandboxes", "request/POST /v1/networks/{ref}/connect",
 	"create/acquire-namespace", "create/persist", "create/commit-namespace", "create/connect-rest", "create/register",
 	"attach/reserve", "attach/await-namespace", "attach/start-side-work", "attach/call-driver",
 	"attach/join-sandbox", "attach/await-commit", "attach/reconcile",
@@ -28,7 +33,8 @@ type stepTotal struct {
 	count   uint64
 }
 
-// stepTimes are the agent's step totals by "flow/step" (successful steps).
+// stepTimes are the agent's totals of successful steps by "flow/step",
+// and of answered requests by "request/route".
 type stepTimes map[string]stepTotal
 
 // steps reads the agent's step totals from its metrics.
@@ -43,22 +49,34 @@ func (a *agent) steps() (stepTimes, error) {
 		return nil, err
 	}
 	st := stepTimes{}
-	f := fams[stepMetric]
-	if f == nil {
-		return st, nil
+	for _, m := range fams[stepMetric].GetMetric() {
+		l := labels(m)
+		if l["outcome"] == "ok" {
+			h := m.GetHistogram()
+			st[l["flow"]+"/"+l["step"]] = stepTotal{h.GetSampleSum(), h.GetSampleCount()}
+		}
 	}
-	for _, m := range f.GetMetric() {
-		l := map[string]string{}
-		for _, p := range m.GetLabel() {
-			l[p.GetName()] = p.GetValue()
+	// The whole request, beside its steps: what the handler does
+	// around them (decoding, checks, the answer).
+	for _, m := range fams[apiMetric].GetMetric() {
+		l := labels(m)
+		if strings.HasPrefix(l["code"], "2") {
+			h := m.GetHistogram()
+			k := "request/" + l["route"]
+			t := st[k]
+			st[k] = stepTotal{t.seconds + h.GetSampleSum(), t.count + h.GetSampleCount()}
 		}
-		if l["outcome"] != "ok" {
-			continue
-		}
-		h := m.GetHistogram()
-		st[l["flow"]+"/"+l["step"]] = stepTotal{h.GetSampleSum(), h.GetSampleCount()}
 	}
 	return st, nil
+}
+
+// labels returns m's labels by name.
+func labels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
 }
 
 // since is what ran between before and s.
@@ -89,7 +107,7 @@ func printStepMeans(name string, s stepTimes) {
 		}
 		return ix - iy
 	})
-	fmt.Printf("  %s, the agent's steps (means; a create's persist holds its first attach):\n", name)
+	fmt.Printf("  %s, the agent's requests and steps (means; a create's persist holds its first attach):\n", name)
 	for _, k := range keys {
 		v := s[k]
 		fmt.Printf("    %-46s %8.3f ms\n", k, v.seconds*1e3/float64(v.count))
