@@ -67,6 +67,14 @@ func TestGuideHCL(t *testing.T) {
 	plugintest.ReadmeConfigs(t, guide, "driver", "macvlan", plugintest.SchemaOf(t, Config{}))
 }
 
+// offlineGo makes the guide's fresh module resolve everything from the
+// module cache: as root these tests run in a network namespace of their
+// own, with no route to the module proxy or the checksum database. `make
+// test` fills the cache first (.ci/deps runs `go mod tidy -diff` in the
+// SDK, loading all that tidy needs for it and its dependencies' tests,
+// checked against the SDK's go.sum), and the guide's module needs no more.
+var offlineGo = []string{"GOPROXY=off", "GOSUMDB=off"}
+
 // TestGuideGo compiles and vets the guide's Go blocks together, each in
 // the file it names, as one package of a fresh module that requires the
 // SDK: together they are a whole driver plugin that builds. It needs no
@@ -90,7 +98,7 @@ func TestGuideGo(t *testing.T) {
 	}
 	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", os.DevNull, "."}, {"vet", "."}} {
 		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), offlineGo...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %v on the guide's Go blocks: %v\n%s", args, err, out)
 		}
@@ -116,9 +124,9 @@ func TestGuideWalkthrough(t *testing.T) {
 	}
 	installPlugins(t, root)
 
-	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "SANDNET=" + root}
+	env := append([]string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "SANDNET=" + root}, offlineGo...)
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "SANDNET" && k != "GOFLAGS" && k != nstest.EnvIsolated {
+		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "SANDNET" && k != "GOFLAGS" && k != "GOPROXY" && k != "GOSUMDB" && k != nstest.EnvIsolated {
 			env = append(env, kv)
 		}
 	}
