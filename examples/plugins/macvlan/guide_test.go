@@ -98,7 +98,7 @@ func TestGuideGo(t *testing.T) {
 	}
 	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", os.DevNull, "."}, {"vet", "."}} {
 		cmd := exec.Command("go", args...)
-		cmd.Dir, cmd.Env = dir, append(os.Environ(), offlineGo...)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), offlineGo...) // the last value of a key wins
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %v on the guide's Go blocks: %v\n%s", args, err, out)
 		}
@@ -124,12 +124,14 @@ func TestGuideWalkthrough(t *testing.T) {
 	}
 	installPlugins(t, root)
 
-	env := append([]string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "SANDNET=" + root}, offlineGo...)
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "SANDNET=" + root}
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "SANDNET" && k != "GOFLAGS" && k != "GOPROXY" && k != "GOSUMDB" && k != nstest.EnvIsolated {
+		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "SANDNET" && k != "GOFLAGS" && k != nstest.EnvIsolated {
 			env = append(env, kv)
 		}
 	}
+	env = append(env, offlineGo...) // exec keeps the last value of a key
+
 	dir := t.TempDir() // the reader's empty directory; blocks may cd
 	pwd := filepath.Join(t.TempDir(), "pwd")
 	agentRan := false
