@@ -18,6 +18,10 @@ const stepMetric = "sandnet_controller_step_duration_seconds"
 // apiMetric is the agent's histogram of answered API requests.
 const apiMetric = "sandnet_api_request_duration_seconds"
 
+// rpcMetric is the agent's histogram of calls to its plugins (the
+// store's among them): what a step waits on.
+const rpcMetric = "sandnet_plugin_rpc_duration_seconds"
+
 // stepOrder is the order the steps run in; the create's persist holds
 // its first network's whole attach.
 var stepOrder = []string{
@@ -67,6 +71,13 @@ func (a *agent) steps() (stepTimes, error) {
 			st[k] = stepTotal{t.seconds + h.GetSampleSum(), t.count + h.GetSampleCount()}
 		}
 	}
+	for _, m := range fams[rpcMetric].GetMetric() {
+		l := labels(m)
+		if l["code"] == "OK" {
+			h := m.GetHistogram()
+			st["rpc/"+l["plugin"]+"."+l["method"]] = stepTotal{h.GetSampleSum(), h.GetSampleCount()}
+		}
+	}
 	return st, nil
 }
 
@@ -101,11 +112,18 @@ func printStepMeans(name string, s stepTimes) {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(x, y string) int {
+		// Steps in their order, then the plugin calls by name.
 		ix, iy := slices.Index(stepOrder, x), slices.Index(stepOrder, y)
-		if ix < 0 || iy < 0 {
-			return strings.Compare(x, y)
+		if ix < 0 {
+			ix = len(stepOrder)
 		}
-		return ix - iy
+		if iy < 0 {
+			iy = len(stepOrder)
+		}
+		if ix != iy {
+			return ix - iy
+		}
+		return strings.Compare(x, y)
 	})
 	fmt.Printf("  %s, the agent's requests and steps (means; a create's persist holds its first attach):\n", name)
 	for _, k := range keys {
