@@ -174,10 +174,35 @@ func (c *clientFlags) output(v any, table func(w *tabwriter.Writer)) {
 	tw.Flush()
 }
 
-// fail prints err and returns exit code 1.
+// fail prints err, unless it was printed already, and returns exit
+// code 1.
 func fail(err error) int {
-	fmt.Fprintln(os.Stderr, "sandnet:", err)
+	if !errors.Is(err, errReported) {
+		fmt.Fprintln(os.Stderr, "sandnet:", err)
+	}
 	return 1
+}
+
+// errReported is the error of a command that has printed its failures.
+var errReported = errors.New("failures reported")
+
+// removeEach removes every ref with rm, as docker rm does: it goes on
+// past a failure, prints each ref removed on stdout and each failure on
+// stderr, and fails when any did.
+func removeEach(refs []string, rm func(ref string) error) error {
+	failed := false
+	for _, ref := range refs {
+		if err := rm(ref); err != nil {
+			fmt.Fprintln(os.Stderr, "sandnet:", err)
+			failed = true
+			continue
+		}
+		fmt.Println(ref)
+	}
+	if failed {
+		return errReported
+	}
+	return nil
 }
 
 // usageFail returns the exit code for a flag error, which the flag package

@@ -37,12 +37,6 @@ func hostLsCmd(args []string) int {
 
 func hostRmCmd(args []string) int {
 	return clientCmd(newFlags("host rm", "HOST..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		for _, id := range pos {
-			if err := c.RemoveHost(ctx, id); err != nil {
-				return err
-			}
-			fmt.Println(id)
-		}
-		return nil
+		return removeEach(pos, func(id string) error { return c.RemoveHost(ctx, id) })
 	})
 }

@@ -128,13 +128,7 @@ func networkInspectCmd(args []string) int {
 
 func networkRmCmd(args []string) int {
 	return clientCmd(newFlags("network rm", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		for _, ref := range pos {
-			if err := c.DeleteNetwork(ctx, ref); err != nil {
-				return err
-			}
-			fmt.Println(ref)
-		}
-		return nil
+		return removeEach(pos, func(ref string) error { return c.DeleteNetwork(ctx, ref) })
 	})
 }
 

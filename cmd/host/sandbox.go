@@ -110,12 +110,7 @@ func show(v interface {
 
 func sandboxRmCmd(args []string) int {
 	return clientCmd(newFlags("sandbox rm", "CONTAINER..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		for _, ref := range pos {
-			if err := c.DeleteSandbox(ctx, ref); err != nil {
-				return err
-			}
-		}
-		return nil
+		return removeEach(pos, func(ref string) error { return c.DeleteSandbox(ctx, ref) })
 	})
 }
 
