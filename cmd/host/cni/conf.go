@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -68,6 +69,33 @@ func confError(key, format string, a ...any) *types.Error {
 	return types.NewError(types.ErrInvalidNetworkConfig, key+": "+fmt.Sprintf(format, a...), "")
 }
 
+// jsonKind names what JSON value decodes into a Go value of type t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+// article puts "a" or "an" before a JSON value's kind as encoding/json
+// names it (string, number, bool, array, object).
+func article(kind string) string {
+	if kind == "array" || kind == "object" {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
 // parseConf decodes the network config from stdin. A config that does not
 // decode is CNI error 6 naming the key where decoding stopped; one with a
 // missing or invalid value is error 7 naming the key.
@@ -76,7 +104,7 @@ func parseConf(stdin []byte) (*NetConf, error) {
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("%s: %s is not a %s", te.Field, te.Value, te.Type), err.Error())
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("%s: must be %s, not %s", te.Field, jsonKind(te.Type), article(te.Value)), err.Error())
 		}
 		return nil, types.NewError(types.ErrDecodingFailure, "network config: "+err.Error(), "")
 	}

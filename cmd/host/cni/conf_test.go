@@ -17,8 +17,9 @@ func TestParseConf(t *testing.T) {
 	}{
 		{"minimal", `{"cniVersion":"1.0.0","name":"n","type":"sandnet","network":"n"}`, 0, ""},
 		{"no network", `{"cniVersion":"1.0.0","name":"n","type":"sandnet"}`, types.ErrInvalidNetworkConfig, "network"},
-		{"priority not a number", `{"network":"n","priority":"high"}`, types.ErrDecodingFailure, "priority"},
-		{"aliases not a list", `{"network":"n","aliases":"a"}`, types.ErrDecodingFailure, "aliases"},
+		{"priority not a number", `{"network":"n","priority":"high"}`, types.ErrDecodingFailure, "priority: must be a number, not a string"},
+		{"aliases not a list", `{"network":"n","aliases":"a"}`, types.ErrDecodingFailure, "aliases: must be an array, not a string"},
+		{"network an object", `{"network":{}}`, types.ErrDecodingFailure, "network: must be a string, not an object"},
 		{"not JSON", `{"network":`, types.ErrDecodingFailure, "network config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
