@@ -75,8 +75,15 @@ func (m *fakeMaker) counts() (made, live int) {
 // and checks that closing the pool destroys every spare it made.
 func poolTest(t *testing.T, f func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, g *Gate)) {
 	t.Helper()
+	poolTestWith(t, newFakeMaker(), f)
+}
+
+// poolTestWith is poolTest over m, set up as the test needs before the
+// pool's maker starts (it starts making at once).
+func poolTestWith(t *testing.T, m *fakeMaker, f func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, g *Gate)) {
+	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
-		m, g := newFakeMaker(), NewGate()
+		g := NewGate()
 		p := New(hclog.NewNullLogger(), 2, m, g)
 		defer func() { // also after a failure: the bubble must end
 			p.Close()
@@ -232,8 +239,9 @@ func TestPoolGuessesTheConnect(t *testing.T) {
 // A driver that prepares nothing is asked once: its spare becomes a
 // plain one and the network is no target any more.
 func TestPoolBarrenTarget(t *testing.T) {
-	poolTest(t, func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, _ *Gate) {
-		m.shy["host"] = true
+	shy := newFakeMaker()
+	shy.shy["host"] = true
+	poolTestWith(t, shy, func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, _ *Gate) {
 		settle()
 		for range 4 {
 			take(t, p, "host").Destroy()
@@ -282,10 +290,9 @@ func TestPoolWaitsForQuiet(t *testing.T) {
 
 // A failing Make stops the maker until the next take, without a spin.
 func TestPoolMakeFails(t *testing.T) {
-	poolTest(t, func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, _ *Gate) {
-		m.mu.Lock()
-		m.failMake = true
-		m.mu.Unlock()
+	failing := newFakeMaker()
+	failing.failMake = true // before the maker's first try
+	poolTestWith(t, failing, func(t *testing.T, p *Pool[*fakeSpare], m *fakeMaker, _ *Gate) {
 		settle()
 		if _, ok := p.Take(""); ok {
 			t.Fatal("a spare from a maker that fails")
