@@ -44,7 +44,8 @@ func TestDecodeNamesTheField(t *testing.T) {
 	}
 	tests := []struct{ body, want string }{
 		{`{"items":[{"name":"x"},{"name":"y","priority":"high"}]}`, "items[1].priority: "},
-		{`{"dns":["192.0.2.1","not-an-ip"]}`, "dns[1]: "},
+		{`{"dns":["192.0.2.1","not-an-ip"]}`, `dns[1]: "not-an-ip" is not an IP address: invalid argument`},
+		{`{"dns":[5]}`, "dns[0]: expected a JSON string (an IP address), got JSON number"},
 		{`{"items":[{"name":"x","zz":1}]}`, "items[0].zz: unknown field"},
 		{`{"idd":"a"}`, "idd: unknown field"},
 		{`{"items":[{"a b\nc":1}]}`, `items[0]["a b\nc"]: unknown field`},

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -202,8 +203,12 @@ func DecodeBytes(body []byte, v any) error {
 		switch {
 		case errors.Is(se.Err, jsonv2.ErrUnknownName):
 			return fmt.Errorf("%s: unknown field: %w", at, sdk.ErrInvalid)
+		case se.Err != nil && se.JSONKind == '"' && textKinds[se.GoType] != "":
+			return fmt.Errorf("%s: %s is not %s: %w", at, clip(valueAt(body, se.ByteOffset)), textKinds[se.GoType], sdk.ErrInvalid)
+		case se.Err != nil && se.JSONKind != '"' && textKinds[se.GoType] != "":
+			return fmt.Errorf("%s: expected a JSON string (%s), got JSON %s: %w", at, textKinds[se.GoType], kindName(se.JSONKind), sdk.ErrInvalid)
 		case se.Err != nil && se.JSONKind != 0:
-			return fmt.Errorf("%s: bad value %s: %v: %w", at, clip(se.JSONValue), se.Err, sdk.ErrInvalid)
+			return fmt.Errorf("%s: bad value %s: %v: %w", at, clip(valueAt(body, se.ByteOffset)), se.Err, sdk.ErrInvalid)
 		case se.Err != nil:
 			return fmt.Errorf("%s: %v: %w", at, se.Err, sdk.ErrInvalid)
 		default:
@@ -314,6 +319,27 @@ func kindName(k jsontext.Kind) string {
 }
 
 // clip quotes at most 64 bytes of a value for an error message.
+// textKinds names the values of the types a request decodes from JSON
+// strings of their own syntax.
+var textKinds = map[reflect.Type]string{
+	reflect.TypeFor[netip.Addr]():     "an IP address",
+	reflect.TypeFor[netip.Prefix]():   "a CIDR prefix",
+	reflect.TypeFor[netip.AddrPort](): "an IP address and port",
+}
+
+// valueAt is the JSON value that starts at offset off of body, or an
+// empty one.
+func valueAt(body []byte, off int64) jsontext.Value {
+	if off < 0 || off >= int64(len(body)) {
+		return nil
+	}
+	v, err := jsontext.NewDecoder(bytes.NewReader(body[off:])).ReadValue()
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
 func clip(v jsontext.Value) string {
 	if len(v) > 64 {
 		return strconv.Quote(string(v[:64])) + "…"
