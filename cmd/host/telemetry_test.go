@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -248,6 +250,30 @@ func stalledSubscriber(t *testing.T, socket string) (resume func() *eventReader)
 		r := &eventReader{}
 		go r.read(func() (e events.Event, err error) { return e, dec.Decode(&e) })
 		return r
+	}
+}
+
+// TestEventsBadQuery: GET /v1/events refuses a query it cannot honour
+// with a 400 naming the parameter, instead of streaming.
+func TestEventsBadQuery(t *testing.T) {
+	_, a := metricsAgent(t, "")
+	for _, tc := range []struct {
+		q    url.Values
+		says string
+	}{
+		{url.Values{"typ": {"network"}}, `"typ": not a parameter`},
+		{url.Values{"type": {"bogus"}}, `type: "bogus" is not an event type`},
+		{url.Values{"since": {"yesterday"}}, `since: "yesterday" is not an RFC 3339 time`},
+		{url.Values{"buffer": {"0"}}, `buffer: "0" is not a number`},
+	} {
+		s, err := a.Client.Events(t.Context(), tc.q)
+		if err == nil {
+			s.Close()
+		}
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Status != 400 || !strings.HasPrefix(ae.Message, tc.says) {
+			t.Errorf("events %s: %v, want a 400 starting %q", tc.q.Encode(), err, tc.says)
+		}
 	}
 }
 

@@ -84,14 +84,25 @@ func (a *Agent) publishFor(pattern string, r *http.Request, v, before any) {
 	}
 }
 
+// eventParams are the query parameters of GET /v1/events.
+var eventParams = []string{"type", "network", "container", "plugin", "since", "buffer"}
+
 // serveEvents streams events as JSON lines until the client goes away or
 // the agent stops. Query parameters: type, network, container, plugin
 // (each repeatable: an event passes when it matches one value of every
 // parameter given), since (RFC 3339 time: start with the events the agent
 // kept from then on) and buffer (events held for this reader before it
-// misses some; default events.DefaultBuffer).
+// misses some; default events.DefaultBuffer). Any other parameter is
+// refused, so that a misspelt filter is not a silent stream of
+// everything.
 func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for k := range q {
+		if !slices.Contains(eventParams, k) {
+			a.eventsError(w, fmt.Errorf("%q: not a parameter of /v1/events; use %s: %w", k, strings.Join(eventParams, ", "), sdk.ErrInvalid))
+			return
+		}
+	}
 	f := events.Filter{Types: q["type"], Networks: q["network"], Containers: q["container"], Plugins: q["plugin"]}
 	for _, t := range f.Types {
 		if !slices.Contains(events.Types, t) && !slices.ContainsFunc(events.Types, func(k string) bool { return strings.HasPrefix(k, t+".") }) {
