@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -214,6 +215,7 @@ type row struct {
 func startDnsmasq(args []string) (func(), error) {
 	args = append(args, "--no-daemon", "--bind-interfaces", "--port=53", "--pid-file=", "--log-facility=-", "--quiet-dhcp")
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // as the agent's
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting dnsmasq: %w", err)
 	}

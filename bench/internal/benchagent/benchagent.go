@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sandnet/sandnet/core/api"
@@ -63,6 +64,9 @@ store "bolt" {
 	}
 	a := &Agent{cmd: exec.Command(bin, "agent", "-config", path), Client: api.NewClient(sock), Socket: sock, log: logf}
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	// A benchmark killed midway (its output piped into head, say) takes
+	// its agent, and with it the plugins, along.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
 	}
