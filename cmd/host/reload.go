@@ -15,9 +15,12 @@ func reloadCmd(args []string) int {
 		}
 		if cf.format == "json" {
 			cf.output(r, nil)
-			return nil
+		} else {
+			fmt.Println("reloaded;", r.Summary())
 		}
-		fmt.Println("reloaded;", r.Summary())
+		if len(r.Failed) > 0 {
+			return errReported // the answer names them
+		}
 		return nil
 	})
 }

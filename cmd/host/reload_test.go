@@ -127,4 +127,12 @@ func TestReload(t *testing.T) {
 	if n := seen.types()[events.TypeReload]; n != 2 {
 		t.Fatalf("%d reload events, want 2 (the two that were applied)", n)
 	}
+
+	// A new driver whose binary is missing: the rest is applied, and
+	// `sandnet reload` names the failure and exits 1.
+	write(reloaded + "driver \"nosuch\" {}\n")
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 1 || !strings.Contains(out, "failed: nosuch (") {
+		t.Fatalf("sandnet reload with a driver that cannot start: exit %d\n%s", code, out)
+	}
 }
