@@ -156,7 +156,11 @@ func connectCmd(args []string) int {
 // printEndpoint prints an endpoint as connect answers it: its ID,
 // interface and address, then its published ports one per line.
 func printEndpoint(w *tabwriter.Writer, ep *controller.Endpoint) {
-	fmt.Fprintf(w, "%s\t%s\t%s\n", ep.ID[:12], ep.IfName, show(ep.Address))
+	fmt.Fprintf(w, "%s\t%s\t%s", ep.ID[:12], ep.IfName, show(ep.Address))
+	if ep.AddressV6.IsValid() {
+		fmt.Fprintf(w, "\t%s", ep.AddressV6)
+	}
+	fmt.Fprintln(w)
 	for _, p := range ep.Ports {
 		fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
 	}
