@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
@@ -300,6 +302,22 @@ func TestBridgeNATAndInternal(t *testing.T) {
 	}
 	if got, err := talk(t, sealed.key, "tcp", "203.0.113.2:7777"); err == nil {
 		t.Fatalf("a container on an internal network reached the outside: %q", got)
+	}
+	// A port published on the internal network would reach nothing: it
+	// is refused, naming the field, and the refused create leaves no
+	// sandbox behind.
+	_, err = c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "pub",
+		Networks: []controller.SandboxNetwork{{Network: "sealed", Connect: controller.Connect{Publish: []string{"8080:80"}}}}})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "publish: network sealed is internal") {
+		t.Fatalf("create publishing on an internal network: %v, want a 400 naming publish", err)
+	}
+	if _, err := c.Sandbox(ctx, "pub"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the refused create left its sandbox: %v", err)
+	}
+	_, err = c.Connect(ctx, "sealed", controller.Connect{Container: "open", Publish: []string{"8080:80"}})
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "publish: network sealed is internal") {
+		t.Fatalf("connect publishing on an internal network: %v, want a 400 naming publish", err)
 	}
 }
 

@@ -66,10 +66,18 @@ func (r Connect) Validate() error {
 	return err
 }
 
-// checkConnectAddrs refuses addresses a connect to network n could not
-// honour, rather than ignoring them: a family the network has no pool
-// of, or any address on a network whose driver takes none.
+// checkConnectAddrs refuses addresses and ports a connect to network n
+// could not honour, rather than ignoring them: a family the network has
+// no pool of, any address on a network whose driver takes none, and
+// published ports on a network nothing outside reaches (internal) or
+// whose driver gives the container no address to forward them to.
 func checkConnectAddrs(n *Network, caps *pb.Capabilities, a connectArgs) error {
+	if len(a.ports) > 0 && !caps.GetNeedsAddresses() {
+		return errorf(sdk.ErrInvalid, "publish: network %s (driver %s) assigns no addresses, so no port can be published to its containers", n.Name, n.Driver)
+	}
+	if len(a.ports) > 0 && n.Internal {
+		return errorf(sdk.ErrInvalid, "publish: network %s is internal: nothing outside it reaches its containers, so it publishes no ports (publish through a network that is not internal)", n.Name)
+	}
 	if (a.ip.IsValid() || a.ip6.IsValid()) && !caps.GetNeedsAddresses() {
 		field := "ip"
 		if !a.ip.IsValid() {
