@@ -125,6 +125,9 @@ func TestHostileRequests(t *testing.T) {
 		Networks: []controller.SandboxNetwork{{Network: "net"}}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "ext", Options: sandbox.Options{ExternalKey: true}}); err != nil {
+		t.Fatal(err)
+	}
 	beforeAPI, beforeDisk := listings(t, c), diskState(t, dir)
 
 	big := `{"container_id":"` + strings.Repeat("a", 1_000_000) + `"}`
@@ -169,6 +172,10 @@ func TestHostileRequests(t *testing.T) {
 		create("priority not a number", `{"container_id":"c9","networks":[{"network":"net","priority":"high"}]}`, "networks[0].priority: "),
 		create("unknown field in a network", `{"container_id":"c9","networks":[{"network":"net","zz":1}]}`, "networks[0].zz: unknown field"),
 		{"array body", "POST", "/v1/networks", `[{"name":"n2"}]`, 400, "request body: expected a JSON object, got JSON array"},
+		// 9: the agent's own namespace (/proc/self is the agent's, as the
+		// agent resolves the path) as a container's
+		create("netns the agent's own", `{"container_id":"c9","netns":"/proc/self/ns/net","networks":[{"network":"net"}]}`, "netns: /proc/self/ns/net is the agent's own network namespace"),
+		{"set-key to the agent's own namespace", "POST", "/v1/sandboxes/ext/key", `{"path":"/proc/self/ns/net"}`, 400, "path: /proc/self/ns/net is the agent's own network namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

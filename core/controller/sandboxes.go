@@ -26,8 +26,8 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 		// The runtime's namespace, given at once: an external key set
 		// at creation.
 		req.ExternalKey = true
-		if !osl.Exists(req.Netns) {
-			return nil, errorf(sdk.ErrInvalid, "netns: %s is not a network namespace", req.Netns)
+		if err := checkRuntimeNS("netns", req.Netns); err != nil {
+			return nil, err
 		}
 	}
 	if req.HostMode && req.ExternalKey {
@@ -457,6 +457,22 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	return nil
 }
 
+// checkRuntimeNS refuses, naming field, a path a runtime gives as a
+// container's namespace that is none, or is the agent's own: a sandbox
+// there would have the driver and the sandbox configure (and, on
+// delete, tear down) the host's interfaces and routes. Host networking
+// is a host-mode sandbox.
+func checkRuntimeNS(field, path string) error {
+	if !osl.Exists(path) {
+		return errorf(sdk.ErrInvalid, "%s: %s is not a network namespace", field, path)
+	}
+	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid())
+	if same, err := osl.Same(path, self); err == nil && same {
+		return errorf(sdk.ErrInvalid, "%s: %s is the agent's own network namespace, the host's; a container's sandbox needs one of its own (for host networking, create a host-mode sandbox)", field, path)
+	}
+	return nil
+}
+
 // SetKey gives a sandbox created with an external key its namespace: the
 // namespace at path (made by the container runtime) is bind-mounted at the
 // sandbox's key, and endpoints joined before are set up in it.
@@ -476,8 +492,8 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 	if op.sb.Namespace() != nil {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s already has its key", short(op.sb.ID()))
 	}
-	if !osl.Exists(path) {
-		return nil, errorf(sdk.ErrInvalid, "path: %s is not a network namespace", path)
+	if err := checkRuntimeNS("path", path); err != nil {
+		return nil, err
 	}
 	key := filepath.Join(c.cfg.NetnsDir, op.sb.ID())
 	ns, err := osl.BindNamespace(path, key)

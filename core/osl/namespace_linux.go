@@ -209,6 +209,20 @@ func Exists(key string) bool {
 	return checkNetns(key) == nil
 }
 
+// Same reports whether the namespace files a and b (keys, or
+// /proc/PID/ns/net) are the same namespace: nsfs gives every namespace
+// one inode.
+func Same(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		return false, &fs.PathError{Op: "stat", Path: a, Err: err}
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		return false, &fs.PathError{Op: "stat", Path: b, Err: err}
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+}
+
 // Remove unmounts the namespace at key and removes the key file, without
 // opening it. It is Destroy for a key the caller has no Namespace for, such
 // as a stale key found at startup, and succeeds if key is already gone.

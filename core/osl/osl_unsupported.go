@@ -30,6 +30,9 @@ func BindNamespace(src, key string) (*Namespace, error) { return nil, ErrNotSupp
 // Exists returns false.
 func Exists(key string) bool { return false }
 
+// Same returns ErrNotSupported.
+func Same(a, b string) (bool, error) { return false, ErrNotSupported }
+
 // Remove returns ErrNotSupported.
 func Remove(key string) error { return ErrNotSupported }
 
