@@ -20,13 +20,42 @@ import (
 // query parameter each becomes.
 var eventFilterKeys = []string{"type", "network", "container", "plugin"}
 
+// sinceFlag is --since: a duration back from now, or a time, as docker
+// events takes it.
+type sinceFlag struct{ t time.Time }
+
+func (f *sinceFlag) String() string {
+	if f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+
+func (f *sinceFlag) Set(s string) error {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return fmt.Errorf("%s: must not be negative", d)
+		}
+		f.t = time.Now().Add(-d)
+		return nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			f.t = t
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is neither a duration (10m) nor an RFC 3339 time (2026-12-06T21:00:00Z) or date (2026-12-06)", s)
+}
+
 func eventsCmd(args []string) int {
 	fs := newFlags("events", "")
 	var cf clientFlags
 	cf.register(fs)
 	var filters stringList
 	fs.Var(&filters, "filter", "only events matching key=value, key one of type, network, container, plugin (repeatable: one value of each key given must match; type=network matches every network.* type)")
-	since := fs.Duration("since", 0, "start with the events of this long ago that the agent kept (e.g. 10m), then follow")
+	var since sinceFlag
+	fs.Var(&since, "since", "start with the events the agent kept from this long ago (e.g. 10m) or from this RFC 3339 time (2026-12-06T21:00:00Z), then follow")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return usageFail(err)
@@ -43,11 +72,8 @@ func eventsCmd(args []string) int {
 		}
 		q.Add(k, v)
 	}
-	if *since < 0 {
-		return fail(fmt.Errorf("--since %s: must not be negative", *since))
-	}
-	if *since > 0 {
-		q.Set("since", time.Now().Add(-*since).UTC().Format(time.RFC3339Nano))
+	if !since.t.IsZero() {
+		q.Set("since", since.t.UTC().Format(time.RFC3339Nano))
 	}
 	c, err := cf.client()
 	if err != nil {
