@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -76,6 +77,10 @@ func openStore(ctx context.Context, m *plugin.Manager, file, role string) (store
 	spec := agent.PluginSpec(cfg, cfg.Store)
 	spec.Name = role + "-" + spec.Name // the two stores may be the same kind
 	p, err := m.Start(ctx, spec)
+	if errors.Is(err, sdk.ErrUnavailable) {
+		// A bolt file's lock, most often.
+		return nil, fmt.Errorf("%s store: %w (is an agent still running on it, or do --from and --to name the same store?)", role, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s store: %w", role, err)
 	}
