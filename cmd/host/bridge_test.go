@@ -282,6 +282,39 @@ func waitNoLeaks(t *testing.T, prefix string) {
 	}
 }
 
+// TestBridgeSmallMTU: an IPv4 network with an MTU below IPv6's minimum
+// (1280) attaches, by one request and by two: the kernel gives such links
+// no IPv6, and the bridge port and the sandbox end, set up asking for no
+// IPv6 link-local address, must do without (every attach failed with
+// "address family not supported by protocol"). Its containers talk over
+// TCP with that MTU.
+func TestBridgeSmallMTU(t *testing.T) {
+	a := bridgeAgent(t)
+	ctx := context.Background()
+	c := a.Client
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "small", Subnet: "10.44.0.0/24",
+		Options: map[string]string{"com.sandnet.bridge.mtu": "576"}}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "server", Networks: []controller.SandboxNetwork{{Network: "small"}}})
+	if err != nil {
+		t.Fatalf("one-request attach: %v", err)
+	}
+	serve(t, sb.Key, "server")
+	client := attach(t, c, "small", "client")
+	addr := net.JoinHostPort(sb.Endpoints[0].Address.Addr().String(), "7777")
+	if got, err := talk(t, client.key, "tcp", addr); err != nil || !strings.HasPrefix(got, "hello from server") {
+		t.Fatalf("client → server on MTU 576: %q, %v", got, err)
+	}
+	in(t, client.key, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil && l.Attrs().MTU != 576 {
+			err = fmt.Errorf("eth0 has MTU %d, want 576", l.Attrs().MTU)
+		}
+		return err
+	})
+}
+
 func TestBridgeNATAndInternal(t *testing.T) {
 	a := bridgeAgent(t)
 	ctx := context.Background()

@@ -215,6 +215,17 @@ type linkSet struct {
 }
 
 func (l linkSet) apply(sock *nl.SocketHandle) error {
+	_, err := l.request(sock).Execute(unix.NETLINK_ROUTE, 0)
+	if errors.Is(err, unix.EAFNOSUPPORT) && l.noLinkLocal {
+		// The link has no IPv6 (an MTU below IPv6's 1280, or IPv6
+		// off): no link-local address to keep it from making.
+		l.noLinkLocal = false
+		_, err = l.request(sock).Execute(unix.NETLINK_ROUTE, 0)
+	}
+	return err
+}
+
+func (l linkSet) request(sock *nl.SocketHandle) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
@@ -237,8 +248,7 @@ func (l linkSet) apply(sock *nl.SocketHandle) error {
 		af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
 		req.AddData(af)
 	}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return req
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.

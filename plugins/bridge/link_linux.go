@@ -191,6 +191,18 @@ func (r *rtnl) addVeth(s vethSpec) error {
 // Equivalent to: `ip link set NAME [master BRIDGE] type bridge_slave
 // [isolated on|off] [hairpin on|off] addrgenmode none up`.
 func (r *rtnl) bringUp(name string, f portFlags, master int) error {
+	err := r.exec(upRequest(name, f, master, true))
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		// The link has no IPv6 (an MTU below IPv6's 1280, or IPv6 off):
+		// no link-local address to keep it from making.
+		err = r.exec(upRequest(name, f, master, false))
+	}
+	return err
+}
+
+// upRequest is bringUp's request; noLinkLocal asks the kernel for no
+// IPv6 link-local address on the port.
+func upRequest(name string, f portFlags, master int, noLinkLocal bool) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Change = unix.IFF_UP
@@ -200,13 +212,15 @@ func (r *rtnl) bringUp(name string, f portFlags, master int) error {
 	if master != 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
 	}
-	af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
-	af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
-	req.AddData(af)
+	if noLinkLocal {
+		af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+		af.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{addrGenModeNone})
+		req.AddData(af)
+	}
 	if info := f.linkInfo(); info != nil {
 		req.AddData(info)
 	}
-	return r.exec(req)
+	return req
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE.
