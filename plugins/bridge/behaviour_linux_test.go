@@ -867,3 +867,30 @@ func TestTableGoesWithLastNetwork(t *testing.T) {
 		t.Fatalf("after a stop with no network: table %v; want none", rules)
 	}
 }
+
+// TestFailedCreateLeavesNoBridge: a CreateNetwork that fails after making
+// the bridge (here the kernel refuses the IPv6 gateway: a multicast
+// address, which the agent's IPAM would not hand out) deletes the bridge
+// it made, and the same network can be created once its request is
+// right.
+func TestFailedCreateLeavesNoBridge(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(26, nil)
+	n.EnableIpv6 = true
+	n.Ipv6 = []*pb.IPAMData{{Pool: "ff00::/64", Gateway: "ff00::1/64"}}
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err == nil {
+		t.Fatal("a multicast IPv6 gateway was accepted")
+	}
+	name := bridgeName(n.GetId())
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Fatalf("bridge %s left behind by the failed create", name)
+	}
+	n.Ipv6 = []*pb.IPAMData{{Pool: "fd00:26::/64", Gateway: "fd00:26::1/64"}}
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatalf("the corrected create: %v", err)
+	}
+	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+}

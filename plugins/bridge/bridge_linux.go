@@ -148,14 +148,19 @@ func (b *bridge) ensureNetwork(n *network) error {
 	if err != nil {
 		return err
 	}
-	idx, err := s.ensureBridge(n, b.cfg.EnableIPForwarding)
+	idx, made, err := s.ensureBridge(n, b.cfg.EnableIPForwarding)
+	if err == nil {
+		if err = b.ensureFirewall(s); err == nil {
+			err = s.fw.syncNetwork(n)
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("network %s: %w", n.id, err)
-	}
-	if err := b.ensureFirewall(s); err != nil {
-		return err
-	}
-	if err := s.fw.syncNetwork(n); err != nil {
+		if made {
+			// A failed create leaves no bridge behind.
+			if derr := s.rt.delLink(n.bridge); derr != nil {
+				return fmt.Errorf("network %s: %w (and deleting its bridge %s: %v)", n.id, err, n.bridge, derr)
+			}
+		}
 		return fmt.Errorf("network %s: %w", n.id, err)
 	}
 	b.nets[n.id] = n
@@ -163,33 +168,53 @@ func (b *bridge) ensureNetwork(n *network) error {
 	return nil
 }
 
-// ensureBridge creates or repairs n's bridge and returns its ifindex. With
-// forward, it also turns on IP forwarding for the network's families.
-func (s *system) ensureBridge(n *network, forward bool) (int, error) {
+// makeBridge creates n's bridge, marked as the driver's.
+func (s *system) makeBridge(n *network) (netlink.Link, error) {
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
+		Name: n.bridge, MTU: n.mtu, HardwareAddr: bridgeMAC(n.id), TxQLen: -1, Flags: net.FlagUp,
+	}, MulticastSnooping: ptr(n.snoop)}
+	if err := s.h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("creating bridge %s: %w", n.bridge, err)
+	}
+	link, err := s.h.LinkByName(n.bridge)
+	if err != nil {
+		return nil, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
+	}
+	// The alias marks the bridge as the driver's, to delete with the
+	// network; a bridge that existed before is only borrowed.
+	if err := s.h.LinkSetAlias(link, bridgeAlias(n)); err != nil {
+		_ = s.rt.delLink(n.bridge)
+		return nil, fmt.Errorf("setting alias of %s: %w", n.bridge, err)
+	}
+	return link, nil
+}
+
+// ensureBridge creates or repairs n's bridge and returns its ifindex, and
+// whether it made the bridge (which a failure after it should delete).
+// With forward, it also turns on IP forwarding for the network's
+// families.
+func (s *system) ensureBridge(n *network, forward bool) (idx int, made bool, err error) {
 	link, err := s.h.LinkByName(n.bridge)
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound):
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
-			Name: n.bridge, MTU: n.mtu, HardwareAddr: bridgeMAC(n.id), TxQLen: -1, Flags: net.FlagUp,
-		}, MulticastSnooping: ptr(n.snoop)}
-		if err := s.h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("creating bridge %s: %w", n.bridge, err)
+		if link, err = s.makeBridge(n); err != nil {
+			return 0, false, err
 		}
-		if link, err = s.h.LinkByName(n.bridge); err != nil {
-			return 0, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
-		}
-		// The alias marks the bridge as the driver's, to delete with
-		// the network; a bridge that existed before is only borrowed.
-		if err := s.h.LinkSetAlias(link, bridgeAlias(n)); err != nil {
-			return 0, fmt.Errorf("setting alias of %s: %w", n.bridge, err)
-		}
+		made = true
 	case err != nil:
-		return 0, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
+		return 0, false, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
 	}
 	if link.Type() != "bridge" {
-		return 0, fmt.Errorf("%s exists and is a %s, not a bridge: %w", n.bridge, link.Type(), sdk.ErrConflict)
+		return 0, false, fmt.Errorf("%s exists and is a %s, not a bridge: %w", n.bridge, link.Type(), sdk.ErrConflict)
 	}
+	idx, err = s.setUpBridge(link, n, forward)
+	return idx, made, err
+}
+
+// setUpBridge gives n's bridge its MTU, its gateways and the sysctls the
+// network needs, and returns its ifindex.
+func (s *system) setUpBridge(link netlink.Link, n *network, forward bool) (int, error) {
 	if link.Attrs().MTU != n.mtu {
 		if err := s.h.LinkSetMTU(link, n.mtu); err != nil {
 			return 0, fmt.Errorf("setting MTU of %s: %w", n.bridge, err)
