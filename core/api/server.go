@@ -318,7 +318,6 @@ func kindName(k jsontext.Kind) string {
 	return "value"
 }
 
-// clip quotes at most 64 bytes of a value for an error message.
 // textKinds names the values of the types a request decodes from JSON
 // strings of their own syntax.
 var textKinds = map[reflect.Type]string{
@@ -340,6 +339,7 @@ func valueAt(body []byte, off int64) jsontext.Value {
 	return v
 }
 
+// clip quotes at most 64 bytes of a value for an error message.
 func clip(v jsontext.Value) string {
 	if len(v) > 64 {
 		return strconv.Quote(string(v[:64])) + "…"

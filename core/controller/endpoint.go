@@ -154,7 +154,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkConnectAddrs(n, caps, a); err != nil {
+	if err := checkConnectArgs(n, caps, a); err != nil {
 		return nil, err
 	}
 	if err := c.ensureOnHost(ctx, d, n); err != nil {

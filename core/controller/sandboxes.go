@@ -108,7 +108,7 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 			return nil, fmt.Errorf("networks[%d].network: %w", i, err)
 		}
 		if _, caps, err := c.driver(ctx, n.Driver); err == nil {
-			if err := checkConnectAddrs(n, caps, args); err != nil {
+			if err := checkConnectArgs(n, caps, args); err != nil {
 				return nil, fmt.Errorf("networks[%d].%w", i, err)
 			}
 		}

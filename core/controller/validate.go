@@ -66,12 +66,12 @@ func (r Connect) Validate() error {
 	return err
 }
 
-// checkConnectAddrs refuses addresses and ports a connect to network n
+// checkConnectArgs refuses addresses and ports a connect to network n
 // could not honour, rather than ignoring them: a family the network has
 // no pool of, any address on a network whose driver takes none, and
 // published ports on a network nothing outside reaches (internal) or
 // whose driver gives the container no address to forward them to.
-func checkConnectAddrs(n *Network, caps *pb.Capabilities, a connectArgs) error {
+func checkConnectArgs(n *Network, caps *pb.Capabilities, a connectArgs) error {
 	if len(a.ports) > 0 && !caps.GetNeedsAddresses() {
 		return errorf(sdk.ErrInvalid, "publish: network %s (driver %s) assigns no addresses, so no port can be published to its containers", n.Name, n.Driver)
 	}

@@ -567,8 +567,8 @@ func checkRequest(r PoolRequest) (*Pool, error) {
 	case sub.Addr().Is6() && sub.Bits() > 126:
 		return bad("subnet %s is too small: an IPv6 subnet is at most /126", sub)
 	}
-	if r, what := reservedOverlap(sub); r.IsValid() {
-		return bad("subnet %s overlaps %s, %s: no container address can be there", sub, r, what)
+	if res, what := reservedOverlap(sub); res.IsValid() {
+		return bad("subnet %s overlaps %s, %s: no container address can be there", sub, res, what)
 	}
 	if !p.Gateway.IsValid() {
 		p.Gateway = sub.Addr().Next()
