@@ -146,7 +146,9 @@
 // without a subnet get one, first pool first. base is a CIDR prefix with
 // no host bits set; size is the prefix length of each subnet carved from
 // it, between base's own length and 30 (IPv4) or 126 (IPv6). Pools may not
-// overlap, and the list may not be empty. Absent: DefaultPools, Docker's
+// overlap each other or a reserved range (loopback, multicast, 0.0.0.0/8,
+// the limited broadcast address, ::/127, fe80::/10), and the list may not
+// be empty. Absent: DefaultPools, Docker's
 // defaults (172.17.0.0/16 to 172.31.0.0/16 as one network each, then
 // 192.168.0.0/16 in /20s).
 //

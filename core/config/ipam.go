@@ -141,6 +141,9 @@ func (d *decoder) pool(e hcl.Expression) (Pool, hcl.Range, bool) {
 	} else if pfx != pfx.Masked() {
 		d.errorf(base.Expr.Range(), "Invalid pool base", "%q has host bits set. Did you mean %q?", s, pfx.Masked().String())
 		ok = false
+	} else if res, what := ReservedOverlap(pfx); res.IsValid() {
+		d.errorf(base.Expr.Range(), "Invalid pool base", "%s overlaps %s, %s: no container address can be there.", pfx, res, what)
+		ok = false
 	} else {
 		p.Base = pfx
 	}
@@ -158,4 +161,32 @@ func (d *decoder) pool(e hcl.Expression) (Pool, hcl.Range, bool) {
 		}
 	}
 	return p, base.Expr.Range(), ok
+}
+
+// reserved are the prefixes no network's subnet, and no default pool,
+// may overlap: a bridge's gateway there would take the host's loopback,
+// or an address no host routes to a link. (240.0.0.0/4 is not among
+// them: some clusters use it as private space.)
+var reserved = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network" (RFC 1122)`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "the limited broadcast address"},
+	{netip.MustParsePrefix("::/127"), "the unspecified and loopback addresses"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+}
+
+// ReservedOverlap returns the reserved prefix sub overlaps, and what it
+// is, or an invalid prefix.
+func ReservedOverlap(sub netip.Prefix) (netip.Prefix, string) {
+	for _, r := range reserved {
+		if sub.Overlaps(r.prefix) {
+			return r.prefix, r.what
+		}
+	}
+	return netip.Prefix{}, ""
 }

@@ -567,7 +567,7 @@ func checkRequest(r PoolRequest) (*Pool, error) {
 	case sub.Addr().Is6() && sub.Bits() > 126:
 		return bad("subnet %s is too small: an IPv6 subnet is at most /126", sub)
 	}
-	if res, what := reservedOverlap(sub); res.IsValid() {
+	if res, what := config.ReservedOverlap(sub); res.IsValid() {
 		return bad("subnet %s overlaps %s, %s: no container address can be there", sub, res, what)
 	}
 	if !p.Gateway.IsValid() {
@@ -597,34 +597,6 @@ func checkRequest(r PoolRequest) (*Pool, error) {
 		}
 	}
 	return p, nil
-}
-
-// reserved are the prefixes no network's subnet may overlap: a bridge's
-// gateway there would take the host's loopback, or an address no host
-// routes to a link. (240.0.0.0/4 is not among them: some clusters use
-// it as private space.)
-var reserved = []struct {
-	prefix netip.Prefix
-	what   string
-}{
-	{netip.MustParsePrefix("0.0.0.0/8"), `"this network" (RFC 1122)`},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
-	{netip.MustParsePrefix("255.255.255.255/32"), "the limited broadcast address"},
-	{netip.MustParsePrefix("::/127"), "the unspecified and loopback addresses"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast"},
-}
-
-// reservedOverlap returns the reserved prefix sub overlaps, and what it
-// is, or an invalid prefix.
-func reservedOverlap(sub netip.Prefix) (netip.Prefix, string) {
-	for _, r := range reserved {
-		if sub.Overlaps(r.prefix) {
-			return r.prefix, r.what
-		}
-	}
-	return netip.Prefix{}, ""
 }
 
 // allReserved reports whether every address of rg is reserved in p.
