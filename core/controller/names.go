@@ -136,7 +136,10 @@ type view struct {
 }
 
 // Lookup answers a name from the sandbox's networks: "name" on any of
-// them, "name.network" on that one.
+// them, "name.network" on that one. A name may have dots of its own (an
+// alias "db.local", a hostname "web.example.com", a network "my.net"):
+// the whole name is looked up first, then, ending in ".network", the
+// name before it.
 func (v view) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
 	v.x.mu.RLock()
 	defer v.x.mu.RUnlock()
@@ -145,15 +148,12 @@ func (v view) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
 		if nn == nil {
 			continue
 		}
-		n := name
-		if base, netName, ok := strings.Cut(name, "."); ok {
-			if netName != nn.name {
-				continue
-			}
-			n = base
+		a4, ok4 := nn.v4[name]
+		a6, ok6 := nn.v6[name]
+		if base, ok := strings.CutSuffix(name, "."+nn.name); !ok4 && !ok6 && ok && base != "" {
+			a4, ok4 = nn.v4[base]
+			a6, ok6 = nn.v6[base]
 		}
-		a4, ok4 := nn.v4[n]
-		a6, ok6 := nn.v6[n]
 		if ok4 || ok6 {
 			// Clipped, so a second match appends to a copy, never into the
 			// index's own arrays; one match costs no allocation.

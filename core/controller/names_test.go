@@ -15,9 +15,12 @@ func TestNameIndex(t *testing.T) {
 	x.add(red, &Endpoint{ID: "e1", Name: "Web", Aliases: []string{"www"}, Address: netip.MustParsePrefix("10.0.0.2/24"), AddressV6: netip.MustParsePrefix("fd00::2/64")}, "web")
 	x.add(red, &Endpoint{ID: "e2", Name: "web", Address: netip.MustParsePrefix("10.0.0.3/24")}, "")
 	x.add(blue, &Endpoint{ID: "e3", Name: "db", Address: netip.MustParsePrefix("10.1.0.2/24")}, "")
+	dotted := &Network{ID: "d", Name: "my.net"}
+	x.add(dotted, &Endpoint{ID: "e5", Name: "api", Aliases: []string{"Db.Local"}, Address: netip.MustParsePrefix("10.3.0.2/24")}, "api.example.com")
 	onRed := view{x: x, nets: func() []string { return []string{"r"} }}
 	onBoth := view{x: x, nets: func() []string { return []string{"r", "b"} }}
 	onBlue := view{x: x, nets: func() []string { return []string{"b"} }}
+	onDotted := view{x: x, nets: func() []string { return []string{"d"} }}
 	tests := []struct {
 		v     view
 		name  string
@@ -31,6 +34,14 @@ func TestNameIndex(t *testing.T) {
 		{onRed, "db", "[] []", false}, // not on a shared network
 		{onBoth, "db", "[10.1.0.2] []", true},
 		{onBoth, "db.blue", "[10.1.0.2] []", true},
+		// Names with dots of their own: aliases, hostnames, network names.
+		{onDotted, "db.local", "[10.3.0.2] []", true},
+		{onDotted, "db.local.my.net", "[10.3.0.2] []", true},
+		{onDotted, "api.example.com", "[10.3.0.2] []", true},
+		{onDotted, "api.my.net", "[10.3.0.2] []", true},
+		{onDotted, "api.net", "[] []", false},
+		{onDotted, ".my.net", "[] []", false},
+		{onRed, "db.local", "[] []", false},
 	}
 	for _, tt := range tests {
 		v4, v6, found := tt.v.Lookup(tt.name)
