@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
@@ -124,6 +125,44 @@ func TestEmbeddedDNS(t *testing.T) {
 	}
 	if got := dig(t, cli.key, "+short", "www"); got != "" {
 		t.Fatalf("after disconnect: dig www = %q, want nothing", got)
+	}
+}
+
+// TestDNSNamesWithDots: a container answers to its own name even when it
+// has a hostname, to the hostname beside it, and to aliases and
+// hostnames that have dots of their own, also on a network whose name
+// has one (the resolver once read the first dot as the start of
+// ".network" and forwarded such names; the hostname once replaced the
+// container's name).
+func TestDNSNamesWithDots(t *testing.T) {
+	a := bridgeAgent(t)
+	ctx := context.Background()
+	c := a.Client
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "my.net"}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{
+		ContainerID: "api1", Options: sandbox.Options{Hostname: "api.example.com"},
+		Networks: []controller.SandboxNetwork{{Network: "my.net", Connect: controller.Connect{Aliases: []string{"Db.Local"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sb.Endpoints) != 1 {
+		t.Fatalf("endpoints = %+v", sb.Endpoints)
+	}
+	addr := sb.Endpoints[0].Address.Addr().String()
+	cli := attach(t, c, "my.net", "cli")
+	for _, name := range []string{"api1", "API1.my.net", "api.example.com", "db.local", "db.local.my.net", "api.example.com.my.net"} {
+		if got := dig(t, cli.key, "+short", name); got != addr {
+			t.Errorf("dig %s = %q, want %s", name, got, addr)
+		}
+	}
+	if got := dig(t, cli.key, "+short", "-x", addr); got != "api1.my.net." {
+		t.Errorf("dig -x %s = %q, want api1.my.net. (the container's name)", addr, got)
+	}
+	if got := dig(t, cli.key, "api.net"); !strings.Contains(got, "NXDOMAIN") && !strings.Contains(got, "SERVFAIL") {
+		t.Errorf("dig api.net answered:\n%s", got)
 	}
 }
 

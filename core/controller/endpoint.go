@@ -166,10 +166,10 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	case hostMode && !caps.GetUsesHostNamespace():
 		return nil, errorf(sdk.ErrForbidden, "container %s shares the host's namespace and cannot join network %s", req.Container, n.Name)
 	}
+	// The endpoint's name is the container's, as Docker's is: what other
+	// containers (on every host) resolve and what PTR answers. The
+	// sandbox's hostname is a name of its own beside it (nameIndex.add).
 	name := req.Name
-	if name == "" {
-		name = op.sb.Options().Hostname
-	}
 	if name == "" {
 		name = req.Container
 	}
