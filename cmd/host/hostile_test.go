@@ -176,6 +176,10 @@ func TestHostileRequests(t *testing.T) {
 		// agent resolves the path) as a container's
 		create("netns the agent's own", `{"container_id":"c9","netns":"/proc/self/ns/net","networks":[{"network":"net"}]}`, "netns: /proc/self/ns/net is the agent's own network namespace"),
 		{"set-key to the agent's own namespace", "POST", "/v1/sandboxes/ext/key", `{"path":"/proc/self/ns/net"}`, 400, "path: /proc/self/ns/net is the agent's own network namespace"},
+		// 10: a namespace that cannot be read says why (a runtime's
+		// process that exited), not that it is none
+		create("netns of a process that is gone", `{"container_id":"c9","netns":"/proc/999999999/ns/net","networks":[{"network":"net"}]}`, "netns: /proc/999999999/ns/net: no such file or directory"),
+		{"set-key to a file that is no namespace", "POST", "/v1/sandboxes/ext/key", `{"path":"/etc/hostname"}`, 400, "path: /etc/hostname is not a network namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

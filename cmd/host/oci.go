@@ -32,7 +32,7 @@ func ociPrepareCmd(args []string) int {
 	var nets networkFlags
 	nets.register(fs, false)
 	var hostname string
-	fs.StringVar(&hostname, "hostname", "", "the container's hostname: config.json's hostname and its name on the networks")
+	fs.StringVar(&hostname, "hostname", "", "the container's hostname: config.json's hostname, and a name the networks' DNS answers beside ID")
 	return clientCmd(fs, args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		dir, id := pos[0], pos[1]
 		networks, err := nets.sandboxNetworks()

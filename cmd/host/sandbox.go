@@ -19,7 +19,7 @@ func sandboxCreateCmd(args []string) int {
 	var dns, search, opts, hosts stringList
 	var nets networkFlags
 	nets.register(fs, true)
-	fs.StringVar(&req.Hostname, "hostname", "", "the container's hostname")
+	fs.StringVar(&req.Hostname, "hostname", "", "the container's hostname, which the networks' DNS answers beside CONTAINER")
 	fs.StringVar(&req.DomainName, "domainname", "", "the container's domain name")
 	fs.BoolVar(&req.HostMode, "host", false, "use the host's network namespace")
 	fs.BoolVar(&req.ExternalKey, "external-key", false, "the runtime makes the namespace and hands it over with 'sandbox set-key'")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -463,7 +464,13 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 // delete, tear down) the host's interfaces and routes. Host networking
 // is a host-mode sandbox.
 func checkRuntimeNS(field, path string) error {
-	if !osl.Exists(path) {
+	var perr *fs.PathError
+	switch err := osl.Check(path); {
+	case errors.As(err, &perr):
+		// Why it cannot be read: gone (a runtime's process that
+		// exited), or refused.
+		return errorf(sdk.ErrInvalid, "%s: %s: %v", field, path, perr.Err)
+	case err != nil:
 		return errorf(sdk.ErrInvalid, "%s: %s is not a network namespace", field, path)
 	}
 	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid())

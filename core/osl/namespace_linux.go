@@ -209,6 +209,11 @@ func Exists(key string) bool {
 	return checkNetns(key) == nil
 }
 
+// Check says why key is not a network namespace: an error wrapping
+// ErrNotNamespace, or the *fs.PathError of the call that failed (a
+// missing file, a permission refused). nil when it is one.
+func Check(key string) error { return checkNetns(key) }
+
 // Same reports whether the namespace files a and b (keys, or
 // /proc/PID/ns/net) are the same namespace: nsfs gives every namespace
 // one inode.

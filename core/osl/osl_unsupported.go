@@ -30,6 +30,9 @@ func BindNamespace(src, key string) (*Namespace, error) { return nil, ErrNotSupp
 // Exists returns false.
 func Exists(key string) bool { return false }
 
+// Check returns ErrNotSupported.
+func Check(key string) error { return ErrNotSupported }
+
 // Same returns ErrNotSupported.
 func Same(a, b string) (bool, error) { return false, ErrNotSupported }
 
