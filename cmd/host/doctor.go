@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -43,11 +45,7 @@ func doctorCmd(args []string) int {
 		checks = append(checks, check{status, what, fmt.Sprintf(format, a...)})
 	}
 	cfg, diags := config.Load(*file)
-	if diags.HasErrors() {
-		add("FAIL", "config", "%s has errors; run `sandnet config validate %s`", *file, *file)
-	} else {
-		add("ok", "config", "%s", *file)
-	}
+	checks = append(checks, configCheck(*file, diags))
 	kernelChecks(add)
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err != nil {
 		add("warn", "net.ipv4.ip_forward", "%v", err)
@@ -88,6 +86,26 @@ func doctorCmd(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// configCheck is doctor's line for the config file: a file that cannot
+// be read says why (and how to name another), one with errors shows the
+// first, as `config validate` prints it, and how many there are.
+func configCheck(file string, diags hcl.Diagnostics) check {
+	if _, err := os.Stat(file); err != nil {
+		return check{"FAIL", "config", fmt.Sprintf("%s: %v; name the agent's config file with --config FILE", file, errors.Unwrap(err))}
+	}
+	errs := slices.DeleteFunc(slices.Clone(diags), func(d *hcl.Diagnostic) bool { return d.Severity != hcl.DiagError })
+	if len(errs) == 0 {
+		return check{"ok", "config", file}
+	}
+	var first strings.Builder
+	_ = config.FormatDiagnostics(&first, nil, errs[:1])
+	more := ""
+	if len(errs) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(errs)-1)
+	}
+	return check{"FAIL", "config", fmt.Sprintf("%s%s; run `sandnet config validate %s`", strings.TrimSpace(first.String()), more, file)}
 }
 
 // kernelChecks tries what the agent needs from the kernel in a network

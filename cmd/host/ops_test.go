@@ -183,6 +183,20 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor's output lacks %q:\n%s", want, out)
 		}
 	}
+	// A file that is not there says so, one with errors shows the first.
+	missing := filepath.Join(dir, "nosuch.hcl")
+	out, code = sandnetCmd(t, "doctor", "--config", missing)
+	if want := "FAIL  config: " + missing + ": no such file or directory; name the agent's config file with --config FILE"; code != 1 || !strings.Contains(out, want) {
+		t.Errorf("doctor with no config file: exit %d, want 1 and a line %q:\n%s", code, want, out)
+	}
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte(body+"log {\n  level = 5\n  colour = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = sandnetCmd(t, "doctor", "--config", bad)
+	if want := "FAIL  config: " + bad + ":"; code != 1 || !strings.Contains(out, want) || !strings.Contains(out, "(and 1 more); run `sandnet config validate "+bad+"`") {
+		t.Errorf("doctor with two errors in the config: exit %d, want 1, a line %q with the first error and the count:\n%s", code, want, out)
+	}
 	removed := filepath.Join(pluginDir, "sandnet-driver-none")
 	if err := os.Remove(removed); err != nil {
 		t.Fatal(err)
