@@ -203,12 +203,21 @@ func TestStubReuseAndRestart(t *testing.T) {
 	sb := e.sandbox("c1")
 	e.connect("red", "c1")
 	before := addresses(t, sb.Key)
+	if err := e.c.DeleteNetwork(ctx, "red"); err == nil || err.Error() != "network red has 1 endpoint(s) (containers c1); disconnect them first: conflict" {
+		t.Fatalf("deleting a network in use: %v", err)
+	}
 	// An agent crash: the controller is dropped without Close, a new one
 	// reads the store back.
 	e.c = e.start()
 	stubs, _ := e.c.Sandboxes(ctx)
 	if len(stubs) != 0 {
 		t.Fatalf("stubs listed by Sandboxes: %d", len(stubs))
+	}
+	// A network a stub holds says which container holds it, and that it
+	// is a stub, which the listing leaves out.
+	err := e.c.DeleteNetwork(ctx, "red")
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "network red has 1 endpoint(s) (containers c1 (stub); a stub is a sandbox not claimed since the agent restarted") {
+		t.Fatalf("deleting a network a stub holds: %v", err)
 	}
 	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
 	if err != nil {

@@ -491,6 +491,40 @@ func (c *Controller) endpoints(ctx context.Context, netID string) ([]Endpoint, e
 	return out, err
 }
 
+// holders names the containers of eps, the first few: a stub's with
+// "(stub)" and a note on what claims or removes it, another host's with
+// that host.
+func (c *Controller) holders(eps []Endpoint) string {
+	const most = 5
+	var names []string
+	stubs := false
+	for i, ep := range eps {
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(eps)-most))
+			break
+		}
+		name := ep.Name
+		c.mu.Lock()
+		op := c.sandboxes[ep.SandboxID]
+		stub := op != nil && op.stub
+		c.mu.Unlock()
+		switch {
+		case op != nil && stub:
+			name, stubs = op.sb.ContainerID()+" (stub)", true
+		case op != nil:
+			name = op.sb.ContainerID()
+		case ep.HostID != "" && ep.HostID != c.cfg.HostID:
+			name += " (host " + short(ep.HostID) + ")"
+		}
+		names = append(names, name)
+	}
+	out := "containers " + strings.Join(names, ", ")
+	if stubs {
+		out += "; a stub is a sandbox not claimed since the agent restarted, listed by `sandbox inspect` but not `sandbox ls`: `sandbox rm` removes it now, else it goes after stub_grace_period"
+	}
+	return out
+}
+
 // DeleteNetwork deletes a network that has no endpoints. It marks the
 // record in-delete first, so endpoint creates racing with it fail and a
 // crash midway is finished on restart.
@@ -528,13 +562,17 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	return c.finishNetworkDelete(ctx, n)
 }
 
+// refuseIfEndpoints refuses the delete of a network that has endpoints,
+// naming their containers: stubs (sandboxes not claimed since the agent
+// restarted, which `sandbox ls` leaves out) and other hosts' are marked,
+// so that the user finds what holds the network.
 func (c *Controller) refuseIfEndpoints(ctx context.Context, n *Network) error {
-	count, err := c.kv.count(ctx, endpointsOf(n.ID))
+	eps, err := c.endpoints(ctx, n.ID)
 	if err != nil {
 		return err
 	}
-	if count > 0 {
-		return errorf(sdk.ErrConflict, "network %s has %d endpoint(s); disconnect them first", n.Name, count)
+	if len(eps) > 0 {
+		return errorf(sdk.ErrConflict, "network %s has %d endpoint(s) (%s); disconnect them first", n.Name, len(eps), c.holders(eps))
 	}
 	return nil
 }
