@@ -184,7 +184,7 @@ func TestBridgeTraffic(t *testing.T) {
 	// web is created with its network in one request, the others with a
 	// create and a connect.
 	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "web", Networks: []controller.SandboxNetwork{
-		{Network: "front", Connect: controller.Connect{Publish: []string{"8080:7777/tcp", "8081:7777/udp"}}},
+		{Network: "front", Connect: controller.Connect{Publish: []string{"8080:7777/tcp", "8081:7777/udp", "8090-8091:7776-7777"}}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +216,10 @@ func TestBridgeTraffic(t *testing.T) {
 			t.Fatalf("%s published port from the host's loopback: %q, %v", proto, got, err)
 		}
 	}
+	// A range publishes each port: 8091 is the range's second, 7777.
+	if got, err := talk(t, "", "tcp", "127.0.0.1:8091"); err != nil || !strings.HasPrefix(got, "hello from web") {
+		t.Fatalf("the second port of a published range: %q, %v", got, err)
+	}
 	// Hairpin: another container reaches the published port on the gateway.
 	if got, err := talk(t, cli.key, "tcp", "10.40.0.1:8080"); err != nil || !strings.HasPrefix(got, "hello from web") {
 		t.Fatalf("hairpin from cli to the published port: %q, %v", got, err)
@@ -242,7 +246,7 @@ func TestBridgeTraffic(t *testing.T) {
 		t.Fatalf("published port still answers after teardown: %q", got)
 	}
 	waitNoLeaks(t, "10.40.0.")
-	if out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput(); strings.Contains(string(out), "10.40.0.") || strings.Contains(string(out), ":8080") {
+	if out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput(); strings.Contains(string(out), "10.40.0.") || strings.Contains(string(out), ":8080") || strings.Contains(string(out), "8091") {
 		t.Fatalf("nft rules of the deleted network remain:\n%s", out)
 	}
 	if out, _ := exec.Command("conntrack", "-L", "-s", "10.40.0.0/24").CombinedOutput(); strings.Contains(string(out), "src=10.40.0.") {

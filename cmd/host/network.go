@@ -137,7 +137,7 @@ func connectCmd(args []string) int {
 	var req controller.Connect
 	var aliases, publish stringList
 	fs.Var(&aliases, "alias", "network-scoped alias (repeatable)")
-	fs.Var(&publish, "publish", "publish a port: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp] (repeatable)")
+	fs.Var(&publish, "publish", "publish a port or a range: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
 	fs.StringVar(&req.IP, "ip", "", "static IPv4 address")
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
 	fs.StringVar(&req.Name, "name", "", "endpoint name (default: the sandbox's hostname, else the container ID)")

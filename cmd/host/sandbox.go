@@ -141,7 +141,7 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 		fs.StringVar(&n.first.IPv6, "ip6", "", "static IPv6 address on the first -network")
 	}
 	fs.Var(&n.aliases, "alias", "network-scoped alias on the first -network (repeatable)")
-	fs.Var(&n.publish, "publish", "publish a port on the first -network: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp] (repeatable)")
+	fs.Var(&n.publish, "publish", "publish a port or a range on the first -network: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
 }
 
 // sandboxNetworks returns the networks of a SandboxCreate, the first with

@@ -938,58 +938,108 @@ func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, cont
 	return errorf(sdk.ErrNotFound, "container %s is not connected to network %s", container, n.Name)
 }
 
-// parsePorts reads publish specs [HOSTIP:][HOSTPORT:]PORT[/tcp|udp].
+// maxPublished bounds the ports one endpoint's publish specs expand to
+// (a range is one binding per port, each a rule in the driver's table).
+const maxPublished = 1024
+
+// parsePorts reads publish specs
+// [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp], as Docker's -p does: a
+// range publishes each of its ports, a host range maps onto a container
+// range of the same length, one port onto one port.
 func parsePorts(specs []string) ([]PortBinding, error) {
 	var out []PortBinding
 	for _, s := range specs {
-		b := PortBinding{Proto: "tcp"}
-		spec := s
-		if i := strings.LastIndexByte(spec, '/'); i >= 0 {
-			b.Proto, spec = strings.ToLower(spec[i+1:]), spec[:i]
-			if b.Proto != "tcp" && b.Proto != "udp" {
-				return nil, errorf(sdk.ErrInvalid, "publish: %q: protocol must be tcp or udp", s)
-			}
-		}
-		parts := strings.Split(spec, ":")
-		if strings.HasPrefix(spec, "[") { // [v6]:host:container
-			end := strings.Index(spec, "]")
-			if end < 0 {
-				return nil, errorf(sdk.ErrInvalid, "publish: %q: unclosed [", s)
-			}
-			parts = append([]string{spec[1:end]}, strings.Split(strings.TrimPrefix(spec[end+1:], ":"), ":")...)
-		}
-		port := func(p string) (uint16, error) {
-			n, err := strconv.ParseUint(p, 10, 16)
-			if err != nil || n == 0 {
-				return 0, errorf(sdk.ErrInvalid, "publish: %q: %q is not a port number", s, p)
-			}
-			return uint16(n), nil
-		}
-		var err error
-		switch len(parts) {
-		case 1:
-			b.ContainerPort, err = port(parts[0])
-		case 2:
-			if b.HostPort, err = port(parts[0]); err == nil {
-				b.ContainerPort, err = port(parts[1])
-			}
-		case 3:
-			if b.HostIP, err = netip.ParseAddr(parts[0]); err != nil {
-				return nil, errorf(sdk.ErrInvalid, "publish: %q: %q is not an IP address", s, parts[0])
-			}
-			if parts[1] != "" {
-				if b.HostPort, err = port(parts[1]); err != nil {
-					return nil, err
-				}
-			}
-			b.ContainerPort, err = port(parts[2])
-		default:
-			return nil, errorf(sdk.ErrInvalid, "publish: %q is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]", s)
-		}
+		bs, err := parsePortSpec(s)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, b)
+		if out = append(out, bs...); len(out) > maxPublished {
+			return nil, errorf(sdk.ErrInvalid, "publish: %q: more than %d ports published in all", s, maxPublished)
+		}
 	}
 	return out, nil
+}
+
+// parsePortSpec reads one publish spec (see parsePorts).
+func parsePortSpec(s string) ([]PortBinding, error) {
+	proto, spec := "tcp", s
+	if i := strings.LastIndexByte(spec, '/'); i >= 0 {
+		proto, spec = strings.ToLower(spec[i+1:]), spec[:i]
+		if proto != "tcp" && proto != "udp" {
+			return nil, errorf(sdk.ErrInvalid, "publish: %q: protocol must be tcp or udp", s)
+		}
+	}
+	parts := strings.Split(spec, ":")
+	if strings.HasPrefix(spec, "[") { // [v6]:host:container
+		end := strings.Index(spec, "]")
+		if end < 0 {
+			return nil, errorf(sdk.ErrInvalid, "publish: %q: unclosed [", s)
+		}
+		parts = append([]string{spec[1:end]}, strings.Split(strings.TrimPrefix(spec[end+1:], ":"), ":")...)
+	}
+	var hostIP netip.Addr
+	var host, ctr string
+	switch len(parts) {
+	case 1:
+		ctr = parts[0]
+	case 2:
+		host, ctr = parts[0], parts[1]
+	case 3:
+		var err error
+		if hostIP, err = netip.ParseAddr(parts[0]); err != nil {
+			return nil, errorf(sdk.ErrInvalid, "publish: %q: %q is not an IP address", s, parts[0])
+		}
+		host, ctr = parts[1], parts[2]
+	default:
+		return nil, errorf(sdk.ErrInvalid, "publish: %q is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]", s)
+	}
+	clo, chi, err := portRange(s, ctr)
+	if err != nil {
+		return nil, err
+	}
+	var hlo, hhi uint16
+	if host != "" || len(parts) == 2 {
+		if hlo, hhi, err = portRange(s, host); err != nil {
+			return nil, err
+		}
+	}
+	n := int(chi-clo) + 1
+	switch {
+	case n > maxPublished:
+		return nil, errorf(sdk.ErrInvalid, "publish: %q: more than %d ports", s, maxPublished)
+	case hlo != 0 && int(hhi-hlo)+1 != n:
+		return nil, errorf(sdk.ErrInvalid, "publish: %q: %d host ports for %d container ports; a host range maps onto a container range of the same length (8000-8002:80-82)", s, int(hhi-hlo)+1, n)
+	}
+	out := make([]PortBinding, n)
+	for i := range out {
+		out[i] = PortBinding{Proto: proto, HostIP: hostIP, ContainerPort: clo + uint16(i)}
+		if hlo != 0 {
+			out[i].HostPort = hlo + uint16(i)
+		}
+	}
+	return out, nil
+}
+
+// portRange reads PORT or PORT-END of spec s.
+func portRange(s, p string) (lo, hi uint16, err error) {
+	number := func(p string) (uint16, error) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return 0, errorf(sdk.ErrInvalid, "publish: %q: %q is not a port number", s, p)
+		}
+		return uint16(n), nil
+	}
+	first, last, isRange := strings.Cut(p, "-")
+	if lo, err = number(first); err != nil {
+		return 0, 0, err
+	}
+	if hi = lo; isRange {
+		if hi, err = number(last); err != nil {
+			return 0, 0, err
+		}
+		if hi < lo {
+			return 0, 0, errorf(sdk.ErrInvalid, "publish: %q: range %q ends before it starts", s, p)
+		}
+	}
+	return lo, hi, nil
 }

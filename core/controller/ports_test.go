@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -40,6 +41,11 @@ func TestParsePorts(t *testing.T) {
 		{spec: "127.0.0.1:x:80", err: `"x" is not a port number`},
 		{spec: "[::1:8080:80", err: "unclosed ["},
 		{spec: "1:2:3:4", err: "is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]"},
+		{spec: "8090-8091:80", err: "2 host ports for 1 container ports"},
+		{spec: "8000-8002:80-81", err: "3 host ports for 2 container ports"},
+		{spec: "82-80", err: `range "82-80" ends before it starts`},
+		{spec: "80-", err: `"" is not a port number`},
+		{spec: "1-65535", err: "more than 1024 ports"},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
 			got, err := parsePorts([]string{tc.spec})
@@ -54,6 +60,24 @@ func TestParsePorts(t *testing.T) {
 				t.Fatalf("parsePorts(%q) = %+v, %v; want %+v", tc.spec, got, err, tc.want)
 			}
 		})
+	}
+	// A range publishes each of its ports; a host range maps onto a
+	// container range of the same length.
+	for spec, want := range map[string]string{
+		"80-82":                     "[{tcp 80 invalid IP 0} {tcp 81 invalid IP 0} {tcp 82 invalid IP 0}]",
+		"8000-8002:80-82/udp":       "[{udp 80 invalid IP 8000} {udp 81 invalid IP 8001} {udp 82 invalid IP 8002}]",
+		"127.0.0.1:8000-8001:80-81": "[{tcp 80 127.0.0.1 8000} {tcp 81 127.0.0.1 8001}]",
+		"[::1]::53-54":              "[{tcp 53 ::1 0} {tcp 54 ::1 0}]",
+		"90-90":                     "[{tcp 90 invalid IP 0}]",
+	} {
+		got, err := parsePorts([]string{spec})
+		if err != nil || fmt.Sprint(got) != want {
+			t.Errorf("parsePorts(%q) = %v, %v; want %s", spec, got, err, want)
+		}
+	}
+	// The bound holds across specs.
+	if _, err := parsePorts([]string{"1000-1999", "3000-3100"}); err == nil || !strings.Contains(err.Error(), `"3000-3100": more than 1024 ports published in all`) {
+		t.Errorf("1,101 ports over two specs: %v", err)
 	}
 	// Several specs keep their order; one bad spec fails them all.
 	got, err := parsePorts([]string{"80", "53/udp"})

@@ -167,7 +167,7 @@ type Connect struct {
 	IP        string   `json:"ip,omitempty"`
 	IPv6      string   `json:"ipv6,omitempty"`
 	Priority  int      `json:"priority,omitempty"`
-	// Publish are port specs: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp].
+	// Publish are port specs: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp].
 	Publish []string `json:"publish,omitempty"`
 	// Interface names the interface inside the sandbox (CNI_IFNAME);
 	// empty: the next free ethN.
