@@ -187,17 +187,25 @@ func fail(err error) int {
 var errReported = errors.New("failures reported")
 
 // removeEach removes every ref with rm, as docker rm does: it goes on
-// past a failure, prints each ref removed on stdout and each failure on
-// stderr, and fails when any did.
-func removeEach(refs []string, rm func(ref string) error) error {
+// past a failure, prints each ref removed on stdout (with -format json,
+// one JSON array of them at the end) and each failure on stderr, and
+// fails, exit 1, if any did.
+func removeEach(out *clientFlags, refs []string, rm func(ref string) error) error {
 	failed := false
+	removed := []string{}
 	for _, ref := range refs {
 		if err := rm(ref); err != nil {
 			fmt.Fprintln(os.Stderr, "sandnet:", err)
 			failed = true
 			continue
 		}
-		fmt.Println(ref)
+		removed = append(removed, ref)
+		if out.format != "json" {
+			fmt.Println(ref)
+		}
+	}
+	if out.format == "json" {
+		out.output(removed, nil)
 	}
 	if failed {
 		return errReported

@@ -36,7 +36,7 @@ func hostLsCmd(args []string) int {
 }
 
 func hostRmCmd(args []string) int {
-	return clientCmd(newFlags("host rm", "HOST..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		return removeEach(pos, func(id string) error { return c.RemoveHost(ctx, id) })
+	return clientCmd(newFlags("host rm", "HOST..."), args, -1, func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error {
+		return removeEach(out, pos, func(id string) error { return c.RemoveHost(ctx, id) })
 	})
 }

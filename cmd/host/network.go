@@ -127,8 +127,8 @@ func networkInspectCmd(args []string) int {
 }
 
 func networkRmCmd(args []string) int {
-	return clientCmd(newFlags("network rm", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		return removeEach(pos, func(ref string) error { return c.DeleteNetwork(ctx, ref) })
+	return clientCmd(newFlags("network rm", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error {
+		return removeEach(out, pos, func(ref string) error { return c.DeleteNetwork(ctx, ref) })
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os/exec"
 	"strings"
@@ -60,5 +61,17 @@ func TestRemoveEach(t *testing.T) {
 	}
 	if len(sbs) != 0 || len(nets) != 0 {
 		t.Fatalf("left %d sandboxes and %d networks, want none", len(sbs), len(nets))
+	}
+	// With -format json the removed names are one JSON array.
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "j1"}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bins.Sandnet, "sandbox", "rm", "--format", "json", "--socket", a.Socket, "j1", "missing")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	err = cmd.Run()
+	var removed []string
+	if jerr := json.Unmarshal(stdout.Bytes(), &removed); jerr != nil || len(removed) != 1 || removed[0] != "j1" || err == nil {
+		t.Errorf("sandbox rm --format json j1 missing: %q (%v), exit %v; want [\"j1\"] and exit 1", &stdout, jerr, err)
 	}
 }

@@ -109,8 +109,8 @@ func show(v interface {
 }
 
 func sandboxRmCmd(args []string) int {
-	return clientCmd(newFlags("sandbox rm", "CONTAINER..."), args, -1, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
-		return removeEach(pos, func(ref string) error { return c.DeleteSandbox(ctx, ref) })
+	return clientCmd(newFlags("sandbox rm", "CONTAINER..."), args, -1, func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error {
+		return removeEach(out, pos, func(ref string) error { return c.DeleteSandbox(ctx, ref) })
 	})
 }
 
