@@ -135,4 +135,11 @@ func TestReload(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "failed: nosuch (") {
 		t.Fatalf("sandnet reload with a driver that cannot start: exit %d\n%s", code, out)
 	}
+
+	// Top-level settings only a start applies are reported, not dropped.
+	write(reloaded + "host_ttl = \"45s\"\nadvertise_addr = \"192.0.2.3\"\n")
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 0 || !strings.Contains(out, "advertise_addr, host_ttl") {
+		t.Fatalf("sandnet reload with host_ttl and advertise_addr changed: exit %d, want 0 and both named\n%s", code, out)
+	}
 }

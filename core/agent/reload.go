@@ -96,7 +96,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel && next.Log.Level != a.cfg.Log.Level {
 		a.log.SetLevel(lvl)
 	}
-	a.cfg.Log = next.Log
+	a.cfg.Log.Level = next.Log.Level // json only at the next start
 	for _, b := range restart {
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
 			a.log.Error("restarting driver with its new block", "driver", b.Name, "error", err)
@@ -182,6 +182,9 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		old, next any
 	}{
 		{"data_dir", a.cfg.DataDir, next.DataDir},
+		{"advertise_addr", a.cfg.AdvertiseAddr, next.AdvertiseAddr},
+		{"host_ttl", a.cfg.HostTTL, next.HostTTL},
+		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", a.cfg.Sandbox, next.Sandbox},
 		{"ipam", a.cfg.IPAM, next.IPAM},
