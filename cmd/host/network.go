@@ -140,7 +140,7 @@ func connectCmd(args []string) int {
 	fs.Var(&publish, "publish", "publish a port or a range: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
 	fs.StringVar(&req.IP, "ip", "", "static IPv4 address")
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
-	fs.StringVar(&req.Name, "name", "", "endpoint name (default: the sandbox's hostname, else the container ID)")
+	fs.StringVar(&req.Name, "name", "", "endpoint name: what the networks' DNS answers and PTR gives (default: the container ID; a --hostname is answered beside it)")
 	fs.IntVar(&req.Priority, "priority", 0, "endpoint priority: the highest one with a gateway gives the default route")
 	return clientCmd(fs, args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Container, req.Aliases, req.Publish = pos[1], aliases, publish

@@ -24,7 +24,7 @@ func sandboxCreateCmd(args []string) int {
 	fs.BoolVar(&req.HostMode, "host", false, "use the host's network namespace")
 	fs.BoolVar(&req.ExternalKey, "external-key", false, "the runtime makes the namespace and hands it over with 'sandbox set-key'")
 	fs.BoolVar(&req.Ingress, "ingress", false, "make this the ingress sandbox (at most one)")
-	fs.Var(&dns, "dns", "DNS server for resolv.conf (repeatable)")
+	fs.Var(&dns, "dns", "DNS server: the embedded resolver's upstream once the sandbox has an addressed network, else written to resolv.conf (repeatable)")
 	fs.Var(&search, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&opts, "dns-option", "resolv.conf option (repeatable)")
 	fs.Var(&hosts, "add-host", "extra hosts line NAME:IP (repeatable)")

@@ -58,12 +58,15 @@
 // leases (bolt's never expire) makes it moot.
 //
 //	api {
-//	  socket = "/run/sandnet/sandnet.sock"
+//	  socket       = "/run/sandnet/sandnet.sock"
+//	  socket_group = "sandnet"
 //	}
 //
 // Optional block, at most one. socket: the unix socket of the HTTP/JSON
 // API; default /run/sandnet/sandnet.sock; at most 107 bytes, the kernel's
-// limit.
+// limit. socket_group: an existing group, by name or numeric ID, that the
+// socket is given to, mode 0660, so that its members may use the CLI;
+// absent: root's, mode 0660.
 //
 //	log {
 //	  level = "info"
@@ -118,9 +121,12 @@
 // Then the embedded DNS resolver and address allocation:
 //
 //	resolver {
-//	  upstreams    = ["1.1.1.1", "[2606:4700::1111]:53"]
-//	  timeout      = "4s"
-//	  max_inflight = 1024
+//	  upstreams              = ["1.1.1.1", "[2606:4700::1111]:53"]
+//	  timeout                = "4s"
+//	  max_inflight           = 1024
+//	  cache_size             = 4096
+//	  cache_max_ttl          = "1h"
+//	  cache_max_negative_ttl = "5m"
 //	}
 //
 // Optional block, at most one; settings of the DNS resolver embedded in
@@ -131,9 +137,23 @@
 // long one forwarded query may take, a Go duration more than 0 and at most
 // 1m; default 4s, as Docker's. max_inflight: forwarded queries in flight
 // per resolver, at least 1; beyond it queries are answered REFUSED; default 1024,
-// as Docker's. host_listen: "ip:port" where the agent answers the host's
-// questions for name.network of its containers (UDP and TCP); an
-// unspecified address (0.0.0.0, ::) or port 0 is refused; absent or "": off.
+// as Docker's. cache_size: forwarded answers the agent keeps, shared by
+// every sandbox's resolver (each at most 4 KiB), 0 or more; 0 turns the
+// cache off. cache_max_ttl and cache_max_negative_ttl: caps on how long a
+// positive answer and an NXDOMAIN or NODATA answer are kept, whatever TTL
+// the upstream gave; Go durations up to 168h. host_listen: "ip:port" where
+// the agent answers the host's questions for name.network of its
+// containers (UDP and TCP); an unspecified address (0.0.0.0, ::) or port 0
+// is refused; absent or "": off.
+//
+//	telemetry {
+//	  prometheus_listen = "127.0.0.1:9386"
+//	}
+//
+// Optional block, at most one. prometheus_listen: a host:port (an IP
+// address or localhost) where the agent also serves its Prometheus metrics
+// at /metrics over plain HTTP; absent: only GET /v1/metrics on the API
+// socket.
 //
 //	ipam {
 //	  default_pools = [
