@@ -99,6 +99,20 @@ func TestMigrateFromBolt(t *testing.T) {
 	}
 
 	agent = startAgent(t, sandnet, etcdHCL)
+	// The store keeps leases, so the agent's host record is live, and
+	// `host rm` of a host the store does not know is "not found" (with a
+	// store without leases it is refused: liveness would be unknown).
+	var hosts []struct {
+		State string `json:"state"`
+		Self  bool   `json:"self"`
+	}
+	if js := run(t, sandnet, "host", "ls", "--config", etcdHCL, "--format", "json"); json.Unmarshal([]byte(js), &hosts) != nil || len(hosts) != 1 || !hosts[0].Self || hosts[0].State != "live" {
+		t.Fatalf("host ls on etcd: %s, want this host, live", js)
+	}
+	rm := exec.Command(sandnet, "host", "rm", "--config", etcdHCL, "0123456789abcdef0123456789abcdef")
+	if out, err := rm.CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
+		t.Fatalf("host rm of an unknown host on etcd: %v\n%s\nwant not found", err, out)
+	}
 	if got := sandboxIP(t, run(t, sandnet, "sandbox", "inspect", "--config", etcdHCL, "--format", "json", "c1")); got != first {
 		t.Fatalf("on etcd, c1 has address %s; on bolt it had %s", got, first)
 	}

@@ -11,8 +11,8 @@
 // READY stands for, so it delivers every change committed after READY and
 // none before.
 //
-// It works against etcd 3.4 and later servers: it uses only the KV, Txn
-// and Watch RPCs of the v3 API, unchanged since 3.0.
+// It works against etcd 3.4 and later servers: it uses only the KV, Txn,
+// Watch and Lease RPCs of the v3 API, unchanged since 3.0.
 package etcdstore
 
 import (
@@ -36,9 +36,10 @@ import (
 )
 
 // Info describes the plugin: an etcd cluster is shared between hosts, so
-// the store has global scope.
+// the store has global scope, and it keeps leases (etcd's own; lease.go)
+// for host liveness.
 func Info(version string) sdk.Info {
-	return sdk.Info{Name: "etcd", Version: version, Capabilities: []string{sdk.CapabilityGlobalScope}, Config: Config{}}
+	return sdk.Info{Name: "etcd", Version: version, Capabilities: []string{sdk.CapabilityGlobalScope, sdk.CapabilityLease}, Config: Config{}}
 }
 
 // Store is the etcd store. Its methods are safe for concurrent use.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/examples/plugins/store-etcd/etcdstore"
 	"github.com/sandnet/sandnet/examples/plugins/store-etcd/etcdtest"
@@ -89,5 +90,49 @@ func TestReadmeExample(t *testing.T) {
 		if _, err := etcdstore.ParseForTest(cfg); err != nil {
 			t.Errorf("README config %s: %v", cfg, err)
 		}
+	}
+}
+
+// TestLeaseExpires: a key put with a lease that is not renewed is gone
+// once the lease's ttl has passed (etcd deletes it), and a renewal of the
+// expired lease, or a put with it, is sdk.ErrNotFound. The conformance
+// suite checks the rest of the lease contract but not expiry, which takes
+// a ttl.
+func TestLeaseExpires(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s := open(t, config(srv.Endpoint, "x/"))
+	ctx := t.Context()
+	lease, err := s.LeaseGrant(ctx, time.Second)
+	if err != nil || lease.GetTtlMs() < 1000 {
+		t.Fatalf("LeaseGrant(1s) = %v, %v", lease, err)
+	}
+	if _, err := s.LeasePut(ctx, "sandnet/v1/host/h1", []byte("live"), lease.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "sandnet/v1/host/h1"); err != nil {
+		t.Fatalf("the leased key right after LeasePut: %v", err)
+	}
+	deadline := time.Now().Add(time.Duration(lease.GetTtlMs())*time.Millisecond + 15*time.Second)
+	for {
+		_, err := s.Get(ctx, "sandnet/v1/host/h1")
+		if errors.Is(err, sdk.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leased key still there %s after its lease of %d ms was last renewed: %v", 15*time.Second, lease.GetTtlMs(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := s.LeaseRenew(ctx, lease.GetId()); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("LeaseRenew of an expired lease: %v, want sdk.ErrNotFound", err)
+	}
+	if _, err := s.LeasePut(ctx, "sandnet/v1/host/h2", []byte("x"), lease.GetId()); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("LeasePut with an expired lease: %v, want sdk.ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "sandnet/v1/host/h2"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("a LeasePut with an expired lease wrote its key: %v", err)
+	}
+	if _, err := s.LeaseGrant(ctx, 500*time.Millisecond); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("LeaseGrant(500ms): %v, want sdk.ErrInvalid", err)
 	}
 }
