@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -143,4 +145,69 @@ func TestNdots(t *testing.T) {
 	if n := up.asked("registry."); n != 1 {
 		t.Fatalf("the upstream was asked for registry. %d times from fcli, want 1", n)
 	}
+}
+
+// TestAddHostGateway: an extra host NAME:host-gateway names the host as
+// the container reaches it — the gateway of its default route — in the
+// hosts file glibc reads, follows the sandbox to a network with a higher
+// priority, and reaches a server the host runs on that address.
+func TestAddHostGateway(t *testing.T) {
+	nstest.RequireRoot(t)
+	if !nstest.Isolated() {
+		t.Skip("needs the test's own mount namespace (nstest)")
+	}
+	a := bridgeAgent(t)
+	ctx := context.Background()
+	c := a.Client
+	for _, n := range []controller.NetworkCreate{{Name: "low", Subnet: "10.47.0.0/24"}, {Name: "high", Subnet: "10.48.0.0/24"}} {
+		if _, err := c.CreateNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code := sandnetCmd(t, "sandbox", "create", "--socket", a.Socket, "--network", "low", "--add-host", "host.sandnet.internal:host-gateway", "c1")
+	if code != 0 {
+		t.Fatalf("sandbox create --add-host NAME:host-gateway: exit %d\n%s", code, out)
+	}
+	sb, err := c.Sandbox(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func() string {
+		t.Helper()
+		script := `mount --bind "$1" /etc/hosts && exec getent hosts "$2"`
+		out, err := exec.Command("nsenter", "--net="+sb.Key, "unshare", "--mount", "--propagation", "private",
+			"sh", "-c", script, "sh", sb.Hosts, "host.sandnet.internal").CombinedOutput()
+		if err != nil {
+			t.Fatalf("getent hosts host.sandnet.internal: %v\n%s", err, out)
+		}
+		return strings.Fields(string(out))[0]
+	}
+	if got := lookup(); got != "10.47.0.1" {
+		t.Fatalf("host.sandnet.internal = %s, want 10.47.0.1 (low's gateway)", got)
+	}
+	ln, err := net.Listen("tcp", "10.47.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("hello from the host"))
+			conn.Close()
+		}
+	}()
+	if got, err := talk(t, sb.Key, "tcp", ln.Addr().String()); err != nil || got != "hello from the host" {
+		t.Fatalf("the container to the host at host-gateway: %q, %v", got, err)
+	}
+	if _, err := c.Connect(ctx, "high", controller.Connect{Container: "c1", Priority: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(); got != "10.48.0.1" {
+		t.Fatalf("after a connect with a higher priority, host.sandnet.internal = %s, want 10.48.0.1", got)
+	}
+	removeAll(t, c)
 }

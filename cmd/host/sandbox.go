@@ -27,7 +27,7 @@ func sandboxCreateCmd(args []string) int {
 	fs.Var(&dns, "dns", "DNS server: the embedded resolver's upstream once the sandbox has an addressed network, else written to resolv.conf (repeatable)")
 	fs.Var(&search, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&opts, "dns-option", "resolv.conf option (repeatable)")
-	fs.Var(&hosts, "add-host", "extra hosts line NAME:IP (repeatable)")
+	fs.Var(&hosts, "add-host", "extra hosts line NAME:IP, or NAME:host-gateway for the host as the container reaches it, its default gateway (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.ContainerID = pos[0]
 		for _, d := range dns {
@@ -40,9 +40,13 @@ func sandboxCreateCmd(args []string) int {
 		req.DNSSearch, req.DNSOptions = search, opts
 		for _, h := range hosts {
 			name, ip, ok := strings.Cut(h, ":")
+			if ok && name != "" && ip == "host-gateway" {
+				req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, HostGateway: true})
+				continue
+			}
 			a, err := netip.ParseAddr(ip)
 			if !ok || err != nil || name == "" {
-				return fmt.Errorf("-add-host %q: want NAME:IP", h)
+				return fmt.Errorf("-add-host %q: want NAME:IP or NAME:host-gateway", h)
 			}
 			req.ExtraHosts = append(req.ExtraHosts, sandbox.HostEntry{Name: name, IP: a})
 		}

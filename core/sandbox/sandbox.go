@@ -43,10 +43,15 @@ type Options struct {
 	ExtraHosts []HostEntry `json:"extra_hosts,omitempty"`
 }
 
-// HostEntry is one extra line of the hosts file.
+// HostEntry is one extra line of the hosts file: Name at IP, or, with
+// HostGateway, at the host as the container reaches it — the gateway of
+// its default route, IPv4 and IPv6 (Docker's and Podman's
+// "host-gateway"), which follows the sandbox's networks; no line while
+// it has no gateway (no network yet, or only internal ones).
 type HostEntry struct {
-	Name string     `json:"name"`
-	IP   netip.Addr `json:"ip"`
+	Name        string     `json:"name"`
+	IP          netip.Addr `json:"ip,omitzero"`
+	HostGateway bool       `json:"host_gateway,omitempty"`
 }
 
 // Route is a static route an endpoint adds inside the sandbox.
@@ -862,7 +867,19 @@ func (s *Sandbox) hostsLocked() []byte {
 		}
 	}
 	for _, h := range s.opts.ExtraHosts {
-		fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
+		if !h.HostGateway {
+			fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
+			continue
+		}
+		for _, v6 := range []bool{false, true} {
+			if ep := s.gatewayEPLocked(v6); ep != nil {
+				gw := ep.Gateway
+				if v6 {
+					gw = ep.GatewayV6
+				}
+				fmt.Fprintf(&b, "%s\t%s\n", gw, h.Name)
+			}
+		}
 	}
 	return b.Bytes()
 }

@@ -55,6 +55,23 @@ func TestResolutionFiles(t *testing.T) {
 			t.Fatalf("hosts lacks %q:\n%s", want, hosts)
 		}
 	}
+	// host-gateway: the gateway of the default routes, following the
+	// endpoints; no line while there is none.
+	gw := New("id3", "c3", Options{ExtraHosts: []HostEntry{{Name: "host.sandnet.internal", HostGateway: true}}}, t.TempDir(), host)
+	if err := gw.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := os.ReadFile(gw.HostsPath()); strings.Contains(string(h), "host.sandnet.internal") {
+		t.Fatalf("host-gateway line with no gateway yet:\n%s", h)
+	}
+	gw.Restore(Endpoint{ID: "e1", IfName: "eth0", NetworkName: "red", Addr: netip.MustParsePrefix("10.1.0.2/24"), Gateway: netip.MustParseAddr("10.1.0.1"),
+		AddrV6: netip.MustParsePrefix("fd00::2/64"), GatewayV6: netip.MustParseAddr("fd00::1")})
+	if err := gw.WriteFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := os.ReadFile(gw.HostsPath()); !strings.Contains(string(h), "10.1.0.1\thost.sandnet.internal\nfd00::1\thost.sandnet.internal\n") {
+		t.Fatalf("hosts lacks the host-gateway lines for 10.1.0.1 and fd00::1:\n%s", h)
+	}
 	hostMode := New("id2", "c2", Options{HostMode: true}, t.TempDir(), host)
 	if rc := hostMode.resolvConfLocked(); len(rc.Nameservers) != 2 {
 		t.Fatalf("host-mode resolv.conf nameservers = %v, want the host's own", rc.Nameservers)

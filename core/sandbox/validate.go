@@ -71,8 +71,11 @@ func (o Options) Validate() error {
 		if err := CheckDNSName(fmt.Sprintf("extra_hosts[%d].name", i), h.Name, false); err != nil {
 			return err
 		}
-		if !h.IP.IsValid() {
-			return fmt.Errorf("extra_hosts[%d].ip: must be an IP address: %w", i, sdk.ErrInvalid)
+		switch {
+		case h.HostGateway && h.IP.IsValid():
+			return fmt.Errorf("extra_hosts[%d]: give ip or host_gateway, not both: %w", i, sdk.ErrInvalid)
+		case !h.HostGateway && !h.IP.IsValid():
+			return fmt.Errorf("extra_hosts[%d].ip: must be an IP address (or set host_gateway): %w", i, sdk.ErrInvalid)
 		}
 	}
 	return nil

@@ -17,7 +17,7 @@ func TestValidateOptions(t *testing.T) {
 		Hostname: "web-1", DomainName: "corp.example.", DNS: []netip.Addr{ip},
 		DNSSearch:  []string{"corp.example", "svc.cluster.local.", "my_svc"},
 		DNSOptions: []string{"ndots:5", "rotate", "single-request-reopen", "timeout:2"},
-		ExtraHosts: []HostEntry{{Name: "db.corp.example", IP: ip}, {Name: "cache_1", IP: ip}},
+		ExtraHosts: []HostEntry{{Name: "db.corp.example", IP: ip}, {Name: "cache_1", IP: ip}, {Name: "host.sandnet.internal", HostGateway: true}},
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("valid options refused: %v", err)
@@ -39,6 +39,7 @@ func TestValidateOptions(t *testing.T) {
 		{"option with a space", Options{DNSOptions: []string{"ndots: 1"}}, "dns_options[0]"},
 		{"extra host name with a newline", Options{ExtraHosts: []HostEntry{{Name: "a\n6.6.6.6 evil", IP: ip}}}, "extra_hosts[0].name"},
 		{"extra host without an address", Options{ExtraHosts: []HostEntry{{Name: "a"}}}, "extra_hosts[0].ip"},
+		{"extra host with an address and host_gateway", Options{ExtraHosts: []HostEntry{{Name: "a", IP: ip, HostGateway: true}}}, "extra_hosts[0]"},
 		{"unset server", Options{DNS: []netip.Addr{ip, {}}}, "dns[1]"},
 	}
 	for _, tt := range tests {
