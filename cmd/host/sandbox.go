@@ -69,19 +69,38 @@ func sandboxCreateCmd(args []string) int {
 }
 
 func sandboxLsCmd(args []string) int {
-	return clientCmd(newFlags("sandbox ls", ""), args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		sbs, err := c.Sandboxes(ctx)
+	fs := newFlags("sandbox ls", "")
+	all := fs.Bool("all", false, "also the stubs an agent restart left that no container has claimed yet (STATE stub)")
+	fs.BoolVar(all, "a", false, "short for -all")
+	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		list := c.Sandboxes
+		if *all {
+			list = c.AllSandboxes
+		}
+		sbs, err := list(ctx)
 		if err != nil {
 			return err
 		}
 		cf.output(sbs, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tKEY\tENDPOINTS")
+			fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tKEY\tENDPOINTS\tSTATE")
 			for _, sb := range sbs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", sb.ID[:12], sb.ContainerID, sb.Key, len(sb.Endpoints))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", sb.ID[:12], sb.ContainerID, sb.Key, len(sb.Endpoints), sandboxState(sb))
 			}
 		})
 		return nil
 	})
+}
+
+// sandboxState is sandbox ls's STATE: stub (not claimed since a
+// restart), deleting (a delete failed part-way), or ready.
+func sandboxState(sb *controller.Sandbox) string {
+	switch {
+	case sb.Stub:
+		return "stub"
+	case sb.InDelete:
+		return "deleting"
+	}
+	return "ready"
 }
 
 func sandboxInspectCmd(args []string) int {

@@ -1,11 +1,14 @@
 package agent
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
 )
 
 // controllerRoutes serves networks, sandboxes and connections.
@@ -72,7 +75,11 @@ func (a *Agent) controllerRoutes() {
 		return c.NewSandbox(r.Context(), req)
 	})
 	h("GET /v1/sandboxes", 0, func(r *http.Request) (any, error) {
-		sbs, err := c.Sandboxes(r.Context())
+		all, err := allParam(r)
+		if err != nil {
+			return nil, err
+		}
+		sbs, err := c.ListSandboxes(r.Context(), all)
 		if sbs == nil {
 			sbs = []*controller.Sandbox{}
 		}
@@ -108,4 +115,24 @@ func (a *Agent) controllerRoutes() {
 	h("POST /v1/sandboxes/{container}/restore", 0, func(r *http.Request) (any, error) {
 		return c.RestoreSandbox(r.Context(), r.PathValue("container"))
 	})
+}
+
+// allParam reads GET /v1/sandboxes' one query parameter, all (true:
+// stubs too); any other is refused, so that a misspelt one is not a
+// silent listing without them.
+func allParam(r *http.Request) (bool, error) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "all" {
+			return false, fmt.Errorf("%q: not a parameter of /v1/sandboxes; use all: %w", k, sdk.ErrInvalid)
+		}
+	}
+	if !q.Has("all") {
+		return false, nil
+	}
+	all, err := strconv.ParseBool(q.Get("all"))
+	if err != nil {
+		return false, fmt.Errorf("all: %q is not true or false: %w", q.Get("all"), sdk.ErrInvalid)
+	}
+	return all, nil
 }

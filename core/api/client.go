@@ -183,6 +183,13 @@ func (c *Client) Sandboxes(ctx context.Context) ([]*controller.Sandbox, error) {
 	return sbs, c.Do(ctx, http.MethodGet, "/v1/sandboxes", nil, &sbs)
 }
 
+// AllSandboxes lists the sandboxes with the stubs an agent restart left
+// and no container claimed yet (Stub set).
+func (c *Client) AllSandboxes(ctx context.Context) ([]*controller.Sandbox, error) {
+	var sbs []*controller.Sandbox
+	return sbs, c.Do(ctx, http.MethodGet, "/v1/sandboxes?all=true", nil, &sbs)
+}
+
 // Sandbox inspects a container's sandbox.
 func (c *Client) Sandbox(ctx context.Context, container string) (*controller.Sandbox, error) {
 	var sb controller.Sandbox

@@ -520,7 +520,7 @@ func (c *Controller) holders(eps []Endpoint) string {
 	}
 	out := "containers " + strings.Join(names, ", ")
 	if stubs {
-		out += "; a stub is a sandbox not claimed since the agent restarted, listed by `sandbox inspect` but not `sandbox ls`: `sandbox rm` removes it now, else it goes after stub_grace_period"
+		out += "; a stub is a sandbox not claimed since the agent restarted, listed by `sandbox ls --all`: `sandbox rm` removes it now, else it goes after stub_grace_period"
 	}
 	return out
 }

@@ -298,8 +298,14 @@ func (c *Controller) SandboxByContainer(ctx context.Context, container string) (
 
 // Sandboxes lists the sandboxes, stubs left out, oldest first.
 func (c *Controller) Sandboxes(ctx context.Context) ([]*Sandbox, error) {
+	return c.ListSandboxes(ctx, false)
+}
+
+// ListSandboxes lists the sandboxes, oldest first; with stubs, also those
+// read back after a restart and not claimed yet (marked Stub).
+func (c *Controller) ListSandboxes(ctx context.Context, stubs bool) ([]*Sandbox, error) {
 	var out []*Sandbox
-	for _, op := range c.sortedSandboxes(false) {
+	for _, op := range c.sortedSandboxes(stubs) {
 		v, err := c.view(ctx, op)
 		if err != nil {
 			return nil, err
