@@ -150,7 +150,7 @@ func (v view) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
 		}
 		a4, ok4 := nn.v4[name]
 		a6, ok6 := nn.v6[name]
-		if base, ok := strings.CutSuffix(name, "."+nn.name); !ok4 && !ok6 && ok && base != "" {
+		if base, ok := cutNetwork(name, nn.name); !ok4 && !ok6 && ok {
 			a4, ok4 = nn.v4[base]
 			a6, ok6 = nn.v6[base]
 		}
@@ -161,6 +161,17 @@ func (v view) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
 		}
 	}
 	return v4, v6, found
+}
+
+// cutNetwork returns the part of name before ".network", if name is
+// "base.network" with base not empty; it allocates nothing, as it runs
+// for every network of every question.
+func cutNetwork(name, network string) (string, bool) {
+	i := len(name) - len(network) - 1
+	if i < 1 || name[i] != '.' || name[i+1:] != network {
+		return "", false
+	}
+	return name[:i], true
 }
 
 // ReverseLookup answers PTR queries for addresses on the sandbox's

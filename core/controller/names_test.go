@@ -49,6 +49,15 @@ func TestNameIndex(t *testing.T) {
 			t.Errorf("Lookup(%q) = %s, %v; want %s, %v", tt.name, got, found, tt.want, tt.found)
 		}
 	}
+	// A question costs no allocation, found or not, with or without
+	// ".network" (the resolver asks on every query).
+	ids := []string{"r", "d"}
+	both := view{x: x, nets: func() []string { return ids }}
+	for _, name := range []string{"web", "web.red", "db.local.my.net", "nosuch", "nosuch.my.net"} {
+		if n := testing.AllocsPerRun(100, func() { both.Lookup(name) }); n != 0 {
+			t.Errorf("Lookup(%q) allocates %v times", name, n)
+		}
+	}
 	if p, ok := onRed.ReverseLookup(netip.MustParseAddr("10.0.0.2")); !ok || p != "web.red." {
 		t.Errorf("PTR 10.0.0.2 = %q, %v", p, ok)
 	}
