@@ -38,10 +38,11 @@ func bridgeAgent(t *testing.T) *agenttest.Agent {
 	return a
 }
 
-// removeAll deletes every sandbox and network of the agent.
+// removeAll deletes every sandbox, stubs included, and every network of
+// the agent.
 func removeAll(t testing.TB, c *api.Client) {
 	ctx := context.Background()
-	sbs, err := c.Sandboxes(ctx)
+	sbs, err := c.AllSandboxes(ctx)
 	if err != nil {
 		t.Errorf("listing sandboxes: %v", err)
 		return

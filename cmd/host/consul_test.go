@@ -98,6 +98,9 @@ func TestConsulOutage(t *testing.T) {
 	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
 	a := e.Start(t)
 	c := a.Client
+	// Networks outlive the agent: the bridge and its address would stay
+	// in the way of a later test's network on the same subnet.
+	t.Cleanup(func() { removeAll(t, c) })
 	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.47.0.0/24"}); err != nil {
 		t.Fatal(err)
 	}

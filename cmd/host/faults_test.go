@@ -143,6 +143,9 @@ func TestStorePluginKilledDuringAttaches(t *testing.T) {
 	}
 	checkAllocations(t, db, stored)
 	t.Logf("%d attaches succeeded around the kill; %d endpoints of failed attaches rolled back after it", len(ok), max(strays, 0))
+	// Networks outlive the agent: leave none in the way of a later test.
+	a = e.Start(t)
+	removeAll(t, a.Client)
 }
 
 // TestAgentKilledDuringAttaches kills the agent with SIGKILL, three times,
@@ -276,6 +279,9 @@ func TestAgentKilledDuringAttaches(t *testing.T) {
 		stored[ep.Address.Addr().String()] = ep.Name
 	}
 	checkAllocations(t, db, stored)
+	// Networks outlive the agent: leave none in the way of a later test.
+	a = e.Start(t)
+	removeAll(t, a.Client)
 }
 
 // checkAllocations checks, with the agent stopped, that the bolt store at

@@ -82,6 +82,8 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 	a.Wait(10 * time.Second)
 	restarted := time.Now()
 	a = e.Start(t)
+	// Networks outlive the agent: leave none in the way of a later test.
+	t.Cleanup(func() { removeAll(t, a.Client) })
 	for i := range 40 {
 		id := fmt.Sprintf("c%02d", i)
 		sb, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id})
