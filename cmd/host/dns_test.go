@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ func TestEmbeddedDNS(t *testing.T) {
 		if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: n, EnableIPv6: n == "front"}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// network ls shows a network's IPv6 subnet beside its IPv4 one.
+	if out, code := sandnetCmd(t, "network", "ls", "--socket", a.Socket); code != 0 || !regexp.MustCompile(`(?m)\bfront\s.*\d+\.\d+\.\d+\.\d+/\d+, [0-9a-f:]+/64`).MatchString(out) {
+		t.Fatalf("network ls: exit %d, want front with both subnets\n%s", code, out)
 	}
 	web := attach(t, c, "front", "web")
 	cli := attach(t, c, "front", "cli")

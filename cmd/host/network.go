@@ -90,9 +90,15 @@ func networkLsCmd(args []string) int {
 		cf.output(ns, func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tSUBNET")
 			for _, n := range ns {
+				var subnets []string
+				for _, pools := range [][]controller.IPAMConfig{n.IPv4, n.IPv6} {
+					for _, p := range pools {
+						subnets = append(subnets, p.Subnet.String())
+					}
+				}
 				subnet := "-"
-				if len(n.IPv4) > 0 {
-					subnet = n.IPv4[0].Subnet.String()
+				if len(subnets) > 0 {
+					subnet = strings.Join(subnets, ", ")
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Scope, subnet)
 			}
