@@ -41,6 +41,7 @@ func commands() []command {
 		{"sandbox inspect", "show a sandbox: key, interfaces, addresses, gateway", sandboxInspectCmd},
 		{"sandbox rm", "delete sandboxes", sandboxRmCmd},
 		{"sandbox set-key", "hand a sandbox the namespace a runtime made", sandboxSetKeyCmd},
+		{"sandbox rename", "rename a container on its networks: the name their DNS answers and PTR gives", sandboxRenameCmd},
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
 		{"oci prepare", "make a container's sandbox and ready an OCI bundle (runc, crun) to use it", ociPrepareCmd},

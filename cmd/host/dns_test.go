@@ -119,8 +119,11 @@ func TestEmbeddedDNS(t *testing.T) {
 	}
 
 	// Records follow disconnect and rename with no restart.
-	if err := c.Rename(ctx, "web", "www"); err != nil {
-		t.Fatal(err)
+	if out, code := sandnetCmd(t, "sandbox", "rename", "--socket", a.Socket, "web", "www"); code != 0 {
+		t.Fatalf("sandbox rename web www: exit %d\n%s", code, out)
+	}
+	if out, code := sandnetCmd(t, "sandbox", "rename", "--socket", a.Socket, "web", "no good"); code != 1 || !strings.Contains(out, `name: "no good" is not a valid name`) {
+		t.Fatalf("sandbox rename to a bad name: exit %d, want 1 naming it\n%s", code, out)
 	}
 	if got := dig(t, cli.key, "+short", "www"); got != web.addr.String() {
 		t.Fatalf("after rename: dig www = %q", got)

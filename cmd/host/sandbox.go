@@ -148,6 +148,12 @@ func sandboxSetKeyCmd(args []string) int {
 	})
 }
 
+func sandboxRenameCmd(args []string) int {
+	return clientCmd(newFlags("sandbox rename", "CONTAINER NAME"), args, 2, func(ctx context.Context, c *api.Client, _ *clientFlags, pos []string) error {
+		return c.Rename(ctx, pos[0], pos[1])
+	})
+}
+
 // networkFlags are the -network flags of a create, which connects the
 // sandbox to those networks in the same request, and the -ip, -ip6,
 // -alias and -publish that apply to the first, as with `docker run`.
