@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -44,7 +46,34 @@ func (w mainWithBins) Run() int {
 	}
 	code := w.m.Run()
 	os.RemoveAll(dir)
+	if left := leftLinks(); code == 0 && len(left) > 0 {
+		// Tests share this namespace one after another: a bridge left
+		// behind takes the routes of a later test's network on the
+		// same subnet (an agent's networks outlive it, so a test
+		// removes what it made).
+		fmt.Fprintf(os.Stderr, "FAIL: the tests left network state behind: %s\n", strings.Join(left, ", "))
+		return 1
+	}
 	return code
+}
+
+// leftLinks lists the bridges and veth ends of sandnet's drivers left in
+// the test's own namespace (none when it is not isolated).
+func leftLinks() []string {
+	if !nstest.Isolated() {
+		return nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, l := range links {
+		if name := l.Attrs().Name; strings.HasPrefix(name, "sn") {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // boltAndBridge is the config of an agent with the bolt store at
