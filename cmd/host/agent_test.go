@@ -46,7 +46,13 @@ func (w mainWithBins) Run() int {
 	}
 	code := w.m.Run()
 	os.RemoveAll(dir)
-	if left := leftLinks(); code == 0 && len(left) > 0 {
+	left := leftLinks()
+	// The kernel tears veth pairs of deleted namespaces down in the
+	// background: give it time.
+	for deadline := time.Now().Add(15 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = leftLinks() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code == 0 && len(left) > 0 {
 		// Tests share this namespace one after another: a bridge left
 		// behind takes the routes of a later test's network on the
 		// same subnet (an agent's networks outlive it, so a test
