@@ -185,7 +185,7 @@ func TestBridgeTraffic(t *testing.T) {
 	// web is created with its network in one request, the others with a
 	// create and a connect.
 	sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "web", Networks: []controller.SandboxNetwork{
-		{Network: "front", Connect: controller.Connect{Publish: []string{"8080:7777/tcp", "8081:7777/udp", "8090-8091:7776-7777"}}},
+		{Network: "front", Connect: controller.Connect{Publish: []string{"8080:7777/tcp", "8081:7777/udp", "8090-8091:7776-7777", "8100-8109:7777"}}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +220,20 @@ func TestBridgeTraffic(t *testing.T) {
 	// A range publishes each port: 8091 is the range's second, 7777.
 	if got, err := talk(t, "", "tcp", "127.0.0.1:8091"); err != nil || !strings.HasPrefix(got, "hello from web") {
 		t.Fatalf("the second port of a published range: %q, %v", got, err)
+	}
+	// A host range onto one port publishes it on a free port of the
+	// range, which the answer names.
+	var picked uint16
+	for _, p := range sb.Endpoints[0].Ports {
+		if p.HostPort >= 8100 && p.HostPort <= 8109 && p.ContainerPort == 7777 && p.HostPortEnd == 0 {
+			picked = p.HostPort
+		}
+	}
+	if picked == 0 {
+		t.Fatalf("published ports %+v: none picked from 8100-8109 for 7777", sb.Endpoints[0].Ports)
+	}
+	if got, err := talk(t, "", "tcp", fmt.Sprintf("127.0.0.1:%d", picked)); err != nil || !strings.HasPrefix(got, "hello from web") {
+		t.Fatalf("the port picked from a host range: %q, %v", got, err)
 	}
 	// Hairpin: another container reaches the published port on the gateway.
 	if got, err := talk(t, cli.key, "tcp", "10.40.0.1:8080"); err != nil || !strings.HasPrefix(got, "hello from web") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -168,7 +169,11 @@ func printEndpoint(w *tabwriter.Writer, ep *controller.Endpoint) {
 	}
 	fmt.Fprintln(w)
 	for _, p := range ep.Ports {
-		fmt.Fprintf(w, "%s:%d->%d/%s\n", show(p.HostIP), p.HostPort, p.ContainerPort, p.Proto)
+		host := "-:" + strconv.Itoa(int(p.HostPort))
+		if p.HostIP.IsValid() {
+			host = netip.AddrPortFrom(p.HostIP, p.HostPort).String() // [v6]:port
+		}
+		fmt.Fprintf(w, "%s->%d/%s\n", host, p.ContainerPort, p.Proto)
 	}
 }
 

@@ -357,7 +357,7 @@ func epProto(ep *Endpoint) *pb.Endpoint {
 		p.Interface.AddressV6 = ep.AddressV6.String()
 	}
 	for _, b := range ep.Ports {
-		pbb := &pb.PortBinding{Proto: b.Proto, ContainerPort: uint32(b.ContainerPort), HostPort: uint32(b.HostPort)}
+		pbb := &pb.PortBinding{Proto: b.Proto, ContainerPort: uint32(b.ContainerPort), HostPort: uint32(b.HostPort), HostPortEnd: uint32(b.HostPortEnd)}
 		if b.HostIP.IsValid() {
 			pbb.HostIp = b.HostIP.String()
 		}

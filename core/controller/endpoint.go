@@ -945,7 +945,8 @@ const maxPublished = 1024
 // parsePorts reads publish specs
 // [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp], as Docker's -p does: a
 // range publishes each of its ports, a host range maps onto a container
-// range of the same length, one port onto one port.
+// range of the same length, one port onto one port, and a host range
+// onto one container port publishes it on a free port of the range.
 func parsePorts(specs []string) ([]PortBinding, error) {
 	var out []PortBinding
 	for _, s := range specs {
@@ -1005,10 +1006,15 @@ func parsePortSpec(s string) ([]PortBinding, error) {
 	}
 	n := int(chi-clo) + 1
 	switch {
+	case hostIP.IsLoopback() && hostIP.Is6():
+		return nil, errorf(sdk.ErrInvalid, "publish: %q: the kernel does not route IPv6 loopback traffic out of the host, so nothing sent to %s reaches a container; publish on all addresses (127.0.0.1 then works) or on another", s, hostIP)
 	case n > maxPublished:
 		return nil, errorf(sdk.ErrInvalid, "publish: %q: more than %d ports", s, maxPublished)
+	case n == 1 && hhi > hlo:
+		// One container port on any free port of the host range.
+		return []PortBinding{{Proto: proto, HostIP: hostIP, ContainerPort: clo, HostPort: hlo, HostPortEnd: hhi}}, nil
 	case hlo != 0 && int(hhi-hlo)+1 != n:
-		return nil, errorf(sdk.ErrInvalid, "publish: %q: %d host ports for %d container ports; a host range maps onto a container range of the same length (8000-8002:80-82)", s, int(hhi-hlo)+1, n)
+		return nil, errorf(sdk.ErrInvalid, "publish: %q: %d host ports for %d container ports; a host range maps onto a container range of the same length (8000-8002:80-82), or onto one port (8000-8010:80)", s, int(hhi-hlo)+1, n)
 	}
 	out := make([]PortBinding, n)
 	for i := range out {

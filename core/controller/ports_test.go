@@ -14,7 +14,7 @@ import (
 // parsePorts reads [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]; a bad spec is an
 // invalid-argument error that names the field and quotes the spec.
 func TestParsePorts(t *testing.T) {
-	v4, v6 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")
+	v4, v6 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fd00::1")
 	for _, tc := range []struct {
 		spec string
 		want PortBinding
@@ -27,8 +27,9 @@ func TestParsePorts(t *testing.T) {
 		{spec: "8080:80/tcp", want: PortBinding{Proto: "tcp", HostPort: 8080, ContainerPort: 80}},
 		{spec: "127.0.0.1:8080:80", want: PortBinding{Proto: "tcp", HostIP: v4, HostPort: 8080, ContainerPort: 80}},
 		{spec: "127.0.0.1::80", want: PortBinding{Proto: "tcp", HostIP: v4, ContainerPort: 80}},
-		{spec: "[::1]:8080:80/udp", want: PortBinding{Proto: "udp", HostIP: v6, HostPort: 8080, ContainerPort: 80}},
-		{spec: "[::1]::80", want: PortBinding{Proto: "tcp", HostIP: v6, ContainerPort: 80}},
+		{spec: "[fd00::1]:8080:80/udp", want: PortBinding{Proto: "udp", HostIP: v6, HostPort: 8080, ContainerPort: 80}},
+		{spec: "[fd00::1]::80", want: PortBinding{Proto: "tcp", HostIP: v6, ContainerPort: 80}},
+		{spec: "8090-8099:80", want: PortBinding{Proto: "tcp", HostPort: 8090, HostPortEnd: 8099, ContainerPort: 80}},
 		{spec: "65535:65535", want: PortBinding{Proto: "tcp", HostPort: 65535, ContainerPort: 65535}},
 
 		{spec: "", err: `"" is not a port number`},
@@ -41,7 +42,7 @@ func TestParsePorts(t *testing.T) {
 		{spec: "127.0.0.1:x:80", err: `"x" is not a port number`},
 		{spec: "[::1:8080:80", err: "unclosed ["},
 		{spec: "1:2:3:4", err: "is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]"},
-		{spec: "8090-8091:80", err: "2 host ports for 1 container ports"},
+		{spec: "[::1]:8080:80", err: "the kernel does not route IPv6 loopback traffic out"},
 		{spec: "8000-8002:80-81", err: "3 host ports for 2 container ports"},
 		{spec: "82-80", err: `range "82-80" ends before it starts`},
 		{spec: "80-", err: `"" is not a port number`},
@@ -64,11 +65,11 @@ func TestParsePorts(t *testing.T) {
 	// A range publishes each of its ports; a host range maps onto a
 	// container range of the same length.
 	for spec, want := range map[string]string{
-		"80-82":                     "[{tcp 80 invalid IP 0} {tcp 81 invalid IP 0} {tcp 82 invalid IP 0}]",
-		"8000-8002:80-82/udp":       "[{udp 80 invalid IP 8000} {udp 81 invalid IP 8001} {udp 82 invalid IP 8002}]",
-		"127.0.0.1:8000-8001:80-81": "[{tcp 80 127.0.0.1 8000} {tcp 81 127.0.0.1 8001}]",
-		"[::1]::53-54":              "[{tcp 53 ::1 0} {tcp 54 ::1 0}]",
-		"90-90":                     "[{tcp 90 invalid IP 0}]",
+		"80-82":                     "[{tcp 80 invalid IP 0 0} {tcp 81 invalid IP 0 0} {tcp 82 invalid IP 0 0}]",
+		"8000-8002:80-82/udp":       "[{udp 80 invalid IP 8000 0} {udp 81 invalid IP 8001 0} {udp 82 invalid IP 8002 0}]",
+		"127.0.0.1:8000-8001:80-81": "[{tcp 80 127.0.0.1 8000 0} {tcp 81 127.0.0.1 8001 0}]",
+		"[fd00::1]::53-54":          "[{tcp 53 fd00::1 0 0} {tcp 54 fd00::1 0 0}]",
+		"90-90":                     "[{tcp 90 invalid IP 0 0}]",
 	} {
 		got, err := parsePorts([]string{spec})
 		if err != nil || fmt.Sprint(got) != want {

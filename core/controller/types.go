@@ -88,6 +88,10 @@ type PortBinding struct {
 	ContainerPort uint16     `json:"container_port"`
 	HostIP        netip.Addr `json:"host_ip,omitzero"`
 	HostPort      uint16     `json:"host_port,omitempty"`
+	// HostPortEnd, when set, makes HostPort..HostPortEnd a range the
+	// driver picks one free port from; the endpoint's record then holds
+	// the port it picked.
+	HostPortEnd uint16 `json:"host_port_end,omitempty"`
 }
 
 // Sandbox is a sandbox's record.
