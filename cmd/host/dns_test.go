@@ -128,6 +128,9 @@ func TestEmbeddedDNS(t *testing.T) {
 	if got := dig(t, cli.key, "+short", "www"); got != web.addr.String() {
 		t.Fatalf("after rename: dig www = %q", got)
 	}
+	if got := dig(t, cli.key, "+short", "web"); got != "" {
+		t.Fatalf("after rename: the old name web still answers %q", got)
+	}
 	if err := c.Disconnect(ctx, "front", "web"); err != nil {
 		t.Fatal(err)
 	}
