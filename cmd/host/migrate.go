@@ -30,10 +30,12 @@ func storeMigrateCmd(args []string) int {
 	from := fs.String("from", "", "config file of the store to copy from")
 	to := fs.String("to", "", "config file of the store to copy to")
 	force := fs.Bool("force", false, "copy even when the target already holds sandnet keys (they are replaced)")
-	if _, err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return usageFail(err)
 	}
-	if *from == "" || *to == "" {
+	if *from == "" || *to == "" || len(pos) > 0 {
+		fmt.Fprintln(os.Stderr, "sandnet: store migrate needs --from and --to, the agent config files of the store to copy from and the store to copy to, and nothing else")
 		fs.Usage()
 		return 2
 	}

@@ -141,3 +141,14 @@ func sameHost(t *testing.T, a, b *agenttest.Env) {
 		t.Fatal(err)
 	}
 }
+
+// `store migrate` without both files, or with a stray argument, says what
+// it needs, exit 2.
+func TestMigrateUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"--from", "a.hcl"}, {"--to", "b.hcl"}, {"--from", "a.hcl", "--to", "b.hcl", "c.hcl"}} {
+		out, code := sandnetCmd(t, append([]string{"store", "migrate"}, args...)...)
+		if code != 2 || !strings.Contains(out, "store migrate needs --from and --to") {
+			t.Errorf("store migrate %v: exit %d, want 2 and what it needs\n%s", args, code, out)
+		}
+	}
+}
