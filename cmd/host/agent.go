@@ -21,8 +21,15 @@ func agentCmd(args []string) int {
 	file := fs.String("config", "/etc/sandnet/config.hcl", "agent config file (HCL)")
 	level := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the config's, else info)")
 	jsonLogs := fs.Bool("log-json", false, "log in JSON")
-	if _, err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return usageFail(err)
+	}
+	if len(pos) > 0 {
+		// `sandnet agent FILE` would otherwise run on the default file.
+		fmt.Fprintf(os.Stderr, "sandnet: agent takes no arguments (did you mean --config %s?)\n", pos[0])
+		fs.Usage()
+		return 2
 	}
 	cfg, diags := config.Load(*file)
 	if !diags.HasErrors() {

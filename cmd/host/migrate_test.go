@@ -152,3 +152,12 @@ func TestMigrateUsage(t *testing.T) {
 		}
 	}
 }
+
+// `sandnet agent FILE` (the flag forgotten) does not start on the
+// default file: it says what was meant, exit 2.
+func TestAgentTakesNoArguments(t *testing.T) {
+	out, code := sandnetCmd(t, "agent", "my.hcl")
+	if code != 2 || !strings.Contains(out, "agent takes no arguments (did you mean --config my.hcl?)") {
+		t.Fatalf("sandnet agent my.hcl: exit %d\n%s", code, out)
+	}
+}
