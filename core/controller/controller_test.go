@@ -732,3 +732,30 @@ func TestConnectWithLostAnswerRollsBack(t *testing.T) {
 		t.Fatalf("connect afterwards: %+v", ep)
 	}
 }
+
+// TestFailedNetworkCreateUndoneInDriver: a driver's CreateNetwork that
+// fails after setting its network up (as a call the request's end cut
+// short does) is followed by the driver's DeleteNetwork, and the record
+// and pools go: nothing is left in the driver or the store, and the
+// subnet can be had again.
+func TestFailedNetworkCreateUndoneInDriver(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.veth.mu.Lock()
+	e.veth.failCreate = true
+	e.veth.mu.Unlock()
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "red", Driver: "veth", Subnet: "10.71.0.0/24"}); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("create with a driver that fails: %v", err)
+	}
+	e.veth.mu.Lock()
+	left := len(e.veth.nets)
+	e.veth.failCreate = false
+	e.veth.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("the driver still has %d network(s) after the failed create", left)
+	}
+	if ns, err := e.c.Networks(ctx); err != nil || len(ns) != 0 {
+		t.Fatalf("networks after the failed create: %v, %v", ns, err)
+	}
+	e.network("red", "veth", "10.71.0.0/24")
+}

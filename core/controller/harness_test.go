@@ -319,6 +319,11 @@ type vethDriver struct {
 	// prepareUp: Prepare brings the host end up (and says so), as the
 	// bridge driver does.
 	prepareUp bool
+	// nets are the networks set up (CreateNetwork) and not deleted;
+	// failCreate makes CreateNetwork set its network up and then fail,
+	// as a call the request's end cut short does.
+	nets       map[string]bool
+	failCreate bool
 }
 
 // Prepare makes an endpoint's pair ahead of its join: the sandbox end
@@ -380,8 +385,25 @@ func (*vethDriver) Configure(context.Context, []byte) error { return nil }
 func (*vethDriver) GetCapabilities(context.Context) (*pb.Capabilities, error) {
 	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL, NeedsAddresses: true}, nil
 }
-func (*vethDriver) CreateNetwork(context.Context, *pb.CreateNetworkRequest) error { return nil }
-func (*vethDriver) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (d *vethDriver) CreateNetwork(_ context.Context, req *pb.CreateNetworkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nets == nil {
+		d.nets = map[string]bool{}
+	}
+	d.nets[req.GetNetwork().GetId()] = true
+	if d.failCreate {
+		return fmt.Errorf("set up, then cut short: %w", sdk.ErrUnavailable)
+	}
+	return nil
+}
+
+func (d *vethDriver) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.nets, req.GetNetwork().GetId())
+	return nil
+}
 func (*vethDriver) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
 	return &pb.CreateEndpointResponse{}, nil
 }

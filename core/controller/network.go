@@ -249,14 +249,21 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	return pops, nil
 }
 
-// callDriver has the driver set the stored network up; if it fails, the
-// records go again. It may assume persist wrote them.
-func (nc *netCreation) callDriver(ctx context.Context) error {
+// callDriver has the driver set the stored network up. It may assume
+// persist wrote the records. If the call fails, the driver is told to
+// delete the network, since it may have set part of it up (or all of it,
+// the call cut short by the request's end: a bridge no record owns),
+// and the records go again, both undone with a context the request's
+// end does not cancel.
+func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 	c, n := nc.c, nc.n
+	u := newUndo(c.log, "network", n.Name)
+	defer u.RunIf(ctx, &err)
+	u.Push("network record", func(ctx context.Context) error { return c.removeNetwork(ctx, n) })
+	u.Push("driver's network", func(ctx context.Context) error {
+		return nc.d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)})
+	})
 	if err := nc.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
-		if rerr := c.removeNetwork(ctx, n); rerr != nil {
-			c.log.Error("rolling back network record", "network", n.Name, "error", rerr)
-		}
 		return fmt.Errorf("driver %q creating network %s: %w", n.Driver, n.Name, err)
 	}
 	return nil
