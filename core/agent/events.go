@@ -97,11 +97,9 @@ var eventParams = []string{"type", "network", "container", "plugin", "since", "b
 // everything.
 func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	for k := range q {
-		if !slices.Contains(eventParams, k) {
-			a.eventsError(w, fmt.Errorf("%q: not a parameter of /v1/events; use %s: %w", k, strings.Join(eventParams, ", "), sdk.ErrInvalid))
-			return
-		}
+	if err := knownParams(q, "/v1/events", eventParams...); err != nil {
+		a.eventsError(w, err)
+		return
 	}
 	f := events.Filter{Types: q["type"], Networks: q["network"], Containers: q["container"], Plugins: q["plugin"]}
 	for _, t := range f.Types {

@@ -3,7 +3,10 @@ package agent
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
@@ -122,10 +125,8 @@ func (a *Agent) controllerRoutes() {
 // silent listing without them.
 func allParam(r *http.Request) (bool, error) {
 	q := r.URL.Query()
-	for k := range q {
-		if k != "all" {
-			return false, fmt.Errorf("%q: not a parameter of /v1/sandboxes; use all: %w", k, sdk.ErrInvalid)
-		}
+	if err := knownParams(q, "/v1/sandboxes", "all"); err != nil {
+		return false, err
 	}
 	if !q.Has("all") {
 		return false, nil
@@ -135,4 +136,15 @@ func allParam(r *http.Request) (bool, error) {
 		return false, fmt.Errorf("all: %q is not true or false: %w", q.Get("all"), sdk.ErrInvalid)
 	}
 	return all, nil
+}
+
+// knownParams refuses, naming it, a query parameter of route that is not
+// one of known: a misspelt filter must not pass for no filter.
+func knownParams(q url.Values, route string, known ...string) error {
+	for k := range q {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("%q: not a parameter of %s; use %s: %w", k, route, strings.Join(known, ", "), sdk.ErrInvalid)
+		}
+	}
+	return nil
 }

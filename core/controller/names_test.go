@@ -86,3 +86,25 @@ func TestNameIndex(t *testing.T) {
 		t.Errorf("index changed by a caller's append: %v", again)
 	}
 }
+
+// BenchmarkLookup times the embedded resolver's question to the name
+// index with 100 containers on one network: a container's name, the
+// same with ".network", and a name that is no container's (an external
+// one, asked before it is forwarded).
+func BenchmarkLookup(b *testing.B) {
+	x := newNameIndex()
+	red := &Network{ID: "r", Name: "red"}
+	for i := range 100 {
+		x.add(red, &Endpoint{ID: fmt.Sprint("e", i), Name: fmt.Sprint("c", i),
+			Address: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), 24)}, "")
+	}
+	ids := []string{"r"}
+	v := view{x: x, nets: func() []string { return ids }}
+	for _, q := range []string{"c42", "c42.red", "www.example.com"} {
+		b.Run(q, func(b *testing.B) {
+			for range b.N {
+				v.Lookup(q)
+			}
+		})
+	}
+}

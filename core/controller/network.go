@@ -505,18 +505,15 @@ func (c *Controller) holders(eps []Endpoint) string {
 	const most = 5
 	var names []string
 	stubs := false
+	c.mu.Lock() // the sandboxes and their stub flags
 	for i, ep := range eps {
 		if i == most {
 			names = append(names, fmt.Sprintf("and %d more", len(eps)-most))
 			break
 		}
 		name := ep.Name
-		c.mu.Lock()
-		op := c.sandboxes[ep.SandboxID]
-		stub := op != nil && op.stub
-		c.mu.Unlock()
-		switch {
-		case op != nil && stub:
+		switch op := c.sandboxes[ep.SandboxID]; {
+		case op != nil && op.stub:
 			name, stubs = op.sb.ContainerID()+" (stub)", true
 		case op != nil:
 			name = op.sb.ContainerID()
@@ -525,6 +522,7 @@ func (c *Controller) holders(eps []Endpoint) string {
 		}
 		names = append(names, name)
 	}
+	c.mu.Unlock()
 	out := "containers " + strings.Join(names, ", ")
 	if stubs {
 		out += "; a stub is a sandbox not claimed since the agent restarted, listed by `sandbox ls --all`: `sandbox rm` removes it now, else it goes after stub_grace_period"

@@ -99,9 +99,10 @@ func TestMigrateFromBolt(t *testing.T) {
 	}
 
 	agent = startAgent(t, sandnet, etcdHCL)
-	// The store keeps leases, so the agent's host record is live, and
-	// `host rm` of a host the store does not know is "not found" (with a
-	// store without leases it is refused: liveness would be unknown).
+	// The agent's host record is live (the record migrated from bolt
+	// would show so even without leases); what proves the store keeps
+	// leases is `host rm` of a host the store does not know: "not found"
+	// with leases, refused without them (liveness would be unknown).
 	var hosts []struct {
 		State string `json:"state"`
 		Self  bool   `json:"self"`
