@@ -36,6 +36,7 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"container_id":"c","container_id":"d"}`,
 		"{\"container_id\":\"\xff\"}",
 		`{"container_id":"c","a\nb":1}`, // an unknown name that once broke the error's line
+		"{\"dns\":[\"\x7f\"]}",          // a DEL, which JSON allows raw in a string, once echoed raw in the error
 	} {
 		for kind := range byte(3) {
 			f.Add(kind, []byte(seed))

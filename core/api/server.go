@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -343,6 +344,11 @@ func valueAt(body []byte, off int64) jsontext.Value {
 func clip(v jsontext.Value) string {
 	if len(v) > 64 {
 		return strconv.Quote(string(v[:64])) + "…"
+	}
+	if strings.ContainsFunc(string(v), unicode.IsControl) {
+		// A DEL or a C1 control, which JSON allows raw in a string:
+		// an error message holds none.
+		return strconv.Quote(string(v))
 	}
 	return string(v)
 }
