@@ -298,6 +298,7 @@ func TestEvents(t *testing.T) {
 	}
 	all := open(url.Values{"buffer": {"65536"}})
 	nets := open(url.Values{"type": {"network"}})
+	onEv := open(url.Values{"network": {"ev"}, "type": {"endpoint"}})
 
 	c := a.Client
 	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "ev", Subnet: "10.48.0.0/24"}); err != nil {
@@ -356,7 +357,8 @@ func TestEvents(t *testing.T) {
 	}
 	for _, e := range got {
 		if e.Time.IsZero() || e.Type == events.TypeSandboxCreate && (e.Container == "" || e.SandboxID == "") ||
-			e.Type == events.TypeConnect && (e.EndpointID == "" || e.NetworkID == "") || e.Type == events.TypePluginRestart && (e.Plugin == "" || e.PID == 0) {
+			(e.Type == events.TypeConnect || e.Type == events.TypeDisconnect) && (e.EndpointID == "" || e.NetworkID == "" || e.Network != "ev" || e.Container == "") ||
+			e.Type == events.TypePluginRestart && (e.Plugin == "" || e.PID == 0) {
 			t.Fatalf("event lacks its time, names or IDs: %+v", e)
 		}
 	}
@@ -364,6 +366,12 @@ func TestEvents(t *testing.T) {
 	if tp := nets.types(); tp[events.TypeNetworkCreate] != 1 || tp[events.TypeNetworkDelete] != 1 {
 		t.Fatalf("type=network subscriber got %v", tp)
 	}
+	// A network's name selects its endpoints' events however they came:
+	// a connect, a create with networks, a disconnect, a sandbox delete.
+	agenttest.Eventually(t, "the network=ev subscriber's endpoint events", func() bool {
+		tp := onEv.types()
+		return tp[events.TypeConnect] == burst+1 && tp[events.TypeDisconnect] == burst+1
+	})
 
 	stalled := resume()
 	agenttest.Eventually(t, "the stalled subscriber's events and drops adding up to all", func() bool {

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,23 +16,15 @@ import (
 )
 
 // handle registers a controller route that publishes the events of what
-// it did once it succeeded.
+// it did once it succeeded. The controller announces its sandboxes and
+// endpoints itself (controller.Config.OnEvent); networks are announced
+// here.
 func (a *Agent) handle(pattern string, status int, h api.HandlerFunc) {
 	a.api.Handle(pattern, status, func(r *http.Request) (any, error) {
-		var before any
-		switch pattern {
-		case "DELETE /v1/sandboxes/{container}":
-			// Read what the delete is about to remove, for its disconnects.
-			before, _ = a.ctrl.SandboxByContainer(r.Context(), r.PathValue("container"))
-		case "DELETE /v1/networks/{ref}":
+		var before *controller.Network
+		if pattern == "DELETE /v1/networks/{ref}" {
+			// Read what the delete is about to remove, for its ID.
 			before, _ = a.ctrl.Network(r.Context(), r.PathValue("ref"))
-		case "POST /v1/networks/{ref}/disconnect":
-			// The handler reads the body; keep a copy for the event.
-			b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			var d api.Disconnect
-			_ = json.Unmarshal(b, &d)
-			before = d
 		}
 		v, err := h(r)
 		if err == nil {
@@ -44,43 +34,18 @@ func (a *Agent) handle(pattern string, status int, h api.HandlerFunc) {
 	})
 }
 
-// publishFor publishes what a successful request did.
-func (a *Agent) publishFor(pattern string, r *http.Request, v, before any) {
-	pub := a.events.Publish
-	connected := func(ep controller.Endpoint, network, container string) {
-		pub(events.Event{Type: events.TypeConnect, NetworkID: ep.NetworkID, Network: network, SandboxID: ep.SandboxID, Container: container, EndpointID: ep.ID})
-	}
+// publishFor publishes what a successful request did to a network.
+func (a *Agent) publishFor(pattern string, r *http.Request, v any, before *controller.Network) {
 	switch pattern {
 	case "POST /v1/networks":
 		n := v.(*controller.Network)
-		pub(events.Event{Type: events.TypeNetworkCreate, NetworkID: n.ID, Network: n.Name})
+		a.events.Publish(events.Event{Type: events.TypeNetworkCreate, NetworkID: n.ID, Network: n.Name})
 	case "DELETE /v1/networks/{ref}":
 		e := events.Event{Type: events.TypeNetworkDelete, Network: r.PathValue("ref")}
-		if n, ok := before.(*controller.Network); ok && n != nil {
-			e.NetworkID, e.Network = n.ID, n.Name
+		if before != nil {
+			e.NetworkID, e.Network = before.ID, before.Name
 		}
-		pub(e)
-	case "POST /v1/networks/{ref}/connect":
-		ep := v.(*controller.Endpoint)
-		connected(*ep, r.PathValue("ref"), ep.Name)
-	case "POST /v1/networks/{ref}/disconnect":
-		pub(events.Event{Type: events.TypeDisconnect, Network: r.PathValue("ref"), Container: before.(api.Disconnect).Container})
-	case "POST /v1/sandboxes":
-		sb := v.(*controller.Sandbox)
-		pub(events.Event{Type: events.TypeSandboxCreate, SandboxID: sb.ID, Container: sb.ContainerID})
-		for _, ep := range sb.Endpoints {
-			connected(ep, "", sb.ContainerID)
-		}
-	case "DELETE /v1/sandboxes/{container}":
-		sb, _ := before.(*controller.Sandbox)
-		e := events.Event{Type: events.TypeSandboxDelete, Container: r.PathValue("container")}
-		if sb != nil {
-			for _, ep := range sb.Endpoints {
-				pub(events.Event{Type: events.TypeDisconnect, NetworkID: ep.NetworkID, SandboxID: sb.ID, Container: sb.ContainerID, EndpointID: ep.ID})
-			}
-			e.SandboxID = sb.ID
-		}
-		pub(e)
+		a.events.Publish(e)
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/controller"
-	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/core/resolver"
@@ -89,9 +88,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		IPAM:            alloc,
 		HostListen:      a.cfg.Resolver.HostListen,
 		OnStep:          a.metrics.Step,
-		OnReaped: func(id, container string) {
-			a.events.Publish(events.Event{Type: events.TypeSandboxDelete, SandboxID: id, Container: container, Message: "unclaimed stub deleted after the grace period"})
-		},
+		OnEvent:         a.events.Publish,
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/nspool"
 	"github.com/sandnet/sandnet/core/osl"
@@ -76,10 +77,14 @@ type Config struct {
 	// (upstreams, timeout, in-flight bound); HostResolvConf and Logger
 	// are filled in by the controller.
 	Resolver resolver.Config
-	// OnReaped, when set, is told of each unclaimed stub sandbox the
-	// controller deleted by itself after StubGracePeriod (the agent
-	// publishes it as a sandbox.delete event).
-	OnReaped func(sandboxID, containerID string)
+	// OnEvent, when set, is told of each sandbox created or deleted and
+	// each endpoint connected or disconnected by a request — a delete's
+	// endpoints each, a runtime front's release that deletes the sandbox,
+	// an unclaimed stub deleted after StubGracePeriod (with a message
+	// saying so) — naming the network by ID and name and the container
+	// (see announce.go); the agent publishes them on its event bus. It is
+	// called on the request's goroutine: it must be quick.
+	OnEvent func(events.Event)
 	// OnStep, when set, is told how long each named step of a create or
 	// an attach took (flow "create" or "attach"; docs/architecture.md
 	// lists the steps) and whether it failed; the agent records it as a

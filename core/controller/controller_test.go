@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
@@ -500,11 +501,21 @@ func TestUnclaimedStubsAreCleaned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var reaped []string
-	c.cfg.OnReaped = func(_, container string) { reaped = append(reaped, container) }
+	var reaped, disconnected []string
+	c.cfg.OnEvent = func(ev events.Event) {
+		switch {
+		case ev.Type == events.TypeSandboxDelete && strings.Contains(ev.Message, "grace period"):
+			reaped = append(reaped, ev.Container)
+		case ev.Type == events.TypeDisconnect && ev.Network == "red" && ev.EndpointID != "":
+			disconnected = append(disconnected, ev.Container)
+		}
+	}
 	c.reapStubs() // what the grace timer does
 	if !slices.Equal(reaped, []string{"c2", "c3", "c4"}) {
 		t.Fatalf("reported as reaped: %v, want c2 c3 c4", reaped)
+	}
+	if !slices.Equal(disconnected, reaped) {
+		t.Fatalf("endpoints reported disconnected from red: %v, want those of c2 c3 c4", disconnected)
 	}
 	sbs, _ := c.Sandboxes(ctx)
 	if len(sbs) != 2 {
@@ -758,4 +769,59 @@ func TestFailedNetworkCreateUndoneInDriver(t *testing.T) {
 		t.Fatalf("networks after the failed create: %v, %v", ns, err)
 	}
 	e.network("red", "veth", "10.71.0.0/24")
+}
+
+// Every sandbox and endpoint change a request makes is announced once,
+// naming the network by ID and name and the container — whatever name
+// the endpoint answers to and however the request named the network —
+// and nothing is announced for a request that failed.
+func TestEventsNameNetworkAndContainer(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	red := e.network("red", "veth", "10.96.0.0/24")
+	var got []string
+	e.c.cfg.OnEvent = func(ev events.Event) {
+		if ev.Type == events.TypeConnect || ev.Type == events.TypeDisconnect {
+			if ev.NetworkID != red.ID || ev.EndpointID == "" || ev.SandboxID == "" {
+				t.Errorf("%s lacks an ID: %+v", ev.Type, ev)
+			}
+		}
+		got = append(got, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", ev.Type, ev.Container, ev.Network, ev.Message)))
+	}
+	expect := func(step string, want ...string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s announced %q, want %q", step, got, want)
+		}
+		got = nil
+	}
+	e.sandbox("c1", func(r *SandboxCreate) { r.Networks = []SandboxNetwork{{Network: red.ID}} })
+	expect("a create with a network", "sandbox.create c1", "endpoint.connect c1 red")
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"}); err == nil {
+		t.Fatal("a second sandbox for c1 was made")
+	}
+	expect("a refused create")
+	e.sandbox("c2")
+	if _, err := e.c.Connect(ctx, red.ID, Connect{Container: "c2", Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Disconnect(ctx, red.ID, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	expect("a connect by ID under another name, and a disconnect by ID",
+		"sandbox.create c2", "endpoint.connect c2 red", "endpoint.disconnect c2 red")
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	expect("a delete", "endpoint.disconnect c1 red", "sandbox.delete c1")
+	e.sandbox("c3", func(r *SandboxCreate) { r.Front = "cni"; r.Networks = []SandboxNetwork{{Network: "red"}} })
+	got = nil
+	if err := e.c.Release(ctx, "red", "c3"); err != nil {
+		t.Fatal(err)
+	}
+	expect("a front's release of its last endpoint", "endpoint.disconnect c3 red", "sandbox.delete c3")
+	if err := e.c.Release(ctx, "red", "c3"); err != nil {
+		t.Fatal(err)
+	}
+	expect("a second release")
 }

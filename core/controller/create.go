@@ -333,5 +333,6 @@ func (c *Controller) create(ctx context.Context, id string, req SandboxCreate, n
 		return nil, err
 	}
 	c.log.Info("sandbox created", "sandbox", short(id), "container", req.ContainerID, "key", sb.Key(), "networks", len(cr.eps))
+	c.announceCreate(cr.op)
 	return c.viewOf(cr.op, cr.eps), nil
 }

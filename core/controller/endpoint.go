@@ -47,6 +47,11 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
 	}
 	ep, err := c.connectAny(ctx, op, netRef, args, nil)
+	if err == nil {
+		if e, ok := op.sb.Endpoint(ep.ID); ok {
+			c.announceConnect(op, e)
+		}
+	}
 	return answer(op, ep), err
 }
 
@@ -908,7 +913,7 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 	if op.front == "" {
 		return nil
 	}
-	return c.deleteSandboxUnless(ctx, op, func() bool { return len(op.sb.Endpoints()) > 0 })
+	return c.deleteSandboxUnless(ctx, op, func() bool { return len(op.sb.Endpoints()) > 0 }, c.announceDelete(""))
 }
 
 // disconnect is Disconnect with op.mu held.
@@ -922,7 +927,7 @@ func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, cont
 	} {
 		for _, e := range eps {
 			if match(e) {
-				return c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false)
+				return c.removeAnnounced(ctx, op, e)
 			}
 		}
 	}
@@ -932,10 +937,20 @@ func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, cont
 	}
 	for _, e := range eps {
 		if e.NetworkID == n.ID {
-			return c.removeEndpoint(ctx, op, n.ID, e.ID, false)
+			return c.removeAnnounced(ctx, op, e)
 		}
 	}
 	return errorf(sdk.ErrNotFound, "container %s is not connected to network %s", container, n.Name)
+}
+
+// removeAnnounced is a disconnect's removeEndpoint of e, announced once
+// it succeeded.
+func (c *Controller) removeAnnounced(ctx context.Context, op *sandboxOp, e sandbox.Endpoint) error {
+	if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, false); err != nil {
+		return err
+	}
+	c.announceDisconnect(op, e)
+	return nil
 }
 
 // maxPublished bounds the ports one endpoint's publish specs expand to

@@ -312,10 +312,8 @@ func (c *Controller) reapStubs() {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
-		if err := c.deleteSandbox(c.bg, op); err != nil {
+		if err := c.deleteSandboxUnless(c.bg, op, nil, c.announceDelete("unclaimed stub deleted after the grace period")); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
-		} else if c.cfg.OnReaped != nil {
-			c.cfg.OnReaped(op.sb.ID(), op.sb.ContainerID())
 		}
 	}
 }

@@ -135,6 +135,7 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 			return nil, fmt.Errorf("networks[%d]: %w", n.index, err)
 		}
 	}
+	c.announceCreate(op)
 	return c.view(ctx, op)
 }
 
@@ -362,7 +363,7 @@ func (c *Controller) SandboxDestroy(ctx context.Context, container string) error
 	if err != nil {
 		return err
 	}
-	return c.deleteSandbox(ctx, op)
+	return c.deleteSandboxUnless(ctx, op, nil, c.announceDelete(""))
 }
 
 // DeleteSandbox deletes a container's sandbox; unknown is not-found.
@@ -371,7 +372,7 @@ func (c *Controller) DeleteSandbox(ctx context.Context, container string) error 
 	if err != nil {
 		return err
 	}
-	return c.deleteSandbox(ctx, op)
+	return c.deleteSandboxUnless(ctx, op, nil, c.announceDelete(""))
 }
 
 // deleteSandbox leaves and deletes every endpoint, stops what runs for
@@ -380,12 +381,14 @@ func (c *Controller) DeleteSandbox(ctx context.Context, container string) error 
 // endpoint cannot be removed, the sandbox stays (still marked in-delete)
 // and the error is returned; deleting it again finishes the job.
 func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
-	return c.deleteSandboxUnless(ctx, op, nil)
+	return c.deleteSandboxUnless(ctx, op, nil, nil)
 }
 
 // deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
-// held, when not nil) says the sandbox is to stay.
-func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool) (err error) {
+// held, when not nil) says the sandbox is to stay. Once the sandbox is
+// gone, announce (when not nil) is called with op.mu held and the
+// endpoints the delete removed (see announceDelete).
+func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool, announce func(*sandboxOp, []sandbox.Endpoint)) (err error) {
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
@@ -431,7 +434,8 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 		nsGone = true
 	}
 	var errs []error
-	for _, e := range sb.Endpoints() {
+	removed := sb.Endpoints()
+	for _, e := range removed {
 		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, owned); err != nil {
 			errs = append(errs, err)
 		}
@@ -461,6 +465,9 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	op.deleted = true
 	c.mu.Unlock()
 	c.log.Info("sandbox deleted", "sandbox", short(sb.ID()), "container", sb.ContainerID())
+	if announce != nil {
+		announce(op, removed)
+	}
 	return nil
 }
 
