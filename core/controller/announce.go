@@ -43,14 +43,18 @@ func (c *Controller) announceCreate(op *sandboxOp) {
 	}
 }
 
-// announceDelete returns what a delete calls once it succeeded: it
-// publishes endpoint.disconnect for each endpoint the sandbox had, then
-// sandbox.delete with why as its message.
-func (c *Controller) announceDelete(why string) func(*sandboxOp, []sandbox.Endpoint) {
-	return func(op *sandboxOp, removed []sandbox.Endpoint) {
+// announceDelete returns what a delete calls once it removed endpoints:
+// it publishes endpoint.disconnect for each endpoint removed and, when
+// the sandbox is gone too, sandbox.delete with why as its message. A
+// delete that fails part-way announces the endpoints it did remove (a
+// retry announces the rest).
+func (c *Controller) announceDelete(why string) func(*sandboxOp, []sandbox.Endpoint, bool) {
+	return func(op *sandboxOp, removed []sandbox.Endpoint, gone bool) {
 		for _, e := range removed {
 			c.announceDisconnect(op, e)
 		}
-		c.publish(events.Event{Type: events.TypeSandboxDelete, SandboxID: op.sb.ID(), Container: op.sb.ContainerID(), Message: why})
+		if gone {
+			c.publish(events.Event{Type: events.TypeSandboxDelete, SandboxID: op.sb.ID(), Container: op.sb.ContainerID(), Message: why})
+		}
 	}
 }

@@ -385,10 +385,11 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 }
 
 // deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
-// held, when not nil) says the sandbox is to stay. Once the sandbox is
-// gone, announce (when not nil) is called with op.mu held and the
-// endpoints the delete removed (see announceDelete).
-func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool, announce func(*sandboxOp, []sandbox.Endpoint)) (err error) {
+// held, when not nil) says the sandbox is to stay. Once the delete has
+// removed endpoints, announce (when not nil) is called with op.mu held,
+// those endpoints, and whether the sandbox itself is gone too (see
+// announceDelete).
+func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, keep func() bool, announce func(op *sandboxOp, removed []sandbox.Endpoint, gone bool)) (err error) {
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
@@ -434,13 +435,18 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 		nsGone = true
 	}
 	var errs []error
-	removed := sb.Endpoints()
-	for _, e := range removed {
+	var removed []sandbox.Endpoint
+	for _, e := range sb.Endpoints() {
 		if err := c.removeEndpoint(ctx, op, e.NetworkID, e.ID, owned); err != nil {
 			errs = append(errs, err)
+		} else {
+			removed = append(removed, e)
 		}
 	}
 	if len(errs) > 0 {
+		if announce != nil {
+			announce(op, removed, false)
+		}
 		return fmt.Errorf("deleting sandbox %s: %w", short(sb.ID()), errors.Join(errs...))
 	}
 	if !owned {
@@ -448,6 +454,18 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 		c.destroyNamespace(sb)
 		nsGone = true
 	}
+	err = c.forgetSandbox(ctx, op)
+	if announce != nil {
+		announce(op, removed, err == nil)
+	}
+	return err
+}
+
+// forgetSandbox is the end of a delete, once the sandbox has no endpoint
+// and no namespace: its files go, then its record, then the controller's
+// entries for it.
+func (c *Controller) forgetSandbox(ctx context.Context, op *sandboxOp) error {
+	sb := op.sb
 	if err := sb.RemoveFiles(); err != nil && !os.IsNotExist(err) {
 		c.log.Warn("removing resolution files", "sandbox", short(sb.ID()), "error", err)
 	}
@@ -465,9 +483,6 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	op.deleted = true
 	c.mu.Unlock()
 	c.log.Info("sandbox deleted", "sandbox", short(sb.ID()), "container", sb.ContainerID())
-	if announce != nil {
-		announce(op, removed)
-	}
 	return nil
 }
 
