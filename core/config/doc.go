@@ -186,7 +186,9 @@
 // like the namespaces they do not outlive a reboot (Podman keeps them
 // under its run root too), so a tmpfs suits them and makes them cheap to
 // create; default "sandboxes" next to netns_dir, /run/sandnet/sandboxes
-// when netns_dir is not set. stub_grace_period: after
+// when netns_dir is not set; it must not be netns_dir itself (a
+// sandbox's key and its files' directory would have one path).
+// stub_grace_period: after
 // an agent restart, how long a sandbox read back from the store waits for
 // its container to claim it before it is deleted with its endpoints; a Go
 // duration, default 1m. spare_namespaces: how many network namespaces the

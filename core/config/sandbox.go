@@ -51,6 +51,7 @@ func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
 	if a := content.Attributes["files_dir"]; a != nil {
 		d.path(a, &s.FilesDir)
 	}
+	d.distinctDirs(s, content.Attributes)
 	if a := content.Attributes["spare_namespaces"]; a != nil {
 		var n int
 		if d.decode(a, &n) {
@@ -77,5 +78,23 @@ func (d *decoder) sandbox(s *Sandbox, body hcl.Body) {
 				s.StubGracePeriod = t
 			}
 		}
+	}
+}
+
+// distinctDirs refuses one directory for the namespaces and the files: a
+// sandbox's key, netns_dir/<id>, would be the path of its files'
+// directory, files_dir/<id>, and every create would fail. A netns_dir
+// named "sandboxes" with no files_dir is the same clash, through the
+// default.
+func (d *decoder) distinctDirs(s *Sandbox, attrs hcl.Attributes) {
+	if s.FilesDir != s.NetnsDir {
+		return
+	}
+	if a := attrs["files_dir"]; a != nil {
+		d.errorf(a.Expr.Range(), "Invalid files_dir",
+			"files_dir is netns_dir (%s): a sandbox's namespace file and the directory of its resolv.conf and hosts would have one path. Give each a directory of its own.", s.FilesDir)
+	} else if a := attrs["netns_dir"]; a != nil {
+		d.errorf(a.Expr.Range(), "Invalid netns_dir",
+			"files_dir defaults to \"sandboxes\" next to netns_dir, which is netns_dir itself (%s): a sandbox's namespace file and the directory of its resolv.conf and hosts would have one path. Set files_dir, or name netns_dir otherwise.", s.NetnsDir)
 	}
 }
