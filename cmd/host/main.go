@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 )
 
 func main() {
@@ -18,11 +20,60 @@ func run(args []string) int {
 		usage(os.Stdout)
 		return 0
 	}
+	global, args, err := leadingFlags(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sandnet: %v\n", err)
+		return 2
+	}
 	cmd, rest := lookup(commands(), args)
 	if cmd == nil {
-		fmt.Fprintf(os.Stderr, "sandnet: unknown command %q\n\n", args[0])
+		if len(args) == 0 {
+			fmt.Fprintln(os.Stderr, "sandnet: name a command after the flags")
+		} else if subs := subcommands(commands(), args[0]); len(subs) > 0 {
+			fmt.Fprintf(os.Stderr, "sandnet: %q needs a subcommand: %s\n", args[0], strings.Join(subs, ", "))
+			return 2
+		} else {
+			fmt.Fprintf(os.Stderr, "sandnet: unknown command %q\n\n", args[0])
+		}
 		usage(os.Stderr)
 		return 2
 	}
-	return cmd.run(rest)
+	return cmd.run(append(global, rest...))
+}
+
+// globalFlags are the client flags that may also come before the command,
+// as `docker -H` and `podman --url` do: `sandnet --socket S network ls`.
+var globalFlags = []string{"socket", "config", "format"}
+
+// leadingFlags takes the global flags (with their values) off the front
+// of args, to be handed to the command after its words. Any other flag
+// there is an error naming it.
+func leadingFlags(args []string) (global, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !slices.Contains(globalFlags, name) {
+			return nil, nil, fmt.Errorf("%s: before the command only --socket, --config and --format may be given; put the command's flags after it", args[0])
+		}
+		n := 1
+		if !hasValue {
+			if len(args) < 2 {
+				return nil, nil, fmt.Errorf("%s needs a value", args[0])
+			}
+			n = 2
+		}
+		global, args = append(global, args[:n]...), args[n:]
+	}
+	return global, args, nil
+}
+
+// subcommands lists the subcommands of a group word ("network" → create,
+// update, ls, …).
+func subcommands(cmds []command, group string) []string {
+	var out []string
+	for _, c := range cmds {
+		if g, sub, ok := strings.Cut(c.words, " "); ok && g == group {
+			out = append(out, sub)
+		}
+	}
+	return out
 }

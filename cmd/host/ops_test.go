@@ -232,3 +232,26 @@ func TestSocketGroup(t *testing.T) {
 		t.Fatalf("socket group %d mode %o; want group 1 (daemon), mode 660", st.Gid, st.Mode&0o777)
 	}
 }
+
+// The client flags may come before the command, as with `docker -H`;
+// any other flag there, or a group word without its subcommand, gets
+// one line saying what to write instead of the whole usage.
+func TestFlagsBeforeTheCommand(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--socket", sock, "network", "ls"}, 1, "no sandnet agent is running at " + sock},
+		{[]string{"-socket=" + sock, "--format", "json", "sandbox", "ls"}, 1, "no sandnet agent is running at " + sock},
+		{[]string{"--zzz", "network", "ls"}, 2, "--zzz: before the command only --socket, --config and --format may be given"},
+		{[]string{"--socket"}, 2, "--socket needs a value"},
+		{[]string{"network"}, 2, `"network" needs a subcommand: create, update, ls, inspect, rm`},
+	} {
+		out, code := sandnetCmd(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.says) || strings.Contains(out, "Usage:") {
+			t.Errorf("sandnet %s: exit %d\n%s\nwant exit %d saying %q, without the usage", strings.Join(tc.args, " "), code, out, tc.code, tc.says)
+		}
+	}
+}
