@@ -28,7 +28,7 @@ func agentCmd(args []string) int {
 	if len(pos) > 0 {
 		// `sandnet agent FILE` would otherwise run on the default file.
 		fmt.Fprintf(os.Stderr, "sandnet: agent takes no arguments (did you mean --config %s?)\n", pos[0])
-		fs.Usage()
+		fmt.Fprintf(os.Stderr, "See '%s -h'.\n", fs.Name())
 		return 2
 	}
 	cfg, diags := config.Load(*file)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,15 +89,44 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'sandnet COMMAND -h' for a command's flags.")
 }
 
+// argsUsages holds each command's argument summary, for its usage text.
+var argsUsages = map[*flag.FlagSet]string{}
+
 // newFlags returns a flag set for a command; usage text shows the command's
-// words and argument summary.
+// words and argument summary. The usage is printed for -h only: a flag
+// error, or arguments the command does not take, get one line saying
+// what is wrong and where to look (see parse and wrongArgs), as Docker's
+// CLI does.
 func newFlags(words, argsUsage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sandnet "+words, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: sandnet %s [flags] %s\n\nFlags:\n", words, argsUsage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {} // parse prints the usage or the hint
+	argsUsages[fs] = argsUsage
 	return fs
+}
+
+// printUsage prints a command's usage: its words, arguments and flags.
+func printUsage(fs *flag.FlagSet) {
+	fmt.Fprintf(fs.Output(), "Usage: %s [flags] %s\n\nFlags:\n", fs.Name(), argsUsages[fs])
+	fs.PrintDefaults()
+}
+
+// wrongArgs says which positional arguments a command wanted and which it
+// got, and returns exit code 2.
+func wrongArgs(fs *flag.FlagSet, pos []string) int {
+	want := argsUsages[fs]
+	if want == "" {
+		want = "no arguments"
+	}
+	got := "none"
+	if len(pos) > 0 {
+		q := make([]string, len(pos))
+		for i, p := range pos {
+			q[i] = strconv.Quote(p)
+		}
+		got = strings.Join(q, " ")
+	}
+	fmt.Fprintf(fs.Output(), "%s: want %s; got %s\nSee '%s -h'.\n", fs.Name(), want, got, fs.Name())
+	return 2
 }
 
 // parse parses flags that may stand before, between or after the
@@ -105,6 +135,11 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(fs)
+			} else { // the flag package printed what is wrong
+				fmt.Fprintf(fs.Output(), "See '%s -h'.\n", fs.Name())
+			}
 			return nil, err
 		}
 		args = fs.Args()
@@ -235,8 +270,7 @@ func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context
 		return usageFail(err)
 	}
 	if nargs >= 0 && len(pos) != nargs || nargs < 0 && len(pos) < -nargs {
-		fs.Usage()
-		return 2
+		return wrongArgs(fs, pos)
 	}
 	c, err := cf.client()
 	if err != nil {

@@ -37,8 +37,7 @@ func doctorCmd(args []string) int {
 	if pos, err := parse(fs, args); err != nil {
 		return usageFail(err)
 	} else if len(pos) != 0 {
-		fs.Usage()
-		return 2
+		return wrongArgs(fs, pos)
 	}
 	var checks []check
 	add := func(status, what, format string, a ...any) {

@@ -61,8 +61,7 @@ func eventsCmd(args []string) int {
 		return usageFail(err)
 	}
 	if len(pos) != 0 {
-		fs.Usage()
-		return 2
+		return wrongArgs(fs, pos)
 	}
 	q := url.Values{}
 	for _, f := range filters {

@@ -36,7 +36,7 @@ func storeMigrateCmd(args []string) int {
 	}
 	if *from == "" || *to == "" || len(pos) > 0 {
 		fmt.Fprintln(os.Stderr, "sandnet: store migrate needs --from and --to, the agent config files of the store to copy from and the store to copy to, and nothing else")
-		fs.Usage()
+		fmt.Fprintf(os.Stderr, "See '%s -h'.\n", fs.Name())
 		return 2
 	}
 	ctx := context.Background()

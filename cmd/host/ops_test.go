@@ -234,8 +234,9 @@ func TestSocketGroup(t *testing.T) {
 }
 
 // The client flags may come before the command, as with `docker -H`;
-// any other flag there, or a group word without its subcommand, gets
-// one line saying what to write instead of the whole usage.
+// any other flag there, a group word without its subcommand, the wrong
+// arguments or a bad flag value get one line saying what is wrong and
+// where to look instead of the whole usage, which -h prints.
 func TestFlagsBeforeTheCommand(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	for _, tc := range []struct {
@@ -248,10 +249,16 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 		{[]string{"--zzz", "network", "ls"}, 2, "--zzz: before the command only --socket, --config and --format may be given"},
 		{[]string{"--socket"}, 2, "--socket needs a value"},
 		{[]string{"network"}, 2, `"network" needs a subcommand: create, update, ls, inspect, rm`},
+		{[]string{"connect", "n1"}, 2, "sandnet connect: want NETWORK CONTAINER; got \"n1\"\nSee 'sandnet connect -h'."},
+		{[]string{"doctor", "x"}, 2, "sandnet doctor: want no arguments; got \"x\""},
+		{[]string{"connect", "--priority", "x", "n1", "c1"}, 2, "invalid value \"x\" for flag -priority: parse error\nSee 'sandnet connect -h'."},
 	} {
 		out, code := sandnetCmd(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.says) || strings.Contains(out, "Usage:") {
 			t.Errorf("sandnet %s: exit %d\n%s\nwant exit %d saying %q, without the usage", strings.Join(tc.args, " "), code, out, tc.code, tc.says)
 		}
+	}
+	if out, code := sandnetCmd(t, "connect", "-h"); code != 0 || !strings.HasPrefix(out, "Usage: sandnet connect [flags] NETWORK CONTAINER\n") || !strings.Contains(out, "-priority int") {
+		t.Errorf("sandnet connect -h: exit %d\n%s", code, out)
 	}
 }

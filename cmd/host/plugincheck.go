@@ -36,8 +36,7 @@ func pluginCheckCmd(args []string) int {
 		return usageFail(err)
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return 2
+		return wrongArgs(fs, pos)
 	}
 	if *format != "table" && *format != "json" {
 		return fail(fmt.Errorf("-format: %q is not table or json", *format))

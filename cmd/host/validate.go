@@ -27,8 +27,7 @@ func validateCmd(args []string) int {
 		return usageFail(err)
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return 2
+		return wrongArgs(fs, pos)
 	}
 	cfg, diags := config.Load(pos[0])
 	diags = append(diags, checkPlugins(cfg, diags.HasErrors(), *offline)...)
