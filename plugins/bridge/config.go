@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -55,7 +56,47 @@ const (
 	optMcastSnoop = optionPrefix + "multicast_snooping"
 )
 
-var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq, optMcastSnoop}
+// dockerOptions are Docker's names for the same options, so that a
+// `docker network create -o` line or a compose file's driver_opts work
+// unchanged: each stands for the option it maps to.
+var dockerOptions = map[string]string{
+	"com.docker.network.bridge.name":                 optBridgeName,
+	"com.docker.network.bridge.default_bridge":       optDefault,
+	"com.docker.network.driver.mtu":                  optMTU,
+	"com.docker.network.bridge.enable_icc":           optEnableICC,
+	"com.docker.network.bridge.enable_ip_masquerade": optEnableMasq,
+}
+
+var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq, optMcastSnoop,
+	"com.docker.network.bridge.name", "com.docker.network.bridge.default_bridge", "com.docker.network.driver.mtu",
+	"com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade"}
+
+// withDockerNames returns opts with each of Docker's option names given
+// under sandnet's, and as, which gives the name an option was given
+// under (for errors); both names with different values are an error.
+func withDockerNames(netID string, opts map[string]string) (out map[string]string, as func(string) string, err error) {
+	given := map[string]string{}
+	out = opts
+	for docker, ours := range dockerOptions {
+		v, ok := opts[docker]
+		if !ok {
+			continue
+		}
+		if w, both := opts[ours]; both && w != v {
+			return nil, nil, fmt.Errorf("network %s: options %s=%q and %s=%q disagree (the first is Docker's name for the second): %w", netID, docker, v, ours, w, sdk.ErrInvalid)
+		}
+		if len(given) == 0 {
+			out = maps.Clone(opts) // the request's map stays as given
+		}
+		out[ours], given[ours] = v, docker
+	}
+	return out, func(key string) string {
+		if d, ok := given[key]; ok {
+			return d
+		}
+		return key
+	}, nil
+}
 
 // network is a network as the driver programs it, derived from the host's
 // pb.Network and the driver's Config.
@@ -110,7 +151,10 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 		icc:      true,
 		masq:     c.EnableIPMasquerade,
 	}
-	opts := pn.GetOptions()
+	opts, as, err := withDockerNames(n.id, pn.GetOptions())
+	if err != nil {
+		return nil, err
+	}
 	var unknown []string
 	for k := range opts {
 		if strings.HasPrefix(k, optionPrefix) && !slices.Contains(knownOptions, k) {
@@ -129,7 +173,7 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 		}
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("network %s: option %s=%q: want true or false: %w", n.id, key, v, sdk.ErrInvalid)
+			return fmt.Errorf("network %s: option %s=%q: want true or false: %w", n.id, as(key), v, sdk.ErrInvalid)
 		}
 		*dst = b
 		return nil
@@ -148,21 +192,20 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 	}
 	if v, ok := opts[optBridgeName]; ok {
 		if err := validIfName(v); err != nil {
-			return nil, fmt.Errorf("network %s: option %s: %w", n.id, optBridgeName, err)
+			return nil, fmt.Errorf("network %s: option %s: %w", n.id, as(optBridgeName), err)
 		}
 		n.bridge = v
 	}
 	if v, ok := opts[optMTU]; ok {
 		mtu, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, fmt.Errorf("network %s: option %s=%q: not a number: %w", n.id, optMTU, v, sdk.ErrInvalid)
+			return nil, fmt.Errorf("network %s: option %s=%q: not a number: %w", n.id, as(optMTU), v, sdk.ErrInvalid)
 		}
 		if err := validMTU(mtu); err != nil {
-			return nil, fmt.Errorf("network %s: option %s: %w", n.id, optMTU, err)
+			return nil, fmt.Errorf("network %s: option %s: %w", n.id, as(optMTU), err)
 		}
 		n.mtu = mtu
 	}
-	var err error
 	if n.v4, err = parsePools(n.id, pn.GetIpv4(), 4); err != nil {
 		return nil, err
 	}

@@ -149,6 +149,32 @@ func TestParseNetwork(t *testing.T) {
 			},
 		},
 		{
+			name: "Docker's option names",
+			net: &pb.Network{Id: id, Ipv4: v4, Options: map[string]string{
+				"com.docker.network.bridge.name": "br-docker", "com.docker.network.driver.mtu": "1450",
+				"com.docker.network.bridge.enable_icc": "false", "com.docker.network.bridge.enable_ip_masquerade": "false",
+				optMTU: "1450", // the same value under both names is fine
+			}},
+			want: func(n *network) string {
+				if n.bridge != "br-docker" || n.mtu != 1450 || n.icc || n.masq {
+					return "Docker's options not applied"
+				}
+				return ""
+			},
+		},
+		{
+			name: "Docker's default_bridge",
+			net:  &pb.Network{Id: id, Ipv4: v4, Options: map[string]string{"com.docker.network.bridge.default_bridge": "true"}},
+			want: func(n *network) string {
+				if n.bridge != "sandnet0" {
+					return "bridge " + n.bridge
+				}
+				return ""
+			},
+		},
+		{name: "Docker's name and ours disagree", net: &pb.Network{Id: id, Options: map[string]string{"com.docker.network.driver.mtu": "1400", optMTU: "1500"}}, wantErr: sdk.ErrInvalid},
+		{name: "Docker's bad value", net: &pb.Network{Id: id, Options: map[string]string{"com.docker.network.bridge.enable_icc": "maybe"}}, wantErr: sdk.ErrInvalid},
+		{
 			name: "default bridge",
 			net:  &pb.Network{Id: id, Ipv4: v4, Options: map[string]string{optDefault: "true"}},
 			want: func(n *network) string {
