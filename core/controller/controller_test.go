@@ -149,6 +149,17 @@ func TestPoolExhaustedNamesNetwork(t *testing.T) {
 	}
 }
 
+// A subnet overlapping another network's is refused naming that network
+// as its user knows it.
+func TestOverlapNamesNetwork(t *testing.T) {
+	e := newEnv(t)
+	e.network("big", "veth", "10.72.0.0/16")
+	_, err := e.c.CreateNetwork(context.Background(), NetworkCreate{Name: "small", Driver: "veth", Subnet: "10.72.3.0/24"})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "subnet 10.72.3.0/24 overlaps 10.72.0.0/16 of network big") {
+		t.Fatalf("err = %v, want a conflict naming network big", err)
+	}
+}
+
 func TestNetworkRules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

@@ -239,6 +239,11 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, V6: true})
 	}
 	pools, pops, err := nc.c.ipam.RequestPools(ctx, reqs)
+	if oe := (*ipam.OverlapError)(nil); errors.As(err, &oe) {
+		if other, _, err := nc.c.networkByID(ctx, oe.NetworkID); err == nil {
+			oe.NetworkName = other.Name
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -208,6 +208,26 @@ func New(cfg Config) (*Allocator, error) {
 	return a, nil
 }
 
+// OverlapError is RequestPools' refusal of an explicit subnet that
+// overlaps another network's pool; it is an sdk.ErrConflict. The
+// allocator knows networks by ID only: a caller that knows the other
+// network's name sets NetworkName, which the message then uses.
+type OverlapError struct {
+	Subnet, Other netip.Prefix
+	NetworkID     string
+	NetworkName   string
+}
+
+func (e *OverlapError) Error() string {
+	name := e.NetworkID
+	if e.NetworkName != "" {
+		name = e.NetworkName
+	}
+	return fmt.Sprintf("subnet %s overlaps %s of network %s: %v", e.Subnet, e.Other, name, sdk.ErrConflict)
+}
+
+func (e *OverlapError) Unwrap() error { return sdk.ErrConflict }
+
 // Pool is a network's subnet, as recorded in the store.
 type Pool struct {
 	NetworkID string       `json:"network_id"`
@@ -308,7 +328,7 @@ func (a *Allocator) RequestPools(ctx context.Context, reqs []PoolRequest) ([]*Po
 			continue
 		}
 		if o := overlapping(taken, p.Subnet); o != nil {
-			return nil, nil, fmt.Errorf("subnet %s overlaps %s of network %s: %w", p.Subnet, o.Subnet, o.NetworkID, sdk.ErrConflict)
+			return nil, nil, &OverlapError{Subnet: p.Subnet, Other: o.Subnet, NetworkID: o.NetworkID}
 		}
 		out[i] = p
 		taken = append(taken, p)
