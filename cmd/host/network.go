@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
@@ -121,11 +124,27 @@ func networkInspectCmd(args []string) int {
 		cf.output(out, func(w *tabwriter.Writer) {
 			for _, n := range out {
 				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\nDNS forwards single labels:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS), n.DNSForwardSingleLabel)
+				fmt.Fprintf(w, "Created:\t%s\n", n.Created.Format(time.RFC3339))
+				for _, k := range slices.Sorted(maps.Keys(n.Options)) {
+					fmt.Fprintf(w, "Option:\t%s=%s\n", k, n.Options[k])
+				}
 				for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
-					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s\n", p.Subnet, show(p.Gateway))
+					rng := ""
+					if p.Range.IsValid() {
+						rng = "\trange " + p.Range.String()
+					}
+					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s%s\n", p.Subnet, show(p.Gateway), rng)
 				}
 				for _, ep := range n.Endpoints {
-					fmt.Fprintf(w, "Endpoint:\t%s\t%s\t%s\n", ep.Name, show(ep.Address), ep.MAC)
+					addrs := show(ep.Address)
+					if ep.AddressV6.IsValid() {
+						addrs += " " + ep.AddressV6.String()
+					}
+					host := ""
+					if ep.HostID != "" && ep.VTEP != "" {
+						host = "\thost " + ep.HostID
+					}
+					fmt.Fprintf(w, "Endpoint:\t%s\t%s\t%s%s\n", ep.Name, addrs, ep.MAC, host)
 				}
 			}
 		})

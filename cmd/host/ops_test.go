@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,5 +261,37 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 	}
 	if out, code := sandnetCmd(t, "connect", "-h"); code != 0 || !strings.HasPrefix(out, "Usage: sandnet connect [flags] NETWORK CONTAINER\n") || !strings.Contains(out, "-priority int") {
 		t.Errorf("sandnet connect -h: exit %d\n%s", code, out)
+	}
+}
+
+// network inspect shows what the network was made with — its options
+// (Docker's names as given), IP range, both subnets — and each
+// endpoint's addresses of both families.
+func TestNetworkInspectShowsAll(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := env.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	for _, args := range [][]string{
+		{"network", "create", "--socket", env.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
+			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "ins"},
+		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "c1"},
+	} {
+		if out, code := sandnetCmd(t, args...); code != 0 {
+			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	out, code := sandnetCmd(t, "network", "inspect", "--socket", env.Socket, "ins")
+	for _, want := range []string{
+		`(?m)^Option: +com\.docker\.network\.driver\.mtu=1400$`,
+		`(?m)^Subnet: +10\.49\.0\.0/24 +gateway 10\.49\.0\.1 +range 10\.49\.0\.128/25$`,
+		`(?m)^Subnet: +fd00:49::/64 +gateway fd00:49::1$`,
+		`(?m)^Endpoint: +c1 +10\.49\.0\.128/24 fd00:49::\w+/64 +02:42:`,
+	} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("sandnet network inspect ins: exit %d, want a line matching %s:\n%s", code, want, out)
+		}
 	}
 }
