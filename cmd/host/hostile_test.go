@@ -151,6 +151,9 @@ func TestHostileRequests(t *testing.T) {
 		create("container_id with spaces", `{"container_id":"a b"}`, "container_id: "),
 		create("container_id emoji", `{"container_id":"🙂"}`, "container_id: "),
 		{"connect container with a newline", "POST", "/v1/networks/net/connect", `{"container":"c1\nx"}`, 400, "container: "},
+		{"sandbox of a container with a NUL", "GET", "/v1/sandboxes/c%00x", "", 400, "container: \"c\\x00x\" is not a valid container ID"},
+		{"delete of container ../etc", "DELETE", "/v1/sandboxes/..%2Fetc", "", 400, "container: \"../etc\" is not a valid container ID"},
+		{"rename of a container with a newline", "POST", "/v1/sandboxes/c%0Ax/rename", `{"name":"y"}`, 400, "container: "},
 		// 5: what reaches resolv.conf and hosts
 		create("dns_search with a nameserver line", `{"container_id":"c9","dns_search":["a\nnameserver 6.6.6.6"]}`, "dns_search[0]: "),
 		create("dns_options with a nameserver line", `{"container_id":"c9","dns_options":["ndots:1\nnameserver 6.6.6.6"]}`, "dns_options[0]: "),

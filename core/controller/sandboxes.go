@@ -273,6 +273,11 @@ func (c *Controller) byContainerID(container string) (*sandboxOp, error) {
 	defer c.mu.Unlock()
 	id, ok := c.byContainer[container]
 	if !ok {
+		// Only a valid ID is echoed (one that could name a sandbox):
+		// another gets the 400 that names what is wrong with it.
+		if err := checkContainerID("container", container); err != nil {
+			return nil, err
+		}
 		return nil, errorf(sdk.ErrNotFound, "container %s has no sandbox", container)
 	}
 	return c.sandboxes[id], nil
