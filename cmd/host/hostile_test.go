@@ -153,6 +153,7 @@ func TestHostileRequests(t *testing.T) {
 		{"connect container with a newline", "POST", "/v1/networks/net/connect", `{"container":"c1\nx"}`, 400, "container: "},
 		{"sandbox of a container with a NUL", "GET", "/v1/sandboxes/c%00x", "", 400, "container: \"c\\x00x\" is not a valid container ID"},
 		{"delete of container ../etc", "DELETE", "/v1/sandboxes/..%2Fetc", "", 400, "container: \"../etc\" is not a valid container ID"},
+		{"host rm of a key path", "DELETE", "/v1/hosts/..%2Fnetworks%0A", "", 400, "host: \"../networks\\n\" is not a host ID"},
 		{"rename of a container with a newline", "POST", "/v1/sandboxes/c%0Ax/rename", `{"name":"y"}`, 400, "container: "},
 		// 5: what reaches resolv.conf and hosts
 		create("dns_search with a nameserver line", `{"container_id":"c9","dns_search":["a\nnameserver 6.6.6.6"]}`, "dns_search[0]: "),

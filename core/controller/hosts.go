@@ -249,6 +249,9 @@ func (c *Controller) RemoveHost(ctx context.Context, id string) error {
 	if id == "" {
 		return errorf(sdk.ErrInvalid, "host: a host ID is required")
 	}
+	if !validContainerID.MatchString(id) { // host IDs are hex; a key path must not come from it
+		return errorf(sdk.ErrInvalid, "host: %q is not a host ID (see sandnet host ls)", clip(id))
+	}
 	if id == c.cfg.HostID {
 		return errorf(sdk.ErrConflict, "host %s is this agent's own host, which is live", id)
 	}
