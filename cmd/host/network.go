@@ -188,12 +188,18 @@ func printEndpoint(w *tabwriter.Writer, ep *controller.Endpoint) {
 	}
 	fmt.Fprintln(w)
 	for _, p := range ep.Ports {
-		host := "-:" + strconv.Itoa(int(p.HostPort))
-		if p.HostIP.IsValid() {
-			host = netip.AddrPortFrom(p.HostIP, p.HostPort).String() // [v6]:port
-		}
-		fmt.Fprintf(w, "%s->%d/%s\n", host, p.ContainerPort, p.Proto)
+		fmt.Fprintln(w, portString(p))
 	}
+}
+
+// portString shows a published port as docker ps does: HOST:PORT->PORT/PROTO,
+// with "*" for every address of the host and IPv6 addresses bracketed.
+func portString(p controller.PortBinding) string {
+	host := "*:" + strconv.Itoa(int(p.HostPort))
+	if p.HostIP.IsValid() {
+		host = netip.AddrPortFrom(p.HostIP, p.HostPort).String() // [v6]:port
+	}
+	return fmt.Sprintf("%s->%d/%s", host, p.ContainerPort, p.Proto)
 }
 
 func disconnectCmd(args []string) int {

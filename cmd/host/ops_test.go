@@ -266,8 +266,9 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 
 // network inspect shows what the network was made with — its options
 // (Docker's names as given), IP range, both subnets — and each
-// endpoint's addresses of both families.
-func TestNetworkInspectShowsAll(t *testing.T) {
+// endpoint's addresses of both families; sandbox inspect shows each
+// network by name with the endpoint's aliases and published ports.
+func TestInspectShowsAll(t *testing.T) {
 	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
@@ -277,13 +278,24 @@ func TestNetworkInspectShowsAll(t *testing.T) {
 	for _, args := range [][]string{
 		{"network", "create", "--socket", env.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
 			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "ins"},
-		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "c1"},
+		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "c1"},
 	} {
 		if out, code := sandnetCmd(t, args...); code != 0 {
 			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		} else if args[0] == "sandbox" && !strings.Contains(out, "\n*:8080->80/tcp\n") {
+			t.Errorf("sandnet sandbox create does not show the published port as *:8080->80/tcp:\n%s", out)
 		}
 	}
-	out, code := sandnetCmd(t, "network", "inspect", "--socket", env.Socket, "ins")
+	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", env.Socket, "c1")
+	for _, want := range []string{
+		`(?m)^Hostname: +h1$`,
+		`(?m)^ins +eth0 +02:42:\S+ +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1 +www +\*:8080->80/tcp$`,
+	} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("sandnet sandbox inspect c1: exit %d, want a line matching %s:\n%s", code, want, out)
+		}
+	}
+	out, code = sandnetCmd(t, "network", "inspect", "--socket", env.Socket, "ins")
 	for _, want := range []string{
 		`(?m)^Option: +com\.docker\.network\.driver\.mtu=1400$`,
 		`(?m)^Subnet: +10\.49\.0\.0/24 +gateway 10\.49\.0\.1 +range 10\.49\.0\.128/25$`,

@@ -111,13 +111,49 @@ func sandboxInspectCmd(args []string) int {
 		}
 		cf.output(sb, func(w *tabwriter.Writer) {
 			fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, sb.Key, sb.ResolvConf, sb.Hosts)
-			fmt.Fprintln(w, "NETWORK\tINTERFACE\tMAC\tADDRESS\tADDRESS V6\tGATEWAY")
+			if sb.Options.Hostname != "" {
+				fmt.Fprintf(w, "Hostname:\t%s\n", sb.Options.Hostname)
+			}
+			if len(sb.Endpoints) == 0 {
+				fmt.Fprintln(w, "Networks:\tnone")
+				return
+			}
+			names := networkNames(ctx, c)
+			fmt.Fprintln(w, "NETWORK\tINTERFACE\tMAC\tADDRESS\tADDRESS V6\tGATEWAY\tALIASES\tPORTS")
 			for _, ep := range sb.Endpoints {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.NetworkID[:12], ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), show(ep.Gateway))
+				name := names[ep.NetworkID]
+				if name == "" {
+					name = ep.NetworkID[:12]
+				}
+				ports := make([]string, len(ep.Ports))
+				for i, p := range ep.Ports {
+					ports[i] = portString(p)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), show(ep.Gateway),
+					orDash(strings.Join(ep.Aliases, ", ")), orDash(strings.Join(ports, ", ")))
 			}
 		})
 		return nil
 	})
+}
+
+// networkNames maps the agent's networks' IDs to their names; a listing
+// that fails leaves the IDs to be shown.
+func networkNames(ctx context.Context, c *api.Client) map[string]string {
+	out := map[string]string{}
+	nets, _ := c.Networks(ctx)
+	for _, n := range nets {
+		out[n.ID] = n.Name
+	}
+	return out
+}
+
+// orDash is s, or "-" when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // show prints a zero address or prefix as "-".
