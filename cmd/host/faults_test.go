@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -624,4 +625,72 @@ func checkSurvivors(t *testing.T, c *api.Client, survivors map[string]string) {
 func isNamespace(path string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// TestRequestsWaitForRestartingDriver: a create that needs the bridge
+// driver while its plugin is down — killed, and unable to start again
+// for a while (its binary made non-executable) — waits for it to come
+// back and be replayed, then succeeds, instead of failing with a 503; the
+// container made before the crash keeps its network throughout.
+func TestRequestsWaitForRestartingDriver(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	bin := filepath.Join(dir, "sandnet-driver-bridge")
+	b, err := os.ReadFile(filepath.Join(bins.PluginDir, "sandnet-driver-bridge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Replace(boltAndBridge(dir, ""), "driver \"bridge\" {}", "driver \"bridge\" {\n  command = "+strconv.Quote(bin)+"\n}", 1)
+	a := agenttest.NewEnv(t, bins, blocks).Start(t)
+	c := a.Client
+	t.Cleanup(func() { removeAll(t, c) })
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.58.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(id string) (*controller.Sandbox, error) {
+		return c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id, Networks: []controller.SandboxNetwork{{Network: "net"}}})
+	}
+	first, err := create("c0")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Chmod(bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(bin, 0o755) }) // before removeAll, which needs the driver
+	old := plugins(t, a)["driver/bridge"]
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the bridge plugin's exit noticed", func() bool { return !plugins(t, a)["driver/bridge"].Running })
+	done := make(chan error, 1)
+	go func() {
+		_, err := create("c1")
+		done <- err
+	}()
+	agenttest.Eventually(t, "a restart of the bridge plugin failed", func() bool { return plugins(t, a)["driver/bridge"].LastError != "" })
+	select {
+	case err := <-done:
+		t.Fatalf("the create answered while the driver could not start: %v", err)
+	default:
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the create that waited for the driver: %v", err)
+	}
+	sb, err := c.Sandbox(ctx, "c1")
+	if err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox of c1: %+v, %v", sb, err)
+	}
+	// The new container reaches the one made before the crash.
+	serve(t, first.Key, "c0")
+	reachable(t, sb.Key, first.Endpoints[0].Address.Addr().String(), "c0")
 }

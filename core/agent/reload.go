@@ -98,7 +98,11 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	}
 	a.cfg.Log.Level = next.Log.Level // json only at the next start
 	for _, b := range restart {
+		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
+			if a.plugins.Get(sdk.KindDriver, b.Name) == nil {
+				a.ctrl.DriverGone(b.Name) // neither block started: nothing to wait for
+			}
 			a.log.Error("restarting driver with its new block", "driver", b.Name, "error", err)
 			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
 			continue

@@ -109,6 +109,12 @@ func (a *Agent) startController(ctx context.Context) error {
 		return err
 	}
 	a.ctrl = c
+	// A driver that exits is down until it is replayed: requests wait.
+	a.plugins.OnExit(func(p *plugin.Plugin, _ string) {
+		if p.Kind() == sdk.KindDriver {
+			c.DriverDown(p.Name())
+		}
+	})
 	a.plugins.OnRestart(func(p *plugin.Plugin) {
 		if p.Kind() != sdk.KindDriver {
 			return

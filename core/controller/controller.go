@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,13 @@ type Config struct {
 	// lists the steps) and whether it failed; the agent records it as a
 	// metric. It is called on the request's goroutine: it must be quick.
 	OnStep func(flow, step string, d time.Duration, err error)
+	// DriverRestartWait bounds how long a request that needs a driver
+	// plugin waits for it while it restarts (after a crash, or a reload
+	// that changed its block) and its state is replayed to it, before the
+	// request goes on and fails with sdk.ErrUnavailable (a 503); the
+	// request's own context may end the wait sooner. Default
+	// DefaultDriverRestartWait.
+	DriverRestartWait time.Duration
 	// CrashAfter, for crash-injection tests only, names a step as
 	// "flow:step" (say "attach:call-driver"; docs/architecture.md lists
 	// them): the process kills itself with SIGKILL right after that step
@@ -121,12 +129,15 @@ type Controller struct {
 	pool        *nspool.Pool[*spare]        // namespaces made ahead of time; nil for none
 	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
 	caps        map[string]*pb.Capabilities // by driver name
-	onHost      map[string]*Network         // global networks this host's driver has set up
-	stopWatch   context.CancelFunc
-	bg          context.Context // ends with Close: the context of all background work
-	stopBG      context.CancelFunc
-	stubTimer   *time.Timer
-	hostDNS     *resolver.Resolver // the host listener; nil when off
+	driverDown  map[string]chan struct{}    // drivers restarting: closed once replayed (see drivergate.go)
+	// driverWaiters counts the requests waiting for a driver to restart.
+	driverWaiters atomic.Int64
+	onHost        map[string]*Network // global networks this host's driver has set up
+	stopWatch     context.CancelFunc
+	bg            context.Context // ends with Close: the context of all background work
+	stopBG        context.CancelFunc
+	stubTimer     *time.Timer
+	hostDNS       *resolver.Resolver // the host listener; nil when off
 
 	// afterStep, when set (by tests), is called after each named step of
 	// a flow (see runSteps); an error fails the flow there.
@@ -196,7 +207,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
+		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
@@ -269,13 +280,21 @@ func (c *Controller) Close() {
 // once per driver process, within ctx (the request's): Replay, which
 // follows a driver restart, forgets them.
 func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *pb.Capabilities, error) {
+	c.mu.Lock()
+	caps, down := c.caps[name], c.driverDown[name]
+	c.mu.Unlock()
+	if down != nil {
+		if err := c.awaitDriver(ctx, name, down); err != nil {
+			return nil, nil, err
+		}
+		c.mu.Lock()
+		caps = c.caps[name]
+		c.mu.Unlock()
+	}
 	d, err := c.plugins.Driver(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.mu.Lock()
-	caps := c.caps[name]
-	c.mu.Unlock()
 	if caps != nil {
 		return d, caps, nil
 	}

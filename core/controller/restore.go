@@ -321,6 +321,17 @@ func (c *Controller) reapStubs() {
 // Replay sends a restarted driver everything it owns: its networks, their
 // endpoints, the joins and the published ports.
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
+	// Requests wait for the driver until the replay is done (see
+	// drivergate.go); the replay's own calls do not.
+	opened := false
+	open := func() {
+		if !opened {
+			opened = true
+			c.driverUp(driverName)
+		}
+	}
+	defer open()
+	ctx = context.WithValue(ctx, replayingKey{}, driverName)
 	c.mu.Lock()
 	delete(c.caps, driverName)
 	for id, n := range c.onHost {
@@ -336,6 +347,7 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	c.replay(ctx, st, driverName)
 	// The restarted driver knows no peers: all of them again.
 	c.peers.resync(ctx, "")
+	open()
 	// A delete that failed while the driver was down finishes now.
 	for _, s := range st.sandboxes {
 		if !s.InDelete {

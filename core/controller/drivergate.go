@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sandnet/sandnet/sdk"
+)
+
+// A driver plugin that crashed, or that a reload restarts with a new
+// block, is down until it runs again and Replay has sent it the
+// networks, endpoints and joins it owns. A request that needs it
+// meanwhile waits for that (Config.DriverRestartWait at most) instead of
+// failing at once with a 503, or reaching a driver that does not know its
+// network yet — as Docker's plugin client retries a plugin that is not
+// reachable. Replay itself, which runs while the driver is down, does
+// not wait (its context says so).
+
+// DefaultDriverRestartWait is Config.DriverRestartWait's default: a
+// restart with its replay takes well under a second; a plugin that cannot
+// start again is reported after this long.
+const DefaultDriverRestartWait = 10 * time.Second
+
+// DriverDown marks driver name as down until the next Replay of it ends
+// (or DriverGone): requests that need it wait. The agent calls it when
+// the plugin exits and before a reload replaces it.
+func (c *Controller) DriverDown(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.driverDown[name] == nil {
+		c.driverDown[name] = make(chan struct{})
+	}
+}
+
+// DriverGone ends the wait for a driver that will not be replayed (a
+// reload that could start neither its new block nor its old one): the
+// requests waiting fail at once, saying the plugin is not running.
+func (c *Controller) DriverGone(name string) { c.driverUp(name) }
+
+// driverUp lets the requests waiting for driver name go on.
+func (c *Controller) driverUp(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.driverDown[name]; ch != nil {
+		close(ch)
+		delete(c.driverDown, name)
+	}
+}
+
+// replayingKey marks the context of a Replay: the driver it names is
+// down, and the replay is what brings it back.
+type replayingKey struct{}
+
+// awaitDriver waits until down (driver name's gate) closes, the request's
+// context ends, or Config.DriverRestartWait passes. Only the context's end
+// is an error; after the bound the caller goes on and gets the plugin's
+// own answer (not running: a 503).
+func (c *Controller) awaitDriver(ctx context.Context, name string, down <-chan struct{}) error {
+	if ctx.Value(replayingKey{}) == name {
+		return nil
+	}
+	wait := c.cfg.DriverRestartWait
+	if wait <= 0 {
+		wait = DefaultDriverRestartWait
+	}
+	c.driverWaiters.Add(1)
+	defer c.driverWaiters.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-down:
+	case <-t.C:
+		c.log.Warn("driver plugin still restarting; giving up waiting", "driver", name, "waited", wait)
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for driver %q to restart: %w: %w", name, sdk.ErrUnavailable, ctx.Err())
+	}
+	return nil
+}

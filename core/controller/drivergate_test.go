@@ -1,0 +1,60 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/polltest"
+)
+
+// A request that needs a driver marked down waits for the driver's
+// replay; one whose context ends first fails with ErrUnavailable naming
+// the driver; one that outwaits Config.DriverRestartWait goes on to the
+// driver's own answer.
+func TestRequestsWaitForDriverReplay(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.97.0.0/24")
+
+	e.c.DriverDown("veth")
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1", Networks: []SandboxNetwork{{Network: "red"}}})
+		done <- err
+	}()
+	polltest.Until(t, 15*time.Second, "the create waiting for the driver", func() bool { return e.c.driverWaiters.Load() == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("the create finished while its driver was down: %v", err)
+	default:
+	}
+	if err := e.c.Replay(ctx, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("create waiting for the driver's replay: %v", err)
+	}
+	if sb, err := e.c.SandboxByContainer(ctx, "c1"); err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox of c1 after the replay: %+v, %v", sb, err)
+	}
+
+	e.c.DriverDown("veth")
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := e.c.NewSandbox(short, SandboxCreate{ContainerID: "c2", Networks: []SandboxNetwork{{Network: "red"}}})
+	if !errors.Is(err, sdk.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("create whose context ended while the driver was down: %v, want unavailable and canceled", err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "c2"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the failed create left a sandbox: %v", err)
+	}
+
+	e.c.cfg.DriverRestartWait = time.Millisecond // the driver never comes back
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c3", Networks: []SandboxNetwork{{Network: "red"}}}); err != nil {
+		t.Fatalf("create after the wait's bound, the (running) driver answering: %v", err)
+	}
+	e.c.DriverGone("veth")
+}
