@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -141,5 +143,54 @@ func TestReload(t *testing.T) {
 	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
 	if code != 0 || !strings.Contains(out, "advertise_addr, host_ttl") {
 		t.Fatalf("sandnet reload with host_ttl and advertise_addr changed: exit %d, want 0 and both named\n%s", code, out)
+	}
+}
+
+// A reload applies the resolver's upstreams and the IPAM default pools
+// at once: a running container's next forwarded question goes to the new
+// upstream, and the next network created without a subnet gets one from
+// the new pools; `sandnet reload` says both were applied.
+func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	first := startFakeUpstream(t, "127.0.0.43:53")
+	second := startFakeUpstream(t, "127.0.0.44:53")
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	settings := func(upstream, pool string) string {
+		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\n", upstream, pool)
+	}
+	e := agenttest.NewEnv(t, bins, settings("127.0.0.43", "10.120.0.0/16"))
+	a := e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	cli := attach(t, a.Client, "before", "cli")
+	if got := dig(t, cli.key, "+short", "one.example"); got != "192.0.2.1" || first.asked("one.example.") != 1 {
+		t.Fatalf("before the reload: %q, asked the first upstream %d times", got, first.asked("one.example."))
+	}
+
+	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16"), settings("127.0.0.44", "10.130.0.0/16"), 1)
+	if err := os.WriteFile(e.ConfigPath, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, ipam.default_pools") || strings.Contains(out, "next start") {
+		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
+	}
+	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {
+		t.Fatalf("after the reload: %q; the second upstream asked %d times, the first %d", got, second.asked("two.example."), first.asked("two.example."))
+	}
+	n, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := n.IPv4[0].Subnet; !netip.MustParsePrefix("10.130.0.0/16").Contains(s.Addr()) {
+		t.Fatalf("network created after the reload got %s, want a subnet of the new pool 10.130.0.0/16", s)
 	}
 }

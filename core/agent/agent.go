@@ -20,6 +20,7 @@ import (
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/core/telemetry"
 	"github.com/sandnet/sandnet/sdk"
@@ -38,7 +39,8 @@ type Agent struct {
 	api     *api.Server
 	lis     net.Listener
 	ctrl    *controller.Controller
-	profile func() // finishes the CPU profile, if one is written
+	ipam    *ipam.Allocator // the controller's; a reload sets its default pools
+	profile func()          // finishes the CPU profile, if one is written
 	locks   []*dirLock
 
 	registry  *prometheus.Registry

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -93,10 +95,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	r.Ignored = a.ignoredChanges(next)
 
 	// Apply.
-	if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel && next.Log.Level != a.cfg.Log.Level {
-		a.log.SetLevel(lvl)
-	}
-	a.cfg.Log.Level = next.Log.Level // json only at the next start
+	r.Applied = a.applySettings(next)
 	for _, b := range restart {
 		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
@@ -177,6 +176,35 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 	return out
 }
 
+// applySettings applies what of next's settings a running agent can —
+// the log level, the resolver's upstreams, the IPAM default pools — and
+// names those that changed.
+func (a *Agent) applySettings(next *config.Config) []string {
+	var applied []string
+	if next.Log.Level != a.cfg.Log.Level {
+		if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel {
+			a.log.SetLevel(lvl)
+		}
+		a.cfg.Log.Level = next.Log.Level // json only at the next start
+		applied = append(applied, "log.level")
+	}
+	if !slices.Equal(next.Resolver.Upstreams, a.cfg.Resolver.Upstreams) {
+		a.ctrl.SetResolverUpstreams(next.Resolver.Upstreams)
+		a.cfg.Resolver.Upstreams = next.Resolver.Upstreams
+		applied = append(applied, "resolver.upstreams")
+	}
+	if !reflect.DeepEqual(next.IPAM, a.cfg.IPAM) {
+		// The file's pools were checked when it was read.
+		if err := a.ipam.SetDefaultPools(next.IPAM.DefaultPools); err != nil {
+			a.log.Error("applying ipam default_pools", "error", err)
+		} else {
+			a.cfg.IPAM = next.IPAM
+			applied = append(applied, "ipam.default_pools")
+		}
+	}
+	return applied
+}
+
 // ignoredChanges names the settings next changes that only a restart
 // applies.
 func (a *Agent) ignoredChanges(next *config.Config) []string {
@@ -191,8 +219,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", a.cfg.Sandbox, next.Sandbox},
-		{"ipam", a.cfg.IPAM, next.IPAM},
-		{"resolver", a.cfg.Resolver, next.Resolver},
+		{"resolver", withUpstreams(a.cfg.Resolver, nil), withUpstreams(next.Resolver, nil)},
 		{"telemetry", a.cfg.Telemetry, next.Telemetry},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
@@ -217,3 +244,10 @@ func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
 // errConfigInvalid ends the message of diagError; it wraps sdk.ErrInvalid
 // (400 at the API).
 var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)
+
+// withUpstreams is r with its upstreams set to aps: the rest of the
+// block, compared, is what only a restart applies.
+func withUpstreams(r config.Resolver, aps []netip.AddrPort) config.Resolver {
+	r.Upstreams = aps
+	return r
+}

@@ -67,6 +67,7 @@ func (a *Agent) startController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.ipam = alloc
 	hostID, err := hostID(a.cfg.DataDir)
 	if err != nil {
 		return err

@@ -13,8 +13,12 @@ type Reloaded struct {
 	Started   []string `json:"started"`   // block added
 	Stopped   []string `json:"stopped"`   // block removed
 	Unchanged []string `json:"unchanged"`
+	// Applied are settings that changed and apply now (log.level,
+	// resolver.upstreams, ipam.default_pools).
+	Applied []string `json:"applied,omitempty"`
 	// Ignored are settings that changed but take effect only at the next
-	// start (data_dir, api, sandbox, ipam, resolver, telemetry).
+	// start (data_dir, api, sandbox, the resolver's other settings,
+	// telemetry).
 	Ignored []string `json:"ignored,omitempty"`
 	// Failed are drivers whose new block did not start, with why.
 	Failed []string `json:"failed,omitempty"`
@@ -27,7 +31,7 @@ func (r *Reloaded) Summary() string {
 		what  string
 		names []string
 	}{{"restarted", r.Restarted}, {"started", r.Started}, {"stopped", r.Stopped}, {"unchanged", r.Unchanged},
-		{"failed", r.Failed}, {"changed but applied only at the next start", r.Ignored}} {
+		{"applied", r.Applied}, {"failed", r.Failed}, {"changed but applied only at the next start", r.Ignored}} {
 		if len(p.names) > 0 {
 			parts = append(parts, p.what+": "+strings.Join(p.names, ", "))
 		}

@@ -143,8 +143,11 @@ type Controller struct {
 	// a flow (see runSteps); an error fails the flow there.
 	afterStep func(flow, step string) error
 
-	dnsMu  sync.Mutex             // guards netDNS; see netdns.go. A leaf: never held with mu
+	dnsMu  sync.Mutex             // guards netDNS, resolvers and cfg.Resolver.Upstreams; see netdns.go. A leaf: never held with mu
 	netDNS map[string]netDNSEntry // network ID → its DNS servers
+	// resolvers are the sandboxes whose resolver runs (useResolver to
+	// stopDNS).
+	resolvers map[*sandboxOp]struct{}
 }
 
 // sandboxOp is a sandbox with the lock that serializes operations on it.
@@ -207,7 +210,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
-		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
+		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, resolvers: map[*sandboxOp]struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)

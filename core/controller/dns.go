@@ -2,6 +2,7 @@ package controller
 
 import (
 	"net/netip"
+	"slices"
 	"sync/atomic"
 
 	"github.com/sandnet/sandnet/core/resolver"
@@ -62,7 +63,9 @@ func (c *Controller) newResolver(op *sandboxOp) *resolver.Resolver {
 	if ns == nil || op.sb.Options().HostMode {
 		return nil
 	}
+	c.dnsMu.Lock() // SetResolverUpstreams writes the upstreams
 	cfg := c.cfg.Resolver
+	c.dnsMu.Unlock()
 	cfg.HostResolvConf = c.cfg.HostResolvConf
 	if dns := op.sb.Options().DNS; len(dns) > 0 {
 		cfg.Upstreams = nil
@@ -92,6 +95,11 @@ func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 	op.dns.r = r
 	c.dnsMu.Lock()
 	op.dns.live.Store(r)
+	c.resolvers[op] = struct{}{}
+	if len(op.sb.Options().DNS) == 0 {
+		// The config's upstreams may have changed since r was made.
+		r.SetConfigured(c.cfg.Resolver.Upstreams)
+	}
 	c.applyUpstreamsLocked(op)
 	c.dnsMu.Unlock()
 	op.sb.SetEmbeddedDNS(true)
@@ -102,7 +110,10 @@ func (c *Controller) stopDNS(op *sandboxOp) {
 	op.dns.pre.close()
 	op.dns.pre = nil
 	if op.dns.r != nil {
+		c.dnsMu.Lock()
 		op.dns.live.Store(nil)
+		delete(c.resolvers, op)
+		c.dnsMu.Unlock()
 		_ = op.dns.r.Stop()
 		op.dns.r = nil
 	}
@@ -119,4 +130,29 @@ func (c *Controller) liveResolvers() []*sandboxOp {
 		ops = append(ops, op)
 	}
 	return ops
+}
+
+// SetResolverUpstreams makes aps the config's upstream servers (resolver
+// { upstreams }; empty: the host's resolv.conf) from now on, for the
+// resolvers running now too: each forwards to them unless its sandbox
+// has servers of its own (--dns) or its networks have (network create
+// --dns). A reload calls it.
+func (c *Controller) SetResolverUpstreams(aps []netip.AddrPort) {
+	aps = slices.Clone(aps)
+	c.mu.Lock()
+	host := c.hostDNS
+	c.mu.Unlock()
+	if host != nil {
+		host.SetConfigured(aps)
+	}
+	// Under dnsMu: a resolver that starts meanwhile takes the new list
+	// in useResolver.
+	c.dnsMu.Lock()
+	defer c.dnsMu.Unlock()
+	c.cfg.Resolver.Upstreams = aps
+	for op := range c.resolvers {
+		if r := op.dns.live.Load(); r != nil && len(op.sb.Options().DNS) == 0 {
+			r.SetConfigured(aps)
+		}
+	}
 }

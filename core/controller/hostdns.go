@@ -65,7 +65,9 @@ func (c *Controller) startHostListener() error {
 		udp.Close()
 		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
 	}
+	c.dnsMu.Lock()
 	cfg := c.cfg.Resolver
+	c.dnsMu.Unlock()
 	cfg.Logger = c.log.Named("dns-host")
 	r := resolver.New(cfg, hostView{x: c.names})
 	if err := r.StartWith(udp, tcp); err != nil {

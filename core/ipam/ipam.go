@@ -109,6 +109,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/sdk"
@@ -170,9 +171,9 @@ type Config struct {
 // Allocator allocates subnets and addresses. Create it with New; its
 // methods are safe for concurrent use.
 type Allocator struct {
-	store  func() (store.Store, error)
-	v4, v6 []config.Pool
-	routes func() ([]netip.Prefix, error)
+	store    func() (store.Store, error)
+	defaults atomic.Pointer[defaultPools] // SetDefaultPools
+	routes   func() ([]netip.Prefix, error)
 
 	mu    sync.Mutex // guards pools; never held across a store call
 	pools map[netip.Prefix]*poolState
@@ -183,29 +184,44 @@ func New(cfg Config) (*Allocator, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("ipam: no store: %w", sdk.ErrInvalid)
 	}
-	pools := cfg.DefaultPools
+	a := &Allocator{store: cfg.Store, routes: cfg.HostRoutes, pools: map[netip.Prefix]*poolState{}}
+	if err := a.SetDefaultPools(cfg.DefaultPools); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// defaultPools are the pools automatic subnets are carved from, by family.
+type defaultPools struct{ v4, v6 []config.Pool }
+
+// SetDefaultPools makes pools (nil: config.DefaultPools) the pools the
+// subnets of networks created without one are carved from, from now on
+// (a reload of ipam { default_pools }); networks that exist keep their
+// subnets. A pool that is not one is an error and changes nothing.
+func (a *Allocator) SetDefaultPools(pools []config.Pool) error {
 	if pools == nil {
 		pools = config.DefaultPools()
 	}
-	a := &Allocator{store: cfg.Store, routes: cfg.HostRoutes, pools: map[netip.Prefix]*poolState{}}
+	d := &defaultPools{}
 	for _, p := range pools {
 		max := 30
 		if p.Base.Addr().Is6() {
 			max = 126
 		}
 		if !p.Base.IsValid() || p.Base != p.Base.Masked() || p.Base.Addr().Is4In6() || p.Size < p.Base.Bits() || p.Size > max {
-			return nil, fmt.Errorf("ipam: default pool %s with size %d: %w", p.Base, p.Size, sdk.ErrInvalid)
+			return fmt.Errorf("ipam: default pool %s with size %d: %w", p.Base, p.Size, sdk.ErrInvalid)
 		}
 		if p.Base.Addr().Is4() {
-			a.v4 = append(a.v4, p)
+			d.v4 = append(d.v4, p)
 		} else {
-			a.v6 = append(a.v6, p)
+			d.v6 = append(d.v6, p)
 		}
 	}
-	if len(a.v6) == 0 {
-		a.v6 = DefaultV6Pools()
+	if len(d.v6) == 0 {
+		d.v6 = DefaultV6Pools()
 	}
-	return a, nil
+	a.defaults.Store(d)
+	return nil
 }
 
 // OverlapError is RequestPools' refusal of an explicit subnet that
@@ -346,9 +362,9 @@ func (a *Allocator) RequestPools(ctx context.Context, reqs []PoolRequest) ([]*Po
 			}
 			routesRead = true
 		}
-		defaults := a.v4
+		defaults := a.defaults.Load().v4
 		if reqs[i].V6 {
-			defaults = a.v6
+			defaults = a.defaults.Load().v6
 		}
 		subnet, ok := pick(defaults, taken, routes)
 		if !ok {

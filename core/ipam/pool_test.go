@@ -370,3 +370,25 @@ func TestReleasePoolUnknown(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// SetDefaultPools changes where automatic subnets come from; a bad pool
+// is refused and the pools stay as they were.
+func TestSetDefaultPools(t *testing.T) {
+	s := newStore(t)
+	a := newAllocator(t, s, opts{pools: []config.Pool{{Base: netip.MustParsePrefix("10.140.0.0/16"), Size: 24}}})
+	if p := createPool(t, a, s, PoolRequest{NetworkID: "one"}); p.Subnet != netip.MustParsePrefix("10.140.0.0/24") {
+		t.Fatalf("first pool %s", p.Subnet)
+	}
+	if err := a.SetDefaultPools([]config.Pool{{Base: netip.MustParsePrefix("10.150.0.0/16"), Size: 8}}); !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("a pool whose size is shorter than its base: %v, want invalid", err)
+	}
+	if p := createPool(t, a, s, PoolRequest{NetworkID: "two"}); p.Subnet != netip.MustParsePrefix("10.140.1.0/24") {
+		t.Fatalf("after a refused change: %s, want the old pools' next", p.Subnet)
+	}
+	if err := a.SetDefaultPools([]config.Pool{{Base: netip.MustParsePrefix("10.150.0.0/16"), Size: 26}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := createPool(t, a, s, PoolRequest{NetworkID: "three"}); p.Subnet != netip.MustParsePrefix("10.150.0.0/26") {
+		t.Fatalf("after the change: %s, want 10.150.0.0/26", p.Subnet)
+	}
+}

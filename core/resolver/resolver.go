@@ -116,10 +116,13 @@ type Resolver struct {
 	cache       *Cache
 	metrics     Metrics
 
-	configured []netip.AddrPort // Config.Upstreams
+	configured []netip.AddrPort // Config.Upstreams, or SetConfigured's; upMu
 
-	upMu   sync.Mutex       // guards static; held while the upstreams are set
+	upMu   sync.Mutex       // guards static, fromSet and configured; held while the upstreams are set
 	static []netip.AddrPort // SetUpstreams's list, else configured
+	// fromSet says static is SetUpstreams's list, which SetConfigured
+	// does not replace.
+	fromSet bool
 
 	upstreams atomic.Pointer[upstreamSet]
 	inflight  atomic.Int64  // forwarded queries holding a slot
@@ -228,11 +231,27 @@ func (r *Resolver) loadUpstreamsLocked() {
 func (r *Resolver) SetUpstreams(aps []netip.AddrPort) {
 	r.upMu.Lock()
 	defer r.upMu.Unlock()
-	r.static = slices.Clone(aps)
+	r.static, r.fromSet = slices.Clone(aps), len(aps) > 0
 	if len(r.static) == 0 {
 		r.static = r.configured
 	}
 	r.loadUpstreamsLocked()
+}
+
+// SetConfigured replaces Config.Upstreams, the servers forwarded to when
+// SetUpstreams gave none (empty: the host's resolv.conf): a running
+// resolver forwarding to them forwards to the new ones from now on.
+func (r *Resolver) SetConfigured(aps []netip.AddrPort) {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	if slices.Equal(r.configured, aps) {
+		return
+	}
+	r.configured = slices.Clone(aps)
+	if !r.fromSet {
+		r.static = r.configured
+		r.loadUpstreamsLocked()
+	}
 }
 
 // ReloadHostResolvConf reads the host's resolv.conf again when the

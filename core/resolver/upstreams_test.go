@@ -103,3 +103,37 @@ func writeIf(t *testing.T, path string, content *string) {
 		t.Fatal(err)
 	}
 }
+
+// SetConfigured replaces the config's upstreams a resolver falls back on:
+// at once when it forwards to them (or to the host's file), and not while
+// SetUpstreams's list (its networks' servers) stands, until that list is
+// emptied.
+func TestSetConfigured(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	writeIf(t, conf, ptr("nameserver 10.0.0.1\n"))
+	aps := func(s ...string) []netip.AddrPort {
+		var out []netip.AddrPort
+		for _, a := range s {
+			out = append(out, netip.MustParseAddrPort(a))
+		}
+		return out
+	}
+	r := New(Config{HostResolvConf: conf}, testBackend())
+	r.SetConfigured(aps("127.0.0.2:53"))
+	if got := upstreamList(r); !slices.Equal(got, []string{"127.0.0.2:53"}) {
+		t.Fatalf("forwarding to the host's file, then given upstreams: %v", got)
+	}
+	r.SetUpstreams(aps("10.9.0.1:53"))
+	r.SetConfigured(aps("127.0.0.3:53"))
+	if got := upstreamList(r); !slices.Equal(got, []string{"10.9.0.1:53"}) {
+		t.Fatalf("the networks' servers must stand: %v", got)
+	}
+	r.SetUpstreams(nil)
+	if got := upstreamList(r); !slices.Equal(got, []string{"127.0.0.3:53"}) {
+		t.Fatalf("the networks' servers gone, the config's latest: %v", got)
+	}
+	r.SetConfigured(nil)
+	if got := upstreamList(r); !slices.Equal(got, []string{"10.0.0.1:53"}) {
+		t.Fatalf("no upstreams configured: the host's file: %v", got)
+	}
+}
