@@ -172,7 +172,11 @@ func configure(h *netlink.Handle, sock *nl.SocketHandle, cfg InterfaceConfig) (e
 	}
 	err = set.apply(sock)
 	if err != nil {
-		err = fmt.Errorf("setting name, MAC, MTU and up: %w", err)
+		if _, lerr := h.LinkByName(set.name); set.name != "" && errors.Is(err, unix.EEXIST) && lerr == nil {
+			err = fmt.Errorf("an interface named %s is already in the namespace (another container's, or the runtime's): %w", set.name, err)
+		} else {
+			err = fmt.Errorf("setting name, MAC, MTU and up: %w", err)
+		}
 		if rerr := restore(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("rolling back: %w", rerr))
 		}

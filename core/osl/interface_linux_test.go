@@ -377,7 +377,8 @@ func TestConfigureInterfaceFailureLeavesLinkAsFound(t *testing.T) {
 		desc    string
 		startUp bool
 		cfg     InterfaceConfig
-		wantErr error // nil: any error
+		wantErr error  // nil: any error
+		says    string // the error's text holds it, when set
 	}{
 		{
 			desc: "missing link",
@@ -394,8 +395,10 @@ func TestConfigureInterfaceFailureLeavesLinkAsFound(t *testing.T) {
 			wantErr: ErrInvalid,
 		},
 		{
-			desc: "new name taken",
-			cfg:  InterfaceConfig{SrcName: "vs0", DstName: "lo", Addresses: []*net.IPNet{{IP: net.ParseIP("10.0.0.2"), Mask: net.CIDRMask(24, 32)}}},
+			desc:    "new name taken",
+			cfg:     InterfaceConfig{SrcName: "vs0", DstName: "lo", Addresses: []*net.IPNet{{IP: net.ParseIP("10.0.0.2"), Mask: net.CIDRMask(24, 32)}}},
+			wantErr: unix.EEXIST,
+			says:    "an interface named lo is already in the namespace",
 		},
 		{
 			desc: "MTU out of range after rename and MAC",
@@ -442,6 +445,9 @@ func TestConfigureInterfaceFailureLeavesLinkAsFound(t *testing.T) {
 			}
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("error %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("error %q, want it to say %q", err, tt.says)
 			}
 			if strings.Contains(err.Error(), "rolling back") {
 				t.Errorf("rollback failed: %v", err)
