@@ -836,3 +836,53 @@ func TestEventsNameNetworkAndContainer(t *testing.T) {
 	}
 	expect("a second release")
 }
+
+// An endpoint's name is its own on a network, as libnetwork has it: a
+// connect under a name another endpoint there has, a container whose ID
+// is another endpoint's name, or a rename onto one, is refused with
+// ErrExists naming the network, and changes nothing. An alias may be
+// anyone's name; a name is free again once its endpoint goes; a CNI
+// runtime's pod name may repeat (Kubernetes namespaces).
+func TestEndpointNamesAreUnique(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.98.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.Networks = []SandboxNetwork{{Network: "red"}} })
+	e.sandbox("c2")
+	_, err := e.c.Connect(ctx, "red", Connect{Container: "c2", Name: "C1"})
+	if !errors.Is(err, sdk.ErrExists) || !strings.Contains(err.Error(), "name: network red already has an endpoint named C1") {
+		t.Fatalf("connect under c1's name: %v, want exists", err)
+	}
+	if _, err := e.c.Connect(ctx, "red", Connect{Container: "c2", Name: "web", Aliases: []string{"c1"}}); err != nil {
+		t.Fatalf("connect with c1's name as an alias: %v", err)
+	}
+	_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "web", Networks: []SandboxNetwork{{Network: "red"}}})
+	if !errors.Is(err, sdk.ErrExists) || !strings.Contains(err.Error(), "container web: network red already has an endpoint named web") {
+		t.Fatalf("container web on a network where c2 is named web: %v, want exists", err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "web"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the refused create left a sandbox: %v", err)
+	}
+	if err := e.c.Rename(ctx, "c2", "c1"); !errors.Is(err, sdk.ErrExists) {
+		t.Fatalf("rename onto c1's name: %v, want exists", err)
+	}
+	c1, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resolve(t, c1.Key, "web"); got == "" {
+		t.Fatal("the refused rename changed c2's name")
+	}
+	if err := e.c.Rename(ctx, "c2", "c2"); err != nil {
+		t.Fatalf("rename to a free name: %v", err)
+	}
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "web", Networks: []SandboxNetwork{{Network: "red"}}}); err != nil {
+		t.Fatalf("container web once the name is free: %v", err)
+	}
+	for _, id := range []string{"p1", "p2"} {
+		if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: id, Front: "cni",
+			Networks: []SandboxNetwork{{Network: "red", Connect: Connect{Name: "pod-0"}}}}); err != nil {
+			t.Fatalf("CNI pod %s named pod-0: %v", id, err)
+		}
+	}
+}

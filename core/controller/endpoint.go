@@ -178,6 +178,13 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	if name == "" {
 		name = req.Container
 	}
+	// A CNI runtime's name (K8S_POD_NAME) repeats across Kubernetes
+	// namespaces and cannot be chosen otherwise: shared, as an alias is.
+	if op.front != "cni" {
+		if err := c.nameFree(n, name, "", req.Name != ""); err != nil {
+			return nil, err
+		}
+	}
 	via, claimed := c.settlePrep(op, n, a, via)
 	id := newID()
 	if via != nil && via.prep != nil && via.prep.netID == n.ID {
@@ -210,6 +217,23 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		return nil, err
 	}
 	return ep, nil
+}
+
+// nameFree refuses, with sdk.ErrExists, an endpoint name that another
+// endpoint of network n has (other than except), as libnetwork does: the
+// name is what its DNS answers with one container and PTR gives back.
+// given says the name was asked for (else it is the container's).
+// Endpoints are known by name once joined with an address: on a global
+// network, those of every host.
+func (c *Controller) nameFree(n *Network, name, except string, given bool) error {
+	other := c.names.owner(n.ID, name, except)
+	if other == "" {
+		return nil
+	}
+	if given {
+		return errorf(sdk.ErrExists, "name: network %s already has an endpoint named %s (%s)", n.Name, name, short(other))
+	}
+	return errorf(sdk.ErrExists, "container %s: network %s already has an endpoint named %s (%s); connect it with another name", name, n.Name, name, short(other))
 }
 
 // outcomeUnknown tells a failure after which the store may or may not

@@ -21,7 +21,11 @@ type nameIndex struct {
 }
 
 type netNames struct {
-	name     string // the network's name, lowercase
+	name string // the network's name, lowercase
+	// owners maps each endpoint name (lowercase) to the endpoint that
+	// has it: an endpoint's name is its own on a network (aliases and
+	// hostnames may be shared).
+	owners   map[string]string
 	internal bool
 	// single forwards single-label names (Network.DNSForwardSingleLabel).
 	single bool
@@ -32,6 +36,7 @@ type netNames struct {
 // epNames is what one endpoint put in the index.
 type epNames struct {
 	netID string
+	name  string // its endpoint name, lowercase (owners)
 	names []string
 	addrs []netip.Addr
 }
@@ -65,7 +70,7 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 	x.removeLocked(ep.ID)
 	nn := x.nets[n.ID]
 	if nn == nil {
-		nn = &netNames{name: strings.ToLower(n.Name), internal: n.Internal, single: n.DNSForwardSingleLabel,
+		nn = &netNames{name: strings.ToLower(n.Name), internal: n.Internal, single: n.DNSForwardSingleLabel, owners: map[string]string{},
 			v4: map[string][]netip.Addr{}, v6: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 		x.nets[n.ID] = nn
 	}
@@ -83,7 +88,26 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 			nn.ptr[a] = ns[0] + "." + nn.name + "."
 		}
 	}
-	x.byEP[ep.ID] = epNames{netID: n.ID, names: ns, addrs: addrs}
+	own := strings.ToLower(strings.TrimSuffix(ep.Name, "."))
+	if _, taken := nn.owners[own]; !taken {
+		nn.owners[own] = ep.ID
+	}
+	x.byEP[ep.ID] = epNames{netID: n.ID, name: own, names: ns, addrs: addrs}
+}
+
+// owner returns the endpoint whose name on network netID is name, other
+// than except ("" when none).
+func (x *nameIndex) owner(netID, name, except string) string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	nn := x.nets[netID]
+	if nn == nil {
+		return ""
+	}
+	if id := nn.owners[strings.ToLower(name)]; id != except {
+		return id
+	}
+	return ""
 }
 
 // remove drops what an endpoint put in the index.
@@ -102,6 +126,9 @@ func (x *nameIndex) removeLocked(epID string) {
 	nn := x.nets[e.netID]
 	if nn == nil {
 		return
+	}
+	if nn.owners[e.name] == epID {
+		delete(nn.owners, e.name)
 	}
 	drop := func(m map[string][]netip.Addr, name string, a netip.Addr) {
 		var keep []netip.Addr

@@ -592,6 +592,11 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	for _, e := range op.sb.Endpoints() {
+		if other := c.names.owner(e.NetworkID, name, e.ID); other != "" {
+			return errorf(sdk.ErrExists, "name: network %s already has an endpoint named %s (%s)", e.NetworkName, name, short(other))
+		}
+	}
 	type done struct {
 		ep  Endpoint
 		old string
