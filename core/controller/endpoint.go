@@ -171,19 +171,9 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	case hostMode && !caps.GetUsesHostNamespace():
 		return nil, errorf(sdk.ErrForbidden, "container %s shares the host's namespace and cannot join network %s", req.Container, n.Name)
 	}
-	// The endpoint's name is the container's, as Docker's is: what other
-	// containers (on every host) resolve and what PTR answers. The
-	// sandbox's hostname is a name of its own beside it (nameIndex.add).
-	name := req.Name
-	if name == "" {
-		name = req.Container
-	}
-	// A CNI runtime's name (K8S_POD_NAME) repeats across Kubernetes
-	// namespaces and cannot be chosen otherwise: shared, as an alias is.
-	if op.front != "cni" {
-		if err := c.nameFree(n, name, "", req.Name != ""); err != nil {
-			return nil, err
-		}
+	name, err := c.endpointName(op, n, req)
+	if err != nil {
+		return nil, err
 	}
 	via, claimed := c.settlePrep(op, n, a, via)
 	id := newID()
@@ -217,6 +207,23 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 		return nil, err
 	}
 	return ep, nil
+}
+
+// endpointName is the name of op's endpoint on n: the connect's, else the
+// container's, as Docker's is — what other containers (on every host)
+// resolve and what PTR answers; the sandbox's hostname is a name of its
+// own beside it (nameIndex.add). Another endpoint's name is refused.
+func (c *Controller) endpointName(op *sandboxOp, n *Network, req Connect) (string, error) {
+	name := req.Name
+	if name == "" {
+		name = req.Container
+	}
+	// A CNI runtime's name (K8S_POD_NAME) repeats across Kubernetes
+	// namespaces and cannot be chosen otherwise: shared, as an alias is.
+	if op.front == "cni" {
+		return name, nil
+	}
+	return name, c.nameFree(n, name, "", req.Name != "")
 }
 
 // nameFree refuses, with sdk.ErrExists, an endpoint name that another
