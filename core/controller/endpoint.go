@@ -1036,6 +1036,9 @@ func parsePortSpec(s string) ([]PortBinding, error) {
 		if hostIP, err = netip.ParseAddr(parts[0]); err != nil {
 			return nil, errorf(sdk.ErrInvalid, "publish: %q: %q is not an IP address", s, parts[0])
 		}
+		if hostIP.Zone() != "" {
+			return nil, errorf(sdk.ErrInvalid, "publish: %q: host address %s has a zone; a port is published on an address without one", s, hostIP)
+		}
 		host, ctr = parts[1], parts[2]
 	default:
 		return nil, errorf(sdk.ErrInvalid, "publish: %q is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]", s)
@@ -1074,10 +1077,13 @@ func parsePortSpec(s string) ([]PortBinding, error) {
 
 // portRange reads PORT or PORT-END of spec s.
 func portRange(s, p string) (lo, hi uint16, err error) {
-	number := func(p string) (uint16, error) {
-		n, err := strconv.ParseUint(p, 10, 16)
+	if p == "" {
+		return 0, 0, errorf(sdk.ErrInvalid, "publish: %q: a port is empty (write HOSTIP::PORT for a free host port)", s)
+	}
+	number := func(q string) (uint16, error) {
+		n, err := strconv.ParseUint(q, 10, 16)
 		if err != nil || n == 0 {
-			return 0, errorf(sdk.ErrInvalid, "publish: %q: %q is not a port number", s, p)
+			return 0, errorf(sdk.ErrInvalid, "publish: %q: %q is not a port number (1-65535) or range of them (8000-8010)", s, p)
 		}
 		return uint16(n), nil
 	}

@@ -32,7 +32,7 @@ func TestParsePorts(t *testing.T) {
 		{spec: "8090-8099:80", want: PortBinding{Proto: "tcp", HostPort: 8090, HostPortEnd: 8099, ContainerPort: 80}},
 		{spec: "65535:65535", want: PortBinding{Proto: "tcp", HostPort: 65535, ContainerPort: 65535}},
 
-		{spec: "", err: `"" is not a port number`},
+		{spec: "", err: `a port is empty`},
 		{spec: "0", err: `"0" is not a port number`},
 		{spec: "65536", err: `"65536" is not a port number`},
 		{spec: "http", err: `"http" is not a port number`},
@@ -45,7 +45,10 @@ func TestParsePorts(t *testing.T) {
 		{spec: "[::1]:8080:80", err: "the kernel does not route IPv6 loopback traffic out"},
 		{spec: "8000-8002:80-81", err: "3 host ports for 2 container ports"},
 		{spec: "82-80", err: `range "82-80" ends before it starts`},
-		{spec: "80-", err: `"" is not a port number`},
+		{spec: "80-", err: `"80-" is not a port number (1-65535) or range of them`},
+		{spec: "-1:80", err: `"-1" is not a port number (1-65535) or range of them`},
+		{spec: ":80", err: `a port is empty (write HOSTIP::PORT for a free host port)`},
+		{spec: "[fe80::1%eth0]:80:80", err: "host address fe80::1%eth0 has a zone"},
 		{spec: "1-65535", err: "more than 1024 ports"},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
