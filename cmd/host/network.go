@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
 	var req controller.NetworkCreate
-	var opts, dns stringList
+	var opts, labels, dns stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
@@ -37,17 +38,15 @@ func networkCreateCmd(args []string) int {
 	fs.BoolVar(&req.EnableIPv6, "ipv6", false, "give containers IPv6 addresses too")
 	fs.BoolVar(&req.Internal, "internal", false, "no way out: no gateway route, no NAT")
 	fs.Var(&opts, "o", "driver option key=value (repeatable)")
+	fs.Var(&labels, "label", "label key=value, or key for an empty value: metadata network ls --filter selects by (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Name, req.DNS = pos[0], dns
-		for _, o := range opts {
-			k, v, ok := strings.Cut(o, "=")
-			if !ok || k == "" {
-				return fmt.Errorf("-o %q: want key=value", o)
-			}
-			if req.Options == nil {
-				req.Options = map[string]string{}
-			}
-			req.Options[k] = v
+		var err error
+		if req.Options, err = keyValues("-o", opts, true); err != nil {
+			return err
+		}
+		if req.Labels, err = keyValues("-label", labels, false); err != nil {
+			return err
 		}
 		n, err := c.CreateNetwork(ctx, req)
 		if err != nil {
@@ -56,6 +55,23 @@ func networkCreateCmd(args []string) int {
 		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
 		return nil
 	})
+}
+
+// keyValues reads key=value flags into a map (nil for none); without
+// needValue, a bare key has an empty value, as Docker's --label.
+func keyValues(flag string, list []string, needValue bool) (map[string]string, error) {
+	var out map[string]string
+	for _, o := range list {
+		k, v, ok := strings.Cut(o, "=")
+		if k == "" || needValue && !ok {
+			return nil, fmt.Errorf("%s %q: want key=value", flag, o)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func networkUpdateCmd(args []string) int {
@@ -86,10 +102,28 @@ func dnsList(servers []netip.Addr) string {
 }
 
 func networkLsCmd(args []string) int {
-	return clientCmd(newFlags("network ls", ""), args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		ns, err := c.Networks(ctx)
+	fs := newFlags("network ls", "")
+	var filters stringList
+	fs.Var(&filters, "filter", "only networks matching key=value, key one of name (a part of it), id (a prefix), driver, scope, label (key or key=value) (repeatable: one value of each key given must match)")
+	quiet := fs.Bool("q", false, "print the IDs only")
+	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		q := url.Values{}
+		for _, f := range filters {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok || !slices.Contains([]string{"name", "id", "driver", "scope", "label"}, k) {
+				return fmt.Errorf("--filter %q: want key=value with key one of name, id, driver, scope, label", f)
+			}
+			q.Add(k, v)
+		}
+		ns, err := c.NetworksWhere(ctx, q)
 		if err != nil {
 			return err
+		}
+		if *quiet && cf.format != "json" {
+			for _, n := range ns {
+				fmt.Println(n.ID)
+			}
+			return nil
 		}
 		cf.output(ns, func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tSUBNET")
@@ -127,6 +161,9 @@ func networkInspectCmd(args []string) int {
 				fmt.Fprintf(w, "Created:\t%s\n", n.Created.Format(time.RFC3339))
 				for _, k := range slices.Sorted(maps.Keys(n.Options)) {
 					fmt.Fprintf(w, "Option:\t%s=%s\n", k, n.Options[k])
+				}
+				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+					fmt.Fprintf(w, "Label:\t%s=%s\n", k, n.Labels[k])
 				}
 				for _, p := range append(append([]controller.IPAMConfig{}, n.IPv4...), n.IPv6...) {
 					rng := ""

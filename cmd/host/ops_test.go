@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -277,7 +278,8 @@ func TestInspectShowsAll(t *testing.T) {
 	t.Cleanup(func() { removeAll(t, a.Client) })
 	for _, args := range [][]string{
 		{"network", "create", "--socket", env.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
-			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "ins"},
+			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "--label", "project=shop", "--label", "tier", "ins"},
+		{"network", "create", "--socket", env.Socket, "--label", "project=blog", "other"},
 		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "c1"},
 	} {
 		if out, code := sandnetCmd(t, args...); code != 0 {
@@ -298,6 +300,8 @@ func TestInspectShowsAll(t *testing.T) {
 	out, code = sandnetCmd(t, "network", "inspect", "--socket", env.Socket, "ins")
 	for _, want := range []string{
 		`(?m)^Option: +com\.docker\.network\.driver\.mtu=1400$`,
+		`(?m)^Label: +project=shop$`,
+		`(?m)^Label: +tier=$`,
 		`(?m)^Subnet: +10\.49\.0\.0/24 +gateway 10\.49\.0\.1 +range 10\.49\.0\.128/25$`,
 		`(?m)^Subnet: +fd00:49::/64 +gateway fd00:49::1$`,
 		`(?m)^Endpoint: +c1 +10\.49\.0\.128/24 fd00:49::\w+/64 +02:42:`,
@@ -305,5 +309,37 @@ func TestInspectShowsAll(t *testing.T) {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("sandnet network inspect ins: exit %d, want a line matching %s:\n%s", code, want, out)
 		}
+	}
+	// network ls --filter selects by label, name and driver.
+	for filter, want := range map[string]string{
+		"label=project":        "ins other",
+		"label=project=shop":   "ins",
+		"label=tier":           "ins",
+		"name=oth":             "other",
+		"driver=bridge":        "ins other",
+		"driver=none":          "",
+		"label=project=nosuch": "",
+	} {
+		out, code := sandnetCmd(t, "network", "ls", "--socket", env.Socket, "--format", "json", "--filter", filter)
+		var ns []controller.Network
+		if err := json.Unmarshal([]byte(out), &ns); code != 0 || err != nil {
+			t.Fatalf("sandnet network ls --filter %s: exit %d, %v\n%s", filter, code, err, out)
+		}
+		var names []string
+		for _, n := range ns {
+			names = append(names, n.Name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("network ls --filter %s: %q, want %q", filter, got, want)
+		}
+	}
+	if out, code := sandnetCmd(t, "network", "ls", "--socket", env.Socket, "--filter", "colour=red"); code != 1 || !strings.Contains(out, `--filter "colour=red": want key=value with key one of name, id, driver, scope, label`) {
+		t.Errorf("network ls with an unknown filter: exit %d\n%s", code, out)
+	}
+	if status, msg := rawRequest(t, env.Socket, "GET", "/v1/networks?colour=red", nil); status != 400 || !strings.HasPrefix(msg, `"colour": not a parameter of /v1/networks`) {
+		t.Errorf("GET /v1/networks?colour=red: %d %s", status, msg)
+	}
+	if status, msg := rawRequest(t, env.Socket, "POST", "/v1/networks", []byte(`{"name":"bad","labels":{"k":"a\nb"}}`)); status != 400 || !strings.HasPrefix(msg, `labels.k: the value "a\nb" has a control character`) {
+		t.Errorf("a label value with a newline: %d %s", status, msg)
 	}
 }

@@ -26,11 +26,19 @@ func (a *Agent) controllerRoutes() {
 		return c.CreateNetwork(r.Context(), req)
 	})
 	h("GET /v1/networks", 0, func(r *http.Request) (any, error) {
-		ns, err := c.Networks(r.Context())
-		if ns == nil {
-			ns = []*controller.Network{}
+		q := r.URL.Query()
+		if err := knownParams(q, "/v1/networks", "name", "id", "driver", "scope", "label"); err != nil {
+			return nil, err
 		}
-		return ns, err
+		f := controller.NetworkFilter{Names: q["name"], IDs: q["id"], Drivers: q["driver"], Scopes: q["scope"], Labels: q["label"]}
+		ns, err := c.Networks(r.Context())
+		out := []*controller.Network{}
+		for _, n := range ns {
+			if f.Match(n) {
+				out = append(out, n)
+			}
+		}
+		return out, err
 	})
 	h("GET /v1/networks/{ref}", 0, func(r *http.Request) (any, error) {
 		return c.Network(r.Context(), r.PathValue("ref"))

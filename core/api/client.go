@@ -124,8 +124,19 @@ func (c *Client) CreateNetwork(ctx context.Context, req controller.NetworkCreate
 
 // Networks lists the networks.
 func (c *Client) Networks(ctx context.Context) ([]*controller.Network, error) {
+	return c.NetworksWhere(ctx, nil)
+}
+
+// NetworksWhere lists the networks that pass a filter: query parameters
+// name, id, driver, scope and label (key or key=value), each repeatable
+// (a network passes when it matches one value of every parameter given).
+func (c *Client) NetworksWhere(ctx context.Context, filter url.Values) ([]*controller.Network, error) {
 	var ns []*controller.Network
-	return ns, c.Do(ctx, http.MethodGet, "/v1/networks", nil, &ns)
+	path := "/v1/networks"
+	if len(filter) > 0 {
+		path += "?" + filter.Encode()
+	}
+	return ns, c.Do(ctx, http.MethodGet, path, nil, &ns)
 }
 
 // Network inspects a network by name or ID.

@@ -54,6 +54,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 	if !validName.MatchString(req.Name) {
 		return nil, errorf(sdk.ErrInvalid, "name: %q is not a valid network name (letters, digits, _ . -; up to 128)", clip(req.Name))
 	}
+	if err := checkLabels(req.Labels); err != nil {
+		return nil, err
+	}
 	nc := &netCreation{c: c, req: req}
 	for _, check := range []func(context.Context) error{nc.checkDriver, nc.checkScope, nc.parseAddresses} {
 		if err := check(ctx); err != nil {
@@ -186,7 +189,7 @@ func (nc *netCreation) network() *Network {
 	req := nc.req
 	return &Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: req.Scope, Internal: req.Internal, HostID: nc.c.cfg.HostID,
-		EnableIPv6: req.EnableIPv6 && nc.caps.GetNeedsAddresses(), Options: req.Options, Created: time.Now().UTC(),
+		EnableIPv6: req.EnableIPv6 && nc.caps.GetNeedsAddresses(), Options: req.Options, Labels: req.Labels, Created: time.Now().UTC(),
 		DNS: nc.dns, DNSForwardSingleLabel: req.DNSForwardSingleLabel,
 	}
 }

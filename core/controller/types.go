@@ -21,8 +21,11 @@ type Network struct {
 	Internal   bool              `json:"internal"`
 	EnableIPv6 bool              `json:"enable_ipv6"`
 	Options    map[string]string `json:"options,omitempty"`
-	IPv4       []IPAMConfig      `json:"ipv4,omitempty"`
-	IPv6       []IPAMConfig      `json:"ipv6,omitempty"`
+	// Labels are the user's metadata, as Docker's network labels:
+	// sandnet keeps them and filters listings by them, nothing more.
+	Labels map[string]string `json:"labels,omitempty"`
+	IPv4   []IPAMConfig      `json:"ipv4,omitempty"`
+	IPv6   []IPAMConfig      `json:"ipv6,omitempty"`
 	// DNS are the servers the resolvers of sandboxes on the network
 	// forward to (a sandbox's own servers win); UpdateNetworkDNS changes
 	// them.
@@ -133,6 +136,8 @@ type NetworkCreate struct {
 	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
 	Internal   bool              `json:"internal,omitempty"`
 	Options    map[string]string `json:"options,omitempty"`
+	// Labels is Network.Labels (see checkLabels for what a label may be).
+	Labels map[string]string `json:"labels,omitempty"`
 	// DNS are the network's DNS servers (IP addresses).
 	DNS []string `json:"dns,omitempty"`
 	// DNSForwardSingleLabel is Network.DNSForwardSingleLabel.
