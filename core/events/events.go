@@ -103,7 +103,10 @@ type Bus struct {
 
 	mu      sync.Mutex // guards the fields below
 	subs    map[*Subscription]struct{}
-	history []Event // the last historySize events, oldest first
+	// history is a ring of the last historySize events: the oldest is
+	// at next once the ring is full.
+	history []Event
+	next    int
 	closed  bool
 }
 
@@ -125,10 +128,12 @@ func (b *Bus) Publish(e Event) {
 		b.mu.Unlock()
 		return
 	}
-	if len(b.history) == historySize {
-		b.history = slices.Delete(b.history, 0, 1)
+	if len(b.history) < historySize {
+		b.history = append(b.history, e)
+	} else {
+		b.history[b.next] = e
+		b.next = (b.next + 1) % historySize
 	}
-	b.history = append(b.history, e)
 	for s := range b.subs {
 		if s.filter.Match(e) && !s.offer(e) {
 			dropped++
@@ -157,7 +162,7 @@ func (b *Bus) Subscribe(f Filter, since time.Time, size int) *Subscription {
 		return s
 	}
 	if !since.IsZero() {
-		for _, e := range b.history {
+		for _, e := range append(b.history[b.next:len(b.history):len(b.history)], b.history[:b.next]...) {
 			if !e.Time.Before(since) && f.Match(e) {
 				s.offer(e)
 			}

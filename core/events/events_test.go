@@ -82,3 +82,22 @@ func TestSince(t *testing.T) {
 	s.Close()
 	s.Close()
 }
+
+// The bus keeps the last historySize events and replays them oldest
+// first, however many went by.
+func TestHistoryKeepsTheLast(t *testing.T) {
+	b := NewBus(nil)
+	t0 := time.Now().Add(-time.Hour)
+	const extra = 37
+	for i := range historySize + extra {
+		b.Publish(Event{Type: TypeReload, PID: i, Time: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	s := b.Subscribe(Filter{}, t0, MaxBuffer)
+	defer s.Close()
+	ctx := context.Background()
+	for i := extra; i < historySize+extra; i++ {
+		if e, _ := s.Next(ctx); e.PID != i {
+			t.Fatalf("replayed event %d, want %d", e.PID, i)
+		}
+	}
+}
