@@ -101,8 +101,8 @@ const (
 type Bus struct {
 	onDrop func(n int) // counts drops for metrics; may be nil
 
-	mu      sync.Mutex // guards the fields below
-	subs    map[*Subscription]struct{}
+	mu   sync.Mutex // guards the fields below
+	subs map[*Subscription]struct{}
 	// history is a ring of the last historySize events: the oldest is
 	// at next once the ring is full.
 	history []Event
