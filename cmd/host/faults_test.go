@@ -675,6 +675,10 @@ func TestRequestsWaitForRestartingDriver(t *testing.T) {
 		done <- err
 	}()
 	agenttest.Eventually(t, "a restart of the bridge plugin failed", func() bool { return plugins(t, a)["driver/bridge"].LastError != "" })
+	agenttest.Eventually(t, "the create counted as waiting for the driver", func() bool {
+		text, err := c.Metrics(ctx)
+		return err == nil && value(scrape(t, text), "sandnet_driver_restart_waiters") == 1
+	})
 	select {
 	case err := <-done:
 		t.Fatalf("the create answered while the driver could not start: %v", err)

@@ -17,6 +17,9 @@ type Stats struct {
 	// SpareNamespaces counts namespaces made ahead of time and ready for a
 	// create, prepared ones included.
 	SpareNamespaces int
+	// DriverWaiters counts requests waiting for a driver plugin that is
+	// restarting (see drivergate.go).
+	DriverWaiters int
 }
 
 // NetworkStats is one network in Stats.
@@ -38,7 +41,7 @@ type PoolStats struct {
 // Stats reads the counts that Stats holds; networks and addresses come
 // from the store.
 func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
-	st := &Stats{}
+	st := &Stats{DriverWaiters: int(c.driverWaiters.Load())}
 	c.mu.Lock()
 	for _, op := range c.sandboxes {
 		st.Sandboxes++

@@ -177,6 +177,7 @@ var (
 	descSBs      = prometheus.NewDesc("sandnet_sandboxes", "Sandboxes, stubs included.", nil, nil)
 	descStubs    = prometheus.NewDesc("sandnet_stub_sandboxes", "Sandboxes read back after a restart that no container claimed yet.", nil, nil)
 	descSpares   = prometheus.NewDesc("sandnet_spare_namespaces_ready", "Namespaces made ahead of time and ready for a sandbox create.", nil, nil)
+	descWaiters  = prometheus.NewDesc("sandnet_driver_restart_waiters", "Requests waiting for a driver plugin to restart and be replayed.", nil, nil)
 	descUsed     = prometheus.NewDesc("sandnet_ipam_addresses_used", "Addresses allocated in a network's subnet.", []string{"network", "subnet"}, nil)
 	descFree     = prometheus.NewDesc("sandnet_ipam_addresses_free", "Addresses dynamic allocation may still hand out in a network's subnet.", []string{"network", "subnet"}, nil)
 )
@@ -187,7 +188,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNetworks, descEPs, descSBs, descStubs, descSpares, descUsed, descFree} {
+	for _, d := range []*prometheus.Desc{descNetworks, descEPs, descSBs, descStubs, descSpares, descWaiters, descUsed, descFree} {
 		ch <- d
 	}
 }
@@ -207,6 +208,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSBs, float64(st.Sandboxes))
 	gauge(descStubs, float64(st.Stubs))
 	gauge(descSpares, float64(st.SpareNamespaces))
+	gauge(descWaiters, float64(st.DriverWaiters))
 	for _, n := range st.Networks {
 		gauge(descEPs, float64(n.Endpoints), n.Name, n.Driver)
 		for _, p := range n.Pools {
