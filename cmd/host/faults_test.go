@@ -698,3 +698,58 @@ func TestRequestsWaitForRestartingDriver(t *testing.T) {
 	serve(t, first.Key, "c0")
 	reachable(t, sb.Key, first.Endpoints[0].Address.Addr().String(), "c0")
 }
+
+// TestRequestsWaitForRestartingStore: a create made while the store
+// plugin is down — killed, and unable to start again for a while — waits
+// for it (up to 5 s) and succeeds, instead of failing with a 503.
+func TestRequestsWaitForRestartingStore(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	bin := filepath.Join(dir, "sandnet-store-bolt")
+	b, err := os.ReadFile(filepath.Join(bins.PluginDir, "sandnet-store-bolt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Replace(boltAndBridge(dir, ""), "store \"bolt\" {\n", "store \"bolt\" {\n  command = "+strconv.Quote(bin)+"\n", 1)
+	a := agenttest.NewEnv(t, bins, blocks).Start(t)
+	c := a.Client
+	t.Cleanup(func() { removeAll(t, c) })
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.59.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Chmod(bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(bin, 0o755) }) // before removeAll, which needs the store
+	old := plugins(t, a)["store/bolt"]
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the store plugin's exit noticed", func() bool { return !plugins(t, a)["store/bolt"].Running })
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1", Networks: []controller.SandboxNetwork{{Network: "net"}}})
+		done <- err
+	}()
+	agenttest.Eventually(t, "a restart of the store plugin failed", func() bool { return plugins(t, a)["store/bolt"].LastError != "" })
+	select {
+	case err := <-done:
+		t.Fatalf("the create answered while the store could not start: %v", err)
+	default:
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the create that waited for the store: %v", err)
+	}
+	if sb, err := c.Sandbox(ctx, "c1"); err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("sandbox of c1: %+v, %v", sb, err)
+	}
+}

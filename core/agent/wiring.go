@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -30,12 +31,21 @@ type plugins struct {
 	store string
 }
 
+// storeRestartWait bounds how long a store operation waits for the store
+// plugin while it restarts (its process died): a restart takes a few
+// hundred milliseconds, and a store that cannot start again is reported
+// (503) after this long.
+const storeRestartWait = 5 * time.Second
+
 func (p plugins) Store() (store.Store, error) {
 	pl := p.m.Get(sdk.KindStore, p.store)
 	if pl == nil {
 		return nil, fmt.Errorf("store %q is not loaded: %w", p.store, sdk.ErrUnavailable)
 	}
 	s, err := pl.Store()
+	if errors.Is(err, sdk.ErrUnavailable) && pl.WaitRunning(storeRestartWait) {
+		s, err = pl.Store()
+	}
 	if err != nil {
 		return nil, err
 	}

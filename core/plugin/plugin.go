@@ -27,15 +27,18 @@ type Plugin struct {
 	// stopOnce closes stop: Shutdown and Replace or Stop may race.
 	stopOnce sync.Once
 
-	mu        sync.Mutex
-	client    *goplugin.Client
-	rpc       goplugin.ClientProtocol
-	raw       any // *driver.Client or *store.Client
-	info      *pb.PluginInfo
-	pid       int
-	protocol  int
-	healthy   bool
-	running   bool
+	mu       sync.Mutex
+	client   *goplugin.Client
+	rpc      goplugin.ClientProtocol
+	raw      any // *driver.Client or *store.Client
+	info     *pb.PluginInfo
+	pid      int
+	protocol int
+	healthy  bool
+	running  bool
+	// up is closed when the plugin runs again (see WaitRunning); nil
+	// while it runs.
+	up        chan struct{}
 	restarts  int
 	startedAt time.Time
 	lastErr   string
@@ -112,6 +115,32 @@ func (p *Plugin) Store() (*store.Client, error) {
 	return c, nil
 }
 
+// WaitRunning waits, at most d, until the plugin runs (at once when it
+// does), and reports whether it does; a plugin being stopped for good
+// ends the wait. A caller that found it down while it restarts (its
+// process died) waits for the restart rather than failing at once.
+func (p *Plugin) WaitRunning(d time.Duration) bool {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return true
+	}
+	if p.up == nil {
+		p.up = make(chan struct{})
+	}
+	up := p.up
+	p.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-up:
+		return true
+	case <-t.C:
+	case <-p.stop:
+	}
+	return false
+}
+
 func (p *Plugin) current() (any, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -145,6 +174,10 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	p.client, p.rpc, p.raw, p.info = r.client, r.rpc, r.raw, r.info
 	p.pid, p.protocol = pid, r.client.NegotiatedVersion()
 	p.running, p.healthy, p.startedAt, p.lastErr = true, true, time.Now(), ""
+	if p.up != nil {
+		close(p.up)
+		p.up = nil
+	}
 	p.mu.Unlock()
 	p.log.Info("plugin started", "path", spec.Path, "pid", pid, "version", r.info.GetVersion(), "protocol", p.protocol)
 	return nil
