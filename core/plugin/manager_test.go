@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/plugintest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -204,4 +205,33 @@ func children(t testing.TB) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// WaitRunning returns at once for a running plugin, waits through a
+// restart for a killed one, and gives up after its bound for one that is
+// stopped.
+func TestWaitRunning(t *testing.T) {
+	m := newManager(t)
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.WaitRunning(0) {
+		t.Fatal("a running plugin: WaitRunning false")
+	}
+	old := p.Status().PID
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 10*time.Second, "the kill noticed", func() bool { return !p.Status().Running || p.Status().PID != old })
+	if !p.WaitRunning(30 * time.Second) {
+		t.Fatal("WaitRunning gave up on a plugin restarting")
+	}
+	if st := p.Status(); !st.Running || st.PID == old {
+		t.Fatalf("after WaitRunning: %+v", st)
+	}
+	m.Stop(sdk.KindDriver, "none")
+	if p.WaitRunning(10 * time.Millisecond) {
+		t.Fatal("WaitRunning true for a stopped plugin")
+	}
 }
