@@ -37,6 +37,7 @@ func commands() []command {
 		{"network ls", "list networks", networkLsCmd},
 		{"network inspect", "show networks with their endpoints", networkInspectCmd},
 		{"network rm", "delete networks", networkRmCmd},
+		{"network prune", "delete every network no container uses", networkPruneCmd},
 		{"sandbox create", "create a container's sandbox", sandboxCreateCmd},
 		{"sandbox ls", "list sandboxes", sandboxLsCmd},
 		{"sandbox inspect", "show a sandbox: key, interfaces, addresses, gateway", sandboxInspectCmd},

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/sdk"
 )
 
 // stringList is a repeatable string flag.
@@ -55,6 +58,20 @@ func networkCreateCmd(args []string) int {
 		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
 		return nil
 	})
+}
+
+// networkFilters reads network ls --filter flags into the query of
+// GET /v1/networks.
+func networkFilters(filters []string) (url.Values, error) {
+	q := url.Values{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || !slices.Contains([]string{"name", "id", "driver", "scope", "label"}, k) {
+			return nil, fmt.Errorf("--filter %q: want key=value with key one of name, id, driver, scope, label", f)
+		}
+		q.Add(k, v)
+	}
+	return q, nil
 }
 
 // keyValues reads key=value flags into a map (nil for none); without
@@ -107,13 +124,9 @@ func networkLsCmd(args []string) int {
 	fs.Var(&filters, "filter", "only networks matching key=value, key one of name (a part of it), id (a prefix), driver, scope, label (key or key=value) (repeatable: one value of each key given must match)")
 	quiet := fs.Bool("q", false, "print the IDs only")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		q := url.Values{}
-		for _, f := range filters {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok || !slices.Contains([]string{"name", "id", "driver", "scope", "label"}, k) {
-				return fmt.Errorf("--filter %q: want key=value with key one of name, id, driver, scope, label", f)
-			}
-			q.Add(k, v)
+		q, err := networkFilters(filters)
+		if err != nil {
+			return err
 		}
 		ns, err := c.NetworksWhere(ctx, q)
 		if err != nil {
@@ -193,6 +206,59 @@ func networkRmCmd(args []string) int {
 	return clientCmd(newFlags("network rm", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error {
 		return removeEach(out, pos, func(ref string) error { return c.DeleteNetwork(ctx, ref) })
 	})
+}
+
+func networkPruneCmd(args []string) int {
+	fs := newFlags("network prune", "")
+	var filters stringList
+	fs.Var(&filters, "filter", "only networks matching key=value, as network ls --filter (repeatable)")
+	force := fs.Bool("f", false, "do not ask for confirmation")
+	fs.BoolVar(force, "force", false, "do not ask for confirmation")
+	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, out *clientFlags, _ []string) error {
+		q, err := networkFilters(filters)
+		if err != nil {
+			return err
+		}
+		if !*force && !confirm("This removes every sandnet network no container uses. Continue?") {
+			return errors.New("nothing removed: not confirmed (give -f to prune without asking)")
+		}
+		ns, err := c.NetworksWhere(ctx, q)
+		if err != nil {
+			return err
+		}
+		removed := []string{}
+		var failed error
+		for _, n := range ns {
+			// A network in use refuses its delete: it is kept.
+			if err := c.DeleteNetwork(ctx, n.ID); errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) {
+				continue
+			} else if err != nil {
+				fmt.Fprintln(os.Stderr, "sandnet:", err)
+				failed = errReported
+				continue
+			}
+			removed = append(removed, n.Name)
+			if out.format != "json" {
+				fmt.Println(n.Name)
+			}
+		}
+		if out.format == "json" {
+			out.output(removed, nil)
+		}
+		return failed
+	})
+}
+
+// confirm asks question on the terminal and reports whether the answer
+// was yes; with no terminal on stdin it is no.
+func confirm(question string) bool {
+	if fi, err := os.Stdin.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	fmt.Fprintf(os.Stderr, "%s [y/N] ", question)
+	var answer string
+	_, _ = fmt.Scanln(&answer)
+	return strings.EqualFold(answer, "y") || strings.EqualFold(answer, "yes")
 }
 
 func connectCmd(args []string) int {

@@ -343,3 +343,45 @@ func TestInspectShowsAll(t *testing.T) {
 		t.Errorf("a label value with a newline: %d %s", status, msg)
 	}
 }
+
+// network prune removes the networks no container uses, those its
+// filters select; it asks first, and without a terminal to ask on it
+// needs -f.
+func TestNetworkPrune(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := env.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	for _, args := range [][]string{
+		{"network", "create", "--subnet", "10.51.0.0/24", "used"},
+		{"network", "create", "--subnet", "10.51.1.0/24", "--label", "tmp", "spare1"},
+		{"network", "create", "--subnet", "10.51.2.0/24", "spare2"},
+		{"sandbox", "create", "--network", "used", "c1"},
+	} {
+		if out, code := sandnetCmd(t, append(args, "--socket", env.Socket)...); code != 0 {
+			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	names := func() string {
+		ns, err := a.Client.Networks(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	if out, code := sandnetCmd(t, "network", "prune", "--socket", env.Socket); code != 1 || !strings.Contains(out, "not confirmed (give -f to prune without asking)") || names() != "spare1 spare2 used" {
+		t.Fatalf("network prune without -f and no terminal: exit %d, networks %q\n%s", code, names(), out)
+	}
+	if out, code := sandnetCmd(t, "network", "prune", "-f", "--filter", "label=tmp", "--socket", env.Socket); code != 0 || out != "spare1\n" || names() != "spare2 used" {
+		t.Fatalf("network prune -f --filter label=tmp: exit %d, networks %q\n%s", code, names(), out)
+	}
+	if out, code := sandnetCmd(t, "network", "prune", "--force", "--format", "json", "--socket", env.Socket); code != 0 || strings.TrimSpace(out) != "[\n  \"spare2\"\n]" || names() != "used" {
+		t.Fatalf("network prune --force --format json: exit %d, networks %q\n%s", code, names(), out)
+	}
+}
