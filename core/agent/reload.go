@@ -100,7 +100,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
 			if a.plugins.Get(sdk.KindDriver, b.Name) == nil {
-				a.ctrl.DriverGone(b.Name) // neither block started: nothing to wait for
+				a.ctrl.EndDriverWait(b.Name) // neither block started: nothing to wait for
 			}
 			a.log.Error("restarting driver with its new block", "driver", b.Name, "error", err)
 			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
@@ -117,9 +117,11 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 		}
 		r.Started = append(r.Started, b.Name)
 		a.cfg.Drivers = append(a.cfg.Drivers, b)
+		a.ctrl.EndDriverWait(b.Name) // a driver of that name that died before its block went
 	}
 	for _, name := range stop {
 		a.plugins.Stop(sdk.KindDriver, name)
+		a.ctrl.EndDriverWait(name) // it will not come back: no one waits
 		r.Stopped = append(r.Stopped, name)
 		a.cfg.Drivers = deleteBlock(a.cfg.Drivers, name)
 	}

@@ -23,7 +23,7 @@ import (
 const DefaultDriverRestartWait = 10 * time.Second
 
 // DriverDown marks driver name as down until the next Replay of it ends
-// (or DriverGone): requests that need it wait. The agent calls it when
+// (or EndDriverWait): requests that need it wait. The agent calls it when
 // the plugin exits and before a reload replaces it.
 func (c *Controller) DriverDown(name string) {
 	c.mu.Lock()
@@ -33,10 +33,11 @@ func (c *Controller) DriverDown(name string) {
 	}
 }
 
-// DriverGone ends the wait for a driver that will not be replayed (a
-// reload that could start neither its new block nor its old one): the
-// requests waiting fail at once, saying the plugin is not running.
-func (c *Controller) DriverGone(name string) { c.driverUp(name) }
+// EndDriverWait ends the wait for a driver that will not be replayed: a
+// reload that could start neither its new block nor its old one (the
+// requests waiting fail at once, saying the plugin is not running), or
+// that stopped or started the driver (no networks to replay).
+func (c *Controller) EndDriverWait(name string) { c.driverUp(name) }
 
 // driverUp lets the requests waiting for driver name go on.
 func (c *Controller) driverUp(name string) {

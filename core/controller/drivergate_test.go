@@ -56,5 +56,5 @@ func TestRequestsWaitForDriverReplay(t *testing.T) {
 	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c3", Networks: []SandboxNetwork{{Network: "red"}}}); err != nil {
 		t.Fatalf("create after the wait's bound, the (running) driver answering: %v", err)
 	}
-	e.c.DriverGone("veth")
+	e.c.EndDriverWait("veth")
 }
