@@ -54,8 +54,9 @@ func eventsCmd(args []string) int {
 	cf.register(fs)
 	var filters stringList
 	fs.Var(&filters, "filter", "only events matching key=value, key one of type, network, container, plugin (repeatable: one value of each key given must match; type=network matches every network.* type)")
-	var since sinceFlag
+	var since, until sinceFlag
 	fs.Var(&since, "since", "start with the events the agent kept from this long ago (e.g. 10m) or from this RFC 3339 time (2026-12-06T21:00:00Z), then follow")
+	fs.Var(&until, "until", "stop at this time (an RFC 3339 time or date, or a duration back from now): with --since, the events kept between the two")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return usageFail(err)
@@ -74,12 +75,16 @@ func eventsCmd(args []string) int {
 	if !since.t.IsZero() {
 		q.Set("since", since.t.UTC().Format(time.RFC3339Nano))
 	}
+	if !until.t.IsZero() {
+		q.Set("until", until.t.UTC().Format(time.RFC3339Nano))
+	}
 	c, err := cf.client()
 	if err != nil {
 		return fail(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
 	s, err := c.Events(ctx, q)
 	if err != nil {
 		return fail(err)
@@ -91,6 +96,8 @@ func eventsCmd(args []string) int {
 		switch {
 		case ctx.Err() != nil:
 			return 0
+		case errors.Is(err, io.EOF) && !until.t.IsZero():
+			return 0 // the agent ends the stream at --until
 		case errors.Is(err, io.EOF):
 			fmt.Fprintln(os.Stderr, "sandnet: the agent ended the event stream")
 			return 1

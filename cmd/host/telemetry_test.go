@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -381,5 +382,45 @@ func TestEvents(t *testing.T) {
 	})
 	if _, dropped := stalled.snapshot(); dropped == 0 {
 		t.Fatal("the stalled subscriber was not told of any dropped event")
+	}
+}
+
+// events --until ends the stream there: with --since in the past, the
+// kept events between the two, then exit 0; in the future, what comes
+// until then.
+func TestEventsUntil(t *testing.T) {
+	env, a := metricsAgent(t, "")
+	ctx := t.Context()
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "u1", Subnet: "10.52.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	mid := time.Now()
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "u2", Subnet: "10.52.1.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	networks := func(out string) string {
+		var names []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var e events.Event
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("%v: %q", err, line)
+			}
+			names = append(names, e.Network)
+		}
+		return strings.Join(names, " ")
+	}
+	out, code := sandnetCmd(t, "events", "--socket", env.Socket, "--format", "json", "--filter", "type=network",
+		"--since", "1h", "--until", mid.UTC().Format(time.RFC3339Nano))
+	if code != 0 || networks(out) != "u1" {
+		t.Fatalf("events --since 1h --until (between the creates): exit %d, want u1's create only\n%s", code, out)
+	}
+	start := time.Now()
+	out, code = sandnetCmd(t, "events", "--socket", env.Socket, "--format", "json", "--filter", "type=network",
+		"--since", "1h", "--until", start.Add(time.Second).UTC().Format(time.RFC3339Nano))
+	if code != 0 || networks(out) != "u1 u2" || time.Since(start) < time.Second {
+		t.Fatalf("events --until a second ahead: exit %d after %v, want both creates and the end of the stream a second on\n%s", code, time.Since(start), out)
+	}
+	if status, msg := rawRequest(t, env.Socket, "GET", "/v1/events?until=soon", nil); status != 400 || !strings.HasPrefix(msg, `until: "soon" is not an RFC 3339 time`) {
+		t.Fatalf("GET /v1/events?until=soon: %d %s", status, msg)
 	}
 }

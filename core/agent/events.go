@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -50,13 +51,14 @@ func (a *Agent) publishFor(pattern string, r *http.Request, v any, before *contr
 }
 
 // eventParams are the query parameters of GET /v1/events.
-var eventParams = []string{"type", "network", "container", "plugin", "since", "buffer"}
+var eventParams = []string{"type", "network", "container", "plugin", "since", "until", "buffer"}
 
 // serveEvents streams events as JSON lines until the client goes away or
 // the agent stops. Query parameters: type, network, container, plugin
 // (each repeatable: an event passes when it matches one value of every
 // parameter given), since (RFC 3339 time: start with the events the agent
-// kept from then on) and buffer (events held for this reader before it
+// kept from then on), until (RFC 3339 time: end the stream there) and
+// buffer (events held for this reader before it
 // misses some; default events.DefaultBuffer). Any other parameter is
 // refused, so that a misspelt filter is not a silent stream of
 // everything.
@@ -73,12 +75,17 @@ func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var since time.Time
-	if s := q.Get("since"); s != "" {
-		var err error
-		if since, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			a.eventsError(w, fmt.Errorf("since: %q is not an RFC 3339 time: %w", s, sdk.ErrInvalid))
-			return
+	var since, until time.Time
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &since}, {"until", &until}} {
+		if s := q.Get(p.name); s != "" {
+			var err error
+			if *p.t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				a.eventsError(w, fmt.Errorf("%s: %q is not an RFC 3339 time: %w", p.name, s, sdk.ErrInvalid))
+				return
+			}
 		}
 	}
 	size := 0
@@ -98,10 +105,18 @@ func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if flusher != nil {
 		flusher.Flush()
 	}
+	ctx := r.Context()
+	if !until.IsZero() {
+		// Past, the context is done at once: what was kept up to it is
+		// sent (Next drains what is queued first), then the stream ends.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, until)
+		defer cancel()
+	}
 	enc := json.NewEncoder(w)
 	for {
-		e, ok := sub.Next(r.Context())
-		if !ok {
+		e, ok := sub.Next(ctx)
+		if !ok || !until.IsZero() && e.Time.After(until) {
 			return
 		}
 		if enc.Encode(e) != nil {
