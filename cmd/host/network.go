@@ -271,6 +271,9 @@ func connectCmd(args []string) int {
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
 	fs.StringVar(&req.Name, "name", "", "endpoint name: what the networks' DNS answers and PTR gives (default: the container ID; a --hostname is answered beside it)")
 	fs.IntVar(&req.Priority, "priority", 0, "endpoint priority: the highest one with a gateway gives the default route")
+	fs.StringVar(&req.MAC, "mac", "", "the interface's MAC address (default: the driver's, derived from the IPv4 address)")
+	fs.StringVar(&req.MAC, "mac-address", "", "the same as -mac, as docker names it")
+	fs.StringVar(&req.Interface, "interface", "", "the interface's name in the container (default: the next ethN)")
 	return clientCmd(fs, args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Container, req.Aliases, req.Publish = pos[1], aliases, publish
 		ep, err := c.Connect(ctx, pos[0], req)

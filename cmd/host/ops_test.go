@@ -280,18 +280,21 @@ func TestInspectShowsAll(t *testing.T) {
 		{"network", "create", "--socket", env.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
 			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "--label", "project=shop", "--label", "tier", "ins"},
 		{"network", "create", "--socket", env.Socket, "--label", "project=blog", "other"},
-		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "c1"},
+
+		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "--mac-address", "02:00:00:00:00:49", "c1"},
+		{"connect", "--socket", env.Socket, "--interface", "net1", "--mac", "02:00:00:00:01:49", "other", "c1"},
 	} {
 		if out, code := sandnetCmd(t, args...); code != 0 {
 			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
-		} else if args[0] == "sandbox" && !strings.Contains(out, "\n*:8080->80/tcp\n") {
+		} else if args[1] == "create" && args[0] == "sandbox" && !strings.Contains(out, "\n*:8080->80/tcp\n") {
 			t.Errorf("sandnet sandbox create does not show the published port as *:8080->80/tcp:\n%s", out)
 		}
 	}
 	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", env.Socket, "c1")
 	for _, want := range []string{
 		`(?m)^Hostname: +h1$`,
-		`(?m)^ins +eth0 +02:42:\S+ +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1 +www +\*:8080->80/tcp$`,
+		`(?m)^ins +eth0 +02:00:00:00:00:49 +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1 +www +\*:8080->80/tcp$`,
+		`(?m)^other +net1 +02:00:00:00:01:49 +\S+/\d+ +- +\S+ +- +-$`,
 	} {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("sandnet sandbox inspect c1: exit %d, want a line matching %s:\n%s", code, want, out)
@@ -304,7 +307,7 @@ func TestInspectShowsAll(t *testing.T) {
 		`(?m)^Label: +tier=$`,
 		`(?m)^Subnet: +10\.49\.0\.0/24 +gateway 10\.49\.0\.1 +range 10\.49\.0\.128/25$`,
 		`(?m)^Subnet: +fd00:49::/64 +gateway fd00:49::1$`,
-		`(?m)^Endpoint: +c1 +10\.49\.0\.128/24 fd00:49::\w+/64 +02:42:`,
+		`(?m)^Endpoint: +c1 +10\.49\.0\.128/24 fd00:49::\w+/64 +02:00:00:00:00:49`,
 	} {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("sandnet network inspect ins: exit %d, want a line matching %s:\n%s", code, want, out)

@@ -192,7 +192,7 @@ func sandboxRenameCmd(args []string) int {
 
 // networkFlags are the -network flags of a create, which connects the
 // sandbox to those networks in the same request, and the -ip, -ip6,
-// -alias and -publish that apply to the first, as with `docker run`.
+// -mac, -alias and -publish that apply to the first, as with `docker run`.
 type networkFlags struct {
 	networks, aliases, publish stringList
 	first                      controller.Connect
@@ -206,6 +206,8 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 		fs.StringVar(&n.first.IPv6, "ip6", "", "static IPv6 address on the first -network")
 	}
 	fs.Var(&n.aliases, "alias", "network-scoped alias on the first -network (repeatable)")
+	fs.StringVar(&n.first.MAC, "mac", "", "the MAC address of the interface on the first -network")
+	fs.StringVar(&n.first.MAC, "mac-address", "", "the same as -mac, as docker names it")
 	fs.Var(&n.publish, "publish", "publish a port or a range on the first -network: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
 }
 
@@ -214,8 +216,8 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 func (n *networkFlags) sandboxNetworks() ([]controller.SandboxNetwork, error) {
 	first := n.first
 	first.Aliases, first.Publish = n.aliases, n.publish
-	if len(n.networks) == 0 && (first.IP != "" || first.IPv6 != "" || len(first.Aliases) > 0 || len(first.Publish) > 0) {
-		return nil, fmt.Errorf("-ip, -ip6, -alias and -publish apply to the first -network; none given")
+	if len(n.networks) == 0 && (first.IP != "" || first.IPv6 != "" || first.MAC != "" || len(first.Aliases) > 0 || len(first.Publish) > 0) {
+		return nil, fmt.Errorf("-ip, -ip6, -mac, -alias and -publish apply to the first -network; none given")
 	}
 	var out []controller.SandboxNetwork
 	for i, name := range n.networks {
