@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -157,10 +158,10 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	second := startFakeUpstream(t, "127.0.0.44:53")
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
-	settings := func(upstream, pool string) string {
-		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\n", upstream, pool)
+	settings := func(upstream, pool, listen string) string {
+		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\ntelemetry {\n  prometheus_listen = %q\n}\n", upstream, pool, listen)
 	}
-	e := agenttest.NewEnv(t, bins, settings("127.0.0.43", "10.120.0.0/16"))
+	e := agenttest.NewEnv(t, bins, settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"))
 	a := e.Start(t)
 	t.Cleanup(func() { removeAll(t, a.Client) })
 	head, err := os.ReadFile(e.ConfigPath)
@@ -175,16 +176,43 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 		t.Fatalf("before the reload: %q, asked the first upstream %d times", got, first.asked("one.example."))
 	}
 
-	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16"), settings("127.0.0.44", "10.130.0.0/16"), 1)
+	scrapes := func(addr string) bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	if !scrapes("127.0.0.1:19386") {
+		t.Fatal("no metrics on prometheus_listen before the reload")
+	}
+	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"), settings("127.0.0.44", "10.130.0.0/16", "127.0.0.1:19387"), 1)
 	if err := os.WriteFile(e.ConfigPath, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
-	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, ipam.default_pools") || strings.Contains(out, "next start") {
+	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, ipam.default_pools, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
 		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
 	}
 	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {
 		t.Fatalf("after the reload: %q; the second upstream asked %d times, the first %d", got, second.asked("two.example."), first.asked("two.example."))
+	}
+	if !scrapes("127.0.0.1:19387") || scrapes("127.0.0.1:19386") {
+		t.Fatalf("after the reload: metrics on the new address %v, on the old %v; want only the new", scrapes("127.0.0.1:19387"), scrapes("127.0.0.1:19386"))
+	}
+	// An address it cannot listen on: reported, and the metrics stay.
+	busy, err := net.Listen("tcp", "127.0.0.1:19388")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(next, "127.0.0.1:19387", "127.0.0.1:19388", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 1 || !strings.Contains(out, "failed: telemetry.prometheus_listen (") || !scrapes("127.0.0.1:19387") {
+		t.Fatalf("sandnet reload onto a busy address: exit %d, metrics still on the old %v\n%s", code, scrapes("127.0.0.1:19387"), out)
 	}
 	n, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "after"})
 	if err != nil {

@@ -95,7 +95,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	r.Ignored = a.ignoredChanges(next)
 
 	// Apply.
-	r.Applied = a.applySettings(next)
+	r.Applied = a.applySettings(ctx, next, r)
 	for _, b := range restart {
 		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
@@ -181,7 +181,7 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 // applySettings applies what of next's settings a running agent can —
 // the log level, the resolver's upstreams, the IPAM default pools — and
 // names those that changed.
-func (a *Agent) applySettings(next *config.Config) []string {
+func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) []string {
 	var applied []string
 	if next.Log.Level != a.cfg.Log.Level {
 		if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel {
@@ -204,6 +204,15 @@ func (a *Agent) applySettings(next *config.Config) []string {
 			applied = append(applied, "ipam.default_pools")
 		}
 	}
+	if next.Telemetry != a.cfg.Telemetry {
+		if err := a.movePrometheus(ctx, next.Telemetry.PrometheusListen); err != nil {
+			a.log.Error("applying telemetry prometheus_listen; metrics stay where they were", "error", err)
+			r.Failed = append(r.Failed, fmt.Sprintf("telemetry.prometheus_listen (%v)", err))
+		} else {
+			a.cfg.Telemetry = next.Telemetry
+			applied = append(applied, "telemetry.prometheus_listen")
+		}
+	}
 	return applied
 }
 
@@ -222,7 +231,6 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"api", a.cfg.API, next.API},
 		{"sandbox", a.cfg.Sandbox, next.Sandbox},
 		{"resolver", withUpstreams(a.cfg.Resolver, nil), withUpstreams(next.Resolver, nil)},
-		{"telemetry", a.cfg.Telemetry, next.Telemetry},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			out = append(out, s.name)

@@ -91,23 +91,44 @@ func (a *Agent) opsRoutes() {
 
 // servePrometheus serves /metrics on telemetry { prometheus_listen }.
 func (a *Agent) servePrometheus() error {
-	addr := a.cfg.Telemetry.PrometheusListen
+	srv, err := a.listenPrometheus(a.cfg.Telemetry.PrometheusListen)
+	if err != nil {
+		return err
+	}
+	a.prom = srv
+	return nil
+}
+
+// listenPrometheus serves /metrics on addr ("": nowhere, a nil server).
+func (a *Agent) listenPrometheus(addr string) (*http.Server, error) {
 	if addr == "" {
-		return nil
+		return nil, nil
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("telemetry prometheus_listen: %w", err)
+		return nil, fmt.Errorf("telemetry prometheus_listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.Handler(a.registry))
-	a.prom = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := a.prom.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("prometheus listener stopped", "error", err)
 		}
 	}()
 	a.log.Info("serving metrics", "address", l.Addr().String())
+	return srv, nil
+}
+
+// movePrometheus serves /metrics on addr instead (a reload): the new
+// listener first, so that one that cannot listen keeps the old.
+func (a *Agent) movePrometheus(ctx context.Context, addr string) error {
+	srv, err := a.listenPrometheus(addr)
+	if err != nil {
+		return err
+	}
+	a.stopPrometheus(ctx)
+	a.prom = srv
 	return nil
 }
 

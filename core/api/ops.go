@@ -14,13 +14,15 @@ type Reloaded struct {
 	Stopped   []string `json:"stopped"`   // block removed
 	Unchanged []string `json:"unchanged"`
 	// Applied are settings that changed and apply now (log.level,
-	// resolver.upstreams, ipam.default_pools).
+	// resolver.upstreams, ipam.default_pools,
+	// telemetry.prometheus_listen).
 	Applied []string `json:"applied,omitempty"`
 	// Ignored are settings that changed but take effect only at the next
-	// start (data_dir, api, sandbox, the resolver's other settings,
-	// telemetry).
+	// start (data_dir, api, sandbox, the resolver's other settings).
 	Ignored []string `json:"ignored,omitempty"`
-	// Failed are drivers whose new block did not start, with why.
+	// Failed are drivers whose new block did not start, and settings
+	// that could not be applied (a prometheus_listen address in use),
+	// with why.
 	Failed []string `json:"failed,omitempty"`
 }
 
