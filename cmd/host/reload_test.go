@@ -159,7 +159,7 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	settings := func(upstream, pool, listen string) string {
-		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\ntelemetry {\n  prometheus_listen = %q\n}\n", upstream, pool, listen)
+		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n  timeout = \"3s\"\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\ntelemetry {\n  prometheus_listen = %q\n}\n", upstream, pool, listen)
 	}
 	e := agenttest.NewEnv(t, bins, settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"))
 	a := e.Start(t)
@@ -188,11 +188,12 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 		t.Fatal("no metrics on prometheus_listen before the reload")
 	}
 	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"), settings("127.0.0.44", "10.130.0.0/16", "127.0.0.1:19387"), 1)
+	next = strings.Replace(next, "timeout = \"3s\"", "timeout = \"5s\"\n  max_inflight = 7", 1)
 	if err := os.WriteFile(e.ConfigPath, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
-	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, ipam.default_pools, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
+	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
 		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
 	}
 	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {

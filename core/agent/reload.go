@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -179,8 +178,8 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 }
 
 // applySettings applies what of next's settings a running agent can —
-// the log level, the resolver's upstreams, the IPAM default pools — and
-// names those that changed.
+// the log level, the resolver's upstreams and limits, the IPAM default
+// pools, the Prometheus listener — and names those that changed.
 func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) []string {
 	var applied []string
 	if next.Log.Level != a.cfg.Log.Level {
@@ -194,6 +193,16 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 		a.ctrl.SetResolverUpstreams(next.Resolver.Upstreams)
 		a.cfg.Resolver.Upstreams = next.Resolver.Upstreams
 		applied = append(applied, "resolver.upstreams")
+	}
+	if next.Resolver.Timeout != a.cfg.Resolver.Timeout || next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
+		a.ctrl.SetResolverLimits(next.Resolver.Timeout, next.Resolver.MaxInflight)
+		if next.Resolver.Timeout != a.cfg.Resolver.Timeout {
+			applied = append(applied, "resolver.timeout")
+		}
+		if next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
+			applied = append(applied, "resolver.max_inflight")
+		}
+		a.cfg.Resolver.Timeout, a.cfg.Resolver.MaxInflight = next.Resolver.Timeout, next.Resolver.MaxInflight
 	}
 	if !reflect.DeepEqual(next.IPAM, a.cfg.IPAM) {
 		// The file's pools were checked when it was read.
@@ -230,7 +239,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", a.cfg.Sandbox, next.Sandbox},
-		{"resolver", withUpstreams(a.cfg.Resolver, nil), withUpstreams(next.Resolver, nil)},
+		{"resolver", liveResolverFields(a.cfg.Resolver), liveResolverFields(next.Resolver)},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			out = append(out, s.name)
@@ -255,9 +264,9 @@ func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
 // (400 at the API).
 var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)
 
-// withUpstreams is r with its upstreams set to aps: the rest of the
-// block, compared, is what only a restart applies.
-func withUpstreams(r config.Resolver, aps []netip.AddrPort) config.Resolver {
-	r.Upstreams = aps
+// liveResolverFields is r without what a reload applies (upstreams,
+// timeout, max_inflight): what remains, compared, only a restart applies.
+func liveResolverFields(r config.Resolver) config.Resolver {
+	r.Upstreams, r.Timeout, r.MaxInflight = nil, 0, 0
 	return r
 }

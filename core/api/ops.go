@@ -14,8 +14,8 @@ type Reloaded struct {
 	Stopped   []string `json:"stopped"`   // block removed
 	Unchanged []string `json:"unchanged"`
 	// Applied are settings that changed and apply now (log.level,
-	// resolver.upstreams, ipam.default_pools,
-	// telemetry.prometheus_listen).
+	// resolver.upstreams, resolver.timeout, resolver.max_inflight,
+	// ipam.default_pools, telemetry.prometheus_listen).
 	Applied []string `json:"applied,omitempty"`
 	// Ignored are settings that changed but take effect only at the next
 	// start (data_dir, api, sandbox, the resolver's other settings).

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/sandnet/sandnet/core/resolver"
 )
@@ -96,10 +97,11 @@ func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 	c.dnsMu.Lock()
 	op.dns.live.Store(r)
 	c.resolvers[op] = struct{}{}
+	// The config may have changed since r was made.
 	if len(op.sb.Options().DNS) == 0 {
-		// The config's upstreams may have changed since r was made.
 		r.SetConfigured(c.cfg.Resolver.Upstreams)
 	}
+	r.SetLimits(c.cfg.Resolver.Timeout, c.cfg.Resolver.MaxInflight)
 	c.applyUpstreamsLocked(op)
 	c.dnsMu.Unlock()
 	op.sb.SetEmbeddedDNS(true)
@@ -139,20 +141,38 @@ func (c *Controller) liveResolvers() []*sandboxOp {
 // --dns). A reload calls it.
 func (c *Controller) SetResolverUpstreams(aps []netip.AddrPort) {
 	aps = slices.Clone(aps)
+	c.updateResolvers(func(cfg *resolver.Config) { cfg.Upstreams = aps }, func(op *sandboxOp, r *resolver.Resolver) {
+		if op == nil || len(op.sb.Options().DNS) == 0 {
+			r.SetConfigured(aps)
+		}
+	})
+}
+
+// SetResolverLimits makes timeout and maxInflight (resolver { timeout,
+// max_inflight }) the bounds of the queries forwarded from now on, by the
+// resolvers running now too. A reload calls it.
+func (c *Controller) SetResolverLimits(timeout time.Duration, maxInflight int) {
+	c.updateResolvers(func(cfg *resolver.Config) { cfg.Timeout, cfg.MaxInflight = timeout, maxInflight },
+		func(_ *sandboxOp, r *resolver.Resolver) { r.SetLimits(timeout, maxInflight) })
+}
+
+// updateResolvers changes the resolvers' config with set, and applies it
+// with apply to every running resolver: the host listener's (op nil) and
+// the sandboxes'. Under dnsMu, so that a resolver that starts meanwhile
+// takes the new config in useResolver.
+func (c *Controller) updateResolvers(set func(*resolver.Config), apply func(*sandboxOp, *resolver.Resolver)) {
 	c.mu.Lock()
 	host := c.hostDNS
 	c.mu.Unlock()
-	if host != nil {
-		host.SetConfigured(aps)
-	}
-	// Under dnsMu: a resolver that starts meanwhile takes the new list
-	// in useResolver.
 	c.dnsMu.Lock()
 	defer c.dnsMu.Unlock()
-	c.cfg.Resolver.Upstreams = aps
+	set(&c.cfg.Resolver)
+	if host != nil {
+		apply(nil, host)
+	}
 	for op := range c.resolvers {
-		if r := op.dns.live.Load(); r != nil && len(op.sb.Options().DNS) == 0 {
-			r.SetConfigured(aps)
+		if r := op.dns.live.Load(); r != nil {
+			apply(op, r)
 		}
 	}
 }

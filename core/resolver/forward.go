@@ -79,7 +79,7 @@ func (r *Resolver) forward(ctx context.Context, msg []byte, req *request, tcp bo
 		// A fresh ID (and, below, a fresh socket and port) per query:
 		// the client's ID is its own guess against spoofing, not ours.
 		binary.BigEndian.PutUint16(msg, uint16(rand.Uint32()))
-		deadline := time.Now().Add(r.timeout)
+		deadline := time.Now().Add(time.Duration(r.timeout.Load()))
 		for i, up := range ups {
 			now := time.Now()
 			left := deadline.Sub(now)

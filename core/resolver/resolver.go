@@ -110,8 +110,8 @@ type Config struct {
 type Resolver struct {
 	backend     Backend
 	log         hclog.Logger
-	timeout     time.Duration
-	maxInflight int64
+	timeout     atomic.Int64 // time.Duration; SetLimits
+	maxInflight atomic.Int64 // SetLimits
 	resolvConf  string
 	cache       *Cache
 	metrics     Metrics
@@ -149,15 +149,13 @@ type run struct {
 // New returns a stopped Resolver answering from b.
 func New(cfg Config, b Backend) *Resolver {
 	r := &Resolver{
-		backend:     b,
-		log:         cfg.Logger,
-		timeout:     cfg.Timeout,
-		maxInflight: int64(cfg.MaxInflight),
-		configured:  slices.Clone(cfg.Upstreams),
-		static:      slices.Clone(cfg.Upstreams),
-		resolvConf:  cfg.HostResolvConf,
-		cache:       cfg.Cache,
-		metrics:     cfg.Metrics,
+		backend:    b,
+		log:        cfg.Logger,
+		configured: slices.Clone(cfg.Upstreams),
+		static:     slices.Clone(cfg.Upstreams),
+		resolvConf: cfg.HostResolvConf,
+		cache:      cfg.Cache,
+		metrics:    cfg.Metrics,
 	}
 	if r.metrics == nil {
 		r.metrics = nopMetrics{}
@@ -165,12 +163,7 @@ func New(cfg Config, b Backend) *Resolver {
 	if r.log == nil {
 		r.log = hclog.NewNullLogger()
 	}
-	if r.timeout <= 0 {
-		r.timeout = config.DefaultTimeout
-	}
-	if r.maxInflight <= 0 {
-		r.maxInflight = config.DefaultMaxInflight
-	}
+	r.SetLimits(cfg.Timeout, cfg.MaxInflight)
 	if r.resolvConf == "" {
 		r.resolvConf = DefaultHostResolvConf
 	}
@@ -420,10 +413,24 @@ func (run *run) untrack(c *net.TCPConn) {
 	run.mu.Unlock()
 }
 
+// SetLimits sets the bound of one forwarded query and of the queries in
+// flight (0: the default of each), for the queries forwarded from now
+// on.
+func (r *Resolver) SetLimits(timeout time.Duration, maxInflight int) {
+	if timeout <= 0 {
+		timeout = config.DefaultTimeout
+	}
+	if maxInflight <= 0 {
+		maxInflight = config.DefaultMaxInflight
+	}
+	r.timeout.Store(int64(timeout))
+	r.maxInflight.Store(int64(maxInflight))
+}
+
 // acquire takes an in-flight slot for a forwarded query; false means the
 // resolver is full and the query is refused.
 func (r *Resolver) acquire() bool {
-	if r.inflight.Add(1) > r.maxInflight {
+	if r.inflight.Add(1) > r.maxInflight.Load() {
 		r.inflight.Add(-1)
 		return false
 	}

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/sandnet/sandnet/core/config"
 )
 
 func TestHostUpstreams(t *testing.T) {
@@ -135,5 +138,25 @@ func TestSetConfigured(t *testing.T) {
 	r.SetConfigured(nil)
 	if got := upstreamList(r); !slices.Equal(got, []string{"10.0.0.1:53"}) {
 		t.Fatalf("no upstreams configured: the host's file: %v", got)
+	}
+}
+
+// SetLimits changes the in-flight bound and the timeout of a resolver
+// for what it forwards next.
+func TestSetLimits(t *testing.T) {
+	r := New(Config{MaxInflight: 1, Timeout: time.Second, HostResolvConf: "/nonexistent"}, testBackend())
+	if !r.acquire() || r.acquire() {
+		t.Fatal("with max_inflight 1: want one slot, then none")
+	}
+	r.SetLimits(3*time.Second, 2)
+	if !r.acquire() || r.acquire() {
+		t.Fatal("with max_inflight 2 and one slot held: want one more slot, then none")
+	}
+	if got := time.Duration(r.timeout.Load()); got != 3*time.Second {
+		t.Fatalf("timeout %v, want 3s", got)
+	}
+	r.SetLimits(0, 0)
+	if got := r.maxInflight.Load(); got != int64(config.DefaultMaxInflight) {
+		t.Fatalf("max_inflight 0: %d, want the default %d", got, config.DefaultMaxInflight)
 	}
 }
