@@ -159,7 +159,7 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
 	settings := func(upstream, pool, listen string) string {
-		return boltAndBridge(dir, "") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n  timeout = \"3s\"\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\ntelemetry {\n  prometheus_listen = %q\n}\n", upstream, pool, listen)
+		return boltAndBridge(dir, "  spare_namespaces = 1\n") + fmt.Sprintf("resolver {\n  upstreams = [%q]\n  cache_size = 0\n  timeout = \"3s\"\n}\nipam {\n  default_pools = [{ base = %q, size = 24 }]\n}\ntelemetry {\n  prometheus_listen = %q\n}\n", upstream, pool, listen)
 	}
 	e := agenttest.NewEnv(t, bins, settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"))
 	a := e.Start(t)
@@ -189,11 +189,24 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	}
 	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"), settings("127.0.0.44", "10.130.0.0/16", "127.0.0.1:19387"), 1)
 	next = strings.Replace(next, "timeout = \"3s\"", "timeout = \"5s\"\n  max_inflight = 7", 1)
+	next = strings.Replace(next, "spare_namespaces = 1", "spare_namespaces = 3", 1)
+	spares := func() float64 {
+		text, err := a.Client.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return value(scrape(t, text), "sandnet_spare_namespaces_ready")
+	}
+	// One of each kind at most (plain, prepared for the network) with 1.
+	agenttest.Eventually(t, "a spare namespace", func() bool { return spares() >= 1 })
+	if n := spares(); n > 2 {
+		t.Fatalf("%v spare namespaces with spare_namespaces = 1", n)
+	}
 	if err := os.WriteFile(e.ConfigPath, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
-	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
+	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, sandbox.spare_namespaces, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
 		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
 	}
 	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {
@@ -202,6 +215,7 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	if !scrapes("127.0.0.1:19387") || scrapes("127.0.0.1:19386") {
 		t.Fatalf("after the reload: metrics on the new address %v, on the old %v; want only the new", scrapes("127.0.0.1:19387"), scrapes("127.0.0.1:19386"))
 	}
+	agenttest.Eventually(t, "three spare namespaces or more after the reload", func() bool { return spares() >= 3 })
 	// An address it cannot listen on: reported, and the metrics stay.
 	busy, err := net.Listen("tcp", "127.0.0.1:19388")
 	if err != nil {

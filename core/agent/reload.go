@@ -179,7 +179,8 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 
 // applySettings applies what of next's settings a running agent can —
 // the log level, the resolver's upstreams and limits, the IPAM default
-// pools, the Prometheus listener — and names those that changed.
+// pools, the number of spare namespaces, the Prometheus listener — and
+// names those that changed.
 func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) []string {
 	var applied []string
 	if next.Log.Level != a.cfg.Log.Level {
@@ -213,6 +214,11 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 			applied = append(applied, "ipam.default_pools")
 		}
 	}
+	if next.Sandbox.SpareNamespaces != a.cfg.Sandbox.SpareNamespaces {
+		a.ctrl.SetSpareNamespaces(next.Sandbox.SpareNamespaces)
+		a.cfg.Sandbox.SpareNamespaces = next.Sandbox.SpareNamespaces
+		applied = append(applied, "sandbox.spare_namespaces")
+	}
 	if next.Telemetry != a.cfg.Telemetry {
 		if err := a.movePrometheus(ctx, next.Telemetry.PrometheusListen); err != nil {
 			a.log.Error("applying telemetry prometheus_listen; metrics stay where they were", "error", err)
@@ -238,7 +244,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"host_ttl", a.cfg.HostTTL, next.HostTTL},
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
-		{"sandbox", a.cfg.Sandbox, next.Sandbox},
+		{"sandbox", withSpares(a.cfg.Sandbox, 0), withSpares(next.Sandbox, 0)},
 		{"resolver", liveResolverFields(a.cfg.Resolver), liveResolverFields(next.Resolver)},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
@@ -269,4 +275,11 @@ var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid
 func liveResolverFields(r config.Resolver) config.Resolver {
 	r.Upstreams, r.Timeout, r.MaxInflight = nil, 0, 0
 	return r
+}
+
+// withSpares is s with spare_namespaces n: the rest of the block,
+// compared, is what only a restart applies.
+func withSpares(s config.Sandbox, n int) config.Sandbox {
+	s.SpareNamespaces = n
+	return s
 }

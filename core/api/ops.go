@@ -15,10 +15,12 @@ type Reloaded struct {
 	Unchanged []string `json:"unchanged"`
 	// Applied are settings that changed and apply now (log.level,
 	// resolver.upstreams, resolver.timeout, resolver.max_inflight,
-	// ipam.default_pools, telemetry.prometheus_listen).
+	// ipam.default_pools, sandbox.spare_namespaces,
+	// telemetry.prometheus_listen).
 	Applied []string `json:"applied,omitempty"`
 	// Ignored are settings that changed but take effect only at the next
-	// start (data_dir, api, sandbox, the resolver's other settings).
+	// start (data_dir, api, the sandbox block's and the resolver's other
+	// settings).
 	Ignored []string `json:"ignored,omitempty"`
 	// Failed are drivers whose new block did not start, and settings
 	// that could not be applied (a prometheus_listen address in use),

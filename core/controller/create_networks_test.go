@@ -353,6 +353,25 @@ func TestSpareNamespaces(t *testing.T) {
 	}
 }
 
+// SetSpareNamespaces resizes the pool: the old one's spares are
+// destroyed, the new size is made, and 0 keeps none.
+func TestSetSpareNamespaces(t *testing.T) {
+	e := newEnv(t)
+	e.withSpares(1)
+	polltest.Until(t, 15*time.Second, "one spare made", func() bool { return len(e.spareKeys()) == 1 })
+	old := e.spareKeys()[0]
+	e.c.SetSpareNamespaces(3)
+	polltest.Until(t, 15*time.Second, "three spares made", func() bool { return len(e.spareKeys()) == 3 })
+	if slices.Contains(e.spareKeys(), old) {
+		t.Fatalf("the old pool's spare %s is still there", old)
+	}
+	e.c.SetSpareNamespaces(0)
+	if left := e.spareKeys(); len(left) != 0 {
+		t.Fatalf("spares left with spare_namespaces 0: %v", left)
+	}
+	e.sandbox("c1") // made fresh, with no pool
+}
+
 // A stub claimed by a create that lists networks is connected to those it
 // is not on yet; the one it is on is left as it is.
 func TestClaimWithNetworks(t *testing.T) {

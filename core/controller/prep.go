@@ -82,3 +82,17 @@ func (c *Controller) discardPrepLater(op *sandboxOp, p *preparedAttach) {
 		c.sparePool().Missed()
 	})
 }
+
+// SetSpareNamespaces keeps n spare namespaces from now on (a reload of
+// sandbox { spare_namespaces }): a new pool of n takes the old one's
+// place, and the old one's spares are destroyed; 0 keeps none. A create
+// that took a spare from the old pool keeps it.
+func (c *Controller) SetSpareNamespaces(n int) {
+	pool := nspool.New(c.log, n, spareMaker{c}, c.quiet)
+	c.mu.Lock()
+	old := c.pool
+	c.pool = pool
+	c.mu.Unlock()
+	old.Close()
+	c.log.Info("spare namespaces", "count", n)
+}
