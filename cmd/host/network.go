@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/sdk"
@@ -250,9 +252,10 @@ func networkPruneCmd(args []string) int {
 }
 
 // confirm asks question on the terminal and reports whether the answer
-// was yes; with no terminal on stdin it is no.
+// was yes; with no terminal on stdin (a pipe, a file, /dev/null) it is
+// no.
 func confirm(question string) bool {
-	if fi, err := os.Stdin.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+	if _, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err != nil {
 		return false
 	}
 	fmt.Fprintf(os.Stderr, "%s [y/N] ", question)

@@ -378,7 +378,8 @@ func TestNetworkPrune(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if out, code := sandnetCmd(t, "network", "prune", "--socket", env.Socket); code != 1 || !strings.Contains(out, "not confirmed (give -f to prune without asking)") || names() != "spare1 spare2 used" {
+	if out, code := sandnetCmd(t, "network", "prune", "--socket", env.Socket); code != 1 || !strings.Contains(out, "not confirmed (give -f to prune without asking)") ||
+		strings.Contains(out, "Continue?") || names() != "spare1 spare2 used" {
 		t.Fatalf("network prune without -f and no terminal: exit %d, networks %q\n%s", code, names(), out)
 	}
 	if out, code := sandnetCmd(t, "network", "prune", "-f", "--filter", "label=tmp", "--socket", env.Socket); code != 0 || out != "spare1\n" || names() != "spare2 used" {
