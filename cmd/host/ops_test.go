@@ -313,6 +313,15 @@ func TestInspectShowsAll(t *testing.T) {
 			t.Errorf("sandnet network inspect ins: exit %d, want a line matching %s:\n%s", code, want, out)
 		}
 	}
+	// sandbox ls names each sandbox's networks and filters by them.
+	if out, code := sandnetCmd(t, "sandbox", "ls", "--socket", env.Socket); code != 0 || !regexp.MustCompile(`(?m)^\w{12} +c1 +ins,other +\S+ +ready$`).MatchString(out) {
+		t.Errorf("sandbox ls: exit %d, want c1 on ins,other\n%s", code, out)
+	}
+	for filter, want := range map[string]string{"network=other": "c1\n", "network=nosuch": ""} {
+		if out, code := sandnetCmd(t, "sandbox", "ls", "-q", "--filter", filter, "--socket", env.Socket); code != 0 || out != want {
+			t.Errorf("sandbox ls -q --filter %s: exit %d, %q, want %q", filter, code, out, want)
+		}
+	}
 	// network ls --filter selects by label, name and driver.
 	for filter, want := range map[string]string{
 		"label=project":        "ins other",

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -72,7 +74,18 @@ func sandboxLsCmd(args []string) int {
 	fs := newFlags("sandbox ls", "")
 	all := fs.Bool("all", false, "also the stubs an agent restart left that no container has claimed yet (STATE stub)")
 	fs.BoolVar(all, "a", false, "short for -all")
+	var onNets stringList
+	fs.Var(&onNets, "filter", "network=NAME-OR-ID: only the sandboxes on that network (repeatable: on one of them)")
+	quiet := fs.Bool("q", false, "print the container IDs only")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		var want []string
+		for _, f := range onNets {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok || k != "network" || v == "" {
+				return fmt.Errorf("--filter %q: want network=NAME-OR-ID", f)
+			}
+			want = append(want, v)
+		}
 		list := c.Sandboxes
 		if *all {
 			list = c.AllSandboxes
@@ -81,10 +94,26 @@ func sandboxLsCmd(args []string) int {
 		if err != nil {
 			return err
 		}
-		cf.output(sbs, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tKEY\tENDPOINTS\tSTATE")
+		names := networkNames(ctx, c)
+		sbs = slices.DeleteFunc(sbs, func(sb *controller.Sandbox) bool {
+			return len(want) > 0 && !slices.ContainsFunc(sb.Endpoints, func(ep controller.Endpoint) bool {
+				return slices.Contains(want, ep.NetworkID) || slices.Contains(want, names[ep.NetworkID])
+			})
+		})
+		if *quiet && cf.format != "json" {
 			for _, sb := range sbs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", sb.ID[:12], sb.ContainerID, sb.Key, len(sb.Endpoints), sandboxState(sb))
+				fmt.Println(sb.ContainerID)
+			}
+			return nil
+		}
+		cf.output(sbs, func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "SANDBOX ID\tCONTAINER\tNETWORKS\tKEY\tSTATE")
+			for _, sb := range sbs {
+				var nets []string
+				for _, ep := range sb.Endpoints {
+					nets = append(nets, cmp.Or(names[ep.NetworkID], short(ep.NetworkID)))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", sb.ID[:12], sb.ContainerID, orDash(strings.Join(nets, ",")), orDash(sb.Key), sandboxState(sb))
 			}
 		})
 		return nil
