@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/sandnet/sandnet/core/api"
@@ -160,18 +162,30 @@ type clientFlags struct {
 	socket string
 	config string
 	format string
+	tmpl   *template.Template // -format as a Go template; nil for table or json
+	// failed says the template failed on an item (reported): the command
+	// exits 1.
+	failed bool
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.socket, "socket", "", "agent API socket (default: $SANDNET_SOCKET, else the socket of -config, else "+config.DefaultSocket+")")
 	fs.StringVar(&c.config, "config", "", "read the socket path from this agent config file")
-	fs.StringVar(&c.format, "format", "table", "output format: table or json")
+	fs.StringVar(&c.format, "format", "table", "output format: table, json, or a Go template applied to each item, as docker's --format ('{{.Name}} {{.ID}}'; functions json, join, lower, upper)")
 }
 
 // client returns an API client for the chosen socket.
 func (c *clientFlags) client() (*api.Client, error) {
-	if c.format != "table" && c.format != "json" {
-		return nil, fmt.Errorf("-format: %q is not table or json", c.format)
+	switch {
+	case c.format == "table" || c.format == "json":
+	case strings.Contains(c.format, "{{"):
+		t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(c.format)
+		if err != nil {
+			return nil, fmt.Errorf("-format: %w", err)
+		}
+		c.tmpl = t
+	default:
+		return nil, fmt.Errorf("-format: %q is not table, json or a Go template ({{.Name}})", c.format)
 	}
 	socket, err := c.socketPath()
 	if err != nil {
@@ -198,17 +212,60 @@ func (c *clientFlags) socketPath() (string, error) {
 	return config.DefaultSocket, nil
 }
 
-// output prints v as JSON when -format json was given, else calls table.
+// templateFuncs are the functions a -format template may call, as
+// docker's: json (the value as JSON), join, lower, upper.
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"join":  strings.Join,
+	"lower": strings.ToLower,
+	"upper": strings.ToUpper,
+}
+
+// tableOut reports whether output is the table (not json or a template).
+func (c *clientFlags) tableOut() bool { return c.format == "table" }
+
+// output prints v as JSON when -format json was given, through the
+// template (once per element when v is a slice) when one was, else
+// calls table.
 func (c *clientFlags) output(v any, table func(w *tabwriter.Writer)) {
-	if c.format == "json" {
+	switch {
+	case c.tmpl != nil:
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice {
+			for i := 0; i < rv.Len() && !c.failed; i++ {
+				c.emit(rv.Index(i).Interface())
+			}
+			return
+		}
+		c.emit(v)
+	case c.format == "json":
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(v)
+	default:
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+		table(tw)
+		tw.Flush()
+	}
+}
+
+// emit prints one item as a line: through the template, else as JSON.
+func (c *clientFlags) emit(v any) {
+	if c.tmpl == nil {
+		_ = json.NewEncoder(os.Stdout).Encode(v)
 		return
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	table(tw)
-	tw.Flush()
+	var b strings.Builder
+	if err := c.tmpl.Execute(&b, v); err != nil {
+		if !c.failed {
+			fmt.Fprintln(os.Stderr, "sandnet: -format:", err)
+		}
+		c.failed = true
+		return
+	}
+	fmt.Println(b.String())
 }
 
 // fail prints err, unless it was printed already, and returns exit
@@ -237,11 +294,11 @@ func removeEach(out *clientFlags, refs []string, rm func(ref string) error) erro
 			continue
 		}
 		removed = append(removed, ref)
-		if out.format != "json" {
+		if out.tableOut() {
 			fmt.Println(ref)
 		}
 	}
-	if out.format == "json" {
+	if !out.tableOut() {
 		out.output(removed, nil)
 	}
 	if failed {
@@ -281,6 +338,9 @@ func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context
 	defer cancel()
 	if err := body(ctx, c, &cf, pos); err != nil {
 		return fail(err)
+	}
+	if cf.failed {
+		return 1 // the template's error is printed
 	}
 	return 0
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,7 +89,6 @@ func eventsCmd(args []string) int {
 		return fail(err)
 	}
 	defer s.Close()
-	enc := json.NewEncoder(os.Stdout)
 	for {
 		e, err := s.Next()
 		switch {
@@ -104,10 +102,10 @@ func eventsCmd(args []string) int {
 		case err != nil:
 			return fail(fmt.Errorf("reading events: %w", err))
 		}
-		if cf.format == "json" {
-			_ = enc.Encode(e)
-		} else {
+		if cf.tableOut() {
 			fmt.Println(eventLine(e))
+		} else if cf.emit(e); cf.failed { // a JSON line, or the template's
+			return 1
 		}
 	}
 }

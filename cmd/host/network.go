@@ -134,7 +134,7 @@ func networkLsCmd(args []string) int {
 		if err != nil {
 			return err
 		}
-		if *quiet && cf.format != "json" {
+		if *quiet && cf.tableOut() {
 			for _, n := range ns {
 				fmt.Println(n.ID)
 			}
@@ -240,11 +240,11 @@ func networkPruneCmd(args []string) int {
 				continue
 			}
 			removed = append(removed, n.Name)
-			if out.format != "json" {
+			if out.tableOut() {
 				fmt.Println(n.Name)
 			}
 		}
-		if out.format == "json" {
+		if !out.tableOut() {
 			out.output(removed, nil)
 		}
 		return failed

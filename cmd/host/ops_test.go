@@ -398,3 +398,33 @@ func TestNetworkPrune(t *testing.T) {
 		t.Fatalf("network prune --force --format json: exit %d, networks %q\n%s", code, names(), out)
 	}
 }
+
+// --format takes a Go template, as docker's does, applied to each item of
+// a listing; a template that fails on an item exits 1 saying why.
+func TestFormatTemplate(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := env.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string // the whole stdout and stderr, or a part of it when the code is not 0
+	}{
+		{[]string{"network", "create", "--subnet", "10.53.0.0/24", "--label", "team=web", "--format", "{{.Name}} {{.Scope}}", "tpl"}, 0, "tpl local\n"},
+		{[]string{"network", "create", "--subnet", "10.53.1.0/24", "tpl2"}, 0, ""},
+		{[]string{"network", "ls", "--format", "{{.Name}}: {{(index .IPv4 0).Subnet}} {{json .Labels}} {{upper .Driver}}"}, 0, "tpl: 10.53.0.0/24 {\"team\":\"web\"} BRIDGE\ntpl2: 10.53.1.0/24 null BRIDGE\n"},
+		{[]string{"sandbox", "create", "--network", "tpl", "--format", "{{.ContainerID}} {{(index .Endpoints 0).Address}}", "c1"}, 0, "c1 10.53.0.2/24\n"},
+		{[]string{"network", "ls", "--format", "{{.Nope}}"}, 1, "-format: template: format:1:2: executing \"format\" at <.Nope>: can't evaluate field Nope"},
+		{[]string{"network", "ls", "--format", "{{.Name"}, 1, "-format: template: format:1: unclosed action"},
+		{[]string{"network", "ls", "--format", "yaml"}, 1, `-format: "yaml" is not table, json or a Go template`},
+		{[]string{"sandbox", "rm", "--format", "{{.}} removed", "c1"}, 0, "c1 removed\n"},
+	} {
+		out, code := sandnetCmd(t, append(tc.args, "--socket", env.Socket)...)
+		if code != tc.code || tc.code == 0 && tc.out != "" && out != tc.out || tc.code != 0 && !strings.Contains(out, tc.out) {
+			t.Errorf("sandnet %s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.out)
+		}
+	}
+}

@@ -13,7 +13,7 @@ func reloadCmd(args []string) int {
 		if err != nil {
 			return err
 		}
-		if cf.format == "json" {
+		if !cf.tableOut() {
 			cf.output(r, nil)
 		} else {
 			fmt.Println("reloaded;", r.Summary())

@@ -100,7 +100,7 @@ func sandboxLsCmd(args []string) int {
 				return slices.Contains(want, ep.NetworkID) || slices.Contains(want, names[ep.NetworkID])
 			})
 		})
-		if *quiet && cf.format != "json" {
+		if *quiet && cf.tableOut() {
 			for _, sb := range sbs {
 				fmt.Println(sb.ContainerID)
 			}
