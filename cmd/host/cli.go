@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -279,6 +281,20 @@ func fail(err error) int {
 
 // errReported is the error of a command that has printed its failures.
 var errReported = errors.New("failures reported")
+
+// filterQuery reads --filter key=value flags into query parameters, each
+// key one of keys; with emptyOK a value may be empty.
+func filterQuery(filters, keys []string, emptyOK bool) (url.Values, error) {
+	q := url.Values{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || v == "" && !emptyOK || !slices.Contains(keys, k) {
+			return nil, fmt.Errorf("--filter %q: want key=value with key one of %s", f, strings.Join(keys, ", "))
+		}
+		q.Add(k, v)
+	}
+	return q, nil
+}
 
 // removeEach removes every ref with rm, as docker rm does: it goes on
 // past a failure, prints each ref removed on stdout (with -format json,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -63,13 +62,9 @@ func eventsCmd(args []string) int {
 	if len(pos) != 0 {
 		return wrongArgs(fs, pos)
 	}
-	q := url.Values{}
-	for _, f := range filters {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || v == "" || !contains(eventFilterKeys, k) {
-			return fail(fmt.Errorf("--filter %q: want key=value with key one of %s", f, strings.Join(eventFilterKeys, ", ")))
-		}
-		q.Add(k, v)
+	q, err := filterQuery(filters, eventFilterKeys, false)
+	if err != nil {
+		return fail(err)
 	}
 	if !since.t.IsZero() {
 		q.Set("since", since.t.UTC().Format(time.RFC3339Nano))
@@ -144,13 +139,4 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -62,19 +61,9 @@ func networkCreateCmd(args []string) int {
 	})
 }
 
-// networkFilters reads network ls --filter flags into the query of
-// GET /v1/networks.
-func networkFilters(filters []string) (url.Values, error) {
-	q := url.Values{}
-	for _, f := range filters {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || !slices.Contains([]string{"name", "id", "driver", "scope", "label"}, k) {
-			return nil, fmt.Errorf("--filter %q: want key=value with key one of name, id, driver, scope, label", f)
-		}
-		q.Add(k, v)
-	}
-	return q, nil
-}
+// networkFilterKeys are the keys network ls --filter takes, the query
+// parameters of GET /v1/networks.
+var networkFilterKeys = []string{"name", "id", "driver", "scope", "label"}
 
 // keyValues reads key=value flags into a map (nil for none); without
 // needValue, a bare key has an empty value, as Docker's --label.
@@ -126,7 +115,7 @@ func networkLsCmd(args []string) int {
 	fs.Var(&filters, "filter", "only networks matching key=value, key one of name (a part of it), id (a prefix), driver, scope, label (key or key=value) (repeatable: one value of each key given must match)")
 	quiet := fs.Bool("q", false, "print the IDs only")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		q, err := networkFilters(filters)
+		q, err := filterQuery(filters, networkFilterKeys, true)
 		if err != nil {
 			return err
 		}
@@ -217,7 +206,7 @@ func networkPruneCmd(args []string) int {
 	force := fs.Bool("f", false, "do not ask for confirmation")
 	fs.BoolVar(force, "force", false, "do not ask for confirmation")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, out *clientFlags, _ []string) error {
-		q, err := networkFilters(filters)
+		q, err := filterQuery(filters, networkFilterKeys, true)
 		if err != nil {
 			return err
 		}

@@ -270,19 +270,14 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 // endpoint's addresses of both families; sandbox inspect shows each
 // network by name with the endpoint's aliases and published ports.
 func TestInspectShowsAll(t *testing.T) {
-	nstest.RequireRoot(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
-	a := env.Start(t)
-	t.Cleanup(func() { removeAll(t, a.Client) })
+	a := bridgeAgent(t)
 	for _, args := range [][]string{
-		{"network", "create", "--socket", env.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
+		{"network", "create", "--socket", a.Socket, "-o", "com.docker.network.driver.mtu=1400", "--subnet", "10.49.0.0/24",
 			"--ip-range", "10.49.0.128/25", "--ipv6", "--subnet-v6", "fd00:49::/64", "--label", "project=shop", "--label", "tier", "ins"},
-		{"network", "create", "--socket", env.Socket, "--label", "project=blog", "other"},
+		{"network", "create", "--socket", a.Socket, "--label", "project=blog", "other"},
 
-		{"sandbox", "create", "--socket", env.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "--mac-address", "02:00:00:00:00:49", "c1"},
-		{"connect", "--socket", env.Socket, "--interface", "net1", "--mac", "02:00:00:00:01:49", "other", "c1"},
+		{"sandbox", "create", "--socket", a.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "--mac-address", "02:00:00:00:00:49", "c1"},
+		{"connect", "--socket", a.Socket, "--interface", "net1", "--mac", "02:00:00:00:01:49", "other", "c1"},
 	} {
 		if out, code := sandnetCmd(t, args...); code != 0 {
 			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
@@ -290,7 +285,7 @@ func TestInspectShowsAll(t *testing.T) {
 			t.Errorf("sandnet sandbox create does not show the published port as *:8080->80/tcp:\n%s", out)
 		}
 	}
-	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", env.Socket, "c1")
+	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", a.Socket, "c1")
 	for _, want := range []string{
 		`(?m)^Hostname: +h1$`,
 		`(?m)^ins +eth0 +02:00:00:00:00:49 +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1 +www +\*:8080->80/tcp$`,
@@ -300,7 +295,7 @@ func TestInspectShowsAll(t *testing.T) {
 			t.Errorf("sandnet sandbox inspect c1: exit %d, want a line matching %s:\n%s", code, want, out)
 		}
 	}
-	out, code = sandnetCmd(t, "network", "inspect", "--socket", env.Socket, "ins")
+	out, code = sandnetCmd(t, "network", "inspect", "--socket", a.Socket, "ins")
 	for _, want := range []string{
 		`(?m)^Option: +com\.docker\.network\.driver\.mtu=1400$`,
 		`(?m)^Label: +project=shop$`,
@@ -314,11 +309,11 @@ func TestInspectShowsAll(t *testing.T) {
 		}
 	}
 	// sandbox ls names each sandbox's networks and filters by them.
-	if out, code := sandnetCmd(t, "sandbox", "ls", "--socket", env.Socket); code != 0 || !regexp.MustCompile(`(?m)^\w{12} +c1 +ins,other +\S+ +ready$`).MatchString(out) {
+	if out, code := sandnetCmd(t, "sandbox", "ls", "--socket", a.Socket); code != 0 || !regexp.MustCompile(`(?m)^\w{12} +c1 +ins,other +\S+ +ready$`).MatchString(out) {
 		t.Errorf("sandbox ls: exit %d, want c1 on ins,other\n%s", code, out)
 	}
 	for filter, want := range map[string]string{"network=other": "c1\n", "network=nosuch": ""} {
-		if out, code := sandnetCmd(t, "sandbox", "ls", "-q", "--filter", filter, "--socket", env.Socket); code != 0 || out != want {
+		if out, code := sandnetCmd(t, "sandbox", "ls", "-q", "--filter", filter, "--socket", a.Socket); code != 0 || out != want {
 			t.Errorf("sandbox ls -q --filter %s: exit %d, %q, want %q", filter, code, out, want)
 		}
 	}
@@ -332,7 +327,7 @@ func TestInspectShowsAll(t *testing.T) {
 		"driver=none":          "",
 		"label=project=nosuch": "",
 	} {
-		out, code := sandnetCmd(t, "network", "ls", "--socket", env.Socket, "--format", "json", "--filter", filter)
+		out, code := sandnetCmd(t, "network", "ls", "--socket", a.Socket, "--format", "json", "--filter", filter)
 		var ns []controller.Network
 		if err := json.Unmarshal([]byte(out), &ns); code != 0 || err != nil {
 			t.Fatalf("sandnet network ls --filter %s: exit %d, %v\n%s", filter, code, err, out)
@@ -345,13 +340,13 @@ func TestInspectShowsAll(t *testing.T) {
 			t.Errorf("network ls --filter %s: %q, want %q", filter, got, want)
 		}
 	}
-	if out, code := sandnetCmd(t, "network", "ls", "--socket", env.Socket, "--filter", "colour=red"); code != 1 || !strings.Contains(out, `--filter "colour=red": want key=value with key one of name, id, driver, scope, label`) {
+	if out, code := sandnetCmd(t, "network", "ls", "--socket", a.Socket, "--filter", "colour=red"); code != 1 || !strings.Contains(out, `--filter "colour=red": want key=value with key one of name, id, driver, scope, label`) {
 		t.Errorf("network ls with an unknown filter: exit %d\n%s", code, out)
 	}
-	if status, msg := rawRequest(t, env.Socket, "GET", "/v1/networks?colour=red", nil); status != 400 || !strings.HasPrefix(msg, `"colour": not a parameter of /v1/networks`) {
+	if status, msg := rawRequest(t, a.Socket, "GET", "/v1/networks?colour=red", nil); status != 400 || !strings.HasPrefix(msg, `"colour": not a parameter of /v1/networks`) {
 		t.Errorf("GET /v1/networks?colour=red: %d %s", status, msg)
 	}
-	if status, msg := rawRequest(t, env.Socket, "POST", "/v1/networks", []byte(`{"name":"bad","labels":{"k":"a\nb"}}`)); status != 400 || !strings.HasPrefix(msg, `labels.k: the value "a\nb" has a control character`) {
+	if status, msg := rawRequest(t, a.Socket, "POST", "/v1/networks", []byte(`{"name":"bad","labels":{"k":"a\nb"}}`)); status != 400 || !strings.HasPrefix(msg, `labels.k: the value "a\nb" has a control character`) {
 		t.Errorf("a label value with a newline: %d %s", status, msg)
 	}
 }
@@ -360,19 +355,14 @@ func TestInspectShowsAll(t *testing.T) {
 // filters select; it asks first, and without a terminal to ask on it
 // needs -f.
 func TestNetworkPrune(t *testing.T) {
-	nstest.RequireRoot(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
-	a := env.Start(t)
-	t.Cleanup(func() { removeAll(t, a.Client) })
+	a := bridgeAgent(t)
 	for _, args := range [][]string{
 		{"network", "create", "--subnet", "10.51.0.0/24", "used"},
 		{"network", "create", "--subnet", "10.51.1.0/24", "--label", "tmp", "spare1"},
 		{"network", "create", "--subnet", "10.51.2.0/24", "spare2"},
 		{"sandbox", "create", "--network", "used", "c1"},
 	} {
-		if out, code := sandnetCmd(t, append(args, "--socket", env.Socket)...); code != 0 {
+		if out, code := sandnetCmd(t, append(args, "--socket", a.Socket)...); code != 0 {
 			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
 		}
 	}
@@ -387,14 +377,14 @@ func TestNetworkPrune(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if out, code := sandnetCmd(t, "network", "prune", "--socket", env.Socket); code != 1 || !strings.Contains(out, "not confirmed (give -f to prune without asking)") ||
+	if out, code := sandnetCmd(t, "network", "prune", "--socket", a.Socket); code != 1 || !strings.Contains(out, "not confirmed (give -f to prune without asking)") ||
 		strings.Contains(out, "Continue?") || names() != "spare1 spare2 used" {
 		t.Fatalf("network prune without -f and no terminal: exit %d, networks %q\n%s", code, names(), out)
 	}
-	if out, code := sandnetCmd(t, "network", "prune", "-f", "--filter", "label=tmp", "--socket", env.Socket); code != 0 || out != "spare1\n" || names() != "spare2 used" {
+	if out, code := sandnetCmd(t, "network", "prune", "-f", "--filter", "label=tmp", "--socket", a.Socket); code != 0 || out != "spare1\n" || names() != "spare2 used" {
 		t.Fatalf("network prune -f --filter label=tmp: exit %d, networks %q\n%s", code, names(), out)
 	}
-	if out, code := sandnetCmd(t, "network", "prune", "--force", "--format", "json", "--socket", env.Socket); code != 0 || strings.TrimSpace(out) != "[\n  \"spare2\"\n]" || names() != "used" {
+	if out, code := sandnetCmd(t, "network", "prune", "--force", "--format", "json", "--socket", a.Socket); code != 0 || strings.TrimSpace(out) != "[\n  \"spare2\"\n]" || names() != "used" {
 		t.Fatalf("network prune --force --format json: exit %d, networks %q\n%s", code, names(), out)
 	}
 }
@@ -402,12 +392,7 @@ func TestNetworkPrune(t *testing.T) {
 // --format takes a Go template, as docker's does, applied to each item of
 // a listing; a template that fails on an item exits 1 saying why.
 func TestFormatTemplate(t *testing.T) {
-	nstest.RequireRoot(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	env := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
-	a := env.Start(t)
-	t.Cleanup(func() { removeAll(t, a.Client) })
+	a := bridgeAgent(t)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -422,7 +407,7 @@ func TestFormatTemplate(t *testing.T) {
 		{[]string{"network", "ls", "--format", "yaml"}, 1, `-format: "yaml" is not table, json or a Go template`},
 		{[]string{"sandbox", "rm", "--format", "{{.}} removed", "c1"}, 0, "c1 removed\n"},
 	} {
-		out, code := sandnetCmd(t, append(tc.args, "--socket", env.Socket)...)
+		out, code := sandnetCmd(t, append(tc.args, "--socket", a.Socket)...)
 		if code != tc.code || tc.code == 0 && tc.out != "" && out != tc.out || tc.code != 0 && !strings.Contains(out, tc.out) {
 			t.Errorf("sandnet %s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.out)
 		}

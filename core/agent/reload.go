@@ -94,7 +94,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	r.Ignored = a.ignoredChanges(next)
 
 	// Apply.
-	r.Applied = a.applySettings(ctx, next, r)
+	a.applySettings(ctx, next, r)
 	for _, b := range restart {
 		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
@@ -180,28 +180,27 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 // applySettings applies what of next's settings a running agent can —
 // the log level, the resolver's upstreams and limits, the IPAM default
 // pools, the number of spare namespaces, the Prometheus listener — and
-// names those that changed.
-func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) []string {
-	var applied []string
+// names in r those it applied and those it could not.
+func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) {
 	if next.Log.Level != a.cfg.Log.Level {
 		if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel {
 			a.log.SetLevel(lvl)
 		}
 		a.cfg.Log.Level = next.Log.Level // json only at the next start
-		applied = append(applied, "log.level")
+		r.Applied = append(r.Applied, "log.level")
 	}
 	if !slices.Equal(next.Resolver.Upstreams, a.cfg.Resolver.Upstreams) {
 		a.ctrl.SetResolverUpstreams(next.Resolver.Upstreams)
 		a.cfg.Resolver.Upstreams = next.Resolver.Upstreams
-		applied = append(applied, "resolver.upstreams")
+		r.Applied = append(r.Applied, "resolver.upstreams")
 	}
 	if next.Resolver.Timeout != a.cfg.Resolver.Timeout || next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
 		a.ctrl.SetResolverLimits(next.Resolver.Timeout, next.Resolver.MaxInflight)
 		if next.Resolver.Timeout != a.cfg.Resolver.Timeout {
-			applied = append(applied, "resolver.timeout")
+			r.Applied = append(r.Applied, "resolver.timeout")
 		}
 		if next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
-			applied = append(applied, "resolver.max_inflight")
+			r.Applied = append(r.Applied, "resolver.max_inflight")
 		}
 		a.cfg.Resolver.Timeout, a.cfg.Resolver.MaxInflight = next.Resolver.Timeout, next.Resolver.MaxInflight
 	}
@@ -211,13 +210,13 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 			a.log.Error("applying ipam default_pools", "error", err)
 		} else {
 			a.cfg.IPAM = next.IPAM
-			applied = append(applied, "ipam.default_pools")
+			r.Applied = append(r.Applied, "ipam.default_pools")
 		}
 	}
 	if next.Sandbox.SpareNamespaces != a.cfg.Sandbox.SpareNamespaces {
 		a.ctrl.SetSpareNamespaces(next.Sandbox.SpareNamespaces)
 		a.cfg.Sandbox.SpareNamespaces = next.Sandbox.SpareNamespaces
-		applied = append(applied, "sandbox.spare_namespaces")
+		r.Applied = append(r.Applied, "sandbox.spare_namespaces")
 	}
 	if next.Telemetry != a.cfg.Telemetry {
 		if err := a.movePrometheus(ctx, next.Telemetry.PrometheusListen); err != nil {
@@ -225,10 +224,9 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 			r.Failed = append(r.Failed, fmt.Sprintf("telemetry.prometheus_listen (%v)", err))
 		} else {
 			a.cfg.Telemetry = next.Telemetry
-			applied = append(applied, "telemetry.prometheus_listen")
+			r.Applied = append(r.Applied, "telemetry.prometheus_listen")
 		}
 	}
-	return applied
 }
 
 // ignoredChanges names the settings next changes that only a restart
