@@ -29,7 +29,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
 	var req controller.NetworkCreate
-	var opts, labels, dns stringList
+	var opts, labels, dns, aux stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
@@ -37,6 +37,7 @@ func networkCreateCmd(args []string) int {
 	fs.StringVar(&req.Subnet, "subnet", "", "IPv4 subnet in CIDR (default: the first free default pool)")
 	fs.StringVar(&req.Gateway, "gateway", "", "IPv4 gateway (default: the subnet's first address)")
 	fs.StringVar(&req.IPRange, "ip-range", "", "allocate container addresses from this sub-range")
+	fs.Var(&aux, "aux-address", "NAME=IP: an address of the subnet no container gets, such as a router's (repeatable)")
 	fs.StringVar(&req.SubnetV6, "subnet-v6", "", "IPv6 subnet in CIDR (implies --ipv6)")
 	fs.StringVar(&req.GatewayV6, "gateway-v6", "", "IPv6 gateway")
 	fs.BoolVar(&req.EnableIPv6, "ipv6", false, "give containers IPv6 addresses too")
@@ -50,6 +51,9 @@ func networkCreateCmd(args []string) int {
 			return err
 		}
 		if req.Labels, err = keyValues("-label", labels, false); err != nil {
+			return err
+		}
+		if req.AuxAddresses, err = keyValues("-aux-address", aux, true); err != nil {
 			return err
 		}
 		n, err := c.CreateNetwork(ctx, req)
@@ -175,6 +179,9 @@ func networkInspectCmd(args []string) int {
 						rng = "\trange " + p.Range.String()
 					}
 					fmt.Fprintf(w, "Subnet:\t%s\tgateway %s%s\n", p.Subnet, show(p.Gateway), rng)
+					for _, name := range slices.Sorted(maps.Keys(p.AuxAddresses)) {
+						fmt.Fprintf(w, "Aux address:\t%s=%s\n", name, p.AuxAddresses[name])
+					}
 				}
 				for _, ep := range n.Endpoints {
 					addrs := show(ep.Address)

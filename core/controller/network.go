@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/sdk"
@@ -86,6 +87,7 @@ type netCreation struct {
 
 	subnet, ipRange, subnet6 netip.Prefix
 	gateway, gateway6        netip.Addr
+	aux, aux6                map[string]netip.Addr // auxiliary addresses by family
 	dns                      []netip.Addr
 	vni                      uint32 // the VNI asked for; 0: any
 
@@ -169,6 +171,9 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 	if !nc.caps.GetNeedsAddresses() && (nc.subnet.IsValid() || nc.gateway.IsValid() || nc.ipRange.IsValid() || nc.subnet6.IsValid()) {
 		return errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
+	if err := nc.parseAux(); err != nil {
+		return err
+	}
 	if nc.dns, err = parseDNS("dns", req.DNS); err != nil {
 		return err
 	}
@@ -182,6 +187,44 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 	}
 	return nil
 }
+
+// parseAux parses the auxiliary addresses into aux and aux6, by family:
+// each needs the subnet of its family given (the allocator checks it is
+// inside, and no other reserved address).
+func (nc *netCreation) parseAux() error {
+	req := &nc.req
+	for _, name := range slices.Sorted(maps.Keys(req.AuxAddresses)) {
+		field := "aux_addresses." + clip(name)
+		if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r == '=' || unicode.IsControl(r) }) || len(name) > maxAuxName {
+			return errorf(sdk.ErrInvalid, "aux_addresses: %q is not a name for an address (1 to %d characters, no '=' and no control character)", clip(name), maxAuxName)
+		}
+		a, err := parseAddr(field, req.AuxAddresses[name])
+		if err != nil {
+			return err
+		}
+		if !a.IsValid() {
+			return errorf(sdk.ErrInvalid, "%s: no address", field)
+		}
+		if !nc.caps.GetNeedsAddresses() {
+			return errorf(sdk.ErrInvalid, "%s: driver %q does not use addresses", field, req.Driver)
+		}
+		m, subnet, key := &nc.aux, nc.subnet, "subnet"
+		if a.Is6() && !a.Is4In6() {
+			m, subnet, key = &nc.aux6, nc.subnet6, "subnet_v6"
+		}
+		if !subnet.IsValid() {
+			return errorf(sdk.ErrInvalid, "%s: %s needs the network's %s given, to be inside it", field, a, key)
+		}
+		if *m == nil {
+			*m = map[string]netip.Addr{}
+		}
+		(*m)[name] = a.Unmap()
+	}
+	return nil
+}
+
+// maxAuxName bounds the name of an auxiliary address.
+const maxAuxName = 128
 
 // network is the record the checked request makes, with a new ID and
 // no pools yet.
@@ -237,9 +280,9 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	if !nc.caps.GetNeedsAddresses() {
 		return nil, nil
 	}
-	reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange}}
+	reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange, Aux: nc.aux}}
 	if n.EnableIPv6 {
-		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, V6: true})
+		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, V6: true, Aux: nc.aux6})
 	}
 	pools, pops, err := nc.c.ipam.RequestPools(ctx, reqs)
 	if oe := (*ipam.OverlapError)(nil); errors.As(err, &oe) {
@@ -250,9 +293,9 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.IPv4 = []IPAMConfig{{Subnet: pools[0].Subnet, Gateway: pools[0].Gateway, Range: pools[0].Range}}
+	n.IPv4 = []IPAMConfig{{Subnet: pools[0].Subnet, Gateway: pools[0].Gateway, Range: pools[0].Range, AuxAddresses: nc.aux}}
 	if len(pools) > 1 {
-		n.IPv6 = []IPAMConfig{{Subnet: pools[1].Subnet, Gateway: pools[1].Gateway, Range: pools[1].Range}}
+		n.IPv6 = []IPAMConfig{{Subnet: pools[1].Subnet, Gateway: pools[1].Gateway, Range: pools[1].Range, AuxAddresses: nc.aux6}}
 	}
 	return pops, nil
 }

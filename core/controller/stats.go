@@ -66,10 +66,19 @@ func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
 			if err != nil {
 				return nil, err
 			}
-			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range) - float64(used)
+			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range, pc.aux()) - float64(used)
 			ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
 		}
 		st.Networks = append(st.Networks, ns)
 	}
 	return st, nil
+}
+
+// aux is c's auxiliary addresses as the allocator has them.
+func (c IPAMConfig) aux() []ipam.AuxAddress {
+	var out []ipam.AuxAddress
+	for name, a := range c.AuxAddresses {
+		out = append(out, ipam.AuxAddress{Name: name, Addr: a})
+	}
+	return out
 }

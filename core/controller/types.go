@@ -50,6 +50,9 @@ type IPAMConfig struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	Range   netip.Prefix `json:"ip_range,omitzero"`
+	// AuxAddresses are addresses of Subnet no container gets, by name
+	// (NetworkCreate.AuxAddresses).
+	AuxAddresses map[string]netip.Addr `json:"aux_addresses,omitempty"`
 }
 
 // Endpoint is an endpoint's record: a sandbox's attachment to a network.
@@ -125,17 +128,21 @@ type Sandbox struct {
 // NetworkCreate is a request to create a network. Addresses are strings so
 // a bad one is reported with its field's name.
 type NetworkCreate struct {
-	Name       string            `json:"name"`
-	Driver     string            `json:"driver,omitempty"`
-	Scope      string            `json:"scope,omitempty"`
-	Subnet     string            `json:"subnet,omitempty"`
-	Gateway    string            `json:"gateway,omitempty"`
-	IPRange    string            `json:"ip_range,omitempty"`
-	SubnetV6   string            `json:"subnet_v6,omitempty"`
-	GatewayV6  string            `json:"gateway_v6,omitempty"`
-	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
-	Internal   bool              `json:"internal,omitempty"`
-	Options    map[string]string `json:"options,omitempty"`
+	Name       string `json:"name"`
+	Driver     string `json:"driver,omitempty"`
+	Scope      string `json:"scope,omitempty"`
+	Subnet     string `json:"subnet,omitempty"`
+	Gateway    string `json:"gateway,omitempty"`
+	IPRange    string `json:"ip_range,omitempty"`
+	SubnetV6   string `json:"subnet_v6,omitempty"`
+	GatewayV6  string `json:"gateway_v6,omitempty"`
+	EnableIPv6 bool   `json:"enable_ipv6,omitempty"`
+	Internal   bool   `json:"internal,omitempty"`
+	// AuxAddresses are addresses the network's containers never get,
+	// by name, as Docker's --aux-address: each in the subnet (or
+	// subnet_v6) of its family, which must be given.
+	AuxAddresses map[string]string `json:"aux_addresses,omitempty"`
+	Options      map[string]string `json:"options,omitempty"`
 	// Labels is Network.Labels (see checkLabels for what a label may be).
 	Labels map[string]string `json:"labels,omitempty"`
 	// DNS are the network's DNS servers (IP addresses).

@@ -257,7 +257,7 @@ func (st *poolState) load(ctx context.Context, s store.Store) error {
 	st.pool, st.index = p, kv.GetIndex()
 	st.base, st.used, st.far = rg.Addr(), newBitmap(uint64(1)<<min(hostBits(rg), 63)), map[netip.Addr]struct{}{}
 	st.suspect = map[netip.Addr]struct{}{}
-	for _, a := range []netip.Addr{p.Subnet.Addr(), lastAddr(p.Subnet), p.Gateway} {
+	for _, a := range p.reservedAddrs() {
 		if p.reserved(a) {
 			if off, ok := offsetIn(st.base, st.used.size, a); ok {
 				st.used.set(off)
@@ -340,6 +340,8 @@ func (st *poolState) claim(ctx context.Context, s store.Store, want netip.Addr) 
 		return bad("is the broadcast address of")
 	case want == p.Gateway:
 		return bad("is the gateway of")
+	case p.auxName(want) != "":
+		return netip.Addr{}, fmt.Errorf("address %s is auxiliary address %q of %s: %w", want, p.auxName(want), st.subnet, sdk.ErrInvalid)
 	}
 	inUse := fmt.Errorf("address %s is already in use: %w", want, sdk.ErrConflict)
 	if st.isUsed(want) {

@@ -163,6 +163,33 @@ func TestAllocateExhausted(t *testing.T) {
 	}
 }
 
+// TestAllocateAux checks that auxiliary addresses are never handed out,
+// neither dynamically nor when asked for, also by an allocator that reads
+// the pool afresh (another host's).
+func TestAllocateAux(t *testing.T) {
+	s := newStore(t)
+	a := newAllocator(t, s, opts{})
+	aux := map[string]netip.Addr{"router": netip.MustParseAddr("10.3.0.2"), "printer": netip.MustParseAddr("10.3.0.5")}
+	pool := createPool(t, a, s, PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.3.0.0/29"), Aux: aux}).Subnet
+	for _, al := range []*Allocator{a, newAllocator(t, s, opts{})} {
+		_, err := allocate(t.Context(), al, s, pool, netip.MustParseAddr("10.3.0.2"), "static")
+		wantErr(t, err, sdk.ErrInvalid, `address 10.3.0.2 is auxiliary address "router" of 10.3.0.0/29`)
+	}
+	// A /29 has 8 addresses: network, gateway, broadcast, two auxiliary
+	// and 3 to hand out.
+	var got []string
+	for i := range 3 {
+		got = append(got, mustAllocate(t, a, s, pool, "", fmt.Sprint("ep", i)).String())
+	}
+	if fmt.Sprint(got) != "[10.3.0.3 10.3.0.4 10.3.0.6]" {
+		t.Errorf("dynamic addresses = %v", got)
+	}
+	_, err := allocate(t.Context(), a, s, pool, netip.Addr{}, "ep3")
+	wantErr(t, err, ErrPoolFull, "pool is full")
+	_, err = allocate(t.Context(), newAllocator(t, s, opts{}), s, pool, netip.Addr{}, "ep3")
+	wantErr(t, err, ErrPoolFull, "pool is full")
+}
+
 func TestAllocateRange(t *testing.T) {
 	s := newStore(t)
 	a := newAllocator(t, s, opts{})

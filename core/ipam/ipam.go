@@ -75,7 +75,9 @@
 //
 // The range is the pool's Range, or its whole subnet; a static address may
 // be anywhere in the subnet, as in Docker, so operators can keep statics
-// outside the dynamic range. For a range of more than 2^63 addresses
+// outside the dynamic range. The network, broadcast and gateway addresses
+// and the pool's auxiliary ones (Docker's --aux-address) are never handed
+// out; they are part of the pool record, so every host keeps them. For a range of more than 2^63 addresses
 // (IPv6 shorter than /65) dynamic allocation uses its first 2^63.
 //
 // Memory is a cache of the store, never the authority. An address handed
@@ -106,6 +108,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -252,6 +255,23 @@ type Pool struct {
 	// Range is the part of Subnet that dynamic allocation draws from; zero
 	// means the whole subnet.
 	Range netip.Prefix `json:"range,omitzero"`
+	// Aux are addresses of Subnet kept from containers (Docker's
+	// --aux-address: a router, a printer the network shares), by name,
+	// sorted by address. Like the gateway, none is ever allocated.
+	Aux []AuxAddress `json:"aux,omitempty"`
+}
+
+// AuxAddress is an address of a pool that no container gets, with the
+// name the operator gave it.
+type AuxAddress struct {
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+}
+
+// equal reports whether p and q are the same pool.
+func (p *Pool) equal(q *Pool) bool {
+	return p.NetworkID == q.NetworkID && p.Subnet == q.Subnet && p.Gateway == q.Gateway && p.Range == q.Range &&
+		slices.Equal(p.Aux, q.Aux)
 }
 
 // PoolRequest asks for a network's subnet.
@@ -266,6 +286,9 @@ type PoolRequest struct {
 	// Range optionally limits dynamic allocation to a prefix inside
 	// Subnet (Docker's --ip-range). It needs a Subnet.
 	Range netip.Prefix
+	// Aux are addresses of Subnet never to allocate (Docker's
+	// --aux-address), by name. They need a Subnet.
+	Aux map[string]netip.Addr
 	// V6 asks for an IPv6 subnet. With a Subnet it must match its family.
 	V6 bool
 }
@@ -338,7 +361,7 @@ func (a *Allocator) RequestPools(ctx context.Context, reqs []PoolRequest) ([]*Po
 		if !p.Subnet.IsValid() {
 			continue
 		}
-		if j := slices.IndexFunc(existing, func(e storedPool) bool { return *e.pool == *p }); j >= 0 {
+		if j := slices.IndexFunc(existing, func(e storedPool) bool { return e.pool.equal(p) }); j >= 0 {
 			out[i] = existing[j].pool
 			ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_CHECK_INDEX, Key: poolKey(p.Subnet), Index: existing[j].index})
 			continue
@@ -587,6 +610,8 @@ func checkRequest(r PoolRequest) (*Pool, error) {
 			return bad("gateway %s needs a subnet", r.Gateway)
 		case r.Range.IsValid():
 			return bad("range %s needs a subnet", r.Range)
+		case len(r.Aux) > 0:
+			return bad("auxiliary addresses need a subnet")
 		}
 		return p, nil
 	}
@@ -628,17 +653,67 @@ func checkRequest(r PoolRequest) (*Pool, error) {
 			return bad("range %s is not inside subnet %s", rg, sub)
 		case rg == sub:
 			p.Range = netip.Prefix{} // the same thing, spelt one way
-		case allReserved(p, rg):
-			return bad("range %s has no address to allocate besides the network, broadcast and gateway addresses", rg)
 		}
+	}
+	if err := p.setAux(r.Aux); err != nil {
+		return nil, err
+	}
+	if rg := p.Range; rg.IsValid() && allReserved(p, rg) {
+		return bad("range %s has no address to allocate besides the network, broadcast, gateway and auxiliary addresses", rg)
 	}
 	return p, nil
 }
 
+// setAux checks the auxiliary addresses aux of p, whose subnet and
+// gateway are checked, and sets them, sorted by address.
+func (p *Pool) setAux(aux map[string]netip.Addr) error {
+	bad := func(name string, a netip.Addr, format string, args ...any) error {
+		return fmt.Errorf("auxiliary address %q (%s) "+format+": %w", append([]any{name, a}, append(args, sdk.ErrInvalid)...)...)
+	}
+	sub := p.Subnet
+	for name, a := range aux {
+		switch {
+		case name == "":
+			return fmt.Errorf("auxiliary address %s has no name: %w", a, sdk.ErrInvalid)
+		case !a.IsValid():
+			return fmt.Errorf("auxiliary address %q has no address: %w", name, sdk.ErrInvalid)
+		case a.Zone() != "":
+			return bad(name, a, "has a zone")
+		case !sub.Contains(a):
+			return bad(name, a, "is not in subnet %s", sub)
+		case a == sub.Addr():
+			return bad(name, a, "is the network address of %s", sub)
+		case a.Is4() && a == lastAddr(sub):
+			return bad(name, a, "is the broadcast address of %s", sub)
+		case a == p.Gateway:
+			return bad(name, a, "is the gateway of %s", sub)
+		}
+		p.Aux = append(p.Aux, AuxAddress{Name: name, Addr: a})
+	}
+	slices.SortFunc(p.Aux, func(x, y AuxAddress) int { return x.Addr.Compare(y.Addr) })
+	for i := 1; i < len(p.Aux); i++ {
+		if x, y := p.Aux[i-1], p.Aux[i]; x.Addr == y.Addr {
+			first, second := min(x.Name, y.Name), max(x.Name, y.Name)
+			return fmt.Errorf("auxiliary addresses %q and %q are both %s: %w", first, second, x.Addr, sdk.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// auxName is the name of auxiliary address a of p, or "".
+func (p *Pool) auxName(a netip.Addr) string {
+	for _, x := range p.Aux {
+		if x.Addr == a {
+			return x.Name
+		}
+	}
+	return ""
+}
+
 // allReserved reports whether every address of rg is reserved in p.
 func allReserved(p *Pool, rg netip.Prefix) bool {
-	if hostBits(rg) >= 2 {
-		return false // 4 addresses or more, at most 3 reserved
+	if hostBits(rg) >= bits.Len(uint(3+len(p.Aux))) {
+		return false // more addresses than the 3 + len(p.Aux) reserved
 	}
 	for a, n := rg.Addr(), 0; n < 1<<hostBits(rg); a, n = a.Next(), n+1 {
 		if !p.reserved(a) {
@@ -648,8 +723,18 @@ func allReserved(p *Pool, rg netip.Prefix) bool {
 	return true
 }
 
-// reserved reports whether a is the network, broadcast or gateway
-// address of p; none of them is ever allocated.
+// reserved reports whether a is the network, broadcast, gateway or an
+// auxiliary address of p; none of them is ever allocated.
 func (p *Pool) reserved(a netip.Addr) bool {
-	return a == p.Subnet.Addr() || a == p.Gateway || (a.Is4() && a == lastAddr(p.Subnet))
+	return a == p.Subnet.Addr() || a == p.Gateway || (a.Is4() && a == lastAddr(p.Subnet)) || p.auxName(a) != ""
+}
+
+// reservedAddrs are the addresses reserved in p (see reserved), some
+// perhaps twice.
+func (p *Pool) reservedAddrs() []netip.Addr {
+	rs := []netip.Addr{p.Subnet.Addr(), lastAddr(p.Subnet), p.Gateway}
+	for _, x := range p.Aux {
+		rs = append(rs, x.Addr)
+	}
+	return rs
 }

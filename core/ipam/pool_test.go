@@ -111,6 +111,17 @@ func TestRequestPoolInvalid(t *testing.T) {
 		{"range host bits", PoolRequest{NetworkID: "n", Subnet: sub, Range: pfx("10.1.0.5/25")}, "range 10.1.0.5/25 has host bits set"},
 		{"range only reserved", PoolRequest{NetworkID: "n", Subnet: sub, Range: pfx("10.1.0.0/31")}, "range 10.1.0.0/31 has no address to allocate"},
 		{"range only gateway", PoolRequest{NetworkID: "n", Subnet: sub, Gateway: addr("10.1.0.9"), Range: pfx("10.1.0.9/32")}, "range 10.1.0.9/32 has no address"},
+		{"range only auxiliary", PoolRequest{NetworkID: "n", Subnet: sub, Range: pfx("10.1.0.8/31"), Aux: map[string]netip.Addr{"a": addr("10.1.0.8"), "b": addr("10.1.0.9")}},
+			"range 10.1.0.8/31 has no address to allocate besides the network, broadcast, gateway and auxiliary addresses"},
+		{"auxiliary without subnet", PoolRequest{NetworkID: "n", Aux: map[string]netip.Addr{"router": addr("10.1.0.5")}}, "auxiliary addresses need a subnet"},
+		{"auxiliary outside", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"router": addr("10.2.0.5")}}, `auxiliary address "router" (10.2.0.5) is not in subnet 10.1.0.0/24`},
+		{"auxiliary other family", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"router": addr("fd00::5")}}, `auxiliary address "router" (fd00::5) is not in subnet 10.1.0.0/24`},
+		{"auxiliary network address", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"r": addr("10.1.0.0")}}, `auxiliary address "r" (10.1.0.0) is the network address of 10.1.0.0/24`},
+		{"auxiliary broadcast", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"r": addr("10.1.0.255")}}, `auxiliary address "r" (10.1.0.255) is the broadcast address of 10.1.0.0/24`},
+		{"auxiliary gateway", PoolRequest{NetworkID: "n", Subnet: sub, Gateway: addr("10.1.0.9"), Aux: map[string]netip.Addr{"r": addr("10.1.0.9")}}, `auxiliary address "r" (10.1.0.9) is the gateway of 10.1.0.0/24`},
+		{"auxiliary twice", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"r1": addr("10.1.0.9"), "r2": addr("10.1.0.9")}}, `auxiliary addresses "r1" and "r2" are both 10.1.0.9`},
+		{"auxiliary without name", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"": addr("10.1.0.9")}}, "auxiliary address 10.1.0.9 has no name"},
+		{"auxiliary with zone", PoolRequest{NetworkID: "n", Subnet: pfx("fd00::/64"), V6: true, Aux: map[string]netip.Addr{"r": addr("fd00::9%eth0")}}, `auxiliary address "r" (fd00::9%eth0) has a zone`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -143,18 +154,20 @@ func TestRequestPoolExplicit(t *testing.T) {
 			Pool{Subnet: pfx("fd00::/64"), Gateway: addr("fd00::ffff:ffff:ffff:ffff")}},
 		{"IPv6 /48", PoolRequest{Subnet: pfx("fd00:2::/48"), V6: true},
 			Pool{Subnet: pfx("fd00:2::/48"), Gateway: addr("fd00:2::1")}},
+		{"auxiliary addresses, sorted by address", PoolRequest{Subnet: pfx("10.1.0.0/24"), Aux: map[string]netip.Addr{"printer": addr("10.1.0.20"), "router": addr("10.1.0.9")}},
+			Pool{Subnet: pfx("10.1.0.0/24"), Gateway: addr("10.1.0.1"), Aux: []AuxAddress{{"router", addr("10.1.0.9")}, {"printer", addr("10.1.0.20")}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
 			a := newAllocator(t, s, opts{})
 			tc.req.NetworkID, tc.want.NetworkID = "n", "n"
 			got := createPool(t, a, s, tc.req)
-			if *got != tc.want {
+			if !got.equal(&tc.want) {
 				t.Errorf("pool = %+v, want %+v", got, tc.want)
 			}
 			// What a fresh allocator reads back is the same.
 			pools, err := newAllocator(t, s, opts{}).Pools(t.Context())
-			if err != nil || len(pools) != 1 || *pools[0] != tc.want {
+			if err != nil || len(pools) != 1 || !pools[0].equal(&tc.want) {
 				t.Errorf("Pools() = %v, %v", pools, err)
 			}
 		})
@@ -285,7 +298,7 @@ func TestRequestPoolIdempotent(t *testing.T) {
 	req := PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.9.0.0/24"), Range: netip.MustParsePrefix("10.9.0.128/25")}
 	first := createPool(t, a, s, req)
 	again, ops, err := a.RequestPool(t.Context(), req)
-	if err != nil || *again != *first {
+	if err != nil || !again.equal(first) {
 		t.Fatalf("again: %+v, %v; want %+v", again, err, first)
 	}
 	if len(ops) != 1 || ops[0].GetVerb() != pb.TxnOp_CHECK_INDEX {

@@ -19,17 +19,18 @@ func (a *Allocator) Used(ctx context.Context, subnet netip.Prefix) (int, error) 
 
 // Capacity returns how many addresses dynamic allocation may hand out in
 // a network's pool: those of rng (the whole subnet when rng is zero) but
-// the network, broadcast and gateway addresses. For IPv6 subnets larger
-// than 2^53 addresses the figure is rounded, as a float64 is.
-func Capacity(subnet netip.Prefix, gateway netip.Addr, rng netip.Prefix) float64 {
-	p := &Pool{Subnet: subnet.Masked(), Gateway: gateway}
+// the network, broadcast, gateway and auxiliary addresses. For IPv6
+// subnets larger than 2^53 addresses the figure is rounded, as a float64
+// is.
+func Capacity(subnet netip.Prefix, gateway netip.Addr, rng netip.Prefix, aux []AuxAddress) float64 {
+	p := &Pool{Subnet: subnet.Masked(), Gateway: gateway, Aux: aux}
 	span := p.Subnet
 	if rng.IsValid() {
 		span = rng.Masked()
 	}
 	n := math.Ldexp(1, hostBits(span))
 	seen := map[netip.Addr]bool{}
-	for _, r := range []netip.Addr{p.Subnet.Addr(), p.Gateway, lastAddr(p.Subnet)} {
+	for _, r := range p.reservedAddrs() {
 		if r.IsValid() && !seen[r] && span.Contains(r) && p.reserved(r) {
 			seen[r] = true
 			n--

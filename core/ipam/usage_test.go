@@ -8,21 +8,28 @@ import (
 func TestCapacity(t *testing.T) {
 	tests := []struct {
 		subnet, gateway, rng string
+		aux                  []string
 		want                 float64
 	}{
-		{"10.0.0.0/24", "10.0.0.1", "", 253},
-		{"10.0.0.0/24", "10.0.0.1", "10.0.0.128/25", 127},
-		{"10.0.0.0/24", "10.0.0.200", "10.0.0.128/25", 126},
-		{"10.0.0.0/30", "10.0.0.1", "", 1},
-		{"fd00::/120", "fd00::1", "", 254},
+		{"10.0.0.0/24", "10.0.0.1", "", nil, 253},
+		{"10.0.0.0/24", "10.0.0.1", "10.0.0.128/25", nil, 127},
+		{"10.0.0.0/24", "10.0.0.200", "10.0.0.128/25", nil, 126},
+		{"10.0.0.0/30", "10.0.0.1", "", nil, 1},
+		{"fd00::/120", "fd00::1", "", nil, 254},
+		{"10.0.0.0/24", "10.0.0.1", "", []string{"10.0.0.5", "10.0.0.6"}, 251},
+		{"10.0.0.0/24", "10.0.0.1", "10.0.0.128/25", []string{"10.0.0.5", "10.0.0.200"}, 126},
 	}
 	for _, tt := range tests {
 		var rng netip.Prefix
 		if tt.rng != "" {
 			rng = netip.MustParsePrefix(tt.rng)
 		}
-		if got := Capacity(netip.MustParsePrefix(tt.subnet), netip.MustParseAddr(tt.gateway), rng); got != tt.want {
-			t.Errorf("Capacity(%s, %s, %s) = %v, want %v", tt.subnet, tt.gateway, tt.rng, got, tt.want)
+		var aux []AuxAddress
+		for _, a := range tt.aux {
+			aux = append(aux, AuxAddress{Name: a, Addr: netip.MustParseAddr(a)})
+		}
+		if got := Capacity(netip.MustParsePrefix(tt.subnet), netip.MustParseAddr(tt.gateway), rng, aux); got != tt.want {
+			t.Errorf("Capacity(%s, %s, %s, %v) = %v, want %v", tt.subnet, tt.gateway, tt.rng, tt.aux, got, tt.want)
 		}
 	}
 }

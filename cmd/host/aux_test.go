@@ -1,0 +1,80 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestAuxAddresses: a network made with --aux-address, as Docker's, never
+// gives those addresses to a container, neither picked nor asked for, and
+// network inspect lists them; one that cannot be is refused naming it,
+// and nothing is made.
+func TestAuxAddresses(t *testing.T) {
+	a := bridgeAgent(t)
+	run := func(args ...string) (string, int) {
+		return sandnetCmd(t, append([]string{"--socket", a.Socket}, args...)...)
+	}
+	if out, code := run("network", "create", "--subnet", "10.51.0.0/29", "--aux-address", "router=10.51.0.2",
+		"--aux-address", "printer=10.51.0.5", "aux"); code != 0 {
+		t.Fatalf("network create: exit %d\n%s", code, out)
+	}
+	out, code := run("network", "inspect", "aux")
+	for _, want := range []string{`(?m)^Aux address: +printer=10\.51\.0\.5$`, `(?m)^Aux address: +router=10\.51\.0\.2$`} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("network inspect: exit %d, want a line matching %s\n%s", code, want, out)
+		}
+	}
+	// A /29 has the network, gateway and broadcast addresses, the two
+	// auxiliary ones and three for containers.
+	var got []string
+	for _, c := range []string{"c1", "c2", "c3"} {
+		if out, code := run("sandbox", "create", "--network", "aux", c); code != 0 {
+			t.Fatalf("sandbox create %s: exit %d\n%s", c, code, out)
+		}
+		out, _ := run("sandbox", "inspect", "--format", "{{range .Endpoints}}{{.Address}}{{end}}", c)
+		got = append(got, strings.TrimSpace(out))
+	}
+	if strings.Join(got, " ") != "10.51.0.3/29 10.51.0.4/29 10.51.0.6/29" {
+		t.Errorf("the containers got %v, want 10.51.0.3, .4 and .6 (not the auxiliary .2 and .5)", got)
+	}
+	if out, code := run("sandbox", "create", "--network", "aux", "c4"); code == 0 || !strings.Contains(out, "pool is full") {
+		t.Errorf("a fourth container: exit %d, want the pool full\n%s", code, out)
+	}
+	if out, code := run("sandbox", "create", "--network", "aux", "--ip", "10.51.0.2", "c5"); code == 0 || !strings.Contains(out, `address 10.51.0.2 is auxiliary address "router" of 10.51.0.0/29`) {
+		t.Errorf("asking for the router's address: exit %d\n%s", code, out)
+	}
+	// Each address goes to the subnet of its family.
+	if out, code := run("network", "create", "--subnet", "10.54.0.0/24", "--subnet-v6", "fd00:54::/64",
+		"--aux-address", "r4=10.54.0.2", "--aux-address", "r6=fd00:54::2", "aux6"); code != 0 {
+		t.Fatalf("network create aux6: exit %d\n%s", code, out)
+	}
+	out, code = run("network", "inspect", "aux6")
+	for _, want := range []string{`(?m)^Subnet: +10\.54\.0\.0/24 .*\nAux address: +r4=10\.54\.0\.2$`, `(?m)^Subnet: +fd00:54::/64 .*\nAux address: +r6=fd00:54::2$`} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("network inspect aux6: exit %d, want lines matching %s\n%s", code, want, out)
+		}
+	}
+	if out, code := run("sandbox", "create", "--network", "aux6", "--ip6", "fd00:54::2", "c6"); code == 0 || !strings.Contains(out, `address fd00:54::2 is auxiliary address "r6" of fd00:54::/64`) {
+		t.Errorf("asking for r6's address: exit %d\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=10.53.0.2"}, `auxiliary address "router" (10.53.0.2) is not in subnet 10.52.0.0/24`},
+		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "gw=10.52.0.1"}, `auxiliary address "gw" (10.52.0.1) is the gateway of 10.52.0.0/24`},
+		{[]string{"--aux-address", "router=10.52.0.2"}, "aux_addresses.router: 10.52.0.2 needs the network's subnet given"},
+		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=x"}, `aux_addresses.router: "x" is not an IP address`},
+		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router"}, `-aux-address "router": want key=value`},
+		{[]string{"--subnet", "10.52.0.0/24", "--ipv6", "--aux-address", "r6=fd00:52::2"}, "aux_addresses.r6: fd00:52::2 needs the network's subnet_v6 given"},
+	} {
+		args := append(append([]string{"network", "create"}, tc.args...), "bad")
+		if out, code := run(args...); code == 0 || !strings.Contains(out, tc.says) {
+			t.Errorf("sandnet %s: exit %d, want it to say %q\n%s", strings.Join(args, " "), code, tc.says, out)
+		}
+	}
+	if out, _ := run("network", "ls", "-q", "--filter", "name=bad"); out != "" {
+		t.Errorf("a refused network is listed: %q", out)
+	}
+}
