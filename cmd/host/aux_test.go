@@ -15,7 +15,8 @@ func TestAuxAddresses(t *testing.T) {
 	run := func(args ...string) (string, int) {
 		return sandnetCmd(t, append([]string{"--socket", a.Socket}, args...)...)
 	}
-	if out, code := run("network", "create", "--subnet", "10.51.0.0/29", "--aux-address", "router=10.51.0.2",
+	// Docker's spellings -d and --opt work too, and ls -f.
+	if out, code := run("network", "create", "-d", "bridge", "--opt", "com.docker.network.driver.mtu=1400", "--subnet", "10.51.0.0/29", "--aux-address", "router=10.51.0.2",
 		"--aux-address", "printer=10.51.0.5", "aux"); code != 0 {
 		t.Fatalf("network create: exit %d\n%s", code, out)
 	}
@@ -76,5 +77,8 @@ func TestAuxAddresses(t *testing.T) {
 	}
 	if out, _ := run("network", "ls", "-q", "--filter", "name=bad"); out != "" {
 		t.Errorf("a refused network is listed: %q", out)
+	}
+	if out, code := run("network", "ls", "--format", "{{.Name}} {{.Driver}} {{index .Options \"com.docker.network.driver.mtu\"}}", "-f", "name=aux", "-f", "driver=bridge"); code != 0 || out != "aux bridge 1400\naux6 bridge \n" {
+		t.Errorf("network ls -f name=aux: exit %d, %q", code, out)
 	}
 }

@@ -31,6 +31,7 @@ func networkCreateCmd(args []string) int {
 	var req controller.NetworkCreate
 	var opts, labels, dns, aux stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
+	fs.StringVar(&req.Driver, "d", controller.DefaultDriver, "short for -driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
 	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
@@ -43,6 +44,7 @@ func networkCreateCmd(args []string) int {
 	fs.BoolVar(&req.EnableIPv6, "ipv6", false, "give containers IPv6 addresses too")
 	fs.BoolVar(&req.Internal, "internal", false, "no way out: no gateway route, no NAT")
 	fs.Var(&opts, "o", "driver option key=value (repeatable)")
+	fs.Var(&opts, "opt", "the same as -o, as docker names it")
 	fs.Var(&labels, "label", "label key=value, or key for an empty value: metadata network ls --filter selects by (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Name, req.DNS = pos[0], dns
@@ -117,6 +119,7 @@ func networkLsCmd(args []string) int {
 	fs := newFlags("network ls", "")
 	var filters stringList
 	fs.Var(&filters, "filter", "only networks matching key=value, key one of name (a part of it), id (a prefix), driver, scope, label (key or key=value) (repeatable: one value of each key given must match)")
+	fs.Var(&filters, "f", "short for -filter")
 	quiet := fs.Bool("q", false, "print the IDs only")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
 		q, err := filterQuery(filters, networkFilterKeys, true)
