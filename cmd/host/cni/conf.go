@@ -171,8 +171,10 @@ func newAttachment(conf *NetConf, a *Args, container, ifname, netns string) (*at
 		at.mac = string(a.MAC)
 	}
 	if at.mac != "" {
-		if _, err := net.ParseMAC(at.mac); err != nil {
-			return nil, confError("mac", "%q is not a MAC address", at.mac)
+		// As the agent checks it: six bytes (net.ParseMAC also reads
+		// EUI-64 and InfiniBand forms), not multicast.
+		if mac, err := net.ParseMAC(at.mac); err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			return nil, confError("mac", "%q is not a unicast Ethernet address", at.mac)
 		}
 	}
 	for i, pm := range conf.RuntimeConfig.PortMappings {
