@@ -266,8 +266,9 @@ func confirm(question string) bool {
 func connectCmd(args []string) int {
 	fs := newFlags("connect", "NETWORK CONTAINER")
 	var req controller.Connect
-	var aliases, publish stringList
+	var aliases, publish, driverOpts stringList
 	fs.Var(&aliases, "alias", "network-scoped alias (repeatable)")
+	fs.Var(&driverOpts, "driver-opt", "key=value: an option for the network's driver about this endpoint (repeatable)")
 	fs.Var(&publish, "publish", "publish a port or a range: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
 	fs.StringVar(&req.IP, "ip", "", "static IPv4 address")
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
@@ -278,6 +279,10 @@ func connectCmd(args []string) int {
 	fs.StringVar(&req.Interface, "interface", "", "the interface's name in the container (default: the next ethN)")
 	return clientCmd(fs, args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Container, req.Aliases, req.Publish = pos[1], aliases, publish
+		var err error
+		if req.DriverOpts, err = keyValues("-driver-opt", driverOpts, true); err != nil {
+			return err
+		}
 		ep, err := c.Connect(ctx, pos[0], req)
 		if err != nil {
 			return err

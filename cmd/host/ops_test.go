@@ -277,7 +277,7 @@ func TestInspectShowsAll(t *testing.T) {
 		{"network", "create", "--socket", a.Socket, "--label", "project=blog", "other"},
 
 		{"sandbox", "create", "--socket", a.Socket, "--network", "ins", "--alias", "www", "--publish", "8080:80", "--hostname", "h1", "--mac-address", "02:00:00:00:00:49", "c1"},
-		{"connect", "--socket", a.Socket, "--interface", "net1", "--mac", "02:00:00:00:01:49", "other", "c1"},
+		{"connect", "--socket", a.Socket, "--interface", "net1", "--mac", "02:00:00:00:01:49", "--driver-opt", "com.example.tier=gold", "other", "c1"},
 	} {
 		if out, code := sandnetCmd(t, args...); code != 0 {
 			t.Fatalf("sandnet %s: exit %d\n%s", strings.Join(args, " "), code, out)
@@ -294,6 +294,10 @@ func TestInspectShowsAll(t *testing.T) {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("sandnet sandbox inspect c1: exit %d, want a line matching %s:\n%s", code, want, out)
 		}
+	}
+	// The connect's driver options are the endpoint's.
+	if out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", a.Socket, "--format", `{{range .Endpoints}}[{{index .DriverOpts "com.example.tier"}}]{{end}}`, "c1"); code != 0 || out != "[][gold]\n" {
+		t.Errorf("sandbox inspect: exit %d, driver options %q, want [][gold]", code, out)
 	}
 	out, code = sandnetCmd(t, "network", "inspect", "--socket", a.Socket, "ins")
 	for _, want := range []string{

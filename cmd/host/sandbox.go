@@ -221,10 +221,11 @@ func sandboxRenameCmd(args []string) int {
 
 // networkFlags are the -network flags of a create, which connects the
 // sandbox to those networks in the same request, and the -ip, -ip6,
-// -mac, -alias and -publish that apply to the first, as with `docker run`.
+// -mac, -alias, -publish and -driver-opt that apply to the first, as
+// with `docker run`.
 type networkFlags struct {
-	networks, aliases, publish stringList
-	first                      controller.Connect
+	networks, aliases, publish, driverOpts stringList
+	first                                  controller.Connect
 }
 
 // register adds the flags to fs; -ip6 only with ip6.
@@ -238,6 +239,7 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 	fs.StringVar(&n.first.MAC, "mac", "", "the MAC address of the interface on the first -network")
 	fs.StringVar(&n.first.MAC, "mac-address", "", "the same as -mac, as docker names it")
 	fs.Var(&n.publish, "publish", "publish a port or a range on the first -network: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
+	fs.Var(&n.driverOpts, "driver-opt", "key=value: an option for the first -network's driver about this endpoint (repeatable)")
 }
 
 // sandboxNetworks returns the networks of a SandboxCreate, the first with
@@ -245,8 +247,12 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 func (n *networkFlags) sandboxNetworks() ([]controller.SandboxNetwork, error) {
 	first := n.first
 	first.Aliases, first.Publish = n.aliases, n.publish
-	if len(n.networks) == 0 && (first.IP != "" || first.IPv6 != "" || first.MAC != "" || len(first.Aliases) > 0 || len(first.Publish) > 0) {
-		return nil, fmt.Errorf("-ip, -ip6, -mac, -alias and -publish apply to the first -network; none given")
+	var err error
+	if first.DriverOpts, err = keyValues("-driver-opt", n.driverOpts, true); err != nil {
+		return nil, err
+	}
+	if len(n.networks) == 0 && (first.IP != "" || first.IPv6 != "" || first.MAC != "" || len(first.Aliases) > 0 || len(first.Publish) > 0 || len(first.DriverOpts) > 0) {
+		return nil, fmt.Errorf("-ip, -ip6, -mac, -alias, -publish and -driver-opt apply to the first -network; none given")
 	}
 	var out []controller.SandboxNetwork
 	for i, name := range n.networks {

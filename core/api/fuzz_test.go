@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sandnet/sandnet/core/controller"
@@ -25,7 +26,7 @@ func FuzzRequestBodies(f *testing.F) {
 	for _, seed := range []string{
 		`{"container_id":"c1","networks":[{"network":"n","ip":"10.0.0.5","publish":["8080:80/tcp"],"aliases":["web"]}],"hostname":"h","dns_search":["example.com."],"dns_options":["ndots:2"],"extra_hosts":[{"name":"db","ip":"192.0.2.1"}]}`,
 		`{"name":"n","driver":"bridge","subnet":"10.1.0.0/24","gateway":"10.1.0.1","options":{"com.sandnet.bridge.name":"br0"}}`,
-		`{"container":"c1","ip":"10.0.0.5","ipv6":"fd00::5","priority":1,"publish":["127.0.0.1::53/udp"],"interface":"eth1","mac":"02:42:0a:00:00:05"}`,
+		`{"container":"c1","ip":"10.0.0.5","ipv6":"fd00::5","priority":1,"publish":["127.0.0.1::53/udp"],"interface":"eth1","mac":"02:42:0a:00:00:05","driver_opts":{"vlan":"42"}}`,
 		`{"container_id":"../../etc"}`,
 		`{"container_id":"a\nb"}`,
 		`{"dns_search":["a\nnameserver 6.6.6.6"],"container_id":"c"}`,
@@ -149,5 +150,11 @@ func checkConnect(t *testing.T, c controller.Connect) {
 	}
 	for _, a := range c.Aliases {
 		token(t, "aliases", a)
+	}
+	for k, v := range c.DriverOpts {
+		// Logged and handed to a plugin: one line each.
+		if strings.ContainsFunc(k+v, unicode.IsControl) || !utf8.ValidString(k+v) {
+			t.Errorf("driver option %q=%q accepted", k, v)
+		}
 	}
 }

@@ -376,7 +376,7 @@ func (c *Controller) netProto(n *Network) *pb.Network {
 
 // epProto is the wire form of an endpoint for drivers.
 func epProto(ep *Endpoint) *pb.Endpoint {
-	p := &pb.Endpoint{Id: ep.ID, Name: ep.Name, NetworkId: ep.NetworkID, Interface: &pb.EndpointInterface{Mac: ep.MAC}}
+	p := &pb.Endpoint{Id: ep.ID, Name: ep.Name, NetworkId: ep.NetworkID, Interface: &pb.EndpointInterface{Mac: ep.MAC}, Options: ep.DriverOpts}
 	if ep.Address.IsValid() {
 		p.Interface.Address = ep.Address.String()
 	}

@@ -64,7 +64,11 @@ type connectArgs struct {
 	mac     string // normalized; empty: the driver's
 }
 
-// parseConnect checks a Connect's name, aliases, ports and addresses.
+// maxDriverOpts bounds an endpoint's driver options.
+const maxDriverOpts = 64
+
+// parseConnect checks a Connect's name, aliases, ports, driver options
+// and addresses.
 // Errors start with the field's name.
 func parseConnect(req Connect) (a connectArgs, err error) {
 	a.req = req
@@ -77,6 +81,9 @@ func parseConnect(req Connect) (a connectArgs, err error) {
 		}
 	}
 	if a.ports, err = parsePorts(req.Publish); err != nil {
+		return a, err
+	}
+	if err := checkKeyValues("driver_opts", req.DriverOpts, maxDriverOpts); err != nil {
 		return a, err
 	}
 	if a.ip, err = parseAddr("ip", req.IP); err != nil {
@@ -182,7 +189,7 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	}
 	ep := &Endpoint{
 		ID: id, Name: name, NetworkID: n.ID, HostID: c.cfg.HostID, Aliases: req.Aliases, Priority: req.Priority,
-		Ports: a.ports, IfName: a.ifname, MAC: a.mac, Created: time.Now().UTC(),
+		Ports: a.ports, IfName: a.ifname, MAC: a.mac, DriverOpts: req.DriverOpts, Created: time.Now().UTC(),
 	}
 	if n.Scope == scopeGlobal && c.cfg.AdvertiseAddr.IsValid() {
 		ep.VTEP = c.cfg.AdvertiseAddr.String()

@@ -22,19 +22,27 @@ const (
 // filter writes key=value), each value at most maxLabelValueLen bytes
 // without control characters. Errors name the label (labels.KEY).
 func checkLabels(labels map[string]string) error {
-	if len(labels) > maxLabels {
-		return errorf(sdk.ErrInvalid, "labels: %d labels; at most %d", len(labels), maxLabels)
+	return checkKeyValues("labels", labels, maxLabels)
+}
+
+// checkKeyValues checks the key=value pairs of field (labels, driver
+// options): at most max, each key 1 to maxLabelKeyLen bytes of UTF-8
+// with no "=", space or control character, each value at most
+// maxLabelValueLen bytes of UTF-8 with no control character.
+func checkKeyValues(field string, m map[string]string, max int) error {
+	if len(m) > max {
+		return errorf(sdk.ErrInvalid, "%s: %d entries; at most %d", field, len(m), max)
 	}
-	for k, v := range labels {
+	for k, v := range m {
 		switch {
 		case k == "" || len(k) > maxLabelKeyLen:
-			return errorf(sdk.ErrInvalid, "labels: a key of %d bytes; a key is 1 to %d", len(k), maxLabelKeyLen)
+			return errorf(sdk.ErrInvalid, "%s: a key of %d bytes; a key is 1 to %d", field, len(k), maxLabelKeyLen)
 		case !utf8.ValidString(k) || strings.ContainsFunc(k, func(r rune) bool { return r == '=' || unicode.IsSpace(r) || unicode.IsControl(r) }):
-			return errorf(sdk.ErrInvalid, "labels: key %q has \"=\", a space or a control character", clip(k))
+			return errorf(sdk.ErrInvalid, "%s: key %q has \"=\", a space or a control character", field, clip(k))
 		case len(v) > maxLabelValueLen:
-			return errorf(sdk.ErrInvalid, "labels.%s: a value of %d bytes; at most %d", k, len(v), maxLabelValueLen)
+			return errorf(sdk.ErrInvalid, "%s.%s: a value of %d bytes; at most %d", field, k, len(v), maxLabelValueLen)
 		case !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl):
-			return errorf(sdk.ErrInvalid, "labels.%s: the value %q has a control character", k, clip(v))
+			return errorf(sdk.ErrInvalid, "%s.%s: the value %q has a control character", field, k, clip(v))
 		}
 	}
 	return nil

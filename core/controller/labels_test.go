@@ -23,7 +23,7 @@ func TestCheckLabels(t *testing.T) {
 		{map[string]string{"a b": "x"}, `labels: key "a b" has`},
 		{map[string]string{"k": "line\nbreak"}, `labels.k: the value "line\nbreak" has a control character`},
 		{map[string]string{"k": strings.Repeat("v", maxLabelValueLen+1)}, "labels.k: a value of 4097 bytes"},
-		{many, "labels: 129 labels; at most 128"},
+		{many, "labels: 129 entries; at most 128"},
 	} {
 		err := checkLabels(tc.labels)
 		if tc.err == "" && err != nil || tc.err != "" && (!errors.Is(err, sdk.ErrInvalid) || !strings.HasPrefix(err.Error(), tc.err)) {

@@ -83,6 +83,8 @@ type Endpoint struct {
 	Aliases    []string        `json:"aliases,omitempty"`
 	Priority   int             `json:"priority,omitempty"`
 	Ports      []PortBinding   `json:"ports,omitempty"`
+	// DriverOpts are the connect's (Connect.DriverOpts).
+	DriverOpts map[string]string `json:"driver_opts,omitempty"`
 	// External is true while ProgramExternalConnectivity is in effect.
 	External bool      `json:"external,omitempty"`
 	Created  time.Time `json:"created"`
@@ -190,6 +192,11 @@ type Connect struct {
 	Interface string `json:"interface,omitempty"`
 	// MAC is the sandbox interface's MAC address; empty: the driver's.
 	MAC string `json:"mac,omitempty"`
+	// DriverOpts are options for the network's driver about this
+	// endpoint (Docker's --driver-opt): stored with the endpoint and
+	// given to the driver in every call about it (pb.Endpoint.options).
+	// A driver that declares its endpoint options refuses others.
+	DriverOpts map[string]string `json:"driver_opts,omitempty"`
 }
 
 // newID returns a random 256-bit ID in hex, as Docker's IDs are.

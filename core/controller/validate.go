@@ -2,7 +2,10 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -72,6 +75,13 @@ func (r Connect) Validate() error {
 // published ports on a network nothing outside reaches (internal) or
 // whose driver gives the container no address to forward them to.
 func checkConnectArgs(n *Network, caps *pb.Capabilities, a connectArgs) error {
+	if known := caps.GetEndpointOptions(); len(known) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(a.req.DriverOpts)) {
+			if !slices.Contains(known, k) {
+				return errorf(sdk.ErrInvalid, "driver_opts.%s: not an endpoint option of driver %q (known: %s)", clip(k), n.Driver, strings.Join(known, ", "))
+			}
+		}
+	}
 	if len(a.ports) > 0 && !caps.GetNeedsAddresses() {
 		return errorf(sdk.ErrInvalid, "publish: network %s (driver %s) assigns no addresses, so no port can be published to its containers", n.Name, n.Driver)
 	}

@@ -93,9 +93,15 @@ type Capabilities struct {
 	// peers says the driver serves PeerAdd and PeerDelete: the host tells
 	// it about the endpoints of its global networks on other hosts. The
 	// host calls them only on a driver that says so.
-	Peers         bool `protobuf:"varint,6,opt,name=peers,proto3" json:"peers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Peers bool `protobuf:"varint,6,opt,name=peers,proto3" json:"peers,omitempty"`
+	// endpoint_options are the keys of endpoint options (`connect
+	// --driver-opt KEY=VALUE`, Endpoint.options) the driver understands.
+	// As with network_options, when the list is not empty the host refuses
+	// a connect whose options hold any other key before it calls the
+	// driver; a driver that lists none is given every key.
+	EndpointOptions []string `protobuf:"bytes,7,rep,name=endpoint_options,json=endpointOptions,proto3" json:"endpoint_options,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -168,6 +174,13 @@ func (x *Capabilities) GetPeers() bool {
 		return x.Peers
 	}
 	return false
+}
+
+func (x *Capabilities) GetEndpointOptions() []string {
+	if x != nil {
+		return x.EndpointOptions
+	}
+	return nil
 }
 
 // IPAMData is one address pool of a network.
@@ -495,14 +508,19 @@ func (x *PortBinding) GetHostPortEnd() uint32 {
 }
 
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	NetworkId     string                 `protobuf:"bytes,3,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
-	Interface     *EndpointInterface     `protobuf:"bytes,4,opt,name=interface,proto3" json:"interface,omitempty"`
-	Options       map[string]string      `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	PortBindings  []*PortBinding         `protobuf:"bytes,6,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
-	ExposedPorts  []*PortBinding         `protobuf:"bytes,7,rep,name=exposed_ports,json=exposedPorts,proto3" json:"exposed_ports,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	NetworkId string                 `protobuf:"bytes,3,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Interface *EndpointInterface     `protobuf:"bytes,4,opt,name=interface,proto3" json:"interface,omitempty"`
+	// options are the endpoint's driver options, as the connect gave them
+	// (`connect --driver-opt KEY=VALUE`, Docker's DriverOpts of an
+	// endpoint): stored with the endpoint, so every call about it carries
+	// them — CreateEndpoint, Join, Attach, Leave, DeleteEndpoint, a replay
+	// after a restart.
+	Options       map[string]string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PortBindings  []*PortBinding    `protobuf:"bytes,6,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
+	ExposedPorts  []*PortBinding    `protobuf:"bytes,7,rep,name=exposed_ports,json=exposedPorts,proto3" json:"exposed_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,8 +847,10 @@ type JoinRequest struct {
 	Network  *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// sandbox_key is the path of the sandbox's bind-mounted network namespace.
-	SandboxKey string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Options    map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SandboxKey string `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	// options is unused: the host sends none. An endpoint's driver options
+	// are endpoint.options.
+	Options map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ifname is the name the host will most likely give the interface in
 	// the sandbox (eth0, eth1, ...). A driver that creates the interface
 	// inside the sandbox (in_sandbox) should create it with this name,
@@ -1086,8 +1106,10 @@ type AttachRequest struct {
 	Network  *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// sandbox_key is the path of the sandbox's bind-mounted network namespace.
-	SandboxKey string            `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Options    map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SandboxKey string `protobuf:"bytes,3,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	// options is unused: the host sends none. An endpoint's driver options
+	// are endpoint.options.
+	Options map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ifname is JoinRequest's.
 	Ifname string `protobuf:"bytes,5,opt,name=ifname,proto3" json:"ifname,omitempty"`
 	// prepared says the host prepared this attach with Prepare (same
@@ -1800,7 +1822,7 @@ var File_driver_proto protoreflect.FileDescriptor
 const file_driver_proto_rawDesc = "" +
 	"\n" +
 	"\fdriver.proto\x12\n" +
-	"sandnet.v1\x1a\fplugin.proto\"\x9a\x02\n" +
+	"sandnet.v1\x1a\fplugin.proto\"\xc5\x02\n" +
 	"\fCapabilities\x120\n" +
 	"\n" +
 	"data_scope\x18\x01 \x01(\x0e2\x11.sandnet.v1.ScopeR\tdataScope\x12@\n" +
@@ -1808,7 +1830,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x0fneeds_addresses\x18\x03 \x01(\bR\x0eneedsAddresses\x12.\n" +
 	"\x13uses_host_namespace\x18\x04 \x01(\bR\x11usesHostNamespace\x12'\n" +
 	"\x0fnetwork_options\x18\x05 \x03(\tR\x0enetworkOptions\x12\x14\n" +
-	"\x05peers\x18\x06 \x01(\bR\x05peers\"N\n" +
+	"\x05peers\x18\x06 \x01(\bR\x05peers\x12)\n" +
+	"\x10endpoint_options\x18\a \x03(\tR\x0fendpointOptions\"N\n" +
 	"\bIPAMData\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x14\n" +
