@@ -45,13 +45,14 @@ func TestAuxAddresses(t *testing.T) {
 	if out, code := run("sandbox", "create", "--network", "aux", "--ip", "10.51.0.2", "c5"); code == 0 || !strings.Contains(out, `address 10.51.0.2 is auxiliary address "router" of 10.51.0.0/29`) {
 		t.Errorf("asking for the router's address: exit %d\n%s", code, out)
 	}
-	// Each address goes to the subnet of its family.
-	if out, code := run("network", "create", "--subnet", "10.54.0.0/24", "--subnet-v6", "fd00:54::/64",
+	// Each address goes to the subnet of its family; as with docker, a
+	// second --subnet (and --gateway) of IPv6 is the IPv6 one.
+	if out, code := run("network", "create", "--subnet", "10.54.0.0/24", "--subnet", "fd00:54::/64", "--gateway", "fd00:54::fe",
 		"--aux-address", "r4=10.54.0.2", "--aux-address", "r6=fd00:54::2", "aux6"); code != 0 {
 		t.Fatalf("network create aux6: exit %d\n%s", code, out)
 	}
 	out, code = run("network", "inspect", "aux6")
-	for _, want := range []string{`(?m)^Subnet: +10\.54\.0\.0/24 .*\nAux address: +r4=10\.54\.0\.2$`, `(?m)^Subnet: +fd00:54::/64 .*\nAux address: +r6=fd00:54::2$`} {
+	for _, want := range []string{`(?m)^Subnet: +10\.54\.0\.0/24 +gateway 10\.54\.0\.1\nAux address: +r4=10\.54\.0\.2$`, `(?m)^Subnet: +fd00:54::/64 +gateway fd00:54::fe\nAux address: +r6=fd00:54::2$`} {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("network inspect aux6: exit %d, want lines matching %s\n%s", code, want, out)
 		}
@@ -69,6 +70,8 @@ func TestAuxAddresses(t *testing.T) {
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=x"}, `aux_addresses.router: "x" is not an IP address`},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router"}, `-aux-address "router": want key=value`},
 		{[]string{"--subnet", "10.52.0.0/24", "--ipv6", "--aux-address", "r6=fd00:52::2"}, "aux_addresses.r6: fd00:52::2 needs the network's subnet_v6 given"},
+		{[]string{"--subnet", "10.52.0.0/24", "--subnet", "10.53.0.0/24"}, "-subnet 10.53.0.0/24: one IPv4 and one IPv6 subnet at most; -subnet is 10.52.0.0/24 already"},
+		{[]string{"--subnet-v6", "fd00:52::/64", "--subnet", "fd00:53::/64"}, "-subnet fd00:53::/64: one IPv4 and one IPv6 subnet at most; -subnet-v6 is fd00:52::/64 already"},
 	} {
 		args := append(append([]string{"network", "create"}, tc.args...), "bad")
 		if out, code := run(args...); code == 0 || !strings.Contains(out, tc.says) {

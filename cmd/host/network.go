@@ -29,14 +29,14 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
 	var req controller.NetworkCreate
-	var opts, labels, dns, aux stringList
+	var opts, labels, dns, aux, subnets, gateways stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
 	fs.StringVar(&req.Driver, "d", controller.DefaultDriver, "short for -driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
 	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
-	fs.StringVar(&req.Subnet, "subnet", "", "IPv4 subnet in CIDR (default: the first free default pool)")
-	fs.StringVar(&req.Gateway, "gateway", "", "IPv4 gateway (default: the subnet's first address)")
+	fs.Var(&subnets, "subnet", "subnet in CIDR (default: the first free default pool); given twice, as docker takes it, one IPv4 and one IPv6 (which is --subnet-v6)")
+	fs.Var(&gateways, "gateway", "gateway (default: the subnet's first address); an IPv6 one is --gateway-v6")
 	fs.StringVar(&req.IPRange, "ip-range", "", "allocate container addresses from this sub-range")
 	fs.Var(&aux, "aux-address", "NAME=IP: an address of the subnet no container gets, such as a router's (repeatable)")
 	fs.StringVar(&req.SubnetV6, "subnet-v6", "", "IPv6 subnet in CIDR (implies --ipv6)")
@@ -48,6 +48,9 @@ func networkCreateCmd(args []string) int {
 	fs.Var(&labels, "label", "label key=value, or key for an empty value: metadata network ls --filter selects by (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Name, req.DNS = pos[0], dns
+		if err := byFamily(&req, subnets, gateways); err != nil {
+			return err
+		}
 		var err error
 		if req.Options, err = keyValues("-o", opts, true); err != nil {
 			return err
@@ -65,6 +68,38 @@ func networkCreateCmd(args []string) int {
 		cf.output(n, func(w *tabwriter.Writer) { fmt.Fprintln(w, n.ID) })
 		return nil
 	})
+}
+
+// byFamily sets req's subnets and gateways from the -subnet and -gateway
+// flags, each of its family, as docker takes an IPv6 subnet with a second
+// -subnet: one of each family, an IPv6 one as -subnet-v6 would (and
+// -gateway-v6 for a gateway); text that is no address goes as the IPv4
+// one, for the agent to say what is wrong with it.
+func byFamily(req *controller.NetworkCreate, subnets, gateways []string) error {
+	set := func(flag, v string, v4, v6 *string, is6 bool) error {
+		dst, other := v4, "-"+flag
+		if is6 {
+			dst, other = v6, "-"+flag+"-v6"
+		}
+		if *dst != "" {
+			return fmt.Errorf("-%s %s: one IPv4 and one IPv6 %s at most; %s is %s already", flag, v, flag, other, *dst)
+		}
+		*dst = v
+		return nil
+	}
+	for _, v := range subnets {
+		p, err := netip.ParsePrefix(v)
+		if err := set("subnet", v, &req.Subnet, &req.SubnetV6, err == nil && p.Addr().Is6() && !p.Addr().Is4In6()); err != nil {
+			return err
+		}
+	}
+	for _, v := range gateways {
+		a, err := netip.ParseAddr(v)
+		if err := set("gateway", v, &req.Gateway, &req.GatewayV6, err == nil && a.Is6() && !a.Is4In6()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // networkFilterKeys are the keys network ls --filter takes, the query
