@@ -518,9 +518,15 @@ type Endpoint struct {
 	// endpoint): stored with the endpoint, so every call about it carries
 	// them — CreateEndpoint, Join, Attach, Leave, DeleteEndpoint, a replay
 	// after a restart.
-	Options       map[string]string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	PortBindings  []*PortBinding    `protobuf:"bytes,6,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
-	ExposedPorts  []*PortBinding    `protobuf:"bytes,7,rep,name=exposed_ports,json=exposedPorts,proto3" json:"exposed_ports,omitempty"`
+	Options map[string]string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// port_bindings are the ports to publish (`connect --publish`); a
+	// host_port of 0 asks the driver to pick one (of host_port..
+	// host_port_end when that is set), which ProgramExternalConnectivity
+	// answers with.
+	PortBindings []*PortBinding `protobuf:"bytes,6,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
+	// exposed_ports is unused: the host sends none (Docker's --expose has
+	// no counterpart; a port is published or not).
+	ExposedPorts  []*PortBinding `protobuf:"bytes,7,rep,name=exposed_ports,json=exposedPorts,proto3" json:"exposed_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
