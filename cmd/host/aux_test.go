@@ -47,15 +47,20 @@ func TestAuxAddresses(t *testing.T) {
 	}
 	// Each address goes to the subnet of its family; as with docker, a
 	// second --subnet (and --gateway) of IPv6 is the IPv6 one.
-	if out, code := run("network", "create", "--subnet", "10.54.0.0/24", "--subnet", "fd00:54::/64", "--gateway", "fd00:54::fe",
+	if out, code := run("network", "create", "--subnet", "10.54.0.0/24", "--subnet", "fd00:54::/64", "--gateway", "fd00:54::fe", "--ip-range", "fd00:54::100/120",
 		"--aux-address", "r4=10.54.0.2", "--aux-address", "r6=fd00:54::2", "aux6"); code != 0 {
 		t.Fatalf("network create aux6: exit %d\n%s", code, out)
 	}
 	out, code = run("network", "inspect", "aux6")
-	for _, want := range []string{`(?m)^Subnet: +10\.54\.0\.0/24 +gateway 10\.54\.0\.1\nAux address: +r4=10\.54\.0\.2$`, `(?m)^Subnet: +fd00:54::/64 +gateway fd00:54::fe\nAux address: +r6=fd00:54::2$`} {
+	for _, want := range []string{`(?m)^Subnet: +10\.54\.0\.0/24 +gateway 10\.54\.0\.1\nAux address: +r4=10\.54\.0\.2$`, `(?m)^Subnet: +fd00:54::/64 +gateway fd00:54::fe +range fd00:54::100/120\nAux address: +r6=fd00:54::2$`} {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("network inspect aux6: exit %d, want lines matching %s\n%s", code, want, out)
 		}
+	}
+	if out, code := run("sandbox", "create", "--network", "aux6", "c7"); code != 0 {
+		t.Errorf("sandbox create c7: exit %d\n%s", code, out)
+	} else if out, _ := run("sandbox", "inspect", "--format", "{{range .Endpoints}}{{.AddressV6}}{{end}}", "c7"); out != "fd00:54::100/64\n" {
+		t.Errorf("c7 got IPv6 address %q, want the first of the range --ip-range fd00:54::100/120", out)
 	}
 	if out, code := run("sandbox", "create", "--network", "aux6", "--ip6", "fd00:54::2", "c6"); code == 0 || !strings.Contains(out, `address fd00:54::2 is auxiliary address "r6" of fd00:54::/64`) {
 		t.Errorf("asking for r6's address: exit %d\n%s", code, out)
@@ -72,6 +77,7 @@ func TestAuxAddresses(t *testing.T) {
 		{[]string{"--subnet", "10.52.0.0/24", "--ipv6", "--aux-address", "r6=fd00:52::2"}, "aux_addresses.r6: fd00:52::2 needs the network's subnet_v6 given"},
 		{[]string{"--subnet", "10.52.0.0/24", "--subnet", "10.53.0.0/24"}, "-subnet 10.53.0.0/24: one IPv4 and one IPv6 subnet at most; -subnet is 10.52.0.0/24 already"},
 		{[]string{"--subnet-v6", "fd00:52::/64", "--subnet", "fd00:53::/64"}, "-subnet fd00:53::/64: one IPv4 and one IPv6 subnet at most; -subnet-v6 is fd00:52::/64 already"},
+		{[]string{"--subnet", "fd00:52::/64", "--ip-range", "fd00:53::/80"}, "range fd00:53::/80 is not inside subnet fd00:52::/64"},
 	} {
 		args := append(append([]string{"network", "create"}, tc.args...), "bad")
 		if out, code := run(args...); code == 0 || !strings.Contains(out, tc.says) {

@@ -29,7 +29,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func networkCreateCmd(args []string) int {
 	fs := newFlags("network create", "NAME")
 	var req controller.NetworkCreate
-	var opts, labels, dns, aux, subnets, gateways stringList
+	var opts, labels, dns, aux, subnets, gateways, ranges stringList
 	fs.StringVar(&req.Driver, "driver", controller.DefaultDriver, "network driver")
 	fs.StringVar(&req.Driver, "d", controller.DefaultDriver, "short for -driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
@@ -37,7 +37,8 @@ func networkCreateCmd(args []string) int {
 	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
 	fs.Var(&subnets, "subnet", "subnet in CIDR (default: the first free default pool); given twice, as docker takes it, one IPv4 and one IPv6 (which is --subnet-v6)")
 	fs.Var(&gateways, "gateway", "gateway (default: the subnet's first address); an IPv6 one is --gateway-v6")
-	fs.StringVar(&req.IPRange, "ip-range", "", "allocate container addresses from this sub-range")
+	fs.Var(&ranges, "ip-range", "allocate container addresses from this sub-range of the subnet; an IPv6 one is --ip-range-v6")
+	fs.StringVar(&req.IPRangeV6, "ip-range-v6", "", "allocate container IPv6 addresses from this sub-range of the IPv6 subnet")
 	fs.Var(&aux, "aux-address", "NAME=IP: an address of the subnet no container gets, such as a router's (repeatable)")
 	fs.StringVar(&req.SubnetV6, "subnet-v6", "", "IPv6 subnet in CIDR (implies --ipv6)")
 	fs.StringVar(&req.GatewayV6, "gateway-v6", "", "IPv6 gateway")
@@ -48,7 +49,7 @@ func networkCreateCmd(args []string) int {
 	fs.Var(&labels, "label", "label key=value, or key for an empty value: metadata network ls --filter selects by (repeatable)")
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Name, req.DNS = pos[0], dns
-		if err := byFamily(&req, subnets, gateways); err != nil {
+		if err := byFamily(&req, subnets, gateways, ranges); err != nil {
 			return err
 		}
 		var err error
@@ -70,12 +71,12 @@ func networkCreateCmd(args []string) int {
 	})
 }
 
-// byFamily sets req's subnets and gateways from the -subnet and -gateway
-// flags, each of its family, as docker takes an IPv6 subnet with a second
-// -subnet: one of each family, an IPv6 one as -subnet-v6 would (and
-// -gateway-v6 for a gateway); text that is no address goes as the IPv4
-// one, for the agent to say what is wrong with it.
-func byFamily(req *controller.NetworkCreate, subnets, gateways []string) error {
+// byFamily sets req's subnets, gateways and ranges from the -subnet,
+// -gateway and -ip-range flags, each of its family, as docker takes an
+// IPv6 subnet with a second -subnet: one of each family, an IPv6 one as
+// -subnet-v6 would (-gateway-v6, -ip-range-v6); text that is no address
+// goes as the IPv4 one, for the agent to say what is wrong with it.
+func byFamily(req *controller.NetworkCreate, subnets, gateways, ranges []string) error {
 	set := func(flag, v string, v4, v6 *string, is6 bool) error {
 		dst, other := v4, "-"+flag
 		if is6 {
@@ -90,6 +91,12 @@ func byFamily(req *controller.NetworkCreate, subnets, gateways []string) error {
 	for _, v := range subnets {
 		p, err := netip.ParsePrefix(v)
 		if err := set("subnet", v, &req.Subnet, &req.SubnetV6, err == nil && p.Addr().Is6() && !p.Addr().Is4In6()); err != nil {
+			return err
+		}
+	}
+	for _, v := range ranges {
+		p, err := netip.ParsePrefix(v)
+		if err := set("ip-range", v, &req.IPRange, &req.IPRangeV6, err == nil && p.Addr().Is6() && !p.Addr().Is4In6()); err != nil {
 			return err
 		}
 	}

@@ -85,7 +85,7 @@ type netCreation struct {
 	d    driver.Driver
 	caps *pb.Capabilities
 
-	subnet, ipRange, subnet6 netip.Prefix
+	subnet, ipRange, subnet6, ipRange6 netip.Prefix
 	gateway, gateway6        netip.Addr
 	aux, aux6                map[string]netip.Addr // auxiliary addresses by family
 	dns                      []netip.Addr
@@ -162,13 +162,16 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 	if nc.subnet6, err = parsePrefix("subnet_v6", req.SubnetV6); err != nil {
 		return err
 	}
+	if nc.ipRange6, err = parsePrefix("ip_range_v6", req.IPRangeV6); err != nil {
+		return err
+	}
 	if nc.gateway6, err = parseAddr("gateway_v6", req.GatewayV6); err != nil {
 		return err
 	}
 	if nc.subnet.IsValid() && nc.subnet.Addr().Is6() {
 		return errorf(sdk.ErrInvalid, "subnet: %s is IPv6; give it as subnet_v6", nc.subnet)
 	}
-	if !nc.caps.GetNeedsAddresses() && (nc.subnet.IsValid() || nc.gateway.IsValid() || nc.ipRange.IsValid() || nc.subnet6.IsValid()) {
+	if !nc.caps.GetNeedsAddresses() && (nc.subnet.IsValid() || nc.gateway.IsValid() || nc.ipRange.IsValid() || nc.subnet6.IsValid() || nc.ipRange6.IsValid()) {
 		return errorf(sdk.ErrInvalid, "subnet: driver %q does not use addresses", req.Driver)
 	}
 	if err := nc.parseAux(); err != nil {
@@ -182,7 +185,7 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 			return err
 		}
 	}
-	if nc.subnet6.IsValid() || nc.gateway6.IsValid() {
+	if nc.subnet6.IsValid() || nc.gateway6.IsValid() || nc.ipRange6.IsValid() {
 		req.EnableIPv6 = true
 	}
 	return nil
@@ -282,7 +285,7 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	}
 	reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange, Aux: nc.aux}}
 	if n.EnableIPv6 {
-		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, V6: true, Aux: nc.aux6})
+		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, Range: nc.ipRange6, V6: true, Aux: nc.aux6})
 	}
 	pools, pops, err := nc.c.ipam.RequestPools(ctx, reqs)
 	if oe := (*ipam.OverlapError)(nil); errors.As(err, &oe) {

@@ -136,6 +136,8 @@ type NetworkCreate struct {
 	Subnet     string `json:"subnet,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 	IPRange    string `json:"ip_range,omitempty"`
+	// IPRangeV6 is IPRange's IPv6 counterpart, inside SubnetV6.
+	IPRangeV6 string `json:"ip_range_v6,omitempty"`
 	SubnetV6   string `json:"subnet_v6,omitempty"`
 	GatewayV6  string `json:"gateway_v6,omitempty"`
 	EnableIPv6 bool   `json:"enable_ipv6,omitempty"`
