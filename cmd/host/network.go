@@ -43,6 +43,7 @@ func networkCreateCmd(args []string) int {
 	fs.StringVar(&req.SubnetV6, "subnet-v6", "", "IPv6 subnet in CIDR (implies --ipv6)")
 	fs.StringVar(&req.GatewayV6, "gateway-v6", "", "IPv6 gateway")
 	fs.BoolVar(&req.EnableIPv6, "ipv6", false, "give containers IPv6 addresses too")
+	fs.Var(optionalBool{&req.EnableIPv4}, "ipv4", "give containers IPv4 addresses (default true); --ipv4=false with --ipv6 makes an IPv6-only network")
 	fs.BoolVar(&req.Internal, "internal", false, "no way out: no gateway route, no NAT")
 	fs.Var(&opts, "o", "driver option key=value (repeatable)")
 	fs.Var(&opts, "opt", "the same as -o, as docker names it")
@@ -70,6 +71,27 @@ func networkCreateCmd(args []string) int {
 		return nil
 	})
 }
+
+// optionalBool is a bool flag whose absence leaves *p nil.
+type optionalBool struct{ p **bool }
+
+func (o optionalBool) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**o.p)
+}
+
+func (o optionalBool) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*o.p = &b
+	return nil
+}
+
+func (optionalBool) IsBoolFlag() bool { return true }
 
 // byFamily sets req's subnets, gateways and ranges from the -subnet,
 // -gateway and -ip-range flags, each of its family, as docker takes an

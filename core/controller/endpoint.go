@@ -274,8 +274,8 @@ func (c *Controller) endpointOps(ctx context.Context, ep *Endpoint, n *Network, 
 	var allocs []*ipam.Allocation
 	ep.Address, ep.AddressV6, ep.Gateway, ep.GatewayV6 = netip.Prefix{}, netip.Prefix{}, netip.Addr{}, netip.Addr{}
 	if caps.GetNeedsAddresses() {
-		if len(n.IPv4) == 0 {
-			return nil, nil, errorf(sdk.ErrInvalid, "network %s has no IPv4 pool", n.Name)
+		if len(n.IPv4) == 0 && len(n.IPv6) == 0 {
+			return nil, nil, errorf(sdk.ErrInvalid, "network %s has no address pool", n.Name)
 		}
 		for _, f := range []struct {
 			pools []IPAMConfig

@@ -88,6 +88,7 @@ type netCreation struct {
 	subnet, ipRange, subnet6, ipRange6 netip.Prefix
 	gateway, gateway6        netip.Addr
 	aux, aux6                map[string]netip.Addr // auxiliary addresses by family
+	noV4                     bool                  // an IPv6-only network (enable_ipv4 false)
 	dns                      []netip.Addr
 	vni                      uint32 // the VNI asked for; 0: any
 
@@ -188,6 +189,31 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 	if nc.subnet6.IsValid() || nc.gateway6.IsValid() || nc.ipRange6.IsValid() {
 		req.EnableIPv6 = true
 	}
+	return nc.checkFamilies()
+}
+
+// checkFamilies settles whether the network has IPv4 (enable_ipv4,
+// default true): one without is IPv6-only, as Docker's --ipv4=false
+// makes, and takes none of the IPv4 settings. It may assume the rest of
+// the request is parsed.
+func (nc *netCreation) checkFamilies() error {
+	req := &nc.req
+	if req.EnableIPv4 == nil || *req.EnableIPv4 {
+		return nil
+	}
+	switch {
+	case !nc.caps.GetNeedsAddresses():
+		return errorf(sdk.ErrInvalid, "enable_ipv4: driver %q does not use addresses", req.Driver)
+	case !req.EnableIPv6:
+		return errorf(sdk.ErrInvalid, "enable_ipv4: a network without IPv4 needs IPv6 (enable_ipv6, or a subnet_v6)")
+	case nc.subnet.IsValid():
+		return errorf(sdk.ErrInvalid, "subnet: %s is IPv4, and the network has no IPv4 (enable_ipv4 false)", nc.subnet)
+	case nc.gateway.IsValid():
+		return errorf(sdk.ErrInvalid, "gateway: %s is an IPv4 gateway, and the network has no IPv4 (enable_ipv4 false)", nc.gateway)
+	case nc.ipRange.IsValid():
+		return errorf(sdk.ErrInvalid, "ip_range: %s is an IPv4 range, and the network has no IPv4 (enable_ipv4 false)", nc.ipRange)
+	}
+	nc.noV4 = true
 	return nil
 }
 
@@ -283,7 +309,10 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	if !nc.caps.GetNeedsAddresses() {
 		return nil, nil
 	}
-	reqs := []ipam.PoolRequest{{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange, Aux: nc.aux}}
+	var reqs []ipam.PoolRequest
+	if !nc.noV4 {
+		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet, Gateway: nc.gateway, Range: nc.ipRange, Aux: nc.aux})
+	}
 	if n.EnableIPv6 {
 		reqs = append(reqs, ipam.PoolRequest{NetworkID: n.ID, Subnet: nc.subnet6, Gateway: nc.gateway6, Range: nc.ipRange6, V6: true, Aux: nc.aux6})
 	}
@@ -296,9 +325,12 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.IPv4 = []IPAMConfig{{Subnet: pools[0].Subnet, Gateway: pools[0].Gateway, Range: pools[0].Range, AuxAddresses: nc.aux}}
-	if len(pools) > 1 {
-		n.IPv6 = []IPAMConfig{{Subnet: pools[1].Subnet, Gateway: pools[1].Gateway, Range: pools[1].Range, AuxAddresses: nc.aux6}}
+	for _, p := range pools {
+		if p.Subnet.Addr().Is6() {
+			n.IPv6 = []IPAMConfig{{Subnet: p.Subnet, Gateway: p.Gateway, Range: p.Range, AuxAddresses: nc.aux6}}
+		} else {
+			n.IPv4 = []IPAMConfig{{Subnet: p.Subnet, Gateway: p.Gateway, Range: p.Range, AuxAddresses: nc.aux}}
+		}
 	}
 	return pops, nil
 }

@@ -130,18 +130,22 @@ type Sandbox struct {
 // NetworkCreate is a request to create a network. Addresses are strings so
 // a bad one is reported with its field's name.
 type NetworkCreate struct {
-	Name       string `json:"name"`
-	Driver     string `json:"driver,omitempty"`
-	Scope      string `json:"scope,omitempty"`
-	Subnet     string `json:"subnet,omitempty"`
-	Gateway    string `json:"gateway,omitempty"`
-	IPRange    string `json:"ip_range,omitempty"`
+	Name    string `json:"name"`
+	Driver  string `json:"driver,omitempty"`
+	Scope   string `json:"scope,omitempty"`
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	IPRange string `json:"ip_range,omitempty"`
 	// IPRangeV6 is IPRange's IPv6 counterpart, inside SubnetV6.
-	IPRangeV6 string `json:"ip_range_v6,omitempty"`
+	IPRangeV6  string `json:"ip_range_v6,omitempty"`
 	SubnetV6   string `json:"subnet_v6,omitempty"`
 	GatewayV6  string `json:"gateway_v6,omitempty"`
 	EnableIPv6 bool   `json:"enable_ipv6,omitempty"`
-	Internal   bool   `json:"internal,omitempty"`
+	// EnableIPv4 false makes an IPv6-only network, as Docker's
+	// --ipv4=false: no IPv4 pool, its containers get IPv6 addresses only.
+	// Absent (nil) or true: the network has IPv4.
+	EnableIPv4 *bool `json:"enable_ipv4,omitempty"`
+	Internal   bool  `json:"internal,omitempty"`
 	// AuxAddresses are addresses the network's containers never get,
 	// by name, as Docker's --aux-address: each in the subnet (or
 	// subnet_v6) of its family, which must be given.

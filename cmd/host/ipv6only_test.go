@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/sandnet/sandnet/core/controller"
+)
+
+// TestIPv6OnlyNetwork: a network made with --ipv4=false, as Docker's,
+// has no IPv4 at all: its containers get IPv6 addresses only, reach each
+// other by name over IPv6 (the resolver answers AAAA, and A with no
+// address rather than NXDOMAIN), and a published port answers on the
+// host's IPv6 addresses; what needs IPv4 is refused, naming why.
+func TestIPv6OnlyNetwork(t *testing.T) {
+	a := bridgeAgent(t)
+	run := func(args ...string) (string, int) {
+		return sandnetCmd(t, append([]string{"--socket", a.Socket}, args...)...)
+	}
+	if out, code := run("network", "create", "--ipv4=false", "--ipv6", "--subnet", "fd00:58::/64", "v6only"); code != 0 {
+		t.Fatalf("network create: exit %d\n%s", code, out)
+	}
+	n, err := a.Client.Network(context.Background(), "v6only")
+	if err != nil || len(n.IPv4) != 0 || len(n.IPv6) != 1 || n.IPv6[0].Subnet.String() != "fd00:58::/64" {
+		t.Fatalf("network v6only: %+v, %v; want only the IPv6 subnet fd00:58::/64", n, err)
+	}
+	ctx := context.Background()
+	web, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "web", Networks: []controller.SandboxNetwork{
+		{Network: "v6only", Connect: controller.Connect{Publish: []string{"8058:7777/tcp"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "cli", Networks: []controller.SandboxNetwork{{Network: "v6only"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := web.Endpoints[0]
+	if ep.Address.IsValid() || !ep.AddressV6.IsValid() || ep.Gateway.IsValid() || ep.GatewayV6.String() != "fd00:58::1" {
+		t.Fatalf("web's endpoint: address %v, IPv6 %v, gateways %v %v; want IPv6 only, through fd00:58::1", ep.Address, ep.AddressV6, ep.Gateway, ep.GatewayV6)
+	}
+	serve(t, web.Key, "web")
+	if got := dig(t, cli.Key, "+short", "AAAA", "web"); got != ep.AddressV6.Addr().String() {
+		t.Errorf("AAAA web from cli: %q, want %s", got, ep.AddressV6.Addr())
+	}
+	if got := dig(t, cli.Key, "A", "web"); !strings.Contains(got, "status: NOERROR") || !strings.Contains(got, "ANSWER: 0") {
+		t.Errorf("A web from cli: want NOERROR with no answer\n%s", got)
+	}
+	if got, err := talk(t, cli.Key, "tcp", net.JoinHostPort(ep.AddressV6.Addr().String(), "7777")); err != nil || !strings.HasPrefix(got, "hello from web") {
+		t.Errorf("cli → web over IPv6: %q, %v", got, err)
+	}
+	// The published port, from the host, on its address on the network.
+	if got, err := talk(t, "", "tcp", "[fd00:58::1]:8058"); err != nil || !strings.HasPrefix(got, "hello from web") {
+		t.Errorf("the published port from the host at [fd00:58::1]:8058: %q, %v", got, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"network", "create", "--ipv4=false", "bad"}, "enable_ipv4: a network without IPv4 needs IPv6"},
+		{[]string{"network", "create", "--ipv4=false", "--ipv6", "--subnet", "10.58.0.0/24", "bad"}, "subnet: 10.58.0.0/24 is IPv4, and the network has no IPv4 (enable_ipv4 false)"},
+		{[]string{"sandbox", "create", "--network", "v6only", "--ip", "10.58.0.5", "c3"}, "ip: network v6only has no IPv4 subnet"},
+		{[]string{"sandbox", "create", "--network", "v6only", "--publish", "127.0.0.1:8059:80", "c4"}, "the endpoint has no IPv4 address"},
+	} {
+		if out, code := run(tc.args...); code == 0 || !strings.Contains(out, tc.says) {
+			t.Errorf("sandnet %s: exit %d, want it to say %q\n%s", strings.Join(tc.args, " "), code, tc.says, out)
+		}
+	}
+}
