@@ -86,11 +86,11 @@ type netCreation struct {
 	caps *pb.Capabilities
 
 	subnet, ipRange, subnet6, ipRange6 netip.Prefix
-	gateway, gateway6        netip.Addr
-	aux, aux6                map[string]netip.Addr // auxiliary addresses by family
-	noV4                     bool                  // an IPv6-only network (enable_ipv4 false)
-	dns                      []netip.Addr
-	vni                      uint32 // the VNI asked for; 0: any
+	gateway, gateway6                  netip.Addr
+	aux, aux6                          map[string]netip.Addr // auxiliary addresses by family
+	noV4                               bool                  // an IPv6-only network (enable_ipv4 false)
+	dns                                []netip.Addr
+	vni                                uint32 // the VNI asked for; 0: any
 
 	n *Network
 }
