@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -25,6 +26,9 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	n, err := a.Client.Network(context.Background(), "v6only")
 	if err != nil || len(n.IPv4) != 0 || len(n.IPv6) != 1 || n.IPv6[0].Subnet.String() != "fd00:58::/64" {
 		t.Fatalf("network v6only: %+v, %v; want only the IPv6 subnet fd00:58::/64", n, err)
+	}
+	if out, code := run("network", "inspect", "v6only"); code != 0 || !regexp.MustCompile(`(?m)^IPv4: +false\nIPv6: +true$`).MatchString(out) {
+		t.Errorf("network inspect v6only: exit %d, want IPv4 false and IPv6 true\n%s", code, out)
 	}
 	ctx := context.Background()
 	web, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "web", Networks: []controller.SandboxNetwork{

@@ -233,6 +233,7 @@ func networkInspectCmd(args []string) int {
 		cf.output(out, func(w *tabwriter.Writer) {
 			for _, n := range out {
 				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\nDNS forwards single labels:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS), n.DNSForwardSingleLabel)
+				fmt.Fprintf(w, "IPv4:\t%v\nIPv6:\t%v\n", len(n.IPv4) > 0, len(n.IPv6) > 0)
 				fmt.Fprintf(w, "Created:\t%s\n", n.Created.Format(time.RFC3339))
 				for _, k := range slices.Sorted(maps.Keys(n.Options)) {
 					fmt.Fprintf(w, "Option:\t%s=%s\n", k, n.Options[k])

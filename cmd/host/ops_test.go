@@ -301,6 +301,7 @@ func TestInspectShowsAll(t *testing.T) {
 	}
 	out, code = sandnetCmd(t, "network", "inspect", "--socket", a.Socket, "ins")
 	for _, want := range []string{
+		`(?m)^IPv4: +true\nIPv6: +true$`,
 		`(?m)^Option: +com\.docker\.network\.driver\.mtu=1400$`,
 		`(?m)^Label: +project=shop$`,
 		`(?m)^Label: +tier=$`,
