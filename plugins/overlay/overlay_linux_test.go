@@ -128,6 +128,9 @@ func attach(t *testing.T, h *host, n *pb.Network, addr string) *container {
 	t.Helper()
 	c := &container{h: h, n: h.on(n), key: nstest.NewNetns(t), addr: netip.MustParsePrefix(addr)}
 	c.ep = &pb.Endpoint{Id: newID(), NetworkId: n.GetId(), Interface: &pb.EndpointInterface{Address: addr}}
+	if c.addr.Addr().Is6() {
+		c.ep.Interface = &pb.EndpointInterface{AddressV6: addr}
+	}
 	if err := h.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.n}); err != nil {
 		t.Fatalf("CreateNetwork on %s: %v", h.vtep, err)
 	}
@@ -152,7 +155,11 @@ func attach(t *testing.T, h *host, n *pb.Network, addr string) *container {
 		}
 		ip, ipn, _ := net.ParseCIDR(addr)
 		ipn.IP = ip
-		if err := nh.AddrAdd(l, &netlink.Addr{IPNet: ipn}); err != nil {
+		a := &netlink.Addr{IPNet: ipn}
+		if ip.To4() == nil {
+			a.Flags = unix.IFA_F_NODAD // as the host adds it
+		}
+		if err := nh.AddrAdd(l, a); err != nil {
 			return err
 		}
 		return nh.LinkSetUp(l)
@@ -162,7 +169,11 @@ func attach(t *testing.T, h *host, n *pb.Network, addr string) *container {
 
 // peer is c as another host's agent announces it.
 func (c *container) peer() *pb.Peer {
-	return &pb.Peer{EndpointId: c.ep.GetId(), Address: c.addr.String(), Mac: c.ep.GetInterface().GetMac(), Vtep: c.h.vtep}
+	p := &pb.Peer{EndpointId: c.ep.GetId(), Address: c.addr.String(), Mac: c.ep.GetInterface().GetMac(), Vtep: c.h.vtep}
+	if c.addr.Addr().Is6() {
+		p.Address, p.AddressV6 = "", c.addr.String()
+	}
+	return p
 }
 
 // introduce tells each container's host about the others on other hosts,
@@ -344,6 +355,35 @@ func TestTwoHosts(t *testing.T) {
 		}
 		if left := leftovers(t, h); len(left) > 0 {
 			t.Errorf("host %s keeps after every delete: %v", h.vtep, left)
+		}
+	}
+}
+
+// TestTwoHostsIPv6Only: containers of an IPv6-only overlay network
+// (no IPv4 pool, as the host makes one for --ipv4=false) on two hosts
+// reach each other; their MACs, which no IPv4 address gives, differ.
+func TestTwoHostsIPv6Only(t *testing.T) {
+	nstest.RequireRoot(t)
+	hosts := newUnderlay(t, 2)
+	n := &pb.Network{Id: newID(), Name: "ov300", Vni: 300, EnableIpv6: true, Ipv6: []*pb.IPAMData{{Pool: "fd00:300::/64"}}}
+	a, b := attach(t, hosts[0], n, "fd00:300::2/64"), attach(t, hosts[1], n, "fd00:300::3/64")
+	if a.ep.GetInterface().GetMac() == b.ep.GetInterface().GetMac() {
+		t.Fatalf("both endpoints got MAC %s", a.ep.GetInterface().GetMac())
+	}
+	serve(t, a)
+	serve(t, b)
+	introduce(t, a, b)
+	reaches(t, a, b)
+	reaches(t, b, a)
+	for _, c := range []*container{a, b} {
+		if err := driver.Detach(ctx, c.h.d, &pb.DetachRequest{Network: c.n, Endpoint: c.ep, SandboxKey: c.key}); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+		if err := c.h.d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.n}); err != nil {
+			t.Fatalf("DeleteNetwork: %v", err)
+		}
+		if left := leftovers(t, c.h); len(left) > 0 {
+			t.Errorf("host %s keeps after every delete: %v", c.h.vtep, left)
 		}
 	}
 }
