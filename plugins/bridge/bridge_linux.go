@@ -974,6 +974,11 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 	if n.internal {
 		reqs = nil
 	}
+	for i := range reqs {
+		if !reqs[i].hostIP.IsValid() && n.hostBind.IsValid() {
+			reqs[i].hostIP = n.hostBind // the network's default host address
+		}
+	}
 	lo, hi, err := localPortRange()
 	if err != nil {
 		return nil, err

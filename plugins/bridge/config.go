@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -54,6 +55,7 @@ const (
 	optEnableICC  = optionPrefix + "enable_icc"
 	optEnableMasq = optionPrefix + "enable_ip_masquerade"
 	optMcastSnoop = optionPrefix + "multicast_snooping"
+	optHostBind   = optionPrefix + "host_binding_ipv4"
 )
 
 // dockerOptions are Docker's names for the same options, so that a
@@ -65,11 +67,13 @@ var dockerOptions = map[string]string{
 	"com.docker.network.driver.mtu":                  optMTU,
 	"com.docker.network.bridge.enable_icc":           optEnableICC,
 	"com.docker.network.bridge.enable_ip_masquerade": optEnableMasq,
+	"com.docker.network.bridge.host_binding_ipv4":    optHostBind,
 }
 
-var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq, optMcastSnoop,
+var knownOptions = []string{optBridgeName, optDefault, optMTU, optEnableICC, optEnableMasq, optMcastSnoop, optHostBind,
 	"com.docker.network.bridge.name", "com.docker.network.bridge.default_bridge", "com.docker.network.driver.mtu",
-	"com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade"}
+	"com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade",
+	"com.docker.network.bridge.host_binding_ipv4"}
 
 // withDockerNames returns opts with each of Docker's option names given
 // under sandnet's, and as, which gives the name an option was given
@@ -111,8 +115,11 @@ type network struct {
 	// the bridge floods multicast like a plain switch; on, every port
 	// that comes up makes the kernel restart multicast on every port of
 	// the bridge, a cost that grows with the number of containers.
-	snoop  bool
-	v4, v6 []subnet
+	snoop bool
+	// hostBind is the host address a port binding that names none is
+	// published on (host_binding_ipv4); zero: every address.
+	hostBind netip.Addr
+	v4, v6   []subnet
 }
 
 // subnet is one address pool of a network and its gateway, which lives on
@@ -205,6 +212,15 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 			return nil, fmt.Errorf("network %s: option %s: %w", n.id, as(optMTU), err)
 		}
 		n.mtu = mtu
+	}
+	if v, ok := opts[optHostBind]; ok {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Unmap().Is4() {
+			return nil, fmt.Errorf("network %s: option %s=%q: want an IPv4 address: %w", n.id, as(optHostBind), v, sdk.ErrInvalid)
+		}
+		if a = a.Unmap(); !a.IsUnspecified() {
+			n.hostBind = a
+		}
 	}
 	if n.v4, err = parsePools(n.id, pn.GetIpv4(), 4); err != nil {
 		return nil, err
