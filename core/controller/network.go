@@ -222,6 +222,9 @@ func (nc *netCreation) checkFamilies() error {
 // inside, and no other reserved address).
 func (nc *netCreation) parseAux() error {
 	req := &nc.req
+	if len(req.AuxAddresses) > ipam.MaxAux {
+		return errorf(sdk.ErrInvalid, "aux_addresses: %d of them; at most %d", len(req.AuxAddresses), ipam.MaxAux)
+	}
 	for _, name := range slices.Sorted(maps.Keys(req.AuxAddresses)) {
 		field := "aux_addresses." + clip(name)
 		if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r == '=' || unicode.IsControl(r) }) || len(name) > maxAuxName {

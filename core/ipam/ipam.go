@@ -77,8 +77,9 @@
 // be anywhere in the subnet, as in Docker, so operators can keep statics
 // outside the dynamic range. The network, broadcast and gateway addresses
 // and the pool's auxiliary ones (Docker's --aux-address) are never handed
-// out; they are part of the pool record, so every host keeps them. For a range of more than 2^63 addresses
-// (IPv6 shorter than /65) dynamic allocation uses its first 2^63.
+// out; they are part of the pool record, so every host keeps them. For a
+// range of more than 2^63 addresses (IPv6 shorter than /65) dynamic
+// allocation uses its first 2^63.
 //
 // Memory is a cache of the store, never the authority. An address handed
 // out but not yet committed is pending: marked taken, so no other Allocate
@@ -108,6 +109,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -671,7 +673,11 @@ func (p *Pool) setAux(aux map[string]netip.Addr) error {
 		return fmt.Errorf("auxiliary address %q (%s) "+format+": %w", append([]any{name, a}, append(args, sdk.ErrInvalid)...)...)
 	}
 	sub := p.Subnet
-	for name, a := range aux {
+	if len(aux) > MaxAux {
+		return fmt.Errorf("%d auxiliary addresses; at most %d: %w", len(aux), MaxAux, sdk.ErrInvalid)
+	}
+	for _, name := range slices.Sorted(maps.Keys(aux)) {
+		a := aux[name]
 		switch {
 		case name == "":
 			return fmt.Errorf("auxiliary address %s has no name: %w", a, sdk.ErrInvalid)
@@ -699,6 +705,10 @@ func (p *Pool) setAux(aux map[string]netip.Addr) error {
 	}
 	return nil
 }
+
+// MaxAux bounds a pool's auxiliary addresses: each reserved check looks
+// at them all.
+const MaxAux = 256
 
 // auxName is the name of auxiliary address a of p, or "".
 func (p *Pool) auxName(a netip.Addr) string {
