@@ -80,6 +80,10 @@ func TestRequestPoolPicks(t *testing.T) {
 func TestRequestPoolInvalid(t *testing.T) {
 	pfx, addr := netip.MustParsePrefix, netip.MustParseAddr
 	sub := pfx("10.1.0.0/24")
+	tooMany := map[string]netip.Addr{}
+	for i := range MaxAux + 1 {
+		tooMany[fmt.Sprint("a", i)] = netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)})
+	}
 	for _, tc := range []struct {
 		name string
 		req  PoolRequest
@@ -120,6 +124,7 @@ func TestRequestPoolInvalid(t *testing.T) {
 		{"auxiliary broadcast", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"r": addr("10.1.0.255")}}, `auxiliary address "r" (10.1.0.255) is the broadcast address of 10.1.0.0/24`},
 		{"auxiliary gateway", PoolRequest{NetworkID: "n", Subnet: sub, Gateway: addr("10.1.0.9"), Aux: map[string]netip.Addr{"r": addr("10.1.0.9")}}, `auxiliary address "r" (10.1.0.9) is the gateway of 10.1.0.0/24`},
 		{"auxiliary twice", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"r1": addr("10.1.0.9"), "r2": addr("10.1.0.9")}}, `auxiliary addresses "r1" and "r2" are both 10.1.0.9`},
+		{"too many auxiliary", PoolRequest{NetworkID: "n", Subnet: pfx("10.2.0.0/16"), Aux: tooMany}, "257 auxiliary addresses; at most 256"},
 		{"auxiliary without name", PoolRequest{NetworkID: "n", Subnet: sub, Aux: map[string]netip.Addr{"": addr("10.1.0.9")}}, "auxiliary address 10.1.0.9 has no name"},
 		{"auxiliary with zone", PoolRequest{NetworkID: "n", Subnet: pfx("fd00::/64"), V6: true, Aux: map[string]netip.Addr{"r": addr("fd00::9%eth0")}}, `auxiliary address "r" (fd00::9%eth0) has a zone`},
 	} {
