@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
@@ -48,6 +49,7 @@ func commands() []command {
 		{"sandbox rm", "delete sandboxes", sandboxRmCmd},
 		{"sandbox set-key", "hand a sandbox the namespace a runtime made", sandboxSetKeyCmd},
 		{"sandbox rename", "rename a container on its networks: the name their DNS answers and PTR gives", sandboxRenameCmd},
+		{"sandbox stats", "show what each container's interfaces carried: bytes, packets, drops (all sandboxes without arguments)", sandboxStatsCmd},
 		{"connect", "attach a container to a network", connectCmd},
 		{"disconnect", "detach a container from a network", disconnectCmd},
 		{"oci prepare", "make a container's sandbox and ready an OCI bundle (runc, crun) to use it", ociPrepareCmd},
@@ -332,10 +334,15 @@ func usageFail(err error) int {
 	return 2
 }
 
+// anyArgs is clientCmd's nargs for any number of positional arguments,
+// none included.
+const anyArgs = math.MinInt
+
 // clientCmd runs a command that talks to the agent: it adds the client
 // flags to fs, parses args, checks that there are nargs positional
-// arguments (at least -nargs when negative), connects, and calls body with
-// a context bounded to two minutes. body's error is printed.
+// arguments (at least -nargs when negative; any number for anyArgs),
+// connects, and calls body with a context bounded to two minutes. body's
+// error is printed.
 func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context.Context, c *api.Client, out *clientFlags, pos []string) error) int {
 	var cf clientFlags
 	cf.register(fs)
@@ -343,7 +350,7 @@ func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context
 	if err != nil {
 		return usageFail(err)
 	}
-	if nargs >= 0 && len(pos) != nargs || nargs < 0 && len(pos) < -nargs {
+	if nargs != anyArgs && (nargs >= 0 && len(pos) != nargs || nargs < 0 && len(pos) < -nargs) {
 		return wrongArgs(fs, pos)
 	}
 	c, err := cf.client()

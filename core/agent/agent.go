@@ -98,6 +98,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.metrics.WatchController(a.ctrl.Stats); err != nil {
 		return err
 	}
+	if err := a.metrics.WatchTraffic(func(ctx context.Context) ([]controller.EndpointTraffic, error) { return a.ctrl.Traffic(ctx, "") }); err != nil {
+		return err
+	}
 	a.api = api.NewServer(a.log.Named("api"))
 	if a.cfg.API.SocketGroup != "" {
 		a.api.SetSocketGroup(a.cfg.API.SocketGID)

@@ -126,6 +126,15 @@ func (a *Agent) controllerRoutes() {
 	h("POST /v1/sandboxes/{container}/restore", 0, func(r *http.Request) (any, error) {
 		return c.RestoreSandbox(r.Context(), r.PathValue("container"))
 	})
+	h("GET /v1/sandboxes/{container}/traffic", 0, func(r *http.Request) (any, error) {
+		return c.Traffic(r.Context(), r.PathValue("container"))
+	})
+	h("GET /v1/traffic", 0, func(r *http.Request) (any, error) {
+		if err := knownParams(r.URL.Query(), "/v1/traffic"); err != nil {
+			return nil, err
+		}
+		return c.Traffic(r.Context(), "")
+	})
 }
 
 // allParam reads GET /v1/sandboxes' one query parameter, all (true:

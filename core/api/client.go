@@ -207,6 +207,17 @@ func (c *Client) Sandbox(ctx context.Context, container string) (*controller.San
 	return &sb, c.Do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(container), nil, &sb)
 }
 
+// Traffic returns the counters of container's endpoints, or of every
+// sandbox's when container is "".
+func (c *Client) Traffic(ctx context.Context, container string) ([]controller.EndpointTraffic, error) {
+	path := "/v1/traffic"
+	if container != "" {
+		path = "/v1/sandboxes/" + url.PathEscape(container) + "/traffic"
+	}
+	var out []controller.EndpointTraffic
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}
+
 // DeleteSandbox deletes a container's sandbox.
 func (c *Client) DeleteSandbox(ctx context.Context, container string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(container), nil, nil)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 
 	"github.com/sandnet/sandnet/core/ipam"
@@ -81,4 +82,63 @@ func (c IPAMConfig) aux() []ipam.AuxAddress {
 		out = append(out, ipam.AuxAddress{Name: name, Addr: a})
 	}
 	return out
+}
+
+// EndpointTraffic is what an endpoint's interface carried, as the kernel
+// inside the sandbox counts it: received is into the container.
+type EndpointTraffic struct {
+	Container  string `json:"container"`
+	Network    string `json:"network"`
+	EndpointID string `json:"endpoint_id"`
+	Interface  string `json:"interface"`
+	RxBytes    uint64 `json:"rx_bytes"`
+	TxBytes    uint64 `json:"tx_bytes"`
+	RxPackets  uint64 `json:"rx_packets"`
+	TxPackets  uint64 `json:"tx_packets"`
+	RxErrors   uint64 `json:"rx_errors"`
+	TxErrors   uint64 `json:"tx_errors"`
+	RxDropped  uint64 `json:"rx_dropped"`
+	TxDropped  uint64 `json:"tx_dropped"`
+}
+
+// Traffic returns the counters of the endpoints of container's sandbox,
+// or, for container "", of every sandbox of this host, stubs included
+// (their containers may be running), oldest first. A sandbox deleted
+// meanwhile is left out of a listing.
+func (c *Controller) Traffic(ctx context.Context, container string) ([]EndpointTraffic, error) {
+	var ops []*sandboxOp
+	if container != "" {
+		op, err := c.byContainerID(container)
+		if err != nil {
+			return nil, err
+		}
+		ops = []*sandboxOp{op}
+	} else {
+		ops = c.sortedSandboxes(true)
+	}
+	out := []EndpointTraffic{}
+	for _, op := range ops {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		stats, err := op.sb.InterfaceStats()
+		if err != nil {
+			if container != "" {
+				return nil, fmt.Errorf("reading the counters of container %s: %w", container, err)
+			}
+			continue
+		}
+		for _, ep := range op.sb.Endpoints() {
+			st, ok := stats[ep.ID]
+			if !ok {
+				continue
+			}
+			out = append(out, EndpointTraffic{
+				Container: op.sb.ContainerID(), Network: ep.NetworkName, EndpointID: ep.ID, Interface: ep.IfName,
+				RxBytes: st.RxBytes, TxBytes: st.TxBytes, RxPackets: st.RxPackets, TxPackets: st.TxPackets,
+				RxErrors: st.RxErrors, TxErrors: st.TxErrors, RxDropped: st.RxDropped, TxDropped: st.TxDropped,
+			})
+		}
+	}
+	return out, nil
 }

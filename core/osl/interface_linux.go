@@ -582,6 +582,27 @@ func (n *Namespace) Links() ([]netlink.Link, error) {
 	return links, nil
 }
 
+// Stats returns the counters of the links inside the namespace, by name,
+// from one dump.
+//
+// Equivalent to: `ip -s link show` inside the namespace.
+func (n *Namespace) Stats() (map[string]LinkStats, error) {
+	links, err := n.Links()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]LinkStats, len(links))
+	for _, l := range links {
+		if st := l.Attrs().Statistics; st != nil {
+			out[l.Attrs().Name] = LinkStats{
+				RxBytes: st.RxBytes, TxBytes: st.TxBytes, RxPackets: st.RxPackets, TxPackets: st.TxPackets,
+				RxErrors: st.RxErrors, TxErrors: st.TxErrors, RxDropped: st.RxDropped, TxDropped: st.TxDropped,
+			}
+		}
+	}
+	return out, nil
+}
+
 // NextInterfaceName returns prefix followed by the smallest number not yet
 // used by a link in the namespace: "eth0", then "eth1"... Two callers racing
 // on one namespace may get the same name; the second rename then fails.

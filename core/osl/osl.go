@@ -62,3 +62,12 @@ type InterfaceConfig struct {
 	// flooded to every port of the bridge the interface hangs off.
 	NoIPv6LinkLocal bool
 }
+
+// LinkStats are a link's counters as the kernel keeps them (received:
+// into the namespace the link is in).
+type LinkStats struct {
+	RxBytes, TxBytes     uint64
+	RxPackets, TxPackets uint64
+	RxErrors, TxErrors   uint64
+	RxDropped, TxDropped uint64
+}

@@ -42,6 +42,9 @@ func Remove(key string) error { return ErrNotSupported }
 // Path returns "".
 func (n *Namespace) Path() string { return "" }
 
+// Stats returns ErrNotSupported.
+func (n *Namespace) Stats() (map[string]LinkStats, error) { return nil, ErrNotSupported }
+
 // EnsureInterface is not supported off Linux.
 func (n *Namespace) EnsureInterface(name string, addrs []*net.IPNet) error { return ErrNotSupported }
 

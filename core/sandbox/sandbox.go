@@ -233,6 +233,35 @@ func (s *Sandbox) Endpoints() []Endpoint {
 	return out
 }
 
+// InterfaceStats returns the counters of the endpoints' interfaces, by
+// endpoint ID (none for an endpoint without an interface, nor without a
+// namespace). Neither lock is held across the kernel's dump.
+func (s *Sandbox) InterfaceStats() (map[string]osl.LinkStats, error) {
+	s.mu.Lock()
+	ns := s.ns
+	byName := map[string]string{}
+	for _, ep := range s.eps {
+		if ep.IfName != "" {
+			byName[ep.IfName] = ep.ID
+		}
+	}
+	s.mu.Unlock()
+	if ns == nil || len(byName) == 0 {
+		return nil, nil
+	}
+	all, err := ns.Stats()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]osl.LinkStats, len(byName))
+	for name, id := range byName {
+		if st, ok := all[name]; ok {
+			out[id] = st
+		}
+	}
+	return out, nil
+}
+
 // Endpoint returns a copy of the endpoint with that ID.
 func (s *Sandbox) Endpoint(id string) (Endpoint, bool) {
 	s.mu.Lock()

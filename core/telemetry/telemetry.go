@@ -218,6 +218,68 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// TrafficFunc reads the counters of every sandbox's endpoints.
+type TrafficFunc func(ctx context.Context) ([]controller.EndpointTraffic, error)
+
+// WatchTraffic registers the counters of each endpoint's interface, read
+// from the kernel at each scrape: bytes, packets, drops and errors each
+// way, labelled with the container, the network and the interface.
+func (m *Metrics) WatchTraffic(traffic TrafficFunc) error {
+	return m.reg.Register(&trafficCollector{traffic: traffic})
+}
+
+var trafficLabels = []string{"container", "network", "interface"}
+
+// trafficDescs are the endpoint counters, each with how to read it.
+var trafficDescs = []struct {
+	d    *prometheus.Desc
+	read func(t *controller.EndpointTraffic) uint64
+}{
+	{prometheus.NewDesc("sandnet_endpoint_receive_bytes_total", "Bytes an endpoint's interface received (into the container).", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.RxBytes }},
+	{prometheus.NewDesc("sandnet_endpoint_transmit_bytes_total", "Bytes an endpoint's interface sent (out of the container).", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.TxBytes }},
+	{prometheus.NewDesc("sandnet_endpoint_receive_packets_total", "Packets an endpoint's interface received.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.RxPackets }},
+	{prometheus.NewDesc("sandnet_endpoint_transmit_packets_total", "Packets an endpoint's interface sent.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.TxPackets }},
+	{prometheus.NewDesc("sandnet_endpoint_receive_dropped_total", "Received packets an endpoint's interface dropped.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.RxDropped }},
+	{prometheus.NewDesc("sandnet_endpoint_transmit_dropped_total", "Packets to send an endpoint's interface dropped.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.TxDropped }},
+	{prometheus.NewDesc("sandnet_endpoint_receive_errors_total", "Receive errors of an endpoint's interface.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.RxErrors }},
+	{prometheus.NewDesc("sandnet_endpoint_transmit_errors_total", "Transmit errors of an endpoint's interface.", trafficLabels, nil),
+		func(t *controller.EndpointTraffic) uint64 { return t.TxErrors }},
+}
+
+// trafficCollector reads the endpoints' counters when scraped.
+type trafficCollector struct {
+	traffic TrafficFunc
+}
+
+func (c *trafficCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, td := range trafficDescs {
+		ch <- td.d
+	}
+}
+
+func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	ts, err := c.traffic(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(trafficDescs[0].d, err)
+		return
+	}
+	for i := range ts {
+		t := &ts[i]
+		for _, td := range trafficDescs {
+			ch <- prometheus.MustNewConstMetric(td.d, prometheus.CounterValue, float64(td.read(t)), t.Container, t.Network, t.Interface)
+		}
+	}
+}
+
 // DNS returns what the embedded resolvers report their queries to
 // (resolver.Config.Metrics).
 func (m *Metrics) DNS() resolver.Metrics { return m.dns }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/controller"
+)
+
+// TestTrafficStats: what crosses a container's interface shows in
+// `sandnet sandbox stats` (bytes and packets each way, as docker stats
+// shows NET I/O) and in the endpoint counters of the metrics, and grows
+// with more traffic.
+func TestTrafficStats(t *testing.T) {
+	_, a := metricsAgent(t, "")
+	ctx := context.Background()
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "tr", Subnet: "10.63.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	web := attach(t, a.Client, "tr", "web")
+	cli := attach(t, a.Client, "tr", "cli")
+	serve(t, web.key, "web")
+	stats := func(container string) controller.EndpointTraffic {
+		t.Helper()
+		out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats", "--format", "json", container)
+		var ts []controller.EndpointTraffic
+		if err := json.Unmarshal([]byte(out), &ts); code != 0 || err != nil || len(ts) != 1 {
+			t.Fatalf("sandbox stats %s: exit %d, %v\n%s", container, code, err, out)
+		}
+		return ts[0]
+	}
+	before := stats("web")
+	if before.Network != "tr" || before.Interface != "eth0" || before.Container != "web" {
+		t.Fatalf("sandbox stats web: %+v, want web's eth0 on tr", before)
+	}
+	for range 3 {
+		if got, err := talk(t, cli.key, "tcp", net.JoinHostPort(web.addr.String(), "7777")); err != nil || !strings.HasPrefix(got, "hello from web") {
+			t.Fatalf("cli → web: %q, %v", got, err)
+		}
+	}
+	// Three connections: each at least a SYN, an ACK and a FIN in, and
+	// the answer out.
+	var after controller.EndpointTraffic
+	agenttest.Eventually(t, "web's counters count the three connections", func() bool {
+		after = stats("web")
+		return after.RxPackets >= before.RxPackets+9 && after.TxPackets >= before.TxPackets+9 &&
+			after.RxBytes > before.RxBytes && after.TxBytes >= before.TxBytes+3*uint64(len("hello from web"))
+	})
+	if c := stats("cli"); c.TxPackets < 9 || c.RxBytes < 3*uint64(len("hello from web")) {
+		t.Errorf("cli's counters: %+v, want its three connections out", c)
+	}
+	out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats")
+	for _, want := range []string{`(?m)^web +tr +eth0 +\d+(\.\d+)?k?B / \d+(\.\d+)?k?B +\d+ / \d+ +0 / 0 +0 / 0$`, `(?m)^cli +tr +eth0 `} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("sandbox stats: exit %d, want a line matching %s\n%s", code, want, out)
+		}
+	}
+	if out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats", "nosuch"); code == 0 || !strings.Contains(out, "nosuch") {
+		t.Errorf("sandbox stats nosuch: exit %d\n%s", code, out)
+	}
+	text, err := a.Client.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, text)
+	labels := []string{"container=web", "network=tr", "interface=eth0"}
+	for name, least := range map[string]float64{
+		"sandnet_endpoint_receive_packets_total":  float64(after.RxPackets),
+		"sandnet_endpoint_transmit_packets_total": float64(after.TxPackets),
+		"sandnet_endpoint_receive_bytes_total":    float64(after.RxBytes),
+		"sandnet_endpoint_transmit_bytes_total":   float64(after.TxBytes),
+	} {
+		if got := value(fams, name, labels...); got < least {
+			t.Errorf("%s%v = %v, want at least %v", name, labels, got, least)
+		}
+	}
+	if got := value(fams, "sandnet_endpoint_receive_dropped_total", labels...); got != 0 {
+		t.Errorf("web dropped %v packets", got)
+	}
+}
