@@ -44,6 +44,9 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	if ep.Address.IsValid() || !ep.AddressV6.IsValid() || ep.Gateway.IsValid() || ep.GatewayV6.String() != "fd00:58::1" {
 		t.Fatalf("web's endpoint: address %v, IPv6 %v, gateways %v %v; want IPv6 only, through fd00:58::1", ep.Address, ep.AddressV6, ep.Gateway, ep.GatewayV6)
 	}
+	if out, code := run("sandbox", "inspect", "web"); code != 0 || !regexp.MustCompile(`(?m)^v6only +eth0 +\S+ +- +fd00:58::\w+/64 +fd00:58::1 +- +\*:8058->7777/tcp$`).MatchString(out) {
+		t.Errorf("sandbox inspect web: exit %d, want its IPv6 address and gateway\n%s", code, out)
+	}
 	serve(t, web.Key, "web")
 	if got := dig(t, cli.Key, "+short", "AAAA", "web"); got != ep.AddressV6.Addr().String() {
 		t.Errorf("AAAA web from cli: %q, want %s", got, ep.AddressV6.Addr())

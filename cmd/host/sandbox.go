@@ -158,7 +158,11 @@ func sandboxInspectCmd(args []string) int {
 				for i, p := range ep.Ports {
 					ports[i] = portString(p)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), show(ep.Gateway),
+				gw := show(ep.Gateway)
+				if !ep.Gateway.IsValid() && ep.GatewayV6.IsValid() {
+					gw = ep.GatewayV6.String() // an IPv6-only network's
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), gw,
 					orDash(strings.Join(ep.Aliases, ", ")), orDash(strings.Join(ports, ", ")))
 			}
 		})
