@@ -189,7 +189,7 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	}
 	next := strings.Replace(string(head), settings("127.0.0.43", "10.120.0.0/16", "127.0.0.1:19386"), settings("127.0.0.44", "10.130.0.0/16", "127.0.0.1:19387"), 1)
 	next = strings.Replace(next, "timeout = \"3s\"", "timeout = \"5s\"\n  max_inflight = 7", 1)
-	next = strings.Replace(next, "spare_namespaces = 1", "spare_namespaces = 3", 1)
+	next = strings.Replace(next, "spare_namespaces = 1", "spare_namespaces = 3\n  stub_grace_period = \"2m\"", 1)
 	spares := func() float64 {
 		text, err := a.Client.Metrics(ctx)
 		if err != nil {
@@ -206,7 +206,7 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
-	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, sandbox.spare_namespaces, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
+	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, sandbox.stub_grace_period, sandbox.spare_namespaces, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
 		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
 	}
 	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {

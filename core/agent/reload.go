@@ -179,7 +179,8 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 
 // applySettings applies what of next's settings a running agent can —
 // the log level, the resolver's upstreams and limits, the IPAM default
-// pools, the number of spare namespaces, the Prometheus listener — and
+// pools, the stub grace period, the number of spare namespaces, the
+// Prometheus listener — and
 // names in r those it applied and those it could not.
 func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) {
 	if next.Log.Level != a.cfg.Log.Level {
@@ -213,6 +214,11 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 			r.Applied = append(r.Applied, "ipam.default_pools")
 		}
 	}
+	if next.Sandbox.StubGracePeriod != a.cfg.Sandbox.StubGracePeriod {
+		a.ctrl.SetStubGracePeriod(next.Sandbox.StubGracePeriod)
+		a.cfg.Sandbox.StubGracePeriod = next.Sandbox.StubGracePeriod
+		r.Applied = append(r.Applied, "sandbox.stub_grace_period")
+	}
 	if next.Sandbox.SpareNamespaces != a.cfg.Sandbox.SpareNamespaces {
 		a.ctrl.SetSpareNamespaces(next.Sandbox.SpareNamespaces)
 		a.cfg.Sandbox.SpareNamespaces = next.Sandbox.SpareNamespaces
@@ -242,7 +248,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"host_ttl", a.cfg.HostTTL, next.HostTTL},
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
-		{"sandbox", withSpares(a.cfg.Sandbox, 0), withSpares(next.Sandbox, 0)},
+		{"sandbox", restartOnly(a.cfg.Sandbox), restartOnly(next.Sandbox)},
 		{"resolver", liveResolverFields(a.cfg.Resolver), liveResolverFields(next.Resolver)},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
@@ -275,9 +281,10 @@ func liveResolverFields(r config.Resolver) config.Resolver {
 	return r
 }
 
-// withSpares is s with spare_namespaces n: the rest of the block,
-// compared, is what only a restart applies.
-func withSpares(s config.Sandbox, n int) config.Sandbox {
-	s.SpareNamespaces = n
+// restartOnly is s without the settings a reload applies
+// (spare_namespaces, stub_grace_period): the rest, compared, is what only
+// a restart applies.
+func restartOnly(s config.Sandbox) config.Sandbox {
+	s.SpareNamespaces, s.StubGracePeriod = 0, 0
 	return s
 }

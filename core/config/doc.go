@@ -191,7 +191,8 @@
 // stub_grace_period: after
 // an agent restart, how long a sandbox read back from the store waits for
 // its container to claim it before it is deleted with its endpoints; a Go
-// duration, default 1m. spare_namespaces: how many network namespaces the
+// duration, default 1m; a reload applies it to the stubs still waiting
+// (counted from the start). spare_namespaces: how many network namespaces the
 // agent keeps made ahead of time (at idle CPU priority, under
 // netns_dir/.creating), so that a sandbox create takes one instead of
 // waiting for the kernel; 0 to 64, default 2, 0 makes each on demand. As

@@ -372,6 +372,61 @@ func TestSetSpareNamespaces(t *testing.T) {
 	e.sandbox("c1") // made fresh, with no pool
 }
 
+// A reload's stub_grace_period applies to the stubs waiting since the
+// start: lengthened, they keep waiting; shortened below the time already
+// waited, the unclaimed ones are deleted at once, leaving nothing behind.
+func TestSetStubGracePeriod(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	before := e.leaks()
+	e.network("red", "veth", "10.93.0.0/24")
+	for _, c := range []string{"c1", "c2"} {
+		e.sandbox(c)
+		e.connect("red", c)
+	}
+	e.c.Close()
+	e.c = e.start() // a grace period of an hour: c1 and c2 are stubs
+	stub := func(c string) bool {
+		sb, err := e.c.SandboxByContainer(ctx, c)
+		return err == nil && sb.Stub
+	}
+	if !stub("c1") || !stub("c2") {
+		t.Fatal("c1 and c2 are not stubs after the restart")
+	}
+	if !e.c.SetStubGracePeriod(50*time.Millisecond) || !e.c.SetStubGracePeriod(time.Hour) {
+		t.Fatal("SetStubGracePeriod found no stubs waiting")
+	}
+	time.Sleep(200 * time.Millisecond) // past the short period, which was lengthened again
+	if !stub("c1") || !stub("c2") {
+		t.Fatal("the stubs were deleted within the lengthened grace period")
+	}
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"}); err != nil { // claimed: it stays
+		t.Fatal(err)
+	}
+	if !e.c.SetStubGracePeriod(0) {
+		t.Fatal("SetStubGracePeriod(0) found no stubs waiting")
+	}
+	polltest.Until(t, 15*time.Second, "the unclaimed stub deleted", func() bool {
+		_, err := e.c.SandboxByContainer(ctx, "c2")
+		return errors.Is(err, sdk.ErrNotFound)
+	})
+	if sb, err := e.c.SandboxByContainer(ctx, "c1"); err != nil || sb.Stub {
+		t.Fatalf("the claimed c1: %+v, %v", sb, err)
+	}
+	if e.c.SetStubGracePeriod(time.Minute) {
+		t.Error("SetStubGracePeriod after the stubs were reaped said some were waiting")
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.leaks(); after != before {
+		t.Errorf("leaks: %+v, before %+v", after, before)
+	}
+}
+
 // A stub claimed by a create that lists networks is connected to those it
 // is not on yet; the one it is on is left as it is.
 func TestClaimWithNetworks(t *testing.T) {

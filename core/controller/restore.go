@@ -108,7 +108,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(c.bg) // background work: the controller's own context
 	c.mu.Lock()
-	c.stubTimer = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs)
+	c.stubTimer, c.stubsSince = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs), time.Now()
 	c.stopWatch = cancel
 	c.mu.Unlock()
 	if c.lease.begin(ctx) {
@@ -303,6 +303,22 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 	op.stub = false
 	c.mu.Unlock()
 	return c.view(ctx, op)
+}
+
+// SetStubGracePeriod changes how long the stubs Start read back wait for
+// their containers (a reload of sandbox { stub_grace_period }), counted
+// from Start: a period already over deletes the unclaimed ones now. It
+// says whether they were still waiting; once they were deleted there is
+// nothing to change until the next start, which uses its config's period.
+func (c *Controller) SetStubGracePeriod(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stubTimer == nil || !c.stubTimer.Stop() {
+		return false
+	}
+	c.stubTimer = time.AfterFunc(max(0, time.Until(c.stubsSince.Add(d))), c.reapStubs)
+	c.log.Info("stub grace period", "period", d)
+	return true
 }
 
 // reapStubs deletes the stubs nobody claimed.
