@@ -136,8 +136,8 @@ type Controller struct {
 	stopWatch     context.CancelFunc
 	bg            context.Context // ends with Close: the context of all background work
 	stopBG        context.CancelFunc
-	stubTimer     *time.Timer // guarded by mu: reaps the stubs Start read back
-	stubsSince    time.Time   // guarded by mu: when Start set stubTimer
+	stubTimer     *time.Timer        // guarded by mu: reaps the stubs Start read back
+	stubsSince    time.Time          // guarded by mu: when Start set stubTimer
 	hostDNS       *resolver.Resolver // the host listener; nil when off
 
 	// afterStep, when set (by tests), is called after each named step of
