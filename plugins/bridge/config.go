@@ -173,6 +173,25 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 		return nil, fmt.Errorf("network %s: unknown option %s (known: %s): %w",
 			n.id, strings.Join(unknown, ", "), strings.Join(knownOptions, ", "), sdk.ErrInvalid)
 	}
+	if err := n.setOptions(c, opts, as); err != nil {
+		return nil, err
+	}
+	if n.v4, err = parsePools(n.id, pn.GetIpv4(), 4); err != nil {
+		return nil, err
+	}
+	if n.v6, err = parsePools(n.id, pn.GetIpv6(), 6); err != nil {
+		return nil, err
+	}
+	if len(n.v6) > 0 && n.mtu < 1280 {
+		return nil, fmt.Errorf("network %s: MTU %d is below IPv6's minimum 1280: %w", n.id, n.mtu, sdk.ErrInvalid)
+	}
+	return n, nil
+}
+
+// setOptions sets what the network's options ask (opts, under sandnet's
+// names; as gives the name each was given under) over the config's
+// defaults: bridge name, port flags, MTU, default host address.
+func (n *network) setOptions(c Config, opts map[string]string, as func(string) string) error {
 	boolOpt := func(key string, dst *bool) error {
 		v, ok := opts[key]
 		if !ok {
@@ -191,7 +210,7 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 		dst *bool
 	}{{optDefault, &isDefault}, {optEnableICC, &n.icc}, {optEnableMasq, &n.masq}, {optMcastSnoop, &n.snoop}} {
 		if err := boolOpt(o.key, o.dst); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if isDefault {
@@ -199,39 +218,30 @@ func parseNetwork(c Config, pn *pb.Network) (*network, error) {
 	}
 	if v, ok := opts[optBridgeName]; ok {
 		if err := validIfName(v); err != nil {
-			return nil, fmt.Errorf("network %s: option %s: %w", n.id, as(optBridgeName), err)
+			return fmt.Errorf("network %s: option %s: %w", n.id, as(optBridgeName), err)
 		}
 		n.bridge = v
 	}
 	if v, ok := opts[optMTU]; ok {
 		mtu, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, fmt.Errorf("network %s: option %s=%q: not a number: %w", n.id, as(optMTU), v, sdk.ErrInvalid)
+			return fmt.Errorf("network %s: option %s=%q: not a number: %w", n.id, as(optMTU), v, sdk.ErrInvalid)
 		}
 		if err := validMTU(mtu); err != nil {
-			return nil, fmt.Errorf("network %s: option %s: %w", n.id, as(optMTU), err)
+			return fmt.Errorf("network %s: option %s: %w", n.id, as(optMTU), err)
 		}
 		n.mtu = mtu
 	}
 	if v, ok := opts[optHostBind]; ok {
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Unmap().Is4() {
-			return nil, fmt.Errorf("network %s: option %s=%q: want an IPv4 address: %w", n.id, as(optHostBind), v, sdk.ErrInvalid)
+			return fmt.Errorf("network %s: option %s=%q: want an IPv4 address: %w", n.id, as(optHostBind), v, sdk.ErrInvalid)
 		}
 		if a = a.Unmap(); !a.IsUnspecified() {
 			n.hostBind = a
 		}
 	}
-	if n.v4, err = parsePools(n.id, pn.GetIpv4(), 4); err != nil {
-		return nil, err
-	}
-	if n.v6, err = parsePools(n.id, pn.GetIpv6(), 6); err != nil {
-		return nil, err
-	}
-	if len(n.v6) > 0 && n.mtu < 1280 {
-		return nil, fmt.Errorf("network %s: MTU %d is below IPv6's minimum 1280: %w", n.id, n.mtu, sdk.ErrInvalid)
-	}
-	return n, nil
+	return nil
 }
 
 func parsePools(netID string, pools []*pb.IPAMData, family int) ([]subnet, error) {

@@ -198,6 +198,28 @@ func TestParseNetwork(t *testing.T) {
 		{name: "unknown option", net: &pb.Network{Id: id, Options: map[string]string{"com.sandnet.bridge.enable_icc_typo": "1"}}, wantErr: sdk.ErrInvalid},
 		{name: "bad bool", net: &pb.Network{Id: id, Options: map[string]string{optEnableICC: "maybe"}}, wantErr: sdk.ErrInvalid},
 		{name: "bad mtu", net: &pb.Network{Id: id, Options: map[string]string{optMTU: "12"}}, wantErr: sdk.ErrInvalid},
+		{
+			name: "host binding",
+			net:  &pb.Network{Id: id, Ipv4: v4, Options: map[string]string{"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}},
+			want: func(n *network) string {
+				if n.hostBind.String() != "127.0.0.1" {
+					return "host binding " + n.hostBind.String()
+				}
+				return ""
+			},
+		},
+		{
+			name: "host binding on every address",
+			net:  &pb.Network{Id: id, Ipv4: v4, Options: map[string]string{optHostBind: "0.0.0.0"}},
+			want: func(n *network) string {
+				if n.hostBind.IsValid() {
+					return "host binding " + n.hostBind.String()
+				}
+				return ""
+			},
+		},
+		{name: "host binding IPv6", net: &pb.Network{Id: id, Options: map[string]string{optHostBind: "::1"}}, wantErr: sdk.ErrInvalid},
+		{name: "host binding not an address", net: &pb.Network{Id: id, Options: map[string]string{optHostBind: "localhost"}}, wantErr: sdk.ErrInvalid},
 		{name: "bad name", net: &pb.Network{Id: id, Options: map[string]string{optBridgeName: "much-too-long-bridge"}}, wantErr: sdk.ErrInvalid},
 		{name: "gateway outside pool", net: &pb.Network{Id: id, Ipv4: []*pb.IPAMData{{Pool: "10.1.0.0/24", Gateway: "10.9.0.1/24"}}}, wantErr: sdk.ErrInvalid},
 		{name: "v6 pool as v4", net: &pb.Network{Id: id, Ipv4: []*pb.IPAMData{{Pool: "fd00::/64"}}}, wantErr: sdk.ErrInvalid},
