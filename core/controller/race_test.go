@@ -13,7 +13,8 @@ import (
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
-// One sandbox connected, deleted and listed at once, over and over: under
+// One sandbox connected, deleted and listed (its traffic counters read
+// too) at once, over and over: under
 // -race, every field of the sandbox that these touch is read under the lock
 // that guards it; each connect either lands before the delete or is
 // refused, and nothing is left behind.
@@ -47,6 +48,10 @@ func TestConnectDeleteListOneSandbox(t *testing.T) {
 					return
 				}
 				e.c.WalkSandboxes(func(*sandbox.Sandbox) bool { return false })
+				if _, err := e.c.Traffic(ctx, ""); err != nil {
+					errs[2] = err
+					return
+				}
 			}
 		}()
 		wg.Wait()
