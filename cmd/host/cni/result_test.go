@@ -52,6 +52,18 @@ func TestResultFromTheAgentsAnswer(t *testing.T) {
 		})
 	}
 
+	// An endpoint of an IPv6-only network: its IPv6 address and default
+	// route only (converted to 0.4.0, as podman asks, too).
+	v6only := ep
+	v6only.Address, v6only.Gateway, v6only.Routes = netip.Prefix{}, netip.Addr{}, nil
+	r6 := result(&sandbox{ResolvConf: rc, GatewayEndpointV6: "e1"}, &v6only, "/run/netns/c1")
+	if b, _ := json.Marshal(struct{ IPs, Routes any }{r6.IPs, r6.Routes}); string(b) != `{"IPs":[{"interface":1,"address":"fd00::2/64","gateway":"fd00::1"}],"Routes":[{"dst":"::/0","gw":"fd00::1"}]}` {
+		t.Errorf("IPv6-only: %s", b)
+	}
+	if _, err := r6.GetAsVersion("0.4.0"); err != nil {
+		t.Errorf("IPv6-only result as 0.4.0: %v", err)
+	}
+
 	// A driver that makes no host end (macvlan): the sandbox interface only.
 	noHost := ep
 	noHost.HostIfName = ""
