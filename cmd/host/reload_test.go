@@ -237,3 +237,49 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 		t.Fatalf("network created after the reload got %s, want a subnet of the new pool 10.130.0.0/16", s)
 	}
 }
+
+// A reload applies the forwarding cache's settings to the running cache:
+// shrunk to one answer, the cache keeps only the last one asked. Turning
+// the cache off (or on) is left for the next start, and said so.
+func TestReloadCache(t *testing.T) {
+	nstest.RequireRoot(t)
+	up := startFakeUpstream(t, "127.0.0.45:53")
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	cache := func(size int) string {
+		return fmt.Sprintf("resolver {\n  upstreams = [\"127.0.0.45\"]\n  cache_size = %d\n}\n", size)
+	}
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")+cache(100))
+	a := e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func(size int) (string, int) {
+		t.Helper()
+		if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), cache(100), cache(size), 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return sandnetCmd(t, "reload", "--socket", e.Socket)
+	}
+	if _, err := a.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: "rc"}); err != nil {
+		t.Fatal(err)
+	}
+	cli := attach(t, a.Client, "rc", "cli")
+	if out, code := reload(1); code != 0 || !strings.Contains(out, "applied: resolver.cache_size") || strings.Contains(out, "next start") {
+		t.Fatalf("sandnet reload with cache_size 1: exit %d\n%s", code, out)
+	}
+	// a, then b (which takes a's place), then a again: asked upstream twice.
+	for _, n := range []string{"a.example", "b.example", "a.example"} {
+		if got := dig(t, cli.key, "+short", n); got != "192.0.2.1" {
+			t.Fatalf("%s: %q", n, got)
+		}
+	}
+	if n := up.asked("a.example."); n != 2 {
+		t.Fatalf("a.example asked upstream %d times, want twice: the cache still holds more than one answer", n)
+	}
+	if out, code := reload(0); code != 0 || !strings.Contains(out, "next start: resolver") {
+		t.Fatalf("sandnet reload turning the cache off: exit %d, want it left for the next start\n%s", code, out)
+	}
+}

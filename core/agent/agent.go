@@ -22,6 +22,7 @@ import (
 	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/plugin"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/telemetry"
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -40,6 +41,7 @@ type Agent struct {
 	lis     net.Listener
 	ctrl    *controller.Controller
 	ipam    *ipam.Allocator // the controller's; a reload sets its default pools
+	cache   *resolver.Cache // the resolvers' forwarding cache (nil: off); a reload sets its limits
 	profile func()          // finishes the CPU profile, if one is written
 	locks   []*dirLock
 

@@ -13,6 +13,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/sdk"
 )
 
@@ -178,7 +179,7 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 }
 
 // applySettings applies what of next's settings a running agent can —
-// the log level, the resolver's upstreams and limits, the IPAM default
+// the log level, the resolver's upstreams, limits and cache, the IPAM default
 // pools, the stub grace period, the number of spare namespaces, the
 // Prometheus listener — and
 // names in r those it applied and those it could not.
@@ -205,6 +206,7 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 		}
 		a.cfg.Resolver.Timeout, a.cfg.Resolver.MaxInflight = next.Resolver.Timeout, next.Resolver.MaxInflight
 	}
+	a.applyCache(next.Resolver, r)
 	if !reflect.DeepEqual(next.IPAM, a.cfg.IPAM) {
 		// The file's pools were checked when it was read.
 		if err := a.ipam.SetDefaultPools(next.IPAM.DefaultPools); err != nil {
@@ -249,7 +251,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", restartOnly(a.cfg.Sandbox), restartOnly(next.Sandbox)},
-		{"resolver", liveResolverFields(a.cfg.Resolver), liveResolverFields(next.Resolver)},
+		{"resolver", resolverRestartOnly(a.cfg.Resolver, cacheLive(a.cfg.Resolver, next.Resolver)), resolverRestartOnly(next.Resolver, cacheLive(a.cfg.Resolver, next.Resolver))},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			out = append(out, s.name)
@@ -274,11 +276,48 @@ func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
 // (400 at the API).
 var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)
 
-// liveResolverFields is r without what a reload applies (upstreams,
-// timeout, max_inflight): what remains, compared, only a restart applies.
-func liveResolverFields(r config.Resolver) config.Resolver {
+// resolverRestartOnly is r without what a reload applies (upstreams,
+// timeout, max_inflight, and with cacheLive the cache's settings): what
+// remains, compared, only a restart applies.
+func resolverRestartOnly(r config.Resolver, cacheLive bool) config.Resolver {
 	r.Upstreams, r.Timeout, r.MaxInflight = nil, 0, 0
+	if cacheLive {
+		r.CacheSize, r.CacheMaxTTL, r.CacheMaxNegativeTTL = 0, 0, 0
+	}
 	return r
+}
+
+// cacheLive says whether a reload from r to next can apply the cache's
+// settings: unless it turns the cache on or off, which only a restart
+// does (every running resolver holds the cache, or none).
+func cacheLive(r, next config.Resolver) bool { return (r.CacheSize > 0) == (next.CacheSize > 0) }
+
+// cacheConfig is the forwarding cache's part of r.
+func cacheConfig(r config.Resolver) resolver.CacheConfig {
+	return resolver.CacheConfig{Size: r.CacheSize, MaxTTL: r.CacheMaxTTL, MaxNegativeTTL: r.CacheMaxNegativeTTL}
+}
+
+// applyCache applies next's cache settings to the running cache, when a
+// reload can (cacheLive), and names in r those that changed.
+func (a *Agent) applyCache(next config.Resolver, r *api.Reloaded) {
+	cur := &a.cfg.Resolver
+	if !cacheLive(*cur, next) {
+		return
+	}
+	for _, f := range []struct {
+		name    string
+		changed bool
+	}{
+		{"resolver.cache_size", cur.CacheSize != next.CacheSize},
+		{"resolver.cache_max_ttl", cur.CacheMaxTTL != next.CacheMaxTTL},
+		{"resolver.cache_max_negative_ttl", cur.CacheMaxNegativeTTL != next.CacheMaxNegativeTTL},
+	} {
+		if f.changed {
+			r.Applied = append(r.Applied, f.name)
+		}
+	}
+	a.cache.SetLimits(cacheConfig(next)) // false, changing nothing, for no cache
+	cur.CacheSize, cur.CacheMaxTTL, cur.CacheMaxNegativeTTL = next.CacheSize, next.CacheMaxTTL, next.CacheMaxNegativeTTL
 }
 
 // restartOnly is s without the settings a reload applies

@@ -86,6 +86,7 @@ func (a *Agent) startController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.cache = resolver.NewCache(cacheConfig(a.cfg.Resolver))
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
 		HostID:          hostID,
 		AdvertiseAddr:   advertise,
@@ -105,11 +106,7 @@ func (a *Agent) startController(ctx context.Context) error {
 			Timeout:     a.cfg.Resolver.Timeout,
 			MaxInflight: a.cfg.Resolver.MaxInflight,
 			Metrics:     a.metrics.DNS(),
-			Cache: resolver.NewCache(resolver.CacheConfig{
-				Size:           a.cfg.Resolver.CacheSize,
-				MaxTTL:         a.cfg.Resolver.CacheMaxTTL,
-				MaxNegativeTTL: a.cfg.Resolver.CacheMaxNegativeTTL,
-			}),
+			Cache:       a.cache,
 		},
 	}, ps)
 	if err != nil {

@@ -141,7 +141,10 @@
 // every sandbox's resolver (each at most 4 KiB), 0 or more; 0 turns the
 // cache off. cache_max_ttl and cache_max_negative_ttl: caps on how long a
 // positive answer and an NXDOMAIN or NODATA answer are kept, whatever TTL
-// the upstream gave; Go durations up to 168h. host_listen: "ip:port" where
+// the upstream gave; Go durations up to 168h. A reload applies the three
+// to the running cache (a smaller size drops the least recently used
+// answers), unless it turns the cache on or off, which waits for the next
+// start. host_listen: "ip:port" where
 // the agent answers the host's questions for name.network of its
 // containers (UDP and TCP); an unspecified address (0.0.0.0, ::) or port 0
 // is refused; absent or "": off.

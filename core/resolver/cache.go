@@ -43,8 +43,8 @@ type CacheConfig struct {
 // A Cache is safe for concurrent use. A nil *Cache caches nothing.
 type Cache struct {
 	lru       *lru.Cache[cacheKey, *cacheEntry]
-	maxTTL    time.Duration
-	maxNegTTL time.Duration
+	maxTTL    atomic.Int64     // a time.Duration; SetLimits changes it
+	maxNegTTL atomic.Int64     // likewise
 	now       func() time.Time // time.Now; tests move it
 
 	// Plain counters, for whoever exports metrics.
@@ -93,14 +93,35 @@ func NewCache(cfg CacheConfig) *Cache {
 	if err != nil { // only for a size ≤ 0
 		return nil
 	}
-	c := &Cache{lru: l, maxTTL: cfg.MaxTTL, maxNegTTL: cfg.MaxNegativeTTL, now: time.Now}
-	if c.maxTTL <= 0 {
-		c.maxTTL = config.DefaultCacheMaxTTL
-	}
-	if c.maxNegTTL <= 0 {
-		c.maxNegTTL = config.DefaultCacheMaxNegativeTTL
-	}
+	c := &Cache{lru: l, now: time.Now}
+	c.setTTLs(cfg)
 	return c
+}
+
+// setTTLs sets the caps of cfg, the defaults for zero ones.
+func (c *Cache) setTTLs(cfg CacheConfig) {
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = config.DefaultCacheMaxTTL
+	}
+	if cfg.MaxNegativeTTL <= 0 {
+		cfg.MaxNegativeTTL = config.DefaultCacheMaxNegativeTTL
+	}
+	c.maxTTL.Store(int64(cfg.MaxTTL))
+	c.maxNegTTL.Store(int64(cfg.MaxNegativeTTL))
+}
+
+// SetLimits applies cfg to a running cache (a reload of the resolver's
+// cache settings): a smaller size drops the least recently used answers
+// beyond it; the TTL caps bound the answers kept from then on. It cannot
+// turn a cache on or off: it reports false, changing nothing, when c is
+// nil or cfg.Size is not positive.
+func (c *Cache) SetLimits(cfg CacheConfig) bool {
+	if c == nil || cfg.Size <= 0 {
+		return false
+	}
+	c.lru.Resize(cfg.Size)
+	c.setTTLs(cfg)
+	return true
 }
 
 // Stats returns the cache's counters.
@@ -252,9 +273,9 @@ func (c *Cache) lifetime(resp []byte) (time.Duration, []int, bool) {
 	var d, limit time.Duration
 	switch {
 	case rcode == dns.RcodeSuccess && an > 0:
-		d, limit = time.Duration(minAnswer)*time.Second, c.maxTTL
+		d, limit = time.Duration(minAnswer)*time.Second, time.Duration(c.maxTTL.Load())
 	case soa:
-		d, limit = time.Duration(negative)*time.Second, c.maxNegTTL
+		d, limit = time.Duration(negative)*time.Second, time.Duration(c.maxNegTTL.Load())
 	default:
 		return 0, nil, false
 	}

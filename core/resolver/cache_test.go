@@ -346,3 +346,38 @@ func TestNewCacheOff(t *testing.T) {
 		t.Fatalf("nil cache stats %+v", s)
 	}
 }
+
+// SetLimits, as a reload applies the cache settings: a smaller size keeps
+// the most recently used answers, a new TTL cap bounds what is kept from
+// then on; turning the cache on or off is refused.
+func TestCacheSetLimits(t *testing.T) {
+	c, clk := testCache(t, CacheConfig{Size: 4})
+	up, addr := cachedResolver(t, c, answerTTL(3600))
+	for _, n := range []string{"a.example.", "b.example.", "c.example.", "d.example."} {
+		mustExchange(t, "udp", addr, query(n, dns.TypeA))
+	}
+	if !c.SetLimits(CacheConfig{Size: 2, MaxTTL: 5 * time.Second}) {
+		t.Fatal("SetLimits refused a size of 2")
+	}
+	if s := c.Stats(); s.Entries != 2 {
+		t.Fatalf("%d entries after shrinking to 2", s.Entries)
+	}
+	// c and d, the most recent, stay; e is kept for 5 s only.
+	for _, n := range []string{"c.example.", "d.example.", "e.example."} {
+		mustExchange(t, "udp", addr, query(n, dns.TypeA))
+	}
+	if got := up.queries.Load(); got != 5 {
+		t.Fatalf("upstream asked %d times, want 5 (c and d from the cache)", got)
+	}
+	clk.advance(6 * time.Second)
+	mustExchange(t, "udp", addr, query("e.example.", dns.TypeA))
+	if got := up.queries.Load(); got != 6 {
+		t.Fatalf("upstream asked %d times, want 6: e's answer kept past the new 5 s cap", got)
+	}
+	if c.SetLimits(CacheConfig{Size: 0}) || (*Cache)(nil).SetLimits(CacheConfig{Size: 10}) {
+		t.Fatal("SetLimits turned a cache off, or one on")
+	}
+	if s := c.Stats(); s.Entries == 0 {
+		t.Fatal("a refused SetLimits emptied the cache")
+	}
+}
