@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,11 +19,17 @@ const hostListen = "127.0.0.1:5353"
 // digHost runs dig in the test's own namespace against the host listener.
 func digHost(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("dig", append([]string{"@127.0.0.1", "-p", "5353", "+time=2", "+tries=1"}, args...)...).CombinedOutput()
+	out, err := digAt("5353", args...)
 	if err != nil {
 		t.Fatalf("dig @127.0.0.1 -p 5353 %v: %v\n%s", args, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return out
+}
+
+// digAt runs dig in the test's own namespace against 127.0.0.1:port.
+func digAt(port string, args ...string) (string, error) {
+	out, err := exec.Command("dig", append([]string{"@127.0.0.1", "-p", port, "+time=2", "+tries=1"}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
 
 // TestHostListener: with resolver { host_listen }, the host resolves
@@ -95,6 +102,56 @@ func TestHostListener(t *testing.T) {
 		}
 		if got := digHost(t, "web.hl"); !strings.Contains(got, "status: NXDOMAIN") {
 			t.Fatalf("dig web.hl after web's delete:\n%s", got)
+		}
+	})
+
+	// A reload moves the listener (the new one first: an address taken
+	// leaves the old one answering) and turns it off.
+	t.Run("moved by a reload", func(t *testing.T) {
+		dir := t.TempDir()
+		agenttest.CleanupMounts(t, dir)
+		listen := func(addr string) string { return fmt.Sprintf(resolverBlock, fmt.Sprintf("  host_listen = %q\n", addr)) }
+		e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")+listen(hostListen))
+		a := e.Start(t)
+		t.Cleanup(func() { removeAll(t, a.Client) })
+		head, err := os.ReadFile(e.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reload := func(block string) (string, int) {
+			t.Helper()
+			if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), listen(hostListen), block, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return sandnetCmd(t, "reload", "--socket", e.Socket)
+		}
+		if _, err := a.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "hl"}); err != nil {
+			t.Fatal(err)
+		}
+		web := attach(t, a.Client, "hl", "web")
+		answers := func(port string) bool {
+			out, err := digAt(port, "+short", "web.hl")
+			return err == nil && out == web.addr.String()
+		}
+		if !answers("5353") {
+			t.Fatal("no answer on 5353 before the reload")
+		}
+		if out, code := reload(listen("127.0.0.1:5354")); code != 0 || !strings.Contains(out, "applied: resolver.host_listen") {
+			t.Fatalf("sandnet reload to 5354: exit %d\n%s", code, out)
+		}
+		if !answers("5354") || answers("5353") {
+			t.Fatalf("after the move: 5354 answers %v, 5353 %v; want only 5354", answers("5354"), answers("5353"))
+		}
+		busy, err := net.ListenPacket("udp4", "127.0.0.1:5355")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		if out, code := reload(listen("127.0.0.1:5355")); code != 1 || !strings.Contains(out, "failed: resolver.host_listen (") || !answers("5354") {
+			t.Fatalf("sandnet reload onto a taken address: exit %d, 5354 answers %v\n%s", code, answers("5354"), out)
+		}
+		if out, code := reload(fmt.Sprintf(resolverBlock, "")); code != 0 || !strings.Contains(out, "applied: resolver.host_listen") || answers("5354") {
+			t.Fatalf("sandnet reload without host_listen: exit %d, 5354 answers %v\n%s", code, answers("5354"), out)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -191,22 +192,7 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 		a.cfg.Log.Level = next.Log.Level // json only at the next start
 		r.Applied = append(r.Applied, "log.level")
 	}
-	if !slices.Equal(next.Resolver.Upstreams, a.cfg.Resolver.Upstreams) {
-		a.ctrl.SetResolverUpstreams(next.Resolver.Upstreams)
-		a.cfg.Resolver.Upstreams = next.Resolver.Upstreams
-		r.Applied = append(r.Applied, "resolver.upstreams")
-	}
-	if next.Resolver.Timeout != a.cfg.Resolver.Timeout || next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
-		a.ctrl.SetResolverLimits(next.Resolver.Timeout, next.Resolver.MaxInflight)
-		if next.Resolver.Timeout != a.cfg.Resolver.Timeout {
-			r.Applied = append(r.Applied, "resolver.timeout")
-		}
-		if next.Resolver.MaxInflight != a.cfg.Resolver.MaxInflight {
-			r.Applied = append(r.Applied, "resolver.max_inflight")
-		}
-		a.cfg.Resolver.Timeout, a.cfg.Resolver.MaxInflight = next.Resolver.Timeout, next.Resolver.MaxInflight
-	}
-	a.applyCache(next.Resolver, r)
+	a.applyResolver(next.Resolver, r)
 	if !reflect.DeepEqual(next.IPAM, a.cfg.IPAM) {
 		// The file's pools were checked when it was read.
 		if err := a.ipam.SetDefaultPools(next.IPAM.DefaultPools); err != nil {
@@ -233,6 +219,38 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 		} else {
 			a.cfg.Telemetry = next.Telemetry
 			r.Applied = append(r.Applied, "telemetry.prometheus_listen")
+		}
+	}
+}
+
+// applyResolver applies what of next's resolver settings a running agent
+// can — upstreams, limits, the cache, the host listener — and names in r
+// those it applied and those it could not.
+func (a *Agent) applyResolver(next config.Resolver, r *api.Reloaded) {
+	cur := &a.cfg.Resolver
+	if !slices.Equal(next.Upstreams, cur.Upstreams) {
+		a.ctrl.SetResolverUpstreams(next.Upstreams)
+		cur.Upstreams = next.Upstreams
+		r.Applied = append(r.Applied, "resolver.upstreams")
+	}
+	if next.Timeout != cur.Timeout || next.MaxInflight != cur.MaxInflight {
+		a.ctrl.SetResolverLimits(next.Timeout, next.MaxInflight)
+		if next.Timeout != cur.Timeout {
+			r.Applied = append(r.Applied, "resolver.timeout")
+		}
+		if next.MaxInflight != cur.MaxInflight {
+			r.Applied = append(r.Applied, "resolver.max_inflight")
+		}
+		cur.Timeout, cur.MaxInflight = next.Timeout, next.MaxInflight
+	}
+	a.applyCache(next, r)
+	if next.HostListen != cur.HostListen {
+		if err := a.ctrl.SetHostListen(next.HostListen); err != nil {
+			a.log.Error("applying resolver host_listen; the host listener stays where it was", "error", err)
+			r.Failed = append(r.Failed, fmt.Sprintf("resolver.host_listen (%v)", err))
+		} else {
+			cur.HostListen = next.HostListen
+			r.Applied = append(r.Applied, "resolver.host_listen")
 		}
 	}
 }
@@ -277,10 +295,10 @@ func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
 var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)
 
 // resolverRestartOnly is r without what a reload applies (upstreams,
-// timeout, max_inflight, and with cacheLive the cache's settings): what
+// timeout, max_inflight, host_listen, and with cacheLive the cache's settings): what
 // remains, compared, only a restart applies.
 func resolverRestartOnly(r config.Resolver, cacheLive bool) config.Resolver {
-	r.Upstreams, r.Timeout, r.MaxInflight = nil, 0, 0
+	r.Upstreams, r.Timeout, r.MaxInflight, r.HostListen = nil, 0, 0, netip.AddrPort{}
 	if cacheLive {
 		r.CacheSize, r.CacheMaxTTL, r.CacheMaxNegativeTTL = 0, 0, 0
 	}

@@ -147,7 +147,7 @@
 // start. host_listen: "ip:port" where
 // the agent answers the host's questions for name.network of its
 // containers (UDP and TCP); an unspecified address (0.0.0.0, ::) or port 0
-// is refused; absent or "": off.
+// is refused; absent or "": off. A reload moves or stops it.
 //
 //	telemetry {
 //	  prometheus_listen = "127.0.0.1:9386"

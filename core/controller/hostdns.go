@@ -52,18 +52,52 @@ func (hostView) Forward() resolver.Forwarding { return resolver.ForwardNone }
 // startHostListener serves the container names on Config.HostListen, in
 // the agent's namespace, when it is set.
 func (c *Controller) startHostListener() error {
-	ap := c.cfg.HostListen
+	r, err := c.listenHost(c.cfg.HostListen)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.hostDNS = r
+	c.mu.Unlock()
+	return nil
+}
+
+// SetHostListen moves the host listener to ap (a reload of resolver {
+// host_listen }); the zero ap turns it off. The new listener starts
+// before the old one stops, so an address it cannot listen on is an
+// error that leaves the old one serving.
+func (c *Controller) SetHostListen(ap netip.AddrPort) error {
+	r, err := c.listenHost(ap)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	old := c.hostDNS
+	c.hostDNS = r
+	c.mu.Unlock()
+	if old != nil {
+		_ = old.Stop()
+	}
+	if r == nil {
+		c.log.Info("no longer answering container names for the host")
+	}
+	return nil
+}
+
+// listenHost starts a resolver answering the container names for the
+// host on ap, UDP and TCP, in the agent's namespace; nil for the zero ap.
+func (c *Controller) listenHost(ap netip.AddrPort) (*resolver.Resolver, error) {
 	if !ap.IsValid() {
-		return nil
+		return nil, nil
 	}
 	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
-		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+		return nil, fmt.Errorf("resolver host_listen %s: %w", ap, err)
 	}
 	tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
 	if err != nil {
 		udp.Close()
-		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+		return nil, fmt.Errorf("resolver host_listen %s: %w", ap, err)
 	}
 	c.dnsMu.Lock()
 	cfg := c.cfg.Resolver
@@ -71,11 +105,8 @@ func (c *Controller) startHostListener() error {
 	cfg.Logger = c.log.Named("dns-host")
 	r := resolver.New(cfg, hostView{x: c.names})
 	if err := r.StartWith(udp, tcp); err != nil {
-		return fmt.Errorf("resolver host_listen %s: %w", ap, err)
+		return nil, fmt.Errorf("resolver host_listen %s: %w", ap, err)
 	}
-	c.mu.Lock()
-	c.hostDNS = r
-	c.mu.Unlock()
 	c.log.Info("answering container names for the host", "listen", ap)
-	return nil
+	return r, nil
 }
