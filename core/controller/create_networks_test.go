@@ -427,6 +427,63 @@ func TestSetStubGracePeriod(t *testing.T) {
 	}
 }
 
+// A claim racing the grace period's end: the reaper has begun deleting
+// the stub (it waits for the sandbox's lock, held here as a long
+// operation would) when the container's create comes. The create must
+// not succeed with a sandbox the reaper then deletes: it is refused, or
+// it wins and the sandbox stays.
+func TestClaimRacingTheReaper(t *testing.T) {
+	for _, how := range []string{"create", "restore"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.network("red", "veth", "10.94.0.0/24")
+			e.sandbox("c1")
+			e.connect("red", "c1")
+			e.c.Close()
+			e.c = e.start() // c1 is a stub
+			op, err := e.c.byContainerID("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			op.mu.Lock()
+			reaped := make(chan struct{})
+			go func() { e.c.reapStubs(); close(reaped) }()
+			polltest.Until(t, 15*time.Second, "the reaper begun deleting c1", func() bool { return e.c.stateOf(op).deleting })
+			claimed := make(chan error, 1)
+			go func() {
+				var err error
+				if how == "create" {
+					_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
+				} else {
+					_, err = e.c.RestoreSandbox(ctx, "c1")
+				}
+				claimed <- err
+			}()
+			answered := false
+			select {
+			case err = <-claimed: // refused at once
+				answered = true
+			case <-time.After(100 * time.Millisecond): // waits for the lock
+			}
+			op.mu.Unlock()
+			<-reaped
+			if !answered {
+				err = <-claimed
+			}
+			_, lookErr := e.c.SandboxByContainer(ctx, "c1")
+			switch {
+			case err == nil && lookErr != nil:
+				t.Fatalf("the %s succeeded, and the reaper deleted the sandbox it claimed: %v", how, lookErr)
+			case err != nil && !errors.Is(err, sdk.ErrForbidden):
+				t.Fatalf("the %s failed with %v, want forbidden (being deleted)", how, err)
+			case err != nil && !errors.Is(lookErr, sdk.ErrNotFound):
+				t.Fatalf("the %s was refused, and the sandbox is still there: %v", how, lookErr)
+			}
+		})
+	}
+}
+
 // A stub claimed by a create that lists networks is connected to those it
 // is not on yet; the one it is on is left as it is.
 func TestClaimWithNetworks(t *testing.T) {

@@ -300,6 +300,11 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 		return nil, err
 	}
 	c.mu.Lock()
+	if op.stub && op.deleting { // the grace period just ended: see claimable
+		err = claimable(op, container)
+		c.mu.Unlock()
+		return nil, err
+	}
 	op.stub = false
 	c.mu.Unlock()
 	return c.view(ctx, op)
@@ -328,7 +333,10 @@ func (c *Controller) reapStubs() {
 			continue
 		}
 		c.log.Info("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "container", op.sb.ContainerID())
-		if err := c.deleteSandboxUnless(c.bg, op, nil, c.announceDelete("unclaimed stub deleted after the grace period")); err != nil {
+		// A claim between the check above and the delete's start keeps
+		// the sandbox; one after it is refused (claimable).
+		keep := func() bool { return !c.stateOf(op).stub }
+		if err := c.deleteSandboxUnless(c.bg, op, keep, c.announceDelete("unclaimed stub deleted after the grace period")); err != nil {
 			c.log.Error("deleting unclaimed stub sandbox", "sandbox", short(op.sb.ID()), "error", err)
 		}
 	}

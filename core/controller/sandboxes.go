@@ -43,9 +43,9 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	c.mu.Lock()
 	if id, ok := c.byContainer[req.ContainerID]; ok {
 		op := c.sandboxes[id]
-		if !op.stub {
+		if err := claimable(op, req.ContainerID); err != nil {
 			c.mu.Unlock()
-			return nil, errorf(sdk.ErrForbidden, "container %s already has sandbox %s", req.ContainerID, short(id))
+			return nil, err
 		}
 		op.stub = false
 		c.mu.Unlock()
@@ -120,6 +120,20 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 		out = append(out, sandboxNetwork{index: i, ref: n.ID, args: args})
 	}
 	return out, nil
+}
+
+// claimable says why op, the sandbox of container, cannot be claimed
+// by a create, or nil: it is a stub no delete has begun on (one has when
+// the grace period ended just before: the claim would get a sandbox on
+// its way out). Called with c.mu held.
+func claimable(op *sandboxOp, container string) error {
+	switch {
+	case !op.stub:
+		return errorf(sdk.ErrForbidden, "container %s already has sandbox %s", container, short(op.sb.ID()))
+	case op.deleting:
+		return errorf(sdk.ErrForbidden, "container %s's sandbox %s is being deleted (a stub past its grace period, or removed): create it again once it is gone", container, short(op.sb.ID()))
+	}
+	return nil
 }
 
 // claimWithNetworks connects a claimed stub sandbox to those of the
