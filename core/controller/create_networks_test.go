@@ -484,6 +484,26 @@ func TestClaimRacingTheReaper(t *testing.T) {
 	}
 }
 
+// A delete that began after a create claimed the stub, and took the
+// sandbox's lock first, leaves the create nothing to answer with: it is
+// refused rather than answered with the deleted sandbox.
+func TestClaimAfterTheDeleteWon(t *testing.T) {
+	e := newEnv(t)
+	e.sandbox("c1")
+	e.c.Close()
+	e.c = e.start()
+	op, err := e.c.byContainerID("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteSandbox(context.Background(), "c1"); err != nil { // the delete that won
+		t.Fatal(err)
+	}
+	if sb, err := e.c.claimWithNetworks(context.Background(), op, nil); !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "was deleted while the create claimed it") {
+		t.Fatalf("claiming a deleted stub: %+v, %v; want it refused", sb, err)
+	}
+}
+
 // A stub claimed by a create that lists networks is connected to those it
 // is not on yet; the one it is on is left as it is.
 func TestClaimWithNetworks(t *testing.T) {

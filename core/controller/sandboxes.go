@@ -141,6 +141,10 @@ func claimable(op *sandboxOp, container string) error {
 func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets []sandboxNetwork) (*Sandbox, error) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	if st := c.stateOf(op); st.deleted || st.unfinished {
+		// A delete that began after the claim took the lock first.
+		return nil, errorf(sdk.ErrForbidden, "container %s's sandbox %s was deleted while the create claimed it: create it again", op.sb.ContainerID(), short(op.sb.ID()))
+	}
 	for _, n := range nets {
 		if slices.ContainsFunc(op.sb.Endpoints(), func(e sandbox.Endpoint) bool { return e.NetworkID == n.ref }) {
 			continue
