@@ -37,15 +37,10 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 	if err != nil {
 		return nil, err
 	}
-	op.mu.Lock()
+	if err := c.lockLive(op); err != nil {
+		return nil, err
+	}
 	defer op.mu.Unlock()
-	st := c.stateOf(op)
-	if st.deleting || st.deleted {
-		return nil, errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
-	}
-	if st.unfinished {
-		return nil, errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
-	}
 	ep, err := c.connectAny(ctx, op, netRef, args, nil)
 	if err == nil {
 		if e, ok := op.sb.Endpoint(ep.ID); ok {
@@ -920,7 +915,9 @@ func (c *Controller) Disconnect(ctx context.Context, netRef, container string) e
 	if err != nil {
 		return err
 	}
-	op.mu.Lock()
+	if err := c.lockLive(op); err != nil {
+		return err
+	}
 	defer op.mu.Unlock()
 	return c.disconnect(ctx, op, netRef, container)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/polltest"
@@ -63,4 +64,64 @@ func TestConnectDeleteListOneSandbox(t *testing.T) {
 		}
 	}
 	polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == leaks{} })
+}
+
+// A change to a sandbox that waited for its lock while a delete held it
+// finds the sandbox gone and changes nothing: a set-key or a refresh
+// after the delete wrote the deleted sandbox's record back to the store
+// (after a restart, a stub of a container the user had removed), and the
+// set-key left its namespace bound at the key.
+func TestNoChangeAfterTheDelete(t *testing.T) {
+	for _, change := range []string{"set-key", "refresh", "rename", "connect"} {
+		t.Run(change, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.network("red", "veth", "10.103.0.0/24")
+			before := e.leaks()
+			runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer runtimeNS.Destroy()
+			sb := e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = change == "set-key" })
+			op, err := e.c.byContainerID("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			op.mu.Lock() // a long operation on c1
+			deleted := make(chan error, 1)
+			go func() { deleted <- e.c.DeleteSandbox(ctx, "c1") }()
+			polltest.Until(t, 15*time.Second, "the delete waiting for the sandbox", func() bool { return e.c.stateOf(op).deleting })
+			changed := make(chan error, 1)
+			go func() {
+				var err error
+				switch change {
+				case "set-key":
+					_, err = e.c.SetKey(ctx, "c1", runtimeNS.Path())
+				case "refresh":
+					_, err = e.c.Refresh(ctx, "c1", sandbox.Options{Hostname: "h2"})
+				case "rename":
+					err = e.c.Rename(ctx, "c1", "c1b")
+				case "connect":
+					_, err = e.c.Connect(ctx, "red", Connect{Container: "c1"})
+				}
+				changed <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // the change queues behind the delete (if not, it finds c1 gone: the same outcome)
+			op.mu.Unlock()
+			if err := <-deleted; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-changed; err == nil {
+				t.Errorf("the %s after the delete succeeded", change)
+			}
+			var rec Sandbox
+			if _, err := e.c.kv.get(ctx, sandboxKey(sb.ID), &rec); !errors.Is(err, sdk.ErrNotFound) {
+				t.Errorf("the deleted sandbox's record is in the store again after the %s: %+v, %v", change, rec, err)
+			}
+			if after := e.leaks(); after != before {
+				t.Errorf("leaks after the %s: %+v, before %+v", change, after, before)
+			}
+		})
+	}
 }

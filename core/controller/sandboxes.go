@@ -122,6 +122,30 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 	return out, nil
 }
 
+// lockLive takes op.mu for a change to a sandbox found by its container,
+// unless the sandbox is gone or going meanwhile: a delete that took the
+// lock first (op.deleted), one waiting for it (op.deleting) or one that
+// failed part-way (op.unfinished). A change after a delete would write
+// the record of a sandbox that no longer exists back to the store. On
+// error op.mu is not held.
+func (c *Controller) lockLive(op *sandboxOp) error {
+	op.mu.Lock()
+	st := c.stateOf(op)
+	var err error
+	switch {
+	case st.deleted:
+		err = errorf(sdk.ErrNotFound, "sandbox %s was deleted", short(op.sb.ID()))
+	case st.deleting:
+		err = errorf(sdk.ErrForbidden, "sandbox %s is being deleted", short(op.sb.ID()))
+	case st.unfinished:
+		err = errorf(sdk.ErrForbidden, "sandbox %s: a delete failed part-way; delete it again to finish", short(op.sb.ID()))
+	}
+	if err != nil {
+		op.mu.Unlock()
+	}
+	return err
+}
+
 // claimable says why op, the sandbox of container, cannot be claimed
 // by a create, or nil: it is a stub no delete has begun on (one has when
 // the grace period ended just before: the claim would get a sandbox on
@@ -542,7 +566,9 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 	if path == "" {
 		return nil, errorf(sdk.ErrInvalid, "path: must not be empty")
 	}
-	op.mu.Lock()
+	if err := c.lockLive(op); err != nil {
+		return nil, err
+	}
 	defer op.mu.Unlock()
 	if !op.external {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s was not created with an external key", short(op.sb.ID()))
@@ -608,7 +634,9 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 	if err != nil {
 		return err
 	}
-	op.mu.Lock()
+	if err := c.lockLive(op); err != nil {
+		return err
+	}
 	defer op.mu.Unlock()
 	for _, e := range op.sb.Endpoints() {
 		if other := c.names.owner(e.NetworkID, name, e.ID); other != "" {
@@ -657,7 +685,9 @@ func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	op.mu.Lock()
+	if err := c.lockLive(op); err != nil {
+		return nil, err
+	}
 	defer op.mu.Unlock()
 	old := op.sb.Options()
 	if opts.HostMode != old.HostMode || opts.ExternalKey != old.ExternalKey || opts.Ingress != old.Ingress {
