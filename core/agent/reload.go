@@ -180,10 +180,9 @@ func deleteBlock(bs []config.PluginBlock, name string) []config.PluginBlock {
 }
 
 // applySettings applies what of next's settings a running agent can —
-// the log level, the resolver's upstreams, limits and cache, the IPAM default
-// pools, the stub grace period, the number of spare namespaces, the
-// Prometheus listener — and
-// names in r those it applied and those it could not.
+// the log level, the resolver's (applyResolver), the IPAM default pools,
+// the stub grace period, the number of spare namespaces, the Prometheus
+// listener — and names in r those it applied and those it could not.
 func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.Reloaded) {
 	if next.Log.Level != a.cfg.Log.Level {
 		if lvl := hclog.LevelFromString(next.Log.Level); lvl != hclog.NoLevel {
@@ -259,6 +258,7 @@ func (a *Agent) applyResolver(next config.Resolver, r *api.Reloaded) {
 // applies.
 func (a *Agent) ignoredChanges(next *config.Config) []string {
 	var out []string
+	live := cacheLive(a.cfg.Resolver, next.Resolver)
 	for _, s := range []struct {
 		name      string
 		old, next any
@@ -269,7 +269,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", restartOnly(a.cfg.Sandbox), restartOnly(next.Sandbox)},
-		{"resolver", resolverRestartOnly(a.cfg.Resolver, cacheLive(a.cfg.Resolver, next.Resolver)), resolverRestartOnly(next.Resolver, cacheLive(a.cfg.Resolver, next.Resolver))},
+		{"resolver", resolverRestartOnly(a.cfg.Resolver, live), resolverRestartOnly(next.Resolver, live)},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			out = append(out, s.name)
@@ -295,8 +295,8 @@ func diagError(cfg *config.Config, diags hcl.Diagnostics) error {
 var errConfigInvalid = fmt.Errorf("the running config stays: %w", sdk.ErrInvalid)
 
 // resolverRestartOnly is r without what a reload applies (upstreams,
-// timeout, max_inflight, host_listen, and with cacheLive the cache's settings): what
-// remains, compared, only a restart applies.
+// timeout, max_inflight, host_listen, and with cacheLive the cache's
+// settings): what remains, compared, only a restart applies.
 func resolverRestartOnly(r config.Resolver, cacheLive bool) config.Resolver {
 	r.Upstreams, r.Timeout, r.MaxInflight, r.HostListen = nil, 0, 0, netip.AddrPort{}
 	if cacheLive {
