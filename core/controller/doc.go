@@ -46,6 +46,12 @@
 //  1. sandboxOp.mu (one per sandbox): serializes whole operations on one
 //     sandbox — join, leave, rename, refresh, set-key, delete. It is the
 //     only lock held across a plugin call, a store call or a netlink call.
+//     An operation found its sandbox before it waited for the lock, so
+//     one that changes the sandbox takes it through lockLive, which
+//     refuses a sandbox a delete removed (or is about to) meanwhile: a
+//     change after the delete would write the record back. A create that
+//     claims a stub is likewise refused once a delete of it has begun
+//     (claimable), and the stub reaper keeps a stub claimed meanwhile.
 //  2. Controller.mu: guards the in-memory maps (sandboxes by ID and by
 //     container, the ingress sandbox, containers being created). It is a
 //     leaf: held only to read or update those maps, never across any call
