@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,7 +212,7 @@ func TestCNIAddCheckDel(t *testing.T) {
 	r.network("front", "10.61.0.0/24")
 	r.network("back", "10.62.0.0/24")
 	r.conflist("front", "1.0.0", "front", map[string]any{"aliases": []string{"www"}})
-	r.conflist("back", "0.4.0", "back", map[string]any{"priority": 10})
+	r.conflist("back", "0.4.0", "back", map[string]any{"priority": 10, "driverOpts": map[string]string{"com.example.tier": "gold"}})
 	web := runtimeNamespace(t, "web")
 	cli := runtimeNamespace(t, "cli")
 
@@ -291,6 +292,12 @@ func TestCNIAddCheckDel(t *testing.T) {
 	}
 	if len(sb.Endpoints) != 2 || sb.Front != "cni" {
 		t.Fatalf("web's sandbox: want 2 endpoints made by the cni front, got %d, front %q", len(sb.Endpoints), sb.Front)
+	}
+	// The conf's driverOpts are the endpoint's driver options.
+	for _, ep := range sb.Endpoints {
+		if want := map[string]string{"com.example.tier": "gold"}; ep.IfName == "net1" && !maps.Equal(ep.DriverOpts, want) || ep.IfName == "eth0" && ep.DriverOpts != nil {
+			t.Fatalf("%s's driver options: %v (back's conf gives com.example.tier=gold, front's none)", ep.IfName, ep.DriverOpts)
+		}
 	}
 
 	// CHECK passes, then names what differs once the namespace does.

@@ -148,6 +148,8 @@ type connect struct {
 	Publish   []string `json:"publish,omitempty"`
 	Interface string   `json:"interface,omitempty"`
 	MAC       string   `json:"mac,omitempty"`
+	// DriverOpts is the agent's driver_opts (NetConf.DriverOpts).
+	DriverOpts map[string]string `json:"driver_opts,omitempty"`
 }
 
 type sandboxCreate struct {

@@ -62,7 +62,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, error) {
 	c := connect{
 		Network: network, Name: at.name, Aliases: at.aliases, IP: at.ip, IPv6: at.ip6, Priority: at.priority,
-		Publish: at.publish, Interface: at.ifname, MAC: at.mac,
+		Publish: at.publish, Interface: at.ifname, MAC: at.mac, DriverOpts: at.driverOpts,
 	}
 	for range 2 {
 		sb, err := ag.createSandbox(sandboxCreate{ContainerID: at.container, Netns: at.netns, Front: "cni", Networks: []connect{c}})

@@ -27,6 +27,9 @@ type NetConf struct {
 	// Priority orders the sandbox's endpoints (the highest gives the
 	// default route), as `sandnet connect --priority`.
 	Priority int `json:"priority,omitempty"`
+	// DriverOpts are options for the network's driver about each
+	// endpoint the conf makes, as `sandnet connect --driver-opt`.
+	DriverOpts map[string]string `json:"driverOpts,omitempty"`
 
 	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitempty"`
 	// Args is the conf's "args" (args.cni of the conventions).
@@ -120,15 +123,16 @@ func parseConf(stdin []byte) (*NetConf, error) {
 // attachment is what an ADD asks the agent for, from the conf, the
 // capability args and CNI_ARGS.
 type attachment struct {
-	name      string // the container's name in DNS; empty: the agent's default
-	aliases   []string
-	ip, ip6   string
-	mac       string
-	publish   []string
-	priority  int
-	ifname    string
-	netns     string
-	container string
+	name       string // the container's name in DNS; empty: the agent's default
+	aliases    []string
+	ip, ip6    string
+	mac        string
+	publish    []string
+	priority   int
+	driverOpts map[string]string
+	ifname     string
+	netns      string
+	container  string
 }
 
 // newAttachment gathers an ADD's request. Later sources win: the conf's
@@ -136,7 +140,7 @@ type attachment struct {
 // IP and a MAC there).
 func newAttachment(conf *NetConf, a *Args, container, ifname, netns string) (*attachment, error) {
 	at := &attachment{
-		name: string(a.K8S_POD_NAME), priority: conf.Priority, ifname: ifname, netns: netns, container: container,
+		name: string(a.K8S_POD_NAME), priority: conf.Priority, driverOpts: conf.DriverOpts, ifname: ifname, netns: netns, container: container,
 		mac: conf.RuntimeConfig.MAC,
 	}
 	at.aliases = append(at.aliases, conf.Aliases...)
