@@ -74,6 +74,7 @@ func TestAuxAddresses(t *testing.T) {
 		{[]string{"--aux-address", "router=10.52.0.2"}, "aux_addresses.router: 10.52.0.2 needs the network's subnet given"},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=x"}, `aux_addresses.router: "x" is not an IP address`},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router"}, `-aux-address "router": want key=value`},
+		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "r=10.52.0.9", "--aux-address", "r=10.52.0.10"}, `-aux-address r: given twice, as "10.52.0.9" and "10.52.0.10"`},
 		{[]string{"--subnet", "10.52.0.0/24", "--ipv6", "--aux-address", "r6=fd00:52::2"}, "aux_addresses.r6: fd00:52::2 needs the network's subnet_v6 given"},
 		{[]string{"--subnet", "10.52.0.0/24", "--subnet", "10.53.0.0/24"}, "-subnet 10.53.0.0/24: one IPv4 and one IPv6 subnet at most; -subnet is 10.52.0.0/24 already"},
 		{[]string{"--subnet-v6", "fd00:52::/64", "--subnet", "fd00:53::/64"}, "-subnet fd00:53::/64: one IPv4 and one IPv6 subnet at most; -subnet-v6 is fd00:52::/64 already"},

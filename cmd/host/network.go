@@ -136,7 +136,9 @@ func byFamily(req *controller.NetworkCreate, subnets, gateways, ranges []string)
 var networkFilterKeys = []string{"name", "id", "driver", "scope", "label"}
 
 // keyValues reads key=value flags into a map (nil for none); without
-// needValue, a bare key has an empty value, as Docker's --label.
+// needValue, a bare key has an empty value, as Docker's --label. A key
+// given twice with two values is an error rather than the last one
+// silently winning.
 func keyValues(flag string, list []string, needValue bool) (map[string]string, error) {
 	var out map[string]string
 	for _, o := range list {
@@ -146,6 +148,9 @@ func keyValues(flag string, list []string, needValue bool) (map[string]string, e
 		}
 		if out == nil {
 			out = map[string]string{}
+		}
+		if was, dup := out[k]; dup && was != v {
+			return nil, fmt.Errorf("%s %s: given twice, as %q and %q", flag, k, was, v)
 		}
 		out[k] = v
 	}
