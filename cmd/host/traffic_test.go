@@ -63,6 +63,9 @@ func TestTrafficStats(t *testing.T) {
 	if out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats", "nosuch"); code == 0 || !strings.Contains(out, "nosuch") {
 		t.Errorf("sandbox stats nosuch: exit %d\n%s", code, out)
 	}
+	if status, msg := rawRequest(t, a.Socket, "GET", "/v1/traffic?container=web", nil); status != 400 || !strings.HasPrefix(msg, `"container": /v1/traffic takes no parameters`) {
+		t.Errorf("GET /v1/traffic?container=web: %d %s, want 400 saying the route takes no parameters", status, msg)
+	}
 	text, err := a.Client.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)

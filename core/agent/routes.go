@@ -159,7 +159,10 @@ func allParam(r *http.Request) (bool, error) {
 // one of known: a misspelt filter must not pass for no filter.
 func knownParams(q url.Values, route string, known ...string) error {
 	for k := range q {
-		if !slices.Contains(known, k) {
+		switch {
+		case len(known) == 0:
+			return fmt.Errorf("%q: %s takes no parameters: %w", k, route, sdk.ErrInvalid)
+		case !slices.Contains(known, k):
 			return fmt.Errorf("%q: not a parameter of %s; use %s: %w", k, route, strings.Join(known, ", "), sdk.ErrInvalid)
 		}
 	}
