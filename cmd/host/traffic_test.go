@@ -86,3 +86,16 @@ func TestTrafficStats(t *testing.T) {
 		t.Errorf("web dropped %v packets", got)
 	}
 }
+
+// humanBytes shows sizes as docker stats does: decimal units, about three
+// digits.
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[uint64]string{
+		0: "0B", 999: "999B", 1000: "1.00kB", 1234: "1.23kB", 45_600: "45.6kB", 999_499: "999kB",
+		1_234_567: "1.23MB", 12_000_000_000: "12.0GB", 1 << 62: "4.61EB",
+	} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
