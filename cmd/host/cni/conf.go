@@ -162,8 +162,10 @@ func newAttachment(conf *NetConf, a *Args, container, ifname, netns string) (*at
 	}
 	for _, s := range ips {
 		addr, err := parseIP(s)
-		if err != nil {
-			return nil, confError("ips", "%q is not an IP address", s)
+		if err != nil || addr.Zone() != "" {
+			// A zone (fe80::1%eth0) names a link of the host, not an
+			// address for the container; the agent refuses one too.
+			return nil, confError("ips", "%q is not an IP address (without a zone)", s)
 		}
 		if addr.Is4() {
 			at.ip = addr.String()

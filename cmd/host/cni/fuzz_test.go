@@ -33,6 +33,7 @@ func FuzzAddInput(f *testing.F) {
 		{`{"network":"n"}`, "IP=x;;="},
 		{`{"network":"n","runtimeConfig":{"mac":"01:00:5e:00:00:01"}}`, ""},
 		{`{"network":"n"}`, "MAC=02:00:00:00:00:00:00:01"},
+		{`{"network":"0"}`, "IP=::0%0"}, // a zone, which the agent refuses, was accepted
 	} {
 		f.Add([]byte(seed.conf), seed.args)
 	}
