@@ -78,14 +78,11 @@ func sandboxLsCmd(args []string) int {
 	fs.Var(&onNets, "filter", "network=NAME-OR-ID: only the sandboxes on that network (repeatable: on one of them)")
 	quiet := fs.Bool("q", false, "print the container IDs only")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		var want []string
-		for _, f := range onNets {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok || k != "network" || v == "" {
-				return fmt.Errorf("--filter %q: want network=NAME-OR-ID", f)
-			}
-			want = append(want, v)
+		q, err := filterQuery(onNets, []string{"network"}, false)
+		if err != nil {
+			return err
 		}
+		want := q["network"]
 		list := c.Sandboxes
 		if *all {
 			list = c.AllSandboxes

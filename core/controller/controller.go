@@ -265,13 +265,7 @@ func (c *Controller) Close() {
 			_ = ns.Close()
 		}
 	}
-	c.mu.Lock()
-	hostDNS := c.hostDNS
-	c.hostDNS = nil
-	c.mu.Unlock()
-	if hostDNS != nil {
-		_ = hostDNS.Stop()
-	}
+	c.useHostDNS(nil)
 	c.defaultMu.Lock()
 	if c.defaultNS != nil {
 		_ = c.defaultNS.Close()

@@ -56,10 +56,20 @@ func (c *Controller) startHostListener() error {
 	if err != nil {
 		return err
 	}
+	c.useHostDNS(r)
+	return nil
+}
+
+// useHostDNS makes r (nil: none) the host listener and stops the one it
+// replaces.
+func (c *Controller) useHostDNS(r *resolver.Resolver) {
 	c.mu.Lock()
+	old := c.hostDNS
 	c.hostDNS = r
 	c.mu.Unlock()
-	return nil
+	if old != nil {
+		_ = old.Stop()
+	}
 }
 
 // SetHostListen moves the host listener to ap (a reload of resolver {
@@ -71,13 +81,7 @@ func (c *Controller) SetHostListen(ap netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	old := c.hostDNS
-	c.hostDNS = r
-	c.mu.Unlock()
-	if old != nil {
-		_ = old.Stop()
-	}
+	c.useHostDNS(r)
 	if r == nil {
 		c.log.Info("no longer answering container names for the host")
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/sandnet/sandnet/core/ipam"
+	"github.com/sandnet/sandnet/core/osl"
 )
 
 // Stats is a snapshot of what the controller manages, for metrics.
@@ -91,14 +92,7 @@ type EndpointTraffic struct {
 	Network    string `json:"network"`
 	EndpointID string `json:"endpoint_id"`
 	Interface  string `json:"interface"`
-	RxBytes    uint64 `json:"rx_bytes"`
-	TxBytes    uint64 `json:"tx_bytes"`
-	RxPackets  uint64 `json:"rx_packets"`
-	TxPackets  uint64 `json:"tx_packets"`
-	RxErrors   uint64 `json:"rx_errors"`
-	TxErrors   uint64 `json:"tx_errors"`
-	RxDropped  uint64 `json:"rx_dropped"`
-	TxDropped  uint64 `json:"tx_dropped"`
+	osl.LinkStats
 }
 
 // Traffic returns the counters of the endpoints of container's sandbox,
@@ -133,11 +127,7 @@ func (c *Controller) Traffic(ctx context.Context, container string) ([]EndpointT
 			if !ok {
 				continue
 			}
-			out = append(out, EndpointTraffic{
-				Container: op.sb.ContainerID(), Network: ep.NetworkName, EndpointID: ep.ID, Interface: ep.IfName,
-				RxBytes: st.RxBytes, TxBytes: st.TxBytes, RxPackets: st.RxPackets, TxPackets: st.TxPackets,
-				RxErrors: st.RxErrors, TxErrors: st.TxErrors, RxDropped: st.RxDropped, TxDropped: st.TxDropped,
-			})
+			out = append(out, EndpointTraffic{Container: op.sb.ContainerID(), Network: ep.NetworkName, EndpointID: ep.ID, Interface: ep.IfName, LinkStats: st})
 		}
 	}
 	return out, nil

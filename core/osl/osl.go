@@ -66,8 +66,12 @@ type InterfaceConfig struct {
 // LinkStats are a link's counters as the kernel keeps them (received:
 // into the namespace the link is in).
 type LinkStats struct {
-	RxBytes, TxBytes     uint64
-	RxPackets, TxPackets uint64
-	RxErrors, TxErrors   uint64
-	RxDropped, TxDropped uint64
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+	RxDropped uint64 `json:"rx_dropped"`
+	TxDropped uint64 `json:"tx_dropped"`
 }
