@@ -166,7 +166,10 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 	op.mu.Lock()
 	defer op.mu.Unlock()
 	if st := c.stateOf(op); st.deleted || st.unfinished {
-		// A delete that began after the claim took the lock first.
+		// A delete that began after the claim took the lock first. Not
+		// lockLive: a delete merely waiting (deleting) is the reaper's,
+		// which keeps the claimed sandbox, or one that runs after the
+		// claim, as it would had it come later.
 		return nil, errorf(sdk.ErrForbidden, "container %s's sandbox %s was deleted while the create claimed it: create it again", op.sb.ContainerID(), short(op.sb.ID()))
 	}
 	for _, n := range nets {
