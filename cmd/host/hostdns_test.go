@@ -118,13 +118,7 @@ func TestHostListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reload := func(block string) (string, int) {
-			t.Helper()
-			if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), listen(hostListen), block, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return sandnetCmd(t, "reload", "--socket", e.Socket)
-		}
+		reload := func(block string) (string, int) { return reloadReplacing(t, e, head, listen(hostListen), block) }
 		if _, err := a.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "hl"}); err != nil {
 			t.Fatal(err)
 		}

@@ -256,13 +256,7 @@ func TestReloadCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reload := func(size int) (string, int) {
-		t.Helper()
-		if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), cache(100), cache(size), 1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return sandnetCmd(t, "reload", "--socket", e.Socket)
-	}
+	reload := func(size int) (string, int) { return reloadReplacing(t, e, head, cache(100), cache(size)) }
 	if _, err := a.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: "rc"}); err != nil {
 		t.Fatal(err)
 	}
@@ -282,4 +276,15 @@ func TestReloadCache(t *testing.T) {
 	if out, code := reload(0); code != 0 || !strings.Contains(out, "next start: resolver") {
 		t.Fatalf("sandnet reload turning the cache off: exit %d, want it left for the next start\n%s", code, out)
 	}
+}
+
+// reloadReplacing writes the agent's config file head back with old
+// replaced by new and has the agent reload it; it returns what
+// `sandnet reload` printed and its exit code.
+func reloadReplacing(t *testing.T, e *agenttest.Env, head []byte, old, new string) (string, int) {
+	t.Helper()
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return sandnetCmd(t, "reload", "--socket", e.Socket)
 }
