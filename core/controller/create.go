@@ -236,7 +236,7 @@ func (cr *creation) persist(ctx context.Context) error {
 		if err == nil {
 			cr.eps = append(cr.eps, ep)
 		} else {
-			serr = fmt.Errorf("networks[%d]: %w", first.index, err)
+			serr = first.failed(ctx, c, err)
 		}
 		cr.nets = cr.nets[1:]
 	} else {
@@ -284,7 +284,7 @@ func (cr *creation) connectRest(ctx context.Context) error {
 		ep, err := c.connectAny(ctx, op, n.ref, n.args, nil)
 		op.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("networks[%d]: %w", n.index, err)
+			return n.failed(ctx, c, err)
 		}
 		cr.eps = append(cr.eps, ep)
 	}

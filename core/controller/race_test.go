@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,5 +124,75 @@ func TestNoChangeAfterTheDelete(t *testing.T) {
 				t.Errorf("leaks after the %s: %+v, before %+v", change, after, before)
 			}
 		})
+	}
+}
+
+// A connect and a delete of the network it joins, at once, over and over,
+// with and without spare namespaces (whose attaches to the network are
+// prepared ahead): either the connect lands and the delete is refused, or
+// the delete wins and the connect is refused; never both, and an endpoint
+// never outlives its network.
+func TestConnectRacingNetworkDelete(t *testing.T) {
+	for _, spares := range []int{0, 2} {
+		for _, how := range []string{"connect", "create"} {
+			t.Run(fmt.Sprintf("%s/spares=%d", how, spares), func(t *testing.T) {
+				e := newEnv(t)
+				e.withSpares(spares)
+				ctx := context.Background()
+				for i := range 15 {
+					net := fmt.Sprintf("tmp%d", i)
+					e.network(net, "veth", fmt.Sprintf("10.104.%d.0/24", i))
+					container := fmt.Sprintf("race-%d", i)
+					if how == "connect" {
+						e.sandbox(container)
+					}
+					var wg sync.WaitGroup
+					var connectErr, deleteErr error
+					wg.Add(2)
+					go func() {
+						defer wg.Done()
+						if how == "connect" {
+							_, connectErr = e.c.Connect(ctx, net, Connect{Container: container})
+							return
+						}
+						_, connectErr = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: container, Networks: []SandboxNetwork{{Network: net}}})
+					}()
+					go func() {
+						defer wg.Done()
+						deleteErr = e.c.DeleteNetwork(ctx, net)
+					}()
+					wg.Wait()
+					switch {
+					case connectErr == nil && errors.Is(deleteErr, sdk.ErrConflict):
+						if err := e.c.DeleteSandbox(ctx, container); err != nil {
+							t.Fatal(err)
+						}
+						if err := e.c.DeleteNetwork(ctx, net); err != nil {
+							t.Fatalf("round %d: deleting the network once empty: %v", i, err)
+						}
+					case connectErr != nil && deleteErr == nil:
+						if !errors.Is(connectErr, sdk.ErrNotFound) && !errors.Is(connectErr, sdk.ErrForbidden) {
+							t.Fatalf("round %d: the delete won; the connect's error %v is neither not-found nor forbidden", i, connectErr)
+						}
+						if !strings.Contains(connectErr.Error(), net) {
+							t.Fatalf("round %d: the error %q does not name the network %s", i, connectErr, net)
+						}
+						if _, err := e.c.Network(ctx, net); !errors.Is(err, sdk.ErrNotFound) {
+							t.Fatalf("round %d: the network is still there: %v", i, err)
+						}
+						if how == "connect" {
+							if err := e.c.DeleteSandbox(ctx, container); err != nil {
+								t.Fatal(err)
+							}
+						} else if _, err := e.c.SandboxByContainer(ctx, container); !errors.Is(err, sdk.ErrNotFound) {
+							t.Fatalf("round %d: a failed create left its sandbox: %v", i, err)
+						}
+					default:
+						t.Fatalf("round %d: connect %v, network delete %v: want exactly one to win", i, connectErr, deleteErr)
+					}
+				}
+				polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == leaks{} })
+			})
+		}
 	}
 }

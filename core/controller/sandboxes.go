@@ -87,9 +87,22 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 
 // sandboxNetwork is a network of a SandboxCreate, checked.
 type sandboxNetwork struct {
-	index int // in the request
-	ref   string
+	index int    // in the request
+	ref   string // the network's ID
+	name  string // the network's name
 	args  connectArgs
+}
+
+// failed names the entry in err, the error of the attach to the network.
+// A network deleted since the create checked it is named as the request
+// named it, not by the ID the attach looked up.
+func (n sandboxNetwork) failed(ctx context.Context, c *Controller, err error) error {
+	if errors.Is(err, sdk.ErrNotFound) {
+		if _, _, lerr := c.networkByID(ctx, n.ref); errors.Is(lerr, sdk.ErrNotFound) {
+			return errorf(sdk.ErrNotFound, "networks[%d].network: network %s was deleted while the sandbox was being created", n.index, n.name)
+		}
+	}
+	return fmt.Errorf("networks[%d]: %w", n.index, err)
 }
 
 // checkNetworks checks the networks a create lists before anything is
@@ -117,7 +130,7 @@ func (c *Controller) checkNetworks(ctx context.Context, req SandboxCreate) ([]sa
 			return nil, errorf(sdk.ErrInvalid, "networks[%d].network: network %s is listed twice (networks[%d])", i, n.Name, j)
 		}
 		seen[n.ID] = i
-		out = append(out, sandboxNetwork{index: i, ref: n.ID, args: args})
+		out = append(out, sandboxNetwork{index: i, ref: n.ID, name: n.Name, args: args})
 	}
 	return out, nil
 }
@@ -177,7 +190,7 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 			continue
 		}
 		if _, err := c.connectAny(ctx, op, n.ref, n.args, nil); err != nil {
-			return nil, fmt.Errorf("networks[%d]: %w", n.index, err)
+			return nil, n.failed(ctx, c, err)
 		}
 	}
 	c.announceCreate(op)
