@@ -220,52 +220,6 @@ func sandboxRenameCmd(args []string) int {
 	})
 }
 
-func sandboxStatsCmd(args []string) int {
-	return clientCmd(newFlags("sandbox stats", "[CONTAINER...]"), args, anyArgs, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
-		var out []controller.EndpointTraffic
-		if len(pos) == 0 {
-			pos = []string{""}
-		}
-		for _, container := range pos {
-			ts, err := c.Traffic(ctx, container)
-			if err != nil {
-				return err
-			}
-			out = append(out, ts...)
-		}
-		if out == nil {
-			out = []controller.EndpointTraffic{}
-		}
-		cf.output(out, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "CONTAINER\tNETWORK\tINTERFACE\tRX / TX\tPACKETS RX / TX\tDROPPED RX / TX\tERRORS RX / TX")
-			for _, t := range out {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s\t%d / %d\t%d / %d\t%d / %d\n", t.Container, t.Network, t.Interface,
-					humanBytes(t.RxBytes), humanBytes(t.TxBytes), t.RxPackets, t.TxPackets, t.RxDropped, t.TxDropped, t.RxErrors, t.TxErrors)
-			}
-		})
-		return nil
-	})
-}
-
-// humanBytes shows n bytes as docker stats does: decimal units, about
-// three significant digits ("1.23kB", "45.6MB", "512B").
-func humanBytes(n uint64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
-	v, i := float64(n), 0
-	for v >= 1000 && i < len(units)-1 {
-		v, i = v/1000, i+1
-	}
-	switch {
-	case i == 0:
-		return fmt.Sprintf("%dB", n)
-	case v < 10:
-		return fmt.Sprintf("%.2f%s", v, units[i])
-	case v < 100:
-		return fmt.Sprintf("%.1f%s", v, units[i])
-	}
-	return fmt.Sprintf("%.0f%s", v, units[i])
-}
-
 // networkFlags are the -network flags of a create, which connects the
 // sandbox to those networks in the same request, and the -ip, -ip6,
 // -mac, -alias, -publish and -driver-opt that apply to the first, as

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net"
+	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
@@ -84,6 +88,89 @@ func TestTrafficStats(t *testing.T) {
 	}
 	if got := value(fams, "sandnet_endpoint_receive_dropped_total", labels...); got != 0 {
 		t.Errorf("web dropped %v packets", got)
+	}
+}
+
+// `sandbox stats -watch` samples until interrupted: each sample a line
+// per interface (-format json), the rates since the previous sample
+// showing the traffic going on, and SIGINT ends it with exit 0; the table
+// form has the rates' column.
+func TestTrafficStatsWatch(t *testing.T) {
+	_, a := metricsAgent(t, "")
+	ctx := context.Background()
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "tw", Subnet: "10.64.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	web := attach(t, a.Client, "tw", "web")
+	cli := attach(t, a.Client, "tw", "cli")
+	serve(t, web.key, "web")
+	cmd := exec.Command(bins.Sandnet, "--socket", a.Socket, "sandbox", "stats", "--watch", "100ms", "--format", "json", "web")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var samples []trafficSample
+	deadline := time.After(30 * time.Second)
+	for len(samples) < 2 || samples[len(samples)-1].RxBytesPerSecond == nil || *samples[len(samples)-1].RxBytesPerSecond == 0 {
+		if got, err := talk(t, cli.key, "tcp", net.JoinHostPort(web.addr.String(), "7777")); err != nil || !strings.HasPrefix(got, "hello from web") {
+			t.Fatalf("cli → web: %q, %v", got, err)
+		}
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("stats --watch ended after %d samples", len(samples))
+			}
+			var s trafficSample
+			if err := json.Unmarshal([]byte(line), &s); err != nil || s.Container != "web" || s.Interface != "eth0" || s.Time.IsZero() {
+				t.Fatalf("stats --watch printed %q (%v), want web's eth0 with its time", line, err)
+			}
+			samples = append(samples, s)
+		case <-deadline:
+			t.Fatalf("no sample with web receiving after 30 s: %+v", samples)
+		}
+	}
+	if samples[0].RxBytesPerSecond != nil {
+		t.Errorf("the first sample has a rate: %+v", samples[0])
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("stats --watch after SIGINT: %v, want exit 0", err)
+	}
+
+	table := exec.Command(bins.Sandnet, "--socket", a.Socket, "sandbox", "stats", "--watch", "50ms")
+	var out agenttest.SyncBuffer
+	table.Stdout = &out
+	if err := table.Start(); err != nil {
+		t.Fatal(err)
+	}
+	header := regexp.MustCompile(`(?m)^CONTAINER +NETWORK +INTERFACE +RX / TX +RX/s / TX/s +PACKETS`)
+	agenttest.Eventually(t, "two tables", func() bool { return len(header.FindAllString(out.String(), -1)) >= 2 })
+	_ = table.Process.Signal(syscall.SIGINT)
+	if err := table.Wait(); err != nil {
+		t.Fatalf("stats --watch (table) after SIGINT: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^web +tw +eth0 +\S+ / \S+ +- / - +`).MatchString(out.String()) ||
+		!regexp.MustCompile(`(?m)^web +tw +eth0 +\S+ / \S+ +\d+(\.\d+)?k?B / \d+(\.\d+)?k?B +`).MatchString(out.String()) {
+		t.Errorf("stats --watch: want web's line without rates, then with them\n%s", out.String())
+	}
+	if out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats", "--watch", "-1s"); code == 0 || !strings.Contains(out, "-watch") {
+		t.Errorf("stats --watch -1s: exit %d\n%s", code, out)
 	}
 }
 

@@ -161,7 +161,7 @@ func (e *Env) Start(t testing.TB) *Agent {
 // Launch starts the agent process without waiting for it to be ready; the
 // caller must Terminate it.
 func (e *Env) Launch() (*Agent, error) {
-	a := &Agent{Client: api.NewClient(e.Socket), Socket: e.Socket, log: &syncBuffer{}, done: make(chan struct{})}
+	a := &Agent{Client: api.NewClient(e.Socket), Socket: e.Socket, log: &SyncBuffer{}, done: make(chan struct{})}
 	a.Cmd = exec.Command(e.Bins.Sandnet, "agent", "-config", e.ConfigPath)
 	if e.Netns != "" {
 		// nsenter execs the agent in place: same PID, so signals and
@@ -189,7 +189,7 @@ type Agent struct {
 	// Socket is the API socket, for clients the test runs (the CLI, a
 	// runtime's hooks).
 	Socket  string
-	log     *syncBuffer
+	log     *SyncBuffer
 	done    chan struct{}
 	waitErr error
 }
@@ -246,18 +246,20 @@ func (a *Agent) Terminate(timeout time.Duration) {
 // Log returns everything the agent wrote so far.
 func (a *Agent) Log() string { return a.log.String() }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe to write from one goroutine (a
+// process's output) while another reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
