@@ -19,6 +19,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 var bins *agenttest.Bins
@@ -182,14 +183,10 @@ func TestNoPluginOutlivesTheAgent(t *testing.T) {
 			if sig != syscall.SIGKILL && code != 0 {
 				t.Fatalf("agent exit code after %v = %d, want 0\n%s", sig, code, a.Log())
 			}
-			deadline := time.Now().Add(5 * time.Second)
 			for name, p := range ps {
-				for alive(p.PID) {
-					if time.Now().After(deadline) {
-						t.Fatalf("plugin %s (pid %d) still alive after the agent got %v", name, p.PID, sig)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
+				polltest.Until(t, 5*time.Second, fmt.Sprintf("plugin %s (pid %d) gone after the agent got %v", name, p.PID, sig), func() bool {
+					return !alive(p.PID)
+				})
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // bridgeAgent starts an agent with the bolt store and the bridge driver;
@@ -275,11 +276,9 @@ func TestBridgeTraffic(t *testing.T) {
 // veth pairs down, but it must finish.
 func waitNoLeaks(t *testing.T, prefix string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	polltest.UntilEmpty(t, 10*time.Second, "nothing left behind after teardown", func() string {
 		var left []string
-		links := nstest.Links(t, nil)
-		for _, l := range links {
+		for _, l := range nstest.Links(t, nil) {
 			name := l.Attrs().Name
 			addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
 			for _, a := range addrs {
@@ -291,14 +290,8 @@ func waitNoLeaks(t *testing.T, prefix string) {
 				left = append(left, name)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left behind after teardown: %v", left)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Join(left, ", ")
+	})
 }
 
 // TestBridgeSmallMTU: an IPv4 network with an MTU below IPv6's minimum

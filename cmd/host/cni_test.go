@@ -21,6 +21,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // cnitoolPath is where .ci/deps installs the pinned cnitool.
@@ -160,20 +161,16 @@ func inNS(key string, args ...string) (string, error) {
 // answers, but it must.
 func waitOnlyLoopback(t *testing.T, key string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	polltest.UntilEmpty(t, 10*time.Second, "no interface but lo in the runtime's namespace "+key, func() string {
 		got, err := inNS(key, "ip", "-o", "link")
 		if err != nil {
 			t.Fatalf("ip link in %s: %v %s", key, err, got)
 		}
 		if strings.Count(got, "\n") == 0 && strings.Contains(got, ": lo:") {
-			return
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("interfaces left in the runtime's namespace %s:\n%s", key, got)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return "\n" + got
+	})
 }
 
 // plugin runs the CNI plugin itself as a runtime execs it, with the CNI_*

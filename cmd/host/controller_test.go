@@ -15,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // agentWithDrivers starts an agent with the bolt store and the none and
@@ -136,13 +137,12 @@ func TestAgentKilledSandboxesSurvive(t *testing.T) {
 			t.Fatalf("claimed %s = key %s with %d endpoints; want key %s with 1", id, sb.Key, len(sb.Endpoints), keys[id])
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for osl.Exists(keys["gone"]) {
-		if time.Now().After(deadline) {
-			t.Fatalf("unclaimed sandbox's namespace still there 10s after restart\n%s", a.Log())
+	polltest.UntilEmpty(t, 10*time.Second, "the unclaimed sandbox's namespace gone after the restart", func() string {
+		if osl.Exists(keys["gone"]) {
+			return keys["gone"] + "\n" + a.Log()
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 	if err := c.DeleteNetwork(ctx, "quiet"); err == nil {
 		t.Fatal("network with the claimed sandboxes' endpoints was deleted")
 	}

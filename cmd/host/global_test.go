@@ -18,6 +18,7 @@ import (
 	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // host makes a namespace standing for another machine, linked to the
@@ -158,14 +159,8 @@ func TestGlobalNetworkAcrossHosts(t *testing.T) {
 	if err := b.Client.DeleteNetwork(ctx, "shared"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := nsA.Handle().LinkByName(bridge); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("host A still has bridge %s 10 s after B deleted the global network", bridge)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	polltest.Until(t, 10*time.Second, "host A's bridge "+bridge+" gone after B deleted the global network", func() bool {
+		_, err := nsA.Handle().LinkByName(bridge)
+		return err != nil
+	})
 }

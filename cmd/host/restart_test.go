@@ -94,17 +94,12 @@ func TestKillAgentWithFiftySandboxes(t *testing.T) {
 			t.Fatalf("%s after restart: key %s addresses %s; before: %+v", id, sb.Key, nsAddrs(t, sb.Key), before[id])
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m, l, al := count()
-		if m == 40 && l == 40 && al == 40 {
-			break
+	polltest.UntilEmpty(t, 20*time.Second, "40 mounts, links and allocations left after the restart", func() string {
+		if m, l, al := count(); m != 40 || l != 40 || al != 40 {
+			return fmt.Sprintf("%d mounts, %d links, %d allocations\n%s", m, l, al, a.Log())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("20s after restart: %d mounts, %d links, %d allocations; want 40 each\n%s", m, l, al, a.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 	for i := 40; i < 50; i++ {
 		if osl.Exists(before[fmt.Sprintf("c%02d", i)].key) {
 			t.Fatalf("unclaimed c%02d's namespace is still there", i)

@@ -174,22 +174,15 @@ func requireNothingLeft(t *testing.T, a *agenttest.Agent, network string, subnet
 		return why == ""
 	})
 	prefix := strings.TrimSuffix(subnet.Addr().String(), "0")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		why = ""
+	polltest.UntilEmpty(t, 10*time.Second, "no link but lo and the bridge", func() string {
+		var left []string
 		for _, l := range nstest.Links(t, nil) {
 			if name := l.Attrs().Name; name != "lo" && !strings.HasPrefix(name, "snbr-") {
-				why += " " + name + "(" + l.Type() + ")"
+				left = append(left, name+"("+l.Type()+")")
 			}
 		}
-		if why == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("links besides lo and the bridge remain after 10s:%s", why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Join(left, " ")
+	})
 	out, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list ruleset: %v\n%s", err, out)

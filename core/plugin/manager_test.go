@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -104,17 +105,12 @@ func TestRestartAfterKill(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		st := p.Status()
-		if st.Running && st.PID != old {
-			break
+	polltest.UntilEmpty(t, 2*time.Second, "the plugin running again after kill -9", func() string {
+		if st := p.Status(); !st.Running || st.PID == old {
+			return fmt.Sprintf("%+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin not running again 2s after kill -9: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 	d, err := p.Driver()
 	if err != nil {
 		t.Fatal(err)

@@ -45,3 +45,15 @@ func Wait(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// UntilEmpty calls left until it returns "", and fails the test if it has
+// not within timeout, naming what and left's last answer: for waiting
+// until nothing of something is left (links, mounts, processes), with what
+// is still there in the failure.
+func UntilEmpty(t testing.TB, timeout time.Duration, what string, left func() string) {
+	t.Helper()
+	var last string
+	if !Wait(timeout, func() bool { last = left(); return last == "" }) {
+		t.Fatalf("not within %s: %s; still: %s", timeout, what, last)
+	}
+}

@@ -41,3 +41,22 @@ func (f *fakeT) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	panic("fatal")
 }
+
+// UntilEmpty returns once nothing is left, and fails with what is.
+func TestUntilEmpty(t *testing.T) {
+	n := 0
+	UntilEmpty(t, time.Minute, "n to reach 3", func() string {
+		if n++; n < 3 {
+			return fmt.Sprint(n)
+		}
+		return ""
+	})
+	ft := &fakeT{TB: t}
+	func() {
+		defer func() { _ = recover() }()
+		UntilEmpty(ft, time.Millisecond, "no links", func() string { return "veth0 veth1" })
+	}()
+	if want := "not within 1ms: no links; still: veth0 veth1"; ft.msg != want {
+		t.Fatalf("failure message %q, want %q", ft.msg, want)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // Bins are the built binaries.
@@ -270,9 +271,5 @@ func (s *SyncBuffer) String() string {
 // than at once (a plugin restarted, an event delivered).
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 20 s: %s", what)
-		}
-	}
+	polltest.Until(t, 20*time.Second, what, cond)
 }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // EndProcesses kills with SIGKILL, by PID, every process that belongs to
@@ -36,14 +39,15 @@ func EndProcesses(dir string, timeout time.Duration) ([]int, error) {
 			}
 		}
 	}
-	deadline := time.Now().Add(timeout)
-	for _, pid := range pids {
-		for running(pid) {
-			if time.Now().After(deadline) {
-				return pids, fmt.Errorf("process %d still runs %s after SIGKILL", pid, timeout)
-			}
-			time.Sleep(10 * time.Millisecond)
+	var left int
+	if !polltest.Wait(timeout, func() bool {
+		i := slices.IndexFunc(pids, running)
+		if i >= 0 {
+			left = pids[i]
 		}
+		return i < 0
+	}) {
+		return pids, fmt.Errorf("process %d still runs %s after SIGKILL", left, timeout)
 	}
 	return pids, nil
 }
