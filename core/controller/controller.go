@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 	"github.com/sandnet/sandnet/sdk/store"
@@ -290,7 +292,9 @@ func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *p
 		c.mu.Unlock()
 	}
 	d, err := c.plugins.Driver(name)
-	if err != nil {
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil, nil, &notLoadedError{driver: name}
+	} else if err != nil {
 		return nil, nil, err
 	}
 	if caps != nil {
@@ -304,6 +308,19 @@ func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *p
 	c.mu.Unlock()
 	return d, caps, nil
 }
+
+// notLoadedError says that the config loads no driver of a name: a
+// network's whose block was removed, or one a create names. It is
+// sdk.ErrUnavailable (503): what is on such a network can be neither used
+// nor removed until the block is back, which a reload (or a restart)
+// does; a delete that needed it is finished then.
+type notLoadedError struct{ driver string }
+
+func (e *notLoadedError) Error() string {
+	return fmt.Sprintf("driver %q is not loaded: the config has no driver %q block; add it back and run `sandnet reload` to use or remove what is on its networks", e.driver, e.driver)
+}
+
+func (e *notLoadedError) Unwrap() error { return sdk.ErrUnavailable }
 
 func (c *Controller) sandboxDir(id string) string {
 	return filepath.Join(c.cfg.FilesDir, id)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -81,4 +84,57 @@ func TestDeleteWhileDriverDown(t *testing.T) {
 	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
 		t.Fatalf("network rm: %v", err)
 	}
+}
+
+// TestDriverNotLoaded: with a network's driver block gone from the config
+// (the agent restarted without it), what is on the network can be
+// neither used nor removed, and each refusal says so, with the remedy,
+// as a 503. A connect or create changes nothing; a delete goes as far as
+// it can, as with a driver that is down (TestDeleteWhileDriverDown), and
+// once the driver is back, the delete finishes and leaves nothing.
+func TestDriverNotLoaded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.72.0.0/24")
+	e.sandbox("c1")
+	e.connect("red", "c1")
+	e.sandbox("c2")
+	before := e.leaks()
+	veth := e.plugins.drivers["veth"]
+	delete(e.plugins.drivers, "veth")
+	notLoaded := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), `driver "veth" is not loaded`) || !strings.Contains(err.Error(), "sandnet reload") {
+			t.Errorf("%s without the driver = %v, want unavailable saying the driver is not loaded and how to load it", what, err)
+		}
+	}
+	_, err := e.c.Connect(ctx, "red", Connect{Container: "c2"})
+	notLoaded("connect", err)
+	_, err = e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c3", Networks: []SandboxNetwork{{Network: "red"}}})
+	notLoaded("create with the network", err)
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "blue", Driver: "veth"}); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), `no driver "veth" is loaded`) {
+		t.Errorf("network create on the driver = %v, want invalid naming it", err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "c3"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("the failed create left sandbox c3: %v", err)
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("the refusals changed state: before %+v, after %+v", before, after)
+	}
+	notLoaded("disconnect", e.c.Disconnect(ctx, "red", "c1"))
+	notLoaded("delete", e.c.DeleteSandbox(ctx, "c1"))
+	if n, err := e.c.Network(ctx, "red"); err != nil || len(n.Endpoints) != 1 {
+		t.Fatalf("after the failed delete, network red = %+v, %v; want its endpoint", n, err)
+	}
+	e.plugins.drivers["veth"] = veth
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatalf("delete with the driver back: %v", err)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DeleteNetwork(ctx, "red"); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == leaks{} })
 }

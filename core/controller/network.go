@@ -104,7 +104,8 @@ func (nc *netCreation) checkDriver(ctx context.Context) error {
 		req.Driver = DefaultDriver
 	}
 	d, caps, err := nc.c.driver(ctx, req.Driver)
-	if errors.Is(err, sdk.ErrNotFound) {
+	var nl *notLoadedError
+	if errors.As(err, &nl) {
 		return errorf(sdk.ErrInvalid, "driver: no driver %q is loaded (add a driver %q block to the config)", req.Driver, req.Driver)
 	} else if err != nil {
 		return err
@@ -444,7 +445,12 @@ func (c *Controller) networkByName(ctx context.Context, name string) (*Network, 
 	if err != nil {
 		return nil, 0, err
 	}
-	return c.networkByID(ctx, id)
+	n, idx, err := c.networkByID(ctx, id)
+	if errors.Is(err, sdk.ErrNotFound) {
+		// Deleted since its name was read: named as the caller named it.
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", name)
+	}
+	return n, idx, err
 }
 
 // cachedNetwork is network answered from the cache when it can be: the
