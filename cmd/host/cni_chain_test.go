@@ -23,8 +23,10 @@ const referencePlugins = "/usr/lib/cni"
 // meta plugins, as a runtime's conflist has them: tuning changes the
 // container's interface that sandnet made (MTU, a sysctl), bandwidth
 // shapes traffic on the host interface sandnet's result names (and adds
-// its own ifb device to the result), and DEL through the chain leaves
-// nothing: no link, no qdisc, no endpoint.
+// its own ifb device to the result), CHECK passes every plugin of the
+// chain (sandnet's given the chain's result, with the other plugins'
+// interfaces), and DEL through the chain leaves nothing: no link, no
+// qdisc, no endpoint.
 func TestCNIChain(t *testing.T) {
 	for _, p := range []string{"tuning", "bandwidth"} {
 		if _, err := os.Stat(filepath.Join(referencePlugins, p)); err != nil {
@@ -60,6 +62,9 @@ func TestCNIChain(t *testing.T) {
 	}
 	if out, err := hostCmd("tc", "qdisc", "show", "dev", host); err != nil || !strings.Contains(out, "tbf") {
 		t.Errorf("bandwidth's shaping on the host interface %s: %v %s", host, err, out)
+	}
+	if out, err := r.cnitool(env, "check", "chain", netns); err != nil {
+		t.Errorf("cnitool check through the chain: %v\n%s", err, out)
 	}
 	if out, err := r.cnitool(env, "del", "chain", netns); err != nil {
 		t.Fatalf("cnitool del through the chain: %v\n%s", err, out)
