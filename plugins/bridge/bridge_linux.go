@@ -206,7 +206,7 @@ func (s *system) ensureBridge(n *network, forward bool) (idx int, made bool, err
 		return 0, false, fmt.Errorf("finding bridge %s: %w", n.bridge, err)
 	}
 	if link.Type() != "bridge" {
-		return 0, false, fmt.Errorf("%s exists and is a %s, not a bridge: %w", n.bridge, link.Type(), sdk.ErrConflict)
+		return 0, false, fmt.Errorf("option %s: %s exists and is a %s, not a bridge; name another (or a bridge) for the network: %w", optBridgeName, n.bridge, link.Type(), sdk.ErrConflict)
 	}
 	idx, err = s.setUpBridge(link, n, forward)
 	return idx, made, err

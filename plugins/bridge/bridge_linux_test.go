@@ -214,6 +214,32 @@ func TestBorrowedBridge(t *testing.T) {
 	assertNoLeftovers(t)
 }
 
+// TestNotABridge: a network named after an existing interface that is
+// not a bridge is a conflict naming the option and the interface, and
+// leaves the interface as it was.
+func TestNotABridge(t *testing.T) {
+	requireRoot(t)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nb-veth"}, PeerName: "nb-peer"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+	d := newDriverT(t, "")
+	n := testNet(46, map[string]string{optBridgeName: "nb-veth"})
+	err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n})
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "option "+optBridgeName+": nb-veth exists and is a veth, not a bridge") {
+		t.Fatalf("network on a veth's name = %v, want a conflict naming the option and the veth", err)
+	}
+	link, err := netlink.LinkByName("nb-veth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, _ := netlink.AddrList(link, netlink.FAMILY_V4); len(addrs) != 0 || link.Attrs().Flags&net.FlagUp != 0 {
+		t.Fatalf("the veth was changed: addresses %v, flags %v", addrs, link.Attrs().Flags)
+	}
+	assertNoLeftovers(t)
+}
+
 // networkT makes a driver with the default configuration and its network
 // 10.<octet>.0.0/24, and returns them with the network's bridge.
 func networkT(t *testing.T, octet int) (*bridge, *pb.Network, netlink.Link) {
