@@ -75,6 +75,7 @@ func doctorCmd(args []string) int {
 		}
 		checks = append(checks, storeCheck(cfg))
 		checks = append(checks, socketDirCheck(cfg.API.Socket))
+		checks = append(checks, networksCheck(cfg))
 	}
 	failed := false
 	for _, c := range checks {
@@ -212,4 +213,32 @@ func socketDirCheck(socket string) check {
 		return check{"FAIL", what, fmt.Sprintf("%s (for %s) is not writable: %v", dir, socket, err)}
 	}
 	return check{"ok", what, fmt.Sprintf("%s writable (for %s)", dir, socket)}
+}
+
+// networksCheck asks a running agent for its networks and finds those
+// whose driver the config does not load (its block removed and the agent
+// restarted): what is on them can be neither used nor removed until the
+// block is back.
+func networksCheck(cfg *config.Config) check {
+	what := "networks' drivers"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nets, err := api.NewClient(cfg.API.Socket).Networks(ctx)
+	if err != nil {
+		return check{"skip", what, fmt.Sprintf("no agent answers at %s to list its networks", cfg.API.Socket)}
+	}
+	loaded := map[string]bool{}
+	for _, b := range cfg.Drivers {
+		loaded[b.Name] = true
+	}
+	var orphans []string
+	for _, n := range nets {
+		if !loaded[n.Driver] {
+			orphans = append(orphans, fmt.Sprintf("%s (driver %q)", n.Name, n.Driver))
+		}
+	}
+	if len(orphans) > 0 {
+		return check{"warn", what, fmt.Sprintf("%s: this config loads no such driver, so the containers on them can be neither connected nor removed; add the driver's block back and run `sandnet reload`", strings.Join(orphans, ", "))}
+	}
+	return check{"ok", what, fmt.Sprintf("the running agent's %d network(s) are each on a driver this config loads", len(nets))}
 }

@@ -210,6 +210,38 @@ func TestDoctor(t *testing.T) {
 	}
 }
 
+// `sandnet doctor` lists the running agent's networks whose driver the
+// config does not load (its block removed before a restart), naming the
+// network and the driver and how to bring it back; with the agent's own
+// config, every network is on a loaded driver.
+func TestDoctorNetworksDrivers(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	if _, err := a.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: "orphan", Subnet: "10.47.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := sandnetCmd(t, "doctor", "--config", e.ConfigPath)
+	if !strings.Contains(out, "ok    networks' drivers: the running agent's 1 network(s) are each on a driver this config loads") {
+		t.Errorf("doctor with the agent's config:\n%s", out)
+	}
+	without := filepath.Join(dir, "without-bridge.hcl")
+	if err := os.WriteFile(without, []byte(strings.Replace(string(b), "driver \"bridge\" {}\n", "driver \"none\" {}\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = sandnetCmd(t, "doctor", "--config", without)
+	if !strings.Contains(out, `warn  networks' drivers: orphan (driver "bridge"): this config loads no such driver`) || !strings.Contains(out, "sandnet reload") {
+		t.Errorf("doctor with a config without the bridge driver: want a warning naming network orphan and driver bridge\n%s", out)
+	}
+}
+
 // api { socket_group } gives the socket to that group, mode 0660, so its
 // members may use the CLI.
 func TestSocketGroup(t *testing.T) {
