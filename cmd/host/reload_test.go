@@ -10,11 +10,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // Reload, by SIGHUP and by `sandnet reload`: a changed driver block
@@ -144,6 +146,27 @@ func TestReload(t *testing.T) {
 	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
 	if code != 0 || !strings.Contains(out, "advertise_addr, host_ttl") {
 		t.Fatalf("sandnet reload with host_ttl and advertise_addr changed: exit %d, want 0 and both named\n%s", code, out)
+	}
+
+	// A removed block of a driver with networks: refused, naming both;
+	// one without networks: its plugin stops.
+	write(strings.Replace(reloaded, "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", "", 1))
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 1 || !strings.Contains(out, `the file removes driver "bridge", which network "rl" still uses`) {
+		t.Fatalf("sandnet reload without the bridge's block: exit %d, want 1 naming the driver and its network\n%s", code, out)
+	}
+	if now := pids(); now["driver/bridge"] != after["driver/bridge"] {
+		t.Fatalf("the refused reload restarted the bridge: %v, then %v", after, now)
+	}
+	noneBefore := pids()["driver/none"]
+	write(strings.Replace(reloaded, "driver \"none\" {}\n", "", 1))
+	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
+	if code != 0 || !strings.Contains(out, "stopped: none") {
+		t.Fatalf("sandnet reload without the none driver's block: exit %d, want it stopped\n%s", code, out)
+	}
+	polltest.Until(t, 10*time.Second, "the none driver's plugin gone", func() bool { return !alive(noneBefore) })
+	if _, ok := pids()["driver/none"]; ok {
+		t.Fatalf("the none driver is still listed after its block went: %v", pids())
 	}
 }
 

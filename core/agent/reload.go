@@ -44,6 +44,31 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	if diags.HasErrors() {
 		return nil, diagError(next, diags)
 	}
+	plan, err := a.planReload(ctx, next)
+	if err != nil {
+		return nil, err
+	}
+	r := &api.Reloaded{Unchanged: plan.unchanged, Ignored: a.ignoredChanges(next)}
+	a.applySettings(ctx, next, r)
+	a.applyDrivers(ctx, next, plan, r)
+	// What the agent runs now is what the file says, where it could.
+	a.cfg.PluginDir = next.PluginDir
+	return r, nil
+}
+
+// reloadPlan is what a reload does to the driver plugins: the blocks to
+// restart (changed), to start (new) and the drivers to stop (their
+// blocks gone).
+type reloadPlan struct {
+	restart, start []config.PluginBlock
+	stop           []string
+	unchanged      []string
+}
+
+// planReload compares the next config with the running one and refuses
+// what a running agent cannot do: switch stores, or stop a driver that
+// still has networks. It changes nothing.
+func (a *Agent) planReload(ctx context.Context, next *config.Config) (*reloadPlan, error) {
 	// The store first: if it changed, nothing is applied.
 	same, diags := a.sameBlock(next, a.cfg.Store, next.Store)
 	if diags.HasErrors() {
@@ -52,52 +77,51 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	if !same {
 		return nil, fmt.Errorf("the store block changed: a running agent does not switch stores; stop it, copy the state with `sandnet store migrate --from OLD.hcl --to NEW.hcl`, and start it with the new file: %w", sdk.ErrConflict)
 	}
-
-	r := &api.Reloaded{}
-	var restart, start []config.PluginBlock
+	plan := &reloadPlan{}
 	kept := map[string]bool{}
 	for _, b := range next.Drivers {
 		kept[b.Name] = true
 		old, ok := a.driverBlock(b.Name)
 		if !ok {
-			start = append(start, b)
+			plan.start = append(plan.start, b)
 			continue
 		}
 		same, d := a.sameBlock(next, old, b)
 		diags = append(diags, d...)
 		if same {
-			r.Unchanged = append(r.Unchanged, b.Name)
+			plan.unchanged = append(plan.unchanged, b.Name)
 		} else {
-			restart = append(restart, b)
+			plan.restart = append(plan.restart, b)
 		}
 	}
 	if diags.HasErrors() {
 		return nil, diagError(next, diags)
 	}
-	var stop []string
 	for _, b := range a.cfg.Drivers {
 		if !kept[b.Name] {
-			stop = append(stop, b.Name)
+			plan.stop = append(plan.stop, b.Name)
 		}
 	}
-	if len(stop) > 0 {
-		nets, err := a.ctrl.Networks(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing networks of the drivers the file removes: %w", err)
-		}
-		for _, n := range nets {
-			for _, name := range stop {
-				if n.Driver == name {
-					return nil, fmt.Errorf("the file removes driver %q, which network %q still uses; delete its networks first: %w", name, n.Name, sdk.ErrConflict)
-				}
-			}
+	if len(plan.stop) == 0 {
+		return plan, nil
+	}
+	nets, err := a.ctrl.Networks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing networks of the drivers the file removes: %w", err)
+	}
+	for _, n := range nets {
+		if slices.Contains(plan.stop, n.Driver) {
+			return nil, fmt.Errorf("the file removes driver %q, which network %q still uses; delete its networks first: %w", n.Driver, n.Name, sdk.ErrConflict)
 		}
 	}
-	r.Ignored = a.ignoredChanges(next)
+	return plan, nil
+}
 
-	// Apply.
-	a.applySettings(ctx, next, r)
-	for _, b := range restart {
+// applyDrivers restarts, starts and stops the driver plugins as plan
+// says, noting each in r. A driver whose new block does not start runs
+// on with its old one (Replace's doing) and is reported as failed.
+func (a *Agent) applyDrivers(ctx context.Context, next *config.Config, plan *reloadPlan, r *api.Reloaded) {
+	for _, b := range plan.restart {
 		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
 			if a.plugins.Get(sdk.KindDriver, b.Name) == nil {
@@ -110,7 +134,7 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 		r.Restarted = append(r.Restarted, b.Name)
 		a.setDriverBlock(b)
 	}
-	for _, b := range start {
+	for _, b := range plan.start {
 		if _, err := a.plugins.Start(ctx, PluginSpec(next, b)); err != nil {
 			a.log.Error("starting driver", "driver", b.Name, "error", err)
 			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
@@ -120,15 +144,12 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 		a.cfg.Drivers = append(a.cfg.Drivers, b)
 		a.ctrl.EndDriverWait(b.Name) // a driver of that name that died before its block went
 	}
-	for _, name := range stop {
+	for _, name := range plan.stop {
 		a.plugins.Stop(sdk.KindDriver, name)
 		a.ctrl.EndDriverWait(name) // it will not come back: no one waits
 		r.Stopped = append(r.Stopped, name)
 		a.cfg.Drivers = deleteBlock(a.cfg.Drivers, name)
 	}
-	// What the agent runs now is what the file says, where it could.
-	a.cfg.PluginDir = next.PluginDir
-	return r, nil
 }
 
 // sameBlock reports whether the running plugin of block old would run as
