@@ -44,8 +44,11 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	if diags.HasErrors() {
 		return nil, diagError(next, diags)
 	}
-	plan, err := a.planReload(ctx, next)
+	plan, err := a.planReload(next)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.retire(ctx, plan); err != nil {
 		return nil, err
 	}
 	r := &api.Reloaded{Unchanged: plan.unchanged, Ignored: a.ignoredChanges(next)}
@@ -66,9 +69,8 @@ type reloadPlan struct {
 }
 
 // planReload compares the next config with the running one and refuses
-// what a running agent cannot do: switch stores, or stop a driver that
-// still has networks. It changes nothing.
-func (a *Agent) planReload(ctx context.Context, next *config.Config) (*reloadPlan, error) {
+// what a running agent cannot do: switch stores. It changes nothing.
+func (a *Agent) planReload(next *config.Config) (*reloadPlan, error) {
 	// The store first: if it changed, nothing is applied.
 	same, diags := a.sameBlock(next, a.cfg.Store, next.Store)
 	if diags.HasErrors() {
@@ -102,19 +104,22 @@ func (a *Agent) planReload(ctx context.Context, next *config.Config) (*reloadPla
 			plan.stop = append(plan.stop, b.Name)
 		}
 	}
-	if len(plan.stop) == 0 {
-		return plan, nil
-	}
-	nets, err := a.ctrl.Networks(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing networks of the drivers the file removes: %w", err)
-	}
-	for _, n := range nets {
-		if slices.Contains(plan.stop, n.Driver) {
-			return nil, fmt.Errorf("the file removes driver %q, which network %q still uses; delete its networks first: %w", n.Driver, n.Name, sdk.ErrConflict)
+	return plan, nil
+}
+
+// retire readies the drivers plan stops (RetireDriver): none may have a
+// network, and none gets one meanwhile. On a refusal, the ones readied
+// are taken back and nothing else has changed.
+func (a *Agent) retire(ctx context.Context, plan *reloadPlan) error {
+	for i, name := range plan.stop {
+		if err := a.ctrl.RetireDriver(ctx, name); err != nil {
+			for _, done := range plan.stop[:i] {
+				a.ctrl.EndRetire(done)
+			}
+			return err
 		}
 	}
-	return plan, nil
+	return nil
 }
 
 // applyDrivers restarts, starts and stops the driver plugins as plan
@@ -146,6 +151,7 @@ func (a *Agent) applyDrivers(ctx context.Context, next *config.Config, plan *rel
 	}
 	for _, name := range plan.stop {
 		a.plugins.Stop(sdk.KindDriver, name)
+		a.ctrl.EndRetire(name)     // creates on it are now refused as not loaded
 		a.ctrl.EndDriverWait(name) // it will not come back: no one waits
 		r.Stopped = append(r.Stopped, name)
 		a.cfg.Drivers = deleteBlock(a.cfg.Drivers, name)

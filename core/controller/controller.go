@@ -132,6 +132,9 @@ type Controller struct {
 	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
 	caps        map[string]*pb.Capabilities // by driver name
 	driverDown  map[string]chan struct{}    // drivers restarting: closed once replayed (see drivergate.go)
+	retiring    map[string]bool             // drivers a reload is removing: network creates on them are refused
+	netCreates  map[string]int              // network creates past their driver check, by driver
+	createsDone *sync.Cond                  // on mu: broadcast as a driver's netCreates drops to 0
 	// driverWaiters counts the requests waiting for a driver to restart.
 	driverWaiters atomic.Int64
 	onHost        map[string]*Network // global networks this host's driver has set up
@@ -215,6 +218,8 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
 		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, resolvers: map[*sandboxOp]struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
+	c.retiring, c.netCreates = map[string]bool{}, map[string]int{}
+	c.createsDone = sync.NewCond(&c.mu)
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
 	if cfg.HostTTL <= 0 {

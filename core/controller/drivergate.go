@@ -78,3 +78,57 @@ func (c *Controller) awaitDriver(ctx context.Context, name string, down <-chan s
 	}
 	return nil
 }
+
+// RetireDriver readies driver name to be stopped, its block gone from the
+// config at a reload: from now on a network create on it is refused
+// (409), the creates already past their driver check finish first, and
+// then, should a network use the driver, the mark is taken back and the
+// answer is a conflict naming the network. The agent calls EndRetire once
+// it has stopped the plugin (or gave up stopping it).
+func (c *Controller) RetireDriver(ctx context.Context, name string) error {
+	c.mu.Lock()
+	c.retiring[name] = true
+	for c.netCreates[name] > 0 {
+		c.createsDone.Wait()
+	}
+	c.mu.Unlock()
+	nets, err := c.Networks(ctx)
+	if err != nil {
+		c.EndRetire(name)
+		return fmt.Errorf("listing the networks of driver %q: %w", name, err)
+	}
+	for _, n := range nets {
+		if n.Driver == name {
+			c.EndRetire(name)
+			return errorf(sdk.ErrConflict, "the file removes driver %q, which network %q still uses; delete its networks first", name, n.Name)
+		}
+	}
+	return nil
+}
+
+// EndRetire takes back RetireDriver's mark.
+func (c *Controller) EndRetire(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.retiring, name)
+}
+
+// beginNetCreate counts a network create on driver name until done is
+// called, so that RetireDriver waits for it; a driver being retired is a
+// conflict.
+func (c *Controller) beginNetCreate(name string) (done func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retiring[name] {
+		return nil, errorf(sdk.ErrConflict, "driver: %q is being removed by a reload", name)
+	}
+	c.netCreates[name]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.netCreates[name]--; c.netCreates[name] == 0 {
+			delete(c.netCreates, name)
+			c.createsDone.Broadcast()
+		}
+	}, nil
+}

@@ -138,3 +138,78 @@ func TestDriverNotLoaded(t *testing.T) {
 	}
 	polltest.Until(t, 15*time.Second, "nothing left behind", func() bool { return e.leaks() == leaks{} })
 }
+
+// blockingCreate holds CreateNetwork until release is closed, saying on
+// entered that one has begun.
+type blockingCreate struct {
+	driver.Driver
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingCreate) CreateNetwork(ctx context.Context, req *pb.CreateNetworkRequest) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.Driver.CreateNetwork(ctx, req)
+}
+
+// TestRetireDriverRacingCreate: a reload removing a driver's block
+// (RetireDriver) while a network create on that driver is under way
+// waits for the create and then refuses, naming the new network — it
+// never stops a driver a network was just created on; a create that
+// comes once the retirement has begun is refused; with no network, the
+// retirement goes through, and EndRetire allows creates again.
+func TestRetireDriverRacingCreate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	veth := e.plugins.drivers["veth"]
+	b := blockingCreate{Driver: veth, entered: make(chan struct{}), release: make(chan struct{})}
+	e.plugins.drivers["veth"] = b
+	created := make(chan error, 1)
+	go func() {
+		_, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "late", Driver: "veth", Subnet: "10.73.0.0/24"})
+		created <- err
+	}()
+	<-b.entered
+	retired := make(chan error, 1)
+	go func() { retired <- e.c.RetireDriver(ctx, "veth") }()
+	polltest.Until(t, 10*time.Second, "the retirement begun", func() bool {
+		e.c.mu.Lock()
+		defer e.c.mu.Unlock()
+		return e.c.retiring["veth"]
+	})
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "later", Driver: "veth", Subnet: "10.74.0.0/24"}); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "being removed by a reload") {
+		t.Fatalf("a create once the retirement began = %v, want a conflict saying why", err)
+	}
+	select {
+	case err := <-retired:
+		t.Fatalf("the retirement answered (%v) before the create under way finished", err)
+	default:
+	}
+	close(b.release)
+	if err := <-created; err != nil {
+		t.Fatalf("the create under way: %v", err)
+	}
+	if err := <-retired; !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), `network "late" still uses`) {
+		t.Fatalf("the retirement after the create = %v, want a conflict naming network late", err)
+	}
+	e.plugins.drivers["veth"] = veth
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "again", Driver: "veth", Subnet: "10.75.0.0/24"}); err != nil {
+		t.Fatalf("a create after the refused retirement: %v", err)
+	}
+	for _, n := range []string{"late", "again"} {
+		if err := e.c.DeleteNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.c.RetireDriver(ctx, "veth"); err != nil {
+		t.Fatalf("retiring a driver with no network: %v", err)
+	}
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "refused", Driver: "veth", Subnet: "10.76.0.0/24"}); !errors.Is(err, sdk.ErrConflict) {
+		t.Fatalf("a create on a retired driver = %v, want a conflict", err)
+	}
+	e.c.EndRetire("veth")
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "back", Driver: "veth", Subnet: "10.76.0.0/24"}); err != nil {
+		t.Fatalf("a create after EndRetire: %v", err)
+	}
+}

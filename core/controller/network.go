@@ -59,6 +59,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, req NetworkCreate) (*Net
 		return nil, err
 	}
 	nc := &netCreation{c: c, req: req}
+	defer nc.end()
 	for _, check := range []func(context.Context) error{nc.checkDriver, nc.checkScope, nc.parseAddresses} {
 		if err := check(ctx); err != nil {
 			return nil, err
@@ -92,16 +93,30 @@ type netCreation struct {
 	dns                                []netip.Addr
 	vni                                uint32 // the VNI asked for; 0: any
 
-	n *Network
+	n       *Network
+	release func() // ends the count of this create on its driver (see RetireDriver); nil before checkDriver
+}
+
+// end ends the create's count on its driver, if checkDriver began one.
+func (nc *netCreation) end() {
+	if nc.release != nil {
+		nc.release()
+	}
 }
 
 // checkDriver finds the network's driver (the default when none is
 // named) and checks the options against those it declares. It may
-// assume nothing; it changes nothing.
+// assume nothing; it changes nothing, but counts the create as one on
+// its driver (a reload that removes the driver waits for it, or, having
+// begun, makes it a conflict).
 func (nc *netCreation) checkDriver(ctx context.Context) error {
 	req := &nc.req
 	if req.Driver == "" {
 		req.Driver = DefaultDriver
+	}
+	var err error
+	if nc.release, err = nc.c.beginNetCreate(req.Driver); err != nil {
+		return err
 	}
 	d, caps, err := nc.c.driver(ctx, req.Driver)
 	var nl *notLoadedError
