@@ -50,6 +50,10 @@ type Options struct {
 	// plugin with the plugin's kind and name, the full method name, the
 	// time taken and the call's error (a gRPC status error), for metrics.
 	Observe func(kind, name, method string, d time.Duration, err error)
+	// DrainTimeout bounds how long a planned stop of a plugin (Replace,
+	// Stop, Shutdown) waits for the calls in flight to it to finish
+	// before it ends the process; default 10s.
+	DrainTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -63,6 +67,7 @@ func (o *Options) defaults() {
 	def(&o.PollInterval, 100*time.Millisecond)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 10*time.Second)
+	def(&o.DrainTimeout, 10*time.Second)
 }
 
 // ErrChecksum is wrapped by the error of a plugin whose binary does not
@@ -211,7 +216,7 @@ func (m *Manager) restarted(p *Plugin) {
 func (m *Manager) Inspect(ctx context.Context, spec Spec) (*pb.PluginInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
 	defer cancel()
-	r, err := m.exec(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name))
+	r, err := m.exec(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +238,7 @@ type Instance struct {
 func (m *Manager) Launch(ctx context.Context, spec Spec) (*Instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
 	defer cancel()
-	r, err := m.configured(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name))
+	r, err := m.configured(ctx, spec, m.log.Named(spec.Kind+"."+spec.Name), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +262,8 @@ func (i *Instance) Kill() { i.r.client.Kill() }
 
 // configured is exec followed by Configure with the config spec yields.
 // On error no process is left.
-func (m *Manager) configured(ctx context.Context, spec Spec, log hclog.Logger) (*running, error) {
-	r, err := m.exec(ctx, spec, log)
+func (m *Manager) configured(ctx context.Context, spec Spec, log hclog.Logger, calls *inflight) (*running, error) {
+	r, err := m.exec(ctx, spec, log, calls)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +297,7 @@ type pluginClient interface {
 
 // exec verifies the binary, starts it, negotiates the protocol and checks
 // the kind the plugin reports. On error no process is left.
-func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *running, err error) {
+func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger, calls *inflight) (_ *running, err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%s plugin %q: %w", spec.Kind, spec.Name, err)
@@ -312,7 +317,7 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 		Cmd:              command(spec),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		GRPCDialOptions:  m.dialOptions(spec),
+		GRPCDialOptions:  m.dialOptions(spec, calls),
 		SkipHostEnv:      true,
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
@@ -351,9 +356,17 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger) (_ *run
 	return &running{client: client, rpc: rpc, raw: raw, pc: pc, info: info}, nil
 }
 
-// dialOptions are the gRPC options of the connection to spec's plugin.
-func (m *Manager) dialOptions(spec Spec) []grpc.DialOption {
+// dialOptions are the gRPC options of the connection to spec's plugin;
+// calls, unless nil, counts the calls in flight on it.
+func (m *Manager) dialOptions(spec Spec, calls *inflight) []grpc.DialOption {
 	opts := sdk.GRPCDialOptions()
+	if calls != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+			calls.begin()
+			defer calls.end()
+			return invoker(ctx, method, req, reply, cc, callOpts...)
+		}))
+	}
 	if observe := m.opts.Observe; observe != nil {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 			start := time.Now()

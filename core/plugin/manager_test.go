@@ -231,3 +231,80 @@ func TestWaitRunning(t *testing.T) {
 		t.Fatal("WaitRunning true for a stopped plugin")
 	}
 }
+
+func fakeBinary(t testing.TB) string {
+	t.Helper()
+	return plugintest.Build(t, "github.com/sandnet/sandnet/cmd/host/testdata/fakeplugin")
+}
+
+// A planned stop of a plugin — Replace (a reload that changed its block)
+// or Stop — lets a call in flight finish instead of failing it; a call
+// that does not finish within DrainTimeout fails, and the process goes.
+func TestPlannedStopDrainsCalls(t *testing.T) {
+	bin := fakeBinary(t)
+	for _, how := range []string{"replace", "stop"} {
+		t.Run(how, func(t *testing.T) {
+			m := newManager(t)
+			spec := Spec{Kind: sdk.KindDriver, Name: "fake", Path: bin, Args: []string{"slow"}}
+			p, err := m.Start(context.Background(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := p.Driver()
+			if err != nil {
+				t.Fatal(err)
+			}
+			called := make(chan error, 1)
+			go func() {
+				called <- d.CreateNetwork(context.Background(), &pb.CreateNetworkRequest{Network: &pb.Network{Id: "n1"}})
+			}()
+			polltest.Until(t, 5*time.Second, "the call in flight", func() bool {
+				p.calls.mu.Lock()
+				defer p.calls.mu.Unlock()
+				return p.calls.n > 0
+			})
+			if how == "replace" {
+				if _, err := m.Replace(context.Background(), spec); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				m.Stop(sdk.KindDriver, "fake")
+			}
+			select {
+			case err := <-called:
+				if err != nil {
+					t.Fatalf("the call in flight during a planned %s failed: %v", how, err)
+				}
+			default:
+				t.Fatalf("the %s returned before the call in flight finished", how)
+			}
+		})
+	}
+	t.Run("timeout", func(t *testing.T) {
+		m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr}), Options{DrainTimeout: 200 * time.Millisecond})
+		t.Cleanup(m.Shutdown)
+		p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "fake", Path: bin, Args: []string{"hang"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := p.Status().PID
+		d, err := p.Driver()
+		if err != nil {
+			t.Fatal(err)
+		}
+		called := make(chan error, 1)
+		go func() {
+			called <- d.CreateNetwork(context.Background(), &pb.CreateNetworkRequest{Network: &pb.Network{Id: "n1"}})
+		}()
+		polltest.Until(t, 5*time.Second, "the call in flight", func() bool {
+			p.calls.mu.Lock()
+			defer p.calls.mu.Unlock()
+			return p.calls.n > 0
+		})
+		m.Stop(sdk.KindDriver, "fake")
+		if err := <-called; err == nil {
+			t.Fatal("a call that hangs past the drain succeeded")
+		}
+		polltest.Until(t, 5*time.Second, "the hung plugin's process gone", func() bool { return !alive(pid) })
+	})
+}

@@ -42,6 +42,10 @@ type Plugin struct {
 	restarts  int
 	startedAt time.Time
 	lastErr   string
+
+	// calls counts the calls in flight to the process, which a planned
+	// stop lets finish (see terminate).
+	calls inflight
 }
 
 // Status is a snapshot of a plugin for `sandnet plugins`.
@@ -162,7 +166,7 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
 	defer cancel()
-	r, err := p.m.configured(ctx, spec, p.log)
+	r, err := p.m.configured(ctx, spec, p.log, &p.calls)
 	if err != nil {
 		return err
 	}
@@ -272,6 +276,13 @@ func (p *Plugin) terminate() {
 	client, raw, running := p.client, p.raw, p.running
 	p.running, p.healthy = false, false
 	p.mu.Unlock()
+	// A planned stop (a reload's Replace or Stop, the agent's shutdown)
+	// lets the calls already made finish, so that they do not fail for
+	// it; calls made from now on fail as to a plugin not running, and
+	// the agent holds its requests back while a driver is replaced.
+	if running && !p.calls.wait(p.m.opts.DrainTimeout) {
+		p.log.Warn("calls still in flight; ending the plugin anyway", "waited", p.m.opts.DrainTimeout)
+	}
 	if s, ok := raw.(*store.Client); ok && running {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.Close(ctx); err != nil {
@@ -287,4 +298,49 @@ func (p *Plugin) terminate() {
 func (p *Plugin) shutdown() {
 	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
+}
+
+// inflight counts the calls in flight on a plugin's connection.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0 with someone waiting; else nil
+}
+
+func (f *inflight) begin() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+}
+
+func (f *inflight) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// wait waits until no call is in flight, for at most d, and reports
+// whether none is.
+func (f *inflight) wait(d time.Duration) bool {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return true
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
 }

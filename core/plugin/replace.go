@@ -7,8 +7,10 @@ import (
 
 // Replace stops the running plugin of spec's kind and name and starts
 // spec in its place (a reload that changed its block), then calls the
-// OnRestart functions so its owner replays state. Calls to the plugin in
-// between fail with sdk.ErrUnavailable. When spec fails to start, the
+// OnRestart functions so its owner replays state. Calls in flight to the
+// old plugin finish first (for at most Options.DrainTimeout); calls made
+// in between fail with sdk.ErrUnavailable (the agent holds its requests
+// back meanwhile: Controller.DrainDriver). When spec fails to start, the
 // plugin is started again as it was and the error says so; a plugin that
 // is not running is simply started.
 func (m *Manager) Replace(ctx context.Context, spec Spec) (*Plugin, error) {
@@ -61,7 +63,8 @@ func (m *Manager) relaunch(ctx context.Context, spec Spec, restarts int) (*Plugi
 }
 
 // Stop stops the plugin of that kind and name and forgets it (a reload
-// that removed its block). It reports whether there was one.
+// that removed its block), letting calls in flight finish first, as
+// Replace does. It reports whether there was one.
 func (m *Manager) Stop(kind, name string) bool {
 	m.mu.Lock()
 	p := m.plugins[kind+"/"+name]

@@ -4,6 +4,7 @@
 //
 //	ok          a correct, do-nothing driver
 //	hang        CreateNetwork never answers
+//	slow        CreateNetwork answers after 300 ms
 //	crash       CreateNetwork panics, which ends the process
 //	protocol2   it speaks only plugin protocol 2
 package main
@@ -11,6 +12,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 
@@ -31,6 +33,12 @@ func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) err
 		select {} // ignores even its context, as a stuck driver would
 	case "crash":
 		panic("fakeplugin: crashing as asked")
+	case "slow":
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }
