@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -310,4 +313,85 @@ func reloadReplacing(t *testing.T, e *agenttest.Env, head []byte, old, new strin
 		t.Fatal(err)
 	}
 	return sandnetCmd(t, "reload", "--socket", e.Socket)
+}
+
+// Reloads that restart the bridge driver (its block changed) while
+// containers are created and deleted on a bridge network fail none of
+// those requests: the ones under way finish on the old plugin, new ones
+// wait for the new plugin's replay. Nothing is left afterwards.
+func TestReloadUnderLoad(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, "  spare_namespaces = 2\n"))
+	a := e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "load", Subnet: "10.48.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				id := fmt.Sprintf("load%d-%d", w, i)
+				if _, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: id, Networks: []controller.SandboxNetwork{{Network: "load"}}}); err != nil {
+					errs <- fmt.Errorf("create %s: %w", id, err)
+					return
+				}
+				created.Add(1)
+				if err := a.Client.DeleteSandbox(ctx, id); err != nil {
+					errs <- fmt.Errorf("delete %s: %w", id, err)
+					return
+				}
+			}
+		}()
+	}
+	restarts := 0
+	for r := range 16 {
+		mtu := 1400 + 100*(r%2)
+		body := strings.Replace(string(head), "driver \"bridge\" {}", fmt.Sprintf("driver \"bridge\" {\n  config {\n    mtu = %d\n  }\n}", mtu), 1)
+		if err := os.WriteFile(e.ConfigPath, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.Client.Reload(ctx)
+		if err != nil {
+			t.Fatalf("reload %d: %v", r, err)
+		}
+		if slices.Contains(res.Restarted, "bridge") {
+			restarts++
+		}
+		time.Sleep(50 * time.Millisecond) // spacing the reloads among the requests, not a wait for a result
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if restarts < 15 || created.Load() < 16 {
+		t.Fatalf("%d restarts of the bridge driver among %d creates: the reloads did not overlap the load", restarts, created.Load())
+	}
+	t.Logf("%d creates and deletes across %d restarts of the bridge driver", created.Load(), restarts)
+	if err := a.Client.DeleteNetwork(ctx, "load"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoLeaks(t, "10.48.0.")
 }

@@ -22,6 +22,9 @@ import (
 // here.
 func (a *Agent) handle(pattern string, status int, h api.HandlerFunc) {
 	a.api.Handle(pattern, status, func(r *http.Request) (any, error) {
+		ctx, done := a.ctrl.Hold(r.Context()) // a reload drains the drivers in use
+		defer done()
+		r = r.WithContext(ctx)
 		var before *controller.Network
 		if pattern == "DELETE /v1/networks/{ref}" {
 			// Read what the delete is about to remove, for its ID.

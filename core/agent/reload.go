@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -58,6 +59,10 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	a.cfg.PluginDir = next.PluginDir
 	return r, nil
 }
+
+// driverDrainWait bounds how long a reload waits for the requests using a
+// driver it replaces (Controller.DrainDriver).
+const driverDrainWait = 10 * time.Second
 
 // reloadPlan is what a reload does to the driver plugins: the blocks to
 // restart (changed), to start (new) and the drivers to stop (their
@@ -127,7 +132,11 @@ func (a *Agent) retire(ctx context.Context, plan *reloadPlan) error {
 // on with its old one (Replace's doing) and is reported as failed.
 func (a *Agent) applyDrivers(ctx context.Context, next *config.Config, plan *reloadPlan, r *api.Reloaded) {
 	for _, b := range plan.restart {
-		a.ctrl.DriverDown(b.Name) // until replayed: requests wait
+		// Requests under way finish on the old plugin; new ones wait
+		// until the new one is replayed.
+		if !a.ctrl.DrainDriver(b.Name, driverDrainWait) {
+			a.log.Warn("requests still using the driver; replacing it anyway", "driver", b.Name, "waited", driverDrainWait)
+		}
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
 			if a.plugins.Get(sdk.KindDriver, b.Name) == nil {
 				a.ctrl.EndDriverWait(b.Name) // neither block started: nothing to wait for

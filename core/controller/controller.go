@@ -134,7 +134,8 @@ type Controller struct {
 	driverDown  map[string]chan struct{}    // drivers restarting: closed once replayed (see drivergate.go)
 	retiring    map[string]bool             // drivers a reload is removing: network creates on them are refused
 	netCreates  map[string]int              // network creates past their driver check, by driver
-	createsDone *sync.Cond                  // on mu: broadcast as a driver's netCreates drops to 0
+	driverUsers map[string]int              // requests holding a driver (see Hold), by driver
+	idle        *sync.Cond                  // on mu: broadcast as a driver's netCreates or driverUsers drops to 0
 	// driverWaiters counts the requests waiting for a driver to restart.
 	driverWaiters atomic.Int64
 	onHost        map[string]*Network // global networks this host's driver has set up
@@ -218,8 +219,8 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
 		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, resolvers: map[*sandboxOp]struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
-	c.retiring, c.netCreates = map[string]bool{}, map[string]int{}
-	c.createsDone = sync.NewCond(&c.mu)
+	c.retiring, c.netCreates, c.driverUsers = map[string]bool{}, map[string]int{}, map[string]int{}
+	c.idle = sync.NewCond(&c.mu)
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)
 	if cfg.HostTTL <= 0 {
@@ -285,8 +286,14 @@ func (c *Controller) Close() {
 // once per driver process, within ctx (the request's): Replay, which
 // follows a driver restart, forgets them.
 func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *pb.Capabilities, error) {
+	h, _ := ctx.Value(heldKey{}).(*held)
 	c.mu.Lock()
 	caps, down := c.caps[name], c.driverDown[name]
+	if h.has(name) {
+		down = nil // held since before the drain began, which waits for this request
+	} else if down == nil {
+		c.holdLocked(h, name)
+	}
 	c.mu.Unlock()
 	if down != nil {
 		if err := c.awaitDriver(ctx, name, down); err != nil {
@@ -294,6 +301,7 @@ func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *p
 		}
 		c.mu.Lock()
 		caps = c.caps[name]
+		c.holdLocked(h, name)
 		c.mu.Unlock()
 	}
 	d, err := c.plugins.Driver(name)

@@ -89,7 +89,7 @@ func (c *Controller) RetireDriver(ctx context.Context, name string) error {
 	c.mu.Lock()
 	c.retiring[name] = true
 	for c.netCreates[name] > 0 {
-		c.createsDone.Wait()
+		c.idle.Wait()
 	}
 	c.mu.Unlock()
 	nets, err := c.Networks(ctx)
@@ -128,7 +128,76 @@ func (c *Controller) beginNetCreate(name string) (done func(), err error) {
 		defer c.mu.Unlock()
 		if c.netCreates[name]--; c.netCreates[name] == 0 {
 			delete(c.netCreates, name)
-			c.createsDone.Broadcast()
+			c.idle.Broadcast()
 		}
 	}, nil
+}
+
+// A reload that replaces a driver's plugin (its block changed) first
+// drains it: the requests already using the driver finish on the old
+// plugin, new ones wait (as for any restart) until the new plugin has
+// been replayed. A request holds each driver it uses from its first use
+// to its end (Hold), so that a call it makes after the drain began does
+// not reach a plugin being stopped.
+
+type heldKey struct{}
+
+// held is the drivers a request holds; guarded by Controller.mu.
+type held struct {
+	names map[string]bool
+	done  bool // the request ended: later uses (a goroutine it left) hold nothing
+}
+
+func (h *held) has(name string) bool { return h != nil && !h.done && h.names[name] }
+
+// Hold marks ctx, a request's, so that the drivers the request uses are
+// held until done is called (DrainDriver waits for them).
+func (c *Controller) Hold(ctx context.Context) (context.Context, func()) {
+	h := &held{names: map[string]bool{}}
+	return context.WithValue(ctx, heldKey{}, h), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for name := range h.names {
+			if c.driverUsers[name]--; c.driverUsers[name] == 0 {
+				delete(c.driverUsers, name)
+				c.idle.Broadcast()
+			}
+		}
+		h.names, h.done = nil, true
+	}
+}
+
+// holdLocked counts h (nil: a request not held, background work) as a
+// user of driver name. c.mu is held.
+func (c *Controller) holdLocked(h *held, name string) {
+	if h == nil || h.done || h.names[name] {
+		return
+	}
+	h.names[name] = true
+	c.driverUsers[name]++
+}
+
+// DrainDriver marks driver name down, as DriverDown does, and waits, for
+// at most d, until no request holds it; it reports whether none does.
+// A request that holds the driver and waits on one that waits for the
+// drain is why the wait is bounded: past d, the plugin is replaced
+// anyway and such a request's call fails as after a crash.
+func (c *Controller) DrainDriver(name string, d time.Duration) bool {
+	c.DriverDown(name)
+	timer := time.AfterFunc(d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.idle.Broadcast()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.driverUsers[name] > 0 {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		c.idle.Wait()
+	}
+	return true
 }

@@ -58,3 +58,61 @@ func TestRequestsWaitForDriverReplay(t *testing.T) {
 	}
 	e.c.EndDriverWait("veth")
 }
+
+// DrainDriver waits for the requests that hold the driver (Hold) and
+// not for others: a held request goes on using the driver while the
+// drain waits for it (a second use does not wait on the drain), a request
+// that had not used it waits for the replay, and a holder that never ends
+// lets the drain give up after its bound.
+func TestDrainDriverWaitsForHolders(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.98.0.0/24")
+	hctx, done := e.c.Hold(ctx)
+	if _, _, err := e.c.driver(hctx, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan bool, 1)
+	go func() { drained <- e.c.DrainDriver("veth", time.Minute) }()
+	polltest.Until(t, 15*time.Second, "the drain begun", func() bool {
+		e.c.mu.Lock()
+		defer e.c.mu.Unlock()
+		return e.c.driverDown["veth"] != nil
+	})
+	if _, _, err := e.c.driver(hctx, "veth"); err != nil { // would wait forever were it gated
+		t.Fatalf("a second use by the holder during the drain: %v", err)
+	}
+	other := make(chan error, 1)
+	go func() {
+		octx, odone := e.c.Hold(ctx)
+		defer odone()
+		_, err := e.c.NewSandbox(octx, SandboxCreate{ContainerID: "c1", Networks: []SandboxNetwork{{Network: "red"}}})
+		other <- err
+	}()
+	polltest.Until(t, 15*time.Second, "the other request waiting for the driver", func() bool { return e.c.driverWaiters.Load() == 1 })
+	select {
+	case ok := <-drained:
+		t.Fatalf("the drain ended (%v) while a request held the driver", ok)
+	default:
+	}
+	done()
+	if ok := <-drained; !ok {
+		t.Fatal("the drain gave up though the holder ended")
+	}
+	if err := e.c.Replay(ctx, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-other; err != nil {
+		t.Fatalf("the request that waited for the replay: %v", err)
+	}
+
+	stuck, never := e.c.Hold(ctx)
+	defer never()
+	if _, _, err := e.c.driver(stuck, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	if e.c.DrainDriver("veth", 50*time.Millisecond) {
+		t.Fatal("the drain reported none holding the driver while one did")
+	}
+	e.c.EndDriverWait("veth")
+}
