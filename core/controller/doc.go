@@ -56,8 +56,9 @@
 //     container, the ingress sandbox, containers being created). It is a
 //     leaf: held only to read or update those maps, never across any call
 //     that can block, and no other lock is taken while holding it. The
-//     one wait on it, RetireDriver's for the network creates under way on
-//     a driver (createsDone), releases it while waiting.
+//     waits on its condition (idle) — RetireDriver's for the network
+//     creates under way on a driver, DrainDriver's for the requests
+//     holding one — release it while waiting.
 //
 // core/sandbox.Sandbox and core/ipam have their own internal locks, which
 // are leaves too. No operation takes two sandbox locks at once. Networks
