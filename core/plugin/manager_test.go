@@ -308,3 +308,25 @@ func TestPlannedStopDrainsCalls(t *testing.T) {
 		polltest.Until(t, 5*time.Second, "the hung plugin's process gone", func() bool { return !alive(pid) })
 	})
 }
+
+// A plugin killed with -9 is seen to have exited at once, from its
+// process's pidfd, not at the next poll: with a poll an hour apart, it
+// runs again (another PID) within seconds.
+func TestExitSeenAtOnce(t *testing.T) {
+	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr}), Options{PollInterval: time.Hour, HealthInterval: time.Hour})
+	t.Cleanup(m.Shutdown)
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.Status().PID
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	polltest.UntilEmpty(t, 10*time.Second, "the plugin running again after kill -9, with no poll to see it", func() string {
+		if st := p.Status(); !st.Running || st.PID == old {
+			return fmt.Sprintf("%+v", st)
+		}
+		return ""
+	})
+}

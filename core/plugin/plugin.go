@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -38,7 +39,11 @@ type Plugin struct {
 	running  bool
 	// up is closed when the plugin runs again (see WaitRunning); nil
 	// while it runs.
-	up        chan struct{}
+	up chan struct{}
+	// exited is closed when the running process exits, which the
+	// supervisor then sees at once; nil where the kernel cannot say
+	// (no pidfd), and the supervisor's poll sees it.
+	exited    <-chan struct{}
 	restarts  int
 	startedAt time.Time
 	lastErr   string
@@ -174,9 +179,10 @@ func (p *Plugin) launch(ctx context.Context) (err error) {
 	if rc := r.client.ReattachConfig(); rc != nil {
 		pid = rc.Pid
 	}
+	exited := exitWatch(pid)
 	p.mu.Lock()
 	p.client, p.rpc, p.raw, p.info = r.client, r.rpc, r.raw, r.info
-	p.pid, p.protocol = pid, r.client.NegotiatedVersion()
+	p.pid, p.protocol, p.exited = pid, r.client.NegotiatedVersion(), exited
 	p.running, p.healthy, p.startedAt, p.lastErr = true, true, time.Now(), ""
 	if p.up != nil {
 		close(p.up)
@@ -197,10 +203,16 @@ func (p *Plugin) supervise() {
 	defer health.Stop()
 	failures := 0
 	for {
+		p.mu.Lock()
+		exitedNow := p.exited
+		p.mu.Unlock()
 		select {
 		case <-p.stop:
 			p.terminate()
 			return
+		case <-exitedNow:
+			p.log.Error("plugin process exited; restarting")
+			p.m.exited(p, "process exited")
 		case <-poll.C:
 			p.mu.Lock()
 			exited := p.client.Exited()
@@ -343,4 +355,31 @@ func (f *inflight) wait(d time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// exitWatch returns a channel closed when process pid exits, from a
+// pidfd (Linux 5.3 and later), so that a plugin that dies is restarted —
+// and the agent holds its requests back for it — at once rather than at
+// the next poll, when requests made meanwhile would fail to reach it; nil
+// when the kernel has no pidfd.
+func exitWatch(pid int) <-chan struct{} {
+	if pid <= 0 {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer unix.Close(fd)
+		defer close(ch)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	return ch
 }
