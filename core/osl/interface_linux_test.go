@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 func mustCIDR(t testing.TB, s string) *net.IPNet {
@@ -673,19 +675,21 @@ func TestConfigureInterfaceNoIPv6LinkLocal(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The kernel adds the address when the link comes up, from a
-			// worker: give it time to show.
-			var ll bool
-			for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline) && !ll; time.Sleep(10 * time.Millisecond) {
+			// worker: wait for it to show, or, where it must not, watch
+			// that it does not for half a second.
+			hasLL := func() bool {
 				addrs, err := sb.Handle().AddrList(link, netlink.FAMILY_V6)
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, a := range addrs {
-					ll = ll || a.IP.IsLinkLocalUnicast()
-				}
+				return slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.IsLinkLocalUnicast() })
 			}
-			if ll == noLL {
-				t.Fatalf("link-local address present = %v with NoIPv6LinkLocal = %v", ll, noLL)
+			if !noLL {
+				polltest.Until(t, 15*time.Second, "a link-local address on eth0", hasLL)
+				return
+			}
+			if polltest.Wait(500*time.Millisecond, hasLL) {
+				t.Fatal("a link-local address on eth0 with NoIPv6LinkLocal")
 			}
 		})
 	}

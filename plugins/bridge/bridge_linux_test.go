@@ -18,6 +18,7 @@ import (
 	"github.com/sandnet/sandnet/sdk/drivertest"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/plugintest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -511,18 +512,17 @@ func portWithoutIPv6(t *testing.T, name string) {
 	if strings.TrimSpace(string(b)) != "1" {
 		t.Fatalf("bridge port %s: disable_ipv6 = %s; want 1", name, b)
 	}
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(15 * time.Second); l.Attrs().OperState != netlink.OperUp; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge port %s not up: %v", name, l.Attrs().OperState)
-		}
+	var l netlink.Link
+	polltest.UntilEmpty(t, 15*time.Second, "bridge port "+name+" up", func() string {
+		var err error
 		if l, err = netlink.LinkByName(name); err != nil {
 			t.Fatal(err)
 		}
-	}
+		if st := l.Attrs().OperState; st != netlink.OperUp {
+			return st.String()
+		}
+		return ""
+	})
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		t.Fatal(err)
