@@ -105,7 +105,7 @@ func TestRestartAfterKill(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	polltest.UntilEmpty(t, 2*time.Second, "the plugin running again after kill -9", func() string {
+	polltest.UntilEmpty(t, 10*time.Second, "the plugin running again after kill -9", func() string {
 		if st := p.Status(); !st.Running || st.PID == old {
 			return fmt.Sprintf("%+v", st)
 		}
