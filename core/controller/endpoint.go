@@ -315,7 +315,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	err := retry(ctx, "creating endpoint", func() error {
 		if !first {
 			var err error
-			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, cached); err != nil {
+			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, n.Name, cached); err != nil {
 				return err
 			}
 		}
@@ -361,15 +361,16 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	return epIdx, nil
 }
 
-// freshNetwork reads network id again after a lost race: errStale when
-// the caller's copy came from the cache (it starts over without it).
-func (c *Controller) freshNetwork(ctx context.Context, id string, cached bool) (*Network, uint64, error) {
+// freshNetwork reads network id (named name) again after a lost race:
+// errStale when the caller's copy came from the cache (it starts over
+// without it). A network deleted meanwhile is named by its name.
+func (c *Controller) freshNetwork(ctx context.Context, id, name string, cached bool) (*Network, uint64, error) {
 	if cached {
 		return nil, 0, errStale
 	}
 	n, idx, err := c.networkByID(ctx, id)
 	if errors.Is(err, sdk.ErrNotFound) {
-		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", id)
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found (deleted meanwhile)", name)
 	}
 	return n, idx, err
 }
@@ -389,7 +390,7 @@ func (c *Controller) attach(ctx context.Context, op *sandboxOp, n *Network, nIdx
 		*ep = asked.clone()
 		if !first {
 			var err error
-			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, cached); err != nil {
+			if n, nIdx, err = c.freshNetwork(ctx, ep.NetworkID, n.Name, cached); err != nil {
 				return err
 			}
 		}
