@@ -687,6 +687,8 @@ func TestRequestsWaitForRestartingPlugin(t *testing.T) {
 			}()
 			agenttest.Eventually(t, "a restart of the plugin failed", func() bool { return plugins(t, a)[tc.victim].LastError != "" })
 			if kind == "driver" { // a scrape reads the store: not while it is down
+				// Only requests wait (the spare maker does not): the one
+				// waiting is the create.
 				agenttest.Eventually(t, "the create counted as waiting for the driver", func() bool {
 					text, err := c.Metrics(ctx)
 					return err == nil && value(scrape(t, text), "sandnet_driver_restart_waiters") == 1

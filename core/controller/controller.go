@@ -295,6 +295,9 @@ func (c *Controller) driver(ctx context.Context, name string) (driver.Driver, *p
 		c.holdLocked(h, name)
 	}
 	c.mu.Unlock()
+	if down != nil && ctx.Value(noWaitKey{}) != nil {
+		return nil, nil, errorf(sdk.ErrUnavailable, "driver %q is restarting", name)
+	}
 	if down != nil {
 		if err := c.awaitDriver(ctx, name, down); err != nil {
 			return nil, nil, err

@@ -49,6 +49,11 @@ func (c *Controller) driverUp(name string) {
 	}
 }
 
+// noWaitKey marks the context of background work that does not wait for
+// a driver that is down (a spare's prepared attach): it fails at once
+// with sdk.ErrUnavailable and tries again another time.
+type noWaitKey struct{}
+
 // replayingKey marks the context of a Replay: the driver it names is
 // down, and the replay is what brings it back.
 type replayingKey struct{}

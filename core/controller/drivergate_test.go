@@ -116,3 +116,21 @@ func TestDrainDriverWaitsForHolders(t *testing.T) {
 	}
 	e.c.EndDriverWait("veth")
 }
+
+// Background work that does not wait (a spare's prepared attach) gets
+// ErrUnavailable at once from a driver that is down, and is not counted
+// among the requests waiting for it.
+func TestBackgroundWorkDoesNotWaitForDriver(t *testing.T) {
+	e := newEnv(t)
+	red := e.network("red", "veth", "10.99.0.0/24")
+	e.c.DriverDown("veth")
+	defer e.c.EndDriverWait("veth")
+	_, _, err := e.c.driver(context.WithValue(context.Background(), noWaitKey{}, true), "veth")
+	if !errors.Is(err, sdk.ErrUnavailable) || e.c.driverWaiters.Load() != 0 {
+		t.Fatalf("background use of a driver that is down = %v with %d waiting, want unavailable at once", err, e.c.driverWaiters.Load())
+	}
+	sp := &spare{}
+	if err := e.c.prepareSpare(sp, red.ID); !errors.Is(err, sdk.ErrUnavailable) || sp.prep != nil {
+		t.Fatalf("preparing a spare for a network whose driver is down = %v (prep %v), want unavailable and nothing prepared", err, sp.prep)
+	}
+}

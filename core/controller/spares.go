@@ -94,7 +94,9 @@ const prepareTimeout = 10 * time.Second
 // prepares nothing). The interface is prepared under the name a sandbox's
 // first interface gets.
 func (c *Controller) prepareSpare(sp *spare, netID string) error {
-	ctx, cancel := context.WithTimeout(c.bg, prepareTimeout)
+	// Background work: a restarting driver is not waited for (the spare
+	// goes unprepared), nor counted among the requests waiting for it.
+	ctx, cancel := context.WithTimeout(context.WithValue(c.bg, noWaitKey{}, true), prepareTimeout)
 	defer cancel()
 	n, _, _, err := c.cachedNetwork(ctx, netID)
 	if err != nil {
