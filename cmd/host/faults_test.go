@@ -657,6 +657,9 @@ func TestRequestsWaitForRestartingPlugin(t *testing.T) {
 			}
 			blocks := strings.Replace(strings.Replace(boltAndBridge(dir, ""), "driver \"bridge\" {}", "driver \"bridge\" {\n}", 1),
 				tc.block+"\n", tc.block+"\n  command = "+strconv.Quote(bin)+"\n", 1)
+			// Longer than the test's steps can take on a loaded machine:
+			// the create must still be waiting when the plugin can start.
+			blocks = "plugin_restart_wait = \"2m\"\n" + blocks
 			a := agenttest.NewEnv(t, bins, blocks).Start(t)
 			c := a.Client
 			t.Cleanup(func() { removeAll(t, c) })
@@ -691,7 +694,7 @@ func TestRequestsWaitForRestartingPlugin(t *testing.T) {
 				// waiting is the create.
 				agenttest.Eventually(t, "the create counted as waiting for the driver", func() bool {
 					text, err := c.Metrics(ctx)
-					return err == nil && value(scrape(t, text), "sandnet_driver_restart_waiters") == 1
+					return err == nil && value(scrape(t, text), "sandnet_plugin_restart_waiters") == 1
 				})
 			}
 			select {

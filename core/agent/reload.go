@@ -302,6 +302,7 @@ func (a *Agent) ignoredChanges(next *config.Config) []string {
 		{"data_dir", a.cfg.DataDir, next.DataDir},
 		{"advertise_addr", a.cfg.AdvertiseAddr, next.AdvertiseAddr},
 		{"host_ttl", a.cfg.HostTTL, next.HostTTL},
+		{"plugin_restart_wait", a.cfg.PluginRestartWait, next.PluginRestartWait},
 		{"log.json", a.cfg.Log.JSON, next.Log.JSON},
 		{"api", a.cfg.API, next.API},
 		{"sandbox", restartOnly(a.cfg.Sandbox), restartOnly(next.Sandbox)},

@@ -29,13 +29,11 @@ import (
 type plugins struct {
 	m     *plugin.Manager
 	store string
+	// restartWait bounds how long a store operation waits for the store
+	// plugin while it restarts (plugin_restart_wait): a store that cannot
+	// start again is reported (503) after this long.
+	restartWait time.Duration
 }
-
-// storeRestartWait bounds how long a store operation waits for the store
-// plugin while it restarts (its process died): a restart takes a few
-// hundred milliseconds, and a store that cannot start again is reported
-// (503) after this long.
-const storeRestartWait = 5 * time.Second
 
 func (p plugins) Store() (store.Store, error) {
 	pl := p.m.Get(sdk.KindStore, p.store)
@@ -43,7 +41,7 @@ func (p plugins) Store() (store.Store, error) {
 		return nil, fmt.Errorf("store %q is not loaded: %w", p.store, sdk.ErrUnavailable)
 	}
 	s, err := pl.Store()
-	if errors.Is(err, sdk.ErrUnavailable) && pl.WaitRunning(storeRestartWait) {
+	if errors.Is(err, sdk.ErrUnavailable) && pl.WaitRunning(p.restartWait) {
 		s, err = pl.Store()
 	}
 	if err != nil {
@@ -72,7 +70,7 @@ func (p plugins) StoreGlobal() bool {
 // startController reads the store back and replays drivers; a driver that
 // restarts later gets its state replayed again.
 func (a *Agent) startController(ctx context.Context) error {
-	ps := plugins{m: a.plugins, store: a.cfg.Store.Name}
+	ps := plugins{m: a.plugins, store: a.cfg.Store.Name, restartWait: a.cfg.PluginRestartWait}
 	alloc, err := ipam.New(ipam.Config{Store: ps.Store, DefaultPools: a.cfg.IPAM.DefaultPools, HostRoutes: hostRoutes})
 	if err != nil {
 		return err
@@ -88,19 +86,20 @@ func (a *Agent) startController(ctx context.Context) error {
 	}
 	a.cache = resolver.NewCache(cacheConfig(a.cfg.Resolver))
 	c, err := controller.New(a.log.Named("controller"), controller.Config{
-		HostID:          hostID,
-		AdvertiseAddr:   advertise,
-		HostTTL:         a.cfg.HostTTL,
-		DataDir:         a.cfg.DataDir,
-		FilesDir:        a.cfg.Sandbox.FilesDir,
-		NetnsDir:        a.cfg.Sandbox.NetnsDir,
-		StubGracePeriod: a.cfg.Sandbox.StubGracePeriod,
-		SpareNamespaces: a.cfg.Sandbox.SpareNamespaces,
-		CrashAfter:      os.Getenv(EnvCrashAfter),
-		IPAM:            alloc,
-		HostListen:      a.cfg.Resolver.HostListen,
-		OnStep:          a.metrics.Step,
-		OnEvent:         a.events.Publish,
+		HostID:            hostID,
+		AdvertiseAddr:     advertise,
+		HostTTL:           a.cfg.HostTTL,
+		DriverRestartWait: a.cfg.PluginRestartWait,
+		DataDir:           a.cfg.DataDir,
+		FilesDir:          a.cfg.Sandbox.FilesDir,
+		NetnsDir:          a.cfg.Sandbox.NetnsDir,
+		StubGracePeriod:   a.cfg.Sandbox.StubGracePeriod,
+		SpareNamespaces:   a.cfg.Sandbox.SpareNamespaces,
+		CrashAfter:        os.Getenv(EnvCrashAfter),
+		IPAM:              alloc,
+		HostListen:        a.cfg.Resolver.HostListen,
+		OnStep:            a.metrics.Step,
+		OnEvent:           a.events.Publish,
 		Resolver: resolver.Config{
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,

@@ -29,6 +29,10 @@ const (
 	DefaultCacheSize           = 4096
 	DefaultCacheMaxTTL         = time.Hour
 	DefaultCacheMaxNegativeTTL = 5 * time.Minute
+	// DefaultPluginRestartWait and MaxPluginRestartWait bound
+	// plugin_restart_wait.
+	DefaultPluginRestartWait = 10 * time.Second
+	MaxPluginRestartWait     = 10 * time.Minute
 	// DefaultHostTTL, MinHostTTL and MaxHostTTL bound host_ttl.
 	DefaultHostTTL = 30 * time.Second
 	MinHostTTL     = 20 * time.Second
@@ -56,8 +60,12 @@ type Config struct {
 	// agent's last renewal of its lease: once it lapses, the other hosts
 	// withdraw this host's endpoints (see the README's "Host liveness").
 	HostTTL time.Duration
-	API     API
-	Log     Log
+	// PluginRestartWait is how long a request that needs a plugin while
+	// it restarts (a crash, a reload) waits for it before it gets the
+	// plugin's own answer (not running: a 503).
+	PluginRestartWait time.Duration
+	API               API
+	Log               Log
 	// Store is the one store plugin: the file's store block, or the
 	// default bolt store at <data_dir>/store.db when the file has none
 	// (then Store.Implicit is true).
@@ -201,12 +209,13 @@ func Parse(src []byte, filename string) (*Config, hcl.Diagnostics) {
 
 func defaults(filename, dir string) *Config {
 	c := &Config{
-		Filename:  filename,
-		DataDir:   DefaultDataDir,
-		PluginDir: DefaultPluginDir,
-		API:       API{Socket: DefaultSocket},
-		Log:       Log{Level: DefaultLogLevel},
-		HostTTL:   DefaultHostTTL,
+		Filename:          filename,
+		DataDir:           DefaultDataDir,
+		PluginDir:         DefaultPluginDir,
+		API:               API{Socket: DefaultSocket},
+		Log:               Log{Level: DefaultLogLevel},
+		HostTTL:           DefaultHostTTL,
+		PluginRestartWait: DefaultPluginRestartWait,
 		Resolver: Resolver{Timeout: DefaultTimeout, MaxInflight: DefaultMaxInflight,
 			CacheSize: DefaultCacheSize, CacheMaxTTL: DefaultCacheMaxTTL, CacheMaxNegativeTTL: DefaultCacheMaxNegativeTTL},
 		IPAM:    IPAM{DefaultPools: DefaultPools()},
@@ -233,7 +242,7 @@ func defaultStore(filename, dataDir string) PluginBlock {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}, {Name: "advertise_addr"}, {Name: "host_ttl"}},
+	Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "plugin_dir"}, {Name: "advertise_addr"}, {Name: "host_ttl"}, {Name: "plugin_restart_wait"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "api"},
 		{Type: "log"},
@@ -285,6 +294,12 @@ func (d *decoder) root(c *Config, body hcl.Body) {
 			} else {
 				c.HostTTL = t
 			}
+		}
+	}
+
+	if a := content.Attributes["plugin_restart_wait"]; a != nil {
+		if t, ok := d.duration(a, "plugin_restart_wait", MaxPluginRestartWait); ok {
+			c.PluginRestartWait = t
 		}
 	}
 

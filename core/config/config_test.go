@@ -173,12 +173,13 @@ func TestParseDefaults(t *testing.T) {
 	c, diags := Parse(nil, "/etc/sandnet/agent.hcl")
 	requireDiags(t, "/etc/sandnet/agent.hcl", diags)
 	want := &Config{
-		Filename:  "/etc/sandnet/agent.hcl",
-		DataDir:   "/var/lib/sandnet",
-		PluginDir: "/usr/lib/sandnet/plugins",
-		API:       API{Socket: "/run/sandnet/sandnet.sock"},
-		HostTTL:   30 * time.Second,
-		Log:       Log{Level: "info"},
+		Filename:          "/etc/sandnet/agent.hcl",
+		DataDir:           "/var/lib/sandnet",
+		PluginDir:         "/usr/lib/sandnet/plugins",
+		API:               API{Socket: "/run/sandnet/sandnet.sock"},
+		HostTTL:           30 * time.Second,
+		PluginRestartWait: 10 * time.Second,
+		Log:               Log{Level: "info"},
 		Resolver: Resolver{Timeout: 4 * time.Second, MaxInflight: 1024,
 			CacheSize: 4096, CacheMaxTTL: time.Hour, CacheMaxNegativeTTL: 5 * time.Minute},
 		IPAM:    IPAM{DefaultPools: DefaultPools()},
@@ -268,6 +269,10 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{1, 12, `The host_ttl must be at least 20s`}}},
 		{"host_ttl not a duration", `host_ttl = "soon"`,
 			[]wantDiag{{1, 12, `"soon" is not a duration`}}},
+		{"plugin_restart_wait of zero", `plugin_restart_wait = "0s"`,
+			[]wantDiag{{1, 23, `The plugin_restart_wait must be more than 0 and at most 10m0s`}}},
+		{"plugin_restart_wait past its bound", `plugin_restart_wait = "1h"`,
+			[]wantDiag{{1, 23, `at most 10m0s; got 1h0m0s`}}},
 		{"empty path", `plugin_dir = ""`,
 			[]wantDiag{{1, 14, `"plugin_dir" must not be empty`}}},
 		{"two store blocks", "store \"bolt\" {}\nstore \"consul\" {}",
@@ -407,6 +412,23 @@ func TestHostTTL(t *testing.T) {
 		}
 		if c.HostTTL != want {
 			t.Errorf("%s: HostTTL = %s, want %s", src, c.HostTTL, want)
+		}
+	}
+}
+
+func TestPluginRestartWait(t *testing.T) {
+	for src, want := range map[string]time.Duration{
+		``:                            DefaultPluginRestartWait,
+		`plugin_restart_wait = "2m"`:  2 * time.Minute,
+		`plugin_restart_wait = "1s"`:  time.Second,
+		`plugin_restart_wait = "10m"`: MaxPluginRestartWait,
+	} {
+		c, diags := Parse([]byte(src), "test.hcl")
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", src, render(diags))
+		}
+		if c.PluginRestartWait != want {
+			t.Errorf("%s: PluginRestartWait = %s, want %s", src, c.PluginRestartWait, want)
 		}
 	}
 }

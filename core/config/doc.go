@@ -57,6 +57,15 @@
 // releases them). 20s is the least Consul can keep. A store without
 // leases (bolt's never expire) makes it moot.
 //
+//	plugin_restart_wait = "10s"
+//
+// Optional; default 10s, at most 10m. How long a request that needs a
+// plugin while it restarts (after a crash, failed health checks, or, for
+// a driver, a reload that changed its block) waits for the plugin to run
+// again (a driver: and be replayed), before it goes on and gets the
+// plugin's own answer (not running: a 503). Lengthen it for a plugin that
+// is slow to start.
+//
 //	api {
 //	  socket       = "/run/sandnet/sandnet.sock"
 //	  socket_group = "sandnet"
