@@ -694,7 +694,7 @@ func TestRequestsWaitForRestartingPlugin(t *testing.T) {
 				// waiting is the create.
 				agenttest.Eventually(t, "the create counted as waiting for the driver", func() bool {
 					text, err := c.Metrics(ctx)
-					return err == nil && value(scrape(t, text), "sandnet_plugin_restart_waiters") == 1
+					return err == nil && value(scrape(t, text), "sandnet_driver_restart_waiters") == 1
 				})
 			}
 			select {
