@@ -61,7 +61,8 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 }
 
 // driverDrainWait bounds how long a reload waits for the requests using a
-// driver it replaces (Controller.DrainDriver).
+// driver it replaces (Controller.DrainDriver), or for the network creates
+// on a driver it removes (Controller.RetireDriver).
 const driverDrainWait = 10 * time.Second
 
 // reloadPlan is what a reload does to the driver plugins: the blocks to
@@ -117,7 +118,7 @@ func (a *Agent) planReload(next *config.Config) (*reloadPlan, error) {
 // are taken back and nothing else has changed.
 func (a *Agent) retire(ctx context.Context, plan *reloadPlan) error {
 	for i, name := range plan.stop {
-		if err := a.ctrl.RetireDriver(ctx, name); err != nil {
+		if err := a.ctrl.RetireDriver(ctx, name, driverDrainWait); err != nil {
 			for _, done := range plan.stop[:i] {
 				a.ctrl.EndRetire(done)
 			}

@@ -86,17 +86,19 @@ func (c *Controller) awaitDriver(ctx context.Context, name string, down <-chan s
 
 // RetireDriver readies driver name to be stopped, its block gone from the
 // config at a reload: from now on a network create on it is refused
-// (409), the creates already past their driver check finish first, and
-// then, should a network use the driver, the mark is taken back and the
-// answer is a conflict naming the network. The agent calls EndRetire once
-// it has stopped the plugin (or gave up stopping it).
-func (c *Controller) RetireDriver(ctx context.Context, name string) error {
+// (409), the creates already past their driver check finish first (for
+// at most d; creates still under way then are a conflict), and then,
+// should a network use the driver, the mark is taken back and the answer
+// is a conflict naming the network. The agent calls EndRetire once it has
+// stopped the plugin (or gave up stopping it).
+func (c *Controller) RetireDriver(ctx context.Context, name string, d time.Duration) error {
 	c.mu.Lock()
 	c.retiring[name] = true
-	for c.netCreates[name] > 0 {
-		c.idle.Wait()
-	}
 	c.mu.Unlock()
+	if !c.waitIdle(d, func() bool { return c.netCreates[name] == 0 }) {
+		c.EndRetire(name)
+		return errorf(sdk.ErrConflict, "network creates on driver %q are still under way after %s; try the reload again", name, d)
+	}
 	nets, err := c.Networks(ctx)
 	if err != nil {
 		c.EndRetire(name)
@@ -131,11 +133,39 @@ func (c *Controller) beginNetCreate(name string) (done func(), err error) {
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.netCreates[name]--; c.netCreates[name] == 0 {
-			delete(c.netCreates, name)
-			c.idle.Broadcast()
-		}
+		c.releaseLocked(c.netCreates, name)
 	}, nil
+}
+
+// releaseLocked takes one off counts[name], waking the waits on idle when
+// it reaches zero. c.mu is held.
+func (c *Controller) releaseLocked(counts map[string]int, name string) {
+	if counts[name]--; counts[name] <= 0 {
+		delete(counts, name)
+		c.idle.Broadcast()
+	}
+}
+
+// waitIdle waits until done, called with c.mu held, reports true, for at
+// most d; it reports whether it did. sync.Cond has no timed wait: a timer
+// wakes the waits at the deadline.
+func (c *Controller) waitIdle(d time.Duration, done func() bool) bool {
+	timer := time.AfterFunc(d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.idle.Broadcast()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !done() {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		c.idle.Wait()
+	}
+	return true
 }
 
 // A reload that replaces a driver's plugin (its block changed) first
@@ -163,10 +193,7 @@ func (c *Controller) Hold(ctx context.Context) (context.Context, func()) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for name := range h.names {
-			if c.driverUsers[name]--; c.driverUsers[name] == 0 {
-				delete(c.driverUsers, name)
-				c.idle.Broadcast()
-			}
+			c.releaseLocked(c.driverUsers, name)
 		}
 		h.names, h.done = nil, true
 	}
@@ -189,20 +216,5 @@ func (c *Controller) holdLocked(h *held, name string) {
 // anyway and such a request's call fails as after a crash.
 func (c *Controller) DrainDriver(name string, d time.Duration) bool {
 	c.DriverDown(name)
-	timer := time.AfterFunc(d, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.idle.Broadcast()
-	})
-	defer timer.Stop()
-	deadline := time.Now().Add(d)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.driverUsers[name] > 0 {
-		if !time.Now().Before(deadline) {
-			return false
-		}
-		c.idle.Wait()
-	}
-	return true
+	return c.waitIdle(d, func() bool { return c.driverUsers[name] == 0 })
 }

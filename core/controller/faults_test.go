@@ -172,7 +172,7 @@ func TestRetireDriverRacingCreate(t *testing.T) {
 	}()
 	<-b.entered
 	retired := make(chan error, 1)
-	go func() { retired <- e.c.RetireDriver(ctx, "veth") }()
+	go func() { retired <- e.c.RetireDriver(ctx, "veth", time.Minute) }()
 	polltest.Until(t, 10*time.Second, "the retirement begun", func() bool {
 		e.c.mu.Lock()
 		defer e.c.mu.Unlock()
@@ -202,7 +202,7 @@ func TestRetireDriverRacingCreate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.c.RetireDriver(ctx, "veth"); err != nil {
+	if err := e.c.RetireDriver(ctx, "veth", time.Minute); err != nil {
 		t.Fatalf("retiring a driver with no network: %v", err)
 	}
 	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "refused", Driver: "veth", Subnet: "10.76.0.0/24"}); !errors.Is(err, sdk.ErrConflict) {
@@ -212,4 +212,28 @@ func TestRetireDriverRacingCreate(t *testing.T) {
 	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "back", Driver: "veth", Subnet: "10.76.0.0/24"}); err != nil {
 		t.Fatalf("a create after EndRetire: %v", err)
 	}
+
+	// A create that does not finish within the bound: the retirement
+	// gives up, saying so, and takes its mark back.
+	stuck := blockingCreate{Driver: veth, entered: make(chan struct{}), release: make(chan struct{})}
+	e.plugins.drivers["veth"] = stuck
+	go func() {
+		_, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "stuck", Driver: "veth", Subnet: "10.77.0.0/24"})
+		created <- err
+	}()
+	<-stuck.entered
+	if err := e.c.RetireDriver(ctx, "veth", 100*time.Millisecond); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "still under way") {
+		t.Fatalf("retiring with a create stuck past the bound = %v, want a conflict saying creates are under way", err)
+	}
+	e.c.mu.Lock()
+	retiring := e.c.retiring["veth"]
+	e.c.mu.Unlock()
+	if retiring {
+		t.Fatal("the retirement that gave up kept its mark")
+	}
+	close(stuck.release)
+	if err := <-created; err != nil {
+		t.Fatalf("the create that outlasted the retirement: %v", err)
+	}
+	e.plugins.drivers["veth"] = veth
 }
