@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -297,13 +299,20 @@ func TestPortConflict(t *testing.T) {
 	n := testNet(18, nil)
 	createNetwork(t, d, n)
 	a, b := attach(t, d, n, 2), attach(t, d, n, 3)
+	a.ep.Name = "web"
 	a.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18080}}
 	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: a.ep}); err != nil {
 		t.Fatal(err)
 	}
 	b.ep.PortBindings = []*pb.PortBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 18080, HostIp: "127.0.0.1"}}
-	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep}); err == nil {
+	_, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep})
+	if err == nil {
 		t.Fatal("two endpoints published 127.0.0.1:18080/tcp")
+	}
+	// The message names the port and the endpoint that has it.
+	want := "host port 127.0.0.1:18080/tcp is already published by endpoint web (" + a.ep.Id[:min(12, len(a.ep.Id))] + ") as *:18080/tcp"
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second publish: %v, want a conflict saying %q", err, want)
 	}
 	b.ep.PortBindings[0].Proto = "udp"
 	if _, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: n, Endpoint: b.ep}); err != nil {

@@ -41,6 +41,7 @@ type bridge struct {
 	preparedOn  map[string]preparedPort // endpoint id → the port Prepare made, until a Join takes it
 	hairpin     map[string]bool         // endpoint id → hairpin mode as last set; absent: unknown
 	ports       map[string][]portRule   // published-port rules by endpoint tag
+	portNames   map[string]string       // the endpoint's name by tag, for a port conflict's message
 	portsLoaded bool                    // ports holds what a previous run left in the table
 	nextPort    uint16
 }
@@ -78,6 +79,7 @@ func newDriver() *bridge {
 		preparedOn:  map[string]preparedPort{},
 		hairpin:     map[string]bool{},
 		ports:       map[string][]portRule{},
+		portNames:   map[string]string{},
 		reap:        newReaper(),
 	}
 }
@@ -984,7 +986,7 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 		return nil, err
 	}
 
-	bs, old, rules, err := b.publish(s, ep, reqs, lo, hi)
+	bs, old, rules, err := b.publish(s, ep, req.GetEndpoint().GetName(), reqs, lo, hi)
 	if err != nil {
 		return nil, err
 	}
@@ -1010,7 +1012,7 @@ func (b *bridge) ProgramExternalConnectivity(_ context.Context, req *pb.External
 // those it had; free ones from lo-hi, never another endpoint's) and syncs
 // the firewall's rules for it. It returns the bindings, the endpoint's
 // rules before and its rules now. A failure changes nothing.
-func (b *bridge) publish(s *system, ep *endpoint, reqs []portRequest, lo, hi uint16) (bs []binding, old, rules []portRule, err error) {
+func (b *bridge) publish(s *system, ep *endpoint, name string, reqs []portRequest, lo, hi uint16) (bs []binding, old, rules []portRule, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ensureFirewall(s); err != nil {
@@ -1018,17 +1020,19 @@ func (b *bridge) publish(s *system, ep *endpoint, reqs []portRequest, lo, hi uin
 	}
 	tag := tagID(ep.id)
 	old = b.ports[tag]
-	var taken []binding
+	alloc := allocator{describe: b.portHolder, lo: lo, hi: hi, next: &b.nextPort, probe: probePort}
 	for t, rules := range b.ports {
 		if t != tag {
-			taken = append(taken, bindingsOf(rules)...)
+			for _, tb := range bindingsOf(rules) {
+				alloc.taken = append(alloc.taken, tb)
+				alloc.holders = append(alloc.holders, t)
+			}
 		}
 	}
-	alloc := allocator{taken: taken, lo: lo, hi: hi, next: &b.nextPort, probe: probePort}
-	bs, err = alloc.assign(reqs, bindingsOf(old))
-	if err == nil {
-		rules, err = rulesFor(bs, ep.ip4, ep.ip6)
+	if bs, err = alloc.assign(reqs, bindingsOf(old)); err != nil {
+		return nil, nil, nil, err // it names the port and its holder
 	}
+	rules, err = rulesFor(bs, ep.ip4, ep.ip6)
 	if err == nil {
 		// ensureFirewall just found the table as the driver left it, so
 		// the mirror says what it holds for tag.
@@ -1039,10 +1043,26 @@ func (b *bridge) publish(s *system, ep *endpoint, reqs []portRequest, lo, hi uin
 	}
 	if len(rules) == 0 {
 		delete(b.ports, tag)
+		delete(b.portNames, tag)
 	} else {
 		b.ports[tag] = rules
+		b.portNames[tag] = name
 	}
 	return bs, old, rules, nil
+}
+
+// portHolder names the endpoint whose published ports are under tag, as
+// a conflict's message does: by its name when a publish since the
+// driver's start gave it, and by its ID.
+func (b *bridge) portHolder(tag string) string {
+	id := tag
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	if name := b.portNames[tag]; name != "" {
+		return fmt.Sprintf("endpoint %s (%s)", name, id)
+	}
+	return "endpoint " + id
 }
 
 // setHairpin sets hairpin mode on endpoint ep's bridge port to want (it
@@ -1133,6 +1153,7 @@ func (b *bridge) revoke(s *system, id string, flush bool) error {
 		return fmt.Errorf("endpoint %s: %w", id, err)
 	}
 	delete(b.ports, tag)
+	delete(b.portNames, tag)
 	if err := s.rt.setPortFlags(hostIfName(id), portFlags{hairpin: ptr(false)}); err != nil {
 		return fmt.Errorf("endpoint %s: clearing hairpin mode: %w", id, err)
 	}

@@ -323,6 +323,9 @@ func TestPortComment(t *testing.T) {
 }
 
 func TestPortAllocation(t *testing.T) {
+	// The holders' names, as publishes since the driver's start gave them
+	// (ep2's never did).
+	names := &bridge{portNames: map[string]string{"ep1": "web"}}
 	any4 := netip.MustParseAddr("0.0.0.0")
 	lo := netip.MustParseAddr("127.0.0.1")
 	taken := []binding{
@@ -339,28 +342,39 @@ func TestPortAllocation(t *testing.T) {
 		probe    func(binding) bool
 		want     []uint16
 		wantErr  error
+		wantMsg  string // what the error says
 	}{
 		{name: "explicit", reqs: []portRequest{req("tcp", netip.Addr{}, 8080, 0, 80)}, want: []uint16{8080}},
-		{name: "explicit conflict", reqs: []portRequest{req("tcp", any4, 30000, 0, 80)}, wantErr: sdk.ErrConflict},
+		{name: "explicit conflict", reqs: []portRequest{req("tcp", any4, 30000, 0, 80)}, wantErr: sdk.ErrConflict,
+			wantMsg: "host port 0.0.0.0:30000/tcp is already published by endpoint web (ep1) as *:30000/tcp"},
 		{name: "other proto is free", reqs: []portRequest{req("udp", netip.Addr{}, 30000, 0, 80)}, want: []uint16{30000}},
 		{name: "other address is free", reqs: []portRequest{req("udp", netip.MustParseAddr("127.0.0.2"), 30001, 0, 53)}, want: []uint16{30001}},
-		{name: "wildcard overlaps address", reqs: []portRequest{req("udp", netip.Addr{}, 30001, 0, 53)}, wantErr: sdk.ErrConflict},
+		{name: "wildcard overlaps address", reqs: []portRequest{req("udp", netip.Addr{}, 30001, 0, 53)}, wantErr: sdk.ErrConflict,
+			wantMsg: "host port *:30001/udp is already published by endpoint ep2 as 127.0.0.1:30001/udp"},
+		{name: "same address", reqs: []portRequest{req("udp", lo, 30001, 0, 54)}, wantErr: sdk.ErrConflict,
+			wantMsg: "host port 127.0.0.1:30001/udp is already published by endpoint ep2: conflict"},
 		{name: "auto skips taken", reqs: []portRequest{req("tcp", netip.Addr{}, 0, 0, 80), req("tcp", netip.Addr{}, 0, 0, 81)}, want: []uint16{30001, 30002}},
 		{name: "auto skips probed", reqs: []portRequest{req("tcp", netip.Addr{}, 0, 0, 80)}, probe: func(b binding) bool { return b.hostPort != 30001 }, want: []uint16{30002}},
 		{name: "range", reqs: []portRequest{req("tcp", netip.Addr{}, 29999, 30001, 80)}, want: []uint16{29999}},
 		{name: "range exhausted", reqs: []portRequest{req("tcp", netip.Addr{}, 30000, 30001, 80), req("tcp", netip.Addr{}, 30000, 30001, 81)}, wantErr: sdk.ErrUnavailable},
 		{name: "replay keeps port", reqs: []portRequest{req("tcp", netip.Addr{}, 0, 0, 80)}, existing: []binding{{proto: "tcp", hostPort: 30004, ctrPort: 80}}, want: []uint16{30004}},
-		{name: "duplicate request", reqs: []portRequest{req("tcp", netip.Addr{}, 9000, 0, 80), req("tcp", netip.Addr{}, 9000, 0, 81)}, wantErr: sdk.ErrConflict},
+		{name: "duplicate request", reqs: []portRequest{req("tcp", netip.Addr{}, 9000, 0, 80), req("tcp", netip.Addr{}, 9000, 0, 81)}, wantErr: sdk.ErrConflict,
+			wantMsg: "host port *:9000/tcp is already published by another of this endpoint's bindings"},
+		{name: "ipv6 conflict", reqs: []portRequest{req("tcp", netip.MustParseAddr("::1"), 30000, 0, 80)}, wantErr: sdk.ErrConflict,
+			wantMsg: "host port [::1]:30000/tcp is already published by endpoint web (ep1) as *:30000/tcp"},
 		{name: "full", reqs: []portRequest{req("tcp", netip.Addr{}, 0, 0, 80)}, probe: func(binding) bool { return false }, wantErr: sdk.ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next := uint16(0)
-			a := allocator{taken: taken, lo: 30000, hi: 30010, next: &next, probe: tt.probe}
+			a := allocator{taken: taken, holders: []string{"ep1", "ep2"}, describe: names.portHolder, lo: 30000, hi: 30010, next: &next, probe: tt.probe}
 			got, err := a.assign(tt.reqs, tt.existing)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("assign = %v, %v, want %v", got, err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("assign: %v, want it to say %q", err, tt.wantMsg)
 				}
 				return
 			}

@@ -46,6 +46,19 @@ func (b binding) overlaps(o binding) bool {
 	return b.wildcard() || o.wildcard() || b.hostIP == o.hostIP
 }
 
+// hostString is the binding's host side as docker ps shows it:
+// 127.0.0.1:8080/tcp, [::1]:8080/tcp, or *:8080/tcp for every address.
+func (b binding) hostString() string {
+	host := "*"
+	if b.hostIP.IsValid() {
+		host = b.hostIP.String()
+		if b.hostIP.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	return host + ":" + strconv.Itoa(int(b.hostPort)) + "/" + b.proto
+}
+
 func (b binding) proto3() *pb.PortBinding {
 	p := &pb.PortBinding{Proto: b.proto, ContainerPort: uint32(b.ctrPort), HostPort: uint32(b.hostPort)}
 	if b.hostIP.IsValid() {
@@ -178,13 +191,37 @@ func parsePortRequests(pbs []*pb.PortBinding) ([]portRequest, error) {
 }
 
 // allocator decides host ports. taken holds the bindings of every other
-// endpoint; probe reports whether a host socket could still bind the port
-// (so an automatically chosen port does not shadow a host service).
+// endpoint, holders[i] the tag of the endpoint that published taken[i],
+// which describe (if set) turns into a conflict message's words; probe
+// reports whether a host socket could still bind the port (so an
+// automatically chosen port does not shadow a host service).
 type allocator struct {
-	taken  []binding
-	lo, hi uint16 // range for host port 0 (ip_local_port_range)
-	next   *uint16
-	probe  func(b binding) bool
+	taken    []binding
+	holders  []string
+	describe func(holder string) string
+	lo, hi   uint16 // range for host port 0 (ip_local_port_range)
+	next     *uint16
+	probe    func(b binding) bool
+}
+
+// holder says who already has a binding that overlaps b: another
+// endpoint (as holders names it) or, in mine, the request itself.
+func (a *allocator) holder(b binding, mine []binding) (string, binding, bool) {
+	for i, t := range a.taken {
+		if t.overlaps(b) {
+			by := "another endpoint"
+			if i < len(a.holders) && a.describe != nil {
+				by = a.describe(a.holders[i])
+			}
+			return by, t, true
+		}
+	}
+	for _, t := range mine {
+		if t.overlaps(b) {
+			return "another of this endpoint's bindings", t, true
+		}
+	}
+	return "", binding{}, false
 }
 
 // assign turns requests into bindings. existing are the endpoint's current
@@ -193,12 +230,8 @@ type allocator struct {
 func (a *allocator) assign(reqs []portRequest, existing []binding) ([]binding, error) {
 	var out []binding
 	free := func(b binding) bool {
-		for _, t := range slices.Concat(a.taken, out) {
-			if t.overlaps(b) {
-				return false
-			}
-		}
-		return true
+		_, _, taken := a.holder(b, out)
+		return !taken
 	}
 	for _, r := range reqs {
 		lo, hi := r.hostPort, r.hostPortEnd
@@ -207,8 +240,12 @@ func (a *allocator) assign(reqs []portRequest, existing []binding) ([]binding, e
 		}
 		if r.hostPort != 0 && r.hostPortEnd == 0 {
 			b := r.binding
-			if !free(b) {
-				return nil, fmt.Errorf("host port %s/%d is already published: %w", b.proto, b.hostPort, sdk.ErrConflict)
+			if by, held, taken := a.holder(b, out); taken {
+				as := ""
+				if held.hostIP != b.hostIP {
+					as = " as " + held.hostString()
+				}
+				return nil, fmt.Errorf("host port %s is already published by %s%s: %w", b.hostString(), by, as, sdk.ErrConflict)
 			}
 			out = append(out, b)
 			continue
