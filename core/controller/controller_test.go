@@ -886,3 +886,58 @@ func TestEndpointNamesAreUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesOutliveTheirCaller: a delete or a disconnect whose caller
+// goes away (an HTTP client's timeout) while the driver works finishes
+// all the same. Cut short, a delete left the sandbox listed with its
+// endpoints, its namespace gone and the rest of its links removed or
+// not: a state that looked alive and was not.
+func TestChangesOutliveTheirCaller(t *testing.T) {
+	e := newEnv(t)
+	e.network("red", "veth", "10.96.0.0/24")
+	blue := e.network("blue", "veth", "10.97.0.0/24")
+	for _, c := range []string{"c1", "c2"} {
+		e.sandbox(c)
+		e.connect("red", c)
+		e.connect("blue", c)
+	}
+	gateLeaves := func(gate, enter chan struct{}) {
+		e.veth.mu.Lock()
+		e.veth.leaveGate, e.veth.leaveEnter = gate, enter
+		e.veth.mu.Unlock()
+	}
+	t.Cleanup(func() { gateLeaves(nil, nil) }) // before the env's cleanup deletes what is left
+	cutShort := func(what string, call func(context.Context) error) {
+		t.Helper()
+		gate, enter := make(chan struct{}), make(chan struct{}, 8)
+		gateLeaves(gate, enter)
+		defer gateLeaves(nil, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- call(ctx) }()
+		<-enter // inside the driver's first Leave
+		cancel()
+		close(gate)
+		if err := <-done; err != nil {
+			t.Fatalf("%s whose caller went away: %v, want it finished", what, err)
+		}
+	}
+	cutShort("delete", func(ctx context.Context) error { return e.c.DeleteSandbox(ctx, "c1") })
+	if _, err := e.c.byContainerID("c1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("c1 after its delete: %v, want not found", err)
+	}
+	cutShort("disconnect", func(ctx context.Context) error { return e.c.Disconnect(ctx, "red", "c2") })
+	sb, err := e.c.SandboxByContainer(context.Background(), "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sb.Endpoints) != 1 || sb.Endpoints[0].NetworkID != blue.ID {
+		t.Fatalf("c2's endpoints after the disconnect from red: %+v, want blue's alone", sb.Endpoints)
+	}
+	if err := e.c.DeleteSandbox(context.Background(), "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.leaks(); l != (leaks{}) {
+		t.Fatalf("leaks = %+v", l)
+	}
+}

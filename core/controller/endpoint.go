@@ -907,8 +907,9 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 }
 
 // Disconnect detaches a container's sandbox from a network and deletes the
-// endpoint.
+// endpoint. It runs to its end (finishing).
 func (c *Controller) Disconnect(ctx context.Context, netRef, container string) error {
+	ctx = finishing(ctx)
 	if err := checkContainerID("container", container); err != nil {
 		return err
 	}
@@ -928,7 +929,9 @@ func (c *Controller) Disconnect(ctx context.Context, netRef, container string) e
 // left, deletes the sandbox too — never the runtime's namespace, only the
 // sandbox's key. What is already gone (the sandbox, the network, the
 // attachment) is no error: a runtime may release twice, or after a crash.
+// It runs to its end (finishing).
 func (c *Controller) Release(ctx context.Context, netRef, container string) error {
+	ctx = finishing(ctx)
 	op, err := c.byContainerID(container)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return nil

@@ -674,7 +674,8 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	return c.finishNetworkDelete(ctx, n)
+	// Marked in-delete: it runs to its end (finishing).
+	return c.finishNetworkDelete(finishing(ctx), n)
 }
 
 // refuseIfEndpoints refuses the delete of a network that has endpoints,
