@@ -222,7 +222,9 @@ func (a *attachment) startSideWork(ctx context.Context) error {
 // record and the host end no endpoint owns.
 func (a *attachment) callDriver(ctx context.Context) error {
 	c, n, ep := a.c, a.n, a.ep
-	resp, err := driver.Attach(ctx, a.d, &pb.AttachRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: a.sbKey, Ifname: ep.IfName, Prepared: a.prep != nil})
+	// The call runs whole (finishing): cut short, the driver's work
+	// would go on unseen, and no undo would know of it.
+	resp, err := driver.Attach(finishing(ctx), a.d, &pb.AttachRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: a.sbKey, Ifname: ep.IfName, Prepared: a.prep != nil})
 	if err != nil {
 		return fmt.Errorf("driver %q creating endpoint %s on network %s and joining it to %s: %w", n.Driver, short(ep.ID), n.Name, a.op.sb, err)
 	}

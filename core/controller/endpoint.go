@@ -347,7 +347,7 @@ func (c *Controller) createEndpoint(ctx context.Context, ep *Endpoint, n *Networ
 	d, _, err := c.driver(ctx, n.Driver)
 	if err == nil {
 		var resp *pb.CreateEndpointResponse
-		if resp, err = d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
+		if resp, err = d.CreateEndpoint(finishing(ctx), &pb.CreateEndpointRequest{Network: c.netProto(n), Endpoint: epProto(ep)}); err == nil {
 			epIdx, err = c.adoptDriverFill(ctx, ep, epIdx, resp.GetInterface())
 		}
 	}
@@ -658,7 +658,7 @@ func (c *Controller) joinSandbox(ctx context.Context, u *undoStack, op *sandboxO
 		ifname = op.sb.NextIfName(sandbox.DefaultIfPrefix)
 	}
 	key := op.sb.Key()
-	resp, err := d.Join(ctx, &pb.JoinRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key, Ifname: ifname})
+	resp, err := d.Join(finishing(ctx), &pb.JoinRequest{Network: c.netProto(n), Endpoint: epProto(ep), SandboxKey: key, Ifname: ifname})
 	if err != nil {
 		return fmt.Errorf("driver %q joining endpoint %s to %s: %w", n.Driver, short(ep.ID), op.sb, err)
 	}
@@ -693,7 +693,9 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 	var publishing *async[*pb.ExternalConnectivityResponse]
 	if len(ep.Ports) > 0 {
 		preq := &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)}
-		publishing = start(func() (*pb.ExternalConnectivityResponse, error) { return d.ProgramExternalConnectivity(ctx, preq) })
+		publishing = start(func() (*pb.ExternalConnectivityResponse, error) {
+			return d.ProgramExternalConnectivity(finishing(ctx), preq)
+		})
 	}
 	rec, err := sb.AddInterface(ctx, se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
 	if err == nil {

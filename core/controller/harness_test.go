@@ -311,6 +311,8 @@ type vethDriver struct {
 	mu         sync.Mutex
 	leaveGate  chan struct{} // when set, Leave waits for it
 	leaveEnter chan struct{}
+	joinGate   chan struct{} // when set, Join waits for it before it makes its pair
+	joinEnter  chan struct{}
 	failJoin   bool // when set, Join makes its pair and then fails
 	// prepared maps the host end of each pair Prepare made to its
 	// sandbox end; joined holds those a join took.
@@ -445,6 +447,13 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 		d.joined[host] = true
 		d.mu.Unlock()
 		return resp, netlink.LinkSetUp(l)
+	}
+	d.mu.Lock()
+	gate, enter := d.joinGate, d.joinEnter
+	d.mu.Unlock()
+	if gate != nil {
+		enter <- struct{}{}
+		<-gate
 	}
 	ns, err := netns.GetFromPath(req.GetSandboxKey())
 	if err != nil {

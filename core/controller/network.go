@@ -644,6 +644,7 @@ func (c *Controller) holders(eps []Endpoint) string {
 // record in-delete first, so endpoint creates racing with it fail and a
 // crash midway is finished on restart.
 func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
+	ctx = finishing(ctx) // its mark as well: a mark that lands unheard would strand it
 	var n *Network
 	err := retry(ctx, "deleting network "+ref, func() error {
 		var idx uint64
@@ -674,8 +675,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	// Marked in-delete: it runs to its end (finishing).
-	return c.finishNetworkDelete(finishing(ctx), n)
+	return c.finishNetworkDelete(ctx, n)
 }
 
 // refuseIfEndpoints refuses the delete of a network that has endpoints,
