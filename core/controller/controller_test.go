@@ -885,6 +885,57 @@ func TestEndpointNamesAreUnique(t *testing.T) {
 			t.Fatalf("CNI pod %s named pod-0: %v", id, err)
 		}
 	}
+	testNameRaces(t, e)
+}
+
+// testNameRaces: while a connect under a name is inside the driver, a
+// second connect or a rename under that name is refused (both were let
+// through: two endpoints named alike when connects raced).
+func testNameRaces(t *testing.T, e *env) {
+	ctx := context.Background()
+	for _, c := range []string{"c3", "c4", "c5"} {
+		e.sandbox(c)
+	}
+	e.connect("red", "c5")
+	gate, enter := make(chan struct{}), make(chan struct{}, 4)
+	e.veth.mu.Lock()
+	e.veth.joinGate, e.veth.joinEnter = gate, enter
+	e.veth.mu.Unlock()
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.c.Connect(ctx, "red", Connect{Container: "c3", Name: "racy"})
+		first <- err
+	}()
+	<-enter // c3's connect is inside the driver, its name not indexed yet
+	second := make(chan error, 1)
+	go func() {
+		_, err := e.c.Connect(ctx, "red", Connect{Container: "c4", Name: "racy"})
+		second <- err
+	}()
+	var err error
+	select {
+	case err = <-second:
+	case <-enter:
+		err = errors.New("it went on to the driver")
+	}
+	rerr := e.c.Rename(ctx, "c5", "racy")
+	e.veth.mu.Lock()
+	e.veth.joinGate = nil
+	e.veth.mu.Unlock()
+	close(gate)
+	if ferr := <-first; ferr != nil {
+		t.Fatalf("the first connect named racy: %v", ferr)
+	}
+	if !errors.Is(err, sdk.ErrExists) || !strings.Contains(err.Error(), "already has an endpoint named racy (being connected)") {
+		t.Fatalf("a second connect named racy while the first is under way: %v, want exists", err)
+	}
+	if !errors.Is(rerr, sdk.ErrExists) {
+		t.Fatalf("a rename to racy while a connect under it is under way: %v, want exists", rerr)
+	}
+	// Once the first has indexed it, the name is the first's alone.
+	if _, err := e.c.Connect(ctx, "red", Connect{Container: "c4", Name: "racy"}); !errors.Is(err, sdk.ErrExists) {
+		t.Fatalf("a connect named racy after the first: %v, want exists", err)
+	}
 }
 
 // TestChangesOutliveTheirCaller: a delete or a disconnect whose caller

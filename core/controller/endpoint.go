@@ -173,10 +173,11 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 	case hostMode && !caps.GetUsesHostNamespace():
 		return nil, errorf(sdk.ErrForbidden, "container %s shares the host's namespace and cannot join network %s", req.Container, n.Name)
 	}
-	name, err := c.endpointName(op, n, req)
+	name, release, err := c.endpointName(op, n, req)
 	if err != nil {
 		return nil, err
 	}
+	defer release() // the attach has indexed it, or failed
 	via, claimed := c.settlePrep(op, n, a, via)
 	id := newID()
 	if via != nil && via.prep != nil && via.prep.netID == n.ID {
@@ -214,8 +215,10 @@ func (c *Controller) connect(ctx context.Context, op *sandboxOp, netRef string, 
 // endpointName is the name of op's endpoint on n: the connect's, else the
 // container's, as Docker's is — what other containers (on every host)
 // resolve and what PTR answers; the sandbox's hostname is a name of its
-// own beside it (nameIndex.add). Another endpoint's name is refused.
-func (c *Controller) endpointName(op *sandboxOp, n *Network, req Connect) (string, error) {
+// own beside it (nameIndex.add). Another endpoint's name is refused, and
+// so is one a connect under way holds: the name is held (release lets
+// it go) until the attach has indexed it.
+func (c *Controller) endpointName(op *sandboxOp, n *Network, req Connect) (string, func(), error) {
 	name := req.Name
 	if name == "" {
 		name = req.Container
@@ -223,26 +226,31 @@ func (c *Controller) endpointName(op *sandboxOp, n *Network, req Connect) (strin
 	// A CNI runtime's name (K8S_POD_NAME) repeats across Kubernetes
 	// namespaces and cannot be chosen otherwise: shared, as an alias is.
 	if op.front == "cni" {
-		return name, nil
+		return name, func() {}, nil
 	}
-	return name, c.nameFree(n, name, "", req.Name != "")
+	other, release, ok := c.names.hold(n.ID, name, "")
+	if !ok {
+		return "", nil, nameTaken(n.Name, name, other, req.Name != "")
+	}
+	return name, release, nil
 }
 
-// nameFree refuses, with sdk.ErrExists, an endpoint name that another
-// endpoint of network n has (other than except), as libnetwork does: the
-// name is what its DNS answers with one container and PTR gives back.
-// given says the name was asked for (else it is the container's).
-// Endpoints are known by name once joined with an address: on a global
-// network, those of every host.
-func (c *Controller) nameFree(n *Network, name, except string, given bool) error {
-	other := c.names.owner(n.ID, name, except)
-	if other == "" {
-		return nil
+// nameTaken refuses, with sdk.ErrExists, an endpoint name that another
+// endpoint of network netName has (owner, its ID) or that a connect or
+// rename under way holds (owner ""), as libnetwork does: the name is what
+// its DNS answers with one container and PTR gives back. given says the
+// name was asked for (else it is the container's). Endpoints are known
+// by name once joined with an address: on a global network, those of
+// every host.
+func nameTaken(netName, name, owner string, given bool) error {
+	who := short(owner)
+	if owner == "" {
+		who = "being connected"
 	}
 	if given {
-		return errorf(sdk.ErrExists, "name: network %s already has an endpoint named %s (%s)", n.Name, name, short(other))
+		return errorf(sdk.ErrExists, "name: network %s already has an endpoint named %s (%s)", netName, name, who)
 	}
-	return errorf(sdk.ErrExists, "container %s: network %s already has an endpoint named %s (%s); connect it with another name", name, n.Name, name, short(other))
+	return errorf(sdk.ErrExists, "container %s: network %s already has an endpoint named %s (%s); connect it with another name", name, netName, name, who)
 }
 
 // outcomeUnknown tells a failure after which the store may or may not

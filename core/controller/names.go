@@ -18,6 +18,10 @@ type nameIndex struct {
 	mu   sync.RWMutex
 	nets map[string]*netNames // by network ID
 	byEP map[string]epNames   // by endpoint ID, for removal
+	// held counts, by network ID and lowercase name, the connects under
+	// way that checked the name free and have not indexed it yet: a
+	// second connect under it is refused as if it were indexed.
+	held map[string]map[string]int
 }
 
 type netNames struct {
@@ -42,7 +46,7 @@ type epNames struct {
 }
 
 func newNameIndex() *nameIndex {
-	return &nameIndex{nets: map[string]*netNames{}, byEP: map[string]epNames{}}
+	return &nameIndex{nets: map[string]*netNames{}, byEP: map[string]epNames{}, held: map[string]map[string]int{}}
 }
 
 // add indexes a joined endpoint under its names on network n.
@@ -95,19 +99,37 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 	x.byEP[ep.ID] = epNames{netID: n.ID, name: own, names: ns, addrs: addrs}
 }
 
-// owner returns the endpoint whose name on network netID is name, other
-// than except ("" when none).
-func (x *nameIndex) owner(netID, name, except string) string {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	nn := x.nets[netID]
-	if nn == nil {
-		return ""
+// hold checks that no endpoint of network netID other than except has
+// name, and that no connect under way holds it; if so, it holds the name
+// until release is called (once the connect indexed it, or failed).
+// Otherwise it returns the owner's endpoint ID, or "" for a connect
+// under way.
+func (x *nameIndex) hold(netID, name, except string) (owner string, release func(), ok bool) {
+	name = strings.ToLower(name)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if nn := x.nets[netID]; nn != nil {
+		if id := nn.owners[name]; id != "" && id != except {
+			return id, nil, false
+		}
 	}
-	if id := nn.owners[strings.ToLower(name)]; id != except {
-		return id
+	if x.held[netID][name] > 0 {
+		return "", nil, false
 	}
-	return ""
+	if x.held[netID] == nil {
+		x.held[netID] = map[string]int{}
+	}
+	x.held[netID][name]++
+	return "", func() {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.held[netID][name]--; x.held[netID][name] <= 0 {
+			delete(x.held[netID], name)
+			if len(x.held[netID]) == 0 {
+				delete(x.held, netID)
+			}
+		}
+	}, true
 }
 
 // remove drops what an endpoint put in the index.

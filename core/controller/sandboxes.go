@@ -672,9 +672,13 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 	}
 	defer op.mu.Unlock()
 	for _, e := range op.sb.Endpoints() {
-		if other := c.names.owner(e.NetworkID, name, e.ID); other != "" {
-			return errorf(sdk.ErrExists, "name: network %s already has an endpoint named %s (%s)", e.NetworkName, name, short(other))
+		// Held until the rename is done: a connect or rename racing it
+		// cannot take the name meanwhile.
+		other, release, ok := c.names.hold(e.NetworkID, name, e.ID)
+		if !ok {
+			return nameTaken(e.NetworkName, name, other, true)
 		}
+		defer release()
 	}
 	type done struct {
 		ep  Endpoint
