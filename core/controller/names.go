@@ -18,10 +18,10 @@ type nameIndex struct {
 	mu   sync.RWMutex
 	nets map[string]*netNames // by network ID
 	byEP map[string]epNames   // by endpoint ID, for removal
-	// held counts, by network ID and lowercase name, the connects under
-	// way that checked the name free and have not indexed it yet: a
-	// second connect under it is refused as if it were indexed.
-	held map[string]map[string]int
+	// held has, by network ID, the lowercase names that a connect or a
+	// rename under way checked free and has not indexed yet: a second
+	// one under such a name is refused as if it were indexed.
+	held map[string]map[string]bool
 }
 
 type netNames struct {
@@ -46,7 +46,7 @@ type epNames struct {
 }
 
 func newNameIndex() *nameIndex {
-	return &nameIndex{nets: map[string]*netNames{}, byEP: map[string]epNames{}, held: map[string]map[string]int{}}
+	return &nameIndex{nets: map[string]*netNames{}, byEP: map[string]epNames{}, held: map[string]map[string]bool{}}
 }
 
 // add indexes a joined endpoint under its names on network n.
@@ -100,10 +100,10 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 }
 
 // hold checks that no endpoint of network netID other than except has
-// name, and that no connect under way holds it; if so, it holds the name
-// until release is called (once the connect indexed it, or failed).
-// Otherwise it returns the owner's endpoint ID, or "" for a connect
-// under way.
+// name, and that no connect or rename under way holds it; if so, it
+// holds the name until release is called (once the caller indexed it,
+// or failed). Otherwise it returns the owner's endpoint ID, or "" for
+// one under way.
 func (x *nameIndex) hold(netID, name, except string) (owner string, release func(), ok bool) {
 	name = strings.ToLower(name)
 	x.mu.Lock()
@@ -113,21 +113,19 @@ func (x *nameIndex) hold(netID, name, except string) (owner string, release func
 			return id, nil, false
 		}
 	}
-	if x.held[netID][name] > 0 {
+	if x.held[netID][name] {
 		return "", nil, false
 	}
 	if x.held[netID] == nil {
-		x.held[netID] = map[string]int{}
+		x.held[netID] = map[string]bool{}
 	}
-	x.held[netID][name]++
+	x.held[netID][name] = true
 	return "", func() {
 		x.mu.Lock()
 		defer x.mu.Unlock()
-		if x.held[netID][name]--; x.held[netID][name] <= 0 {
-			delete(x.held[netID], name)
-			if len(x.held[netID]) == 0 {
-				delete(x.held, netID)
-			}
+		delete(x.held[netID], name)
+		if len(x.held[netID]) == 0 {
+			delete(x.held, netID)
 		}
 	}, true
 }
