@@ -403,6 +403,43 @@ func TestSetKeyFailureKeepsEndpoints(t *testing.T) {
 	}
 }
 
+// A SetKey whose second join fails takes the first out of the runtime's
+// namespace again (it stayed there, its host end with it, and a retry
+// then failed too); a retry then joins both.
+func TestSetKeyFailureUndoesEarlierJoins(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.94.0.0/24")
+	e.network("blue", "veth", "10.95.0.0/24")
+	e.sandbox("c1", func(r *SandboxCreate) { r.ExternalKey = true })
+	red := e.connect("red", "c1")
+	e.connect("blue", "c1")
+	runtimeNS, err := osl.NewNamespace(e.dir + "/runtime-ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtimeNS.Destroy()
+	e.store.fail(red.ID) // the second join's record (blue's comes first)
+	_, err = e.c.SetKey(ctx, "c1", runtimeNS.Path())
+	e.store.fail("")
+	if err == nil {
+		t.Fatal("SetKey succeeded with a failing second join")
+	}
+	if a := addresses(t, runtimeNS.Path()); len(a) != 0 {
+		t.Fatalf("the runtime's namespace after the failed SetKey: %v, want no interface of ours", a)
+	}
+	if l := e.leaks(); l.links != 0 {
+		t.Fatalf("host ends after the failed SetKey: %d, want none", l.links)
+	}
+	sb, err := e.c.SetKey(ctx, "c1", runtimeNS.Path())
+	if err != nil {
+		t.Fatalf("SetKey again: %v", err)
+	}
+	if a := addresses(t, runtimeNS.Path()); len(a) != 2 || len(sb.Endpoints) != 2 {
+		t.Fatalf("after SetKey again: interfaces %v, %d endpoints; want both", a, len(sb.Endpoints))
+	}
+}
+
 func TestRenameRollsBack(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

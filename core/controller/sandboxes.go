@@ -619,9 +619,15 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 	}
 	op.sb.SetNamespace(key, ns)
 	ok, saved := false, false
+	var joined []sandbox.Endpoint // by this set-key, each as it was before
 	defer func() {
 		if ok {
 			return
+		}
+		// The runtime's namespace outlives our key: what this set-key
+		// put into it goes first, so that a retry finds it as before.
+		for _, e := range slices.Backward(joined) {
+			c.unjoin(context.WithoutCancel(ctx), op, e)
 		}
 		op.sb.SetNamespace("", nil)
 		_ = ns.Destroy()
@@ -641,8 +647,9 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 	}
 	saved = true
 	// Endpoints connected before the key existed are joined now. Should
-	// one fail, it and those after it stay the sandbox's, unjoined, so
-	// that deleting the sandbox removes them.
+	// one fail, it and those after it stay the sandbox's, unjoined, and
+	// those before it are unjoined again (the deferred undo), so that a
+	// retry, or deleting the sandbox, finds them all as they were.
 	eps := op.sb.Endpoints()
 	for i, e := range eps {
 		op.sb.Forget(e.ID)
@@ -652,9 +659,26 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 			}
 			return nil, err
 		}
+		joined = append(joined, e)
 	}
 	ok = true
 	return c.view(ctx, op)
+}
+
+// unjoin undoes a failed set-key's join of endpoint e (as it was before
+// the join): the driver's leave and the interface out of the runtime's
+// namespace, the endpoint the sandbox's again, unjoined. Its record keeps
+// the join's interface name, which the next join asks for again.
+func (c *Controller) unjoin(ctx context.Context, op *sandboxOp, e sandbox.Endpoint) {
+	n, ep, _, found, err := c.sandboxEndpoint(ctx, op, e.NetworkID, e.ID)
+	if err == nil && found {
+		err = c.leaveStored(ctx, op, n, &ep, false)
+	}
+	if err != nil {
+		c.log.Error("rolling back a set-key: leaving the endpoint", "endpoint", short(e.ID), "sandbox", short(op.sb.ID()), "error", err)
+	}
+	op.sb.Forget(e.ID)
+	op.sb.Restore(e)
 }
 
 // Rename renames every endpoint of a container's sandbox (the name other
