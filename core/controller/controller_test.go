@@ -1050,6 +1050,34 @@ func TestChangesOutliveTheirCaller(t *testing.T) {
 	if want := 1 + btoi(err == nil); len(sb.Endpoints) != want || e.leaks().links != want {
 		t.Fatalf("a connect cut short (%v): %d endpoints and %d links, want %d of each", err, len(sb.Endpoints), e.leaks().links, want)
 	}
+	// A refresh whose caller goes away while it rejoins: its leaves are
+	// done, so it runs to its end (cut short, the container was left
+	// without its network).
+	gate, enter = make(chan struct{}), make(chan struct{}, 4)
+	e.veth.mu.Lock()
+	e.veth.joinGate, e.veth.joinEnter = gate, enter
+	e.veth.mu.Unlock()
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() {
+		_, err := e.c.Refresh(ctx, "c2", sandbox.Options{Hostname: "h2"})
+		done <- err
+	}()
+	<-enter
+	cancel()
+	e.veth.mu.Lock()
+	e.veth.joinGate = nil
+	e.veth.mu.Unlock()
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("a refresh whose caller went away: %v, want it finished", err)
+	}
+	sb, err = e.c.SandboxByContainer(context.Background(), "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sb.Endpoints); n != e.leaks().links || n == 0 || sb.Endpoints[0].IfName == "" {
+		t.Fatalf("after a refresh cut short: %+v, %d links, want every endpoint joined", sb.Endpoints, e.leaks().links)
+	}
 	if err := e.c.DeleteSandbox(context.Background(), "c2"); err != nil {
 		t.Fatal(err)
 	}

@@ -418,7 +418,8 @@ func SandboxKeyWalker(out **sandbox.Sandbox, key string) SandboxWalker {
 
 // finishing is the context of a change that runs to its end though its
 // caller goes away (an HTTP client's timeout, a runtime killed mid-DEL),
-// as an undo does: a sandbox's delete, a disconnect, a network's delete;
+// as an undo does: a sandbox's delete, a disconnect, a network's delete,
+// a refresh, a rename;
 // and a driver call that makes something, whose outcome the undo must
 // know (cut short, the driver goes on unseen: a connect left the pair it
 // made). Cut short, a delete left the sandbox listed with its endpoints
@@ -682,8 +683,10 @@ func (c *Controller) unjoin(ctx context.Context, op *sandboxOp, e sandbox.Endpoi
 }
 
 // Rename renames every endpoint of a container's sandbox (the name other
-// containers resolve); if one fails, all are renamed back.
+// containers resolve); if one fails, all are renamed back. It runs to
+// its end (finishing): cut short, its renaming back would fail too.
 func (c *Controller) Rename(ctx context.Context, container, name string) error {
+	ctx = finishing(ctx)
 	if !validName.MatchString(name) {
 		return errorf(sdk.ErrInvalid, "name: %q is not a valid name", clip(name))
 	}
@@ -738,7 +741,10 @@ func (c *Controller) Rename(ctx context.Context, container, name string) error {
 
 // Refresh leaves every endpoint of a container's sandbox, applies new
 // options, rebuilds the resolution files and joins the endpoints again.
+// It runs to its end (finishing): cut short after its leaves, the
+// container would be left without its networks.
 func (c *Controller) Refresh(ctx context.Context, container string, opts sandbox.Options) (*Sandbox, error) {
+	ctx = finishing(ctx)
 	op, err := c.byContainerID(container)
 	if err != nil {
 		return nil, err
