@@ -419,16 +419,15 @@ func SandboxKeyWalker(out **sandbox.Sandbox, key string) SandboxWalker {
 // finishing is the context of a change that runs to its end though its
 // caller goes away (an HTTP client's timeout, a runtime killed mid-DEL),
 // as an undo does: a sandbox's delete, a disconnect, a network's delete,
-// a refresh, a rename;
-// and a driver call that makes something, whose outcome the undo must
-// know (cut short, the driver goes on unseen: a connect left the pair it
-// made). Cut short, a delete left the sandbox listed with its endpoints
-// and its namespace gone, a state that looked alive and was not. What
-// such a change waits on is bounded without the caller: a restarting
-// driver by plugin_restart_wait; a plugin that dies fails its calls at
-// once. Internal callers that mean to cut the work short (an undo while
-// the store is down, the controller's own background work) pass their
-// context on as it is.
+// a refresh, a rename; and a driver call that makes something, whose
+// outcome the undo must know (cut short, the driver goes on unseen: a
+// connect left the pair it made). Cut short, a delete left the sandbox
+// listed with its endpoints and its namespace gone, a state that looked
+// alive and was not. What such a change waits on is bounded without the
+// caller: a restarting driver by plugin_restart_wait; a plugin that dies
+// fails its calls at once. Internal callers that mean to cut the work
+// short (an undo while the store is down, the controller's own
+// background work) pass their context on as it is.
 func finishing(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // SandboxDestroy deletes the sandbox of a container; a container with no
