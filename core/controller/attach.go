@@ -76,8 +76,13 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	return c.runSteps(ctx, "attach", a.steps())
 }
 
-// runSteps runs steps in order until one fails. A test's hook may fail
-// the flow after any step, as a crash or a store failure there would.
+// runSteps runs steps in order until one fails. A flow whose caller has
+// gone away by its end fails too, so that a create or a connect nobody
+// will hear of is undone (its driver calls run whole, so the undo knows
+// what they made) rather than left for a runtime that has given up on
+// it: a CNI runtime's DEL after its ADD timed out found nothing yet, and
+// the ADD then finished. A test's hook may fail the flow after any step,
+// as a crash or a store failure there would.
 func (c *Controller) runSteps(ctx context.Context, flow string, steps []step) error {
 	for _, s := range steps {
 		t0 := time.Now()
@@ -94,7 +99,7 @@ func (c *Controller) runSteps(ctx context.Context, flow string, steps []step) er
 			}
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
 // reserve allocates the endpoint's addresses (pending) and sends, in the
