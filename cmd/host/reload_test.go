@@ -398,3 +398,48 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	waitNoLeaks(t, "10.48.0.")
 }
+
+// TestReloadOutlivesItsCaller: a reload whose caller goes away while it
+// restarts a driver (a client's timeout, Ctrl-C on `sandnet reload`)
+// runs to its end, as SIGHUP's does: cut short, the driver's restart
+// failed with the caller's canceled context, half the file applied.
+func TestReloadOutlivesItsCaller(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := e.Start(t)
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := a.Client.Events(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := &eventReader{}
+	go seen.read(sub.Next)
+	before := plugins(t, a)["driver/bridge"].PID
+	changed := strings.Replace(string(head), "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1)
+	if err := os.WriteFile(e.ConfigPath, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, _ = a.Client.Reload(ctx) // the caller gives up at once
+	agenttest.Eventually(t, "the reload event", func() bool { return seen.types()[events.TypeReload] == 1 })
+	got, _ := seen.snapshot()
+	msg := ""
+	for _, ev := range got {
+		if ev.Type == events.TypeReload {
+			msg = ev.Message
+		}
+	}
+	if !strings.Contains(msg, "restarted: bridge") || strings.Contains(msg, "failed") {
+		t.Fatalf("a reload whose caller went away: %q, want the bridge restarted and nothing failed", msg)
+	}
+	if after := plugins(t, a)["driver/bridge"].PID; after == before || !alive(after) {
+		t.Fatalf("bridge PID %d before, %d after: not restarted", before, after)
+	}
+}

@@ -26,8 +26,13 @@ import (
 // applied when the file has errors (each is logged with its position and
 // the error holds them all), when the store block changed (a running
 // agent does not switch stores: `sandnet store migrate` does), or when a
-// removed driver still has networks.
+// removed driver still has networks. A reload runs to its end though
+// its caller goes away (a client's timeout, Ctrl-C on `sandnet reload`),
+// as SIGHUP's does: cut short, a driver's restart failed with the
+// caller's canceled context, half the file applied. Its waits have
+// bounds of their own (a drain's and a retirement's, 10 s each).
 func (a *Agent) Reload(ctx context.Context) (*api.Reloaded, error) {
+	ctx = context.WithoutCancel(ctx)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	r, err := a.reload(ctx)
