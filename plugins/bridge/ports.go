@@ -204,24 +204,36 @@ type allocator struct {
 	probe    func(b binding) bool
 }
 
-// holder says who already has a binding that overlaps b: another
-// endpoint (as holders names it) or, in mine, the request itself.
-func (a *allocator) holder(b binding, mine []binding) (string, binding, bool) {
+// overlapping finds a binding that overlaps b: another endpoint's (i its
+// index in taken) or, in mine, the request's own (i = -1).
+func (a *allocator) overlapping(b binding, mine []binding) (held binding, i int, ok bool) {
 	for i, t := range a.taken {
 		if t.overlaps(b) {
-			by := "another endpoint"
-			if i < len(a.holders) && a.describe != nil {
-				by = a.describe(a.holders[i])
-			}
-			return by, t, true
+			return t, i, true
 		}
 	}
 	for _, t := range mine {
 		if t.overlaps(b) {
-			return "another of this endpoint's bindings", t, true
+			return t, -1, true
 		}
 	}
-	return "", binding{}, false
+	return binding{}, 0, false
+}
+
+// conflict is the refusal of b, which overlaps held (overlapping's i).
+func (a *allocator) conflict(b, held binding, i int) error {
+	by := "another of this endpoint's bindings"
+	if i >= 0 {
+		by = "another endpoint"
+		if i < len(a.holders) && a.describe != nil {
+			by = a.describe(a.holders[i])
+		}
+	}
+	as := ""
+	if held.hostIP != b.hostIP {
+		as = " as " + held.hostString()
+	}
+	return fmt.Errorf("host port %s is already published by %s%s: %w", b.hostString(), by, as, sdk.ErrConflict)
 }
 
 // assign turns requests into bindings. existing are the endpoint's current
@@ -230,7 +242,7 @@ func (a *allocator) holder(b binding, mine []binding) (string, binding, bool) {
 func (a *allocator) assign(reqs []portRequest, existing []binding) ([]binding, error) {
 	var out []binding
 	free := func(b binding) bool {
-		_, _, taken := a.holder(b, out)
+		_, _, taken := a.overlapping(b, out)
 		return !taken
 	}
 	for _, r := range reqs {
@@ -240,12 +252,8 @@ func (a *allocator) assign(reqs []portRequest, existing []binding) ([]binding, e
 		}
 		if r.hostPort != 0 && r.hostPortEnd == 0 {
 			b := r.binding
-			if by, held, taken := a.holder(b, out); taken {
-				as := ""
-				if held.hostIP != b.hostIP {
-					as = " as " + held.hostString()
-				}
-				return nil, fmt.Errorf("host port %s is already published by %s%s: %w", b.hostString(), by, as, sdk.ErrConflict)
+			if held, i, taken := a.overlapping(b, out); taken {
+				return nil, a.conflict(b, held, i)
 			}
 			out = append(out, b)
 			continue
