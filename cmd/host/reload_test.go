@@ -27,6 +27,15 @@ import (
 // store's do not) with its state replayed, so sandboxes made before keep
 // talking and new attaches work; a broken file and a changed store block
 // are refused, change nothing, and say why.
+// bridge1400 is a bridge block whose config differs from the default
+// one's: a reload restarts the driver.
+const bridge1400 = "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}"
+
+// bridgeMTU1400 is cfg with its empty bridge block replaced by bridge1400.
+func bridgeMTU1400(cfg string) string {
+	return strings.Replace(cfg, "driver \"bridge\" {}", bridge1400, 1)
+}
+
 func TestReload(t *testing.T) {
 	nstest.RequireRoot(t)
 	ctx := context.Background()
@@ -74,7 +83,7 @@ func TestReload(t *testing.T) {
 
 	// A changed bridge block, by SIGHUP.
 	before := pids()
-	write(strings.Replace(string(head), "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1))
+	write(bridgeMTU1400(string(head)))
 	if err := a.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +103,7 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after the reload, from a sandbox made after: %q, %v", got, err)
 	}
 	reloaded := string(head)
-	reloaded = strings.Replace(reloaded, "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1)
+	reloaded = bridgeMTU1400(reloaded)
 
 	// The same file again, by `sandnet reload`: nothing to restart.
 	out, code := sandnetCmd(t, "reload", "--socket", e.Socket)
@@ -153,7 +162,7 @@ func TestReload(t *testing.T) {
 
 	// A removed block of a driver with networks: refused, naming both;
 	// one without networks: its plugin stops.
-	write(strings.Replace(reloaded, "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", "", 1))
+	write(strings.Replace(reloaded, bridge1400, "", 1))
 	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
 	if code != 1 || !strings.Contains(out, `the file removes driver "bridge", which network "rl" still uses`) {
 		t.Fatalf("sandnet reload without the bridge's block: exit %d, want 1 naming the driver and its network\n%s", code, out)
@@ -421,7 +430,7 @@ func TestReloadOutlivesItsCaller(t *testing.T) {
 	seen := &eventReader{}
 	go seen.read(sub.Next)
 	before := plugins(t, a)["driver/bridge"].PID
-	changed := strings.Replace(string(head), "driver \"bridge\" {}", "driver \"bridge\" {\n  config {\n    mtu = 1400\n  }\n}", 1)
+	changed := bridgeMTU1400(string(head))
 	if err := os.WriteFile(e.ConfigPath, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -511,21 +511,17 @@ func TestDeleteInProgress(t *testing.T) {
 	e.network("red", "veth", "10.94.0.0/24")
 	e.sandbox("c1")
 	e.connect("red", "c1")
-	gate, enter := make(chan struct{}), make(chan struct{}, 1)
-	e.veth.mu.Lock()
-	e.veth.leaveGate, e.veth.leaveEnter = gate, enter
-	e.veth.mu.Unlock()
+	g := newCallGate()
+	e.setGate(&e.veth.leaveGate, g)
 	done := make(chan error, 1)
 	go func() { done <- e.c.DeleteSandbox(ctx, "c1") }()
-	<-enter // the first delete is inside the driver's Leave
+	<-g.enter // the first delete is inside the driver's Leave
 	err := e.c.DeleteSandbox(ctx, "c1")
 	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), "delete in progress") {
 		t.Fatalf("concurrent delete: err = %v, want forbidden: delete in progress", err)
 	}
-	e.veth.mu.Lock()
-	e.veth.leaveGate = nil
-	e.veth.mu.Unlock()
-	close(gate)
+	e.setGate(&e.veth.leaveGate, nil)
+	close(g.open)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -934,16 +930,14 @@ func testNameRaces(t *testing.T, e *env) {
 		e.sandbox(c)
 	}
 	e.connect("red", "c5")
-	gate, enter := make(chan struct{}), make(chan struct{}, 4)
-	e.veth.mu.Lock()
-	e.veth.joinGate, e.veth.joinEnter = gate, enter
-	e.veth.mu.Unlock()
+	g := newCallGate()
+	e.setGate(&e.veth.joinGate, g)
 	first := make(chan error, 1)
 	go func() {
 		_, err := e.c.Connect(ctx, "red", Connect{Container: "c3", Name: "racy"})
 		first <- err
 	}()
-	<-enter // c3's connect is inside the driver, its name not indexed yet
+	<-g.enter // c3's connect is inside the driver, its name not indexed yet
 	second := make(chan error, 1)
 	go func() {
 		_, err := e.c.Connect(ctx, "red", Connect{Container: "c4", Name: "racy"})
@@ -952,14 +946,12 @@ func testNameRaces(t *testing.T, e *env) {
 	var err error
 	select {
 	case err = <-second:
-	case <-enter:
+	case <-g.enter:
 		err = errors.New("it went on to the driver")
 	}
 	rerr := e.c.Rename(ctx, "c5", "racy")
-	e.veth.mu.Lock()
-	e.veth.joinGate = nil
-	e.veth.mu.Unlock()
-	close(gate)
+	e.setGate(&e.veth.joinGate, nil)
+	close(g.open)
 	if ferr := <-first; ferr != nil {
 		t.Fatalf("the first connect named racy: %v", ferr)
 	}
@@ -991,32 +983,18 @@ func TestChangesOutliveTheirCaller(t *testing.T) {
 		e.connect("red", c)
 		e.connect("blue", c)
 	}
-	gateLeaves := func(gate, enter chan struct{}) {
-		e.veth.mu.Lock()
-		e.veth.leaveGate, e.veth.leaveEnter = gate, enter
-		e.veth.mu.Unlock()
-	}
-	t.Cleanup(func() { gateLeaves(nil, nil) }) // before the env's cleanup deletes what is left
-	cutShort := func(what string, call func(context.Context) error) {
+	leave, join := &e.veth.leaveGate, &e.veth.joinGate
+	finished := func(what string, err error) {
 		t.Helper()
-		gate, enter := make(chan struct{}), make(chan struct{}, 8)
-		gateLeaves(gate, enter)
-		defer gateLeaves(nil, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- call(ctx) }()
-		<-enter // inside the driver's first Leave
-		cancel()
-		close(gate)
-		if err := <-done; err != nil {
+		if err != nil {
 			t.Fatalf("%s whose caller went away: %v, want it finished", what, err)
 		}
 	}
-	cutShort("delete", func(ctx context.Context) error { return e.c.DeleteSandbox(ctx, "c1") })
+	finished("a delete", e.cutShort(leave, func(ctx context.Context) error { return e.c.DeleteSandbox(ctx, "c1") }))
 	if _, err := e.c.byContainerID("c1"); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("c1 after its delete: %v, want not found", err)
 	}
-	cutShort("disconnect", func(ctx context.Context) error { return e.c.Disconnect(ctx, "red", "c2") })
+	finished("a disconnect", e.cutShort(leave, func(ctx context.Context) error { return e.c.Disconnect(ctx, "red", "c2") }))
 	sb, err := e.c.SandboxByContainer(context.Background(), "c2")
 	if err != nil {
 		t.Fatal(err)
@@ -1025,24 +1003,11 @@ func TestChangesOutliveTheirCaller(t *testing.T) {
 		t.Fatalf("c2's endpoints after the disconnect from red: %+v, want blue's alone", sb.Endpoints)
 	}
 	// A connect whose caller goes away while the driver joins: the
-	// driver's work is seen whole, kept with the endpoint or undone.
-	gate, enter := make(chan struct{}), make(chan struct{}, 1)
-	e.veth.mu.Lock()
-	e.veth.joinGate, e.veth.joinEnter = gate, enter
-	e.veth.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
+	// driver's work is seen whole, and undone.
+	err = e.cutShort(join, func(ctx context.Context) error {
 		_, err := e.c.Connect(ctx, "red", Connect{Container: "c2"})
-		done <- err
-	}()
-	<-enter
-	cancel()
-	e.veth.mu.Lock()
-	e.veth.joinGate = nil
-	e.veth.mu.Unlock()
-	close(gate)
-	err = <-done
+		return err
+	})
 	sb, serr := e.c.SandboxByContainer(context.Background(), "c2")
 	if serr != nil {
 		t.Fatal(serr)
@@ -1056,24 +1021,10 @@ func TestChangesOutliveTheirCaller(t *testing.T) {
 	// A refresh whose caller goes away while it rejoins: its leaves are
 	// done, so it runs to its end (cut short, the container was left
 	// without its network).
-	gate, enter = make(chan struct{}), make(chan struct{}, 4)
-	e.veth.mu.Lock()
-	e.veth.joinGate, e.veth.joinEnter = gate, enter
-	e.veth.mu.Unlock()
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() {
+	finished("a refresh", e.cutShort(join, func(ctx context.Context) error {
 		_, err := e.c.Refresh(ctx, "c2", sandbox.Options{Hostname: "h2"})
-		done <- err
-	}()
-	<-enter
-	cancel()
-	e.veth.mu.Lock()
-	e.veth.joinGate = nil
-	e.veth.mu.Unlock()
-	close(gate)
-	if err := <-done; err != nil {
-		t.Fatalf("a refresh whose caller went away: %v, want it finished", err)
-	}
+		return err
+	}))
 	sb, err = e.c.SandboxByContainer(context.Background(), "c2")
 	if err != nil {
 		t.Fatal(err)

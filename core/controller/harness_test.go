@@ -305,15 +305,54 @@ func (f *faultyStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, e
 	return res, err
 }
 
+// callGate holds the veth driver's calls that come to it until it is
+// opened; enter says that one has come (buffered: the calls after the
+// first need no reader).
+type callGate struct{ open, enter chan struct{} }
+
+func newCallGate() *callGate {
+	return &callGate{open: make(chan struct{}), enter: make(chan struct{}, 8)}
+}
+
+// pass is a call's wait at the gate; a nil gate lets it through.
+func (g *callGate) pass() {
+	if g != nil {
+		g.enter <- struct{}{}
+		<-g.open
+	}
+}
+
+// setGate sets the veth driver's gate *at (&e.veth.joinGate or
+// &e.veth.leaveGate) to g; nil lifts it for the calls from now on.
+func (e *env) setGate(at **callGate, g *callGate) {
+	e.veth.mu.Lock()
+	*at = g
+	e.veth.mu.Unlock()
+}
+
+// cutShort runs call and cancels its context once the call has come to
+// the veth driver's gate at, then lifts the gate; it returns call's
+// error. As an HTTP client's timeout does, mid-call to the driver.
+func (e *env) cutShort(at **callGate, call func(context.Context) error) error {
+	g := newCallGate()
+	e.setGate(at, g)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	<-g.enter
+	cancel()
+	e.setGate(at, nil)
+	close(g.open)
+	return <-done
+}
+
 // vethDriver makes a veth pair per joined endpoint, the peer created in
 // the sandbox's namespace, the host end up in the test's namespace.
 type vethDriver struct {
-	mu         sync.Mutex
-	leaveGate  chan struct{} // when set, Leave waits for it
-	leaveEnter chan struct{}
-	joinGate   chan struct{} // when set, Join waits for it before it makes its pair
-	joinEnter  chan struct{}
-	failJoin   bool // when set, Join makes its pair and then fails
+	mu        sync.Mutex
+	leaveGate *callGate // when set, Leave waits at it
+	joinGate  *callGate // when set, Join waits at it before it makes its pair
+	failJoin  bool      // when set, Join makes its pair and then fails
 	// prepared maps the host end of each pair Prepare made to its
 	// sandbox end; joined holds those a join took.
 	prepared map[string]preparedEnd
@@ -449,12 +488,9 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 		return resp, netlink.LinkSetUp(l)
 	}
 	d.mu.Lock()
-	gate, enter := d.joinGate, d.joinEnter
+	g := d.joinGate
 	d.mu.Unlock()
-	if gate != nil {
-		enter <- struct{}{}
-		<-gate
-	}
+	g.pass()
 	ns, err := netns.GetFromPath(req.GetSandboxKey())
 	if err != nil {
 		return nil, fmt.Errorf("opening sandbox %s: %w", req.GetSandboxKey(), err)
@@ -480,12 +516,9 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 
 func (d *vethDriver) Leave(_ context.Context, req *pb.LeaveRequest) error {
 	d.mu.Lock()
-	gate, enter := d.leaveGate, d.leaveEnter
+	g := d.leaveGate
 	d.mu.Unlock()
-	if gate != nil {
-		enter <- struct{}{}
-		<-gate
-	}
+	g.pass()
 	host, _ := names(req.GetEndpoint().GetId())
 	if l, err := netlink.LinkByName(host); err == nil {
 		// The pair may vanish meanwhile with its sandbox's namespace.
