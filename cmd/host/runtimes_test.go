@@ -454,3 +454,54 @@ func readFile(path string) string {
 	}
 	return string(b)
 }
+
+// TestPodmanPortsOnTwoNetworks: podman passes a container's port mappings
+// to the ADD of each of its networks. A container published with -p on
+// two sandnet networks (`--network a,b`, and `podman network connect`)
+// starts, its port answers from the host's namespace, a peer on the
+// second network reaches it by name, disconnecting the second network
+// keeps the port, and `podman rm` leaves nothing. (Before, the second
+// ADD failed: the port was "already published" by the container's own
+// first endpoint.)
+func TestPodmanPortsOnTwoNetworks(t *testing.T) {
+	r := newPodmanRig(t, "pfirst", "10.74.0.0/24", "")
+	if _, err := r.agent.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "psecond", Subnet: "10.75.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	plugin := runtimetest.SandnetPlugin("psecond", r.env.Socket)
+	plugin["capabilities"] = map[string]bool{"portMappings": true, "aliases": true}
+	if err := r.podman.WriteConflist("psecond", plugin); err != nil {
+		t.Fatal(err)
+	}
+
+	id := r.container("-d", "--name", "web", "--network", "pfirst,psecond", "-p", "8084:80", busyboxImage, "sh", "-c", webScript("web"))
+	sb := r.sandboxOf(id)
+	var publishing int
+	for _, ep := range sb.Endpoints {
+		for _, p := range ep.Ports {
+			if p.HostPort == 8084 {
+				publishing++
+			}
+		}
+	}
+	if len(sb.Endpoints) != 2 || publishing != 1 {
+		t.Fatalf("web's sandbox: %s; want two endpoints, one of them publishing 8084", jsonOf(sb))
+	}
+	polltest.Until(t, 30*time.Second, "web's published port 8084 from the host's namespace", func() bool {
+		return httpGet("http://127.0.0.1:8084/") == "hello from web\n"
+	})
+	if out := r.container("--rm", "--network", "psecond", busyboxImage, "sh", "-c", fetchLoop("http://web/")); out != "hello from web" {
+		t.Fatalf("wget http://web/ from a container on the second network only: %q", out)
+	}
+
+	r.container("-d", "--name", "later", "--network", "pfirst", "-p", "8085:80", busyboxImage, "sh", "-c", webScript("later"))
+	r.run("network", "connect", "psecond", "later")
+	r.run("network", "disconnect", "psecond", "later")
+	polltest.Until(t, 30*time.Second, "later's published port 8085 after connecting and disconnecting a second network", func() bool {
+		return httpGet("http://127.0.0.1:8085/") == "hello from later\n"
+	})
+
+	r.run("rm", "-f", "-t", "0", "web", "later")
+	r.requireGone("8084", "8085")
+	requireNothingLeft(t, r.agent, "psecond", netip.MustParsePrefix("10.75.0.0/24"))
+}

@@ -112,16 +112,52 @@ type route struct {
 }
 
 type endpoint struct {
-	ID         string       `json:"id"`
-	NetworkID  string       `json:"network_id"`
-	IfName     string       `json:"interface,omitempty"`
-	HostIfName string       `json:"host_interface,omitempty"`
-	MAC        string       `json:"mac,omitempty"`
-	Address    netip.Prefix `json:"address,omitzero"`
-	AddressV6  netip.Prefix `json:"address_v6,omitzero"`
-	Gateway    netip.Addr   `json:"gateway,omitzero"`
-	GatewayV6  netip.Addr   `json:"gateway_v6,omitzero"`
-	Routes     []route      `json:"routes,omitempty"`
+	ID         string        `json:"id"`
+	NetworkID  string        `json:"network_id"`
+	IfName     string        `json:"interface,omitempty"`
+	HostIfName string        `json:"host_interface,omitempty"`
+	MAC        string        `json:"mac,omitempty"`
+	Address    netip.Prefix  `json:"address,omitzero"`
+	AddressV6  netip.Prefix  `json:"address_v6,omitzero"`
+	Gateway    netip.Addr    `json:"gateway,omitzero"`
+	GatewayV6  netip.Addr    `json:"gateway_v6,omitzero"`
+	Routes     []route       `json:"routes,omitempty"`
+	Ports      []portBinding `json:"ports,omitempty"`
+}
+
+// portBinding is a port the endpoint publishes (the API's PortBinding).
+type portBinding struct {
+	Proto         string     `json:"proto"`
+	ContainerPort int        `json:"container_port"`
+	HostIP        netip.Addr `json:"host_ip,omitzero"`
+	HostPort      int        `json:"host_port,omitempty"`
+}
+
+// publishes reports whether an endpoint of sb publishes pm's host port
+// (not 0: a port the driver picks is another each time) on pm's host
+// address to pm's container port. pm's protocol is lowercase.
+func (sb *sandbox) publishes(pm PortMapping) bool {
+	if pm.HostPort == 0 {
+		return false
+	}
+	want, _ := netip.ParseAddr(pm.HostIP)
+	for _, ep := range sb.Endpoints {
+		for _, b := range ep.Ports {
+			if b.Proto == pm.Protocol && b.ContainerPort == pm.ContainerPort && b.HostPort == pm.HostPort && sameHostIP(b.HostIP, want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameHostIP compares two host addresses of a binding, where none and an
+// unspecified one both mean every address.
+func sameHostIP(a, b netip.Addr) bool {
+	if !a.IsValid() || a.IsUnspecified() {
+		return !b.IsValid() || b.IsUnspecified()
+	}
+	return a == b
 }
 
 type sandbox struct {

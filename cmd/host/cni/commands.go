@@ -89,7 +89,7 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 			}
 			continue
 		}
-		c.Network, c.Container = "", at.container
+		c.Network, c.Container, c.Publish = "", at.container, at.publishFor(sb)
 		ep, err := ag.connect(network, c)
 		if err != nil {
 			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +128,8 @@ type attachment struct {
 	aliases    []string
 	ip, ip6    string
 	mac        string
-	publish    []string
+	publish    []string      // the publish specs of ports, in order
+	ports      []PortMapping // the port mappings, their protocol lowercased
 	priority   int
 	driverOpts map[string]string
 	ifname     string
@@ -189,8 +191,26 @@ func newAttachment(conf *NetConf, a *Args, container, ifname, netns string) (*at
 			return nil, confError(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), "%v", err)
 		}
 		at.publish = append(at.publish, spec)
+		pm.Protocol = strings.ToLower(cmp.Or(pm.Protocol, "tcp"))
+		at.ports = append(at.ports, pm)
 	}
 	return at, nil
+}
+
+// publishFor is what the attachment publishes when it joins sandbox sb: its
+// ports but those an endpoint of sb publishes already, the same host port
+// to the same container port. A runtime passes a container's port mappings
+// to the ADD of each of its networks (podman, containerd's CRI); the host
+// port can be published once, and the container's first network has it,
+// as CNI's portmap plugin leaves it to the first network's rule.
+func (at *attachment) publishFor(sb *sandbox) []string {
+	var specs []string
+	for i, pm := range at.ports {
+		if !sb.publishes(pm) {
+			specs = append(specs, at.publish[i])
+		}
+	}
+	return specs
 }
 
 // parseIP reads an address with or without a prefix length ("10.0.0.5",

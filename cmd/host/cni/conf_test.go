@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -81,5 +82,43 @@ func TestNewAttachment(t *testing.T) {
 		} else if e, ok := err.(*types.Error); !ok || e.Code != types.ErrInvalidNetworkConfig {
 			t.Fatalf("%s: want CNI error 7, got %v", bad, err)
 		}
+	}
+}
+
+// TestPublishForASecondNetwork: a runtime passes a container's port
+// mappings to the ADD of each of its networks. A mapping an endpoint of
+// the sandbox publishes already (the same protocol, host address, host
+// port and container port) is not asked for again; any other is.
+func TestPublishForASecondNetwork(t *testing.T) {
+	conf, err := parseConf([]byte(`{"network":"sn","runtimeConfig":{"portMappings":[
+		{"hostPort":8080,"containerPort":80,"protocol":"TCP"},
+		{"hostPort":8080,"containerPort":80,"protocol":"udp"},
+		{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"},
+		{"hostPort":8443,"containerPort":443,"hostIP":"0.0.0.0"},
+		{"hostPort":9000,"containerPort":90},
+		{"hostPort":0,"containerPort":91}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := newAttachment(conf, &Args{}, "c1", "eth1", "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	sb := &sandbox{Endpoints: []endpoint{
+		{Ports: []portBinding{{Proto: "tcp", ContainerPort: 80, HostPort: 8080}, {Proto: "udp", ContainerPort: 53, HostIP: lo, HostPort: 5353}}},
+		{Ports: []portBinding{{Proto: "tcp", ContainerPort: 443, HostPort: 8443}, {Proto: "tcp", ContainerPort: 9999, HostPort: 9000}}},
+		{Ports: []portBinding{{Proto: "tcp", ContainerPort: 91, HostPort: 32768}}},
+	}}
+	// Published already: 8080/tcp, 127.0.0.1:5353/udp, 8443 (0.0.0.0 is every
+	// address, as none is). Not: 8080/udp (another protocol), 9000 (to
+	// another container port: the agent refuses it as a conflict), and a
+	// port the driver picks (another each time).
+	want := []string{"8080:80/udp", "9000:90/tcp", "91/tcp"}
+	if got := at.publishFor(sb); !slices.Equal(got, want) {
+		t.Fatalf("publishFor: %q, want %q", got, want)
+	}
+	if got := at.publishFor(&sandbox{}); !slices.Equal(got, at.publish) {
+		t.Fatalf("publishFor a sandbox publishing nothing: %q, want every port %q", got, at.publish)
 	}
 }
