@@ -524,3 +524,88 @@ func TestCNIAcrossAgentRestart(t *testing.T) {
 	waitNoLeaks(t, "10.65.")
 	waitOnlyLoopback(t, a)
 }
+
+// TestCNIOrphanReaped: a runtime whose DEL never reached the agent (podman
+// removes a container, and its namespace, when the DEL finds the agent
+// down) leaves a sandbox only our key holds, with its interface, address
+// and published port. Once the runtime's path no longer names the
+// namespace and no process lives in it, the agent removes the sandbox:
+// within the stub grace period while it runs, and at once when it starts.
+// A namespace a process still lives in stays, whatever became of its
+// path, and one whose path is there is never touched.
+func TestCNIOrphanReaped(t *testing.T) {
+	r := newCNIRig(t, "  stub_grace_period = \"1s\"\n")
+	ctx := t.Context()
+	r.network("orph", "10.68.0.0/24")
+	r.conflist("orph", "1.0.0", "orph", nil)
+	kept, gone, held, down := runtimeNamespace(t, "kept"), runtimeNamespace(t, "gone"), runtimeNamespace(t, "held"), runtimeNamespace(t, "down")
+	for _, ns := range []string{kept, gone, held, down} {
+		r.add("orph", ns)
+	}
+	// has reports whether the agent has a sandbox on the runtime's path.
+	has := func(path string) bool {
+		sbs, err := r.agent.Client.Sandboxes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sb := range sbs {
+			if sb.RuntimeNetns == path {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ns := range []string{kept, gone, held, down} {
+		if !has(ns) {
+			t.Fatalf("no sandbox names %s as its runtime's namespace", ns)
+		}
+	}
+	sleeper := exec.Command("nsenter", "--net="+held, "sleep", "300")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	polltest.Until(t, 10*time.Second, "the sleeper to enter the namespace", func() bool {
+		same, err := osl.Same(fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid), held)
+		return err == nil && same
+	})
+	for _, ns := range []string{gone, held} {
+		if err := osl.Remove(ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	polltest.Until(t, 15*time.Second, "the sandbox whose runtime removed its namespace to go", func() bool { return !has(gone) })
+	// Three more looks (one a second): the others stay.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if !has(held) || !has(kept) || !has(down) {
+			t.Fatalf("a sandbox its runtime still holds was removed (held: %v, kept: %v, down: %v)\nagent log:\n%s", has(held), has(kept), has(down), r.agent.Log())
+		}
+	}
+	_ = sleeper.Process.Kill()
+	_ = sleeper.Wait()
+	polltest.Until(t, 15*time.Second, "the sandbox whose last process ended to go", func() bool { return !has(held) })
+
+	// The runtime removes a container while the agent is down.
+	if err := r.agent.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r.agent.Wait(10 * time.Second)
+	if err := osl.Remove(down); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	polltest.Until(t, 15*time.Second, "the sandbox removed while the agent was down to go", func() bool { return !has(down) })
+	if !has(kept) {
+		t.Fatal("the sandbox whose runtime keeps its namespace went too")
+	}
+	if out, err := r.cnitool(nil, "del", "orph", kept); err != nil {
+		t.Fatalf("del: %v\n%s", err, out)
+	}
+	if err := r.agent.Client.DeleteNetwork(ctx, "orph"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoLeaks(t, "10.68.")
+	if n := strings.Count(r.agent.Log(), "deleting a sandbox its runtime has let go of"); n != 1 {
+		t.Errorf("the restarted agent logged %d removals of a let-go sandbox, want 1:\n%s", n, r.agent.Log())
+	}
+}

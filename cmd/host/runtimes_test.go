@@ -505,3 +505,29 @@ func TestPodmanPortsOnTwoNetworks(t *testing.T) {
 	r.requireGone("8084", "8085")
 	requireNothingLeft(t, r.agent, "psecond", netip.MustParsePrefix("10.75.0.0/24"))
 }
+
+// TestPodmanRmWhileAgentDown: `podman rm` of a container while the agent
+// is down succeeds though its CNI DEL fails, and podman deletes the
+// container's namespace. The restarted agent finds its sandbox's
+// namespace let go of and removes it with its endpoint and published
+// port, so that the next container can publish the same port.
+func TestPodmanRmWhileAgentDown(t *testing.T) {
+	r := newPodmanRig(t, "pdown", "10.78.0.0/24", "")
+	id := r.container("-d", "--name", "web", "--network", "pdown", "-p", "8086:80", busyboxImage, "sh", "-c", webScript("web"))
+	if sb := r.sandboxOf(id); sb == nil || sb.RuntimeNetns == "" {
+		t.Fatalf("web's sandbox %s: want the runtime's namespace path recorded", jsonOf(sb))
+	}
+	if err := r.agent.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r.agent.Wait(10 * time.Second)
+	r.run("rm", "-f", "-t", "0", "web")
+	r.start()
+	r.requireGone("8086")
+	r.container("-d", "--name", "web2", "--network", "pdown", "-p", "8086:80", busyboxImage, "sh", "-c", webScript("web2"))
+	polltest.Until(t, 30*time.Second, "the next container's port 8086", func() bool {
+		return httpGet("http://127.0.0.1:8086/") == "hello from web2\n"
+	})
+	r.run("rm", "-f", "-t", "0", "web2")
+	r.requireGone("8086")
+}

@@ -176,6 +176,10 @@ type sandboxOp struct {
 	// not connected yet; its first connect tells the spare pool where
 	// such creates go next.
 	expect bool // mu
+	// runtimeNetns is Sandbox.RuntimeNetns: fixed for a front's create
+	// with a namespace, set by a front's set-key under mu; an atomic, for
+	// listings, which do not take mu.
+	runtimeNetns atomic.Pointer[string]
 
 	// stub, deleting and unfinished are guarded by Controller.mu (read
 	// them with Controller.stateOf): a delete marks the sandbox before it
@@ -190,6 +194,14 @@ type sandboxOp struct {
 	// deleted is written with both mu and Controller.mu held, so either
 	// suffices to read it.
 	deleted bool
+}
+
+// runtimePath is op.runtimeNetns, or "".
+func (op *sandboxOp) runtimePath() string {
+	if p := op.runtimeNetns.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // opState is what Controller.mu guards in a sandboxOp.

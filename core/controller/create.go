@@ -320,8 +320,11 @@ func (cr *creation) register(context.Context) error {
 // ID), undoing it whole if a step fails.
 func (c *Controller) create(ctx context.Context, id string, req SandboxCreate, nets []sandboxNetwork) (*Sandbox, error) {
 	sb := sandbox.New(id, req.ContainerID, req.Options, c.sandboxDir(id), c.hostResolv())
-	cr := &creation{c: c, req: req, nets: nets, src: c.nsSourceFor(req, nets),
-		op: &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey, front: req.Front}}
+	op := &sandboxOp{sb: sb, created: time.Now().UTC(), external: req.ExternalKey, front: req.Front}
+	if req.Front != "" && req.Netns != "" {
+		op.runtimeNetns.Store(&req.Netns)
+	}
+	cr := &creation{c: c, req: req, nets: nets, src: c.nsSourceFor(req, nets), op: op}
 	if err := c.runSteps(ctx, "create", cr.steps()); err != nil {
 		if cr.acquired {
 			if cr.files != nil {

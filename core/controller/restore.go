@@ -117,6 +117,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	go c.watchGlobal(wctx)
 	go c.peers.run(wctx)
 	go c.watchHostResolvConf(wctx)
+	go c.watchOrphans(wctx)
 	c.log.Info("state restored", "networks", len(st.networks), "endpoints", len(st.endpoints), "sandboxes", len(st.sandboxes))
 	return nil
 }
@@ -281,6 +282,9 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 	// A front's sandbox is its runtime's until the front removes it: the
 	// runtime will not create it again, so it is never a stub to reap.
 	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, front: s.Front, stub: s.Front == ""}
+	if s.RuntimeNetns != "" {
+		op.runtimeNetns.Store(&s.RuntimeNetns)
+	}
 	c.refreshDNS(op)
 	c.mu.Lock()
 	defer c.mu.Unlock()

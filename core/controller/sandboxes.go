@@ -230,7 +230,7 @@ func (c *Controller) creatingDir() string { return filepath.Join(c.cfg.NetnsDir,
 
 // record is the stored form of a sandbox.
 func (c *Controller) record(op *sandboxOp) *Sandbox {
-	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, Created: op.created, InDelete: c.stateOf(op).inDelete()}
+	return &Sandbox{ID: op.sb.ID(), ContainerID: op.sb.ContainerID(), HostID: c.cfg.HostID, Key: op.sb.Key(), Options: op.sb.Options(), Front: op.front, RuntimeNetns: op.runtimePath(), Created: op.created, InDelete: c.stateOf(op).inDelete()}
 }
 
 // saveSandbox rewrites a sandbox's record.
@@ -618,6 +618,9 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 		return nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
 	}
 	op.sb.SetNamespace(key, ns)
+	if op.front != "" {
+		op.runtimeNetns.Store(&path)
+	}
 	ok, saved := false, false
 	var joined []sandbox.Endpoint // by this set-key, each as it was before
 	defer func() {
@@ -630,6 +633,7 @@ func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandb
 			c.unjoin(context.WithoutCancel(ctx), op, e)
 		}
 		op.sb.SetNamespace("", nil)
+		op.runtimeNetns.Store(nil)
 		_ = ns.Destroy()
 		if saved { // the record forgets the key again
 			if err := c.saveSandbox(context.WithoutCancel(ctx), op); err != nil {

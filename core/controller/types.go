@@ -113,9 +113,15 @@ type Sandbox struct {
 	// empty for the API. A front's sandbox lives on a namespace its
 	// runtime owns and is removed by that front (CNI DEL or GC, the OCI
 	// poststop hook), never reaped as an unclaimed stub after a restart.
-	Front    string    `json:"front,omitempty"`
-	Created  time.Time `json:"created"`
-	InDelete bool      `json:"in_delete,omitempty"`
+	Front string `json:"front,omitempty"`
+	// RuntimeNetns is the path a front's runtime named its namespace by
+	// (CNI_NETNS, or the OCI hook's /proc/PID/ns/net). Once that path no
+	// longer names the namespace and no process is left in it, the
+	// runtime is done with the container though its front never said so
+	// (a CNI DEL while the agent was down): the sandbox goes (reapOrphans).
+	RuntimeNetns string    `json:"runtime_netns,omitempty"`
+	Created      time.Time `json:"created"`
+	InDelete     bool      `json:"in_delete,omitempty"`
 	// Fields below are derived for the API, never stored.
 	Stub       bool   `json:"stub,omitempty"`
 	ResolvConf string `json:"resolv_conf,omitempty"`

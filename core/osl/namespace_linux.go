@@ -228,6 +228,37 @@ func Same(a, b string) (bool, error) {
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
 
+// Abandoned reports whether the runtime that named the namespace at key by
+// path has let go of it: path no longer names it (gone, or another
+// namespace now) and no process lives in it. Only our key holds such a
+// namespace. One a process still lives in is not abandoned, whatever
+// became of path; a path that cannot be looked at (a permission refused)
+// is taken to name it still.
+func Abandoned(path, key string) (bool, error) {
+	var k, p unix.Stat_t
+	if err := unix.Stat(key, &k); err != nil {
+		return false, &fs.PathError{Op: "stat", Path: key, Err: err}
+	}
+	switch err := unix.Stat(path, &p); {
+	case err == nil && p.Dev == k.Dev && p.Ino == k.Ino:
+		return false, nil
+	case err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR):
+		return false, nil
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return false, err
+	}
+	for _, e := range procs {
+		if name := e.Name(); name[0] >= '0' && name[0] <= '9' {
+			if unix.Stat("/proc/"+name+"/ns/net", &p) == nil && p.Dev == k.Dev && p.Ino == k.Ino {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
 // Remove unmounts the namespace at key and removes the key file, without
 // opening it. It is Destroy for a key the caller has no Namespace for, such
 // as a stale key found at startup, and succeeds if key is already gone.

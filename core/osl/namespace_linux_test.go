@@ -7,13 +7,16 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -523,5 +526,57 @@ func TestMove(t *testing.T) {
 	}
 	if mounted(t, to) {
 		t.Error("key still mounted after Destroy")
+	}
+}
+
+// TestAbandoned: a namespace bound at our key is let go of by the runtime
+// that named it by path once path no longer names it (gone, or another
+// namespace now) and no process lives in it; never while a process lives
+// in it.
+func TestAbandoned(t *testing.T) {
+	runtimeNS := newTestNamespace(t)
+	path := runtimeNS.Path()
+	key := filepath.Join(t.TempDir(), "ours")
+	ours, err := BindNamespace(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ours.Destroy() })
+	check := func(want bool, why string) {
+		t.Helper()
+		if got, err := Abandoned(path, key); err != nil || got != want {
+			t.Fatalf("%s: Abandoned = %v, %v; want %v", why, got, err, want)
+		}
+	}
+	check(false, "the runtime's path names it")
+
+	sleeper := exec.Command("nsenter", "--net="+key, "sleep", "300")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	polltest.Until(t, 10*time.Second, "the process to enter the namespace", func() bool {
+		same, err := Same(fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid), key)
+		return err == nil && same
+	})
+	if err := Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "its path gone, a process in it")
+	_ = sleeper.Process.Kill()
+	_ = sleeper.Wait()
+	check(true, "its path gone, no process in it")
+
+	other := newTestNamespace(t)
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(other.Path(), path, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Remove(path) })
+	check(true, "its path naming another namespace")
+	if _, err := Abandoned(path, filepath.Join(t.TempDir(), "none")); err == nil {
+		t.Fatal("Abandoned of a key that is not there: no error")
 	}
 }

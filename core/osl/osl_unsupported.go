@@ -36,6 +36,9 @@ func Check(key string) error { return ErrNotSupported }
 // Same returns ErrNotSupported.
 func Same(a, b string) (bool, error) { return false, ErrNotSupported }
 
+// Abandoned returns ErrNotSupported.
+func Abandoned(path, key string) (bool, error) { return false, ErrNotSupported }
+
 // Remove returns ErrNotSupported.
 func Remove(key string) error { return ErrNotSupported }
 
