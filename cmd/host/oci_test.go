@@ -394,6 +394,38 @@ func TestOCIAgentRestart(t *testing.T) {
 	}
 }
 
+// TestOCIPoststopWhileAgentDown: a runc container removed while the agent
+// is down, so that its poststop hook fails: the restarted agent sees its
+// namespace with no process left and no longer at the hook's
+// /proc/PID/ns/net, and removes the sandbox with its endpoint and port.
+func TestOCIPoststopWhileAgentDown(t *testing.T) {
+	nstest.RequireRoot(t)
+	r := newOCIRuntime(t, "runc")
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := e.Start(t)
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "ocidown", Subnet: "10.69.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := busyboxRootfs(t, "web")
+	web := r.bundle(t, rootfs, "web", "httpd", "-f", "-p", "80", "-h", "/www/web")
+	prepare(t, e.Socket, "--network", "ocidown", "--publish", "8093:80", web, "web")
+	r.run(t, web, "web")
+	if sb, err := a.Client.Sandbox(ctx, "web"); err != nil || !strings.HasPrefix(sb.RuntimeNetns, "/proc/") {
+		t.Fatalf("web's sandbox: %+v, %v; want the hook's /proc/PID/ns/net recorded", sb, err)
+	}
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.Wait(10 * time.Second)
+	r.delete(t, "web") // its poststop hook finds no agent
+	a = e.Start(t)
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	noOCILeaks(t, a, "ocidown", "10.69.0.", "8093")
+}
+
 // TestOCIPrepareErrors: a prepare that fails says why and leaves no
 // sandbox and the bundle as it was; the hooks report a missing sandbox
 // clearly, and a poststop for a sandbox already gone succeeds.
