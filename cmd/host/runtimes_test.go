@@ -460,9 +460,10 @@ func readFile(path string) string {
 // two sandnet networks (`--network a,b`, and `podman network connect`)
 // starts, its port answers from the host's namespace, a peer on the
 // second network reaches it by name, disconnecting the second network
-// keeps the port, and `podman rm` leaves nothing. (Before, the second
-// ADD failed: the port was "already published" by the container's own
-// first endpoint.)
+// keeps the port, disconnecting the first hands the port over to the
+// second, and `podman rm` leaves nothing. (Before, the second ADD
+// failed: the port was "already published" by the container's own first
+// endpoint.)
 func TestPodmanPortsOnTwoNetworks(t *testing.T) {
 	r := newPodmanRig(t, "pfirst", "10.74.0.0/24", "")
 	if _, err := r.agent.Client.CreateNetwork(t.Context(), controller.NetworkCreate{Name: "psecond", Subnet: "10.75.0.0/24"}); err != nil {
@@ -499,6 +500,15 @@ func TestPodmanPortsOnTwoNetworks(t *testing.T) {
 	r.run("network", "disconnect", "psecond", "later")
 	polltest.Until(t, 30*time.Second, "later's published port 8085 after connecting and disconnecting a second network", func() bool {
 		return httpGet("http://127.0.0.1:8085/") == "hello from later\n"
+	})
+
+	r.run("network", "disconnect", "pfirst", "web")
+	sb = r.sandboxOf(id)
+	if len(sb.Endpoints) != 1 || len(sb.Endpoints[0].Ports) != 1 || sb.Endpoints[0].Ports[0].HostPort != 8084 {
+		t.Fatalf("web's sandbox after disconnecting its first network: %s; want its endpoint on the second publishing 8084", jsonOf(sb))
+	}
+	polltest.Until(t, 30*time.Second, "web's port 8084 through its second network, once the first is disconnected", func() bool {
+		return httpGet("http://127.0.0.1:8084/") == "hello from web\n"
 	})
 
 	r.run("rm", "-f", "-t", "0", "web", "later")

@@ -728,12 +728,8 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 	ep.SandboxID, ep.IfName, ep.Gateway, ep.GatewayV6, ep.Routes = sb.ID(), rec.IfName, se.Gateway, se.GatewayV6, se.Routes
 	if publishing != nil {
 		ep.External = true
-		if bs := pub.GetPortBindings(); len(bs) > 0 {
-			ep.Ports = ep.Ports[:0]
-			for _, b := range bs {
-				hip, _ := netip.ParseAddr(b.GetHostIp())
-				ep.Ports = append(ep.Ports, PortBinding{Proto: b.GetProto(), ContainerPort: uint16(b.GetContainerPort()), HostIP: hip, HostPort: uint16(b.GetHostPort())})
-			}
+		if bound := boundPorts(pub); len(bound) > 0 {
+			ep.Ports = bound
 		}
 	}
 	return nil
@@ -954,7 +950,17 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 		op.mu.Unlock()
 		return nil
 	}
-	err = c.disconnect(ctx, op, netRef, container)
+	var released *Endpoint
+	err = c.disconnectFound(ctx, op, netRef, container, func(e sandbox.Endpoint) {
+		if op.front == "cni" {
+			if ep, _, err := c.endpointRecord(ctx, e.NetworkID, e.ID); err == nil && len(ep.Ports) > 0 {
+				released = &ep
+			}
+		}
+	})
+	if err == nil && released != nil {
+		c.handOverPorts(ctx, op, released.Ports)
+	}
 	op.mu.Unlock()
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return err
@@ -967,6 +973,18 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 
 // disconnect is Disconnect with op.mu held.
 func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, container string) error {
+	return c.disconnectFound(ctx, op, netRef, container, nil)
+}
+
+// disconnectFound is disconnect, calling found (unless nil) with the
+// endpoint it is about to remove.
+func (c *Controller) disconnectFound(ctx context.Context, op *sandboxOp, netRef, container string, found func(sandbox.Endpoint)) error {
+	remove := func(e sandbox.Endpoint) error {
+		if found != nil {
+			found(e)
+		}
+		return c.removeAnnounced(ctx, op, e)
+	}
 	// The sandbox knows its networks' IDs and names: a network with an
 	// endpoint cannot go away, nor its name pass to another network.
 	eps := op.sb.Endpoints()
@@ -976,7 +994,7 @@ func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, cont
 	} {
 		for _, e := range eps {
 			if match(e) {
-				return c.removeAnnounced(ctx, op, e)
+				return remove(e)
 			}
 		}
 	}
@@ -986,7 +1004,7 @@ func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, cont
 	}
 	for _, e := range eps {
 		if e.NetworkID == n.ID {
-			return c.removeAnnounced(ctx, op, e)
+			return remove(e)
 		}
 	}
 	return errorf(sdk.ErrNotFound, "container %s is not connected to network %s", container, n.Name)

@@ -365,6 +365,9 @@ type vethDriver struct {
 	// as a call the request's end cut short does.
 	nets       map[string]bool
 	failCreate bool
+	// published: how many ports each endpoint publishes, by ID, as
+	// ProgramExternalConnectivity and RevokeExternalConnectivity left it.
+	published map[string]int
 }
 
 // Prepare makes an endpoint's pair ahead of its join: the sandbox end
@@ -529,11 +532,34 @@ func (d *vethDriver) Leave(_ context.Context, req *pb.LeaveRequest) error {
 	return nil
 }
 
-func (*vethDriver) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+func (d *vethDriver) ProgramExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
+	d.setPublished(req.GetEndpoint().GetId(), len(req.GetEndpoint().GetPortBindings()))
 	return &pb.ExternalConnectivityResponse{}, nil
 }
-func (*vethDriver) RevokeExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) error {
+func (d *vethDriver) RevokeExternalConnectivity(_ context.Context, req *pb.ExternalConnectivityRequest) error {
+	d.setPublished(req.GetEndpoint().GetId(), 0)
 	return nil
+}
+
+// setPublished records that endpoint id publishes n ports.
+func (d *vethDriver) setPublished(id string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.published == nil {
+		d.published = map[string]int{}
+	}
+	if n == 0 {
+		delete(d.published, id)
+	} else {
+		d.published[id] = n
+	}
+}
+
+// publishedBy is how many ports endpoint id publishes.
+func (d *vethDriver) publishedBy(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.published[id]
 }
 func (*vethDriver) EndpointOperInfo(context.Context, *pb.EndpointRequest) (*pb.EndpointOperInfoResponse, error) {
 	return &pb.EndpointOperInfoResponse{}, nil
