@@ -340,7 +340,7 @@ func TestCNIAddCheckDel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitNoLeaks(t, "10.6")
+	waitNoLeaks(t, "10.8")
 }
 
 // containerHash is cnitool's container ID for a netns path, less its
@@ -608,4 +608,74 @@ func TestCNIOrphanReaped(t *testing.T) {
 	if n := strings.Count(r.agent.Log(), "deleting a sandbox its runtime has let go of"); n != 1 {
 		t.Errorf("the restarted agent logged %d removals of a let-go sandbox, want 1:\n%s", n, r.agent.Log())
 	}
+}
+
+// TestCNIParallelAddsOfOneContainer: three ADDs of one container to three
+// networks at once (the spec asks runtimes not to, but one may): all
+// succeed, each while another may be creating the container's sandbox,
+// and the container's port mapping, passed to each, is published once.
+// Three DELs at once then leave nothing. (Before, the ADDs that found
+// the sandbox being created failed: "already has a sandbox being
+// created".)
+func TestCNIParallelAddsOfOneContainer(t *testing.T) {
+	r := newCNIRig(t, "")
+	nets := []string{"par1", "par2", "par3"}
+	for i, n := range nets {
+		r.network(n, fmt.Sprintf("10.8%d.0.0/24", 6+i))
+		r.conflist(n, "1.0.0", n, map[string]any{"capabilities": map[string]bool{"portMappings": true}})
+	}
+	caps := `CAP_ARGS={"portMappings":[{"hostPort":8096,"containerPort":80,"protocol":"tcp"}]}`
+	for round := range 3 {
+		ns := runtimeNamespace(t, fmt.Sprintf("r%d", round))
+		run := func(verb string) {
+			t.Helper()
+			errs := make(chan string, len(nets))
+			for i, n := range nets {
+				go func() {
+					out, err := r.cnitool([]string{fmt.Sprintf("CNI_IFNAME=eth%d", i), caps}, verb, n, ns)
+					if err != nil {
+						out = fmt.Sprintf("%s %s: %v\n%s", verb, n, err, out)
+					} else {
+						out = ""
+					}
+					errs <- out
+				}()
+			}
+			for range nets {
+				if e := <-errs; e != "" {
+					t.Errorf("round %d: %s", round, e)
+				}
+			}
+			if t.Failed() {
+				t.Fatalf("agent log:\n%s", r.agent.Log())
+			}
+		}
+		run("add")
+		sbs, err := r.agent.Client.Sandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		published := 0
+		for _, ep := range sbs[0].Endpoints {
+			published += len(ep.Ports)
+		}
+		if len(sbs) != 1 || len(sbs[0].Endpoints) != 3 || published != 1 {
+			t.Fatalf("round %d: after three ADDs at once: %s; want one sandbox, three endpoints, one published port", round, jsonOf(sbs))
+		}
+		got, err := inNS(ns, "ip", "-o", "link")
+		if err != nil || strings.Count(got, " eth") != 3 {
+			t.Fatalf("round %d: the runtime's namespace: %v\n%s", round, err, got)
+		}
+		run("del")
+		waitOnlyLoopback(t, ns)
+	}
+	if sbs, err := r.agent.Client.Sandboxes(t.Context()); err != nil || len(sbs) != 0 {
+		t.Fatalf("sandboxes after the DELs: %s (%v)", jsonOf(sbs), err)
+	}
+	for _, n := range nets {
+		if err := r.agent.Client.DeleteNetwork(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNoLeaks(t, "10.8")
 }

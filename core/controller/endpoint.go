@@ -961,14 +961,23 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 	if err == nil && released != nil {
 		c.handOverPorts(ctx, op, released.Ports)
 	}
+	empty := len(op.sb.Endpoints()) == 0
 	op.mu.Unlock()
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return err
 	}
-	if op.front == "" {
+	if op.front == "" || !empty {
 		return nil
 	}
-	return c.deleteSandboxUnless(ctx, op, func() bool { return len(op.sb.Endpoints()) > 0 }, c.announceDelete(""))
+	// Only a release that left the sandbox empty deletes it; a connect
+	// in between keeps it. Should another release (of a runtime that
+	// runs DELs at once) be at it, that one decides: it too found the
+	// sandbox empty.
+	err = c.deleteSandboxUnless(ctx, op, func() bool { return len(op.sb.Endpoints()) > 0 }, c.announceDelete(""))
+	if errors.Is(err, errDeleteInProgress) {
+		return nil
+	}
+	return err
 }
 
 // disconnect is Disconnect with op.mu held.

@@ -464,6 +464,10 @@ func (c *Controller) deleteSandbox(ctx context.Context, op *sandboxOp) error {
 	return c.deleteSandboxUnless(ctx, op, nil, nil)
 }
 
+// errDeleteInProgress is deleteSandboxUnless's refusal while another
+// delete of the sandbox (or a check whether to) is under way.
+var errDeleteInProgress = errors.New("delete in progress")
+
 // deleteSandboxUnless is deleteSandbox, unless keep (called with op.mu
 // held, when not nil) says the sandbox is to stay. Once the delete has
 // removed endpoints, announce (when not nil) is called with op.mu held,
@@ -473,7 +477,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	c.mu.Lock()
 	if op.deleting {
 		c.mu.Unlock()
-		return errorf(sdk.ErrForbidden, "sandbox %s: delete in progress", short(op.sb.ID()))
+		return fmt.Errorf("sandbox %s: %w: %w", short(op.sb.ID()), errDeleteInProgress, sdk.ErrForbidden)
 	}
 	op.deleting = true
 	c.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -64,7 +65,8 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		Network: network, Name: at.name, Aliases: at.aliases, IP: at.ip, IPv6: at.ip6, Priority: at.priority,
 		Publish: at.publish, Interface: at.ifname, MAC: at.mac, DriverOpts: at.driverOpts,
 	}
-	for range 2 {
+	deadline, staleGone := time.Now().Add(creatingWait), false
+	for {
 		sb, err := ag.createSandbox(sandboxCreate{ContainerID: at.container, Netns: at.netns, Front: "cni", Networks: []connect{c}})
 		if err == nil {
 			if len(sb.Endpoints) == 0 {
@@ -77,6 +79,13 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		}
 		// The container has a sandbox already.
 		sb, gerr := ag.sandbox(at.container)
+		if status(gerr) == statusNotFound && time.Now().Before(deadline) {
+			// Another ADD of the container is creating it (a runtime
+			// should not run two at once, but may) or a DEL deleting
+			// it: its end decides whether to connect or to create.
+			time.Sleep(creatingPoll)
+			continue
+		}
 		if gerr != nil {
 			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
 		}
@@ -84,9 +93,13 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 			if sb.Front != "cni" {
 				return nil, nil, types.NewError(types.ErrInternal, fmt.Sprintf("container %s has a sandbox on another namespace that the CNI plugin did not make", at.container), "")
 			}
+			if staleGone {
+				return nil, nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("container %s: its sandbox changed during the ADD", at.container), "")
+			}
 			if derr := ag.deleteSandbox(at.container); derr != nil && status(derr) != statusNotFound {
 				return nil, nil, cniError(fmt.Sprintf("removing the stale sandbox of container %s", at.container), derr)
 			}
+			staleGone = true
 			continue
 		}
 		c.Network, c.Container, c.Publish = "", at.container, at.publishFor(sb)
@@ -103,8 +116,15 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		}
 		return sb, ep, nil
 	}
-	return nil, nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("container %s: its sandbox changed during the ADD", at.container), "")
 }
+
+const (
+	// creatingWait bounds how long an ADD waits for the container's
+	// sandbox that another request is creating or deleting.
+	creatingWait = 10 * time.Second
+	// creatingPoll is how often it looks again.
+	creatingPoll = 5 * time.Millisecond
+)
 
 // sameNamespace reports whether the files at a and b are the same
 // network namespace (the same nsfs inode).
