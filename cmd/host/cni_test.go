@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -593,8 +594,19 @@ func TestCNIOrphanReaped(t *testing.T) {
 	if err := osl.Remove(down); err != nil {
 		t.Fatal(err)
 	}
+	restarted := time.Now()
 	r.start()
 	polltest.Until(t, 15*time.Second, "the sandbox removed while the agent was down to go", func() bool { return !has(down) })
+	evCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	evs, err := r.agent.Client.Events(evCtx, url.Values{"type": {"sandbox.delete"}, "since": {restarted.Format(time.RFC3339Nano)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evs.Close()
+	if ev, err := evs.Next(); err != nil || !strings.Contains(ev.Message, "let go of its namespace") || ev.SandboxID == "" {
+		t.Fatalf("the removal's sandbox.delete event: %+v, %v", ev, err)
+	}
 	if !has(kept) {
 		t.Fatal("the sandbox whose runtime keeps its namespace went too")
 	}
