@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -560,6 +561,10 @@ func TestCNIOrphanReaped(t *testing.T) {
 		if !has(ns) {
 			t.Fatalf("no sandbox names %s as its runtime's namespace", ns)
 		}
+	}
+	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", r.env.Socket, "cnitool-"+containerHash(kept))
+	if want := "(?m)^Front: +cni\nRuntime netns: +" + regexp.QuoteMeta(kept) + "$"; code != 0 || !regexp.MustCompile(want).MatchString(out) {
+		t.Errorf("sandnet sandbox inspect: exit %d, want a match of %s:\n%s", code, want, out)
 	}
 	sleeper := exec.Command("nsenter", "--net="+held, "sleep", "300")
 	if err := sleeper.Start(); err != nil {

@@ -137,6 +137,12 @@ func sandboxInspectCmd(args []string) int {
 		}
 		cf.output(sb, func(w *tabwriter.Writer) {
 			fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, sb.Key, sb.ResolvConf, sb.Hosts)
+			if sb.Front != "" {
+				fmt.Fprintf(w, "Front:\t%s\n", sb.Front)
+			}
+			if sb.RuntimeNetns != "" {
+				fmt.Fprintf(w, "Runtime netns:\t%s\n", sb.RuntimeNetns)
+			}
 			if sb.Options.Hostname != "" {
 				fmt.Fprintf(w, "Hostname:\t%s\n", sb.Options.Hostname)
 			}
