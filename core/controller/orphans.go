@@ -62,10 +62,13 @@ func (c *Controller) reapOrphans(ctx context.Context) {
 	}
 }
 
-// orphaned reports whether op's runtime has let go of its namespace. It
-// takes op.mu, so it waits for an operation under way on the sandbox.
+// orphaned reports whether op's runtime has let go of its namespace. A
+// sandbox an operation holds is in use: it is looked at again next time,
+// and a hung operation holds up no other sandbox's look.
 func (c *Controller) orphaned(op *sandboxOp) bool {
-	op.mu.Lock()
+	if !op.mu.TryLock() {
+		return false
+	}
 	defer op.mu.Unlock()
 	return c.orphanedLocked(op)
 }
