@@ -696,3 +696,35 @@ func TestCNIParallelAddsOfOneContainer(t *testing.T) {
 	}
 	waitNoLeaks(t, "10.8")
 }
+
+// TestCNIRelativeNetns: a CNI_NETNS relative to the runtime's working
+// directory names the namespace there: the plugin hands the agent the
+// absolute path (the agent's working directory is its own), which the
+// sandbox records; the agent itself refuses a relative path
+// (TestHostileRequests).
+func TestCNIRelativeNetns(t *testing.T) {
+	r := newCNIRig(t, "")
+	r.network("rel", "10.89.0.0/24")
+	ns := runtimeNamespace(t, "rel")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := map[string]any{"cniVersion": "1.0.0", "name": "rel", "type": "sandnet", "network": "rel", "socket": r.env.Socket}
+	env := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "relc", "CNI_NETNS": rel, "CNI_IFNAME": "eth0", "CNI_PATH": filepath.Dir(bins.CNI)}
+	if out, ok := r.plugin(env, conf); !ok {
+		t.Fatalf("ADD with CNI_NETNS=%s: %s", rel, out)
+	}
+	if sb, err := r.agent.Client.Sandbox(t.Context(), "relc"); err != nil || sb.RuntimeNetns != ns {
+		t.Fatalf("the sandbox: %+v, %v; want its runtime_netns %s", sb, err, ns)
+	}
+	env["CNI_COMMAND"] = "DEL"
+	if out, ok := r.plugin(env, conf); !ok {
+		t.Fatalf("DEL: %s", out)
+	}
+	waitOnlyLoopback(t, ns)
+}

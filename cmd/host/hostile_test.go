@@ -184,6 +184,8 @@ func TestHostileRequests(t *testing.T) {
 		// process that exited), not that it is none
 		create("netns of a process that is gone", `{"container_id":"c9","netns":"/proc/999999999/ns/net","networks":[{"network":"net"}]}`, "netns: /proc/999999999/ns/net: no such file or directory"),
 		{"set-key to a file that is no namespace", "POST", "/v1/sandboxes/ext/key", `{"path":"/etc/hostname"}`, 400, "path: /etc/hostname is not a network namespace"},
+		create("netns a relative path", `{"container_id":"c9","netns":"ns/net","networks":[{"network":"net"}]}`, `netns: "ns/net" is not an absolute path`),
+		{"set-key to a relative path", "POST", "/v1/sandboxes/ext/key", `{"path":"proc/1/ns/net"}`, 400, `path: "proc/1/ns/net" is not an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -571,11 +571,16 @@ func (c *Controller) forgetSandbox(ctx context.Context, op *sandboxOp) error {
 }
 
 // checkRuntimeNS refuses, naming field, a path a runtime gives as a
-// container's namespace that is none, or is the agent's own: a sandbox
+// container's namespace that is not absolute (the agent would look for it
+// in its own working directory, and the let-go watcher look at it there
+// later), that is none, or is the agent's own: a sandbox
 // there would have the driver and the sandbox configure (and, on
 // delete, tear down) the host's interfaces and routes. Host networking
 // is a host-mode sandbox.
 func checkRuntimeNS(field, path string) error {
+	if !filepath.IsAbs(path) {
+		return errorf(sdk.ErrInvalid, "%s: %q is not an absolute path (the agent does not share its caller's working directory)", field, clip(path))
+	}
 	var perr *fs.PathError
 	switch err := osl.Check(path); {
 	case errors.As(err, &perr):

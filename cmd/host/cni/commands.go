@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -42,7 +43,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if args.Netns == "" {
 		return types.NewError(types.ErrInvalidNetNS, "CNI_NETNS: required for ADD", "")
 	}
-	at, err := newAttachment(conf, cargs, args.ContainerID, args.IfName, args.Netns)
+	// The agent takes the path as it is, from its own working directory.
+	netns, err := filepath.Abs(args.Netns)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetNS, "CNI_NETNS: "+err.Error(), "")
+	}
+	at, err := newAttachment(conf, cargs, args.ContainerID, args.IfName, netns)
 	if err != nil {
 		return err
 	}
