@@ -22,6 +22,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
@@ -727,4 +728,33 @@ func TestCNIRelativeNetns(t *testing.T) {
 		t.Fatalf("DEL: %s", out)
 	}
 	waitOnlyLoopback(t, ns)
+}
+
+// TestSetKeyCLIRelativePath: `sandnet sandbox set-key C PATH` with a path
+// relative to where it runs names the namespace there (the CLI hands the
+// agent the absolute path).
+func TestSetKeyCLIRelativePath(t *testing.T) {
+	a := bridgeAgent(t)
+	ns := runtimeNamespace(t, "setkey")
+	if _, err := a.Client.CreateSandbox(t.Context(), controller.SandboxCreate{ContainerID: "ext", Options: sandbox.Options{ExternalKey: true}}); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := sandnetCmd(t, "sandbox", "set-key", "--socket", a.Socket, "ext", rel); code != 0 {
+		t.Fatalf("sandnet sandbox set-key ext %s: exit %d\n%s", rel, code, out)
+	}
+	sb, err := a.Client.Sandbox(t.Context(), "ext")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same, err := osl.Same(sb.Key, ns); err != nil || !same {
+		t.Fatalf("the sandbox's key %s after set-key of %s: same namespace %v (%v)", sb.Key, rel, same, err)
+	}
 }

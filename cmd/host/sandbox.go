@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -211,7 +212,12 @@ func sandboxRmCmd(args []string) int {
 
 func sandboxSetKeyCmd(args []string) int {
 	return clientCmd(newFlags("sandbox set-key", "CONTAINER PATH"), args, 2, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
-		sb, err := c.SetKey(ctx, pos[0], pos[1])
+		// The agent takes the path from its own working directory.
+		path, err := filepath.Abs(pos[1])
+		if err != nil {
+			return err
+		}
+		sb, err := c.SetKey(ctx, pos[0], path)
 		if err != nil {
 			return err
 		}
