@@ -707,14 +707,7 @@ func TestCNIRelativeNetns(t *testing.T) {
 	r := newCNIRig(t, "")
 	r.network("rel", "10.89.0.0/24")
 	ns := runtimeNamespace(t, "rel")
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel, err := filepath.Rel(wd, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := relativeToWD(t, ns)
 	conf := map[string]any{"cniVersion": "1.0.0", "name": "rel", "type": "sandnet", "network": "rel", "socket": r.env.Socket}
 	env := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "relc", "CNI_NETNS": rel, "CNI_IFNAME": "eth0", "CNI_PATH": filepath.Dir(bins.CNI)}
 	if out, ok := r.plugin(env, conf); !ok {
@@ -739,14 +732,7 @@ func TestSetKeyCLIRelativePath(t *testing.T) {
 	if _, err := a.Client.CreateSandbox(t.Context(), controller.SandboxCreate{ContainerID: "ext", Options: sandbox.Options{ExternalKey: true}}); err != nil {
 		t.Fatal(err)
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel, err := filepath.Rel(wd, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := relativeToWD(t, ns)
 	if out, code := sandnetCmd(t, "sandbox", "set-key", "--socket", a.Socket, "ext", rel); code != 0 {
 		t.Fatalf("sandnet sandbox set-key ext %s: exit %d\n%s", rel, code, out)
 	}
@@ -757,4 +743,19 @@ func TestSetKeyCLIRelativePath(t *testing.T) {
 	if same, err := osl.Same(sb.Key, ns); err != nil || !same {
 		t.Fatalf("the sandbox's key %s after set-key of %s: same namespace %v (%v)", sb.Key, rel, same, err)
 	}
+}
+
+// relativeToWD is path relative to the test's working directory, where
+// the commands it runs start.
+func relativeToWD(t *testing.T, path string) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rel
 }

@@ -950,16 +950,18 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 		op.mu.Unlock()
 		return nil
 	}
-	var released *Endpoint
-	err = c.disconnectFound(ctx, op, netRef, container, func(e sandbox.Endpoint) {
+	e, err := c.connectedTo(ctx, op, netRef, container)
+	var ports []PortBinding // a CNI container's, which another endpoint takes over
+	if err == nil {
 		if op.front == "cni" {
-			if ep, _, err := c.endpointRecord(ctx, e.NetworkID, e.ID); err == nil && len(ep.Ports) > 0 {
-				released = &ep
+			if ep, _, rerr := c.endpointRecord(ctx, e.NetworkID, e.ID); rerr == nil {
+				ports = ep.Ports
 			}
 		}
-	})
-	if err == nil && released != nil {
-		c.handOverPorts(ctx, op, released.Ports)
+		err = c.removeAnnounced(ctx, op, e)
+	}
+	if err == nil && len(ports) > 0 {
+		c.handOverPorts(ctx, op, ports)
 	}
 	empty := len(op.sb.Endpoints()) == 0
 	op.mu.Unlock()
@@ -982,18 +984,16 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 
 // disconnect is Disconnect with op.mu held.
 func (c *Controller) disconnect(ctx context.Context, op *sandboxOp, netRef, container string) error {
-	return c.disconnectFound(ctx, op, netRef, container, nil)
+	e, err := c.connectedTo(ctx, op, netRef, container)
+	if err != nil {
+		return err
+	}
+	return c.removeAnnounced(ctx, op, e)
 }
 
-// disconnectFound is disconnect, calling found (unless nil) with the
-// endpoint it is about to remove.
-func (c *Controller) disconnectFound(ctx context.Context, op *sandboxOp, netRef, container string, found func(sandbox.Endpoint)) error {
-	remove := func(e sandbox.Endpoint) error {
-		if found != nil {
-			found(e)
-		}
-		return c.removeAnnounced(ctx, op, e)
-	}
+// connectedTo is op's endpoint on network netRef (an ID or a name), or
+// ErrNotFound. op.mu is held.
+func (c *Controller) connectedTo(ctx context.Context, op *sandboxOp, netRef, container string) (sandbox.Endpoint, error) {
 	// The sandbox knows its networks' IDs and names: a network with an
 	// endpoint cannot go away, nor its name pass to another network.
 	eps := op.sb.Endpoints()
@@ -1003,20 +1003,20 @@ func (c *Controller) disconnectFound(ctx context.Context, op *sandboxOp, netRef,
 	} {
 		for _, e := range eps {
 			if match(e) {
-				return remove(e)
+				return e, nil
 			}
 		}
 	}
 	n, _, err := c.network(ctx, netRef)
 	if err != nil {
-		return err
+		return sandbox.Endpoint{}, err
 	}
 	for _, e := range eps {
 		if e.NetworkID == n.ID {
-			return remove(e)
+			return e, nil
 		}
 	}
-	return errorf(sdk.ErrNotFound, "container %s is not connected to network %s", container, n.Name)
+	return sandbox.Endpoint{}, errorf(sdk.ErrNotFound, "container %s is not connected to network %s", container, n.Name)
 }
 
 // removeAnnounced is a disconnect's removeEndpoint of e, announced once

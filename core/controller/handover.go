@@ -63,7 +63,6 @@ func handOverOrder(sb *sandbox.Sandbox) []sandbox.Endpoint {
 // the ports the record has. Ports ep publishes already are skipped.
 func (c *Controller) publishMore(ctx context.Context, n *Network, ep *Endpoint, idx uint64, ports []PortBinding) error {
 	next := ep.clone()
-	next.Ports = slices.Clone(ep.Ports)
 	for _, p := range ports {
 		if !slices.Contains(next.Ports, p) {
 			next.Ports = append(next.Ports, p)
