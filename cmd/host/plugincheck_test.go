@@ -104,11 +104,11 @@ func TestPluginCheckPasses(t *testing.T) {
 		args  []string
 		cases int
 	}{
-		{"driver none", []string{filepath.Join(bins.PluginDir, "sandnet-driver-none")}, 5},
-		{"driver host", []string{filepath.Join(bins.PluginDir, "sandnet-driver-host")}, 5},
-		{"driver bridge, kind given", []string{"--kind", "driver", filepath.Join(bins.PluginDir, "sandnet-driver-bridge")}, 5},
-		{"driver overlay, advertise address given", []string{"--advertise-addr", "192.0.2.1", overlay}, 5},
-		{"driver overlay, advertise address from the agent's config", []string{"--config", overlayHCL, "-o", "com.sandnet.overlay.vni=4243", overlay}, 5},
+		{"driver none", []string{filepath.Join(bins.PluginDir, "sandnet-driver-none")}, 6},
+		{"driver host", []string{filepath.Join(bins.PluginDir, "sandnet-driver-host")}, 6},
+		{"driver bridge, kind given", []string{"--kind", "driver", filepath.Join(bins.PluginDir, "sandnet-driver-bridge")}, 6},
+		{"driver overlay, advertise address given", []string{"--advertise-addr", "192.0.2.1", overlay}, 6},
+		{"driver overlay, advertise address from the agent's config", []string{"--config", overlayHCL, "-o", "com.sandnet.overlay.vni=4243", overlay}, 6},
 		{"store bolt with its block", []string{"--config", boltHCL, filepath.Join(bins.PluginDir, "sandnet-store-bolt")}, 15},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,7 +133,7 @@ func TestPluginCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("output is not a JSON report: %v\n%s", err, r.stdout)
 	}
-	if r.code != 0 || !rep.OK || rep.Kind != "driver" || rep.Name != "none" || rep.Protocol != 1 || rep.SDKVersion != sdk.Version || !slices.Equal(rep.Protocols, []int32{sdk.ProtocolVersion}) || rep.Passed != 5 || len(rep.Cases) != 5 {
+	if r.code != 0 || !rep.OK || rep.Kind != "driver" || rep.Name != "none" || rep.Protocol != 1 || rep.SDKVersion != sdk.Version || !slices.Equal(rep.Protocols, []int32{sdk.ProtocolVersion}) || rep.Passed != 6 || len(rep.Cases) != 6 {
 		t.Fatalf("exit %d, report %+v", r.code, rep)
 	}
 }
@@ -159,7 +159,7 @@ func TestPluginCheckMisbehaving(t *testing.T) {
 			if !strings.Contains(r.stdout, tc.want) {
 				t.Errorf("output lacks %q:\n%s", tc.want, r.stdout)
 			}
-			if !strings.Contains(r.stdout, "pass  Capabilities") || !strings.Contains(r.stdout, "1 passed, 4 failed, 0 skipped: FAIL") {
+			if !strings.Contains(r.stdout, "pass  Capabilities") || !strings.Contains(r.stdout, "1 passed, 5 failed, 0 skipped: FAIL") {
 				t.Errorf("the cases that do not create a network should still pass:\n%s", r.stdout)
 			}
 			r.wantNoTrace(t)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/internal/inproc"
@@ -232,5 +233,43 @@ func TestPrepare(t *testing.T) {
 	// In process, a driver that is no Preparer prepares nothing.
 	if resp, err := Prepare(ctx, &recorder{}, req); err != nil || resp.GetSrcName() != "" {
 		t.Fatalf("Prepare of a non-preparer = %v, %v", resp, err)
+	}
+}
+
+// collector is a recorder that implements Collector.
+type collector struct {
+	*recorder
+	got *pb.CollectRequest
+}
+
+func (c *collector) Collect(_ context.Context, req *pb.CollectRequest) error {
+	c.got = req
+	return nil
+}
+
+// TestCollect: a driver that implements Collector gets the host's
+// request; one that does not, and a plugin from before the call
+// (Unimplemented), answer as keeping everything.
+func TestCollect(t *testing.T) {
+	req := &pb.CollectRequest{Networks: []string{"n1"}, Endpoints: []string{"e1"}}
+	col := &collector{recorder: &recorder{}}
+	conn, stop, err := inproc.Dial(func(s *grpc.Server) error { return Register(s, sdk.Info{Name: "col"}, col) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := NewClient(conn).Collect(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if col.got == nil || !proto.Equal(col.got, req) {
+		t.Errorf("the driver got %v, want %v", col.got, req)
+	}
+	for _, tc := range servers {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := dialRecorder(t, tc.serve)
+			if err := c.Collect(context.Background(), req); err != nil {
+				t.Errorf("Collect of a driver that is not a Collector: %v", err)
+			}
+		})
 	}
 }

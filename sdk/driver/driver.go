@@ -33,6 +33,11 @@
 // go with the namespace: the host releases a prepared namespace it does
 // not use and calls nothing else.
 //
+// After an agent start, once the replay is done, the host tells each
+// driver what its store holds (Collector, optional): the driver removes
+// what a previous run of it left for any other network or endpoint, such
+// as the bridges of networks a replaced or restored store forgot.
+//
 // A driver of global networks that carries traffic between hosts (the
 // overlay driver) learns where the other hosts' endpoints are from the
 // host: it says peers in its capabilities and implements Peerer, and the

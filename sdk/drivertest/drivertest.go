@@ -184,6 +184,31 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 	})
+	t.Run("CollectKeepsWhatIsListed", func(t *testing.T) {
+		// After an agent start the host lists what its store holds; a
+		// driver that implements Collect removes only the rest.
+		d, n, ep := o.setup(t)
+		key := o.sandboxKey(t)
+		req := &pb.AttachRequest{Network: n, Endpoint: ep, SandboxKey: key}
+		first, err := driver.Attach(ctx, d, req)
+		if err != nil {
+			t.Fatalf("Attach: %v", err)
+		}
+		if err := driver.Collect(ctx, d, &pb.CollectRequest{Networks: []string{n.GetId()}, Endpoints: []string{ep.GetId()}}); err != nil {
+			t.Fatalf("Collect listing the network and the endpoint: %v", err)
+		}
+		o.wantInterface(t, "Attach, after a Collect listing it,", key, first.GetJoin())
+		again, err := driver.Attach(ctx, d, req)
+		if err != nil {
+			t.Fatalf("Attach after Collect: %v", err)
+		}
+		if again.GetJoin().GetSrcName() != first.GetJoin().GetSrcName() {
+			t.Fatalf("Attach after a Collect listing the endpoint named interface %q, before it %q", again.GetJoin().GetSrcName(), first.GetJoin().GetSrcName())
+		}
+		if err := driver.Detach(ctx, d, &pb.DetachRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+	})
 	t.Run("ExternalConnectivityIdempotent", func(t *testing.T) {
 		d, n, ep := o.setup(t)
 		if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: ep}); err != nil {

@@ -1336,6 +1336,63 @@ func (x *PrepareResponse) GetUp() bool {
 	return false
 }
 
+// CollectRequest names everything of the driver the host's store holds
+// on this host: the IDs of its networks and of this host's endpoints on
+// them. The host sends it once after an agent start, when the replay
+// (CreateNetwork, CreateEndpoint, Join, ProgramExternalConnectivity of
+// everything stored) is done and before any request is served.
+type CollectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []string               `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	Endpoints     []string               `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectRequest) Reset() {
+	*x = CollectRequest{}
+	mi := &file_driver_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectRequest) ProtoMessage() {}
+
+func (x *CollectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectRequest.ProtoReflect.Descriptor instead.
+func (*CollectRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CollectRequest) GetNetworks() []string {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *CollectRequest) GetEndpoints() []string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
 type AttachResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// create is what CreateEndpoint answered (the fields it filled in).
@@ -1348,7 +1405,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1417,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1430,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{17}
+	return file_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AttachResponse) GetCreate() *CreateEndpointResponse {
@@ -1407,7 +1464,7 @@ type DetachRequest struct {
 
 func (x *DetachRequest) Reset() {
 	*x = DetachRequest{}
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1476,7 @@ func (x *DetachRequest) String() string {
 func (*DetachRequest) ProtoMessage() {}
 
 func (x *DetachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1489,7 @@ func (x *DetachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
 func (*DetachRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{18}
+	return file_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DetachRequest) GetNetwork() *Network {
@@ -1474,7 +1531,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1543,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1556,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{19}
+	return file_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaveRequest) GetNetwork() *Network {
@@ -1533,7 +1590,7 @@ type ExternalConnectivityRequest struct {
 
 func (x *ExternalConnectivityRequest) Reset() {
 	*x = ExternalConnectivityRequest{}
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1602,7 @@ func (x *ExternalConnectivityRequest) String() string {
 func (*ExternalConnectivityRequest) ProtoMessage() {}
 
 func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1615,7 @@ func (x *ExternalConnectivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityRequest.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{20}
+	return file_driver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExternalConnectivityRequest) GetNetwork() *Network {
@@ -1586,7 +1643,7 @@ type ExternalConnectivityResponse struct {
 
 func (x *ExternalConnectivityResponse) Reset() {
 	*x = ExternalConnectivityResponse{}
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1655,7 @@ func (x *ExternalConnectivityResponse) String() string {
 func (*ExternalConnectivityResponse) ProtoMessage() {}
 
 func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1668,7 @@ func (x *ExternalConnectivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalConnectivityResponse.ProtoReflect.Descriptor instead.
 func (*ExternalConnectivityResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{21}
+	return file_driver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExternalConnectivityResponse) GetPortBindings() []*PortBinding {
@@ -1630,7 +1687,7 @@ type EndpointOperInfoResponse struct {
 
 func (x *EndpointOperInfoResponse) Reset() {
 	*x = EndpointOperInfoResponse{}
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1699,7 @@ func (x *EndpointOperInfoResponse) String() string {
 func (*EndpointOperInfoResponse) ProtoMessage() {}
 
 func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1712,7 @@ func (x *EndpointOperInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointOperInfoResponse.ProtoReflect.Descriptor instead.
 func (*EndpointOperInfoResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{22}
+	return file_driver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndpointOperInfoResponse) GetInfo() map[string]string {
@@ -1685,7 +1742,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1754,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1767,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{23}
+	return file_driver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Peer) GetEndpointId() string {
@@ -1774,7 +1831,7 @@ type PeerRequest struct {
 
 func (x *PeerRequest) Reset() {
 	*x = PeerRequest{}
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1843,7 @@ func (x *PeerRequest) String() string {
 func (*PeerRequest) ProtoMessage() {}
 
 func (x *PeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1856,7 @@ func (x *PeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRequest.ProtoReflect.Descriptor instead.
 func (*PeerRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{24}
+	return file_driver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PeerRequest) GetNetwork() *Network {
@@ -1939,7 +1996,10 @@ const file_driver_proto_rawDesc = "" +
 	"\x06ifname\x18\x04 \x01(\tR\x06ifname\"<\n" +
 	"\x0fPrepareResponse\x12\x19\n" +
 	"\bsrc_name\x18\x01 \x01(\tR\asrcName\x12\x0e\n" +
-	"\x02up\x18\x02 \x01(\bR\x02up\"z\n" +
+	"\x02up\x18\x02 \x01(\bR\x02up\"J\n" +
+	"\x0eCollectRequest\x12\x1a\n" +
+	"\bnetworks\x18\x01 \x03(\tR\bnetworks\x12\x1c\n" +
+	"\tendpoints\x18\x02 \x03(\tR\tendpoints\"z\n" +
 	"\x0eAttachResponse\x12:\n" +
 	"\x06create\x18\x01 \x01(\v2\".sandnet.v1.CreateEndpointResponseR\x06create\x12,\n" +
 	"\x04join\x18\x02 \x01(\v2\x18.sandnet.v1.JoinResponseR\x04join\"\xba\x01\n" +
@@ -1980,7 +2040,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSCOPE_LOCAL\x10\x01\x12\x10\n" +
-	"\fSCOPE_GLOBAL\x10\x022\xb1\b\n" +
+	"\fSCOPE_GLOBAL\x10\x022\xeb\b\n" +
 	"\x06Driver\x12>\n" +
 	"\x0fGetCapabilities\x12\x11.sandnet.v1.Empty\x1a\x18.sandnet.v1.Capabilities\x12D\n" +
 	"\rCreateNetwork\x12 .sandnet.v1.CreateNetworkRequest\x1a\x11.sandnet.v1.Empty\x12D\n" +
@@ -1997,7 +2057,8 @@ const file_driver_proto_rawDesc = "" +
 	"\aPrepare\x12\x1a.sandnet.v1.PrepareRequest\x1a\x1b.sandnet.v1.PrepareResponse\x125\n" +
 	"\aPeerAdd\x12\x17.sandnet.v1.PeerRequest\x1a\x11.sandnet.v1.Empty\x128\n" +
 	"\n" +
-	"PeerDelete\x12\x17.sandnet.v1.PeerRequest\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
+	"PeerDelete\x12\x17.sandnet.v1.PeerRequest\x1a\x11.sandnet.v1.Empty\x128\n" +
+	"\aCollect\x12\x1a.sandnet.v1.CollectRequest\x1a\x11.sandnet.v1.EmptyB,Z*github.com/sandnet/sandnet/sdk/proto;protob\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -2012,7 +2073,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_driver_proto_goTypes = []any{
 	(Scope)(0),                           // 0: sandnet.v1.Scope
 	(*Capabilities)(nil),                 // 1: sandnet.v1.Capabilities
@@ -2032,30 +2093,31 @@ var file_driver_proto_goTypes = []any{
 	(*AttachRequest)(nil),                // 15: sandnet.v1.AttachRequest
 	(*PrepareRequest)(nil),               // 16: sandnet.v1.PrepareRequest
 	(*PrepareResponse)(nil),              // 17: sandnet.v1.PrepareResponse
-	(*AttachResponse)(nil),               // 18: sandnet.v1.AttachResponse
-	(*DetachRequest)(nil),                // 19: sandnet.v1.DetachRequest
-	(*LeaveRequest)(nil),                 // 20: sandnet.v1.LeaveRequest
-	(*ExternalConnectivityRequest)(nil),  // 21: sandnet.v1.ExternalConnectivityRequest
-	(*ExternalConnectivityResponse)(nil), // 22: sandnet.v1.ExternalConnectivityResponse
-	(*EndpointOperInfoResponse)(nil),     // 23: sandnet.v1.EndpointOperInfoResponse
-	(*Peer)(nil),                         // 24: sandnet.v1.Peer
-	(*PeerRequest)(nil),                  // 25: sandnet.v1.PeerRequest
-	nil,                                  // 26: sandnet.v1.Network.OptionsEntry
-	nil,                                  // 27: sandnet.v1.Endpoint.OptionsEntry
-	nil,                                  // 28: sandnet.v1.JoinRequest.OptionsEntry
-	nil,                                  // 29: sandnet.v1.AttachRequest.OptionsEntry
-	nil,                                  // 30: sandnet.v1.EndpointOperInfoResponse.InfoEntry
-	(*Empty)(nil),                        // 31: sandnet.v1.Empty
+	(*CollectRequest)(nil),               // 18: sandnet.v1.CollectRequest
+	(*AttachResponse)(nil),               // 19: sandnet.v1.AttachResponse
+	(*DetachRequest)(nil),                // 20: sandnet.v1.DetachRequest
+	(*LeaveRequest)(nil),                 // 21: sandnet.v1.LeaveRequest
+	(*ExternalConnectivityRequest)(nil),  // 22: sandnet.v1.ExternalConnectivityRequest
+	(*ExternalConnectivityResponse)(nil), // 23: sandnet.v1.ExternalConnectivityResponse
+	(*EndpointOperInfoResponse)(nil),     // 24: sandnet.v1.EndpointOperInfoResponse
+	(*Peer)(nil),                         // 25: sandnet.v1.Peer
+	(*PeerRequest)(nil),                  // 26: sandnet.v1.PeerRequest
+	nil,                                  // 27: sandnet.v1.Network.OptionsEntry
+	nil,                                  // 28: sandnet.v1.Endpoint.OptionsEntry
+	nil,                                  // 29: sandnet.v1.JoinRequest.OptionsEntry
+	nil,                                  // 30: sandnet.v1.AttachRequest.OptionsEntry
+	nil,                                  // 31: sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	(*Empty)(nil),                        // 32: sandnet.v1.Empty
 }
 var file_driver_proto_depIdxs = []int32{
 	0,  // 0: sandnet.v1.Capabilities.data_scope:type_name -> sandnet.v1.Scope
 	0,  // 1: sandnet.v1.Capabilities.connectivity_scope:type_name -> sandnet.v1.Scope
-	26, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
+	27, // 2: sandnet.v1.Network.options:type_name -> sandnet.v1.Network.OptionsEntry
 	2,  // 3: sandnet.v1.Network.ipv4:type_name -> sandnet.v1.IPAMData
 	2,  // 4: sandnet.v1.Network.ipv6:type_name -> sandnet.v1.IPAMData
 	0,  // 5: sandnet.v1.Network.scope:type_name -> sandnet.v1.Scope
 	4,  // 6: sandnet.v1.Endpoint.interface:type_name -> sandnet.v1.EndpointInterface
-	27, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
+	28, // 7: sandnet.v1.Endpoint.options:type_name -> sandnet.v1.Endpoint.OptionsEntry
 	5,  // 8: sandnet.v1.Endpoint.port_bindings:type_name -> sandnet.v1.PortBinding
 	5,  // 9: sandnet.v1.Endpoint.exposed_ports:type_name -> sandnet.v1.PortBinding
 	3,  // 10: sandnet.v1.CreateNetworkRequest.network:type_name -> sandnet.v1.Network
@@ -2067,11 +2129,11 @@ var file_driver_proto_depIdxs = []int32{
 	6,  // 16: sandnet.v1.EndpointRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	3,  // 17: sandnet.v1.JoinRequest.network:type_name -> sandnet.v1.Network
 	6,  // 18: sandnet.v1.JoinRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	28, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
+	29, // 19: sandnet.v1.JoinRequest.options:type_name -> sandnet.v1.JoinRequest.OptionsEntry
 	13, // 20: sandnet.v1.JoinResponse.static_routes:type_name -> sandnet.v1.StaticRoute
 	3,  // 21: sandnet.v1.AttachRequest.network:type_name -> sandnet.v1.Network
 	6,  // 22: sandnet.v1.AttachRequest.endpoint:type_name -> sandnet.v1.Endpoint
-	29, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
+	30, // 23: sandnet.v1.AttachRequest.options:type_name -> sandnet.v1.AttachRequest.OptionsEntry
 	3,  // 24: sandnet.v1.PrepareRequest.network:type_name -> sandnet.v1.Network
 	10, // 25: sandnet.v1.AttachResponse.create:type_name -> sandnet.v1.CreateEndpointResponse
 	14, // 26: sandnet.v1.AttachResponse.join:type_name -> sandnet.v1.JoinResponse
@@ -2082,41 +2144,43 @@ var file_driver_proto_depIdxs = []int32{
 	3,  // 31: sandnet.v1.ExternalConnectivityRequest.network:type_name -> sandnet.v1.Network
 	6,  // 32: sandnet.v1.ExternalConnectivityRequest.endpoint:type_name -> sandnet.v1.Endpoint
 	5,  // 33: sandnet.v1.ExternalConnectivityResponse.port_bindings:type_name -> sandnet.v1.PortBinding
-	30, // 34: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
+	31, // 34: sandnet.v1.EndpointOperInfoResponse.info:type_name -> sandnet.v1.EndpointOperInfoResponse.InfoEntry
 	3,  // 35: sandnet.v1.PeerRequest.network:type_name -> sandnet.v1.Network
-	24, // 36: sandnet.v1.PeerRequest.peers:type_name -> sandnet.v1.Peer
-	31, // 37: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
+	25, // 36: sandnet.v1.PeerRequest.peers:type_name -> sandnet.v1.Peer
+	32, // 37: sandnet.v1.Driver.GetCapabilities:input_type -> sandnet.v1.Empty
 	7,  // 38: sandnet.v1.Driver.CreateNetwork:input_type -> sandnet.v1.CreateNetworkRequest
 	8,  // 39: sandnet.v1.Driver.DeleteNetwork:input_type -> sandnet.v1.DeleteNetworkRequest
 	9,  // 40: sandnet.v1.Driver.CreateEndpoint:input_type -> sandnet.v1.CreateEndpointRequest
 	11, // 41: sandnet.v1.Driver.DeleteEndpoint:input_type -> sandnet.v1.EndpointRequest
 	12, // 42: sandnet.v1.Driver.Join:input_type -> sandnet.v1.JoinRequest
-	20, // 43: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
-	21, // 44: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
-	21, // 45: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	21, // 43: sandnet.v1.Driver.Leave:input_type -> sandnet.v1.LeaveRequest
+	22, // 44: sandnet.v1.Driver.ProgramExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
+	22, // 45: sandnet.v1.Driver.RevokeExternalConnectivity:input_type -> sandnet.v1.ExternalConnectivityRequest
 	11, // 46: sandnet.v1.Driver.EndpointOperInfo:input_type -> sandnet.v1.EndpointRequest
 	15, // 47: sandnet.v1.Driver.Attach:input_type -> sandnet.v1.AttachRequest
-	19, // 48: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
+	20, // 48: sandnet.v1.Driver.Detach:input_type -> sandnet.v1.DetachRequest
 	16, // 49: sandnet.v1.Driver.Prepare:input_type -> sandnet.v1.PrepareRequest
-	25, // 50: sandnet.v1.Driver.PeerAdd:input_type -> sandnet.v1.PeerRequest
-	25, // 51: sandnet.v1.Driver.PeerDelete:input_type -> sandnet.v1.PeerRequest
-	1,  // 52: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
-	31, // 53: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
-	31, // 54: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
-	10, // 55: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
-	31, // 56: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
-	14, // 57: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
-	31, // 58: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
-	22, // 59: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
-	31, // 60: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
-	23, // 61: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
-	18, // 62: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
-	31, // 63: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
-	17, // 64: sandnet.v1.Driver.Prepare:output_type -> sandnet.v1.PrepareResponse
-	31, // 65: sandnet.v1.Driver.PeerAdd:output_type -> sandnet.v1.Empty
-	31, // 66: sandnet.v1.Driver.PeerDelete:output_type -> sandnet.v1.Empty
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
+	26, // 50: sandnet.v1.Driver.PeerAdd:input_type -> sandnet.v1.PeerRequest
+	26, // 51: sandnet.v1.Driver.PeerDelete:input_type -> sandnet.v1.PeerRequest
+	18, // 52: sandnet.v1.Driver.Collect:input_type -> sandnet.v1.CollectRequest
+	1,  // 53: sandnet.v1.Driver.GetCapabilities:output_type -> sandnet.v1.Capabilities
+	32, // 54: sandnet.v1.Driver.CreateNetwork:output_type -> sandnet.v1.Empty
+	32, // 55: sandnet.v1.Driver.DeleteNetwork:output_type -> sandnet.v1.Empty
+	10, // 56: sandnet.v1.Driver.CreateEndpoint:output_type -> sandnet.v1.CreateEndpointResponse
+	32, // 57: sandnet.v1.Driver.DeleteEndpoint:output_type -> sandnet.v1.Empty
+	14, // 58: sandnet.v1.Driver.Join:output_type -> sandnet.v1.JoinResponse
+	32, // 59: sandnet.v1.Driver.Leave:output_type -> sandnet.v1.Empty
+	23, // 60: sandnet.v1.Driver.ProgramExternalConnectivity:output_type -> sandnet.v1.ExternalConnectivityResponse
+	32, // 61: sandnet.v1.Driver.RevokeExternalConnectivity:output_type -> sandnet.v1.Empty
+	24, // 62: sandnet.v1.Driver.EndpointOperInfo:output_type -> sandnet.v1.EndpointOperInfoResponse
+	19, // 63: sandnet.v1.Driver.Attach:output_type -> sandnet.v1.AttachResponse
+	32, // 64: sandnet.v1.Driver.Detach:output_type -> sandnet.v1.Empty
+	17, // 65: sandnet.v1.Driver.Prepare:output_type -> sandnet.v1.PrepareResponse
+	32, // 66: sandnet.v1.Driver.PeerAdd:output_type -> sandnet.v1.Empty
+	32, // 67: sandnet.v1.Driver.PeerDelete:output_type -> sandnet.v1.Empty
+	32, // 68: sandnet.v1.Driver.Collect:output_type -> sandnet.v1.Empty
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -2134,7 +2198,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

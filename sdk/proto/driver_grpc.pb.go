@@ -37,6 +37,7 @@ const (
 	Driver_Prepare_FullMethodName                     = "/sandnet.v1.Driver/Prepare"
 	Driver_PeerAdd_FullMethodName                     = "/sandnet.v1.Driver/PeerAdd"
 	Driver_PeerDelete_FullMethodName                  = "/sandnet.v1.Driver/PeerDelete"
+	Driver_Collect_FullMethodName                     = "/sandnet.v1.Driver/Collect"
 )
 
 // DriverClient is the client API for Driver service.
@@ -81,6 +82,18 @@ type DriverClient interface {
 	// A driver that does not implement them answers Unimplemented.
 	PeerAdd(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error)
 	PeerDelete(ctx context.Context, in *PeerRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Collect removes what a previous run of the driver left on the host
+	// for networks and endpoints the store does not hold (CollectRequest):
+	// a store replaced or restored from a backup forgets networks whose
+	// bridges, ports and firewall rules are still there, and they would
+	// clash with the networks made next (the same subnet on two bridges, a
+	// host port published for ever). CNI's GC, for a driver. A driver
+	// removes only what it can tell is its own (the bridge driver: bridges
+	// it marked when it made them, its firewall table's rules). Optional:
+	// the SDK answers OK for a driver that does not implement it, and a
+	// host talking to a plugin built before it existed takes Unimplemented
+	// as the same.
+	Collect(ctx context.Context, in *CollectRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type driverClient struct {
@@ -241,6 +254,16 @@ func (c *driverClient) PeerDelete(ctx context.Context, in *PeerRequest, opts ...
 	return out, nil
 }
 
+func (c *driverClient) Collect(ctx context.Context, in *CollectRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_Collect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -283,6 +306,18 @@ type DriverServer interface {
 	// A driver that does not implement them answers Unimplemented.
 	PeerAdd(context.Context, *PeerRequest) (*Empty, error)
 	PeerDelete(context.Context, *PeerRequest) (*Empty, error)
+	// Collect removes what a previous run of the driver left on the host
+	// for networks and endpoints the store does not hold (CollectRequest):
+	// a store replaced or restored from a backup forgets networks whose
+	// bridges, ports and firewall rules are still there, and they would
+	// clash with the networks made next (the same subnet on two bridges, a
+	// host port published for ever). CNI's GC, for a driver. A driver
+	// removes only what it can tell is its own (the bridge driver: bridges
+	// it marked when it made them, its firewall table's rules). Optional:
+	// the SDK answers OK for a driver that does not implement it, and a
+	// host talking to a plugin built before it existed takes Unimplemented
+	// as the same.
+	Collect(context.Context, *CollectRequest) (*Empty, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -337,6 +372,9 @@ func (UnimplementedDriverServer) PeerAdd(context.Context, *PeerRequest) (*Empty,
 }
 func (UnimplementedDriverServer) PeerDelete(context.Context, *PeerRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PeerDelete not implemented")
+}
+func (UnimplementedDriverServer) Collect(context.Context, *CollectRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Collect not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -629,6 +667,24 @@ func _Driver_PeerDelete_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Collect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CollectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Collect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Collect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Collect(ctx, req.(*CollectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -695,6 +751,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PeerDelete",
 			Handler:    _Driver_PeerDelete_Handler,
+		},
+		{
+			MethodName: "Collect",
+			Handler:    _Driver_Collect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

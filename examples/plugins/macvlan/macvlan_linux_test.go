@@ -354,7 +354,7 @@ func TestPluginCheck(t *testing.T) {
 	nstest.RequireRoot(t)
 	sandnet := plugintest.Sandnet(t)
 	out, err := exec.Command(sandnet, "plugin", "check", "-o", "parent=sncheck0", plugintest.Build(t, ".")).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `driver plugin "macvlan"`) || !strings.Contains(string(out), "5 passed, 0 failed, 0 skipped: ok") {
+	if err != nil || !strings.Contains(string(out), `driver plugin "macvlan"`) || !strings.Contains(string(out), "6 passed, 0 failed, 0 skipped: ok") {
 		t.Fatalf("plugin check: %v\n%s", err, out)
 	}
 }
