@@ -264,7 +264,10 @@ func (s *system) setUpBridge(link netlink.Link, n *network, forward bool) (int, 
 	return link.Attrs().Index, nil
 }
 
-func bridgeAlias(n *network) string { return "sandnet network " + tagID(n.id) }
+func bridgeAlias(n *network) string { return bridgeAliasPrefix + tagID(n.id) }
+
+// bridgeAliasPrefix starts the alias of every bridge the driver made.
+const bridgeAliasPrefix = "sandnet network "
 
 // ensureGateways puts n's gateways on the bridge and removes other
 // addresses of n's pools from it.

@@ -231,16 +231,24 @@ func (f *firewall) dropIfUnused() (dropped bool, err error) {
 			return false, nil
 		}
 	}
+	if err := f.drop(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// drop deletes the whole table; one already gone is not an error.
+func (f *firewall) drop() error {
 	// Adding first makes the deletion succeed whether or not the table
 	// exists, in the same transaction.
 	f.conn.AddTable(f.table)
 	f.conn.DelTable(f.table)
 	if err := f.flush(); err != nil {
-		return false, err
+		return err
 	}
 	// The next change must find the table gone and build it again.
 	f.genOK = false
-	return true, nil
+	return nil
 }
 
 // queueDelJumps queues the deletion of the base-chain rules tagged comment.
