@@ -60,7 +60,10 @@ func shortID(id string, n int) string {
 }
 
 // bridgeAlias marks a bridge as the driver's, for network id.
-func bridgeAlias(netID string) string { return "sandnet overlay " + netID }
+func bridgeAlias(netID string) string { return bridgeAliasPrefix + netID }
+
+// bridgeAliasPrefix starts the alias of every bridge the driver made.
+const bridgeAliasPrefix = "sandnet overlay "
 
 // endpoint is an endpoint as the driver programs it.
 type endpoint struct {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -284,6 +286,47 @@ func (o *overlay) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest)
 		return fmt.Errorf("network %s: deleting %s: %w", pn.GetId(), brName, err)
 	}
 	return nil
+}
+
+// Collect removes what a previous run left for networks and endpoints the
+// host's store no longer holds (driver.Collector): each bridge of its own
+// (its alias names the network) for a network not listed goes as
+// DeleteNetwork takes it, with its VXLAN device, whose VNI a network made
+// again would need; on the bridges of listed networks, the host ends of
+// endpoints not listed go.
+func (o *overlay) Collect(ctx context.Context, req *pb.CollectRequest) error {
+	h, err := o.h()
+	if err != nil {
+		return err
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links: %w", err)
+	}
+	hostEnds := map[string]bool{}
+	for _, id := range req.GetEndpoints() {
+		hostEnds[hostIfName(id)] = true
+	}
+	var errs []error
+	for _, br := range links {
+		id, ok := strings.CutPrefix(br.Attrs().Alias, bridgeAliasPrefix)
+		if !ok || br.Type() != "bridge" {
+			continue
+		}
+		if !slices.Contains(req.GetNetworks(), id) {
+			errs = append(errs, o.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: &pb.Network{Id: id}}))
+			continue
+		}
+		for _, l := range links {
+			name := l.Attrs().Name
+			if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "veth" && !hostEnds[name] {
+				if err := h.LinkDel(l); err != nil && !isNotFound(err) && !errors.Is(err, unix.ENODEV) {
+					errs = append(errs, fmt.Errorf("deleting %s: %w", name, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CreateEndpoint checks the endpoint and fills in its MAC when the host

@@ -443,6 +443,67 @@ func TestReplayAfterRestart(t *testing.T) {
 	reaches(t, ca, cb)
 }
 
+// TestCollect: a restarted driver, replayed one network and one of its
+// endpoints, is told by Collect that the host holds nothing else. The
+// other network's bridge and VXLAN device go (so a network made again
+// with its VNI is not refused), and so does the other endpoint's host end
+// on the kept network; the kept container still reaches its peer on the
+// other host.
+func TestCollect(t *testing.T) {
+	nstest.RequireRoot(t)
+	hosts := newUnderlay(t, 2)
+	a, b := hosts[0], hosts[1]
+	kept, gone := overlayNet(310, "10.31.0.0/24"), overlayNet(311, "10.32.0.0/24")
+	ca, forgotten, other := attach(t, a, kept, "10.31.0.2/24"), attach(t, a, kept, "10.31.0.4/24"), attach(t, a, gone, "10.32.0.2/24")
+	cb := attach(t, b, kept, "10.31.0.3/24")
+	serve(t, ca)
+	serve(t, cb)
+	introduce(t, ca, cb)
+
+	fresh, stop, err := driver.InProcess(info, newDriverIn(a.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: ca.n}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: ca.n, Endpoint: ca.ep, SandboxKey: ca.key, Ifname: "eth0"}); err != nil {
+		t.Fatalf("replayed Attach: %v", err)
+	}
+	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{cb.peer()}, Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := driver.Collect(ctx, fresh, &pb.CollectRequest{Networks: []string{kept.GetId()}, Endpoints: []string{ca.ep.GetId()}}); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	nstest.WithHandle(t, a.key, func(nh *netlink.Handle) error {
+		for _, l := range nstest.Links(t, nh) {
+			names[l.Attrs().Name] = true
+		}
+		return nil
+	})
+	for name, want := range map[string]bool{
+		bridgeName(kept.GetId()): true, vxlanName(kept.GetId()): true, hostIfName(ca.ep.GetId()): true,
+		bridgeName(gone.GetId()): false, vxlanName(gone.GetId()): false, hostIfName(other.ep.GetId()): false,
+		hostIfName(forgotten.ep.GetId()): false,
+	} {
+		if names[name] != want {
+			t.Errorf("link %s on host A after Collect: there %v, want %v", name, names[name], want)
+		}
+	}
+	reaches(t, ca, cb)
+	reaches(t, cb, ca)
+	again := a.on(overlayNet(311, "10.33.0.0/24"))
+	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: again}); err != nil {
+		t.Errorf("a network made again with the forgotten network's VNI: %v", err)
+	}
+	if err := fresh.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: again}); err != nil {
+		t.Error(err)
+	}
+}
+
 // peerEntries describes the permanent entries that name a container's
 // MAC on host h.
 func peerEntries(t *testing.T, h *host) string {
