@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -127,6 +128,28 @@ func (d *Driver) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 		return fmt.Errorf("network %s: deleting %s: %w", n.GetName(), p.name(), err)
 	}
 	return nil
+}
+
+// Collect deletes the VLAN sub-interfaces this driver made (their alias
+// says so) for networks the host's store no longer holds: it calls it
+// after an agent start with every network it holds (driver.Collector).
+// The macvlans are inside sandboxes and go with them.
+func (d *Driver) Collect(_ context.Context, req *pb.CollectRequest) error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		id, ok := strings.CutPrefix(l.Attrs().Alias, vlanAlias)
+		if !ok || slices.Contains(req.GetNetworks(), id) {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("deleting %s of network %s: %w", l.Attrs().Name, id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CreateEndpoint has nothing to do: the macvlan is made at Join.

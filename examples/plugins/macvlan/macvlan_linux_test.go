@@ -288,6 +288,38 @@ func TestForeignVLANKept(t *testing.T) {
 	}
 }
 
+// TestCollect: after an agent start the host names the networks its store
+// holds; a sub-interface the driver made (its alias says so) for another
+// is deleted, the listed network's and a link the driver did not make are
+// kept. Bridges stand for the VLAN sub-interfaces, which Collect
+// tells by their alias alone (and which some kernels cannot make).
+func TestCollect(t *testing.T) {
+	nstest.RequireRoot(t)
+	segment(t)
+	links := map[string]string{"mvl-kept": vlanAlias + "n45", "mvl-gone": vlanAlias + "n46", "mvl-other": ""}
+	for name, alias := range links {
+		l := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		if err := netlink.LinkAdd(l); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = netlink.LinkDel(l) })
+		if alias != "" {
+			if err := netlink.LinkSetAlias(l, alias); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := inProcess(t, `{"parent":null}`)
+	if err := driver.Collect(context.Background(), d, &pb.CollectRequest{Networks: []string{"n45"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"mvl-kept": true, "mvl-gone": false, "mvl-other": true} {
+		if _, err := netlink.LinkByName(name); (err == nil) != want {
+			t.Errorf("%s after Collect: %v; want it there: %v", name, err, want)
+		}
+	}
+}
+
 // TestBadNetworks: options the driver cannot use are refused with
 // sdk.ErrInvalid, and nothing is created.
 func TestBadNetworks(t *testing.T) {
