@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
@@ -28,6 +30,9 @@ func consulBlock(addr string) string {
 // agent on bolt, then on Consul, then on bolt again, each time with the
 // built binaries; then `store migrate` copies bolt's state to Consul and
 // the agent started on Consul has every network, sandbox and endpoint.
+// The run on Consul, whose store does not hold bolt's sandbox, removed
+// its namespace (what a store does not hold goes at a start), so back on
+// bolt the sandbox is gone and is made again before the migration.
 func TestSwapStores(t *testing.T) {
 	nstest.RequireRoot(t)
 	ctx := context.Background()
@@ -51,11 +56,18 @@ func TestSwapStores(t *testing.T) {
 	if _, err := a.Client.Connect(ctx, "alpha", controller.Connect{Container: "c1"}); err != nil {
 		t.Fatal(err)
 	}
+	c1, err := a.Client.Sandbox(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.Terminate(10 * time.Second)
 
 	b := onConsul.Start(t)
 	if ns, err := b.Client.Networks(ctx); err != nil || len(ns) != 0 {
 		t.Fatalf("a fresh Consul store shows networks: %v, %v", ns, err)
+	}
+	if _, err := os.Stat(c1.Key); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("c1's namespace, which the Consul store does not hold, after the start on it: %v; want it removed", err)
 	}
 	if _, err := b.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "gamma", Driver: "none"}); err != nil {
 		t.Fatal(err)
@@ -65,6 +77,15 @@ func TestSwapStores(t *testing.T) {
 	a = onBolt.Start(t)
 	if ns, err := a.Client.Networks(ctx); err != nil || len(ns) != 2 {
 		t.Fatalf("back on bolt: networks %v, %v; want alpha and beta", ns, err)
+	}
+	if sb, err := a.Client.Sandbox(ctx, "c1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("back on bolt, c1 whose namespace went: %+v, %v; want it deleted", sb, err)
+	}
+	if _, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.Connect(ctx, "alpha", controller.Connect{Container: "c1"}); err != nil {
+		t.Fatal(err)
 	}
 	a.Terminate(10 * time.Second)
 

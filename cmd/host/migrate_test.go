@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
 	"github.com/sandnet/sandnet/sdk"
@@ -160,4 +162,72 @@ func TestAgentTakesNoArguments(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "agent takes no arguments (did you mean --config my.hcl?)") {
 		t.Fatalf("sandnet agent my.hcl: exit %d\n%s", code, out)
 	}
+}
+
+// TestStoreReplacedWithoutMigration: an agent whose store block now names
+// an empty store (replaced without `store migrate`, or emptied) removes,
+// at start, what the old store's networks and sandboxes left on the host
+// — their namespaces, the bridge, the published port, the firewall
+// chains — so that a network made again on the same subnet carries
+// traffic and its sandbox can publish the same port.
+func TestStoreReplacedWithoutMigration(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	blocks := func(file string) string {
+		return strings.Replace(boltAndBridge(dir, ""), filepath.Join(dir, "store.db"), filepath.Join(dir, file), 1)
+	}
+	old := agenttest.NewEnv(t, bins, blocks("old.db"))
+	a := old.Start(t)
+	create := func(c *api.Client, container string) *controller.Sandbox {
+		t.Helper()
+		sb, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: container, Networks: []controller.SandboxNetwork{
+			{Network: "web", Connect: controller.Connect{Publish: []string{"8093:7777/tcp"}}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb
+	}
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "web", Subnet: "10.93.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	n1, err := a.Client.Network(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb1 := create(a.Client, "c1")
+	a.Terminate(10 * time.Second)
+
+	neu := agenttest.NewEnv(t, bins, blocks("new.db"))
+	sameHost(t, old, neu)
+	b := neu.Start(t)
+	if _, err := os.Stat(sb1.Key); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("c1's namespace key %s after the start on a new store: %v; want it gone", sb1.Key, err)
+	}
+	for _, l := range nstest.Links(t, nil) {
+		if name := l.Attrs().Name; name != "lo" {
+			t.Errorf("link %s (%s) left from the old store's network", name, l.Type())
+		}
+	}
+	if out, err := exec.Command("nft", "list", "ruleset").CombinedOutput(); err != nil || strings.Contains(string(out), n1.ID) || strings.Contains(string(out), "8093") {
+		t.Errorf("nft list ruleset (%v) still names the old network %s or port 8093:\n%s", err, short(n1.ID), out)
+	}
+	if !strings.Contains(b.Log(), "removing the namespace of a sandbox the store does not hold") {
+		t.Errorf("the agent's log does not say why c1's namespace went:\n%s", b.Log())
+	}
+
+	if _, err := b.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "web", Subnet: "10.93.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	sb2 := create(b.Client, "c2")
+	serve(t, sb2.Key, "c2")
+	if got, err := talk(t, "", "tcp", "127.0.0.1:8093"); err != nil || !strings.HasPrefix(got, "hello from c2") {
+		t.Errorf("port 8093 published again, from the host: %q, %v", got, err)
+	}
+	if got, err := talk(t, "", "tcp", net.JoinHostPort(sb2.Endpoints[0].Address.Addr().String(), "7777")); err != nil || !strings.HasPrefix(got, "hello from c2") {
+		t.Errorf("c2 through the new bridge, from the host: %q, %v", got, err)
+	}
+	removeAll(t, b.Client)
 }

@@ -62,6 +62,16 @@ func (p plugins) Driver(name string) (driver.Driver, error) {
 	return d, nil
 }
 
+func (p plugins) Drivers() []string {
+	var names []string
+	for _, pl := range p.m.Plugins() {
+		if pl.Kind() == sdk.KindDriver {
+			names = append(names, pl.Name())
+		}
+	}
+	return names
+}
+
 func (p plugins) StoreGlobal() bool {
 	pl := p.m.Get(sdk.KindStore, p.store)
 	return pl != nil && slices.Contains(pl.Info().GetCapabilities(), sdk.CapabilityGlobalScope)

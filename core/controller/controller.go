@@ -39,6 +39,8 @@ type Plugins interface {
 	Driver(name string) (driver.Driver, error)
 	// StoreGlobal reports whether the store shares state between hosts.
 	StoreGlobal() bool
+	// Drivers names the loaded drivers.
+	Drivers() []string
 }
 
 // Config configures a controller.

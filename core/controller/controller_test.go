@@ -616,8 +616,9 @@ func sameNamespace(t *testing.T, a, b string) bool {
 // deletes an interface no endpoint owns; a namespace mounted by a create
 // whose record never landed is unmounted, an interface whose
 // configuration was cut short is set up again (interfaces the container
-// made for itself are left alone), and a namespace no record names but
-// made by another agent (another store on this host) is left alone.
+// made for itself are left alone), a namespace named as a sandbox that no
+// record names (made with another store) is removed, and one named
+// otherwise (the operator's) is left alone.
 func TestStartCleansInterruptedCreates(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -677,12 +678,20 @@ func TestStartCleansInterruptedCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Close()
+	operators, err := osl.NewNamespace(filepath.Join(e.dir, "netns", "operator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	operators.Close()
 
 	e.c = e.start()
 	if l := e.leaks(); l != (leaks{mounts: 4, links: 2, allocations: 2}) {
-		t.Fatalf("after restart: %+v, want the three sandboxes' and the other agent's namespaces, c2's and c3's links and addresses", l)
+		t.Fatalf("after restart: %+v, want the three sandboxes' and the operator's namespaces, c2's and c3's links and addresses", l)
 	}
-	if err := other.Destroy(); err != nil {
+	if _, err := os.Stat(other.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the namespace of a sandbox no record names: %v; want it removed", err)
+	}
+	if err := operators.Destroy(); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

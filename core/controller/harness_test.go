@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -226,6 +227,9 @@ type testPlugins struct {
 
 func (p *testPlugins) Store() (store.Store, error) { return p.store, nil }
 func (p *testPlugins) StoreGlobal() bool           { return p.global }
+func (p *testPlugins) Drivers() []string {
+	return slices.Sorted(maps.Keys(p.drivers))
+}
 func (p *testPlugins) Driver(name string) (driver.Driver, error) {
 	d, ok := p.drivers[name]
 	if !ok {

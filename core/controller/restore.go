@@ -74,7 +74,8 @@ func (c *Controller) mine(n *Network) bool {
 }
 
 // Start reads the store back after an agent start: networks and endpoints
-// are replayed to their drivers (every driver call is idempotent), every
+// are replayed to their drivers (every driver call is idempotent), what
+// the store does not hold is removed from the host (collect), every
 // stored sandbox becomes a stub — keeping its namespace, interfaces and
 // addresses — and anything left in-delete is finished. Stubs that no
 // container claims within the grace period are deleted with their
@@ -89,6 +90,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
 	}
 	c.replay(ctx, st, "")
+	c.collect(ctx, st)
 	c.removeOrphanEndpoints(ctx, st, bySandbox)
 	c.removeUnfinished()
 	pool := nspool.New(c.log, c.cfg.SpareNamespaces, spareMaker{c}, c.quiet)

@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/sdk/driver"
+	pb "github.com/sandnet/sandnet/sdk/proto"
+)
+
+// idName is how a sandbox's namespace key and files directory are named:
+// its ID.
+var idName = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// collect removes, after an agent start, what a previous run left on the
+// host for networks, endpoints and sandboxes the store does not hold: a
+// store replaced without `sandnet store migrate`, emptied, or restored
+// from an older backup forgets them while their bridges, published ports,
+// firewall rules and namespaces stay, and they clash with what is made
+// next (two bridges with one subnet, a host port published for ever).
+// Every loaded driver is told what the store holds of it (driver.Collect)
+// and removes the rest of its own; the namespaces in the netns directory
+// and the files directories that no stored sandbox names are removed.
+// Start calls it after the replay and before anything else makes state,
+// so nothing made in this run is missing from st.
+func (c *Controller) collect(ctx context.Context, st *state) {
+	nets, eps := map[string][]string{}, map[string][]string{}
+	for _, n := range st.networks {
+		nets[n.Driver] = append(nets[n.Driver], n.ID)
+	}
+	for _, ep := range st.endpoints {
+		if n := st.networks[ep.NetworkID]; n != nil {
+			eps[n.Driver] = append(eps[n.Driver], ep.ID)
+		}
+	}
+	for _, name := range c.plugins.Drivers() {
+		d, err := c.plugins.Driver(name)
+		if err == nil {
+			err = driver.Collect(ctx, d, &pb.CollectRequest{Networks: nets[name], Endpoints: eps[name]})
+		}
+		if err != nil {
+			c.log.Error("removing what the driver's previous run left for networks the store does not hold", "driver", name, "error", err)
+		}
+	}
+	known := map[string]bool{}
+	for _, s := range st.sandboxes {
+		known[s.ID] = true
+	}
+	c.removeUnknown(c.cfg.NetnsDir, known, "namespace", osl.Remove)
+	c.removeUnknown(c.cfg.FilesDir, known, "files", os.RemoveAll)
+}
+
+// removeUnknown removes with remove the entries of dir named as a sandbox
+// ID that is not known.
+func (c *Controller) removeUnknown(dir string, known map[string]bool, what string, remove func(string) error) {
+	if dir == "" {
+		return
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // none
+	}
+	for _, e := range entries {
+		if !idName.MatchString(e.Name()) || known[e.Name()] {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		c.log.Warn("removing the "+what+" of a sandbox the store does not hold (the store was replaced or restored since it was made)", "path", p)
+		if err := remove(p); err != nil {
+			c.log.Error("removing the "+what+" of a sandbox the store does not hold", "path", p, "error", err)
+		}
+	}
+}
