@@ -20,6 +20,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent"
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
+	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk"
 )
@@ -187,8 +188,17 @@ func storeCheck(cfg *config.Config) check {
 	if err == nil {
 		_, err = s.List(ctx, "sandnet/v1/")
 	}
+	var left []string
+	if err == nil {
+		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir)
+	}
 	if err != nil {
 		return check{"FAIL", what, "not reachable: " + err.Error()}
+	}
+	if len(left) > 0 {
+		return check{"warn", what, fmt.Sprintf("reachable, but it holds no sandbox for %d namespace(s) in %s (%s): made with another store? "+
+			"The agent's next start removes them, and the bridges and ports of networks this store does not hold; to keep them, "+
+			"start on the store they were made with, stop, and `sandnet store migrate` to this one", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…")}
 	}
 	return check{"ok", what, "reachable"}
 }

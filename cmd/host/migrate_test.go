@@ -169,7 +169,8 @@ func TestAgentTakesNoArguments(t *testing.T) {
 // at start, what the old store's networks and sandboxes left on the host
 // — their namespaces, the bridge, the published port, the firewall
 // chains — so that a network made again on the same subnet carries
-// traffic and its sandbox can publish the same port.
+// traffic and its sandbox can publish the same port. sandnet doctor warns
+// of it before the start.
 func TestStoreReplacedWithoutMigration(t *testing.T) {
 	nstest.RequireRoot(t)
 	ctx := t.Context()
@@ -202,6 +203,11 @@ func TestStoreReplacedWithoutMigration(t *testing.T) {
 
 	neu := agenttest.NewEnv(t, bins, blocks("new.db"))
 	sameHost(t, old, neu)
+	// doctor, before the start, says what it will remove and why.
+	out, code := sandnetCmd(t, "doctor", "--config", neu.ConfigPath)
+	if want := `warn  store "bolt": reachable, but it holds no sandbox for 1 namespace(s) in ` + filepath.Join(dir, "netns") + " (" + sb1.ID[:12] + "…): made with another store?"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("doctor on the new store: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
 	b := neu.Start(t)
 	if _, err := os.Stat(sb1.Key); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("c1's namespace key %s after the start on a new store: %v; want it gone", sb1.Key, err)

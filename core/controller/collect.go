@@ -2,13 +2,17 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
 )
 
 // idName is how a sandbox's namespace key and files directory are named:
@@ -56,21 +60,44 @@ func (c *Controller) collect(ctx context.Context, st *state) {
 // removeUnknown removes with remove the entries of dir named as a sandbox
 // ID that is not known.
 func (c *Controller) removeUnknown(dir string, known map[string]bool, what string, remove func(string) error) {
-	if dir == "" {
-		return
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return // none
-	}
-	for _, e := range entries {
-		if !idName.MatchString(e.Name()) || known[e.Name()] {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
+	for _, p := range unknown(dir, known) {
 		c.log.Warn("removing the "+what+" of a sandbox the store does not hold (the store was replaced or restored since it was made)", "path", p)
 		if err := remove(p); err != nil {
 			c.log.Error("removing the "+what+" of a sandbox the store does not hold", "path", p, "error", err)
 		}
 	}
+}
+
+// unknown lists the paths of the entries of dir named as a sandbox ID that
+// is not known.
+func unknown(dir string, known map[string]bool) []string {
+	if dir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // none
+	}
+	var out []string
+	for _, e := range entries {
+		if idName.MatchString(e.Name()) && !known[e.Name()] {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// Unrecorded lists the namespaces in netnsDir that no sandbox record in s
+// names: what an agent started on s removes (collect). sandnet doctor
+// warns of them before that start.
+func Unrecorded(ctx context.Context, s store.Store, netnsDir string) ([]string, error) {
+	kvs, err := s.List(ctx, sandboxPrefix)
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, p := range kvs {
+		known[strings.TrimPrefix(p.GetKey(), sandboxPrefix)] = true
+	}
+	return unknown(netnsDir, known), nil
 }
