@@ -42,11 +42,21 @@ func storeMigrateCmd(args []string) int {
 	ctx := context.Background()
 	m := plugin.NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), plugin.Options{})
 	defer m.Shutdown()
-	src, err := openStore(ctx, m, *from, "source")
+	// Both configs are checked before either store is opened, which
+	// may create it.
+	srcCfg, err := migrateConfig(*from, "source")
 	if err != nil {
 		return fail(err)
 	}
-	dst, err := openStore(ctx, m, *to, "target")
+	dstCfg, err := migrateConfig(*to, "target")
+	if err != nil {
+		return fail(err)
+	}
+	src, err := openStore(ctx, m, srcCfg, "source")
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := openStore(ctx, m, dstCfg, "target")
 	if err != nil {
 		return fail(err)
 	}
@@ -67,15 +77,26 @@ func storeMigrateCmd(args []string) int {
 	return 0
 }
 
-// openStore starts the store plugin a config file names, configured as
-// the agent would configure it. role names it in errors.
-func openStore(ctx context.Context, m *plugin.Manager, file, role string) (store.Store, error) {
+// migrateConfig loads a config file of a migration and checks that no
+// agent runs on it. role names it in errors.
+func migrateConfig(file, role string) (*config.Config, error) {
 	cfg, diags := config.Load(file)
 	if diags.HasErrors() {
 		var b strings.Builder
 		_ = config.FormatDiagnostics(&b, cfg.Files(), diags)
 		return nil, fmt.Errorf("%s config:\n%s", role, b.String())
 	}
+	if err := agent.CheckFree(cfg); err != nil {
+		// The lock names the agent's PID: a migration beside it would
+		// copy a moving store (Consul, etcd) or fail on bolt's file lock.
+		return nil, fmt.Errorf("%s config %s: %w; stop the agent before migrating", role, file, err)
+	}
+	return cfg, nil
+}
+
+// openStore starts the store plugin of cfg, configured as the agent would
+// configure it. role names it in errors.
+func openStore(ctx context.Context, m *plugin.Manager, cfg *config.Config, role string) (store.Store, error) {
 	spec := agent.PluginSpec(cfg, cfg.Store)
 	spec.Name = role + "-" + spec.Name // the two stores may be the same kind
 	p, err := m.Start(ctx, spec)

@@ -16,6 +16,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/plugins/store-bolt/boltstore"
+	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/store"
@@ -236,4 +237,42 @@ func TestStoreReplacedWithoutMigration(t *testing.T) {
 		t.Errorf("c2 through the new bridge, from the host: %q, %v", got, err)
 	}
 	removeAll(t, b.Client)
+}
+
+// `store migrate` beside a running agent is refused, naming the agent's
+// PID, for either side: it would copy a moving store (Consul's went on
+// changing under it) or fail on bolt's file lock with no word of why.
+func TestMigrateRefusedBesideAgent(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	blocks := func(file string) string {
+		return strings.Replace(boltAndNone(dir), filepath.Join(dir, "store.db"), filepath.Join(dir, file), 1) +
+			fmt.Sprintf("sandbox {\n  netns_dir = %q\n  files_dir = %q\n}\n", filepath.Join(dir, file+".netns"), filepath.Join(dir, file+".files"))
+	}
+	running := agenttest.NewEnv(t, bins, blocks("a.db"))
+	a := running.Start(t)
+	other := agenttest.NewEnv(t, bins, blocks("b.db"))
+	pid := fmt.Sprint(a.Cmd.Process.Pid)
+	for _, args := range [][]string{{"-from", running.ConfigPath, "-to", other.ConfigPath}, {"-from", other.ConfigPath, "-to", running.ConfigPath}} {
+		out, err := exec.Command(bins.Sandnet, append([]string{"store", "migrate"}, args...)...).CombinedOutput()
+		want := "config " + running.ConfigPath + ": an agent (pid " + pid + ") is running on it, holding its data_dir " + running.DataDir
+		if err == nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), "stop the agent before migrating") {
+			t.Errorf("store migrate %v beside a running agent: %v\n%s\nwant %q", args, err, out, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused migration made the other store's file: %v", err)
+	}
+
+	// On Consul, which has no file lock, the copy went ahead before.
+	a.Terminate(10 * time.Second)
+	consul := consultest.Start(t)
+	onConsul := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+"driver \"none\" {}\n"+
+		fmt.Sprintf("sandbox {\n  netns_dir = %q\n  files_dir = %q\n}\n", filepath.Join(dir, "c.netns"), filepath.Join(dir, "c.files")))
+	c := onConsul.Start(t)
+	out, err := exec.Command(bins.Sandnet, "store", "migrate", "-from", onConsul.ConfigPath, "-to", other.ConfigPath).CombinedOutput()
+	if want := "an agent (pid " + fmt.Sprint(c.Cmd.Process.Pid) + ") is running on it"; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("store migrate from Consul beside its agent: %v\n%s\nwant %q", err, out, want)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/core/config"
 )
 
 // LockName is the file, in each directory an agent owns, that the agent
@@ -96,13 +98,17 @@ func (l *dirLock) unlock() {
 
 // agentDirs are the directories an agent owns, each once, named by
 // their setting.
-func (a *Agent) agentDirs() [][2]string {
+func (a *Agent) agentDirs() [][2]string { return agentDirs(a.cfg) }
+
+// agentDirs are the directories an agent on cfg owns, each once, named by
+// their setting.
+func agentDirs(cfg *config.Config) [][2]string {
 	var out [][2]string
 	seen := map[string]bool{}
 	for _, d := range [][2]string{
-		{"data_dir", a.cfg.DataDir},
-		{"sandbox netns_dir", a.cfg.Sandbox.NetnsDir},
-		{"sandbox files_dir", a.cfg.Sandbox.FilesDir},
+		{"data_dir", cfg.DataDir},
+		{"sandbox netns_dir", cfg.Sandbox.NetnsDir},
+		{"sandbox files_dir", cfg.Sandbox.FilesDir},
 	} {
 		if dir := filepath.Clean(d[1]); !seen[dir] {
 			seen[dir] = true
@@ -117,6 +123,23 @@ func (a *Agent) agentDirs() [][2]string {
 func (a *Agent) checkDirsFree() error {
 	for _, d := range a.agentDirs() {
 		if err := checkFree(d[0], d[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckFree fails, creating nothing, when a running agent holds one of
+// the directories an agent on cfg owns: a command that must not run
+// beside the agent (store migrate) asks it first. The error wraps
+// ErrLocked and names the directory and the agent's PID.
+func CheckFree(cfg *config.Config) error {
+	for _, d := range agentDirs(cfg) {
+		err := checkFree(d[0], d[1])
+		if errors.Is(err, ErrLocked) {
+			return fmt.Errorf("an agent (pid %s) is running on it, holding its %s %s: %w", holder(filepath.Join(d[1], LockName)), d[0], d[1], ErrLocked)
+		}
+		if err != nil {
 			return err
 		}
 	}
