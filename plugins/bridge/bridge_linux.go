@@ -334,6 +334,12 @@ func (b *bridge) ensureFirewall(s *system) error {
 	if ok {
 		return nil
 	}
+	return b.rebuildFirewall(s)
+}
+
+// rebuildFirewall replaces the table's rules with those of the driver's
+// networks and ports, in one transaction. Called with mu held.
+func (b *bridge) rebuildFirewall(s *system) error {
 	nets := make([]*network, 0, len(b.nets))
 	for _, n := range b.nets {
 		nets = append(nets, n)

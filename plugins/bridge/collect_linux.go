@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -120,14 +119,9 @@ func (b *bridge) collectFirewall(s *system, nets, eps map[string]bool) error {
 		b.reap.log.Info("deleting the firewall table: no network the host holds is on the driver")
 		return s.fw.drop()
 	}
-	known := make([]*network, 0, len(b.nets))
-	for _, n := range b.nets {
-		known = append(known, n)
-	}
-	slices.SortFunc(known, func(x, y *network) int { return strings.Compare(x.id, y.id) })
 	// The rebuild drops every rule of the old networks, jumps included,
 	// so their chains can go in the next batch.
-	if err := s.fw.rebuild(known, b.ports); err != nil {
+	if err := b.rebuildFirewall(s); err != nil {
 		return err
 	}
 	for _, c := range gone {
