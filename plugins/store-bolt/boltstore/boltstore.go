@@ -153,12 +153,21 @@ func (s *Store) Configure(_ context.Context, raw []byte) error {
 		return err
 	}
 	// What the log holds past the file's revision was committed after
-	// the last checkpoint: it goes in the file now.
+	// the last checkpoint: it goes in the file now. Its records go on
+	// from the file's revision one by one; a log that starts further on
+	// was written after a checkpoint this file does not hold.
 	s.ov = map[string]entry{}
 	replayed := 0
 	for _, r := range recs {
 		if r.rev <= rev {
 			continue
+		}
+		if r.rev != rev+1 {
+			db.Close()
+			log.close()
+			return fmt.Errorf("opening %s: its log %s goes on from revision %d, but the file is at revision %d: the file was replaced (restored from a backup?) after the log was written. "+
+				"To use the file as it is, remove %[2]s (the writes it holds are lost); otherwise put back the file that goes with it: %[5]w",
+				set.path, set.path+walSuffix, r.rev-1, rev, sdk.ErrInvalid)
 		}
 		for _, c := range r.changes {
 			s.ov[c.key] = entry{value: c.value, index: r.rev, deleted: c.deleted}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +182,62 @@ func TestCheckpoint(t *testing.T) {
 	s.mu.RUnlock()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestoredFileWithNewerLog: a database file put back from a backup
+// beside the log of later writes, which go on from a checkpoint the file
+// does not hold, is refused with what to do, and nothing is changed; once
+// the log is removed the file opens as it was backed up.
+func TestRestoredFileWithNewerLog(t *testing.T) {
+	ctx := t.Context()
+	path := dbPath(t)
+	s := newTestStore()
+	if err := s.Configure(ctx, configJSON(t, path, nil)); err != nil {
+		t.Fatal(err)
+	}
+	kept := mustPut(t, s, "k/kept", "1")
+	if err := s.Close(ctx); err != nil { // a checkpoint: the file holds k/kept
+		t.Fatal(err)
+	}
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = newTestStore()
+	s.idleAfter, s.maxWaiting = time.Hour, 1 // a checkpoint after each write
+	if err := s.Configure(ctx, configJSON(t, path, nil)); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "k/later", "2") // the file moves past the backup
+	s.maxWaiting = 1000
+	mustPut(t, s, "k/logged", "3") // in the log only
+	dir := crashCopy(t, path)
+	s.Close(ctx)
+	if err := os.WriteFile(dir, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logBefore, _ := os.ReadFile(dir + walSuffix)
+
+	r := newTestStore()
+	err = r.Configure(ctx, configJSON(t, dir, nil))
+	if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "the file was replaced (restored from a backup?)") || !strings.Contains(err.Error(), "remove "+dir+walSuffix) {
+		t.Fatalf("opening a restored file beside a newer log: %v", err)
+	}
+	if logAfter, _ := os.ReadFile(dir + walSuffix); string(logAfter) != string(logBefore) {
+		t.Fatal("the refused open changed the log")
+	}
+	if err := os.Remove(dir + walSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Configure(ctx, configJSON(t, dir, nil)); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	wantGet(t, r, kept)
+	for _, k := range []string{"k/later", "k/logged"} {
+		if _, err := r.Get(ctx, k); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("%s, written after the backup: %v, want sdk.ErrNotFound", k, err)
+		}
 	}
 }
