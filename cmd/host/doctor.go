@@ -190,7 +190,7 @@ func storeCheck(cfg *config.Config) check {
 	}
 	var left []string
 	if err == nil {
-		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir)
+		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir, agent.ReadHostID(cfg.DataDir))
 	}
 	if err != nil {
 		return check{"FAIL", what, "not reachable: " + err.Error()}

@@ -182,11 +182,21 @@ func netipx(n *net.IPNet) (netip.Prefix, bool) {
 // hostID returns this host's ID, made on first start and kept in
 // <data_dir>/host-id: hosts sharing a store tell their local records apart
 // by it.
-func hostID(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, "host-id")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
+// ReadHostID returns the ID of the host an agent on dataDir runs as, or ""
+// when the directory has none yet (the agent's first start makes one).
+func ReadHostID(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, "host-id"))
+	if err != nil {
+		return ""
 	}
+	return strings.TrimSpace(string(b))
+}
+
+func hostID(dataDir string) (string, error) {
+	if id := ReadHostID(dataDir); id != "" {
+		return id, nil
+	}
+	path := filepath.Join(dataDir, "host-id")
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err

@@ -2,11 +2,11 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/sdk"
@@ -87,17 +87,20 @@ func unknown(dir string, known map[string]bool) []string {
 	return out
 }
 
-// Unrecorded lists the namespaces in netnsDir that no sandbox record in s
-// names: what an agent started on s removes (collect). sandnet doctor
-// warns of them before that start.
-func Unrecorded(ctx context.Context, s store.Store, netnsDir string) ([]string, error) {
+// Unrecorded lists the namespaces in netnsDir that no sandbox record of
+// host hostID in s names: what an agent of that host started on s removes
+// (collect). sandnet doctor warns of them before that start.
+func Unrecorded(ctx context.Context, s store.Store, netnsDir, hostID string) ([]string, error) {
 	kvs, err := s.List(ctx, sandboxPrefix)
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return nil, err
 	}
 	known := map[string]bool{}
 	for _, p := range kvs {
-		known[strings.TrimPrefix(p.GetKey(), sandboxPrefix)] = true
+		var sb Sandbox
+		if json.Unmarshal(p.GetValue(), &sb) == nil && sb.HostID == hostID {
+			known[sb.ID] = true
+		}
 	}
 	return unknown(netnsDir, known), nil
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -1047,4 +1048,40 @@ func TestChangesOutliveTheirCaller(t *testing.T) {
 	// A store write the caller's end cut short is undone in the
 	// background once the store answers (outcomeUnknown).
 	polltest.Until(t, 10*time.Second, "nothing left", func() bool { return e.leaks() == (leaks{}) })
+}
+
+// Unrecorded (sandnet doctor's view of what a start will remove) counts a
+// namespace as recorded only by a sandbox record of the host asking: one
+// of another host's, or none, is what that host's start removes; a name
+// that is not a sandbox ID is never counted.
+func TestUnrecorded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.sandbox("c1")
+	hostID := sb.HostID
+	other := newID()
+	rec, err := json.Marshal(Sandbox{ID: other, ContainerID: "c2", HostID: "another-host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Put(ctx, sandboxKey(other), rec); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	none := newID()
+	for _, name := range []string{sb.ID, other, none, "operator"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Unrecorded(ctx, e.store, dir, hostID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	want := []string{filepath.Join(dir, other), filepath.Join(dir, none)}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Unrecorded = %v, want %v", got, want)
+	}
 }
