@@ -25,25 +25,26 @@ var idName = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // from an older backup forgets them while their bridges, published ports,
 // firewall rules and namespaces stay, and they clash with what is made
 // next (two bridges with one subnet, a host port published for ever).
-// Every loaded driver is told what the store holds of it (driver.Collect)
-// and removes the rest of its own; the namespaces in the netns directory
-// and the files directories that no stored sandbox names are removed.
-// Start calls it after the replay and before anything else makes state,
-// so nothing made in this run is missing from st.
+// Every loaded driver is told every network and endpoint the store holds
+// for this host (driver.Collect) and removes the rest of its own — every
+// one, not only those of its block: one plugin loaded under two names, or
+// a block renamed, must not take the other's networks for forgotten ones.
+// The namespaces in the netns directory and the files directories that no
+// stored sandbox names are removed. Start calls it after the replay and
+// before anything else makes state, so nothing made in this run is
+// missing from st.
 func (c *Controller) collect(ctx context.Context, st *state) {
-	nets, eps := map[string][]string{}, map[string][]string{}
+	req := &pb.CollectRequest{}
 	for _, n := range st.networks {
-		nets[n.Driver] = append(nets[n.Driver], n.ID)
+		req.Networks = append(req.Networks, n.ID)
 	}
 	for _, ep := range st.endpoints {
-		if n := st.networks[ep.NetworkID]; n != nil {
-			eps[n.Driver] = append(eps[n.Driver], ep.ID)
-		}
+		req.Endpoints = append(req.Endpoints, ep.ID)
 	}
 	for _, name := range c.plugins.Drivers() {
 		d, err := c.plugins.Driver(name)
 		if err == nil {
-			err = driver.Collect(ctx, d, &pb.CollectRequest{Networks: nets[name], Endpoints: eps[name]})
+			err = driver.Collect(ctx, d, req)
 		}
 		if err != nil {
 			c.log.Error("removing what the driver's previous run left for networks the store does not hold", "driver", name, "error", err)

@@ -1085,3 +1085,31 @@ func TestUnrecorded(t *testing.T) {
 		t.Errorf("Unrecorded = %v, want %v", got, want)
 	}
 }
+
+// After an agent start every driver hears of every network and endpoint
+// the store holds, of every driver: the same plugin loaded under two
+// names must not take the other's networks for forgotten ones.
+func TestCollectListsEveryNetwork(t *testing.T) {
+	e := newEnv(t)
+	red := e.network("red", "veth", "10.84.0.0/24")
+	quiet := e.network("quiet", "none", "")
+	e.sandbox("c1")
+	eps := []string{e.connect("red", "c1").ID, e.connect("quiet", "c1").ID}
+	e.c = e.start()
+	e.veth.mu.Lock()
+	defer e.veth.mu.Unlock()
+	if len(e.veth.collected) == 0 {
+		t.Fatal("the driver got no Collect at the start")
+	}
+	got := e.veth.collected[len(e.veth.collected)-1]
+	nets := got.GetNetworks()
+	slices.Sort(nets)
+	want := []string{red.ID, quiet.ID}
+	slices.Sort(want)
+	gotEps := got.GetEndpoints()
+	slices.Sort(gotEps)
+	slices.Sort(eps)
+	if !slices.Equal(nets, want) || !slices.Equal(gotEps, eps) {
+		t.Errorf("Collect = %v, want networks %v and endpoints %v", got, want, eps)
+	}
+}

@@ -354,9 +354,10 @@ func (e *env) cutShort(at **callGate, call func(context.Context) error) error {
 // the sandbox's namespace, the host end up in the test's namespace.
 type vethDriver struct {
 	mu        sync.Mutex
-	leaveGate *callGate // when set, Leave waits at it
-	joinGate  *callGate // when set, Join waits at it before it makes its pair
-	failJoin  bool      // when set, Join makes its pair and then fails
+	collected []*pb.CollectRequest // every Collect the driver got
+	leaveGate *callGate            // when set, Leave waits at it
+	joinGate  *callGate            // when set, Join waits at it before it makes its pair
+	failJoin  bool                 // when set, Join makes its pair and then fails
 	// prepared maps the host end of each pair Prepare made to its
 	// sandbox end; joined holds those a join took.
 	prepared map[string]preparedEnd
@@ -376,6 +377,13 @@ type vethDriver struct {
 
 // Prepare makes an endpoint's pair ahead of its join: the sandbox end
 // named as asked and down, the host end down or, with prepareUp, up.
+func (d *vethDriver) Collect(_ context.Context, req *pb.CollectRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.collected = append(d.collected, req)
+	return nil
+}
+
 func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.PrepareResponse, error) {
 	host, _ := names(req.GetEndpointId())
 	ns, err := netns.GetFromPath(req.GetSandboxKey())

@@ -16,10 +16,10 @@ import (
 //
 // The host calls Collect once after an agent start, when it has replayed
 // everything stored and before it serves any request, with the IDs of
-// every network of the driver it holds and of this host's endpoints on
-// them. A driver removes only what it can tell is its own and belongs to
-// none of them; what it already knows from the replay is, by definition,
-// listed.
+// every network it holds and of this host's endpoints, of every driver
+// (the same plugin may be loaded under two names). A driver removes only
+// what it can tell is its own and belongs to none of them; what it
+// already knows from the replay is, by definition, listed.
 type Collector interface {
 	Collect(ctx context.Context, req *pb.CollectRequest) error
 }

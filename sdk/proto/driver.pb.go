@@ -1336,11 +1336,13 @@ func (x *PrepareResponse) GetUp() bool {
 	return false
 }
 
-// CollectRequest names everything of the driver the host's store holds
-// on this host: the IDs of its networks and of this host's endpoints on
-// them. The host sends it once after an agent start, when the replay
-// (CreateNetwork, CreateEndpoint, Join, ProgramExternalConnectivity of
-// everything stored) is done and before any request is served.
+// CollectRequest names everything the host's store holds for this host:
+// the IDs of its networks and of this host's endpoints, of every driver
+// (one plugin may be loaded under two names, each with networks of its
+// own, which the other must not take for forgotten). The host sends it
+// once after an agent start, when the replay (CreateNetwork,
+// CreateEndpoint, Join, ProgramExternalConnectivity of everything stored)
+// is done and before any request is served.
 type CollectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Networks      []string               `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
