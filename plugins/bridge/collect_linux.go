@@ -67,7 +67,7 @@ func (b *bridge) collectBridges(s *system, nets map[string]bool, eps []string) e
 			if l.Attrs().MasterIndex != br.Attrs().Index || nets[tag] && (hostEnds[name] || !strings.HasPrefix(name, hostIfPrefix)) {
 				continue
 			}
-			b.reap.log.Info("deleting the interface of an endpoint the host no longer holds", "interface", name, "bridge", br.Attrs().Name)
+			b.reap.log.Info("deleting an interface on the bridge that no endpoint the host holds owns (a previous run's, or a spare's)", "interface", name, "bridge", br.Attrs().Name)
 			errs = append(errs, s.rt.delLink(name))
 		}
 		if !nets[tag] {
