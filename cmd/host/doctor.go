@@ -189,18 +189,23 @@ func storeCheck(cfg *config.Config) check {
 		_, err = s.List(ctx, "sandnet/v1/")
 	}
 	var left []string
+	hostID := agent.ReadHostID(cfg.DataDir)
 	if err == nil {
-		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir, agent.ReadHostID(cfg.DataDir))
+		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir, hostID)
 	}
 	if err != nil {
 		return check{"FAIL", what, "not reachable: " + err.Error()}
 	}
-	if len(left) > 0 {
-		return check{"warn", what, fmt.Sprintf("reachable, but it holds no sandbox for %d namespace(s) in %s (%s): made with another store? "+
-			"The agent's next start removes them, and the bridges and ports of networks this store does not hold; to keep them, "+
-			"start on the store they were made with, stop, and `sandnet store migrate` to this one", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…")}
+	if len(left) == 0 {
+		return check{"ok", what, "reachable"}
 	}
-	return check{"ok", what, "reachable"}
+	held := fmt.Sprintf("reachable, but it holds no sandbox of this host for %d namespace(s) in %s (%s)", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…")
+	removes := "The agent's next start removes them, and the bridges and ports of networks the store does not hold for this host"
+	if hostID == "" {
+		return check{"warn", what, fmt.Sprintf("%s: data_dir %s has no host-id, so the next start makes this host a new one, and the store's records are another host's. %s; "+
+			"to keep them, put back the host-id file of the data_dir they were made with", held, cfg.DataDir, removes)}
+	}
+	return check{"warn", what, fmt.Sprintf("%s: made with another store? %s; to keep them, start on the store they were made with, stop, and `sandnet store migrate` to this one", held, removes)}
 }
 
 // socketDirCheck checks that the agent can make its socket: the socket's

@@ -206,8 +206,23 @@ func TestStoreReplacedWithoutMigration(t *testing.T) {
 	sameHost(t, old, neu)
 	// doctor, before the start, says what it will remove and why.
 	out, code := sandnetCmd(t, "doctor", "--config", neu.ConfigPath)
-	if want := `warn  store "bolt": reachable, but it holds no sandbox for 1 namespace(s) in ` + filepath.Join(dir, "netns") + " (" + sb1.ID[:12] + "…): made with another store?"; code != 0 || !strings.Contains(out, want) {
+	if want := `warn  store "bolt": reachable, but it holds no sandbox of this host for 1 namespace(s) in ` + filepath.Join(dir, "netns") + " (" + sb1.ID[:12] + "…): made with another store?"; code != 0 || !strings.Contains(out, want) {
 		t.Errorf("doctor on the new store: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+	// Without its host-id, the data_dir would make this a new host.
+	hostIDFile := filepath.Join(old.DataDir, "host-id")
+	id, err := os.ReadFile(hostIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(hostIDFile); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := sandnetCmd(t, "doctor", "--config", old.ConfigPath); !strings.Contains(out, "has no host-id, so the next start makes this host a new one") {
+		t.Errorf("doctor on the old store without the data_dir's host-id:\n%s", out)
+	}
+	if err := os.WriteFile(hostIDFile, id, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	b := neu.Start(t)
 	if _, err := os.Stat(sb1.Key); !errors.Is(err, os.ErrNotExist) {
