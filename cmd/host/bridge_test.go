@@ -28,15 +28,24 @@ import (
 // the test process's own (throwaway) namespace plays the host.
 func bridgeAgent(t *testing.T) *agenttest.Agent {
 	t.Helper()
+	_, a := bridgeEnv(t)
+	return a
+}
+
+// bridgeEnv is bridgeAgent with its env, for a test that rewrites the
+// config or starts the agent again.
+func bridgeEnv(t *testing.T) (*agenttest.Env, *agenttest.Agent) {
+	t.Helper()
 	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	agenttest.CleanupMounts(t, dir)
-	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")).Start(t)
+	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
+	a := e.Start(t)
 	// Networks outlive the agent (bridges, addresses, routes): a test
 	// that ran before in this namespace (-count) must not leave its
 	// routes in the way of the next one's, which reuses the subnets.
 	t.Cleanup(func() { removeAll(t, a.Client) })
-	return a
+	return e, a
 }
 
 // removeAll deletes every sandbox, stubs included, and every network of

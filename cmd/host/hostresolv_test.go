@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -44,10 +43,7 @@ func TestUpstreamsFollowHostResolvConf(t *testing.T) {
 	second := startFakeUpstream(t, "127.0.0.22:53")
 	hostFile := hostResolvConf(t, "nameserver 127.0.0.21\nsearch example.org\n")
 
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")).Start(t)
-	t.Cleanup(func() { removeAll(t, a.Client) })
+	a := bridgeAgent(t)
 	ctx := t.Context()
 	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "follow"}); err != nil {
 		t.Fatal(err)

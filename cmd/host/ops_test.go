@@ -215,12 +215,7 @@ func TestDoctor(t *testing.T) {
 // network and the driver and how to bring it back; with the agent's own
 // config, every network is on a loaded driver.
 func TestDoctorNetworksDrivers(t *testing.T) {
-	nstest.RequireRoot(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
-	a := e.Start(t)
-	t.Cleanup(func() { removeAll(t, a.Client) })
+	e, a := bridgeEnv(t)
 	if _, err := a.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: "orphan", Subnet: "10.47.0.0/24"}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +227,7 @@ func TestDoctorNetworksDrivers(t *testing.T) {
 	if !strings.Contains(out, "ok    networks' drivers: the running agent's 1 network(s) are each on a driver this config loads") {
 		t.Errorf("doctor with the agent's config:\n%s", out)
 	}
-	without := filepath.Join(dir, "without-bridge.hcl")
+	without := filepath.Join(t.TempDir(), "without-bridge.hcl")
 	if err := os.WriteFile(without, []byte(strings.Replace(string(b), "driver \"bridge\" {}\n", "driver \"none\" {}\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}

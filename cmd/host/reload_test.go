@@ -413,11 +413,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // runs to its end, as SIGHUP's does: cut short, the driver's restart
 // failed with the caller's canceled context, half the file applied.
 func TestReloadOutlivesItsCaller(t *testing.T) {
-	nstest.RequireRoot(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	e := agenttest.NewEnv(t, bins, boltAndBridge(dir, ""))
-	a := e.Start(t)
+	e, a := bridgeEnv(t)
 	head, err := os.ReadFile(e.ConfigPath)
 	if err != nil {
 		t.Fatal(err)

@@ -27,9 +27,6 @@ func (b *bridge) Collect(_ context.Context, req *pb.CollectRequest) error {
 		return err
 	}
 	nets, eps := tagSet(req.GetNetworks()), tagSet(req.GetEndpoints())
-	for id := range b.nets {
-		nets[tagID(id)] = true
-	}
 	errs := []error{b.collectBridges(s, nets, req.GetEndpoints())}
 	return errors.Join(append(errs, b.collectFirewall(s, nets, eps))...)
 }

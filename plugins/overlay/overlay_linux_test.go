@@ -408,20 +408,7 @@ func TestReplayAfterRestart(t *testing.T) {
 	introduce(t, ca, cb)
 	reaches(t, cb, ca)
 
-	fresh, stop, err := driver.InProcess(info, newDriverIn(a.key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: ca.n}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: ca.n, Endpoint: ca.ep, SandboxKey: ca.key, Ifname: "eth0"}); err != nil {
-		t.Fatalf("replayed Attach: %v", err)
-	}
-	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{cb.peer()}}); err != nil {
-		t.Fatal(err)
-	}
+	fresh := replayed(t, ca, false, cb.peer())
 	reaches(t, ca, cb)
 	reaches(t, cb, ca)
 
@@ -460,20 +447,7 @@ func TestCollect(t *testing.T) {
 	serve(t, cb)
 	introduce(t, ca, cb)
 
-	fresh, stop, err := driver.InProcess(info, newDriverIn(a.key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: ca.n}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: ca.n, Endpoint: ca.ep, SandboxKey: ca.key, Ifname: "eth0"}); err != nil {
-		t.Fatalf("replayed Attach: %v", err)
-	}
-	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{cb.peer()}, Replace: true}); err != nil {
-		t.Fatal(err)
-	}
+	fresh := replayed(t, ca, true, cb.peer())
 	if err := driver.Collect(ctx, fresh, &pb.CollectRequest{Networks: []string{kept.GetId()}, Endpoints: []string{ca.ep.GetId()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -502,6 +476,28 @@ func TestCollect(t *testing.T) {
 	if err := fresh.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: again}); err != nil {
 		t.Error(err)
 	}
+}
+
+// replayed starts a new driver on c's host and replays to it what the
+// agent would after a restart of the driver: c's network, c's attach and
+// the peers (with replace, as the whole set).
+func replayed(t *testing.T, c *container, replace bool, peers ...*pb.Peer) *driver.Client {
+	t.Helper()
+	fresh, stop, err := driver.InProcess(info, newDriverIn(c.h.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.n}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: c.n, Endpoint: c.ep, SandboxKey: c.key, Ifname: "eth0"}); err != nil {
+		t.Fatalf("replayed Attach: %v", err)
+	}
+	if err := fresh.PeerAdd(ctx, &pb.PeerRequest{Network: c.n, Peers: peers, Replace: replace}); err != nil {
+		t.Fatal(err)
+	}
+	return fresh
 }
 
 // peerEntries describes the permanent entries that name a container's
