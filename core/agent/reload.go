@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -88,7 +89,7 @@ func (a *Agent) planReload(next *config.Config) (*reloadPlan, error) {
 		return nil, diagError(next, diags)
 	}
 	if !same {
-		return nil, fmt.Errorf("the store block changed: a running agent does not switch stores; stop it, copy the state with `sandnet store migrate --from OLD.hcl --to NEW.hcl`, and start it with the new file: %w", sdk.ErrConflict)
+		return nil, storeChanged(a.cfg, next)
 	}
 	plan := &reloadPlan{}
 	kept := map[string]bool{}
@@ -192,6 +193,30 @@ func (a *Agent) sameBlock(next *config.Config, old, nb config.PluginBlock) (bool
 	return old.Binary(a.cfg.PluginDir) == nb.Binary(next.PluginDir) &&
 		reflect.DeepEqual(old.Args, nb.Args) && old.Checksum == nb.Checksum &&
 		string(oldJS) == string(newJS), nil
+}
+
+// storeChanged is the refusal of a reload that would switch stores. It
+// names what changed: a file with no store block uses the bolt store at
+// <data_dir>/store.db, so a new data_dir, or a store block added or
+// removed, switches stores as surely as an edited block does.
+func storeChanged(old, next *config.Config) error {
+	var what string
+	switch {
+	case old.Store.Implicit && next.Store.Implicit:
+		what = fmt.Sprintf("the store changed: the file has no store block, so the store is data_dir's store.db, and data_dir changed from %s to %s", old.DataDir, next.DataDir)
+	case old.Store.Implicit:
+		what = fmt.Sprintf("the store changed: the file now has a store block (%s), where the running agent uses the bolt store in data_dir (%s)", at(next.Store.DeclRange), filepath.Join(old.DataDir, "store.db"))
+	case next.Store.Implicit:
+		what = fmt.Sprintf("the store changed: the file no longer has a store block, so the store would be the bolt store at %s", filepath.Join(next.DataDir, "store.db"))
+	default:
+		what = fmt.Sprintf("the store block changed (%s)", at(next.Store.DeclRange))
+	}
+	return fmt.Errorf("%s: a running agent does not switch stores; stop it, copy the state with `sandnet store migrate --from OLD.hcl --to NEW.hcl`, and start it with the new file: %w", what, sdk.ErrConflict)
+}
+
+// at is a block's position as diagnostics give it: file:line:col.
+func at(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 func (a *Agent) driverBlock(name string) (config.PluginBlock, bool) {
