@@ -11,12 +11,15 @@ import (
 	"os/exec"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -44,8 +47,14 @@ type Options struct {
 	HealthInterval time.Duration // default 5s
 	// PollInterval is how often a plugin's process is checked for exit.
 	PollInterval time.Duration // default 100ms
-	MinBackoff   time.Duration // default 100ms
-	MaxBackoff   time.Duration // default 10s
+	// MinBackoff and MaxBackoff bound the wait before a restart: a
+	// process that ran StableAfter or longer waits MinBackoff; one that
+	// exits sooner waits twice its last wait, up to MaxBackoff, so a
+	// plugin that crashes at every start, or on the call the host makes
+	// after every start, is restarted ever more slowly, not in a loop.
+	MinBackoff  time.Duration // default 100ms
+	MaxBackoff  time.Duration // default 10s
+	StableAfter time.Duration // default 1m
 	// Observe, when set, is called after every unary gRPC call to a
 	// plugin with the plugin's kind and name, the full method name, the
 	// time taken and the call's error (a gRPC status error), for metrics.
@@ -67,6 +76,7 @@ func (o *Options) defaults() {
 	def(&o.PollInterval, 100*time.Millisecond)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 10*time.Second)
+	def(&o.StableAfter, time.Minute)
 	def(&o.DrainTimeout, 10*time.Second)
 }
 
@@ -311,17 +321,19 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger, calls *
 			return nil, err
 		}
 	}
+	var self atomic.Pointer[goplugin.Client] // for the connection's interceptor
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake(),
 		VersionedPlugins: pluginSets(spec.Kind),
 		Cmd:              command(spec),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		GRPCDialOptions:  m.dialOptions(spec, calls),
+		GRPCDialOptions:  m.dialOptions(spec, calls, &self),
 		SkipHostEnv:      true,
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
 	})
+	self.Store(client)
 	defer func() {
 		if err != nil {
 			client.Kill()
@@ -356,10 +368,13 @@ func (m *Manager) exec(ctx context.Context, spec Spec, log hclog.Logger, calls *
 	return &running{client: client, rpc: rpc, raw: raw, pc: pc, info: info}, nil
 }
 
-// dialOptions are the gRPC options of the connection to spec's plugin;
-// calls, unless nil, counts the calls in flight on it.
-func (m *Manager) dialOptions(spec Spec, calls *inflight) []grpc.DialOption {
+// dialOptions are the gRPC options of the connection to spec's plugin
+// process, client; calls, unless nil, counts the calls in flight on it.
+func (m *Manager) dialOptions(spec Spec, calls *inflight, client *atomic.Pointer[goplugin.Client]) []grpc.DialOption {
 	opts := sdk.GRPCDialOptions()
+	opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+		return endedDuring(invoker(ctx, method, req, reply, cc, callOpts...), client.Load())
+	}))
 	if calls != nil {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 			calls.begin()
@@ -376,6 +391,27 @@ func (m *Manager) dialOptions(spec Spec, calls *inflight) []grpc.DialOption {
 		}))
 	}
 	return opts
+}
+
+// endedDuring says so when err is a call's loss of its connection because
+// the plugin's process ended: a bare "error reading from server: EOF"
+// leaves the operator guessing, while the process's last words (a panic's
+// stack, say) are in the agent's log.
+func endedDuring(err error, client *goplugin.Client) error {
+	st, ok := status.FromError(err)
+	lost := st.Code() == codes.Unavailable ||
+		st.Code() == codes.Canceled && st.Message() == "grpc: the client connection is closing"
+	if !ok || client == nil || !lost {
+		return err
+	}
+	// The connection breaks as the process dies; the wait for it to be
+	// reaped is short, and taken only by a call that failed so.
+	for deadline := time.Now().Add(250 * time.Millisecond); !client.Exited(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+	return status.Error(codes.Unavailable, "the plugin process ended during the call (its output in the agent's log says why): "+st.Message())
 }
 
 // verifyChecksum compares the binary's SHA-256 with the pinned one.

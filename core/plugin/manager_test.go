@@ -126,6 +126,65 @@ func TestRestartAfterKill(t *testing.T) {
 	}
 }
 
+// TestCrashLoopBacksOff: a plugin that ends right after every start (as
+// one that panics on the call the host makes after each restart) is
+// restarted ever more slowly, its waits doubling up to MaxBackoff, not in
+// a tight loop; a run of StableAfter resets the wait.
+func TestCrashLoopBacksOff(t *testing.T) {
+	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr}),
+		Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond, StableAfter: time.Minute})
+	t.Cleanup(m.Shutdown)
+	const crashes = 5
+	var restarts atomic.Int32
+	m.OnRestart(func(p *Plugin) {
+		if restarts.Add(1) < crashes {
+			_ = syscall.Kill(p.Status().PID, syscall.SIGKILL)
+		}
+	})
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := syscall.Kill(p.Status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 30*time.Second, "five restarts", func() bool { return restarts.Load() >= crashes })
+	took := time.Since(start)
+	// Waits of 50, 100, 200, 400 and 400 ms: a slower machine only adds.
+	if want := 1150 * time.Millisecond; took < want {
+		t.Fatalf("%d restarts of a plugin that ends at once took %v; with backoff they take at least %v", crashes, took, want)
+	}
+	p.mu.Lock()
+	last := p.lastWait
+	// A run of StableAfter or longer starts again from MinBackoff.
+	first := p.restartWait(time.Minute)
+	p.mu.Unlock()
+	if last != 400*time.Millisecond || first != 50*time.Millisecond {
+		t.Fatalf("last wait %v, after a stable run %v; want 400ms (the cap) and 50ms", last, first)
+	}
+}
+
+// TestCallEndedByCrash: a call during which the plugin's process dies (a
+// panic in the driver) fails saying so and where to look, not with a bare
+// "error reading from server: EOF", and is still ErrUnavailable.
+func TestCallEndedByCrash(t *testing.T) {
+	m := newManager(t)
+	bin := plugintest.Build(t, "github.com/sandnet/sandnet/cmd/host/testdata/fakeplugin")
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "fake", Path: bin, Args: []string{"crash"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.CreateNetwork(context.Background(), &pb.CreateNetworkRequest{})
+	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "the plugin process ended during the call (its output in the agent's log says why)") {
+		t.Fatalf("a call that crashed the plugin: %v; want ErrUnavailable saying the process ended", err)
+	}
+}
+
 func TestStartFailures(t *testing.T) {
 	bin := noneBinary(t)
 	tests := []struct {

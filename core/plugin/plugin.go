@@ -47,6 +47,8 @@ type Plugin struct {
 	restarts  int
 	startedAt time.Time
 	lastErr   string
+	// lastWait is the wait before the last restart (see restartWait).
+	lastWait time.Duration
 
 	// calls counts the calls in flight to the process, which a planned
 	// stop lets finish (see terminate).
@@ -259,10 +261,15 @@ func (p *Plugin) restart() bool {
 	p.mu.Lock()
 	old := p.client
 	p.running, p.healthy = false, false
+	ran := time.Since(p.startedAt)
+	backoff := p.restartWait(ran)
 	p.mu.Unlock()
 	old.Kill()
 
-	backoff := p.m.opts.MinBackoff
+	if backoff > p.m.opts.MinBackoff {
+		p.log.Warn("plugin ended soon after its start again; waiting longer before each restart until it runs a while",
+			"ran", ran.Round(time.Millisecond), "restart_in", backoff, "stable_after", p.m.opts.StableAfter)
+	}
 	for {
 		select {
 		case <-p.stop:
@@ -280,6 +287,19 @@ func (p *Plugin) restart() bool {
 		p.m.restarted(p)
 		return true
 	}
+}
+
+// restartWait is the wait before restarting a process that ran for ran:
+// MinBackoff after a run of StableAfter or longer, else twice the last
+// wait, at most MaxBackoff. It records the wait; p.mu is held.
+func (p *Plugin) restartWait(ran time.Duration) time.Duration {
+	o := p.m.opts
+	wait := o.MinBackoff
+	if ran < o.StableAfter && p.lastWait > 0 {
+		wait = min(2*p.lastWait, o.MaxBackoff)
+	}
+	p.lastWait = wait
+	return wait
 }
 
 // terminate closes a store so it flushes, then stops the process.
