@@ -34,7 +34,7 @@ func networkCreateCmd(args []string) int {
 	fs.StringVar(&req.Driver, "d", controller.DefaultDriver, "short for -driver")
 	fs.Var(&dns, "dns", "DNS server the containers' resolvers forward to (repeatable)")
 	fs.BoolVar(&req.DNSForwardSingleLabel, "dns-forward-single-label", false, "forward A/AAAA questions for single-label names that are not containers' (default: NXDOMAIN at once)")
-	fs.StringVar(&req.Scope, "scope", "local", "local, or global (needs a store shared by hosts)")
+	fs.StringVar(&req.Scope, "scope", "", "local, or global (needs a store shared by hosts); default: the driver's (global for overlay, else local)")
 	fs.Var(&subnets, "subnet", "subnet in CIDR (default: the first free default pool); given twice, as docker takes it, one IPv4 and one IPv6 (which is --subnet-v6)")
 	fs.Var(&gateways, "gateway", "gateway (default: the subnet's first address); an IPv6 one is --gateway-v6")
 	fs.Var(&ranges, "ip-range", "allocate container addresses from this sub-range of the subnet; an IPv6 one is --ip-range-v6")

@@ -216,13 +216,17 @@ func TestOverlayPeersFromTheStore(t *testing.T) {
 	a, b := hosts[0], hosts[1]
 	ctx := context.Background()
 	// No VNI given: host A allocates one in the store, and both hosts'
-	// drivers take it from the network's record.
-	n, err := a.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "ov", Driver: "overlay", Subnet: "10.70.0.0/24"})
+	// drivers take it from the network's record. Made with the CLI as
+	// the README's walkthrough does: no --scope, so the driver's (global).
+	if out, code := sandnetCmd(t, "network", "create", "--socket", a.a.Socket, "--driver", "overlay", "--subnet", "10.70.0.0/24", "ov"); code != 0 {
+		t.Fatalf("sandnet network create --driver overlay: exit %d\n%s", code, out)
+	}
+	n, err := a.c().Network(ctx, "ov")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.VNI < 4096 {
-		t.Fatalf("network ov has VNI %d, want one the host allocated (4096 on)", n.VNI)
+	if n.VNI < 4096 || n.Scope != "global" {
+		t.Fatalf("network ov has VNI %d and scope %q, want one the host allocated (4096 on) and global", n.VNI, n.Scope)
 	}
 	c1 := attachWith(t, a.c(), "ov", "c1", controller.Connect{Aliases: []string{"web"}})
 	c2 := attach(t, b.c(), "ov", "c2")
