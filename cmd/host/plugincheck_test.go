@@ -139,25 +139,34 @@ func TestPluginCheckJSON(t *testing.T) {
 }
 
 // TestPluginCheckMisbehaving checks the verdicts on a plugin that hangs or
-// crashes mid-suite: the case fails with the reason, the others still run
-// (each case has a process of its own), and the exit code is 1.
+// crashes mid-suite, hangs deleting the case's network once the case
+// ended, or leaves links behind: the case fails with the reason, the
+// others still run (each case has a process of its own), and the exit
+// code is 1.
 func TestPluginCheckMisbehaving(t *testing.T) {
 	nstest.RequireRoot(t)
 	bin := fakePlugin(t)
 	for _, tc := range []struct {
-		mode, want string
+		mode string
+		want []string
 	}{
-		{"hang", "fail  NetworkIdempotent ("},
-		{"hang", "hung: the case did not finish within 2s, so the plugin was stopped"},
-		{"crash", "the plugin process exited during the case: panic: fakeplugin: crashing as asked"},
+		{"hang", []string{"fail  NetworkIdempotent (", "hung: the case did not finish within 2s, so the plugin was stopped"}},
+		{"crash", []string{"the plugin process exited during the case: panic: fakeplugin: crashing as asked"}},
+		// A case whose own calls pass but whose network's delete hangs,
+		// once it ended, fails too.
+		{"hangdelete", []string{"fail  EndpointLifecycleIdempotent (2.", "DeleteNetwork, once the case ended: the plugin process ended during the call"}},
+		// So does one whose driver removes nothing it made.
+		{"leak", []string{"left behind once the case deleted its endpoints and network (waited 5s): link fkleak"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			r := pluginCheck(t, "--case-timeout", "2s", "--config", fakeConfig(t, bin, tc.mode), bin)
 			if r.code != 1 {
 				t.Fatalf("exit %d, want 1:\n%s%s", r.code, r.stdout, r.stderr)
 			}
-			if !strings.Contains(r.stdout, tc.want) {
-				t.Errorf("output lacks %q:\n%s", tc.want, r.stdout)
+			for _, want := range tc.want {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, r.stdout)
+				}
 			}
 			if !strings.Contains(r.stdout, "pass  Capabilities") || !strings.Contains(r.stdout, "1 passed, 5 failed, 0 skipped: FAIL") {
 				t.Errorf("the cases that do not create a network should still pass:\n%s", r.stdout)

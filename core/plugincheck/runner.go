@@ -165,7 +165,14 @@ func (r *runner) suite() func(t *testing.T) {
 	}
 	return func(t *testing.T) {
 		opts := drivertest.Options{
-			New: func(t *testing.T) driver.Driver { return r.launch(t).Client().(*driver.Client) },
+			New: func(t *testing.T) driver.Driver {
+				before := linksNow(t)
+				inst := r.launch(t)
+				// Registered after launch's cleanup, so it runs before the
+				// kill, once the case's own deletes are done.
+				t.Cleanup(func() { requireLinksGone(t, before) })
+				return inst.Client().(*driver.Client)
+			},
 			SandboxKey: func(t *testing.T) string {
 				if os.Geteuid() != 0 {
 					t.Skip("needs root: Join is given a sandbox, a network namespace, which only root can create")

@@ -92,7 +92,11 @@ func (o Options) setup(t *testing.T) (driver.Driver, *pb.Network, *pb.Endpoint) 
 	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
 		t.Fatalf("CreateNetwork: %v", err)
 	}
-	t.Cleanup(func() { _ = d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}) })
+	t.Cleanup(func() {
+		if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+			t.Errorf("DeleteNetwork, once the case ended: %v", err)
+		}
+	})
 	return d, n, endpoint(caps, n)
 }
 

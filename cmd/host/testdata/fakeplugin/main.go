@@ -6,15 +6,21 @@
 //	hang        CreateNetwork never answers
 //	slow        CreateNetwork answers after 300 ms
 //	crash       CreateNetwork panics, which ends the process
+//	hangdelete  DeleteNetwork never answers
+//	leak        CreateNetwork adds a veth pair that nothing removes
 //	protocol2   it speaks only plugin protocol 2
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -33,6 +39,11 @@ func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) err
 		select {} // ignores even its context, as a stuck driver would
 	case "crash":
 		panic("fakeplugin: crashing as asked")
+	case "leak":
+		pair := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("fkleak%d", os.Getpid())}, PeerName: fmt.Sprintf("fkpeer%d", os.Getpid())}
+		if err := netlink.LinkAdd(pair); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return err
+		}
 	case "slow":
 		select {
 		case <-time.After(300 * time.Millisecond):
@@ -42,7 +53,12 @@ func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) err
 	}
 	return nil
 }
-func (f fake) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error { return nil }
+func (f fake) DeleteNetwork(context.Context, *pb.DeleteNetworkRequest) error {
+	if f.mode == "hangdelete" {
+		select {}
+	}
+	return nil
+}
 func (f fake) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.CreateEndpointResponse, error) {
 	return &pb.CreateEndpointResponse{}, nil
 }
