@@ -18,7 +18,9 @@
 package drivertest
 
 import (
+	"cmp"
 	"context"
+	"os"
 	"runtime"
 	"testing"
 
@@ -168,7 +170,7 @@ func Run(t *testing.T, o Options) {
 	t.Run("AttachDetachIdempotent", func(t *testing.T) {
 		d, n, ep := o.setup(t)
 		key := o.sandboxKey(t)
-		req := &pb.AttachRequest{Network: n, Endpoint: ep, SandboxKey: key}
+		req := &pb.AttachRequest{Network: n, Endpoint: ep, SandboxKey: key, Ifname: "eth0"}
 		var first *pb.AttachResponse
 		for i := range 2 {
 			resp, err := driver.Attach(ctx, d, req)
@@ -182,6 +184,13 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 		o.wantInterface(t, "Attach", key, first.GetJoin())
+		if o.handOver(t, key, first.GetJoin()) {
+			// The replay after the driver's restart: the interface is in
+			// the sandbox under the host's name by now.
+			if _, err := driver.Attach(ctx, d, req); err != nil {
+				t.Fatalf("Attach again once the host had moved the interface into the sandbox and renamed it, as the replay after a driver restart does: %v", err)
+			}
+		}
 		for i := range 2 {
 			if err := driver.Detach(ctx, d, &pb.DetachRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
 				t.Fatalf("Detach #%d: %v", i+1, err)
@@ -257,4 +266,46 @@ func (o Options) wantInterface(t *testing.T, call, key string, j *pb.JoinRespons
 	if _, err := netlink.LinkByName(name); err != nil {
 		t.Errorf("%s hands over interface %q for the host to move into the sandbox, but the driver's namespace has no such link: %v", call, name, err)
 	}
+}
+
+// handOver does to the interface a Join (or Attach) handed over what the
+// host does: moves it into the sandbox unless it is there (in_sandbox),
+// and names it there dst_prefix ("eth" if none) plus 0. It reports
+// whether it did, which it does only with real sandboxes
+// (Options.SandboxKey set), on Linux.
+//
+// Equivalent to: `ip link set SRC netns KEY` (unless in_sandbox), then
+// inside the sandbox `ip link set SRC down name eth0`.
+func (o Options) handOver(t *testing.T, key string, j *pb.JoinResponse) bool {
+	t.Helper()
+	name := j.GetSrcName()
+	if o.SandboxKey == nil || name == "" || runtime.GOOS != "linux" || t.Failed() {
+		return false
+	}
+	if !j.GetInSandbox() {
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatalf("finding %s to move it into the sandbox: %v", name, err)
+		}
+		f, err := os.Open(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := netlink.LinkSetNsFd(link, int(f.Fd())); err != nil {
+			t.Fatalf("moving %s into the sandbox as the host does: %v", name, err)
+		}
+	}
+	dst := cmp.Or(j.GetDstPrefix(), "eth") + "0"
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+		link, err := h.LinkByName(name)
+		if err != nil || name == dst {
+			return err
+		}
+		if err := h.LinkSetDown(link); err != nil {
+			return err
+		}
+		return h.LinkSetName(link, dst)
+	})
+	return true
 }

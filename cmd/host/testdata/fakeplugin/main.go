@@ -8,6 +8,8 @@
 //	crash       CreateNetwork panics, which ends the process
 //	hangdelete  DeleteNetwork never answers
 //	leak        CreateNetwork adds a veth pair that nothing removes
+//	naivejoin   Join makes a veth pair on the host side and hands over its
+//	            peer, and fails a Join once the host moved that peer away
 //	protocol2   it speaks only plugin protocol 2
 package main
 
@@ -64,9 +66,27 @@ func (f fake) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.Cr
 }
 func (f fake) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
 func (f fake) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) {
-	return &pb.JoinResponse{}, nil
+	if f.mode != "naivejoin" {
+		return &pb.JoinResponse{}, nil
+	}
+	host, peer := fmt.Sprintf("fkh%d", os.Getpid()), fmt.Sprintf("fkp%d", os.Getpid())
+	if _, err := netlink.LinkByName(host); err == nil {
+		if _, err := netlink.LinkByName(peer); err != nil {
+			return nil, fmt.Errorf("veth %s has no peer %s here", host, peer)
+		}
+	} else if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}); err != nil {
+		return nil, err
+	}
+	return &pb.JoinResponse{SrcName: peer, DstPrefix: "eth"}, nil
 }
-func (f fake) Leave(context.Context, *pb.LeaveRequest) error { return nil }
+func (f fake) Leave(context.Context, *pb.LeaveRequest) error {
+	if f.mode == "naivejoin" {
+		if l, err := netlink.LinkByName(fmt.Sprintf("fkh%d", os.Getpid())); err == nil {
+			return netlink.LinkDel(l)
+		}
+	}
+	return nil
+}
 func (f fake) ProgramExternalConnectivity(context.Context, *pb.ExternalConnectivityRequest) (*pb.ExternalConnectivityResponse, error) {
 	return &pb.ExternalConnectivityResponse{}, nil
 }
