@@ -3,6 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandnet/sandnet/sdk"
@@ -104,11 +107,19 @@ func (c *Controller) RetireDriver(ctx context.Context, name string, d time.Durat
 		c.EndRetire(name)
 		return fmt.Errorf("listing the networks of driver %q: %w", name, err)
 	}
+	var using []string
 	for _, n := range nets {
 		if n.Driver == name {
-			c.EndRetire(name)
-			return errorf(sdk.ErrConflict, "the file removes driver %q, which network %q still uses; delete its networks first", name, n.Name)
+			using = append(using, strconv.Quote(n.Name))
 		}
+	}
+	if len(using) > 0 {
+		c.EndRetire(name)
+		slices.Sort(using)
+		if len(using) == 1 {
+			return errorf(sdk.ErrConflict, "the file removes driver %q, which network %s still uses; delete its networks first", name, using[0])
+		}
+		return errorf(sdk.ErrConflict, "the file removes driver %q, which %d networks still use (%s); delete its networks first", name, len(using), strings.Join(using, ", "))
 	}
 	return nil
 }

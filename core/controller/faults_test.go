@@ -197,6 +197,10 @@ func TestRetireDriverRacingCreate(t *testing.T) {
 	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "again", Driver: "veth", Subnet: "10.75.0.0/24"}); err != nil {
 		t.Fatalf("a create after the refused retirement: %v", err)
 	}
+	// Every network in the way is named, not only the first.
+	if err := e.c.RetireDriver(ctx, "veth", time.Minute); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), `which 2 networks still use ("again", "late")`) {
+		t.Fatalf("retiring a driver with two networks = %v, want a conflict naming both", err)
+	}
 	for _, n := range []string{"late", "again"} {
 		if err := e.c.DeleteNetwork(ctx, n); err != nil {
 			t.Fatal(err)
