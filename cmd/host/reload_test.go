@@ -244,6 +244,9 @@ func TestReloadAppliesUpstreamsAndPools(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "applied: resolver.upstreams, resolver.timeout, resolver.max_inflight, ipam.default_pools, sandbox.stub_grace_period, sandbox.spare_namespaces, telemetry.prometheus_listen") || strings.Contains(out, "next start") {
 		t.Fatalf("sandnet reload: exit %d, want both settings applied and none left for the next start\n%s", code, out)
 	}
+	if !strings.Contains(a.Log(), `applied=["resolver.upstreams", "resolver.timeout"`) {
+		t.Errorf("the agent's log does not say what the reload applied:\n%s", a.Log())
+	}
 	if got := dig(t, cli.key, "+short", "two.example"); got != "192.0.2.1" || second.asked("two.example.") != 1 || first.asked("two.example.") != 0 {
 		t.Fatalf("after the reload: %q; the second upstream asked %d times, the first %d", got, second.asked("two.example."), first.asked("two.example."))
 	}

@@ -41,7 +41,8 @@ func (a *Agent) Reload(ctx context.Context) (*api.Reloaded, error) {
 		a.log.Error("reload rejected; the running config stays", "file", a.cfg.Filename, "error", err)
 		return nil, err
 	}
-	a.log.Info("config reloaded", "restarted", r.Restarted, "started", r.Started, "stopped", r.Stopped, "unchanged", r.Unchanged, "failed", r.Failed)
+	a.log.Info("config reloaded", "restarted", r.Restarted, "started", r.Started, "stopped", r.Stopped, "unchanged", r.Unchanged,
+		"applied", r.Applied, "failed", r.Failed)
 	a.events.Publish(events.Event{Type: events.TypeReload, Message: r.Summary()})
 	return r, nil
 }
