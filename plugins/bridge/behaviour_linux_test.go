@@ -903,3 +903,72 @@ func TestFailedCreateLeavesNoBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReplayAppliesNewMTU: the driver restarted with another mtu (a
+// reload that changed its block) replays a network that sets none of its
+// own: the bridge, the host end and the sandbox end of a running
+// container all take the new MTU, not the bridge alone (a container at
+// 1500 behind a 1400 bridge).
+func TestReplayAppliesNewMTU(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, `{"mtu":1500}`)
+	n := testNet(24, nil)
+	createNetwork(t, d, n)
+	c := attach(t, d, n, 2)
+	// A pair the first process prepared (a spare's) and the restarted
+	// one is asked to finish.
+	spare := &pb.Endpoint{Id: newID(), NetworkId: n.Id, Interface: &pb.EndpointInterface{Address: "10.24.0.3/24"}}
+	spareKey := newNetns(t)
+	if resp, err := d.Prepare(ctx, &pb.PrepareRequest{Network: n, EndpointId: spare.Id, SandboxKey: spareKey, Ifname: "eth0"}); err != nil || resp.GetSrcName() != "eth0" {
+		t.Fatalf("Prepare = %v, %v", resp, err)
+	}
+
+	restarted := newDriverT(t, `{"mtu":1400}`)
+	if err := restarted.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: c.ep}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key, Ifname: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: spare}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: spare, SandboxKey: spareKey, Ifname: "eth0", Prepared: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = restarted.Leave(ctx, &pb.LeaveRequest{Network: n, Endpoint: spare, SandboxKey: spareKey})
+		_ = restarted.DeleteEndpoint(ctx, &pb.EndpointRequest{Network: n, Endpoint: spare})
+	})
+	mtus := map[string]int{}
+	for _, name := range []string{bridgeName(n.Id), hostIfName(c.ep.Id), hostIfName(spare.Id)} {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtus[name] = l.Attrs().MTU
+	}
+	nstest.WithHandle(t, c.key, func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err == nil {
+			mtus["eth0 (in the sandbox)"] = l.Attrs().MTU
+		}
+		return err
+	})
+	nstest.WithHandle(t, spareKey, func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err == nil {
+			mtus["eth0 (in the spare)"] = l.Attrs().MTU
+		}
+		return err
+	})
+	for _, mtu := range mtus {
+		if mtu != 1400 {
+			t.Errorf("after the replay with mtu 1400: %v", mtus)
+			break
+		}
+	}
+}

@@ -693,7 +693,8 @@ func (b *bridge) newJoin(req *pb.JoinRequest, s *system, n *network, idx int, ep
 // that port and bridge are there, and no request is sent. Otherwise one
 // request sets the port's flags (hairpin) and names the bridge, which
 // puts the port back on it should the bridge have been made anew since.
-// Should the pair be gone, j.up stays false and makePair makes it as
+// Should the pair be gone, or have been prepared by the driver's previous
+// process, j.up stays false and makePair makes it, or takes it over, as
 // without Prepare.
 func (j *joining) usePrepared() {
 	b, s, spec := j.b, j.s, &j.spec
@@ -703,6 +704,11 @@ func (j *joining) usePrepared() {
 	b.mu.Unlock()
 	if known && made.bridge == spec.master && !j.hairpin && s.rt.portReady(spec.host, j.n.bridge, spec.master) {
 		j.up = true
+		return
+	}
+	if !known {
+		// Prepared by this driver's previous process, perhaps with
+		// another mtu: makePair takes the pair over as a rejoin does.
 		return
 	}
 	err := s.rt.bringUp(spec.host, j.flags, spec.master)
@@ -918,6 +924,13 @@ func (s *system) rejoin(spec vethSpec) (string, error) {
 				return "", err
 			}
 		}
+		// The driver may have been restarted with another mtu (a reload):
+		// both ends follow the network's, as its bridge does.
+		if link.Attrs().MTU != spec.mtu {
+			if err := s.h.LinkSetMTU(link, spec.mtu); err != nil {
+				return "", fmt.Errorf("setting MTU of %s: %w", spec.host, err)
+			}
+		}
 		return s.peerName(spec, link.Attrs().ParentIndex)
 	}
 	if err := s.rt.delLink(spec.host); err != nil {
@@ -927,7 +940,7 @@ func (s *system) rejoin(spec vethSpec) (string, error) {
 }
 
 // peerName returns the current name of the sandbox end, found by its
-// ifindex inside the sandbox.
+// ifindex inside the sandbox, and gives it spec's MTU if it has another.
 func (s *system) peerName(spec vethSpec, index int) (string, error) {
 	h, err := netlink.NewHandleAt(netns.NsHandle(spec.peerNS), unix.NETLINK_ROUTE)
 	if err != nil {
@@ -937,6 +950,11 @@ func (s *system) peerName(spec vethSpec, index int) (string, error) {
 	l, err := h.LinkByIndex(index)
 	if err != nil {
 		return "", fmt.Errorf("finding the sandbox end of %s: %w", spec.host, err)
+	}
+	if l.Attrs().MTU != spec.mtu {
+		if err := h.LinkSetMTU(l, spec.mtu); err != nil {
+			return "", fmt.Errorf("setting MTU of the sandbox end of %s: %w", spec.host, err)
+		}
 	}
 	return l.Attrs().Name, nil
 }
