@@ -212,6 +212,9 @@ func TestPluginCheckRefuses(t *testing.T) {
 		{"checksum", []string{"--checksum", "sha256:" + strings.Repeat("0", 64), bolt}, "checksum mismatch: config pins sha256:000"},
 		{"unknown key in config", []string{"--config", typo, bolt}, "the store \"bolt\" block's config does not match the plugin's schema"},
 		{"bad kind", []string{"--kind", "router", bolt}, "--kind \"router\": want driver or store"},
+		// The agent refuses an option the driver does not list; a check
+		// with one would not be the agent's network.
+		{"unlisted option", []string{"-o", "known=1", "-o", "other=2", fake}, "-o other: not a network option the driver lists (known: known); the agent refuses a network with it"},
 		{"advertise interface name", []string{"--advertise-addr", "eth1", filepath.Join(bins.PluginDir, "sandnet-driver-overlay")}, "--advertise-addr \"eth1\": want a unicast IP address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -212,7 +212,9 @@ func Run(ctx context.Context, o Options, progress func(Case)) (*Report, error) {
 	rep := &Report{Path: path, Name: info.GetName(), Kind: spec.Kind, Version: info.GetVersion(), SDKVersion: info.GetSdkVersion(), Protocols: info.GetProtocolVersions()}
 	// The negotiated version, from a process of the suite's own.
 	rep.Protocol, err = r.protocol(ctx)
-	if err != nil {
+	if v := (*Verdict)(nil); errors.As(err, &v) {
+		return nil, v
+	} else if err != nil {
 		return nil, startVerdict(path, script, err, logs)
 	}
 	rep.Cases = r.run()

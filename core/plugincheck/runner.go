@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,13 +62,26 @@ func (r *runner) protocol(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer inst.Kill()
-	if d, ok := inst.Client().(*driver.Client); ok && r.advertise.IsValid() {
+	d, ok := inst.Client().(*driver.Client)
+	if !ok {
+		return inst.Protocol(), nil
+	}
+	caps, err := d.GetCapabilities(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// The agent refuses a network option the driver does not list (when
+	// it lists any) before it calls the driver: so does the check.
+	if known := caps.GetNetworkOptions(); len(known) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(r.netOpts)) {
+			if !slices.Contains(known, k) {
+				return 0, verdictf("-o %s: not a network option the driver lists (known: %s); the agent refuses a network with it before calling the driver", k, strings.Join(known, ", "))
+			}
+		}
+	}
+	if r.advertise.IsValid() {
 		// The agent gives a global network of a driver that tunnels
 		// between hosts a VNI; its first is 4096.
-		caps, err := d.GetCapabilities(ctx)
-		if err != nil {
-			return 0, err
-		}
 		if caps.GetPeers() && caps.GetConnectivityScope() == pb.Scope_SCOPE_GLOBAL {
 			r.vni = firstVNI
 			// As the agent does, the network's option asks for its own.

@@ -33,7 +33,7 @@ type fake struct{ mode string }
 
 func (f fake) Configure(context.Context, []byte) error { return nil }
 func (f fake) GetCapabilities(context.Context) (*pb.Capabilities, error) {
-	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL}, nil
+	return &pb.Capabilities{DataScope: pb.Scope_SCOPE_LOCAL, ConnectivityScope: pb.Scope_SCOPE_LOCAL, NetworkOptions: []string{"known"}}, nil
 }
 func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) error {
 	switch f.mode {
