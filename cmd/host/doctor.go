@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -180,6 +182,17 @@ func storeCheck(cfg *config.Config) check {
 	}
 	m := plugin.NewManager(hclog.NewNullLogger(), plugin.Options{})
 	defer m.Shutdown()
+	hostID := agent.ReadHostID(cfg.DataDir)
+	// A check makes nothing: the bolt store would create a file it is
+	// pointed at, so a missing one is reported, not opened.
+	if path := absentStoreFile(ctx, m, cfg); path != "" {
+		left, _ := controller.Unrecorded(ctx, nil, cfg.Sandbox.NetnsDir, hostID)
+		if len(left) == 0 {
+			return check{"ok", what, fmt.Sprintf("no store file at %s yet: the agent's first start creates it", path)}
+		}
+		return storeHolds(cfg, what, fmt.Sprintf("no store file at %s (a mistyped path?), so no sandbox of this host for the %d namespace(s) in %s (%s)",
+			path, len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…"), hostID)
+	}
 	p, err := m.Start(ctx, agent.PluginSpec(cfg, cfg.Store))
 	if err != nil {
 		return check{"FAIL", what, err.Error()}
@@ -189,7 +202,6 @@ func storeCheck(cfg *config.Config) check {
 		_, err = s.List(ctx, "sandnet/v1/")
 	}
 	var left []string
-	hostID := agent.ReadHostID(cfg.DataDir)
 	if err == nil {
 		left, err = controller.Unrecorded(ctx, s, cfg.Sandbox.NetnsDir, hostID)
 	}
@@ -199,7 +211,33 @@ func storeCheck(cfg *config.Config) check {
 	if len(left) == 0 {
 		return check{"ok", what, "reachable"}
 	}
-	held := fmt.Sprintf("reachable, but it holds no sandbox of this host for %d namespace(s) in %s (%s)", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…")
+	return storeHolds(cfg, what, fmt.Sprintf("reachable, but it holds no sandbox of this host for %d namespace(s) in %s (%s)", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…"), hostID)
+}
+
+// absentStoreFile returns the path of the bolt store's file when the
+// config names one (absolute) that does not exist; "" otherwise.
+func absentStoreFile(ctx context.Context, m *plugin.Manager, cfg *config.Config) string {
+	info, err := m.Inspect(ctx, agent.PluginSpec(cfg, cfg.Store))
+	if err != nil || info.GetName() != config.DefaultStore {
+		return ""
+	}
+	js, diags := config.DecodePluginConfig(cfg.Store, info.GetConfigSchema())
+	var c struct {
+		Path string `json:"path"`
+	}
+	if diags.HasErrors() || json.Unmarshal(js, &c) != nil || !filepath.IsAbs(c.Path) {
+		return ""
+	}
+	if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
+		return c.Path
+	}
+	return ""
+}
+
+// storeHolds is the warning of a store that holds no sandbox of this host
+// for namespaces its netns_dir has (held says so): the next start removes
+// them.
+func storeHolds(cfg *config.Config, what, held, hostID string) check {
 	removes := "The agent's next start removes them, and the bridges and ports of networks the store does not hold for this host"
 	if hostID == "" {
 		return check{"warn", what, fmt.Sprintf("%s: data_dir %s has no host-id, so the next start makes this host a new one, and the store's records are another host's. %s; "+

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -206,8 +207,12 @@ func TestStoreReplacedWithoutMigration(t *testing.T) {
 	sameHost(t, old, neu)
 	// doctor, before the start, says what it will remove and why.
 	out, code := sandnetCmd(t, "doctor", "--config", neu.ConfigPath)
-	if want := `warn  store "bolt": reachable, but it holds no sandbox of this host for 1 namespace(s) in ` + filepath.Join(dir, "netns") + " (" + sb1.ID[:12] + "…): made with another store?"; code != 0 || !strings.Contains(out, want) {
+	newFile := filepath.Join(dir, "new.db")
+	if want := `warn  store "bolt": no store file at ` + newFile + " (a mistyped path?), so no sandbox of this host for the 1 namespace(s) in " + filepath.Join(dir, "netns") + " (" + sb1.ID[:12] + "…): made with another store?"; code != 0 || !strings.Contains(out, want) {
 		t.Errorf("doctor on the new store: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+	if _, err := os.Stat(newFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("doctor made the new store's file: %v", err)
 	}
 	// Without its host-id, the data_dir would make this a new host.
 	hostIDFile := filepath.Join(old.DataDir, "host-id")

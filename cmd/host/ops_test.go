@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,14 +178,27 @@ func TestDoctor(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Before the first start: the store's file is not there yet, and a
+	// check does not make it.
 	out, code := sandnetCmd(t, "doctor", "--config", cfg)
 	if code != 0 || strings.Contains(out, "FAIL") {
 		t.Fatalf("doctor on a good setup: exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"ok    kernel: veth", "ok    kernel: nf_tables", `ok    plugin driver "none"`, `ok    store "bolt": reachable`, "ok    socket directory"} {
+	storeFile := filepath.Join(dir, "store.db")
+	for _, want := range []string{"ok    kernel: veth", "ok    kernel: nf_tables", `ok    plugin driver "none"`, `ok    store "bolt": no store file at ` + storeFile + " yet: the agent's first start creates it", "ok    socket directory"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor's output lacks %q:\n%s", want, out)
 		}
+	}
+	if _, err := os.Stat(storeFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("doctor made the store's file %s: %v", storeFile, err)
+	}
+	// Once there, it is opened.
+	if err := os.WriteFile(storeFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := sandnetCmd(t, "doctor", "--config", cfg); !strings.Contains(out, `ok    store "bolt": reachable`) {
+		t.Errorf("doctor with the store's file there:\n%s", out)
 	}
 	// A file that is not there says so, one with errors shows the first.
 	missing := filepath.Join(dir, "nosuch.hcl")

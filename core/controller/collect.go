@@ -90,8 +90,12 @@ func unknown(dir string, known map[string]bool) []string {
 
 // Unrecorded lists the namespaces in netnsDir that no sandbox record of
 // host hostID in s names: what an agent of that host started on s removes
-// (collect). sandnet doctor warns of them before that start.
+// (collect). sandnet doctor warns of them before that start. A nil s is a
+// store that holds nothing (one whose file does not exist yet).
 func Unrecorded(ctx context.Context, s store.Store, netnsDir, hostID string) ([]string, error) {
+	if s == nil {
+		return unknown(netnsDir, nil), nil
+	}
 	kvs, err := s.List(ctx, sandboxPrefix)
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return nil, err
