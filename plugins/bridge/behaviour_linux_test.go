@@ -924,15 +924,7 @@ func TestReplayAppliesNewMTU(t *testing.T) {
 	}
 
 	restarted := newDriverT(t, `{"mtu":1400}`)
-	if err := restarted.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: c.ep}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restarted.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key, Ifname: "eth0"}); err != nil {
-		t.Fatal(err)
-	}
+	replayTo(t, restarted, n, c)
 	if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: spare}); err != nil {
 		t.Fatal(err)
 	}

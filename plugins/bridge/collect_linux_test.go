@@ -42,15 +42,7 @@ func TestCollect(t *testing.T) {
 	t.Cleanup(func() { _ = netlink.LinkDel(op) })
 
 	restarted := newDriverT(t, "")
-	if err := restarted.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: kept}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restarted.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: kept, Endpoint: web.ep}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restarted.Join(ctx, &pb.JoinRequest{Network: kept, Endpoint: web.ep, SandboxKey: web.key, Ifname: "eth0"}); err != nil {
-		t.Fatal(err)
-	}
+	replayTo(t, restarted, kept, web)
 	if _, err := restarted.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: kept, Endpoint: web.ep}); err != nil {
 		t.Fatal(err)
 	}

@@ -210,6 +210,21 @@ func attachWith(t testing.TB, d *bridge, n *pb.Network, host int, prepared bool)
 	return c
 }
 
+// replayTo does what the host replays to a restarted driver d for
+// container c on network n: CreateNetwork, CreateEndpoint and Join.
+func replayTo(t testing.TB, d *bridge, n *pb.Network, c *container) {
+	t.Helper()
+	if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatalf("replayed CreateNetwork: %v", err)
+	}
+	if _, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: n, Endpoint: c.ep}); err != nil {
+		t.Fatalf("replayed CreateEndpoint: %v", err)
+	}
+	if _, err := d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: c.ep, SandboxKey: c.key, Ifname: "eth0"}); err != nil {
+		t.Fatalf("replayed Join: %v", err)
+	}
+}
+
 // configureSandbox does the host's part of a join inside the sandbox:
 // rename, addresses (IPv6 without DAD), up, default routes.
 func configureSandbox(t testing.TB, key string, join *pb.JoinResponse, cidrs ...string) {
