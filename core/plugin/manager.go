@@ -45,6 +45,9 @@ type Spec struct {
 type Options struct {
 	StartTimeout   time.Duration // default 10s
 	HealthInterval time.Duration // default 5s
+	// HealthTimeout bounds each health check; three failed in a row
+	// restart the plugin (a stopped or hung process is killed).
+	HealthTimeout time.Duration // default 3s
 	// PollInterval is how often a plugin's process is checked for exit.
 	PollInterval time.Duration // default 100ms
 	// MinBackoff and MaxBackoff bound the wait before a restart: a
@@ -73,6 +76,7 @@ func (o *Options) defaults() {
 	}
 	def(&o.StartTimeout, 10*time.Second)
 	def(&o.HealthInterval, 5*time.Second)
+	def(&o.HealthTimeout, 3*time.Second)
 	def(&o.PollInterval, 100*time.Millisecond)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 10*time.Second)

@@ -185,6 +185,56 @@ func TestCallEndedByCrash(t *testing.T) {
 	}
 }
 
+// TestStoppedPluginRestarted: a plugin process that stops answering —
+// stopped with SIGSTOP, as a hung one — fails its health checks, each
+// bounded by HealthTimeout, is killed and started again; a call made to
+// it while it was stopped fails then rather than waiting for ever.
+func TestStoppedPluginRestarted(t *testing.T) {
+	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr}),
+		Options{HealthInterval: 100 * time.Millisecond, HealthTimeout: 100 * time.Millisecond})
+	t.Cleanup(m.Shutdown)
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.Status().PID
+	if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(old, syscall.SIGKILL) })
+	called := make(chan error, 1)
+	go func() {
+		_, err := d.GetCapabilities(context.Background())
+		called <- err
+	}()
+	polltest.UntilEmpty(t, 30*time.Second, "the stopped plugin replaced by a running one", func() string {
+		if st := p.Status(); !st.Running || st.PID == old {
+			return fmt.Sprintf("%+v", st)
+		}
+		return ""
+	})
+	select {
+	case err := <-called:
+		if !errors.Is(err, sdk.ErrUnavailable) {
+			t.Fatalf("the call made while the plugin was stopped: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call made while the plugin was stopped still waits after its restart")
+	}
+	polltest.Until(t, 10*time.Second, "the stopped process killed", func() bool { return !alive(old) })
+	d, err = p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.GetCapabilities(context.Background()); err != nil {
+		t.Fatalf("a call after the restart: %v", err)
+	}
+}
+
 func TestStartFailures(t *testing.T) {
 	bin := noneBinary(t)
 	tests := []struct {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -228,7 +230,7 @@ func (p *Plugin) supervise() {
 			p.mu.Lock()
 			rpc := p.rpc
 			p.mu.Unlock()
-			if err := rpc.Ping(); err != nil {
+			if err := p.ping(rpc); err != nil {
 				failures++
 				p.mu.Lock()
 				p.healthy = false
@@ -259,11 +261,18 @@ func (p *Plugin) supervise() {
 // exponential backoff until it runs or stop is closed (false).
 func (p *Plugin) restart() bool {
 	p.mu.Lock()
-	old := p.client
+	old, pid := p.client, p.pid
 	p.running, p.healthy = false, false
 	ran := time.Since(p.startedAt)
 	backoff := p.restartWait(ran)
 	p.mu.Unlock()
+	if !old.Exited() && pid > 0 {
+		// It failed its health checks: stopped (SIGSTOP), or stuck. Its
+		// graceful shutdown is a call it would never answer, which would
+		// hold this goroutine for ever. Not yet reaped, the PID is still
+		// our child's.
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	old.Kill()
 
 	if backoff > p.m.opts.MinBackoff {
@@ -287,6 +296,21 @@ func (p *Plugin) restart() bool {
 		p.m.restarted(p)
 		return true
 	}
+}
+
+// ping is a health check of the process rpc talks to, bounded by
+// HealthTimeout: go-plugin's own Ping has no deadline, so a process that
+// was stopped (SIGSTOP) or hung held the supervisor in it for ever, and
+// the calls to it with it.
+func (p *Plugin) ping(rpc goplugin.ClientProtocol) error {
+	gc, ok := rpc.(*goplugin.GRPCClient)
+	if !ok {
+		return rpc.Ping()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.HealthTimeout)
+	defer cancel()
+	_, err := grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: goplugin.GRPCServiceName})
+	return err
 }
 
 // restartWait is the wait before restarting a process that ran for ran:
