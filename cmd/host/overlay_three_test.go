@@ -124,6 +124,8 @@ func TestOverlayThreeHosts(t *testing.T) {
 	for _, n := range []controller.NetworkCreate{
 		{Name: "ov1", Driver: "overlay", Subnet: "10.74.0.0/24"},
 		{Name: "ov2", Driver: "overlay", Subnet: "10.75.0.0/24"},
+		// No container anywhere: set up on host A alone, by its create.
+		{Name: "ov3", Driver: "overlay", Subnet: "10.77.0.0/24"},
 		{Name: "br", Driver: "bridge", Subnet: "10.76.0.0/24"},
 	} {
 		if _, err := a.c().CreateNetwork(ctx, n); err != nil {
@@ -214,10 +216,15 @@ func TestOverlayThreeHosts(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []string{"ov1", "ov2", "br"} {
-		if err := a.c().DeleteNetwork(ctx, n); err != nil {
+	// The global networks go from host B: host A, which created them,
+	// tears them down on the store's word, as host C does.
+	for _, n := range []string{"ov1", "ov2", "ov3"} {
+		if err := b.c().DeleteNetwork(ctx, n); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := a.c().DeleteNetwork(ctx, "br"); err != nil {
+		t.Fatal(err)
 	}
 	requireOverlayGone(t, hosts...)
 	if left := consulLeftovers(t, a.consul.Addr()); len(left) > 0 {

@@ -371,6 +371,14 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 	if err := nc.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q creating network %s: %w", n.Driver, n.Name, err)
 	}
+	if n.Scope == scopeGlobal {
+		// Set up here: a deletion on another host tears it down here
+		// too (watchGlobal), as on the hosts that set it up later.
+		c.mu.Lock()
+		c.onHost[n.ID] = n
+		c.mu.Unlock()
+		c.peers.resync(ctx, n.ID)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +101,20 @@ func TestTunnelNetworks(t *testing.T) {
 	if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "advertise_addr") {
 		t.Fatalf("Connect on an agent without advertise_addr = %v, want invalid, naming advertise_addr", err)
 	}
+}
+
+func (d *tunnelDriver) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nets = slices.DeleteFunc(d.nets, func(n *pb.Network) bool { return n.GetId() == req.GetNetwork().GetId() })
+	return nil
+}
+
+// holds reports whether the driver has set network id up.
+func (d *tunnelDriver) holds(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.ContainsFunc(d.nets, func(n *pb.Network) bool { return n.GetId() == id })
 }
 
 // peerDriver is a tunnelDriver that takes peers, as the overlay does:
@@ -258,6 +273,40 @@ func TestPeersFromTheStore(t *testing.T) {
 	}
 	polltest.Until(t, 15*time.Second, "host B's driver forgetting c1", func() bool { return !dB.has(ep1.Address, "192.0.2.1") })
 	polltest.Until(t, 15*time.Second, "host B no longer resolving c1", func() bool { return len(lookup(cB, "c1")) == 0 && len(lookup(cB, "web")) == 0 })
+}
+
+// TestGlobalDeleteReachesEveryHost: a global network deleted on one host
+// is torn down by the driver of every other host that set it up — the
+// host that created it included (its driver kept the network, and an
+// overlay its bridge and VXLAN device, whose VNI no later network could
+// then have there).
+func TestGlobalDeleteReachesEveryHost(t *testing.T) {
+	ctx := context.Background()
+	e, dA, cB, dB := twoHosts(t)
+	for _, tc := range []struct {
+		name             string
+		creator, deleter *Controller
+		other            *peerDriver // the creator's driver
+	}{
+		{"made on A, deleted on B", e.c, cB, dA},
+		{"made on B, deleted on A", cB, e.c, dB},
+	} {
+		n, err := tc.creator.CreateNetwork(ctx, NetworkCreate{Name: "ov", Driver: "tunnel", Subnet: "10.93.0.0/24"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The deleting host sets it up too, as a connect there would.
+		if _, err := tc.deleter.Network(ctx, "ov"); err != nil {
+			t.Fatal(err)
+		}
+		if !tc.other.holds(n.ID) {
+			t.Fatalf("%s: the creating host's driver does not hold the network", tc.name)
+		}
+		if err := tc.deleter.DeleteNetwork(ctx, "ov"); err != nil {
+			t.Fatal(err)
+		}
+		polltest.Until(t, 15*time.Second, tc.name+": the creating host's driver tearing the network down", func() bool { return !tc.other.holds(n.ID) })
+	}
 }
 
 // Two hosts creating global networks at once never give two the same
