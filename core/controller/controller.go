@@ -168,7 +168,12 @@ type sandboxOp struct {
 	created  time.Time        // fixed
 	external bool             // fixed: the runtime gives the namespace (SetKey, netns)
 	front    string           // fixed: Sandbox.Front
-	dns      dnsState         // mu (nets and live are atomics, for readers without it)
+	// unopened is why the namespace at the sandbox's key could not be
+	// opened when the sandbox was read back (too many open files, say),
+	// or nil. Such a sandbox has no namespace handle but is not doomed:
+	// a claim opens it again (reopen), a delete removes its key. mu.
+	unopened error
+	dns      dnsState // mu (nets and live are atomics, for readers without it)
 	// prep is the attach the spare of a create without networks came
 	// prepared with (its interface in the namespace, down, named as the
 	// first interface), until the sandbox's first connect claims it or

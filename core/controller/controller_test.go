@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -620,6 +622,57 @@ func sameNamespace(t *testing.T, a, b string) bool {
 // made for itself are left alone), a namespace named as a sandbox that no
 // record names (made with another store) is removed, and one named
 // otherwise (the operator's) is left alone.
+// TestUnopenedNamespaceKept: a sandbox whose namespace cannot be opened
+// when the store is read back (too many open files) is kept, not
+// forgotten: listed as a stub, its name still its own on its network, a
+// claim that still cannot open it fails and leaves it a stub, one that
+// can gets it whole, and it deletes leaving nothing. It was dropped: its
+// record, address, name and interface stayed, beyond inspect and rm, and
+// a create made the container a second endpoint under the same name.
+func TestUnopenedNamespaceKept(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.82.0.0/24")
+	sb := e.sandbox("c1")
+	e.connect("red", "c1")
+	before := addresses(t, sb.Key)
+	var fail atomic.Bool
+	fail.Store(true)
+	openNamespace = func(path string) (*osl.Namespace, error) {
+		if fail.Load() && path == sb.Key {
+			return nil, fmt.Errorf("opening namespace %s: %w", path, syscall.EMFILE)
+		}
+		return osl.OpenNamespace(path)
+	}
+	t.Cleanup(func() { openNamespace = osl.OpenNamespace })
+	e.c = e.start()
+
+	all, err := e.c.ListSandboxes(ctx, true)
+	if err != nil || len(all) != 1 || all[0].ID != sb.ID || !all[0].Stub || len(all[0].Endpoints) != 1 {
+		t.Fatalf("sandboxes after a start that could not open c1's namespace: %+v, %v; want c1 as a stub with its endpoint", all, err)
+	}
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"}); !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "too many open files") {
+		t.Fatalf("a claim while the namespace still cannot be opened = %v, want unavailable saying why", err)
+	}
+	if v, err := e.c.SandboxByContainer(ctx, "c1"); err != nil || !v.Stub {
+		t.Fatalf("after the failed claim: %+v, %v; want c1 a stub still", v, err)
+	}
+	fail.Store(false)
+	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c1"})
+	if err != nil || claimed.ID != sb.ID || len(claimed.Endpoints) != 1 || claimed.Stub {
+		t.Fatalf("claim once the namespace opens = %+v, %v; want sandbox %s with its endpoint", claimed, err, sb.ID)
+	}
+	if after := addresses(t, sb.Key); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("addresses changed: %v → %v", before, after)
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.leaks(); l != (leaks{}) {
+		t.Fatalf("left behind: %+v", l)
+	}
+}
+
 func TestStartCleansInterruptedCreates(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

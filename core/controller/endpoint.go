@@ -41,6 +41,9 @@ func (c *Controller) Connect(ctx context.Context, netRef string, req Connect) (*
 		return nil, err
 	}
 	defer op.mu.Unlock()
+	if err := c.reopen(op); err != nil {
+		return nil, err
+	}
 	ep, err := c.connectAny(ctx, op, netRef, args, nil)
 	if err == nil {
 		if e, ok := op.sb.Endpoint(ep.ID); ok {

@@ -159,7 +159,7 @@ func (c *Controller) restoreSandboxes(ctx context.Context, st *state, bySandbox 
 			continue
 		}
 		restored = append(restored, op)
-		if s.InDelete || op.sb.Namespace() == nil && !op.external {
+		if s.InDelete || op.sb.Namespace() == nil && !op.external && op.unopened == nil {
 			doomed = append(doomed, op)
 		}
 	}
@@ -259,6 +259,7 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 		dir = legacy
 	}
 	sb := sandbox.New(s.ID, s.ContainerID, s.Options, dir, c.hostResolv())
+	var unopened error
 	switch {
 	case s.Options.HostMode:
 		ns, err := c.defaultNamespace()
@@ -267,9 +268,13 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 		}
 		sb.SetNamespace(ns.Path(), ns)
 	case s.Key != "" && osl.Exists(s.Key):
-		ns, err := osl.OpenNamespace(s.Key)
+		ns, err := openNamespace(s.Key)
 		if err != nil {
-			return nil, err
+			// Kept without a handle rather than dropped: a sandbox the
+			// controller does not know would hold its addresses and
+			// names for ever, beyond inspect and rm.
+			c.log.Error("opening a sandbox's namespace; it stays, without one, until a claim opens it", "sandbox", short(s.ID), "error", err)
+			unopened = err
 		}
 		sb.SetNamespace(s.Key, ns)
 	case s.Key != "":
@@ -283,7 +288,7 @@ func (c *Controller) restoreSandbox(s *Sandbox, networks map[string]*Network, ep
 	}
 	// A front's sandbox is its runtime's until the front removes it: the
 	// runtime will not create it again, so it is never a stub to reap.
-	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, front: s.Front, stub: s.Front == ""}
+	op := &sandboxOp{sb: sb, created: s.Created, external: s.Options.ExternalKey, front: s.Front, stub: s.Front == "", unopened: unopened}
 	if s.RuntimeNetns != "" {
 		op.runtimeNetns.Store(&s.RuntimeNetns)
 	}
@@ -313,7 +318,44 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 	}
 	op.stub = false
 	c.mu.Unlock()
+	op.mu.Lock()
+	err = c.reopen(op)
+	op.mu.Unlock()
+	if err != nil {
+		c.unclaim(op)
+		return nil, err
+	}
 	return c.view(ctx, op)
+}
+
+// openNamespace opens a sandbox's namespace as it is read back or
+// reopened; tests make it fail.
+var openNamespace = osl.OpenNamespace
+
+// unclaim makes a sandbox whose claim failed before it changed anything
+// a stub again, for the runtime's next try (or the reaper).
+func (c *Controller) unclaim(op *sandboxOp) {
+	c.mu.Lock()
+	op.stub = op.front == ""
+	c.mu.Unlock()
+}
+
+// reopen opens the namespace of a sandbox whose namespace could not be
+// opened when it was read back (op.unopened), for a claim or a connect.
+// op.mu is held.
+func (c *Controller) reopen(op *sandboxOp) error {
+	if op.unopened == nil {
+		return nil
+	}
+	ns, err := openNamespace(op.sb.Key())
+	if err != nil {
+		return errorf(sdk.ErrUnavailable, "opening the namespace of sandbox %s at %s: %v (at the agent's start: %v)", short(op.sb.ID()), op.sb.Key(), err, op.unopened)
+	}
+	op.sb.SetNamespace(op.sb.Key(), ns)
+	op.unopened = nil
+	c.log.Info("opened the namespace of a sandbox read back without one", "sandbox", short(op.sb.ID()))
+	c.refreshDNS(op)
+	return nil
 }
 
 // SetStubGracePeriod changes how long the stubs Start read back wait for

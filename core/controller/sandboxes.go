@@ -185,6 +185,10 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 		// claim, as it would had it come later.
 		return nil, errorf(sdk.ErrForbidden, "container %s's sandbox %s was deleted while the create claimed it: create it again", op.sb.ContainerID(), short(op.sb.ID()))
 	}
+	if err := c.reopen(op); err != nil {
+		c.unclaim(op)
+		return nil, err
+	}
 	for _, n := range nets {
 		if slices.ContainsFunc(op.sb.Endpoints(), func(e sandbox.Endpoint) bool { return e.NetworkID == n.ref }) {
 			continue
