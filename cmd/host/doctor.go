@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -75,6 +76,9 @@ func doctorCmd(args []string) int {
 			default:
 				add("ok", what, "%s", path)
 			}
+		}
+		if c, ok := advertiseCheck(cfg.AdvertiseAddr); ok {
+			checks = append(checks, c)
 		}
 		checks = append(checks, storeCheck(cfg))
 		checks = append(checks, socketDirCheck(cfg.API.Socket))
@@ -244,6 +248,39 @@ func storeHolds(cfg *config.Config, what, held, hostID string) check {
 			"to keep them, put back the host-id file of the data_dir they were made with", held, cfg.DataDir, removes)}
 	}
 	return check{"warn", what, fmt.Sprintf("%s: made with another store? %s; to keep them, start on the store they were made with, stop, and `sandnet store migrate` to this one", held, removes)}
+}
+
+// advertiseCheck resolves advertise_addr as the agent's start does (an
+// interface name that is not there stops the start) and checks that this
+// host has the address (one it does not have carries no overlay traffic);
+// false when the config sets none.
+func advertiseCheck(s string) (check, bool) {
+	const what = "advertise_addr"
+	if s == "" {
+		return check{}, false
+	}
+	a, err := agent.ResolveAdvertiseAddr(s)
+	if err != nil {
+		return check{"FAIL", what, strings.TrimPrefix(err.Error(), "advertise_addr: ") + ": the agent would not start"}, true
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return check{"warn", what, fmt.Sprintf("%s: listing this host's addresses: %v", a, err)}, true
+	}
+	for _, x := range addrs {
+		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a {
+			return check{"ok", what, fmt.Sprintf("%s, on %s", a, linkName(x.LinkIndex))}, true
+		}
+	}
+	return check{"warn", what, fmt.Sprintf("%s is on no interface of this host: other hosts would send its overlay traffic nowhere; set it to this host's address on the network the hosts share", a)}, true
+}
+
+// linkName is the name of the link with index i, or its index.
+func linkName(i int) string {
+	if l, err := netlink.LinkByIndex(i); err == nil {
+		return l.Attrs().Name
+	}
+	return fmt.Sprintf("link %d", i)
 }
 
 // socketDirCheck checks that the agent can make its socket: the socket's

@@ -200,6 +200,22 @@ func TestDoctor(t *testing.T) {
 	if out, _ := sandnetCmd(t, "doctor", "--config", cfg); !strings.Contains(out, `ok    store "bolt": reachable`) {
 		t.Errorf("doctor with the store's file there:\n%s", out)
 	}
+	// advertise_addr as the agent's start resolves it: an interface that
+	// is not there stops the start; an address no interface has carries
+	// no overlay traffic.
+	for _, tc := range []struct{ addr, want string }{
+		{"nosuch0", "FAIL  advertise_addr: interface nosuch0: Link not found: the agent would not start"},
+		{"192.0.2.77", "warn  advertise_addr: 192.0.2.77 is on no interface of this host"},
+		{"127.0.0.1", "ok    advertise_addr: 127.0.0.1, on lo"},
+	} {
+		adv := filepath.Join(dir, "adv.hcl")
+		if err := os.WriteFile(adv, []byte(body+fmt.Sprintf("advertise_addr = %q\n", tc.addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := sandnetCmd(t, "doctor", "--config", adv); !strings.Contains(out, tc.want) {
+			t.Errorf("doctor with advertise_addr %s: want %q:\n%s", tc.addr, tc.want, out)
+		}
+	}
 	// A file that is not there says so, one with errors shows the first.
 	missing := filepath.Join(dir, "nosuch.hcl")
 	out, code = sandnetCmd(t, "doctor", "--config", missing)

@@ -7,6 +7,10 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// ResolveAdvertiseAddr is what the agent makes of advertise_addr s at its
+// start (see advertiseAddr), for sandnet doctor.
+func ResolveAdvertiseAddr(s string) (netip.Addr, error) { return advertiseAddr(s) }
+
 // advertiseAddr resolves the config's advertise_addr in the agent's
 // namespace: an IP address as it is; an interface name to its first
 // global unicast IPv4 address, or its first global unicast IPv6 address
