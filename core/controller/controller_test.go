@@ -23,6 +23,7 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
+	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
 func TestNewSandboxErrors(t *testing.T) {
@@ -160,6 +161,49 @@ func TestOverlapNamesNetwork(t *testing.T) {
 	_, err := e.c.CreateNetwork(context.Background(), NetworkCreate{Name: "small", Driver: "veth", Subnet: "10.72.3.0/24"})
 	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "subnet 10.72.3.0/24 overlaps 10.72.0.0/16 of network big") {
 		t.Fatalf("err = %v, want a conflict naming network big", err)
+	}
+}
+
+// TestNetworkByIDPrefix: a network is found by the 12 characters of its
+// ID that listings print (or more), as Docker finds it; a shorter prefix,
+// or one that is no network's, is not found, and one two IDs share is
+// refused as ambiguous.
+func TestNetworkByIDPrefix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	red := e.network("red", "veth", "10.83.0.0/24")
+	for _, ref := range []string{red.ID[:12], red.ID[:20]} {
+		if n, err := e.c.Network(ctx, ref); err != nil || n.ID != red.ID {
+			t.Fatalf("network %q = %v, %v; want red", ref, n, err)
+		}
+	}
+	if err := e.c.DeleteNetwork(ctx, red.ID[:12]); err != nil {
+		t.Fatalf("deleting red by its short ID: %v", err)
+	}
+	for _, ref := range []string{red.ID[:12], "0123456789ab"} {
+		if _, err := e.c.Network(ctx, ref); !errors.Is(err, sdk.ErrNotFound) {
+			t.Fatalf("network %q once gone = %v, want not found", ref, err)
+		}
+	}
+	blue := e.network("blue", "veth", "10.84.0.0/24")
+	if _, err := e.c.Network(ctx, blue.ID[:11]); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("network by an 11-character prefix = %v, want not found", err)
+	}
+	// Two IDs sharing 12 characters: one made to, through the store.
+	twin := *blue
+	twin.ID, twin.Name = blue.ID[:12]+strings.Repeat("0", 52), "twin"
+	if twin.ID == blue.ID {
+		twin.ID = blue.ID[:12] + strings.Repeat("1", 52)
+	}
+	raw, err := json.Marshal(&twin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.kv.txn(ctx, &pb.TxnOp{Verb: pb.TxnOp_PUT, Key: networkKey(twin.ID), Value: raw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Network(ctx, blue.ID[:12]); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("a prefix two networks share = %v, want invalid, ambiguous", err)
 	}
 }
 

@@ -440,7 +440,35 @@ func (c *Controller) network(ctx context.Context, ref string) (*Network, uint64,
 		}
 		byName = !byName
 	}
-	return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+	return c.networkByIDPrefix(ctx, ref)
+}
+
+// networkByIDPrefix finds the network whose ID starts with ref, as Docker
+// takes the 12-character IDs `network ls` prints: the last resort of
+// network, after names and whole IDs. A prefix is at least those 12
+// characters, so that a short name that is no network's (a CNI config's
+// network, deleted) never lands on a network whose ID happens to start so.
+func (c *Controller) networkByIDPrefix(ctx context.Context, ref string) (*Network, uint64, error) {
+	if len(ref) < 12 || len(ref) >= 64 || strings.Trim(ref, "0123456789abcdef") != "" {
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+	}
+	nets, err := c.Networks(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []string
+	for _, n := range nets {
+		if strings.HasPrefix(n.ID, ref) {
+			ids = append(ids, n.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
+	case 1:
+		return c.networkByID(ctx, ids[0])
+	}
+	return nil, 0, errorf(sdk.ErrInvalid, "network %q is ambiguous: the IDs of %d networks start with it; give more of the ID", ref, len(ids))
 }
 
 func (c *Controller) networkByID(ctx context.Context, id string) (*Network, uint64, error) {
