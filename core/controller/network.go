@@ -285,6 +285,27 @@ func (nc *netCreation) network() *Network {
 	}
 }
 
+// nameLocalElsewhere refuses a global network the name of a local
+// network of any host: there, the name would find the local one, and the
+// global one only by its ID.
+func (c *Controller) nameLocalElsewhere(ctx context.Context, name string) error {
+	var host string
+	err := c.kv.list(ctx, namePrefix+scopeLocal+"/", func(key string, _ uint64, _ []byte) error {
+		rest := strings.TrimPrefix(key, namePrefix+scopeLocal+"/")
+		if h, n, ok := strings.Cut(rest, "/"); ok && n == name && host == "" {
+			host = h
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return err
+	}
+	if host != "" {
+		return errorf(sdk.ErrExists, "name: host %s has a local network named %q; a global network of that name would be found there only by its ID", host, name)
+	}
+	return nil
+}
+
 // persist writes, in one transaction, the network's record, its name,
 // its VNI and its address pools, once no network has its name; retried
 // on a lost race. A crash after it leaves a network the driver has not
@@ -295,6 +316,11 @@ func (nc *netCreation) persist(ctx context.Context) error {
 		if _, err := c.kv.get(ctx, key, new(string)); err == nil {
 			return errorf(sdk.ErrExists, "name: a network named %q already exists", n.Name)
 		} else if !errors.Is(err, sdk.ErrNotFound) {
+			return err
+		}
+	}
+	if n.Scope == scopeGlobal {
+		if err := c.nameLocalElsewhere(ctx, n.Name); err != nil {
 			return err
 		}
 	}

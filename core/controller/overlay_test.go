@@ -309,6 +309,22 @@ func TestGlobalDeleteReachesEveryHost(t *testing.T) {
 	}
 }
 
+// TestGlobalNameOfALocalNetwork: a global network cannot take the name
+// of another host's local network, which would find the local one there
+// (and the global one only by its ID); the reverse is refused already.
+func TestGlobalNameOfALocalNetwork(t *testing.T) {
+	ctx := context.Background()
+	e, _, cB, _ := twoHosts(t)
+	e.network("br", "veth", "10.94.0.0/24")
+	_, err := cB.CreateNetwork(ctx, NetworkCreate{Name: "br", Driver: "tunnel", Subnet: "10.95.0.0/24"})
+	if !errors.Is(err, sdk.ErrExists) || !strings.Contains(err.Error(), `has a local network named "br"`) {
+		t.Fatalf("a global network named as host A's local one = %v, want exists, naming the local one", err)
+	}
+	if _, err := cB.CreateNetwork(ctx, NetworkCreate{Name: "br2", Driver: "tunnel", Subnet: "10.95.0.0/24"}); err != nil {
+		t.Fatalf("a global network of another name: %v", err)
+	}
+}
+
 // Two hosts creating global networks at once never give two the same
 // VNI; a VNI asked for is taken if free and refused, naming its holder,
 // if not; a deleted network's VNI is free again.
