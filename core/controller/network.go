@@ -363,8 +363,13 @@ func (nc *netCreation) requestPools(ctx context.Context) ([]*pb.TxnOp, error) {
 	}
 	pools, pops, err := nc.c.ipam.RequestPools(ctx, reqs)
 	if oe := (*ipam.OverlapError)(nil); errors.As(err, &oe) {
-		if other, _, err := nc.c.networkByID(ctx, oe.NetworkID); err == nil {
+		var other Network
+		if _, err := nc.c.kv.get(ctx, networkKey(oe.NetworkID), &other); err == nil {
 			oe.NetworkName = other.Name
+			if !nc.c.mine(&other) {
+				// Not one this host lists: say whose, and why it counts.
+				oe.NetworkName = fmt.Sprintf("%s, a local network of host %s (hosts that share a store keep their subnets apart)", other.Name, other.HostID)
+			}
 		}
 	}
 	if err != nil {

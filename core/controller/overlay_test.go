@@ -311,7 +311,9 @@ func TestGlobalDeleteReachesEveryHost(t *testing.T) {
 
 // TestGlobalNameOfALocalNetwork: a global network cannot take the name
 // of another host's local network, which would find the local one there
-// (and the global one only by its ID); the reverse is refused already.
+// (and the global one only by its ID); the reverse is refused already. A
+// subnet another host's local network holds is refused naming it and
+// its host.
 func TestGlobalNameOfALocalNetwork(t *testing.T) {
 	ctx := context.Background()
 	e, _, cB, _ := twoHosts(t)
@@ -322,6 +324,12 @@ func TestGlobalNameOfALocalNetwork(t *testing.T) {
 	}
 	if _, err := cB.CreateNetwork(ctx, NetworkCreate{Name: "br2", Driver: "tunnel", Subnet: "10.95.0.0/24"}); err != nil {
 		t.Fatalf("a global network of another name: %v", err)
+	}
+	// A subnet host A's local network holds is named, with whose it is:
+	// B lists no such network.
+	_, err = cB.CreateNetwork(ctx, NetworkCreate{Name: "ov", Driver: "tunnel", Subnet: "10.94.0.0/24"})
+	if want := "overlaps 10.94.0.0/24 of network br, a local network of host " + e.c.cfg.HostID; !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a subnet host A's local network holds = %v, want a conflict saying %q", err, want)
 	}
 }
 
