@@ -1210,3 +1210,22 @@ func TestCollectListsEveryNetwork(t *testing.T) {
 		t.Errorf("Collect = %v, want networks %v and endpoints %v", got, want, eps)
 	}
 }
+
+// TestFileLimitError: a start refuses an open-file limit the stored
+// sandboxes cannot fit in (as 146 sandboxes under a limit of 600 did:
+// namespaces failed to open and the API accepted nothing), saying what to
+// raise; a limit with room passes.
+func TestFileLimitError(t *testing.T) {
+	if err := fileLimitError(146, 600); err == nil || !strings.Contains(err.Error(), "the open-file limit (RLIMIT_NOFILE) is 600, and the store's 146 sandboxes need about 940") ||
+		!strings.Contains(err.Error(), "LimitNOFILE=") {
+		t.Fatalf("146 sandboxes under 600 files: %v", err)
+	}
+	for _, tc := range []struct {
+		sandboxes int
+		limit     uint64
+	}{{0, 1024}, {146, 1024}, {1000, 1 << 20}} {
+		if err := fileLimitError(tc.sandboxes, tc.limit); err != nil {
+			t.Errorf("%d sandboxes under %d files: %v", tc.sandboxes, tc.limit, err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/nspool"
 	"github.com/sandnet/sandnet/core/osl"
@@ -84,6 +85,12 @@ func (c *Controller) Start(ctx context.Context) error {
 	st, err := c.readState(ctx)
 	if err != nil {
 		return fmt.Errorf("reading state back: %w", err)
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		if err := fileLimitError(len(st.sandboxes), lim.Cur); err != nil {
+			return err
+		}
 	}
 	bySandbox := map[string][]*Endpoint{}
 	for _, ep := range st.endpoints {
@@ -326,6 +333,28 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 		return nil, err
 	}
 	return c.view(ctx, op)
+}
+
+// Open files the agent holds: about filesBase with no sandbox (the store
+// and driver connections, the API, spares), and filesPerSandbox more for
+// each sandbox (its namespace, its resolver's sockets), measured with the
+// bridge driver at 37 and 5.
+const (
+	filesBase       = 64
+	filesPerSandbox = 6
+)
+
+// fileLimitError refuses a start whose open-file limit cannot hold the
+// sandboxes the store has: past it, namespaces fail to open and the API
+// stops accepting, so that no runtime can claim its stub before the
+// grace period deletes it.
+func fileLimitError(sandboxes int, limit uint64) error {
+	need := uint64(filesBase + filesPerSandbox*sandboxes)
+	if limit >= need {
+		return nil
+	}
+	return errorf(sdk.ErrUnavailable, "the open-file limit (RLIMIT_NOFILE) is %d, and the store's %d sandboxes need about %d: "+
+		"raise it (LimitNOFILE= in the systemd unit, ulimit -n) and start again", limit, sandboxes, need)
 }
 
 // openNamespace opens a sandbox's namespace as it is read back or
