@@ -62,7 +62,7 @@ func (c *Controller) collect(ctx context.Context, st *state) {
 // ID that is not known.
 func (c *Controller) removeUnknown(dir string, known map[string]bool, what string, remove func(string) error) {
 	for _, p := range unknown(dir, known) {
-		c.log.Warn("removing the "+what+" of a sandbox the store does not hold (the store was replaced or restored since it was made)", "path", p)
+		c.log.Warn("removing the "+what+" of a sandbox no record of this host names (the store was replaced or restored since it was made, or the host was removed with sandnet host rm)", "path", p)
 		if err := remove(p); err != nil {
 			c.log.Error("removing the "+what+" of a sandbox the store does not hold", "path", p, "error", err)
 		}

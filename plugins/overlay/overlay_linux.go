@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -25,7 +26,8 @@ import (
 // mu serialises the changes to a network's bridge, VXLAN device and
 // peers; Join and Leave take it only to make sure the network is there.
 type overlay struct {
-	h func() (*netlink.Handle, error) // the host's namespace, opened on first use
+	h   func() (*netlink.Handle, error) // the host's namespace, opened on first use
+	log hclog.Logger
 
 	mu  sync.Mutex
 	cfg Config // guarded by mu
@@ -39,6 +41,7 @@ func newDriver() *overlay { return newDriverIn("") }
 func newDriverIn(nsPath string) *overlay {
 	return &overlay{
 		cfg: defaultConfig(),
+		log: sdk.NewLogger("overlay"),
 		h: sync.OnceValues(func() (*netlink.Handle, error) {
 			if nsPath == "" {
 				return netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -314,12 +317,14 @@ func (o *overlay) Collect(ctx context.Context, req *pb.CollectRequest) error {
 			continue
 		}
 		if !slices.Contains(req.GetNetworks(), id) {
+			o.log.Info("deleting the bridge and VXLAN device of a network the host no longer holds", "bridge", br.Attrs().Name, "network", id)
 			errs = append(errs, o.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: &pb.Network{Id: id}}))
 			continue
 		}
 		for _, l := range links {
 			name := l.Attrs().Name
 			if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "veth" && !hostEnds[name] {
+				o.log.Info("deleting an interface on the bridge that no endpoint the host holds owns", "interface", name, "bridge", br.Attrs().Name)
 				if err := h.LinkDel(l); err != nil && !isNotFound(err) && !errors.Is(err, unix.ENODEV) {
 					errs = append(errs, fmt.Errorf("deleting %s: %w", name, err))
 				}
