@@ -96,6 +96,26 @@ func TestSecondAgentOnSameNetnsDirRefuses(t *testing.T) {
 	if n := spares(); n != full {
 		t.Fatalf("the first agent has %d spare namespaces after the refused start, want %d", n, full)
 	}
+
+	// A second agent with directories of its own, in the same network
+	// namespace: refused too, before its start removes the first's
+	// interfaces as ones its store does not hold.
+	c := agenttest.NewEnv(t, bins, boltAndBridge(t.TempDir(), ""))
+	third, err := c.Launch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Terminate(5 * time.Second)
+	if code := third.Wait(20 * time.Second); code != 1 {
+		t.Fatalf("an agent with its own directories in the same namespace: exit code %d, want 1\n%s", code, third.Log())
+	}
+	want = fmt.Sprintf("another sandnet agent (pid %d) runs in this network namespace", a.Cmd.Process.Pid)
+	if log := third.Log(); !strings.Contains(log, want) {
+		t.Fatalf("the third agent's output lacks %q:\n%s", want, log)
+	}
+	if got := nsAddrs(t, first.key); got != addrs {
+		t.Fatalf("first sandbox's addresses after the third agent's refused start: %s, before: %s", got, addrs)
+	}
 	for i := range 4 {
 		c := attach(t, a.Client, "locked", "next"+strconv.Itoa(i))
 		if nsAddrs(t, c.key) == "" {

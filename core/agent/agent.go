@@ -44,6 +44,7 @@ type Agent struct {
 	cache   *resolver.Cache // the resolvers' forwarding cache (nil: off); a reload sets its limits
 	profile func()          // finishes the CPU profile, if one is written
 	locks   []*dirLock
+	nsLock  *net.UnixListener // nsLockName, held while the agent runs
 
 	registry  *prometheus.Registry
 	metrics   *telemetry.Metrics

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,6 +159,12 @@ func (a *Agent) lockDirs() error {
 		}
 		a.locks = append(a.locks, l)
 	}
+	l, err := lockNamespace()
+	if err != nil {
+		a.unlockDirs()
+		return err
+	}
+	a.nsLock = l
 	return nil
 }
 
@@ -166,4 +173,48 @@ func (a *Agent) unlockDirs() {
 		l.unlock()
 	}
 	a.locks = nil
+	if a.nsLock != nil {
+		a.nsLock.Close()
+		a.nsLock = nil
+	}
+}
+
+// nsLockName is the abstract unix socket an agent binds for as long as it
+// runs. Abstract names belong to a network namespace, so a second agent
+// in the same one finds it taken whatever its directories: two agents
+// there would each remove, at their starts, the interfaces, bridges and
+// firewall chains the other made (Collect), and share its bridges.
+const nsLockName = "@sandnet-agent"
+
+// lockNamespace binds nsLockName, or names the agent holding it.
+func lockNamespace() (*net.UnixListener, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: nsLockName, Net: "unix"})
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, unix.EADDRINUSE) {
+		return nil, fmt.Errorf("binding %s: %w", nsLockName, err)
+	}
+	return nil, fmt.Errorf("another sandnet agent (pid %s) runs in this network namespace: two agents on one host remove each other's interfaces and rules; stop it, or run this one in another network namespace: %w", nsHolder(), ErrLocked)
+}
+
+// nsHolder returns the PID of the process bound to nsLockName, from the
+// credentials a connection to it carries, or "unknown".
+func nsHolder() string {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: nsLockName, Net: "unix"})
+	if err != nil {
+		return "unknown"
+	}
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return "unknown"
+	}
+	pid := "unknown"
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = strconv.Itoa(int(cred.Pid))
+		}
+	})
+	return pid
 }
