@@ -187,19 +187,26 @@ func TestNoPluginOutlivesTheAgent(t *testing.T) {
 	}
 }
 
-func TestWrongChecksumRefusesToStart(t *testing.T) {
-	dir := t.TempDir()
-	bad := strings.Repeat("0", 64)
-	e := agenttest.NewEnv(t, bins, boltAndNone(dir)+"driver \"pinned\" {\n  command = "+strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none"))+"\n  checksum = \"sha256:"+bad+"\"\n}\n")
+// refusedStart launches e's agent and returns its output once it has
+// exited 1, as a start it refused; any other exit fails t.
+func refusedStart(t *testing.T, e *agenttest.Env) string {
+	t.Helper()
 	a, err := e.Launch()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Terminate(5 * time.Second)
 	if code := a.Wait(20 * time.Second); code != 1 {
-		t.Fatalf("exit code = %d, want 1\n%s", code, a.Log())
+		t.Fatalf("exit code %d, want 1 (a refused start)\n%s", code, a.Log())
 	}
-	log := a.Log()
+	return a.Log()
+}
+
+func TestWrongChecksumRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := strings.Repeat("0", 64)
+	e := agenttest.NewEnv(t, bins, boltAndNone(dir)+"driver \"pinned\" {\n  command = "+strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none"))+"\n  checksum = \"sha256:"+bad+"\"\n}\n")
+	log := refusedStart(t, e)
 	for _, want := range []string{`config.hcl:15:1: error: Plugin checksum mismatch`, `driver "pinned" {`, "sha256:" + bad, "has sha256:"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("agent log does not contain %q:\n%s", want, log)
@@ -232,15 +239,7 @@ func TestAgentConfigErrorsAtTheirBlock(t *testing.T) {
 			data, netns, files := filepath.Join(dir, "data"), filepath.Join(dir, "netns"), filepath.Join(dir, "files")
 			e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\n", filepath.Join(data, "store.db"))+tt.body+
 				fmt.Sprintf("sandbox {\n  netns_dir = %q\n  files_dir = %q\n}\n", netns, files))
-			a, err := e.Launch()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Terminate(5 * time.Second)
-			if code := a.Wait(20 * time.Second); code != 1 {
-				t.Fatalf("exit code = %d, want 1\n%s", code, a.Log())
-			}
-			if log := a.Log(); !strings.Contains(log, tt.want) {
+			if log := refusedStart(t, e); !strings.Contains(log, tt.want) {
 				t.Errorf("agent output does not contain %q:\n%s", tt.want, log)
 			}
 			for _, d := range []string{e.DataDir, data, netns, files} {

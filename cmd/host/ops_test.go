@@ -14,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
@@ -74,16 +73,8 @@ func TestSecondAgentOnSameNetnsDirRefuses(t *testing.T) {
 	if err := os.WriteFile(b.ConfigPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	second, err := b.Launch()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Terminate(5 * time.Second)
-	if code := second.Wait(20 * time.Second); code != 1 {
-		t.Fatalf("second agent: exit code %d, want 1\n%s", code, second.Log())
-	}
 	want := fmt.Sprintf("sandbox netns_dir %s is in use by another sandnet agent (pid %d", netnsDir, a.Cmd.Process.Pid)
-	if log := second.Log(); !strings.Contains(log, want) || strings.Count(strings.TrimSpace(log), "\n") != 0 {
+	if log := refusedStart(t, b); !strings.Contains(log, want) || strings.Count(strings.TrimSpace(log), "\n") != 0 {
 		t.Fatalf("second agent's output is not the one line %q:\n%s", want, log)
 	}
 	if _, err := os.Stat(b.Socket); err == nil {
@@ -101,16 +92,8 @@ func TestSecondAgentOnSameNetnsDirRefuses(t *testing.T) {
 	// namespace: refused too, before its start removes the first's
 	// interfaces as ones its store does not hold.
 	c := agenttest.NewEnv(t, bins, boltAndBridge(t.TempDir(), ""))
-	third, err := c.Launch()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Terminate(5 * time.Second)
-	if code := third.Wait(20 * time.Second); code != 1 {
-		t.Fatalf("an agent with its own directories in the same namespace: exit code %d, want 1\n%s", code, third.Log())
-	}
 	want = fmt.Sprintf("another sandnet agent (pid %d) runs in this network namespace", a.Cmd.Process.Pid)
-	if log := third.Log(); !strings.Contains(log, want) {
+	if log := refusedStart(t, c); !strings.Contains(log, want) {
 		t.Fatalf("the third agent's output lacks %q:\n%s", want, log)
 	}
 	if got := nsAddrs(t, first.key); got != addrs {

@@ -258,10 +258,7 @@ func TestNetworkRules(t *testing.T) {
 func TestStubReuseAndRestart(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.network("red", "veth", "10.80.0.0/24")
-	sb := e.sandbox("c1")
-	e.connect("red", "c1")
-	before := addresses(t, sb.Key)
+	sb, before := e.connected("red", "10.80.0.0/24", "c1")
 	if err := e.c.DeleteNetwork(ctx, "red"); err == nil || err.Error() != "network red has 1 endpoint(s) (containers c1); disconnect them first: conflict" {
 		t.Fatalf("deleting a network in use: %v", err)
 	}
@@ -676,10 +673,7 @@ func sameNamespace(t *testing.T, a, b string) bool {
 func TestUnopenedNamespaceKept(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.network("red", "veth", "10.82.0.0/24")
-	sb := e.sandbox("c1")
-	e.connect("red", "c1")
-	before := addresses(t, sb.Key)
+	sb, before := e.connected("red", "10.82.0.0/24", "c1")
 	var fail atomic.Bool
 	fail.Store(true)
 	openNamespace = func(path string) (*osl.Namespace, error) {

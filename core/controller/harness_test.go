@@ -164,7 +164,18 @@ func (e *env) connect(network, container string) *Endpoint {
 }
 
 // addresses lists the global addresses inside the namespace at key.
-func addresses(t *testing.T, key string) map[string][]string {
+// connected makes network name (driver veth) on subnet and a sandbox of
+// container connected to it, and returns the sandbox with the addresses
+// in its namespace.
+func (e *env) connected(name, subnet, container string) (*Sandbox, map[string][]string) {
+	e.t.Helper()
+	e.network(name, "veth", subnet)
+	sb := e.sandbox(container)
+	e.connect(name, container)
+	return sb, addresses(e.t, sb.Key)
+}
+
+func addresses(t testing.TB, key string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -22,14 +21,7 @@ func BenchmarkDriverCallAfterIdle(b *testing.B) { benchDriverCall(b, time.Millis
 
 func benchDriverCall(b *testing.B, idle time.Duration) {
 	m := newManager(b)
-	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	d, err := p.Driver()
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, d := startNone(b, m)
 	ctx := context.Background()
 	req := &pb.EndpointRequest{Network: &pb.Network{Id: "n1"}, Endpoint: &pb.Endpoint{Id: "e1"}}
 	for range 100 { // warm the connection

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sandnet/sandnet/sdk"
+	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/plugintest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
@@ -32,6 +33,21 @@ func newManager(t testing.TB) *Manager {
 	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Options{HealthInterval: 200 * time.Millisecond})
 	t.Cleanup(m.Shutdown)
 	return m
+}
+
+// startNone starts the none driver under m and returns it with its
+// current client.
+func startNone(t testing.TB, m *Manager) (*Plugin, *driver.Client) {
+	t.Helper()
+	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Driver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, d
 }
 
 func alive(pid int) bool {
@@ -193,14 +209,7 @@ func TestStoppedPluginRestarted(t *testing.T) {
 	m := NewManager(hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr}),
 		Options{HealthInterval: 100 * time.Millisecond, HealthTimeout: 100 * time.Millisecond})
 	t.Cleanup(m.Shutdown)
-	p, err := m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "none", Path: noneBinary(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := p.Driver()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, d := startNone(t, m)
 	old := p.Status().PID
 	if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -226,7 +235,7 @@ func TestStoppedPluginRestarted(t *testing.T) {
 		t.Fatal("the call made while the plugin was stopped still waits after its restart")
 	}
 	polltest.Until(t, 10*time.Second, "the stopped process killed", func() bool { return !alive(old) })
-	d, err = p.Driver()
+	d, err := p.Driver()
 	if err != nil {
 		t.Fatal(err)
 	}
