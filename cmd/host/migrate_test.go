@@ -241,7 +241,7 @@ func TestStoreReplacedWithoutMigration(t *testing.T) {
 	if out, err := exec.Command("nft", "list", "ruleset").CombinedOutput(); err != nil || strings.Contains(string(out), n1.ID) || strings.Contains(string(out), "8093") {
 		t.Errorf("nft list ruleset (%v) still names the old network %s or port 8093:\n%s", err, short(n1.ID), out)
 	}
-	if !strings.Contains(b.Log(), "removing the namespace of a sandbox the store does not hold") {
+	if !strings.Contains(b.Log(), "removing the namespace of a sandbox no record of this host names") {
 		t.Errorf("the agent's log does not say why c1's namespace went:\n%s", b.Log())
 	}
 

@@ -64,7 +64,7 @@ func (c *Controller) removeUnknown(dir string, known map[string]bool, what strin
 	for _, p := range unknown(dir, known) {
 		c.log.Warn("removing the "+what+" of a sandbox no record of this host names (the store was replaced or restored since it was made, or the host was removed with sandnet host rm)", "path", p)
 		if err := remove(p); err != nil {
-			c.log.Error("removing the "+what+" of a sandbox the store does not hold", "path", p, "error", err)
+			c.log.Error("removing the "+what+" of a sandbox no record of this host names", "path", p, "error", err)
 		}
 	}
 }
