@@ -207,6 +207,7 @@ func (p *Plugin) supervise() {
 	defer health.Stop()
 	failures := 0
 	for {
+		hung := false
 		p.mu.Lock()
 		exitedNow := p.exited
 		p.mu.Unlock()
@@ -241,6 +242,7 @@ func (p *Plugin) supervise() {
 				}
 				p.log.Error("plugin unhealthy; restarting")
 				p.m.exited(p, "health checks failed")
+				hung = true
 			} else {
 				failures = 0
 				p.mu.Lock()
@@ -250,7 +252,7 @@ func (p *Plugin) supervise() {
 			}
 		}
 		failures = 0
-		if !p.restart() {
+		if !p.restart(hung) {
 			p.terminate()
 			return
 		}
@@ -258,19 +260,19 @@ func (p *Plugin) supervise() {
 }
 
 // restart kills what is left of the process and launches it again with
-// exponential backoff until it runs or stop is closed (false).
-func (p *Plugin) restart() bool {
+// exponential backoff until it runs or stop is closed (false); hung says
+// the process is alive but failed its health checks.
+func (p *Plugin) restart(hung bool) bool {
 	p.mu.Lock()
 	old, pid := p.client, p.pid
 	p.running, p.healthy = false, false
 	ran := time.Since(p.startedAt)
 	backoff := p.restartWait(ran)
 	p.mu.Unlock()
-	if !old.Exited() && pid > 0 {
-		// It failed its health checks: stopped (SIGSTOP), or stuck. Its
-		// graceful shutdown is a call it would never answer, which would
-		// hold this goroutine for ever. Not yet reaped, the PID is still
-		// our child's.
+	if hung && !old.Exited() && pid > 0 {
+		// Stopped (SIGSTOP) or stuck: its graceful shutdown is a call it
+		// would never answer, which would hold this goroutine for ever.
+		// Alive, it is not reaped: the PID is still our child's.
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	old.Kill()
