@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
+	"github.com/sandnet/sandnet/sdk/nstest"
 )
 
 // TestIPv6OnlyNetwork: a network made with --ipv4=false, as Docker's,
@@ -56,6 +62,44 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	}
 	if got, err := talk(t, cli.Key, "tcp", net.JoinHostPort(ep.AddressV6.Addr().String(), "7777")); err != nil || !strings.HasPrefix(got, "hello from web") {
 		t.Errorf("cli → web over IPv6: %q, %v", got, err)
+	}
+	// Every container gets its default route, also those a spare made
+	// ahead of time serves (once the pool has refilled): the bridge driver
+	// picks an IPv6-only endpoint's MAC, which the spare's preparation did
+	// not know, and configuring the interface again took the route the
+	// preparation had set.
+	spares := func() int {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), "/.creating/spare-")
+	}
+	keys := []string{web.Key, cli.Key}
+	for i := range 3 {
+		agenttest.Eventually(t, "spare namespaces made", func() bool { return spares() >= 2 })
+		sb, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: fmt.Sprintf("more%d", i), Networks: []controller.SandboxNetwork{{Network: "v6only"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, sb.Key)
+	}
+	for _, key := range keys {
+		var routes []netlink.Route
+		nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+			var err error
+			routes, err = h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Dst: nil}, 0)
+			return err
+		})
+		found := false
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.String() == "::/0") && r.Gw.String() == "fd00:58::1" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the sandbox at %s has no IPv6 default route through fd00:58::1: %v", key, routes)
+		}
 	}
 	// The published port, from the host, on its address on the network.
 	if got, err := talk(t, "", "tcp", "[fd00:58::1]:8058"); err != nil || !strings.HasPrefix(got, "hello from web") {

@@ -349,6 +349,15 @@ func (s *Sandbox) AddInterface(ctx context.Context, ep Endpoint, host *netlink.H
 	}
 	cfg := interfaceConfig(ep, src)
 	if pre == nil || !inSandbox || !sameConfig(pre.cfg, cfg) {
+		if pre != nil {
+			// Configured again (the driver's answer differs: say, the MAC
+			// it picked for an IPv6-only endpoint), the link goes down,
+			// and the default routes PrepareInterface set through it with
+			// it: they are no longer known to be there.
+			s.mu.Lock()
+			s.gateways = [2]gateway{}
+			s.mu.Unlock()
+		}
 		pre = nil
 		err := ns.ConfigureInterface(cfg)
 		if errors.Is(err, fs.ErrExist) && ns.ReleaseName(ep.IfName) == nil {
