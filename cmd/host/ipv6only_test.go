@@ -110,6 +110,8 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		says string
 	}{
 		{[]string{"network", "create", "--ipv4=false", "bad"}, "enable_ipv4: a network without IPv4 needs IPv6"},
+		// An explicit "no IPv6" is not overridden by an IPv6 subnet.
+		{[]string{"network", "create", "--ipv6=false", "--subnet", "10.87.0.0/24", "--subnet", "fd00:87::/64", "bad"}, "--ipv6=false, but --subnet fd00:87::/64 is IPv6"},
 		{[]string{"network", "create", "--ipv4=false", "--ipv6", "--subnet", "10.58.0.0/24", "bad"}, "subnet: 10.58.0.0/24 is IPv4, and the network has no IPv4 (enable_ipv4 false)"},
 		{[]string{"sandbox", "create", "--network", "v6only", "--ip", "10.58.0.5", "c3"}, "ip: network v6only has no IPv4 subnet"},
 		{[]string{"sandbox", "create", "--network", "v6only", "--publish", "127.0.0.1:8059:80", "c4"}, "the endpoint has no IPv4 address"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -51,6 +52,9 @@ func networkCreateCmd(args []string) int {
 	return clientCmd(fs, args, 1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
 		req.Name, req.DNS = pos[0], dns
 		if err := byFamily(&req, subnets, gateways, ranges); err != nil {
+			return err
+		}
+		if err := ipv6Refused(fs, &req); err != nil {
 			return err
 		}
 		var err error
@@ -126,6 +130,23 @@ func byFamily(req *controller.NetworkCreate, subnets, gateways, ranges []string)
 		a, err := netip.ParseAddr(v)
 		if err := set("gateway", v, &req.Gateway, &req.GatewayV6, err == nil && a.Is6() && !a.Is4In6()); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// ipv6Refused refuses an explicit --ipv6=false beside IPv6 settings, which
+// would otherwise turn IPv6 on against what was said (as Docker refuses an
+// IPv6 subnet with IPv6 disabled).
+func ipv6Refused(fs *flag.FlagSet, req *controller.NetworkCreate) error {
+	off := false
+	fs.Visit(func(f *flag.Flag) { off = off || f.Name == "ipv6" && !req.EnableIPv6 })
+	if !off {
+		return nil
+	}
+	for _, s := range []struct{ flag, v string }{{"subnet", req.SubnetV6}, {"gateway", req.GatewayV6}, {"ip-range", req.IPRangeV6}} {
+		if s.v != "" {
+			return fmt.Errorf("--ipv6=false, but --%s %s is IPv6: drop one", s.flag, s.v)
 		}
 	}
 	return nil

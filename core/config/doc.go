@@ -182,7 +182,12 @@
 // the limited broadcast address, ::/127, fe80::/10), and the list may not
 // be empty. Absent: DefaultPools, Docker's
 // defaults (172.17.0.0/16 to 172.31.0.0/16 as one network each, then
-// 192.168.0.0/16 in /20s).
+// 192.168.0.0/16 in /20s). A network that asks for IPv6 without an IPv6
+// subnet takes it from the IPv6 pools listed here, or, when none is, from
+// the unique local prefix fd53:616e:646e::/48 in /64s (the same on every
+// host: hosts that share a store keep their subnets apart through it; give
+// each store a /48 of its own, from a random ULA, to keep two clusters
+// apart).
 //
 //	sandbox {
 //	  netns_dir         = "/run/sandnet/netns"
