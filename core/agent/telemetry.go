@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,10 @@ func (a *Agent) Events() *events.Bus { return a.events }
 // becoming unreachable or answering again.
 func (a *Agent) observePlugin(kind, name, method string, d time.Duration, err error) {
 	a.metrics.PluginCall(kind, name, method, d, err)
-	if kind != sdk.KindStore {
+	// Only the store's own calls reach its backend: a health check or
+	// Info the plugin answers while Consul is down says nothing of it
+	// (health checks every 5 s announced store.back while it was down).
+	if kind != sdk.KindStore || !strings.Contains(method, ".Store/") || strings.HasSuffix(method, "/Close") {
 		return
 	}
 	switch status.Code(err) {
