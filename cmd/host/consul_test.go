@@ -168,7 +168,14 @@ func TestConsulOutage(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	consul.Pause()
-	time.Sleep(10 * time.Second)
+	// doctor, asking the running agent, says its store does not answer:
+	// the plugin is up, its backend is not.
+	paused := time.Now()
+	out, _ := sandnetCmd(t, "doctor", "--config", e.ConfigPath)
+	if want := `FAIL  store "consul": the running agent at ` + e.Socket + " cannot read it:"; !strings.Contains(out, want) {
+		t.Errorf("doctor with Consul frozen: want %q:\n%s", want, out)
+	}
+	time.Sleep(10*time.Second - time.Since(paused))
 	consul.Resume()
 	time.Sleep(3 * time.Second)
 	close(stop)

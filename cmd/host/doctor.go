@@ -174,14 +174,21 @@ func storeCheck(cfg *config.Config) check {
 	what := fmt.Sprintf("store %q", cfg.Store.Name)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if h, err := api.NewClient(cfg.API.Socket).Health(ctx); err == nil {
+	client := api.NewClient(cfg.API.Socket)
+	if h, err := client.Health(ctx); err == nil {
 		for _, p := range h.Plugins {
-			if p.Kind == sdk.KindStore {
-				if p.Running && p.Healthy {
-					return check{"ok", what, "reachable through the running agent at " + cfg.API.Socket}
-				}
+			if p.Kind != sdk.KindStore {
+				continue
+			}
+			if !p.Running || !p.Healthy {
 				return check{"FAIL", what, fmt.Sprintf("the running agent reports it down (%s)", p.LastError)}
 			}
+			// The plugin answers; its backend (Consul, etcd) may not: a
+			// listing through the agent reads the store.
+			if _, err := client.Networks(ctx); err != nil {
+				return check{"FAIL", what, fmt.Sprintf("the running agent at %s cannot read it: %v", cfg.API.Socket, err)}
+			}
+			return check{"ok", what, "reachable through the running agent at " + cfg.API.Socket}
 		}
 	}
 	m := plugin.NewManager(hclog.NewNullLogger(), plugin.Options{})
@@ -314,8 +321,10 @@ func networksCheck(cfg *config.Config) check {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	nets, err := api.NewClient(cfg.API.Socket).Networks(ctx)
-	if err != nil {
+	if noAgent := (*api.NoAgentError)(nil); errors.As(err, &noAgent) {
 		return check{"skip", what, fmt.Sprintf("no agent answers at %s to list its networks", cfg.API.Socket)}
+	} else if err != nil {
+		return check{"skip", what, fmt.Sprintf("the agent at %s could not list its networks: %v", cfg.API.Socket, err)}
 	}
 	loaded := map[string]bool{}
 	for _, b := range cfg.Drivers {
