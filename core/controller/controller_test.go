@@ -14,16 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
+	"github.com/sandnet/sandnet/sdk/store"
 )
 
 func TestNewSandboxErrors(t *testing.T) {
@@ -1221,5 +1224,43 @@ func TestFileLimitError(t *testing.T) {
 		if err := fileLimitError(tc.sandboxes, tc.limit); err != nil {
 			t.Errorf("%d sandboxes under %d files: %v", tc.sandboxes, tc.limit, err)
 		}
+	}
+}
+
+// deniedLeases is a store whose credentials may not hold leases (a
+// Consul ACL token without session rights).
+type deniedLeases struct{ store.Store }
+
+func (deniedLeases) LeaseGrant(context.Context, time.Duration) (*pb.Lease, error) {
+	return nil, fmt.Errorf("consul denied the request (check the ACL token): 403 (Permission denied: lacks permission 'session:write'): %w", sdk.ErrForbidden)
+}
+func (deniedLeases) LeaseRenew(context.Context, string) (*pb.Lease, error) {
+	return nil, fmt.Errorf("lease: %w", sdk.ErrNotFound)
+}
+func (deniedLeases) LeasePut(context.Context, string, []byte, string) (*pb.KVPair, error) {
+	return nil, fmt.Errorf("lease: %w", sdk.ErrNotFound)
+}
+
+// TestLeaseRefusedFailsStart: a store that refuses this host a lease
+// fails the start, saying what right is missing: the agent ran without
+// one (a warning), the other hosts took it for gone, and a `host rm`
+// from one of them deleted its running containers' records.
+func TestLeaseRefusedFailsStart(t *testing.T) {
+	e := newEnv(t)
+	e.c.Close()
+	plugins := &testPlugins{store: deniedLeases{e.store}, drivers: e.plugins.drivers}
+	alloc, err := ipam.New(ipam.Config{Store: plugins.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(hclog.NewNullLogger(), Config{HostID: "host-a", FilesDir: filepath.Join(e.dir, "files"), NetnsDir: filepath.Join(e.dir, "netns"),
+		StubGracePeriod: time.Hour, IPAM: alloc, HostResolvConf: filepath.Join(e.dir, "resolv.conf")}, plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Start(context.Background())
+	if !errors.Is(err, sdk.ErrForbidden) || !strings.Contains(err.Error(), `session_prefix "" { policy = "write" }`) {
+		t.Fatalf("Start with leases refused = %v, want forbidden naming the right to give", err)
 	}
 }

@@ -89,19 +89,26 @@ type hostLease struct {
 // begin takes or renews this host's lease and puts its record, before
 // the peer goroutine starts, so that the other hosts see this one live
 // as soon as it reconciles. It reports whether the lease loop should run:
-// false for a store without leases. A failure other than that is logged
-// and left to the loop to retry.
-func (h *hostLease) begin(ctx context.Context) bool {
+// false for a store without leases. A store that refuses the lease (an
+// ACL without session rights) fails the start: without a lease the other
+// hosts take this one for gone, and `host rm` would delete the records of
+// its running containers. Another failure is logged and left to the loop
+// to retry.
+func (h *hostLease) begin(ctx context.Context) (bool, error) {
 	err := h.renewOrTake(ctx)
 	if errors.Is(err, sdk.ErrNotSupported) {
 		h.c.log.Info("the store has no leases: host liveness is not tracked")
-		return false
+		return false, nil
+	}
+	if errors.Is(err, sdk.ErrForbidden) {
+		return false, fmt.Errorf("taking this host's lease: %w; without one the other hosts take this host for gone (host rm would delete its containers' records): "+
+			"give the store's credentials the right to hold leases (Consul: session_prefix \"\" { policy = \"write\" } beside the key_prefix rule)", err)
 	}
 	h.leasing.Store(true)
 	if err != nil {
 		h.c.log.Warn("taking this host's lease", "error", err)
 	}
-	return true
+	return true, nil
 }
 
 // run renews the lease every ttl/4 (every second while the store fails)

@@ -92,6 +92,10 @@ func (c *Controller) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	leasing, err := c.lease.begin(ctx)
+	if err != nil {
+		return err
+	}
 	bySandbox := map[string][]*Endpoint{}
 	for _, ep := range st.endpoints {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
@@ -120,7 +124,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.stubTimer, c.stubsSince = time.AfterFunc(c.cfg.StubGracePeriod, c.reapStubs), time.Now()
 	c.stopWatch = cancel
 	c.mu.Unlock()
-	if c.lease.begin(ctx) {
+	if leasing {
 		go c.lease.run(wctx)
 	}
 	go c.watchGlobal(wctx)
