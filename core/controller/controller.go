@@ -195,8 +195,9 @@ type sandboxOp struct {
 	stub     bool // read back after a restart, not yet claimed
 	deleting bool // a delete is in progress
 	// unfinished: a delete failed after the namespace went (a plugin
-	// died mid-call); the sandbox is listed in-delete, refuses connects,
-	// and a delete again finishes it.
+	// died mid-call), or when its in-delete mark may have landed (the
+	// store did not answer); the sandbox is listed in-delete, refuses
+	// connects, and a delete again finishes it.
 	unfinished bool
 	// deleted is written with both mu and Controller.mu held, so either
 	// suffices to read it.

@@ -1264,3 +1264,33 @@ func TestLeaseRefusedFailsStart(t *testing.T) {
 		t.Fatalf("Start with leases refused = %v, want forbidden naming the right to give", err)
 	}
 }
+
+// TestDeleteMarkOfUnknownOutcome: a delete whose in-delete mark the store
+// may have written without answering (a timeout; the write lands once the
+// store resumes) fails, and the sandbox is listed in-delete and refuses
+// connects, as its record may say; a delete again finishes it. It stayed
+// "ready" and took connects, and the next start deleted it.
+func TestDeleteMarkOfUnknownOutcome(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.connected("red", "10.85.0.0/24", "c1")
+	e.store.lose("sandnet/v1/sandbox/")
+	err := e.c.DeleteSandbox(ctx, "c1")
+	e.store.lose("")
+	if err == nil || !strings.Contains(err.Error(), "marking sandbox") {
+		t.Fatalf("delete with its mark's answer lost = %v, want it to fail marking", err)
+	}
+	v, err := e.c.SandboxByContainer(ctx, "c1")
+	if err != nil || !v.InDelete {
+		t.Fatalf("after the failed delete: %+v, %v; want it listed in-delete", v, err)
+	}
+	if _, err := e.c.Connect(ctx, "red", Connect{Container: "c1", Aliases: []string{"again"}}); err == nil {
+		t.Fatal("a connect to a sandbox whose delete may have been marked succeeded")
+	}
+	if err := e.c.DeleteSandbox(ctx, "c1"); err != nil {
+		t.Fatalf("the delete again: %v", err)
+	}
+	if l := e.leaks(); l != (leaks{}) {
+		t.Fatalf("left behind: %+v", l)
+	}
+}

@@ -278,11 +278,25 @@ func (f *faultyStore) hang(substr string) int {
 
 // lose makes the compare-and-swap writes to keys containing substr land
 // in the store while their callers are told the call was canceled, as
-// when the client goes away mid-call ("" stops it).
+// when the client goes away mid-call, and plain puts to them land while
+// their callers are told the store did not answer in time, as when it
+// applies the write once it resumes ("" stops it).
 func (f *faultyStore) lose(substr string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.loseOn = substr
+}
+
+// Put is the store's, but see lose.
+func (f *faultyStore) Put(ctx context.Context, key string, value []byte) (*pb.KVPair, error) {
+	f.mu.Lock()
+	loseOn := f.loseOn
+	f.mu.Unlock()
+	kv, err := f.Store.Put(ctx, key, value)
+	if err == nil && loseOn != "" && strings.Contains(key, loseOn) {
+		return nil, fmt.Errorf("store did not answer within %s: %w", hangFor, sdk.ErrUnavailable)
+	}
+	return kv, err
 }
 
 func (f *faultyStore) fail(substr string) {

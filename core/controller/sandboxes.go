@@ -487,11 +487,15 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	c.mu.Unlock()
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	nsGone := false
+	// nsGone: the namespace went; marked: the in-delete mark may be in
+	// the store (its write's outcome unknown). Either way a failed delete
+	// leaves the sandbox unfinished: listed in-delete, refusing connects,
+	// finished by a delete again (or the next start, which reads the mark).
+	nsGone, marked := false, false
 	defer func() {
 		c.mu.Lock()
 		op.deleting = false
-		op.unfinished = op.unfinished || err != nil && nsGone
+		op.unfinished = op.unfinished || err != nil && (nsGone || marked)
 		c.mu.Unlock()
 	}()
 	if op.deleted || keep != nil && keep() {
@@ -508,6 +512,7 @@ func (c *Controller) deleteSandboxUnless(ctx context.Context, op *sandboxOp, kee
 	// record whose namespace is gone is deleted at the next start anyway.
 	if len(sb.Endpoints()) > 0 {
 		if err := c.saveSandbox(ctx, op); err != nil { // marks it in-delete
+			marked = outcomeUnknown(err)
 			return fmt.Errorf("marking sandbox %s in-delete: %w", short(sb.ID()), err)
 		}
 	}
