@@ -1294,3 +1294,31 @@ func TestDeleteMarkOfUnknownOutcome(t *testing.T) {
 		t.Fatalf("left behind: %+v", l)
 	}
 }
+
+// TestSandboxesLost: the store holding none of the sandboxes the agent
+// runs (it lost its data while the agent ran) is told from one that
+// holds some of them.
+func TestSandboxesLost(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if n := e.c.sandboxesLost(ctx); n != 0 {
+		t.Fatalf("no sandbox: %d lost", n)
+	}
+	a, _ := e.connected("red", "10.86.0.0/24", "c1")
+	b := e.sandbox("c2")
+	if n := e.c.sandboxesLost(ctx); n != 0 {
+		t.Fatalf("both recorded: %d lost", n)
+	}
+	if err := e.store.Delete(ctx, sandboxKey(a.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.c.sandboxesLost(ctx); n != 0 {
+		t.Fatalf("one recorded: %d lost, want 0 (not a lost store)", n)
+	}
+	if err := e.store.Delete(ctx, sandboxKey(b.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.c.sandboxesLost(ctx); n != 2 {
+		t.Fatalf("none recorded: %d lost, want 2", n)
+	}
+}
