@@ -1322,3 +1322,19 @@ func TestSandboxesLost(t *testing.T) {
 		t.Fatalf("none recorded: %d lost, want 2", n)
 	}
 }
+
+// TestStartWaitsForTheStore: a start whose store does not answer yet (a
+// Consul coming up beside the agent at boot) waits for it, rather than
+// failing at once.
+func TestStartWaitsForTheStore(t *testing.T) {
+	e := newEnv(t)
+	e.sandbox("c1")
+	e.c.Close()
+	e.store.mu.Lock()
+	e.store.downUntil = time.Now().Add(700 * time.Millisecond)
+	e.store.mu.Unlock()
+	e.c = e.start() // fails the test if the start fails
+	if _, err := e.c.SandboxByContainer(context.Background(), "c1"); err != nil {
+		t.Fatalf("c1 after a start that waited for the store: %v", err)
+	}
+}

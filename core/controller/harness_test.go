@@ -254,9 +254,11 @@ type faultyStore struct {
 	store.Store
 	mu     sync.Mutex
 	failOn string
-	loseOn string // writes to matching keys are applied, their answer lost
-	hangOn string // transactions on matching keys wait out hangFor, then fail as unanswered
-	hangs  int    // how many of those waited hangFor in full
+	// downUntil: until then, listings fail as a store not up yet does.
+	downUntil time.Time
+	loseOn    string // writes to matching keys are applied, their answer lost
+	hangOn    string // transactions on matching keys wait out hangFor, then fail as unanswered
+	hangs     int    // how many of those waited hangFor in full
 }
 
 // hangFor is how long a transaction hang makes wait: a store's timeout.
@@ -285,6 +287,17 @@ func (f *faultyStore) lose(substr string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.loseOn = substr
+}
+
+// List is the store's, but fails as unavailable before downUntil.
+func (f *faultyStore) List(ctx context.Context, prefix string) ([]*pb.KVPair, error) {
+	f.mu.Lock()
+	down := time.Now().Before(f.downUntil)
+	f.mu.Unlock()
+	if down {
+		return nil, fmt.Errorf("list %q: dial tcp 127.0.0.1:8500: connection refused: %w", prefix, sdk.ErrUnavailable)
+	}
+	return f.Store.List(ctx, prefix)
 }
 
 // Put is the store's, but see lose.

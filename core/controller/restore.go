@@ -82,7 +82,7 @@ func (c *Controller) mine(n *Network) bool {
 // container claims within the grace period are deleted with their
 // endpoints.
 func (c *Controller) Start(ctx context.Context) error {
-	st, err := c.readState(ctx)
+	st, err := c.readStateWaiting(ctx)
 	if err != nil {
 		return fmt.Errorf("reading state back: %w", err)
 	}
@@ -337,6 +337,30 @@ func (c *Controller) RestoreSandbox(ctx context.Context, container string) (*San
 		return nil, err
 	}
 	return c.view(ctx, op)
+}
+
+// storeStartWait bounds how long a start waits for a store that does not
+// answer yet (Consul still coming up beside the agent at boot).
+const storeStartWait = 30 * time.Second
+
+// readStateWaiting is readState, tried again while the store is
+// unavailable, for up to storeStartWait: the agent may start before its
+// store (the Consul plugin's Configure does not contact Consul).
+func (c *Controller) readStateWaiting(ctx context.Context) (*state, error) {
+	begin, wait := time.Now(), 250*time.Millisecond
+	for {
+		st, err := c.readState(ctx)
+		if err == nil || !errors.Is(err, sdk.ErrUnavailable) || time.Since(begin)+wait > storeStartWait {
+			return st, err
+		}
+		c.log.Warn("the store does not answer yet; waiting for it", "error", err, "retry_in", wait, "waited", time.Since(begin).Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
 }
 
 // Open files the agent holds: about filesBase with no sandbox (the store
