@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/core/agent"
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -217,7 +220,33 @@ func TestWrongChecksumRefusesToStart(t *testing.T) {
 	}
 }
 
-// TestAgentConfigErrorsAtTheirBlock: a plugin block the agent cannot
+// TestFailedStartRemovesWhatItMade: a start that fails once it has taken
+// its directories — here the store plugin refuses its config (a bolt path
+// that is a directory) — removes the directories, lock files and host-id
+// it made; a directory that was there already stays.
+func TestFailedStartRemovesWhatItMade(t *testing.T) {
+	dir := t.TempDir()
+	netns, files := filepath.Join(dir, "new", "netns"), filepath.Join(dir, "files")
+	if err := os.Mkdir(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := agenttest.NewEnv(t, bins, fmt.Sprintf("store \"bolt\" {\n  config {\n    path = %q\n  }\n}\nsandbox {\n  netns_dir = %q\n  files_dir = %q\n}\n",
+		dir, netns, files))
+	if log := refusedStart(t, e); !strings.Contains(log, `bolt`) {
+		t.Fatalf("the start did not fail on the store:\n%s", log)
+	}
+	for _, p := range []string{filepath.Join(dir, "new"), filepath.Join(files, agent.LockName), filepath.Join(e.DataDir, "host-id")} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			left, _ := os.ReadDir(p)
+			t.Errorf("the failed start left %s (%v, holding %v)", p, err, left)
+		}
+	}
+	if _, err := os.Stat(files); err != nil {
+		t.Errorf("the failed start removed files_dir, which was there before: %v", err)
+	}
+}
+
+// TestAgentConfigErrorsAtTheirBlock:// TestAgentConfigErrorsAtTheirBlock: a plugin block the agent cannot
 // start — a driver no binary exists for, a command that is not there, a
 // checksum the binary does not have, a config block the plugin's schema
 // or the plugin itself refuses — is reported at its file:line:col, as

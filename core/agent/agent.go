@@ -45,6 +45,9 @@ type Agent struct {
 	profile func()          // finishes the CPU profile, if one is written
 	locks   []*dirLock
 	nsLock  *net.UnixListener // nsLockName, held while the agent runs
+	// made is what this start created in the agent's directories (them
+	// included), which a start that fails removes (removeMade).
+	made []string
 
 	registry  *prometheus.Registry
 	metrics   *telemetry.Metrics
@@ -79,6 +82,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			a.Stop()
+			a.removeMade()
 		}
 	}()
 	for _, b := range a.cfg.Drivers {

@@ -21,7 +21,8 @@ const LockName = ".sandnet.lock"
 
 // dirLock is an exclusive flock on one directory's lock file.
 type dirLock struct {
-	f *os.File
+	f    *os.File
+	made []string // the directories and lock file lockDir created
 }
 
 // ErrLocked is wrapped by the error of an agent that finds one of its
@@ -32,10 +33,14 @@ var ErrLocked = errors.New("in use by another sandnet agent")
 // file without waiting. When another process holds it, the error names
 // the directory (as setting, say "netns_dir") and the holder's PID.
 func lockDir(setting, dir string) (*dirLock, error) {
+	made := missing(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s %s: %w", setting, dir, err)
 	}
 	path := filepath.Join(dir, LockName)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		made = append(made, path)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file of %s: %w", setting, err)
@@ -50,7 +55,20 @@ func lockDir(setting, dir string) (*dirLock, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &dirLock{f: f}, nil
+	return &dirLock{f: f, made: made}, nil
+}
+
+// missing lists dir and those of its parents that do not exist, outermost
+// first: what MkdirAll(dir) makes.
+func missing(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		out = append([]string{d}, out...)
+	}
+	return out
 }
 
 // flock takes the exclusive lock on f, the lock file of dir, without
@@ -158,6 +176,7 @@ func (a *Agent) lockDirs() error {
 			return err
 		}
 		a.locks = append(a.locks, l)
+		a.made = append(a.made, l.made...)
 	}
 	l, err := lockNamespace()
 	if err != nil {
@@ -177,6 +196,16 @@ func (a *Agent) unlockDirs() {
 		a.nsLock.Close()
 		a.nsLock = nil
 	}
+}
+
+// removeMade removes what a start that failed made: the files and the
+// directories it created, newest first; a directory something else was
+// put in since stays.
+func (a *Agent) removeMade() {
+	for i := len(a.made) - 1; i >= 0; i-- {
+		_ = os.Remove(a.made[i])
+	}
+	a.made = nil
 }
 
 // nsLockName is the abstract unix socket an agent binds for as long as it

@@ -86,9 +86,12 @@ func (a *Agent) startController(ctx context.Context) error {
 		return err
 	}
 	a.ipam = alloc
-	hostID, err := hostID(a.cfg.DataDir)
+	hostID, made, err := hostID(a.cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if made {
+		a.made = append(a.made, filepath.Join(a.cfg.DataDir, "host-id"))
 	}
 	advertise, err := advertiseAddr(a.cfg.AdvertiseAddr)
 	if err != nil {
@@ -179,9 +182,6 @@ func netipx(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits), true
 }
 
-// hostID returns this host's ID, made on first start and kept in
-// <data_dir>/host-id: hosts sharing a store tell their local records apart
-// by it.
 // ReadHostID returns the ID of the host an agent on dataDir runs as, or ""
 // when the directory has none yet (the agent's first start makes one).
 func ReadHostID(dataDir string) string {
@@ -192,21 +192,24 @@ func ReadHostID(dataDir string) string {
 	return strings.TrimSpace(string(b))
 }
 
-func hostID(dataDir string) (string, error) {
+// hostID returns this host's ID, made on first start and kept in
+// <data_dir>/host-id: hosts sharing a store tell their local records apart
+// by it. made says this call wrote the file.
+func hostID(dataDir string) (id string, made bool, err error) {
 	if id := ReadHostID(dataDir); id != "" {
-		return id, nil
+		return id, false, nil
 	}
 	path := filepath.Join(dataDir, "host-id")
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
+		return "", false, err
 	}
-	id := hex.EncodeToString(raw[:])
+	id = hex.EncodeToString(raw[:])
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return "", fmt.Errorf("creating data_dir: %w", err)
+		return "", false, fmt.Errorf("creating data_dir: %w", err)
 	}
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("writing host ID: %w", err)
+		return "", false, fmt.Errorf("writing host ID: %w", err)
 	}
-	return id, nil
+	return id, true, nil
 }
