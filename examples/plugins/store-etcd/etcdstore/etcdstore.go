@@ -134,7 +134,17 @@ func (s *Store) op(ctx context.Context, fn func(ctx context.Context, cli *client
 	}
 	ctx, cancel := context.WithTimeout(ctx, set.timeout)
 	defer cancel()
-	return fn(ctx, cli, set.prefix)
+	err = fn(ctx, cli, set.prefix)
+	if errors.Is(err, sdk.ErrUnavailable) {
+		// Say which etcd, and whether it was the timeout, as the
+		// Consul store does: "context deadline exceeded" alone does not.
+		at := strings.Join(set.endpoints, ", ")
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("etcd at %s did not answer within %s: %w", at, set.timeout, sdk.ErrUnavailable)
+		}
+		return fmt.Errorf("etcd at %s: %w", at, err)
+	}
+	return err
 }
 
 // backendErr maps an etcd client error to the sdk sentinels.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,23 @@ func TestUnreachable(t *testing.T) {
 
 // TestReadmeExample decodes the README's HCL block against the plugin's
 // schema, as the host would, and checks the store accepts it.
+// TestFrozen: an etcd that stops answering (SIGSTOP) makes a request fail
+// within the store's timeout, as ErrUnavailable naming the etcd and the
+// timeout, not a bare "context deadline exceeded".
+func TestFrozen(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s := open(t, fmt.Appendf(nil, `{"endpoints":[%q],"prefix":"","dial_timeout":null,"timeout":"500ms","ca_file":null,"cert_file":null,"key_file":null,"tls_server_name":null}`, srv.Endpoint))
+	if _, err := s.Put(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	defer srv.Resume()
+	_, err := s.Get(t.Context(), "k")
+	if want := "etcd at " + srv.Endpoint + " did not answer within 500ms"; !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), want) {
+		t.Fatalf("Get with etcd frozen: %v; want ErrUnavailable saying %q", err, want)
+	}
+}
+
 func TestReadmeExample(t *testing.T) {
 	for _, cfg := range plugintest.ReadmeConfigs(t, filepath.Join("..", "README.md"), "store", "etcd", plugintest.SchemaOf(t, etcdstore.Config{})) {
 		if _, err := etcdstore.ParseForTest(cfg); err != nil {

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -102,6 +104,22 @@ func Start(t testing.TB) *Server {
 }
 
 // Stop kills the server (by its PID) and waits for it; safe to call twice.
+// Pause stops the etcd process (SIGSTOP: its sockets stay open, nothing
+// answers) until Resume, and returns once the kernel says it is stopped.
+func (s *Server) Pause() {
+	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	for range 500 {
+		if b, err := os.ReadFile(stat); err != nil || strings.Contains(string(b), ") T ") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Resume lets a paused etcd go on.
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
 func (s *Server) Stop() {
 	select {
 	case <-s.done:
