@@ -153,20 +153,27 @@ func (b *Bus) Subscribe(f Filter, since time.Time, size int) *Subscription {
 		size = DefaultBuffer
 	}
 	size = min(size, MaxBuffer)
-	s := &Subscription{bus: b, filter: f, c: make(chan Event, size), done: make(chan struct{})}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// The kept events a replay starts with are all queued at once, before
+	// the reader can take any: the buffer holds them beside its own size,
+	// or a replay longer than the buffer lost its newest events.
+	var replay []Event
+	if !since.IsZero() {
+		for _, e := range append(b.history[b.next:len(b.history):len(b.history)], b.history[:b.next]...) {
+			if !e.Time.Before(since) && f.Match(e) {
+				replay = append(replay, e)
+			}
+		}
+	}
+	s := &Subscription{bus: b, filter: f, c: make(chan Event, size+len(replay)), done: make(chan struct{})}
 	if b.closed {
 		s.ended = true
 		close(s.done)
 		return s
 	}
-	if !since.IsZero() {
-		for _, e := range append(b.history[b.next:len(b.history):len(b.history)], b.history[:b.next]...) {
-			if !e.Time.Before(since) && f.Match(e) {
-				s.offer(e)
-			}
-		}
+	for _, e := range replay {
+		s.offer(e)
 	}
 	b.subs[s] = struct{}{}
 	return s

@@ -101,3 +101,29 @@ func TestHistoryKeepsTheLast(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayLongerThanTheBuffer: a replay of more kept events than the
+// subscriber's buffer gives every one of them, the newest included, and
+// still leaves the buffer for what comes next: the replay was cut to the
+// buffer (256) with the newest dropped.
+func TestReplayLongerThanTheBuffer(t *testing.T) {
+	b := NewBus(nil)
+	t0 := time.Now().Add(-time.Hour)
+	const kept = 400
+	for i := range kept {
+		b.Publish(Event{Type: TypeReload, PID: i, Time: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	s := b.Subscribe(Filter{}, t0, 0) // DefaultBuffer, 256
+	defer s.Close()
+	for i := range DefaultBuffer {
+		b.Publish(Event{Type: TypeReload, PID: kept + i})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for i := range kept + DefaultBuffer {
+		e, ok := s.Next(ctx)
+		if !ok || e.Type != TypeReload || e.PID != i {
+			t.Fatalf("event %d: %+v (ok %v), want the reload numbered %d", i, e, ok, i)
+		}
+	}
+}
