@@ -146,7 +146,9 @@
 // long one forwarded query may take, a Go duration more than 0 and at most
 // 1m; default 4s, as Docker's. max_inflight: forwarded queries in flight
 // per resolver, at least 1; beyond it queries are answered REFUSED; default 1024,
-// as Docker's. cache_size: forwarded answers the agent keeps, shared by
+// as Docker's (a slot is held until the upstream answers, not until the
+// client reads: over TCP, a client that stops reading has its connection
+// closed at the first write that times out). cache_size: forwarded answers the agent keeps, shared by
 // every sandbox's resolver (each at most 4 KiB), 0 or more; 0 turns the
 // cache off. cache_max_ttl and cache_max_negative_ttl: caps on how long a
 // positive answer and an NXDOMAIN or NODATA answer are kept, whatever TTL

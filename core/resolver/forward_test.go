@@ -2,8 +2,10 @@ package resolver
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -454,4 +456,45 @@ func TestSingleLabel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTCPClientThatDoesNotRead: a client that pipelines forwarded queries
+// over TCP and never reads their answers holds no forward slot once the
+// upstream has answered: the slots bound the queries upstream, not the
+// client's reading. Each slot was held until its answer was written, each
+// write waiting out its timeout in turn: minutes for a few hundred.
+func TestTCPClientThatDoesNotRead(t *testing.T) {
+	big := func(_ *upstreamServer, w dns.ResponseWriter, m *dns.Msg) {
+		resp := new(dns.Msg)
+		resp.SetReply(m)
+		for i := range 230 { // about 60 KB: a few fill the agent's send buffer
+			resp.Answer = append(resp.Answer, &dns.TXT{
+				Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 30},
+				Txt: []string{fmt.Sprintf("%03d%s", i, strings.Repeat("x", 250))},
+			})
+		}
+		w.WriteMsg(resp)
+	}
+	up := startUpstream(t, "127.0.0.2", big)
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 5 * time.Second, MaxInflight: 1024}, testBackend())
+	addr := startLoopback(t, r)
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(1024)
+	const n = 200
+	for i := range n {
+		q := query(fmt.Sprintf("n%d.big.test.", i), dns.TypeTXT)
+		b, err := q.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	polltest.Until(t, 10*time.Second, "the upstream asked every query", func() bool { return up.queries.Load() == n })
+	polltest.Until(t, 3*time.Second, "every slot released while the client still does not read", func() bool { return r.inflight.Load() == 0 })
 }

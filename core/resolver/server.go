@@ -103,6 +103,10 @@ func (r *Resolver) serveTCP(run *run) {
 type tcpConn struct {
 	mu sync.Mutex
 	c  *net.TCPConn
+	// broken: a write failed (the client does not read, or went away);
+	// later answers are not written, and the connection is closed, so
+	// that answers queued behind it do not each wait out a write timeout.
+	broken bool
 }
 
 // write sends resp, which was built at buf[2:] (or is copied there), with
@@ -115,8 +119,14 @@ func (tc *tcpConn) write(buf, resp []byte) {
 	binary.BigEndian.PutUint16(frame, uint16(len(resp)))
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
+	if tc.broken {
+		return
+	}
 	_ = tc.c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
-	_, _ = tc.c.Write(frame)
+	if _, err := tc.c.Write(frame); err != nil {
+		tc.broken = true
+		_ = tc.c.Close() // ends the reader too
+	}
 }
 
 // serveConn reads length-prefixed queries from one connection until it is
@@ -173,9 +183,12 @@ func (r *Resolver) serveConn(run *run, c *net.TCPConn) {
 			go func() {
 				defer run.wg.Done()
 				defer pending.Done()
-				defer r.release()
 				defer putBuf(bp)
-				if resp := r.forward(run.ctx, q, &req, true, (*bp)[2:]); resp != nil {
+				resp := r.forward(run.ctx, q, &req, true, (*bp)[2:])
+				// The slot bounds the queries upstream: free once the
+				// answer is in, whatever the client's reading.
+				r.release()
+				if resp != nil {
 					tc.write(*bp, resp)
 				}
 			}()
