@@ -201,8 +201,7 @@ func storeCheck(cfg *config.Config) check {
 		if len(left) == 0 {
 			return check{"ok", what, fmt.Sprintf("no store file at %s yet: the agent's first start creates it", path)}
 		}
-		return storeHolds(cfg, what, fmt.Sprintf("no store file at %s (a mistyped path?), so no sandbox of this host for the %d namespace(s) in %s (%s)",
-			path, len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…"), hostID)
+		return storeHolds(cfg, what, fmt.Sprintf("no store file at %s (a mistyped path?), so no sandbox of this host for the", path), left, hostID)
 	}
 	p, err := m.Start(ctx, agent.PluginSpec(cfg, cfg.Store))
 	if err != nil {
@@ -222,7 +221,7 @@ func storeCheck(cfg *config.Config) check {
 	if len(left) == 0 {
 		return check{"ok", what, "reachable"}
 	}
-	return storeHolds(cfg, what, fmt.Sprintf("reachable, but it holds no sandbox of this host for %d namespace(s) in %s (%s)", len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…"), hostID)
+	return storeHolds(cfg, what, "reachable, but it holds no sandbox of this host for", left, hostID)
 }
 
 // absentStoreFile returns the path of the bolt store's file when the
@@ -246,9 +245,10 @@ func absentStoreFile(ctx context.Context, m *plugin.Manager, cfg *config.Config)
 }
 
 // storeHolds is the warning of a store that holds no sandbox of this host
-// for namespaces its netns_dir has (held says so): the next start removes
-// them.
-func storeHolds(cfg *config.Config, what, held, hostID string) check {
+// for the namespaces left in its netns_dir (why says how): the next start
+// removes them.
+func storeHolds(cfg *config.Config, what, why string, left []string, hostID string) check {
+	held := fmt.Sprintf("%s %d namespace(s) in %s (%s)", why, len(left), cfg.Sandbox.NetnsDir, filepath.Base(left[0])[:12]+"…")
 	removes := "The agent's next start removes them, and the bridges and ports of networks the store does not hold for this host"
 	if hostID == "" {
 		return check{"warn", what, fmt.Sprintf("%s: data_dir %s has no host-id, so the next start makes this host a new one, and the store's records are another host's. %s; "+

@@ -96,6 +96,15 @@ func Unrecorded(ctx context.Context, s store.Store, netnsDir, hostID string) ([]
 	if s == nil {
 		return unknown(netnsDir, nil), nil
 	}
+	known, err := recorded(ctx, s, hostID)
+	if err != nil {
+		return nil, err
+	}
+	return unknown(netnsDir, known), nil
+}
+
+// recorded returns the IDs of the sandboxes of host hostID that s holds.
+func recorded(ctx context.Context, s store.Store, hostID string) (map[string]bool, error) {
 	kvs, err := s.List(ctx, sandboxPrefix)
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return nil, err
@@ -107,5 +116,5 @@ func Unrecorded(ctx context.Context, s store.Store, netnsDir, hostID string) ([]
 			known[sb.ID] = true
 		}
 	}
-	return unknown(netnsDir, known), nil
+	return known, nil
 }

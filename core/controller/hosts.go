@@ -345,13 +345,20 @@ func (c *Controller) checkStoreHoldsSandboxes(ctx context.Context) {
 }
 
 // sandboxesLost is how many sandboxes this agent runs when the store
-// holds the record of none of them, else 0.
+// holds the record of none of them, else 0: one listing, however many.
 func (c *Controller) sandboxesLost(ctx context.Context) int {
 	ops := c.sortedSandboxes(true)
+	s, err := c.kv.store()
+	if len(ops) == 0 || err != nil {
+		return 0
+	}
+	known, err := recorded(ctx, s, c.cfg.HostID)
+	if err != nil {
+		return 0 // the store cannot say: no loss to report
+	}
 	for _, op := range ops {
-		var s Sandbox
-		if _, err := c.kv.get(ctx, sandboxKey(op.sb.ID()), &s); err == nil || !errors.Is(err, sdk.ErrNotFound) {
-			return 0 // one is there (or the store cannot say): no loss to report
+		if known[op.sb.ID()] {
+			return 0
 		}
 	}
 	return len(ops)

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -400,22 +403,41 @@ func (m *Manager) dialOptions(spec Spec, calls *inflight, client *atomic.Pointer
 // endedDuring says so when err is a call's loss of its connection because
 // the plugin's process ended: a bare "error reading from server: EOF"
 // leaves the operator guessing, while the process's last words (a panic's
-// stack, say) are in the agent's log.
+// stack, say) are in the agent's log. An Unavailable the plugin answered
+// itself (a store's "Consul unreachable") is left as it is, at once.
 func endedDuring(err error, client *goplugin.Client) error {
-	st, ok := status.FromError(err)
-	lost := st.Code() == codes.Unavailable ||
-		st.Code() == codes.Canceled && st.Message() == "grpc: the client connection is closing"
-	if !ok || client == nil || !lost {
+	// The SDK's mapping says which statuses are a lost connection.
+	if err == nil || client == nil || !errors.Is(sdk.FromStatus(err), sdk.ErrUnavailable) {
 		return err
 	}
-	// The connection breaks as the process dies; the wait for it to be
-	// reaped is short, and taken only by a call that failed so.
-	for deadline := time.Now().Add(250 * time.Millisecond); !client.Exited(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
+	if !client.Exited() {
+		rc := client.ReattachConfig()
+		if rc == nil || rc.Pid <= 0 || !dying(rc.Pid) {
 			return err
 		}
 	}
+	st, _ := status.FromError(err)
 	return status.Error(codes.Unavailable, "the plugin process ended during the call (its output in the agent's log says why): "+st.Message())
+}
+
+// dying reports whether process pid, a child not reaped yet, has exited or
+// is exiting: /proc/PID/stat shows it a zombie, or with PF_EXITING in its
+// flags, which the kernel sets before it closes the process's files, and
+// so before its end of a connection breaks.
+func dying(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// The fields after the command, which is in parentheses: the state,
+	// then ppid, pgrp, session, tty_nr, tpgid, flags.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	const pfExiting = 0x4
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	return f[0] == "Z" || f[0] == "X" || flags&pfExiting != 0
 }
 
 // verifyChecksum compares the binary's SHA-256 with the pinned one.

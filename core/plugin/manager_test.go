@@ -199,6 +199,19 @@ func TestCallEndedByCrash(t *testing.T) {
 	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "the plugin process ended during the call (its output in the agent's log says why)") {
 		t.Fatalf("a call that crashed the plugin: %v; want ErrUnavailable saying the process ended", err)
 	}
+	// A plugin that answers Unavailable itself (a store whose Consul is
+	// down) is not said to have ended.
+	p, err = m.Start(context.Background(), Spec{Kind: sdk.KindDriver, Name: "down", Path: bin, Args: []string{"unavailable"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err = p.Driver(); err != nil {
+		t.Fatal(err)
+	}
+	err = d.CreateNetwork(context.Background(), &pb.CreateNetworkRequest{})
+	if !errors.Is(err, sdk.ErrUnavailable) || strings.Contains(fmt.Sprint(err), "ended during the call") || !strings.Contains(fmt.Sprint(err), "its backend does not answer") {
+		t.Fatalf("a plugin's own Unavailable answer: %v; want it as the plugin gave it", err)
+	}
 }
 
 // TestStoppedPluginRestarted: a plugin process that stops answering —

@@ -6,6 +6,7 @@
 //	hang        CreateNetwork never answers
 //	slow        CreateNetwork answers after 300 ms
 //	crash       CreateNetwork panics, which ends the process
+//	unavailable CreateNetwork answers that its backend is unavailable
 //	hangdelete  DeleteNetwork never answers
 //	leak        CreateNetwork adds a veth pair that nothing removes
 //	naivejoin   Join makes a veth pair on the host side and hands over its
@@ -41,6 +42,8 @@ func (f fake) CreateNetwork(ctx context.Context, _ *pb.CreateNetworkRequest) err
 		select {} // ignores even its context, as a stuck driver would
 	case "crash":
 		panic("fakeplugin: crashing as asked")
+	case "unavailable":
+		return fmt.Errorf("fakeplugin: its backend does not answer: %w", sdk.ErrUnavailable)
 	case "leak":
 		pair := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("fkleak%d", os.Getpid())}, PeerName: fmt.Sprintf("fkpeer%d", os.Getpid())}
 		if err := netlink.LinkAdd(pair); err != nil && !errors.Is(err, syscall.EEXIST) {
