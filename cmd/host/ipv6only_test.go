@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -118,6 +119,25 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	} {
 		if out, code := run(tc.args...); code == 0 || !strings.Contains(out, tc.says) {
 			t.Errorf("sandnet %s: exit %d, want it to say %q\n%s", strings.Join(tc.args, " "), code, tc.says, out)
+		}
+	}
+}
+
+// TestGatewaysColumn: sandbox inspect's GATEWAY column shows a dual-stack
+// endpoint's two gateways, not only its IPv4 one.
+func TestGatewaysColumn(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("fd00::1")
+	for _, c := range []struct {
+		v4, v6 netip.Addr
+		want   string
+	}{
+		{v4, v6, "10.1.0.1, fd00::1"},
+		{v4, netip.Addr{}, "10.1.0.1"},
+		{netip.Addr{}, v6, "fd00::1"},
+		{netip.Addr{}, netip.Addr{}, "-"},
+	} {
+		if got := gateways(c.v4, c.v6); got != c.want {
+			t.Errorf("gateways(%v, %v) = %q, want %q", c.v4, c.v6, got, c.want)
 		}
 	}
 }

@@ -162,16 +162,24 @@ func sandboxInspectCmd(args []string) int {
 				for i, p := range ep.Ports {
 					ports[i] = portString(p)
 				}
-				gw := show(ep.Gateway)
-				if !ep.Gateway.IsValid() && ep.GatewayV6.IsValid() {
-					gw = ep.GatewayV6.String() // an IPv6-only network's
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), gw,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ep.IfName, ep.MAC, show(ep.Address), show(ep.AddressV6), gateways(ep.Gateway, ep.GatewayV6),
 					orDash(strings.Join(ep.Aliases, ", ")), orDash(strings.Join(ports, ", ")))
 			}
 		})
 		return nil
 	})
+}
+
+// gateways is the GATEWAY column: an endpoint's IPv4 and IPv6 gateways,
+// whichever it has, or "-".
+func gateways(v4, v6 netip.Addr) string {
+	var gws []string
+	for _, gw := range []netip.Addr{v4, v6} {
+		if gw.IsValid() {
+			gws = append(gws, gw.String())
+		}
+	}
+	return orDash(strings.Join(gws, ", "))
 }
 
 // networkNames maps the agent's networks' IDs to their names; a listing
