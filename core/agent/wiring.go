@@ -91,7 +91,7 @@ func (a *Agent) startController(ctx context.Context) error {
 		return err
 	}
 	if made {
-		a.made = append(a.made, filepath.Join(a.cfg.DataDir, "host-id"))
+		a.made = append(a.made, filepath.Join(a.cfg.DataDir, "host-id"), filepath.Join(a.cfg.DataDir, controller.LayoutFile))
 	}
 	advertise, err := advertiseAddr(a.cfg.AdvertiseAddr)
 	if err != nil {

@@ -53,7 +53,8 @@ type Config struct {
 	FilesDir string
 	// DataDir is where agents before FilesDir kept them, under
 	// sandboxes/<id>/: a sandbox restored with its files there keeps them
-	// there, as its container has them bind-mounted.
+	// there, as its container has them bind-mounted. Its layout file says
+	// which conventions this host's records follow (upgradeLayout).
 	DataDir string
 	// NetnsDir holds the sandboxes' namespace keys.
 	NetnsDir string

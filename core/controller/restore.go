@@ -96,6 +96,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.upgradeLayout(ctx, st)
 	bySandbox := map[string][]*Endpoint{}
 	for _, ep := range st.endpoints {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
