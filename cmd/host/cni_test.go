@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
@@ -758,4 +760,43 @@ func relativeToWD(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return rel
+}
+
+// TestCNIDelOfAnotherIfname: CNI keys an attachment by container, network
+// and ifname. A runtime whose second ADD of a network failed (the
+// container is on it already, as eth0) cleans that ADD up with a DEL of
+// its ifname; that DEL must leave eth0's attachment. It deleted the
+// container's sandbox.
+func TestCNIDelOfAnotherIfname(t *testing.T) {
+	r := newCNIRig(t, "")
+	ctx := context.Background()
+	r.network("k", "10.66.0.0/24")
+	ns := runtimeNamespace(t, "m")
+	env := func(cmd, ifname string) map[string]string {
+		return map[string]string{"CNI_COMMAND": cmd, "CNI_CONTAINERID": "pod-m", "CNI_NETNS": ns, "CNI_IFNAME": ifname, "CNI_PATH": filepath.Dir(bins.CNI)}
+	}
+	conf := map[string]any{"cniVersion": "1.0.0", "name": "k", "type": "sandnet", "network": "k", "socket": r.env.Socket}
+	if out, ok := r.plugin(env("ADD", "eth0"), conf); !ok {
+		t.Fatalf("ADD eth0: %s", out)
+	}
+	if out, ok := r.plugin(env("ADD", "net1"), conf); ok {
+		t.Fatalf("a second ADD of network k as net1 succeeded: %s", out)
+	}
+	if out, ok := r.plugin(env("DEL", "net1"), conf); !ok {
+		t.Fatalf("DEL net1: %s", out)
+	}
+	sb, err := r.agent.Client.Sandbox(ctx, "pod-m")
+	if err != nil || len(sb.Endpoints) != 1 || sb.Endpoints[0].IfName != "eth0" {
+		t.Fatalf("after DEL net1: sandbox %s, %v; want its eth0 on k", jsonOf(sb), err)
+	}
+	if out, err := inNS(ns, "ip", "-o", "addr", "show", "eth0"); err != nil || !strings.Contains(out, "10.66.0.") {
+		t.Fatalf("eth0 in the container after DEL net1: %v %s", err, out)
+	}
+	if out, ok := r.plugin(env("DEL", "eth0"), conf); !ok {
+		t.Fatalf("DEL eth0: %s", out)
+	}
+	if _, err := r.agent.Client.Sandbox(ctx, "pod-m"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the sandbox after DEL eth0: %v, want not found", err)
+	}
+	waitOnlyLoopback(t, ns)
 }

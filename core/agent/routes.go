@@ -68,7 +68,7 @@ func (a *Agent) controllerRoutes() {
 			return nil, err
 		}
 		if req.Release {
-			return nil, c.Release(r.Context(), r.PathValue("ref"), req.Container)
+			return nil, c.Release(r.Context(), r.PathValue("ref"), req.Container, req.Interface)
 		}
 		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
 	})

@@ -32,6 +32,10 @@ type Disconnect struct {
 	// already gone is no error, and a front's sandbox left with no
 	// endpoint is deleted (its runtime's namespace stays).
 	Release bool `json:"release,omitempty"`
+	// Interface, with Release, names the attachment's interface (CNI's
+	// CNI_IFNAME): an attachment of the container to the network under
+	// another interface is not the one released, and stays.
+	Interface string `json:"interface,omitempty"`
 }
 
 // SetKey is the body of POST /v1/sandboxes/{container}/key.

@@ -964,11 +964,11 @@ func TestEventsNameNetworkAndContainer(t *testing.T) {
 	expect("a delete", "endpoint.disconnect c1 red", "sandbox.delete c1")
 	e.sandbox("c3", func(r *SandboxCreate) { r.Front = "cni"; r.Networks = []SandboxNetwork{{Network: "red"}} })
 	got = nil
-	if err := e.c.Release(ctx, "red", "c3"); err != nil {
+	if err := e.c.Release(ctx, "red", "c3", ""); err != nil {
 		t.Fatal(err)
 	}
 	expect("a front's release of its last endpoint", "endpoint.disconnect c3 red", "sandbox.delete c3")
-	if err := e.c.Release(ctx, "red", "c3"); err != nil {
+	if err := e.c.Release(ctx, "red", "c3", ""); err != nil {
 		t.Fatal(err)
 	}
 	expect("a second release")

@@ -938,8 +938,12 @@ func (c *Controller) Disconnect(ctx context.Context, netRef, container string) e
 // left, deletes the sandbox too — never the runtime's namespace, only the
 // sandbox's key. What is already gone (the sandbox, the network, the
 // attachment) is no error: a runtime may release twice, or after a crash.
-// It runs to its end (finishing).
-func (c *Controller) Release(ctx context.Context, netRef, container string) error {
+// An ifname other than "" releases only an attachment under that
+// interface: CNI keys one by container, network and ifname, and the DEL
+// of an ADD that failed because the container is on the network already
+// (under another ifname) must leave that attachment. It runs to its end
+// (finishing).
+func (c *Controller) Release(ctx context.Context, netRef, container, ifname string) error {
 	ctx = finishing(ctx)
 	op, err := c.byContainerID(container)
 	if errors.Is(err, sdk.ErrNotFound) {
@@ -954,6 +958,10 @@ func (c *Controller) Release(ctx context.Context, netRef, container string) erro
 		return nil
 	}
 	e, err := c.connectedTo(ctx, op, netRef, container)
+	if err == nil && ifname != "" && e.IfName != ifname {
+		op.mu.Unlock()
+		return nil // not this attachment: the container's is another
+	}
 	var ports []PortBinding // a CNI container's, which another endpoint takes over
 	if err == nil {
 		if op.front == "cni" {

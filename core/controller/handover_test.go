@@ -55,7 +55,7 @@ func TestReleaseHandsPortsOver(t *testing.T) {
 	}
 
 	eps := onRed("c1", "cni", "grey", "blue")
-	if err := e.c.Release(ctx, "red", "c1"); err != nil {
+	if err := e.c.Release(ctx, "red", "c1", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, drv := ports("c1", "blue"), e.veth.publishedBy(eps["blue"].ID); got != 2 || drv != 2 {
@@ -67,7 +67,7 @@ func TestReleaseHandsPortsOver(t *testing.T) {
 
 	eps = onRed("c2", "cni", "blue")
 	e.store.fail(blue.ID)
-	err = e.c.Release(ctx, "red", "c2")
+	err = e.c.Release(ctx, "red", "c2", "")
 	e.store.fail("")
 	if err != nil {
 		t.Fatalf("the release failed with its hand-over: %v", err)
@@ -85,7 +85,7 @@ func TestReleaseHandsPortsOver(t *testing.T) {
 	}
 
 	onRed("c4", "cni", "grey")
-	if err := e.c.Release(ctx, "red", "c4"); err != nil {
+	if err := e.c.Release(ctx, "red", "c4", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := ports("c4", "grey"); got != 0 {

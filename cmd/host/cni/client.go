@@ -226,10 +226,11 @@ func (a *agent) connect(network string, req connect) (*endpoint, error) {
 
 // release is a disconnect that deletes a front's sandbox left with no
 // endpoint, and finds nothing gone an error.
-func (a *agent) release(network, container string) error {
+func (a *agent) release(network, container, ifname string) error {
 	body := struct {
 		Container string `json:"container"`
 		Release   bool   `json:"release"`
-	}{container, true}
+		Interface string `json:"interface,omitempty"`
+	}{container, true, ifname}
 	return a.do("POST", "/v1/networks/"+url.PathEscape(network)+"/disconnect", body, nil)
 }

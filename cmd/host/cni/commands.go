@@ -14,8 +14,9 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// loadArgs reads the CNI_ARGS the plugin knows; unknown keys are ignored
-// whatever IgnoreUnknown says, as runtimes pass keys meant for others.
+// loadArgs reads the CNI_ARGS the plugin knows; unknown keys (runtimes
+// pass keys meant for others) are ignored unless the runtime says
+// IgnoreUnknown=0.
 func loadArgs(s string) (*Args, error) {
 	a := &Args{}
 	a.IgnoreUnknown = true
@@ -149,14 +150,17 @@ func sameNamespace(a, b string) (bool, error) {
 // cmdDel detaches the container from the conf's network; the agent
 // deletes the sandbox once it has no endpoint left. What is already gone —
 // the sandbox, the attachment, the namespace — is success, as the spec
-// requires; the namespace itself is the runtime's and stays.
+// requires; the namespace itself is the runtime's and stays. An
+// attachment is the container's on the network under CNI_IFNAME: the DEL
+// of another ifname (a runtime cleaning up an ADD that failed because the
+// container is on the network already) leaves it.
 func cmdDel(args *skel.CmdArgs) error {
 	conf, err := parseConf(args.StdinData)
 	if err != nil {
 		return err
 	}
 	ag := newAgent(conf.Socket)
-	if err := ag.release(conf.Network, args.ContainerID); err != nil && status(err) != statusNotFound {
+	if err := ag.release(conf.Network, args.ContainerID, args.IfName); err != nil && status(err) != statusNotFound {
 		return cniError(fmt.Sprintf("detaching container %s from network %s", args.ContainerID, conf.Network), err)
 	}
 	return nil
@@ -292,7 +296,7 @@ func cmdGC(args *skel.CmdArgs) error {
 			if ep.NetworkID != n.ID || valid[types.GCAttachment{ContainerID: sb.ContainerID, IfName: ep.IfName}] {
 				continue
 			}
-			if err := ag.release(n.ID, sb.ContainerID); err != nil && status(err) != statusNotFound {
+			if err := ag.release(n.ID, sb.ContainerID, ep.IfName); err != nil && status(err) != statusNotFound {
 				errs = append(errs, fmt.Errorf("container %s: %w", sb.ContainerID, err))
 			}
 		}
