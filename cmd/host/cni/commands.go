@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,12 +54,16 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	prev, err := prevResult(conf)
+	if err != nil {
+		return err
+	}
 	ag := newAgent(conf.Socket)
 	sb, ep, err := attach(ag, conf.Network, at)
 	if err != nil {
 		return err
 	}
-	return types.PrintResult(result(sb, ep, at.netns), conf.CNIVersion)
+	return types.PrintResult(after(prev, result(sb, ep, at.netns)), conf.CNIVersion)
 }
 
 // attach makes the attachment: one request when the container has no
@@ -204,32 +209,88 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if same, err := sameNamespace(sb.Key, args.Netns); err != nil || !same {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %s is not the namespace of container %s's sandbox", args.Netns, args.ContainerID), "")
 	}
-	if err := checkPrevResult(conf, ep); err != nil {
+	prev, err := prevResult(conf)
+	if err != nil {
 		return err
 	}
-	return checkNamespace(args.Netns, ep)
+	mac, err := checkPrevResult(prev, ep)
+	if err != nil {
+		return err
+	}
+	return checkNamespace(args.Netns, ep, mac)
 }
 
-// checkPrevResult compares the ADD result the runtime kept with the
-// agent's record: the interface's addresses must be the recorded ones.
-func checkPrevResult(conf *NetConf, ep *endpoint) error {
+// prevResult is the runtime's prevResult as the current spec's result,
+// or nil when the conf has none.
+func prevResult(conf *NetConf) (*current.Result, error) {
 	if conf.RawPrevResult == nil {
-		return nil
+		return nil, nil
 	}
 	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
+		return nil, types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
 	}
 	prev, err := current.NewResultFromResult(conf.PrevResult)
 	if err != nil {
-		return types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
+		return nil, types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
 	}
-	for _, ipc := range prev.IPs {
-		p, ok := prefixOf(&ipc.Address)
-		if ok && p != ep.Address && p != ep.AddressV6 {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("CHECK: prevResult has address %s, the agent recorded %s", p, recorded(ep)), "")
+	return prev, nil
+}
+
+// after is ADD's result when an earlier plugin of the chain gave prev:
+// prev's interfaces, addresses and routes, then this plugin's (their
+// interface indices shifted past prev's), as the spec asks a plugin to
+// pass prevResult on. The DNS is this plugin's: the embedded resolver
+// forwards what it does not answer.
+func after(prev, r *current.Result) *current.Result {
+	if prev == nil {
+		return r
+	}
+	out := *prev
+	out.CNIVersion = r.CNIVersion
+	shift := len(prev.Interfaces)
+	out.Interfaces = append(slices.Clone(prev.Interfaces), r.Interfaces...)
+	out.IPs = slices.Clone(prev.IPs)
+	for _, ipc := range r.IPs {
+		c := *ipc
+		if c.Interface != nil {
+			c.Interface = current.Int(*c.Interface + shift)
+		}
+		out.IPs = append(out.IPs, &c)
+	}
+	out.Routes = append(slices.Clone(prev.Routes), r.Routes...)
+	out.DNS = r.DNS
+	return &out
+}
+
+// checkPrevResult compares the chain's result the runtime kept with the
+// agent's record of the endpoint: the addresses prev gives the
+// endpoint's interface (CNI_IFNAME inside the namespace) must be the
+// recorded ones; other plugins' interfaces and addresses are theirs. It
+// returns the MAC the interface should have: prev's, as a later plugin
+// of the chain (tuning) may have changed it, else the agent's.
+func checkPrevResult(prev *current.Result, ep *endpoint) (string, error) {
+	if prev == nil {
+		return ep.MAC, nil
+	}
+	idx, mac := -1, ep.MAC
+	for i, in := range prev.Interfaces {
+		if in.Name == ep.IfName && in.Sandbox != "" {
+			idx = i
+			if in.Mac != "" {
+				mac = in.Mac
+			}
 		}
 	}
-	return nil
+	for _, ipc := range prev.IPs {
+		if ipc.Interface != nil && *ipc.Interface != idx {
+			continue
+		}
+		p, ok := prefixOf(&ipc.Address)
+		if ok && p != ep.Address && p != ep.AddressV6 {
+			return "", types.NewError(types.ErrInternal, fmt.Sprintf("CHECK: prevResult has address %s, the agent recorded %s", p, recorded(ep)), "")
+		}
+	}
+	return mac, nil
 }
 
 func recorded(ep *endpoint) string {

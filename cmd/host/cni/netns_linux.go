@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -73,9 +74,10 @@ func inspect(path, ifname string) (*nsView, error) {
 }
 
 // checkNamespace compares the namespace with the agent's record of the
-// endpoint: the interface is there and up, with the recorded MAC, every
-// recorded address and every recorded static route.
-func checkNamespace(path string, ep *endpoint) error {
+// endpoint: the interface is there and up, with MAC mac (the agent's, or
+// the chain's result's), every recorded address and every recorded
+// static route.
+func checkNamespace(path string, ep *endpoint, mac string) error {
 	v, err := inspect(path, ep.IfName)
 	if err != nil {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("CHECK: %v", err), "")
@@ -86,8 +88,8 @@ func checkNamespace(path string, ep *endpoint) error {
 	if !v.up {
 		return fail("interface %s is down", ep.IfName)
 	}
-	if ep.MAC != "" && v.mac != ep.MAC {
-		return fail("interface %s has MAC %s, the agent recorded %s", ep.IfName, v.mac, ep.MAC)
+	if mac != "" && !strings.EqualFold(v.mac, mac) {
+		return fail("interface %s has MAC %s, %s", ep.IfName, v.mac, macSource(mac, ep))
 	}
 	for _, p := range []netip.Prefix{ep.Address, ep.AddressV6} {
 		if p.IsValid() && !slices.Contains(v.addrs, p) {
@@ -100,4 +102,12 @@ func checkNamespace(path string, ep *endpoint) error {
 		}
 	}
 	return nil
+}
+
+// macSource says where the MAC CHECK expected came from.
+func macSource(mac string, ep *endpoint) string {
+	if strings.EqualFold(mac, ep.MAC) {
+		return "the agent recorded " + mac
+	}
+	return "the chain's result gives " + mac
 }

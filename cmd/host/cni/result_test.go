@@ -2,10 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // TestResultFromTheAgentsAnswer: ADD's result is made from the agent's
@@ -70,5 +75,38 @@ func TestResultFromTheAgentsAnswer(t *testing.T) {
 	r := result(&sandbox{}, &noHost, "/run/netns/c1")
 	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "eth1" || *r.IPs[0].Interface != 0 {
 		t.Fatalf("without a host end: interfaces %+v, ips %+v", r.Interfaces, r.IPs)
+	}
+}
+
+// TestAfterPassesPrevResultOn: an earlier plugin's interfaces, addresses
+// and routes come first, and this plugin's addresses name its own
+// interfaces past them.
+func TestAfterPassesPrevResultOn(t *testing.T) {
+	lo := net.IPNet{IP: net.IPv4(127, 0, 0, 1).To4(), Mask: net.CIDRMask(8, 32)}
+	mine := net.IPNet{IP: net.IPv4(10, 1, 0, 2).To4(), Mask: net.CIDRMask(24, 32)}
+	prev := &current.Result{CNIVersion: "1.0.0",
+		Interfaces: []*current.Interface{{Name: "lo", Sandbox: "/run/netns/x"}},
+		IPs:        []*current.IPConfig{{Interface: current.Int(0), Address: lo}},
+		DNS:        types.DNS{Nameservers: []string{"192.0.2.53"}},
+	}
+	r := &current.Result{CNIVersion: "1.1.0",
+		Interfaces: []*current.Interface{{Name: "snabc"}, {Name: "eth0", Sandbox: "/run/netns/x"}},
+		IPs:        []*current.IPConfig{{Interface: current.Int(1), Address: mine}},
+		DNS:        types.DNS{Nameservers: []string{resolverAddr}},
+	}
+	got := after(prev, r)
+	var names []string
+	for _, in := range got.Interfaces {
+		names = append(names, in.Name)
+	}
+	if strings.Join(names, " ") != "lo snabc eth0" || len(got.IPs) != 2 || *got.IPs[0].Interface != 0 || *got.IPs[1].Interface != 2 ||
+		got.IPs[1].Address.String() != "10.1.0.2/24" || got.DNS.Nameservers[0] != resolverAddr || got.CNIVersion != "1.1.0" {
+		t.Fatalf("after = %+v", got)
+	}
+	if *r.IPs[0].Interface != 1 || len(prev.Interfaces) != 1 {
+		t.Fatal("after changed its arguments")
+	}
+	if after(nil, r) != r {
+		t.Fatal("without a prevResult, the result is this plugin's")
 	}
 }
