@@ -766,7 +766,9 @@ func relativeToWD(t *testing.T, path string) string {
 // and ifname. A runtime whose second ADD of a network failed (the
 // container is on it already, as eth0) cleans that ADD up with a DEL of
 // its ifname; that DEL must leave eth0's attachment. It deleted the
-// container's sandbox.
+// container's sandbox. Once the DEL of eth0 answers, the name eth0 is
+// free in the runtime's namespace for the next plugin (CNI's bridge
+// plugin's ADD failed: the link lingered until the driver deleted it).
 func TestCNIDelOfAnotherIfname(t *testing.T) {
 	r := newCNIRig(t, "")
 	ctx := context.Background()
@@ -794,6 +796,9 @@ func TestCNIDelOfAnotherIfname(t *testing.T) {
 	}
 	if out, ok := r.plugin(env("DEL", "eth0"), conf); !ok {
 		t.Fatalf("DEL eth0: %s", out)
+	}
+	if out, err := inNS(ns, "ip", "-o", "link", "show", "eth0"); err == nil {
+		t.Errorf("eth0 is still taken in the runtime's namespace when DEL has answered: %s", out)
 	}
 	if _, err := r.agent.Client.Sandbox(ctx, "pod-m"); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("the sandbox after DEL eth0: %v, want not found", err)

@@ -876,10 +876,14 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		return err
 	}
 	// The sandbox side goes out of service while the driver cuts the
-	// endpoint off and deletes it: they touch different ends.
+	// endpoint off and deletes it: they touch different ends. A dying
+	// sandbox's namespace goes with its interfaces, unless it is a
+	// runtime's: there the interface leaves service, and frees its name,
+	// before the delete answers (a CNI DEL; another plugin may make that
+	// name next).
 	c.names.remove(epID)
 	retired := make(chan error, 1)
-	if dying {
+	if dying && !op.external {
 		op.sb.Forget(epID)
 		retired <- nil
 	} else {

@@ -441,15 +441,18 @@ func (n *Namespace) RemoveInterface(name string) error {
 // at once without deleting it: it goes down (its routes and IPv6
 // addresses with it), loses its addresses, and joins the namespace's
 // retired links, which DeleteRetired deletes later, all in one batch. It
-// keeps its name until ReleaseName moves it out of the way. A missing link
-// is not an error.
+// keeps its name until ReleaseName moves it out of the way, unless
+// release asks for that at once (a namespace a runtime owns, where
+// another plugin may make a link of that name next). A missing link is
+// not an error.
 //
 // Deleting a link, a veth end above all, costs the kernel 17-20 ms of RCU
 // grace periods; retiring it a fraction of a millisecond. A veth pair
 // whose other end is deleted, or whose namespace goes away, goes with it.
 //
-// Equivalent to: `ip link set NAME down group RETIRED; ip addr flush dev NAME`.
-func (n *Namespace) RetireInterface(name string) error {
+// Equivalent to: `ip link set NAME down group RETIRED; ip addr flush dev
+// NAME` (and `ip link set NAME name rtINDEX` with release).
+func (n *Namespace) RetireInterface(name string, release bool) error {
 	return n.withHandle(func(h *netlink.Handle) error {
 		link, err := h.LinkByName(name)
 		if isLinkNotFound(err) {
@@ -474,9 +477,17 @@ func (n *Namespace) RetireInterface(name string) error {
 				return fmt.Errorf("retiring %s in %s: removing %s: %w", name, n.path, a.IPNet, err)
 			}
 		}
+		if release {
+			if err := h.LinkSetName(byIndex, retiredName(byIndex.Index)); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("retiring %s in %s: freeing its name: %w", name, n.path, err)
+			}
+		}
 		return nil
 	})
 }
+
+// retiredName is the name a retired link takes to free its own.
+func retiredName(index int) string { return "rt" + strconv.Itoa(index) }
 
 // retiredGroup is the link group ("snrt") RetireInterface puts links in.
 const retiredGroup = 0x736e7274
@@ -498,7 +509,7 @@ func (n *Namespace) ReleaseName(name string) error {
 		if link.Attrs().Group != retiredGroup {
 			return fmt.Errorf("freeing name %s in %s: the link is in use: %w", name, n.path, fs.ErrExist)
 		}
-		if err := h.LinkSetName(link, "rt"+strconv.Itoa(link.Attrs().Index)); err != nil && !errors.Is(err, unix.ENODEV) {
+		if err := h.LinkSetName(link, retiredName(link.Attrs().Index)); err != nil && !errors.Is(err, unix.ENODEV) {
 			return fmt.Errorf("freeing name %s in %s: %w", name, n.path, err)
 		}
 		return nil

@@ -478,8 +478,8 @@ func TestRemoveInterfaceTakesBothEnds(t *testing.T) {
 }
 
 func TestRetireInterface(t *testing.T) {
-	host, sb := wired(t)
-	if err := sb.RetireInterface("eth0"); err != nil {
+	_, sb := wired(t)
+	if err := sb.RetireInterface("eth0", false); err != nil {
 		t.Fatal(err)
 	}
 	l := findLink(t, sb, "eth0")
@@ -493,10 +493,10 @@ func TestRetireInterface(t *testing.T) {
 	if len(addrs) != 0 {
 		t.Fatalf("retired eth0 keeps addresses %v", addrs)
 	}
-	if err := sb.RetireInterface("eth0"); err != nil {
+	if err := sb.RetireInterface("eth0", false); err != nil {
 		t.Errorf("retiring it again: %v", err)
 	}
-	if err := sb.RetireInterface("nosuch0"); err != nil {
+	if err := sb.RetireInterface("nosuch0", false); err != nil {
 		t.Errorf("retiring a missing interface: %v, want nil", err)
 	}
 
@@ -512,6 +512,23 @@ func TestRetireInterface(t *testing.T) {
 	}
 	if err := sb.ReleaseName("eth0"); err != nil {
 		t.Errorf("ReleaseName of a free name: %v, want nil", err)
+	}
+}
+
+// TestRetireInterfaceReleasingItsName: retired with release, a link
+// frees its name at once (a runtime's namespace), keeping its index.
+func TestRetireInterfaceReleasingItsName(t *testing.T) {
+	host, sb := wired(t)
+	index := findLink(t, sb, "eth0").Attrs().Index
+	if err := sb.RetireInterface("eth0", true); err != nil {
+		t.Fatal(err)
+	}
+	links, _ := sb.Links()
+	if hasLink(links, "eth0") || !hasLink(links, retiredName(index)) {
+		t.Fatalf("after retiring eth0 with release: links %v; want it as %s", linkNames(links), retiredName(index))
+	}
+	if l := findLink(t, sb, retiredName(index)); l.Attrs().Flags&net.FlagUp != 0 || l.Attrs().Group != retiredGroup {
+		t.Fatalf("the renamed link: flags %v, group %#x; want down in the retired group", l.Attrs().Flags, l.Attrs().Group)
 	}
 
 	// DeleteRetired deletes it, and its veth peer.

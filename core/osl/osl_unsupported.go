@@ -100,7 +100,7 @@ func (n *Namespace) WaitInterfaceReady(ctx context.Context, name string) error {
 func (n *Namespace) RemoveInterface(name string) error { return ErrNotSupported }
 
 // RetireInterface returns ErrNotSupported.
-func (n *Namespace) RetireInterface(name string) error { return ErrNotSupported }
+func (n *Namespace) RetireInterface(name string, release bool) error { return ErrNotSupported }
 
 // ReleaseName returns ErrNotSupported.
 func (n *Namespace) ReleaseName(name string) error { return ErrNotSupported }

@@ -609,19 +609,21 @@ func (s *Sandbox) removeLocked(id string) *Endpoint {
 // deleted later — by its driver (a veth pair goes with its host end), by
 // the sandbox retiredDelay after, or with the namespace, whichever comes
 // first — as deleting a live link costs the kernel tens of milliseconds.
-// Until then its name stays taken; AddInterface frees it when it needs it.
-// A missing endpoint is not an error.
+// Until then its name stays taken (AddInterface frees it when it needs
+// it), but in a namespace a runtime owns (ExternalKey), where another
+// plugin may make a link of that name as soon as the detach answers: there
+// it is renamed at once. A missing endpoint is not an error.
 func (s *Sandbox) RemoveInterface(id string) error {
 	s.nsMu.Lock()
 	defer s.nsMu.Unlock()
 	s.mu.Lock()
-	ep, ns := s.removeLocked(id), s.ns
+	ep, ns, runtimes := s.removeLocked(id), s.ns, s.opts.ExternalKey
 	s.mu.Unlock()
 	if ep == nil {
 		return nil
 	}
 	if ep.IfName != "" && ns != nil {
-		if err := s.retireNsLocked(ns, ep.IfName); err != nil {
+		if err := s.retireNsLocked(ns, ep.IfName, runtimes); err != nil {
 			return err
 		}
 	}
@@ -629,9 +631,10 @@ func (s *Sandbox) RemoveInterface(id string) error {
 }
 
 // retireNsLocked takes interface name of namespace ns out of service and
-// has it deleted later (deleteRetiredLaterLocked). nsMu held.
-func (s *Sandbox) retireNsLocked(ns *osl.Namespace, name string) error {
-	if err := ns.RetireInterface(name); err != nil {
+// has it deleted later (deleteRetiredLaterLocked); release frees its name
+// at once. nsMu held.
+func (s *Sandbox) retireNsLocked(ns *osl.Namespace, name string, release bool) error {
+	if err := ns.RetireInterface(name, release); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -654,7 +657,7 @@ func (s *Sandbox) DiscardInterface(name string) error {
 	if ns == nil {
 		return nil
 	}
-	return s.retireNsLocked(ns, name)
+	return s.retireNsLocked(ns, name, false)
 }
 
 // retiredDelay is how long retired interfaces wait for their driver, or
