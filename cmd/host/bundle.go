@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -19,14 +20,22 @@ import (
 // fields of a newer spec, a runtime's own extensions — is written back as
 // it was read.
 type bundle struct {
-	path   string // BUNDLE/config.json
-	mode   fs.FileMode
-	config map[string]json.RawMessage
+	path     string // BUNDLE/config.json
+	mode     fs.FileMode
+	uid, gid int // config.json's owner, which a save keeps
+	config   map[string]json.RawMessage
 }
 
 // hookMarker is the argument that tells sandnet's own hooks (args[1]) from
 // any other hook of the bundle.
 const hookMarker = "oci-hook"
+
+// isOurHook reports whether h is a hook of sandnet's (ociHook's form:
+// sandnet oci-hook create|delete …); another tool's hook stays whatever
+// its arguments.
+func isOurHook(h specs.Hook) bool {
+	return len(h.Args) > 2 && h.Args[0] == "sandnet" && h.Args[1] == hookMarker && (h.Args[2] == "create" || h.Args[2] == "delete")
+}
 
 // openBundle reads dir/config.json; it must be a valid OCI config.
 func openBundle(dir string) (*bundle, error) {
@@ -49,7 +58,10 @@ func openBundle(dir string) (*bundle, error) {
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return nil, fmt.Errorf("%s: not an OCI config: %w", path, err)
 	}
-	b := &bundle{path: path, mode: st.Mode().Perm()}
+	b := &bundle{path: path, mode: st.Mode().Perm(), uid: -1, gid: -1}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		b.uid, b.gid = int(sys.Uid), int(sys.Gid)
+	}
 	if err := json.Unmarshal(raw, &b.config); err != nil || b.config == nil {
 		return nil, fmt.Errorf("%s: not a JSON object", path)
 	}
@@ -72,7 +84,7 @@ func (b *bundle) setHooks(create, del specs.Hook) error {
 		}
 		lists[name] = slices.DeleteFunc(list, func(e json.RawMessage) bool {
 			var h specs.Hook
-			return json.Unmarshal(e, &h) == nil && len(h.Args) > 1 && h.Args[1] == hookMarker
+			return json.Unmarshal(e, &h) == nil && isOurHook(h)
 		})
 	}
 	c, err := json.Marshal(create)
@@ -168,8 +180,8 @@ func (b *bundle) set(key string, v any) error {
 	return nil
 }
 
-// save writes config.json back with its mode, through a rename, so that
-// a runtime never reads half of it.
+// save writes config.json back with its mode and owner, through a
+// rename, so that a runtime never reads half of it.
 func (b *bundle) save() error {
 	raw, err := json.Marshal(b.config)
 	if err != nil {
@@ -192,6 +204,12 @@ func (b *bundle) save() error {
 	if err := tmp.Chmod(b.mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("writing %s: %w", b.path, err)
+	}
+	if os.Geteuid() == 0 { // only root can give a file to another user
+		if err := tmp.Chown(b.uid, b.gid); err != nil {
+			tmp.Close()
+			return fmt.Errorf("writing %s: keeping its owner: %w", b.path, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", b.path, err)
@@ -226,4 +244,19 @@ func array(raw json.RawMessage, what string) ([]json.RawMessage, error) {
 		return nil, fmt.Errorf("%s: not a JSON array", what)
 	}
 	return list, nil
+}
+
+// lockBundle takes an exclusive lock on the bundle directory (flock) until
+// the returned function is called; another prepare of it waits. A
+// directory that cannot be opened is left to openBundle to report.
+func lockBundle(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return func() {}, nil
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bundle %s: locking it: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -192,4 +193,32 @@ func TestBundleErrorsChangeNothing(t *testing.T) {
 			t.Fatalf("error = %v, want one saying the bundle is not a directory", err)
 		}
 	})
+}
+
+// TestBundleKeepsOthersHooksAndOwner: a hook of another tool is kept even
+// when its arguments look like sandnet's (a wrapper's "oci-hook create"),
+// and config.json keeps its owner through the edit.
+func TestBundleKeepsOthersHooksAndOwner(t *testing.T) {
+	dir := writeBundle(t, `{"ociVersion": "1.0.2", "hooks": {"createRuntime": [{"path": "/usr/bin/other-tool", "args": ["other-tool", "oci-hook", "create"]}]}}`)
+	owned := os.Geteuid() == 0
+	if owned {
+		if err := os.Chown(filepath.Join(dir, "config.json"), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := prepareBundle(t, dir, "/run/s.sock", "/files", ""); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := readSpec(t, dir)
+	other := specs.Hook{Path: "/usr/bin/other-tool", Args: []string{"other-tool", "oci-hook", "create"}}
+	if len(s.Hooks.CreateRuntime) != 2 || !reflect.DeepEqual(s.Hooks.CreateRuntime[1], other) {
+		t.Errorf("createRuntime hooks = %+v; want sandnet's, then other-tool's", s.Hooks.CreateRuntime)
+	}
+	st, err := os.Stat(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); owned && (sys.Uid != 65534 || sys.Gid != 65534) {
+		t.Errorf("config.json's owner after the edit: %d:%d, want 65534:65534", sys.Uid, sys.Gid)
+	}
 }

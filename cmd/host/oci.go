@@ -52,6 +52,13 @@ func ociPrepareCmd(args []string) int {
 		if err != nil {
 			return fmt.Errorf("finding the sandnet binary for the hooks: %w", err)
 		}
+		// Prepares of one bundle at once take turns: each replaces the
+		// sandbox the one before made, and config.json names the last.
+		unlock, err := lockBundle(dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		// Everything that can be checked is, before the sandbox is made.
 		b, err := openBundle(dir)
 		if err != nil {
@@ -139,15 +146,36 @@ func ociHookCreateCmd(args []string) int {
 		if st.Pid <= 0 {
 			return fmt.Errorf("container %s: the OCI state has no pid", st.ID)
 		}
-		_, err = c.SetKey(ctx, st.ID, fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+		netns := fmt.Sprintf("/proc/%d/ns/net", st.Pid)
+		if _, err := os.Stat(netns); err != nil {
+			return fmt.Errorf("container %s: its process %d is gone (%s: %w)", st.ID, st.Pid, netns, err)
+		}
+		_, err = c.SetKey(ctx, st.ID, netns)
 		if errors.Is(err, sdk.ErrNotFound) {
 			return fmt.Errorf("container %s has no sandbox: run `sandnet oci prepare %s %s` before the runtime", st.ID, st.Bundle, st.ID)
 		}
 		if err != nil {
-			return fmt.Errorf("container %s: %w", st.ID, err)
+			return fmt.Errorf("container %s: %w%s", st.ID, err, dropUnstarted(context.WithoutCancel(ctx), c, st.ID))
 		}
 		return nil
 	})
+}
+
+// dropUnstarted deletes the sandbox of a container whose createRuntime
+// hook failed, when prepare made it and no container runs on it (no key):
+// the runtime will not start the container, and crun runs no poststop
+// hook after a failed createRuntime one, so nothing else would remove it
+// and its addresses and ports. It returns what to add to the hook's
+// error.
+func dropUnstarted(ctx context.Context, c *api.Client, id string) string {
+	sb, err := c.Sandbox(ctx, id)
+	if err != nil || sb.Front != ociFront || sb.Key != "" {
+		return ""
+	}
+	if err := c.DeleteSandbox(ctx, id); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Sprintf("; removing its sandbox failed too (`sandnet sandbox rm %s` removes it): %v", id, err)
+	}
+	return "; its sandbox is removed (`sandnet oci prepare` again before another run)"
 }
 
 // ociHookDeleteCmd is the poststop hook: the container is gone; its
@@ -177,10 +205,14 @@ func ociHookDeleteCmd(args []string) int {
 	})
 }
 
+// maxState bounds what a hook reads of its stdin: a runtime's state is a
+// few hundred bytes, with annotations a few KiB.
+const maxState = 1 << 20
+
 // readState decodes the OCI state a runtime writes to a hook's stdin.
 func readState(r io.Reader) (*specs.State, error) {
 	var st specs.State
-	if err := json.NewDecoder(r).Decode(&st); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r, maxState)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("reading the OCI state on stdin: %w", err)
 	}
 	if st.ID == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 // ociRuntime is an OCI runtime binary run with a state directory of the
@@ -504,4 +505,62 @@ func TestOCIPrepareErrors(t *testing.T) {
 	if _, err := a.Client.Sandbox(ctx, "ghost"); err != nil {
 		t.Fatalf("the API sandbox after the delete hook: %v", err)
 	}
+	gone := fmt.Sprintf(`{"ociVersion": "1.0.2", "id": "ghost", "pid": %d}`, exitedPid(t))
+	if out, code := hook("create", gone); code != 1 || !strings.Contains(out, "is gone") {
+		t.Fatalf("create hook for a process that exited: exit %d, %q; want it named gone", code, out)
+	}
+
+	// A createRuntime hook the agent refuses (the second container's
+	// host port is the first's) removes the sandbox prepare made: the
+	// runtime will not start the container, and crun runs no poststop
+	// hook after a failed createRuntime one. It stayed, with its address.
+	for _, id := range []string{"first", "second"} {
+		prepare(t, socket, "--network", "ocierr", "--publish", "18181:80", writeBundle(t, `{"ociVersion": "1.0.2"}`), id)
+	}
+	hookState := func(id string) string {
+		return fmt.Sprintf(`{"ociVersion": "1.0.2", "id": %q, "status": "creating", "pid": %d, "bundle": "/b"}`, id, containerProcess(t))
+	}
+	if out, code := hook("create", hookState("first")); code != 0 {
+		t.Fatalf("create hook of the first container: exit %d, %q", code, out)
+	}
+	if out, code := hook("create", hookState("second")); code != 1 || !strings.Contains(out, "18181") || !strings.Contains(out, "its sandbox is removed") {
+		t.Fatalf("create hook of the second container on the same host port: exit %d, %q; want the conflict and the sandbox removed", code, out)
+	}
+	if _, err := a.Client.Sandbox(ctx, "second"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the refused container's sandbox: %v, want it removed", err)
+	}
+	if out, code := hook("delete", hookState("first")); code != 0 {
+		t.Fatalf("delete hook of the first container: exit %d, %q", code, out)
+	}
+}
+
+// exitedPid is the PID of a process that has exited and been reaped.
+func exitedPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// containerProcess starts a process in a network namespace of its own, as
+// a runtime's container process before its start, and returns its PID;
+// the test's cleanup ends it.
+func containerProcess(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("unshare", "--net", "sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 10*time.Second, "the process in a namespace of its own", func() bool {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+		return err == nil && ns != self
+	})
+	return cmd.Process.Pid
 }

@@ -608,8 +608,19 @@ func checkRuntimeNS(field, path string) error {
 
 // SetKey gives a sandbox created with an external key its namespace: the
 // namespace at path (made by the container runtime) is bind-mounted at the
-// sandbox's key, and endpoints joined before are set up in it.
+// sandbox's key, and endpoints joined before are set up in it. A failure
+// is logged as well as returned: its caller is often a runtime's hook
+// whose output the runtime does not show (crun prints only its exit
+// code).
 func (c *Controller) SetKey(ctx context.Context, container, path string) (*Sandbox, error) {
+	sb, err := c.setKey(ctx, container, path)
+	if err != nil {
+		c.log.Warn("set-key refused", "container", clip(container), "path", clip(path), "error", err)
+	}
+	return sb, err
+}
+
+func (c *Controller) setKey(ctx context.Context, container, path string) (*Sandbox, error) {
 	op, err := c.byContainerID(container)
 	if err != nil {
 		return nil, err
