@@ -142,12 +142,15 @@ type Controller struct {
 	// driverWaiters counts the requests waiting for a driver to restart.
 	driverWaiters atomic.Int64
 	onHost        map[string]*Network // global networks this host's driver has set up
-	stopWatch     context.CancelFunc
-	bg            context.Context // ends with Close: the context of all background work
-	stopBG        context.CancelFunc
-	stubTimer     *time.Timer        // guarded by mu: reaps the stubs Start read back
-	stubsSince    time.Time          // guarded by mu: when Start set stubTimer
-	hostDNS       *resolver.Resolver // the host listener; nil when off
+	// netDeletes are the networks a DeleteNetwork of this agent is at:
+	// closed when it ends (see lockNetworkDelete).
+	netDeletes map[string]chan struct{}
+	stopWatch  context.CancelFunc
+	bg         context.Context // ends with Close: the context of all background work
+	stopBG     context.CancelFunc
+	stubTimer  *time.Timer        // guarded by mu: reaps the stubs Start read back
+	stubsSince time.Time          // guarded by mu: when Start set stubTimer
+	hostDNS    *resolver.Resolver // the host listener; nil when off
 
 	// afterStep, when set (by tests), is called after each named step of
 	// a flow (see runSteps); an error fails the flow there.
@@ -241,6 +244,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, resolvers: map[*sandboxOp]struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.retiring, c.netCreates, c.driverUsers = map[string]bool{}, map[string]int{}, map[string]int{}
+	c.netDeletes = map[string]chan struct{}{}
 	c.idle = sync.NewCond(&c.mu)
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	c.peers = newPeerSync(c)

@@ -414,8 +414,8 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 }
 
 // removeNetwork deletes a network's record, name and pools in one
-// transaction.
-func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
+// transaction, with the checks given.
+func (c *Controller) removeNetwork(ctx context.Context, n *Network, checks ...*pb.TxnOp) error {
 	c.kv.nets.forget(n.ID)
 	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
@@ -424,7 +424,7 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network) error {
 		}
 	}
 	return retry(ctx, "removing network "+n.Name, func() error {
-		ops := []*pb.TxnOp{del(networkKey(n.ID))}
+		ops := append(slices.Clone(checks), del(networkKey(n.ID)))
 		if n.VNI != 0 {
 			var holder string
 			if _, err := c.kv.get(ctx, vniKey(n.VNI), &holder); err == nil && holder == n.ID {
@@ -709,18 +709,33 @@ func (c *Controller) holders(eps []Endpoint) string {
 
 // DeleteNetwork deletes a network that has no endpoints. It marks the
 // record in-delete first, so endpoint creates racing with it fail and a
-// crash midway is finished on restart.
+// crash midway is finished on restart. Deletes of one network in this
+// agent take turns: of two at once, the second finds it gone (404), or,
+// should the first have withdrawn its mark because a container connected
+// meanwhile, refused for that container (409).
 func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	ctx = finishing(ctx) // its mark as well: a mark that lands unheard would strand it
+	first, _, err := c.network(ctx, ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := c.lockNetworkDelete(ctx, first.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var n *Network
-	err := retry(ctx, "deleting network "+ref, func() error {
+	err = retry(ctx, "deleting network "+ref, func() error {
 		var idx uint64
 		var err error
-		if n, idx, err = c.network(ctx, ref); err != nil {
+		if n, idx, err = c.network(ctx, first.ID); err != nil {
 			return err
 		}
 		if n.InDelete {
-			return nil
+			// No delete of this agent is at it: one stopped midway (or
+			// another host's is under way). Finished here, unless
+			// endpoints hold the network: then its mark is withdrawn.
+			return c.refuseIfEndpoints(ctx, n)
 		}
 		if err := c.refuseIfEndpoints(ctx, n); err != nil {
 			return err
@@ -773,9 +788,46 @@ func (c *Controller) unmarkDelete(ctx context.Context, n *Network) {
 	n.InDelete = false
 }
 
+// lockNetworkDelete waits until no other DeleteNetwork of this agent is at
+// network id, then holds it until the returned function is called.
+func (c *Controller) lockNetworkDelete(ctx context.Context, id string) (func(), error) {
+	for {
+		c.mu.Lock()
+		busy, ok := c.netDeletes[id]
+		if !ok {
+			done := make(chan struct{})
+			c.netDeletes[id] = done
+			c.mu.Unlock()
+			return func() {
+				c.mu.Lock()
+				delete(c.netDeletes, id)
+				c.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // finishNetworkDelete tears a network marked in-delete down in the driver
-// and removes its records.
+// and removes its records. The record must still be marked: a mark
+// withdrawn since (a container connected) fails it with a conflict before
+// anything is torn down, and the record is removed only as it was when
+// checked.
 func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error {
+	var cur Network
+	idx, err := c.kv.get(ctx, networkKey(n.ID), &cur)
+	if err != nil {
+		return fmt.Errorf("deleting network %s: %w", n.Name, err)
+	}
+	if !cur.InDelete {
+		return errorf(sdk.ErrConflict, "network %s: its delete was withdrawn (a container connected to it meanwhile)", n.Name)
+	}
 	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		return fmt.Errorf("deleting network %s: %w", n.Name, err)
@@ -788,7 +840,7 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}
-	if err := c.removeNetwork(ctx, n); err != nil {
+	if err := c.removeNetwork(ctx, n, check(networkKey(n.ID), idx)); err != nil {
 		return err
 	}
 	c.log.Info("network deleted", "name", n.Name, "id", short(n.ID))

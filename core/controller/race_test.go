@@ -196,3 +196,79 @@ func TestConnectRacingNetworkDelete(t *testing.T) {
 		}
 	}
 }
+
+// Deletes of one network racing with connects to it: of the deletes, at
+// most one removes the network, and only when no connect landed; a
+// network that stays is not left marked in-delete; every sandbox can be
+// deleted afterwards. A delete that found the mark of another delete
+// finished it while that one withdrew its mark for a connect that
+// landed: the network went with endpoints on it, and their sandboxes
+// could not be deleted until the agent restarted.
+func TestNetworkDeletesRacingConnects(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for round := range 30 {
+		e.network("dn", "veth", "10.103.0.0/24")
+		var containers []string
+		for i := range 4 {
+			id := fmt.Sprintf("r%d-%d", round, i)
+			e.sandbox(id)
+			containers = append(containers, id)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var deleted, connected int
+		var unexpected []error
+		for i := range 4 {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				_, err := e.c.Connect(ctx, "dn", Connect{Container: containers[i]})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					connected++
+				case !errors.Is(err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrForbidden) && !errors.Is(err, sdk.ErrConflict):
+					unexpected = append(unexpected, err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i*round%7) * 300 * time.Microsecond)
+				err := e.c.DeleteNetwork(ctx, "dn")
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					deleted++
+				case !errors.Is(err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrConflict):
+					unexpected = append(unexpected, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(unexpected) > 0 {
+			t.Fatalf("round %d: %v", round, errors.Join(unexpected...))
+		}
+		n, err := e.c.Network(ctx, "dn")
+		switch {
+		case deleted > 1:
+			t.Fatalf("round %d: %d deletes of one network succeeded", round, deleted)
+		case deleted == 1 && (err == nil || connected > 0):
+			t.Fatalf("round %d: the network was deleted with %d connects landed (network now: %v, %v)", round, connected, n, err)
+		case deleted == 0 && (err != nil || n.InDelete):
+			t.Fatalf("round %d: no delete succeeded, and the network is %+v, %v", round, n, err)
+		}
+		for _, id := range containers {
+			if err := e.c.DeleteSandbox(ctx, id); err != nil {
+				t.Fatalf("round %d: deleting sandbox %s: %v", round, id, err)
+			}
+		}
+		if deleted == 0 {
+			if err := e.c.DeleteNetwork(ctx, "dn"); err != nil {
+				t.Fatalf("round %d: deleting the network once its containers went: %v", round, err)
+			}
+		}
+	}
+}
