@@ -23,6 +23,8 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/netutil"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/sdk"
 )
@@ -40,8 +42,27 @@ type Server struct {
 // NewServer returns a server with no routes; the owner adds them with Handle.
 func NewServer(log hclog.Logger) *Server {
 	s := &Server{mux: http.NewServeMux(), log: log, gid: -1}
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
 	return s
+}
+
+// The API's bounds on its clients, so that a client holding connections
+// (idle, or sending a body byte by byte) cannot take the agent's file
+// descriptors, which its namespaces and plugins need: a request's headers
+// must arrive within 10 s and its body within bodyTimeout (30 s), a
+// keep-alive connection idle for IdleTimeout is closed, and at most
+// maxConns connections are served at once (more wait to be accepted).
+const IdleTimeout = 2 * time.Minute
+
+var bodyTimeout = 30 * time.Second // a variable for tests
+
+// maxConns is a quarter of the agent's open-file limit, within 64..4096.
+func maxConns() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	return int(min(max(lim.Cur/4, 64), 4096))
 }
 
 // HandlerFunc is an API handler: it returns the value to encode as JSON, or
@@ -57,6 +78,7 @@ func (s *Server) Handle(pattern string, status int, h HandlerFunc) {
 	observe := s.observe
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		bodyDeadline(w, r)
 		v, err := h(r)
 		code := status
 		if err != nil {
@@ -72,6 +94,38 @@ func (s *Server) Handle(pattern string, status int, h HandlerFunc) {
 			observe(pattern, code, time.Since(start))
 		}
 	})
+}
+
+// bodyDeadline bounds the reading of r's body to bodyTimeout. The deadline
+// is lifted as soon as the body has been read: past it, the server reads
+// the connection only to notice the client leaving, and a deadline there
+// would end the request's context during a long handler.
+func bodyDeadline(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(bodyTimeout)) != nil {
+		return
+	}
+	r.Body = &liftOnEnd{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+}
+
+// liftOnEnd calls lift once its reader has been read to its end (EOF). A
+// body cut short keeps the deadline: the server, discarding the rest of
+// it, gives up at the deadline and closes the connection.
+type liftOnEnd struct {
+	io.ReadCloser
+	lift func()
+}
+
+func (l *liftOnEnd) Read(p []byte) (int, error) {
+	n, err := l.ReadCloser.Read(p)
+	if err == io.EOF && l.lift != nil {
+		l.lift()
+		l.lift = nil
+	}
+	return n, err
 }
 
 // Observe has fn called after each request a HandlerFunc answered, with
@@ -144,7 +198,7 @@ func (s *Server) SetSocketGroup(gid int) { s.gid = gid }
 
 // Serve serves on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.http.Serve(l)
+	err := s.http.Serve(netutil.LimitListener(l, maxConns()))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
