@@ -111,9 +111,14 @@ func newFlags(words, argsUsage string) *flag.FlagSet {
 	return fs
 }
 
-// printUsage prints a command's usage: its words, arguments and flags.
+// printUsage prints a command's usage — its words, arguments and flags —
+// on stdout, as asked for (-h), so that it pipes into grep or less.
 func printUsage(fs *flag.FlagSet) {
-	fmt.Fprintf(fs.Output(), "Usage: %s [flags] %s\n\nFlags:\n", fs.Name(), argsUsages[fs])
+	out := fs.Output()
+	fs.SetOutput(os.Stdout)
+	defer fs.SetOutput(out)
+	fmt.Fprintln(os.Stdout, strings.TrimSpace(fmt.Sprintf("Usage: %s [flags] %s", fs.Name(), argsUsages[fs])))
+	fmt.Fprint(os.Stdout, "\nFlags:\n")
 	fs.PrintDefaults()
 }
 
@@ -137,10 +142,12 @@ func wrongArgs(fs *flag.FlagSet, pos []string) int {
 }
 
 // parse parses flags that may stand before, between or after the
-// positional arguments, and returns the positional ones.
+// positional arguments, and returns the positional ones; everything after
+// "--" is positional.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		before := args
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				printUsage(fs)
@@ -150,6 +157,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, err
 		}
 		args = fs.Args()
+		if used := len(before) - len(args); used > 0 && before[used-1] == "--" {
+			return append(pos, args...), nil // Parse took the "--"
+		}
 		if len(args) == 0 {
 			return pos, nil
 		}

@@ -248,14 +248,29 @@ func networkLsCmd(args []string) int {
 
 func networkInspectCmd(args []string) int {
 	return clientCmd(newFlags("network inspect", "NETWORK..."), args, -1, func(ctx context.Context, c *api.Client, cf *clientFlags, pos []string) error {
+		// Every network found is shown, then what was not, as Docker does.
 		var out []*controller.Network
+		var missing []error
 		for _, ref := range pos {
 			n, err := c.Network(ctx, ref)
-			if err != nil {
+			switch {
+			case errors.Is(err, sdk.ErrNotFound):
+				missing = append(missing, err)
+			case err != nil:
 				return err
+			default:
+				out = append(out, n)
 			}
-			out = append(out, n)
 		}
+		if len(out) == 0 {
+			return errors.Join(missing...)
+		}
+		defer func() { // after the networks found
+			for _, err := range missing {
+				fmt.Fprintln(os.Stderr, "sandnet:", err)
+				cf.failed = true // exit 1
+			}
+		}()
 		cf.output(out, func(w *tabwriter.Writer) {
 			for _, n := range out {
 				fmt.Fprintf(w, "Name:\t%s\nID:\t%s\nDriver:\t%s\nScope:\t%s\nInternal:\t%v\nDNS:\t%s\nDNS forwards single labels:\t%v\n", n.Name, n.ID, n.Driver, n.Scope, n.Internal, dnsList(n.DNS), n.DNSForwardSingleLabel)

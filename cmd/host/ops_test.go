@@ -324,6 +324,15 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 	if out, code := sandnetCmd(t, "connect", "-h"); code != 0 || !strings.HasPrefix(out, "Usage: sandnet connect [flags] NETWORK CONTAINER\n") || !strings.Contains(out, "-priority int") {
 		t.Errorf("sandnet connect -h: exit %d\n%s", code, out)
 	}
+	// The usage asked for goes to stdout, to pipe into grep.
+	if out, err := exec.Command(bins.Sandnet, "network", "ls", "-h").Output(); err != nil || !strings.Contains(string(out), "Usage: sandnet network ls [flags]\n") || !strings.Contains(string(out), "-filter") {
+		t.Errorf("sandnet network ls -h on stdout: %v\n%s", err, out)
+	}
+	// After "--" every argument is positional, however it looks.
+	out, code := sandnetCmd(t, "--socket", sock, "network", "rm", "--", "-a", "-b")
+	if code != 1 || !strings.Contains(out, "no sandnet agent is running") {
+		t.Errorf("sandnet network rm -- -a -b: exit %d\n%s\nwant the two names taken as networks", code, out)
+	}
 }
 
 // network inspect shows what the network was made with — its options
@@ -349,7 +358,7 @@ func TestInspectShowsAll(t *testing.T) {
 	out, code := sandnetCmd(t, "sandbox", "inspect", "--socket", a.Socket, "c1")
 	for _, want := range []string{
 		`(?m)^Hostname: +h1$`,
-		`(?m)^ins +eth0 +02:00:00:00:00:49 +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1 +www +\*:8080->80/tcp$`,
+		`(?m)^ins +eth0 +02:00:00:00:00:49 +10\.49\.0\.128/24 +fd00:49::\w+/64 +10\.49\.0\.1, fd00:49::1 +www +\*:8080->80/tcp$`,
 		`(?m)^other +net1 +02:00:00:00:01:49 +\S+/\d+ +- +\S+ +- +-$`,
 	} {
 		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
@@ -378,7 +387,16 @@ func TestInspectShowsAll(t *testing.T) {
 	if out, code := sandnetCmd(t, "sandbox", "ls", "--socket", a.Socket); code != 0 || !regexp.MustCompile(`(?m)^\w{12} +c1 +ins,other +\S+ +ready$`).MatchString(out) {
 		t.Errorf("sandbox ls: exit %d, want c1 on ins,other\n%s", code, out)
 	}
-	for filter, want := range map[string]string{"network=other": "c1\n", "network=nosuch": ""} {
+	// network inspect of a network and a missing one shows the first,
+	// then says what was not found, and exits 1, as Docker's does.
+	if out, code := sandnetCmd(t, "network", "inspect", "--socket", a.Socket, "--format", "{{.Name}}", "ins", "nosuch"); code != 1 || !strings.HasPrefix(out, "ins\n") || !strings.Contains(out, `network "nosuch" not found`) {
+		t.Errorf("network inspect ins nosuch: exit %d\n%s\nwant ins shown, then nosuch not found, exit 1", code, out)
+	}
+	other, err := a.Client.Network(context.Background(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for filter, want := range map[string]string{"network=other": "c1\n", "network=nosuch": "", "network=" + other.ID[:12]: "c1\n"} {
 		if out, code := sandnetCmd(t, "sandbox", "ls", "-q", "--filter", filter, "--socket", a.Socket); code != 0 || out != want {
 			t.Errorf("sandbox ls -q --filter %s: exit %d, %q, want %q", filter, code, out, want)
 		}

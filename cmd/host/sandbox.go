@@ -62,7 +62,7 @@ func sandboxCreateCmd(args []string) int {
 			return err
 		}
 		cf.output(sb, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key)
+			fmt.Fprintf(w, "%s\t%s\n", sb.ID, orDash(sb.Key))
 			for i := range sb.Endpoints {
 				printEndpoint(w, &sb.Endpoints[i])
 			}
@@ -84,6 +84,13 @@ func sandboxLsCmd(args []string) int {
 			return err
 		}
 		want := q["network"]
+		for i, ref := range want {
+			// A name, an ID or its first 12 characters (as `network ls`
+			// prints it), resolved as every command resolves a network.
+			if n, err := c.Network(ctx, ref); err == nil {
+				want[i] = n.ID
+			}
+		}
 		list := c.Sandboxes
 		if *all {
 			list = c.AllSandboxes
@@ -137,7 +144,7 @@ func sandboxInspectCmd(args []string) int {
 			return err
 		}
 		cf.output(sb, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, sb.Key, sb.ResolvConf, sb.Hosts)
+			fmt.Fprintf(w, "ID:\t%s\nContainer:\t%s\nKey:\t%s\nResolv.conf:\t%s\nHosts:\t%s\n", sb.ID, sb.ContainerID, orDash(sb.Key), sb.ResolvConf, sb.Hosts)
 			if sb.Front != "" {
 				fmt.Fprintf(w, "Front:\t%s\n", sb.Front)
 			}
@@ -229,7 +236,7 @@ func sandboxSetKeyCmd(args []string) int {
 		if err != nil {
 			return err
 		}
-		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, sb.Key) })
+		cf.output(sb, func(w *tabwriter.Writer) { fmt.Fprintf(w, "%s\t%s\n", sb.ID, orDash(sb.Key)) })
 		return nil
 	})
 }

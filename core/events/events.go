@@ -67,7 +67,7 @@ type Event struct {
 // network.create and network.delete). TypeDropped always passes.
 type Filter struct {
 	Types      []string
-	Networks   []string // name or ID
+	Networks   []string // name, ID, or the first 12 or more characters of the ID
 	Containers []string
 	Plugins    []string
 }
@@ -83,7 +83,10 @@ func (f Filter) Match(e Event) bool {
 	in := func(vals []string, have ...string) bool {
 		return len(vals) == 0 || slices.ContainsFunc(vals, func(v string) bool { return v != "" && slices.Contains(have, v) })
 	}
-	return typeOK && in(f.Networks, e.Network, e.NetworkID) && in(f.Containers, e.Container) && in(f.Plugins, e.Plugin)
+	netOK := in(f.Networks, e.Network, e.NetworkID) || e.NetworkID != "" && slices.ContainsFunc(f.Networks, func(v string) bool {
+		return len(v) >= 12 && strings.HasPrefix(e.NetworkID, v) // as network ls and events print it
+	})
+	return typeOK && netOK && in(f.Containers, e.Container) && in(f.Plugins, e.Plugin)
 }
 
 // DefaultBuffer is a subscriber's buffer when Subscribe is given none;

@@ -22,6 +22,20 @@ func TestFilter(t *testing.T) {
 		{Filter{Networks: []string{"db"}}, false},
 		{Filter{Types: []string{TypeConnect}, Containers: []string{"c2"}}, false},
 	}
+	// The 12-character ID that network ls and events print.
+	long := Event{Type: TypeConnect, Network: "web", NetworkID: "0123456789abcdef0123"}
+	for _, tt := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{Networks: []string{"0123456789ab"}}, true},
+		{Filter{Networks: []string{"0123456789a"}}, false}, // under 12: a name, which it is not
+		{Filter{Networks: []string{"123456789abc"}}, false},
+	} {
+		if got := tt.f.Match(long); got != tt.want {
+			t.Errorf("%+v.Match(ID %s) = %v, want %v", tt.f, long.NetworkID, got, tt.want)
+		}
+	}
 	for _, tt := range tests {
 		if got := tt.f.Match(e); got != tt.want {
 			t.Errorf("%+v.Match = %v, want %v", tt.f, got, tt.want)
