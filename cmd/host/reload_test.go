@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
 )
@@ -63,6 +65,11 @@ func TestReload(t *testing.T) {
 		return out
 	}
 
+	// A reload takes no fields: one it does not know is a 400, as on
+	// every route (it was ignored).
+	if err := a.Client.Do(ctx, "POST", "/v1/reload", map[string]int{"x": 1}, nil); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "x: unknown field") {
+		t.Fatalf("reload with an unknown field: %v, want 400 naming it", err)
+	}
 	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "rl", Subnet: "10.49.0.0/24"}); err != nil {
 		t.Fatal(err)
 	}

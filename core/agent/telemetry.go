@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/events"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/core/telemetry"
@@ -89,6 +92,18 @@ func (a *Agent) opsRoutes() {
 	a.api.HandleHTTP("GET /v1/metrics", telemetry.Handler(a.registry))
 	a.api.HandleHTTP("GET /v1/events", http.HandlerFunc(a.serveEvents))
 	a.api.Handle("POST /v1/reload", 0, func(r *http.Request) (any, error) {
+		// No body, or an empty object: a field it does not know is a
+		// 400, as on every route.
+		body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxBody))
+		if err != nil {
+			return nil, fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			var none struct{}
+			if err := api.DecodeBytes(body, &none); err != nil {
+				return nil, err
+			}
+		}
 		return a.Reload(r.Context())
 	})
 }
