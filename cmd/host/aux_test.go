@@ -91,4 +91,10 @@ func TestAuxAddresses(t *testing.T) {
 	if out, code := run("network", "ls", "--format", "{{.Name}} {{.Driver}} {{index .Options \"com.docker.network.driver.mtu\"}}", "-f", "name=aux", "-f", "driver=bridge"); code != 0 || out != "aux bridge 1400\naux6 bridge \n" {
 		t.Errorf("network ls -f name=aux: exit %d, %q", code, out)
 	}
+	// -q prints the 12-character IDs, as Docker's, --no-trunc whole ones.
+	short, _ := run("network", "ls", "-q", "-f", "name=aux6")
+	long, _ := run("network", "ls", "-q", "--no-trunc", "-f", "name=aux6")
+	if len(short) != 13 || len(long) != 65 || !strings.HasPrefix(long, strings.TrimSpace(short)) {
+		t.Errorf("network ls -q: %q, with --no-trunc: %q; want the 12-character ID and the whole one", short, long)
+	}
 }

@@ -211,7 +211,14 @@ func networkLsCmd(args []string) int {
 	fs.Var(&filters, "filter", "only networks matching key=value, key one of name (a part of it), id (a prefix), driver, scope, label (key or key=value) (repeatable: one value of each key given must match)")
 	fs.Var(&filters, "f", "short for -filter")
 	quiet := fs.Bool("q", false, "print the IDs only")
+	noTrunc := fs.Bool("no-trunc", false, "print whole IDs (else the first 12 characters, which every command takes)")
 	return clientCmd(fs, args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
+		id := func(n *controller.Network) string {
+			if *noTrunc {
+				return n.ID
+			}
+			return n.ID[:12]
+		}
 		q, err := filterQuery(filters, networkFilterKeys, true)
 		if err != nil {
 			return err
@@ -222,7 +229,7 @@ func networkLsCmd(args []string) int {
 		}
 		if *quiet && cf.tableOut() {
 			for _, n := range ns {
-				fmt.Println(n.ID)
+				fmt.Println(id(n))
 			}
 			return nil
 		}
@@ -239,7 +246,7 @@ func networkLsCmd(args []string) int {
 				if len(subnets) > 0 {
 					subnet = strings.Join(subnets, ", ")
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Scope, subnet)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", id(n), n.Name, n.Driver, n.Scope, subnet)
 			}
 		})
 		return nil
