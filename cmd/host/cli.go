@@ -274,7 +274,7 @@ func (c *clientFlags) emit(v any) {
 	var b strings.Builder
 	if err := c.tmpl.Execute(&b, v); err != nil {
 		if !c.failed {
-			fmt.Fprintln(os.Stderr, "sandnet: -format:", err)
+			fmt.Fprintf(os.Stderr, "sandnet: --format: %v%s\n", err, fieldsHint(err, v))
 		}
 		c.failed = true
 		return
@@ -376,4 +376,26 @@ func clientCmd(fs *flag.FlagSet, args []string, nargs int, body func(ctx context
 		return 1 // the template's error is printed
 	}
 	return 0
+}
+
+// fieldsHint lists the fields a template may use on v, for an error
+// about a field it does not have.
+func fieldsHint(err error, v any) string {
+	if !strings.Contains(err.Error(), "can't evaluate field") {
+		return ""
+	}
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return ""
+	}
+	var names []string
+	for f := range t.Fields() {
+		if f.IsExported() {
+			names = append(names, "."+f.Name)
+		}
+	}
+	return " (its fields: " + strings.Join(names, " ") + ")"
 }

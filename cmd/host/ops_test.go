@@ -487,6 +487,7 @@ func TestFormatTemplate(t *testing.T) {
 		{[]string{"network", "ls", "--format", "{{.Name}}: {{(index .IPv4 0).Subnet}} {{json .Labels}} {{upper .Driver}}"}, 0, "tpl: 10.53.0.0/24 {\"team\":\"web\"} BRIDGE\ntpl2: 10.53.1.0/24 null BRIDGE\n"},
 		{[]string{"sandbox", "create", "--network", "tpl", "--format", "{{.ContainerID}} {{(index .Endpoints 0).Address}}", "c1"}, 0, "c1 10.53.0.2/24\n"},
 		{[]string{"network", "ls", "--format", "{{.Nope}}"}, 1, "-format: template: format:1:2: executing \"format\" at <.Nope>: can't evaluate field Nope"},
+		{[]string{"version", "--format", "{{.client}}"}, 1, "(its fields: .Client .Agent .Error)"},
 		{[]string{"network", "ls", "--format", "{{.Name"}, 1, "-format: template: format:1: unclosed action"},
 		{[]string{"network", "ls", "--format", "yaml"}, 1, `-format: "yaml" is not table, json or a Go template`},
 		{[]string{"sandbox", "rm", "--format", "{{.}} removed", "c1"}, 0, "c1 removed\n"},

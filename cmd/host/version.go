@@ -11,13 +11,16 @@ import (
 	"github.com/sandnet/sandnet/sdk"
 )
 
+// versions is what `sandnet version` prints.
+type versions struct {
+	Client api.Version  `json:"client"`
+	Agent  *api.Version `json:"agent,omitempty"`
+	Error  string       `json:"agent_error,omitempty"`
+}
+
 func versionCmd(args []string) int {
 	return clientCmd(newFlags("version", ""), args, 0, func(ctx context.Context, c *api.Client, cf *clientFlags, _ []string) error {
-		out := struct {
-			Client api.Version  `json:"client"`
-			Agent  *api.Version `json:"agent,omitempty"`
-			Error  string       `json:"agent_error,omitempty"`
-		}{Client: api.Version{Version: agent.Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion, SDKVersion: sdk.Version}}
+		out := versions{Client: api.Version{Version: agent.Version, APIVersion: "v1", GoVersion: runtime.Version(), PluginProtocol: sdk.ProtocolVersion, SDKVersion: sdk.Version}}
 		var err error
 		if out.Agent, err = c.Version(ctx); err != nil {
 			out.Agent, out.Error = nil, err.Error()
@@ -27,7 +30,7 @@ func versionCmd(args []string) int {
 			if out.Agent != nil {
 				fmt.Fprintf(w, "Agent:\t%s\tapi %s\t%s\tplugin protocol %d\tsdk %s\n", out.Agent.Version, out.Agent.APIVersion, out.Agent.GoVersion, out.Agent.PluginProtocol, out.Agent.SDKVersion)
 			} else {
-				fmt.Fprintf(w, "Agent:\tunreachable (%s)\n", out.Error)
+				fmt.Fprintln(w, "Agent:\tunreachable") // the error says why, below
 			}
 		})
 		// The client's version is printed either way; an unreachable
