@@ -311,6 +311,7 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 		{[]string{"-socket=" + sock, "--format", "json", "sandbox", "ls"}, 1, "no sandnet agent is running at " + sock},
 		{[]string{"--zzz", "network", "ls"}, 2, "--zzz: before the command only --socket, --config and --format may be given"},
 		{[]string{"--socket"}, 2, "--socket needs a value"},
+		{[]string{"--socket", filepath.Dir(sock), "network", "ls"}, 1, filepath.Dir(sock) + " is not a socket (a directory)"},
 		{[]string{"network"}, 2, `"network" needs a subcommand: create, update, ls, inspect, rm`},
 		{[]string{"connect", "n1"}, 2, "sandnet connect: want NETWORK CONTAINER; got \"n1\"\nSee 'sandnet connect -h'."},
 		{[]string{"doctor", "x"}, 2, "sandnet doctor: want no arguments; got \"x\""},

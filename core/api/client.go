@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"syscall"
 
 	"github.com/sandnet/sandnet/core/controller"
@@ -57,7 +58,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.dialError(err)
+		return c.dialError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -74,15 +75,33 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 }
 
 // dialError explains a failed request: when nothing listens on the
-// socket, that no agent runs and how to start one.
-func (c *Client) dialError(err error) error {
+// socket, that no agent runs and how to start one; when the socket is not
+// one, or the agent did not answer in time, that.
+func (c *Client) dialError(ctx context.Context, err error) error {
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		if st, serr := os.Stat(c.socket); serr == nil && st.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("%s is not a socket (a %s): point --socket or $SANDNET_SOCKET at the agent's API socket (api { socket }): %w", c.socket, fileKind(st.Mode()), sdk.ErrUnavailable)
+		}
 		return &NoAgentError{Socket: c.socket}
 	}
 	if errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("agent at %s: permission denied: run as root or as a member of the socket's group (api { socket_group }): %w", c.socket, sdk.ErrUnavailable)
 	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return fmt.Errorf("the agent at %s did not answer in time (is it stopped, or stuck? its log says more): %w", c.socket, sdk.ErrUnavailable)
+	}
 	return fmt.Errorf("agent at %s: %v: %w", c.socket, err, sdk.ErrUnavailable)
+}
+
+// fileKind names what a file that should be a socket is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "file of mode " + m.Type().String()
 }
 
 // NoAgentError is the error of a request to a socket nothing listens on.

@@ -29,7 +29,7 @@ func (c *Client) Events(ctx context.Context, q url.Values) (*EventStream, error)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.dialError(err)
+		return nil, c.dialError(ctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -59,7 +59,7 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return "", c.dialError(err)
+		return "", c.dialError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
