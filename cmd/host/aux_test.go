@@ -72,6 +72,7 @@ func TestAuxAddresses(t *testing.T) {
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=10.53.0.2"}, `auxiliary address "router" (10.53.0.2) is not in subnet 10.52.0.0/24`},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "gw=10.52.0.1"}, `auxiliary address "gw" (10.52.0.1) is the gateway of 10.52.0.0/24`},
 		{[]string{"--aux-address", "router=10.52.0.2"}, "aux_addresses.router: 10.52.0.2 needs the network's subnet given"},
+		{[]string{"--subnet", "::ffff:10.52.0.0/120"}, "::ffff:10.52.0.0/120 is an IPv4-mapped IPv6 prefix"},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router=x"}, `aux_addresses.router: "x" is not an IP address`},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "router"}, `-aux-address "router": want key=value`},
 		{[]string{"--subnet", "10.52.0.0/24", "--aux-address", "r=10.52.0.9", "--aux-address", "r=10.52.0.10"}, `-aux-address r: given twice, as "10.52.0.9" and "10.52.0.10"`},

@@ -261,9 +261,11 @@ func (a *Agent) applySettings(ctx context.Context, next *config.Config, r *api.R
 	}
 	a.applyResolver(next.Resolver, r)
 	if !reflect.DeepEqual(next.IPAM, a.cfg.IPAM) {
-		// The file's pools were checked when it was read.
+		// The file's pools were checked when it was read; should the
+		// allocator refuse them still, the reload says so.
 		if err := a.ipam.SetDefaultPools(next.IPAM.DefaultPools); err != nil {
 			a.log.Error("applying ipam default_pools", "error", err)
+			r.Failed = append(r.Failed, fmt.Sprintf("ipam.default_pools (%v)", err))
 		} else {
 			a.cfg.IPAM = next.IPAM
 			r.Applied = append(r.Applied, "ipam.default_pools")

@@ -329,6 +329,8 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{3, 14, `"172.17.0.0/33" is not a CIDR prefix`}}},
 		{"pool with host bits", "ipam {\n  default_pools = [\n    { base = \"172.17.0.1/16\", size = 24 },\n  ]\n}",
 			[]wantDiag{{3, 14, `has host bits set. Did you mean "172.17.0.0/16"?`}}},
+		{"IPv4-mapped pool", "ipam {\n  default_pools = [\n    { base = \"::ffff:10.0.0.0/104\", size = 120 },\n  ]\n}",
+			[]wantDiag{{3, 14, `is an IPv4-mapped IPv6 prefix`}}},
 		{"pool on loopback", "ipam {\n  default_pools = [\n    { base = \"127.0.0.0/8\", size = 24 },\n  ]\n}",
 			[]wantDiag{{3, 14, `127.0.0.0/8 overlaps 127.0.0.0/8, loopback`}}},
 		{"pool size too large", "ipam {\n  default_pools = [\n    { base = \"10.0.0.0/8\", size = 31 },\n  ]\n}",

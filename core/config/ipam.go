@@ -141,6 +141,9 @@ func (d *decoder) pool(e hcl.Expression) (Pool, hcl.Range, bool) {
 	} else if pfx != pfx.Masked() {
 		d.errorf(base.Expr.Range(), "Invalid pool base", "%q has host bits set. Did you mean %q?", s, pfx.Masked().String())
 		ok = false
+	} else if pfx.Addr().Is4In6() {
+		d.errorf(base.Expr.Range(), "Invalid pool base", "%q is an IPv4-mapped IPv6 prefix. Give an IPv4 pool as IPv4 (\"10.0.0.0/8\").", s)
+		ok = false
 	} else if res, what := ReservedOverlap(pfx); res.IsValid() {
 		d.errorf(base.Expr.Range(), "Invalid pool base", "%s overlaps %s, %s: no container address can be there.", pfx, res, what)
 		ok = false

@@ -185,6 +185,9 @@ func (nc *netCreation) parseAddresses(context.Context) (err error) {
 	if nc.gateway6, err = parseAddr("gateway_v6", req.GatewayV6); err != nil {
 		return err
 	}
+	if nc.subnet.IsValid() && nc.subnet.Addr().Is4In6() {
+		return errorf(sdk.ErrInvalid, "subnet: %s is an IPv4-mapped IPv6 prefix; give an IPv4 subnet as IPv4", nc.subnet)
+	}
 	if nc.subnet.IsValid() && nc.subnet.Addr().Is6() {
 		return errorf(sdk.ErrInvalid, "subnet: %s is IPv6; give it as subnet_v6", nc.subnet)
 	}

@@ -64,11 +64,11 @@ func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
 			return nil, err
 		}
 		for _, pc := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
-			used, err := c.ipam.Used(ctx, pc.Subnet)
+			used, inRange, err := c.ipam.Used(ctx, pc.Subnet, pc.Range)
 			if err != nil {
 				return nil, err
 			}
-			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range, pc.aux()) - float64(used)
+			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range, pc.aux()) - float64(inRange)
 			ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
 		}
 		st.Networks = append(st.Networks, ns)

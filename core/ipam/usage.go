@@ -4,17 +4,29 @@ import (
 	"context"
 	"math"
 	"net/netip"
+	"strings"
 )
 
 // Used returns how many addresses of subnet are allocated, as the store
-// records them.
-func (a *Allocator) Used(ctx context.Context, subnet netip.Prefix) (int, error) {
+// records them, and how many of those are in rng (the whole subnet when
+// rng is zero): static addresses outside the range take nothing from
+// what dynamic allocation may hand out.
+func (a *Allocator) Used(ctx context.Context, subnet, rng netip.Prefix) (all, inRange int, err error) {
 	s, err := a.store()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	pairs, err := s.List(ctx, addrsOf(subnet.Masked()))
-	return len(pairs), err
+	prefix := addrsOf(subnet.Masked())
+	pairs, err := s.List(ctx, prefix)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range pairs {
+		if addr, perr := netip.ParseAddr(strings.TrimPrefix(p.GetKey(), prefix)); !rng.IsValid() || perr == nil && rng.Contains(addr) {
+			inRange++
+		}
+	}
+	return len(pairs), inRange, nil
 }
 
 // Capacity returns how many addresses dynamic allocation may hand out in

@@ -33,3 +33,22 @@ func TestCapacity(t *testing.T) {
 		}
 	}
 }
+
+// TestUsedInRange: static addresses outside a network's range count as
+// used, but take nothing from what dynamic allocation may still hand out
+// (the free gauge is the range's capacity less the range's used).
+func TestUsedInRange(t *testing.T) {
+	s := newStore(t)
+	a := newAllocator(t, s, opts{})
+	rng := netip.MustParsePrefix("10.60.0.128/25")
+	p := createPool(t, a, s, PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.60.0.0/24"), Range: rng}).Subnet
+	mustAllocate(t, a, s, p, "10.60.0.5", "static")
+	mustAllocate(t, a, s, p, "10.60.0.130", "inside")
+	all, in, err := a.Used(t.Context(), p, rng)
+	if err != nil || all != 2 || in != 1 {
+		t.Fatalf("Used = %d, %d in range, %v; want 2, 1", all, in, err)
+	}
+	if all, in, err := a.Used(t.Context(), p, netip.Prefix{}); err != nil || all != 2 || in != 2 {
+		t.Fatalf("Used without a range = %d, %d, %v; want 2, 2", all, in, err)
+	}
+}
