@@ -430,7 +430,18 @@ func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Pre
 	}
 	defer ns.Close()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: req.GetIfname(), PeerNamespace: netlink.NsFd(ns)}
+	// Known as prepared before it exists, so that leaks never counts a
+	// pair this call is still making.
+	d.mu.Lock()
+	if d.prepared == nil {
+		d.prepared, d.joined = map[string]preparedEnd{}, map[string]bool{}
+	}
+	d.prepared[host] = preparedEnd{name: req.GetIfname()}
+	d.mu.Unlock()
 	if err := netlink.LinkAdd(veth); err != nil {
+		d.mu.Lock()
+		delete(d.prepared, host)
+		d.mu.Unlock()
 		return nil, err
 	}
 	index, err := netlink.VethPeerIndex(veth)
@@ -443,9 +454,6 @@ func (d *vethDriver) Prepare(_ context.Context, req *pb.PrepareRequest) (*pb.Pre
 		if err := netlink.LinkSetUp(veth); err != nil {
 			return nil, err
 		}
-	}
-	if d.prepared == nil {
-		d.prepared, d.joined = map[string]preparedEnd{}, map[string]bool{}
 	}
 	d.prepared[host] = preparedEnd{name: req.GetIfname(), index: index}
 	return &pb.PrepareResponse{SrcName: req.GetIfname(), Up: d.prepareUp}, nil

@@ -228,11 +228,15 @@ func TestStoppedPluginRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(old, syscall.SIGKILL) })
-	called := make(chan error, 1)
+	called, calling := make(chan error, 1), make(chan struct{})
 	go func() {
+		close(calling)
 		_, err := d.GetCapabilities(context.Background())
 		called <- err
 	}()
+	// The call is made before the restart can be (three failed health
+	// checks, 300 ms): on a loaded machine the goroutine may start late.
+	<-calling
 	polltest.UntilEmpty(t, 30*time.Second, "the stopped plugin replaced by a running one", func() string {
 		if st := p.Status(); !st.Running || st.PID == old {
 			return fmt.Sprintf("%+v", st)
