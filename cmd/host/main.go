@@ -8,6 +8,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/sandnet/sandnet/core/agent"
+	"github.com/sandnet/sandnet/sdk"
 )
 
 func main() {
@@ -16,8 +19,19 @@ func main() {
 
 // run dispatches to a command and returns the process exit code.
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
 		usage(os.Stdout)
+		return 0
+	}
+	switch {
+	case args[0] == "help": // `sandnet help network ls`, as `docker help network ls`
+		if subs := subcommands(commands(), args[1]); len(args) == 2 && len(subs) > 0 {
+			fmt.Printf("Usage: sandnet %s COMMAND\n\nCommands: %s\n\n`sandnet help %s COMMAND` shows one.\n", args[1], strings.Join(subs, ", "), args[1])
+			return 0
+		}
+		return run(append(args[1:], "-h"))
+	case args[0] == "-v" || args[0] == "--version": // as `docker --version`; the agent's is `sandnet version`
+		fmt.Printf("sandnet version %s, api v1, plugin protocol %d\n", agent.Version, sdk.ProtocolVersion)
 		return 0
 	}
 	global, args, err := leadingFlags(args)

@@ -329,6 +329,16 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 	if out, err := exec.Command(bins.Sandnet, "network", "ls", "-h").Output(); err != nil || !strings.Contains(string(out), "Usage: sandnet network ls [flags]\n") || !strings.Contains(string(out), "-filter") {
 		t.Errorf("sandnet network ls -h on stdout: %v\n%s", err, out)
 	}
+	// Docker's forms: --version needs no agent, help takes a command.
+	for args, want := range map[string]string{
+		"--version":       "sandnet version ",
+		"help network":    "Commands: create, update, ls, inspect, rm, prune\n",
+		"help network ls": "Usage: sandnet network ls [flags]\n",
+	} {
+		if out, err := exec.Command(bins.Sandnet, strings.Fields(args)...).Output(); err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("sandnet %s: %v\n%s\nwant %q", args, err, out, want)
+		}
+	}
 	// After "--" every argument is positional, however it looks.
 	out, code := sandnetCmd(t, "--socket", sock, "network", "rm", "--", "-a", "-b")
 	if code != 1 || !strings.Contains(out, "no sandnet agent is running") {
