@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/sandnet/sandnet/core/osl"
 	"github.com/sandnet/sandnet/core/sandbox"
@@ -340,9 +341,34 @@ func (c *Controller) byContainerID(container string) (*sandboxOp, error) {
 		if err := checkContainerID("container", container); err != nil {
 			return nil, err
 		}
+		// The sandbox's own ID, as `sandbox ls` prints it (12 or more
+		// characters), for a container that has no such name.
+		if op, err := c.bySandboxIDPrefixLocked(container); op != nil || err != nil {
+			return op, err
+		}
 		return nil, errorf(sdk.ErrNotFound, "container %s has no sandbox", container)
 	}
 	return c.sandboxes[id], nil
+}
+
+// bySandboxIDPrefixLocked is the sandbox whose ID starts with ref, when
+// ref is at least 12 hex digits; nil when none does, an error when
+// several do. c.mu is held.
+func (c *Controller) bySandboxIDPrefixLocked(ref string) (*sandboxOp, error) {
+	if len(ref) < 12 || len(ref) > 64 || strings.Trim(ref, "0123456789abcdef") != "" {
+		return nil, nil
+	}
+	var found *sandboxOp
+	for id, op := range c.sandboxes {
+		if !strings.HasPrefix(id, ref) {
+			continue
+		}
+		if found != nil {
+			return nil, errorf(sdk.ErrInvalid, "container: %s is no container, and the IDs of several sandboxes start with it; give more of the ID", ref)
+		}
+		found = op
+	}
+	return found, nil
 }
 
 // SandboxByID returns a sandbox by ID: an empty ID is an invalid-argument
