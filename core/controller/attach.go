@@ -73,7 +73,22 @@ func (c *Controller) attachOnce(ctx context.Context, op *sandboxOp, n *Network, 
 	a := &attachment{c: c, op: op, n: n, nIdx: nIdx, ep: ep, ip: ip, ip6: ip6, via: via,
 		undo: newUndo(c.log, "endpoint", short(ep.ID), "network", n.Name)}
 	defer a.undo.RunIf(ctx, &err)
-	return c.runSteps(ctx, "attach", a.steps())
+	err = c.runSteps(ctx, "attach", a.steps())
+	if err != nil && !isConflict(err) && a.commit != nil {
+		// The driver's call and the join run while the record's
+		// transaction is under way. When it lost its race — the network
+		// was marked in-delete, or changed, since it was read — their
+		// failure is most likely its consequence (the delete's driver
+		// call took the endpoint's interface or the bridge away under
+		// the join): the retry reads the network again and answers as a
+		// connect to a network being deleted does, not with the
+		// interface's disappearance.
+		if _, cerr := a.commit.Wait(); isConflict(cerr) {
+			c.log.Debug("attach failed after its record lost a race; trying again", "endpoint", short(ep.ID), "network", n.Name, "error", err)
+			return cerr
+		}
+	}
+	return err
 }
 
 // runSteps runs steps in order until one fails. A flow whose caller has

@@ -259,6 +259,26 @@ type faultyStore struct {
 	loseOn    string // writes to matching keys are applied, their answer lost
 	hangOn    string // transactions on matching keys wait out hangFor, then fail as unanswered
 	hangs     int    // how many of those waited hangFor in full
+	// holdOn: transactions on matching keys say so on held, then wait
+	// until release is closed, and run (see hold).
+	holdOn        string
+	held, release chan struct{}
+}
+
+// hold makes the next transactions touching a key containing substr
+// wait until the returned function is called, each first sending on the
+// returned channel; then they run as usual.
+func (f *faultyStore) hold(substr string) (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdOn, f.held, f.release = substr, make(chan struct{}, 8), make(chan struct{})
+	release := f.release
+	return f.held, func() {
+		f.mu.Lock()
+		f.holdOn = ""
+		f.mu.Unlock()
+		close(release)
+	}
 }
 
 // hangFor is how long a transaction hang makes wait: a store's timeout.
@@ -321,7 +341,12 @@ func (f *faultyStore) fail(substr string) {
 func (f *faultyStore) Txn(ctx context.Context, ops []*pb.TxnOp) ([]*pb.KVPair, error) {
 	f.mu.Lock()
 	failOn, loseOn, hangOn := f.failOn, f.loseOn, f.hangOn
+	holdOn, held, release := f.holdOn, f.held, f.release
 	f.mu.Unlock()
+	if holdOn != "" && slices.ContainsFunc(ops, func(op *pb.TxnOp) bool { return strings.Contains(op.GetKey(), holdOn) }) {
+		held <- struct{}{}
+		<-release
+	}
 	lost := false
 	for _, op := range ops {
 		if hangOn != "" && strings.Contains(op.GetKey(), hangOn) {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -270,5 +271,52 @@ func TestNetworkDeletesRacingConnects(t *testing.T) {
 				t.Fatalf("round %d: deleting the network once its containers went: %v", round, err)
 			}
 		}
+	}
+}
+
+// An attach whose record's transaction loses its race to a network
+// delete's mark, while its join fails (the delete's driver call took its
+// interface away), answers as a connect to a network being deleted does:
+// 409, not the join's 500 ("waiting for eth0: Link not found").
+func TestAttachLosingToADeleteSaysSo(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	red := e.network("red", "veth", "10.104.0.0/24")
+	e.sandbox("c1")
+	held, release := e.store.hold("sandnet/v1/endpoint/")
+	e.veth.mu.Lock()
+	e.veth.failJoin = true
+	e.veth.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.c.Connect(ctx, "red", Connect{Container: "c1"})
+		done <- err
+	}()
+	<-held // the endpoint's record is on its way; the delete's mark lands first
+	var n Network
+	kv, err := e.store.Get(ctx, networkKey(red.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(kv.GetValue(), &n); err != nil {
+		t.Fatal(err)
+	}
+	n.InDelete = true
+	b, _ := json.Marshal(&n)
+	if _, err := e.store.Put(ctx, networkKey(n.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	err = <-done
+	e.veth.mu.Lock()
+	e.veth.failJoin = false
+	e.veth.mu.Unlock()
+	if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "is being deleted") {
+		t.Fatalf("connect that lost to a delete's mark: %v; want 409, the network being deleted", err)
+	}
+	n.InDelete = false
+	b, _ = json.Marshal(&n)
+	if _, err := e.store.Put(ctx, networkKey(n.ID), b); err != nil {
+		t.Fatal(err)
 	}
 }
