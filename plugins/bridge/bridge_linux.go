@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -44,48 +45,27 @@ type bridge struct {
 	portNames   map[string]string       // the endpoint's name by tag, for a port conflict's message
 	portsLoaded bool                    // ports holds what a previous run left in the table
 	nextPort    uint16
-	deleted     tombstones // networks DeleteNetwork removed
+	deleted     *lru.Cache[string, struct{}] // networks DeleteNetwork removed (deletedNetworks)
 }
 
-// tombstones are the IDs of the networks DeleteNetwork removed, the most
-// recent maxTombstones of them. A call that names one afterwards raced
-// the network's delete in the host (an attach or a spare's Prepare that
-// read the network before the delete marked it) and must not make it
-// again: nothing would delete its bridge and chains until the next
-// agent start (Collect). Only CreateNetwork brings such a network back.
-// Network IDs are never reused.
-type tombstones struct {
-	set   map[string]struct{}
-	order []string
-}
-
-// maxTombstones bounds the networks remembered as deleted; a call that
-// races a delete comes within seconds of it.
-const maxTombstones = 1024
-
-func (t *tombstones) add(id string) {
-	if t.set == nil {
-		t.set = map[string]struct{}{}
+// deletedNetworks remembers the IDs of the networks DeleteNetwork
+// removed, the most recent maxDeleted of them. A call that names one
+// afterwards raced the network's delete in the host (an attach or a
+// spare's Prepare that read the network before the delete marked it) and
+// must not make it again: nothing would delete its bridge and chains
+// until the next agent start (Collect). Only CreateNetwork brings such a
+// network back. Network IDs are never reused.
+func deletedNetworks() *lru.Cache[string, struct{}] {
+	c, err := lru.New[string, struct{}](maxDeleted)
+	if err != nil {
+		panic(err) // only for a size below 1
 	}
-	if _, ok := t.set[id]; ok {
-		return
-	}
-	if len(t.order) >= maxTombstones {
-		delete(t.set, t.order[0])
-		t.order = t.order[1:]
-	}
-	t.set[id] = struct{}{}
-	t.order = append(t.order, id)
+	return c
 }
 
-func (t *tombstones) has(id string) bool {
-	_, ok := t.set[id]
-	return ok
-}
-
-// remove forgets id (a CreateNetwork of it); order keeps it until it
-// falls off, harmlessly.
-func (t *tombstones) remove(id string) { delete(t.set, id) }
+// maxDeleted bounds the networks remembered as deleted; a call that races
+// a delete comes within seconds of it.
+const maxDeleted = 1024
 
 // system holds the driver's kernel handles, all in the driver's own
 // network namespace (the host's).
@@ -113,6 +93,7 @@ func newDriver() *bridge {
 			return &system{rt: rt, h: h, fw: fw}, nil
 		}),
 		cfg:         defaultConfig(),
+		deleted:     deletedNetworks(),
 		nets:        map[string]*network{},
 		bridgeIndex: map[string]int{},
 		eps:         map[string]*endpoint{},
@@ -174,7 +155,7 @@ func (b *bridge) CreateNetwork(_ context.Context, req *pb.CreateNetworkRequest) 
 	if err != nil {
 		return err
 	}
-	b.deleted.remove(n.id)
+	b.deleted.Remove(n.id)
 	return b.ensureNetwork(n)
 }
 
@@ -415,7 +396,7 @@ func (b *bridge) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) 
 		return err
 	}
 	eps := b.forgetNetworkLocked(n.id)
-	b.deleted.add(n.id)
+	b.deleted.Add(n.id, struct{}{})
 	if err := b.ensureFirewall(s); err != nil {
 		return err
 	}
@@ -519,14 +500,14 @@ func (b *bridge) flushPools(n *network) error {
 
 // network returns the cached network of a request, creating it when the
 // driver has not seen it yet (a call replayed out of order) — unless it
-// deleted it (tombstones): that call raced the network's delete.
+// deleted it (deletedNetworks): that call raced the network's delete.
 func (b *bridge) network(pn *pb.Network) (*network, int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if n, ok := b.nets[pn.GetId()]; ok {
 		return n, b.bridgeIndex[n.id], nil
 	}
-	if b.deleted.has(pn.GetId()) {
+	if b.deleted.Contains(pn.GetId()) {
 		return nil, 0, fmt.Errorf("network %s was deleted: %w", pn.GetId(), sdk.ErrNotFound)
 	}
 	n, err := parseNetwork(b.cfg, pn)

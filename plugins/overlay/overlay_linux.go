@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,13 @@ type overlay struct {
 
 	mu  sync.Mutex
 	cfg Config // guarded by mu
+	// deleted are the networks DeleteNetwork removed, the most recent
+	// 1024: a Join or PeerAdd naming one raced the delete in the host and
+	// is refused rather than making the bridge and VXLAN device again,
+	// which nothing would delete (and whose VNI this host would then
+	// refuse to any other network) until the next agent start. Only
+	// CreateNetwork brings such a network back. Safe for concurrent use.
+	deleted *lru.Cache[string, struct{}]
 }
 
 func newDriver() *overlay { return newDriverIn("") }
@@ -39,9 +47,11 @@ func newDriver() *overlay { return newDriverIn("") }
 // bind-mounted at nsPath, as if it ran there ("" is the process's own).
 // Tests give each "host" a namespace and a driver.
 func newDriverIn(nsPath string) *overlay {
+	deleted, _ := lru.New[string, struct{}](1024)
 	return &overlay{
-		cfg: defaultConfig(),
-		log: sdk.NewLogger("overlay"),
+		cfg:     defaultConfig(),
+		deleted: deleted,
+		log:     sdk.NewLogger("overlay"),
 		h: sync.OnceValues(func() (*netlink.Handle, error) {
 			if nsPath == "" {
 				return netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -86,8 +96,17 @@ func (o *overlay) CreateNetwork(_ context.Context, req *pb.CreateNetworkRequest)
 	if err != nil {
 		return err
 	}
+	o.deleted.Remove(n.id)
 	_, _, err = o.ensureNetwork(n)
 	return err
+}
+
+// notDeleted refuses a call naming a network this driver deleted.
+func (o *overlay) notDeleted(n *network) error {
+	if o.deleted.Contains(n.id) {
+		return fmt.Errorf("network %s was deleted: %w", n.id, sdk.ErrNotFound)
+	}
+	return nil
 }
 
 // ensureNetwork reconciles network n and returns its bridge's and VXLAN
@@ -264,6 +283,7 @@ func (o *overlay) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.deleted.Add(pn.GetId(), struct{}{})
 	brName, vxName := bridgeName(pn.GetId()), vxlanName(pn.GetId())
 	if l, err := h.LinkByName(vxName); err == nil && l.Type() == "vxlan" {
 		if err := h.LinkDel(l); err != nil {
@@ -398,6 +418,9 @@ func (o *overlay) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse
 	}
 	ep, err := parseEndpoint(n, req.GetEndpoint())
 	if err != nil {
+		return nil, err
+	}
+	if err := o.notDeleted(n); err != nil {
 		return nil, err
 	}
 	br, _, err := o.ensureNetwork(n)
@@ -550,6 +573,9 @@ func (o *overlay) EndpointOperInfo(_ context.Context, req *pb.EndpointRequest) (
 func (o *overlay) PeerAdd(_ context.Context, req *pb.PeerRequest) error {
 	n, peers, err := o.parsePeers(req)
 	if err != nil {
+		return err
+	}
+	if err := o.notDeleted(n); err != nil {
 		return err
 	}
 	_, vx, err := o.ensureNetwork(n)

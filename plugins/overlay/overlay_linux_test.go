@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/drivertest"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -598,4 +600,41 @@ func TestConformancePlugin(t *testing.T) {
 		}
 		return c
 	})
+}
+
+// TestDeletedNetworkStaysDeleted: a Join or a PeerAdd that reaches the
+// driver after the network's DeleteNetwork (it raced the delete in the
+// host) does not make the bridge and VXLAN device again — nothing would
+// delete them, and the host would refuse their VNI to another network. A
+// CreateNetwork of it does.
+func TestDeletedNetworkStaysDeleted(t *testing.T) {
+	nstest.RequireRoot(t)
+	h := newUnderlay(t, 1)[0]
+	n := h.on(overlayNet(4242, "10.142.0.0/24"))
+	if err := h.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
+	ep := &pb.Endpoint{Id: newID(), NetworkId: n.GetId(), Interface: &pb.EndpointInterface{Address: "10.142.0.2/24", Mac: "02:42:0a:8e:00:02"}}
+	if _, err := h.d.Join(ctx, &pb.JoinRequest{Network: n, Endpoint: ep, SandboxKey: nstest.NewNetns(t), Ifname: "eth0"}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("Join after DeleteNetwork: %v; want not found", err)
+	}
+	peer := &pb.Peer{EndpointId: newID(), Address: "10.142.0.3/24", Mac: "02:42:0a:8e:00:03", Vtep: "192.0.2.9"}
+	if err := h.d.PeerAdd(ctx, &pb.PeerRequest{Network: n, Peers: []*pb.Peer{peer}}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("PeerAdd after DeleteNetwork: %v; want not found", err)
+	}
+	if left := leftovers(t, h); len(left) > 0 {
+		t.Fatalf("the deleted network made again: %v", left)
+	}
+	if err := h.d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: n}); err != nil {
+		t.Fatalf("CreateNetwork again: %v", err)
+	}
+	if left := leftovers(t, h); len(left) != 2 {
+		t.Fatalf("after CreateNetwork again: %v; want its bridge and VXLAN device", left)
+	}
+	if err := h.d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: n}); err != nil {
+		t.Fatal(err)
+	}
 }
