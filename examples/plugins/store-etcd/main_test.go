@@ -111,8 +111,8 @@ func TestMigrateFromBolt(t *testing.T) {
 		t.Fatalf("host ls on etcd: %s, want this host, live", js)
 	}
 	rm := exec.Command(sandnet, "host", "rm", "--config", etcdHCL, "0123456789abcdef0123456789abcdef")
-	if out, err := rm.CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
-		t.Fatalf("host rm of an unknown host on etcd: %v\n%s\nwant not found", err, out)
+	if out, err := rm.CombinedOutput(); err == nil || !strings.Contains(string(out), "no such host in the store") {
+		t.Fatalf("host rm of an unknown host on etcd: %v\n%s\nwant it named unknown", err, out)
 	}
 	if got := sandboxIP(t, run(t, sandnet, "sandbox", "inspect", "--config", etcdHCL, "--format", "json", "c1")); got != first {
 		t.Fatalf("on etcd, c1 has address %s; on bolt it had %s", got, first)
