@@ -20,7 +20,6 @@ import (
 
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
-	"github.com/sandnet/sandnet/sdk"
 )
 
 // command is one CLI command: its words ("network create"), a one-line
@@ -287,22 +286,14 @@ func (c *clientFlags) emit(v any) {
 // code 1.
 func fail(err error) int {
 	if !errors.Is(err, errReported) {
-		fmt.Fprintln(os.Stderr, "sandnet:", withoutSentinel(err.Error()))
+		printErr(err)
 	}
 	return 1
 }
 
-// withoutSentinel drops the SDK error kind an error message ends with
-// (`network "x" not found: not found`): it picks the API's status code,
-// and says nothing more to someone reading the message.
-func withoutSentinel(msg string) string {
-	for _, s := range []error{sdk.ErrNotFound, sdk.ErrExists, sdk.ErrInvalid, sdk.ErrConflict, sdk.ErrForbidden, sdk.ErrUnavailable, sdk.ErrNotSupported, sdk.ErrTimeout} {
-		if trimmed, ok := strings.CutSuffix(msg, ": "+s.Error()); ok && trimmed != "" {
-			return trimmed
-		}
-	}
-	return msg
-}
+// printErr prints a command's error on stderr, without the API's error
+// kind it ends with (api.Message).
+func printErr(err error) { fmt.Fprintln(os.Stderr, "sandnet:", api.Message(err)) }
 
 // errReported is the error of a command that has printed its failures.
 var errReported = errors.New("failures reported")
@@ -330,7 +321,7 @@ func removeEach(out *clientFlags, refs []string, rm func(ref string) error) erro
 	removed := []string{}
 	for _, ref := range refs {
 		if err := rm(ref); err != nil {
-			fmt.Fprintln(os.Stderr, "sandnet:", withoutSentinel(err.Error()))
+			printErr(err)
 			failed = true
 			continue
 		}

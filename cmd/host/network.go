@@ -274,7 +274,7 @@ func networkInspectCmd(args []string) int {
 		}
 		defer func() { // after the networks found
 			for _, err := range missing {
-				fmt.Fprintln(os.Stderr, "sandnet:", withoutSentinel(err.Error()))
+				printErr(err)
 				cf.failed = true // exit 1
 			}
 		}()
@@ -347,7 +347,7 @@ func networkPruneCmd(args []string) int {
 			if err := c.DeleteNetwork(ctx, n.ID); errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) {
 				continue
 			} else if err != nil {
-				fmt.Fprintln(os.Stderr, "sandnet:", withoutSentinel(err.Error()))
+				printErr(err)
 				failed = errReported
 				continue
 			}

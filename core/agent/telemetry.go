@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -94,15 +92,9 @@ func (a *Agent) opsRoutes() {
 	a.api.Handle("POST /v1/reload", 0, func(r *http.Request) (any, error) {
 		// No body, or an empty object: a field it does not know is a
 		// 400, as on every route.
-		body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxBody))
-		if err != nil {
-			return nil, fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
-		}
-		if len(bytes.TrimSpace(body)) > 0 {
-			var none struct{}
-			if err := api.DecodeBytes(body, &none); err != nil {
-				return nil, err
-			}
+		var none struct{}
+		if err := api.DecodeOptional(r, &none); err != nil {
+			return nil, err
 		}
 		return a.Reload(r.Context())
 	})

@@ -205,3 +205,19 @@ func TestSlowBodyCut(t *testing.T) {
 		t.Fatalf("the long handler's context ended: %v", err)
 	}
 }
+
+// TestMessage: an error's text loses the error kind it ends with, which
+// its status code carries, and nothing else.
+func TestMessage(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("network %q not found: %w", "x", sdk.ErrNotFound):             `network "x" not found`,
+		fmt.Errorf("container c1 already has sandbox abc: %w", sdk.ErrForbidden): "container c1 already has sandbox abc",
+		fmt.Errorf("waiting: %w", context.DeadlineExceeded):                      "waiting: context deadline exceeded",
+		sdk.ErrConflict:          "conflict",
+		errors.New("plain text"): "plain text",
+	} {
+		if got := Message(err); got != want {
+			t.Errorf("Message(%q) = %q, want %q", err, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/sandnet/sandnet/sdk"
 )
@@ -25,6 +26,19 @@ var statusOf = []struct {
 	{sdk.ErrNotSupported, http.StatusNotImplemented},
 	{sdk.ErrTimeout, http.StatusGatewayTimeout},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout},
+}
+
+// Message is err's text without the error kind it ends with (`network
+// "x" not found: not found`): the kind is the status code, and says
+// nothing more to someone reading the message.
+func Message(err error) string {
+	msg := err.Error()
+	for _, s := range statusOf {
+		if trimmed, ok := strings.CutSuffix(msg, ": "+s.err.Error()); ok && trimmed != "" && s.err != context.DeadlineExceeded {
+			return trimmed
+		}
+	}
+	return msg
 }
 
 // HTTPStatus returns the status code for err.

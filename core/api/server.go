@@ -230,15 +230,34 @@ const maxDrain = 64 << 20
 // a duplicate field, invalid UTF-8 or trailing data. A body over MaxBody
 // is an error wrapping ErrTooLarge (413).
 func Decode(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return DecodeBytes(body, v)
+}
+
+// DecodeOptional is Decode for a route whose body may be left out: an
+// empty body leaves v as it is; anything else is held to Decode's rules.
+func DecodeOptional(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	return DecodeBytes(body, v)
+}
+
+// readBody reads a request body of at most MaxBody bytes.
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 	if err != nil {
-		return fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
+		return nil, fmt.Errorf("request body: %v: %w", err, sdk.ErrInvalid)
 	}
 	if len(body) > MaxBody {
 		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
-		return fmt.Errorf("request body: larger than the limit of %d bytes (1 MiB): %w", MaxBody, ErrTooLarge)
+		return nil, fmt.Errorf("request body: larger than the limit of %d bytes (1 MiB): %w", MaxBody, ErrTooLarge)
 	}
-	return DecodeBytes(body, v)
+	return body, nil
 }
 
 // DecodeBytes is Decode over a body already read.

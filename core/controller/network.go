@@ -483,7 +483,7 @@ func (c *Controller) network(ctx context.Context, ref string) (*Network, uint64,
 // characters, so that a short name that is no network's (a CNI config's
 // network, deleted) never lands on a network whose ID happens to start so.
 func (c *Controller) networkByIDPrefix(ctx context.Context, ref string) (*Network, uint64, error) {
-	if len(ref) < 12 || len(ref) >= 64 || strings.Trim(ref, "0123456789abcdef") != "" {
+	if !isIDPrefix(ref) || isID(ref) {
 		return nil, 0, errorf(sdk.ErrNotFound, "network %q not found", ref)
 	}
 	nets, err := c.Networks(ctx)
@@ -567,6 +567,13 @@ func (c *Controller) stableNetwork(ctx context.Context, id string) (*Network, er
 // isID reports whether ref has the form of a network ID (see newID).
 func isID(ref string) bool {
 	return len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == ""
+}
+
+// isIDPrefix reports whether ref can be the start of an ID as the CLI
+// prints one: 12 or more of its hex digits, as Docker takes them. Fewer
+// could be a short name that happens to start an ID.
+func isIDPrefix(ref string) bool {
+	return len(ref) >= 12 && len(ref) <= 64 && strings.Trim(ref, "0123456789abcdef") == ""
 }
 
 // netCache remembers network records by ID, each with the index it was

@@ -355,7 +355,7 @@ func (c *Controller) byContainerID(container string) (*sandboxOp, error) {
 // ref is at least 12 hex digits; nil when none does, an error when
 // several do. c.mu is held.
 func (c *Controller) bySandboxIDPrefixLocked(ref string) (*sandboxOp, error) {
-	if len(ref) < 12 || len(ref) > 64 || strings.Trim(ref, "0123456789abcdef") != "" {
+	if !isIDPrefix(ref) {
 		return nil, nil
 	}
 	var found *sandboxOp
