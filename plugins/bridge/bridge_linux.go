@@ -45,27 +45,15 @@ type bridge struct {
 	portNames   map[string]string       // the endpoint's name by tag, for a port conflict's message
 	portsLoaded bool                    // ports holds what a previous run left in the table
 	nextPort    uint16
-	deleted     *lru.Cache[string, struct{}] // networks DeleteNetwork removed (deletedNetworks)
+	// deleted are the networks DeleteNetwork removed, the most recent
+	// 1024. A call that names one afterwards raced the network's delete
+	// in the host (an attach or a spare's Prepare that read the network
+	// before the delete marked it) and must not make it again: nothing
+	// would delete its bridge and chains until the next agent start
+	// (Collect). Only CreateNetwork brings such a network back. Network
+	// IDs are never reused. Safe for concurrent use.
+	deleted *lru.Cache[string, struct{}]
 }
-
-// deletedNetworks remembers the IDs of the networks DeleteNetwork
-// removed, the most recent maxDeleted of them. A call that names one
-// afterwards raced the network's delete in the host (an attach or a
-// spare's Prepare that read the network before the delete marked it) and
-// must not make it again: nothing would delete its bridge and chains
-// until the next agent start (Collect). Only CreateNetwork brings such a
-// network back. Network IDs are never reused.
-func deletedNetworks() *lru.Cache[string, struct{}] {
-	c, err := lru.New[string, struct{}](maxDeleted)
-	if err != nil {
-		panic(err) // only for a size below 1
-	}
-	return c
-}
-
-// maxDeleted bounds the networks remembered as deleted; a call that races
-// a delete comes within seconds of it.
-const maxDeleted = 1024
 
 // system holds the driver's kernel handles, all in the driver's own
 // network namespace (the host's).
@@ -76,7 +64,9 @@ type system struct {
 }
 
 func newDriver() *bridge {
+	deleted, _ := lru.New[string, struct{}](1024) // only a size below 1 fails
 	return &bridge{
+		deleted: deleted,
 		sys: sync.OnceValues(func() (*system, error) {
 			rt, err := newRtnl()
 			if err != nil {
@@ -93,7 +83,6 @@ func newDriver() *bridge {
 			return &system{rt: rt, h: h, fw: fw}, nil
 		}),
 		cfg:         defaultConfig(),
-		deleted:     deletedNetworks(),
 		nets:        map[string]*network{},
 		bridgeIndex: map[string]int{},
 		eps:         map[string]*endpoint{},
@@ -500,7 +489,7 @@ func (b *bridge) flushPools(n *network) error {
 
 // network returns the cached network of a request, creating it when the
 // driver has not seen it yet (a call replayed out of order) — unless it
-// deleted it (deletedNetworks): that call raced the network's delete.
+// deleted it (b.deleted): that call raced the network's delete.
 func (b *bridge) network(pn *pb.Network) (*network, int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
