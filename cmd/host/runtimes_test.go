@@ -462,7 +462,8 @@ func readFile(path string) string {
 // starts, its port answers from the host's namespace, a peer on the
 // second network reaches it by name, disconnecting the second network
 // keeps the port, disconnecting the first hands the port over to the
-// second, and `podman rm` leaves nothing. (Before, the second ADD
+// second and leaves the second's resolver address in resolv.conf, and
+// `podman rm` leaves nothing. (Before, the second ADD
 // failed: the port was "already published" by the container's own first
 // endpoint.)
 func TestPodmanPortsOnTwoNetworks(t *testing.T) {
@@ -511,6 +512,15 @@ func TestPodmanPortsOnTwoNetworks(t *testing.T) {
 	polltest.Until(t, 30*time.Second, "web's port 8084 through its second network, once the first is disconnected", func() bool {
 		return httpGet("http://127.0.0.1:8084/") == "hello from web\n"
 	})
+	// podman took the first network's nameserver out of web's
+	// resolv.conf by value; the second's, an address of its own, is left
+	// and answers (before, both were 127.0.0.11 and none was left).
+	if rc := r.run("exec", "web", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver 127.0.0.12") || strings.Contains(rc, "nameserver 127.0.0.11") {
+		t.Fatalf("web's resolv.conf after disconnecting its first network:\n%s\nwant 127.0.0.12, the second network's resolver address, alone", rc)
+	}
+	if out := r.run("exec", "web", "nslookup", "web"); !strings.Contains(out, "10.75.0.") {
+		t.Fatalf("nslookup web inside web, on its second network only:\n%s", out)
+	}
 
 	r.run("rm", "-f", "-t", "0", "web", "later")
 	r.requireGone("8084", "8085")

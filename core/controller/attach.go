@@ -145,6 +145,9 @@ func (a *attachment) reserve(ctx context.Context) error {
 		ep.IfName = a.op.sb.NextIfName(sandbox.DefaultIfPrefix)
 	}
 	ep.SandboxID, ep.External = a.op.sb.ID(), len(ep.Ports) > 0
+	if a.op.front == "cni" {
+		ep.Resolver = resolverAddrFor(a.op.sb)
+	}
 	a.written = ep.clone()
 	a.key = endpointKey(n.ID, ep.ID)
 	a.record = cas(a.key, 0, &a.written)

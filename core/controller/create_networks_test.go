@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,6 +253,13 @@ func TestFailedCreateWithNetworksLeavesNothing(t *testing.T) {
 // A records of name and returns them, space-separated.
 func resolve(t *testing.T, key, name string) string {
 	t.Helper()
+	return resolveAt(t, key, "127.0.0.11", name)
+}
+
+// resolveAt asks the resolver at server:53 inside the namespace at key for
+// name's addresses.
+func resolveAt(t *testing.T, key, server, name string) string {
+	t.Helper()
 	ns, err := osl.OpenNamespace(key)
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +270,7 @@ func resolve(t *testing.T, key, name string) string {
 		q := new(dns.Msg)
 		q.SetQuestion(dns.Fqdn(name), dns.TypeA)
 		var err error
-		answer, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, "127.0.0.11:53")
+		answer, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, net.JoinHostPort(server, "53"))
 		return err
 	})
 	if err != nil {
@@ -275,6 +283,87 @@ func resolve(t *testing.T, key, name string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// TestCNIEndpointsGetResolverAddresses: each endpoint of a CNI front's
+// sandbox is given an address of the embedded resolver of its own
+// (127.0.0.11, then the lowest free from 127.0.0.12 on), on which the
+// resolver answers while the endpoint is joined, also after a restart.
+// podman writes resolv.conf from each attachment's result and takes an
+// attachment's nameservers out of it by value when it goes: with
+// 127.0.0.11 for all, a container disconnected from its first network
+// was left with no nameserver for the others. The API's endpoints name
+// none.
+func TestCNIEndpointsGetResolverAddresses(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i, name := range []string{"red", "blue", "green"} {
+		e.network(name, "veth", fmt.Sprintf("10.%d.0.0/24", 86+i))
+	}
+	sb, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "pod", Front: "cni", Networks: []SandboxNetwork{{Network: "red"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := func(net, want string) {
+		t.Helper()
+		ep, err := e.c.Connect(ctx, net, Connect{Container: "pod"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ep.Resolver.String() != want {
+			t.Fatalf("the endpoint on %s was given the resolver at %s, want %s", net, ep.Resolver, want)
+		}
+	}
+	if got := sb.Endpoints[0].Resolver.String(); got != "127.0.0.11" {
+		t.Fatalf("the first endpoint was given the resolver at %s, want 127.0.0.11", got)
+	}
+	given("blue", "127.0.0.12")
+	answers := func(server string) bool {
+		t.Helper()
+		return strings.Contains(resolveAt(t, sb.Key, server, "pod"), "10.87.0.2")
+	}
+	// The first network goes: 127.0.0.12 answers still, and the next
+	// endpoint is given the address it freed.
+	if err := e.c.Disconnect(ctx, "red", "pod"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resolveAt(t, sb.Key, "127.0.0.12", "pod"), "10.87.0.2") {
+		t.Fatal("no answer at 127.0.0.12 once the first network went")
+	}
+	given("green", "127.0.0.11")
+	given("red", "127.0.0.13")
+
+	e.c.Close()
+	e.c = e.start()
+	for _, server := range []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"} {
+		if !answers(server) {
+			t.Fatalf("no answer at %s after a restart", server)
+		}
+	}
+	if err := e.c.Disconnect(ctx, "blue", "pod"); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := osl.OpenNamespace(sb.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := ns.Do(func() error {
+		l, err := net.ListenPacket("udp4", "127.0.0.12:53")
+		if err == nil {
+			l.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("127.0.0.12:53 still taken once its endpoint went: %v", err)
+	}
+
+	// The API's endpoints are given none: their sandbox's resolv.conf
+	// names 127.0.0.11.
+	e.sandbox("api")
+	if ep := e.connect("blue", "api"); ep.Resolver.IsValid() {
+		t.Fatalf("an API endpoint was given the resolver at %s", ep.Resolver)
+	}
 }
 
 // A sandbox whose files an older agent kept under data_dir/sandboxes/<id>

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/core/resolver"
+	"github.com/sandnet/sandnet/core/sandbox"
 )
 
 // dnsState is a sandbox's embedded resolver and the networks its queries
@@ -37,21 +38,46 @@ func (d *dnsState) networks() []string {
 // op.mu held after every join and leave.
 func (c *Controller) refreshDNS(op *sandboxOp) {
 	var ids []string
+	var addrs []netip.Addr
 	for _, e := range op.sb.Endpoints() {
 		if e.Addr.IsValid() || e.AddrV6.IsValid() {
 			ids = append(ids, e.NetworkID)
+		}
+		if e.Resolver.IsValid() {
+			addrs = append(addrs, e.Resolver)
 		}
 	}
 	op.dns.nets.Store(&ids)
 	c.applyUpstreams(op) // the networks' servers may have changed
 
 	// A delete stopped the resolver for good.
-	if op.dns.r != nil || len(ids) == 0 || c.stateOf(op).inDelete() {
-		return
+	if op.dns.r == nil && len(ids) > 0 && !c.stateOf(op).inDelete() {
+		if r := c.newResolver(op); r != nil {
+			c.useResolver(op, r)
+		}
 	}
-	if r := c.newResolver(op); r != nil {
-		c.useResolver(op, r)
+	if op.dns.r != nil && (len(addrs) > 0 || len(op.dns.r.ExtraAddrs()) > 0) {
+		if err := op.dns.r.SetExtraAddrs(op.sb.Namespace(), addrs); err != nil {
+			c.log.Warn("the embedded resolver cannot answer on an address a runtime was given", "sandbox", short(op.sb.ID()), "error", err)
+		}
 	}
+}
+
+// resolverAddrFor returns the resolver's address for a CNI front's new
+// endpoint in sb (Endpoint.Resolver): 127.0.0.11 when no endpoint of sb
+// has it, else the lowest address from 127.0.0.12 on that none has.
+// The caller holds the sandbox's lock, so that no other attach picks the
+// same.
+func resolverAddrFor(sb *sandbox.Sandbox) netip.Addr {
+	used := map[netip.Addr]bool{}
+	for _, e := range sb.Endpoints() {
+		used[e.Resolver] = true
+	}
+	a := resolver.Address().Addr()
+	for used[a] && a.Next().As4()[3] != 0 {
+		a = a.Next()
+	}
+	return a
 }
 
 // newResolver starts a resolver for the sandbox, or returns nil when it

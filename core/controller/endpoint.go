@@ -622,6 +622,7 @@ func sbEndpoint(n *Network, ep *Endpoint) sandbox.Endpoint {
 		ID: ep.ID, Name: ep.Name, NetworkID: n.ID, NetworkName: n.Name, IfName: ep.IfName, MAC: mac,
 		Addr: ep.Address, AddrV6: ep.AddressV6, Gateway: ep.Gateway, GatewayV6: ep.GatewayV6,
 		Routes: ep.Routes, Priority: ep.Priority, Internal: n.Internal, Aliases: ep.Aliases,
+		Resolver: ep.Resolver,
 	}
 }
 

@@ -86,8 +86,19 @@ type Endpoint struct {
 	// DriverOpts are the connect's (Connect.DriverOpts).
 	DriverOpts map[string]string `json:"driver_opts,omitempty"`
 	// External is true while ProgramExternalConnectivity is in effect.
-	External bool      `json:"external,omitempty"`
-	Created  time.Time `json:"created"`
+	External bool `json:"external,omitempty"`
+	// Resolver is the embedded resolver's address given to the runtime
+	// for this endpoint: a CNI front's endpoints each get one of their
+	// own (127.0.0.11 for the first, then the lowest of 127.0.0.12 on
+	// that none of the sandbox's other endpoints has), which the
+	// resolver answers on while the endpoint is joined. A runtime such
+	// as podman writes resolv.conf from each attachment's result and
+	// takes an attachment's nameservers out of it by value when it goes:
+	// with one address for all, the container's other networks were
+	// left with no nameserver. Empty for the API's endpoints, which use
+	// the sandbox's resolv.conf (127.0.0.11).
+	Resolver netip.Addr `json:"resolver,omitzero"`
+	Created  time.Time  `json:"created"`
 }
 
 // PortBinding publishes a container port on the host.

@@ -225,3 +225,73 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Errorf("Stop of a resolver that never started: %v", err)
 	}
 }
+
+// TestExtraAddrs: a resolver given other addresses answers on each of
+// them, over UDP and TCP, as on Address; an address dropped from the set
+// stops answering and is free to bind again; one that cannot be bound is
+// named in the error while the others serve; Stop closes them all.
+func TestExtraAddrs(t *testing.T) {
+	ns, _ := newSandbox(t)
+	r := newTestResolver(t, Config{HostResolvConf: "/nonexistent"}, testBackend())
+	a12, a13 := netip.MustParseAddr("127.0.0.12"), netip.MustParseAddr("127.0.0.13")
+	if err := r.SetExtraAddrs(ns, []netip.Addr{a12}); err != nil || len(r.ExtraAddrs()) != 0 {
+		t.Fatalf("SetExtraAddrs on a stopped resolver: %v, serving %v; want nothing served", err, r.ExtraAddrs())
+	}
+	if err := r.Start(ns); err != nil {
+		t.Fatal(err)
+	}
+	answers := func(a netip.Addr) bool {
+		for _, network := range []string{"udp", "tcp"} {
+			m, err := nsExchange(t, ns, network, netip.AddrPortFrom(a, 53), query("web.", dns.TypeA))
+			if err != nil || len(m.Answer) != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	// Address stays in the set whether or not it is named.
+	if err := r.SetExtraAddrs(ns, []netip.Addr{Address().Addr(), a12, a13}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.ExtraAddrs(); !slices.Equal(got, []netip.Addr{a12, a13}) {
+		t.Fatalf("ExtraAddrs %v, want [%s %s]", got, a12, a13)
+	}
+	for _, a := range []netip.Addr{Address().Addr(), a12, a13} {
+		if !answers(a) {
+			t.Fatalf("no answer on %s", a)
+		}
+	}
+
+	if err := r.SetExtraAddrs(ns, []netip.Addr{a13}); err != nil {
+		t.Fatal(err)
+	}
+	if answers(a12) {
+		t.Fatalf("%s answers after it left the set", a12)
+	}
+	if !answers(a13) || !answers(Address().Addr()) {
+		t.Fatalf("%s or %s stopped answering when %s left the set", a13, Address(), a12)
+	}
+	// 127.0.0.12:53 is free again; taken by another program, it cannot
+	// be served and the error says so.
+	var held *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		held, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a12, 53)))
+		return err
+	}); err != nil {
+		t.Fatalf("binding %s after it left the set: %v", a12, err)
+	}
+	defer held.Close()
+	if err := r.SetExtraAddrs(ns, []netip.Addr{a12, a13}); err == nil || !strings.Contains(err.Error(), a12.String()) {
+		t.Fatalf("SetExtraAddrs with %s taken: %v, want an error naming it", a12, err)
+	}
+	if got := r.ExtraAddrs(); !slices.Equal(got, []netip.Addr{a13}) {
+		t.Fatalf("ExtraAddrs %v after a failed bind, want [%s]", got, a13)
+	}
+
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if answers(a13) || len(r.ExtraAddrs()) != 0 {
+		t.Fatalf("%s answers after Stop (serving %v)", a13, r.ExtraAddrs())
+	}
+}

@@ -128,12 +128,15 @@ type Resolver struct {
 	inflight  atomic.Int64  // forwarded queries holding a slot
 	rot       atomic.Uint32 // round-robin position of multi-address answers
 
-	mu  sync.Mutex // guards run
+	mu  sync.Mutex // guards run and extra
 	run *run
+	// extra are the runs of the other addresses it answers on besides
+	// Address (SetExtraAddrs), by address.
+	extra map[netip.Addr]*run
 }
 
-// run is one Start..Stop period: the sockets and every goroutine serving
-// them.
+// run is one address's Start..Stop period (or SetExtraAddrs's): the
+// sockets and every goroutine serving them.
 type run struct {
 	ctx    context.Context // cancelled by Stop: forwards give up
 	cancel context.CancelFunc
@@ -305,11 +308,17 @@ func (r *Resolver) Start(ns *osl.Namespace) error {
 // thread's network namespace, for StartWith: a namespace made ahead of
 // time can have its resolver's sockets bound while it is made.
 func Listen() (*net.UDPConn, *net.TCPListener, error) {
-	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(Address()))
+	return listenAt(Address())
+}
+
+// listenAt binds ap over UDP and TCP in the calling thread's network
+// namespace.
+func listenAt(ap netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
 		return nil, nil, err
 	}
-	tcp, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(Address()))
+	tcp, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(ap))
 	if err != nil {
 		udp.Close()
 		return nil, nil, err
@@ -332,6 +341,23 @@ func (r *Resolver) StartWith(udp *net.UDPConn, tcp *net.TCPListener) error {
 		}
 		return ErrRunning
 	}
+	r.run = r.serve(udp, tcp)
+	if r.log.IsDebug() {
+		var ua, ta net.Addr
+		if udp != nil {
+			ua = udp.LocalAddr()
+		}
+		if tcp != nil {
+			ta = tcp.Addr()
+		}
+		r.log.Debug("resolver started", "udp", ua, "tcp", ta)
+	}
+	return nil
+}
+
+// serve starts serving udp and tcp (either may be nil) in a run of their
+// own.
+func (r *Resolver) serve(udp *net.UDPConn, tcp *net.TCPListener) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &run{ctx: ctx, cancel: cancel, udp: udp, tcp: tcp, conns: map[*net.TCPConn]struct{}{}}
 	if udp != nil {
@@ -348,18 +374,71 @@ func (r *Resolver) StartWith(udp *net.UDPConn, tcp *net.TCPListener) error {
 		run.wg.Add(1)
 		go r.serveTCP(run)
 	}
-	r.run = run
-	if r.log.IsDebug() {
-		var ua, ta net.Addr
-		if udp != nil {
-			ua = udp.LocalAddr()
+	return run
+}
+
+// SetExtraAddrs has a running Resolver answer on addrs too, port 53 over
+// UDP and TCP, bound inside ns, besides Address: a CNI runtime that
+// writes resolv.conf from each attachment's result, and takes an
+// attachment's nameservers out of it by value when it goes, is given an
+// address per attachment (the controller's resolverAddrFor). Addresses
+// it answered on before and not in addrs are closed; those it answers on
+// already are kept. An address that cannot be bound is skipped and
+// named in the error, the others are served. A stopped Resolver serves
+// none and closes those it had.
+func (r *Resolver) SetExtraAddrs(ns *osl.Namespace, addrs []netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := map[netip.Addr]bool{}
+	if r.run != nil {
+		for _, a := range addrs {
+			if a != Address().Addr() {
+				want[a] = true
+			}
 		}
-		if tcp != nil {
-			ta = tcp.Addr()
-		}
-		r.log.Debug("resolver started", "udp", ua, "tcp", ta)
 	}
-	return nil
+	var errs []error
+	for a, run := range r.extra {
+		if !want[a] {
+			delete(r.extra, a)
+			errs = append(errs, run.stop())
+		}
+	}
+	for a := range want {
+		if r.extra[a] != nil {
+			continue
+		}
+		var udp *net.UDPConn
+		var tcp *net.TCPListener
+		err := ns.Do(func() error {
+			var err error
+			udp, tcp, err = listenAt(netip.AddrPortFrom(a, Address().Port()))
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("answering on %s in %s: %w", a, ns, err))
+			continue
+		}
+		if r.extra == nil {
+			r.extra = map[netip.Addr]*run{}
+		}
+		r.extra[a] = r.serve(udp, tcp)
+		r.log.Debug("resolver answering on another address", "address", a)
+	}
+	return errors.Join(errs...)
+}
+
+// ExtraAddrs returns the addresses SetExtraAddrs has the Resolver answer
+// on, in order.
+func (r *Resolver) ExtraAddrs() []netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addrs := make([]netip.Addr, 0, len(r.extra))
+	for a := range r.extra {
+		addrs = append(addrs, a)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	return addrs
 }
 
 // Stop closes the sockets, cancels forwarded queries and waits for every
@@ -373,6 +452,21 @@ func (r *Resolver) Stop() error {
 		return nil
 	}
 	r.run = nil
+	errs := []error{run.stop()}
+	for a, x := range r.extra {
+		delete(r.extra, a)
+		errs = append(errs, x.stop())
+	}
+	r.log.Debug("resolver stopped")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stopping resolver: %w", err)
+	}
+	return nil
+}
+
+// stop closes the run's sockets and connections, cancels its forwards and
+// waits for its goroutines.
+func (run *run) stop() error {
 	run.cancel()
 	var errs []error
 	if run.udp != nil {
@@ -388,11 +482,7 @@ func (r *Resolver) Stop() error {
 	}
 	run.mu.Unlock()
 	run.wg.Wait()
-	r.log.Debug("resolver stopped")
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("stopping resolver: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // track registers an accepted connection so Stop can close it; it refuses

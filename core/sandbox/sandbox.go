@@ -81,6 +81,11 @@ type Endpoint struct {
 	// HostIfName is the host's end of the interface (a veth pair's other
 	// end), as the driver's join said; the API shows it.
 	HostIfName string
+	// Resolver is the address of the embedded resolver that the
+	// endpoint's runtime was given, when it was given one of its own
+	// (controller.Endpoint.Resolver); the resolver answers on it as on
+	// 127.0.0.11 while the endpoint is joined.
+	Resolver netip.Addr
 }
 
 // Sandbox is one container's network stack.

@@ -123,6 +123,7 @@ type endpoint struct {
 	GatewayV6  netip.Addr    `json:"gateway_v6,omitzero"`
 	Routes     []route       `json:"routes,omitempty"`
 	Ports      []portBinding `json:"ports,omitempty"`
+	Resolver   netip.Addr    `json:"resolver,omitzero"`
 }
 
 // portBinding is a port the endpoint publishes (the API's PortBinding).

@@ -11,17 +11,19 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
-// resolverAddr is the embedded DNS server's address inside every sandbox.
+// resolverAddr is the embedded DNS server's address inside every sandbox,
+// given for an endpoint that names none of its own (an agent of before
+// 8 Dec).
 const resolverAddr = "127.0.0.11"
 
 // result is ADD's answer, made from the agent's answer alone (the plugin
 // reads nothing back from the kernel): the host and sandbox interfaces,
 // the endpoint's addresses with their gateways, its routes — the default
 // routes where this endpoint's gateway is the namespace's, and the
-// driver's static routes — and the embedded resolver with the search
-// domains and options of the sandbox's resolv.conf, so a runtime that
-// writes resolv.conf from the result (podman does) points the container
-// at the resolver.
+// driver's static routes — and the embedded resolver, at the address the
+// endpoint was given, with the search domains and options of the
+// sandbox's resolv.conf, so a runtime that writes resolv.conf from the
+// result (podman does) points the container at the resolver.
 func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 	r := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	if ep.HostIfName != "" {
@@ -57,7 +59,13 @@ func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 		}
 		r.Routes = append(r.Routes, route)
 	}
+	// The endpoint's own address of the resolver: a runtime takes it out
+	// of resolv.conf when the attachment goes, and the container's other
+	// attachments keep theirs.
 	r.DNS.Nameservers = []string{resolverAddr}
+	if ep.Resolver.IsValid() {
+		r.DNS.Nameservers = []string{ep.Resolver.String()}
+	}
 	r.DNS.Search, r.DNS.Options = searchAndOptions(sb.ResolvConf)
 	return r
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,6 +68,15 @@ func TestResultFromTheAgentsAnswer(t *testing.T) {
 	}
 	if _, err := r6.GetAsVersion("0.4.0"); err != nil {
 		t.Errorf("IPv6-only result as 0.4.0: %v", err)
+	}
+
+	// An endpoint given a resolver address of its own: the result names
+	// it, so that the runtime takes only it out of resolv.conf when the
+	// attachment goes.
+	own := ep
+	own.Resolver = netip.MustParseAddr("127.0.0.12")
+	if ns := result(&sandbox{ResolvConf: rc}, &own, "/run/netns/c1").DNS.Nameservers; !slices.Equal(ns, []string{"127.0.0.12"}) {
+		t.Errorf("nameservers of an endpoint given 127.0.0.12: %v", ns)
 	}
 
 	// A driver that makes no host end (macvlan): the sandbox interface only.
