@@ -398,7 +398,7 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 	c, n := nc.c, nc.n
 	u := newUndo(c.log, "network", n.Name)
 	defer u.RunIf(ctx, &err)
-	u.Push("network record", func(ctx context.Context) error { return c.removeNetwork(ctx, n) })
+	u.Push("network record", func(ctx context.Context) error { return c.removeNetwork(ctx, n, 0) })
 	u.Push("driver's network", func(ctx context.Context) error {
 		return nc.d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)})
 	})
@@ -417,17 +417,24 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 }
 
 // removeNetwork deletes a network's record, name and pools in one
-// transaction, with the checks given.
-func (c *Controller) removeNetwork(ctx context.Context, n *Network, checks ...*pb.TxnOp) error {
+// transaction; with idx (not 0), only the record as it was at idx. The
+// addresses go first, each pool's only while the pool is still the
+// network's. A record another host's delete removed meanwhile is not
+// found: the check at idx can never pass again, and is not retried.
+func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64) error {
 	c.kv.nets.forget(n.ID)
 	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
-		if err := c.ipam.ClearAddresses(ctx, p.Subnet); err != nil {
+		if err := c.ipam.ClearAddresses(ctx, p.Subnet, n.ID); err != nil {
 			return err
 		}
 	}
 	return retry(ctx, "removing network "+n.Name, func() error {
-		ops := append(slices.Clone(checks), del(networkKey(n.ID)))
+		var ops []*pb.TxnOp
+		if idx != 0 {
+			ops = append(ops, check(networkKey(n.ID), idx))
+		}
+		ops = append(ops, del(networkKey(n.ID)))
 		if n.VNI != 0 {
 			var holder string
 			if _, err := c.kv.get(ctx, vniKey(n.VNI), &holder); err == nil && holder == n.ID {
@@ -442,6 +449,14 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network, checks ...*p
 			ops = append(ops, c.ipam.ReleasePool(p.Subnet)...)
 		}
 		if err := c.kv.txn(ctx, ops...); err != nil {
+			if idx != 0 && isConflict(err) {
+				switch now, gerr := c.kv.get(ctx, networkKey(n.ID), &Network{}); {
+				case errors.Is(gerr, sdk.ErrNotFound):
+					return errorf(sdk.ErrNotFound, "network %s was deleted meanwhile (by another host)", n.Name)
+				case gerr == nil && now != idx:
+					return errorf(sdk.ErrConflict, "network %s changed while it was being deleted; try again", n.Name)
+				}
+			}
 			return err
 		}
 		for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
@@ -850,7 +865,7 @@ func (c *Controller) finishNetworkDelete(ctx context.Context, n *Network) error 
 	if err := d.DeleteNetwork(ctx, &pb.DeleteNetworkRequest{Network: c.netProto(n)}); err != nil {
 		return fmt.Errorf("driver %q deleting network %s: %w", n.Driver, n.Name, err)
 	}
-	if err := c.removeNetwork(ctx, n, check(networkKey(n.ID), idx)); err != nil {
+	if err := c.removeNetwork(ctx, n, idx); err != nil {
 		return err
 	}
 	c.log.Info("network deleted", "name", n.Name, "id", short(n.ID))

@@ -29,6 +29,8 @@ type tunnelDriver struct {
 	noneDriver
 	mu   sync.Mutex
 	nets []*pb.Network
+	// deleteGate, when set, holds DeleteNetwork (a slow host).
+	deleteGate *callGate
 }
 
 func (*tunnelDriver) GetCapabilities(context.Context) (*pb.Capabilities, error) {
@@ -104,6 +106,10 @@ func TestTunnelNetworks(t *testing.T) {
 }
 
 func (d *tunnelDriver) DeleteNetwork(_ context.Context, req *pb.DeleteNetworkRequest) error {
+	d.mu.Lock()
+	g := d.deleteGate
+	d.mu.Unlock()
+	g.pass()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.nets = slices.DeleteFunc(d.nets, func(n *pb.Network) bool { return n.GetId() == req.GetNetwork().GetId() })
@@ -306,6 +312,49 @@ func TestGlobalDeleteReachesEveryHost(t *testing.T) {
 			t.Fatal(err)
 		}
 		polltest.Until(t, 15*time.Second, tc.name+": the creating host's driver tearing the network down", func() bool { return !tc.other.holds(n.ID) })
+	}
+}
+
+// TestGlobalDeletesRacing: two hosts delete one global network at once,
+// and the one whose driver is slow loses the race: it answers not found
+// (it retried a check that could never pass again, and answered 409),
+// and clears no address of the network that took the subnet meanwhile
+// (the next container was given the address of the first: its clear
+// had deleted it).
+func TestGlobalDeletesRacing(t *testing.T) {
+	ctx := context.Background()
+	e, _, cB, dB := twoHosts(t)
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "rx", Driver: "tunnel", Subnet: "10.94.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cB.Network(ctx, "rx"); err != nil { // B sets it up
+		t.Fatal(err)
+	}
+	g := newCallGate()
+	dB.mu.Lock()
+	dB.deleteGate = g
+	dB.mu.Unlock()
+	slow := make(chan error, 1)
+	go func() { slow <- cB.DeleteNetwork(ctx, "rx") }()
+	<-g.enter // B's delete is in its driver
+	if err := e.c.DeleteNetwork(ctx, "rx"); err != nil {
+		t.Fatalf("A's delete while B's is in its driver: %v", err)
+	}
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "ry", Driver: "tunnel", Subnet: "10.94.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox("y1")
+	y1 := e.connect("ry", "y1")
+	close(g.open)
+	if err := <-slow; !errors.Is(err, sdk.ErrNotFound) || !strings.Contains(err.Error(), "deleted meanwhile") {
+		t.Fatalf("B's delete, which lost: %v, want not found (deleted meanwhile)", err)
+	}
+	if l := e.leaks(); l.allocations != 1 {
+		t.Fatalf("%d addresses stored after B's late delete of rx, want y1's on ry (%s)", l.allocations, y1.Address)
+	}
+	e.sandbox("y2")
+	if y2 := e.connect("ry", "y2"); y2.Address == y1.Address {
+		t.Fatalf("y2 was given y1's address %s", y1.Address)
 	}
 }
 

@@ -39,13 +39,15 @@
 //
 // An address op also asserts the pool record's index (CHECK_INDEX), so
 // no address can be committed into a pool released (or released and
-// created again) meanwhile. Releasing a pool is ClearAddresses (one
-// DeleteTree of the subnet's address keys, however many hosts allocated
-// them) and then ReleasePool's delete of the pool key in the caller's
-// Txn; an address key committed between the two (by another host, just
-// before the release) is deleted by the next RequestPool of that subnet,
-// in its own Txn. Until then such a key blocks nothing: no pool, no
-// allocation.
+// created again) meanwhile. Releasing a pool is ClearAddresses (the
+// subnet's address keys, however many hosts allocated them, deleted in
+// transactions that assert the pool record's index, so that a release
+// that lost a race with another host's never deletes the addresses of
+// the next network of that subnet) and then ReleasePool's delete of the
+// pool key in the caller's Txn; an address key committed between the two
+// (by another host, just before the release) is deleted by the next
+// RequestPool of that subnet, in its own Txn. Until then such a key
+// blocks nothing: no pool, no allocation.
 //
 // # Choosing a subnet
 //
@@ -425,21 +427,63 @@ func (a *Allocator) RequestPools(ctx context.Context, reqs []PoolRequest) ([]*Po
 }
 
 // ClearAddresses deletes every address key of subnet's pool from the
-// store, whoever allocated it: for a network being deleted, once no
-// endpoint can take an address any more (it is marked in-delete) and
-// before the Txn with ReleasePool's ops. The store does it in one call,
-// however many addresses there are (a transaction of one delete per
-// address would exceed the store's limit on a big pool).
-func (a *Allocator) ClearAddresses(ctx context.Context, subnet netip.Prefix) error {
+// store, whoever allocated it, while the pool is still network netID's:
+// for a network being deleted, once no endpoint can take an address any
+// more (it is marked in-delete) and before the Txn with ReleasePool's
+// ops. Each transaction asserts the pool record's index, so that a
+// delete that lost a race with another host's (which released the pool,
+// after which a new network took the subnet and gave out addresses)
+// deletes none of the new network's: a pool that is gone or another
+// network's is left alone. Addresses go clearBatch at a time, within a
+// store's limit on one transaction; a network being deleted has no
+// endpoint left, so there are few (leftovers of crashes and races).
+func (a *Allocator) ClearAddresses(ctx context.Context, subnet netip.Prefix, netID string) error {
 	s, err := a.store()
 	if err != nil {
 		return err
 	}
-	if err := s.DeleteTree(ctx, addrsOf(subnet)); err != nil {
-		return fmt.Errorf("deleting the addresses of %s: %w", subnet, err)
+	for range clearAttempts {
+		pool, err := s.Get(ctx, poolKey(subnet))
+		if errors.Is(err, sdk.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading pool %s: %w", subnet, err)
+		}
+		if p, err := decodePool(pool); err != nil || p.NetworkID != netID {
+			return err // another network's now
+		}
+		addrs, err := s.List(ctx, addrsOf(subnet))
+		if err != nil {
+			return fmt.Errorf("listing addresses of %s: %w", subnet, err)
+		}
+		for chunk := range slices.Chunk(addrs, clearBatch) {
+			ops := []*pb.TxnOp{{Verb: pb.TxnOp_CHECK_INDEX, Key: pool.GetKey(), Index: pool.GetIndex()}}
+			for _, kv := range chunk {
+				ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_DELETE_CAS, Key: kv.GetKey(), Index: kv.GetIndex()})
+			}
+			if _, err = s.Txn(ctx, ops); err != nil {
+				break
+			}
+		}
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, sdk.ErrConflict):
+			return fmt.Errorf("deleting the addresses of %s: %w", subnet, err)
+		}
+		// The pool or an address changed: read them again.
 	}
-	return nil
+	return fmt.Errorf("deleting the addresses of %s: gave up after %d concurrent updates: %w", subnet, clearAttempts, sdk.ErrConflict)
 }
+
+// clearBatch is how many addresses one of ClearAddresses's transactions
+// deletes, with the pool's check: within the Consul store's 64 ops.
+const clearBatch = 63
+
+// clearAttempts bounds ClearAddresses's tries when the pool or its
+// addresses change under it.
+const clearAttempts = 8
 
 // ReleasePool returns the op that deletes the pool of subnet, for the
 // caller to commit in the Txn that deletes the network; after that Txn

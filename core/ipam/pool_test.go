@@ -318,6 +318,47 @@ func TestRequestPoolIdempotent(t *testing.T) {
 	wantErr(t, err, sdk.ErrConflict, "overlaps 10.9.0.0/24 of network n")
 }
 
+// TestClearAddressesOfTheNetworkOnly: a delete of network old that lost
+// a race with another host's delete of it clears no address of the
+// network that took the subnet next (two containers got one address: the
+// loser's clear ran after the new network had given it out); and the
+// addresses of a big pool go, more than one transaction's worth.
+func TestClearAddressesOfTheNetworkOnly(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	a := newAllocator(t, s, opts{})
+	subnet := netip.MustParsePrefix("10.7.0.0/24")
+	createPool(t, a, s, PoolRequest{NetworkID: "old", Subnet: subnet})
+	for i := range 2*clearBatch + 5 {
+		mustAllocate(t, a, s, subnet, "", fmt.Sprint("ep", i))
+	}
+	// The winner's delete.
+	if err := a.ClearAddresses(ctx, subnet, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedAddrs(t, s, subnet); len(got) != 0 {
+		t.Fatalf("addresses left after clearing %d: %v", 2*clearBatch+5, got)
+	}
+	if _, err := s.Txn(ctx, a.ReleasePool(subnet)); err != nil {
+		t.Fatal(err)
+	}
+	a.PoolReleased(subnet)
+	// The next network of the subnet gives out an address.
+	createPool(t, a, s, PoolRequest{NetworkID: "new", Subnet: subnet})
+	mustAllocate(t, a, s, subnet, "", "y1")
+	// The loser's delete of old, late.
+	if err := a.ClearAddresses(ctx, subnet, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedAddrs(t, s, subnet); len(got) != 1 {
+		t.Fatalf("the new network's addresses after a late clear of the old one's: %v, want y1's", got)
+	}
+	// Nor does a clear of a pool that is gone fail.
+	if err := a.ClearAddresses(ctx, netip.MustParsePrefix("10.6.0.0/24"), "old"); err != nil {
+		t.Fatalf("clearing a pool that is gone: %v", err)
+	}
+}
+
 func TestReleasePool(t *testing.T) {
 	ctx := t.Context()
 	s := newStore(t)
@@ -333,7 +374,7 @@ func TestReleasePool(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := a.ClearAddresses(ctx, p.Subnet); err != nil {
+	if err := a.ClearAddresses(ctx, p.Subnet, "n"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Txn(ctx, a.ReleasePool(p.Subnet)); err != nil {
