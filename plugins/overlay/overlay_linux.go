@@ -442,7 +442,7 @@ func (o *overlay) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse
 	defer unix.Close(fd)
 	host := hostIfName(ep.id)
 	if l, err := h.LinkByName(host); err == nil {
-		if name, ok := rejoin(h, l, fd, br); ok {
+		if name, ok := rejoin(h, l, fd, br, brLink.Attrs().MTU); ok {
 			return joinResponse(name, host), nil
 		}
 		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -475,9 +475,11 @@ func (o *overlay) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse
 }
 
 // rejoin reports whether the existing host end l has its peer in the
-// sandbox fd and, if so, puts it on the bridge br, up, and returns the
-// peer's current name there (the host may have renamed it).
-func rejoin(h *netlink.Handle, l netlink.Link, fd, br int) (string, bool) {
+// sandbox fd and, if so, puts it on the bridge br, up, with both ends at
+// the bridge's MTU mtu (the driver may have been restarted with another
+// mtu: a reload), and returns the peer's current name there (the host
+// may have renamed it).
+func rejoin(h *netlink.Handle, l netlink.Link, fd, br, mtu int) (string, bool) {
 	if _, ok := l.(*netlink.Veth); !ok {
 		return "", false
 	}
@@ -495,6 +497,12 @@ func rejoin(h *netlink.Handle, l netlink.Link, fd, br int) (string, bool) {
 		return "", false
 	}
 	if l.Attrs().MasterIndex != br && h.LinkSetMasterByIndex(l, br) != nil {
+		return "", false
+	}
+	if l.Attrs().MTU != mtu && h.LinkSetMTU(l, mtu) != nil {
+		return "", false
+	}
+	if peer.Attrs().MTU != mtu && sh.LinkSetMTU(peer, mtu) != nil {
 		return "", false
 	}
 	if h.LinkSetUp(l) != nil {

@@ -432,6 +432,65 @@ func TestReplayAfterRestart(t *testing.T) {
 	reaches(t, ca, cb)
 }
 
+// TestReplayAppliesNewMTU: the driver restarted with another mtu (a
+// reload) and replayed the network and its endpoint gives the bridge, the
+// VXLAN device and both ends of the endpoint's pair the new MTU, and the
+// container still reaches its peer. Before, the pair kept the old one: a
+// container's packets larger than the bridge's MTU were dropped.
+func TestReplayAppliesNewMTU(t *testing.T) {
+	nstest.RequireRoot(t)
+	hosts := newUnderlay(t, 2)
+	a, b := hosts[0], hosts[1]
+	n := overlayNet(310, "10.21.0.0/24")
+	ca := attach(t, a, n, "10.21.0.2/24")
+	cb := attach(t, b, n, "10.21.0.3/24")
+	serve(t, ca)
+	serve(t, cb)
+	introduce(t, ca, cb)
+
+	d := newDriverIn(a.key)
+	if err := d.Configure(ctx, []byte(`{"mtu":1400}`)); err != nil {
+		t.Fatal(err)
+	}
+	fresh, stop, err := driver.InProcess(info, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: ca.n}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: ca.n, Endpoint: ca.ep, SandboxKey: ca.key, Ifname: "eth0"}); err != nil {
+		t.Fatalf("replayed Attach: %v", err)
+	}
+	mtus := map[string]int{}
+	nstest.WithHandle(t, a.key, func(h *netlink.Handle) error {
+		for _, name := range []string{bridgeName(n.GetId()), vxlanName(n.GetId()), hostIfName(ca.ep.GetId())} {
+			l, err := h.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			mtus[name] = l.Attrs().MTU
+		}
+		return nil
+	})
+	nstest.WithHandle(t, ca.key, func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		mtus["eth0 (in the sandbox)"] = l.Attrs().MTU
+		return nil
+	})
+	for _, mtu := range mtus {
+		if mtu != 1400 {
+			t.Errorf("after a restart with mtu 1400: MTUs %v, want 1400 for all", mtus)
+			break
+		}
+	}
+	reaches(t, ca, cb)
+}
+
 // TestCollect: a restarted driver, replayed one network and one of its
 // endpoints, is told by Collect that the host holds nothing else. The
 // other network's bridge and VXLAN device go (so a network made again
