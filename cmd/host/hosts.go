@@ -16,7 +16,7 @@ func hostLsCmd(args []string) int {
 			return err
 		}
 		cf.output(hs, func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "HOST\tSTATE\tADVERTISE\tENDPOINTS\tSINCE")
+			fmt.Fprintln(w, "HOST\tSTATE\tADVERTISE\tENDPOINTS\tNETWORKS\tSINCE")
 			for _, h := range hs {
 				id, addr, since := h.ID, "-", "-"
 				if h.Self {
@@ -28,7 +28,7 @@ func hostLsCmd(args []string) int {
 				if !h.Since.IsZero() {
 					since = h.Since.Local().Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", id, h.State, addr, h.Endpoints, since)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", id, h.State, addr, h.Endpoints, h.Networks, since)
 			}
 		})
 		return nil

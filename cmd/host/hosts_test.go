@@ -22,16 +22,25 @@ const hostTTL = 20 * time.Second
 // is not listed.
 func hostState(t *testing.T, h *overlayHost, id string) (string, int) {
 	t.Helper()
+	if x := hostOf(t, h, id); x != nil {
+		return x.State, x.Endpoints
+	}
+	return "", 0
+}
+
+// hostOf returns host id as h's `host ls` has it, or nil.
+func hostOf(t *testing.T, h *overlayHost, id string) *controller.Host {
+	t.Helper()
 	hs, err := h.c().Hosts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range hs {
 		if x.ID == id {
-			return x.State, x.Endpoints
+			return x
 		}
 	}
-	return "", 0
+	return nil
 }
 
 // selfID is the ID of the host h's agent runs on.
@@ -56,12 +65,13 @@ func selfID(t *testing.T, h *overlayHost) string {
 // for C's container and no longer resolve its name; `host ls` shows C
 // expired with its endpoint; `host rm` of a live host, or of the agent's
 // own, answers 409 and changes nothing; `host rm C` releases C's address
-// (a new container on A can take it) and endpoint. Traffic between A's
+// (a new container on A can take it) and endpoint, and C's local network
+// with its subnet (listed in `host ls` until then). Traffic between A's
 // and B's containers works throughout. Once everything is deleted,
 // nothing is left on A or B, and no key of a network, endpoint, sandbox
 // or address allocation is left in Consul.
 func TestOverlayHostGone(t *testing.T) {
-	hosts := overlayHostsWith(t, 3, fmt.Sprintf("host_ttl = %q\n", hostTTL))
+	hosts := overlayHostsWith(t, 3, fmt.Sprintf("host_ttl = %q\ndriver \"bridge\" {}\n", hostTTL))
 	a, b, c := hosts[0], hosts[1], hosts[2]
 	ctx := context.Background()
 	if _, err := a.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "ov", Driver: "overlay", Subnet: "10.71.0.0/24"}); err != nil {
@@ -107,6 +117,18 @@ func TestOverlayHostGone(t *testing.T) {
 		t.Fatalf("connect asking for %s, which C's container holds = %v, want a 409 saying it is in use", cc.addr, err)
 	}
 
+	// C has a local network, whose subnet the other hosts may not take.
+	if _, err := c.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "lc", Driver: "bridge", Subnet: "10.73.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	takeSubnet := func() error {
+		_, err := a.c().CreateNetwork(ctx, controller.NetworkCreate{Name: "la", Driver: "bridge", Subnet: "10.73.0.0/24"})
+		return err
+	}
+	if err := takeSubnet(); !isStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "of network lc, a local network of host "+idC) {
+		t.Fatalf("a network on A on the subnet of C's local network = %v, want a 409 naming lc and C", err)
+	}
+
 	// Agent C stops for good.
 	if err := c.a.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -133,6 +155,9 @@ func TestOverlayHostGone(t *testing.T) {
 	if st, eps := hostState(t, a, idC); st != controller.HostExpired || eps != 1 {
 		t.Fatalf("host C in host ls: %q with %d endpoints, want expired with 1", st, eps)
 	}
+	if h := hostOf(t, a, idC); h == nil || h.Networks != 1 {
+		t.Fatalf("host C in host ls: %+v, want its local network counted", h)
+	}
 	// Its address stays allocated until host rm.
 	if err := takeC(); !isStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("connect asking for %s, which C's expired endpoint holds = %v, want a 409 saying it is in use", cc.addr, err)
@@ -155,6 +180,13 @@ func TestOverlayHostGone(t *testing.T) {
 	}
 	if err := a.c().RemoveHost(ctx, idC); !isStatus(err, http.StatusNotFound) {
 		t.Fatalf("host rm C again = %v, want a 404", err)
+	}
+	// C's local network went with it: its subnet is free.
+	if err := takeSubnet(); err != nil {
+		t.Fatalf("a network on A on the subnet of C's local network, after host rm C: %v", err)
+	}
+	if err := a.c().DeleteNetwork(ctx, "la"); err != nil {
+		t.Fatal(err)
 	}
 	if n, err = a.c().Network(ctx, "ov"); err != nil {
 		t.Fatal(err)

@@ -75,6 +75,9 @@ type Host struct {
 	Since         time.Time  `json:"since,omitzero"`
 	// Endpoints counts the endpoint records that name the host.
 	Endpoints int `json:"endpoints"`
+	// Networks counts the host's local networks (their names and subnets
+	// are kept from every host sharing the store while they exist).
+	Networks int `json:"networks"`
 }
 
 // hostLease keeps this host's record and its lease alive. Only run
@@ -195,8 +198,8 @@ func (h *hostLease) put(ctx context.Context, l store.Leaser, key string, since t
 }
 
 // Hosts lists the hosts the store knows: those with a record (live), and
-// those only endpoint records name (expired). Without leases every host
-// an endpoint names is listed, in state unknown.
+// those only endpoint records or local networks name (expired). Without
+// leases every such host is listed, in state unknown.
 func (c *Controller) Hosts(ctx context.Context) ([]*Host, error) {
 	byID := map[string]*Host{}
 	host := func(id string) *Host {
@@ -235,6 +238,9 @@ func (c *Controller) Hosts(ctx context.Context) ([]*Host, error) {
 	}); err != nil {
 		return nil, err
 	}
+	for _, n := range c.localNetworksOf(ctx, "") {
+		host(n.n.HostID).Networks++
+	}
 	if _, ok := byID[c.cfg.HostID]; !ok {
 		host(c.cfg.HostID)
 	}
@@ -248,7 +254,8 @@ func (c *Controller) Hosts(ctx context.Context) ([]*Host, error) {
 
 // RemoveHost forgets a host that is gone for good: the records of its
 // endpoints go and their addresses are released, and so do the records
-// of its sandboxes. A live host (its record is in the store), this host,
+// of its sandboxes and of its local networks, whose names and subnets are
+// free then. A live host (its record is in the store), this host,
 // or any host while the store has no leases, is refused with
 // sdk.ErrConflict; a host the store knows nothing of gives sdk.ErrNotFound.
 // Each endpoint goes in a transaction that also checks the host has no
@@ -300,7 +307,8 @@ func (c *Controller) RemoveHost(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
-	if len(eps) == 0 && len(sbs) == 0 {
+	nets := c.localNetworksOf(ctx, id)
+	if len(eps) == 0 && len(sbs) == 0 && len(nets) == 0 {
 		return errorf(sdk.ErrNotFound, "host %s: no such host in the store", id)
 	}
 	for _, ep := range eps {
@@ -313,8 +321,37 @@ func (c *Controller) RemoveHost(ctx context.Context, id string) error {
 			return fmt.Errorf("removing host %s: %s: %w", id, key, err)
 		}
 	}
-	c.log.Info("host removed", "host", id, "endpoints", len(eps), "sandboxes", len(sbs))
+	for _, n := range nets {
+		if err := c.removeNetwork(ctx, n.n, n.idx, check(hostKey, 0)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return fmt.Errorf("removing host %s: network %s: %w", id, n.n.Name, err)
+		}
+	}
+	c.log.Info("host removed", "host", id, "endpoints", len(eps), "sandboxes", len(sbs), "networks", len(nets))
 	return nil
+}
+
+// hostNetwork is a local network of a host, with its record's index.
+type hostNetwork struct {
+	n   *Network
+	idx uint64
+}
+
+// localNetworksOf lists the local networks of host id (every host's with
+// id ""), as the store has them; a listing that fails lists none.
+func (c *Controller) localNetworksOf(ctx context.Context, id string) []hostNetwork {
+	var out []hostNetwork
+	err := c.kv.list(ctx, networkPrefix, func(_ string, idx uint64, raw []byte) error {
+		var n Network
+		if json.Unmarshal(raw, &n) == nil && n.Scope != scopeGlobal && n.HostID != "" && (id == "" || n.HostID == id) {
+			out = append(out, hostNetwork{&n, idx})
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("listing the hosts' local networks", "error", err)
+		return nil
+	}
+	return out
 }
 
 // dropEndpointOf is dropEndpoint with more ops in its transaction.

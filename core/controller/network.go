@@ -417,11 +417,12 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 }
 
 // removeNetwork deletes a network's record, name and pools in one
-// transaction; with idx (not 0), only the record as it was at idx. The
+// transaction, with the checks given; with idx (not 0), only the record
+// as it was at idx. The
 // addresses go first, each pool's only while the pool is still the
 // network's. A record another host's delete removed meanwhile is not
 // found: the check at idx can never pass again, and is not retried.
-func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64) error {
+func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64, checks ...*pb.TxnOp) error {
 	c.kv.nets.forget(n.ID)
 	c.forgetNetworkDNS(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
@@ -430,7 +431,7 @@ func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64) 
 		}
 	}
 	return retry(ctx, "removing network "+n.Name, func() error {
-		var ops []*pb.TxnOp
+		ops := slices.Clone(checks)
 		if idx != 0 {
 			ops = append(ops, check(networkKey(n.ID), idx))
 		}
