@@ -63,10 +63,11 @@ func agentCmd(args []string) int {
 	for ctx.Err() == nil {
 		select {
 		case <-hup:
-			// The outcome is logged; a rejected file leaves the agent as it was.
-			a.Notify(daemon.SdNotifyReloading)
-			_, _ = a.Reload(ctx)
-			a.Notify(daemon.SdNotifyReady)
+			// The outcome is logged; a rejected file leaves the agent as
+			// it was. The reload runs beside this loop, so that SIGTERM
+			// is heard while a driver holds it up; a SIGHUP meanwhile is
+			// refused (logged), as a second POST /v1/reload is.
+			go func() { _, _ = a.Reload(ctx) }()
 		case <-ctx.Done():
 		}
 	}

@@ -458,3 +458,70 @@ func TestReloadOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("bridge PID %d before, %d after: not restarted", before, after)
 	}
 }
+
+// TestReloadOfADriverThatDoesNotTakeItsState: a reload whose new block's
+// plugin crashes on the state it is replayed reports it failed and runs
+// the previous block again (it answered "restarted" while the driver
+// crash-looped). A reload whose new block's plugin leaves a replayed call
+// unanswered, begun by SIGHUP, holds no other up for ever: a reload asked
+// for meanwhile is refused with 409 (queued behind it, it never ran), and
+// SIGTERM, after a second SIGHUP, stops the agent (it was never heard).
+func TestReloadOfADriverThatDoesNotTakeItsState(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	bin := fakePlugin(t)
+	base := boltAndBridge(dir, "")
+	block := func(mode string) string {
+		return fmt.Sprintf("driver \"fake\" {\n  command = %q\n  args    = [%q]\n}\n", bin, mode)
+	}
+	e := agenttest.NewEnv(t, bins, base+block("ok"))
+	a := e.Start(t)
+	head, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(mode string) {
+		t.Helper()
+		if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), block("ok"), block(mode), 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "fk", Driver: "fake"}); err != nil {
+		t.Fatal(err)
+	}
+
+	use("crash")
+	r, err := a.Client.Reload(ctx)
+	if err != nil || len(r.Restarted) != 0 || len(r.Failed) != 1 || !strings.Contains(r.Failed[0], "fake (its new block's plugin did not take the state back") ||
+		!strings.HasSuffix(r.Failed[0], "it runs its previous block again)") {
+		t.Fatalf("reload to a block whose plugin crashes on the state: %+v, %v; want fake failed, its previous block running again", r, err)
+	}
+	if _, err := a.Client.CreateNetwork(ctx, controller.NetworkCreate{Name: "fk2", Driver: "fake"}); err != nil {
+		t.Fatalf("a network on the driver running its previous block again: %v", err)
+	}
+
+	before := plugins(t, a)["driver/fake"].PID
+	use("hang")
+	if err := a.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 30*time.Second, "the SIGHUP's reload restarting the fake driver", func() bool {
+		p, ok := plugins(t, a)["driver/fake"]
+		return ok && p.PID != before && p.PID != 0
+	})
+	if _, err := a.Client.Reload(ctx); !isStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "a reload is already running") {
+		t.Fatalf("a reload while the SIGHUP's waits for the driver: %v, want 409", err)
+	}
+	if err := a.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(time.Minute); code == -1 {
+		_ = a.Signal(syscall.SIGKILL)
+		t.Fatalf("the agent still runs a minute after SIGTERM, its reload held up by a driver:\n%s", a.Log())
+	}
+}

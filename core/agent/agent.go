@@ -55,6 +55,11 @@ type Agent struct {
 	prom      *http.Server // serves telemetry { prometheus_listen }; nil when off
 	storeDown atomic.Bool  // the store answered Unavailable last
 	reloadMu  sync.Mutex   // serializes reloads; guards cfg's Drivers, Log and PluginDir
+	// replayed is the outcome of each driver's last replay (the
+	// controller's Replay after the plugin's start), by driver name, for
+	// a reload that restarted it to report.
+	replayMu sync.Mutex
+	replayed map[string]error
 }
 
 // New returns an agent for cfg; Start starts it.

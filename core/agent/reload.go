@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
@@ -31,11 +32,19 @@ import (
 // its caller goes away (a client's timeout, Ctrl-C on `sandnet reload`),
 // as SIGHUP's does: cut short, a driver's restart failed with the
 // caller's canceled context, half the file applied. Its waits have
-// bounds of their own (a drain's and a retirement's, 10 s each).
+// bounds of their own (a drain's and a retirement's, 10 s each; each
+// call of a restarted driver's replay, controller.DefaultReplayCallTimeout).
+// A reload asked for while one runs is refused with ErrReloadRunning
+// (sdk.ErrConflict): queued, it ran after a stuck one, never.
 func (a *Agent) Reload(ctx context.Context) (*api.Reloaded, error) {
 	ctx = context.WithoutCancel(ctx)
-	a.reloadMu.Lock()
+	if !a.reloadMu.TryLock() {
+		a.log.Warn("a reload is already running; this one is refused")
+		return nil, ErrReloadRunning
+	}
 	defer a.reloadMu.Unlock()
+	a.Notify(daemon.SdNotifyReloading)
+	defer a.Notify(daemon.SdNotifyReady)
 	r, err := a.reload(ctx)
 	if err != nil {
 		a.log.Error("reload rejected; the running config stays", "file", a.cfg.Filename, "error", err)
@@ -59,13 +68,17 @@ func (a *Agent) reload(ctx context.Context) (*api.Reloaded, error) {
 	if err := a.retire(ctx, plan); err != nil {
 		return nil, err
 	}
-	r := &api.Reloaded{Unchanged: plan.unchanged, Ignored: a.ignoredChanges(next)}
+	// The lists are [] when empty, not null.
+	r := &api.Reloaded{Restarted: []string{}, Started: []string{}, Stopped: []string{}, Unchanged: append([]string{}, plan.unchanged...), Ignored: a.ignoredChanges(next)}
 	a.applySettings(ctx, next, r)
 	a.applyDrivers(ctx, next, plan, r)
 	// What the agent runs now is what the file says, where it could.
 	a.cfg.PluginDir = next.PluginDir
 	return r, nil
 }
+
+// ErrReloadRunning refuses a reload asked for while another runs.
+var ErrReloadRunning = fmt.Errorf("a reload is already running; try again once it has ended: %w", sdk.ErrConflict)
 
 // driverDrainWait bounds how long a reload waits for the requests using a
 // driver it replaces (Controller.DrainDriver), or for the network creates
@@ -145,12 +158,17 @@ func (a *Agent) applyDrivers(ctx context.Context, next *config.Config, plan *rel
 		if !a.ctrl.DrainDriver(b.Name, driverDrainWait) {
 			a.log.Warn("requests still using the driver; replacing it anyway", "driver", b.Name, "waited", driverDrainWait)
 		}
+		a.takeReplayed(b.Name)
 		if _, err := a.plugins.Replace(ctx, PluginSpec(next, b)); err != nil {
 			if a.plugins.Get(sdk.KindDriver, b.Name) == nil {
 				a.ctrl.EndDriverWait(b.Name) // neither block started: nothing to wait for
 			}
 			a.log.Error("restarting driver with its new block", "driver", b.Name, "error", err)
 			r.Failed = append(r.Failed, fmt.Sprintf("%s (%v)", b.Name, err))
+			continue
+		}
+		if err := a.takeReplayed(b.Name); err != nil {
+			r.Failed = append(r.Failed, fmt.Sprintf("%s (%s)", b.Name, a.restoreBlock(ctx, b.Name, err)))
 			continue
 		}
 		r.Restarted = append(r.Restarted, b.Name)
@@ -227,6 +245,35 @@ func (a *Agent) driverBlock(name string) (config.PluginBlock, bool) {
 		}
 	}
 	return config.PluginBlock{}, false
+}
+
+// takeReplayed returns, and forgets, the outcome of the last replay of
+// driver name.
+func (a *Agent) takeReplayed(name string) error {
+	a.replayMu.Lock()
+	defer a.replayMu.Unlock()
+	err := a.replayed[name]
+	delete(a.replayed, name)
+	return err
+}
+
+// restoreBlock runs driver name with its previous block again, after its
+// new block's plugin started but did not take the agent's state back
+// (replayErr: it crashed on it, failed or left a call unanswered), and
+// says what happened, for the reload's answer.
+func (a *Agent) restoreBlock(ctx context.Context, name string, replayErr error) string {
+	i := slices.IndexFunc(a.cfg.Drivers, func(b config.PluginBlock) bool { return b.Name == name })
+	if i < 0 {
+		return fmt.Sprintf("its new block's plugin did not take the state back: %v", replayErr)
+	}
+	a.log.Error("the driver's new block did not take the state back; running its previous block again", "driver", name, "error", replayErr)
+	if _, err := a.plugins.Replace(ctx, PluginSpec(a.cfg, a.cfg.Drivers[i])); err != nil {
+		return fmt.Sprintf("its new block's plugin did not take the state back: %v; its previous block did not start again either: %v", replayErr, err)
+	}
+	if err := a.takeReplayed(name); err != nil {
+		return fmt.Sprintf("its new block's plugin did not take the state back: %v; it runs its previous block again, which did not take it back either: %v", replayErr, err)
+	}
+	return fmt.Sprintf("its new block's plugin did not take the state back: %v; it runs its previous block again", replayErr)
 }
 
 func (a *Agent) setDriverBlock(nb config.PluginBlock) {

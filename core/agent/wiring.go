@@ -139,9 +139,16 @@ func (a *Agent) startController(ctx context.Context) error {
 		if p.Kind() != sdk.KindDriver {
 			return
 		}
-		if err := c.Replay(context.Background(), p.Name()); err != nil {
+		err := c.Replay(context.Background(), p.Name())
+		if err != nil {
 			a.log.Error("replaying state to restarted driver", "driver", p.Name(), "error", err)
 		}
+		a.replayMu.Lock()
+		if a.replayed == nil {
+			a.replayed = map[string]error{}
+		}
+		a.replayed[p.Name()] = err
+		a.replayMu.Unlock()
 	})
 	return nil
 }

@@ -22,7 +22,8 @@ type Reloaded struct {
 	// start (data_dir, api, the sandbox block's and the resolver's other
 	// settings).
 	Ignored []string `json:"ignored,omitempty"`
-	// Failed are drivers whose new block did not start, and settings
+	// Failed are drivers whose new block did not start or did not take
+	// the agent's state back (the previous block runs again), and settings
 	// that could not be applied (a prometheus_listen address in use),
 	// with why.
 	Failed []string `json:"failed,omitempty"`

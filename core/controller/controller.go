@@ -122,6 +122,9 @@ type Controller struct {
 	names   *nameIndex
 	peers   *peerSync
 	lease   *hostLease
+	// replayCallTimeout bounds each driver call of a replay (fixed;
+	// DefaultReplayCallTimeout, shorter in tests).
+	replayCallTimeout time.Duration
 
 	defaultMu sync.Mutex     // guards defaultNS; never held with mu
 	defaultNS *osl.Namespace // the host's namespace, for host-mode sandboxes
@@ -252,6 +255,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 		cfg.HostTTL = DefaultHostTTL
 	}
 	c.lease = &hostLease{c: c, ttl: cfg.HostTTL}
+	c.replayCallTimeout = DefaultReplayCallTimeout
 	if cfg.CrashAfter != "" {
 		c.afterStep = crashAfter(cfg.CrashAfter)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,5 +133,51 @@ func TestBackgroundWorkDoesNotWaitForDriver(t *testing.T) {
 	sp := &spare{}
 	if err := e.c.prepareSpare(sp, red.ID); !errors.Is(err, sdk.ErrUnavailable) || sp.prep != nil {
 		t.Fatalf("preparing a spare for a network whose driver is down = %v (prep %v), want unavailable and nothing prepared", err, sp.prep)
+	}
+}
+
+// TestReplayOfAHungDriver: a restarted driver that leaves a replay's call
+// unanswered (its process alive) holds the replay for the call's bound
+// only, not for ever (a reload waiting for it never finished, nor did
+// any later one): Replay says so, the requests waiting for the driver go
+// on, and the other endpoints' calls are not sent to it. A driver that
+// answers with a failure is named with the endpoint.
+func TestReplayOfAHungDriver(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.98.0.0/24")
+	for _, c := range []string{"c1", "c2"} {
+		e.sandbox(c)
+		e.connect("red", c)
+	}
+	e.c.replayCallTimeout = 300 * time.Millisecond
+	g := newCallGate()
+	e.setGate(&e.veth.rejoinGate, g)
+	e.c.DriverDown("veth")
+	start := time.Now()
+	err := e.c.Replay(ctx, "veth")
+	took := time.Since(start)
+	e.setGate(&e.veth.rejoinGate, nil)
+	close(g.open)
+	if !errors.Is(err, errNoAnswer) || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Fatalf("Replay of a driver that hangs in Join: %v, want no answer within 300ms", err)
+	}
+	if n := len(g.enter); n != 1 {
+		t.Fatalf("%d Joins reached the hung driver, want 1: the rest are not sent", n)
+	}
+	t.Logf("the replay gave up after %s", took.Round(time.Millisecond))
+	if _, err := e.c.Network(ctx, "red"); err != nil { // the driver is up again for requests
+		t.Fatal(err)
+	}
+
+	e.veth.mu.Lock()
+	e.veth.failRejoin = true
+	e.veth.mu.Unlock()
+	err = e.c.Replay(ctx, "veth")
+	e.veth.mu.Lock()
+	e.veth.failRejoin = false
+	e.veth.mu.Unlock()
+	if err == nil || errors.Is(err, errNoAnswer) || !strings.Contains(err.Error(), "2 calls failed") || !strings.Contains(err.Error(), "on network red") {
+		t.Fatalf("Replay of a driver whose Joins fail: %v, want both endpoints' failures counted, the first named", err)
 	}
 }

@@ -421,6 +421,10 @@ type vethDriver struct {
 	leaveGate *callGate            // when set, Leave waits at it
 	joinGate  *callGate            // when set, Join waits at it before it makes its pair
 	failJoin  bool                 // when set, Join makes its pair and then fails
+	// rejoinGate, when set, holds a Join of a pair that exists (a
+	// replay's); failRejoin fails it.
+	rejoinGate *callGate
+	failRejoin bool
 	// prepared maps the host end of each pair Prepare made to its
 	// sandbox end; joined holds those a join took.
 	prepared map[string]preparedEnd
@@ -561,8 +565,15 @@ func (d *vethDriver) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinRespo
 	end, prepared := d.prepared[host]
 	d.mu.Unlock()
 	if l, err := netlink.LinkByName(host); err == nil {
-		if !prepared {
-			return resp, nil // a replay
+		if !prepared { // a replay
+			d.mu.Lock()
+			g, fail := d.rejoinGate, d.failRejoin
+			d.mu.Unlock()
+			g.pass()
+			if fail {
+				return nil, errors.New("rejoin failed, as asked")
+			}
+			return resp, nil
 		}
 		if !req.GetPrepared() {
 			return nil, fmt.Errorf("join of prepared endpoint %s not told so", req.GetEndpoint().GetId())

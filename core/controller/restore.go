@@ -101,7 +101,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, ep := range st.endpoints {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
 	}
-	c.replay(ctx, st, "")
+	if err := c.replay(ctx, st, ""); err != nil {
+		c.log.Warn("the drivers did not all take the state back", "error", err)
+	}
 	c.collect(ctx, st)
 	c.removeOrphanEndpoints(ctx, st, bySandbox)
 	c.removeUnfinished()
@@ -449,7 +451,9 @@ func (c *Controller) reapStubs() {
 }
 
 // Replay sends a restarted driver everything it owns: its networks, their
-// endpoints, the joins and the published ports.
+// endpoints, the joins and the published ports. It says what the driver
+// did not take (replay); a driver that left a call unanswered is not
+// asked to finish the deletes that failed while it was down either.
 func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	// Requests wait for the driver until the replay is done (see
 	// drivergate.go); the replay's own calls do not.
@@ -474,10 +478,13 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	if err != nil {
 		return err
 	}
-	c.replay(ctx, st, driverName)
+	rerr := c.replay(ctx, st, driverName)
 	// The restarted driver knows no peers: all of them again.
 	c.peers.resync(ctx, "")
 	open()
+	if errors.Is(rerr, errNoAnswer) {
+		return rerr
+	}
 	// A delete that failed while the driver was down finishes now.
 	for _, s := range st.sandboxes {
 		if !s.InDelete {
@@ -489,54 +496,114 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 			}
 		}
 	}
-	return nil
+	return rerr
 }
 
-// replay is Replay over state already read; "" replays every driver.
-func (c *Controller) replay(ctx context.Context, st *state, driverName string) {
+// replay is Replay over state already read; "" replays every driver. It
+// goes on past a failed call (each is logged) and says how many failed,
+// naming the first. A driver that leaves one call unanswered for
+// replayCallTimeout (its process alive, its health checks answered, but
+// stuck) is sent nothing more: a hung call held the replay, and the
+// reload or the restart waiting for it, for ever.
+func (c *Controller) replay(ctx context.Context, st *state, driverName string) error {
 	keys := map[string]string{}
 	for _, s := range st.sandboxes {
 		keys[s.ID] = s.Key
 	}
+	var failed []error
+	hung := map[string]bool{}
 	for _, n := range st.networks {
-		if n.InDelete || driverName != "" && n.Driver != driverName {
+		if n.InDelete || driverName != "" && n.Driver != driverName || hung[n.Driver] {
 			continue
 		}
-		d, _, err := c.driver(ctx, n.Driver)
-		if err != nil {
-			c.log.Error("replaying network", "network", n.Name, "error", err)
+		errs := c.replayNetwork(ctx, st, n, keys)
+		failed = append(failed, errs...)
+		if len(errs) > 0 && errors.Is(errs[len(errs)-1], errNoAnswer) {
+			hung[n.Driver] = true
+		}
+	}
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		return failed[0]
+	}
+	return fmt.Errorf("%d calls failed; the first: %w", len(failed), failed[0])
+}
+
+// DefaultReplayCallTimeout bounds each driver call of a replay: calls a
+// driver answers in milliseconds (a veth pair, a bridge port), a hundred
+// times over.
+const DefaultReplayCallTimeout = 30 * time.Second
+
+// errNoAnswer is a replay's call that the driver left unanswered for
+// replayCallTimeout.
+var errNoAnswer = errors.New("no answer")
+
+// replayNetwork sends network n's driver the network, its endpoints, the
+// joins and the published ports, and returns what failed, each failure
+// logged; it stops at a call the driver does not answer (errNoAnswer,
+// last).
+func (c *Controller) replayNetwork(ctx context.Context, st *state, n *Network, keys map[string]string) []error {
+	d, _, err := c.driver(ctx, n.Driver)
+	if err != nil {
+		c.log.Error("replaying network", "network", n.Name, "error", err)
+		return []error{fmt.Errorf("network %s: %w", n.Name, err)}
+	}
+	np := c.netProto(n)
+	if err := c.bounded(ctx, func(ctx context.Context) error {
+		return d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np})
+	}); err != nil {
+		c.log.Error("replaying network", "network", n.Name, "error", err)
+		return []error{fmt.Errorf("network %s: %w", n.Name, err)}
+	}
+	if n.Scope == scopeGlobal {
+		c.mu.Lock()
+		c.onHost[n.ID] = n
+		c.mu.Unlock()
+	}
+	var failed []error
+	for _, ep := range st.endpoints {
+		if ep.NetworkID != n.ID {
 			continue
 		}
-		np := c.netProto(n)
-		if err := d.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: np}); err != nil {
-			c.log.Error("replaying network", "network", n.Name, "error", err)
-			continue
-		}
-		if n.Scope == scopeGlobal {
-			c.mu.Lock()
-			c.onHost[n.ID] = n
-			c.mu.Unlock()
-		}
-		for _, ep := range st.endpoints {
-			if ep.NetworkID != n.ID {
-				continue
-			}
-			epp := epProto(ep)
-			err := errors.Join(func() error {
-				_, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: np, Endpoint: epp})
-				return err
-			}())
-			if key := keys[ep.SandboxID]; err == nil && key != "" && osl.Exists(key) {
-				_, err = d.Join(ctx, &pb.JoinRequest{Network: np, Endpoint: epp, SandboxKey: key})
-				if err == nil && ep.External {
-					_, err = d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp})
+		epp := epProto(ep)
+		err := c.bounded(ctx, func(ctx context.Context) error {
+			_, err := d.CreateEndpoint(ctx, &pb.CreateEndpointRequest{Network: np, Endpoint: epp})
+			return err
+		})
+		if key := keys[ep.SandboxID]; err == nil && key != "" && osl.Exists(key) {
+			err = c.bounded(ctx, func(ctx context.Context) error {
+				if _, err := d.Join(ctx, &pb.JoinRequest{Network: np, Endpoint: epp, SandboxKey: key}); err != nil || !ep.External {
+					return err
 				}
-			}
-			if err != nil {
-				c.log.Error("replaying endpoint", "endpoint", short(ep.ID), "network", n.Name, "error", err)
+				_, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: np, Endpoint: epp})
+				return err
+			})
+		}
+		if err != nil {
+			c.log.Error("replaying endpoint", "endpoint", short(ep.ID), "network", n.Name, "error", err)
+			failed = append(failed, fmt.Errorf("endpoint %s on network %s: %w", short(ep.ID), n.Name, err))
+			if errors.Is(err, errNoAnswer) {
+				break
 			}
 		}
 	}
+	return failed
+}
+
+// bounded runs one of a replay's driver calls with replayCallTimeout; a
+// call cut off by it is errNoAnswer.
+func (c *Controller) bounded(ctx context.Context, call func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, c.replayCallTimeout)
+	defer cancel()
+	err := call(cctx)
+	// The call may see its deadline pass before cctx says so.
+	deadline, _ := cctx.Deadline()
+	if err != nil && !time.Now().Before(deadline) && ctx.Err() == nil {
+		return fmt.Errorf("the driver did not answer within %s; the rest of its state was not sent: %w", c.replayCallTimeout, errNoAnswer)
+	}
+	return err
 }
 
 // exists reports whether path exists.
