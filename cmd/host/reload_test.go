@@ -492,6 +492,20 @@ func TestReloadOfADriverThatDoesNotTakeItsState(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A block pinning a checksum its binary does not have is refused
+	// with the whole file, before the running plugin is touched.
+	before := plugins(t, a)["driver/fake"]
+	pinned := strings.Replace(block("ok"), "}\n", fmt.Sprintf("  checksum = %q\n}\n", "sha256:"+strings.Repeat("0", 64)), 1)
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(head), block("ok"), pinned, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.Reload(ctx); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "config.hcl:") || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("reload to a block whose checksum the binary does not have: %v, want a 400 naming the mismatch at its position", err)
+	}
+	if after := plugins(t, a)["driver/fake"]; after.PID != before.PID || after.Restarts != before.Restarts {
+		t.Fatalf("the refused reload touched the running plugin: %+v, then %+v", before, after)
+	}
+
 	use("crash")
 	r, err := a.Client.Reload(ctx)
 	if err != nil || len(r.Restarted) != 0 || len(r.Failed) != 1 || !strings.Contains(r.Failed[0], "fake (its new block's plugin did not take the state back") ||
@@ -502,14 +516,14 @@ func TestReloadOfADriverThatDoesNotTakeItsState(t *testing.T) {
 		t.Fatalf("a network on the driver running its previous block again: %v", err)
 	}
 
-	before := plugins(t, a)["driver/fake"].PID
+	pid := plugins(t, a)["driver/fake"].PID
 	use("hang")
 	if err := a.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	polltest.Until(t, 30*time.Second, "the SIGHUP's reload restarting the fake driver", func() bool {
 		p, ok := plugins(t, a)["driver/fake"]
-		return ok && p.PID != before && p.PID != 0
+		return ok && p.PID != pid && p.PID != 0
 	})
 	if _, err := a.Client.Reload(ctx); !isStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "a reload is already running") {
 		t.Fatalf("a reload while the SIGHUP's waits for the driver: %v, want 409", err)

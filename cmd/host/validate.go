@@ -63,16 +63,10 @@ func checkPlugins(cfg *config.Config, coreErrors, offline bool) hcl.Diagnostics 
 	for _, d := range diags {
 		bad[*d.Subject] = true
 	}
-	for _, b := range blocks {
-		if bad[b.DeclRange] || b.Checksum == "" {
-			continue
-		}
-		if err := plugin.VerifyChecksum(b.Binary(cfg.PluginDir), b.Checksum); err != nil {
-			r := b.DeclRange
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin checksum mismatch",
-				Detail: err.Error() + ": pin the binary's checksum (sha256sum prints it) or install the pinned build", Subject: &r})
-			bad[r] = true
-		}
+	unchecked := slices.DeleteFunc(slices.Clone(blocks), func(b config.PluginBlock) bool { return bad[b.DeclRange] })
+	for _, d := range plugin.CheckChecksums(unchecked, cfg.PluginDir) {
+		diags = append(diags, d)
+		bad[*d.Subject] = true
 	}
 	if offline {
 		return diags

@@ -17,6 +17,7 @@ import (
 	"github.com/sandnet/sandnet/core/api"
 	"github.com/sandnet/sandnet/core/config"
 	"github.com/sandnet/sandnet/core/events"
+	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/sdk"
 )
@@ -122,6 +123,7 @@ func (a *Agent) planReload(next *config.Config) (*reloadPlan, error) {
 			plan.restart = append(plan.restart, b)
 		}
 	}
+	diags = append(diags, binaryProblems(next, append(slices.Clone(plan.restart), plan.start...))...)
 	if diags.HasErrors() {
 		return nil, diagError(next, diags)
 	}
@@ -131,6 +133,28 @@ func (a *Agent) planReload(next *config.Config) (*reloadPlan, error) {
 		}
 	}
 	return plan, nil
+}
+
+// binaryProblems reports, at their blocks, the binaries of blocks that
+// are missing, not executable, or not the build their checksum pins, as
+// `config validate -offline` does: a reload that would start one is
+// refused whole, before anything is stopped or applied (the running
+// plugin was stopped, its new block refused, and the file's other
+// settings applied).
+func binaryProblems(next *config.Config, blocks []config.PluginBlock) hcl.Diagnostics {
+	at := map[hcl.Range]bool{}
+	for _, b := range blocks {
+		at[b.DeclRange] = true
+	}
+	var diags hcl.Diagnostics
+	for _, d := range config.CheckBinaries(next) {
+		if d.Subject != nil && at[*d.Subject] {
+			diags = append(diags, d)
+			delete(at, *d.Subject)
+		}
+	}
+	present := slices.DeleteFunc(slices.Clone(blocks), func(b config.PluginBlock) bool { return !at[b.DeclRange] })
+	return append(diags, plugin.CheckChecksums(present, next.PluginDir)...)
 }
 
 // retire readies the drivers plan stops (RetireDriver): none may have a
