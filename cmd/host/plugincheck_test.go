@@ -161,9 +161,19 @@ func TestPluginCheckMisbehaving(t *testing.T) {
 		{"leak", []string{"left behind once the case deleted its endpoints and network (waited 5s): link fkleak"}, ""},
 		// A Join replayed once the host moved the interface away.
 		{"naivejoin", []string{"fail  AttachDetachIdempotent (", "as the replay after a driver restart does: veth fkh"}, "5 passed, 1 failed, 0 skipped: FAIL"},
+		// An interface that never carries traffic once the host brings
+		// it up (its veth peer left down): the host gives up on it.
+		{"peerdown", []string{"fail  AttachDetachIdempotent (", "cannot carry traffic 5s later (its state is lower-layer-down)"}, "5 passed, 1 failed, 0 skipped: FAIL"},
+		// An interface a Detach leaves in the sandbox, where the host
+		// deletes nothing.
+		{"sbnoleave", []string{"fail  AttachDetachIdempotent (", "the sandbox still holds [", "(veth)] 5s after Detach: a driver removes the interface it handed over"}, "5 passed, 1 failed, 0 skipped: FAIL"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			r := pluginCheck(t, "--case-timeout", "2s", "--config", fakeConfig(t, bin, tc.mode), bin)
+			timeout := "2s"
+			if tc.mode == "peerdown" || tc.mode == "sbnoleave" {
+				timeout = "30s" // the suite waits 5s for the interface
+			}
+			r := pluginCheck(t, "--case-timeout", timeout, "--config", fakeConfig(t, bin, tc.mode), bin)
 			if r.code != 1 {
 				t.Fatalf("exit %d, want 1:\n%s%s", r.code, r.stdout, r.stderr)
 			}

@@ -14,7 +14,8 @@
 // creating what exists, deleting what is gone, joining twice and leaving
 // twice must all succeed — and, given real sandboxes (Options.SandboxKey),
 // the interface a Join or Attach hands over exists where the host will
-// look for it.
+// look for it, can carry traffic once the host brings it up, and is gone
+// from the sandbox soon after a Detach.
 package drivertest
 
 import (
@@ -23,8 +24,10 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/nstest"
@@ -184,7 +187,9 @@ func Run(t *testing.T, o Options) {
 			}
 		}
 		o.wantInterface(t, "Attach", key, first.GetJoin())
-		if o.handOver(t, key, first.GetJoin()) {
+		handed := o.handOver(t, key, first.GetJoin())
+		if handed {
+			wantUp(t, key, cmp.Or(first.GetJoin().GetDstPrefix(), "eth")+"0")
 			// The replay after the driver's restart: the interface is in
 			// the sandbox under the host's name by now.
 			if _, err := driver.Attach(ctx, d, req); err != nil {
@@ -195,6 +200,9 @@ func Run(t *testing.T, o Options) {
 			if err := driver.Detach(ctx, d, &pb.DetachRequest{Network: n, Endpoint: ep, SandboxKey: key}); err != nil {
 				t.Fatalf("Detach #%d: %v", i+1, err)
 			}
+		}
+		if handed {
+			wantGone(t, key)
 		}
 	})
 	t.Run("CollectKeepsWhatIsListed", func(t *testing.T) {
@@ -266,6 +274,76 @@ func (o Options) wantInterface(t *testing.T, call, key string, j *pb.JoinRespons
 	if _, err := netlink.LinkByName(name); err != nil {
 		t.Errorf("%s hands over interface %q for the host to move into the sandbox, but the driver's namespace has no such link: %v", call, name, err)
 	}
+}
+
+// readyWait is how long the host waits for an interface it brought up to
+// carry traffic, and how long the suite gives a detached one to go.
+const readyWait = 5 * time.Second
+
+// wantUp brings the handed-over interface, named name in the sandbox at
+// key, up as the host does, and fails unless it can carry traffic within
+// readyWait (operstate up, or unknown with the link running): the host
+// gives up on an attach then. A veth pair carries nothing until its other
+// end is up: a driver that hands over one end brings the other up.
+func wantUp(t *testing.T, key, name string) {
+	t.Helper()
+	var state string
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+		link, err := h.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(readyWait)
+		for {
+			if link, err = h.LinkByName(name); err != nil {
+				return err
+			}
+			a := link.Attrs()
+			if a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown && a.RawFlags&unix.IFF_RUNNING != 0 {
+				return nil
+			}
+			if state = a.OperState.String(); time.Now().After(deadline) {
+				t.Errorf("the interface handed over, brought up in the sandbox as the host does, cannot carry traffic %s later (its state is %s): the host gives up on the attach then; bring up the other end of a veth pair (the host brings up only the sandbox's)", readyWait, state)
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// wantGone fails unless, within readyWait of a Detach, the sandbox at key
+// holds no interface but lo: the driver removes what it handed over (now
+// or soon after, as the bridge driver's reaper does). The host takes the
+// interface down and renames it, but deletes nothing: a driver that does
+// not leaves one more interface in the container at every disconnect.
+func wantGone(t *testing.T, key string) {
+	t.Helper()
+	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
+		deadline := time.Now().Add(readyWait)
+		for {
+			links, err := h.LinkList()
+			if err != nil {
+				return err
+			}
+			var left []string
+			for _, l := range links {
+				if l.Attrs().Name != "lo" {
+					left = append(left, l.Attrs().Name+" ("+l.Type()+")")
+				}
+			}
+			if len(left) == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("the sandbox still holds %v %s after Detach: a driver removes the interface it handed over", left, readyWait)
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
 
 // handOver does to the interface a Join (or Attach) handed over what the

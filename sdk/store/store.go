@@ -5,7 +5,11 @@
 // with every write (it need not be per key; bolt uses one store-wide
 // revision, Consul its ModifyIndex), and compare-and-swap operations name
 // the index they expect, so concurrent writers on one or many hosts never
-// lose an update.
+// lose an update. What a store holds outlives its process: the host
+// restarts a store plugin that dies and reads its state back from it, so
+// a store that comes back empty loses every record while the networks
+// and containers they describe remain (keep the data in a file or a
+// server; an in-memory store is for tests only).
 package store
 
 import (

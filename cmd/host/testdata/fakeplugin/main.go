@@ -11,6 +11,11 @@
 //	leak        CreateNetwork adds a veth pair that nothing removes
 //	naivejoin   Join makes a veth pair on the host side and hands over its
 //	            peer, and fails a Join once the host moved that peer away
+//	peerdown    Join makes a veth pair inside the sandbox and hands over one
+//	            end, leaving the other down: the one handed over never
+//	            carries traffic
+//	sbnoleave   Join makes a veth pair inside the sandbox and hands over one
+//	            end; Leave removes nothing
 //	protocol2   it speaks only plugin protocol 2
 package main
 
@@ -18,12 +23,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -68,7 +75,10 @@ func (f fake) CreateEndpoint(context.Context, *pb.CreateEndpointRequest) (*pb.Cr
 	return &pb.CreateEndpointResponse{}, nil
 }
 func (f fake) DeleteEndpoint(context.Context, *pb.EndpointRequest) error { return nil }
-func (f fake) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) {
+func (f fake) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	if f.mode == "peerdown" || f.mode == "sbnoleave" {
+		return f.sandboxPair(req)
+	}
 	if f.mode != "naivejoin" {
 		return &pb.JoinResponse{}, nil
 	}
@@ -77,12 +87,62 @@ func (f fake) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) {
 		if _, err := netlink.LinkByName(peer); err != nil {
 			return nil, fmt.Errorf("veth %s has no peer %s here", host, peer)
 		}
-	} else if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}); err != nil {
+	} else if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host, Flags: net.FlagUp}, PeerName: peer}); err != nil {
 		return nil, err
 	}
 	return &pb.JoinResponse{SrcName: peer, DstPrefix: "eth"}, nil
 }
-func (f fake) Leave(context.Context, *pb.LeaveRequest) error {
+// sandboxPair makes, inside the sandbox, a veth pair whose end fkin (its
+// alias fake-in, which a replayed Join finds under the host's name) it
+// hands over; its other end is up unless the mode is peerdown.
+func (f fake) sandboxPair(req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	ns, err := netns.GetFromPath(req.GetSandboxKey())
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if l.Attrs().Alias == "fake-in" {
+			return &pb.JoinResponse{SrcName: l.Attrs().Name, InSandbox: true, DstPrefix: "eth"}, nil
+		}
+	}
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "fkin"}, PeerName: "fkout"}); err != nil {
+		return nil, err
+	}
+	in, err := h.LinkByName("fkin")
+	if err == nil {
+		err = h.LinkSetAlias(in, "fake-in")
+	}
+	if out, oerr := h.LinkByName("fkout"); err == nil && oerr == nil && f.mode != "peerdown" {
+		err = h.LinkSetUp(out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.JoinResponse{SrcName: "fkin", InSandbox: true, DstPrefix: "eth"}, nil
+}
+
+func (f fake) Leave(_ context.Context, req *pb.LeaveRequest) error {
+	if f.mode == "peerdown" { // a pair's end goes with the other
+		if ns, err := netns.GetFromPath(req.GetSandboxKey()); err == nil {
+			defer ns.Close()
+			if h, err := netlink.NewHandleAt(ns); err == nil {
+				defer h.Close()
+				if l, err := h.LinkByName("fkout"); err == nil {
+					return h.LinkDel(l)
+				}
+			}
+		}
+	}
 	if f.mode == "naivejoin" {
 		if l, err := netlink.LinkByName(fmt.Sprintf("fkh%d", os.Getpid())); err == nil {
 			return netlink.LinkDel(l)
