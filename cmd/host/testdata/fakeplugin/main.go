@@ -92,6 +92,7 @@ func (f fake) Join(_ context.Context, req *pb.JoinRequest) (*pb.JoinResponse, er
 	}
 	return &pb.JoinResponse{SrcName: peer, DstPrefix: "eth"}, nil
 }
+
 // sandboxPair makes, inside the sandbox, a veth pair whose end fkin (its
 // alias fake-in, which a replayed Join finds under the host's name) it
 // hands over; its other end is up unless the mode is peerdown.
