@@ -20,6 +20,7 @@ import (
 
 	"github.com/sandnet/sandnet/core/agent"
 	"github.com/sandnet/sandnet/core/agent/agenttest"
+	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk/nstest"
 	"github.com/sandnet/sandnet/sdk/polltest"
@@ -163,6 +164,36 @@ func TestKilledStoreIsRestarted(t *testing.T) {
 	if err != nil || h.Status != "ok" {
 		t.Fatalf("health after restart = %+v, %v", h, err)
 	}
+}
+
+// TestStoreBackEmptyIsReported: a store plugin that comes back from a
+// crash without the data it held (here: its file deleted under it) is
+// reported at once, loudly, with what the agent holds that the store
+// lost; before, the agent carried on silently, listing sandboxes the
+// store no longer had.
+func TestStoreBackEmptyIsReported(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	a := agenttest.NewEnv(t, bins, boltAndBridge(dir, "")).Start(t)
+	ctx := context.Background()
+	if _, err := a.Client.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Client.DeleteSandbox(context.Background(), "c1") })
+	files, _ := filepath.Glob(filepath.Join(dir, "store.db*"))
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := plugins(t, a)["store/bolt"]
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Until(t, 30*time.Second, "the agent reporting the store's loss", func() bool {
+		return strings.Contains(a.Log(), "the store holds none of this host's sandboxes") && strings.Contains(a.Log(), "sandboxes=1")
+	})
 }
 
 func TestNoPluginOutlivesTheAgent(t *testing.T) {

@@ -136,6 +136,12 @@ func (a *Agent) startController(ctx context.Context) error {
 		}
 	})
 	a.plugins.OnRestart(func(p *plugin.Plugin) {
+		if p.Kind() == sdk.KindStore {
+			// A store that came back empty: say so (its supervisor's
+			// goroutine is not held up by the store's answer).
+			go c.CheckStoreHoldsSandboxes(context.Background())
+			return
+		}
 		if p.Kind() != sdk.KindDriver {
 			return
 		}

@@ -173,7 +173,7 @@ func (h *hostLease) renewOrTake(ctx context.Context) error {
 		}
 		h.c.log.Info("this host's lease lapsed; taking a new one", "lease", h.lease)
 		h.lease = ""
-		defer h.c.checkStoreHoldsSandboxes(ctx)
+		defer h.c.CheckStoreHoldsSandboxes(ctx)
 	}
 	lease, err := l.LeaseGrant(ctx, h.ttl)
 	if err != nil {
@@ -367,18 +367,22 @@ func (c *Controller) dropEndpointOf(ctx context.Context, ep *Endpoint, extra ...
 	return c.dropEndpointAtWith(ctx, n, ep.NetworkID, ep.ID, 0, nil, extra)
 }
 
-// checkStoreHoldsSandboxes says so, loudly, when the store holds none of
+// CheckStoreHoldsSandboxes says so, loudly, when the store holds none of
 // the sandboxes this agent runs: it lost its data while the agent ran (a
 // Consul agent in -dev mode restarted empty, a store restored from an
-// older backup). Nothing is changed: the next start removes what the
-// store does not hold, and a restore of the store's data avoids that.
-// Called when the host's lease lapsed, which such a loss also brings.
-func (c *Controller) checkStoreHoldsSandboxes(ctx context.Context) {
-	if n := c.sandboxesLost(ctx); n > 0 {
+// older backup, a store plugin that keeps nothing across its restart).
+// Nothing is changed: the next start removes what the store does not
+// hold, and a restore of the store's data avoids that. Called when the
+// host's lease lapsed, which such a loss also brings, and when the store
+// plugin was restarted. It reports whether it found the loss.
+func (c *Controller) CheckStoreHoldsSandboxes(ctx context.Context) bool {
+	n := c.sandboxesLost(ctx)
+	if n > 0 {
 		c.log.Error("the store holds none of this host's sandboxes: it lost its data while the agent ran (restarted empty, or restored from an older backup). "+
 			"Networks it no longer holds cannot be deleted, and the next start removes what it does not hold; restore the store's data first if it is to be kept",
 			"sandboxes", n)
 	}
+	return n > 0
 }
 
 // sandboxesLost is how many sandboxes this agent runs when the store
