@@ -152,12 +152,12 @@ func TestReload(t *testing.T) {
 		t.Fatalf("%d reload events, want 2 (the two that were applied)", n)
 	}
 
-	// A new driver whose binary is missing: the rest is applied, and
-	// `sandnet reload` names the failure and exits 1.
+	// A new driver whose binary is missing: the file is refused whole, at
+	// the block (the rest was applied), and `sandnet reload` exits 1.
 	write(reloaded + "driver \"nosuch\" {}\n")
 	out, code = sandnetCmd(t, "reload", "--socket", e.Socket)
-	if code != 1 || !strings.Contains(out, "failed: nosuch (") {
-		t.Fatalf("sandnet reload with a driver that cannot start: exit %d\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "config.hcl:23:1: error: Plugin binary not usable") || !strings.Contains(out, "the running config stays") {
+		t.Fatalf("sandnet reload with a driver whose binary is missing: exit %d\n%s", code, out)
 	}
 
 	// Top-level settings only a start applies are reported, not dropped.

@@ -618,6 +618,45 @@ func TestClaimWithNetworks(t *testing.T) {
 	}
 }
 
+// TestFailedClaimChangesNothing: a create claiming a stub whose connect
+// to a second network fails (its pool is full) leaves the stub as it was:
+// a stub still, not on the first network, no address taken; a claim
+// after that succeeds. It was left claimed (never to be reaped) and on
+// the first network, and the retry was refused: the container already
+// had a sandbox.
+func TestFailedClaimChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.92.0.0/24")
+	e.network("full", "veth", "10.93.0.0/30") // one address besides the gateway
+	e.sandbox("holder")
+	e.connect("full", "holder")
+	sb := e.sandbox("c6")
+	e.c = e.start() // an agent restart: c6 is a stub
+	before := e.leaks()
+	_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c6", Networks: []SandboxNetwork{{Network: "red"}, {Network: "full"}}})
+	if err == nil || !strings.Contains(err.Error(), "networks[1]") {
+		t.Fatalf("claim with a second network whose pool is full: %v, want it refused naming networks[1]", err)
+	}
+	op, err := e.c.byContainerID("c6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.c.stateOf(op).stub || len(op.sb.Endpoints()) != 0 {
+		t.Fatalf("c6 after the failed claim: stub %v, endpoints %+v; want a stub on no network", e.c.stateOf(op).stub, op.sb.Endpoints())
+	}
+	if got := addresses(t, sb.Key); len(got) != 0 {
+		t.Fatalf("c6's namespace after the failed claim: %v, want no interface", got)
+	}
+	if after := e.leaks(); after != before {
+		t.Fatalf("after the failed claim: %+v, want %+v", after, before)
+	}
+	claimed, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "c6", Networks: []SandboxNetwork{{Network: "red"}}})
+	if err != nil || claimed.ID != sb.ID || len(claimed.Endpoints) != 1 {
+		t.Fatalf("claiming c6 again on red: %+v, %v", claimed, err)
+	}
+}
+
 // preparedSpares returns, by the ID of the endpoint it was prepared for,
 // the key of each spare namespace the pool holds prepared for network
 // netID.

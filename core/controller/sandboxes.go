@@ -175,7 +175,11 @@ func claimable(op *sandboxOp, container string) error {
 }
 
 // claimWithNetworks connects a claimed stub sandbox to those of the
-// networks it is not on yet.
+// networks it is not on yet; the networks it is on keep their endpoints
+// as they are. It is all or nothing, as a create is: when a connect
+// fails, those it made go again and the sandbox is a stub again (it was
+// left claimed, never to be reaped, with the networks connected before
+// the failure).
 func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets []sandboxNetwork) (*Sandbox, error) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
@@ -190,16 +194,44 @@ func (c *Controller) claimWithNetworks(ctx context.Context, op *sandboxOp, nets 
 		c.unclaim(op)
 		return nil, err
 	}
+	var added []*Endpoint
 	for _, n := range nets {
 		if slices.ContainsFunc(op.sb.Endpoints(), func(e sandbox.Endpoint) bool { return e.NetworkID == n.ref }) {
 			continue
 		}
-		if _, err := c.connectAny(ctx, op, n.ref, n.args, nil); err != nil {
-			return nil, n.failed(ctx, c, err)
+		ep, err := c.connectAny(ctx, op, n.ref, n.args, nil)
+		if err != nil {
+			err = n.failed(ctx, c, err)
+			c.undoClaim(ctx, op, added)
+			return nil, err
 		}
+		added = append(added, ep)
 	}
 	c.announceCreate(op)
 	return c.view(ctx, op)
+}
+
+// undoClaim takes back a failed claim: the endpoints it added go (in the
+// background when that fails: a plugin killed mid-call), and the sandbox
+// is a stub again. op.mu is held.
+func (c *Controller) undoClaim(ctx context.Context, op *sandboxOp, added []*Endpoint) {
+	ctx = context.WithoutCancel(ctx)
+	for _, ep := range slices.Backward(added) {
+		if err := c.removeEndpoint(ctx, op, ep.NetworkID, ep.ID, false); err != nil {
+			c.log.Warn("undoing a failed claim's connect; retrying in the background", "sandbox", short(op.sb.ID()), "endpoint", short(ep.ID), "error", err)
+			c.cleanupLater("endpoint "+short(ep.ID), func(ctx context.Context) error {
+				op.mu.Lock()
+				defer op.mu.Unlock()
+				return c.removeEndpoint(ctx, op, ep.NetworkID, ep.ID, false)
+			})
+		}
+	}
+	if len(added) > 0 {
+		if err := op.sb.WriteFiles(); err != nil {
+			c.log.Error("writing resolution files", "sandbox", short(op.sb.ID()), "error", err)
+		}
+	}
+	c.unclaim(op)
 }
 
 // undoCreate removes what a create made before one of its parts failed:
