@@ -115,7 +115,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		{[]string{"network", "create", "--ipv6=false", "--subnet", "10.87.0.0/24", "--subnet", "fd00:87::/64", "bad"}, "--ipv6=false, but --subnet fd00:87::/64 is IPv6"},
 		{[]string{"network", "create", "--ipv4=false", "--ipv6", "--subnet", "10.58.0.0/24", "bad"}, "subnet: 10.58.0.0/24 is IPv4, and the network has no IPv4 (enable_ipv4 false)"},
 		{[]string{"sandbox", "create", "--network", "v6only", "--ip", "10.58.0.5", "c3"}, "ip: network v6only has no IPv4 subnet"},
-		{[]string{"sandbox", "create", "--network", "v6only", "--publish", "127.0.0.1:8059:80", "c4"}, "the endpoint has no IPv4 address"},
+		{[]string{"sandbox", "create", "--network", "v6only", "-p", "127.0.0.1:8059:80", "c4"}, "the endpoint has no IPv4 address"},
 	} {
 		if out, code := run(tc.args...); code == 0 || !strings.Contains(out, tc.says) {
 			t.Errorf("sandnet %s: exit %d, want it to say %q\n%s", strings.Join(tc.args, " "), code, tc.says, out)

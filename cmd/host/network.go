@@ -383,6 +383,7 @@ func connectCmd(args []string) int {
 	fs.Var(&aliases, "alias", "network-scoped alias (repeatable)")
 	fs.Var(&driverOpts, "driver-opt", "key=value: an option for the network's driver about this endpoint (repeatable)")
 	fs.Var(&publish, "publish", "publish a port or a range: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
+	fs.Var(&publish, "p", "short for -publish, as docker's")
 	fs.StringVar(&req.IP, "ip", "", "static IPv4 address")
 	fs.StringVar(&req.IPv6, "ip6", "", "static IPv6 address")
 	fs.StringVar(&req.Name, "name", "", "endpoint name: what the networks' DNS answers and PTR gives (default: the container ID; a --hostname is answered beside it)")

@@ -267,6 +267,7 @@ func (n *networkFlags) register(fs *flag.FlagSet, ip6 bool) {
 	fs.StringVar(&n.first.MAC, "mac", "", "the MAC address of the interface on the first -network")
 	fs.StringVar(&n.first.MAC, "mac-address", "", "the same as -mac, as docker names it")
 	fs.Var(&n.publish, "publish", "publish a port or a range on the first -network: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp] (repeatable)")
+	fs.Var(&n.publish, "p", "short for -publish, as docker's")
 	fs.Var(&n.driverOpts, "driver-opt", "key=value: an option for the first -network's driver about this endpoint (repeatable)")
 }
 
