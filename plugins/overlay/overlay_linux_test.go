@@ -448,21 +448,7 @@ func TestReplayAppliesNewMTU(t *testing.T) {
 	serve(t, cb)
 	introduce(t, ca, cb)
 
-	d := newDriverIn(a.key)
-	if err := d.Configure(ctx, []byte(`{"mtu":1400}`)); err != nil {
-		t.Fatal(err)
-	}
-	fresh, stop, err := driver.InProcess(info, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	if err := fresh.CreateNetwork(ctx, &pb.CreateNetworkRequest{Network: ca.n}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := driver.Attach(ctx, fresh, &pb.AttachRequest{Network: ca.n, Endpoint: ca.ep, SandboxKey: ca.key, Ifname: "eth0"}); err != nil {
-		t.Fatalf("replayed Attach: %v", err)
-	}
+	replayedWith(t, ca, `{"mtu":1400}`, false, cb.peer())
 	mtus := map[string]int{}
 	nstest.WithHandle(t, a.key, func(h *netlink.Handle) error {
 		for _, name := range []string{bridgeName(n.GetId()), vxlanName(n.GetId()), hostIfName(ca.ep.GetId())} {
@@ -544,7 +530,19 @@ func TestCollect(t *testing.T) {
 // the peers (with replace, as the whole set).
 func replayed(t *testing.T, c *container, replace bool, peers ...*pb.Peer) *driver.Client {
 	t.Helper()
-	fresh, stop, err := driver.InProcess(info, newDriverIn(c.h.key))
+	return replayedWith(t, c, "", replace, peers...)
+}
+
+// replayedWith is replayed with a driver given config (JSON; "" for none).
+func replayedWith(t *testing.T, c *container, config string, replace bool, peers ...*pb.Peer) *driver.Client {
+	t.Helper()
+	d := newDriverIn(c.h.key)
+	if config != "" {
+		if err := d.Configure(ctx, []byte(config)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh, stop, err := driver.InProcess(info, d)
 	if err != nil {
 		t.Fatal(err)
 	}
