@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -110,11 +113,23 @@ func openStore(ctx context.Context, m *plugin.Manager, cfg *config.Config, role 
 	return p.Store()
 }
 
-// migrate copies every key under migratePrefix from src to dst and
-// verifies dst then holds exactly those keys and values. A target that
-// already holds sandnet keys is refused unless force; with force its
-// sandnet keys are replaced. It returns the number of keys copied.
+// migrate copies every key under migratePrefix from src to dst but the
+// hosts' records (hostRecords), and verifies dst then holds exactly those
+// keys and values. A target that already holds sandnet keys is refused
+// unless force; with force its sandnet keys are replaced. Two configs
+// that name one store (a Consul or an etcd: a bolt file's lock refuses
+// the second opening) are refused before anything changes: with force,
+// clearing the target cleared the source, and an empty copy was
+// "verified". It returns the number of keys copied.
 func migrate(ctx context.Context, src, dst store.Store, force bool, progress func(done, total int)) (int, error) {
+	if err := refuseSameStore(ctx, src, dst); err != nil {
+		return 0, err
+	}
+	all, err := src.List(ctx, migratePrefix)
+	if err != nil {
+		return 0, fmt.Errorf("reading source: %w", err)
+	}
+	pairs := slices.DeleteFunc(all, isHostRecord)
 	existing, err := dst.List(ctx, migratePrefix)
 	if err != nil {
 		return 0, fmt.Errorf("reading target: %w", err)
@@ -127,22 +142,19 @@ func migrate(ctx context.Context, src, dst store.Store, force bool, progress fun
 			return 0, fmt.Errorf("clearing target: %w", err)
 		}
 	}
-	pairs, err := src.List(ctx, migratePrefix)
-	if err != nil {
-		return 0, fmt.Errorf("reading source: %w", err)
-	}
 	// Transactions of a bounded size: Consul takes at most 64 ops in one.
 	const batch = 64
-	for i := 0; i < len(pairs); i += batch {
-		end := min(i+batch, len(pairs))
-		ops := make([]*pb.TxnOp, 0, end-i)
-		for _, p := range pairs[i:end] {
+	done := 0
+	for chunk := range slices.Chunk(pairs, batch) {
+		ops := make([]*pb.TxnOp, 0, len(chunk))
+		for _, p := range chunk {
 			ops = append(ops, &pb.TxnOp{Verb: pb.TxnOp_PUT, Key: p.GetKey(), Value: p.GetValue()})
 		}
 		if _, err := dst.Txn(ctx, ops); err != nil {
-			return 0, fmt.Errorf("writing keys %d-%d: %w", i+1, end, err)
+			return 0, fmt.Errorf("writing keys from %s: %w", chunk[0].GetKey(), err)
 		}
-		progress(end, len(pairs))
+		done += len(ops)
+		progress(done, len(pairs))
 	}
 	if len(pairs) == 0 {
 		progress(0, 0)
@@ -160,6 +172,36 @@ func migrate(ctx context.Context, src, dst store.Store, force bool, progress fun
 		}
 	}
 	return len(pairs), nil
+}
+
+// hostRecords holds the hosts' records, each tied to its host's lease in
+// the store: not copied, since a lease does not move between stores (a
+// copied record, a plain key, kept a stopped host live for ever). Each
+// agent puts its own again, with a new lease, when it starts.
+const hostRecords = migratePrefix + "v1/host/"
+
+func isHostRecord(kv *pb.KVPair) bool { return strings.HasPrefix(kv.GetKey(), hostRecords) }
+
+// refuseSameStore refuses to migrate between two configs that name one
+// store: a probe key put in the target must not be found in the source.
+func refuseSameStore(ctx context.Context, src, dst store.Store) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	probe := "sandnet-migrate-probe/" + hex.EncodeToString(b)
+	if _, err := dst.Put(ctx, probe, []byte("probe")); err != nil {
+		return fmt.Errorf("writing to the target: %w", err)
+	}
+	_, err := src.Get(ctx, probe)
+	if derr := dst.Delete(ctx, probe); derr != nil && !errors.Is(derr, sdk.ErrNotFound) {
+		return fmt.Errorf("removing the target's probe key %s: %w", probe, derr)
+	}
+	switch {
+	case err == nil:
+		return fmt.Errorf("--from and --to name the same store (a key written to the target is in the source): nothing to migrate: %w", sdk.ErrInvalid)
+	case !errors.Is(err, sdk.ErrNotFound):
+		return fmt.Errorf("reading source: %w", err)
+	}
+	return nil
 }
 
 func isTerminal(f *os.File) bool {

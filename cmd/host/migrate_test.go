@@ -77,6 +77,31 @@ func TestMigrate(t *testing.T) {
 	if _, err := dst.Get(ctx, "sandnet/v1/network/stale"); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("forced migrate kept a stale target key: %v", err)
 	}
+
+	// A host's record is tied to its lease, which does not move: it is
+	// not copied (a copied record kept a stopped host live for ever).
+	if _, err := src.Put(ctx, "sandnet/v1/host/h1", []byte(`{"id":"h1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := migrate(ctx, src, dst, true, func(int, int) {}); err != nil || n != 150 {
+		t.Fatalf("migrate with a host record = %d, %v; want the 150 other keys", n, err)
+	}
+	if _, err := dst.Get(ctx, "sandnet/v1/host/h1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("a host's record was copied: %v", err)
+	}
+
+	// One store as both (two configs naming one Consul or etcd): refused
+	// before anything changes, with force too (it cleared the source and
+	// verified an empty copy).
+	if _, err := migrate(ctx, src, src, true, func(int, int) {}); !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "name the same store") {
+		t.Fatalf("migrating a store into itself with force: %v, want refused", err)
+	}
+	if kvs, _ := src.List(ctx, migratePrefix); len(kvs) != 151 {
+		t.Fatalf("the source holds %d sandnet keys after the refused migration, want 151", len(kvs))
+	}
+	if kvs, _ := src.List(ctx, "sandnet-migrate-probe/"); len(kvs) != 0 {
+		t.Fatalf("the probe key stayed: %v", kvs)
+	}
 }
 
 // TestSwapStoreByMigration fills a bolt store through an agent, migrates it
