@@ -964,3 +964,35 @@ func TestReplayAppliesNewMTU(t *testing.T) {
 		}
 	}
 }
+
+// TestManyPublishedPorts: an endpoint publishes the API's most ports,
+// 1024, in one call, and the last of them forwards; revoking removes them
+// all. The rules go in one nftables batch, whose messages and
+// acknowledgements outgrew the netlink socket's default buffers from 256
+// ports on (500: "no buffer space available", "message too long").
+func TestManyPublishedPorts(t *testing.T) {
+	requireRoot(t)
+	d := newDriverT(t, "")
+	n := testNet(18, nil)
+	createNetwork(t, d, n)
+	srv := attach(t, d, n, 2)
+	serveTCP(t, srv.key, ":80")
+	const ports = 1024
+	for i := range ports {
+		srv.ep.PortBindings = append(srv.ep.PortBindings, &pb.PortBinding{Proto: "tcp", ContainerPort: 80, HostPort: uint32(40000 + i)})
+	}
+	req := &pb.ExternalConnectivityRequest{Network: n, Endpoint: srv.ep}
+	if _, err := d.ProgramExternalConnectivity(ctx, req); err != nil {
+		t.Fatalf("publishing %d ports: %v", ports, err)
+	}
+	if got := len(sandnetRules(t)["published"]); got != ports {
+		t.Fatalf("published chain holds %d rules, want %d", got, ports)
+	}
+	mustReach(t, "the last of the ports, loopback", "", net.JoinHostPort("127.0.0.1", strconv.Itoa(40000+ports-1)), "10.18.0.1")
+	if err := d.RevokeExternalConnectivity(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sandnetRules(t)["published"]); got != 0 {
+		t.Fatalf("published chain holds %d rules after the revoke", got)
+	}
+}

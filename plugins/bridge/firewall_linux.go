@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -62,7 +63,7 @@ type firewall struct {
 }
 
 func newFirewall() (*firewall, error) {
-	conn, err := nftables.New(nftables.AsLasting())
+	conn, err := newNftConn()
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables connection: %w", err)
 	}
@@ -88,6 +89,35 @@ func newFirewall() (*firewall, error) {
 	}, nil
 }
 
+// newNftConn opens the driver's lasting nftables connection, its socket's
+// buffers big enough for one batch of an endpoint's most published ports
+// (1024 rules, and their acknowledgements, each of which carries its
+// request back): the defaults (SO_SNDBUF and SO_RCVBUF of 212 992 bytes
+// on most hosts) refused 256 ports with "no buffer space available" and
+// 384 with "message too long". FORCE: a root process may exceed the
+// host's wmem_max and rmem_max.
+func newNftConn() (*nftables.Conn, error) {
+	return nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+				serr = errors.Join(serr, unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, nftSocketBuffer))
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}))
+}
+
+// nftSocketBuffer is the size of the nftables socket's buffers: a
+// thousand DNAT rules take about half a megabyte each way.
+const nftSocketBuffer = 4 << 20
+
 // flush sends the queued batch. After a failed batch (which the kernel
 // rolls back as a whole) the connection is replaced, so no unread reply
 // of the failed batch confuses the next one.
@@ -101,7 +131,7 @@ func (f *firewall) flush() error {
 		return nil
 	}
 	f.genOK = false
-	if c, nerr := nftables.New(nftables.AsLasting()); nerr == nil {
+	if c, nerr := newNftConn(); nerr == nil {
 		_ = f.conn.CloseLasting()
 		f.conn = c
 	}
