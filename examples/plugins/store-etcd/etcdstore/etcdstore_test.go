@@ -154,3 +154,39 @@ func TestLeaseExpires(t *testing.T) {
 		t.Fatalf("LeaseGrant(500ms): %v, want sdk.ErrInvalid", err)
 	}
 }
+
+// TestWatchEndsWhenEtcdIsReplaced: an etcd started again with an empty
+// data directory on the same address is another store, and a watch of
+// the old one ends, so that its caller lists and watches again. Before,
+// the etcd client resumed the watch from the old revision with no error,
+// and nothing the new etcd committed below it arrived: a container made
+// on another host never reached this one.
+func TestWatchEndsWhenEtcdIsReplaced(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s := open(t, config(srv.Endpoint, "w/"))
+	for i := range 20 { // the old store's revision, well above the new one's
+		if _, err := s.Put(t.Context(), fmt.Sprint("k", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := s.Watch(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-ch; ev.GetType().String() != "READY" {
+		t.Fatalf("first event %v, want READY", ev)
+	}
+	srv.RestartEmpty(t)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			t.Logf("event after the restart: %v", ev)
+		case <-deadline:
+			t.Fatal("the watch of the old etcd still runs 30s after an empty one took its address")
+		}
+	}
+}

@@ -44,14 +44,40 @@ func Binary(t testing.TB) string {
 // Server is an etcd server a test started.
 type Server struct {
 	// Endpoint is the client address, host:port.
-	Endpoint string
-	cmd      *exec.Cmd
-	log      *syncBuffer
-	done     chan struct{}
+	Endpoint        string
+	clientURL, peer string
+	cmd             *exec.Cmd
+	log             *syncBuffer
+	done            chan struct{}
 }
 
 // Start starts a server and waits until it answers its health check.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	client, peer := freePort(t), freePort(t)
+	s := &Server{
+		Endpoint:  "127.0.0.1:" + strconv.Itoa(client),
+		clientURL: "http://127.0.0.1:" + strconv.Itoa(client),
+		peer:      "http://127.0.0.1:" + strconv.Itoa(peer),
+		log:       &syncBuffer{},
+	}
+	s.launch(t)
+	return s
+}
+
+// RestartEmpty kills the server and starts another, with an empty data
+// directory, on the same addresses: another cluster, whose revisions
+// start again from 1, where a client that reconnects to the address
+// expects the old one.
+func (s *Server) RestartEmpty(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	s.launch(t)
+}
+
+// launch starts etcd on s's addresses with a new data directory, and
+// waits until it answers its health check.
+func (s *Server) launch(t testing.TB) {
 	t.Helper()
 	bin := Binary(t)
 	// tmpfs: etcd fsyncs every write, which a disk makes slow.
@@ -59,22 +85,20 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		dir = t.TempDir()
 	}
-	client, peer := freePort(t), freePort(t)
-	clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
-	s := &Server{Endpoint: "127.0.0.1:" + strconv.Itoa(client), log: &syncBuffer{}, done: make(chan struct{})}
+	s.done = make(chan struct{})
 	s.cmd = exec.Command(bin,
 		"--name", "test", "--data-dir", dir,
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "test="+peerURL, "--log-level", "warn", "--logger", "zap")
+		"--listen-client-urls", s.clientURL, "--advertise-client-urls", s.clientURL,
+		"--listen-peer-urls", s.peer, "--initial-advertise-peer-urls", s.peer,
+		"--initial-cluster", "test="+s.peer, "--log-level", "warn", "--logger", "zap")
 	s.cmd.Env = []string{} // none of the test's ETCD_* variables
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("starting etcd: %v", err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	done := s.done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(s.cmd)
 	t.Cleanup(func() {
 		s.Stop()
 		os.RemoveAll(dir)
@@ -84,16 +108,16 @@ func Start(t testing.TB) *Server {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(clientURL + "/health")
+		resp, err := http.Get(s.clientURL + "/health")
 		if err == nil {
 			ok := resp.StatusCode == http.StatusOK
 			resp.Body.Close()
 			if ok {
-				return s
+				return
 			}
 		}
 		select {
-		case <-s.done:
+		case <-done:
 			t.Fatalf("etcd exited before it was ready:\n%s", s.log.String())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -103,7 +127,6 @@ func Start(t testing.TB) *Server {
 	}
 }
 
-// Stop kills the server (by its PID) and waits for it; safe to call twice.
 // Pause stops the etcd process (SIGSTOP: its sockets stay open, nothing
 // answers) until Resume, and returns once the kernel says it is stopped.
 func (s *Server) Pause() {
@@ -120,6 +143,7 @@ func (s *Server) Pause() {
 // Resume lets a paused etcd go on.
 func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
+// Stop kills the server (by its PID) and waits for it; safe to call twice.
 func (s *Server) Stop() {
 	select {
 	case <-s.done:
