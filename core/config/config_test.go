@@ -323,6 +323,10 @@ func TestParseErrors(t *testing.T) {
 			[]wantDiag{{2, 17, `"127.0.0.1" is not an address with a port`}}},
 		{"host_listen on every address", "resolver {\n  host_listen = \"0.0.0.0:5353\"\n}",
 			[]wantDiag{{2, 17, `host_listen needs one address of the host and a port other than 0`}}},
+		// IPv4-mapped, it is every address too (it was let through, and the
+		// listener gave container names to every network).
+		{"host_listen on every address, IPv4-mapped", "resolver {\n  host_listen = \"[::ffff:0.0.0.0]:5353\"\n}",
+			[]wantDiag{{2, 17, `host_listen needs one address of the host and a port other than 0`}}},
 		{"cache_max_negative_ttl zero", "resolver {\n  cache_max_negative_ttl = \"0s\"\n}",
 			[]wantDiag{{2, 28, `more than 0 and at most 168h0m0s; got 0s`}}},
 		{"bad pool CIDR", "ipam {\n  default_pools = [\n    { base = \"172.17.0.0/33\", size = 24 },\n  ]\n}",

@@ -82,6 +82,9 @@ func (d *decoder) resolver(r *Resolver, body hcl.Body) {
 		var s string
 		if d.decode(a, &s) && s != "" { // "": off, as when absent
 			ap, err := netip.ParseAddrPort(s)
+			// An IPv4-mapped address is its IPv4 one: "[::ffff:0.0.0.0]"
+			// is unspecified too, and a listener on it took every address.
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			switch {
 			case err != nil:
 				d.errorf(a.Expr.Range(), "Invalid host_listen",
