@@ -707,7 +707,12 @@ func (o *overlay) PeerDelete(_ context.Context, req *pb.PeerRequest) error {
 	return nil
 }
 
-// parsePeers checks a peer request; peers of this host are dropped.
+// parsePeers checks a peer request; peers of this host are dropped, and
+// so is a peer this host cannot program (a VTEP of the other IP family:
+// a host advertising an address of another family than this one's), each
+// logged: the others are programmed (one such peer failed the whole
+// request, so no peer was programmed, and the host sent it again every
+// second).
 func (o *overlay) parsePeers(req *pb.PeerRequest) (*network, []*peer, error) {
 	n, err := o.parseNetwork(req.GetNetwork())
 	if err != nil {
@@ -717,7 +722,8 @@ func (o *overlay) parsePeers(req *pb.PeerRequest) (*network, []*peer, error) {
 	for _, pp := range req.GetPeers() {
 		p, err := parsePeer(n, pp)
 		if err != nil {
-			return nil, nil, fmt.Errorf("network %s: %w", n.id, err)
+			o.log.Warn("skipping a peer this host cannot reach or program", "network", n.id, "error", err)
+			continue
 		}
 		if p.vtep != n.vtep {
 			out = append(out, p)

@@ -695,3 +695,29 @@ func TestDeletedNetworkStaysDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPeerOfTheOtherFamilySkipped: a peer behind a VTEP of the other IP
+// family (a host advertising an IPv6 address to IPv4 ones) is skipped,
+// and the request's other peers are programmed. It failed the whole
+// request: no peer of the network was programmed on that host, and the
+// agent sent the set again every second.
+func TestPeerOfTheOtherFamilySkipped(t *testing.T) {
+	nstest.RequireRoot(t)
+	hosts := newUnderlay(t, 2)
+	a, b := hosts[0], hosts[1]
+	n := overlayNet(320, "10.22.0.0/24")
+	ca, cb := attach(t, a, n, "10.22.0.2/24"), attach(t, b, n, "10.22.0.3/24")
+	serve(t, ca)
+	serve(t, cb)
+	other := &pb.Peer{EndpointId: newID(), Address: "10.22.0.9/24", Mac: "02:42:0a:16:00:09", Vtep: "2001:db8::9"}
+	if err := a.d.PeerAdd(ctx, &pb.PeerRequest{Network: ca.n, Peers: []*pb.Peer{other, cb.peer()}}); err != nil {
+		t.Fatalf("PeerAdd with a peer of the other family: %v", err)
+	}
+	if err := b.d.PeerAdd(ctx, &pb.PeerRequest{Network: cb.n, Peers: []*pb.Peer{ca.peer()}}); err != nil {
+		t.Fatal(err)
+	}
+	reaches(t, ca, cb)
+	if got := peerEntries(t, a); strings.Contains(got, "10.22.0.9") {
+		t.Fatalf("host A programmed the peer it cannot reach: %s", got)
+	}
+}
