@@ -115,6 +115,10 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		{[]string{"network", "create", "--ipv6=false", "--subnet", "10.87.0.0/24", "--subnet", "fd00:87::/64", "bad"}, "--ipv6=false, but --subnet fd00:87::/64 is IPv6"},
 		{[]string{"network", "create", "--ipv4=false", "--ipv6", "--subnet", "10.58.0.0/24", "bad"}, "subnet: 10.58.0.0/24 is IPv4, and the network has no IPv4 (enable_ipv4 false)"},
 		{[]string{"sandbox", "create", "--network", "v6only", "--ip", "10.58.0.5", "c3"}, "ip: network v6only has no IPv4 subnet"},
+		// An IPv4-mapped address, in either flag, names the flag to use
+		// (each sent the user to the other).
+		{[]string{"sandbox", "create", "--network", "v6only", "--ip6", "::ffff:10.58.0.5", "c5"}, "ipv6: ::ffff:10.58.0.5 is an IPv4-mapped IPv6 address; give the IPv4 address 10.58.0.5 as ip"},
+		{[]string{"sandbox", "create", "--network", "v6only", "--ip", "::ffff:10.58.0.5", "c5"}, "ip: ::ffff:10.58.0.5 is an IPv4-mapped IPv6 address; give the IPv4 address 10.58.0.5 as ip"},
 		{[]string{"sandbox", "create", "--network", "v6only", "-p", "127.0.0.1:8059:80", "c4"}, "the endpoint has no IPv4 address"},
 	} {
 		if out, code := run(tc.args...); code == 0 || !strings.Contains(out, tc.says) {

@@ -1100,6 +1100,7 @@ func parsePortSpec(s string) ([]PortBinding, error) {
 		if hostIP.Zone() != "" {
 			return nil, errorf(sdk.ErrInvalid, "publish: %q: host address %s has a zone; a port is published on an address without one", s, hostIP)
 		}
+		hostIP = hostIP.Unmap() // ::ffff:127.0.0.1 is 127.0.0.1
 		host, ctr = parts[1], parts[2]
 	default:
 		return nil, errorf(sdk.ErrInvalid, "publish: %q is not [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]", s)

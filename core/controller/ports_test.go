@@ -29,6 +29,8 @@ func TestParsePorts(t *testing.T) {
 		{spec: "127.0.0.1::80", want: PortBinding{Proto: "tcp", HostIP: v4, ContainerPort: 80}},
 		{spec: "[fd00::1]:8080:80/udp", want: PortBinding{Proto: "udp", HostIP: v6, HostPort: 8080, ContainerPort: 80}},
 		{spec: "[fd00::1]::80", want: PortBinding{Proto: "tcp", HostIP: v6, ContainerPort: 80}},
+		// IPv4-mapped: the IPv4 address (it was refused as IPv6 loopback).
+		{spec: "[::ffff:127.0.0.1]:9090:80", want: PortBinding{Proto: "tcp", HostIP: v4, HostPort: 9090, ContainerPort: 80}},
 		{spec: "8090-8099:80", want: PortBinding{Proto: "tcp", HostPort: 8090, HostPortEnd: 8099, ContainerPort: 80}},
 		{spec: "65535:65535", want: PortBinding{Proto: "tcp", HostPort: 65535, ContainerPort: 65535}},
 

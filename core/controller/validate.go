@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -95,6 +96,14 @@ func checkConnectArgs(n *Network, caps *pb.Capabilities, a connectArgs) error {
 		}
 		return errorf(sdk.ErrInvalid, "%s: network %s (driver %s) assigns no addresses", field, n.Name, n.Driver)
 	}
+	for _, f := range []struct {
+		name string
+		ip   netip.Addr
+	}{{"ip", a.ip}, {"ipv6", a.ip6}} {
+		if f.ip.Is4In6() {
+			return errorf(sdk.ErrInvalid, "%s: %s is an IPv4-mapped IPv6 address; give the IPv4 address %s as ip", f.name, f.ip, f.ip.Unmap())
+		}
+	}
 	if a.ip.IsValid() {
 		if !a.ip.Is4() {
 			return errorf(sdk.ErrInvalid, "ip: %s is not an IPv4 address (use ipv6)", a.ip)
@@ -104,7 +113,7 @@ func checkConnectArgs(n *Network, caps *pb.Capabilities, a connectArgs) error {
 		}
 	}
 	if a.ip6.IsValid() {
-		if !a.ip6.Is6() || a.ip6.Is4In6() {
+		if !a.ip6.Is6() {
 			return errorf(sdk.ErrInvalid, "ipv6: %s is not an IPv6 address (use ip)", a.ip6)
 		}
 		if len(n.IPv6) == 0 {
