@@ -308,6 +308,14 @@ func TestCNIAddCheckDel(t *testing.T) {
 	if out, err := r.cnitool(nil, "check", "front", web); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
+	// The default route back's ADD result lists (through net1) goes:
+	// CHECK names it (it checked the static routes only).
+	if out, err := inNS(web, "ip", "route", "del", "default"); err != nil {
+		t.Fatalf("deleting the default route: %v %s", err, out)
+	}
+	if out, err := r.cnitool([]string{"CNI_IFNAME=net1"}, "check", "back", web); err == nil || !strings.Contains(out, "route to 0.0.0.0/0 via") || !strings.Contains(out, "is missing on net1") {
+		t.Fatalf("check after the default route went: want an error naming it, got %v\n%s", err, out)
+	}
 	if out, err := inNS(web, "ip", "addr", "flush", "dev", "eth0"); err != nil {
 		t.Fatalf("flushing eth0: %v %s", err, out)
 	}

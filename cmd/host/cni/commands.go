@@ -217,7 +217,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	return checkNamespace(args.Netns, ep, mac)
+	return checkNamespace(args.Netns, ep, mac, append(defaultRoutes(sb, ep), ep.Routes...))
 }
 
 // prevResult is the runtime's prevResult as the current spec's result,

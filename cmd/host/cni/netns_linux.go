@@ -75,9 +75,10 @@ func inspect(path, ifname string) (*nsView, error) {
 
 // checkNamespace compares the namespace with the agent's record of the
 // endpoint: the interface is there and up, with MAC mac (the agent's, or
-// the chain's result's), every recorded address and every recorded
-// static route.
-func checkNamespace(path string, ep *endpoint, mac string) error {
+// the chain's result's), every recorded address, and the routes ADD's
+// result lists through it (routes: the default routes the endpoint holds
+// and its static ones).
+func checkNamespace(path string, ep *endpoint, mac string, routes []route) error {
 	v, err := inspect(path, ep.IfName)
 	if err != nil {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("CHECK: %v", err), "")
@@ -96,7 +97,7 @@ func checkNamespace(path string, ep *endpoint, mac string) error {
 			return fail("interface %s lacks address %s", ep.IfName, p)
 		}
 	}
-	for _, want := range ep.Routes {
+	for _, want := range routes {
 		if !slices.Contains(v.routes, want) {
 			return fail("route to %s via %s is missing on %s", want.Dst, want.NextHop, ep.IfName)
 		}

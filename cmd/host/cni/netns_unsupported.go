@@ -6,4 +6,6 @@ import "errors"
 
 var errUnsupported = errors.New("network namespaces exist on Linux only")
 
-func checkNamespace(path string, ep *endpoint, mac string) error { return errUnsupported }
+func checkNamespace(path string, ep *endpoint, mac string, routes []route) error {
+	return errUnsupported
+}

@@ -32,27 +32,19 @@ func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 	idx := len(r.Interfaces)
 	r.Interfaces = append(r.Interfaces, &current.Interface{Name: ep.IfName, Mac: ep.MAC, Sandbox: netns})
 	for _, a := range []struct {
-		p          netip.Prefix
-		gw         netip.Addr
-		defaultVia bool
-		everywhere netip.Prefix
-	}{
-		{ep.Address, ep.Gateway, sb.GatewayEndpoint == ep.ID, netip.PrefixFrom(netip.IPv4Unspecified(), 0)},
-		{ep.AddressV6, ep.GatewayV6, sb.GatewayEndpointV6 == ep.ID, netip.PrefixFrom(netip.IPv6Unspecified(), 0)},
-	} {
+		p  netip.Prefix
+		gw netip.Addr
+	}{{ep.Address, ep.Gateway}, {ep.AddressV6, ep.GatewayV6}} {
 		if !a.p.IsValid() {
 			continue
 		}
 		ipc := &current.IPConfig{Interface: current.Int(idx), Address: ipNet(a.p)}
 		if a.gw.IsValid() {
 			ipc.Gateway = a.gw.AsSlice()
-			if a.defaultVia {
-				r.Routes = append(r.Routes, &types.Route{Dst: ipNet(a.everywhere), GW: a.gw.AsSlice()})
-			}
 		}
 		r.IPs = append(r.IPs, ipc)
 	}
-	for _, rt := range ep.Routes {
+	for _, rt := range append(defaultRoutes(sb, ep), ep.Routes...) {
 		route := &types.Route{Dst: ipNet(rt.Dst)}
 		if rt.NextHop.IsValid() {
 			route.GW = rt.NextHop.AsSlice()
@@ -68,6 +60,27 @@ func result(sb *sandbox, ep *endpoint, netns string) *current.Result {
 	}
 	r.DNS.Search, r.DNS.Options = searchAndOptions(sb.ResolvConf)
 	return r
+}
+
+// defaultRoutes are the default routes through endpoint ep of sb: one
+// per family whose default route the sandbox takes through ep, via ep's
+// gateway.
+func defaultRoutes(sb *sandbox, ep *endpoint) []route {
+	var out []route
+	for _, d := range []struct {
+		addr       netip.Prefix
+		gw         netip.Addr
+		holder     string
+		everywhere netip.Prefix
+	}{
+		{ep.Address, ep.Gateway, sb.GatewayEndpoint, netip.PrefixFrom(netip.IPv4Unspecified(), 0)},
+		{ep.AddressV6, ep.GatewayV6, sb.GatewayEndpointV6, netip.PrefixFrom(netip.IPv6Unspecified(), 0)},
+	} {
+		if d.addr.IsValid() && d.gw.IsValid() && d.holder == ep.ID {
+			out = append(out, route{Dst: d.everywhere, NextHop: d.gw})
+		}
+	}
+	return out
 }
 
 // ipNet is p as a net.IPNet that keeps the host part, as CNI results do.
