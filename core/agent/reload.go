@@ -286,18 +286,19 @@ func (a *Agent) takeReplayed(name string) error {
 // (replayErr: it crashed on it, failed or left a call unanswered), and
 // says what happened, for the reload's answer.
 func (a *Agent) restoreBlock(ctx context.Context, name string, replayErr error) string {
+	why := fmt.Sprintf("its new block's plugin did not take the state back: %v", replayErr)
 	i := slices.IndexFunc(a.cfg.Drivers, func(b config.PluginBlock) bool { return b.Name == name })
 	if i < 0 {
-		return fmt.Sprintf("its new block's plugin did not take the state back: %v", replayErr)
+		return why
 	}
 	a.log.Error("the driver's new block did not take the state back; running its previous block again", "driver", name, "error", replayErr)
 	if _, err := a.plugins.Replace(ctx, PluginSpec(a.cfg, a.cfg.Drivers[i])); err != nil {
-		return fmt.Sprintf("its new block's plugin did not take the state back: %v; its previous block did not start again either: %v", replayErr, err)
+		return fmt.Sprintf("%s; its previous block did not start again either: %v", why, err)
 	}
 	if err := a.takeReplayed(name); err != nil {
-		return fmt.Sprintf("its new block's plugin did not take the state back: %v; it runs its previous block again, which did not take it back either: %v", replayErr, err)
+		return fmt.Sprintf("%s; it runs its previous block again, which did not take it back either: %v", why, err)
 	}
-	return fmt.Sprintf("its new block's plugin did not take the state back: %v; it runs its previous block again", replayErr)
+	return why + "; it runs its previous block again"
 }
 
 func (a *Agent) setDriverBlock(nb config.PluginBlock) {

@@ -56,7 +56,7 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 			c.useResolver(op, r)
 		}
 	}
-	if op.dns.r != nil && (len(addrs) > 0 || len(op.dns.r.ExtraAddrs()) > 0) {
+	if op.dns.r != nil {
 		if err := op.dns.r.SetExtraAddrs(op.sb.Namespace(), addrs); err != nil {
 			c.log.Warn("the embedded resolver cannot answer on an address a runtime was given", "sandbox", short(op.sb.ID()), "error", err)
 		}

@@ -238,7 +238,11 @@ func (c *Controller) Hosts(ctx context.Context) ([]*Host, error) {
 	}); err != nil {
 		return nil, err
 	}
-	for _, n := range c.localNetworksOf(ctx, "") {
+	nets, err := c.localNetworksOf(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
 		host(n.n.HostID).Networks++
 	}
 	if _, ok := byID[c.cfg.HostID]; !ok {
@@ -307,7 +311,10 @@ func (c *Controller) RemoveHost(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
-	nets := c.localNetworksOf(ctx, id)
+	nets, err := c.localNetworksOf(ctx, id)
+	if err != nil {
+		return err
+	}
 	if len(eps) == 0 && len(sbs) == 0 && len(nets) == 0 {
 		return errorf(sdk.ErrNotFound, "host %s: no such host in the store", id)
 	}
@@ -337,8 +344,8 @@ type hostNetwork struct {
 }
 
 // localNetworksOf lists the local networks of host id (every host's with
-// id ""), as the store has them; a listing that fails lists none.
-func (c *Controller) localNetworksOf(ctx context.Context, id string) []hostNetwork {
+// id ""), as the store has them.
+func (c *Controller) localNetworksOf(ctx context.Context, id string) ([]hostNetwork, error) {
 	var out []hostNetwork
 	err := c.kv.list(ctx, networkPrefix, func(_ string, idx uint64, raw []byte) error {
 		var n Network
@@ -347,11 +354,7 @@ func (c *Controller) localNetworksOf(ctx context.Context, id string) []hostNetwo
 		}
 		return nil
 	})
-	if err != nil {
-		c.log.Warn("listing the hosts' local networks", "error", err)
-		return nil
-	}
-	return out
+	return out, err
 }
 
 // dropEndpointOf is dropEndpoint with more ops in its transaction.
@@ -374,15 +377,13 @@ func (c *Controller) dropEndpointOf(ctx context.Context, ep *Endpoint, extra ...
 // Nothing is changed: the next start removes what the store does not
 // hold, and a restore of the store's data avoids that. Called when the
 // host's lease lapsed, which such a loss also brings, and when the store
-// plugin was restarted. It reports whether it found the loss.
-func (c *Controller) CheckStoreHoldsSandboxes(ctx context.Context) bool {
-	n := c.sandboxesLost(ctx)
-	if n > 0 {
+// plugin was restarted.
+func (c *Controller) CheckStoreHoldsSandboxes(ctx context.Context) {
+	if n := c.sandboxesLost(ctx); n > 0 {
 		c.log.Error("the store holds none of this host's sandboxes: it lost its data while the agent ran (restarted empty, or restored from an older backup). "+
 			"Networks it no longer holds cannot be deleted, and the next start removes what it does not hold; restore the store's data first if it is to be kept",
 			"sandboxes", n)
 	}
-	return n > 0
 }
 
 // sandboxesLost is how many sandboxes this agent runs when the store

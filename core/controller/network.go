@@ -418,10 +418,10 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 
 // removeNetwork deletes a network's record, name and pools in one
 // transaction, with the checks given; with idx (not 0), only the record
-// as it was at idx. The
-// addresses go first, each pool's only while the pool is still the
-// network's. A record another host's delete removed meanwhile is not
-// found: the check at idx can never pass again, and is not retried.
+// as it was at idx. The addresses go first, each pool's only while the
+// pool is still the network's. A record another host's delete removed
+// meanwhile is not found: the check at idx can never pass again, and is
+// not retried.
 func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64, checks ...*pb.TxnOp) error {
 	c.kv.nets.forget(n.ID)
 	c.forgetNetworkDNS(n.ID)
