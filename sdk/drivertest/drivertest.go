@@ -31,6 +31,7 @@ import (
 
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 )
 
@@ -287,7 +288,6 @@ const readyWait = 5 * time.Second
 // end is up: a driver that hands over one end brings the other up.
 func wantUp(t *testing.T, key, name string) {
 	t.Helper()
-	var state string
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
 		link, err := h.LinkByName(name)
 		if err != nil {
@@ -296,21 +296,18 @@ func wantUp(t *testing.T, key, name string) {
 		if err := h.LinkSetUp(link); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(readyWait)
-		for {
+		var state string
+		if !polltest.Wait(readyWait, func() bool {
 			if link, err = h.LinkByName(name); err != nil {
-				return err
+				return true
 			}
 			a := link.Attrs()
-			if a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown && a.RawFlags&unix.IFF_RUNNING != 0 {
-				return nil
-			}
-			if state = a.OperState.String(); time.Now().After(deadline) {
-				t.Errorf("the interface handed over, brought up in the sandbox as the host does, cannot carry traffic %s later (its state is %s): the host gives up on the attach then; bring up the other end of a veth pair (the host brings up only the sandbox's)", readyWait, state)
-				return nil
-			}
-			time.Sleep(20 * time.Millisecond)
+			state = a.OperState.String()
+			return a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown && a.RawFlags&unix.IFF_RUNNING != 0
+		}) {
+			t.Errorf("the interface handed over, brought up in the sandbox as the host does, cannot carry traffic %s later (its state is %s): the host gives up on the attach then; bring up the other end of a veth pair (the host brings up only the sandbox's)", readyWait, state)
 		}
+		return err
 	})
 }
 
@@ -322,27 +319,24 @@ func wantUp(t *testing.T, key, name string) {
 func wantGone(t *testing.T, key string) {
 	t.Helper()
 	nstest.WithHandle(t, key, func(h *netlink.Handle) error {
-		deadline := time.Now().Add(readyWait)
-		for {
-			links, err := h.LinkList()
-			if err != nil {
-				return err
+		var left []string
+		var err error
+		if !polltest.Wait(readyWait, func() bool {
+			var links []netlink.Link
+			if links, err = h.LinkList(); err != nil {
+				return true
 			}
-			var left []string
+			left = left[:0]
 			for _, l := range links {
 				if l.Attrs().Name != "lo" {
 					left = append(left, l.Attrs().Name+" ("+l.Type()+")")
 				}
 			}
-			if len(left) == 0 {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("the sandbox still holds %v %s after Detach: a driver removes the interface it handed over", left, readyWait)
-				return nil
-			}
-			time.Sleep(20 * time.Millisecond)
+			return len(left) == 0
+		}) {
+			t.Errorf("the sandbox still holds %v %s after Detach: a driver removes the interface it handed over", left, readyWait)
 		}
+		return err
 	})
 }
 
