@@ -133,6 +133,10 @@ type Controller struct {
 	sandboxes   map[string]*sandboxOp
 	byContainer map[string]string           // container ID → sandbox ID
 	creating    map[string]bool             // container IDs whose sandbox is being made
+	// binding: the runtime namespaces a create or a set-key is giving a
+	// sandbox, by identity, with the container whose it becomes; a
+	// sandbox that has one is found by its own Namespace.
+	binding map[osl.ID]string
 	ingress     string                      // ID of the ingress sandbox
 	pool        *nspool.Pool[*spare]        // namespaces made ahead of time; nil for none
 	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
@@ -243,7 +247,7 @@ func New(log hclog.Logger, cfg Config, plugins Plugins) (*Controller, error) {
 	}
 	c := &Controller{
 		log: log, cfg: cfg, plugins: plugins, kv: kv{store: plugins.Store}, ipam: cfg.IPAM, host: h, names: newNameIndex(),
-		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{},
+		sandboxes: map[string]*sandboxOp{}, byContainer: map[string]string{}, creating: map[string]bool{}, binding: map[osl.ID]string{},
 		caps: map[string]*pb.Capabilities{}, driverDown: map[string]chan struct{}{}, resolvers: map[*sandboxOp]struct{}{}, onHost: map[string]*Network{}, quiet: nspool.NewGate(),
 	}
 	c.retiring, c.netCreates, c.driverUsers = map[string]bool{}, map[string]int{}, map[string]int{}

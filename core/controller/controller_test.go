@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -1336,5 +1337,59 @@ func TestStartWaitsForTheStore(t *testing.T) {
 	e.c = e.start() // fails the test if the start fails
 	if _, err := e.c.SandboxByContainer(context.Background(), "c1"); err != nil {
 		t.Fatalf("c1 after a start that waited for the store: %v", err)
+	}
+}
+
+// A namespace that is a sandbox's already — its key, a process's
+// /proc/PID/ns/net in it, a runtime namespace another create was given —
+// or one of the agent's spares is refused, naming the field, for a new
+// sandbox and for a set-key: two sandboxes in one namespace configure
+// and, on delete, tear down each other's interfaces and routes. The
+// first sandbox keeps its interface and default route.
+func TestNamespaceOfAnotherSandboxRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.104.0.0/24")
+	e.network("blue", "veth", "10.105.0.0/24")
+	web := e.sandbox("web")
+	e.connect("red", "web")
+	runtimeKey := nstest.NewNetns(t)
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "front", Netns: runtimeKey, Networks: []SandboxNetwork{{Network: "red"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// A process living in web's namespace names it too.
+	sleeper := exec.Command("nsenter", "--net="+web.Key, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	procPath := fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid)
+	if !polltest.Wait(5*time.Second, func() bool { return sameNamespace(t, procPath, web.Key) }) {
+		t.Fatal("the sleeper never entered web's namespace")
+	}
+	spares, _ := filepath.Glob(filepath.Join(e.c.creatingDir(), "*"))
+	for _, path := range append([]string{web.Key, procPath, runtimeKey}, spares...) {
+		_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "thief", Netns: path, Networks: []SandboxNetwork{{Network: "blue", Connect: Connect{Interface: "eth5"}}}})
+		if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "netns: ") {
+			t.Errorf("create in %s: %v, want a conflict naming netns", path, err)
+		}
+	}
+	e.sandbox("late", func(r *SandboxCreate) { r.ExternalKey = true })
+	if _, err := e.c.SetKey(ctx, "late", procPath); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "path: ") {
+		t.Errorf("set-key to web's namespace: %v, want a conflict naming path", err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "thief"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("a refused create left sandbox thief: %v", err)
+	}
+	if a := addresses(t, web.Key); fmt.Sprint(a) != "map[eth0:[10.104.0.2/24]]" {
+		t.Errorf("web's namespace after the refusals: %v", a)
+	}
+	// Each namespace is still free for a sandbox of its own once its
+	// sandbox is gone.
+	if err := e.c.DeleteSandbox(ctx, "front"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "again", Netns: runtimeKey, Networks: []SandboxNetwork{{Network: "blue"}}}); err != nil {
+		t.Fatalf("a create in a namespace its sandbox left: %v", err)
 	}
 }

@@ -24,11 +24,12 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	var nsid osl.ID // the runtime's namespace's, given at once
 	if req.Netns != "" {
 		// The runtime's namespace, given at once: an external key set
 		// at creation.
 		req.ExternalKey = true
-		if err := checkRuntimeNS("netns", req.Netns); err != nil {
+		if nsid, err = c.checkRuntimeNS("netns", req.Netns); err != nil {
 			return nil, err
 		}
 	}
@@ -56,6 +57,13 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if c.creating[req.ContainerID] {
 		c.mu.Unlock()
 		return nil, errorf(sdk.ErrForbidden, "container %s already has a sandbox being created", req.ContainerID)
+	}
+	if req.Netns != "" {
+		if err := c.claimNamespaceLocked("netns", req.Netns, nsid, req.ContainerID); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		defer c.releaseNamespace(nsid)
 	}
 	if req.Ingress && c.ingress != "" {
 		c.mu.Unlock()
@@ -640,28 +648,65 @@ func (c *Controller) forgetSandbox(ctx context.Context, op *sandboxOp) error {
 // checkRuntimeNS refuses, naming field, a path a runtime gives as a
 // container's namespace that is not absolute (the agent would look for it
 // in its own working directory, and the let-go watcher look at it there
-// later), that is none, or is the agent's own: a sandbox
-// there would have the driver and the sandbox configure (and, on
-// delete, tear down) the host's interfaces and routes. Host networking
-// is a host-mode sandbox.
-func checkRuntimeNS(field, path string) error {
+// later), that is none, is the agent's own (a sandbox there would have
+// the driver and the sandbox configure, and on delete tear down, the
+// host's interfaces and routes; host networking is a host-mode sandbox),
+// or lies under the agent's namespace directory (its sandboxes' keys and
+// the spares it made ahead). It returns the namespace's identity, for
+// claimNamespaceLocked.
+func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	if !filepath.IsAbs(path) {
-		return errorf(sdk.ErrInvalid, "%s: %q is not an absolute path (the agent does not share its caller's working directory)", field, clip(path))
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %q is not an absolute path (the agent does not share its caller's working directory)", field, clip(path))
 	}
 	var perr *fs.PathError
 	switch err := osl.Check(path); {
 	case errors.As(err, &perr):
 		// Why it cannot be read: gone (a runtime's process that
 		// exited), or refused.
-		return errorf(sdk.ErrInvalid, "%s: %s: %v", field, path, perr.Err)
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s: %v", field, path, perr.Err)
 	case err != nil:
-		return errorf(sdk.ErrInvalid, "%s: %s is not a network namespace", field, path)
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s is not a network namespace", field, path)
 	}
 	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid())
 	if same, err := osl.Same(path, self); err == nil && same {
-		return errorf(sdk.ErrInvalid, "%s: %s is the agent's own network namespace, the host's; a container's sandbox needs one of its own (for host networking, create a host-mode sandbox)", field, path)
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s is the agent's own network namespace, the host's; a container's sandbox needs one of its own (for host networking, create a host-mode sandbox)", field, path)
 	}
+	if dir := filepath.Clean(c.cfg.NetnsDir); strings.HasPrefix(filepath.Clean(path), dir+string(filepath.Separator)) {
+		return osl.ID{}, errorf(sdk.ErrConflict, "%s: %s is under the agent's namespace directory %s: the agent's own namespaces are not a runtime's to give", field, path, dir)
+	}
+	id, err := osl.Identify(path)
+	if err != nil {
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %v", field, err)
+	}
+	return id, nil
+}
+
+// claimNamespaceLocked reserves the runtime namespace id (named by path,
+// the request's field) for container, refusing one a sandbox has
+// already, or another create or set-key is giving one: two sandboxes in
+// one namespace would configure, and on delete tear down, each other's
+// interfaces and routes, and the second's resolver could not bind. A
+// runtime's containers that share a namespace (a pod) share its one
+// sandbox. releaseNamespace ends the reservation. c.mu held.
+func (c *Controller) claimNamespaceLocked(field, path string, id osl.ID, container string) error {
+	if other, ok := c.binding[id]; ok {
+		return errorf(sdk.ErrConflict, "%s: %s is the namespace container %s's sandbox is being given", field, path, other)
+	}
+	for _, op := range c.sandboxes {
+		if ns := op.sb.Namespace(); ns != nil && ns.ID() == id {
+			return errorf(sdk.ErrConflict, "%s: %s is the namespace of sandbox %s (container %s) already", field, path, short(op.sb.ID()), op.sb.ContainerID())
+		}
+	}
+	c.binding[id] = container
 	return nil
+}
+
+// releaseNamespace ends claimNamespaceLocked's reservation of id: the
+// sandbox has the namespace now, or the create or set-key failed.
+func (c *Controller) releaseNamespace(id osl.ID) {
+	c.mu.Lock()
+	delete(c.binding, id)
+	c.mu.Unlock()
 }
 
 // SetKey gives a sandbox created with an external key its namespace: the
@@ -696,9 +741,17 @@ func (c *Controller) setKey(ctx context.Context, container, path string) (*Sandb
 	if op.sb.Namespace() != nil {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s already has its key", short(op.sb.ID()))
 	}
-	if err := checkRuntimeNS("path", path); err != nil {
+	nsid, err := c.checkRuntimeNS("path", path)
+	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	err = c.claimNamespaceLocked("path", path, nsid, op.sb.ContainerID())
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	defer c.releaseNamespace(nsid)
 	key := filepath.Join(c.cfg.NetnsDir, op.sb.ID())
 	ns, err := osl.BindNamespace(path, key)
 	if err != nil {

@@ -31,6 +31,7 @@ const maxStackedMounts = 16
 // netlink calls in flight on the namespace's handle.
 type Namespace struct {
 	path string
+	id   ID // fixed: the namespace's identity, from its open fd
 
 	mu     sync.RWMutex // guards ns, handle and raw against Close
 	ns     netns.NsHandle
@@ -142,7 +143,7 @@ func newNamespace(key string, spare bool, inside func() error) (*Namespace, erro
 		}
 		return nil, fmt.Errorf("creating namespace at %s: %w", key, err)
 	}
-	return &Namespace{path: key, ns: fd, handle: handle, raw: &nl.SocketHandle{Socket: raw}}, nil
+	return &Namespace{path: key, id: idOf(fd), ns: fd, handle: handle, raw: &nl.SocketHandle{Socket: raw}}, nil
 }
 
 // OpenNamespace opens the network namespace bind-mounted at key, for example
@@ -227,6 +228,34 @@ func Same(a, b string) (bool, error) {
 	}
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
+
+// ID is a network namespace's identity: nsfs gives every namespace one
+// inode, whatever file names it (a key, /proc/PID/ns/net, a runtime's
+// bind mount). The zero ID is no namespace's.
+type ID struct{ Dev, Ino uint64 }
+
+// Identify returns the identity of the namespace the file at path names.
+func Identify(path string) (ID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return ID{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return ID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// idOf is the identity of the namespace open as fd; the zero ID should
+// fstat fail.
+func idOf(fd netns.NsHandle) ID {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fd), &st); err != nil {
+		return ID{}
+	}
+	return ID{Dev: st.Dev, Ino: st.Ino}
+}
+
+// ID returns the namespace's identity, as Identify gives it for any file
+// naming the namespace.
+func (n *Namespace) ID() ID { return n.id }
 
 // Abandoned reports whether the runtime that named the namespace at key by
 // path has let go of it: path no longer names it (gone, or another
@@ -485,7 +514,7 @@ func open(key string) (*Namespace, error) {
 		_ = fd.Close()
 		return nil, err
 	}
-	return &Namespace{path: key, ns: fd, handle: handle}, nil
+	return &Namespace{path: key, id: idOf(fd), ns: fd, handle: handle}, nil
 }
 
 // onLockedThread runs fn on a new goroutine locked to its OS thread and

@@ -27,6 +27,15 @@ func OpenNamespace(key string) (*Namespace, error) { return nil, ErrNotSupported
 // BindNamespace returns ErrNotSupported.
 func BindNamespace(src, key string) (*Namespace, error) { return nil, ErrNotSupported }
 
+// ID is a network namespace's identity.
+type ID struct{ Dev, Ino uint64 }
+
+// Identify returns ErrNotSupported.
+func Identify(path string) (ID, error) { return ID{}, ErrNotSupported }
+
+// ID returns the zero ID.
+func (n *Namespace) ID() ID { return ID{} }
+
 // Exists returns false.
 func Exists(key string) bool { return false }
 
