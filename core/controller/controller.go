@@ -131,12 +131,12 @@ type Controller struct {
 
 	mu          sync.Mutex // leaf lock: see the package doc
 	sandboxes   map[string]*sandboxOp
-	byContainer map[string]string           // container ID → sandbox ID
-	creating    map[string]bool             // container IDs whose sandbox is being made
+	byContainer map[string]string // container ID → sandbox ID
+	creating    map[string]bool   // container IDs whose sandbox is being made
 	// binding: the runtime namespaces a create or a set-key is giving a
 	// sandbox, by identity, with the container whose it becomes; a
 	// sandbox that has one is found by its own Namespace.
-	binding map[osl.ID]string
+	binding     map[osl.ID]string
 	ingress     string                      // ID of the ingress sandbox
 	pool        *nspool.Pool[*spare]        // namespaces made ahead of time; nil for none
 	quiet       *nspool.Gate                // attaches in flight, for background work to wait on
