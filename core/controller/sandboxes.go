@@ -42,6 +42,13 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if err != nil {
 		return nil, err
 	}
+	if req.Netns != "" {
+		release, err := c.claimNamespace("netns", req.Netns, nsid, req.ContainerID)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	c.mu.Lock()
 	if id, ok := c.byContainer[req.ContainerID]; ok {
 		op := c.sandboxes[id]
@@ -57,13 +64,6 @@ func (c *Controller) NewSandbox(ctx context.Context, req SandboxCreate) (_ *Sand
 	if c.creating[req.ContainerID] {
 		c.mu.Unlock()
 		return nil, errorf(sdk.ErrForbidden, "container %s already has a sandbox being created", req.ContainerID)
-	}
-	if req.Netns != "" {
-		if err := c.claimNamespaceLocked("netns", req.Netns, nsid, req.ContainerID); err != nil {
-			c.mu.Unlock()
-			return nil, err
-		}
-		defer c.releaseNamespace(nsid)
 	}
 	if req.Ingress && c.ingress != "" {
 		c.mu.Unlock()
@@ -653,7 +653,7 @@ func (c *Controller) forgetSandbox(ctx context.Context, op *sandboxOp) error {
 // host's interfaces and routes; host networking is a host-mode sandbox),
 // or lies under the agent's namespace directory (its sandboxes' keys and
 // the spares it made ahead). It returns the namespace's identity, for
-// claimNamespaceLocked.
+// claimNamespace.
 func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	if !filepath.IsAbs(path) {
 		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %q is not an absolute path (the agent does not share its caller's working directory)", field, clip(path))
@@ -681,32 +681,43 @@ func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	return id, nil
 }
 
-// claimNamespaceLocked reserves the runtime namespace id (named by path,
-// the request's field) for container, refusing one a sandbox has
-// already, or another create or set-key is giving one: two sandboxes in
-// one namespace would configure, and on delete tear down, each other's
-// interfaces and routes, and the second's resolver could not bind. A
-// runtime's containers that share a namespace (a pod) share its one
-// sandbox. releaseNamespace ends the reservation. c.mu held.
-func (c *Controller) claimNamespaceLocked(field, path string, id osl.ID, container string) error {
+// claimNamespace reserves the runtime namespace id (named by path, the
+// request's field) for container, refusing one another container's
+// sandbox has already, or another create or set-key is giving one: two
+// sandboxes in one namespace would configure, and on delete tear down,
+// each other's interfaces and routes, and the second's resolver could
+// not bind. A runtime's containers that share a namespace (a pod) share
+// its one sandbox. release ends the reservation, once the sandbox has the
+// namespace or failed to take it. A sandbox registered after the
+// reservation cannot have the namespace unless through a reservation of
+// its own, which the first finds.
+func (c *Controller) claimNamespace(field, path string, id osl.ID, container string) (release func(), err error) {
+	c.mu.Lock()
 	if other, ok := c.binding[id]; ok {
-		return errorf(sdk.ErrConflict, "%s: %s is the namespace container %s's sandbox is being given", field, path, other)
-	}
-	for _, op := range c.sandboxes {
-		if ns := op.sb.Namespace(); ns != nil && ns.ID() == id {
-			return errorf(sdk.ErrConflict, "%s: %s is the namespace of sandbox %s (container %s) already", field, path, short(op.sb.ID()), op.sb.ContainerID())
+		c.mu.Unlock()
+		if other == container {
+			return func() {}, nil // the container's own create, which refuses this one
 		}
+		return nil, errorf(sdk.ErrConflict, "%s: %s is the namespace container %s's sandbox is being given", field, path, other)
 	}
 	c.binding[id] = container
-	return nil
-}
-
-// releaseNamespace ends claimNamespaceLocked's reservation of id: the
-// sandbox has the namespace now, or the create or set-key failed.
-func (c *Controller) releaseNamespace(id osl.ID) {
-	c.mu.Lock()
-	delete(c.binding, id)
+	ops := make([]*sandboxOp, 0, len(c.sandboxes))
+	for _, op := range c.sandboxes {
+		ops = append(ops, op)
+	}
 	c.mu.Unlock()
+	release = func() {
+		c.mu.Lock()
+		delete(c.binding, id)
+		c.mu.Unlock()
+	}
+	for _, op := range ops {
+		if ns := op.sb.Namespace(); ns != nil && ns.ID() == id && op.sb.ContainerID() != container {
+			release()
+			return nil, errorf(sdk.ErrConflict, "%s: %s is the namespace of sandbox %s (container %s) already", field, path, short(op.sb.ID()), op.sb.ContainerID())
+		}
+	}
+	return release, nil
 }
 
 // SetKey gives a sandbox created with an external key its namespace: the
@@ -745,13 +756,11 @@ func (c *Controller) setKey(ctx context.Context, container, path string) (*Sandb
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	err = c.claimNamespaceLocked("path", path, nsid, op.sb.ContainerID())
-	c.mu.Unlock()
+	release, err := c.claimNamespace("path", path, nsid, op.sb.ContainerID())
 	if err != nil {
 		return nil, err
 	}
-	defer c.releaseNamespace(nsid)
+	defer release()
 	key := filepath.Join(c.cfg.NetnsDir, op.sb.ID())
 	ns, err := osl.BindNamespace(path, key)
 	if err != nil {
