@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/osl"
+	"github.com/sandnet/sandnet/core/resolver"
 	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/driver"
@@ -818,4 +819,46 @@ func TestDriverThatPreparesNothing(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d prepared spares for a driver that prepares nothing", n)
 	}
+}
+
+// A sandbox disconnected from its last network has nothing on
+// 127.0.0.11, as after a restart: a query is refused at once, and no
+// name goes to the upstreams through it (a container without a network
+// is as closed as one on an internal network). The next connect starts
+// the resolver again.
+func TestLastDisconnectStopsTheResolver(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb, _ := e.connected("red", "10.106.0.0/24", "c1")
+	if got := resolve(t, sb.Key, "c1"); got != "10.106.0.2" {
+		t.Fatalf("c1 resolved to %q while connected", got)
+	}
+	if err := e.c.Disconnect(ctx, "red", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exchange(sb.Key, "127.0.0.11", "example.com"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("a query once c1 has no network: %v, want it refused", err)
+	}
+	if fw := (view{x: e.c.names, nets: func() []string { return nil }}).Forward(); fw != resolver.ForwardNone {
+		t.Fatalf("a sandbox without networks forwards %v, want none", fw)
+	}
+	ep := e.connect("red", "c1")
+	if got := resolve(t, sb.Key, "c1"); got != ep.Address.Addr().String() {
+		t.Fatalf("c1 resolved to %q once connected again, at %s", got, ep.Address.Addr())
+	}
+}
+
+// exchange asks server:53 inside the namespace at key for name, once.
+func exchange(key, server, name string) error {
+	ns, err := osl.OpenNamespace(key)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return ns.Do(func() error {
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		_, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, net.JoinHostPort(server, "53"))
+		return err
+	})
 }

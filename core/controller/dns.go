@@ -50,6 +50,14 @@ func (c *Controller) refreshDNS(op *sandboxOp) {
 	op.dns.nets.Store(&ids)
 	c.applyUpstreams(op) // the networks' servers may have changed
 
+	if len(ids) == 0 {
+		// No network left to answer for or forward through: nothing
+		// listens on 127.0.0.11 (a query is refused at once) until the
+		// next addressed join, as after a restart. resolv.conf still
+		// names it.
+		c.dropResolver(op)
+		return
+	}
 	// A delete stopped the resolver for good.
 	if op.dns.r == nil && len(ids) > 0 && !c.stateOf(op).inDelete() {
 		if r := c.newResolver(op); r != nil {
@@ -137,6 +145,12 @@ func (c *Controller) useResolver(op *sandboxOp, r *resolver.Resolver) {
 func (c *Controller) stopDNS(op *sandboxOp) {
 	op.dns.pre.close()
 	op.dns.pre = nil
+	c.dropResolver(op)
+	op.sb.SetEmbeddedDNS(false)
+}
+
+// dropResolver stops the sandbox's resolver, if one runs. op.mu is held.
+func (c *Controller) dropResolver(op *sandboxOp) {
 	if op.dns.r != nil {
 		c.dnsMu.Lock()
 		op.dns.live.Store(nil)
@@ -145,7 +159,6 @@ func (c *Controller) stopDNS(op *sandboxOp) {
 		_ = op.dns.r.Stop()
 		op.dns.r = nil
 	}
-	op.sb.SetEmbeddedDNS(false)
 }
 
 // liveResolvers returns the sandboxes; their dns.live is their running

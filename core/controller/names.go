@@ -237,7 +237,7 @@ func (v view) ReverseLookup(ip netip.Addr) (string, bool) {
 }
 
 // Forward reports which names the sandbox may forward: none when every
-// network is internal, every name when one of its networks that is not
+// network is internal or there is none, every name when one of its networks that is not
 // internal forwards single-label names, else every name but those.
 func (v view) Forward() resolver.Forwarding {
 	v.x.mu.RLock()
@@ -256,10 +256,7 @@ func (v view) Forward() resolver.Forwarding {
 			fw = resolver.ForwardQualified
 		}
 	}
-	if len(ids) == 0 {
-		return resolver.ForwardQualified
-	}
-	return fw
+	return fw // none without networks: no way out to forward through
 }
 
 func appendClipped(to, from []netip.Addr) []netip.Addr {
