@@ -88,8 +88,18 @@ func (x *nameIndex) add(n *Network, ep *Endpoint, hostname string) {
 		}
 	}
 	if len(ns) > 0 {
+		// The first name DNS can hold (a container named by its
+		// 64-character ID cannot), else the first: the resolver then
+		// answers the address's reverse lookup with no data.
+		ptr := ns[0] + "." + nn.name + "."
+		for _, name := range ns {
+			if p := name + "." + nn.name + "."; dnsName(p) {
+				ptr = p
+				break
+			}
+		}
 		for _, a := range addrs {
-			nn.ptr[a] = ns[0] + "." + nn.name + "."
+			nn.ptr[a] = ptr
 		}
 	}
 	own := strings.ToLower(strings.TrimSuffix(ep.Name, "."))
@@ -264,4 +274,18 @@ func appendClipped(to, from []netip.Addr) []netip.Addr {
 		return from[:len(from):len(from)]
 	}
 	return append(to, from...)
+}
+
+// dnsName reports whether the fully qualified name (with its trailing
+// dot) fits DNS: labels of 1 to 63 bytes, 255 bytes on the wire.
+func dnsName(name string) bool {
+	if len(name) > 254 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if len(l) == 0 || len(l) > 63 {
+			return false
+		}
+	}
+	return true
 }

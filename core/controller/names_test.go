@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/sandnet/sandnet/core/resolver"
@@ -106,5 +107,25 @@ func BenchmarkLookup(b *testing.B) {
 				v.Lookup(q)
 			}
 		})
+	}
+}
+
+// A reverse lookup names the endpoint by its first name DNS can hold: a
+// container named by its 64-character ID (a label over 63 bytes) is
+// named by its hostname or alias instead.
+func TestPTRNameDNSCanHold(t *testing.T) {
+	x := newNameIndex()
+	red := &Network{ID: "r", Name: "red"}
+	id := strings.Repeat("0123456789abcdef", 4)
+	x.add(red, &Endpoint{ID: "e1", Name: id, Aliases: []string{"db"}, Address: netip.MustParsePrefix("10.0.0.2/24")}, "")
+	x.add(red, &Endpoint{ID: "e2", Name: id[:63] + "x", Address: netip.MustParsePrefix("10.0.0.3/24")}, "")
+	v := view{x: x, nets: func() []string { return []string{"r"} }}
+	if p, ok := v.ReverseLookup(netip.MustParseAddr("10.0.0.2")); !ok || p != "db.red." {
+		t.Errorf("PTR 10.0.0.2 = %q, %v; want db.red.", p, ok)
+	}
+	// With no such name the address is still known: the resolver
+	// answers it with no data rather than forwarding it.
+	if _, ok := v.ReverseLookup(netip.MustParseAddr("10.0.0.3")); !ok {
+		t.Error("PTR 10.0.0.3 unknown")
 	}
 }

@@ -37,14 +37,14 @@ func (r *Resolver) respond(msg, out []byte, tcp bool) ([]byte, request, action) 
 		if ip, ok := reverseAddr(key); ok {
 			if ptr, found := r.backend.ReverseLookup(ip); found {
 				rp := newReply(out, msg, &req, dns.RcodeSuccess, true, tcp)
-				valid := true
 				if req.qtype == dns.TypePTR || req.qtype == dns.TypeANY {
-					valid = rp.ptr(ptr)
+					// A name DNS cannot hold (a label over 63
+					// bytes) gives no data: the address is a
+					// container's, never the upstreams' to answer.
+					_ = rp.ptr(ptr)
 				}
-				if valid {
-					r.metrics.Query(OutcomeContainer, dns.RcodeSuccess)
-					return rp.finish(), req, actReply
-				}
+				r.metrics.Query(OutcomeContainer, dns.RcodeSuccess)
+				return rp.finish(), req, actReply
 			}
 		} else if v4, v6, found := r.backend.Lookup(string(key)); found {
 			rp := newReply(out, msg, &req, dns.RcodeSuccess, true, tcp)

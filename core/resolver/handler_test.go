@@ -71,6 +71,7 @@ func TestHandler(t *testing.T) {
 		{name: "PTR IPv6", q: query(mustReverse("fd00::2"), dns.TypePTR), aa: true, answers: []string{"web.net."}},
 		{name: "NODATA: A of a local reverse name", q: query("2.0.0.10.in-addr.arpa.", dns.TypeA), aa: true},
 		{name: "unknown name forwarded, no upstream: SERVFAIL", q: query("example.com.", dns.TypeA), rcode: dns.RcodeServerFailure},
+		{name: "PTR of a container whose name DNS cannot hold: no data, not forwarded", q: query("7.0.0.10.in-addr.arpa.", dns.TypePTR), aa: true},
 		{name: "unknown PTR forwarded, no upstream: SERVFAIL", q: query("9.0.0.10.in-addr.arpa.", dns.TypePTR), rcode: dns.RcodeServerFailure},
 		{name: "partial reverse name forwarded", q: query("10.in-addr.arpa.", dns.TypePTR), rcode: dns.RcodeServerFailure},
 		{name: "root forwarded", q: query(".", dns.TypeNS), rcode: dns.RcodeServerFailure},

@@ -69,6 +69,7 @@ func seqAddrs(n int) []netip.Addr {
 //	many               40 IPv4 addresses (more than 512 bytes of A records)
 //	lots               300 IPv4 addresses (more than 4096 bytes)
 //	10.0.0.2, fd00::2  PTR web.net.
+//	10.0.0.7           a container's, named by a label DNS cannot hold
 func testBackend() *fakeBackend {
 	web := addrs{v4: ips("10.0.0.2", "10.0.0.3", "10.0.0.4"), v6: ips("fd00::2")}
 	return &fakeBackend{
@@ -83,6 +84,7 @@ func testBackend() *fakeBackend {
 		ptrs: map[netip.Addr]string{
 			netip.MustParseAddr("10.0.0.2"): "web.net.",
 			netip.MustParseAddr("fd00::2"):  "web.net.",
+			netip.MustParseAddr("10.0.0.7"): strings.Repeat("0123456789abcdef", 4) + ".net.",
 		},
 	}
 }
