@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/sandnet/sandnet/core/resolver"
 )
@@ -14,15 +13,14 @@ import (
 // could be a container of any network. It implements resolver.Backend.
 type hostView struct{ x *nameIndex }
 
+// Lookup cuts the network's name off the end, as a sandbox's resolver
+// does: names and networks may both have dots (db.local.my.net).
 func (v hostView) Lookup(name string) (v4, v6 []netip.Addr, found bool) {
-	base, netName, ok := strings.Cut(name, ".")
-	if !ok {
-		return nil, nil, false
-	}
 	v.x.mu.RLock()
 	defer v.x.mu.RUnlock()
 	for _, nn := range v.x.nets {
-		if nn.name != netName {
+		base, ok := cutNetwork(name, nn.name)
+		if !ok {
 			continue
 		}
 		a4, ok4 := nn.v4[base]

@@ -129,3 +129,21 @@ func TestPTRNameDNSCanHold(t *testing.T) {
 		t.Error("PTR 10.0.0.3 unknown")
 	}
 }
+
+// The host listener answers name.network as a sandbox's resolver does,
+// with dots in the name or the network, and no bare name.
+func TestHostViewNamesWithDots(t *testing.T) {
+	x := newNameIndex()
+	x.add(&Network{ID: "n", Name: "n1"}, &Endpoint{ID: "e1", Name: "web", Aliases: []string{"db.local"}, Address: netip.MustParsePrefix("10.0.0.2/24")}, "host-a.example.com")
+	x.add(&Network{ID: "d", Name: "my.net"}, &Endpoint{ID: "e2", Name: "api", Address: netip.MustParsePrefix("10.3.0.2/24")}, "")
+	v := hostView{x: x}
+	for name, want := range map[string]string{
+		"web.n1": "10.0.0.2", "db.local.n1": "10.0.0.2", "host-a.example.com.n1": "10.0.0.2",
+		"api.my.net": "10.3.0.2", "web": "", "db.local": "", "api.net": "",
+	} {
+		v4, _, found := v.Lookup(name)
+		if got := fmt.Sprint(v4); found != (want != "") || want != "" && got != "["+want+"]" {
+			t.Errorf("host listener: %s = %s (found %v), want %q", name, got, found, want)
+		}
+	}
+}
