@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/ipam"
@@ -117,6 +119,7 @@ func (a *Agent) startController(ctx context.Context) error {
 			Upstreams:   a.cfg.Resolver.Upstreams,
 			Timeout:     a.cfg.Resolver.Timeout,
 			MaxInflight: a.cfg.Resolver.MaxInflight,
+			Budget:      resolver.NewBudget(forwardBudget()),
 			Metrics:     a.metrics.DNS(),
 			Cache:       a.cache,
 		},
@@ -225,4 +228,17 @@ func hostID(dataDir string) (id string, made bool, err error) {
 		return "", false, fmt.Errorf("writing host ID: %w", err)
 	}
 	return id, true, nil
+}
+
+// forwardBudget bounds the queries the embedded resolvers of all
+// sandboxes forward at once (each holds a socket until its upstream
+// answers): a quarter of the open-file limit, at least 256, so that
+// containers flooding their resolvers with names no upstream answers
+// leave the agent the files its API and new sandboxes need.
+func forwardBudget() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur/4 > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return max(256, int(lim.Cur/4))
 }

@@ -60,9 +60,10 @@
 // names are answered before the cache is looked at, so a kept answer
 // never hides a container.
 //
-// At most Config.MaxInflight forwarded queries wait for upstreams at once;
-// a query beyond that is answered REFUSED at once. Local answers never
-// wait, so they are not bounded by it.
+// At most Config.MaxInflight forwarded queries wait for upstreams at once,
+// and at most Config.Budget's across the resolvers sharing it; a query
+// beyond either is answered REFUSED at once. Local answers never wait, so
+// they are not bounded by them.
 //
 // # Odd queries
 //

@@ -498,3 +498,42 @@ func TestTCPClientThatDoesNotRead(t *testing.T) {
 	polltest.Until(t, 10*time.Second, "the upstream asked every query", func() bool { return up.queries.Load() == n })
 	polltest.Until(t, 3*time.Second, "every slot released while the client still does not read", func() bool { return r.inflight.Load() == 0 })
 }
+
+// TestBudgetSharedAcrossResolvers: resolvers sharing a Budget (an
+// agent's) together forward no more than it allows; a query beyond it is
+// REFUSED at once by whichever resolver gets it, though that resolver's
+// own MaxInflight has room, and local names are still answered. The
+// places come back once the upstream answers.
+func TestBudgetSharedAcrossResolvers(t *testing.T) {
+	const budget = 3
+	up, release := blockingUpstream(t)
+	b := NewBudget(budget)
+	cfg := Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 10 * time.Second, MaxInflight: 1024, Budget: b}
+	r1, r2 := newTestResolver(t, cfg, testBackend()), newTestResolver(t, cfg, testBackend())
+	addr1, addr2 := startLoopback(t, r1), startLoopback(t, r2)
+	held := make(chan error, budget)
+	for i, addr := range []netip.AddrPort{addr1, addr1, addr2} {
+		go func() {
+			m, _, err := exchange(t, "udp", addr, query("held"+string(rune('a'+i))+".example.", dns.TypeA), 10*time.Second)
+			if err == nil && m.Rcode != dns.RcodeSuccess {
+				err = errors.New("held query got " + dns.RcodeToString[m.Rcode])
+			}
+			held <- err
+		}()
+	}
+	polltest.Until(t, 5*time.Second, "the upstream to hold the budget", func() bool { return up.queries.Load() == budget })
+	m, rtt, err := exchange(t, "udp", addr2, query("extra.example.", dns.TypeA), 2*time.Second)
+	if err != nil || m.Rcode != dns.RcodeRefused || rtt > 500*time.Millisecond {
+		t.Errorf("a query beyond the shared budget: %v after %v, %v; want REFUSED at once", m, rtt, err)
+	}
+	if m, _, err := exchange(t, "udp", addr2, query("web.", dns.TypeA), 2*time.Second); err != nil || len(m.Answer) != 3 {
+		t.Errorf("local query while the budget is spent: %v, %v", m, err)
+	}
+	release()
+	for range budget {
+		if err := <-held; err != nil {
+			t.Error(err)
+		}
+	}
+	polltest.Until(t, 5*time.Second, "the budget to be given back", func() bool { return b.used.Load() == 0 })
+}

@@ -94,6 +94,10 @@ type Config struct {
 	// (default config.DefaultMaxInflight, 1024); queries beyond it are
 	// answered REFUSED at once.
 	MaxInflight int
+	// Budget, unless nil, bounds the forwarded queries of every resolver
+	// sharing it as MaxInflight bounds one's: each waits on a socket of
+	// its own, and the resolvers of one agent share its open files.
+	Budget *Budget
 	// Logger gets upstream failures (at debug level) and Start/Stop
 	// (default: discard).
 	Logger hclog.Logger
@@ -112,6 +116,7 @@ type Resolver struct {
 	log         hclog.Logger
 	timeout     atomic.Int64 // time.Duration; SetLimits
 	maxInflight atomic.Int64 // SetLimits
+	budget      *Budget      // Config.Budget
 	resolvConf  string
 	cache       *Cache
 	metrics     Metrics
@@ -159,6 +164,7 @@ func New(cfg Config, b Backend) *Resolver {
 		resolvConf: cfg.HostResolvConf,
 		cache:      cfg.Cache,
 		metrics:    cfg.Metrics,
+		budget:     cfg.Budget,
 	}
 	if r.metrics == nil {
 		r.metrics = nopMetrics{}
@@ -527,11 +533,49 @@ func (r *Resolver) acquire() bool {
 		r.inflight.Add(-1)
 		return false
 	}
+	if !r.budget.take() {
+		r.inflight.Add(-1)
+		return false
+	}
 	r.metrics.ForwardStarted()
 	return true
 }
 
 func (r *Resolver) release() {
+	r.budget.give()
 	r.inflight.Add(-1)
 	r.metrics.ForwardDone()
+}
+
+// Budget bounds the forwarded queries in flight across the resolvers
+// that share it (Config.Budget): a query beyond it is answered REFUSED
+// at once, as beyond a resolver's own MaxInflight. Each forwarded query
+// holds a socket, so that one agent's containers together cannot use up
+// its open files, and with them its API, its other containers' lookups
+// and the namespaces of new sandboxes. A nil *Budget bounds nothing.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget returns a Budget of max forwarded queries.
+func NewBudget(max int) *Budget { return &Budget{max: int64(max)} }
+
+// take takes a query's place, or says there is none.
+func (b *Budget) take() bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(1) > b.max {
+		b.used.Add(-1)
+		return false
+	}
+	return true
+}
+
+// give gives back a place take took.
+func (b *Budget) give() {
+	if b != nil {
+		b.used.Add(-1)
+	}
 }
