@@ -186,6 +186,15 @@ func TestHostileRequests(t *testing.T) {
 		{"set-key to a file that is no namespace", "POST", "/v1/sandboxes/ext/key", `{"path":"/etc/hostname"}`, 400, "path: /etc/hostname is not a network namespace"},
 		create("netns a relative path", `{"container_id":"c9","netns":"ns/net","networks":[{"network":"net"}]}`, `netns: "ns/net" is not an absolute path`),
 		{"set-key to a relative path", "POST", "/v1/sandboxes/ext/key", `{"path":"proc/1/ns/net"}`, 400, `path: "proc/1/ns/net" is not an absolute path`},
+		// 11: a disconnect naming an interface (it took the container's
+		// attachment whatever its interface); an all-zero MAC (a 500
+		// from the kernel); DNS servers a network's dns refuses
+		{"disconnect naming an interface", "POST", "/v1/networks/net/disconnect", `{"container":"c1","interface":"eth7"}`, 400, "interface: only with release"},
+		{"connect with an all-zero MAC", "POST", "/v1/networks/net/connect", `{"container":"ext","mac":"00:00:00:00:00:00"}`, 400, "mac: "},
+		create("dns 0.0.0.0", `{"container_id":"c9","dns":["0.0.0.0"]}`, "dns[0]: "),
+		create("dns multicast", `{"container_id":"c9","dns":["224.0.0.1"]}`, "dns[0]: "),
+		create("dns zoned", `{"container_id":"c9","dns":["fe80::1%eth0"]}`, "dns[0]: "),
+		create("dns broadcast", `{"container_id":"c9","dns":["255.255.255.255"]}`, "dns[0]: "),
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

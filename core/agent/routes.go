@@ -70,6 +70,12 @@ func (a *Agent) controllerRoutes() {
 		if req.Release {
 			return nil, c.Release(r.Context(), r.PathValue("ref"), req.Container, req.Interface)
 		}
+		if req.Interface != "" {
+			// A disconnect takes the container's one attachment to the
+			// network, whatever its interface: naming one would not
+			// keep another.
+			return nil, fmt.Errorf("interface: only with release (a runtime front's DEL, which leaves an attachment under another interface): %w", sdk.ErrInvalid)
+		}
 		return nil, c.Disconnect(r.Context(), r.PathValue("ref"), req.Container)
 	})
 	h("GET /v1/hosts", 0, func(r *http.Request) (any, error) {

@@ -98,8 +98,8 @@ func parseConnect(req Connect) (a connectArgs, err error) {
 	}
 	if req.MAC != "" {
 		mac, err := net.ParseMAC(req.MAC)
-		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-			return a, errorf(sdk.ErrInvalid, "mac: %q is not a unicast Ethernet address", req.MAC)
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 || string(mac) == "\x00\x00\x00\x00\x00\x00" {
+			return a, errorf(sdk.ErrInvalid, "mac: %q is not a unicast Ethernet address (nor all zeros, which the kernel refuses)", req.MAC)
 		}
 		a.mac = mac.String()
 	}

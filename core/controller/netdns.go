@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/sandnet/sandnet/core/sandbox"
 	"github.com/sandnet/sandnet/sdk"
 )
 
@@ -97,7 +98,10 @@ func parseDNS(field string, list []string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for i, s := range list {
 		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+		if err == nil {
+			err = sandbox.CheckDNSServer(a)
+		}
+		if err != nil {
 			return nil, errorf(sdk.ErrInvalid, "%s[%d]: %q is not the IP address of a DNS server", field, i, s)
 		}
 		out = append(out, a.Unmap())

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -53,8 +54,8 @@ func (o Options) Validate() error {
 		}
 	}
 	for i, a := range o.DNS {
-		if !a.IsValid() {
-			return fmt.Errorf("dns[%d]: must be an IP address: %w", i, sdk.ErrInvalid)
+		if err := CheckDNSServer(a); err != nil {
+			return fmt.Errorf("dns[%d]: %w", i, err)
 		}
 	}
 	for i, d := range o.DNSSearch {
@@ -101,4 +102,24 @@ func checkTokens(file string, tokens ...[]string) error {
 		}
 	}
 	return nil
+}
+
+// CheckDNSServer refuses an address no DNS server can have: none, a
+// zoned one (resolv.conf and the embedded resolver's upstreams take
+// none), the unspecified address, a multicast or the limited broadcast
+// address. A sandbox's and a network's servers are checked alike.
+func CheckDNSServer(a netip.Addr) error {
+	u := a.Unmap()
+	if !a.IsValid() || a.Zone() != "" || u.IsUnspecified() || u.IsMulticast() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fmt.Errorf("%s is not the IP address of a DNS server: %w", fmtAddr(a), sdk.ErrInvalid)
+	}
+	return nil
+}
+
+// fmtAddr is a for messages, quoted; the zero Addr is "none".
+func fmtAddr(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return fmt.Sprintf("%q", a.String())
 }
