@@ -173,6 +173,11 @@ func retry(ctx context.Context, what string, fn func() error) error {
 	return fmt.Errorf("%s: gave up after %d concurrent updates (%v): %w", what, maxAttempts, err, sdk.ErrConflict)
 }
 
+// Retried says whether err, a step's (Config.OnStep), is a lost
+// compare-and-swap race that the flow tries again, rather than a
+// failure anyone hears of.
+func Retried(err error) bool { return isConflict(err) }
+
 // isConflict tells a lost compare-and-swap race from other errors; a
 // conflict of the caller's own making (an address in use, a network with
 // endpoints) wraps sdk.ErrConflict but not errRetry and is not retried.

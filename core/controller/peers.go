@@ -283,6 +283,12 @@ func (p *peerSync) apply(ev *pb.WatchEvent) (string, bool) {
 			p.remote[netID] = map[string]*Endpoint{}
 		}
 		p.remote[netID][epID] = &ep
+		if p.c.ipam != nil {
+			// Its addresses are taken: the next attach here picks
+			// others rather than losing its commit to that host.
+			p.c.ipam.Observe(ep.Address.Addr())
+			p.c.ipam.Observe(ep.AddressV6.Addr())
+		}
 		return netID, true
 	case pb.WatchEvent_DELETE:
 		if _, ok := p.remote[netID][epID]; !ok {

@@ -93,6 +93,7 @@ func (a *Allocator) Allocate(ctx context.Context, pool netip.Prefix, want netip.
 	if err != nil {
 		return nil, err
 	}
+	st.takeObserved()
 	var addr netip.Addr
 	if want.IsValid() {
 		addr, err = st.claim(ctx, s, want)
@@ -159,6 +160,36 @@ func (a *Allocator) Refresh(ctx context.Context, pool netip.Prefix) error {
 	return st.load(ctx, s)
 }
 
+// Observe tells the allocator that another host holds addr (its
+// endpoint record came through the store's watch), so that the next
+// Allocate from a pool holding it does not pick it: hosts allocating in
+// turn from one pool would otherwise each pick the address the other
+// took last, lose the commit and try again. It reads nothing and never
+// waits for an Allocate; an address of a pool this allocator has not
+// read is ignored (the read finds it). A release elsewhere is not
+// observed: a freed address comes round again once the pool is read.
+func (a *Allocator) Observe(addr netip.Addr) {
+	if !addr.IsValid() {
+		return
+	}
+	addr = addr.Unmap()
+	a.mu.Lock()
+	var sts []*poolState
+	for p, st := range a.pools {
+		if p.Contains(addr) {
+			sts = append(sts, st)
+		}
+	}
+	a.mu.Unlock()
+	for _, st := range sts {
+		st.obsMu.Lock()
+		if len(st.observed) < maxObserved {
+			st.observed = append(st.observed, addr)
+		}
+		st.obsMu.Unlock()
+	}
+}
+
 // state returns the state of the pool with subnet p, creating it when
 // create is set (and returning nil otherwise when there is none).
 func (a *Allocator) state(p netip.Prefix, create bool) *poolState {
@@ -193,6 +224,33 @@ type poolState struct {
 
 	pending map[netip.Addr]struct{} // handed out, Done not called yet; kept across reloads
 	suspect map[netip.Addr]struct{} // Done(false): check against the store
+
+	// observed are addresses Observe was told other hosts hold, for the
+	// next Allocate to mark taken; obsMu guards it alone, so that Observe
+	// never waits for an Allocate's store reads under mu.
+	obsMu    sync.Mutex
+	observed []netip.Addr
+}
+
+// maxObserved bounds the addresses waiting in poolState.observed; beyond
+// it they are dropped: an Allocate that picks one loses its commit to
+// the holder and reads the pool again, as without Observe.
+const maxObserved = 4096
+
+// takeObserved marks the addresses Observe queued as taken. mu held.
+func (st *poolState) takeObserved() {
+	st.obsMu.Lock()
+	obs := st.observed
+	st.observed = nil
+	st.obsMu.Unlock()
+	if !st.loaded {
+		return // the next load reads them
+	}
+	for _, a := range obs {
+		if st.subnet.Contains(a) {
+			st.mark(a)
+		}
+	}
 }
 
 // sync makes the view usable: it loads it if needed, and checks the

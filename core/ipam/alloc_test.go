@@ -423,3 +423,45 @@ func allocateCounting(ctx context.Context, a *Allocator, s store.Store, pool net
 	}
 	return netip.Addr{}, errors.New("too many conflicts")
 }
+
+// TestHostsInTurn: two hosts allocating from one pool in turn, each told
+// of the other's addresses as its watch would (Observe), never pick an
+// address the other holds: no commit is lost. Without Observe each picks
+// the address the other took last, loses the commit and tries again.
+func TestHostsInTurn(t *testing.T) {
+	for _, observe := range []bool{true, false} {
+		t.Run(fmt.Sprintf("observe=%v", observe), func(t *testing.T) {
+			ctx := t.Context()
+			impl := newStore(t)
+			var hosts [2]struct {
+				a *Allocator
+				s store.Store
+			}
+			for i := range hosts {
+				c, stop, err := store.InProcess(boltstore.Info("test"), impl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(stop)
+				hosts[i].s, hosts[i].a = c, newAllocator(t, c, opts{})
+			}
+			pool := createPool(t, hosts[0].a, hosts[0].s, PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.9.0.0/24")})
+			var conflicts atomic.Int64
+			for n := range 20 {
+				h := n % 2
+				addr, err := allocateCounting(ctx, hosts[h].a, hosts[h].s, pool.Subnet, fmt.Sprint("e", n), &conflicts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if observe {
+					hosts[1-h].a.Observe(addr)
+				}
+			}
+			if got := conflicts.Load(); observe && got != 0 {
+				t.Errorf("%d commits lost to the other host, though each was told of its addresses", got)
+			} else if !observe && got < 10 {
+				t.Errorf("only %d commits lost without Observe: the test no longer shows what Observe is for", got)
+			}
+		})
+	}
+}

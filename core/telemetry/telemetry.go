@@ -139,7 +139,10 @@ func (m *Metrics) PluginCall(kind, name, method string, d time.Duration, err err
 // or "attach"); a step that failed counts under outcome "error".
 func (m *Metrics) Step(flow, step string, d time.Duration, err error) {
 	outcome := "ok"
-	if err != nil {
+	switch {
+	case controller.Retried(err):
+		outcome = "retry" // a race lost to another writer: the flow runs again
+	case err != nil:
 		outcome = "error"
 	}
 	m.steps.WithLabelValues(flow, step, outcome).Observe(d.Seconds())
