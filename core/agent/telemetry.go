@@ -87,7 +87,7 @@ func (a *Agent) watchPlugins() {
 
 // opsRoutes serves GET /v1/metrics, GET /v1/events and POST /v1/reload.
 func (a *Agent) opsRoutes() {
-	a.api.HandleHTTP("GET /v1/metrics", telemetry.Handler(a.registry))
+	a.api.HandleHTTP("GET /v1/metrics", telemetry.Handler(a.registry, a.log.Named("metrics")))
 	a.api.HandleHTTP("GET /v1/events", http.HandlerFunc(a.serveEvents))
 	a.api.Handle("POST /v1/reload", 0, func(r *http.Request) (any, error) {
 		// No body, or an empty object: a field it does not know is a
@@ -120,7 +120,7 @@ func (a *Agent) listenPrometheus(addr string) (*http.Server, error) {
 		return nil, fmt.Errorf("telemetry prometheus_listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", telemetry.Handler(a.registry))
+	mux.Handle("GET /metrics", telemetry.Handler(a.registry, a.log.Named("metrics")))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -438,13 +438,14 @@ func (c *Controller) Sandboxes(ctx context.Context) ([]*Sandbox, error) {
 // ListSandboxes lists the sandboxes, oldest first; with stubs, also those
 // read back after a restart and not claimed yet (marked Stub).
 func (c *Controller) ListSandboxes(ctx context.Context, stubs bool) ([]*Sandbox, error) {
-	var out []*Sandbox
-	for _, op := range c.sortedSandboxes(stubs) {
-		v, err := c.view(ctx, op)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+	ops := c.sortedSandboxes(stubs)
+	out := make([]*Sandbox, len(ops))
+	err := inParallel(ctx, len(ops), func(ctx context.Context, i int) (err error) {
+		out[i], err = c.view(ctx, ops[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/osl"
 )
@@ -41,7 +43,8 @@ type PoolStats struct {
 }
 
 // Stats reads the counts that Stats holds; networks and addresses come
-// from the store.
+// from the store. When the store fails it, Stats still has the counts
+// held in memory (sandboxes, stubs, spares, waiters), with the error.
 func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
 	st := &Stats{DriverWaiters: int(c.driverWaiters.Load())}
 	c.mu.Lock()
@@ -56,24 +59,60 @@ func (c *Controller) Stats(ctx context.Context) (*Stats, error) {
 	st.SpareNamespaces = pool.Len() // c.mu is a leaf: the pool's lock is taken after it
 	nets, err := c.Networks(ctx)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
-	for _, n := range nets {
-		ns := NetworkStats{Name: n.Name, Driver: n.Driver}
-		if ns.Endpoints, err = c.kv.count(ctx, endpointsOf(n.ID)); err != nil {
-			return nil, err
-		}
-		for _, pc := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
-			used, inRange, err := c.ipam.Used(ctx, pc.Subnet, pc.Range)
-			if err != nil {
-				return nil, err
-			}
-			free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range, pc.aux()) - float64(inRange)
-			ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
-		}
-		st.Networks = append(st.Networks, ns)
+	st.Networks = make([]NetworkStats, len(nets))
+	err = inParallel(ctx, len(nets), func(ctx context.Context, i int) (err error) {
+		st.Networks[i], err = c.networkStats(ctx, nets[i])
+		return err
+	})
+	if err != nil {
+		st.Networks = nil
+		return st, err
 	}
 	return st, nil
+}
+
+// networkStats reads network n's endpoint count and address use.
+func (c *Controller) networkStats(ctx context.Context, n *Network) (NetworkStats, error) {
+	ns := NetworkStats{Name: n.Name, Driver: n.Driver}
+	var err error
+	if ns.Endpoints, err = c.kv.count(ctx, endpointsOf(n.ID)); err != nil {
+		return ns, err
+	}
+	for _, pc := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
+		used, inRange, err := c.ipam.Used(ctx, pc.Subnet, pc.Range)
+		if err != nil {
+			return ns, err
+		}
+		free := ipam.Capacity(pc.Subnet, pc.Gateway, pc.Range, pc.aux()) - float64(inRange)
+		ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
+	}
+	return ns, nil
+}
+
+// storeReadsAtOnce bounds the store reads a listing or a scrape has in
+// flight: each waits a round trip to the store, which one after another
+// add up to seconds with a store tens of milliseconds away.
+const storeReadsAtOnce = 16
+
+// inParallel runs fn for 0..n-1, storeReadsAtOnce at a time, and
+// returns the first error; the others' contexts are cancelled then.
+func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n <= 1 {
+		for i := range n {
+			if err := fn(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(storeReadsAtOnce)
+	for i := range n {
+		g.Go(func() error { return fn(gctx, i) })
+	}
+	return g.Wait()
 }
 
 // aux is c's auxiliary addresses as the allocator has them.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -107,9 +108,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 
 // Handler serves g's metrics in the Prometheus text format. A collector
 // that fails (the store unreachable) leaves its families out of that
-// scrape; the others are still served.
-func Handler(g prometheus.Gatherer) http.Handler {
-	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+// scrape, logged to log at warn level; the others are still served.
+func Handler(g prometheus.Gatherer, log hclog.Logger) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+	})
 }
 
 // APIRequest records one answered API request.
@@ -200,14 +204,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	st, err := c.stats(ctx)
-	if err != nil {
+	if st == nil {
 		ch <- prometheus.NewInvalidMetric(descNetworks, err)
 		return
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	gauge(descNetworks, float64(len(st.Networks)))
+	if err != nil {
+		// The store did not answer: what the agent holds in memory is
+		// still reported, the store's counts are not.
+		ch <- prometheus.NewInvalidMetric(descNetworks, err)
+	} else {
+		gauge(descNetworks, float64(len(st.Networks)))
+	}
 	gauge(descSBs, float64(st.Sandboxes))
 	gauge(descStubs, float64(st.Stubs))
 	gauge(descSpares, float64(st.SpareNamespaces))

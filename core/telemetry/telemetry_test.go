@@ -1,16 +1,21 @@
 package telemetry
 
 import (
+	"context"
+	"errors"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandnet/sandnet/core/controller"
 	"github.com/sandnet/sandnet/core/resolver"
 )
 
@@ -80,5 +85,33 @@ func TestDNSQueries(t *testing.T) {
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", problems, err)
+	}
+}
+
+// A scrape whose store reads fail still reports what the agent holds in
+// memory (sandboxes, stubs, spares, waiters); only the store's counts
+// are left out.
+func TestStateWithoutTheStore(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.WatchController(func(context.Context) (*controller.Stats, error) {
+		return &controller.Stats{Sandboxes: 3, Stubs: 1, SpareNamespaces: 2}, errors.New("store plugin unavailable")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	Handler(reg, hclog.NewNullLogger()).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, line := range []string{"sandnet_sandboxes 3", "sandnet_stub_sandboxes 1", "sandnet_spare_namespaces_ready 2"} {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("a scrape without the store lacks %q", line)
+		}
+	}
+	if strings.Contains(body, "sandnet_networks ") {
+		t.Error("a scrape without the store reports a network count")
 	}
 }
