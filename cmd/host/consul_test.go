@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/api"
@@ -20,6 +23,7 @@ import (
 	"github.com/sandnet/sandnet/plugins/store-consul/consultest"
 	"github.com/sandnet/sandnet/sdk"
 	"github.com/sandnet/sandnet/sdk/nstest"
+	"github.com/sandnet/sandnet/sdk/polltest"
 )
 
 func consulBlock(addr string) string {
@@ -232,4 +236,69 @@ func consulKeys(t *testing.T, addr, prefix string) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// TestDriverReplayWaitsForTheStore: a driver that restarts while the
+// store does not answer cannot be given its state back then; the agent
+// tries the replay again until the store answers, rather than leaving
+// the driver without its networks and endpoints until its next restart.
+func TestDriverReplayWaitsForTheStore(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	consul := consultest.Start(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
+	a := e.Start(t)
+	c := a.Client
+	t.Cleanup(func() { removeAll(t, c) })
+	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.48.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1", Networks: []controller.SandboxNetwork{{Network: "net"}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := plugins(t, a)["driver/bridge"]
+	consul.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			consul.Resume()
+		}
+	}()
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	polltest.UntilEmpty(t, 20*time.Second, "the replay to fail for want of the store", func() string {
+		if !strings.Contains(a.Log(), "the store did not answer a replay; trying again until it does") {
+			return a.Log()
+		}
+		return ""
+	})
+	consul.Resume()
+	resumed = true
+	polltest.UntilEmpty(t, 20*time.Second, "the replay once the store answers", func() string {
+		if !strings.Contains(a.Log(), "replayed state to the driver once the store answered") {
+			return a.Log()
+		}
+		return ""
+	})
+	// The driver has the endpoint again: its disconnect removes the
+	// host's end of the pair.
+	sb, err := c.Sandbox(ctx, "c1")
+	if err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("c1 after the replay: %+v, %v", sb, err)
+	}
+	if _, err := netlink.LinkByName(sb.Endpoints[0].HostIfName); err != nil {
+		t.Fatalf("c1's host end %q after the replay: %v", sb.Endpoints[0].HostIfName, err)
+	}
+	if err := c.Disconnect(ctx, "net", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	polltest.UntilEmpty(t, 10*time.Second, "c1's host end to go", func() string {
+		if _, err := netlink.LinkByName(sb.Endpoints[0].HostIfName); err == nil {
+			return sb.Endpoints[0].HostIfName + " is still there"
+		}
+		return ""
+	})
 }

@@ -60,11 +60,18 @@ type Agent struct {
 	// a reload that restarted it to report.
 	replayMu sync.Mutex
 	replayed map[string]error
+	// retries cancels, by driver name, the replay waiting for the store
+	// to answer (replayLater); replayMu guards it.
+	retries map[string]context.CancelFunc
+	// bg is cancelled by Stop: background work of the agent's own ends.
+	bg     context.Context
+	stopBg context.CancelFunc
 }
 
 // New returns an agent for cfg; Start starts it.
 func New(cfg *config.Config, log hclog.Logger) *Agent {
-	a := &Agent{cfg: cfg, log: log}
+	a := &Agent{cfg: cfg, log: log, retries: map[string]context.CancelFunc{}}
+	a.bg, a.stopBg = context.WithCancel(context.Background())
 	a.newTelemetry()
 	a.plugins = plugin.NewManager(log.Named("plugin"), plugin.Options{Observe: a.observePlugin})
 	a.watchPlugins()
@@ -155,6 +162,7 @@ func (a *Agent) startPlugin(ctx context.Context, b config.PluginBlock) error {
 
 // Stop stops serving the API and stops every plugin.
 func (a *Agent) Stop() {
+	a.stopBg()
 	// Event streams end first, so the API's shutdown need not wait for them.
 	a.events.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

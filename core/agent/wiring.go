@@ -148,18 +148,72 @@ func (a *Agent) startController(ctx context.Context) error {
 		if p.Kind() != sdk.KindDriver {
 			return
 		}
-		err := c.Replay(context.Background(), p.Name())
-		if err != nil {
-			a.log.Error("replaying state to restarted driver", "driver", p.Name(), "error", err)
-		}
 		a.replayMu.Lock()
-		if a.replayed == nil {
-			a.replayed = map[string]error{}
+		if cancel := a.retries[p.Name()]; cancel != nil {
+			cancel() // this replay takes over
+			delete(a.retries, p.Name())
 		}
-		a.replayed[p.Name()] = err
 		a.replayMu.Unlock()
+		err := c.Replay(a.bg, p.Name())
+		a.noteReplay(p.Name(), err)
+		if errors.Is(err, sdk.ErrUnavailable) {
+			a.replayLater(c, p.Name())
+		}
 	})
 	return nil
+}
+
+// noteReplay records (and logs, if it failed) the outcome of a replay to
+// driver name.
+func (a *Agent) noteReplay(name string, err error) {
+	if err != nil {
+		a.log.Error("replaying state to restarted driver", "driver", name, "error", err)
+	}
+	a.replayMu.Lock()
+	if a.replayed == nil {
+		a.replayed = map[string]error{}
+	}
+	a.replayed[name] = err
+	a.replayMu.Unlock()
+}
+
+// replayRetryEvery is how often a replay the store kept from reading the
+// state is tried again.
+const replayRetryEvery = 2 * time.Second
+
+// replayLater tries again, every replayRetryEvery, a replay to driver
+// name that the store kept from reading the state (it did not answer):
+// until then the driver holds none of its networks, endpoints and ports.
+// It ends once a replay reads the state (whatever the driver made of
+// it), the driver restarts again (that start's replay takes over) or the
+// agent stops.
+func (a *Agent) replayLater(c *controller.Controller, name string) {
+	ctx, cancel := context.WithCancel(a.bg)
+	a.replayMu.Lock()
+	a.retries[name] = cancel
+	a.replayMu.Unlock()
+	a.log.Warn("the store did not answer a replay; trying again until it does", "driver", name, "every", replayRetryEvery)
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(replayRetryEvery):
+			}
+			err := c.Replay(ctx, name)
+			if ctx.Err() != nil {
+				return // another replay took over, or the agent stops
+			}
+			a.noteReplay(name, err)
+			if !errors.Is(err, sdk.ErrUnavailable) {
+				if err == nil {
+					a.log.Info("replayed state to the driver once the store answered", "driver", name)
+				}
+				return
+			}
+		}
+	}()
 }
 
 // hostRoutes lists the destinations of the agent namespace's routes, which
