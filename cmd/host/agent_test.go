@@ -330,6 +330,11 @@ func TestConfigValidate(t *testing.T) {
 			"\n  checksum = \"sha256:" + strings.Repeat("0", 64) + "\"\n}\n", 1, []string{"config.hcl:14:1: error: Plugin checksum mismatch"}},
 		{"checksum that matches, offline", []string{"-offline"}, "driver \"pinned\" {\n  command = " + strconv.Quote(filepath.Join(bins.PluginDir, "sandnet-driver-none")) +
 			"\n  checksum = \"sha256:" + sha256File(t, filepath.Join(bins.PluginDir, "sandnet-driver-none")) + "\"\n}\n", 0, []string{"valid"}},
+		// A name that cannot name a binary in plugin_dir is refused,
+		// and nothing is run: the path would be the name's, outside
+		// plugin_dir (it ran /bin/true).
+		{"plugin name outside plugin_dir", nil, "driver \"../../../../../../../../bin/true\" {}\n", 1,
+			[]string{"config.hcl:14:8: error: Invalid plugin name", "!Plugin failed to start"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,7 +352,11 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("exit code = %d, want %d\n%s", code, tt.code, out)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(string(out), w) {
+				if absent, ok := strings.CutPrefix(w, "!"); ok {
+					if strings.Contains(string(out), absent) {
+						t.Errorf("output contains %q:\n%s", absent, out)
+					}
+				} else if !strings.Contains(string(out), w) {
 					t.Errorf("output does not contain %q:\n%s", w, out)
 				}
 			}

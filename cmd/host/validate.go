@@ -63,6 +63,13 @@ func checkPlugins(cfg *config.Config, coreErrors, offline bool) hcl.Diagnostics 
 	for _, d := range diags {
 		bad[*d.Subject] = true
 	}
+	for _, b := range blocks {
+		if !config.ValidPluginName(b.Name) {
+			// Load said so; its binary's path would be the name's,
+			// outside plugin_dir (../../bin/true): nothing runs it.
+			bad[b.DeclRange] = true
+		}
+	}
 	unchecked := slices.DeleteFunc(slices.Clone(blocks), func(b config.PluginBlock) bool { return bad[b.DeclRange] })
 	for _, d := range plugin.CheckChecksums(unchecked, cfg.PluginDir) {
 		diags = append(diags, d)

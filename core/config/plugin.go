@@ -61,6 +61,11 @@ var pluginSchema = &hcl.BodySchema{
 // sandnet-<kind>-<name> in plugin_dir.
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
+// ValidPluginName says whether name can name a plugin binary
+// sandnet-<kind>-<name> in plugin_dir (Load refuses a block whose name
+// cannot, which nothing may then start).
+func ValidPluginName(name string) bool { return pluginName.MatchString(name) }
+
 func (d *decoder) plugin(b *hcl.Block) PluginBlock {
 	p := PluginBlock{Kind: b.Type, Name: b.Labels[0], DeclRange: b.DefRange, ConfigRange: b.DefRange}
 	if !pluginName.MatchString(p.Name) {
