@@ -815,3 +815,51 @@ func TestCNIDelOfAnotherIfname(t *testing.T) {
 	}
 	waitOnlyLoopback(t, ns)
 }
+
+// TestCNIAddOfAnExistingAttachment: an ADD of the attachment a container
+// has already (the same network and ifname) answers with that attachment
+// rather than refusing it: podman, whose disconnect failed while the
+// agent was down, connects again, and on a refusal sent the DEL of its
+// failed ADD, which took the working attachment away. An ADD asking that
+// attachment for another address is still refused, and a second
+// container's ADD into the same namespace is refused (two sandboxes in one
+// namespace tear down each other's routes).
+func TestCNIAddOfAnExistingAttachment(t *testing.T) {
+	r := newCNIRig(t, "")
+	ctx := context.Background()
+	r.network("ex", "10.67.0.0/24")
+	ns := runtimeNamespace(t, "x")
+	env := func(cmd, container string) map[string]string {
+		return map[string]string{"CNI_COMMAND": cmd, "CNI_CONTAINERID": container, "CNI_NETNS": ns, "CNI_IFNAME": "eth0", "CNI_PATH": filepath.Dir(bins.CNI)}
+	}
+	conf := map[string]any{"cniVersion": "1.0.0", "name": "ex", "type": "sandnet", "network": "ex", "socket": r.env.Socket}
+	first, ok := r.plugin(env("ADD", "pod-x"), conf)
+	if !ok {
+		t.Fatalf("ADD: %s", first)
+	}
+	again, ok := r.plugin(env("ADD", "pod-x"), conf)
+	if !ok {
+		t.Fatalf("the ADD of the existing attachment: %s", again)
+	}
+	if again != first {
+		t.Errorf("the ADD of the existing attachment answered\n%s\nwhere the first answered\n%s", again, first)
+	}
+	other := map[string]any{"cniVersion": "1.0.0", "name": "ex", "type": "sandnet", "network": "ex", "socket": r.env.Socket,
+		"runtimeConfig": map[string]any{"ips": []string{"10.67.0.99/24"}}}
+	if out, ok := r.plugin(env("ADD", "pod-x"), other); ok {
+		t.Errorf("an ADD asking the attachment for another address succeeded: %s", out)
+	}
+	if out, ok := r.plugin(env("ADD", "pod-y"), conf); ok {
+		t.Errorf("a second container's ADD into pod-x's namespace succeeded: %s", out)
+	} else if e := cniErr(t, out); e.Code != types.ErrInvalidNetNS || !strings.Contains(e.Msg, "is the namespace of sandbox") {
+		t.Errorf("a second container's ADD into pod-x's namespace: %+v", e)
+	}
+	sb, err := r.agent.Client.Sandbox(ctx, "pod-x")
+	if err != nil || len(sb.Endpoints) != 1 || sb.Endpoints[0].IfName != "eth0" {
+		t.Fatalf("pod-x after the ADDs: %s, %v; want its eth0 on ex", jsonOf(sb), err)
+	}
+	if out, ok := r.plugin(env("DEL", "pod-x"), conf); !ok {
+		t.Fatalf("DEL: %s", out)
+	}
+	waitOnlyLoopback(t, ns)
+}

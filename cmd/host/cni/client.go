@@ -80,9 +80,10 @@ func status(err error) int {
 }
 
 // cniError turns an agent's error into a CNI error: a request the agent
-// found invalid or a network it does not know is a config error (7), an
-// unavailable plugin or store is "try again later" (11), anything else
-// is internal (999). CNI errors pass through.
+// found invalid or a network it does not know is a config error (7), a
+// namespace another sandbox has is an invalid netns (8), an unavailable
+// plugin or store is "try again later" (11), anything else is internal
+// (999). CNI errors pass through.
 func cniError(what string, err error) error {
 	var te *types.Error
 	if errors.As(err, &te) {
@@ -94,6 +95,11 @@ func cniError(what string, err error) error {
 		code = types.ErrInvalidNetworkConfig
 	case statusUnavailable:
 		code = types.ErrTryAgainLater
+	case statusConflict:
+		var ae *apiError
+		if errors.As(err, &ae) && strings.Contains(ae.Message, "netns: ") {
+			code = types.ErrInvalidNetNS
+		}
 	}
 	return types.NewError(code, what+": "+err.Error(), "")
 }

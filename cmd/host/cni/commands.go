@@ -116,6 +116,11 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		}
 		c.Network, c.Container, c.Publish = "", at.container, at.publishFor(sb)
 		ep, err := ag.connect(network, c)
+		if status(err) == statusConflict {
+			if now, ep := existing(ag, network, at); ep != nil {
+				return now, ep, nil
+			}
+		}
 		if err != nil {
 			return nil, nil, cniError(fmt.Sprintf("attaching container %s to network %s", at.container, network), err)
 		}
@@ -128,6 +133,36 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 		}
 		return sb, ep, nil
 	}
+}
+
+// existing returns the container's attachment to network when it is the
+// one this ADD asks for: under its interface name, with its address and
+// MAC if it names them. A runtime that sends the ADD of an attachment
+// that exists (podman connecting again after a disconnect that failed
+// while the agent was down) gets the attachment's result; refused, it
+// would send the DEL of its failed ADD, which takes the attachment that
+// worked away. nil when there is none such.
+func existing(ag *agent, network string, at *attachment) (*sandbox, *endpoint) {
+	n, err := ag.network(network)
+	if err != nil {
+		return nil, nil
+	}
+	sb, err := ag.sandbox(at.container)
+	if err != nil {
+		return nil, nil
+	}
+	for i := range sb.Endpoints {
+		ep := &sb.Endpoints[i]
+		if ep.NetworkID != n.ID || ep.IfName != at.ifname {
+			continue
+		}
+		if at.ip != "" && ep.Address.Addr().String() != at.ip || at.ip6 != "" && ep.AddressV6.Addr().String() != at.ip6 ||
+			at.mac != "" && !strings.EqualFold(ep.MAC, at.mac) {
+			return nil, nil
+		}
+		return sb, ep
+	}
+	return nil, nil
 }
 
 const (

@@ -17,6 +17,7 @@ const (
 	statusBadRequest  = 400
 	statusForbidden   = 403
 	statusNotFound    = 404
+	statusConflict    = 409
 	statusUnavailable = 503
 )
 
