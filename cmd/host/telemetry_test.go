@@ -266,6 +266,7 @@ func TestEventsBadQuery(t *testing.T) {
 		{url.Values{"type": {"bogus"}}, `type: "bogus" is not an event type`},
 		{url.Values{"since": {"yesterday"}}, `since: "yesterday" is not an RFC 3339 time`},
 		{url.Values{"buffer": {"0"}}, `buffer: "0" is not a number`},
+		{url.Values{"since": {"2026-01-02T00:00:00Z"}, "until": {"2026-01-01T00:00:00Z"}}, `until: 2026-01-01T00:00:00Z is before since`},
 	} {
 		s, err := a.Client.Events(t.Context(), tc.q)
 		if err == nil {
@@ -422,5 +423,50 @@ func TestEventsUntil(t *testing.T) {
 	}
 	if status, msg := rawRequest(t, env.Socket, "GET", "/v1/events?until=soon", nil); status != 400 || !strings.HasPrefix(msg, `until: "soon" is not an RFC 3339 time`) {
 		t.Fatalf("GET /v1/events?until=soon: %d %s", status, msg)
+	}
+}
+
+// TestEventStreamsLeaveRoomForRequests: clients holding event streams
+// open cannot take every connection the agent serves: past half of them
+// a stream is refused with a 503 saying why, and an ordinary request is
+// still answered at once. 4,100 streams kept every request waiting.
+func TestEventStreamsLeaveRoomForRequests(t *testing.T) {
+	e, a := metricsAgent(t, "")
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	refused := ""
+	for len(conns) < 4200 && refused == "" {
+		c, err := net.Dial("unix", e.Socket)
+		if err != nil {
+			t.Fatalf("after %d streams: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, "GET /v1/events HTTP/1.1\r\nHost: sandnet\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("stream %d: %v", len(conns), err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("stream %d: %d %s", len(conns), resp.StatusCode, b)
+			}
+			refused = string(b)
+		}
+	}
+	if !strings.Contains(refused, "event streams are open, the most the agent serves at once") {
+		t.Fatalf("%d streams open and none refused (last answer %q)", len(conns), refused)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Client.Version(ctx); err != nil {
+		t.Fatalf("a request with %d streams open: %v", len(conns)-1, err)
 	}
 }

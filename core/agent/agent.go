@@ -54,6 +54,7 @@ type Agent struct {
 	events    *events.Bus
 	prom      *http.Server // serves telemetry { prometheus_listen }; nil when off
 	storeDown atomic.Bool  // the store answered Unavailable last
+	streams   atomic.Int64 // event streams being served (api.MaxStreams)
 	reloadMu  sync.Mutex   // serializes reloads; guards cfg's Drivers, Log and PluginDir
 	// replayed is the outcome of each driver's last replay (the
 	// controller's Replay after the plugin's start), by driver name, for

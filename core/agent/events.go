@@ -100,6 +100,16 @@ func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		size = n
 	}
+	if !since.IsZero() && !until.IsZero() && until.Before(since) {
+		a.eventsError(w, fmt.Errorf("until: %s is before since (%s): %w", until.Format(time.RFC3339Nano), since.Format(time.RFC3339Nano), sdk.ErrInvalid))
+		return
+	}
+	if n := a.streams.Add(1); n > int64(api.MaxStreams()) {
+		a.streams.Add(-1)
+		a.eventsError(w, fmt.Errorf("%d event streams are open, the most the agent serves at once (half its connections, so that other requests are still answered); close one: %w", n-1, sdk.ErrUnavailable))
+		return
+	}
+	defer a.streams.Add(-1)
 	sub := a.events.Subscribe(f, since, size)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")

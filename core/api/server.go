@@ -65,6 +65,11 @@ func maxConns() int {
 	return int(min(max(lim.Cur/4, 64), 4096))
 }
 
+// MaxStreams is how many event streams the agent serves at once: half of
+// its connections, so that clients holding streams open cannot keep
+// every other request (a CNI ADD, an OCI hook) waiting to be accepted.
+func MaxStreams() int { return maxConns() / 2 }
+
 // HandlerFunc is an API handler: it returns the value to encode as JSON, or
 // an error whose sentinel picks the status code.
 type HandlerFunc func(r *http.Request) (any, error)
