@@ -92,6 +92,11 @@ func TestAuxAddresses(t *testing.T) {
 	if out, code := run("network", "ls", "--format", "{{.Name}} {{.Driver}} {{index .Options \"com.docker.network.driver.mtu\"}}", "-f", "name=aux", "-f", "driver=bridge"); code != 0 || out != "aux bridge 1400\naux6 bridge \n" {
 		t.Errorf("network ls -f name=aux: exit %d, %q", code, out)
 	}
+	// "table TEMPLATE", as docker's: a header of the fields' names, the
+	// columns aligned (it printed the word table on every row).
+	if out, code := run("network", "ls", "--format", "table {{.Name}}\t{{.Driver}}", "-f", "name=aux"); code != 0 || out != "NAME   DRIVER\naux    bridge\naux6   bridge\n" {
+		t.Errorf("network ls --format 'table ...': exit %d, %q", code, out)
+	}
 	// -q prints the 12-character IDs, as Docker's, --no-trunc whole ones.
 	short, _ := run("network", "ls", "-q", "-f", "name=aux6")
 	long, _ := run("network", "ls", "-q", "--no-trunc", "-f", "name=aux6")

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,6 +178,9 @@ type clientFlags struct {
 	config string
 	format string
 	tmpl   *template.Template // -format as a Go template; nil for table or json
+	// header is the header row of a "table TEMPLATE" format, as docker
+	// prints it (the fields' names in capitals); its rows are aligned.
+	header string
 	// failed says the template failed on an item (reported): the command
 	// exits 1.
 	failed bool
@@ -193,13 +197,17 @@ func (c *clientFlags) client() (*api.Client, error) {
 	switch {
 	case c.format == "table" || c.format == "json":
 	case strings.Contains(c.format, "{{"):
-		t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(c.format)
+		text := c.format
+		if rest, ok := strings.CutPrefix(text, "table "); ok {
+			text, c.header = rest, tableHeader(rest)
+		}
+		t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(text)
 		if err != nil {
-			return nil, fmt.Errorf("-format: %w", err)
+			return nil, fmt.Errorf("--format: %w", err)
 		}
 		c.tmpl = t
 	default:
-		return nil, fmt.Errorf("-format: %q is not table, json or a Go template ({{.Name}})", c.format)
+		return nil, fmt.Errorf("--format: %q is not table, json or a Go template ({{.Name}}, or \"table {{.Name}}\\t{{.ID}}\" for aligned columns under a header)", c.format)
 	}
 	socket, err := c.socketPath()
 	if err != nil {
@@ -247,13 +255,23 @@ func (c *clientFlags) tableOut() bool { return c.format == "table" }
 func (c *clientFlags) output(v any, table func(w *tabwriter.Writer)) {
 	switch {
 	case c.tmpl != nil:
+		out := io.Writer(os.Stdout)
+		var tw *tabwriter.Writer
+		if c.header != "" {
+			tw = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+			out = tw
+			fmt.Fprintln(tw, c.header)
+		}
 		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice {
 			for i := 0; i < rv.Len() && !c.failed; i++ {
-				c.emit(rv.Index(i).Interface())
+				c.emit(out, rv.Index(i).Interface())
 			}
-			return
+		} else {
+			c.emit(out, v)
 		}
-		c.emit(v)
+		if tw != nil {
+			tw.Flush()
+		}
 	case c.format == "json":
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -265,10 +283,11 @@ func (c *clientFlags) output(v any, table func(w *tabwriter.Writer)) {
 	}
 }
 
-// emit prints one item as a line: through the template, else as JSON.
-func (c *clientFlags) emit(v any) {
+// emit prints one item as a line to out: through the template, else as
+// JSON.
+func (c *clientFlags) emit(out io.Writer, v any) {
 	if c.tmpl == nil {
-		_ = json.NewEncoder(os.Stdout).Encode(v)
+		_ = json.NewEncoder(out).Encode(v)
 		return
 	}
 	var b strings.Builder
@@ -279,8 +298,39 @@ func (c *clientFlags) emit(v any) {
 		c.failed = true
 		return
 	}
-	fmt.Println(b.String())
+	fmt.Fprintln(out, b.String())
 }
+
+// emitStreamed is emit to stdout for a command that prints items as they
+// come (events, stats --watch): a "table" format's header comes first,
+// once, and rows are not aligned (they cannot wait for the next).
+func (c *clientFlags) emitStreamed(v any) {
+	if c.header != "" {
+		fmt.Println(c.header)
+		c.header = ""
+	}
+	c.emit(os.Stdout, v)
+}
+
+// tableHeader is the header row of a "table TEMPLATE" format: each action
+// stands for the last field it names, in capitals ({{.Name}} is NAME,
+// {{json .IPv4}} is IPV4), as docker's headers do; the rest (tabs, text)
+// stays as written.
+func tableHeader(text string) string {
+	return templateAction.ReplaceAllStringFunc(text, func(a string) string {
+		fields := templateField.FindAllStringSubmatch(templateString.ReplaceAllString(a, ""), -1)
+		if len(fields) == 0 {
+			return ""
+		}
+		return strings.ToUpper(fields[len(fields)-1][1])
+	})
+}
+
+var (
+	templateAction = regexp.MustCompile(`\{\{.*?\}\}`)
+	templateField  = regexp.MustCompile(`\.([A-Za-z_][A-Za-z0-9_]*)`)
+	templateString = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|` + "`[^`]*`")
+)
 
 // fail prints err, unless it was printed already, and returns exit
 // code 1.

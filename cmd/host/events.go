@@ -99,7 +99,7 @@ func eventsCmd(args []string) int {
 		}
 		if cf.tableOut() {
 			fmt.Println(eventLine(e))
-		} else if cf.emit(e); cf.failed { // a JSON line, or the template's
+		} else if cf.emitStreamed(e); cf.failed { // a JSON line, or the template's
 			return 1
 		}
 	}

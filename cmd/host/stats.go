@@ -121,7 +121,7 @@ func rate(prev, cur trafficSample) trafficSample {
 func printSamples(cf *clientFlags, samples []trafficSample, first bool) {
 	if !cf.tableOut() {
 		for _, s := range samples {
-			if cf.emit(s); cf.failed {
+			if cf.emitStreamed(s); cf.failed {
 				return
 			}
 		}
