@@ -374,6 +374,21 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 	}
 }
 
+// looksLikeIPv4 says whether s is four dot-separated numbers, meant as an
+// IPv4 address (999.1.1.1) rather than an interface's name.
+func looksLikeIPv4(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // advertiseAddr decodes advertise_addr: a unicast IP address, or a valid
 // interface name (resolved by the agent at start, in its namespace).
 func (d *decoder) advertiseAddr(attr *hcl.Attribute, dst *string) {
@@ -382,12 +397,19 @@ func (d *decoder) advertiseAddr(attr *hcl.Attribute, dst *string) {
 		return
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		if a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+		// Loopback and link-local addresses do not leave the host or
+		// its link, the limited broadcast address is no host's.
+		if !a.Unmap().IsGlobalUnicast() || a.Zone() != "" {
 			d.errorf(attr.Expr.Range(), "Invalid advertise address",
-				"%s cannot be this host's address for other hosts: give a unicast address of this host (without a zone), or the name of the interface holding it.", s)
+				"%s cannot be this host's address for other hosts: give a unicast address of this host other hosts reach (not loopback or link-local, without a zone), or the name of the interface holding it.", s)
 			return
 		}
 		*dst = a.Unmap().String()
+		return
+	}
+	if looksLikeIPv4(s) {
+		d.errorf(attr.Expr.Range(), "Invalid advertise address",
+			"%q is not an IP address: give this host's address on the network the hosts share, or the name of its interface.", s)
 		return
 	}
 	if !validIfName(s) {
