@@ -205,6 +205,12 @@ func (c *Cache) put(k cacheKey, resp []byte) {
 	if !ok || lifetime <= 0 {
 		return
 	}
+	// An answer the clients could not read (a compression pointer
+	// loop, a name running past its record) is passed on once, as the
+	// upstream sent it, but never kept to be replayed for its TTL.
+	if (&dns.Msg{}).Unpack(resp) != nil {
+		return
+	}
 	msg := append([]byte(nil), resp...)
 	secs := uint32(lifetime / time.Second)
 	for _, off := range ttls {
@@ -254,6 +260,9 @@ func (c *Cache) lifetime(resp []byte) (time.Duration, []int, bool) {
 		}
 		typ := binary.BigEndian.Uint16(resp[nameEnd:])
 		ttl := binary.BigEndian.Uint32(resp[nameEnd+4:])
+		if ttl >= 1<<31 {
+			ttl = 0 // RFC 2181 section 8: a TTL with its top bit set is zero
+		}
 		switch {
 		case typ == dns.TypeOPT:
 			if i < an+ns {

@@ -211,12 +211,18 @@ func TestCacheNeverKeeps(t *testing.T) {
 		{"FORMERR", answerRcode(dns.RcodeFormatError)},
 		{"truncated", truncated},
 		{"TTL 0", answerTTL(0)},
+		// RFC 2181 section 8: a TTL with its top bit set is zero.
+		{"TTL 2^31", answerTTL(1 << 31)},
+		{"TTL 2^32-1", answerTTL(1<<32 - 1)},
+		{"a record whose name is a compression loop", loopingAnswer},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := testCache(t, CacheConfig{Size: 100})
 			up, addr := cachedResolver(t, c, tt.h)
 			for range 3 {
-				mustExchange(t, "udp", addr, query("example.com.", dns.TypeA))
+				// The looping answer does not unpack for the client
+				// either: only what reached the upstream counts.
+				_, _, _ = exchange(t, "udp", addr, query("example.com.", dns.TypeA), 2*time.Second)
 			}
 			if got := up.queries.Load(); got != 3 {
 				t.Fatalf("upstream asked %d times for 3 queries, want 3 (never cached)", got)
@@ -226,6 +232,25 @@ func TestCacheNeverKeeps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loopingAnswer answers with an A record (TTL 60) and a second one whose
+// owner name is a compression pointer to itself: clients cannot read it.
+func loopingAnswer(_ *upstreamServer, w dns.ResponseWriter, m *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(m)
+	resp.Answer = append(resp.Answer, &dns.A{
+		Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+		A:   net.IPv4(192, 0, 2, 1),
+	})
+	b, err := resp.Pack()
+	if err != nil {
+		return
+	}
+	off := len(b)
+	b = append(b, 0xc0|byte(off>>8), byte(off), 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2)
+	b[7]++ // ANCOUNT 2
+	w.Write(b)
 }
 
 // TestCacheLocalNamesFirst: a name kept from upstream is answered locally
