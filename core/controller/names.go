@@ -140,6 +140,17 @@ func (x *nameIndex) hold(netID, name, except string) (owner string, release func
 	}, true
 }
 
+// forgetNetwork drops network netID's entry, which outlived its last
+// endpoint, once the network is deleted: an entry still naming an
+// endpoint stays (its removal drops it then).
+func (x *nameIndex) forgetNetwork(netID string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if nn := x.nets[netID]; nn != nil && len(nn.owners) == 0 && len(nn.v4) == 0 && len(nn.v6) == 0 && len(nn.ptr) == 0 {
+		delete(x.nets, netID)
+	}
+}
+
 // remove drops what an endpoint put in the index.
 func (x *nameIndex) remove(epID string) {
 	x.mu.Lock()

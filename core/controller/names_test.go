@@ -147,3 +147,20 @@ func TestHostViewNamesWithDots(t *testing.T) {
 		}
 	}
 }
+
+// A deleted network's entry goes once its last endpoint has: the index
+// does not grow with every network ever made.
+func TestForgetNetwork(t *testing.T) {
+	x := newNameIndex()
+	red := &Network{ID: "r", Name: "red"}
+	x.add(red, &Endpoint{ID: "e1", Name: "web", Address: netip.MustParsePrefix("10.0.0.2/24")}, "")
+	x.forgetNetwork("r")
+	if x.nets["r"] == nil {
+		t.Fatal("the entry of a network with an endpoint was forgotten")
+	}
+	x.remove("e1")
+	x.forgetNetwork("r")
+	if len(x.nets) != 0 {
+		t.Fatalf("entries left once the network was deleted: %v", x.nets)
+	}
+}

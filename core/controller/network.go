@@ -425,6 +425,7 @@ func (nc *netCreation) callDriver(ctx context.Context) (err error) {
 func (c *Controller) removeNetwork(ctx context.Context, n *Network, idx uint64, checks ...*pb.TxnOp) error {
 	c.kv.nets.forget(n.ID)
 	c.forgetNetworkDNS(n.ID)
+	c.names.forgetNetwork(n.ID)
 	for _, p := range append(append([]IPAMConfig{}, n.IPv4...), n.IPv6...) {
 		if err := c.ipam.ClearAddresses(ctx, p.Subnet, n.ID); err != nil {
 			return err

@@ -484,6 +484,9 @@ func (p *peerSync) syncNames(n *Network, netID string) {
 	} else {
 		p.named[netID] = now
 	}
+	if n == nil {
+		p.c.names.forgetNetwork(netID) // not (or no longer) on this host
+	}
 }
 
 // sharesEntries reports whether peers a and b name the same MAC or an
