@@ -51,8 +51,16 @@ func (c *Controller) reapOrphans(ctx context.Context) {
 		if op.front == "" || !c.orphaned(op) {
 			continue
 		}
-		c.log.Warn("deleting a sandbox its runtime has let go of: its namespace is no longer at the runtime's path and no process is in it (its front never removed it: the agent was down, or the removal failed)",
-			"sandbox", short(op.sb.ID()), "container", op.sb.ContainerID(), "front", op.front)
+		if op.front == "oci" {
+			// The normal end of a container whose process exits
+			// before its runtime deletes it (runc run -d): the
+			// poststop hook, when it runs, finds the sandbox gone.
+			c.log.Info("deleting the sandbox of a container whose process ended (its namespace has no process left)",
+				"sandbox", short(op.sb.ID()), "container", op.sb.ContainerID(), "front", op.front)
+		} else {
+			c.log.Warn("deleting a sandbox its runtime has let go of: its namespace is no longer at the runtime's path and no process is in it (its front never removed it: the agent was down, or the removal failed)",
+				"sandbox", short(op.sb.ID()), "container", op.sb.ContainerID(), "front", op.front)
+		}
 		// Should the runtime have taken it up again meanwhile (a set-key
 		// of its new namespace), the delete keeps it.
 		keep := func() bool { return !c.orphanedLocked(op) }
