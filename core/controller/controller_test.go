@@ -332,6 +332,13 @@ func TestHostMode(t *testing.T) {
 	if !sameNamespace(t, a.Key, "/proc/self/ns/net") {
 		t.Fatal("host-mode key is not the host's namespace")
 	}
+	// No interface of its own: a MAC or a name for one is refused,
+	// naming the field, and nothing is connected.
+	for field, c := range map[string]Connect{"mac: ": {Container: "h1", MAC: "02:42:ac:11:00:09"}, "interface: ": {Container: "h1", Interface: "eth3"}} {
+		if _, err := e.c.Connect(ctx, "host", c); !errors.Is(err, sdk.ErrInvalid) || !strings.HasPrefix(err.Error(), field) {
+			t.Errorf("a host-network connect with %s: %v, want a 400 naming it", field, err)
+		}
+	}
 	e.connect("host", "h1")
 	if err := e.c.DeleteSandbox(ctx, "h1"); err != nil {
 		t.Fatal(err)

@@ -83,6 +83,17 @@ func checkConnectArgs(n *Network, caps *pb.Capabilities, a connectArgs) error {
 			}
 		}
 	}
+	if caps.GetUsesHostNamespace() {
+		// The container shares the host's interfaces: there is none of
+		// its own to name or give a MAC (docker refuses --mac-address
+		// with --network host too).
+		switch {
+		case a.mac != "":
+			return errorf(sdk.ErrInvalid, "mac: network %s (driver %s) puts the container in the host's namespace, with no interface of its own to give a MAC", n.Name, n.Driver)
+		case a.ifname != "":
+			return errorf(sdk.ErrInvalid, "interface: network %s (driver %s) puts the container in the host's namespace, with no interface of its own to name", n.Name, n.Driver)
+		}
+	}
 	if len(a.ports) > 0 && !caps.GetNeedsAddresses() {
 		return errorf(sdk.ErrInvalid, "publish: network %s (driver %s) assigns no addresses, so no port can be published to its containers", n.Name, n.Driver)
 	}
