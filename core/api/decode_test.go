@@ -71,6 +71,17 @@ func TestDecodeNamesTheField(t *testing.T) {
 	}
 }
 
+// A body nested past the decoder's depth is refused with a message of a
+// few hundred bytes, not its whole path (20 KB on one line).
+func TestDeeplyNestedBodyClipped(t *testing.T) {
+	body := `{"options":` + strings.Repeat(`{"a":`, 12000) + `1` + strings.Repeat(`}`, 12001)
+	var v map[string]any
+	err := DecodeBytes([]byte(body), &v)
+	if !errors.Is(err, sdk.ErrInvalid) || !strings.HasPrefix(err.Error(), "options.") || len(err.Error()) > 512 {
+		t.Fatalf("DecodeBytes of a body nested 12000 deep = %d bytes: %.300v", len(fmt.Sprint(err)), err)
+	}
+}
+
 // TestOversizedBody: a body over the limit gets 413 naming the limit, also
 // when the client writes all of it before reading the answer.
 func TestOversizedBody(t *testing.T) {

@@ -324,8 +324,17 @@ func fieldPath(p jsontext.Pointer) string {
 	if b.Len() == 0 {
 		return "request body"
 	}
+	if b.Len() > maxPathLen {
+		// A body nested thousands deep: the path's end names the
+		// field, its middle is the same brackets again and again.
+		path := b.String()
+		return path[:maxPathLen/2] + "…" + path[len(path)-maxPathLen/2:]
+	}
 	return b.String()
 }
+
+// maxPathLen bounds a field path in a message (fieldPath).
+const maxPathLen = 256
 
 // plainName reports whether a member name can stand in a path as it is:
 // 1 to 64 printable ASCII characters other than space, quotes and
