@@ -104,6 +104,9 @@ func TestTrafficStatsWatch(t *testing.T) {
 	web := attach(t, a.Client, "tw", "web")
 	cli := attach(t, a.Client, "tw", "cli")
 	serve(t, web.key, "web")
+	if out, code := sandnetCmd(t, "--socket", a.Socket, "sandbox", "stats", "--watch", "1ns", "web"); code == 0 || !strings.Contains(out, "-watch: 1ns is shorter than 100ms, the least interval") {
+		t.Errorf("stats --watch 1ns: exit %d\n%s", code, out)
+	}
 	cmd := exec.Command(bins.Sandnet, "--socket", a.Socket, "sandbox", "stats", "--watch", "100ms", "--format", "json", "web")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -153,7 +156,7 @@ func TestTrafficStatsWatch(t *testing.T) {
 		t.Fatalf("stats --watch after SIGINT: %v, want exit 0", err)
 	}
 
-	table := exec.Command(bins.Sandnet, "--socket", a.Socket, "sandbox", "stats", "--watch", "50ms")
+	table := exec.Command(bins.Sandnet, "--socket", a.Socket, "sandbox", "stats", "--watch", "100ms")
 	var out agenttest.SyncBuffer
 	table.Stdout = &out
 	if err := table.Start(); err != nil {
