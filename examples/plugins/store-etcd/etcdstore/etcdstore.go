@@ -125,9 +125,10 @@ func (s *Store) client() (*clientv3.Client, settings, error) {
 	return s.cli, s.set, nil
 }
 
-// op runs fn with the connection, a context bounded by the request
-// timeout, and the key prefix.
-func (s *Store) op(ctx context.Context, fn func(ctx context.Context, cli *clientv3.Client, prefix string) error) error {
+// op runs fn, the operation what (`get "KEY"`, named in its errors as
+// the Consul store names its), with the connection, a context bounded by
+// the request timeout, and the key prefix.
+func (s *Store) op(ctx context.Context, what string, fn func(ctx context.Context, cli *clientv3.Client, prefix string) error) error {
 	cli, set, err := s.client()
 	if err != nil {
 		return err
@@ -140,9 +141,9 @@ func (s *Store) op(ctx context.Context, fn func(ctx context.Context, cli *client
 		// Consul store does: "context deadline exceeded" alone does not.
 		at := strings.Join(set.endpoints, ", ")
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("etcd at %s did not answer within %s: %w", at, set.timeout, sdk.ErrUnavailable)
+			return fmt.Errorf("%s: etcd at %s did not answer within %s: %w", what, at, set.timeout, sdk.ErrUnavailable)
 		}
-		return fmt.Errorf("etcd at %s: %w", at, err)
+		return fmt.Errorf("%s: etcd at %s: %w", what, at, err)
 	}
 	return err
 }
@@ -176,7 +177,7 @@ func indexIs(key string, index uint64) clientv3.Cmp {
 
 // Get returns the pair at key.
 func (s *Store) Get(ctx context.Context, key string) (kv *pb.KVPair, err error) {
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("get %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Get(ctx, p+key)
 		if err != nil {
 			return backendErr(err)
@@ -192,7 +193,7 @@ func (s *Store) Get(ctx context.Context, key string) (kv *pb.KVPair, err error) 
 
 // Put writes key unconditionally.
 func (s *Store) Put(ctx context.Context, key string, value []byte) (kv *pb.KVPair, err error) {
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("put %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Put(ctx, p+key, string(value))
 		if err != nil {
 			return backendErr(err)
@@ -205,7 +206,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) (kv *pb.KVPai
 
 // AtomicPut writes key if its index is prevIndex (0: it must not exist).
 func (s *Store) AtomicPut(ctx context.Context, key string, value []byte, prevIndex uint64) (kv *pb.KVPair, err error) {
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("put %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Txn(ctx).If(indexIs(p+key, prevIndex)).Then(clientv3.OpPut(p+key, string(value))).Commit()
 		if err != nil {
 			return backendErr(err)
@@ -224,7 +225,7 @@ func (s *Store) AtomicPut(ctx context.Context, key string, value []byte, prevInd
 
 // Delete removes key; a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	return s.op(ctx, fmt.Sprintf("delete %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		_, err := cli.Delete(ctx, p+key)
 		return backendErr(err)
 	})
@@ -232,7 +233,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // AtomicDelete removes key if its index is prevIndex.
 func (s *Store) AtomicDelete(ctx context.Context, key string, prevIndex uint64) error {
-	return s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	return s.op(ctx, fmt.Sprintf("delete %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Txn(ctx).If(indexIs(p+key, prevIndex)).Then(clientv3.OpDelete(p + key)).Else(clientv3.OpGet(p+key, clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return backendErr(err)
@@ -252,7 +253,7 @@ func (s *Store) AtomicDelete(ctx context.Context, key string, prevIndex uint64) 
 
 // List returns every pair under prefix, ordered by key.
 func (s *Store) List(ctx context.Context, prefix string) (kvs []*pb.KVPair, err error) {
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("list %q", prefix), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Get(ctx, p+prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 		if err != nil {
 			return backendErr(err)
@@ -268,7 +269,7 @@ func (s *Store) List(ctx context.Context, prefix string) (kvs []*pb.KVPair, err 
 
 // DeleteTree removes every key under prefix.
 func (s *Store) DeleteTree(ctx context.Context, prefix string) error {
-	return s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	return s.op(ctx, fmt.Sprintf("delete tree %q", prefix), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		_, err := cli.Delete(ctx, p+prefix, clientv3.WithPrefix())
 		return backendErr(err)
 	})
@@ -278,7 +279,7 @@ func (s *Store) DeleteTree(ctx context.Context, prefix string) error {
 // CHECK_INDEX ops are its conditions, the writes its success branch.
 // etcd refuses a transaction that writes one key twice (sdk.ErrInvalid).
 func (s *Store) Txn(ctx context.Context, ops []*pb.TxnOp) (res []*pb.KVPair, err error) {
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("txn of %d ops", len(ops)), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		var cmps []clientv3.Cmp
 		var writes []clientv3.Op
 		var puts []*pb.TxnOp

@@ -84,11 +84,10 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
-// TestReadmeExample decodes the README's HCL block against the plugin's
-// schema, as the host would, and checks the store accepts it.
 // TestFrozen: an etcd that stops answering (SIGSTOP) makes a request fail
-// within the store's timeout, as ErrUnavailable naming the etcd and the
-// timeout, not a bare "context deadline exceeded".
+// within the store's timeout, as ErrUnavailable naming the operation and
+// its key, the etcd and the timeout, not a bare "context deadline
+// exceeded".
 func TestFrozen(t *testing.T) {
 	srv := etcdtest.Start(t)
 	s := open(t, fmt.Appendf(nil, `{"endpoints":[%q],"prefix":"","dial_timeout":null,"timeout":"500ms","ca_file":null,"cert_file":null,"key_file":null,"tls_server_name":null}`, srv.Endpoint))
@@ -98,11 +97,13 @@ func TestFrozen(t *testing.T) {
 	srv.Pause()
 	defer srv.Resume()
 	_, err := s.Get(t.Context(), "k")
-	if want := "etcd at " + srv.Endpoint + " did not answer within 500ms"; !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), want) {
+	if want := `get "k": etcd at ` + srv.Endpoint + " did not answer within 500ms"; !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), want) {
 		t.Fatalf("Get with etcd frozen: %v; want ErrUnavailable saying %q", err, want)
 	}
 }
 
+// TestReadmeExample decodes the README's HCL block against the plugin's
+// schema, as the host would, and checks the store accepts it.
 func TestReadmeExample(t *testing.T) {
 	for _, cfg := range plugintest.ReadmeConfigs(t, filepath.Join("..", "README.md"), "store", "etcd", plugintest.SchemaOf(t, etcdstore.Config{})) {
 		if _, err := etcdstore.ParseForTest(cfg); err != nil {

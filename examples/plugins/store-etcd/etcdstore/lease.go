@@ -35,7 +35,7 @@ func (s *Store) LeaseGrant(ctx context.Context, ttl time.Duration) (lease *pb.Le
 		return nil, fmt.Errorf("lease ttl %s: the etcd store keeps leases of 1s to %s: %w", ttl, MaxLeaseTTL, sdk.ErrInvalid)
 	}
 	secs := int64((ttl + time.Second - 1) / time.Second)
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, _ string) error {
+	err = s.op(ctx, "lease grant", func(ctx context.Context, cli *clientv3.Client, _ string) error {
 		resp, err := cli.Grant(ctx, secs)
 		if err != nil {
 			return backendErr(err)
@@ -52,7 +52,7 @@ func (s *Store) LeaseRenew(ctx context.Context, id string) (lease *pb.Lease, err
 	if err != nil {
 		return nil, err
 	}
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, _ string) error {
+	err = s.op(ctx, fmt.Sprintf("lease renew %s", id), func(ctx context.Context, cli *clientv3.Client, _ string) error {
 		resp, err := cli.KeepAliveOnce(ctx, lid)
 		if err != nil {
 			return leaseErr(fmt.Sprintf("lease renew %q", id), err)
@@ -70,7 +70,7 @@ func (s *Store) LeasePut(ctx context.Context, key string, value []byte, id strin
 	if err != nil {
 		return nil, err
 	}
-	err = s.op(ctx, func(ctx context.Context, cli *clientv3.Client, p string) error {
+	err = s.op(ctx, fmt.Sprintf("put %q", key), func(ctx context.Context, cli *clientv3.Client, p string) error {
 		resp, err := cli.Put(ctx, p+key, string(value), clientv3.WithLease(lid))
 		if err != nil {
 			return leaseErr(fmt.Sprintf("put %q with lease %q", key, id), err)
