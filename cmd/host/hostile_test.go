@@ -195,6 +195,14 @@ func TestHostileRequests(t *testing.T) {
 		create("dns multicast", `{"container_id":"c9","dns":["224.0.0.1"]}`, "dns[0]: "),
 		create("dns zoned", `{"container_id":"c9","dns":["fe80::1%eth0"]}`, "dns[0]: "),
 		create("dns broadcast", `{"container_id":"c9","dns":["255.255.255.255"]}`, "dns[0]: "),
+		// 12: query parameters a route does not take, and a body the
+		// restore took no notice of
+		{"reload with a parameter", "POST", "/v1/reload?file=/etc/x.hcl", "", 400, `"file": /v1/reload takes no parameters`},
+		{"traffic with a parameter", "GET", "/v1/traffic?container=c1", "", 400, `"container": /v1/traffic takes no parameters`},
+		{"network create with a parameter", "POST", "/v1/networks?name=n3", `{"name":"n3"}`, 400, `"name": /v1/networks takes no parameters`},
+		{"sandbox with a parameter", "GET", "/v1/sandboxes/c1?all=true", "", 400, `"all": /v1/sandboxes/{container} takes no parameters`},
+		{"sandboxes with all twice", "GET", "/v1/sandboxes?all=true&all=false", "", 400, "all: given 2 times"},
+		{"restore with a body field", "POST", "/v1/sandboxes/c1/restore", `{"x":1}`, 400, "x: unknown field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

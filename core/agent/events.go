@@ -21,7 +21,11 @@ import (
 // endpoints itself (controller.Config.OnEvent); networks are announced
 // here.
 func (a *Agent) handle(pattern string, status int, h api.HandlerFunc) {
-	a.api.Handle(pattern, status, func(r *http.Request) (any, error) {
+	register := a.api.Handle
+	if pattern == "GET /v1/networks" || pattern == "GET /v1/sandboxes" {
+		register = a.api.HandleQuery // filters, all: checked there
+	}
+	register(pattern, status, func(r *http.Request) (any, error) {
 		ctx, done := a.ctrl.Hold(r.Context()) // a reload drains the drivers in use
 		defer done()
 		r = r.WithContext(ctx)

@@ -130,15 +130,16 @@ func (a *Agent) controllerRoutes() {
 		return c.Refresh(r.Context(), r.PathValue("container"), req)
 	})
 	h("POST /v1/sandboxes/{container}/restore", 0, func(r *http.Request) (any, error) {
+		var none struct{} // no body, or {}: a field is refused, as on every route
+		if err := api.DecodeOptional(r, &none); err != nil {
+			return nil, err
+		}
 		return c.RestoreSandbox(r.Context(), r.PathValue("container"))
 	})
 	h("GET /v1/sandboxes/{container}/traffic", 0, func(r *http.Request) (any, error) {
 		return c.Traffic(r.Context(), r.PathValue("container"))
 	})
 	h("GET /v1/traffic", 0, func(r *http.Request) (any, error) {
-		if err := knownParams(r.URL.Query(), "/v1/traffic"); err != nil {
-			return nil, err
-		}
 		return c.Traffic(r.Context(), "")
 	})
 }
@@ -153,6 +154,9 @@ func allParam(r *http.Request) (bool, error) {
 	}
 	if !q.Has("all") {
 		return false, nil
+	}
+	if len(q["all"]) > 1 {
+		return false, fmt.Errorf("all: given %d times: %w", len(q["all"]), sdk.ErrInvalid)
 	}
 	all, err := strconv.ParseBool(q.Get("all"))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -76,11 +77,26 @@ type HandlerFunc func(r *http.Request) (any, error)
 
 // Handle registers h for pattern (a net/http pattern such as
 // "GET /v1/networks/{id}"). Success is answered with status (200 when 0).
+// A request with query parameters is refused with 400 naming the first:
+// the route takes none (HandleQuery registers one that reads its own).
 func (s *Server) Handle(pattern string, status int, h HandlerFunc) {
+	s.handle(pattern, status, h, false)
+}
+
+// HandleQuery is Handle for a route whose handler reads, and checks, its
+// query parameters.
+func (s *Server) HandleQuery(pattern string, status int, h HandlerFunc) {
+	s.handle(pattern, status, h, true)
+}
+
+func (s *Server) handle(pattern string, status int, h HandlerFunc, query bool) {
 	if status == 0 {
 		status = http.StatusOK
 	}
 	observe := s.observe
+	if !query {
+		h = withoutQuery(pattern, h)
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		bodyDeadline(w, r)
@@ -99,6 +115,23 @@ func (s *Server) Handle(pattern string, status int, h HandlerFunc) {
 			observe(pattern, code, time.Since(start))
 		}
 	})
+}
+
+// withoutQuery refuses a request to h with query parameters, naming the
+// first in order: a misspelt filter or option must not pass for none.
+func withoutQuery(pattern string, h HandlerFunc) HandlerFunc {
+	route := pattern[strings.IndexByte(pattern, ' ')+1:]
+	return func(r *http.Request) (any, error) {
+		if r.URL.RawQuery != "" {
+			name, _, _ := strings.Cut(r.URL.RawQuery, "&")
+			name, _, _ = strings.Cut(name, "=")
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+			return nil, fmt.Errorf("%q: %s takes no parameters: %w", clipString(name), route, sdk.ErrInvalid)
+		}
+		return h(r)
+	}
 }
 
 // bodyDeadline bounds the reading of r's body to bodyTimeout. The deadline
