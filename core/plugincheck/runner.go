@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/sandnet/sandnet/core/plugin"
 	"github.com/sandnet/sandnet/sdk/driver"
 	"github.com/sandnet/sandnet/sdk/drivertest"
@@ -376,10 +374,7 @@ func linksNow(t *testing.T) map[int]string {
 	if !nstest.Isolated() {
 		return nil
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Fatalf("listing the check's links: %v", err)
-	}
+	links := nstest.Links(t, nil) // a dump the driver's work interrupts is taken again
 	m := make(map[int]string, len(links))
 	for _, l := range links {
 		m[l.Attrs().Index] = fmt.Sprintf("%s (%s)", l.Attrs().Name, l.Type())
