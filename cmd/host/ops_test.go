@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/core/agent/agenttest"
 	"github.com/sandnet/sandnet/core/controller"
@@ -206,11 +209,25 @@ func TestDoctor(t *testing.T) {
 	// advertise_addr as the agent's start resolves it: an interface that
 	// is not there stops the start; an address no interface has carries
 	// no overlay traffic.
-	for _, tc := range []struct{ addr, want string }{
+	cases := []struct{ addr, want string }{
 		{"nosuch0", "FAIL  advertise_addr: interface nosuch0: Link not found: the agent would not start"},
 		{"192.0.2.77", "warn  advertise_addr: 192.0.2.77 is on no interface of this host"},
-		{"127.0.0.1", "ok    advertise_addr: 127.0.0.1, on lo"},
-	} {
+		{"127.0.0.1", "Invalid advertise address; 127.0.0.1 cannot be this host's address for other hosts"},
+	}
+	if nstest.Isolated() {
+		// An address on an interface: lo, in the test's own namespace.
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 78), Mask: net.CIDRMask(32, 32)}}
+		if err := netlink.AddrAdd(lo, addr); err != nil {
+			t.Fatal(err)
+		}
+		defer netlink.AddrDel(lo, addr)
+		cases = append(cases, struct{ addr, want string }{"192.0.2.78", "ok    advertise_addr: 192.0.2.78, on lo"})
+	}
+	for _, tc := range cases {
 		adv := filepath.Join(dir, "adv.hcl")
 		if err := os.WriteFile(adv, []byte(body+fmt.Sprintf("advertise_addr = %q\n", tc.addr)), 0o644); err != nil {
 			t.Fatal(err)
