@@ -1374,8 +1374,13 @@ func TestNamespaceOfAnotherSandboxRefused(t *testing.T) {
 	if !polltest.Wait(5*time.Second, func() bool { return sameNamespace(t, procPath, web.Key) }) {
 		t.Fatal("the sleeper never entered web's namespace")
 	}
-	spares, _ := filepath.Glob(filepath.Join(e.c.creatingDir(), "*"))
-	for _, path := range append([]string{web.Key, procPath, runtimeKey}, spares...) {
+	// A namespace the agent made ahead, as the spare pool makes them.
+	spare, err := osl.NewNamespace(filepath.Join(e.c.creatingDir(), "spare-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spare.Destroy()
+	for _, path := range []string{web.Key, procPath, runtimeKey, spare.Path()} {
 		_, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "thief", Netns: path, Networks: []SandboxNetwork{{Network: "blue", Connect: Connect{Interface: "eth5"}}}})
 		if !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "netns: ") {
 			t.Errorf("create in %s: %v, want a conflict naming netns", path, err)

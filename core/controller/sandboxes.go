@@ -652,9 +652,10 @@ func (c *Controller) forgetSandbox(ctx context.Context, op *sandboxOp) error {
 // later), that is none, is the agent's own (a sandbox there would have
 // the driver and the sandbox configure, and on delete tear down, the
 // host's interfaces and routes; host networking is a host-mode sandbox),
-// or lies under the agent's namespace directory (its sandboxes' keys and
-// the spares it made ahead). It returns the namespace's identity, for
-// claimNamespace.
+// or lies where the agent makes namespaces ahead (creatingDir: a spare
+// is no sandbox's yet, so claimNamespace would not find it; a sandbox's
+// key it finds by the namespace's identity). It returns the namespace's
+// identity, for claimNamespace.
 func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	if !filepath.IsAbs(path) {
 		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %q is not an absolute path (the agent does not share its caller's working directory)", field, clip(path))
@@ -672,8 +673,8 @@ func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	if same, err := osl.Same(path, self); err == nil && same {
 		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s is the agent's own network namespace, the host's; a container's sandbox needs one of its own (for host networking, create a host-mode sandbox)", field, path)
 	}
-	if dir := filepath.Clean(c.cfg.NetnsDir); strings.HasPrefix(filepath.Clean(path), dir+string(filepath.Separator)) {
-		return osl.ID{}, errorf(sdk.ErrConflict, "%s: %s is under the agent's namespace directory %s: the agent's own namespaces are not a runtime's to give", field, path, dir)
+	if dir := c.creatingDir(); strings.HasPrefix(filepath.Clean(path), dir+string(filepath.Separator)) {
+		return osl.ID{}, errorf(sdk.ErrConflict, "%s: %s is under %s, where the agent makes its namespaces ahead: they are not a runtime's to give", field, path, dir)
 	}
 	id, err := osl.Identify(path)
 	if err != nil {
