@@ -94,8 +94,12 @@ func TestAuxAddresses(t *testing.T) {
 	}
 	// "table TEMPLATE", as docker's: a header of the fields' names, the
 	// columns aligned (it printed the word table on every row).
-	if out, code := run("network", "ls", "--format", "table {{.Name}}\t{{.Driver}}", "-f", "name=aux"); code != 0 || out != "NAME   DRIVER\naux    bridge\naux6   bridge\n" {
-		t.Errorf("network ls --format 'table ...': exit %d, %q", code, out)
+	// The format as typed in a shell: a backslash and a t, no space
+	// after table.
+	for _, format := range []string{"table {{.Name}}\t{{.Driver}}", `table {{.Name}}\t{{.Driver}}`, `table{{.Name}}\t{{.Driver}}`} {
+		if out, code := run("network", "ls", "--format", format, "-f", "name=aux"); code != 0 || out != "NAME   DRIVER\naux    bridge\naux6   bridge\n" {
+			t.Errorf("network ls --format %q: exit %d, %q", format, code, out)
+		}
 	}
 	// -q prints the 12-character IDs, as Docker's, --no-trunc whole ones.
 	short, _ := run("network", "ls", "-q", "-f", "name=aux6")

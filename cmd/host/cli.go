@@ -197,9 +197,13 @@ func (c *clientFlags) client() (*api.Client, error) {
 	switch {
 	case c.format == "table" || c.format == "json":
 	case strings.Contains(c.format, "{{"):
-		text := c.format
-		if rest, ok := strings.CutPrefix(text, "table "); ok {
-			text, c.header = rest, tableHeader(rest)
+		// As docker's formatter prepares one: a leading "table" asks
+		// for a header and aligned columns, and \t and \n typed in
+		// the shell are a tab and a newline.
+		text, table := strings.CutPrefix(c.format, "table")
+		text = formatEscapes.Replace(strings.Trim(text, " "))
+		if table {
+			c.header = tableHeader(text)
 		}
 		t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(text)
 		if err != nil {
@@ -325,6 +329,9 @@ func tableHeader(text string) string {
 		return strings.ToUpper(fields[len(fields)-1][1])
 	})
 }
+
+// formatEscapes turns a typed \t and \n into a tab and a newline.
+var formatEscapes = strings.NewReplacer(`\t`, "\t", `\n`, "\n")
 
 var (
 	templateAction = regexp.MustCompile(`\{\{.*?\}\}`)
