@@ -286,13 +286,14 @@ func hostID(dataDir string) (id string, made bool, err error) {
 
 // forwardBudget bounds the queries the embedded resolvers of all
 // sandboxes forward at once (each holds a socket until its upstream
-// answers): a quarter of the open-file limit, at least 256, so that
-// containers flooding their resolvers with names no upstream answers
-// leave the agent the files its API and new sandboxes need.
+// answers): a quarter of the open-file limit, at least 256 but never
+// over half the limit, so that containers flooding their resolvers with
+// names no upstream answers leave the agent the files its API and new
+// sandboxes need. One resolver holds a quarter of it at most.
 func forwardBudget() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur/4 > math.MaxInt32 {
 		return math.MaxInt32
 	}
-	return max(256, int(lim.Cur/4))
+	return int(min(max(256, lim.Cur/4), lim.Cur/2))
 }

@@ -500,33 +500,50 @@ func TestTCPClientThatDoesNotRead(t *testing.T) {
 }
 
 // TestBudgetSharedAcrossResolvers: resolvers sharing a Budget (an
-// agent's) together forward no more than it allows; a query beyond it is
-// REFUSED at once by whichever resolver gets it, though that resolver's
-// own MaxInflight has room, and local names are still answered. The
-// places come back once the upstream answers.
+// agent's) together forward no more than it allows, and each no more than
+// a quarter of it; a query beyond either is REFUSED at once by the
+// resolver that gets it, though its own MaxInflight has room, local names
+// are still answered, and the places come back once the upstream
+// answers.
 func TestBudgetSharedAcrossResolvers(t *testing.T) {
-	const budget = 3
+	const budget = 8 // a quarter: 2 per resolver
 	up, release := blockingUpstream(t)
 	b := NewBudget(budget)
 	cfg := Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: 10 * time.Second, MaxInflight: 1024, Budget: b}
-	r1, r2 := newTestResolver(t, cfg, testBackend()), newTestResolver(t, cfg, testBackend())
-	addr1, addr2 := startLoopback(t, r1), startLoopback(t, r2)
+	var addrs []netip.AddrPort
+	for range 5 {
+		addrs = append(addrs, startLoopback(t, newTestResolver(t, cfg, testBackend())))
+	}
+	refusedAtOnce := func(addr netip.AddrPort, what string) {
+		t.Helper()
+		m, rtt, err := exchange(t, "udp", addr, query("extra.example.", dns.TypeA), 2*time.Second)
+		if err != nil || m.Rcode != dns.RcodeRefused || rtt > 500*time.Millisecond {
+			t.Errorf("%s: %v after %v, %v; want REFUSED at once", what, m, rtt, err)
+		}
+	}
 	held := make(chan error, budget)
-	for i, addr := range []netip.AddrPort{addr1, addr1, addr2} {
+	hold := func(addr netip.AddrPort, name string) {
 		go func() {
-			m, _, err := exchange(t, "udp", addr, query("held"+string(rune('a'+i))+".example.", dns.TypeA), 10*time.Second)
+			m, _, err := exchange(t, "udp", addr, query(name, dns.TypeA), 10*time.Second)
 			if err == nil && m.Rcode != dns.RcodeSuccess {
 				err = errors.New("held query got " + dns.RcodeToString[m.Rcode])
 			}
 			held <- err
 		}()
 	}
-	polltest.Until(t, 5*time.Second, "the upstream to hold the budget", func() bool { return up.queries.Load() == budget })
-	m, rtt, err := exchange(t, "udp", addr2, query("extra.example.", dns.TypeA), 2*time.Second)
-	if err != nil || m.Rcode != dns.RcodeRefused || rtt > 500*time.Millisecond {
-		t.Errorf("a query beyond the shared budget: %v after %v, %v; want REFUSED at once", m, rtt, err)
+	// One resolver holds its quarter; a third query of its is refused.
+	hold(addrs[0], "held-a.example.")
+	hold(addrs[0], "held-b.example.")
+	polltest.Until(t, 5*time.Second, "the first resolver's quarter held", func() bool { return up.queries.Load() == 2 })
+	refusedAtOnce(addrs[0], "a query beyond one resolver's quarter")
+	// The others take the rest of the budget, and then none is left.
+	for i, addr := range addrs[1:4] {
+		hold(addr, fmt.Sprintf("held-%d-1.example.", i))
+		hold(addr, fmt.Sprintf("held-%d-2.example.", i))
 	}
-	if m, _, err := exchange(t, "udp", addr2, query("web.", dns.TypeA), 2*time.Second); err != nil || len(m.Answer) != 3 {
+	polltest.Until(t, 5*time.Second, "the upstream to hold the budget", func() bool { return up.queries.Load() == budget })
+	refusedAtOnce(addrs[4], "a query beyond the shared budget")
+	if m, _, err := exchange(t, "udp", addrs[4], query("web.", dns.TypeA), 2*time.Second); err != nil || len(m.Answer) != 3 {
 		t.Errorf("local query while the budget is spent: %v, %v", m, err)
 	}
 	release()

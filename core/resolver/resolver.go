@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -529,7 +530,7 @@ func (r *Resolver) SetLimits(timeout time.Duration, maxInflight int) {
 // acquire takes an in-flight slot for a forwarded query; false means the
 // resolver is full and the query is refused.
 func (r *Resolver) acquire() bool {
-	if r.inflight.Add(1) > r.maxInflight.Load() {
+	if r.inflight.Add(1) > min(r.maxInflight.Load(), r.budget.share()) {
 		r.inflight.Add(-1)
 		return false
 	}
@@ -548,8 +549,9 @@ func (r *Resolver) release() {
 }
 
 // Budget bounds the forwarded queries in flight across the resolvers
-// that share it (Config.Budget): a query beyond it is answered REFUSED
-// at once, as beyond a resolver's own MaxInflight. Each forwarded query
+// that share it (Config.Budget), and each one's to a quarter of it: a
+// query beyond either is answered REFUSED at once, as beyond a resolver's
+// own MaxInflight. Each forwarded query
 // holds a socket, so that one agent's containers together cannot use up
 // its open files, and with them its API, its other containers' lookups
 // and the namespaces of new sandboxes. A nil *Budget bounds nothing.
@@ -560,6 +562,16 @@ type Budget struct {
 
 // NewBudget returns a Budget of max forwarded queries.
 func NewBudget(max int) *Budget { return &Budget{max: int64(max)} }
+
+// share is the most one resolver may hold of the budget: a quarter, so
+// that one container flooding its resolver leaves the others theirs. A
+// nil *Budget bounds nothing.
+func (b *Budget) share() int64 {
+	if b == nil {
+		return math.MaxInt64
+	}
+	return max(b.max/4, 1)
+}
 
 // take takes a query's place, or says there is none.
 func (b *Budget) take() bool {
