@@ -374,15 +374,24 @@ func (d *decoder) single(c *Config, b *hcl.Block) {
 	}
 }
 
-// looksLikeIPv4 says whether s is four dot-separated numbers, meant as an
-// IPv4 address (999.1.1.1) rather than an interface's name.
+// looksLikeIPv4 says whether s was meant as an IPv4 address (999.1.1.1,
+// 127.1, 0x7f.1) or a zoned address (10.0.0.1%eth0) rather than an
+// interface's name: dot-separated numbers, decimal or hex, or a '%'.
 func looksLikeIPv4(s string) bool {
+	if strings.Contains(s, "%") {
+		return true
+	}
 	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
+	if len(parts) < 2 {
 		return false
 	}
 	for _, p := range parts {
-		if p == "" || strings.Trim(p, "0123456789") != "" {
+		hex, isHex := strings.CutPrefix(strings.ToLower(p), "0x")
+		switch {
+		case p == "":
+			return false
+		case isHex && hex != "" && strings.Trim(hex, "0123456789abcdef") == "":
+		case strings.Trim(p, "0123456789") != "":
 			return false
 		}
 	}
