@@ -321,6 +321,7 @@ func TestConfigValidate(t *testing.T) {
 		want []string
 	}{
 		{"valid", nil, "", 0, []string{"valid"}},
+		{"valid, named by --config", []string{"--config"}, "", 0, []string{"valid"}},
 		{"plugin config fails the plugin's schema", nil, "driver \"none\" {\n  config {\n    mtu = 1500\n  }\n}\n", 1,
 			[]string{"config.hcl:16:5: error:", "mtu"}},
 		{"misspelt block", nil, "resolvr {}\n", 1, []string{"config.hcl:14:1: error:", `Did you mean "resolver"?`}},

@@ -22,9 +22,13 @@ import (
 func validateCmd(args []string) int {
 	fs := newFlags("config validate", "FILE")
 	offline := fs.Bool("offline", false, "do not start plugins to check their config blocks")
+	file := fs.String("config", "", "the file to check, as every other command names it (or give FILE)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return usageFail(err)
+	}
+	if *file != "" && len(pos) == 0 {
+		pos = []string{*file}
 	}
 	if len(pos) != 1 {
 		return wrongArgs(fs, pos)
