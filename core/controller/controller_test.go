@@ -1405,3 +1405,33 @@ func TestNamespaceOfAnotherSandboxRefused(t *testing.T) {
 		t.Fatalf("a create in a namespace its sandbox left: %v", err)
 	}
 }
+
+// A runtime's DEL (Release with its ifname) retried after one whose
+// store write failed part-way finishes the removal: the endpoint, whose
+// interface went with the first try, is still the ifname's attachment
+// (its record names it). The retry answered success and left the
+// endpoint, its address and its ports until the agent restarted.
+func TestReleaseRetriedAfterAFailedRemoval(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.107.0.0/24")
+	key := nstest.NewNetns(t)
+	if _, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "pod", Netns: key, Front: "cni",
+		Networks: []SandboxNetwork{{Network: "red", Connect: Connect{Interface: "eth0"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.store.hang("endpoint/") // the removal's store write does not answer
+	if err := e.c.Release(ctx, "red", "pod", "eth0"); err == nil {
+		t.Fatal("a release whose store write failed succeeded")
+	}
+	e.store.hang("")
+	if err := e.c.Release(ctx, "red", "pod", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "pod"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the retried release left the sandbox: %v", err)
+	}
+	if n, err := e.c.Network(ctx, "red"); err != nil || len(n.Endpoints) != 0 {
+		t.Fatalf("the retried release left the network's endpoints: %v, %v", n, err)
+	}
+}

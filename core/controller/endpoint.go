@@ -964,8 +964,23 @@ func (c *Controller) Release(ctx context.Context, netRef, container, ifname stri
 	}
 	e, err := c.connectedTo(ctx, op, netRef, container)
 	if err == nil && ifname != "" && e.IfName != ifname {
-		op.mu.Unlock()
-		return nil // not this attachment: the container's is another
+		// An endpoint whose removal failed part-way has no interface
+		// any more: its record names the one it had.
+		recorded := e.IfName
+		if recorded == "" {
+			ep, _, rerr := c.endpointRecord(ctx, e.NetworkID, e.ID)
+			if rerr != nil && !errors.Is(rerr, sdk.ErrNotFound) {
+				op.mu.Unlock()
+				return rerr
+			}
+			if rerr == nil {
+				recorded = ep.IfName
+			}
+		}
+		if recorded != ifname {
+			op.mu.Unlock()
+			return nil // not this attachment: the container's is another
+		}
 	}
 	var ports []PortBinding // a CNI container's, which another endpoint takes over
 	if err == nil {
