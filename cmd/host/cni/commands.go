@@ -136,8 +136,9 @@ func attach(ag *agent, network string, at *attachment) (*sandbox, *endpoint, err
 }
 
 // existing returns the container's attachment to network when it is the
-// one this ADD asks for: under its interface name, with its address and
-// MAC if it names them. A runtime that sends the ADD of an attachment
+// one this ADD asks for, and in working order: under its interface name,
+// with its address and MAC if it names them, the interface up with them
+// in the namespace. A runtime that sends the ADD of an attachment
 // that exists (podman connecting again after a disconnect that failed
 // while the agent was down) gets the attachment's result; refused, it
 // would send the DEL of its failed ADD, which takes the attachment that
@@ -158,6 +159,11 @@ func existing(ag *agent, network string, at *attachment) (*sandbox, *endpoint) {
 		}
 		if at.ip != "" && ep.Address.Addr().String() != at.ip || at.ip6 != "" && ep.AddressV6.Addr().String() != at.ip6 ||
 			at.mac != "" && !strings.EqualFold(ep.MAC, at.mac) {
+			return nil, nil
+		}
+		// Only one that works: an attachment whose removal failed
+		// part-way has lost its interface, and its DEL must go on.
+		if checkNamespace(at.netns, ep, ep.MAC, nil) != nil {
 			return nil, nil
 		}
 		return sb, ep
