@@ -711,7 +711,14 @@ func (c *Controller) setupJoin(ctx context.Context, u *undoStack, op *sandboxOp,
 	}
 	rec, err := sb.AddInterface(ctx, se, c.host, resp.GetSrcName(), resp.GetInSandbox(), resp.GetDstPrefix())
 	if err == nil {
-		u.Push("interface", func(context.Context) error { return sb.RemoveInterface(ep.ID) })
+		u.Push("interface", func(context.Context) error {
+			err := sb.RemoveInterface(ep.ID)
+			// Gone from the sandbox now: the resolver of a sandbox
+			// left with no addressed endpoint stops (the names undo
+			// ran before, while the endpoint was still there).
+			c.refreshDNS(op)
+			return err
+		})
 	} else {
 		err = fmt.Errorf("setting up endpoint %s in %s: %w", short(ep.ID), sb, err)
 	}

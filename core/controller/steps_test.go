@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,11 @@ func TestAttachFailsAfterEachStep(t *testing.T) {
 					sb, err := e.c.SandboxByContainer(ctx, container)
 					if err != nil || len(sb.Endpoints) != 0 {
 						t.Fatalf("sandbox after the failed connect: %+v, %v", sb, err)
+					}
+					// Its first connect failed: nothing answers on
+					// 127.0.0.11 in a sandbox without a network.
+					if err := exchange(key, "127.0.0.11", "example.com"); err == nil || !strings.Contains(err.Error(), "refused") {
+						t.Fatalf("a query in the sandbox after its only connect failed: %v, want it refused", err)
 					}
 					// The next attach works.
 					e.connect("red", container)
