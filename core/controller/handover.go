@@ -58,9 +58,13 @@ func handOverOrder(sb *sandbox.Sandbox) []sandbox.Endpoint {
 }
 
 // publishMore adds ports to those endpoint ep of network n publishes
-// (idx is its record's index): the driver publishes the whole set, then
-// the record says so; should the record fail, the driver goes back to
-// the ports the record has. Ports ep publishes already are skipped.
+// (idx is its record's index): the record says so first, then the driver
+// publishes the whole set; should the driver fail, the record goes back
+// to the ports it had. A crash in between leaves a record whose ports the
+// driver's replay publishes at the next start; the other order left a
+// rule that no record named, which the replay kept (it publishes what
+// records say, and takes away only what no endpoint owns). Ports ep
+// publishes already are skipped.
 func (c *Controller) publishMore(ctx context.Context, n *Network, ep *Endpoint, idx uint64, ports []PortBinding) error {
 	next := ep.clone()
 	for _, p := range ports {
@@ -75,30 +79,31 @@ func (c *Controller) publishMore(ctx context.Context, n *Network, ep *Endpoint, 
 	if err != nil {
 		return err
 	}
-	np := c.netProto(n)
-	resp, err := d.ProgramExternalConnectivity(finishing(ctx), &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(&next)})
-	if err != nil {
-		return fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
-	}
-	if bound := boundPorts(resp); len(bound) > 0 {
-		next.Ports = bound
-	}
-	_, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, ep, func(cur *Endpoint) error {
+	ctx = finishing(ctx)
+	idx, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, ep, func(cur *Endpoint) error {
 		cur.Ports, cur.External = next.Ports, true
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	resp, err := d.ProgramExternalConnectivity(ctx, &pb.ExternalConnectivityRequest{Network: c.netProto(n), Endpoint: epProto(&next)})
 	if err == nil {
+		if bound := boundPorts(resp); len(bound) > 0 && !slices.Equal(bound, next.Ports) {
+			// The driver picked host ports the ports left open.
+			_, err = c.updateEndpointAt(ctx, n.ID, ep.ID, idx, nil, func(cur *Endpoint) error {
+				cur.Ports = bound
+				return nil
+			})
+		}
+		return err
+	}
+	err = fmt.Errorf("driver %q publishing ports of endpoint %s: %w", n.Driver, short(ep.ID), err)
+	if _, uerr := c.updateEndpointAt(ctx, n.ID, ep.ID, idx, nil, func(cur *Endpoint) error {
+		cur.Ports, cur.External = ep.Ports, ep.External
 		return nil
-	}
-	back := &pb.ExternalConnectivityRequest{Network: np, Endpoint: epProto(ep)}
-	var berr error
-	if ep.External {
-		_, berr = d.ProgramExternalConnectivity(finishing(ctx), back)
-	} else {
-		berr = d.RevokeExternalConnectivity(finishing(ctx), back)
-	}
-	if berr != nil {
-		c.log.Error("undoing a hand-over of published ports", "endpoint", short(ep.ID), "error", berr)
+	}); uerr != nil {
+		c.log.Error("undoing a hand-over of published ports", "endpoint", short(ep.ID), "error", uerr)
 	}
 	return err
 }
