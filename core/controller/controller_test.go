@@ -1435,3 +1435,34 @@ func TestReleaseRetriedAfterAFailedRemoval(t *testing.T) {
 		t.Fatalf("the retried release left the network's endpoints: %v, %v", n, err)
 	}
 }
+
+// A driver's replay (its restart) finishes a disconnect that failed
+// part-way, rather than joining the endpoint again: it made the sandbox a
+// new interface, down and without addresses, that no endpoint owned.
+func TestReplayFinishesAFailedDisconnect(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb, _ := e.connected("red", "10.108.0.0/24", "c1")
+	e.store.hang("endpoint/") // the disconnect's store write does not answer
+	if err := e.c.Disconnect(ctx, "red", "c1"); err == nil {
+		t.Fatal("a disconnect whose store write failed succeeded")
+	}
+	e.store.hang("")
+	if err := e.c.Replay(ctx, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(addresses(t, sb.Key)); got != "map[]" {
+		t.Errorf("interfaces in the sandbox after the replay: %s", got)
+	}
+	ns, err := osl.OpenNamespace(sb.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if links := nstest.Links(t, ns.Handle()); len(links) != 1 {
+		t.Errorf("links in the sandbox after the replay: %d, want only lo", len(links))
+	}
+	if n, err := e.c.Network(ctx, "red"); err != nil || len(n.Endpoints) != 0 {
+		t.Errorf("the network's endpoints after the replay: %v, %v", n, err)
+	}
+}

@@ -101,7 +101,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, ep := range st.endpoints {
 		bySandbox[ep.SandboxID] = append(bySandbox[ep.SandboxID], ep)
 	}
-	if err := c.replay(ctx, st, ""); err != nil {
+	if err := c.replay(ctx, st, "", nil); err != nil {
 		c.log.Warn("the drivers did not all take the state back", "error", err)
 	}
 	c.collect(ctx, st)
@@ -478,12 +478,27 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	if err != nil {
 		return err
 	}
-	rerr := c.replay(ctx, st, driverName)
+	leaving := c.leavingEndpoints()
+	rerr := c.replay(ctx, st, driverName, leaving)
 	// The restarted driver knows no peers: all of them again.
 	c.peers.resync(ctx, "")
 	open()
 	if errors.Is(rerr, errNoAnswer) {
 		return rerr
+	}
+	// A disconnect that failed while the driver was down finishes now.
+	for _, l := range leaving {
+		if n := st.networks[l.e.NetworkID]; n == nil || n.Driver != driverName {
+			continue
+		}
+		if err := c.lockLive(l.op); err != nil {
+			continue // deleted meanwhile
+		}
+		err := c.removeAnnounced(ctx, l.op, l.e)
+		l.op.mu.Unlock()
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			c.log.Error("finishing a disconnect after the driver's restart", "endpoint", short(l.e.ID), "error", err)
+		}
 	}
 	// A delete that failed while the driver was down finishes now.
 	for _, s := range st.sandboxes {
@@ -499,13 +514,40 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	return rerr
 }
 
+// leavingEndpoint is an endpoint whose removal failed part-way: its
+// sandbox keeps it, without an interface (removeEndpoint), and its record
+// names the sandbox still.
+type leavingEndpoint struct {
+	op *sandboxOp
+	e  sandbox.Endpoint
+}
+
+// leavingEndpoints are the endpoints, by ID, whose removal failed part-way
+// in sandboxes that have their namespace: a replay must not join them
+// again (the driver would make them a new interface), and Replay finishes
+// removing them.
+func (c *Controller) leavingEndpoints() map[string]leavingEndpoint {
+	out := map[string]leavingEndpoint{}
+	for _, op := range c.sortedSandboxes(true) {
+		if op.sb.Namespace() == nil {
+			continue
+		}
+		for _, e := range op.sb.Endpoints() {
+			if e.IfName == "" {
+				out[e.ID] = leavingEndpoint{op: op, e: e}
+			}
+		}
+	}
+	return out
+}
+
 // replay is Replay over state already read; "" replays every driver. It
 // goes on past a failed call (each is logged) and says how many failed,
 // naming the first. A driver that leaves one call unanswered for
 // replayCallTimeout (its process alive, its health checks answered, but
 // stuck) is sent nothing more: a hung call held the replay, and the
 // reload or the restart waiting for it, for ever.
-func (c *Controller) replay(ctx context.Context, st *state, driverName string) error {
+func (c *Controller) replay(ctx context.Context, st *state, driverName string, leaving map[string]leavingEndpoint) error {
 	keys := map[string]string{}
 	for _, s := range st.sandboxes {
 		keys[s.ID] = s.Key
@@ -516,7 +558,7 @@ func (c *Controller) replay(ctx context.Context, st *state, driverName string) e
 		if n.InDelete || driverName != "" && n.Driver != driverName || hung[n.Driver] {
 			continue
 		}
-		errs := c.replayNetwork(ctx, st, n, keys)
+		errs := c.replayNetwork(ctx, st, n, keys, leaving)
 		failed = append(failed, errs...)
 		if len(errs) > 0 && errors.Is(errs[len(errs)-1], errNoAnswer) {
 			hung[n.Driver] = true
@@ -544,7 +586,7 @@ var errNoAnswer = errors.New("no answer")
 // joins and the published ports, and returns what failed, each failure
 // logged; it stops at a call the driver does not answer (errNoAnswer,
 // last).
-func (c *Controller) replayNetwork(ctx context.Context, st *state, n *Network, keys map[string]string) []error {
+func (c *Controller) replayNetwork(ctx context.Context, st *state, n *Network, keys map[string]string, leaving map[string]leavingEndpoint) []error {
 	d, _, err := c.driver(ctx, n.Driver)
 	if err != nil {
 		c.log.Error("replaying network", "network", n.Name, "error", err)
@@ -564,8 +606,8 @@ func (c *Controller) replayNetwork(ctx context.Context, st *state, n *Network, k
 	}
 	var failed []error
 	for _, ep := range st.endpoints {
-		if ep.NetworkID != n.ID {
-			continue
+		if _, gone := leaving[ep.ID]; ep.NetworkID != n.ID || gone {
+			continue // another network's, or one Replay finishes removing
 		}
 		epp := epProto(ep)
 		err := c.bounded(ctx, func(ctx context.Context) error {
