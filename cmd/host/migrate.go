@@ -55,6 +55,11 @@ func storeMigrateCmd(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	// A bolt source whose file is not there is a wrong --from: opening
+	// it would make an empty one, and "copy" nothing.
+	if path := absentStoreFile(ctx, m, srcCfg); path != "" {
+		return fail(fmt.Errorf("source store: the bolt file %s (of %s) does not exist: nothing to migrate; is --from the config of the store to copy from?", path, *from))
+	}
 	src, err := openStore(ctx, m, srcCfg, "source")
 	if err != nil {
 		return fail(err)
@@ -130,6 +135,9 @@ func migrate(ctx context.Context, src, dst store.Store, force bool, progress fun
 		return 0, fmt.Errorf("reading source: %w", err)
 	}
 	pairs := slices.DeleteFunc(all, isHostRecord)
+	if len(pairs) == 0 {
+		return 0, fmt.Errorf("the source store holds no sandnet keys: nothing to migrate (is --from the config of the store to copy from?): %w", sdk.ErrNotFound)
+	}
 	existing, err := dst.List(ctx, migratePrefix)
 	if err != nil {
 		return 0, fmt.Errorf("reading target: %w", err)

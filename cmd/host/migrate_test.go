@@ -45,6 +45,11 @@ func openBolt(t *testing.T, path string) store.Store {
 func TestMigrate(t *testing.T) {
 	ctx := context.Background()
 	src, dst := boltStore(t), boltStore(t)
+	// An empty source is a wrong --from: nothing is "copied and
+	// verified".
+	if _, err := migrate(ctx, src, dst, false, func(int, int) {}); !errors.Is(err, sdk.ErrNotFound) || !strings.Contains(err.Error(), "holds no sandnet keys") {
+		t.Fatalf("migrating an empty store: %v, want refused", err)
+	}
 	for i := range 150 {
 		if _, err := src.Put(ctx, fmt.Sprintf("sandnet/v1/network/n%03d", i), []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
 			t.Fatal(err)
@@ -152,6 +157,16 @@ func TestSwapStoreByMigration(t *testing.T) {
 	out, err = exec.Command(bins.Sandnet, "store", "migrate", "-from", old.ConfigPath, "-to", old.ConfigPath).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "do --from and --to name the same store?") {
 		t.Fatalf("migrating a store into itself: %v\n%s", err, out)
+	}
+	// A source whose bolt file is not there (a wrong --from) is refused,
+	// and not made.
+	missing := agenttest.NewEnv(t, bins, boltBlock("missing.db")+sandboxBlock)
+	out, err = exec.Command(bins.Sandnet, "store", "migrate", "-from", missing.ConfigPath, "-to", neu.ConfigPath, "-force").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing.db (of "+missing.ConfigPath+") does not exist: nothing to migrate") {
+		t.Fatalf("migrating from a store that is not there: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the refused migration made the source's file: %v", err)
 	}
 }
 
