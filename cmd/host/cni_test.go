@@ -854,6 +854,14 @@ func TestCNIAddOfAnExistingAttachment(t *testing.T) {
 	} else if e := cniErr(t, out); e.Code != types.ErrInvalidNetNS || !strings.Contains(e.Msg, "is the namespace of sandbox") {
 		t.Errorf("a second container's ADD into pod-x's namespace: %+v", e)
 	}
+	// The host's own namespace as CNI_NETNS is an invalid netns too.
+	own := env("ADD", "pod-z")
+	own["CNI_NETNS"] = "/proc/self/ns/net"
+	if out, ok := r.plugin(own, conf); ok {
+		t.Errorf("an ADD into the host's namespace succeeded: %s", out)
+	} else if e := cniErr(t, out); e.Code != types.ErrInvalidNetNS {
+		t.Errorf("an ADD into the host's namespace: %+v, want code 8", e)
+	}
 	sb, err := r.agent.Client.Sandbox(ctx, "pod-x")
 	if err != nil || len(sb.Endpoints) != 1 || sb.Endpoints[0].IfName != "eth0" {
 		t.Fatalf("pod-x after the ADDs: %s, %v; want its eth0 on ex", jsonOf(sb), err)

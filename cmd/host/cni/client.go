@@ -81,7 +81,8 @@ func status(err error) int {
 
 // cniError turns an agent's error into a CNI error: a request the agent
 // found invalid or a network it does not know is a config error (7), a
-// namespace another sandbox has is an invalid netns (8), an unavailable
+// CNI_NETNS it refuses (the agent's own, gone, another sandbox's) is an
+// invalid netns (8), an unavailable
 // plugin or store is "try again later" (11), anything else is internal
 // (999). CNI errors pass through.
 func cniError(what string, err error) error {
@@ -90,16 +91,16 @@ func cniError(what string, err error) error {
 		return te
 	}
 	code := types.ErrInternal
-	switch status(err) {
-	case statusBadRequest, statusNotFound:
+	var ae *apiError
+	switch st := status(err); {
+	case (st == statusBadRequest || st == statusConflict) && errors.As(err, &ae) && strings.Contains(ae.Message, "netns: "):
+		// CNI_NETNS itself: the agent's own, gone, none, or another
+		// sandbox's.
+		code = types.ErrInvalidNetNS
+	case st == statusBadRequest, st == statusNotFound:
 		code = types.ErrInvalidNetworkConfig
-	case statusUnavailable:
+	case st == statusUnavailable:
 		code = types.ErrTryAgainLater
-	case statusConflict:
-		var ae *apiError
-		if errors.As(err, &ae) && strings.Contains(ae.Message, "netns: ") {
-			code = types.ErrInvalidNetNS
-		}
 	}
 	return types.NewError(code, what+": "+err.Error(), "")
 }
