@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -27,7 +28,11 @@ func validateCmd(args []string) int {
 	if err != nil {
 		return usageFail(err)
 	}
-	if *file != "" && len(pos) == 0 {
+	if *file != "" {
+		if len(pos) > 0 {
+			fmt.Fprintf(os.Stderr, "sandnet: config validate: --config %s and %s: name the file once\n", *file, strings.Join(pos, " "))
+			return 2
+		}
 		pos = []string{*file}
 	}
 	if len(pos) != 1 {
