@@ -34,24 +34,6 @@ var idName = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // before anything else makes state, so nothing made in this run is
 // missing from st.
 func (c *Controller) collect(ctx context.Context, st *state) {
-	for _, name := range c.plugins.Drivers() {
-		c.collectDriver(ctx, st, name)
-	}
-	known := map[string]bool{}
-	for _, s := range st.sandboxes {
-		known[s.ID] = true
-	}
-	c.removeUnknown(c.cfg.NetnsDir, known, "namespace", osl.Remove)
-	c.removeUnknown(c.cfg.FilesDir, known, "files", os.RemoveAll)
-}
-
-// collectDriver tells driver name every network and endpoint of st (the
-// store's, for this host) and has it remove the rest of its own: after an
-// agent start (collect), and after the driver's restart (Replay), where
-// what it made for an attach its crash cut short (a veth pair, a bridge
-// port) belongs to no endpoint, and went only at the agent's next start.
-// Requests wait for the driver meanwhile, so it makes nothing new.
-func (c *Controller) collectDriver(ctx context.Context, st *state, name string) {
 	req := &pb.CollectRequest{}
 	for _, n := range st.networks {
 		req.Networks = append(req.Networks, n.ID)
@@ -59,13 +41,21 @@ func (c *Controller) collectDriver(ctx context.Context, st *state, name string) 
 	for _, ep := range st.endpoints {
 		req.Endpoints = append(req.Endpoints, ep.ID)
 	}
-	d, err := c.plugins.Driver(name)
-	if err == nil {
-		err = driver.Collect(ctx, d, req)
+	for _, name := range c.plugins.Drivers() {
+		d, err := c.plugins.Driver(name)
+		if err == nil {
+			err = driver.Collect(ctx, d, req)
+		}
+		if err != nil {
+			c.log.Error("removing what the driver's previous run left for networks the store does not hold", "driver", name, "error", err)
+		}
 	}
-	if err != nil {
-		c.log.Error("removing what the driver's previous run left for networks and endpoints the store does not hold", "driver", name, "error", err)
+	known := map[string]bool{}
+	for _, s := range st.sandboxes {
+		known[s.ID] = true
 	}
+	c.removeUnknown(c.cfg.NetnsDir, known, "namespace", osl.Remove)
+	c.removeUnknown(c.cfg.FilesDir, known, "files", os.RemoveAll)
 }
 
 // removeUnknown removes with remove the entries of dir named as a sandbox

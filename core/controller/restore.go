@@ -480,9 +480,6 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 	}
 	leaving := c.leavingEndpoints()
 	rerr := c.replay(ctx, st, driverName, leaving)
-	if !errors.Is(rerr, errNoAnswer) {
-		c.collectDriver(ctx, st, driverName)
-	}
 	// The restarted driver knows no peers: all of them again.
 	c.peers.resync(ctx, "")
 	open()
