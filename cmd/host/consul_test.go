@@ -115,20 +115,9 @@ func TestSwapStores(t *testing.T) {
 // has its address and every allocated address its endpoint), and the
 // agent recovers by itself when Consul is back.
 func TestConsulOutage(t *testing.T) {
-	nstest.RequireRoot(t)
 	ctx := context.Background()
-	consul := consultest.Start(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
-	a := e.Start(t)
+	consul, e, a := consulBridgeAgent(t, "10.47.0.0/24")
 	c := a.Client
-	// Networks outlive the agent: the bridge and its address would stay
-	// in the way of a later test's network on the same subnet.
-	t.Cleanup(func() { removeAll(t, c) })
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.47.0.0/24"}); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	attached := map[string]bool{}
 	stop := make(chan struct{})
@@ -243,18 +232,9 @@ func consulKeys(t *testing.T, addr, prefix string) []string {
 // tries the replay again until the store answers, rather than leaving
 // the driver without its networks and endpoints until its next restart.
 func TestDriverReplayWaitsForTheStore(t *testing.T) {
-	nstest.RequireRoot(t)
 	ctx := context.Background()
-	consul := consultest.Start(t)
-	dir := t.TempDir()
-	agenttest.CleanupMounts(t, dir)
-	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
-	a := e.Start(t)
+	consul, _, a := consulBridgeAgent(t, "10.48.0.0/24")
 	c := a.Client
-	t.Cleanup(func() { removeAll(t, c) })
-	if _, err := c.CreateNetwork(ctx, controller.NetworkCreate{Name: "net", Subnet: "10.48.0.0/24"}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.CreateSandbox(ctx, controller.SandboxCreate{ContainerID: "c1", Networks: []controller.SandboxNetwork{{Network: "net"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -301,4 +281,23 @@ func TestDriverReplayWaitsForTheStore(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// consulBridgeAgent starts a Consul and an agent on it with the bridge
+// driver, and makes a network "net" of subnet.
+func consulBridgeAgent(t *testing.T, subnet string) (*consultest.Agent, *agenttest.Env, *agenttest.Agent) {
+	t.Helper()
+	nstest.RequireRoot(t)
+	consul := consultest.Start(t)
+	dir := t.TempDir()
+	agenttest.CleanupMounts(t, dir)
+	e := agenttest.NewEnv(t, bins, consulBlock(consul.Addr())+fmt.Sprintf("driver \"bridge\" {}\nsandbox {\n  netns_dir = %q\n}\n", filepath.Join(dir, "netns")))
+	a := e.Start(t)
+	// Networks outlive the agent: the bridge and its address would stay
+	// in the way of a later test's network on the same subnet.
+	t.Cleanup(func() { removeAll(t, a.Client) })
+	if _, err := a.Client.CreateNetwork(context.Background(), controller.NetworkCreate{Name: "net", Subnet: subnet}); err != nil {
+		t.Fatal(err)
+	}
+	return consul, e, a
 }

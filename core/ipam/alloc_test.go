@@ -336,18 +336,7 @@ func TestStaleView(t *testing.T) {
 func TestTwoHosts(t *testing.T) {
 	ctx := t.Context()
 	impl := newStore(t)
-	var hosts [2]struct {
-		a *Allocator
-		s store.Store
-	}
-	for i := range hosts {
-		c, stop, err := store.InProcess(boltstore.Info("test"), impl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		hosts[i].s, hosts[i].a = c, newAllocator(t, c, opts{})
-	}
+	hosts := twoHosts(t, impl)
 	pool := createPool(t, hosts[0].a, hosts[0].s, PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.8.0.0/24")})
 
 	const workers, perWorker = 4, 25 // per host
@@ -432,19 +421,7 @@ func TestHostsInTurn(t *testing.T) {
 	for _, observe := range []bool{true, false} {
 		t.Run(fmt.Sprintf("observe=%v", observe), func(t *testing.T) {
 			ctx := t.Context()
-			impl := newStore(t)
-			var hosts [2]struct {
-				a *Allocator
-				s store.Store
-			}
-			for i := range hosts {
-				c, stop, err := store.InProcess(boltstore.Info("test"), impl)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(stop)
-				hosts[i].s, hosts[i].a = c, newAllocator(t, c, opts{})
-			}
+			hosts := twoHosts(t, newStore(t))
 			pool := createPool(t, hosts[0].a, hosts[0].s, PoolRequest{NetworkID: "n", Subnet: netip.MustParsePrefix("10.9.0.0/24")})
 			var conflicts atomic.Int64
 			for n := range 20 {
@@ -464,4 +441,26 @@ func TestHostsInTurn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// host is one host's allocator and its connection to the shared store.
+type host struct {
+	a *Allocator
+	s store.Store
+}
+
+// twoHosts returns two hosts sharing impl, each through a store plugin
+// connection of its own, as two agents on one Consul.
+func twoHosts(t *testing.T, impl store.Store) [2]host {
+	t.Helper()
+	var hosts [2]host
+	for i := range hosts {
+		c, stop, err := store.InProcess(boltstore.Info("test"), impl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		hosts[i] = host{a: newAllocator(t, c, opts{}), s: c}
+	}
+	return hosts
 }
