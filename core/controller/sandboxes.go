@@ -754,21 +754,13 @@ func (c *Controller) setKey(ctx context.Context, container, path string) (*Sandb
 	if op.sb.Namespace() != nil {
 		return nil, errorf(sdk.ErrForbidden, "sandbox %s already has its key", short(op.sb.ID()))
 	}
-	nsid, err := c.checkRuntimeNS("path", path)
-	if err != nil {
-		return nil, err
-	}
-	release, err := c.claimNamespace("path", path, nsid, op.sb.ContainerID())
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	key := filepath.Join(c.cfg.NetnsDir, op.sb.ID())
-	ns, err := osl.BindNamespace(path, key)
+	ns, release, err := c.bindRuntimeNS(path, key, op.sb.ContainerID())
 	if err != nil {
-		return nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
+		return nil, err
 	}
 	op.sb.SetNamespace(key, ns)
+	release() // other claims find it by the sandbox's namespace now
 	if op.front != "" {
 		op.runtimeNetns.Store(&path)
 	}
@@ -818,6 +810,27 @@ func (c *Controller) setKey(ctx context.Context, container, path string) (*Sandb
 	}
 	ok = true
 	return c.view(ctx, op)
+}
+
+// bindRuntimeNS checks the namespace a runtime names by path for a
+// set-key of container's sandbox, and binds it at key; it is refused when
+// another sandbox has it (claimNamespace). The caller calls release once
+// the sandbox has the namespace, which the claims after then find.
+func (c *Controller) bindRuntimeNS(path, key, container string) (_ *osl.Namespace, release func(), err error) {
+	nsid, err := c.checkRuntimeNS("path", path)
+	if err != nil {
+		return nil, nil, err
+	}
+	release, err = c.claimNamespace("path", path, nsid, container)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := osl.BindNamespace(path, key)
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("binding %s at %s: %w", path, key, err)
+	}
+	return ns, release, nil
 }
 
 // unjoin undoes a failed set-key's join of endpoint e (as it was before
