@@ -1466,3 +1466,86 @@ func TestReplayFinishesAFailedDisconnect(t *testing.T) {
 		t.Errorf("the network's endpoints after the replay: %v, %v", n, err)
 	}
 }
+
+// A driver's replay keeps the endpoints that have no interface at all (a
+// host network's): only an endpoint whose removal failed part-way is
+// finished. The first cut of that took every endpoint without an
+// interface for one, and a restart of the host or none driver
+// disconnected all their containers.
+func TestReplayKeepsEndpointsWithoutInterfaces(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.c.CreateNetwork(ctx, NetworkCreate{Name: "host", Driver: "host"}); err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox("h1", func(r *SandboxCreate) { r.HostMode = true })
+	e.connect("host", "h1")
+	if err := e.c.Replay(ctx, "host"); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := e.c.SandboxByContainer(ctx, "h1"); err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("h1 after the host driver's replay: %+v, %v; want its endpoint", sb, err)
+	}
+	if err := e.c.Disconnect(ctx, "host", "h1"); err != nil {
+		t.Fatalf("disconnecting h1 after the replay: %v", err)
+	}
+}
+
+// The replay finishing a CNI DEL that failed part-way hands the
+// container's published ports over to its other endpoint, as the DEL
+// would have; they were lost.
+func TestReplayFinishingAReleaseHandsPortsOver(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.network("red", "veth", "10.109.0.0/24")
+	blue := e.network("blue", "veth", "10.110.0.0/24")
+	e.sandbox("pod", func(r *SandboxCreate) {
+		r.Front = "cni"
+		r.Networks = []SandboxNetwork{{Network: "red", Connect: Connect{Publish: []string{"8090:80"}}}}
+	})
+	e.connect("blue", "pod")
+	e.store.hang("endpoint/") // the DEL's store write does not answer
+	if err := e.c.Release(ctx, "red", "pod", ""); err == nil {
+		t.Fatal("a release whose store write failed succeeded")
+	}
+	e.store.hang("")
+	if err := e.c.Replay(ctx, "veth"); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.c.SandboxByContainer(ctx, "pod")
+	if err != nil || len(sb.Endpoints) != 1 || sb.Endpoints[0].NetworkID != blue.ID || len(sb.Endpoints[0].Ports) != 1 {
+		t.Fatalf("pod after the replay: %+v, %v; want its blue endpoint publishing 8090", sb, err)
+	}
+}
+
+// A runtime's DEL retried after one whose store write landed but whose
+// answer was lost (the record gone, the endpoint still the sandbox's,
+// leaving) releases it, and the front's sandbox, empty, goes: every DEL
+// after answered success and left the sandbox, and every ADD of the
+// container was refused as connected already.
+func TestReleaseAfterALostAnswer(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	red := e.network("red", "veth", "10.111.0.0/24")
+	key := nstest.NewNetns(t)
+	sb, err := e.c.NewSandbox(ctx, SandboxCreate{ContainerID: "pod", Netns: key, Front: "cni",
+		Networks: []SandboxNetwork{{Network: "red", Connect: Connect{Interface: "eth0"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store.hang("endpoint/")
+	if err := e.c.Release(ctx, "red", "pod", "eth0"); err == nil {
+		t.Fatal("a release whose store write failed succeeded")
+	}
+	e.store.hang("")
+	// The write had landed after all.
+	if err := e.store.Store.Delete(ctx, endpointKey(red.ID, sb.Endpoints[0].ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Release(ctx, "red", "pod", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.SandboxByContainer(ctx, "pod"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("the retried release left the sandbox: %v", err)
+	}
+}

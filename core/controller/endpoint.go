@@ -917,7 +917,7 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		// (every call is idempotent) and drops the record then. Never
 		// an endpoint that no sandbox holds.
 		se := sbEndpoint(n, &ep)
-		se.IfName = ""
+		se.IfName, se.Leaving = "", true
 		op.sb.Restore(se)
 		return err
 	}
@@ -925,6 +925,45 @@ func (c *Controller) removeEndpoint(ctx context.Context, op *sandboxOp, netID, e
 		return nil
 	}
 	return op.sb.WriteFiles()
+}
+
+// wasAttachedAs says whether endpoint e, whose interface is not named
+// ifname, is still the attachment under ifname: one whose removal failed
+// part-way (Leaving) has lost its interface, and its record names the one
+// it had; with its record gone too (the store applied the delete, its
+// answer lost), it is the attachment being released.
+func (c *Controller) wasAttachedAs(ctx context.Context, e sandbox.Endpoint, ifname string) (bool, error) {
+	if !e.Leaving {
+		return false, nil
+	}
+	ep, _, err := c.endpointRecord(ctx, e.NetworkID, e.ID)
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return ep.IfName == ifname, nil
+}
+
+// releaseEndpoint removes endpoint e of a front's sandbox, as a release
+// (Release, or a driver's replay finishing one that failed part-way): the
+// ports a CNI container's endpoint published are handed over to another
+// of its endpoints. op.mu is held.
+func (c *Controller) releaseEndpoint(ctx context.Context, op *sandboxOp, e sandbox.Endpoint) error {
+	var ports []PortBinding // a CNI container's, which another endpoint takes over
+	if op.front == "cni" {
+		if ep, _, err := c.endpointRecord(ctx, e.NetworkID, e.ID); err == nil {
+			ports = ep.Ports
+		}
+	}
+	if err := c.removeAnnounced(ctx, op, e); err != nil {
+		return err
+	}
+	if len(ports) > 0 {
+		c.handOverPorts(ctx, op, ports)
+	}
+	return nil
 }
 
 // Disconnect detaches a container's sandbox from a network and deletes the
@@ -971,35 +1010,14 @@ func (c *Controller) Release(ctx context.Context, netRef, container, ifname stri
 	}
 	e, err := c.connectedTo(ctx, op, netRef, container)
 	if err == nil && ifname != "" && e.IfName != ifname {
-		// An endpoint whose removal failed part-way has no interface
-		// any more: its record names the one it had.
-		recorded := e.IfName
-		if recorded == "" {
-			ep, _, rerr := c.endpointRecord(ctx, e.NetworkID, e.ID)
-			if rerr != nil && !errors.Is(rerr, sdk.ErrNotFound) {
-				op.mu.Unlock()
-				return rerr
-			}
-			if rerr == nil {
-				recorded = ep.IfName
-			}
-		}
-		if recorded != ifname {
+		mine, rerr := c.wasAttachedAs(ctx, e, ifname)
+		if rerr != nil || !mine {
 			op.mu.Unlock()
-			return nil // not this attachment: the container's is another
+			return rerr // nil: not this attachment, the container's is another
 		}
 	}
-	var ports []PortBinding // a CNI container's, which another endpoint takes over
 	if err == nil {
-		if op.front == "cni" {
-			if ep, _, rerr := c.endpointRecord(ctx, e.NetworkID, e.ID); rerr == nil {
-				ports = ep.Ports
-			}
-		}
-		err = c.removeAnnounced(ctx, op, e)
-	}
-	if err == nil && len(ports) > 0 {
-		c.handOverPorts(ctx, op, ports)
+		err = c.releaseEndpoint(ctx, op, e)
 	}
 	empty := len(op.sb.Endpoints()) == 0
 	op.mu.Unlock()

@@ -494,7 +494,7 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 		if err := c.lockLive(l.op); err != nil {
 			continue // deleted meanwhile
 		}
-		err := c.removeAnnounced(ctx, l.op, l.e)
+		err := c.releaseEndpoint(ctx, l.op, l.e)
 		l.op.mu.Unlock()
 		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			c.log.Error("finishing a disconnect after the driver's restart", "endpoint", short(l.e.ID), "error", err)
@@ -515,15 +515,15 @@ func (c *Controller) Replay(ctx context.Context, driverName string) error {
 }
 
 // leavingEndpoint is an endpoint whose removal failed part-way: its
-// sandbox keeps it, without an interface (removeEndpoint), and its record
-// names the sandbox still.
+// sandbox keeps it, Leaving, without an interface (removeEndpoint), and
+// its record may name the sandbox still.
 type leavingEndpoint struct {
 	op *sandboxOp
 	e  sandbox.Endpoint
 }
 
 // leavingEndpoints are the endpoints, by ID, whose removal failed part-way
-// in sandboxes that have their namespace: a replay must not join them
+// (sandbox.Endpoint.Leaving) in sandboxes that have their namespace: a replay must not join them
 // again (the driver would make them a new interface), and Replay finishes
 // removing them.
 func (c *Controller) leavingEndpoints() map[string]leavingEndpoint {
@@ -533,7 +533,7 @@ func (c *Controller) leavingEndpoints() map[string]leavingEndpoint {
 			continue
 		}
 		for _, e := range op.sb.Endpoints() {
-			if e.IfName == "" {
+			if e.Leaving {
 				out[e.ID] = leavingEndpoint{op: op, e: e}
 			}
 		}

@@ -86,6 +86,10 @@ type Endpoint struct {
 	// (controller.Endpoint.Resolver); the resolver answers on it as on
 	// 127.0.0.11 while the endpoint is joined.
 	Resolver netip.Addr
+	// Leaving marks an endpoint whose removal failed part-way: its
+	// interface is gone (IfName is empty), its record may still name the
+	// sandbox, and a retried removal or the driver's replay finishes it.
+	Leaving bool
 }
 
 // Sandbox is one container's network stack.
