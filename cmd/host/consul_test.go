@@ -263,8 +263,9 @@ func TestDriverReplayWaitsForTheStore(t *testing.T) {
 		}
 		return ""
 	})
-	// The driver has the endpoint again: its disconnect removes the
-	// host's end of the pair.
+	// The endpoint works with the replayed driver: its host end is
+	// there, and its disconnect removes it. (The log line above is what
+	// tells a replay from none: the bridge's Leave needs no state.)
 	sb, err := c.Sandbox(ctx, "c1")
 	if err != nil || len(sb.Endpoints) != 1 {
 		t.Fatalf("c1 after the replay: %+v, %v", sb, err)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sandnet/sandnet/sdk"
 	pb "github.com/sandnet/sandnet/sdk/proto"
 	"github.com/sandnet/sandnet/sdk/store"
@@ -229,4 +231,28 @@ func (ec *epCache) forget(key string) {
 	ec.mu.Lock()
 	defer ec.mu.Unlock()
 	delete(ec.m, key)
+}
+
+// storeReadsAtOnce bounds the store reads a listing or a scrape has in
+// flight: each waits a round trip to the store, which one after another
+// add up to seconds with a store tens of milliseconds away.
+const storeReadsAtOnce = 16
+
+// inParallel runs fn for 0..n-1, storeReadsAtOnce at a time, and
+// returns the first error; the others' contexts are cancelled then.
+func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n <= 1 {
+		for i := range n {
+			if err := fn(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(storeReadsAtOnce)
+	for i := range n {
+		g.Go(func() error { return fn(gctx, i) })
+	}
+	return g.Wait()
 }

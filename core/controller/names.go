@@ -293,7 +293,7 @@ func dnsName(name string) bool {
 	if len(name) > 254 {
 		return false
 	}
-	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+	for l := range strings.SplitSeq(strings.TrimSuffix(name, "."), ".") {
 		if len(l) == 0 || len(l) > 63 {
 			return false
 		}

@@ -669,16 +669,15 @@ func (c *Controller) checkRuntimeNS(field, path string) (osl.ID, error) {
 	case err != nil:
 		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s is not a network namespace", field, path)
 	}
-	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid())
-	if same, err := osl.Same(path, self); err == nil && same {
+	id, err := osl.Identify(path)
+	if err != nil {
+		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %v", field, err)
+	}
+	if self, err := osl.Identify(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid())); err == nil && self == id {
 		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %s is the agent's own network namespace, the host's; a container's sandbox needs one of its own (for host networking, create a host-mode sandbox)", field, path)
 	}
 	if dir := c.creatingDir(); strings.HasPrefix(filepath.Clean(path), dir+string(filepath.Separator)) {
 		return osl.ID{}, errorf(sdk.ErrConflict, "%s: %s is under %s, where the agent makes its namespaces ahead: they are not a runtime's to give", field, path, dir)
-	}
-	id, err := osl.Identify(path)
-	if err != nil {
-		return osl.ID{}, errorf(sdk.ErrInvalid, "%s: %v", field, err)
 	}
 	return id, nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/sandnet/sandnet/core/ipam"
 	"github.com/sandnet/sandnet/core/osl"
 )
@@ -89,30 +87,6 @@ func (c *Controller) networkStats(ctx context.Context, n *Network) (NetworkStats
 		ns.Pools = append(ns.Pools, PoolStats{Subnet: pc.Subnet, Used: used, Free: max(free, 0)})
 	}
 	return ns, nil
-}
-
-// storeReadsAtOnce bounds the store reads a listing or a scrape has in
-// flight: each waits a round trip to the store, which one after another
-// add up to seconds with a store tens of milliseconds away.
-const storeReadsAtOnce = 16
-
-// inParallel runs fn for 0..n-1, storeReadsAtOnce at a time, and
-// returns the first error; the others' contexts are cancelled then.
-func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
-	if n <= 1 {
-		for i := range n {
-			if err := fn(ctx, i); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(storeReadsAtOnce)
-	for i := range n {
-		g.Go(func() error { return fn(gctx, i) })
-	}
-	return g.Wait()
 }
 
 // aux is c's auxiliary addresses as the allocator has them.

@@ -219,14 +219,15 @@ func Check(key string) error { return checkNetns(key) }
 // /proc/PID/ns/net) are the same namespace: nsfs gives every namespace
 // one inode.
 func Same(a, b string) (bool, error) {
-	var sa, sb unix.Stat_t
-	if err := unix.Stat(a, &sa); err != nil {
-		return false, &fs.PathError{Op: "stat", Path: a, Err: err}
+	ia, err := Identify(a)
+	if err != nil {
+		return false, err
 	}
-	if err := unix.Stat(b, &sb); err != nil {
-		return false, &fs.PathError{Op: "stat", Path: b, Err: err}
+	ib, err := Identify(b)
+	if err != nil {
+		return false, err
 	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+	return ia == ib, nil
 }
 
 // ID is a network namespace's identity: nsfs gives every namespace one
